@@ -1,0 +1,98 @@
+//! Command-line flags, named after gunicorn's where gunicorn has the flag.
+//! Every flag is optional so that the config file can supply it; `config` merges.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser, Default)]
+#[command(
+    name = "ferricorn",
+    version,
+    about = "One binary that replaces nginx + gunicorn in front of a Python WSGI app",
+    after_help = "Exit status: 0 clean stop, 1 runtime failure, 2 bad flag or config, 3 the app did not import."
+)]
+pub struct Cli {
+    /// WSGI app as MODULE:CALLABLE (e.g. mysite.wsgi:application). Without it only
+    /// static mounts are served.
+    pub app: Option<String>,
+
+    /// TOML config file; flags given here override it.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on: HOST:PORT, [V6]:PORT or unix:/path (repeatable). [default: 127.0.0.1:8000]
+    #[arg(short = 'b', long = "bind")]
+    pub bind: Vec<String>,
+
+    /// Worker processes. [default: $WEB_CONCURRENCY, else the number of CPU cores]
+    #[arg(short = 'w', long = "workers")]
+    pub workers: Option<usize>,
+
+    /// Python threads per worker (requests served at once by one worker). [default: 1]
+    #[arg(long = "threads")]
+    pub threads: Option<usize>,
+
+    /// Seconds a worker may stay silent on a request before it is replaced (0 = off). [default: 30]
+    #[arg(short = 't', long = "timeout")]
+    pub timeout: Option<u64>,
+
+    /// Seconds given to in-flight requests on stop or reload. [default: 30]
+    #[arg(long = "graceful-timeout")]
+    pub graceful_timeout: Option<u64>,
+
+    /// Replace a worker after it served this many requests (0 = never). [default: 0]
+    #[arg(long = "max-requests")]
+    pub max_requests: Option<u64>,
+
+    /// Random extra requests, 0..=N, added to --max-requests per worker. [default: 0]
+    #[arg(long = "max-requests-jitter")]
+    pub max_requests_jitter: Option<u64>,
+
+    /// Seconds an idle keep-alive connection stays open. [default: 5]
+    #[arg(long = "keep-alive")]
+    pub keep_alive: Option<u64>,
+
+    /// Development mode: restart workers when app files change.
+    #[arg(long = "reload")]
+    pub reload: bool,
+
+    /// Another file whose change triggers a reload (repeatable).
+    #[arg(long = "reload-extra-file")]
+    pub reload_extra_file: Vec<PathBuf>,
+
+    /// Directory to change into before the app is imported.
+    #[arg(long = "chdir")]
+    pub chdir: Option<PathBuf>,
+
+    /// Comma-separated directories prepended to sys.path.
+    #[arg(long = "pythonpath", value_delimiter = ',')]
+    pub pythonpath: Vec<PathBuf>,
+
+    /// Virtualenv the app runs in. [default: $VIRTUAL_ENV]
+    #[arg(long = "venv")]
+    pub venv: Option<PathBuf>,
+
+    /// Serve DIR at the URL prefix, as URL=DIR (repeatable), e.g. /static/=staticfiles.
+    #[arg(long = "static", value_name = "URL=DIR")]
+    pub statics: Vec<String>,
+
+    /// debug, info, warning, error or critical. [default: info]
+    #[arg(long = "log-level")]
+    pub log_level: Option<String>,
+
+    /// Requests that may wait for a free worker before 503. [default: 2048]
+    #[arg(long = "backlog")]
+    pub backlog: Option<usize>,
+
+    /// Largest request body in bytes; larger gets 413. [default: 104857600 (100 MiB)]
+    #[arg(long = "limit-request-body")]
+    pub limit_request_body: Option<u64>,
+
+    /// Write the master's pid to this file.
+    #[arg(short = 'p', long = "pid")]
+    pub pid: Option<PathBuf>,
+
+    /// Validate the config (and import the app), print the effective config, exit.
+    #[arg(long = "check-config")]
+    pub check_config: bool,
+}

@@ -1,0 +1,482 @@
+//! Configuration: the TOML file (`file`), the command line (`crate::cli`) merged over
+//! it, validated once into `Settings`, which is all the rest of the server reads.
+
+mod error;
+mod file;
+
+pub use error::ConfigError;
+
+use crate::cli::Cli;
+use file::FileConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the front listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindAddr::Tcp(a) => write!(f, "{a}"),
+            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// One `[[static]]` mount.
+#[derive(Debug, Clone)]
+pub struct StaticMount {
+    /// URL prefix, always starting and ending with '/'.
+    pub url: String,
+    pub dir: PathBuf,
+    pub cache_control: Option<String>,
+    pub index: String,
+    pub precompressed: bool,
+    pub fallthrough: bool,
+    pub dotfiles: bool,
+}
+
+/// The open-file cache for static mounts (nginx's `open_file_cache`).
+#[derive(Debug, Clone)]
+pub struct FileCache {
+    pub max_bytes: u64,
+    pub max_entries: usize,
+    /// Files larger than this are streamed from disk, never cached.
+    pub max_file_size: u64,
+    /// How long a cached entry is trusted before its size and mtime are checked again.
+    pub revalidate: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_size: u64,
+    /// Request bodies above this size are spooled to a temp file.
+    pub body_buffer_size: u64,
+    pub request_line: usize,
+    pub request_fields: usize,
+    pub request_field_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PythonSettings {
+    pub chdir: Option<PathBuf>,
+    pub pythonpath: Vec<PathBuf>,
+    pub venv: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub count: usize,
+    pub threads: usize,
+    /// `None` = no timeout.
+    pub timeout: Option<Duration>,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    pub backlog: usize,
+    pub queue_timeout: Duration,
+}
+
+/// The validated, effective configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: Option<PathBuf>,
+    pub app: Option<String>,
+    pub binds: Vec<BindAddr>,
+    pub keep_alive: Duration,
+    pub graceful_timeout: Duration,
+    pub pid: Option<PathBuf>,
+    pub runtime_dir: Option<PathBuf>,
+    pub python: PythonSettings,
+    pub workers: WorkerSettings,
+    pub statics: Vec<StaticMount>,
+    pub static_cache: FileCache,
+    pub limits: Limits,
+    pub forwarded_allow_ips: String,
+    pub log_level: String,
+    pub reload: bool,
+    pub reload_extra_files: Vec<PathBuf>,
+    pub check_config: bool,
+}
+
+const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "critical"];
+
+impl Settings {
+    /// Reads the config file named on the command line (if any), merges the flags
+    /// over it and validates the result.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => error::read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::merge(cli, file)
+    }
+
+    fn merge(cli: &Cli, f: FileConfig) -> Result<Self, ConfigError> {
+        let binds_raw = if !cli.bind.is_empty() {
+            cli.bind.clone()
+        } else {
+            f.server
+                .bind
+                .clone()
+                .unwrap_or_else(|| vec!["127.0.0.1:8000".into()])
+        };
+        let binds = binds_raw
+            .iter()
+            .map(|b| parse_bind(b))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let app = cli.app.clone().or(f.app);
+        if let Some(app) = &app {
+            validate_app(app)?;
+        }
+
+        let workers = WorkerSettings {
+            count: cli
+                .workers
+                .or(f.workers.count)
+                .or_else(web_concurrency)
+                .unwrap_or_else(default_worker_count),
+            threads: cli.threads.or(f.workers.threads).unwrap_or(1),
+            timeout: match cli.timeout.or(f.workers.timeout).unwrap_or(30) {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+            max_requests: cli.max_requests.or(f.workers.max_requests).unwrap_or(0),
+            max_requests_jitter: cli
+                .max_requests_jitter
+                .or(f.workers.max_requests_jitter)
+                .unwrap_or(0),
+            backlog: cli.backlog.or(f.workers.backlog).unwrap_or(2048),
+            queue_timeout: Duration::from_secs(f.workers.queue_timeout.unwrap_or(30)),
+        };
+        if workers.count == 0 {
+            return Err(ConfigError::invalid("workers must be at least 1"));
+        }
+        if workers.threads == 0 {
+            return Err(ConfigError::invalid("threads must be at least 1"));
+        }
+
+        let mut statics = Vec::new();
+        for s in f.statics {
+            statics.push(static_mount(
+                &s.url,
+                s.dir,
+                s.cache_control,
+                s.index,
+                s.precompressed,
+                s.fallthrough,
+                s.dotfiles,
+            )?);
+        }
+        for spec in &cli.statics {
+            let (url, dir) = spec.split_once('=').ok_or_else(|| {
+                ConfigError::invalid(format!("--static {spec:?}: expected URL=DIR"))
+            })?;
+            statics.push(static_mount(
+                url,
+                dir.into(),
+                None,
+                None,
+                None,
+                None,
+                None,
+            )?);
+        }
+
+        let log_level = cli
+            .log_level
+            .clone()
+            .or(f.log.level)
+            .unwrap_or_else(|| "info".into())
+            .to_ascii_lowercase();
+        if !LOG_LEVELS.contains(&log_level.as_str()) {
+            return Err(ConfigError::invalid(format!(
+                "log level {log_level:?}: expected one of {}",
+                LOG_LEVELS.join(", ")
+            )));
+        }
+
+        let venv = cli
+            .venv
+            .clone()
+            .or(f.python.venv)
+            .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from));
+
+        Ok(Settings {
+            config_path: cli.config.clone(),
+            app,
+            binds,
+            keep_alive: Duration::from_secs(cli.keep_alive.or(f.server.keep_alive).unwrap_or(5)),
+            graceful_timeout: Duration::from_secs(
+                cli.graceful_timeout
+                    .or(f.server.graceful_timeout)
+                    .unwrap_or(30),
+            ),
+            pid: cli.pid.clone().or(f.server.pid),
+            runtime_dir: f.server.runtime_dir,
+            python: PythonSettings {
+                chdir: cli.chdir.clone().or(f.python.chdir),
+                pythonpath: if cli.pythonpath.is_empty() {
+                    f.python.pythonpath.unwrap_or_default()
+                } else {
+                    cli.pythonpath.clone()
+                },
+                venv,
+            },
+            workers,
+            statics,
+            static_cache: FileCache {
+                max_bytes: f.static_cache.max_bytes.unwrap_or(64 * 1024 * 1024),
+                max_entries: f.static_cache.max_entries.unwrap_or(10_000),
+                max_file_size: f.static_cache.max_file_size.unwrap_or(1024 * 1024),
+                revalidate: Duration::from_millis(f.static_cache.revalidate_ms.unwrap_or(1000)),
+            },
+            limits: Limits {
+                max_body_size: cli
+                    .limit_request_body
+                    .or(f.limits.max_body_size)
+                    .unwrap_or(100 * 1024 * 1024),
+                body_buffer_size: f.limits.body_buffer_size.unwrap_or(1024 * 1024),
+                request_line: f.limits.request_line.unwrap_or(4094),
+                request_fields: f.limits.request_fields.unwrap_or(100),
+                request_field_size: f.limits.request_field_size.unwrap_or(8190),
+            },
+            forwarded_allow_ips: f
+                .proxy
+                .forwarded_allow_ips
+                .unwrap_or_else(|| "127.0.0.1,::1".into()),
+            log_level,
+            reload: cli.reload || f.reload.enabled.unwrap_or(false),
+            reload_extra_files: if cli.reload_extra_file.is_empty() {
+                f.reload.extra_files.unwrap_or_default()
+            } else {
+                cli.reload_extra_file.clone()
+            },
+            check_config: cli.check_config,
+        })
+    }
+
+    /// The config as TOML, for `--check-config`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let q = |s: &str| format!("{s:?}");
+        let path = |p: &Path| q(&p.display().to_string());
+        if let Some(app) = &self.app {
+            out += &format!("app = {}\n", q(app));
+        }
+        out += "\n[server]\n";
+        let binds: Vec<String> = self.binds.iter().map(|b| q(&b.to_string())).collect();
+        out += &format!("bind = [{}]\n", binds.join(", "));
+        out += &format!("keep_alive = {}\n", self.keep_alive.as_secs());
+        out += &format!("graceful_timeout = {}\n", self.graceful_timeout.as_secs());
+        if let Some(p) = &self.pid {
+            out += &format!("pid = {}\n", path(p));
+        }
+        out += "\n[python]\n";
+        if let Some(p) = &self.python.chdir {
+            out += &format!("chdir = {}\n", path(p));
+        }
+        let pp: Vec<String> = self.python.pythonpath.iter().map(|p| path(p)).collect();
+        out += &format!("pythonpath = [{}]\n", pp.join(", "));
+        if let Some(p) = &self.python.venv {
+            out += &format!("venv = {}\n", path(p));
+        }
+        let w = &self.workers;
+        out += "\n[workers]\n";
+        out += &format!("count = {}\nthreads = {}\n", w.count, w.threads);
+        out += &format!(
+            "timeout = {}\n",
+            w.timeout.map(|t| t.as_secs()).unwrap_or(0)
+        );
+        out += &format!(
+            "max_requests = {}\nmax_requests_jitter = {}\n",
+            w.max_requests, w.max_requests_jitter
+        );
+        out += &format!(
+            "backlog = {}\nqueue_timeout = {}\n",
+            w.backlog,
+            w.queue_timeout.as_secs()
+        );
+        for s in &self.statics {
+            out += "\n[[static]]\n";
+            out += &format!("url = {}\ndir = {}\n", q(&s.url), path(&s.dir));
+            if let Some(cc) = &s.cache_control {
+                out += &format!("cache_control = {}\n", q(cc));
+            }
+            out += &format!(
+                "index = {}\nprecompressed = {}\nfallthrough = {}\ndotfiles = {}\n",
+                q(&s.index),
+                s.precompressed,
+                s.fallthrough,
+                s.dotfiles
+            );
+        }
+        let c = &self.static_cache;
+        out += "\n[static_cache]\n";
+        out += &format!(
+            "max_bytes = {}\nmax_entries = {}\nmax_file_size = {}\nrevalidate_ms = {}\n",
+            c.max_bytes,
+            c.max_entries,
+            c.max_file_size,
+            c.revalidate.as_millis()
+        );
+        let l = &self.limits;
+        out += "\n[limits]\n";
+        out += &format!(
+            "max_body_size = {}\nbody_buffer_size = {}\nrequest_line = {}\nrequest_fields = {}\nrequest_field_size = {}\n",
+            l.max_body_size, l.body_buffer_size, l.request_line, l.request_fields, l.request_field_size
+        );
+        out += &format!(
+            "\n[proxy]\nforwarded_allow_ips = {}\n",
+            q(&self.forwarded_allow_ips)
+        );
+        out += &format!("\n[log]\nlevel = {}\n", q(&self.log_level));
+        out += &format!("\n[reload]\nenabled = {}\n", self.reload);
+        out
+    }
+}
+
+fn web_concurrency() -> Option<usize> {
+    std::env::var("WEB_CONCURRENCY").ok()?.trim().parse().ok()
+}
+
+fn default_worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn validate_app(app: &str) -> Result<(), ConfigError> {
+    match app.split_once(':') {
+        Some((module, callable)) if !module.is_empty() && !callable.is_empty() => Ok(()),
+        _ => Err(ConfigError::invalid(format!(
+            "app {app:?}: expected MODULE:CALLABLE, e.g. mysite.wsgi:application"
+        ))),
+    }
+}
+
+/// Parses `HOST:PORT`, `[V6]:PORT`, `:PORT`, `PORT` or `unix:/path`.
+pub fn parse_bind(s: &str) -> Result<BindAddr, ConfigError> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(ConfigError::invalid("bind unix: needs a path"));
+        }
+        return Ok(BindAddr::Unix(PathBuf::from(path)));
+    }
+    let bad = || {
+        ConfigError::invalid(format!(
+            "bind {s:?}: expected HOST:PORT, [IPV6]:PORT or unix:/path"
+        ))
+    };
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(BindAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+    }
+    let s2 = if let Some(rest) = s.strip_prefix(':') {
+        format!("0.0.0.0:{rest}")
+    } else if s.starts_with("localhost:") {
+        s.replacen("localhost", "127.0.0.1", 1)
+    } else {
+        s.to_string()
+    };
+    s2.parse::<SocketAddr>().map(BindAddr::Tcp).map_err(|_| bad())
+}
+
+fn static_mount(
+    url: &str,
+    dir: PathBuf,
+    cache_control: Option<String>,
+    index: Option<String>,
+    precompressed: Option<bool>,
+    fallthrough: Option<bool>,
+    dotfiles: Option<bool>,
+) -> Result<StaticMount, ConfigError> {
+    if !url.starts_with('/') {
+        return Err(ConfigError::invalid(format!(
+            "static url {url:?} must start with '/'"
+        )));
+    }
+    let mut url = url.to_string();
+    if !url.ends_with('/') {
+        url.push('/');
+    }
+    if !dir.is_dir() {
+        return Err(ConfigError::invalid(format!(
+            "static dir {} (for {url}) is not a directory",
+            dir.display()
+        )));
+    }
+    if let Some(cc) = &cache_control {
+        if http::HeaderValue::from_str(cc).is_err() {
+            return Err(ConfigError::invalid(format!(
+                "cache_control {cc:?} is not a valid header value"
+            )));
+        }
+    }
+    let index = index.unwrap_or_else(|| "index.html".into());
+    if index.contains('/') || index.is_empty() {
+        return Err(ConfigError::invalid(format!(
+            "index {index:?} must be a plain file name"
+        )));
+    }
+    Ok(StaticMount {
+        url,
+        dir,
+        cache_control,
+        index,
+        precompressed: precompressed.unwrap_or(true),
+        fallthrough: fallthrough.unwrap_or(false),
+        dotfiles: dotfiles.unwrap_or(false),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn binds_parse() {
+        assert_eq!(
+            parse_bind("0.0.0.0:80").unwrap(),
+            BindAddr::Tcp("0.0.0.0:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind("[::1]:8000").unwrap(),
+            BindAddr::Tcp("[::1]:8000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind("unix:/tmp/x.sock").unwrap(),
+            BindAddr::Unix("/tmp/x.sock".into())
+        );
+        assert!(parse_bind("nonsense").is_err());
+        assert!(parse_bind("1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f: FileConfig = toml::from_str("[workers]\ncount = 3\nthreads = 2\n").unwrap();
+        let cli = Cli::parse_from(["ferricorn", "-w", "5"]);
+        let s = Settings::merge(&cli, f).unwrap();
+        assert_eq!(s.workers.count, 5);
+        assert_eq!(s.workers.threads, 2);
+    }
+
+    #[test]
+    fn every_shipped_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+                error::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no configs in {}", dir.display());
+    }
+}

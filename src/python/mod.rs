@@ -1,0 +1,1 @@
+//! All pyo3 / CPython code lives here and nowhere else.

@@ -1,0 +1,478 @@
+//! The front ↔ worker wire protocol, carried on one Unix socket per worker.
+//!
+//! Every frame is length-prefixed so either side can read many frames per syscall
+//! and split them without parsing HTTP again:
+//!
+//! ```text
+//! u32 BE  len      bytes that follow (kind + stream + payload), at most MAX_FRAME
+//! u8      kind     see `Kind`
+//! u32 BE  stream   request id on this connection; 0 for connection-level frames
+//! ...     payload  depends on kind
+//! ```
+//!
+//! A request is `RequestHead`, zero or more `RequestBody`, then `RequestEnd`. The worker
+//! answers on the same stream with `ResponseHead`, zero or more `ResponseBody`, then
+//! `ResponseEnd` (complete) or `Abort` (the response must be cut, not completed).
+//! The front sends `Abort` when the client went away. Many streams interleave on one
+//! connection. Strings inside payloads are `u32 BE length + bytes`; the front has
+//! parsed and validated the request, so connection facts (peer, scheme, server
+//! name/port, request id) are fields here and never client headers.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Largest frame either side accepts; bodies are split into chunks below it.
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Body chunk size used by senders.
+pub const CHUNK: usize = 64 * 1024;
+const HEADER_LEN: usize = 4 + 1 + 4;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame payload truncated")]
+    Truncated,
+    #[error("frame has {0} trailing bytes")]
+    Trailing(usize),
+    #[error("bad field value: {0}")]
+    BadField(&'static str),
+}
+
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ready = 1,
+    RequestHead = 2,
+    RequestBody = 3,
+    RequestEnd = 4,
+    ResponseHead = 5,
+    ResponseBody = 6,
+    ResponseEnd = 7,
+    Abort = 8,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Result<Self, WireError> {
+        Ok(match v {
+            1 => Kind::Ready,
+            2 => Kind::RequestHead,
+            3 => Kind::RequestBody,
+            4 => Kind::RequestEnd,
+            5 => Kind::ResponseHead,
+            6 => Kind::ResponseBody,
+            7 => Kind::ResponseEnd,
+            8 => Kind::Abort,
+            other => return Err(WireError::UnknownKind(other)),
+        })
+    }
+}
+
+/// `wsgi.url_scheme` as decided by the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// Everything the worker needs to build a WSGI environ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: Bytes,
+    /// Request-target path, still percent-encoded (RAW_URI); the worker decodes it.
+    pub path: Bytes,
+    pub query: Bytes,
+    /// 10, 11 or 20 for HTTP/1.0, HTTP/1.1, HTTP/2.
+    pub version: u8,
+    pub scheme: Scheme,
+    pub remote_addr: Bytes,
+    pub remote_port: u16,
+    pub server_name: Bytes,
+    pub server_port: u16,
+    pub request_id: Bytes,
+    /// Known body length; `None` when the body was chunked and its end is the
+    /// `RequestEnd` frame (`wsgi.input_terminated`).
+    pub content_length: Option<u64>,
+    /// Header fields as received (names lower-case), hop-by-hop fields removed.
+    pub headers: Vec<(Bytes, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: Vec<(Bytes, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Worker → front, stream 0, once the app imported: the worker's pid.
+    Ready { pid: u32 },
+    RequestHead(Box<RequestHead>),
+    RequestBody(Bytes),
+    RequestEnd,
+    ResponseHead(Box<ResponseHead>),
+    ResponseBody(Bytes),
+    ResponseEnd,
+    /// The stream ends abnormally; the text says why (for the log only).
+    Abort(Bytes),
+}
+
+impl Frame {
+    fn kind(&self) -> Kind {
+        match self {
+            Frame::Ready { .. } => Kind::Ready,
+            Frame::RequestHead(_) => Kind::RequestHead,
+            Frame::RequestBody(_) => Kind::RequestBody,
+            Frame::RequestEnd => Kind::RequestEnd,
+            Frame::ResponseHead(_) => Kind::ResponseHead,
+            Frame::ResponseBody(_) => Kind::ResponseBody,
+            Frame::ResponseEnd => Kind::ResponseEnd,
+            Frame::Abort(_) => Kind::Abort,
+        }
+    }
+}
+
+/// Appends one frame to `out`.
+pub fn encode(stream: u32, frame: &Frame, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_u32(0); // length, patched below
+    out.put_u8(frame.kind() as u8);
+    out.put_u32(stream);
+    match frame {
+        Frame::Ready { pid } => out.put_u32(*pid),
+        Frame::RequestHead(head) => encode_request_head(head, out),
+        Frame::RequestBody(b) | Frame::ResponseBody(b) | Frame::Abort(b) => out.put_slice(b),
+        Frame::RequestEnd | Frame::ResponseEnd => {}
+        Frame::ResponseHead(head) => {
+            out.put_u16(head.status);
+            put_headers(&head.headers, out);
+        }
+    }
+    let len = out.len() - start - 4;
+    out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+}
+
+fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
+    put_str(&head.method, out);
+    put_str(&head.path, out);
+    put_str(&head.query, out);
+    out.put_u8(head.version);
+    out.put_u8(match head.scheme {
+        Scheme::Http => 0,
+        Scheme::Https => 1,
+    });
+    put_str(&head.remote_addr, out);
+    out.put_u16(head.remote_port);
+    put_str(&head.server_name, out);
+    out.put_u16(head.server_port);
+    put_str(&head.request_id, out);
+    out.put_u64(head.content_length.unwrap_or(u64::MAX));
+    put_headers(&head.headers, out);
+}
+
+fn put_str(s: &[u8], out: &mut BytesMut) {
+    out.put_u32(s.len() as u32);
+    out.put_slice(s);
+}
+
+fn put_headers(headers: &[(Bytes, Bytes)], out: &mut BytesMut) {
+    out.put_u32(headers.len() as u32);
+    for (name, value) in headers {
+        put_str(name, out);
+        put_str(value, out);
+    }
+}
+
+/// Takes one complete frame off the front of `buf`, or returns `Ok(None)` when more
+/// bytes are needed. A corrupt frame is an error; the connection should be closed.
+pub fn decode(buf: &mut BytesMut) -> Result<Option<(u32, Frame)>, WireError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    if len < HEADER_LEN - 4 {
+        return Err(WireError::Truncated);
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    let mut payload = buf.split_to(len).freeze();
+    let kind = Kind::from_u8(payload.get_u8())?;
+    let stream = payload.get_u32();
+    let frame = decode_payload(kind, &mut payload)?;
+    if !payload.is_empty() {
+        return Err(WireError::Trailing(payload.len()));
+    }
+    Ok(Some((stream, frame)))
+}
+
+fn decode_payload(kind: Kind, p: &mut Bytes) -> Result<Frame, WireError> {
+    Ok(match kind {
+        Kind::Ready => Frame::Ready { pid: get_u32(p)? },
+        Kind::RequestHead => Frame::RequestHead(Box::new(decode_request_head(p)?)),
+        Kind::RequestBody => Frame::RequestBody(p.split_off(0)),
+        Kind::RequestEnd => Frame::RequestEnd,
+        Kind::ResponseHead => {
+            let status = get_u16(p)?;
+            if !(100..=999).contains(&status) {
+                return Err(WireError::BadField("status"));
+            }
+            Frame::ResponseHead(Box::new(ResponseHead {
+                status,
+                headers: get_headers(p)?,
+            }))
+        }
+        Kind::ResponseBody => Frame::ResponseBody(p.split_off(0)),
+        Kind::ResponseEnd => Frame::ResponseEnd,
+        Kind::Abort => Frame::Abort(p.split_off(0)),
+    })
+}
+
+fn decode_request_head(p: &mut Bytes) -> Result<RequestHead, WireError> {
+    let method = get_str(p)?;
+    let path = get_str(p)?;
+    let query = get_str(p)?;
+    let version = get_u8(p)?;
+    if !matches!(version, 10 | 11 | 20) {
+        return Err(WireError::BadField("version"));
+    }
+    let scheme = match get_u8(p)? {
+        0 => Scheme::Http,
+        1 => Scheme::Https,
+        _ => return Err(WireError::BadField("scheme")),
+    };
+    let remote_addr = get_str(p)?;
+    let remote_port = get_u16(p)?;
+    let server_name = get_str(p)?;
+    let server_port = get_u16(p)?;
+    let request_id = get_str(p)?;
+    let content_length = match get_u64(p)? {
+        u64::MAX => None,
+        n => Some(n),
+    };
+    let headers = get_headers(p)?;
+    Ok(RequestHead {
+        method,
+        path,
+        query,
+        version,
+        scheme,
+        remote_addr,
+        remote_port,
+        server_name,
+        server_port,
+        request_id,
+        content_length,
+        headers,
+    })
+}
+
+fn need(p: &Bytes, n: usize) -> Result<(), WireError> {
+    if p.remaining() < n {
+        Err(WireError::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+fn get_u8(p: &mut Bytes) -> Result<u8, WireError> {
+    need(p, 1)?;
+    Ok(p.get_u8())
+}
+
+fn get_u16(p: &mut Bytes) -> Result<u16, WireError> {
+    need(p, 2)?;
+    Ok(p.get_u16())
+}
+
+fn get_u32(p: &mut Bytes) -> Result<u32, WireError> {
+    need(p, 4)?;
+    Ok(p.get_u32())
+}
+
+fn get_u64(p: &mut Bytes) -> Result<u64, WireError> {
+    need(p, 8)?;
+    Ok(p.get_u64())
+}
+
+fn get_str(p: &mut Bytes) -> Result<Bytes, WireError> {
+    let len = get_u32(p)? as usize;
+    need(p, len)?;
+    Ok(p.split_to(len))
+}
+
+fn get_headers(p: &mut Bytes) -> Result<Vec<(Bytes, Bytes)>, WireError> {
+    let count = get_u32(p)? as usize;
+    // Each header needs at least 8 bytes of lengths: refuse counts the payload cannot hold
+    // before allocating for them.
+    if count > p.remaining() / 8 {
+        return Err(WireError::Truncated);
+    }
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = get_str(p)?;
+        let value = get_str(p)?;
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> RequestHead {
+        RequestHead {
+            method: Bytes::from_static(b"POST"),
+            path: Bytes::from_static(b"/a%20b"),
+            query: Bytes::from_static(b"x=1"),
+            version: 11,
+            scheme: Scheme::Https,
+            remote_addr: Bytes::from_static(b"10.0.0.1"),
+            remote_port: 5555,
+            server_name: Bytes::from_static(b"example.com"),
+            server_port: 443,
+            request_id: Bytes::from_static(b"abc"),
+            content_length: Some(3),
+            headers: vec![(
+                Bytes::from_static(b"x-a"),
+                Bytes::from_static(b"\xe9t\xe9"),
+            )],
+        }
+    }
+
+    fn all_frames() -> Vec<Frame> {
+        vec![
+            Frame::Ready { pid: 42 },
+            Frame::RequestHead(Box::new(head())),
+            Frame::RequestHead(Box::new(RequestHead {
+                content_length: None,
+                headers: vec![],
+                ..head()
+            })),
+            Frame::RequestBody(Bytes::from_static(b"abc")),
+            Frame::RequestEnd,
+            Frame::ResponseHead(Box::new(ResponseHead {
+                status: 201,
+                headers: vec![
+                    (Bytes::from_static(b"Set-Cookie"), Bytes::from_static(b"a=1")),
+                    (Bytes::from_static(b"Set-Cookie"), Bytes::from_static(b"b=2")),
+                ],
+            })),
+            Frame::ResponseBody(Bytes::new()),
+            Frame::ResponseEnd,
+            Frame::Abort(Bytes::from_static(b"boom")),
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips_in_one_buffer() {
+        let frames = all_frames();
+        let mut buf = BytesMut::new();
+        for (i, f) in frames.iter().enumerate() {
+            encode(i as u32, f, &mut buf);
+        }
+        for (i, f) in frames.iter().enumerate() {
+            let (stream, got) = decode(&mut buf).unwrap().unwrap();
+            assert_eq!(stream, i as u32);
+            assert_eq!(&got, f);
+        }
+        assert!(buf.is_empty());
+        assert_eq!(decode(&mut buf), Ok(None));
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_waits_for_more() {
+        for f in all_frames() {
+            let mut full = BytesMut::new();
+            encode(7, &f, &mut full);
+            for cut in 0..full.len() {
+                let mut part = BytesMut::from(&full[..cut]);
+                assert_eq!(decode(&mut part), Ok(None), "prefix {cut} of {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_payload_is_an_error_not_a_panic() {
+        // A frame whose declared length is complete but whose inner fields claim more.
+        for f in all_frames() {
+            let mut full = BytesMut::new();
+            encode(1, &f, &mut full);
+            for cut in HEADER_LEN..full.len() {
+                let mut bytes = BytesMut::from(&full[..cut]);
+                let len = (cut - 4) as u32;
+                bytes[0..4].copy_from_slice(&len.to_be_bytes());
+                // Must never panic; may succeed only for kinds with opaque payloads.
+                let _ = decode(&mut bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_frames_are_refused() {
+        let mut unknown = BytesMut::from(&[0, 0, 0, 5, 99, 0, 0, 0, 1][..]);
+        assert_eq!(decode(&mut unknown), Err(WireError::UnknownKind(99)));
+
+        let mut huge = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        assert!(matches!(decode(&mut huge), Err(WireError::TooLarge(_))));
+
+        let mut short = BytesMut::from(&[0, 0, 0, 1, 1][..]);
+        assert_eq!(decode(&mut short), Err(WireError::Truncated));
+
+        let mut buf = BytesMut::new();
+        encode(1, &Frame::Ready { pid: 1 }, &mut buf);
+        buf.put_u8(0);
+        let len = (buf.len() - 4) as u32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(decode(&mut buf), Err(WireError::Trailing(1)));
+
+        let mut bad_status = BytesMut::new();
+        encode(
+            1,
+            &Frame::ResponseHead(Box::new(ResponseHead {
+                status: 42,
+                headers: vec![],
+            })),
+            &mut bad_status,
+        );
+        assert_eq!(decode(&mut bad_status), Err(WireError::BadField("status")));
+    }
+
+    #[test]
+    fn absurd_header_counts_do_not_allocate() {
+        let mut buf = BytesMut::new();
+        buf.put_u32(0);
+        buf.put_u8(Kind::ResponseHead as u8);
+        buf.put_u32(1);
+        buf.put_u16(200);
+        buf.put_u32(u32::MAX);
+        let len = (buf.len() - 4) as u32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(decode(&mut buf), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // A small xorshift so the test is deterministic and needs no crate.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..20_000 {
+            let mut buf = BytesMut::new();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 64) as usize;
+            buf.put_u32(n as u32);
+            for i in 0..n {
+                buf.put_u8((x >> (i % 56)) as u8);
+            }
+            let _ = decode(&mut buf);
+        }
+    }
+}

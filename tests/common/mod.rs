@@ -1,0 +1,295 @@
+//! The one launcher every integration test uses: starts the real `ferricorn` binary on
+//! port 0, reads the bound address from its "Listening at:" line, waits for its
+//! "Ready" line, and keeps its output for assertions and failure reports.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The test virtualenv made by `tests/run-all.sh` (Flask, Django). Missing is a
+/// failure, never a skip: CI must not pass without the apps under test.
+pub fn venv() -> PathBuf {
+    let v = repo().join("target/test-venv");
+    assert!(
+        v.join("bin/python").exists(),
+        "test venv {} is missing: run `bash tests/run-all.sh` (it creates it)",
+        v.display()
+    );
+    v
+}
+
+pub fn apps_dir() -> PathBuf {
+    repo().join("tests/apps")
+}
+
+#[derive(Default)]
+struct Output {
+    text: String,
+    closed: usize,
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    output: Arc<(Mutex<Output>, Condvar)>,
+    args: Vec<String>,
+}
+
+pub struct Launch {
+    cmd: Command,
+    args: Vec<String>,
+    wait_ready: bool,
+}
+
+impl Launch {
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_string()).collect();
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .env("LANG", "C.UTF-8")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Launch {
+            cmd,
+            args,
+            wait_ready: true,
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// Do not wait for "Ready" (for servers expected to fail at start-up).
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    pub fn start(mut self) -> Server {
+        let mut child = self.cmd.spawn().expect("spawn ferricorn");
+        let output = Arc::new((Mutex::new(Output::default()), Condvar::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match reader.read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {
+                            let (lock, cv) = &*output;
+                            lock.lock()
+                                .unwrap()
+                                .text
+                                .push_str(&String::from_utf8_lossy(&line));
+                            cv.notify_all();
+                        }
+                    }
+                }
+                let (lock, cv) = &*output;
+                lock.lock().unwrap().closed += 1;
+                cv.notify_all();
+            });
+        }
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            output,
+            args: self.args,
+        };
+        if self.wait_ready {
+            let line = server.wait_for_log("Listening at: http://", Duration::from_secs(60));
+            let addr = line
+                .split("Listening at: http://")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or_else(|| server.fail("no address in the Listening line"));
+            server.addr = addr.parse().unwrap_or_else(|_| server.fail("bad address"));
+            server.wait_for_log("Ready", Duration::from_secs(90));
+        }
+        server
+    }
+}
+
+impl Server {
+    /// Starts `ferricorn ARGS -b 127.0.0.1:0` and waits until it is ready.
+    pub fn start<I, S>(args: I) -> Server
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Self::launch(args).start()
+    }
+
+    /// A launcher with `-b 127.0.0.1:0` appended, for extra env or cwd.
+    pub fn launch<I, S>(args: I) -> Launch
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_string()).collect();
+        args.push("-b".into());
+        args.push("127.0.0.1:0".into());
+        Launch::new(args)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.output.0.lock().unwrap().text.clone()
+    }
+
+    /// Waits until a log line contains `needle` and returns that line.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_log_after(0, needle, timeout)
+    }
+
+    /// Like `wait_for_log`, looking only at output after byte `from` of the log.
+    pub fn wait_for_log_after(&self, from: usize, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.output;
+        let mut out = lock.lock().unwrap();
+        loop {
+            if let Some(line) = out.text.get(from..).and_then(|t| t.lines().find(|l| l.contains(needle))) {
+                return line.to_string();
+            }
+            let now = Instant::now();
+            if now >= deadline || out.closed == 2 {
+                drop(out);
+                self.fail(&format!("no log line containing {needle:?}"));
+            }
+            out = cv.wait_timeout(out, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.output.0.lock().unwrap().text.len()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: `kill` via the command keeps tests free of unsafe code.
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // let the reader threads drain the pipes
+                let (lock, cv) = &*self.output;
+                let mut out = lock.lock().unwrap();
+                while out.closed < 2 {
+                    let (o, t) = cv.wait_timeout(out, Duration::from_secs(5)).unwrap();
+                    out = o;
+                    if t.timed_out() {
+                        break;
+                    }
+                }
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.fail("server did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Panics with the command line and everything the server printed.
+    pub fn fail(&self, why: &str) -> ! {
+        panic!(
+            "{why}\n--- command: {BIN} {}\n--- output:\n{}",
+            self.args.join(" "),
+            self.output.0.lock().unwrap().text
+        );
+    }
+
+    /// Sends raw bytes on a new connection and returns everything read until the
+    /// server closes or `timeout` passes.
+    pub fn raw(&self, bytes: &[u8], timeout: Duration) -> String {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(timeout)).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (for --check-config, bad flags, ...).
+pub fn run<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferricorn")
+}
+
+/// A blocking HTTP client that never follows redirects or decompresses.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}

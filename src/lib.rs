@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod master;
+pub mod reload;
 pub mod signals;
 pub mod supervisor;
 // -- data plane, in request order --

@@ -39,6 +39,8 @@ pub enum MasterError {
     Static(std::io::Error),
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    #[error("--reload file watcher: {0}")]
+    Watch(notify::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -105,7 +107,13 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
     }
     let listeners = bind_all(&settings)?;
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
-    signals::install(cmd_tx).map_err(MasterError::Signals)?;
+    signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
+    let _watcher = match (settings.reload, &settings.app) {
+        (true, Some(_)) => {
+            Some(crate::reload::watch(&settings, cmd_tx).map_err(MasterError::Watch)?)
+        }
+        _ => None,
+    };
 
     let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
         .map_err(MasterError::Static)?;

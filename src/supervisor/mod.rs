@@ -110,7 +110,9 @@ pub struct Supervisor {
     failures: u32,
     seq: u64,
     stopping: bool,
+    /// New-generation workers of a reload not yet ready, and not yet started.
     reload_pending: usize,
+    reload_to_start: usize,
 }
 
 impl Supervisor {
@@ -135,6 +137,7 @@ impl Supervisor {
             seq: 0,
             stopping: false,
             reload_pending: 0,
+            reload_to_start: 0,
         };
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
@@ -277,9 +280,10 @@ impl Supervisor {
                 }
                 if purpose == Purpose::Reload {
                     self.reload_pending = self.reload_pending.saturating_sub(1);
-                    if self.reload_pending > 0 {
+                    if self.reload_to_start > 0 {
+                        self.reload_to_start -= 1;
                         self.start_worker(Purpose::Reload, Duration::ZERO);
-                    } else {
+                    } else if self.reload_pending == 0 {
                         self.finish_reload();
                     }
                 }
@@ -287,6 +291,7 @@ impl Supervisor {
             Err(e) if purpose == Purpose::Reload && e.is_import_failure() => {
                 tracing::error!("reload failed: the new code does not import (traceback above); old workers keep serving");
                 self.reload_pending = 0;
+                self.reload_to_start = 0;
                 for w in self.workers.values_mut() {
                     w.old = false;
                 }

@@ -1,0 +1,45 @@
+"""The Flask app the integration tests run under ferricorn: JSON, a form POST, a
+multipart upload, a session cookie and a streamed response."""
+import hashlib
+
+from flask import Flask, Response, jsonify, request, session
+
+app = Flask(__name__)
+app.secret_key = "test-only-secret"
+
+
+@app.get("/")
+def index():
+    return "hello from flask"
+
+
+@app.post("/json")
+def echo_json():
+    data = request.get_json()
+    return jsonify(received=data, method=request.method)
+
+
+@app.post("/form")
+def form():
+    return jsonify(name=request.form["name"], tags=request.form.getlist("tag"))
+
+
+@app.post("/upload")
+def upload():
+    f = request.files["file"]
+    content = f.read()
+    return jsonify(filename=f.filename, size=len(content), sha256=hashlib.sha256(content).hexdigest())
+
+
+@app.get("/counter")
+def counter():
+    session["n"] = session.get("n", 0) + 1
+    return jsonify(n=session["n"])
+
+
+@app.get("/stream")
+def stream():
+    def generate():
+        for i in range(5):
+            yield f"chunk {i}\n"
+    return Response(generate(), mimetype="text/plain")

@@ -1,0 +1,330 @@
+//! The supervisor against the real binary: crash recovery, timeouts, recycling,
+//! signals (TERM, QUIT, HUP, TTIN, TTOU), hot reload and the pidfile.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn sup_server(extra: &[&str]) -> Server {
+    let apps = apps_dir();
+    let mut args = vec!["--chdir", apps.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("sup_app:app");
+    Server::start(args)
+}
+
+fn get(url: &str) -> (u16, String) {
+    match client().get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Child processes of `pid`, from /proc.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // The command may contain spaces; fields after the last ')' are fixed.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        if fields[1].parse::<i32>() == Ok(pid) && fields[0] != "Z" {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Runs `clients` threads doing GET /pid until stopped; returns statuses and pids seen.
+struct Load {
+    stop: Arc<AtomicBool>,
+    handles: Vec<thread::JoinHandle<Vec<(u16, String)>>>,
+}
+
+impl Load {
+    fn start(url: String, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                let url = url.clone();
+                thread::spawn(move || {
+                    let c = client();
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) && seen.len() < 100_000 {
+                        let r = c.get(&url).send();
+                        seen.push(match r {
+                            Ok(r) => {
+                                let s = r.status().as_u16();
+                                (s, r.text().unwrap_or_default())
+                            }
+                            Err(e) => (0, e.to_string()),
+                        });
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, handles }
+    }
+
+    fn finish(self) -> Vec<(u16, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn killed_worker_is_replaced_and_only_its_requests_fail() {
+    let server = sup_server(&["-w", "2"]);
+    let workers = children(server.pid());
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let load = Load::start(server.url("/pid"), 4);
+    thread::sleep(Duration::from_millis(300));
+    let killed_at = Instant::now();
+    let from = server.log_len();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status()
+        .unwrap()
+        .success());
+    server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let replaced_in = killed_at.elapsed();
+    thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
+    // Only requests that were on the dead worker may fail (at most its one slot).
+    assert!(failed.len() <= 1, "failed: {failed:?}");
+    assert!(failed.iter().all(|(s, _)| *s == 502), "{failed:?}");
+    assert!(results.len() > 50, "too few requests: {}", results.len());
+    let now = children(server.pid());
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(!now.contains(&workers[0]));
+    eprintln!("worker replaced in {replaced_in:?}");
+}
+
+#[test]
+fn crash_mid_request_is_502_for_that_request_only() {
+    let server = sup_server(&["-w", "1"]);
+    let (status, _) = get(&server.url("/crash"));
+    assert_eq!(status, 502);
+    // With the only worker down, the next request waits for its replacement.
+    let (status, _) = get(&server.url("/pid"));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn hung_request_gets_504_near_the_timeout_and_others_are_served() {
+    let server = sup_server(&["-w", "2", "-t", "2"]);
+    let slow = {
+        let url = server.url("/sleep?s=60");
+        thread::spawn(move || {
+            let started = Instant::now();
+            let r = get(&url);
+            (r, started.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        assert_eq!(get(&server.url("/pid")).0, 200);
+    }
+    let ((status, _), took) = slow.join().unwrap();
+    assert_eq!(status, 504);
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+    // faulthandler dumped the hung thread's stack into the error log.
+    server.wait_for_log("sup_app.py", Duration::from_secs(5));
+    server.wait_for_log("WORKER TIMEOUT", Duration::from_secs(1));
+    wait_until("replacement worker", Duration::from_secs(20), || {
+        children(server.pid()).len() == 2
+    });
+}
+
+#[test]
+fn max_requests_recycles_workers_without_failures() {
+    let server = sup_server(&["-w", "2", "--max-requests", "25", "--max-requests-jitter", "5"]);
+    let load = Load::start(server.url("/pid"), 4);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pids = Arc::new(Mutex::new(HashSet::new()));
+    while Instant::now() < deadline {
+        let (s, body) = get(&server.url("/pid"));
+        assert_eq!(s, 200);
+        pids.lock().unwrap().insert(body);
+        if pids.lock().unwrap().len() >= 5 {
+            break;
+        }
+    }
+    let results = load.finish();
+    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(failed.is_empty(), "{} failed, e.g. {:?}", failed.len(), failed.first());
+    let mut all: HashSet<String> = results.into_iter().map(|(_, b)| b).collect();
+    all.extend(pids.lock().unwrap().iter().cloned());
+    assert!(all.len() >= 5, "workers seen: {all:?}");
+}
+
+#[test]
+fn hup_under_load_replaces_workers_with_zero_failures() {
+    let server = sup_server(&["-w", "2"]);
+    let before: HashSet<i32> = children(server.pid()).into_iter().collect();
+    let load = Load::start(server.url("/pid"), 4);
+    thread::sleep(Duration::from_millis(300));
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    server.wait_for_log_after(from, "reload complete", Duration::from_secs(30));
+    wait_until("old workers gone", Duration::from_secs(30), || {
+        let now: HashSet<i32> = children(server.pid()).into_iter().collect();
+        now.len() == 2 && now.is_disjoint(&before)
+    });
+    thread::sleep(Duration::from_millis(300));
+    let results = load.finish();
+    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(failed.is_empty(), "{} failed, e.g. {:?}", failed.len(), failed.first());
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200);
+    assert!(!before.contains(&pid.parse::<i32>().unwrap()), "served by an old worker");
+}
+
+#[test]
+fn ttin_and_ttou_change_the_process_tree() {
+    let server = sup_server(&["-w", "1"]);
+    assert_eq!(children(server.pid()).len(), 1);
+    server.signal(libc_sig("TTIN"));
+    wait_until("a second worker", Duration::from_secs(20), || {
+        children(server.pid()).len() == 2
+    });
+    server.signal(libc_sig("TTOU"));
+    wait_until("back to one worker", Duration::from_secs(20), || {
+        children(server.pid()).len() == 1
+    });
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}
+
+#[test]
+fn term_lets_the_request_in_flight_finish_then_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("ferricorn.pid");
+    let mut server = sup_server(&["-w", "1", "--pid", pidfile.to_str().unwrap()]);
+    let written: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert_eq!(written, server.pid());
+    let slow = {
+        let url = server.url("/sleep?s=1.5");
+        thread::spawn(move || get(&url))
+    };
+    thread::sleep(Duration::from_millis(400));
+    server.signal(libc_sig("TERM"));
+    let (status, body) = slow.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, "slept"));
+    let code = server.wait_exit(Duration::from_secs(20));
+    assert_eq!(code.code(), Some(0), "{}", server.log());
+    assert!(!pidfile.exists(), "pidfile left behind");
+}
+
+#[test]
+fn quit_stops_at_once() {
+    let mut server = sup_server(&["-w", "1"]);
+    let started = Instant::now();
+    server.signal(libc_sig("QUIT"));
+    let code = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn write_app(dir: &Path, body: &str) {
+    let tmp = dir.join("reload_app.py.tmp");
+    std::fs::write(&tmp, body).unwrap();
+    std::fs::rename(&tmp, dir.join("reload_app.py")).unwrap();
+}
+
+fn app_source(version: &str) -> String {
+    format!(
+        "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'{version}']\n"
+    )
+}
+
+/// Polls until GET / answers `want` (status, body substring); returns the time it took.
+fn wait_for_response(server: &Server, status: u16, needle: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (s, body) = get(&server.url("/"));
+        if s == status && body.contains(needle) {
+            return started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            server.fail(&format!("never got {status} with {needle:?}; last: {s} {body}"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn reload_serves_edits_shows_syntax_errors_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), &app_source("v1"));
+    let server = Server::start([
+        "--chdir",
+        dir.path().to_str().unwrap(),
+        "-w",
+        "2",
+        "--reload",
+        "reload_app:app",
+    ]);
+    assert_eq!(get(&server.url("/")), (200, "v1".to_string()));
+
+    write_app(dir.path(), &app_source("v2"));
+    let took = wait_for_response(&server, 200, "v2");
+    eprintln!("save → new code served in {took:?}");
+
+    write_app(dir.path(), "def app(environ, start_response:\n    pass\n");
+    wait_for_response(&server, 500, "SyntaxError");
+
+    write_app(dir.path(), &app_source("v3"));
+    wait_for_response(&server, 200, "v3");
+}
+
+#[test]
+fn hup_with_code_that_does_not_import_keeps_the_old_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), &app_source("v1"));
+    let server = Server::start(["--chdir", dir.path().to_str().unwrap(), "-w", "1", "reload_app:app"]);
+    write_app(dir.path(), "import no_such_module_here\n");
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    server.wait_for_log_after(from, "reload failed", Duration::from_secs(30));
+    assert_eq!(get(&server.url("/")), (200, "v1".to_string()));
+    assert!(server.log()[from..].contains("No module named 'no_such_module_here'"));
+}
+
+fn libc_sig(name: &str) -> i32 {
+    match name {
+        "HUP" => 1,
+        "QUIT" => 3,
+        "TERM" => 15,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        _ => panic!("unknown signal {name}"),
+    }
+}

@@ -9,7 +9,17 @@ use pyo3::types::PyList;
 pub fn format(py: Python<'_>, err: &PyErr) -> String {
     let lines = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|tb| {
+            // Type, value and traceback separately: before 3.12 a fetched error's
+            // traceback is not necessarily attached to the value yet.
+            let value = err.value(py);
+            let trace = match err.traceback(py) {
+                Some(t) => t.into_any(),
+                None => value.getattr("__traceback__")?,
+            };
+            let args = (err.get_type(py), value, trace);
+            tb.call_method1("format_exception", args)
+        })
         .and_then(|l| l.cast_into::<PyList>().map_err(PyErr::from));
     match lines {
         Ok(lines) => lines.iter().map(|l| l.to_string()).collect(),
@@ -21,7 +31,7 @@ pub fn format(py: Python<'_>, err: &PyErr) -> String {
 pub fn summary(py: Python<'_>, err: &PyErr) -> String {
     let text: Option<String> = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception_only", (err.value(py),)))
+        .and_then(|tb| tb.call_method1("format_exception_only", (err.get_type(py), err.value(py))))
         .and_then(|l| l.extract::<Vec<String>>())
         .ok()
         .map(|l| l.concat());

@@ -18,7 +18,7 @@ use clap::Parser;
 use log::wlog;
 use pyo3::Python;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use stream::{Conn, Exit};
@@ -106,7 +106,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<ExitCode, StartErro
     let handler = match loaded {
         Ok(app) => Handler::App(app),
         Err(failure) => {
-            report(&args.app, &failure);
+            report(&failure);
             if !args.dev || args.check {
                 return Ok(ExitCode::from(EXIT_APP_IMPORT));
             }
@@ -123,7 +123,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<ExitCode, StartErro
 /// directory), faulthandler, then the import.
 fn load(py: Python<'_>, args: &WorkerArgs) -> Result<pyo3::Py<pyo3::PyAny>, LoadFailure> {
     let mut dirs: Vec<PathBuf> = args.pythonpath.iter().map(|p| absolute(p)).collect();
-    dirs.push(absolute(&PathBuf::from(".")));
+    dirs.push(absolute(Path::new(".")));
     python::app::prepare(py, &dirs).map_err(|e| LoadFailure {
         traceback: Some(python::traceback::format(py, &e)),
         message: "failed to prepare the interpreter".into(),
@@ -131,12 +131,12 @@ fn load(py: Python<'_>, args: &WorkerArgs) -> Result<pyo3::Py<pyo3::PyAny>, Load
     python::app::load(py, &args.app)
 }
 
-fn absolute(p: &PathBuf) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.clone())
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The traceback, then one line an operator can act on.
-fn report(spec: &str, failure: &LoadFailure) {
+fn report(failure: &LoadFailure) {
     let mut text = String::new();
     if let Some(tb) = &failure.traceback {
         text.push_str(tb);
@@ -145,7 +145,6 @@ fn report(spec: &str, failure: &LoadFailure) {
         }
     }
     text.push_str(&format!("ferricorn: {}\n", failure.message));
-    let _ = spec;
     use std::io::Write;
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

@@ -403,7 +403,12 @@ impl Conn {
 
     /// SIGTERM: finish what is in flight, then exit.
     pub fn drain(&self) {
-        lock(&self.state).draining = true;
+        let in_flight = {
+            let mut st = lock(&self.state);
+            st.draining = true;
+            st.streams.len()
+        };
+        super::log::wlog!("SIGTERM: draining, {in_flight} request(s) in flight");
         self.check_drained();
     }
 

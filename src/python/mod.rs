@@ -31,9 +31,12 @@ use response::{push, ErrorPage, Response};
 use start_response::{not_started, type_name, StartResponse};
 use std::sync::Arc;
 
+/// The app's callable, opaque outside this module.
+pub struct App(Py<PyAny>);
+
 /// What the Python threads run.
 pub enum Handler {
-    App(Py<PyAny>),
+    App(App),
     /// `--dev` with an app that failed to import: every request gets this 500 page.
     Broken(Vec<u8>),
 }
@@ -46,13 +49,31 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(py: Python<'_>, handler: Handler, threads: usize, dev: bool) -> PyResult<Self> {
-        Ok(Shared {
-            handler,
-            consts: Consts::new(py, threads)?,
-            dev,
+    pub fn new(handler: Handler, threads: usize, dev: bool) -> Result<Self, String> {
+        Python::attach(|py| {
+            Ok(Shared {
+                handler,
+                consts: Consts::new(py, threads).map_err(|e| e.to_string())?,
+                dev,
+            })
         })
     }
+}
+
+/// Prepares `sys.path` (`dirs` first, in order) and faulthandler, then imports `spec`.
+pub fn load(dirs: &[std::path::PathBuf], spec: &str) -> Result<App, app::LoadFailure> {
+    Python::attach(|py| {
+        app::prepare(py, dirs).map_err(|e| app::LoadFailure {
+            traceback: Some(traceback::format(py, &e)),
+            message: "failed to prepare the interpreter".into(),
+        })?;
+        app::load(py, spec).map(App)
+    })
+}
+
+/// Runs the app's `atexit` handlers (clean exit after a drain).
+pub fn run_atexit() {
+    Python::attach(app::run_atexit);
 }
 
 /// Logs an exception with its traceback, as one write.
@@ -81,7 +102,7 @@ fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<C
     let mut frames = Vec::new();
     match &shared.handler {
         Handler::App(app) => {
-            let outcome = run(py, shared, cache, app.bind(py), head, &resp, &mut frames);
+            let outcome = run(py, shared, cache, app.0.bind(py), head, &resp, &mut frames);
             let outcome = outcome.and_then(|()| resp.finish(&mut frames).map_err(not_started));
             if let Err(e) = outcome {
                 let page = error_page(py, shared.dev, &resp, &e);
@@ -198,4 +219,31 @@ fn send(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// STYLE.md §1: the FFI boundary stays in one module.
+    #[test]
+    fn pyo3_appears_only_under_src_python() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if path != src.join("python") {
+                        stack.push(path);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(
+                        !text.contains(concat!("py", "o3::")),
+                        "{} uses pyo3 outside src/python/",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
 }

@@ -16,7 +16,6 @@ use crate::python::{self, app::LoadFailure, Handler, Shared};
 use crate::wire::Frame;
 use clap::Parser;
 use log::wlog;
-use pyo3::Python;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,7 +101,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<ExitCode, StartErro
         }
     };
     python::initialize(&program)?;
-    let loaded = Python::attach(|py| load(py, &args));
+    let loaded = load(&args);
     let handler = match loaded {
         Ok(app) => Handler::App(app),
         Err(failure) => {
@@ -121,14 +120,10 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<ExitCode, StartErro
 
 /// `sys.path` entries like gunicorn (`--pythonpath` dirs, then the working
 /// directory), faulthandler, then the import.
-fn load(py: Python<'_>, args: &WorkerArgs) -> Result<pyo3::Py<pyo3::PyAny>, LoadFailure> {
+fn load(args: &WorkerArgs) -> Result<python::App, LoadFailure> {
     let mut dirs: Vec<PathBuf> = args.pythonpath.iter().map(|p| absolute(p)).collect();
     dirs.push(absolute(Path::new(".")));
-    python::app::prepare(py, &dirs).map_err(|e| LoadFailure {
-        traceback: Some(python::traceback::format(py, &e)),
-        message: "failed to prepare the interpreter".into(),
-    })?;
-    python::app::load(py, &args.app)
+    python::load(&dirs, &args.app)
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -157,8 +152,7 @@ fn broken_page(failure: &LoadFailure) -> Vec<u8> {
 
 fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
     let threads = args.threads.max(1);
-    let shared = Python::attach(|py| Shared::new(py, handler, threads, args.dev))
-        .map_err(|e| StartError::Setup(e.to_string()))?;
+    let shared = Shared::new(handler, threads, args.dev).map_err(StartError::Setup)?;
     let shared = Arc::new(shared);
     let sock = UnixStream::connect(&args.socket)
         .map_err(|e| StartError::Connect(args.socket.clone(), e))?;
@@ -170,7 +164,15 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
         std::thread::Builder::new()
             .name(format!("python-{i}"))
             .stack_size(PYTHON_STACK)
-            .spawn(move || python::serve_thread(shared, conn))
+            .spawn(move || {
+                // serve_thread only returns by panicking (a bug): fail loudly so the
+                // master replaces the worker instead of it silently losing capacity.
+                let c = conn.clone();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    python::serve_thread(shared, conn)
+                }));
+                c.exit(Exit::Fatal("a Python thread panicked".into()));
+            })
             .map_err(StartError::Thread)?;
     }
     conn.outbox.send(
@@ -193,7 +195,7 @@ fn shutdown(conn: &Conn, writer: std::thread::JoinHandle<()>, why: Exit) -> Exit
         Exit::Drained => {
             conn.outbox.close();
             let _ = writer.join();
-            Python::attach(python::app::run_atexit);
+            python::run_atexit();
             ExitCode::SUCCESS
         }
         Exit::MasterGone | Exit::Quick => ExitCode::SUCCESS,

@@ -761,10 +761,11 @@ fn dev_mode_shows_runtime_tracebacks() {
 fn sigterm_drains_in_flight_requests_then_exits_0() {
     let mut w = probe(&[]);
     let a = w.stream();
-    let mut h = head("POST", "/echo", "");
+    let mut h = head("POST", "/echo", "announce=1");
     h.content_length = None;
     w.send(a, Frame::RequestHead(Box::new(h)));
     w.send(a, Frame::RequestBody(Bytes::from_static(b"in flight")));
+    w.wait_log("echo: reading the body");
     nix_kill(w.child.id(), "TERM");
     w.wait_log("draining");
     assert!(
@@ -773,6 +774,17 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     );
     w.send(a, Frame::RequestEnd);
     assert_eq!(w.response(a).text(), "in flight");
+    assert_eq!(w.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn sigterm_does_not_lose_a_request_still_in_the_socket() {
+    // No wait between the request and the signal: the worker may get SIGTERM before
+    // its reader has seen the head. It must still answer, then exit 0.
+    let mut w = probe(&[]);
+    let s = w.send_request(head("GET", "/hello", ""), &[]);
+    nix_kill(w.child.id(), "TERM");
+    assert_eq!(w.response(s).text(), "Hello, world!");
     assert_eq!(w.wait_exit().code(), Some(0));
 }
 

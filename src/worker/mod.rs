@@ -158,6 +158,7 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
         .map_err(|e| StartError::Connect(args.socket.clone(), e))?;
     let read_half = sock.try_clone().map_err(StartError::Thread)?;
     let conn = Arc::new(Conn::default());
+    conn.set_socket(sock.try_clone().map_err(StartError::Thread)?);
     signals::spawn(conn.clone()).map_err(StartError::Thread)?;
     for i in 0..threads {
         let (shared, conn) = (shared.clone(), conn.clone());

@@ -16,9 +16,9 @@ const READ_BUF: usize = 256 * 1024;
 pub fn spawn_reader(conn: Arc<Conn>, sock: UnixStream) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("reader".into())
-        .spawn(move || {
-            let why = read_loop(&conn, sock);
-            conn.exit(why);
+        .spawn(move || match read_loop(&conn, sock) {
+            Some(why) => conn.exit(why),
+            None => conn.input_ended(),
         })
         .map(|_| ())
 }
@@ -43,17 +43,18 @@ pub fn spawn_writer(
         })
 }
 
-fn read_loop(conn: &Conn, mut sock: UnixStream) -> Exit {
+/// Routes frames until the input ends (`None`) or must be abandoned.
+fn read_loop(conn: &Conn, mut sock: UnixStream) -> Option<Exit> {
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut tmp = vec![0u8; READ_BUF];
     loop {
         let n = match sock.read(&mut tmp) {
-            Ok(0) => return Exit::MasterGone,
+            Ok(0) => return None,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 wlog!("reading from the master failed: {e}");
-                return Exit::MasterGone;
+                return Some(Exit::MasterGone);
             }
         };
         buf.extend_from_slice(&tmp[..n]);
@@ -61,11 +62,11 @@ fn read_loop(conn: &Conn, mut sock: UnixStream) -> Exit {
             match wire::decode(&mut buf) {
                 Ok(Some((stream, frame))) => {
                     if let Err(e) = route(conn, stream, frame) {
-                        return Exit::Fatal(e);
+                        return Some(Exit::Fatal(e));
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Exit::Fatal(format!("bad frame from the master: {e}")),
+                Err(e) => return Some(Exit::Fatal(format!("bad frame from the master: {e}"))),
             }
         }
     }

@@ -346,6 +346,8 @@ pub enum Exit {
 struct ConnState {
     streams: HashMap<u32, Arc<Body>>,
     draining: bool,
+    /// The reader has seen the end of the master's frames.
+    input_done: bool,
     exit: Option<Exit>,
 }
 
@@ -356,6 +358,8 @@ pub struct Conn {
     pub outbox: Outbox,
     state: Mutex<ConnState>,
     exit_cv: Condvar,
+    /// The socket, to shut its reading side when a drain finds nothing in flight.
+    socket: std::sync::OnceLock<std::os::unix::net::UnixStream>,
 }
 
 impl Conn {
@@ -391,13 +395,42 @@ impl Conn {
         }
     }
 
-    /// Python thread, after the last frame of a stream was queued: when draining and
-    /// nothing is left in flight, the worker may exit.
+    /// Gives the connection's socket for the drain's shutdown (see `check_drained`).
+    pub fn set_socket(&self, sock: std::os::unix::net::UnixStream) {
+        let _ = self.socket.set(sock);
+    }
+
+    /// After the last frame of a stream was queued, on SIGTERM, and at the end of the
+    /// input: when draining with nothing in flight, shut the socket's reading side.
+    /// Frames the master wrote before that (a request may be sitting unread in the
+    /// socket when SIGTERM arrives) are still read and served; later writes fail on
+    /// the master's side. Once the reader has seen the end and nothing is in flight,
+    /// the worker exits.
     pub fn check_drained(&self) {
         let mut st = lock(&self.state);
-        if st.draining && st.streams.is_empty() {
+        if !st.draining || !st.streams.is_empty() {
+            return;
+        }
+        if st.input_done {
             Self::set_exit(&mut st, Exit::Drained);
             self.exit_cv.notify_all();
+        } else if let Some(sock) = self.socket.get() {
+            let _ = sock.shutdown(std::net::Shutdown::Read);
+        }
+    }
+
+    /// Reader: no more frames. While draining that is the expected end; otherwise the
+    /// master went away.
+    pub fn input_ended(&self) {
+        let draining = {
+            let mut st = lock(&self.state);
+            st.input_done = true;
+            st.draining
+        };
+        if draining {
+            self.check_drained();
+        } else {
+            self.exit(Exit::MasterGone);
         }
     }
 
@@ -535,6 +568,11 @@ mod tests {
         let job = c.queue.try_take().unwrap();
         c.forget(7, &job.body);
         c.check_drained();
+        assert!(
+            lock(&c.state).exit.is_none(),
+            "the input is not finished yet"
+        );
+        c.input_ended();
         assert_eq!(c.wait_exit(), Exit::Drained);
     }
 }

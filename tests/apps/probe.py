@@ -50,6 +50,8 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"Hello, world!"]
     if path == "/echo":
+        if "announce" in q:
+            environ["wsgi.errors"].write("echo: reading the body\n")
         data = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [data]

@@ -815,3 +815,47 @@ fn nix_kill(pid: u32, sig: &str) {
         .success();
     assert!(ok);
 }
+
+/// Worker CPU per hello-world request (utime + stime from /proc), with `window`
+/// requests in flight. Run: `cargo test --release --test worker_protocol bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_hello_cpu_per_request() {
+    for (threads, window) in [(1usize, 1usize), (4, 4)] {
+        let t = threads.to_string();
+        let mut w = probe(&["--threads", &t]);
+        let cpu = |pid: u32| -> f64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+            ticks / 100.0
+        };
+        for _ in 0..500 {
+            w.get("/hello", "");
+        }
+        let n = 20_000;
+        let (c0, t0) = (cpu(w.child.id()), Instant::now());
+        let mut inflight = VecDeque::new();
+        for _ in 0..n {
+            if inflight.len() == window {
+                let s = inflight.pop_front().unwrap();
+                assert_eq!(w.response(s).body.len(), 13);
+            }
+            inflight.push_back(w.send_request(head("GET", "/hello", ""), &[]));
+        }
+        for s in inflight {
+            w.response(s);
+        }
+        let (c1, t1) = (cpu(w.child.id()), t0.elapsed());
+        println!(
+            "threads {threads}, window {window}: {:.1} µs worker CPU/request, {:.0} req/s",
+            (c1 - c0) * 1e6 / n as f64,
+            n as f64 / t1.as_secs_f64()
+        );
+    }
+}

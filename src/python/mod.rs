@@ -1,1 +1,249 @@
-//! All pyo3 / CPython code lives here and nowhere else.
+//! All pyo3 / CPython code lives here and nowhere else. `worker` starts the
+//! interpreter (`interp`), loads the app (`app`), then runs `serve_thread` on each of
+//! its Python threads. A Python thread attaches to the interpreter once for its whole
+//! life and detaches only while it waits: for the next request, for body bytes, or
+//! for room in the outbox. Per request: build the environ (`environ`, `input`), call
+//! the app with `start_response` (`start_response`), drive its iterable into frames
+//! (`response`, `file_wrapper`), always call its `close()`, and turn exceptions into
+//! a 500 or an Abort (`traceback` for the log and the `--dev` page).
+
+pub mod app;
+mod environ;
+mod file_wrapper;
+mod input;
+mod interp;
+mod response;
+mod start_response;
+pub mod traceback;
+
+pub use interp::{initialize, program_name, InitError, BUILD_PYTHON};
+
+use crate::wire::{Frame, RequestHead};
+use crate::worker::log::wlog;
+use crate::worker::stream::{Conn, Job};
+use environ::{Consts, ThreadCache};
+use file_wrapper::FileWrapper;
+use input::Input;
+use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use response::{push, ErrorPage, Response};
+use start_response::{not_started, type_name, StartResponse};
+use std::sync::Arc;
+
+/// The app's callable, opaque outside this module.
+pub struct App(Py<PyAny>);
+
+/// What the Python threads run.
+pub enum Handler {
+    App(App),
+    /// `--dev` with an app that failed to import: every request gets this 500 page.
+    Broken(Vec<u8>),
+}
+
+/// Everything the Python threads share.
+pub struct Shared {
+    handler: Handler,
+    consts: Consts,
+    dev: bool,
+}
+
+impl Shared {
+    pub fn new(handler: Handler, threads: usize, dev: bool) -> Result<Self, String> {
+        Python::attach(|py| {
+            Ok(Shared {
+                handler,
+                consts: Consts::new(py, threads).map_err(|e| e.to_string())?,
+                dev,
+            })
+        })
+    }
+}
+
+/// Prepares `sys.path` (`dirs` first, in order) and faulthandler, then imports `spec`.
+pub fn load(dirs: &[std::path::PathBuf], spec: &str) -> Result<App, app::LoadFailure> {
+    Python::attach(|py| {
+        app::prepare(py, dirs).map_err(|e| app::LoadFailure {
+            traceback: Some(traceback::format(py, &e)),
+            message: "failed to prepare the interpreter".into(),
+        })?;
+        app::load(py, spec).map(App)
+    })
+}
+
+/// Runs the app's `atexit` handlers (clean exit after a drain).
+pub fn run_atexit() {
+    Python::attach(app::run_atexit);
+}
+
+/// Logs an exception with its traceback, as one write.
+pub fn log_exception(py: Python<'_>, what: &str, err: &PyErr) {
+    wlog!("{what}:\n{}", traceback::format(py, err).trim_end());
+}
+
+/// One Python thread's life: take a request, answer it, forever.
+pub fn serve_thread(shared: Arc<Shared>, conn: Arc<Conn>) {
+    Python::attach(|py| {
+        let mut cache = ThreadCache::default();
+        loop {
+            let job = match conn.queue.try_take() {
+                Some(job) => job,
+                None => py.detach(|| conn.queue.take_blocking()),
+            };
+            handle(py, &shared, &mut cache, &conn, job);
+        }
+    })
+}
+
+fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<Conn>, job: Job) {
+    let Job { stream, head, body } = job;
+    let head_only = head.method.as_ref() == b"HEAD";
+    let resp = Arc::new(Response::new(stream, head_only, body.clone(), conn.clone()));
+    let mut frames = Vec::new();
+    match &shared.handler {
+        Handler::App(app) => {
+            let outcome = run(py, shared, cache, app.0.bind(py), head, &resp, &mut frames);
+            let outcome = outcome.and_then(|()| resp.finish(&mut frames).map_err(not_started));
+            if let Err(e) = outcome {
+                let page = error_page(py, shared.dev, &resp, &e);
+                resp.fail(page, &mut frames);
+            }
+        }
+        Handler::Broken(page) => resp.fail(
+            ErrorPage {
+                content_type: "text/html; charset=utf-8",
+                body: page.clone(),
+            },
+            &mut frames,
+        ),
+    }
+    conn.forget(stream, &body);
+    push(py, conn, stream, &mut frames);
+    conn.check_drained();
+}
+
+/// Logs the failure and picks the 500 body (used only if nothing was sent yet).
+fn error_page(py: Python<'_>, dev: bool, resp: &Response, err: &PyErr) -> ErrorPage {
+    if resp.is_front_aborted() {
+        wlog!(
+            "stream {}: request aborted by the front: {}",
+            resp.stream,
+            traceback::summary(py, err)
+        );
+        return ErrorPage::plain();
+    }
+    let tb = traceback::format(py, err);
+    wlog!(
+        "stream {}: error handling request:\n{}",
+        resp.stream,
+        tb.trim_end()
+    );
+    if dev {
+        ErrorPage {
+            content_type: "text/html; charset=utf-8",
+            body: traceback::dev_page("The application raised an exception.", &tb),
+        }
+    } else {
+        ErrorPage::plain()
+    }
+}
+
+/// Calls the app and sends its body; `close()` is always called once the app
+/// returned an iterable, whatever happened while sending it.
+fn run(
+    py: Python<'_>,
+    shared: &Shared,
+    cache: &mut ThreadCache,
+    app: &Bound<'_, PyAny>,
+    head: Box<RequestHead>,
+    resp: &Arc<Response>,
+    frames: &mut Vec<Frame>,
+) -> PyResult<()> {
+    let input = Bound::new(py, Input::new(resp.body().clone()))?.into_any();
+    let environ = environ::build(py, &shared.consts, cache, &head, input)?;
+    drop(head);
+    let start = Bound::new(py, StartResponse::new(resp.clone()))?;
+    let result = app.call1((environ, start))?;
+    let sent = send(py, &result, resp, frames);
+    if let Err(e) = close(py, &result) {
+        // The body is complete by now: log, but do not turn it into a failure.
+        log_exception(py, "the response's close() raised", &e);
+    }
+    sent
+}
+
+fn close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    let name = pyo3::intern!(py, "close");
+    if result.hasattr(name)? {
+        result.call_method0(name)?;
+    }
+    Ok(())
+}
+
+/// Turns the app's iterable into frames. A list or tuple is already complete, so its
+/// frames are queued together at the end (one wake-up of the writer); any other
+/// iterable streams: each item is queued as it comes.
+fn send(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    resp: &Arc<Response>,
+    frames: &mut Vec<Frame>,
+) -> PyResult<()> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some((file, pos)) = wrapper.get().open_fast(py) {
+            // Require start_response first, as the iterable path does.
+            if !resp.started() {
+                return Err(not_started(response::NotStarted));
+            }
+            let r = resp.clone();
+            return py
+                .detach(move || file_wrapper::send_file(&r, &file, pos))
+                .map_err(|e| PyOSError::new_err(format!("sending the file failed: {e}")));
+        }
+    }
+    let streaming = !(result.is_instance_of::<PyList>() || result.is_instance_of::<PyTuple>());
+    for item in result.try_iter()? {
+        let item = item?;
+        let data = item.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "the response iterable must yield bytes, not {}",
+                type_name(&item)
+            ))
+        })?;
+        resp.write(data.as_bytes(), frames).map_err(not_started)?;
+        if streaming {
+            push(py, &resp.conn, resp.stream, frames);
+        }
+        if resp.is_stopped() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// STYLE.md §1: the FFI boundary stays in one module.
+    #[test]
+    fn pyo3_appears_only_under_src_python() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![src.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    if path != src.join("python") {
+                        stack.push(path);
+                    }
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(
+                        !text.contains(concat!("py", "o3::")),
+                        "{} uses pyo3 outside src/python/",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Process-level safety for a worker: die with the master (`PR_SET_PDEATHSIG`), and
+//! turn SIGTERM / SIGINT / SIGQUIT into `Conn` decisions on one thread that
+//! `sigwait`s for them. The signals are blocked in every other thread (the mask is set
+//! before any thread starts and is inherited, also by threads the app creates), so no
+//! async handler ever runs Rust or Python code. SIGUSR1 stays unblocked: it belongs
+//! to Python's faulthandler, which dumps every thread's stack when the master is
+//! about to kill a worker stuck on a request.
+
+use super::log::wlog;
+use super::stream::{Conn, Exit};
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::{getppid, Pid};
+use std::sync::Arc;
+
+fn handled() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGQUIT);
+    set
+}
+
+/// Must run first in `main`, before any thread exists.
+pub fn block() -> nix::Result<()> {
+    handled().thread_block()
+}
+
+/// Asks the kernel to SIGKILL us when the master dies, then checks the master did
+/// not die before the request took effect (we would then have been re-parented).
+pub fn die_with_parent(parent: Pid) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+    if getppid() != parent {
+        return Err("the master exited during start-up".into());
+    }
+    Ok(())
+}
+
+/// Starts the thread that turns signals into drain / quick-exit decisions.
+pub fn spawn(conn: Arc<Conn>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            match handled().wait() {
+                // SIGTERM: the master stopped sending work; finish what is in flight.
+                Ok(Signal::SIGTERM) => conn.drain(),
+                Ok(_) => conn.exit(Exit::Quick),
+                Err(e) => {
+                    wlog!("sigwait failed: {e}");
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+}

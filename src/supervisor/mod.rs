@@ -225,8 +225,14 @@ impl Supervisor {
             new = self.target,
             "reloading: starting a new generation of workers"
         );
+        // Production: one new worker at a time, each ready before an old one drains.
+        // Development: all at once, so the new code serves as soon as possible.
+        let at_once = if self.settings.reload { self.target } else { 1 };
         self.reload_pending = self.target;
-        self.start_worker(Purpose::Reload, Duration::ZERO);
+        self.reload_to_start = self.target - at_once;
+        for _ in 0..at_once {
+            self.start_worker(Purpose::Reload, Duration::ZERO);
+        }
     }
 
     fn handle(&mut self, ev: Event) {
@@ -456,6 +462,7 @@ impl Supervisor {
         self.stopping = true;
         for (pid, w) in self.workers.iter_mut() {
             w.conn.retire();
+            w.state = WorkerState::Stopping;
             process::signal(*pid, Signal::SIGTERM);
         }
         let deadline = tokio::time::Instant::now() + grace;

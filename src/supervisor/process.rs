@@ -23,9 +23,13 @@ pub fn spawn(settings: &Settings, socket: &Path, dev: bool) -> std::io::Result<C
         .arg(settings.workers.threads.to_string());
     python_args(settings, &mut cmd);
     if dev {
-        cmd.arg("--dev");
+        // Bytecode caches are validated by mtime in whole seconds and size: an edit
+        // within the same second that keeps the size would run the stale .pyc.
+        cmd.arg("--dev").env("PYTHONDONTWRITEBYTECODE", "1");
     }
-    cmd.stdin(Stdio::null()).kill_on_drop(false);
+    // A process group of its own: a terminal's Ctrl-C or hangup reaches the master,
+    // which decides how workers stop; workers die with the master (PDEATHSIG).
+    cmd.stdin(Stdio::null()).kill_on_drop(false).process_group(0);
     cmd.spawn()
 }
 

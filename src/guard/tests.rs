@@ -556,3 +556,7 @@ fn error_responses_are_well_formed() {
         );
     }
 }
+
+// ---- the I/O wrapper ----
+
+mod io;

@@ -113,7 +113,7 @@ fn expected_reject(id: &str) -> Option<Reject> {
     })
 }
 
-/// Where the guard stops by design (see the module doc of `GuardedIo`' caller).
+/// Corpus cases for features that are not the guard's.
 fn out_of_scope(id: &str) -> bool {
     // PROXY protocol is a separate, optional listener feature.
     id.starts_with("invalid/pp_")

@@ -20,6 +20,7 @@ pub mod supervisor;
 // -- data plane, in request order --
 pub mod dispatcher;
 pub mod front;
+pub mod guard;
 pub mod listener;
 pub mod proxy;
 pub mod respond;

@@ -1,0 +1,957 @@
+//! The HTTP/1 request guard: the first thing every client byte meets.
+//!
+//! hyper's HTTP/1 parser is lenient where an edge server must be strict: it serves
+//! Content-Length together with Transfer-Encoding, bare-LF line endings, duplicate Host,
+//! chunk sizes with a sign, and more (../shared/FACTS.md). Each of those is a request
+//! smuggling vector once a second parser (a proxy, a cache, a worker) reads the same
+//! bytes differently. So the front never lets hyper see a byte this module has not
+//! validated:
+//!
+//! - [`Http1Guard`] is a pure, synchronous state machine (no I/O). It owns the
+//!   *message syntax and framing* of every request on a connection: the request line,
+//!   the header section, the body framing (Content-Length or chunked, including the
+//!   chunk-size lines and trailer section) and the boundary to the next pipelined
+//!   request. It does not own semantics (routing, body size limits, `_` in header
+//!   names, Expect, Upgrade): those stay with the front, which sees hyper's parsed
+//!   request.
+//! - [`GuardedIo`] wraps the client stream: reads go through the guard, and after a
+//!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
+//!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
+//!   guard's error response first.
+//!
+//! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
+//! ../shared/conformance/ is the test suite: see the tests at the bottom).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use http::StatusCode;
+use memchr::memchr;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Limits on the request head, with gunicorn's names and defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardLimits {
+    /// Longest request line, without its CRLF (`--limit-request-line`, 414 past it).
+    pub request_line: usize,
+    /// Most header fields in a request, or trailer fields in a chunked body
+    /// (`--limit-request-fields`, 431 past it).
+    pub fields: usize,
+    /// Longest field line, counting its CRLF as gunicorn does
+    /// (`--limit-request-field_size`, 431 past it).
+    pub field_size: usize,
+    /// Refuse HTTP/1.1 requests without Host (nginx does; gunicorn and the corpus do not).
+    pub require_host: bool,
+}
+
+impl Default for GuardLimits {
+    fn default() -> Self {
+        GuardLimits {
+            request_line: 4094,
+            fields: 100,
+            field_size: 8190,
+            require_host: false,
+        }
+    }
+}
+
+/// Why a request was refused; each maps to one small, fixed response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("malformed request")]
+    BadRequest,
+    #[error("request line too long")]
+    UriTooLong,
+    #[error("too many or too large header fields")]
+    HeaderFieldsTooLarge,
+    #[error("HTTP version not supported")]
+    VersionNotSupported,
+}
+
+impl Reject {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reject::BadRequest => StatusCode::BAD_REQUEST,
+            Reject::UriTooLong => StatusCode::URI_TOO_LONG,
+            Reject::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reject::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        }
+    }
+
+    /// The complete response written before the connection is closed.
+    pub fn response_bytes(self) -> &'static [u8] {
+        match self {
+            Reject::BadRequest => {
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                  Content-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n"
+            }
+            Reject::UriTooLong => {
+                b"HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                  Content-Length: 17\r\nConnection: close\r\n\r\n414 URI Too Long\n"
+            }
+            Reject::HeaderFieldsTooLarge => {
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: 36\r\n\
+                  Connection: close\r\n\r\n431 Request Header Fields Too Large\n"
+            }
+            Reject::VersionNotSupported => {
+                b"HTTP/1.1 505 HTTP Version Not Supported\r\n\
+                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: 31\r\n\
+                  Connection: close\r\n\r\n505 HTTP Version Not Supported\n"
+            }
+        }
+    }
+}
+
+/// The HTTP/2 prior-knowledge connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Longest chunk-size line (size and extensions) we buffer; nginx allows far less in
+/// practice, and a longer one is only ever an attempt to make us buffer.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Trailer fields that would change framing, routing, authentication or connection
+/// handling if a downstream merged them into the header section (RFC 9110 §6.5.1).
+const FORBIDDEN_TRAILERS: &[&[u8]] = &[
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"trailer",
+    b"te",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"upgrade",
+    b"expect",
+    b"authorization",
+    b"proxy-authorization",
+    b"cookie",
+    b"content-encoding",
+    b"content-range",
+];
+
+/// Where the guard is in the byte stream of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Start of the connection: the bytes so far (held in `head`) are a prefix of the
+    /// HTTP/2 preface.
+    Preface,
+    /// HTTP/2 prior knowledge: hyper's h2 codec does its own strict parsing.
+    H2,
+    /// Reading a request head into `head`.
+    Head,
+    /// A Content-Length body with this many bytes still to pass.
+    FixedBody {
+        remaining: u64,
+    },
+    /// Reading a chunk-size line into `line`.
+    ChunkSize,
+    ChunkData {
+        remaining: u64,
+    },
+    /// The CRLF after chunk data; `seen_cr` once its CR went by.
+    ChunkDataEnd {
+        seen_cr: bool,
+    },
+    /// Reading trailer field lines into `line`, up to the empty line ending the body.
+    Trailers {
+        fields: usize,
+    },
+    Rejected(Reject),
+}
+
+/// What the header section of the request being read has said so far.
+#[derive(Debug, Default)]
+struct HeadFacts {
+    /// Offset in `head` of the line being read.
+    line_start: usize,
+    /// Offset in `head` where the request starts (after a tolerated empty line).
+    request_start: usize,
+    seen_request_line: bool,
+    http10: bool,
+    fields: usize,
+    hosts: usize,
+    content_types: usize,
+    content_length: Option<u64>,
+    transfer_encoding: TransferCodings,
+}
+
+#[derive(Debug, Default)]
+struct TransferCodings {
+    present: bool,
+    chunked: bool,
+    last_is_chunked: bool,
+}
+
+/// Validates the client side of an HTTP/1 connection; see the module doc.
+///
+/// It owns the syntax of request heads (request line, field lines, limits), the
+/// framing of bodies (Content-Length, chunked with extensions and trailers) and the
+/// boundaries between pipelined requests. Head bytes are held back until the whole
+/// head is valid; body bytes pass as soon as they are known to be body.
+#[derive(Debug)]
+pub struct Http1Guard {
+    limits: GuardLimits,
+    state: State,
+    /// The request head being read (reused between requests).
+    head: BytesMut,
+    facts: HeadFacts,
+    /// The chunk-size or trailer line being read (reused).
+    line: BytesMut,
+    heads_passed: u64,
+    refused_inside_body: bool,
+}
+
+impl Http1Guard {
+    pub fn new(limits: GuardLimits) -> Self {
+        Http1Guard {
+            limits,
+            state: State::Preface,
+            head: BytesMut::with_capacity(1024),
+            facts: HeadFacts::default(),
+            line: BytesMut::new(),
+            heads_passed: 0,
+            refused_inside_body: false,
+        }
+    }
+
+    /// Validates `input` (the next bytes read from the client) and appends the bytes
+    /// hyper may see to `out`. Head bytes are held back until the whole head is validated.
+    ///
+    /// After an `Err` the connection is done: every later call returns the same error.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), Reject> {
+        if let State::Rejected(r) = self.state {
+            return Err(r);
+        }
+        while !input.is_empty() {
+            match self.step(input, out) {
+                Ok(used) => input = &input[used..],
+                Err(r) => {
+                    self.refused_inside_body = self.is_in_body();
+                    self.state = State::Rejected(r);
+                    return Err(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// true once the connection was recognised as HTTP/2 prior knowledge (preface
+    /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`): everything passes through unchecked from then on.
+    pub fn is_h2(&self) -> bool {
+        self.state == State::H2
+    }
+
+    /// true between requests with nothing held back: EOF here is a clean close.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head | State::Preface) && self.head.is_empty()
+    }
+
+    /// true when the refusal came inside a body: the reader already has that request's
+    /// head, sees its body end early, and answers it itself.
+    pub fn refused_inside_body(&self) -> bool {
+        self.refused_inside_body
+    }
+
+    /// How many request heads were validated and passed on.
+    pub fn requests_seen(&self) -> u64 {
+        self.heads_passed
+    }
+
+    fn is_in_body(&self) -> bool {
+        matches!(
+            self.state,
+            State::FixedBody { .. }
+                | State::ChunkSize
+                | State::ChunkData { .. }
+                | State::ChunkDataEnd { .. }
+                | State::Trailers { .. }
+        )
+    }
+
+    /// Consumes a prefix of `input` in the current state; returns its length.
+    fn step(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+        match self.state {
+            State::Preface => Ok(self.step_preface(input, out)),
+            State::H2 => {
+                out.extend_from_slice(input);
+                Ok(input.len())
+            }
+            State::Head => self.step_head(input, out),
+            State::FixedBody { remaining } => {
+                let n = pass_body(input, remaining, out);
+                self.state = match remaining - n as u64 {
+                    0 => State::Head,
+                    remaining => State::FixedBody { remaining },
+                };
+                Ok(n)
+            }
+            State::ChunkSize => self.step_chunk_size(input, out),
+            State::ChunkData { remaining } => {
+                let n = pass_body(input, remaining, out);
+                self.state = match remaining - n as u64 {
+                    0 => State::ChunkDataEnd { seen_cr: false },
+                    remaining => State::ChunkData { remaining },
+                };
+                Ok(n)
+            }
+            State::ChunkDataEnd { seen_cr } => {
+                let expected = if seen_cr { b'\n' } else { b'\r' };
+                if input[0] != expected {
+                    return Err(Reject::BadRequest);
+                }
+                out.extend_from_slice(&input[..1]);
+                self.state = if seen_cr {
+                    State::ChunkSize
+                } else {
+                    State::ChunkDataEnd { seen_cr: true }
+                };
+                Ok(1)
+            }
+            State::Trailers { fields } => self.step_trailers(input, fields, out),
+            State::Rejected(r) => Err(r),
+        }
+    }
+
+    /// Holds bytes while they could still be the HTTP/2 preface; on the first byte that
+    /// cannot, replays what was held as HTTP/1 (by leaving it in `head`).
+    fn step_preface(&mut self, input: &[u8], out: &mut BytesMut) -> usize {
+        let held = self.head.len();
+        let take = input.len().min(H2_PREFACE.len() - held);
+        if input[..take] != H2_PREFACE[held..held + take] {
+            self.state = State::Head;
+            self.replay_held_head();
+            return 0;
+        }
+        self.head.extend_from_slice(&input[..take]);
+        if self.head.len() == H2_PREFACE.len() {
+            out.extend_from_slice(&self.head);
+            self.head.clear();
+            self.state = State::H2;
+        }
+        take
+    }
+
+    /// The bytes held as a possible preface are re-read as the start of an HTTP/1 head.
+    fn replay_held_head(&mut self) {
+        // Only `PRI * HTTP/2.0\r\n\r\nSM\r\n` prefixes get here; they hold at most one
+        // complete line each time around, so re-scanning from the start is enough.
+        let held = std::mem::take(&mut self.head);
+        let mut sink = BytesMut::new();
+        // A replayed prefix is at most 23 bytes and can only fail or stay incomplete:
+        // the "PRI *" request line is refused (asterisk-form needs OPTIONS).
+        if let Err(r) = self.feed(&held, &mut sink) {
+            self.state = State::Rejected(r);
+        }
+        debug_assert!(sink.is_empty());
+    }
+
+    fn step_head(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+        let Some(lf) = memchr(b'\n', input) else {
+            self.head.extend_from_slice(input);
+            self.check_partial_head_line()?;
+            return Ok(input.len());
+        };
+        self.head.extend_from_slice(&input[..=lf]);
+        self.end_head_line(out)?;
+        Ok(lf + 1)
+    }
+
+    /// Refuses a line that is already too long before its end arrives, so a client
+    /// cannot make us buffer without bound.
+    fn check_partial_head_line(&self) -> Result<(), Reject> {
+        let partial = self.head.len() - self.facts.line_start;
+        // `partial` may end in the CR of the line's CRLF, hence the + 1.
+        if !self.facts.seen_request_line {
+            if partial > self.limits.request_line + 1 {
+                return Err(Reject::UriTooLong);
+            }
+        } else if partial > self.limits.field_size.saturating_sub(1) {
+            return Err(Reject::HeaderFieldsTooLarge);
+        }
+        Ok(())
+    }
+
+    /// A complete line (ending in LF) was appended to `head`: validate it.
+    fn end_head_line(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+        let start = self.facts.line_start;
+        let line = strip_crlf(&self.head[start..])?;
+        self.facts.line_start = self.head.len();
+        if !self.facts.seen_request_line {
+            if line.is_empty() && start == 0 {
+                // RFC 9112 §2.2: one empty line before the request line is tolerated.
+                self.facts.request_start = self.head.len();
+                return Ok(());
+            }
+            let http10 = check_request_line(line, &self.limits)?;
+            self.facts.seen_request_line = true;
+            self.facts.http10 = http10;
+            return Ok(());
+        }
+        if line.is_empty() {
+            return self.end_head(out);
+        }
+        let field = line;
+        self.facts.fields += 1;
+        if self.facts.fields > self.limits.fields || field.len() + 2 > self.limits.field_size {
+            return Err(Reject::HeaderFieldsTooLarge);
+        }
+        let (name, value) = split_field_line(field)?;
+        note_framing_field(&mut self.facts, name, value)
+    }
+
+    /// The empty line ending the head arrived: decide the body framing and pass the head.
+    fn end_head(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+        let f = &self.facts;
+        if f.hosts == 0 && !f.http10 && self.limits.require_host {
+            return Err(Reject::BadRequest);
+        }
+        let te = &f.transfer_encoding;
+        let next = if te.present {
+            // RFC 9112 §6.1: TE in HTTP/1.0, with Content-Length, or without a final
+            // `chunked` makes the framing ambiguous: refuse rather than guess.
+            if f.http10 || f.content_length.is_some() || !te.last_is_chunked {
+                return Err(Reject::BadRequest);
+            }
+            State::ChunkSize
+        } else {
+            match f.content_length {
+                Some(n) if n > 0 => State::FixedBody { remaining: n },
+                _ => State::Head,
+            }
+        };
+        out.extend_from_slice(&self.head[f.request_start..]);
+        self.head.clear();
+        self.facts = HeadFacts::default();
+        self.heads_passed += 1;
+        self.state = next;
+        Ok(())
+    }
+
+    fn step_chunk_size(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+        let Some(used) = self.take_line(input, MAX_CHUNK_LINE, Reject::BadRequest)? else {
+            return Ok(input.len());
+        };
+        let size = parse_chunk_size_line(strip_crlf(&self.line)?)?;
+        out.extend_from_slice(&self.line);
+        self.line.clear();
+        self.state = match size {
+            0 => State::Trailers { fields: 0 },
+            remaining => State::ChunkData { remaining },
+        };
+        Ok(used)
+    }
+
+    fn step_trailers(
+        &mut self,
+        input: &[u8],
+        fields: usize,
+        out: &mut BytesMut,
+    ) -> Result<usize, Reject> {
+        let max = self.limits.field_size;
+        let Some(used) = self.take_line(input, max, Reject::HeaderFieldsTooLarge)? else {
+            return Ok(input.len());
+        };
+        let line = strip_crlf(&self.line)?;
+        if line.is_empty() {
+            self.state = State::Head;
+        } else {
+            if fields + 1 > self.limits.fields || line.len() + 2 > max {
+                return Err(Reject::HeaderFieldsTooLarge);
+            }
+            let (name, _) = split_field_line(line)?;
+            if FORBIDDEN_TRAILERS
+                .iter()
+                .any(|f| name.eq_ignore_ascii_case(f))
+            {
+                return Err(Reject::BadRequest);
+            }
+            self.state = State::Trailers { fields: fields + 1 };
+        }
+        out.extend_from_slice(&self.line);
+        self.line.clear();
+        Ok(used)
+    }
+
+    /// Appends `input` to `line` up to and including the first LF. Returns how much was
+    /// used when the line is complete, `None` when more input is needed.
+    fn take_line(
+        &mut self,
+        input: &[u8],
+        max: usize,
+        too_long: Reject,
+    ) -> Result<Option<usize>, Reject> {
+        let end = memchr(b'\n', input).map(|lf| lf + 1);
+        let chunk = &input[..end.unwrap_or(input.len())];
+        if self.line.len() + chunk.len() > max {
+            return Err(too_long);
+        }
+        self.line.extend_from_slice(chunk);
+        Ok(end)
+    }
+}
+
+/// Passes up to `remaining` bytes of body; returns how many.
+fn pass_body(input: &[u8], remaining: u64, out: &mut BytesMut) -> usize {
+    let n = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+    out.extend_from_slice(&input[..n]);
+    n
+}
+
+/// A line as read (ending in LF) without its CRLF; a bare LF is refused.
+fn strip_crlf(line: &[u8]) -> Result<&[u8], Reject> {
+    match line {
+        [rest @ .., b'\r', b'\n'] => Ok(rest),
+        _ => Err(Reject::BadRequest),
+    }
+}
+
+/// Validates `method SP request-target SP HTTP-version`; returns true for HTTP/1.0.
+fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<bool, Reject> {
+    if line.len() > limits.request_line {
+        return Err(Reject::UriTooLong);
+    }
+    let sp1 = memchr(b' ', line).ok_or(Reject::BadRequest)?;
+    let (method, rest) = (&line[..sp1], &line[sp1 + 1..]);
+    let sp2 = memchr(b' ', rest).ok_or(Reject::BadRequest)?;
+    let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
+    check_method(method)?;
+    check_target(method, target)?;
+    match version {
+        b"HTTP/1.1" => Ok(false),
+        b"HTTP/1.0" => Ok(true),
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(Reject::VersionNotSupported)
+        }
+        _ => Err(Reject::BadRequest),
+    }
+}
+
+/// gunicorn's default method rule: a token of 3 to 20 characters with no lower-case
+/// letter and no `#` (so `-BLARGH` passes, `get`, `GET:` and `G` do not).
+fn check_method(method: &[u8]) -> Result<(), Reject> {
+    let ok = (3..=20).contains(&method.len())
+        && method
+            .iter()
+            .all(|&b| is_tchar(b) && !b.is_ascii_lowercase() && b != b'#');
+    if ok {
+        Ok(())
+    } else {
+        Err(Reject::BadRequest)
+    }
+}
+
+/// RFC 9112 §3.2: origin-form for any method, absolute-form (http/https), asterisk-form
+/// only for OPTIONS, authority-form only (and always) for CONNECT. Only visible ASCII:
+/// raw non-ASCII is refused as gunicorn 27 does (a proxy may decode it differently).
+fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
+    if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return Err(Reject::BadRequest);
+    }
+    let ok = if method == b"CONNECT" {
+        is_authority_form(target)
+    } else if target == b"*" {
+        method == b"OPTIONS"
+    } else {
+        target[0] == b'/' || is_absolute_http_form(target)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Reject::BadRequest)
+    }
+}
+
+/// `host:port` with a non-empty host (a name, or an IPv6 literal in brackets).
+fn is_authority_form(target: &[u8]) -> bool {
+    let Some(colon) = memchr::memrchr(b':', target) else {
+        return false;
+    };
+    let (host, port) = (&target[..colon], &target[colon + 1..]);
+    !host.is_empty()
+        && !port.is_empty()
+        && port.iter().all(u8::is_ascii_digit)
+        && !host.iter().any(|b| matches!(b, b'/' | b'?' | b'#' | b'@'))
+}
+
+/// `http://authority...` or `https://authority...` with a non-empty authority.
+fn is_absolute_http_form(target: &[u8]) -> bool {
+    let rest = strip_prefix_ignore_case(target, b"http://")
+        .or_else(|| strip_prefix_ignore_case(target, b"https://"));
+    matches!(rest, Some(r) if !r.is_empty() && !matches!(r[0], b'/' | b'?' | b'#'))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+/// Splits `name: value` and validates both; the value comes back without OWS.
+fn split_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
+    // A line starting with whitespace is obs-fold (or whitespace before the first
+    // field): RFC 9112 §5.2 lets a server refuse it, and we must (smuggling vector).
+    let colon = memchr(b':', line).ok_or(Reject::BadRequest)?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(Reject::BadRequest);
+    }
+    if !value.iter().all(|&b| is_field_value_byte(b)) {
+        return Err(Reject::BadRequest);
+    }
+    Ok((name, trim_ows(value)))
+}
+
+/// Records what a header field says about framing and routing; refuses conflicts.
+fn note_framing_field(f: &mut HeadFacts, name: &[u8], value: &[u8]) -> Result<(), Reject> {
+    if name.eq_ignore_ascii_case(b"content-length") {
+        // Even an equal duplicate is refused: RFC 9112 allows merging them, but every
+        // intermediary that does it differently is a smuggling vector.
+        if f.content_length.is_some() {
+            return Err(Reject::BadRequest);
+        }
+        f.content_length = Some(parse_content_length(value)?);
+    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        note_transfer_codings(&mut f.transfer_encoding, value)?;
+    } else if name.eq_ignore_ascii_case(b"host") {
+        f.hosts += 1;
+        if f.hosts > 1 {
+            return Err(Reject::BadRequest);
+        }
+    } else if name.eq_ignore_ascii_case(b"content-type") {
+        f.content_types += 1;
+        if f.content_types > 1 {
+            return Err(Reject::BadRequest);
+        }
+    }
+    Ok(())
+}
+
+/// `1*DIGIT` that fits in a u64: no sign, no list, no inner whitespace.
+fn parse_content_length(value: &[u8]) -> Result<u64, Reject> {
+    if value.is_empty() {
+        return Err(Reject::BadRequest);
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return Err(Reject::BadRequest);
+        }
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(Reject::BadRequest)
+    })
+}
+
+/// Adds one Transfer-Encoding field's codings (a comma list, possibly empty elements)
+/// to what earlier fields said; `chunked` may appear once, and nothing may follow it.
+fn note_transfer_codings(te: &mut TransferCodings, value: &[u8]) -> Result<(), Reject> {
+    te.present = true;
+    for element in value.split(|&b| b == b',') {
+        let coding = trim_ows(element);
+        if coding.is_empty() {
+            continue;
+        }
+        let name = trim_ows(coding.split(|&b| b == b';').next().unwrap_or(coding));
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(Reject::BadRequest);
+        }
+        let is_chunked = name.eq_ignore_ascii_case(b"chunked");
+        if is_chunked && (te.chunked || name.len() != coding.len()) {
+            // twice, or with parameters: chunked has none
+            return Err(Reject::BadRequest);
+        }
+        te.chunked |= is_chunked;
+        te.last_is_chunked = is_chunked;
+    }
+    Ok(())
+}
+
+/// `1*HEXDIG [ BWS ; chunk-ext ]`: no sign, no whitespace before the size, no
+/// whitespace after it unless an extension follows, no control characters.
+fn parse_chunk_size_line(line: &[u8]) -> Result<u64, Reject> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(Reject::BadRequest);
+    }
+    let size = line[..digits].iter().try_fold(0u64, |n, &b| {
+        let d = (b as char).to_digit(16).unwrap_or(0);
+        n.checked_mul(16)
+            .and_then(|n| n.checked_add(u64::from(d)))
+            .ok_or(Reject::BadRequest)
+    })?;
+    let rest = &line[digits..];
+    let ext = trim_start_ows(rest);
+    if !rest.is_empty() && ext.first() != Some(&b';') {
+        return Err(Reject::BadRequest);
+    }
+    if !ext.iter().all(|&b| is_field_value_byte(b)) {
+        return Err(Reject::BadRequest);
+    }
+    Ok(size)
+}
+
+/// RFC 9110 §5.6.2 tchar.
+fn is_tchar(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+/// field-vchar / SP / HTAB / obs-text: every byte except CTLs (HTAB aside) and DEL.
+fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}
+
+/// A table, so the check of every header name byte is one load.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
+fn trim_start_ows(s: &[u8]) -> &[u8] {
+    let start = s.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    &s[start..]
+}
+
+fn trim_ows(s: &[u8]) -> &[u8] {
+    let s = trim_start_ows(s);
+    let end = s.len()
+        - s.iter()
+            .rev()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+    &s[..end]
+}
+
+/// Size of the buffer each read from the client goes into.
+const SCRATCH: usize = 8 * 1024;
+
+/// After a refusal, at most this much unread input is drained before the close, so the
+/// kernel sends our error response and a FIN instead of a reset that could destroy it.
+const DRAIN_ON_REJECT: usize = 64 * 1024;
+
+/// A client stream whose reads pass through an [`Http1Guard`].
+///
+/// Reads return only validated bytes; after a violation they return EOF, so hyper
+/// answers the earlier pipelined requests and then shuts the connection down. That
+/// shutdown ([`AsyncWrite::poll_shutdown`]) first writes the guard's error response.
+/// Writes pass straight through.
+#[derive(Debug)]
+pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
+    inner: T,
+    guard: Http1Guard,
+    scratch: Box<[u8]>,
+    /// Validated bytes not yet handed to the reader.
+    ready: BytesMut,
+    read_closed: bool,
+    reject: Option<Reject>,
+    /// How much of the reject response is written; `usize::MAX` once taken elsewhere.
+    reject_written: usize,
+    /// The reader wrote something after the refusal (see `owes_reject_response`).
+    wrote_after_reject: bool,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
+    pub fn new(inner: T, limits: GuardLimits) -> Self {
+        GuardedIo {
+            inner,
+            guard: Http1Guard::new(limits),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            ready: BytesMut::new(),
+            read_closed: false,
+            reject: None,
+            reject_written: 0,
+            wrote_after_reject: false,
+        }
+    }
+
+    /// The refusal whose response has not been written yet, if any; taking it means the
+    /// caller writes the response, so [`AsyncWrite::poll_shutdown`] will not.
+    pub fn take_pending_reject(&mut self) -> Option<Reject> {
+        let r = self.owes_reject_response()?;
+        self.reject_written = usize::MAX;
+        Some(r)
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The refusal whose response is still ours to write, if any. A refusal inside a
+    /// body is different: the reader has that request's head and sees its body end
+    /// early, so it answers (hyper passes the service a body error, and the front
+    /// answers 400); we only answer when it wrote nothing, e.g. because it gave up.
+    fn owes_reject_response(&self) -> Option<Reject> {
+        let r = self.reject?;
+        let answered = self.guard.refused_inside_body() && self.wrote_after_reject;
+        (self.reject_written == 0 && !answered).then_some(r)
+    }
+
+    fn note_written(&mut self, n: usize) {
+        if self.reject.is_some() && n > 0 {
+            self.wrote_after_reject = true;
+        }
+    }
+
+    /// Reads once from the client into the guard; false at EOF or on a refusal.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut rb = ReadBuf::new(&mut self.scratch);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            return Poll::Ready(Ok(false));
+        }
+        if let Err(r) = self.guard.feed(&self.scratch[..n], &mut self.ready) {
+            tracing::debug!(status = r.status().as_u16(), "request refused by the guard");
+            self.reject = Some(r);
+            return Poll::Ready(Ok(false));
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    fn poll_write_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(r) = self.reject else {
+            return Poll::Ready(Ok(()));
+        };
+        if self.reject_written == 0 {
+            if self.owes_reject_response().is_none() {
+                return Poll::Ready(Ok(()));
+            }
+            self.drain_unread_input(cx);
+        }
+        let bytes = r.response_bytes();
+        while self.reject_written < bytes.len() {
+            let rest = &bytes[self.reject_written..];
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.reject_written += n;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// Discards what the client already sent (without waiting for more): closing a
+    /// socket with unread input makes the kernel send a reset instead of our response.
+    fn drain_unread_input(&mut self, cx: &mut Context<'_>) {
+        let mut drained = 0;
+        while drained < DRAIN_ON_REJECT {
+            let mut rb = ReadBuf::new(&mut self.scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => drained += rb.filled().len(),
+                _ => break,
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.ready.is_empty() {
+                let n = buf.remaining().min(this.ready.len());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_closed {
+                return Poll::Ready(Ok(()));
+            }
+            if this.guard.is_h2() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            // Held-back head bytes produce nothing: read again rather than return an
+            // empty read, which the caller would take for EOF.
+            if !ready!(this.poll_fill(cx))? {
+                this.read_closed = true;
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        this.note_written(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.note_written(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_reject(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Drop for GuardedIo<T> {
+    /// hyper drops the stream without `poll_shutdown` when the connection ends in an
+    /// error: try once, without waiting, to get the error response out anyway (a fresh
+    /// socket's send buffer takes these ~150 bytes).
+    fn drop(&mut self) {
+        let Some(r) = self.owes_reject_response() else {
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(n)) = inner.poll_write(&mut cx, r.response_bytes()) {
+            self.reject_written = n;
+            let _ = Pin::new(&mut self.inner).poll_flush(&mut cx);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

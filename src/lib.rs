@@ -14,19 +14,19 @@
 pub mod cli;
 pub mod config;
 pub mod master;
-pub mod reload;
 pub mod signals;
 pub mod supervisor;
+pub mod reload;
 // -- data plane, in request order --
-pub mod dispatcher;
-pub mod front;
-pub mod guard;
 pub mod listener;
-pub mod proxy;
-pub mod respond;
+pub mod guard;
+pub mod front;
 pub mod router;
 pub mod static_files;
+pub mod proxy;
+pub mod dispatcher;
 pub mod wire;
+pub mod respond;
 // -- worker process --
-pub mod python;
 pub mod worker;
+pub mod python;

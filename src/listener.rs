@@ -1,9 +1,11 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
 //! serving each connection with hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior
-//! knowledge) under a graceful-shutdown watcher.
+//! knowledge) under a graceful-shutdown watcher. Every client byte stream passes the
+//! `guard` (request validation) before hyper parses it.
 
 use crate::config::BindAddr;
 use crate::front::Front;
+use crate::guard::{GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
 use crate::wire::Scheme;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -62,12 +64,18 @@ impl Listener {
 #[derive(Clone)]
 pub struct ConnSettings {
     pub keep_alive: Duration,
+    pub guard: GuardLimits,
 }
 
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .keep_alive(true)
+        // The guard ends hyper's input with EOF after a refused request; half-close
+        // lets hyper still answer the valid requests pipelined before it.
+        .half_close(true)
+        // The guard enforces the configured field count; hyper must not refuse first.
+        .max_headers(settings.guard.fields + 1)
         .timer(TokioTimer::new())
         .header_read_timeout(settings.keep_alive.max(Duration::from_secs(1)));
     b.http2().timer(TokioTimer::new());
@@ -101,13 +109,13 @@ pub async fn accept_loop(
         match io {
             Accepted::Tcp(s) => {
                 let conn = builder
-                    .serve_connection(TokioIo::new(s), service)
+                    .serve_connection(TokioIo::new(GuardedIo::new(s, settings.guard)), service)
                     .into_owned();
                 tokio::spawn(graceful.watch(conn));
             }
             Accepted::Unix(s) => {
                 let conn = builder
-                    .serve_connection(TokioIo::new(s), service)
+                    .serve_connection(TokioIo::new(GuardedIo::new(s, settings.guard)), service)
                     .into_owned();
                 tokio::spawn(graceful.watch(conn));
             }

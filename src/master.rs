@@ -8,6 +8,7 @@ use crate::cli::Cli;
 use crate::config::Settings;
 use crate::dispatcher::Dispatcher;
 use crate::front::Front;
+use crate::guard::GuardLimits;
 use crate::listener::{self, ConnSettings, Listener};
 use crate::proxy::Proxy;
 use crate::signals::{self, Command};
@@ -152,6 +153,12 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
     let stop_accepting = CancellationToken::new();
     let conn_settings = ConnSettings {
         keep_alive: settings.keep_alive,
+        guard: GuardLimits {
+            request_line: settings.limits.request_line,
+            fields: settings.limits.request_fields,
+            field_size: settings.limits.request_field_size,
+            require_host: false,
+        },
     };
     let mut accept_tasks = Vec::new();
     for l in listeners {

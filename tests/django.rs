@@ -41,10 +41,24 @@ fn django_admin_login_through_ferricorn() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.sqlite3");
     let static_root = tmp.path().join("staticfiles");
-    let env = [("DJSITE_DB", db.as_path()), ("DJSITE_STATIC_ROOT", static_root.as_path())];
+    let env = [
+        ("DJSITE_DB", db.as_path()),
+        ("DJSITE_STATIC_ROOT", static_root.as_path()),
+    ];
     manage(&venv, &env, &["migrate", "--noinput"]);
     manage(&venv, &env, &["collectstatic", "--noinput"]);
-    manage(&venv, &env, &["createsuperuser", "--noinput", "--username", "admin", "--email", "a@example.com"]);
+    manage(
+        &venv,
+        &env,
+        &[
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "admin",
+            "--email",
+            "a@example.com",
+        ],
+    );
 
     let server = Server::launch([
         "--chdir",
@@ -62,7 +76,10 @@ fn django_admin_login_through_ferricorn() {
     .start();
     let c = client();
 
-    let login = c.get(server.url("/admin/login/?next=/admin/")).send().unwrap();
+    let login = c
+        .get(server.url("/admin/login/?next=/admin/"))
+        .send()
+        .unwrap();
     assert_eq!(login.status(), 200);
     let csrf_cookie = cookie(&login, "csrftoken");
     let page = login.text().unwrap();
@@ -72,10 +89,19 @@ fn django_admin_login_through_ferricorn() {
         .and_then(|s| s.split('"').next())
         .expect("csrf token in the login form");
 
-    let css = c.get(server.url("/static/admin/css/base.css")).send().unwrap();
+    let css = c
+        .get(server.url("/static/admin/css/base.css"))
+        .send()
+        .unwrap();
     assert_eq!(css.status(), 200);
-    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
-    assert!(css.headers().get("etag").is_some(), "not served by the static front");
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    assert!(
+        css.headers().get("etag").is_some(),
+        "not served by the static front"
+    );
     assert!(css.text().unwrap().contains("body"));
 
     let no_csrf = c
@@ -96,7 +122,12 @@ fn django_admin_login_through_ferricorn() {
         ])
         .send()
         .unwrap();
-    assert_eq!(posted.status(), 302, "{}", posted.text().unwrap_or_default());
+    assert_eq!(
+        posted.status(),
+        302,
+        "{}",
+        posted.text().unwrap_or_default()
+    );
     assert_eq!(posted.headers()["location"], "/admin/");
     let session = cookie(&posted, "sessionid");
 

@@ -47,7 +47,12 @@ fn bad_values_exit_2() {
     ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert_eq!(stderr(&out).lines().count(), 1, "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -67,9 +72,19 @@ fn check_config_prints_the_effective_config() {
 #[test]
 fn check_config_imports_the_app() {
     let apps = apps_dir();
-    let ok = run(["--chdir", apps.to_str().unwrap(), "--check-config", "sup_app:app"]);
+    let ok = run([
+        "--chdir",
+        apps.to_str().unwrap(),
+        "--check-config",
+        "sup_app:app",
+    ]);
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
-    let bad = run(["--chdir", apps.to_str().unwrap(), "--check-config", "sup_app:nope"]);
+    let bad = run([
+        "--chdir",
+        apps.to_str().unwrap(),
+        "--check-config",
+        "sup_app:nope",
+    ]);
     assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
 }
 
@@ -91,12 +106,19 @@ fn address_in_use_is_a_clear_error() {
     let addr = taken.local_addr().unwrap().to_string();
     let out = run(["-b", &addr]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("cannot listen on {addr}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn static_only_mode_answers_404_off_the_mounts() {
-    let server = Server::start(["--static", &format!("/s/={}", repo().join("conf").display())]);
+    let server = Server::start([
+        "--static",
+        &format!("/s/={}", repo().join("conf").display()),
+    ]);
     let r = client().get(server.url("/anything")).send().unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.text().unwrap(), "404 Not Found\n");
@@ -104,7 +126,10 @@ fn static_only_mode_answers_404_off_the_mounts() {
 
 #[test]
 fn term_stops_gracefully_with_exit_0() {
-    let mut server = Server::start(["--static", &format!("/s/={}", repo().join("conf").display())]);
+    let mut server = Server::start([
+        "--static",
+        &format!("/s/={}", repo().join("conf").display()),
+    ]);
     server.signal(15);
     let status = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", server.log());
@@ -122,7 +147,14 @@ fn unix_socket_bind_serves() {
     ])
     .start();
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
         .arg(&sock)
         .arg("http://localhost/x")
         .output()
@@ -134,14 +166,26 @@ fn unix_socket_bind_serves() {
 #[test]
 fn worker_sockets_live_in_a_private_directory_removed_on_exit() {
     let runtime = tempfile::tempdir().unwrap();
-    let mut server = Server::launch(["--chdir", apps_dir().to_str().unwrap(), "-w", "1", "sup_app:app"])
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .start();
-    let dirs: Vec<_> = std::fs::read_dir(runtime.path()).unwrap().flatten().collect();
+    let mut server = Server::launch([
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "1",
+        "sup_app:app",
+    ])
+    .env("XDG_RUNTIME_DIR", runtime.path())
+    .start();
+    let dirs: Vec<_> = std::fs::read_dir(runtime.path())
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(dirs.len(), 1);
     let meta = dirs[0].metadata().unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
-    let socks: Vec<_> = std::fs::read_dir(dirs[0].path()).unwrap().flatten().collect();
+    let socks: Vec<_> = std::fs::read_dir(dirs[0].path())
+        .unwrap()
+        .flatten()
+        .collect();
     assert!(!socks.is_empty());
     server.signal(15);
     assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));

@@ -155,7 +155,10 @@ fn hung_request_gets_504_near_the_timeout_and_others_are_served() {
     }
     let ((status, _), took) = slow.join().unwrap();
     assert_eq!(status, 504);
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
     // faulthandler dumped the hung thread's stack into the error log.
     server.wait_for_log("sup_app.py", Duration::from_secs(5));
     server.wait_for_log("WORKER TIMEOUT", Duration::from_secs(1));
@@ -166,7 +169,14 @@ fn hung_request_gets_504_near_the_timeout_and_others_are_served() {
 
 #[test]
 fn max_requests_recycles_workers_without_failures() {
-    let server = sup_server(&["-w", "2", "--max-requests", "25", "--max-requests-jitter", "5"]);
+    let server = sup_server(&[
+        "-w",
+        "2",
+        "--max-requests",
+        "25",
+        "--max-requests-jitter",
+        "5",
+    ]);
     let load = Load::start(server.url("/pid"), 4);
     let deadline = Instant::now() + Duration::from_secs(60);
     let pids = Arc::new(Mutex::new(HashSet::new()));
@@ -180,7 +190,12 @@ fn max_requests_recycles_workers_without_failures() {
     }
     let results = load.finish();
     let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(failed.is_empty(), "{} failed, e.g. {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
     let mut all: HashSet<String> = results.into_iter().map(|(_, b)| b).collect();
     all.extend(pids.lock().unwrap().iter().cloned());
     assert!(all.len() >= 5, "workers seen: {all:?}");
@@ -202,10 +217,18 @@ fn hup_under_load_replaces_workers_with_zero_failures() {
     thread::sleep(Duration::from_millis(300));
     let results = load.finish();
     let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(failed.is_empty(), "{} failed, e.g. {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} failed, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
     let (status, pid) = get(&server.url("/pid"));
     assert_eq!(status, 200);
-    assert!(!before.contains(&pid.parse::<i32>().unwrap()), "served by an old worker");
+    assert!(
+        !before.contains(&pid.parse::<i32>().unwrap()),
+        "served by an old worker"
+    );
 }
 
 #[test]
@@ -228,7 +251,11 @@ fn term_lets_the_request_in_flight_finish_then_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("ferricorn.pid");
     let mut server = sup_server(&["-w", "1", "--pid", pidfile.to_str().unwrap()]);
-    let written: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let written: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(written, server.pid());
     let slow = {
         let url = server.url("/sleep?s=1.5");
@@ -274,7 +301,9 @@ fn wait_for_response(server: &Server, status: u16, needle: &str) -> Duration {
             return started.elapsed();
         }
         if started.elapsed() > Duration::from_secs(20) {
-            server.fail(&format!("never got {status} with {needle:?}; last: {s} {body}"));
+            server.fail(&format!(
+                "never got {status} with {needle:?}; last: {s} {body}"
+            ));
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -309,7 +338,13 @@ fn reload_serves_edits_shows_syntax_errors_and_recovers() {
 fn hup_with_code_that_does_not_import_keeps_the_old_workers() {
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), &app_source("v1"));
-    let server = Server::start(["--chdir", dir.path().to_str().unwrap(), "-w", "1", "reload_app:app"]);
+    let server = Server::start([
+        "--chdir",
+        dir.path().to_str().unwrap(),
+        "-w",
+        "1",
+        "reload_app:app",
+    ]);
     write_app(dir.path(), "import no_such_module_here\n");
     let from = server.log_len();
     server.signal(libc_sig("HUP"));

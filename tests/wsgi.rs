@@ -45,7 +45,12 @@ fn flask_json_form_upload_session_and_stream() {
     let r = c.get(server.url("/")).send().unwrap();
     assert_eq!(r.text().unwrap(), "hello from flask");
 
-    let v = json(c.post(server.url("/json")).json(&serde_json::json!({"a": [1, 2]})).send().unwrap());
+    let v = json(
+        c.post(server.url("/json"))
+            .json(&serde_json::json!({"a": [1, 2]}))
+            .send()
+            .unwrap(),
+    );
     assert_eq!(v["received"]["a"][1], 2);
 
     let v = json(
@@ -69,7 +74,10 @@ fn flask_json_form_upload_session_and_stream() {
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let v = json(
         c.post(server.url("/upload"))
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .unwrap(),
@@ -79,15 +87,28 @@ fn flask_json_form_upload_session_and_stream() {
 
     // Carry the session cookie by hand.
     let first = c.get(server.url("/counter")).send().unwrap();
-    let cookie = first.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookie = first.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(json(first)["n"], 1);
-    let second = c.get(server.url("/counter")).header("cookie", &cookie).send().unwrap();
+    let second = c
+        .get(server.url("/counter"))
+        .header("cookie", &cookie)
+        .send()
+        .unwrap();
     assert_eq!(json(second)["n"], 2);
 
     let r = c.get(server.url("/stream")).send().unwrap();
     assert!(r.headers().get("content-length").is_none());
     assert_eq!(r.headers()["transfer-encoding"], "chunked");
-    assert_eq!(r.text().unwrap(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    assert_eq!(
+        r.text().unwrap(),
+        "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"
+    );
 }
 
 #[test]
@@ -108,7 +129,10 @@ fn validated_app_raises_nothing_and_environ_is_right() {
     assert_eq!(v["SERVER_PORT"], server.addr.port().to_string());
     assert_eq!(v["SERVER_PROTOCOL"], "HTTP/1.1");
     assert_eq!(v["wsgi.url_scheme"], "http");
-    assert!(v.get("HTTP_X_INJECTED").is_none(), "underscore header reached the app");
+    assert!(
+        v.get("HTTP_X_INJECTED").is_none(),
+        "underscore header reached the app"
+    );
     // Raw bytes as latin-1, as PEP 3333 says.
     assert_eq!(v["HTTP_X_CUSTOM"], "caf\u{c3}\u{a9}");
 
@@ -121,7 +145,11 @@ fn validated_app_raises_nothing_and_environ_is_right() {
         assert_eq!(r.status(), 200, "{path}");
         r.bytes().unwrap();
     }
-    let r = c.post(server.url("/upload")).body(vec![7u8; 100_000]).send().unwrap();
+    let r = c
+        .post(server.url("/upload"))
+        .body(vec![7u8; 100_000])
+        .send()
+        .unwrap();
     assert_eq!(json(r)["len"], 100_000);
     assert!(!server.log().contains("AssertionError"), "{}", server.log());
 }
@@ -144,19 +172,41 @@ fn head_has_no_body_and_cookies_stay_separate() {
 #[test]
 fn app_exceptions_are_500_or_a_cut_response_and_the_worker_survives() {
     let server = front_app(&["-w", "1"]);
-    let (pid_before, _) = (client().get(server.url("/pid")).send().unwrap().text().unwrap(), ());
+    let (pid_before, _) = (
+        client()
+            .get(server.url("/pid"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        (),
+    );
     let r = client().get(server.url("/raise")).send().unwrap();
     assert_eq!(r.status(), 500);
-    assert!(!r.text().unwrap().contains("boom"), "traceback leaked to the client");
+    assert!(
+        !r.text().unwrap().contains("boom"),
+        "traceback leaked to the client"
+    );
     server.wait_for_log("boom before the response", Duration::from_secs(5));
 
     // After the head was sent the response must not look complete.
-    let raw = server.raw(b"GET /raise-late HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5));
+    let raw = server.raw(
+        b"GET /raise-late HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    );
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(raw.contains("first part"), "{raw}");
-    assert!(!raw.ends_with("0\r\n\r\n"), "a cut response ended like a complete one: {raw:?}");
+    assert!(
+        !raw.ends_with("0\r\n\r\n"),
+        "a cut response ended like a complete one: {raw:?}"
+    );
 
-    let pid_after = client().get(server.url("/pid")).send().unwrap().text().unwrap();
+    let pid_after = client()
+        .get(server.url("/pid"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert_eq!(pid_before, pid_after, "the worker was replaced");
 }
 
@@ -164,7 +214,8 @@ fn app_exceptions_are_500_or_a_cut_response_and_the_worker_survives() {
 fn streamed_response_arrives_while_it_is_produced() {
     let server = front_app(&["-w", "1"]);
     let mut s = TcpStream::connect(server.addr).unwrap();
-    s.write_all(b"GET /slow-stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /slow-stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 4096];
     let mut got = String::new();
@@ -178,8 +229,14 @@ fn streamed_response_arrives_while_it_is_produced() {
     s.read_to_string(&mut rest).unwrap();
     let all = started.elapsed();
     assert!(rest.contains("line 3"));
-    assert!(first < Duration::from_millis(250), "first chunk after {first:?}");
-    assert!(all >= Duration::from_millis(850), "whole body after {all:?}");
+    assert!(
+        first < Duration::from_millis(250),
+        "first chunk after {first:?}"
+    );
+    assert!(
+        all >= Duration::from_millis(850),
+        "whole body after {all:?}"
+    );
 }
 
 #[test]
@@ -191,7 +248,11 @@ fn body_over_the_limit_is_413_before_it_is_sent() {
         Duration::from_secs(5),
     );
     assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
-    let r = client().post(server.url("/upload")).body(vec![1u8; 999]).send().unwrap();
+    let r = client()
+        .post(server.url("/upload"))
+        .body(vec![1u8; 999])
+        .send()
+        .unwrap();
     assert_eq!(json(r)["len"], 999);
 }
 
@@ -211,12 +272,17 @@ fn slow_client_does_not_hold_the_worker() {
     let server = front_app(&["-w", "1"]);
     // Ask for 20 MB and read none of it: the front buffers, the worker is free.
     let mut lazy = TcpStream::connect(server.addr).unwrap();
-    lazy.write_all(b"GET /big?n=20000000 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    lazy.write_all(b"GET /big?n=20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let r = client().get(server.url("/pid")).send().unwrap();
     assert_eq!(r.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     drop(lazy);
 }
 
@@ -256,19 +322,35 @@ fn full_queue_gets_503_with_retry_after() {
 #[test]
 fn app_that_does_not_import_exits_3_with_the_traceback() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("broken.py"), "import os\nraise ValueError('bad settings')\n").unwrap();
-    let mut server = Server::launch(["--chdir", dir.path().to_str().unwrap(), "-w", "1", "broken:app"])
-        .no_wait()
-        .start();
+    std::fs::write(
+        dir.path().join("broken.py"),
+        "import os\nraise ValueError('bad settings')\n",
+    )
+    .unwrap();
+    let mut server = Server::launch([
+        "--chdir",
+        dir.path().to_str().unwrap(),
+        "-w",
+        "1",
+        "broken:app",
+    ])
+    .no_wait()
+    .start();
     let status = server.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(3), "{}", server.log());
     let log = server.log();
     assert!(log.contains("Traceback (most recent call last)"), "{log}");
     assert!(log.contains("ValueError: bad settings"), "{log}");
 
-    let mut server = Server::launch(["--chdir", apps_dir().to_str().unwrap(), "-w", "1", "sup_app:nope"])
-        .no_wait()
-        .start();
+    let mut server = Server::launch([
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "1",
+        "sup_app:nope",
+    ])
+    .no_wait()
+    .start();
     assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(3));
     assert!(server.log().contains("nope"), "{}", server.log());
 }

@@ -204,7 +204,7 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .collect();
-    headers
+    let mut out: Vec<(Bytes, Bytes)> = headers
         .iter()
         .filter(|(name, _)| {
             let n = name.as_str();
@@ -218,7 +218,30 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
                 Bytes::copy_from_slice(value.as_bytes()),
             )
         })
-        .collect()
+        .collect();
+    if let Some(rest) = codings_before_chunked(headers) {
+        out.push((Bytes::from_static(b"transfer-encoding"), Bytes::from(rest)));
+    }
+    out
+}
+
+/// The front removes the chunked framing (it read the whole body); codings applied
+/// before it (`gzip, chunked`) still describe the body, so the app must see them.
+fn codings_before_chunked(headers: &HeaderMap) -> Option<String> {
+    let all: Vec<&str> = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    match all.split_last() {
+        Some((last, rest)) if last.eq_ignore_ascii_case("chunked") && !rest.is_empty() => {
+            Some(rest.join(", "))
+        }
+        _ => None,
+    }
 }
 
 /// SERVER_NAME / SERVER_PORT from the Host field, else the local address.

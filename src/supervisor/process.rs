@@ -29,7 +29,9 @@ pub fn spawn(settings: &Settings, socket: &Path, dev: bool) -> std::io::Result<C
     }
     // A process group of its own: a terminal's Ctrl-C or hangup reaches the master,
     // which decides how workers stop; workers die with the master (PDEATHSIG).
-    cmd.stdin(Stdio::null()).kill_on_drop(false).process_group(0);
+    cmd.stdin(Stdio::null())
+        .kill_on_drop(false)
+        .process_group(0);
     cmd.spawn()
 }
 

@@ -61,7 +61,10 @@ impl Launch {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+            )
             .env("LANG", "C.UTF-8")
             .args(&args)
             .stdin(Stdio::null())
@@ -181,7 +184,11 @@ impl Server {
         let (lock, cv) = &*self.output;
         let mut out = lock.lock().unwrap();
         loop {
-            if let Some(line) = out.text.get(from..).and_then(|t| t.lines().find(|l| l.contains(needle))) {
+            if let Some(line) = out
+                .text
+                .get(from..)
+                .and_then(|t| t.lines().find(|l| l.contains(needle)))
+            {
                 return line.to_string();
             }
             let now = Instant::now();

@@ -14,17 +14,18 @@
 pub mod cli;
 pub mod config;
 pub mod master;
+pub mod reload;
 pub mod signals;
 pub mod supervisor;
 // -- data plane, in request order --
-pub mod listener;
+pub mod dispatcher;
 pub mod front;
+pub mod listener;
+pub mod proxy;
+pub mod respond;
 pub mod router;
 pub mod static_files;
-pub mod proxy;
-pub mod dispatcher;
 pub mod wire;
-pub mod respond;
 // -- worker process --
-pub mod worker;
 pub mod python;
+pub mod worker;

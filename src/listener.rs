@@ -1,1 +1,153 @@
-//! TODO
+//! Listeners: binds the configured addresses and runs one accept loop per listener,
+//! serving each connection with hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior
+//! knowledge) under a graceful-shutdown watcher.
+
+use crate::config::BindAddr;
+use crate::front::Front;
+use crate::proxy::ConnInfo;
+use crate::wire::Scheme;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio_util::sync::CancellationToken;
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+impl Listener {
+    pub fn bind(addr: &BindAddr) -> std::io::Result<Self> {
+        match addr {
+            BindAddr::Tcp(sa) => {
+                let socket = if sa.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.set_reuseaddr(true)?;
+                socket.bind(*sa)?;
+                Ok(Listener::Tcp(socket.listen(4096)?))
+            }
+            BindAddr::Unix(path) => {
+                // A socket file left by a previous run would make bind fail.
+                if std::fs::symlink_metadata(path)
+                    .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    .unwrap_or(false)
+                {
+                    std::fs::remove_file(path)?;
+                }
+                Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
+            }
+        }
+    }
+
+    /// What to print in "Listening at:".
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("http://{a}"),
+                Err(_) => "http://?".into(),
+            },
+            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+        }
+    }
+}
+
+/// Connection settings shared by every listener.
+#[derive(Clone)]
+pub struct ConnSettings {
+    pub keep_alive: Duration,
+}
+
+fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.keep_alive.max(Duration::from_secs(1)));
+    b.http2().timer(TokioTimer::new());
+    b
+}
+
+/// Accepts until `stop` is cancelled; every connection is watched by `graceful`.
+pub async fn accept_loop(
+    listener: Listener,
+    front: Arc<Front>,
+    settings: ConnSettings,
+    graceful: Arc<GracefulShutdown>,
+    stop: CancellationToken,
+) {
+    let builder = builder(&settings);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = accept(&listener) => a,
+        };
+        let (io, info) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning; the kernel backlog holds clients.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(front.service(info));
+        match io {
+            Accepted::Tcp(s) => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(s), service)
+                    .into_owned();
+                tokio::spawn(graceful.watch(conn));
+            }
+            Accepted::Unix(s) => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(s), service)
+                    .into_owned();
+                tokio::spawn(graceful.watch(conn));
+            }
+        }
+    }
+    if let Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Accepted, ConnInfo)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, peer) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            let local = s.local_addr().ok();
+            Ok((
+                Accepted::Tcp(s),
+                ConnInfo {
+                    peer: Some(peer),
+                    local,
+                    scheme: Scheme::Http,
+                },
+            ))
+        }
+        Listener::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            Ok((
+                Accepted::Unix(s),
+                ConnInfo {
+                    peer: None,
+                    local: None,
+                    scheme: Scheme::Http,
+                },
+            ))
+        }
+    }
+}

@@ -1,3 +1,303 @@
-//! The master process.
+//! The master process: start-up order, serving, and the response to signals.
+//!
+//! Order: parse flags and config (exit 2 on error) → bind listeners (so "address in
+//! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
+//! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
+
+use crate::cli::Cli;
+use crate::config::Settings;
+use crate::dispatcher::Dispatcher;
+use crate::front::Front;
+use crate::listener::{self, ConnSettings, Listener};
+use crate::proxy::Proxy;
+use crate::signals::{self, Command};
+use crate::static_files::StaticFiles;
+use crate::supervisor::{self, process, Supervisor};
+use crate::worker::EXIT_APP_IMPORT;
+use clap::Parser;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::process::ExitCode;
-pub fn main() -> ExitCode { ExitCode::SUCCESS }
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("failed to import the app {0:?}; see the Python traceback above")]
+    AppImport(String),
+    #[error(transparent)]
+    Start(#[from] supervisor::StartError),
+    #[error("runtime directory: {0}")]
+    RuntimeDir(std::io::Error),
+    #[error("static files: {0}")]
+    Static(std::io::Error),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+    #[error("--reload file watcher: {0}")]
+    Watch(notify::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let settings = match Settings::load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferricorn: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings.log_level);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferricorn: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ MasterError::AppImport(_)) => {
+            eprintln!("ferricorn: {e}");
+            ExitCode::from(EXIT_APP_IMPORT)
+        }
+        Err(e) => {
+            eprintln!("ferricorn: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let directive = match level {
+        "warning" => "warn",
+        "critical" => "error",
+        other => other,
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("ferricorn={directive},{directive}"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
+    if settings.check_config {
+        return check_config(&settings).await;
+    }
+    let listeners = bind_all(&settings)?;
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+    signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
+    let _watcher = match (settings.reload, &settings.app) {
+        (true, Some(_)) => {
+            Some(crate::reload::watch(&settings, cmd_tx).map_err(MasterError::Watch)?)
+        }
+        _ => None,
+    };
+
+    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
+        .map_err(MasterError::Static)?;
+    let mut pool = None;
+    let mut _runtime_dir = None;
+    let proxy = match &settings.app {
+        Some(app) => {
+            let dir = make_runtime_dir(&settings).map_err(MasterError::RuntimeDir)?;
+            let dispatcher =
+                Dispatcher::new(settings.workers.backlog, settings.workers.queue_timeout);
+            tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
+            let sup = Supervisor::boot(
+                settings.clone(),
+                dispatcher.clone(),
+                dir.path().to_path_buf(),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_import_failure() {
+                    MasterError::AppImport(app.clone())
+                } else {
+                    e.into()
+                }
+            })?;
+            let (sup_tx, sup_rx) = mpsc::unbounded_channel();
+            let handle = tokio::spawn(sup.run(sup_rx));
+            pool = Some((sup_tx, handle));
+            _runtime_dir = Some(dir);
+            Some(Proxy::new(dispatcher, settings.limits.clone()))
+        }
+        None => None,
+    };
+
+    let front = Arc::new(Front { statics, proxy });
+    let graceful = Arc::new(GracefulShutdown::new());
+    let stop_accepting = CancellationToken::new();
+    let conn_settings = ConnSettings {
+        keep_alive: settings.keep_alive,
+    };
+    let mut accept_tasks = Vec::new();
+    for l in listeners {
+        accept_tasks.push(tokio::spawn(listener::accept_loop(
+            l,
+            front.clone(),
+            conn_settings.clone(),
+            graceful.clone(),
+            stop_accepting.clone(),
+        )));
+    }
+    let pidfile = settings.pid.clone();
+    if let Some(p) = &pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id()))?;
+    }
+    tracing::info!(
+        workers = if settings.app.is_some() {
+            settings.workers.count
+        } else {
+            0
+        },
+        static_mounts = settings.statics.len(),
+        "Ready"
+    );
+
+    let quick = loop {
+        match cmd_rx.recv().await {
+            Some(Command::Stop) | None => {
+                tracing::info!("Received TERM/INT: graceful stop");
+                break false;
+            }
+            Some(Command::Quit) => {
+                tracing::info!("Received QUIT: quick stop");
+                break true;
+            }
+            Some(Command::Reload) => {
+                tracing::info!("Received HUP: reloading");
+                reload(&cli, &pool);
+            }
+            Some(Command::AddWorker) => send(&pool, supervisor::Command::AddWorker),
+            Some(Command::RemoveWorker) => send(&pool, supervisor::Command::RemoveWorker),
+            Some(Command::ReopenLogs) => {
+                tracing::info!("Received USR1: logs go to stderr; nothing to reopen")
+            }
+        }
+    };
+
+    stop_accepting.cancel();
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    let grace = if quick {
+        Duration::ZERO
+    } else {
+        settings.graceful_timeout
+    };
+    let graceful = Arc::try_unwrap(graceful).ok();
+    if let Some(g) = graceful {
+        if tokio::time::timeout(grace, g.shutdown()).await.is_err() {
+            tracing::warn!("graceful timeout: closing connections with requests in flight");
+        }
+    }
+    if let Some((tx, handle)) = pool {
+        let (done_tx, done_rx) = oneshot::channel();
+        let _ = tx.send(supervisor::Command::Stop {
+            grace: if quick {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(5)
+            },
+            done: done_tx,
+        });
+        let _ = done_rx.await;
+        let _ = handle.await;
+    }
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    tracing::info!("Shutdown complete");
+    Ok(())
+}
+
+fn send(
+    pool: &Option<(
+        mpsc::UnboundedSender<supervisor::Command>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    cmd: supervisor::Command,
+) {
+    match pool {
+        Some((tx, _)) => {
+            let _ = tx.send(cmd);
+        }
+        None => tracing::info!("no workers in static-only mode; signal ignored"),
+    }
+}
+
+/// HUP: a config that no longer parses leaves everything as it is.
+fn reload(
+    cli: &Cli,
+    pool: &Option<(
+        mpsc::UnboundedSender<supervisor::Command>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) {
+    match Settings::load(cli) {
+        Ok(s) => send(pool, supervisor::Command::Reload(Box::new(s))),
+        Err(e) => tracing::error!("reload refused, config invalid: {e}"),
+    }
+}
+
+fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {
+    let mut listeners = Vec::new();
+    for addr in &settings.binds {
+        let l = Listener::bind(addr).map_err(|source| MasterError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        tracing::info!("Listening at: {} ({})", l.describe(), std::process::id());
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// A fresh directory of mode 0700 for the worker sockets, removed on exit.
+fn make_runtime_dir(settings: &Settings) -> std::io::Result<tempfile::TempDir> {
+    let base = settings
+        .runtime_dir
+        .clone()
+        .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(Into::into))
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base)?;
+    // tempfile creates directories with mode 0700.
+    tempfile::Builder::new()
+        .prefix("ferricorn-")
+        .tempdir_in(base)
+}
+
+async fn check_config(settings: &Settings) -> Result<(), MasterError> {
+    if let Some(app) = &settings.app {
+        let status = process::check_import(settings).await?;
+        if !status.success() {
+            return Err(MasterError::AppImport(app.clone()));
+        }
+    }
+    print!("{}", settings.describe());
+    println!("# config OK");
+    Ok(())
+}

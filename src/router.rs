@@ -1,1 +1,19 @@
-//! TODO
+//! The router: a static mount that owns the path, else the app, else 404 (static-only
+//! mode, when no app is configured).
+
+use crate::static_files::{MountId, StaticFiles};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Static(MountId),
+    App,
+    NotFound,
+}
+
+pub fn route(statics: &StaticFiles, has_app: bool, path: &str) -> Route {
+    match statics.route(path) {
+        Some(id) => Route::Static(id),
+        None if has_app => Route::App,
+        None => Route::NotFound,
+    }
+}

@@ -107,7 +107,9 @@ pub struct ResponseHead {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// Worker → front, stream 0, once the app imported: the worker's pid.
-    Ready { pid: u32 },
+    Ready {
+        pid: u32,
+    },
     RequestHead(Box<RequestHead>),
     RequestBody(Bytes),
     RequestEnd,
@@ -340,10 +342,7 @@ mod tests {
             server_port: 443,
             request_id: Bytes::from_static(b"abc"),
             content_length: Some(3),
-            headers: vec![(
-                Bytes::from_static(b"x-a"),
-                Bytes::from_static(b"\xe9t\xe9"),
-            )],
+            headers: vec![(Bytes::from_static(b"x-a"), Bytes::from_static(b"\xe9t\xe9"))],
         }
     }
 
@@ -361,8 +360,14 @@ mod tests {
             Frame::ResponseHead(Box::new(ResponseHead {
                 status: 201,
                 headers: vec![
-                    (Bytes::from_static(b"Set-Cookie"), Bytes::from_static(b"a=1")),
-                    (Bytes::from_static(b"Set-Cookie"), Bytes::from_static(b"b=2")),
+                    (
+                        Bytes::from_static(b"Set-Cookie"),
+                        Bytes::from_static(b"a=1"),
+                    ),
+                    (
+                        Bytes::from_static(b"Set-Cookie"),
+                        Bytes::from_static(b"b=2"),
+                    ),
                 ],
             })),
             Frame::ResponseBody(Bytes::new()),

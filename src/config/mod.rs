@@ -177,15 +177,7 @@ impl Settings {
             let (url, dir) = spec.split_once('=').ok_or_else(|| {
                 ConfigError::invalid(format!("--static {spec:?}: expected URL=DIR"))
             })?;
-            statics.push(static_mount(
-                url,
-                dir.into(),
-                None,
-                None,
-                None,
-                None,
-                None,
-            )?);
+            statics.push(static_mount(url, dir.into(), None, None, None, None, None)?);
         }
 
         let log_level = cli
@@ -383,7 +375,9 @@ pub fn parse_bind(s: &str) -> Result<BindAddr, ConfigError> {
     } else {
         s.to_string()
     };
-    s2.parse::<SocketAddr>().map(BindAddr::Tcp).map_err(|_| bad())
+    s2.parse::<SocketAddr>()
+        .map(BindAddr::Tcp)
+        .map_err(|_| bad())
 }
 
 fn static_mount(

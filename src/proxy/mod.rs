@@ -1,1 +1,384 @@
-//! TODO
+//! The proxy stage: turns a parsed, validated client request into a wire request for
+//! a worker, and the worker's frames back into a response.
+//!
+//! The front never forwards client bytes verbatim: it re-encodes the head, drops
+//! hop-by-hop fields and field names with `_` (they would alias `-` names in the
+//! WSGI environ), and passes connection facts (peer, scheme, server name/port,
+//! request id) as frame fields that no client header can spoof.
+
+pub mod spool;
+
+use crate::config::Limits;
+use crate::dispatcher::{Dispatcher, WorkerConn};
+use crate::respond::{self, BoxError, Failure};
+use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+/// Facts about the client connection, known to the listener.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    pub scheme: Scheme,
+}
+
+/// Why the worker's stream ended early, as told to the request by `WorkerConn`.
+pub const TIMEOUT_REASON: &str = "timeout";
+
+pub struct Proxy {
+    dispatcher: Arc<Dispatcher>,
+    limits: Limits,
+    request_ids: AtomicU64,
+    id_prefix: String,
+}
+
+impl Proxy {
+    pub fn new(dispatcher: Arc<Dispatcher>, limits: Limits) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
+        Proxy {
+            dispatcher,
+            limits,
+            request_ids: AtomicU64::new(0),
+            id_prefix: format!("{:012x}", seed & 0xffff_ffff_ffff),
+        }
+    }
+
+    pub async fn forward<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<respond::Body>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        match self.try_forward(req, conn).await {
+            Ok(resp) => resp,
+            Err(failure) => respond::error_response(failure),
+        }
+    }
+
+    async fn try_forward<B>(
+        &self,
+        req: Request<B>,
+        conn: &ConnInfo,
+    ) -> Result<Response<respond::Body>, Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let (parts, body) = req.into_parts();
+        if declared_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_size) {
+            return Err(Failure::PayloadTooLarge);
+        }
+        let body = spool::read_body(
+            body,
+            self.limits.max_body_size,
+            self.limits.body_buffer_size,
+        )
+        .await?;
+        let had_body = body.len > 0
+            || parts.headers.contains_key(header::CONTENT_LENGTH)
+            || parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let head = self.request_head(&parts, conn, had_body.then_some(body.len));
+
+        let lease = self.dispatcher.acquire().await?;
+        let worker = lease.conn().clone();
+        let (stream, mut rx) = worker.start_request(lease, head);
+        body.for_each_chunk(wire::CHUNK, |chunk| {
+            worker.send(stream, Frame::RequestBody(chunk))
+        })
+        .await?;
+        worker.send(stream, Frame::RequestEnd);
+
+        let mut guard = AbortOnDrop {
+            worker: Some(worker.clone()),
+            stream,
+        };
+        match rx.recv().await {
+            Some(Frame::ResponseHead(head)) => {
+                let resp = build_response(*head)?;
+                let worker = guard.worker.take();
+                Ok(resp.map(|()| {
+                    respond::Body::new(AppBody {
+                        rx,
+                        guard: AbortOnDrop { worker, stream },
+                        done: false,
+                    })
+                }))
+            }
+            Some(Frame::Abort(why)) if why.as_ref() == TIMEOUT_REASON.as_bytes() => {
+                guard.worker = None;
+                Err(Failure::WorkerTimeout)
+            }
+            _ => {
+                guard.worker = None;
+                Err(Failure::WorkerFailed)
+            }
+        }
+    }
+
+    fn request_head(
+        &self,
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+        body_len: Option<u64>,
+    ) -> RequestHead {
+        let uri = &parts.uri;
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .map(|h| h.as_bytes().to_vec())
+            .or_else(|| uri.authority().map(|a| a.as_str().as_bytes().to_vec()));
+        let (server_name, server_port) = server_name_port(host.as_deref(), conn);
+        let mut headers = forwardable_headers(&parts.headers);
+        if parts.headers.get(header::HOST).is_none() {
+            if let Some(h) = &host {
+                headers.push((Bytes::from_static(b"host"), Bytes::copy_from_slice(h)));
+            }
+        }
+        if let Some(len) = body_len {
+            headers.push((
+                Bytes::from_static(b"content-length"),
+                Bytes::from(len.to_string()),
+            ));
+        }
+        let id = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        RequestHead {
+            method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
+            path: Bytes::copy_from_slice(uri.path().as_bytes()),
+            query: Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
+            version: match parts.version {
+                Version::HTTP_10 | Version::HTTP_09 => 10,
+                Version::HTTP_11 => 11,
+                _ => 20,
+            },
+            scheme: conn.scheme,
+            remote_addr: conn
+                .peer
+                .map(|p| Bytes::from(p.ip().to_string()))
+                .unwrap_or_default(),
+            remote_port: conn.peer.map(|p| p.port()).unwrap_or(0),
+            server_name,
+            server_port,
+            request_id: Bytes::from(format!("{}{:08x}", self.id_prefix, id)),
+            content_length: body_len,
+            headers,
+        }
+    }
+}
+
+/// The Content-Length a client declared, if it is a plain number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "trailer",
+    "content-length",
+];
+
+/// Client fields that reach the app: not hop-by-hop (nor named in Connection), no `_`
+/// in the name. Content-Length is re-derived from the body actually read.
+fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
+    let named_by_connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let n = name.as_str();
+            !n.contains('_')
+                && !HOP_BY_HOP.contains(&n)
+                && !named_by_connection.iter().any(|c| c == n)
+        })
+        .map(|(name, value)| {
+            (
+                Bytes::copy_from_slice(name.as_str().as_bytes()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
+}
+
+/// SERVER_NAME / SERVER_PORT from the Host field, else the local address.
+fn server_name_port(host: Option<&[u8]>, conn: &ConnInfo) -> (Bytes, u16) {
+    let default_port = conn.local.map(|a| a.port()).unwrap_or(match conn.scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
+    });
+    if let Some(host) = host
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .filter(|h| !h.is_empty())
+    {
+        let (name, port) = split_host_port(host);
+        let port = port
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(match conn.scheme {
+                Scheme::Http => 80,
+                Scheme::Https => 443,
+            });
+        return (Bytes::copy_from_slice(name.as_bytes()), port);
+    }
+    let name = conn
+        .local
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "localhost".into());
+    (Bytes::from(name), default_port)
+}
+
+fn split_host_port(host: &str) -> (&str, Option<&str>) {
+    if host.starts_with('[') {
+        return match host.find(']') {
+            Some(end) => (&host[..=end], host[end + 1..].strip_prefix(':')),
+            None => (host, None),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    }
+}
+
+/// The worker's head as an HTTP response; a field hyper would refuse is the worker's
+/// fault (502), never passed through.
+fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
+    let status = StatusCode::from_u16(head.status).map_err(|_| Failure::WorkerFailed)?;
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.reserve(head.headers.len());
+    for (name, value) in head.headers {
+        let name = HeaderName::from_bytes(&name).map_err(|_| bad_field("name"))?;
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| bad_field("value"))?;
+        headers.append(name, value);
+    }
+    Ok(resp)
+}
+
+fn bad_field(what: &str) -> Failure {
+    tracing::error!("worker sent an invalid response header {what}");
+    Failure::WorkerFailed
+}
+
+/// Tells the worker to stop when the response is dropped before its end (the client
+/// went away), so the app's `close()` runs and the slot frees up.
+struct AbortOnDrop {
+    worker: Option<Arc<WorkerConn>>,
+    stream: u32,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.abort(self.stream);
+        }
+    }
+}
+
+/// The response body, fed by the worker connection's reader as fast as the worker
+/// writes: the channel buffers, so a slow client never holds a worker.
+struct AppBody {
+    rx: mpsc::UnboundedReceiver<Frame>,
+    guard: AbortOnDrop,
+    done: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the worker cut the response: {0}")]
+struct Cut(String);
+
+impl http_body::Body for AppBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let frame = match self.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(f) => f,
+            };
+            let end = |this: &mut Self| {
+                this.done = true;
+                this.guard.worker = None;
+            };
+            return Poll::Ready(match frame {
+                Some(Frame::ResponseBody(b)) if b.is_empty() => continue,
+                Some(Frame::ResponseBody(b)) => Some(Ok(http_body::Frame::data(b))),
+                Some(Frame::ResponseEnd) => {
+                    end(&mut self);
+                    None
+                }
+                Some(Frame::Abort(why)) => {
+                    end(&mut self);
+                    Some(Err(Cut(String::from_utf8_lossy(&why).into_owned()).into()))
+                }
+                Some(_) | None => {
+                    end(&mut self);
+                    Some(Err(Cut("worker lost".into()).into()))
+                }
+            });
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_split() {
+        assert_eq!(
+            split_host_port("example.com:8080"),
+            ("example.com", Some("8080"))
+        );
+        assert_eq!(split_host_port("example.com"), ("example.com", None));
+        assert_eq!(split_host_port("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_host_port("[::1]"), ("[::1]", None));
+    }
+
+    #[test]
+    fn hop_by_hop_and_underscore_fields_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("x_forwarded_for", "6.6.6.6".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        let names: Vec<_> = forwardable_headers(&h)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec![Bytes::from_static(b"accept")]);
+    }
+}

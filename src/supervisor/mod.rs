@@ -1,1 +1,556 @@
-//! TODO
+//! The supervisor: keeps `workers` worker processes ready behind the dispatcher, the
+//! way gunicorn's arbiter does. It replaces a worker that dies (with back-off when
+//! starts keep failing), kills one that stays silent past `--timeout`, retires one
+//! that reached `--max-requests` once its replacement is ready, and rolls every
+//! worker over on reload, each new worker ready before an old one drains.
+//!
+//! It is one task that owns all worker state and reacts to events (worker started,
+//! exited, quota reached, a 100 ms tick) and commands from the master; `policy` holds
+//! the pure decisions and `process` the only spawn/kill code.
+
+pub mod policy;
+pub mod process;
+
+use crate::config::Settings;
+use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn, WorkerEvent};
+use nix::sys::signal::Signal;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a new worker may take to import the app and say Ready.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time between the faulthandler signal and SIGKILL for a timed-out worker.
+const DUMP_GRACE: Duration = Duration::from_millis(300);
+
+#[derive(Debug)]
+pub enum Command {
+    /// Re-read settings and replace every worker (HUP, or a file change with --reload).
+    Reload(Box<Settings>),
+    AddWorker,
+    RemoveWorker,
+    /// Stop every worker: TERM, then KILL after the grace period; reply when done.
+    Stop {
+        grace: Duration,
+        done: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not start the worker: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("worker exited during start-up ({0})")]
+    Exited(ExitStatus),
+    #[error("worker did not become ready within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+impl StartError {
+    pub fn is_import_failure(&self) -> bool {
+        matches!(self, StartError::Exited(s) if process::is_import_failure(s))
+    }
+}
+
+enum Event {
+    Conn(WorkerEvent),
+    Started {
+        purpose: Purpose,
+        result: Result<Arc<WorkerConn>, StartError>,
+    },
+    Exited {
+        pid: u32,
+        status: std::io::Result<ExitStatus>,
+        socket: PathBuf,
+    },
+}
+
+/// Why a worker is being started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Keep the pool at its target size.
+    Fill,
+    /// Replace an old-generation worker during a reload.
+    Reload,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerState {
+    Serving,
+    /// No new requests; TERM once in-flight work is done.
+    Draining,
+    /// SIGKILL at this instant (after the faulthandler dump).
+    Killing(Instant),
+    /// TERM or KILL sent; waiting for the exit.
+    Stopping,
+}
+
+struct Managed {
+    conn: Arc<WorkerConn>,
+    state: WorkerState,
+    /// Belongs to the generation a reload is replacing.
+    old: bool,
+}
+
+pub struct Supervisor {
+    settings: Settings,
+    dispatcher: Arc<Dispatcher>,
+    runtime_dir: PathBuf,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    workers: HashMap<u32, Managed>,
+    target: usize,
+    starting: usize,
+    failures: u32,
+    seq: u64,
+    stopping: bool,
+    /// New-generation workers of a reload not yet ready, and not yet started.
+    reload_pending: usize,
+    reload_to_start: usize,
+}
+
+impl Supervisor {
+    /// Starts the pool and waits until every worker is ready. An app that does not
+    /// import fails the boot (`StartError::is_import_failure`).
+    pub async fn boot(
+        settings: Settings,
+        dispatcher: Arc<Dispatcher>,
+        runtime_dir: PathBuf,
+    ) -> Result<Self, StartError> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut sup = Supervisor {
+            target: settings.workers.count,
+            settings,
+            dispatcher,
+            runtime_dir,
+            events_tx,
+            events_rx,
+            workers: HashMap::new(),
+            starting: 0,
+            failures: 0,
+            seq: 0,
+            stopping: false,
+            reload_pending: 0,
+            reload_to_start: 0,
+        };
+        for _ in 0..sup.target {
+            sup.start_worker(Purpose::Fill, Duration::ZERO);
+        }
+        while sup.starting > 0 {
+            match sup.events_rx.recv().await {
+                Some(Event::Started { result: Err(e), .. }) => {
+                    sup.starting -= 1;
+                    sup.kill_all().await;
+                    return Err(e);
+                }
+                Some(ev) => sup.handle(ev),
+                None => unreachable!("the supervisor holds a sender"),
+            }
+        }
+        Ok(sup)
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.keys().copied().collect()
+    }
+
+    /// Serves commands and worker events until `Stop` completes.
+    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop { grace, done }) => {
+                        self.stop(grace).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        self.stop(Duration::ZERO).await;
+                        return;
+                    }
+                },
+                Some(ev) = self.events_rx.recv() => self.handle(ev),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Reload(settings) => self.reload(*settings),
+            Command::AddWorker => {
+                self.target += 1;
+                tracing::info!(workers = self.target, "TTIN: one worker more");
+                self.fill();
+            }
+            Command::RemoveWorker => {
+                if self.target <= 1 {
+                    tracing::info!("TTOU ignored: keeping the last worker");
+                    return;
+                }
+                self.target -= 1;
+                tracing::info!(workers = self.target, "TTOU: one worker less");
+                if let Some(pid) = self.least_loaded_serving() {
+                    self.drain(pid);
+                }
+            }
+            Command::Stop { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn reload(&mut self, settings: Settings) {
+        if self.reload_pending > 0 {
+            tracing::info!("reload already in progress; restarting it with the new settings");
+        }
+        self.target = settings.workers.count;
+        self.settings = settings;
+        let mut old = 0;
+        for w in self.workers.values_mut() {
+            if w.state == WorkerState::Serving {
+                w.old = true;
+                old += 1;
+            }
+        }
+        tracing::info!(
+            old,
+            new = self.target,
+            "reloading: starting a new generation of workers"
+        );
+        self.reload_pending = self.target;
+        self.start_worker(Purpose::Reload, Duration::ZERO);
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Started { purpose, result } => {
+                self.starting -= 1;
+                self.on_started(purpose, result);
+            }
+            Event::Exited {
+                pid,
+                status,
+                socket,
+            } => {
+                let _ = std::fs::remove_file(&socket);
+                self.on_exited(pid, status);
+            }
+            Event::Conn(WorkerEvent::QuotaReached { pid }) => {
+                tracing::info!(pid, "worker reached max-requests; replacing it");
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    w.old = true;
+                }
+                self.start_worker(Purpose::Fill, Duration::ZERO);
+            }
+            Event::Conn(WorkerEvent::Closed { pid }) => {
+                if let Some(w) = self.workers.get(&pid) {
+                    if w.state == WorkerState::Serving {
+                        tracing::warn!(pid, "worker connection closed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_started(&mut self, purpose: Purpose, result: Result<Arc<WorkerConn>, StartError>) {
+        match result {
+            Ok(conn) => {
+                self.failures = 0;
+                tracing::info!(pid = conn.pid, "Booted worker");
+                self.workers.insert(
+                    conn.pid,
+                    Managed {
+                        conn: conn.clone(),
+                        state: WorkerState::Serving,
+                        old: false,
+                    },
+                );
+                self.dispatcher.add(conn);
+                // Each new worker is ready before one old-generation worker drains.
+                if let Some(old) = self.oldest_old_serving() {
+                    self.drain(old);
+                }
+                if purpose == Purpose::Reload {
+                    self.reload_pending = self.reload_pending.saturating_sub(1);
+                    if self.reload_to_start > 0 {
+                        self.reload_to_start -= 1;
+                        self.start_worker(Purpose::Reload, Duration::ZERO);
+                    } else if self.reload_pending == 0 {
+                        self.finish_reload();
+                    }
+                }
+            }
+            Err(e) if purpose == Purpose::Reload && e.is_import_failure() => {
+                tracing::error!("reload failed: the new code does not import (traceback above); old workers keep serving");
+                self.reload_pending = 0;
+                self.reload_to_start = 0;
+                for w in self.workers.values_mut() {
+                    w.old = false;
+                }
+            }
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(error = %e, failures = self.failures, "worker failed to start");
+                self.fill();
+            }
+        }
+    }
+
+    /// After a reload: any old worker left (the pool shrank) drains too.
+    fn finish_reload(&mut self) {
+        let old: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.old && w.state == WorkerState::Serving)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in old {
+            self.drain(pid);
+        }
+        tracing::info!(workers = self.target, "reload complete");
+    }
+
+    fn on_exited(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
+        let Some(w) = self.workers.remove(&pid) else {
+            return;
+        };
+        self.dispatcher.remove(&w.conn);
+        let status = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        if w.state == WorkerState::Serving {
+            tracing::error!(pid, %status, "worker died; replacing it");
+        } else {
+            tracing::info!(pid, %status, "worker exited");
+        }
+        if !self.stopping {
+            self.fill();
+        }
+    }
+
+    /// Starts workers until serving + starting reaches the target.
+    fn fill(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let serving = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Serving && !w.old)
+            .count();
+        let delay = policy::restart_delay(self.failures);
+        for _ in (serving + self.starting)..self.target {
+            self.start_worker(Purpose::Fill, delay);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let timeout = self.settings.workers.timeout;
+        let mut timed_out = Vec::new();
+        for (pid, w) in self.workers.iter_mut() {
+            match w.state {
+                WorkerState::Draining if w.conn.in_flight() == 0 => {
+                    process::signal(*pid, Signal::SIGTERM);
+                    w.state = WorkerState::Stopping;
+                }
+                WorkerState::Killing(at) if now >= at => {
+                    process::signal(*pid, Signal::SIGKILL);
+                    w.state = WorkerState::Stopping;
+                }
+                WorkerState::Serving | WorkerState::Draining => {
+                    if let Some(limit) = timeout {
+                        let silent = w.conn.silent_streams(limit);
+                        if !silent.is_empty() {
+                            timed_out.push((*pid, silent));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (pid, streams) in timed_out {
+            self.kill_timed_out(pid, &streams);
+        }
+    }
+
+    /// A worker silent past `--timeout`: its requests get 504, CPython dumps every
+    /// thread's stack (faulthandler on SIGUSR1), then SIGKILL; a replacement starts.
+    fn kill_timed_out(&mut self, pid: u32, streams: &[u32]) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        tracing::error!(
+            pid,
+            timeout_s = self
+                .settings
+                .workers
+                .timeout
+                .map(|t| t.as_secs())
+                .unwrap_or(0),
+            "WORKER TIMEOUT: killing the worker"
+        );
+        w.conn.retire();
+        self.dispatcher.remove(&w.conn);
+        for &s in streams {
+            w.conn.fail_stream(s, crate::proxy::TIMEOUT_REASON);
+        }
+        process::signal(pid, Signal::SIGUSR1);
+        w.state = WorkerState::Killing(Instant::now() + DUMP_GRACE);
+        self.fill();
+    }
+
+    /// Stops sending new work to a worker; TERM follows when it has none in flight.
+    fn drain(&mut self, pid: u32) {
+        if let Some(w) = self.workers.get_mut(&pid) {
+            w.conn.retire();
+            self.dispatcher.remove(&w.conn);
+            w.state = WorkerState::Draining;
+        }
+    }
+
+    fn least_loaded_serving(&self) -> Option<u32> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Serving)
+            .min_by_key(|(_, w)| w.conn.in_flight())
+            .map(|(pid, _)| *pid)
+    }
+
+    fn oldest_old_serving(&self) -> Option<u32> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.old && w.state == WorkerState::Serving)
+            .min_by_key(|(pid, _)| **pid)
+            .map(|(pid, _)| *pid)
+    }
+
+    fn start_worker(&mut self, purpose: Purpose, delay: Duration) {
+        self.seq += 1;
+        self.starting += 1;
+        let socket = self.runtime_dir.join(format!("worker-{}.sock", self.seq));
+        let settings = self.settings.clone();
+        let dispatcher = self.dispatcher.clone();
+        let events = self.events_tx.clone();
+        let quota = policy::request_quota(
+            settings.workers.max_requests,
+            settings.workers.max_requests_jitter,
+            self.seq ^ u64::from(std::process::id()),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = start(&settings, &socket, quota, &dispatcher, &events).await;
+            let _ = events.send(Event::Started { purpose, result });
+        });
+    }
+
+    async fn stop(&mut self, grace: Duration) {
+        self.stopping = true;
+        for (pid, w) in self.workers.iter_mut() {
+            w.conn.retire();
+            process::signal(*pid, Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.workers.is_empty() {
+            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                Ok(Some(ev)) => self.handle(ev),
+                _ => break,
+            }
+        }
+        self.kill_all().await;
+    }
+
+    /// SIGKILL whatever is left and wait for the exits (bounded).
+    async fn kill_all(&mut self) {
+        self.stopping = true;
+        for pid in self.workers.keys() {
+            process::signal(*pid, Signal::SIGKILL);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.workers.is_empty() || self.starting > 0 {
+            match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
+                Ok(Some(Event::Started { result, .. })) => {
+                    self.starting -= 1;
+                    if let Ok(conn) = result {
+                        process::signal(conn.pid, Signal::SIGKILL);
+                        self.workers.insert(
+                            conn.pid,
+                            Managed {
+                                conn,
+                                state: WorkerState::Stopping,
+                                old: true,
+                            },
+                        );
+                    }
+                }
+                Ok(Some(ev)) => self.handle(ev),
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Binds the worker's socket, starts the process, and waits for its Ready frame (or
+/// its exit). The exit watcher reports the process's end as an `Event::Exited`.
+async fn start(
+    settings: &Settings,
+    socket: &std::path::Path,
+    quota: u64,
+    dispatcher: &Arc<Dispatcher>,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<Arc<WorkerConn>, StartError> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)?;
+    let mut child = process::spawn(settings, socket, settings.reload)?;
+    let pid = child.id().unwrap_or(0);
+    let handshake = async {
+        let (sock, _) = listener.accept().await?;
+        let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
+        let conn =
+            WorkerConn::handshake(sock, settings.workers.threads, quota, dispatcher, conn_tx)
+                .await?;
+        let events = events.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = conn_rx.recv().await {
+                let _ = events.send(Event::Conn(ev));
+            }
+        });
+        Ok::<_, StartError>(conn)
+    };
+    let result = tokio::select! {
+        r = tokio::time::timeout(START_TIMEOUT, handshake) => match r {
+            Ok(r) => r,
+            Err(_) => Err(StartError::Timeout(START_TIMEOUT)),
+        },
+        status = child.wait() => {
+            let _ = std::fs::remove_file(socket);
+            return Err(match status {
+                Ok(s) => StartError::Exited(s),
+                Err(e) => StartError::Spawn(e),
+            });
+        }
+    };
+    drop(listener);
+    if result.is_err() {
+        let _ = child.start_kill();
+    }
+    let events = events.clone();
+    let socket = socket.to_path_buf();
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        let _ = events.send(Event::Exited {
+            pid,
+            status,
+            socket,
+        });
+    });
+    result
+}

@@ -1,0 +1,283 @@
+//! One worker's Unix-socket connection as the front sees it: a writer task that
+//! batches queued frames into one write, a reader task that routes the worker's frames
+//! to the waiting requests, and the bookkeeping of streams in flight (which the
+//! supervisor reads to enforce `--timeout` and `--max-requests`).
+
+use super::{Dispatcher, Lease};
+use crate::wire::{self, Frame, RequestHead};
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+/// What a worker connection tells the supervisor.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// The connection closed: the worker died or exited.
+    Closed { pid: u32 },
+    /// The worker served its `--max-requests` quota and takes no new work.
+    QuotaReached { pid: u32 },
+}
+
+struct Stream {
+    tx: mpsc::UnboundedSender<Frame>,
+    /// Last time the worker sent anything on this stream (or when it was sent).
+    last_activity: Instant,
+    head_seen: bool,
+}
+
+pub struct WorkerConn {
+    pub pid: u32,
+    capacity: usize,
+    retiring: AtomicBool,
+    next_stream: AtomicU32,
+    served: AtomicU64,
+    quota: u64,
+    outgoing: mpsc::UnboundedSender<(u32, Frame)>,
+    streams: Mutex<HashMap<u32, Stream>>,
+    dispatcher: Weak<Dispatcher>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("worker socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("worker sent a bad frame: {0}")]
+    Wire(#[from] wire::WireError),
+    #[error("worker closed the connection before it was ready")]
+    ClosedEarly,
+    #[error("worker's first frame was not Ready")]
+    NotReady,
+}
+
+impl WorkerConn {
+    /// Reads the worker's Ready frame from a fresh connection, then starts the reader
+    /// and writer tasks. `quota` is the number of requests after which the worker
+    /// retires (0 = never).
+    pub async fn handshake(
+        sock: UnixStream,
+        capacity: usize,
+        quota: u64,
+        dispatcher: &Arc<Dispatcher>,
+        events: mpsc::UnboundedSender<WorkerEvent>,
+    ) -> Result<Arc<Self>, ConnectError> {
+        let (mut rd, wr) = sock.into_split();
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let pid = loop {
+            if let Some((_, frame)) = wire::decode(&mut buf)? {
+                match frame {
+                    Frame::Ready { pid } => break pid,
+                    _ => return Err(ConnectError::NotReady),
+                }
+            }
+            if rd.read_buf(&mut buf).await? == 0 {
+                return Err(ConnectError::ClosedEarly);
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(WorkerConn {
+            pid,
+            capacity,
+            retiring: AtomicBool::new(false),
+            next_stream: AtomicU32::new(1),
+            served: AtomicU64::new(0),
+            quota,
+            outgoing: tx,
+            streams: Mutex::new(HashMap::new()),
+            dispatcher: Arc::downgrade(dispatcher),
+        });
+        tokio::spawn(write_loop(wr, rx));
+        tokio::spawn(conn.clone().read_loop(rd, buf, events));
+        Ok(conn)
+    }
+
+    /// Slots this worker offers to new requests: 0 once it is retiring.
+    pub fn available_capacity(&self) -> usize {
+        if self.retiring.load(Ordering::Relaxed) {
+            0
+        } else {
+            self.capacity
+        }
+    }
+
+    /// Stop giving this worker new requests (max-requests, reload, shrink).
+    pub fn retire(&self) {
+        self.retiring.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.streams.lock().unwrap().len()
+    }
+
+    /// Sends a request head on a leased slot; the receiver yields the worker's frames
+    /// for it. Body frames follow through `send_body` / `end_body`.
+    pub fn start_request(
+        &self,
+        lease: Lease,
+        head: RequestHead,
+    ) -> (u32, mpsc::UnboundedReceiver<Frame>) {
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.streams.lock().unwrap().insert(
+            stream,
+            Stream {
+                tx,
+                last_activity: Instant::now(),
+                head_seen: false,
+            },
+        );
+        lease.disarm();
+        let _ = self
+            .outgoing
+            .send((stream, Frame::RequestHead(Box::new(head))));
+        (stream, rx)
+    }
+
+    pub fn send(&self, stream: u32, frame: Frame) {
+        let _ = self.outgoing.send((stream, frame));
+    }
+
+    /// The client went away: tell the worker, whose end of the stream releases the slot.
+    pub fn abort(&self, stream: u32) {
+        self.send(
+            stream,
+            Frame::Abort(bytes::Bytes::from_static(b"client gone")),
+        );
+    }
+
+    /// Streams on which the worker has been silent for longer than `limit`.
+    pub fn silent_streams(&self, limit: Duration) -> Vec<u32> {
+        let now = Instant::now();
+        self.streams
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_activity) > limit)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Ends a stream from the front's side (timeout): its request sees `Abort`.
+    pub fn fail_stream(&self, stream: u32, why: &'static str) {
+        if let Some(s) = self.streams.lock().unwrap().remove(&stream) {
+            let _ =
+                s.tx.send(Frame::Abort(bytes::Bytes::from_static(why.as_bytes())));
+        }
+    }
+
+    async fn read_loop(
+        self: Arc<Self>,
+        mut rd: OwnedReadHalf,
+        mut buf: BytesMut,
+        events: mpsc::UnboundedSender<WorkerEvent>,
+    ) {
+        loop {
+            match wire::decode(&mut buf) {
+                Ok(Some((stream, frame))) => self.route(stream, frame, &events),
+                Ok(None) => {
+                    buf.reserve(64 * 1024);
+                    match rd.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(pid = self.pid, error = %e, "worker broke the wire protocol");
+                    break;
+                }
+            }
+        }
+        self.close(&events);
+    }
+
+    fn route(&self, stream: u32, frame: Frame, events: &mpsc::UnboundedSender<WorkerEvent>) {
+        let ends = matches!(frame, Frame::ResponseEnd | Frame::Abort(_));
+        let mut streams = self.streams.lock().unwrap();
+        if ends {
+            let Some(s) = streams.remove(&stream) else {
+                return;
+            };
+            drop(streams);
+            let _ = s.tx.send(frame);
+            self.finished(events);
+        } else if let Some(s) = streams.get_mut(&stream) {
+            s.last_activity = Instant::now();
+            s.head_seen |= matches!(frame, Frame::ResponseHead(_));
+            let _ = s.tx.send(frame);
+        }
+    }
+
+    /// One request done: free its slot; retire at the quota.
+    fn finished(&self, events: &mpsc::UnboundedSender<WorkerEvent>) {
+        let served = self.served.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.quota > 0 && served == self.quota {
+            self.retire();
+            let _ = events.send(WorkerEvent::QuotaReached { pid: self.pid });
+        }
+        if let Some(d) = self.dispatcher.upgrade() {
+            d.release(self);
+        }
+    }
+
+    /// The worker is gone: every request still on it fails (502 before its head,
+    /// a cut response after), and the pool forgets it.
+    fn close(&self, events: &mpsc::UnboundedSender<WorkerEvent>) {
+        if let Some(d) = self.dispatcher.upgrade() {
+            d.remove(self);
+        }
+        let orphans: Vec<Stream> = self
+            .streams
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, s)| s)
+            .collect();
+        if !orphans.is_empty() {
+            tracing::warn!(
+                pid = self.pid,
+                requests = orphans.len(),
+                "worker connection lost with requests in flight"
+            );
+        }
+        drop(orphans);
+        let _ = events.send(WorkerEvent::Closed { pid: self.pid });
+    }
+
+    /// Whether the worker already answered the head of this stream.
+    pub fn head_seen(&self, stream: u32) -> bool {
+        self.streams
+            .lock()
+            .unwrap()
+            .get(&stream)
+            .map(|s| s.head_seen)
+            .unwrap_or(true)
+    }
+}
+
+/// Writes queued frames, many per syscall: it waits for one, then takes all that
+/// are already queued (up to ~1 MiB) before writing.
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<(u32, Frame)>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some((stream, frame)) = rx.recv().await {
+        wire::encode(stream, &frame, &mut buf);
+        while buf.len() < 1024 * 1024 {
+            match rx.try_recv() {
+                Ok((stream, frame)) => wire::encode(stream, &frame, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+}

@@ -1,0 +1,110 @@
+//! Request-body buffering, as nginx does in front of gunicorn: the whole body is read
+//! from the client before a worker is chosen, so a slow upload never holds a worker.
+//! Bodies up to `memory_limit` stay in memory; larger ones go to an unlinked temp file.
+
+use crate::respond::Failure;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+pub enum Spooled {
+    Memory(Vec<Bytes>),
+    File(tokio::fs::File),
+}
+
+pub struct Body {
+    pub data: Spooled,
+    pub len: u64,
+}
+
+/// Reads the whole body. More than `max` bytes → `PayloadTooLarge`; a client that
+/// breaks the body framing → `BadRequest`.
+pub async fn read_body<B>(mut body: B, max: u64, memory_limit: u64) -> Result<Body, Failure>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut chunks = Vec::new();
+    let mut len: u64 = 0;
+    let mut file: Option<tokio::fs::File> = None;
+    if body.is_end_stream() {
+        return Ok(Body {
+            data: Spooled::Memory(chunks),
+            len,
+        });
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            tracing::debug!(error = %e, "request body read failed");
+            Failure::BadRequest
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: WSGI cannot show them
+        };
+        len += data.len() as u64;
+        if len > max {
+            return Err(Failure::PayloadTooLarge);
+        }
+        if let Some(f) = file.as_mut() {
+            f.write_all(&data).await.map_err(internal)?;
+        } else if len > memory_limit {
+            let mut f = tokio::fs::File::from_std(tempfile::tempfile().map_err(internal)?);
+            for c in chunks.drain(..) {
+                f.write_all(&c).await.map_err(internal)?;
+            }
+            f.write_all(&data).await.map_err(internal)?;
+            file = Some(f);
+        } else {
+            chunks.push(data);
+        }
+    }
+    let data = match file {
+        Some(mut f) => {
+            f.flush().await.map_err(internal)?;
+            f.seek(std::io::SeekFrom::Start(0))
+                .await
+                .map_err(internal)?;
+            Spooled::File(f)
+        }
+        None => Spooled::Memory(chunks),
+    };
+    Ok(Body { data, len })
+}
+
+fn internal(e: std::io::Error) -> Failure {
+    tracing::error!(error = %e, "request body spool failed");
+    Failure::Internal
+}
+
+impl Body {
+    /// Hands the body to `send` in chunks of at most `chunk` bytes.
+    pub async fn for_each_chunk(
+        self,
+        chunk: usize,
+        mut send: impl FnMut(Bytes),
+    ) -> Result<(), Failure> {
+        match self.data {
+            Spooled::Memory(chunks) => {
+                for mut c in chunks {
+                    while c.len() > chunk {
+                        send(c.split_to(chunk));
+                    }
+                    if !c.is_empty() {
+                        send(c);
+                    }
+                }
+            }
+            Spooled::File(mut f) => {
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    let n = f.read(&mut buf).await.map_err(internal)?;
+                    if n == 0 {
+                        break;
+                    }
+                    send(Bytes::copy_from_slice(&buf[..n]));
+                }
+            }
+        }
+        Ok(())
+    }
+}

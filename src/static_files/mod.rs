@@ -1,39 +1,436 @@
-//! Static mounts (stub until the file layer lands).
+//! Static mounts: the front hands a request whose path falls under a `[[static]]`
+//! url prefix to `StaticFiles::serve`, which answers it from the mount's directory.
+//!
+//! A request goes through three steps, decided before anything is rendered:
+//! 1. `decide`: method (405), the bare prefix (301 to the slash form), and the path:
+//!    `..`, `.`, encoded slashes or backslashes, NUL, bad UTF-8 and dotfiles are
+//!    refused here (404) before any file-system call.
+//! 2. `fast_path`: a GET/HEAD without Range or If-Match whose file, precompressed
+//!    siblings included, is fully known to the open-file cache is answered from memory
+//!    with precomputed headers (ETag, Last-Modified, Content-Type); 304s too.
+//! 3. Everything else goes to tower-http's ServeDir over our `ContainedBackend`
+//!    (containment, symlinks, the cache), plus what ServeDir lacks: If-Range, an index
+//!    name other than index.html, charset, Cache-Control, our error pages.
+//!
+//! Multi-range requests get the whole file (200), as RFC 9110 allows.
+
+mod backend;
+mod cache;
+mod headers;
+
+use bytes::Bytes;
+use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tower_http::services::fs::{DefaultServeDirFallback, ServeDir};
 
 use crate::config::{FileCache, StaticMount};
 use crate::respond::{self, Body};
-use http::{Response, StatusCode};
+use backend::ContainedBackend;
+use cache::{Entry, OpenFileCache, Resolved};
+use headers::Encoding;
 
+/// All static mounts and their shared open-file cache.
+pub struct StaticFiles {
+    /// Sorted by url prefix length, longest first, so the first match wins.
+    mounts: Vec<Mount>,
+    cache: Arc<OpenFileCache>,
+    dev_mode: bool,
+}
+
+/// Index into `StaticFiles::mounts`, handed out by `route`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MountId(usize);
 
-pub struct StaticFiles {
-    mounts: Vec<StaticMount>,
+struct Mount {
+    config: StaticMount,
+    /// Canonical: every served file's canonical path must start with it.
+    root: PathBuf,
+    cache_control: Option<HeaderValue>,
+    serve_dir: ServeDir<DefaultServeDirFallback, ContainedBackend>,
+}
+
+/// Characters re-encoded when the index file name goes into a URI path.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// Why a request path is refused before touching the disk (all answered with 404).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum PathRefusal {
+    #[error("encoded '/' or '\\' in the path")]
+    EncodedSeparator,
+    #[error("the path is not valid UTF-8 once decoded")]
+    NotUtf8,
+    #[error("NUL in the path")]
+    Nul,
+    #[error("backslash in the path")]
+    Backslash,
+    #[error("'.' or '..' segment")]
+    DotSegment,
+    #[error("a dotfile")]
+    Dotfile,
+}
+
+/// What a request resolved to, before any file is looked at.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    MethodNotAllowed,
+    /// `/static` for the mount `/static/`: 301 to this location.
+    AddSlash(String),
+    Refused(PathRefusal),
+    Serve(Target),
+}
+
+/// A contained request path inside one mount.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// The path ServeDir is given: normalised, still percent-encoded, index appended
+    /// to a path ending in '/', query kept (for its directory redirect).
+    uri: http::Uri,
+    /// The decoded file-system path below the root, the cache key.
+    fs_path: PathBuf,
 }
 
 impl StaticFiles {
-    pub fn new(
-        mounts: &[StaticMount],
-        _cache: &FileCache,
-        _dev_mode: bool,
-    ) -> std::io::Result<Self> {
+    pub fn new(mounts: &[StaticMount], cache: &FileCache, dev_mode: bool) -> std::io::Result<Self> {
+        let cache = Arc::new(OpenFileCache::new(cache, dev_mode));
+        let mut built = mounts
+            .iter()
+            .map(|m| Mount::new(m, cache.clone()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        built.sort_by_key(|m| std::cmp::Reverse(m.config.url.len()));
         Ok(StaticFiles {
-            mounts: mounts.to_vec(),
+            mounts: built,
+            cache,
+            dev_mode,
         })
     }
 
+    /// The mount whose url prefix owns this request path (longest prefix wins). The
+    /// prefix without its trailing slash belongs to it too (it gets a 301).
     pub fn route(&self, path: &str) -> Option<MountId> {
         self.mounts
             .iter()
-            .position(|m| path.starts_with(&m.url))
+            .position(|m| path.starts_with(&m.config.url) || path == m.bare_prefix())
             .map(MountId)
     }
 
+    /// true when a 404 from this mount should go to the app instead.
     pub fn falls_through(&self, id: MountId) -> bool {
-        self.mounts[id.0].fallthrough
+        self.mounts[id.0].config.fallthrough
     }
 
-    pub async fn serve(&self, _id: MountId, _req: &http::request::Parts) -> Response<Body> {
-        respond::status_page(StatusCode::NOT_FOUND)
+    /// (hits, misses) of the open-file cache since start.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+
+    /// Serves a request for that mount. Needs only the head of the request.
+    pub async fn serve(&self, id: MountId, req: &Parts) -> Response<Body> {
+        let mount = &self.mounts[id.0];
+        let response = match mount.decide(req) {
+            Decision::MethodNotAllowed => method_not_allowed(),
+            Decision::AddSlash(location) => redirect(StatusCode::MOVED_PERMANENTLY, &location),
+            Decision::Refused(why) => {
+                tracing::debug!(path = req.uri.path(), %why, "static path refused");
+                respond::status_page(StatusCode::NOT_FOUND)
+            }
+            Decision::Serve(target) => match self.fast_path(mount, &target, req) {
+                Some(response) => response,
+                None => mount.via_serve_dir(&target, req).await,
+            },
+        };
+        self.finish(mount, response)
+    }
+
+    /// Answers from the cache when everything the answer depends on is in it and fresh;
+    /// `None` sends the request to ServeDir (which fills the cache for next time).
+    fn fast_path(&self, mount: &Mount, target: &Target, req: &Parts) -> Option<Response<Body>> {
+        let h = &req.headers;
+        if h.contains_key(header::RANGE)
+            || h.contains_key(header::IF_MATCH)
+            || h.contains_key(header::IF_UNMODIFIED_SINCE)
+        {
+            return None; // rare: ServeDir has the full logic
+        }
+        // ServeDir looks at the plain path first: a directory means a redirect.
+        let primary = match self.cache.peek(&target.fs_path)? {
+            Entry::Found(r) if r.meta.is_dir => return None,
+            other => other,
+        };
+        let mut chosen = None;
+        if mount.config.precompressed {
+            for encoding in headers::preferred_encodings(h) {
+                let mut sibling = target.fs_path.clone().into_os_string();
+                sibling.push(encoding.extension());
+                match self.cache.peek(&PathBuf::from(sibling))? {
+                    Entry::Found(r) if !r.meta.is_dir => {
+                        chosen = Some((r, encoding));
+                        break;
+                    }
+                    _ => continue,
+                }
+            }
+        }
+        let (file, encoding) = match (chosen, primary) {
+            (Some(c), _) => c,
+            (None, Entry::Found(r)) => (r, Encoding::Identity),
+            (None, Entry::Missing) => {
+                self.cache.record_hit();
+                return Some(respond::status_page(StatusCode::NOT_FOUND));
+            }
+        };
+        let body = file.body.clone()?; // large files stream through ServeDir
+        self.cache.record_hit();
+        Some(render_cached(mount, target, req, &file, body, encoding))
+    }
+
+    /// What every static response gets on its way out: our error pages, the charset,
+    /// and Cache-Control on success and 304 only.
+    fn finish(&self, mount: &Mount, mut response: Response<Body>) -> Response<Body> {
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND && !response.headers().contains_key(header::CONTENT_TYPE)
+        {
+            return respond::status_page(status);
+        }
+        if status.is_server_error() {
+            return respond::status_page(status);
+        }
+        headers::fix_charset(response.headers_mut());
+        let cacheable = matches!(
+            status,
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+        );
+        if cacheable {
+            let value = if self.dev_mode {
+                Some(HeaderValue::from_static("no-cache"))
+            } else {
+                mount.cache_control.clone()
+            };
+            if let Some(value) = value {
+                response.headers_mut().insert(header::CACHE_CONTROL, value);
+            }
+        }
+        if status == StatusCode::NOT_MODIFIED && mount.config.precompressed {
+            // A 304 carries the Vary the 200 would have (RFC 9110 §15.4.5).
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
+        response
     }
 }
+
+impl Mount {
+    fn new(config: &StaticMount, cache: Arc<OpenFileCache>) -> std::io::Result<Self> {
+        let root = std::fs::canonicalize(&config.dir)?;
+        let backend = ContainedBackend::new(root.clone(), config.dotfiles, cache);
+        let mut serve_dir = ServeDir::with_backend(&root, backend)
+            .redirect_path_prefix(config.url.trim_end_matches('/'))
+            // RFC 9110 lets a server ignore Range; a whole 200 beats a 416 for clients.
+            .ignore_multi_range_requests(true);
+        if config.precompressed {
+            serve_dir = serve_dir.precompressed_br().precompressed_gzip();
+        }
+        let cache_control = match &config.cache_control {
+            Some(cc) => Some(HeaderValue::from_str(cc).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        Ok(Mount {
+            config: config.clone(),
+            root,
+            cache_control,
+            serve_dir,
+        })
+    }
+
+    fn bare_prefix(&self) -> &str {
+        self.config.url.trim_end_matches('/')
+    }
+
+    fn decide(&self, req: &Parts) -> Decision {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Decision::MethodNotAllowed;
+        }
+        let path = req.uri.path();
+        if path == self.bare_prefix() {
+            let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            return Decision::AddSlash(format!("{}{query}", self.config.url));
+        }
+        let rest = path.strip_prefix(self.config.url.as_str()).unwrap_or("");
+        match self.target(rest, req.uri.query()) {
+            Ok(target) => Decision::Serve(target),
+            Err(why) => Decision::Refused(why),
+        }
+    }
+
+    /// Checks and normalises the part of the path below the mount prefix (still
+    /// percent-encoded) and appends the index name to a directory path.
+    fn target(&self, rest: &str, query: Option<&str>) -> Result<Target, PathRefusal> {
+        let mut raw_segments = Vec::new();
+        let mut fs_path = self.root.clone();
+        for raw in rest.split('/').filter(|s| !s.is_empty()) {
+            let decoded = decode_segment(raw)?;
+            if decoded == "." || decoded == ".." {
+                return Err(PathRefusal::DotSegment);
+            }
+            if decoded.starts_with('.') && !self.config.dotfiles {
+                return Err(PathRefusal::Dotfile);
+            }
+            raw_segments.push(raw);
+            fs_path.push(decoded);
+        }
+        let mut uri_path = format!("/{}", raw_segments.join("/"));
+        if rest.is_empty() || rest.ends_with('/') {
+            // ServeDir only knows "index.html": name the index ourselves.
+            if !raw_segments.is_empty() {
+                uri_path.push('/');
+            }
+            uri_path.extend(utf8_percent_encode(&self.config.index, PATH_SEGMENT));
+            fs_path.push(&self.config.index);
+        }
+        if let Some(q) = query {
+            uri_path = format!("{uri_path}?{q}");
+        }
+        let uri = uri_path.parse().map_err(|_| PathRefusal::NotUtf8)?;
+        Ok(Target { uri, fs_path })
+    }
+
+    /// The full ServeDir path: Range, If-Match, first sight of a file, large files.
+    async fn via_serve_dir(&self, target: &Target, req: &Parts) -> Response<Body> {
+        let response = self.call_serve_dir(target, req, &req.headers).await;
+        let Some(if_range) = req.headers.get(header::IF_RANGE) else {
+            return response;
+        };
+        if response.status() != StatusCode::PARTIAL_CONTENT
+            || headers::if_range_matches(
+                if_range,
+                response.headers().get(header::ETAG),
+                response.headers().get(header::LAST_MODIFIED),
+            )
+        {
+            return response;
+        }
+        // The client's copy is stale: the range would splice two versions. Send it all.
+        let mut without_range = req.headers.clone();
+        without_range.remove(header::RANGE);
+        self.call_serve_dir(target, req, &without_range).await
+    }
+
+    async fn call_serve_dir(
+        &self,
+        target: &Target,
+        req: &Parts,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
+        let mut request = Request::new(Empty::<Bytes>::new());
+        *request.method_mut() = req.method.clone();
+        *request.uri_mut() = target.uri.clone();
+        *request.headers_mut() = headers.clone();
+        let mut serve_dir = self.serve_dir.clone();
+        match serve_dir.try_call(request).await {
+            Ok(response) => response.map(|b| b.map_err(respond::BoxError::from).boxed_unsync()),
+            Err(e) if is_not_found(&e) => respond::status_page(StatusCode::NOT_FOUND),
+            Err(e) => {
+                tracing::error!(error = %e, path = %target.fs_path.display(), "static file failed");
+                respond::status_page(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// Decodes one path segment, refusing what could change the path's shape once decoded.
+fn decode_segment(raw: &str) -> Result<String, PathRefusal> {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err(PathRefusal::EncodedSeparator);
+    }
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| PathRefusal::NotUtf8)?;
+    if decoded.contains('\0') {
+        return Err(PathRefusal::Nul);
+    }
+    if decoded.contains('\\') {
+        return Err(PathRefusal::Backslash);
+    }
+    Ok(decoded.into_owned())
+}
+
+fn is_not_found(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+/// A 200 or 304 from a cached file: the same headers ServeDir would send.
+fn render_cached(
+    mount: &Mount,
+    target: &Target,
+    req: &Parts,
+    file: &Resolved,
+    body: Bytes,
+    encoding: Encoding,
+) -> Response<Body> {
+    let mut response = Response::new(respond::empty());
+    if headers::not_modified(&req.headers, file.etag.as_ref(), file.meta.modified) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        put_validators(response.headers_mut(), file);
+        return response;
+    }
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, headers::content_type(&target.fs_path));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if encoding != Encoding::Identity {
+        h.insert(header::CONTENT_ENCODING, encoding.header_value());
+    }
+    if mount.config.precompressed {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+    put_validators(h, file);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if req.method != Method::HEAD {
+        *response.body_mut() = respond::full(body);
+    }
+    response
+}
+
+fn put_validators(h: &mut HeaderMap, file: &Resolved) {
+    h.insert(header::LAST_MODIFIED, file.last_modified.clone());
+    if let Some(etag) = &file.etag {
+        h.insert(header::ETAG, etag.clone());
+    }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut response = respond::status_page(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut response = Response::new(respond::empty());
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Static-file benchmark: ferricorn vs nginx on a 1 KiB and a 1 MiB file from the same
+# directory, interleaved rounds, with the shared harness (../shared/bench, run.py).
+# Writes benches/results/<date>-static/{results.jsonl,table.txt,command.txt,machine.txt}.
+#
+#   bash benches/static/run.sh                # 3 rounds, harness defaults (load < 0.8)
+#   ROUNDS=5 MAX_LOAD=1.5 bash benches/static/run.sh
+#   BENCH=/path/to/shared/bench bash benches/static/run.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+shared=${BENCH:-$root/../shared/bench}
+rounds=${ROUNDS:-3}
+max_load=${MAX_LOAD:-0.8}
+tmp=$(python3 -c 'import tempfile; print(tempfile.gettempdir())')
+
+[ -f "$shared/run.py" ] || { echo "no harness at $shared (set BENCH=)" >&2; exit 1; }
+
+# A private, writable copy of the harness: setup.sh generates static/*.bin into it, and
+# nginx (as www-data) and ferricorn serve that same directory.
+harness="$tmp/ferricorn-bench-harness"
+rm -rf "$harness"
+cp -r "$shared" "$harness"
+chmod -R u+w,a+rX "$harness"
+BENCH_UWSGI=${BENCH_UWSGI:-0} bash "$harness/setup.sh"
+export NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+
+(cd "$root" && cargo build --release --bin ferricorn)
+
+out="$root/benches/results/$(date +%Y-%m-%d)-static"
+mkdir -p "$out"
+cmd=(python3 "$harness/run.py" suite "$here/scenarios.toml" -n "$rounds" --max-load "$max_load"
+     --out "$out/results.jsonl")
+printf '%s\n' "cd <repo> && ROUNDS=$rounds MAX_LOAD=$max_load bash benches/static/run.sh" \
+  "# which runs:" "python3 <bench>/run.py suite benches/static/scenarios.toml -n $rounds --max-load $max_load --out results.jsonl" \
+  "# <bench> = a writable copy of ../shared/bench made by run.sh" > "$out/command.txt"
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "kernel: $(uname -srm)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //') x $(nproc)"
+  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "nginx: $("$NGINX" -v 2>&1 | cut -d/ -f2)"
+  echo "wrk: $(wrk --version 2>&1 | head -1 | cut -d' ' -f2)"
+  echo "rustc: $(rustc --version)"
+  echo "ferricorn: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo -dirty)"
+} > "$out/machine.txt"
+
+(cd "$root" && FERRICORN_ROOT="$root" "${cmd[@]}")
+python3 "$harness/run.py" table "$out/results.jsonl" | tee "$out/table.txt"
+python3 "$here/ratios.py" "$out/results.jsonl" | tee "$out/ratios.md"

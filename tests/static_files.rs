@@ -1,0 +1,361 @@
+//! Static mounts through the real binary: headers, validators, ranges, precompressed
+//! siblings, index files, traversal attempts sent as raw bytes (a client would
+//! normalise them), config-file mounts, static-only mode and cache revalidation.
+
+mod common;
+use common::*;
+
+use reqwest::blocking::Response;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    repo().join("static_fixtures")
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(rel)).unwrap()
+}
+
+fn fixtures_server() -> Server {
+    Server::start(["--static", &format!("/static/={}", fixtures().display())])
+}
+
+fn h(r: &Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn get(s: &Server, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut b = client().get(s.url(path));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.send().unwrap()
+}
+
+/// The status code of a raw HTTP/1.1 request line sent as is.
+fn raw_status(s: &Server, target: &str) -> (u16, String) {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let out = s.raw(req.as_bytes(), Duration::from_secs(10));
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| s.fail(&format!("no status line for {target:?}: {out:?}")));
+    (status, out)
+}
+
+#[test]
+fn files_get_type_length_validators() {
+    let s = fixtures_server();
+    let r = get(&s, "/static/css/site.css", &[]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(h(&r, "content-type"), "text/css; charset=utf-8");
+    assert_eq!(
+        h(&r, "content-length"),
+        fixture("css/site.css").len().to_string()
+    );
+    assert_eq!(h(&r, "vary"), "accept-encoding");
+    assert_eq!(h(&r, "accept-ranges"), "bytes");
+    assert!(h(&r, "etag").starts_with('"'));
+    assert!(h(&r, "last-modified").ends_with("GMT"));
+    assert_eq!(h(&r, "cache-control"), "", "no cache_control configured");
+    assert_eq!(r.bytes().unwrap(), fixture("css/site.css"));
+
+    let js = get(&s, "/static/js/app.js", &[]);
+    assert!(h(&js, "content-type").ends_with("javascript; charset=utf-8"));
+    let svg = get(&s, "/static/img/logo.svg", &[]);
+    assert_eq!(h(&svg, "content-type"), "image/svg+xml; charset=utf-8");
+    let png = get(&s, "/static/img/dot.png", &[]);
+    assert_eq!(h(&png, "content-type"), "image/png");
+
+    let head = client().head(s.url("/static/css/site.css")).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        h(&head, "content-length"),
+        fixture("css/site.css").len().to_string()
+    );
+    assert!(head.bytes().unwrap().is_empty());
+}
+
+#[test]
+fn conditional_requests_and_ranges() {
+    let s = fixtures_server();
+    let full = get(&s, "/static/hello%20world.txt", &[]);
+    let etag = h(&full, "etag");
+    let lm = h(&full, "last-modified");
+    let body = fixture("hello world.txt");
+
+    for _ in 0..2 {
+        assert_eq!(
+            get(&s, "/static/hello%20world.txt", &[("if-none-match", &etag)]).status(),
+            304
+        );
+        assert_eq!(
+            get(
+                &s,
+                "/static/hello%20world.txt",
+                &[("if-modified-since", &lm)]
+            )
+            .status(),
+            304
+        );
+        assert_eq!(
+            get(
+                &s,
+                "/static/hello%20world.txt",
+                &[("if-none-match", "\"x\"")]
+            )
+            .status(),
+            200
+        );
+    }
+
+    let r = get(&s, "/static/hello%20world.txt", &[("range", "bytes=0-4")]);
+    assert_eq!(r.status(), 206);
+    assert_eq!(h(&r, "content-range"), format!("bytes 0-4/{}", body.len()));
+    assert_eq!(r.bytes().unwrap(), body[..5]);
+
+    let r = get(&s, "/static/hello%20world.txt", &[("range", "bytes=9999-")]);
+    assert_eq!(r.status(), 416);
+    assert_eq!(h(&r, "content-range"), format!("bytes */{}", body.len()));
+
+    let r = get(
+        &s,
+        "/static/hello%20world.txt",
+        &[("range", "bytes=0-1,3-4")],
+    );
+    assert_eq!(r.status(), 200, "multi-range: the whole file");
+    assert_eq!(r.bytes().unwrap(), body);
+
+    let r = get(
+        &s,
+        "/static/hello%20world.txt",
+        &[("range", "bytes=0-4"), ("if-range", &etag)],
+    );
+    assert_eq!(r.status(), 206);
+    let r = get(
+        &s,
+        "/static/hello%20world.txt",
+        &[("range", "bytes=0-4"), ("if-range", &lm)],
+    );
+    assert_eq!(r.status(), 206);
+    let r = get(
+        &s,
+        "/static/hello%20world.txt",
+        &[("range", "bytes=0-4"), ("if-range", "\"stale\"")],
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap(), body);
+}
+
+#[test]
+fn precompressed_siblings_follow_accept_encoding() {
+    let s = fixtures_server();
+    for _ in 0..2 {
+        let r = get(
+            &s,
+            "/static/css/site.css",
+            &[("accept-encoding", "gzip, br")],
+        );
+        assert_eq!(h(&r, "content-encoding"), "br");
+        assert_eq!(h(&r, "content-type"), "text/css; charset=utf-8");
+        assert_eq!(h(&r, "vary"), "accept-encoding");
+        assert_eq!(r.bytes().unwrap(), fixture("css/site.css.br"));
+
+        let r = get(
+            &s,
+            "/static/css/site.css",
+            &[("accept-encoding", "gzip;q=1.0, br;q=0.2")],
+        );
+        assert_eq!(h(&r, "content-encoding"), "gzip");
+        assert_eq!(r.bytes().unwrap(), fixture("css/site.css.gz"));
+
+        let r = get(&s, "/static/css/site.css", &[("accept-encoding", "br;q=0")]);
+        assert_eq!(h(&r, "content-encoding"), "");
+        assert_eq!(r.bytes().unwrap(), fixture("css/site.css"));
+    }
+}
+
+#[test]
+fn directories_serve_their_index_and_never_list() {
+    let s = fixtures_server();
+    let r = get(&s, "/static/", &[]);
+    assert_eq!(r.status(), 200);
+    assert_eq!(h(&r, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(r.bytes().unwrap(), fixture("index.html"));
+    assert_eq!(
+        get(&s, "/static/docs/", &[]).bytes().unwrap(),
+        fixture("docs/index.html")
+    );
+
+    let r = get(&s, "/static/docs?page=2", &[]);
+    assert!(r.status() == 301 || r.status() == 307, "{}", r.status());
+    assert_eq!(h(&r, "location"), "/static/docs/?page=2");
+    let r = get(&s, "/static", &[]);
+    assert_eq!(r.status(), 301);
+    assert_eq!(h(&r, "location"), "/static/");
+
+    for path in ["/static/css/", "/static/img/"] {
+        let r = get(&s, path, &[]);
+        assert_eq!(r.status(), 404, "{path}: no listing");
+        assert_eq!(r.text().unwrap(), "404 Not Found\n");
+    }
+}
+
+#[test]
+fn odd_file_names() {
+    let s = fixtures_server();
+    assert_eq!(
+        get(&s, "/static/hello%20world.txt", &[]).bytes().unwrap(),
+        fixture("hello world.txt")
+    );
+    assert_eq!(
+        get(&s, "/static/caf%C3%A9.txt", &[]).bytes().unwrap(),
+        fixture("café.txt")
+    );
+    assert_eq!(
+        get(&s, "/static/alias.css", &[]).bytes().unwrap(),
+        fixture("css/site.css")
+    );
+}
+
+#[test]
+fn nothing_outside_the_root_is_served() {
+    let s = fixtures_server();
+    let secret = "[package]"; // the first line of Cargo.toml, one level above the root
+    for target in [
+        "/static/../Cargo.toml",
+        "/static/css/../../Cargo.toml",
+        "/static/%2e%2e/Cargo.toml",
+        "/static/%2E%2E/Cargo.toml",
+        "/static/.%2e/Cargo.toml",
+        "/static/..%2fCargo.toml",
+        "/static/..%2FCargo.toml",
+        "/static/..%5cCargo.toml",
+        "/static/css%5csite.css",
+        "/static/index.html%00.txt",
+        "/static/escape",
+        "/static/.secret",
+        "/static/.private/config",
+        "/static/%2esecret",
+        "/static/./index.html",
+    ] {
+        let (status, out) = raw_status(&s, target);
+        assert_eq!(status, 404, "{target}: {out}");
+        assert!(!out.contains(secret), "{target} leaked Cargo.toml");
+        assert!(!out.contains("SECRET="), "{target} leaked .secret");
+    }
+    // Raw bytes the HTTP parser itself may refuse (400) — never served (200).
+    for target in ["/static/..\\Cargo.toml", "/static/a\\..\\..\\Cargo.toml"] {
+        let (status, out) = raw_status(&s, target);
+        assert!(status == 400 || status == 404, "{target}: {out}");
+        assert!(!out.contains(secret));
+    }
+}
+
+#[test]
+fn other_methods_get_405() {
+    let s = fixtures_server();
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let r = client()
+            .request(method.parse().unwrap(), s.url("/static/index.html"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method}");
+        assert_eq!(h(&r, "allow"), "GET, HEAD");
+    }
+}
+
+#[test]
+fn static_only_mode_404s_everything_else() {
+    let s = fixtures_server();
+    for path in ["/", "/index.html", "/app/", "/staticx", "/css/site.css"] {
+        let r = get(&s, path, &[]);
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.text().unwrap(), "404 Not Found\n");
+    }
+}
+
+fn write(dir: &Path, rel: &str, data: &[u8]) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+#[test]
+fn config_file_mount_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    write(&site, "home.html", b"home page\n");
+    write(&site, "sub/home.html", b"sub home\n");
+    write(&site, "sub/index.html", b"not the index\n");
+    write(&site, ".well-known/security.txt", b"Contact: x\n");
+    write(&site, "app.css", b"a{}\n");
+    write(&site, "app.css.gz", b"GZ");
+    let conf = tmp.path().join("ferricorn.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[static]]\nurl = \"/assets/\"\ndir = \"{}\"\ncache_control = \"public, max-age=600\"\n\
+             index = \"home.html\"\nprecompressed = false\nfallthrough = true\ndotfiles = true\n",
+            site.display()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(["-c", conf.to_str().unwrap()]);
+
+    let r = get(&s, "/assets/", &[]);
+    assert_eq!(h(&r, "cache-control"), "public, max-age=600");
+    let etag = h(&r, "etag");
+    assert_eq!(r.text().unwrap(), "home page\n");
+    assert_eq!(get(&s, "/assets/sub/", &[]).text().unwrap(), "sub home\n");
+
+    let r = get(&s, "/assets/", &[("if-none-match", &etag)]);
+    assert_eq!(r.status(), 304);
+    assert_eq!(h(&r, "cache-control"), "public, max-age=600");
+
+    let r = get(&s, "/assets/missing.css", &[]);
+    assert_eq!(r.status(), 404, "fallthrough without an app is still 404");
+    assert_eq!(h(&r, "cache-control"), "", "no Cache-Control on a 404");
+
+    let r = get(&s, "/assets/.well-known/security.txt", &[]);
+    assert_eq!(r.status(), 200, "dotfiles = true");
+
+    let r = get(&s, "/assets/app.css", &[("accept-encoding", "gzip")]);
+    assert_eq!(h(&r, "content-encoding"), "");
+    assert_eq!(h(&r, "vary"), "");
+    assert_eq!(r.text().unwrap(), "a{}\n");
+}
+
+#[test]
+fn a_changed_file_is_served_fresh_within_a_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "live.txt", b"version 1\n");
+    let s = Server::start(["--static", &format!("/live/={}", tmp.path().display())]);
+    let first = get(&s, "/live/live.txt", &[]);
+    let old_etag = h(&first, "etag");
+    assert_eq!(first.text().unwrap(), "version 1\n");
+    assert_eq!(
+        get(&s, "/live/live.txt", &[]).text().unwrap(),
+        "version 1\n"
+    ); // cached now
+
+    write(tmp.path(), "live.txt", b"version two\n");
+    let changed = Instant::now();
+    let deadline = changed + Duration::from_secs(2);
+    loop {
+        let r = get(&s, "/live/live.txt", &[]);
+        let etag = h(&r, "etag");
+        if r.text().unwrap() == "version two\n" {
+            assert_ne!(etag, old_etag);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still the old file after 2 s");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(changed.elapsed() < Duration::from_millis(1500));
+}

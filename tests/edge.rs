@@ -15,7 +15,14 @@ fn conformance_dir() -> PathBuf {
 
 fn echo_server(extra: &[&str]) -> Server {
     let dir = conformance_dir();
-    let mut args = vec!["--chdir", dir.to_str().unwrap(), "-w", "2", "--threads", "2"];
+    let mut args = vec![
+        "--chdir",
+        dir.to_str().unwrap(),
+        "-w",
+        "2",
+        "--threads",
+        "2",
+    ];
     args.extend_from_slice(extra);
     args.push("echo_app:app");
     Server::start(args)
@@ -25,7 +32,12 @@ fn echo_server(extra: &[&str]) -> Server {
 fn run_corpus(server: &Server, extra: &[&str]) -> (String, BTreeSet<String>) {
     let out = Command::new("python3")
         .arg(conformance_dir().join("run_http_conformance.py"))
-        .args(["--host", "127.0.0.1", "--port", &server.addr.port().to_string()])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &server.addr.port().to_string(),
+        ])
         .args(extra)
         .output()
         .expect("run the conformance runner");
@@ -57,9 +69,18 @@ const KNOWN: &[&str] = &[
 fn gunicorn_corpus_with_default_settings() {
     let server = echo_server(&[]);
     let (summary, failed) = run_corpus(&server, &["--skip-config-dependent"]);
-    let unexpected: Vec<_> = failed.iter().filter(|id| !KNOWN.contains(&id.as_str())).collect();
-    assert!(unexpected.is_empty(), "unexpected failures: {unexpected:?} ({summary})");
-    assert!(summary.starts_with("12") && summary.contains("passed"), "{summary}");
+    let unexpected: Vec<_> = failed
+        .iter()
+        .filter(|id| !KNOWN.contains(&id.as_str()))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "unexpected failures: {unexpected:?} ({summary})"
+    );
+    assert!(
+        summary.starts_with("12") && summary.contains("passed"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -71,10 +92,25 @@ fn gunicorn_corpus_limit_cases_with_the_equivalent_settings() {
         p.to_str().unwrap().to_string()
     };
     let cases: [(&str, String); 4] = [
-        ("invalid/010", conf("a.toml", "[limits]\nrequest_field_size = 10\n")),
-        ("invalid/011", conf("b.toml", "[limits]\nrequest_fields = 2\n")),
-        ("invalid/012", conf("c.toml", "[limits]\nrequest_field_size = 98\n")),
-        ("valid/024", conf("d.toml", "[limits]\nrequest_line = 8200\nrequest_field_size = 8210\n")),
+        (
+            "invalid/010",
+            conf("a.toml", "[limits]\nrequest_field_size = 10\n"),
+        ),
+        (
+            "invalid/011",
+            conf("b.toml", "[limits]\nrequest_fields = 2\n"),
+        ),
+        (
+            "invalid/012",
+            conf("c.toml", "[limits]\nrequest_field_size = 98\n"),
+        ),
+        (
+            "valid/024",
+            conf(
+                "d.toml",
+                "[limits]\nrequest_line = 8200\nrequest_field_size = 8210\n",
+            ),
+        ),
     ];
     for (case, config) in &cases {
         let server = echo_server(&["-c", config]);
@@ -108,7 +144,11 @@ fn smuggling_shapes_are_refused_and_never_reach_the_app() {
     for raw in cases {
         let resp = server.raw(raw, Duration::from_secs(5));
         let line = status_line(&resp);
-        assert!(line.starts_with("HTTP/1.1 4"), "{:?} got {resp:?}", String::from_utf8_lossy(raw));
+        assert!(
+            line.starts_with("HTTP/1.1 4"),
+            "{:?} got {resp:?}",
+            String::from_utf8_lossy(raw)
+        );
         assert!(!resp.contains("REQUEST_METHOD"), "reached the app: {resp}");
     }
     let resp = server.raw(b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", Duration::from_secs(5));
@@ -127,17 +167,37 @@ fn a_refused_request_does_not_cost_the_valid_ones_before_it() {
         .match_indices("HTTP/1.1 ")
         .map(|(i, _)| resp[i..].lines().next().unwrap())
         .collect();
-    assert_eq!(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"], "{resp}");
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 400 Bad Request"
+        ],
+        "{resp}"
+    );
 }
 
 #[test]
 fn limits_answer_414_and_431() {
     let server = echo_server(&[]);
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(5000));
-    assert!(status_line(&server.raw(long_line.as_bytes(), Duration::from_secs(5))).starts_with("HTTP/1.1 414"));
-    let long_field = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(9000));
-    assert!(status_line(&server.raw(long_field.as_bytes(), Duration::from_secs(5))).starts_with("HTTP/1.1 431"));
+    assert!(
+        status_line(&server.raw(long_line.as_bytes(), Duration::from_secs(5)))
+            .starts_with("HTTP/1.1 414")
+    );
+    let long_field = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "b".repeat(9000)
+    );
+    assert!(
+        status_line(&server.raw(long_field.as_bytes(), Duration::from_secs(5)))
+            .starts_with("HTTP/1.1 431")
+    );
     let many: String = (0..120).map(|i| format!("X-{i}: v\r\n")).collect();
     let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
-    assert!(status_line(&server.raw(many.as_bytes(), Duration::from_secs(5))).starts_with("HTTP/1.1 431"));
+    assert!(
+        status_line(&server.raw(many.as_bytes(), Duration::from_secs(5)))
+            .starts_with("HTTP/1.1 431")
+    );
 }

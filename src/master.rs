@@ -291,9 +291,11 @@ fn make_runtime_dir(settings: &Settings) -> std::io::Result<tempfile::TempDir> {
         .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(Into::into))
         .unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&base)?;
-    // tempfile creates directories with mode 0700.
+    // Only our user may reach the worker sockets: mode 0700 from creation on.
+    use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
         .prefix("ferricorn-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(base)
 }
 

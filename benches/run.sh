@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Static-file benchmark: ferricorn vs nginx on a 1 KiB and a 1 MiB file from the same
-# directory, interleaved rounds, with the shared harness (../shared/bench, run.py).
-# Writes benches/results/<date>-static/{results.jsonl,table.txt,command.txt,machine.txt}.
+# Side-by-side benchmark of ferricorn and its peers, interleaved rounds, with the
+# shared harness (../shared/bench, run.py). One suite per directory under benches/:
+#   static  ferricorn vs nginx on a 1 KiB and a 1 MiB file from the same directory
+#   wsgi    hello world, 2 workers: ferricorn vs gunicorn sync/gthread, nginx+gunicorn, Granian
+#   django  the harness's Django view, 2 workers: ferricorn vs gunicorn, nginx+gunicorn, Granian
+# Writes benches/results/<date>-<suite>/{results.jsonl,table.txt,ratios.md,command.txt,machine.txt}.
 #
-#   bash benches/static/run.sh                # 3 rounds, harness defaults (load < 0.8)
-#   ROUNDS=5 MAX_LOAD=1.5 bash benches/static/run.sh
-#   BENCH=/path/to/shared/bench bash benches/static/run.sh
+#   bash benches/run.sh wsgi                  # 3 rounds, harness defaults (load < 0.8)
+#   ROUNDS=5 MAX_LOAD=1.5 bash benches/run.sh static
+#   BENCH=/path/to/shared/bench bash benches/run.sh django
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+suite=${1:?usage: bash benches/run.sh static|wsgi|django}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+here="$root/benches/$suite"
+[ -f "$here/scenarios.toml" ] || { echo "no suite $suite ($here/scenarios.toml)" >&2; exit 2; }
 shared=${BENCH:-$root/../shared/bench}
 rounds=${ROUNDS:-3}
 max_load=${MAX_LOAD:-0.8}
@@ -28,12 +33,12 @@ export NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 (cd "$root" && cargo build --release --bin ferricorn)
 
-out="$root/benches/results/$(date +%Y-%m-%d)-static"
+out="$root/benches/results/$(date +%Y-%m-%d-%H%M)-$suite"
 mkdir -p "$out"
 cmd=(python3 "$harness/run.py" suite "$here/scenarios.toml" -n "$rounds" --max-load "$max_load"
      --out "$out/results.jsonl")
-printf '%s\n' "cd <repo> && ROUNDS=$rounds MAX_LOAD=$max_load bash benches/static/run.sh" \
-  "# which runs:" "python3 <bench>/run.py suite benches/static/scenarios.toml -n $rounds --max-load $max_load --out results.jsonl" \
+printf '%s\n' "cd <repo> && ROUNDS=$rounds MAX_LOAD=$max_load bash benches/run.sh $suite" \
+  "# which runs:" "python3 <bench>/run.py suite benches/$suite/scenarios.toml -n $rounds --max-load $max_load --out results.jsonl" \
   "# <bench> = a writable copy of ../shared/bench made by run.sh" > "$out/command.txt"
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -48,4 +53,4 @@ printf '%s\n' "cd <repo> && ROUNDS=$rounds MAX_LOAD=$max_load bash benches/stati
 
 (cd "$root" && FERRICORN_ROOT="$root" "${cmd[@]}")
 python3 "$harness/run.py" table "$out/results.jsonl" | tee "$out/table.txt"
-python3 "$here/ratios.py" "$out/results.jsonl" | tee "$out/ratios.md"
+python3 "$root/benches/ratios.py" "$out/results.jsonl" | tee "$out/ratios.md"

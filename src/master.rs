@@ -107,6 +107,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
         return check_config(&settings).await;
     }
     let listeners = bind_all(&settings)?;
+    process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
     let _watcher = match (settings.reload, &settings.app) {

@@ -363,3 +363,21 @@ fn libc_sig(name: &str) -> i32 {
         _ => panic!("unknown signal {name}"),
     }
 }
+
+#[test]
+fn orphans_the_app_leaves_behind_are_reaped() {
+    let server = sup_server(&["-w", "1"]);
+    let (status, body) = get(&server.url("/orphan"));
+    assert_eq!(status, 200);
+    let orphan: i32 = body.trim().parse().unwrap();
+    // It is re-parented to the master (a subreaper, like PID 1 in a container)...
+    wait_until("re-parenting to the master", Duration::from_secs(5), || {
+        children(server.pid()).contains(&orphan)
+            || !Path::new(&format!("/proc/{orphan}")).exists()
+    });
+    // ...and once it exits, reaped rather than left as a zombie.
+    wait_until("the orphan to be reaped", Duration::from_secs(5), || {
+        !Path::new(&format!("/proc/{orphan}")).exists()
+    });
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}

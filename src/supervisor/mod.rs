@@ -164,6 +164,9 @@ impl Supervisor {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // SIGCHLD: an orphan the app left behind exited (we are its subreaper, or PID 1).
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -180,6 +183,9 @@ impl Supervisor {
                 },
                 Some(ev) = self.events_rx.recv() => self.handle(ev),
                 _ = tick.tick() => self.on_tick(),
+                Some(()) = recv_or_pending(&mut sigchld) => {
+                    process::reap_orphans();
+                }
             }
         }
     }
@@ -505,6 +511,13 @@ impl Supervisor {
     }
 }
 
+async fn recv_or_pending(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match sig {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Binds the worker's socket, starts the process, and waits for its Ready frame (or
 /// its exit). The exit watcher reports the process's end as an `Event::Exited`.
 async fn start(
@@ -553,6 +566,7 @@ async fn start(
     let socket = socket.to_path_buf();
     tokio::spawn(async move {
         let status = child.wait().await;
+        process::forget(pid);
         let _ = events.send(Event::Exited {
             pid,
             status,

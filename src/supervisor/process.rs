@@ -5,9 +5,12 @@
 use crate::config::Settings;
 use crate::worker::{EXIT_APP_IMPORT, SUBCOMMAND};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
 use tokio::process::{Child, Command};
 
 /// Starts one worker that will connect to `socket`.
@@ -32,7 +35,66 @@ pub fn spawn(settings: &Settings, socket: &Path, dev: bool) -> std::io::Result<C
     cmd.stdin(Stdio::null())
         .kill_on_drop(false)
         .process_group(0);
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        WORKERS.lock().unwrap().insert(pid);
+    }
+    Ok(child)
+}
+
+/// Pids of workers we spawned and tokio has not reaped yet: `reap_orphans` leaves them
+/// to tokio, whose `Child::wait` needs their exit status.
+static WORKERS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// The worker's exit was collected by tokio.
+pub fn forget(pid: u32) {
+    WORKERS.lock().unwrap().remove(&pid);
+}
+
+/// Makes orphaned descendants (a process the app forked and left behind) our
+/// children, as they would be if we were PID 1 in a container; `reap_orphans` then
+/// collects them so they do not linger as zombies.
+pub fn become_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "cannot become a child subreaper");
+    }
+}
+
+/// Reaps exited children that are not our workers; returns how many.
+pub fn reap_orphans() -> usize {
+    let me = std::process::id();
+    let workers = WORKERS.lock().unwrap().clone();
+    let mut reaped = 0;
+    for pid in zombie_children(me) {
+        if workers.contains(&pid) {
+            continue;
+        }
+        if waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG)).is_ok() {
+            tracing::debug!(pid, "reaped an orphaned process");
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// Children of `parent` in state Z, from /proc.
+fn zombie_children(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // Fields after the command (which may hold spaces) start after the last ')'.
+            let mut fields = stat[stat.rfind(')').map_or(0, |i| i + 1)..].split_whitespace();
+            let state = fields.next();
+            let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+            state == Some("Z") && ppid == Some(parent)
+        })
+        .collect()
 }
 
 /// `--check`: import the app in a throwaway worker; Ok(()) or the exit status.

@@ -4,6 +4,7 @@
 /sleep?s=N    sleeps N seconds, then answers
 /crash        the worker dies (SIGKILL to itself) mid-request
 /echo         echoes the body
+/orphan       leaves a grandchild behind that exits 0.5 s later; answers its pid
 """
 import os
 import signal
@@ -22,6 +23,20 @@ def app(environ, start_response):
     elif path == "/crash":
         os.kill(os.getpid(), signal.SIGKILL)
         body = b"unreachable"
+    elif path == "/orphan":
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            grandchild = os.fork()
+            if grandchild == 0:
+                time.sleep(0.5)
+                os._exit(0)
+            os.write(w, str(grandchild).encode())
+            os._exit(0)
+        os.waitpid(child, 0)
+        os.close(w)
+        body = os.read(r, 32)
+        os.close(r)
     elif path == "/echo":
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)

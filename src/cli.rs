@@ -80,6 +80,26 @@ pub struct Cli {
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
 
+    /// Error log format: text or json. [default: text]
+    #[arg(long = "log-format")]
+    pub log_format: Option<String>,
+
+    /// Write the error log to this file instead of stderr (reopened on USR1).
+    #[arg(long = "error-logfile", alias = "log-file")]
+    pub error_logfile: Option<std::path::PathBuf>,
+
+    /// Access log: a file, or '-' for stdout. [default: none]
+    #[arg(long = "access-logfile")]
+    pub access_logfile: Option<String>,
+
+    /// Access log format: combined, json, or a template of {field}s. [default: combined]
+    #[arg(long = "access-log-format")]
+    pub access_log_format: Option<String>,
+
+    /// Admin listener for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9000. [default: off]
+    #[arg(long = "admin-bind")]
+    pub admin_bind: Option<String>,
+
     /// Requests that may wait for a free worker before 503. [default: 2048]
     #[arg(long = "backlog")]
     pub backlog: Option<usize>,

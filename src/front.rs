@@ -1,14 +1,21 @@
 //! The front: the one function that composes the tower service stack every client
 //! request goes through, and the routing step at its core (static mount, app or 404).
+//! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
+//! is counted in the metrics and, when enabled, the access log.
 
-use crate::proxy::{ConnInfo, Proxy};
+use crate::observe::access_log::{AccessLog, Entry};
+use crate::observe::{Metrics, RouteKind};
+use crate::proxy::{ConnInfo, Proxy, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
 use crate::static_files::StaticFiles;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -17,9 +24,53 @@ pub struct Front {
     pub statics: StaticFiles,
     /// `None` in static-only mode.
     pub proxy: Option<Proxy>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: Option<AccessLog>,
+    request_ids: RequestIds,
+}
+
+/// Request ids: a per-process random prefix and a counter, cheap and unique enough to
+/// find one request across the access log, the error log and the app's logs.
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
+        RequestIds {
+            prefix: format!("{:012x}", seed & 0xffff_ffff_ffff),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn make(&self) -> Bytes {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Bytes::from(format!("{}{:08x}", self.prefix, n))
+    }
 }
 
 impl Front {
+    pub fn new(
+        statics: StaticFiles,
+        proxy: Option<Proxy>,
+        metrics: Arc<Metrics>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
+        Front {
+            statics,
+            proxy,
+            metrics,
+            access_log,
+            request_ids: RequestIds::new(),
+        }
+    }
+
     /// The service for one client connection.
     pub fn service(
         self: &Arc<Self>,
@@ -46,6 +97,46 @@ impl Front {
     }
 
     async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        self.metrics.request_started();
+        let request_id = self.request_ids.make();
+        let logged = self.access_log.as_ref().map(|_| LoggedHead::of(&req, conn));
+        let (kind, mut resp) = self.route(req, conn, &request_id).await;
+        if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let bytes = content_length(&resp);
+        let elapsed = started.elapsed();
+        self.metrics
+            .request_finished(kind, resp.status().as_u16(), elapsed, bytes.unwrap_or(0));
+        if let (Some(log), Some(head)) = (&self.access_log, logged) {
+            let upstream = resp.extensions().get::<Upstream>();
+            log.log(&Entry {
+                time: SystemTime::now(),
+                remote: head.remote,
+                method: head.method,
+                path: head.path,
+                query: head.query,
+                protocol: head.protocol,
+                status: resp.status().as_u16(),
+                bytes,
+                duration: elapsed,
+                user_agent: head.user_agent,
+                referer: head.referer,
+                request_id: String::from_utf8_lossy(&request_id).into_owned(),
+                worker_pid: upstream.map(|u| u.pid),
+                upstream: upstream.map(|u| u.elapsed),
+            });
+        }
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        request_id: &Bytes,
+    ) -> (RouteKind, Response<Body>) {
         match router::route(&self.statics, self.proxy.is_some(), req.uri().path()) {
             Route::Static(id) => {
                 let (parts, body) = req.into_parts();
@@ -55,16 +146,62 @@ impl Front {
                         if resp.status() == StatusCode::NOT_FOUND
                             && self.statics.falls_through(id) =>
                     {
-                        proxy.forward(Request::from_parts(parts, body), conn).await
+                        let req = Request::from_parts(parts, body);
+                        (RouteKind::App, proxy.forward(req, conn, request_id).await)
                     }
-                    _ => resp,
+                    _ => (RouteKind::Static, resp),
                 }
             }
             Route::App => match &self.proxy {
-                Some(proxy) => proxy.forward(req, conn).await,
-                None => respond::error_response(Failure::NotFound),
+                Some(proxy) => (RouteKind::App, proxy.forward(req, conn, request_id).await),
+                None => (RouteKind::Other, respond::error_response(Failure::NotFound)),
             },
-            Route::NotFound => respond::error_response(Failure::NotFound),
+            Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
+        }
+    }
+}
+
+fn content_length(resp: &Response<Body>) -> Option<u64> {
+    resp.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The parts of a request the access log needs, taken before the request moves on.
+struct LoggedHead {
+    remote: String,
+    method: String,
+    path: String,
+    query: String,
+    protocol: &'static str,
+    user_agent: String,
+    referer: String,
+}
+
+impl LoggedHead {
+    fn of(req: &Request<Incoming>, conn: &ConnInfo) -> Self {
+        let header = |name: header::HeaderName| {
+            req.headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        LoggedHead {
+            remote: conn
+                .peer
+                .map(|p| p.ip().to_string())
+                .unwrap_or_else(|| "unix".into()),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            protocol: match req.version() {
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                _ => "HTTP/1.1",
+            },
+            user_agent: header(header::USER_AGENT),
+            referer: header(header::REFERER),
         }
     }
 }

@@ -17,6 +17,8 @@ pub mod master;
 pub mod signals;
 pub mod supervisor;
 pub mod reload;
+pub mod observe;
+pub mod admin;
 // -- data plane, in request order --
 pub mod listener;
 pub mod guard;

@@ -4,12 +4,16 @@
 //! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
 //! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
 
+use crate::admin::{self, AdminState};
 use crate::cli::Cli;
 use crate::config::Settings;
 use crate::dispatcher::Dispatcher;
 use crate::front::Front;
 use crate::guard::GuardLimits;
 use crate::listener::{self, ConnSettings, Listener};
+use crate::observe::access_log::AccessLog;
+use crate::observe::error_log::{self, ErrorLog};
+use crate::observe::{Metrics, Phase};
 use crate::proxy::Proxy;
 use crate::signals::{self, Command};
 use crate::static_files::StaticFiles;
@@ -20,7 +24,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,13 @@ pub enum MasterError {
     Signals(std::io::Error),
     #[error("--reload file watcher: {0}")]
     Watch(notify::Error),
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("cannot listen on {addr} (admin): {source}")]
+    AdminBind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -61,7 +72,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&settings.log_level);
+    let error_log = match ErrorLog::open(settings.error_logfile.as_deref()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("ferricorn: cannot open the error log: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    error_log::init(&settings.log_level, settings.log_format, error_log.clone());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,7 +90,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli, settings)) {
+    match runtime.block_on(run(cli, settings, error_log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ MasterError::AppImport(_)) => {
             eprintln!("ferricorn: {e}");
@@ -85,24 +103,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(level: &str) {
-    let directive = match level {
-        "warning" => "warn",
-        "critical" => "error",
-        other => other,
-    };
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(format!("ferricorn={directive},{directive}"))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
+async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), MasterError> {
     if settings.check_config {
         return check_config(&settings).await;
     }
@@ -117,6 +118,19 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
         _ => None,
     };
 
+    let metrics = Arc::new(Metrics::default());
+    let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
+    let admin_listener = match settings.admin_bind {
+        Some(addr) => Some(bind_admin(addr).await?),
+        None => None,
+    };
+    let access_log = match &settings.access_logfile {
+        Some(target) => Some(
+            AccessLog::start(target, settings.access_log_format.clone())
+                .map_err(MasterError::AccessLog)?,
+        ),
+        None => None,
+    };
     let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
         .map_err(MasterError::Static)?;
     let mut pool = None;
@@ -131,6 +145,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
                 settings.clone(),
                 dispatcher.clone(),
                 dir.path().to_path_buf(),
+                metrics.clone(),
             )
             .await
             .map_err(|e| {
@@ -149,7 +164,16 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
         None => None,
     };
 
-    let front = Arc::new(Front { statics, proxy });
+    let front = Arc::new(Front::new(statics, proxy, metrics.clone(), access_log));
+    if let Some(l) = admin_listener {
+        let state = Arc::new(AdminState {
+            phase: phase_rx,
+            metrics: metrics.clone(),
+            front: front.clone(),
+            has_app: settings.app.is_some(),
+        });
+        tokio::spawn(admin::serve(l, state, CancellationToken::new()));
+    }
     let graceful = Arc::new(GracefulShutdown::new());
     let stop_accepting = CancellationToken::new();
     let conn_settings = ConnSettings {
@@ -184,6 +208,7 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
         static_mounts = settings.statics.len(),
         "Ready"
     );
+    let _ = phase_tx.send(Phase::Ready);
 
     let quick = loop {
         match cmd_rx.recv().await {
@@ -202,10 +227,18 @@ async fn run(cli: Cli, settings: Settings) -> Result<(), MasterError> {
             Some(Command::AddWorker) => send(&pool, supervisor::Command::AddWorker),
             Some(Command::RemoveWorker) => send(&pool, supervisor::Command::RemoveWorker),
             Some(Command::ReopenLogs) => {
-                tracing::info!("Received USR1: logs go to stderr; nothing to reopen")
+                tracing::info!("Received USR1: reopening log files");
+                if let Err(e) = error_log.reopen() {
+                    tracing::error!(error = %e, "cannot reopen the error log");
+                }
+                if let Some(log) = &front.access_log {
+                    log.reopen();
+                }
             }
         }
     };
+    // Load balancers stop sending traffic while in-flight work drains.
+    let _ = phase_tx.send(Phase::Draining);
 
     stop_accepting.cancel();
     for t in accept_tasks {
@@ -269,6 +302,18 @@ fn reload(
         Ok(s) => send(pool, supervisor::Command::Reload(Box::new(s))),
         Err(e) => tracing::error!("reload refused, config invalid: {e}"),
     }
+}
+
+async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MasterError> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MasterError::AdminBind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!("Admin listening at: http://{local}");
+    Ok(l)
 }
 
 fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {

@@ -372,8 +372,7 @@ fn orphans_the_app_leaves_behind_are_reaped() {
     let orphan: i32 = body.trim().parse().unwrap();
     // It is re-parented to the master (a subreaper, like PID 1 in a container)...
     wait_until("re-parenting to the master", Duration::from_secs(5), || {
-        children(server.pid()).contains(&orphan)
-            || !Path::new(&format!("/proc/{orphan}")).exists()
+        children(server.pid()).contains(&orphan) || !Path::new(&format!("/proc/{orphan}")).exists()
     });
     // ...and once it exits, reaped rather than left as a zombie.
     wait_until("the orphan to be reaped", Duration::from_secs(5), || {

@@ -194,8 +194,9 @@ fn app_exceptions_are_500_or_a_cut_response_and_the_worker_survives() {
         b"GET /raise-late HTTP/1.1\r\nHost: x\r\n\r\n",
         Duration::from_secs(5),
     );
-    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
-    assert!(raw.contains("first part"), "{raw}");
+    // hyper may or may not have flushed the head before the cut: either way the
+    // client must not see a complete response.
+    assert!(raw.is_empty() || raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
         !raw.ends_with("0\r\n\r\n"),
         "a cut response ended like a complete one: {raw:?}"

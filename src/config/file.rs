@@ -27,6 +27,14 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub reload: ReloadSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    pub bind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +108,10 @@ pub struct ProxySection {
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub level: Option<String>,
+    pub format: Option<String>,
+    pub error_logfile: Option<PathBuf>,
+    pub access_logfile: Option<String>,
+    pub access_log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -81,6 +81,12 @@ pub struct WorkerSettings {
     pub queue_timeout: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// The validated, effective configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -98,6 +104,11 @@ pub struct Settings {
     pub limits: Limits,
     pub forwarded_allow_ips: String,
     pub log_level: String,
+    pub log_format: LogFormat,
+    pub error_logfile: Option<PathBuf>,
+    pub access_logfile: Option<String>,
+    pub access_log_format: crate::observe::access_log::Format,
+    pub admin_bind: Option<SocketAddr>,
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
     pub check_config: bool,
@@ -193,6 +204,32 @@ impl Settings {
             )));
         }
 
+        let log_format = match cli.log_format.clone().or(f.log.format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::invalid(format!(
+                    "log format {other:?}: expected text or json"
+                )))
+            }
+        };
+        let access_log_format = crate::observe::access_log::Format::parse(
+            cli.access_log_format
+                .as_deref()
+                .or(f.log.access_log_format.as_deref())
+                .unwrap_or("combined"),
+        )
+        .map_err(ConfigError::invalid)?;
+        let admin_bind = match cli.admin_bind.clone().or(f.admin.bind) {
+            None => None,
+            Some(a) => match parse_bind(&a)? {
+                BindAddr::Tcp(sa) => Some(sa),
+                BindAddr::Unix(_) => {
+                    return Err(ConfigError::invalid("admin bind must be HOST:PORT"))
+                }
+            },
+        };
+
         let venv = cli
             .venv
             .clone()
@@ -243,6 +280,11 @@ impl Settings {
                 .forwarded_allow_ips
                 .unwrap_or_else(|| "127.0.0.1,::1".into()),
             log_level,
+            log_format,
+            error_logfile: cli.error_logfile.clone().or(f.log.error_logfile),
+            access_logfile: cli.access_logfile.clone().or(f.log.access_logfile),
+            access_log_format,
+            admin_bind,
             reload: cli.reload || f.reload.enabled.unwrap_or(false),
             reload_extra_files: if cli.reload_extra_file.is_empty() {
                 f.reload.extra_files.unwrap_or_default()
@@ -328,6 +370,22 @@ impl Settings {
             q(&self.forwarded_allow_ips)
         );
         out += &format!("\n[log]\nlevel = {}\n", q(&self.log_level));
+        out += &format!(
+            "format = {}\n",
+            q(match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            })
+        );
+        if let Some(p) = &self.error_logfile {
+            out += &format!("error_logfile = {}\n", path(p));
+        }
+        if let Some(a) = &self.access_logfile {
+            out += &format!("access_logfile = {}\n", q(a));
+        }
+        if let Some(a) = &self.admin_bind {
+            out += &format!("\n[admin]\nbind = {}\n", q(&a.to_string()));
+        }
         out += &format!("\n[reload]\nenabled = {}\n", self.reload);
         out
     }

@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
@@ -35,31 +34,36 @@ pub const TIMEOUT_REASON: &str = "timeout";
 pub struct Proxy {
     dispatcher: Arc<Dispatcher>,
     limits: Limits,
-    request_ids: AtomicU64,
-    id_prefix: String,
+}
+
+/// Which worker answered and how long it took to send its head (for the access log).
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream {
+    pub pid: u32,
+    pub elapsed: std::time::Duration,
 }
 
 impl Proxy {
     pub fn new(dispatcher: Arc<Dispatcher>, limits: Limits) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ (u64::from(std::process::id()) << 32);
-        Proxy {
-            dispatcher,
-            limits,
-            request_ids: AtomicU64::new(0),
-            id_prefix: format!("{:012x}", seed & 0xffff_ffff_ffff),
-        }
+        Proxy { dispatcher, limits }
     }
 
-    pub async fn forward<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<respond::Body>
+    /// Requests waiting for a free worker.
+    pub fn queued(&self) -> usize {
+        self.dispatcher.counts().1
+    }
+
+    pub async fn forward<B>(
+        &self,
+        req: Request<B>,
+        conn: &ConnInfo,
+        request_id: &Bytes,
+    ) -> Response<respond::Body>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        match self.try_forward(req, conn).await {
+        match self.try_forward(req, conn, request_id).await {
             Ok(resp) => resp,
             Err(failure) => respond::error_response(failure),
         }
@@ -69,6 +73,7 @@ impl Proxy {
         &self,
         req: Request<B>,
         conn: &ConnInfo,
+        request_id: &Bytes,
     ) -> Result<Response<respond::Body>, Failure>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -87,10 +92,11 @@ impl Proxy {
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let head = self.request_head(&parts, conn, had_body.then_some(body.len));
+        let head = request_head(&parts, conn, had_body.then_some(body.len), request_id);
 
         let lease = self.dispatcher.acquire().await?;
         let worker = lease.conn().clone();
+        let sent_at = std::time::Instant::now();
         let (stream, mut rx) = worker.start_request(lease, head);
         body.for_each_chunk(wire::CHUNK, |chunk| {
             worker.send(stream, Frame::RequestBody(chunk))
@@ -104,7 +110,11 @@ impl Proxy {
         };
         match rx.recv().await {
             Some(Frame::ResponseHead(head)) => {
-                let resp = build_response(*head)?;
+                let mut resp = build_response(*head)?;
+                resp.extensions_mut().insert(Upstream {
+                    pid: worker.pid,
+                    elapsed: sent_at.elapsed(),
+                });
                 let worker = guard.worker.take();
                 Ok(resp.map(|()| {
                     respond::Body::new(AppBody {
@@ -124,54 +134,54 @@ impl Proxy {
             }
         }
     }
+}
 
-    fn request_head(
-        &self,
-        parts: &http::request::Parts,
-        conn: &ConnInfo,
-        body_len: Option<u64>,
-    ) -> RequestHead {
-        let uri = &parts.uri;
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .map(|h| h.as_bytes().to_vec())
-            .or_else(|| uri.authority().map(|a| a.as_str().as_bytes().to_vec()));
-        let (server_name, server_port) = server_name_port(host.as_deref(), conn);
-        let mut headers = forwardable_headers(&parts.headers);
-        if parts.headers.get(header::HOST).is_none() {
-            if let Some(h) = &host {
-                headers.push((Bytes::from_static(b"host"), Bytes::copy_from_slice(h)));
-            }
+/// The wire head of a request: re-encoded fields, connection facts as frame fields.
+fn request_head(
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    body_len: Option<u64>,
+    request_id: &Bytes,
+) -> RequestHead {
+    let uri = &parts.uri;
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .map(|h| h.as_bytes().to_vec())
+        .or_else(|| uri.authority().map(|a| a.as_str().as_bytes().to_vec()));
+    let (server_name, server_port) = server_name_port(host.as_deref(), conn);
+    let mut headers = forwardable_headers(&parts.headers);
+    if parts.headers.get(header::HOST).is_none() {
+        if let Some(h) = &host {
+            headers.push((Bytes::from_static(b"host"), Bytes::copy_from_slice(h)));
         }
-        if let Some(len) = body_len {
-            headers.push((
-                Bytes::from_static(b"content-length"),
-                Bytes::from(len.to_string()),
-            ));
-        }
-        let id = self.request_ids.fetch_add(1, Ordering::Relaxed);
-        RequestHead {
-            method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
-            path: Bytes::copy_from_slice(uri.path().as_bytes()),
-            query: Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
-            version: match parts.version {
-                Version::HTTP_10 | Version::HTTP_09 => 10,
-                Version::HTTP_11 => 11,
-                _ => 20,
-            },
-            scheme: conn.scheme,
-            remote_addr: conn
-                .peer
-                .map(|p| Bytes::from(p.ip().to_string()))
-                .unwrap_or_default(),
-            remote_port: conn.peer.map(|p| p.port()).unwrap_or(0),
-            server_name,
-            server_port,
-            request_id: Bytes::from(format!("{}{:08x}", self.id_prefix, id)),
-            content_length: body_len,
-            headers,
-        }
+    }
+    if let Some(len) = body_len {
+        headers.push((
+            Bytes::from_static(b"content-length"),
+            Bytes::from(len.to_string()),
+        ));
+    }
+    RequestHead {
+        method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
+        path: Bytes::copy_from_slice(uri.path().as_bytes()),
+        query: Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
+        version: match parts.version {
+            Version::HTTP_10 | Version::HTTP_09 => 10,
+            Version::HTTP_11 => 11,
+            _ => 20,
+        },
+        scheme: conn.scheme,
+        remote_addr: conn
+            .peer
+            .map(|p| Bytes::from(p.ip().to_string()))
+            .unwrap_or_default(),
+        remote_port: conn.peer.map(|p| p.port()).unwrap_or(0),
+        server_name,
+        server_port,
+        request_id: request_id.clone(),
+        content_length: body_len,
+        headers,
     }
 }
 

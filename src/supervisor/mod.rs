@@ -13,6 +13,7 @@ pub mod process;
 
 use crate::config::Settings;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn, WorkerEvent};
+use crate::observe::{error_log, Metrics, RestartReason};
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -110,6 +111,7 @@ pub struct Supervisor {
     failures: u32,
     seq: u64,
     stopping: bool,
+    metrics: Arc<Metrics>,
     /// New-generation workers of a reload not yet ready, and not yet started.
     reload_pending: usize,
     reload_to_start: usize,
@@ -122,6 +124,7 @@ impl Supervisor {
         settings: Settings,
         dispatcher: Arc<Dispatcher>,
         runtime_dir: PathBuf,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, StartError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut sup = Supervisor {
@@ -136,6 +139,7 @@ impl Supervisor {
             failures: 0,
             seq: 0,
             stopping: false,
+            metrics,
             reload_pending: 0,
             reload_to_start: 0,
         };
@@ -181,8 +185,14 @@ impl Supervisor {
                         return;
                     }
                 },
-                Some(ev) = self.events_rx.recv() => self.handle(ev),
-                _ = tick.tick() => self.on_tick(),
+                Some(ev) = self.events_rx.recv() => {
+                    self.handle(ev);
+                    self.publish_counts();
+                }
+                _ = tick.tick() => {
+                    self.on_tick();
+                    self.publish_counts();
+                }
                 Some(()) = recv_or_pending(&mut sigchld) => {
                     process::reap_orphans();
                 }
@@ -224,6 +234,7 @@ impl Supervisor {
             if w.state == WorkerState::Serving {
                 w.old = true;
                 old += 1;
+                self.metrics.worker_restarted(RestartReason::Reload);
             }
         }
         tracing::info!(
@@ -257,6 +268,7 @@ impl Supervisor {
             }
             Event::Conn(WorkerEvent::QuotaReached { pid }) => {
                 tracing::info!(pid, "worker reached max-requests; replacing it");
+                self.metrics.worker_restarted(RestartReason::MaxRequests);
                 if let Some(w) = self.workers.get_mut(&pid) {
                     w.old = true;
                 }
@@ -339,6 +351,7 @@ impl Supervisor {
             .map(|s| s.to_string())
             .unwrap_or_else(|e| e.to_string());
         if w.state == WorkerState::Serving {
+            self.metrics.worker_restarted(RestartReason::Crash);
             tracing::error!(pid, %status, "worker died; replacing it");
         } else {
             tracing::info!(pid, %status, "worker exited");
@@ -412,6 +425,7 @@ impl Supervisor {
         );
         w.conn.retire();
         self.dispatcher.remove(&w.conn);
+        self.metrics.worker_restarted(RestartReason::Timeout);
         for &s in streams {
             w.conn.fail_stream(s, crate::proxy::TIMEOUT_REASON);
         }
@@ -427,6 +441,17 @@ impl Supervisor {
             self.dispatcher.remove(&w.conn);
             w.state = WorkerState::Draining;
         }
+    }
+
+    /// Workers by state, for `/metrics` and `/readyz`.
+    fn publish_counts(&self) {
+        let serving = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Serving)
+            .count();
+        self.metrics
+            .set_workers(serving, self.workers.len() - serving);
     }
 
     fn least_loaded_serving(&self) -> Option<u32> {
@@ -531,6 +556,10 @@ async fn start(
     let listener = UnixListener::bind(socket)?;
     let mut child = process::spawn(settings, socket, settings.reload)?;
     let pid = child.id().unwrap_or(0);
+    let relay = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(error_log::relay_worker_output(pid, err)));
     let handshake = async {
         let (sock, _) = listener.accept().await?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
@@ -552,6 +581,10 @@ async fn start(
         },
         status = child.wait() => {
             let _ = std::fs::remove_file(socket);
+            // The traceback of a failed import must be in the log before we report.
+            if let Some(relay) = relay {
+                let _ = tokio::time::timeout(Duration::from_secs(2), relay).await;
+            }
             return Err(match status {
                 Ok(s) => StartError::Exited(s),
                 Err(e) => StartError::Spawn(e),

@@ -32,7 +32,9 @@ pub fn spawn(settings: &Settings, socket: &Path, dev: bool) -> std::io::Result<C
     }
     // A process group of its own: a terminal's Ctrl-C or hangup reaches the master,
     // which decides how workers stop; workers die with the master (PDEATHSIG).
+    // stderr is relayed into the error log by the master (one format, reopenable).
     cmd.stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(false)
         .process_group(0);
     let child = cmd.spawn()?;

@@ -1,0 +1,375 @@
+//! The access log: one line per request, static and proxied alike, in nginx's
+//! `combined` format, as JSON, or from a `{field}` template. Lines go through a
+//! bounded channel to a writer thread, so logging never blocks the request path (a
+//! line that finds the channel full is dropped and counted).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::time::{Duration, SystemTime};
+
+/// Field names usable in a template, as `{name}`; also the JSON keys.
+pub const FIELDS: &[&str] = &[
+    "time",
+    "remote",
+    "method",
+    "path",
+    "query",
+    "protocol",
+    "status",
+    "bytes",
+    "duration_ms",
+    "user_agent",
+    "referer",
+    "request_id",
+    "worker_pid",
+    "upstream_ms",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    Combined,
+    Json,
+    Template(String),
+}
+
+impl Format {
+    /// `combined`, `json`, or a template using `{field}` names from `FIELDS`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "combined" => Ok(Format::Combined),
+            "json" => Ok(Format::Json),
+            t if t.contains('{') => {
+                for name in placeholders(t) {
+                    if !FIELDS.contains(&name) {
+                        return Err(format!(
+                            "access log template field {{{name}}} is unknown; known: {}",
+                            FIELDS.join(", ")
+                        ));
+                    }
+                }
+                Ok(Format::Template(t.to_string()))
+            }
+            other => Err(format!(
+                "access log format {other:?}: expected combined, json or a template with {{field}}s"
+            )),
+        }
+    }
+}
+
+fn placeholders(t: &str) -> impl Iterator<Item = &str> {
+    t.split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(n, _)| n))
+}
+
+/// One request, as the front saw it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub time: SystemTime,
+    pub remote: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub protocol: &'static str,
+    pub status: u16,
+    pub bytes: Option<u64>,
+    pub duration: Duration,
+    pub user_agent: String,
+    pub referer: String,
+    pub request_id: String,
+    pub worker_pid: Option<u32>,
+    pub upstream: Option<Duration>,
+}
+
+impl Entry {
+    fn field(&self, name: &str) -> String {
+        match name {
+            "time" => rfc3339(self.time),
+            "remote" => self.remote.clone(),
+            "method" => self.method.clone(),
+            "path" => self.path.clone(),
+            "query" => self.query.clone(),
+            "protocol" => self.protocol.to_string(),
+            "status" => self.status.to_string(),
+            "bytes" => self
+                .bytes
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into()),
+            "duration_ms" => format!("{:.3}", self.duration.as_secs_f64() * 1000.0),
+            "user_agent" => self.user_agent.clone(),
+            "referer" => self.referer.clone(),
+            "request_id" => self.request_id.clone(),
+            "worker_pid" => self
+                .worker_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            "upstream_ms" => self
+                .upstream
+                .map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))
+                .unwrap_or_else(|| "-".into()),
+            _ => String::new(),
+        }
+    }
+
+    pub fn format(&self, format: &Format) -> String {
+        match format {
+            Format::Combined => self.combined(),
+            Format::Json => self.json(),
+            Format::Template(t) => {
+                let mut out = String::with_capacity(t.len() + 64);
+                let mut rest = t.as_str();
+                while let Some(start) = rest.find('{') {
+                    out.push_str(&rest[..start]);
+                    match rest[start + 1..].find('}') {
+                        Some(end) => {
+                            out.push_str(&self.field(&rest[start + 1..start + 1 + end]));
+                            rest = &rest[start + 2 + end..];
+                        }
+                        None => {
+                            rest = &rest[start..];
+                            break;
+                        }
+                    }
+                }
+                out.push_str(rest);
+                out
+            }
+        }
+    }
+
+    /// `127.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "GET /?q=1 HTTP/1.1" 200 13 "ref" "ua"`
+    fn combined(&self) -> String {
+        let target = if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        };
+        format!(
+            "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
+            self.remote,
+            clf_time(self.time),
+            self.method,
+            escape_quoted(&target),
+            self.protocol,
+            self.status,
+            self.bytes
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into()),
+            escape_quoted(or_dash(&self.referer)),
+            escape_quoted(or_dash(&self.user_agent)),
+        )
+    }
+
+    fn json(&self) -> String {
+        let mut out = String::from("{");
+        for (i, name) in FIELDS.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+            let numeric = matches!(
+                *name,
+                "status" | "bytes" | "duration_ms" | "worker_pid" | "upstream_ms"
+            );
+            let v = self.field(name);
+            if numeric && v != "-" {
+                out.push_str(&v);
+            } else if numeric {
+                out.push_str("null");
+            } else {
+                json_string(&v, &mut out);
+            }
+        }
+        out.push('}');
+        out
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// Client-controlled text inside quotes: escape quotes, backslashes and controls so a
+/// header cannot forge a log line (as nginx does with \xHH).
+fn escape_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\x22"),
+            '\\' => out.push_str("\\x5C"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// "Wed, 25 Nov 2026 18:57:07 GMT" → ("25", "Nov", "2026", "18:57:07")
+fn date_parts(t: SystemTime) -> [String; 4] {
+    let http = httpdate::fmt_http_date(t);
+    let p: Vec<&str> = http.split(' ').collect();
+    [p[1].into(), p[2].into(), p[3].into(), p[4].into()]
+}
+
+/// Common Log Format time: `25/Nov/2026:18:57:07 +0000`.
+fn clf_time(t: SystemTime) -> String {
+    let [d, m, y, hms] = date_parts(t);
+    format!("{d}/{m}/{y}:{hms} +0000")
+}
+
+/// `2026-11-25T18:57:07Z`
+fn rfc3339(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let [d, m, y, hms] = date_parts(t);
+    let month = MONTHS.iter().position(|x| *x == m).map_or(0, |i| i + 1);
+    format!("{y}-{month:02}-{d}T{hms}Z")
+}
+
+enum Message {
+    Line(String),
+    Reopen,
+}
+
+/// Where lines go: stdout or a file (reopened on USR1, for logrotate).
+pub struct AccessLog {
+    tx: SyncSender<Message>,
+    format: Format,
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// `target` is "-" for stdout or a file path (appended to).
+    pub fn start(target: &str, format: Format) -> std::io::Result<Self> {
+        let path = (target != "-").then(|| PathBuf::from(target));
+        let mut sink = open(path.as_ref())?;
+        let (tx, rx) = sync_channel::<Message>(16 * 1024);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                while let Ok(msg) = rx.recv() {
+                    match msg {
+                        Message::Line(line) => {
+                            let _ = sink.write_all(line.as_bytes());
+                            // Drain what queued meanwhile, then flush once.
+                            while let Ok(Message::Line(more)) = rx.try_recv() {
+                                let _ = sink.write_all(more.as_bytes());
+                            }
+                            let _ = sink.flush();
+                        }
+                        Message::Reopen => {
+                            if let Ok(s) = open(path.as_ref()) {
+                                sink = s;
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(AccessLog {
+            tx,
+            format,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn log(&self, entry: &Entry) {
+        let mut line = entry.format(&self.format);
+        line.push('\n');
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Message::Line(line)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn reopen(&self) {
+        let _ = self.tx.try_send(Message::Reopen);
+    }
+}
+
+fn open(path: Option<&PathBuf>) -> std::io::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        None => Box::new(std::io::stdout()),
+        Some(p) => Box::new(std::io::BufWriter::new(
+            OpenOptions::new().create(true).append(true).open(p)?,
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000),
+            remote: "127.0.0.1".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            query: "q=1".into(),
+            protocol: "HTTP/1.1",
+            status: 200,
+            bytes: Some(13),
+            duration: Duration::from_micros(1500),
+            user_agent: "curl/8 \"x\"".into(),
+            referer: String::new(),
+            request_id: "abc".into(),
+            worker_pid: Some(42),
+            upstream: None,
+        }
+    }
+
+    #[test]
+    fn combined_is_nginx_shaped_and_escapes_quotes() {
+        let line = entry().format(&Format::Combined);
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(
+            line.contains(" +0000] \"GET /?q=1 HTTP/1.1\" 200 13 \"-\" \"curl/8 \\x22x\\x22\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_has_every_field_with_types() {
+        let line = entry().format(&Format::Json);
+        assert!(line.contains("\"status\":200"), "{line}");
+        assert!(line.contains("\"upstream_ms\":null"), "{line}");
+        assert!(
+            line.contains("\"user_agent\":\"curl/8 \\\"x\\\"\""),
+            "{line}"
+        );
+        assert!(line.contains("\"time\":\"2026-11-22T"), "{line}");
+    }
+
+    #[test]
+    fn templates_fill_fields_and_refuse_unknown_ones() {
+        let f = Format::parse("{remote} {status} {worker_pid}").unwrap();
+        assert_eq!(entry().format(&f), "127.0.0.1 200 42");
+        assert!(Format::parse("{nope}").is_err());
+        assert!(Format::parse("plain").is_err());
+    }
+}

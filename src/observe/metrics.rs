@@ -1,0 +1,205 @@
+//! Prometheus metrics, kept as atomics and rendered in the text exposition format
+//! (version 0.0.4) on each scrape of `/metrics`.
+
+use super::{RestartReason, RouteKind};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+}
+
+/// Live gauges the metrics read from elsewhere at scrape time.
+pub struct Gauges {
+    pub queued: usize,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// [route kind][status class 1..=5]
+    requests: [[AtomicU64; 5]; 3],
+    latency: Histogram,
+    in_flight: AtomicI64,
+    bytes_sent: AtomicU64,
+    restarts: [AtomicU64; 4],
+    workers_serving: AtomicI64,
+    workers_other: AtomicI64,
+}
+
+impl Metrics {
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub fn request_finished(&self, kind: RouteKind, status: u16, elapsed: Duration, bytes: u64) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.requests[kind as usize][class].fetch_add(1, Relaxed);
+        self.latency.observe(elapsed);
+        self.bytes_sent.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn worker_restarted(&self, reason: RestartReason) {
+        self.restarts[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Set by the supervisor after every change to the pool.
+    pub fn set_workers(&self, serving: usize, other: usize) {
+        self.workers_serving.store(serving as i64, Relaxed);
+        self.workers_other.store(other as i64, Relaxed);
+    }
+
+    pub fn workers_serving(&self) -> usize {
+        self.workers_serving.load(Relaxed).max(0) as usize
+    }
+
+    pub fn restarts(&self, reason: RestartReason) -> u64 {
+        self.restarts[reason as usize].load(Relaxed)
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        out +=
+            "# HELP ferricorn_requests_total Requests answered, by route kind and status class.\n";
+        out += "# TYPE ferricorn_requests_total counter\n";
+        for kind in RouteKind::ALL {
+            for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+                let n = self.requests[kind as usize][i].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "ferricorn_requests_total{{kind=\"{}\",status=\"{class}\"}} {n}",
+                    kind.label()
+                );
+            }
+        }
+        out +=
+            "# HELP ferricorn_request_duration_seconds Time from request head to response head.\n";
+        out += "# TYPE ferricorn_request_duration_seconds histogram\n";
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.latency.buckets[i].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "ferricorn_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency.count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "ferricorn_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "ferricorn_request_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "ferricorn_request_duration_seconds_count {count}");
+        gauge(
+            &mut out,
+            "ferricorn_requests_in_flight",
+            "Requests being answered.",
+            self.in_flight.load(Relaxed).max(0),
+        );
+        gauge(
+            &mut out,
+            "ferricorn_requests_queued",
+            "Requests waiting for a free worker.",
+            g.queued as i64,
+        );
+        out += "# HELP ferricorn_workers Worker processes, by state.\n# TYPE ferricorn_workers gauge\n";
+        let serving = self.workers_serving.load(Relaxed);
+        let other = self.workers_other.load(Relaxed);
+        let _ = writeln!(out, "ferricorn_workers{{state=\"serving\"}} {serving}");
+        let _ = writeln!(out, "ferricorn_workers{{state=\"draining\"}} {other}");
+        out += "# HELP ferricorn_worker_restarts_total Workers replaced, by reason.\n";
+        out += "# TYPE ferricorn_worker_restarts_total counter\n";
+        for r in RestartReason::ALL {
+            let _ = writeln!(
+                out,
+                "ferricorn_worker_restarts_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.restarts(r)
+            );
+        }
+        counter(
+            &mut out,
+            "ferricorn_static_cache_hits_total",
+            "Static files answered from the open-file cache.",
+            g.cache_hits,
+        );
+        counter(
+            &mut out,
+            "ferricorn_static_cache_misses_total",
+            "Static file lookups that went to the file system.",
+            g.cache_misses,
+        );
+        counter(
+            &mut out,
+            "ferricorn_response_body_bytes_total",
+            "Response body bytes announced by Content-Length.",
+            self.bytes_sent.load(Relaxed),
+        );
+        out
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_counts_by_kind_class_and_bucket() {
+        let m = Metrics::default();
+        m.request_started();
+        m.request_finished(RouteKind::App, 200, Duration::from_millis(3), 13);
+        m.request_started();
+        m.request_finished(RouteKind::Static, 404, Duration::from_millis(20), 0);
+        m.worker_restarted(RestartReason::Timeout);
+        let text = m.render(&Gauges {
+            queued: 2,
+            cache_hits: 5,
+            cache_misses: 1,
+        });
+        assert!(text.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"));
+        assert!(text.contains("ferricorn_requests_total{kind=\"static\",status=\"4xx\"} 1"));
+        assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.025\"} 2"));
+        assert!(text.contains("ferricorn_request_duration_seconds_count 2"));
+        assert!(text.contains("ferricorn_requests_in_flight 0"));
+        assert!(text.contains("ferricorn_requests_queued 2"));
+        assert!(text.contains("ferricorn_worker_restarts_total{reason=\"timeout\"} 1"));
+        assert!(text.contains("ferricorn_static_cache_hits_total 5"));
+        assert!(text.contains("ferricorn_response_body_bytes_total 13"));
+    }
+}

@@ -227,9 +227,9 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             Some(Command::AddWorker) => send(&pool, supervisor::Command::AddWorker),
             Some(Command::RemoveWorker) => send(&pool, supervisor::Command::RemoveWorker),
             Some(Command::ReopenLogs) => {
-                tracing::info!("Received USR1: reopening log files");
-                if let Err(e) = error_log.reopen() {
-                    tracing::error!(error = %e, "cannot reopen the error log");
+                match error_log.reopen() {
+                    Ok(()) => tracing::info!("Received USR1: log files reopened"),
+                    Err(e) => tracing::error!(error = %e, "USR1: cannot reopen the error log"),
                 }
                 if let Some(log) = &front.access_log {
                     log.reopen();

@@ -38,6 +38,8 @@ fn run_corpus(server: &Server, extra: &[&str]) -> (String, BTreeSet<String>) {
             "--port",
             &server.addr.port().to_string(),
         ])
+        // ferricorn passes its own request id to the app.
+        .args(["--ignore-header", "HTTP_X_REQUEST_ID"])
         .args(extra)
         .output()
         .expect("run the conformance runner");

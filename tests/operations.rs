@@ -191,3 +191,260 @@ fn worker_sockets_live_in_a_private_directory_removed_on_exit() {
     assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
     assert!(!dirs[0].path().exists(), "runtime dir left behind");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sup_args(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--chdir".into(), apps_dir().to_str().unwrap().into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("sup_app:app".into());
+    args
+}
+
+#[test]
+fn admin_health_readiness_and_metrics() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let static_dir = format!("/static/={}", repo().join("static_fixtures").display());
+    let mut server = Server::start(sup_args(&[
+        "-w",
+        "1",
+        "--admin-bind",
+        &admin,
+        "--static",
+        &static_dir,
+    ]));
+    let c = client();
+    let get = |path: &str| c.get(format!("http://{admin}{path}")).send().unwrap();
+    assert_eq!(get("/healthz").status(), 200);
+    assert_eq!(get("/readyz").status(), 200);
+
+    assert_eq!(c.get(server.url("/pid")).send().unwrap().status(), 200);
+    assert_eq!(
+        c.get(server.url("/static/index.html"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(server.url("/static/missing"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    let metrics = get("/metrics").text().unwrap();
+    for line in [
+        "ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1",
+        "ferricorn_requests_total{kind=\"static\",status=\"2xx\"} 1",
+        "ferricorn_requests_total{kind=\"static\",status=\"4xx\"} 1",
+        "ferricorn_workers{state=\"serving\"} 1",
+        "ferricorn_request_duration_seconds_count 3",
+        "ferricorn_requests_queued 0",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+
+    // TERM with a request in flight: /readyz turns 503 at once, the request completes.
+    let slow = {
+        let url = server.url("/sleep?s=1.5");
+        std::thread::spawn(move || client().get(url).send().unwrap().status())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(15);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if get("/readyz").status() == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz still 200 after TERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(slow.join().unwrap(), 200);
+    assert_eq!(server.wait_exit(Duration::from_secs(20)).code(), Some(0));
+}
+
+#[test]
+fn worker_restarts_are_counted_by_reason() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(sup_args(&["-w", "1", "-t", "1", "--admin-bind", &admin]));
+    let c = client();
+    assert_eq!(c.get(server.url("/crash")).send().unwrap().status(), 502);
+    assert_eq!(
+        c.get(server.url("/sleep?s=30")).send().unwrap().status(),
+        504
+    );
+    let metrics = c
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("ferricorn_worker_restarts_total{reason=\"crash\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferricorn_worker_restarts_total{reason=\"timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn access_log_combined_and_json_with_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let combined = dir.path().join("access.log");
+    let json = dir.path().join("access.json");
+    let static_dir = format!("/static/={}", repo().join("static_fixtures").display());
+    let c = client();
+    for (path, format) in [(&combined, "combined"), (&json, "json")] {
+        let server = Server::start(sup_args(&[
+            "-w",
+            "1",
+            "--static",
+            &static_dir,
+            "--access-logfile",
+            path.to_str().unwrap(),
+            "--access-log-format",
+            format,
+        ]));
+        let app = c
+            .get(server.url("/pid?x=1"))
+            .header("user-agent", "probe/1.0")
+            .header("referer", "http://example.com/")
+            .header("x-request-id", "client-chosen")
+            .send()
+            .unwrap();
+        let id = app.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_ne!(
+            id, "client-chosen",
+            "an untrusted client chose the request id"
+        );
+        let pid = app.text().unwrap();
+        c.get(server.url("/static/index.html")).send().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.lines().count() >= 2 {
+                break text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "access log has {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        if format == "combined" {
+            assert!(lines[0].starts_with("127.0.0.1 - - ["), "{}", lines[0]);
+            assert!(
+                lines[0].contains("] \"GET /pid?x=1 HTTP/1.1\" 200 ")
+                    && lines[0].ends_with(" \"http://example.com/\" \"probe/1.0\""),
+                "{}",
+                lines[0]
+            );
+            assert!(
+                lines[1].contains("\"GET /static/index.html HTTP/1.1\" 200 "),
+                "{}",
+                lines[1]
+            );
+        } else {
+            let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+            assert_eq!(v["method"], "GET");
+            assert_eq!(v["path"], "/pid");
+            assert_eq!(v["query"], "x=1");
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["request_id"], id.as_str());
+            assert_eq!(v["worker_pid"].to_string(), pid);
+            assert!(v["upstream_ms"].is_number());
+            assert_eq!(v["user_agent"], "probe/1.0");
+            let s: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+            assert_eq!(s["path"], "/static/index.html");
+            assert!(s["worker_pid"].is_null());
+        }
+    }
+}
+
+#[test]
+fn the_app_sees_the_request_id_the_client_gets() {
+    let conformance = repo().join("../shared/conformance");
+    let server = Server::start([
+        "--chdir",
+        conformance.to_str().unwrap(),
+        "-w",
+        "1",
+        "echo_app:app",
+    ]);
+    let r = client()
+        .get(server.url("/x"))
+        .header("x-request-id", "forged")
+        .send()
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.text().unwrap();
+    assert!(
+        body.contains(&format!("\"HTTP_X_REQUEST_ID\": \"{id}\"")),
+        "{body}"
+    );
+    assert!(!body.contains("forged"), "{body}");
+}
+
+#[test]
+fn error_log_file_json_and_reopen_on_usr1() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("error.log");
+    let server = Server::launch(sup_args(&[
+        "-w",
+        "1",
+        "--error-logfile",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]))
+    .no_wait()
+    .start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let read_lines = |p: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    while !read_lines(&log).iter().any(|v| v["message"] == "Ready") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Ready in {:?}",
+            read_lines(&log)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Worker output arrives in the same file, as JSON too.
+    assert!(
+        read_lines(&log).iter().any(|v| v["pid"].is_number()),
+        "{:?}",
+        read_lines(&log)
+    );
+    std::fs::rename(&log, dir.path().join("error.log.1")).unwrap();
+    server.signal(10); // USR1
+    while !read_lines(&log).iter().any(|v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reopened"))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing written to the reopened log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -162,6 +162,9 @@ fn request_head(
             Bytes::from(len.to_string()),
         ));
     }
+    // The app sees the front's request id (HTTP_X_REQUEST_ID), never a client's.
+    headers.retain(|(name, _)| name.as_ref() != b"x-request-id");
+    headers.push((Bytes::from_static(b"x-request-id"), request_id.clone()));
     RequestHead {
         method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
         path: Bytes::copy_from_slice(uri.path().as_bytes()),

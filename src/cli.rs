@@ -80,6 +80,14 @@ pub struct Cli {
     #[arg(long = "log-level")]
     pub log_level: Option<String>,
 
+    /// TLS certificate chain (PEM); with --keyfile, every TCP bind speaks TLS.
+    #[arg(long = "certfile")]
+    pub certfile: Option<std::path::PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long = "keyfile")]
+    pub keyfile: Option<std::path::PathBuf>,
+
     /// Error log format: text or json. [default: text]
     #[arg(long = "log-format")]
     pub log_format: Option<String>,

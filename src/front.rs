@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tower::ServiceBuilder;
+use tower_http::compression::{predicate::Predicate, CompressionLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Everything a request may need, shared by all connections.
@@ -26,7 +27,49 @@ pub struct Front {
     pub proxy: Option<Proxy>,
     pub metrics: Arc<Metrics>,
     pub access_log: Option<AccessLog>,
+    compression: AppCompression,
     request_ids: RequestIds,
+}
+
+/// Which responses the front compresses (gzip or br, by Accept-Encoding): the app's,
+/// of a compressible type, with a known length of at least `min_size`. Static files
+/// are left alone (they have precompressed siblings and byte ranges), and so are
+/// streamed responses (compression would hold chunks back).
+#[derive(Debug, Clone, Copy)]
+pub struct AppCompression {
+    pub enabled: bool,
+    pub min_size: u64,
+}
+
+impl Predicate for AppCompression {
+    fn should_compress<B>(&self, resp: &Response<B>) -> bool
+    where
+        B: http_body::Body,
+    {
+        let h = resp.headers();
+        self.enabled
+            && resp.status() != StatusCode::PARTIAL_CONTENT
+            && !h.contains_key(header::ACCEPT_RANGES)
+            && !h.contains_key(header::CONTENT_ENCODING)
+            && content_length_of(h).is_some_and(|n| n >= self.min_size)
+            && h.get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(is_compressible)
+    }
+}
+
+fn is_compressible(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/xhtml+xml"
+                | "application/ld+json"
+                | "image/svg+xml"
+        )
 }
 
 /// Request ids: a per-process random prefix and a counter, cheap and unique enough to
@@ -61,12 +104,14 @@ impl Front {
         proxy: Option<Proxy>,
         metrics: Arc<Metrics>,
         access_log: Option<AccessLog>,
+        compression: AppCompression,
     ) -> Self {
         Front {
             statics,
             proxy,
             metrics,
             access_log,
+            compression,
             request_ids: RequestIds::new(),
         }
     }
@@ -77,7 +122,9 @@ impl Front {
         conn: ConnInfo,
     ) -> impl tower::Service<
         Request<Incoming>,
-        Response = Response<Body>,
+        Response = Response<
+            impl http_body::Body<Data = Bytes, Error = impl Into<respond::BoxError>> + Send,
+        >,
         Error = Infallible,
         Future = impl Send,
     > + Clone
@@ -89,6 +136,12 @@ impl Front {
                 header::SERVER,
                 HeaderValue::from_static("ferricorn"),
             ))
+            .layer(
+                CompressionLayer::new()
+                    .no_deflate()
+                    .no_zstd()
+                    .compress_when(self.compression),
+            )
             .service_fn(move |req: Request<Incoming>| {
                 let front = front.clone();
                 let conn = conn.clone();
@@ -162,8 +215,11 @@ impl Front {
 }
 
 fn content_length(resp: &Response<Body>) -> Option<u64> {
-    resp.headers()
-        .get(header::CONTENT_LENGTH)
+    content_length_of(resp.headers())
+}
+
+fn content_length_of(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

@@ -7,6 +7,7 @@ use crate::config::BindAddr;
 use crate::front::Front;
 use crate::guard::{GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
+use crate::tls::Tls;
 use crate::wire::Scheme;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -65,6 +66,21 @@ impl Listener {
 pub struct ConnSettings {
     pub keep_alive: Duration,
     pub guard: GuardLimits,
+    /// TLS on TCP binds when configured.
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// A TLS client gets this long to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wraps a client stream in the guard and serves it with hyper under `graceful`.
+/// (A macro, not a function: the service type is unnameable.)
+macro_rules! serve_guarded {
+    ($builder:expr, $io:expr, $service:expr, $graceful:expr, $guard:expr) => {{
+        let io = TokioIo::new(GuardedIo::new($io, $guard));
+        let conn = $builder.serve_connection(io, $service).into_owned();
+        tokio::spawn($graceful.watch(conn));
+    }};
 }
 
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
@@ -105,19 +121,34 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let service = TowerToHyperService::new(front.service(info));
-        match io {
-            Accepted::Tcp(s) => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(GuardedIo::new(s, settings.guard)), service)
-                    .into_owned();
-                tokio::spawn(graceful.watch(conn));
+        match (io, &settings.tls) {
+            (Accepted::Tcp(s), Some(tls)) => {
+                let info = ConnInfo {
+                    scheme: Scheme::Https,
+                    ..info
+                };
+                let service = TowerToHyperService::new(front.service(info));
+                let (acceptor, builder, graceful) =
+                    (tls.acceptor(), builder.clone(), graceful.clone());
+                let guard = settings.guard;
+                // The handshake runs in its own task so a slow client cannot stall accept.
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_guarded!(builder, tls_stream, service, graceful, guard)
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
             }
-            Accepted::Unix(s) => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(GuardedIo::new(s, settings.guard)), service)
-                    .into_owned();
-                tokio::spawn(graceful.watch(conn));
+            (Accepted::Tcp(s), None) => {
+                let service = TowerToHyperService::new(front.service(info));
+                serve_guarded!(builder, s, service, graceful, settings.guard)
+            }
+            (Accepted::Unix(s), _) => {
+                let service = TowerToHyperService::new(front.service(info));
+                serve_guarded!(builder, s, service, graceful, settings.guard)
             }
         }
     }

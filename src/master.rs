@@ -18,6 +18,7 @@ use crate::proxy::Proxy;
 use crate::signals::{self, Command};
 use crate::static_files::StaticFiles;
 use crate::supervisor::{self, process, Supervisor};
+use crate::tls::Tls;
 use crate::worker::EXIT_APP_IMPORT;
 use clap::Parser;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -46,6 +47,8 @@ pub enum MasterError {
     Signals(std::io::Error),
     #[error("--reload file watcher: {0}")]
     Watch(notify::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
     #[error("cannot listen on {addr} (admin): {source}")]
@@ -107,7 +110,11 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     if settings.check_config {
         return check_config(&settings).await;
     }
-    let listeners = bind_all(&settings)?;
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(Tls::load(cert, key)?),
+        None => None,
+    };
+    let listeners = bind_all(&settings, tls.is_some())?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
@@ -164,7 +171,13 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         None => None,
     };
 
-    let front = Arc::new(Front::new(statics, proxy, metrics.clone(), access_log));
+    let front = Arc::new(Front::new(
+        statics,
+        proxy,
+        metrics.clone(),
+        access_log,
+        settings.compression,
+    ));
     if let Some(l) = admin_listener {
         let state = Arc::new(AdminState {
             phase: phase_rx,
@@ -184,6 +197,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             field_size: settings.limits.request_field_size,
             require_host: false,
         },
+        tls: tls.clone(),
     };
     let mut accept_tasks = Vec::new();
     for l in listeners {
@@ -222,6 +236,14 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             }
             Some(Command::Reload) => {
                 tracing::info!("Received HUP: reloading");
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("TLS certificate reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "TLS reload failed; keeping the current certificate")
+                        }
+                    }
+                }
                 reload(&cli, &pool);
             }
             Some(Command::AddWorker) => send(&pool, supervisor::Command::AddWorker),
@@ -316,14 +338,18 @@ async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListene
     Ok(l)
 }
 
-fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {
+fn bind_all(settings: &Settings, tls: bool) -> Result<Vec<Listener>, MasterError> {
     let mut listeners = Vec::new();
     for addr in &settings.binds {
         let l = Listener::bind(addr).map_err(|source| MasterError::Bind {
             addr: addr.to_string(),
             source,
         })?;
-        tracing::info!("Listening at: {} ({})", l.describe(), std::process::id());
+        let described = match (&l, tls) {
+            (Listener::Tcp(_), true) => l.describe().replacen("http://", "https://", 1),
+            _ => l.describe(),
+        };
+        tracing::info!("Listening at: {described} ({})", std::process::id());
         listeners.push(l);
     }
     Ok(listeners)

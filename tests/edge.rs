@@ -203,3 +203,257 @@ fn limits_answer_414_and_431() {
             .starts_with("HTTP/1.1 431")
     );
 }
+
+/// Runs curl; returns (stdout, stderr, success).
+fn curl(args: &[&str]) -> (String, String, bool) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+fn front_app(extra: &[&str]) -> Server {
+    let apps = apps_dir();
+    let mut args = vec!["--chdir", apps.to_str().unwrap(), "-w", "1"];
+    args.extend_from_slice(extra);
+    args.push("front_app:app");
+    Server::start(args)
+}
+
+#[test]
+fn http2_with_prior_knowledge_and_http10() {
+    let server = front_app(&[]);
+    let (body, err, ok) = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_version}",
+        &server.url("/environ"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(body.ends_with("\n2"), "{body}");
+    assert!(body.contains("\"SERVER_PROTOCOL\": \"HTTP/2\""), "{body}");
+    let (body, err, ok) = curl(&[
+        "--http1.0",
+        "-w",
+        "\n%{http_version}",
+        &server.url("/environ"),
+    ]);
+    assert!(ok, "{err}");
+    // curl reports HTTP/1.0 as "1" or "1.0" depending on its version.
+    assert!(body.ends_with("\n1.0") || body.ends_with("\n1"), "{body}");
+    assert!(body.contains("\"SERVER_PROTOCOL\": \"HTTP/1.0\""), "{body}");
+}
+
+/// A self-signed certificate for 127.0.0.1, made with openssl for this test.
+fn certificate(dir: &std::path::Path) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
+}
+
+#[test]
+fn tls_with_alpn_h2_http11_and_https_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = front_app(&["--certfile", &cert, "--keyfile", &key]);
+    let url = format!("https://{}/environ", server.addr);
+    let (body, err, ok) = curl(&[
+        "--cacert",
+        &cert,
+        "--http2",
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    assert!(body.ends_with("\n2"), "{body}");
+    assert!(body.contains("\"wsgi.url_scheme\": \"https\""), "{body}");
+    let (body, err, ok) = curl(&[
+        "--cacert",
+        &cert,
+        "--http1.1",
+        "-w",
+        "\n%{http_version}",
+        &url,
+    ]);
+    assert!(ok, "{err}");
+    assert!(body.ends_with("\n1.1"), "{body}");
+    // Old protocol versions are refused.
+    let (_, _, ok) = curl(&["--cacert", &cert, "--tls-max", "1.1", &url]);
+    assert!(!ok, "TLS 1.1 was accepted");
+    // Plain HTTP on the TLS port is not served.
+    let raw = server.raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Duration::from_secs(3));
+    assert!(!raw.contains("200 OK"), "{raw}");
+}
+
+#[test]
+fn tls_certificate_is_reread_on_hup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = front_app(&["--certfile", &cert, "--keyfile", &key]);
+    let url = format!("https://{}/environ", server.addr);
+    let fingerprint = |cert: &str| {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-in", cert])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let served = || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect {} 2>/dev/null | openssl x509 -noout -fingerprint",
+                server.addr
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = fingerprint(&cert);
+    assert_eq!(served(), before);
+    let new_dir = tempfile::tempdir().unwrap();
+    let (new_cert, new_key) = certificate(new_dir.path());
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let from = server.log_len();
+    server.signal(1);
+    server.wait_for_log_after(from, "TLS certificate reloaded", Duration::from_secs(10));
+    assert_ne!(served(), before);
+    assert_eq!(served(), fingerprint(&cert));
+    let (_, err, ok) = curl(&["--cacert", &cert, &url]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn app_responses_are_compressed_static_files_are_not() {
+    let static_dir = format!("/static/={}", repo().join("static_fixtures").display());
+    let server = front_app(&["--static", &static_dir]);
+    let r = client()
+        .get(server.url("/big?n=5000"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
+    // application/octet-stream is not compressible: left alone.
+    assert!(r.headers().get("content-encoding").is_none());
+    let r = client()
+        .get(server.url(&format!("/environ?pad={}", "x".repeat(2000))))
+        .header("accept-encoding", "br;q=1, gzip;q=0.5")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "br");
+    assert!(r.headers()["vary"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    let r = client()
+        .get(server.url(&format!("/environ?pad={}", "x".repeat(2000))))
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let r = client()
+        .get(server.url("/environ"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "a small body was compressed"
+    );
+    let r = client()
+        .get(server.url("/static/js/app.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
+    assert!(
+        r.headers().get("content-encoding").is_none(),
+        "static file compressed on the fly"
+    );
+}
+
+#[test]
+fn slowloris_connections_do_not_delay_normal_requests() {
+    let server = front_app(&["--keep-alive", "5"]);
+    let baseline = {
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            assert_eq!(
+                client().get(server.url("/pid")).send().unwrap().status(),
+                200
+            );
+        }
+        t.elapsed() / 20
+    };
+    // 300 connections that each trickle one byte of a request head every 100 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = server.addr;
+    let tricklers: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut socks: Vec<_> = (0..75)
+                    .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+                    .collect();
+                let head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 200 {
+                    for s in socks.iter_mut() {
+                        let _ = s.write_all(&[head[i.min(head.len() - 1)]]);
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                socks.len()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        let t = std::time::Instant::now();
+        assert_eq!(
+            client().get(server.url("/pid")).send().unwrap().status(),
+            200
+        );
+        worst = worst.max(t.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened: usize = tricklers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(opened >= 290, "only {opened} slow connections opened");
+    assert!(
+        worst < Duration::from_millis(500),
+        "worst {worst:?} (baseline {baseline:?})"
+    );
+}

@@ -29,6 +29,24 @@ pub struct FileConfig {
     pub reload: ReloadSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub compression: CompressionSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSection {
+    pub enabled: Option<bool>,
+    pub min_size: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -109,6 +109,9 @@ pub struct Settings {
     pub access_logfile: Option<String>,
     pub access_log_format: crate::observe::access_log::Format,
     pub admin_bind: Option<SocketAddr>,
+    /// Certificate and key files; TLS on every TCP bind when set.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub compression: crate::front::AppCompression,
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
     pub check_config: bool,
@@ -230,6 +233,15 @@ impl Settings {
             },
         };
 
+        let tls = match (
+            cli.certfile.clone().or(f.tls.certfile),
+            cli.keyfile.clone().or(f.tls.keyfile),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError::invalid("TLS needs both certfile and keyfile")),
+        };
+
         let venv = cli
             .venv
             .clone()
@@ -285,6 +297,11 @@ impl Settings {
             access_logfile: cli.access_logfile.clone().or(f.log.access_logfile),
             access_log_format,
             admin_bind,
+            tls,
+            compression: crate::front::AppCompression {
+                enabled: f.compression.enabled.unwrap_or(true),
+                min_size: f.compression.min_size.unwrap_or(1024),
+            },
             reload: cli.reload || f.reload.enabled.unwrap_or(false),
             reload_extra_files: if cli.reload_extra_file.is_empty() {
                 f.reload.extra_files.unwrap_or_default()

@@ -130,10 +130,11 @@ impl Launch {
             args: self.args,
         };
         if self.wait_ready {
-            let line = server.wait_for_log("Listening at: http://", Duration::from_secs(60));
+            let line = server.wait_for_log("Listening at: http", Duration::from_secs(60));
             let addr = line
-                .split("Listening at: http://")
+                .split("Listening at: ")
                 .nth(1)
+                .and_then(|s| s.split("://").nth(1))
                 .and_then(|s| s.split_whitespace().next())
                 .unwrap_or_else(|| server.fail("no address in the Listening line"));
             server.addr = addr.parse().unwrap_or_else(|_| server.fail("bad address"));

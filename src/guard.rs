@@ -22,9 +22,12 @@
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
 //! ../shared/conformance/ is the test suite: see the tests at the bottom).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
 
 use bytes::{Buf, BytesMut};
 use http::StatusCode;
@@ -68,6 +71,8 @@ pub enum Reject {
     HeaderFieldsTooLarge,
     #[error("HTTP version not supported")]
     VersionNotSupported,
+    #[error("request head not received in time")]
+    RequestTimeout,
 }
 
 impl Reject {
@@ -77,6 +82,7 @@ impl Reject {
             Reject::UriTooLong => StatusCode::URI_TOO_LONG,
             Reject::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reject::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            Reject::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -95,6 +101,10 @@ impl Reject {
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
                   Content-Type: text/plain; charset=utf-8\r\nContent-Length: 36\r\n\
                   Connection: close\r\n\r\n431 Request Header Fields Too Large\n"
+            }
+            Reject::RequestTimeout => {
+                b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                  Content-Length: 20\r\nConnection: close\r\n\r\n408 Request Timeout\n"
             }
             Reject::VersionNotSupported => {
                 b"HTTP/1.1 505 HTTP Version Not Supported\r\n\
@@ -242,6 +252,11 @@ impl Http1Guard {
     /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`): everything passes through unchecked from then on.
     pub fn is_h2(&self) -> bool {
         self.state == State::H2
+    }
+
+    /// true while part of a request head is held back.
+    pub fn is_in_head(&self) -> bool {
+        matches!(self.state, State::Head | State::Preface) && !self.head.is_empty()
     }
 
     /// true between requests with nothing held back: EOF here is a clean close.
@@ -773,9 +788,103 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     reject_written: usize,
     /// The reader wrote something after the refusal (see `owes_reject_response`).
     wrote_after_reject: bool,
+    timeouts: Option<ConnTimeouts>,
+    /// When the wait for the head being held back began.
+    head_started: Option<Instant>,
+    /// When the current wait between requests began; cleared when bytes arrive.
+    idle_since: Option<Instant>,
+    read_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// Timeouts against slow clients, enforced where the bytes are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// Between requests (and before the first one): the connection is closed silently.
+    pub idle: Duration,
+    /// From the first byte of a request head to its end: 408, then close.
+    pub head: Duration,
+    /// A write to the client that makes no progress this long ends the connection.
+    pub write: Duration,
+}
+
+/// What a read timer does when it fires.
+enum Expiry {
+    /// Idle keep-alive connection: close without a word.
+    Close,
+    /// A head took too long: 408.
+    Reject(Reject),
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
+    /// Enables the slow-client timeouts (off by default, as in the unit tests).
+    pub fn with_timeouts(mut self, timeouts: ConnTimeouts) -> Self {
+        self.timeouts = Some(timeouts);
+        self
+    }
+
+    /// The deadline for the read in progress, if the guard's state calls for one.
+    fn read_deadline(&mut self) -> Option<(Instant, Expiry)> {
+        let t = self.timeouts?;
+        if self.guard.is_h2() {
+            return None;
+        }
+        if self.guard.is_in_head() {
+            let started = *self.head_started.get_or_insert_with(Instant::now);
+            return Some((started + t.head, Expiry::Reject(Reject::RequestTimeout)));
+        }
+        self.head_started = None;
+        // Inside a body the front's body-read timeout applies (it answers 408 itself).
+        if !self.guard.is_idle() {
+            return None;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        Some((since + t.idle, Expiry::Close))
+    }
+
+    /// Nothing to read yet: arm the timer for this state and see whether it fired.
+    fn poll_read_timer(&mut self, cx: &mut Context<'_>) -> Poll<Expiry> {
+        let Some((deadline, expiry)) = self.read_deadline() else {
+            self.read_timer = None;
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let timer = match &mut self.read_timer {
+            Some(t) => {
+                if t.deadline() != deadline {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self
+                .read_timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.read_timer = None;
+                Poll::Ready(expiry)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// A write that cannot progress: fail it once the write timeout passes.
+    fn poll_write_timer(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some(t) = self.timeouts else {
+            return Poll::Pending;
+        };
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(t.write)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client did not read the response in time",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
     pub fn new(inner: T, limits: GuardLimits) -> Self {
         GuardedIo {
             inner,
@@ -786,6 +895,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             reject: None,
             reject_written: 0,
             wrote_after_reject: false,
+            timeouts: None,
+            head_started: None,
+            idle_since: None,
+            read_timer: None,
+            write_timer: None,
         }
     }
 
@@ -825,6 +939,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         if n == 0 {
             return Poll::Ready(Ok(false));
         }
+        self.idle_since = None;
         if let Err(r) = self.guard.feed(&self.scratch[..n], &mut self.ready) {
             tracing::debug!(status = r.status().as_u16(), "request refused by the guard");
             self.reject = Some(r);
@@ -891,8 +1006,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             }
             // Held-back head bytes produce nothing: read again rather than return an
             // empty read, which the caller would take for EOF.
-            if !ready!(this.poll_fill(cx))? {
-                this.read_closed = true;
+            match this.poll_fill(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => this.read_closed = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => match ready!(this.poll_read_timer(cx)) {
+                    Expiry::Close => this.read_closed = true,
+                    Expiry::Reject(r) => {
+                        tracing::debug!(status = r.status().as_u16(), "slow request head");
+                        this.reject = Some(r);
+                        this.read_closed = true;
+                    }
+                },
             }
         }
     }
@@ -905,7 +1030,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        let n = match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.write_timer = None;
+                r?
+            }
+            Poll::Pending => return this.poll_write_timer(cx).map(Err),
+        };
         this.note_written(n);
         Poll::Ready(Ok(n))
     }
@@ -916,7 +1047,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        let n = match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.write_timer = None;
+                r?
+            }
+            Poll::Pending => return this.poll_write_timer(cx).map(Err),
+        };
         this.note_written(n);
         Poll::Ready(Ok(n))
     }

@@ -5,7 +5,7 @@
 
 use crate::config::BindAddr;
 use crate::front::Front;
-use crate::guard::{GuardLimits, GuardedIo};
+use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
 use crate::tls::Tls;
 use crate::wire::Scheme;
@@ -64,7 +64,11 @@ impl Listener {
 /// Connection settings shared by every listener.
 #[derive(Clone)]
 pub struct ConnSettings {
-    pub keep_alive: Duration,
+    pub timeouts: ConnTimeouts,
+    /// One permit per connection served (`max_connections`), shared by all listeners:
+    /// when none is left we stop accepting and new clients wait in the kernel backlog.
+    pub connections: Arc<tokio::sync::Semaphore>,
+    pub http2_max_streams: u32,
     pub guard: GuardLimits,
     /// TLS on TCP binds when configured.
     pub tls: Option<Arc<Tls>>,
@@ -76,10 +80,15 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wraps a client stream in the guard and serves it with hyper under `graceful`.
 /// (A macro, not a function: the service type is unnameable.)
 macro_rules! serve_guarded {
-    ($builder:expr, $io:expr, $service:expr, $graceful:expr, $guard:expr) => {{
-        let io = TokioIo::new(GuardedIo::new($io, $guard));
-        let conn = $builder.serve_connection(io, $service).into_owned();
-        tokio::spawn($graceful.watch(conn));
+    ($builder:expr, $io:expr, $service:expr, $graceful:expr, $settings:expr, $permit:expr) => {{
+        let io =
+            TokioIo::new(GuardedIo::new($io, $settings.guard).with_timeouts($settings.timeouts));
+        let conn = $graceful.watch($builder.serve_connection(io, $service).into_owned());
+        let permit = $permit;
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
     }};
 }
 
@@ -92,9 +101,11 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         .half_close(true)
         // The guard enforces the configured field count; hyper must not refuse first.
         .max_headers(settings.guard.fields + 1)
+        // Idle and slow-head timeouts live in the guard (it can answer 408).
+        .header_read_timeout(None);
+    b.http2()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.keep_alive.max(Duration::from_secs(1)));
-    b.http2().timer(TokioTimer::new());
+        .max_concurrent_streams(settings.http2_max_streams);
     b
 }
 
@@ -108,6 +119,13 @@ pub async fn accept_loop(
 ) {
     let builder = builder(&settings);
     loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = settings.connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
             a = accept(&listener) => a,
@@ -130,12 +148,12 @@ pub async fn accept_loop(
                 let service = TowerToHyperService::new(front.service(info));
                 let (acceptor, builder, graceful) =
                     (tls.acceptor(), builder.clone(), graceful.clone());
-                let guard = settings.guard;
+                let settings = settings.clone();
                 // The handshake runs in its own task so a slow client cannot stall accept.
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_guarded!(builder, tls_stream, service, graceful, guard)
+                            serve_guarded!(builder, tls_stream, service, graceful, settings, permit)
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -144,11 +162,11 @@ pub async fn accept_loop(
             }
             (Accepted::Tcp(s), None) => {
                 let service = TowerToHyperService::new(front.service(info));
-                serve_guarded!(builder, s, service, graceful, settings.guard)
+                serve_guarded!(builder, s, service, graceful, settings, permit)
             }
             (Accepted::Unix(s), _) => {
                 let service = TowerToHyperService::new(front.service(info));
-                serve_guarded!(builder, s, service, graceful, settings.guard)
+                serve_guarded!(builder, s, service, graceful, settings, permit)
             }
         }
     }

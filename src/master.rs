@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::config::Settings;
 use crate::dispatcher::Dispatcher;
 use crate::front::Front;
-use crate::guard::GuardLimits;
+use crate::guard::{ConnTimeouts, GuardLimits};
 use crate::listener::{self, ConnSettings, Listener};
 use crate::observe::access_log::AccessLog;
 use crate::observe::error_log::{self, ErrorLog};
@@ -190,7 +190,13 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     let graceful = Arc::new(GracefulShutdown::new());
     let stop_accepting = CancellationToken::new();
     let conn_settings = ConnSettings {
-        keep_alive: settings.keep_alive,
+        timeouts: ConnTimeouts {
+            idle: settings.keep_alive,
+            head: settings.limits.head_timeout,
+            write: settings.limits.write_timeout,
+        },
+        connections: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_connections)),
+        http2_max_streams: settings.limits.http2_max_streams,
         guard: GuardLimits {
             request_line: settings.limits.request_line,
             fields: settings.limits.request_fields,

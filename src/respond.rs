@@ -27,6 +27,8 @@ pub enum Failure {
     NotFound,
     PayloadTooLarge,
     BadRequest,
+    /// The client paused longer than the body timeout while sending its body.
+    RequestTimeout,
     /// The worker died or broke the protocol while serving this request.
     WorkerFailed,
     /// Every worker was busy for `queue_timeout`, or the wait queue was full.
@@ -42,6 +44,7 @@ impl Failure {
             Failure::NotFound => StatusCode::NOT_FOUND,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::BadRequest => StatusCode::BAD_REQUEST,
+            Failure::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Failure::WorkerFailed => StatusCode::BAD_GATEWAY,
             Failure::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Failure::WorkerTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -71,7 +74,10 @@ pub fn status_page(status: StatusCode) -> Response<Body> {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
+    if matches!(
+        status,
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+    ) {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp

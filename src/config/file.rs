@@ -114,6 +114,11 @@ pub struct LimitsSection {
     pub request_line: Option<usize>,
     pub request_fields: Option<usize>,
     pub request_field_size: Option<usize>,
+    pub head_timeout: Option<u64>,
+    pub body_timeout: Option<u64>,
+    pub write_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub http2_max_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,15 @@ pub struct Limits {
     pub request_line: usize,
     pub request_fields: usize,
     pub request_field_size: usize,
+    /// First byte to last byte of a request head; 408 beyond.
+    pub head_timeout: Duration,
+    /// Longest pause between two reads of a request body; 408 beyond.
+    pub body_timeout: Duration,
+    /// Longest a write to a client may make no progress.
+    pub write_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    pub http2_max_streams: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +295,11 @@ impl Settings {
                 request_line: f.limits.request_line.unwrap_or(4094),
                 request_fields: f.limits.request_fields.unwrap_or(100),
                 request_field_size: f.limits.request_field_size.unwrap_or(8190),
+                head_timeout: Duration::from_secs(f.limits.head_timeout.unwrap_or(10)),
+                body_timeout: Duration::from_secs(f.limits.body_timeout.unwrap_or(30)),
+                write_timeout: Duration::from_secs(f.limits.write_timeout.unwrap_or(30)),
+                max_connections: f.limits.max_connections.unwrap_or(10_000),
+                http2_max_streams: f.limits.http2_max_streams.unwrap_or(100),
             },
             forwarded_allow_ips: f
                 .proxy

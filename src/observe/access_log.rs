@@ -362,7 +362,7 @@ mod tests {
             line.contains("\"user_agent\":\"curl/8 \\\"x\\\"\""),
             "{line}"
         );
-        assert!(line.contains("\"time\":\"2026-11-22T"), "{line}");
+        assert!(line.contains("\"time\":\"2026-11-23T10:00:00Z\""), "{line}");
     }
 
     #[test]

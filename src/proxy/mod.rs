@@ -87,6 +87,7 @@ impl Proxy {
             body,
             self.limits.max_body_size,
             self.limits.body_buffer_size,
+            self.limits.body_timeout,
         )
         .await?;
         let had_body = body.len > 0

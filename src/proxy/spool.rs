@@ -19,7 +19,12 @@ pub struct Body {
 
 /// Reads the whole body. More than `max` bytes → `PayloadTooLarge`; a client that
 /// breaks the body framing → `BadRequest`.
-pub async fn read_body<B>(mut body: B, max: u64, memory_limit: u64) -> Result<Body, Failure>
+pub async fn read_body<B>(
+    mut body: B,
+    max: u64,
+    memory_limit: u64,
+    pause_limit: std::time::Duration,
+) -> Result<Body, Failure>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -33,7 +38,13 @@ where
             len,
         });
     }
-    while let Some(frame) = body.frame().await {
+    loop {
+        // A client that stops sending mid-body gets 408, not a connection held forever.
+        let frame = match tokio::time::timeout(pause_limit, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => return Err(Failure::RequestTimeout),
+        };
         let frame = frame.map_err(|e| {
             tracing::debug!(error = %e, "request body read failed");
             Failure::BadRequest

@@ -107,6 +107,8 @@ const MAX_CACHED_KEYS: usize = 256;
 /// Per-thread caches for values that rarely change between requests.
 #[derive(Default)]
 pub struct ThreadCache {
+    /// The buffer responses are encoded into, reused across requests.
+    pub out: bytes::BytesMut,
     header_keys: HashMap<Bytes, Py<PyString>>,
     server: Option<(Bytes, u16, Py<PyString>, Py<PyString>)>,
 }

@@ -103,8 +103,6 @@ pub fn send_file(resp: &Response, file: &File, mut pos: u64) -> std::io::Result<
         if resp.write(&buf[..n], &mut frames).is_err() {
             return Ok(());
         }
-        for f in frames.drain(..) {
-            resp.conn.outbox.send(resp.stream, &f);
-        }
+        resp.push_detached(&mut frames, true);
     }
 }

@@ -1,9 +1,9 @@
-//! `wsgi.input`: a read-only binary stream over the request body as the reader
+//! `wsgi.input`: a read-only binary stream over the request body as the leader
 //! thread receives it. Reads take what is buffered without releasing the GIL and
 //! wait with it released; they never go past the body and return `b""` at its end.
 //! After the front aborts the request, reads raise `OSError`.
 
-use crate::worker::stream::{Aborted, Body, Want};
+use crate::worker::stream::{Aborted, Body, Conn, Want};
 use bytes::Bytes;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -13,19 +13,20 @@ use std::sync::Arc;
 #[pyclass(frozen, module = "ferricorn", name = "Input")]
 pub struct Input {
     body: Arc<Body>,
+    conn: Arc<Conn>,
 }
 
 impl Input {
-    pub fn new(body: Arc<Body>) -> Self {
-        Input { body }
+    pub fn new(body: Arc<Body>, conn: Arc<Conn>) -> Self {
+        Input { body, conn }
     }
 
     fn take<'py>(&self, py: Python<'py>, want: Want) -> PyResult<Bound<'py, PyBytes>> {
         let chunks = match self.body.try_take(want) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => {
-                let body = self.body.clone();
-                py.detach(move || body.take_blocking(want))
+                // This thread may become the socket's reader for a while.
+                py.detach(|| self.conn.take_blocking(&self.body, want))
             }
             Err(e) => Err(e),
         }

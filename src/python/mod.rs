@@ -1,8 +1,9 @@
 //! All pyo3 / CPython code lives here and nowhere else. `worker` starts the
 //! interpreter (`interp`), loads the app (`app`), then runs `serve_thread` on each of
 //! its Python threads. A Python thread attaches to the interpreter once for its whole
-//! life and detaches only while it waits: for the next request, for body bytes, or
-//! for room in the outbox. Per request: build the environ (`environ`, `input`), call
+//! life and detaches only while it waits or does socket I/O: reading the next
+//! request (it is then the leader, see `worker::stream`), waiting for body bytes, or
+//! writing its response. Per request: build the environ (`environ`, `input`), call
 //! the app with `start_response` (`start_response`), drive its iterable into frames
 //! (`response`, `file_wrapper`), always call its `close()`, and turn exceptions into
 //! a 500 or an Abort (`traceback` for the log and the `--dev` page).
@@ -27,7 +28,7 @@ use input::Input;
 use pyo3::exceptions::{PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use response::{push, ErrorPage, Response};
+use response::{ErrorPage, Response};
 use start_response::{not_started, type_name, StartResponse};
 use std::sync::Arc;
 
@@ -86,9 +87,9 @@ pub fn serve_thread(shared: Arc<Shared>, conn: Arc<Conn>) {
     Python::attach(|py| {
         let mut cache = ThreadCache::default();
         loop {
-            let job = match conn.queue.try_take() {
+            let job = match conn.try_job() {
                 Some(job) => job,
-                None => py.detach(|| conn.queue.take_blocking()),
+                None => py.detach(|| conn.next_job()),
             };
             handle(py, &shared, &mut cache, &conn, job);
         }
@@ -98,7 +99,14 @@ pub fn serve_thread(shared: Arc<Shared>, conn: Arc<Conn>) {
 fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<Conn>, job: Job) {
     let Job { stream, head, body } = job;
     let head_only = head.method.as_ref() == b"HEAD";
-    let resp = Arc::new(Response::new(stream, head_only, body.clone(), conn.clone()));
+    let out = std::mem::take(&mut cache.out);
+    let resp = Arc::new(Response::new(
+        stream,
+        head_only,
+        body.clone(),
+        conn.clone(),
+        out,
+    ));
     let mut frames = Vec::new();
     match &shared.handler {
         Handler::App(app) => {
@@ -118,7 +126,8 @@ fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<C
         ),
     }
     conn.forget(stream, &body);
-    push(py, conn, stream, &mut frames);
+    resp.push(py, &mut frames, true);
+    cache.out = resp.take_out();
     conn.check_drained();
 }
 
@@ -159,7 +168,7 @@ fn run(
     resp: &Arc<Response>,
     frames: &mut Vec<Frame>,
 ) -> PyResult<()> {
-    let input = Bound::new(py, Input::new(resp.body().clone()))?.into_any();
+    let input = Bound::new(py, Input::new(resp.body().clone(), resp.conn.clone()))?.into_any();
     let environ = environ::build(py, &shared.consts, cache, &head, input)?;
     drop(head);
     let start = Bound::new(py, StartResponse::new(resp.clone()))?;
@@ -181,8 +190,9 @@ fn close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
 }
 
 /// Turns the app's iterable into frames. A list or tuple is already complete, so its
-/// frames are queued together at the end (one wake-up of the writer); any other
-/// iterable streams: each item is queued as it comes.
+/// frames are written together at the end (one write for the whole response); any
+/// other iterable streams: each item is written as it comes, and if nobody reads the
+/// socket meanwhile we look for an Abort of this stream (its client left).
 fn send(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
@@ -212,7 +222,10 @@ fn send(
         })?;
         resp.write(data.as_bytes(), frames).map_err(not_started)?;
         if streaming {
-            push(py, &resp.conn, resp.stream, frames);
+            resp.push(py, frames, true);
+            resp.conn.poll_input();
+        } else {
+            resp.push(py, frames, false);
         }
         if resp.is_stopped() {
             break;

@@ -3,12 +3,14 @@
 //! non-empty body bytes or at the end, as PEP 3333 asks), the app's Content-Length
 //! enforced (too long → cut with Abort, too short → Abort instead of ResponseEnd),
 //! HEAD bodies dropped, and the 500 that replaces a failed response when nothing was
-//! sent yet. It only decides frames; callers queue them (`push`).
+//! sent yet. It decides frames, and encodes them into its output buffer (`push`),
+//! which goes to the socket in one write when the response is complete, grows past
+//! `FLUSH_AT`, or the caller asks (every chunk of a streaming response).
 
-use crate::wire::{Frame, ResponseHead, CHUNK};
+use crate::wire::{self, Frame, ResponseHead, CHUNK};
 use crate::worker::log::wlog;
 use crate::worker::stream::{Body, Conn};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pyo3::Python;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -54,7 +56,12 @@ struct State {
     sent: u64,
     /// A terminal frame (ResponseEnd or Abort) was produced: drop everything after.
     done: bool,
+    /// Encoded frames not yet written (the thread's reusable buffer, lent to us).
+    out: BytesMut,
 }
+
+/// Write what is encoded once it grows past this, even if more is coming.
+const FLUSH_AT: usize = 64 * 1024;
 
 pub struct Response {
     pub stream: u32,
@@ -74,14 +81,56 @@ fn bodiless(status: u16) -> bool {
 }
 
 impl Response {
-    pub fn new(stream: u32, head_only: bool, body: Arc<Body>, conn: Arc<Conn>) -> Self {
+    /// `out` is an empty buffer to encode into, given back by `take_out`.
+    pub fn new(
+        stream: u32,
+        head_only: bool,
+        body: Arc<Body>,
+        conn: Arc<Conn>,
+        out: BytesMut,
+    ) -> Self {
         Response {
             stream,
             conn,
             head_only,
             body,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                out,
+                ..State::default()
+            }),
         }
+    }
+
+    /// The output buffer back, for the next request (it is empty after a flush).
+    pub fn take_out(&self) -> BytesMut {
+        std::mem::take(&mut self.lock().out)
+    }
+
+    /// Encodes `frames` (draining the vector) and writes what is encoded if `flush`
+    /// or if it is big; the write releases the GIL (it may block on the socket).
+    pub fn push(&self, py: Python<'_>, frames: &mut Vec<Frame>, flush: bool) {
+        if let Some(mut out) = self.encode(frames, flush) {
+            py.detach(|| self.conn.write_out(&mut out));
+            self.lock().out = out;
+        }
+    }
+
+    /// `push` for a caller that already released the GIL.
+    pub fn push_detached(&self, frames: &mut Vec<Frame>, flush: bool) {
+        if let Some(mut out) = self.encode(frames, flush) {
+            self.conn.write_out(&mut out);
+            self.lock().out = out;
+        }
+    }
+
+    /// Encodes; returns the buffer when it must be written now.
+    fn encode(&self, frames: &mut Vec<Frame>, flush: bool) -> Option<BytesMut> {
+        let mut st = self.lock();
+        for f in frames.drain(..) {
+            wire::encode(self.stream, &f, &mut st.out);
+        }
+        let due = st.out.len() >= FLUSH_AT || (flush && !st.out.is_empty());
+        due.then(|| std::mem::take(&mut st.out))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -249,17 +298,4 @@ impl Response {
         }
         out.push(Frame::ResponseEnd);
     }
-}
-
-/// Queues `frames` (draining the vector) on the outbox, releasing the GIL only if the
-/// outbox is full and we have to wait for the writer.
-pub fn push(py: Python<'_>, conn: &Conn, stream: u32, frames: &mut Vec<Frame>) {
-    if frames.is_empty() || conn.outbox.try_send_all(stream, frames) {
-        return;
-    }
-    py.detach(|| {
-        for f in frames.drain(..) {
-            conn.outbox.send(stream, &f);
-        }
-    });
 }

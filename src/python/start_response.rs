@@ -89,7 +89,8 @@ impl Write {
         self.resp
             .write(data.as_bytes(), &mut frames)
             .map_err(not_started)?;
-        super::response::push(py, &self.resp.conn, self.resp.stream, &mut frames);
+        // write() is the streaming interface: the bytes go out now.
+        self.resp.push(py, &mut frames, true);
         Ok(())
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Start-up order: block the signals we `sigwait` for (before any thread exists),
 //! tie our life to the master's, chdir, start CPython, import the app (exit 3 with
-//! the traceback if it does not import, unless `--dev`), connect, start the signal,
-//! writer, reader and Python threads, send Ready, then wait for a reason to exit.
+//! the traceback if it does not import, unless `--dev`), connect, start the signal
+//! and Python threads (which do the socket I/O themselves: `server`, `stream`), send
+//! Ready, then wait for a reason to exit.
 
 pub mod log;
 mod server;
@@ -156,9 +157,7 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
     let shared = Arc::new(shared);
     let sock = UnixStream::connect(&args.socket)
         .map_err(|e| StartError::Connect(args.socket.clone(), e))?;
-    let read_half = sock.try_clone().map_err(StartError::Thread)?;
-    let conn = Arc::new(Conn::default());
-    conn.set_socket(sock.try_clone().map_err(StartError::Thread)?);
+    let conn = Arc::new(Conn::new(sock));
     signals::spawn(conn.clone()).map_err(StartError::Thread)?;
     for i in 0..threads {
         let (shared, conn) = (shared.clone(), conn.clone());
@@ -176,26 +175,24 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
             })
             .map_err(StartError::Thread)?;
     }
-    conn.outbox.send(
+    // The master sends nothing before Ready, so the threads above only wait so far.
+    conn.send_now(
         0,
         &Frame::Ready {
             pid: std::process::id(),
         },
     );
-    let writer = server::spawn_writer(conn.clone(), sock).map_err(StartError::Thread)?;
-    server::spawn_reader(conn.clone(), read_half).map_err(StartError::Thread)?;
     wlog!("booted: app {}, {} Python thread(s)", args.app, threads);
     let why = conn.wait_exit();
-    Ok(shutdown(&conn, writer, why))
+    Ok(shutdown(why))
 }
 
-/// Flushes what is queued for the master, runs `atexit` on a clean exit, and picks
-/// the exit status. The interpreter is not finalised: Python threads may be busy.
-fn shutdown(conn: &Conn, writer: std::thread::JoinHandle<()>, why: Exit) -> ExitCode {
+/// Runs `atexit` on a clean exit and picks the exit status. Every frame is written
+/// by the time a drain ends (threads write their own). The interpreter is not
+/// finalised: Python threads may be busy.
+fn shutdown(why: Exit) -> ExitCode {
     match why {
         Exit::Drained => {
-            conn.outbox.close();
-            let _ = writer.join();
             python::run_atexit();
             ExitCode::SUCCESS
         }

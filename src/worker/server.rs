@@ -1,75 +1,102 @@
-//! The worker's two I/O threads on the master's Unix socket. The reader reads big
-//! buffers, splits them into frames and routes each one (heads to the job queue,
-//! body/end/abort to that stream's `Body`); the writer takes everything the Python
-//! threads queued since its last write and sends it with one `write_all`.
+//! The worker's I/O on the master's Unix socket, done by the Python threads
+//! themselves (see `stream` for why there is no reader or writer thread). The
+//! leader reads big buffers, splits them into frames and routes each one: heads to
+//! the job queue, body/end/abort to that stream's `Body`. Any thread writes its own
+//! encoded frames with one `write_all` under a short lock, so frames of different
+//! streams never interleave mid-frame.
 
 use super::log::wlog;
-use super::stream::{Conn, Exit};
+use super::stream::{Conn, Exit, Until};
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
 
 const READ_BUF: usize = 256 * 1024;
 
-pub fn spawn_reader(conn: Arc<Conn>, sock: UnixStream) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("reader".into())
-        .spawn(move || match read_loop(&conn, sock) {
-            Some(why) => conn.exit(why),
-            None => conn.input_ended(),
-        })
-        .map(|_| ())
+/// What the leader reads into; kept in `Conn` so the next leader goes on where the
+/// last one stopped (a frame may be split across two reads).
+pub struct ReadBuf {
+    buf: BytesMut,
+    tmp: Vec<u8>,
 }
 
-pub fn spawn_writer(
-    conn: Arc<Conn>,
-    sock: UnixStream,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("writer".into())
-        .spawn(move || {
-            let mut sock = sock;
-            let mut batch = BytesMut::with_capacity(64 * 1024);
-            while conn.outbox.next_batch(&mut batch) {
-                if let Err(e) = sock.write_all(&batch) {
-                    wlog!("writing to the master failed: {e}");
-                    conn.exit(Exit::MasterGone);
-                    return;
-                }
-                batch.clear();
-            }
-        })
+impl Default for ReadBuf {
+    fn default() -> Self {
+        ReadBuf {
+            buf: BytesMut::with_capacity(READ_BUF),
+            tmp: vec![0; READ_BUF],
+        }
+    }
 }
 
-/// Routes frames until the input ends (`None`) or must be abandoned.
-fn read_loop(conn: &Conn, mut sock: UnixStream) -> Option<Exit> {
-    let mut buf = BytesMut::with_capacity(READ_BUF);
-    let mut tmp = vec![0u8; READ_BUF];
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Reads and routes frames until `until` holds (false) or the input ended (true:
+/// EOF, a read error or a protocol error; the exit is already decided). Called by
+/// the leader only, with the GIL released.
+pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
+    let mut rb = lock(&conn.read_buf);
     loop {
-        let n = match sock.read(&mut tmp) {
-            Ok(0) => return None,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                wlog!("reading from the master failed: {e}");
-                return Some(Exit::MasterGone);
-            }
-        };
-        buf.extend_from_slice(&tmp[..n]);
+        // Route everything already buffered first: the master usually sends the
+        // head, the body and the end in one write, and they all belong in place
+        // before the app runs.
+        let mut got_head = false;
         loop {
-            match wire::decode(&mut buf) {
+            match wire::decode(&mut rb.buf) {
                 Ok(Some((stream, frame))) => {
+                    got_head |= matches!(frame, Frame::RequestHead(_));
                     if let Err(e) = route(conn, stream, frame) {
-                        return Some(Exit::Fatal(e));
+                        conn.exit(Exit::Fatal(e));
+                        return true;
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Some(Exit::Fatal(format!("bad frame from the master: {e}"))),
+                Err(e) => {
+                    conn.exit(Exit::Fatal(format!("bad frame from the master: {e}")));
+                    return true;
+                }
+            }
+        }
+        let satisfied = match &until {
+            Until::Job => got_head,
+            Until::Body(body, want) => body.settled(*want),
+            Until::Drained => false,
+        };
+        if satisfied {
+            return false;
+        }
+        let ReadBuf { buf, tmp } = &mut *rb;
+        let read = match until {
+            Until::Drained => recv_nowait(conn, tmp),
+            _ => (&conn.socket).read(tmp),
+        };
+        match read {
+            Ok(0) => {
+                conn.input_ended();
+                return true;
+            }
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                wlog!("reading from the master failed: {e}");
+                conn.exit(Exit::MasterGone);
+                return true;
             }
         }
     }
+}
+
+/// One `recv` that does not wait (MSG_DONTWAIT: the descriptor itself stays
+/// blocking, as other threads write to it).
+fn recv_nowait(conn: &Conn, tmp: &mut [u8]) -> std::io::Result<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    recv(conn.socket.as_raw_fd(), tmp, MsgFlags::MSG_DONTWAIT).map_err(std::io::Error::from)
 }
 
 fn route(conn: &Conn, stream: u32, frame: Frame) -> Result<(), String> {
@@ -94,5 +121,32 @@ fn route(conn: &Conn, stream: u32, frame: Frame) -> Result<(), String> {
             Ok(())
         }
         other => Err(format!("unexpected frame from the master: {other:?}")),
+    }
+}
+
+impl Conn {
+    /// Writes encoded frames (and clears `out`). May block on a full socket: call
+    /// it with the GIL released. After a failed write, frames are dropped: the
+    /// master is gone and the worker is exiting.
+    pub fn write_out(&self, out: &mut BytesMut) {
+        if out.is_empty() {
+            return;
+        }
+        if !self.write_failed.load(Ordering::Relaxed) {
+            let _g = lock(&self.write_lock);
+            if let Err(e) = (&self.socket).write_all(out) {
+                self.write_failed.store(true, Ordering::Relaxed);
+                wlog!("writing to the master failed: {e}");
+                self.exit(Exit::MasterGone);
+            }
+        }
+        out.clear();
+    }
+
+    /// Encodes and writes one frame now (Ready).
+    pub fn send_now(&self, stream: u32, frame: &Frame) {
+        let mut out = BytesMut::new();
+        wire::encode(stream, frame, &mut out);
+        self.write_out(&mut out);
     }
 }

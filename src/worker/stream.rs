@@ -1,14 +1,23 @@
-//! The plumbing between the worker's Rust threads and its Python threads, with no
-//! Python in it: a request's body buffer (`Body`, filled by the reader thread and
-//! drained by `wsgi.input`), the queue of request heads waiting for an idle Python
-//! thread (`JobQueue`), the batching outbox the writer thread drains (`Outbox`), and
-//! the connection state that ties them together and decides when the worker may exit
-//! (`Conn`).
+//! The state the worker's threads share, with no Python and no socket I/O in it: a
+//! request's body buffer (`Body`, filled by whichever thread is reading and drained
+//! by `wsgi.input`), the leader/follower schedule of the Python threads (`Sched`:
+//! who reads the socket now, request heads read but not yet taken, idle threads),
+//! and the connection state that decides when the worker may exit (`Conn`). The
+//! socket I/O itself is in `server`.
+//!
+//! Why leader/follower: on a small VM every thread hand-off (a futex wake and a
+//! context switch) costs more than the whole request. So there is no reader or
+//! writer thread: an idle Python thread reads the socket itself (it is the
+//! *leader*), and the thread that produced a response writes it. With one Python
+//! thread a request costs one `read` and one `write` and no wake-up at all.
 
-use crate::wire::{self, Frame, RequestHead};
-use bytes::{Bytes, BytesMut};
+use crate::wire::RequestHead;
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves the state
 /// consistent, and a panicking Python thread must not take the whole worker down.
@@ -45,6 +54,10 @@ struct BodyState {
     remaining: Option<u64>,
     ended: bool,
     aborted: bool,
+    /// Threads blocked in `wait_change`: only then does a push need a wake-up.
+    waiters: usize,
+    /// Set when the socket has no reader: the waiter should become the leader.
+    nudged: bool,
 }
 
 impl BodyState {
@@ -113,7 +126,7 @@ fn memchr(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b'\n')
 }
 
-/// One request's body as it arrives: the reader thread pushes, `wsgi.input` takes.
+/// One request's body as it arrives: the leader pushes, `wsgi.input` takes.
 pub struct Body {
     state: Mutex<BodyState>,
     changed: Condvar,
@@ -130,6 +143,16 @@ impl Body {
         }
     }
 
+    /// Wakes a waiting reader, if there is one (a notify is a syscall even with
+    /// nobody waiting, and the common case has nobody waiting).
+    fn notify(&self, st: MutexGuard<'_, BodyState>) {
+        let waiting = st.waiters > 0;
+        drop(st);
+        if waiting {
+            self.changed.notify_all();
+        }
+    }
+
     pub fn push(&self, data: Bytes) {
         if data.is_empty() {
             return;
@@ -137,13 +160,13 @@ impl Body {
         let mut st = lock(&self.state);
         st.buffered += data.len();
         st.chunks.push_back(data);
-        drop(st);
-        self.changed.notify_all();
+        self.notify(st);
     }
 
     pub fn end(&self) {
-        lock(&self.state).ended = true;
-        self.changed.notify_all();
+        let mut st = lock(&self.state);
+        st.ended = true;
+        self.notify(st);
     }
 
     /// The front cut the stream: reads fail from now on and writes are dropped.
@@ -152,16 +175,39 @@ impl Body {
         st.aborted = true;
         st.chunks.clear();
         st.buffered = 0;
-        drop(st);
-        self.changed.notify_all();
+        self.notify(st);
+    }
+
+    /// The input ended with this body incomplete: nothing more will come.
+    fn abort_if_incomplete(&self) {
+        let incomplete = {
+            let st = lock(&self.state);
+            !st.at_end()
+        };
+        if incomplete {
+            self.abort();
+        }
+    }
+
+    /// Asks the thread waiting on this body to take over the socket.
+    fn nudge(&self) {
+        let mut st = lock(&self.state);
+        st.nudged = true;
+        self.notify(st);
     }
 
     pub fn is_aborted(&self) -> bool {
         lock(&self.state).aborted
     }
 
+    /// Whether `want` can be answered now (bytes, the end, or an abort).
+    pub(super) fn settled(&self, want: Want) -> bool {
+        let st = lock(&self.state);
+        st.aborted || st.ready(want).is_some()
+    }
+
     /// Takes what `want` asks for if it is there; `Ok(None)` means the caller must
-    /// wait (with the GIL released) in `take_blocking`.
+    /// wait (with the GIL released) in `Conn::take_blocking`.
     pub fn try_take(&self, want: Want) -> Result<Option<Vec<Bytes>>, Aborted> {
         let mut st = lock(&self.state);
         if st.aborted {
@@ -170,17 +216,22 @@ impl Body {
         Ok(st.ready(want).map(|n| st.take(n)))
     }
 
-    pub fn take_blocking(&self, want: Want) -> Result<Vec<Bytes>, Aborted> {
+    /// Waits until `want` is settled, this thread is nudged, or `poll` passes: the
+    /// timeout is the safety net for a nudge that went to a thread that no longer
+    /// needed it (see `Conn::take_blocking`).
+    fn wait_change(&self, want: Want, poll: Duration) {
         let mut st = lock(&self.state);
-        loop {
-            if st.aborted {
-                return Err(Aborted);
-            }
-            if let Some(n) = st.ready(want) {
-                return Ok(st.take(n));
-            }
-            st = wait(&self.changed, st);
+        if st.aborted || st.ready(want).is_some() || std::mem::take(&mut st.nudged) {
+            return;
         }
+        st.waiters += 1;
+        st = self
+            .changed
+            .wait_timeout(st, poll)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        st.waiters -= 1;
+        st.nudged = false;
     }
 }
 
@@ -191,142 +242,37 @@ pub struct Job {
     pub body: Arc<Body>,
 }
 
-/// Request heads waiting for an idle Python thread. Bounded in practice by the
-/// master, which never has more than `threads` requests in flight on a worker.
+/// How long a thread waiting for body bytes sleeps before checking whether the
+/// socket lost its reader (only matters with `--threads` > 1).
+const BODY_POLL: Duration = Duration::from_millis(5);
+
+/// The leader/follower schedule of the Python threads. At most one thread reads the
+/// socket at a time (`leader`). Idle threads wait on `followers` for a job or for
+/// the leadership; a thread blocked in `wsgi.input` waits on its `Body` and is
+/// listed in `waiting`, so a departing leader can hand it the socket.
 #[derive(Default)]
-pub struct JobQueue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
+struct Sched {
+    leader: bool,
+    jobs: VecDeque<Job>,
+    /// Threads waiting on `followers`.
+    idle: usize,
+    /// Wake-ups given to `followers` and not yet consumed (so a spurious wake-up
+    /// cannot be mistaken for one, and we never wake more threads than needed).
+    wakes: usize,
+    waiting: Vec<Arc<Body>>,
+    /// The master's frames ended (or the socket failed): nobody reads any more.
+    input_done: bool,
 }
 
-impl JobQueue {
-    fn push(&self, job: Job) {
-        lock(&self.jobs).push_back(job);
-        self.ready.notify_one();
-    }
-
-    /// The next job if one is queued (no waiting, so the GIL need not be released).
-    pub fn try_take(&self) -> Option<Job> {
-        lock(&self.jobs).pop_front()
-    }
-
-    pub fn take_blocking(&self) -> Job {
-        let mut jobs = lock(&self.jobs);
-        loop {
-            if let Some(job) = jobs.pop_front() {
-                return job;
-            }
-            jobs = wait(&self.ready, jobs);
-        }
-    }
-}
-
-/// Above this many queued bytes, senders wait for the writer (back-pressure for big
-/// bodies; a hello-world response never gets near it).
-const HIGH_WATER: usize = 1 << 20;
-
-struct OutState {
-    buf: BytesMut,
-    closed: bool,
-}
-
-/// Encoded frames waiting for the writer thread, which takes them all at once and
-/// writes them with one syscall: many frames per write under load.
-pub struct Outbox {
-    state: Mutex<OutState>,
-    wake_writer: Condvar,
-    space: Condvar,
-}
-
-impl Default for Outbox {
-    fn default() -> Self {
-        Outbox {
-            state: Mutex::new(OutState {
-                buf: BytesMut::with_capacity(64 * 1024),
-                closed: false,
-            }),
-            wake_writer: Condvar::new(),
-            space: Condvar::new(),
-        }
-    }
-}
-
-impl Outbox {
-    fn enqueue(&self, st: &mut OutState, stream: u32, frame: &Frame) {
-        let was_empty = st.buf.is_empty();
-        wire::encode(stream, frame, &mut st.buf);
-        // The writer only sleeps on an empty buffer, so only the first frame wakes it.
-        if was_empty {
-            self.wake_writer.notify_one();
-        }
-    }
-
-    /// Queues `frame` unless the outbox is over its high-water mark (then returns
-    /// false and the caller retries with `send`, after releasing the GIL).
-    pub fn try_send(&self, stream: u32, frame: &Frame) -> bool {
-        let mut st = lock(&self.state);
-        if st.closed {
-            return true; // nobody will read it: drop
-        }
-        if st.buf.len() >= HIGH_WATER {
-            return false;
-        }
-        self.enqueue(&mut st, stream, frame);
-        true
-    }
-
-    /// Queues as many of `frames` as fit under one lock, removing them from the
-    /// vector; true when all went (the rest must go through `send`).
-    pub fn try_send_all(&self, stream: u32, frames: &mut Vec<Frame>) -> bool {
-        let mut st = lock(&self.state);
-        if st.closed {
-            frames.clear();
-            return true;
-        }
-        let mut sent = 0;
-        for f in frames.iter() {
-            if st.buf.len() >= HIGH_WATER {
-                break;
-            }
-            self.enqueue(&mut st, stream, f);
-            sent += 1;
-        }
-        frames.drain(..sent);
-        frames.is_empty()
-    }
-
-    pub fn send(&self, stream: u32, frame: &Frame) {
-        let mut st = lock(&self.state);
-        while st.buf.len() >= HIGH_WATER && !st.closed {
-            st = wait(&self.space, st);
-        }
-        if !st.closed {
-            self.enqueue(&mut st, stream, frame);
-        }
-    }
-
-    /// Writer side: waits for at least one frame and swaps the whole queue into
-    /// `batch` (which must be empty). False once closed and drained.
-    pub fn next_batch(&self, batch: &mut BytesMut) -> bool {
-        let mut st = lock(&self.state);
-        while st.buf.is_empty() {
-            if st.closed {
-                return false;
-            }
-            st = wait(&self.wake_writer, st);
-        }
-        std::mem::swap(&mut st.buf, batch);
-        drop(st);
-        self.space.notify_all();
-        true
-    }
-
-    /// No more frames: the writer flushes what is queued and stops.
-    pub fn close(&self) {
-        lock(&self.state).closed = true;
-        self.wake_writer.notify_all();
-        self.space.notify_all();
-    }
+/// What a leader reads for.
+pub enum Until<'a> {
+    /// A request head to run (an idle thread).
+    Job,
+    /// This body can answer `Want` (a thread in `wsgi.input`).
+    Body(&'a Body, Want),
+    /// Whatever is already in the socket, without blocking (a streaming response
+    /// looking for an Abort).
+    Drained,
 }
 
 /// Why the worker stops; `worker::main` maps it to an exit status.
@@ -351,19 +297,38 @@ struct ConnState {
     exit: Option<Exit>,
 }
 
-/// Per-connection state shared by the reader, writer, signal and Python threads.
-#[derive(Default)]
+/// Per-connection state shared by the signal and Python threads.
 pub struct Conn {
-    pub queue: JobQueue,
-    pub outbox: Outbox,
+    sched: Mutex<Sched>,
+    followers: Condvar,
     state: Mutex<ConnState>,
     exit_cv: Condvar,
-    /// The socket, to shut its reading side when a drain finds nothing in flight.
-    socket: std::sync::OnceLock<std::os::unix::net::UnixStream>,
+    /// The master's socket: read by the leader, written by any thread under
+    /// `write_lock`, and shut for reading when a drain finds nothing in flight.
+    pub(super) socket: UnixStream,
+    pub(super) write_lock: Mutex<()>,
+    /// Bytes read but not yet decoded; only the leader touches it (so the lock is
+    /// never contended), and it survives changes of leader.
+    pub(super) read_buf: Mutex<super::server::ReadBuf>,
+    /// Set once a write failed: later writes are dropped.
+    pub(super) write_failed: AtomicBool,
 }
 
 impl Conn {
-    /// Reader: a new request. Registered before it is queued, so `in flight` covers
+    pub fn new(socket: UnixStream) -> Self {
+        Conn {
+            sched: Mutex::default(),
+            followers: Condvar::new(),
+            state: Mutex::default(),
+            exit_cv: Condvar::new(),
+            socket,
+            write_lock: Mutex::new(()),
+            read_buf: Mutex::default(),
+            write_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Leader: a new request. Registered before it is queued, so `in flight` covers
     /// queued requests too.
     pub fn start_request(&self, stream: u32, head: Box<RequestHead>) -> Result<(), String> {
         let body = Arc::new(Body::new(head.content_length));
@@ -372,8 +337,116 @@ impl Conn {
             old.abort();
             return Err(format!("stream {stream} reused while still in flight"));
         }
-        self.queue.push(Job { stream, head, body });
+        let mut s = lock(&self.sched);
+        s.jobs.push_back(Job { stream, head, body });
+        self.wake_followers(&mut s);
         Ok(())
+    }
+
+    /// Wakes as many idle threads as there are queued jobs, plus one for a vacant
+    /// leadership; with no idle thread for the vacancy, nudges a thread waiting
+    /// for body bytes. Called after every change of `jobs` or `leader`.
+    fn wake_followers(&self, s: &mut Sched) {
+        let vacant = !s.leader && !s.input_done;
+        let need = s.jobs.len() + usize::from(vacant);
+        while s.wakes < need.min(s.idle) {
+            s.wakes += 1;
+            self.followers.notify_one();
+        }
+        if vacant && s.idle < need {
+            if let Some(body) = s.waiting.first() {
+                body.nudge();
+            }
+        }
+    }
+
+    /// Takes the leadership if nobody holds it (and there is still input).
+    fn try_lead(&self, s: &mut Sched) -> bool {
+        if s.leader || s.input_done {
+            return false;
+        }
+        s.leader = true;
+        true
+    }
+
+    /// Reads as leader until `until` holds, then gives the leadership away.
+    fn lead(&self, until: Until<'_>) {
+        let done = super::server::lead(self, until);
+        let mut s = lock(&self.sched);
+        s.leader = false;
+        if done {
+            s.input_done = true;
+        }
+        self.wake_followers(&mut s);
+    }
+
+    /// A queued job, without waiting (the caller holds the GIL).
+    pub fn try_job(&self) -> Option<Job> {
+        let mut s = lock(&self.sched);
+        let job = s.jobs.pop_front();
+        if job.is_some() {
+            self.wake_followers(&mut s);
+        }
+        job
+    }
+
+    /// The next request for this thread: a queued one, else this thread reads the
+    /// socket until a head arrives if nobody else does, else it waits. Blocks: call
+    /// it with the GIL released. After the input ended it never returns (the worker
+    /// is exiting).
+    pub fn next_job(&self) -> Job {
+        let mut s = lock(&self.sched);
+        loop {
+            if let Some(job) = s.jobs.pop_front() {
+                self.wake_followers(&mut s);
+                return job;
+            }
+            if self.try_lead(&mut s) {
+                drop(s);
+                self.lead(Until::Job);
+                s = lock(&self.sched);
+                continue;
+            }
+            s.idle += 1;
+            while s.wakes == 0 {
+                s = wait(&self.followers, s);
+            }
+            s.wakes -= 1;
+            s.idle -= 1;
+        }
+    }
+
+    /// `wsgi.input` with nothing buffered: read the socket ourselves if nobody does
+    /// (routing other streams' frames as we go), else wait for the leader to route
+    /// our bytes, or to hand us the socket. Blocks: call it with the GIL released.
+    pub fn take_blocking(&self, body: &Arc<Body>, want: Want) -> Result<Vec<Bytes>, Aborted> {
+        loop {
+            if let Some(got) = body.try_take(want).transpose() {
+                return got;
+            }
+            let mut s = lock(&self.sched);
+            if self.try_lead(&mut s) {
+                drop(s);
+                self.lead(Until::Body(body, want));
+                continue;
+            }
+            if s.input_done {
+                // The end of the input aborted every incomplete body.
+                return body.try_take(want)?.ok_or(Aborted);
+            }
+            s.waiting.push(body.clone());
+            drop(s);
+            body.wait_change(want, BODY_POLL);
+            lock(&self.sched).waiting.retain(|b| !Arc::ptr_eq(b, body));
+        }
+    }
+
+    /// A streaming response between two chunks: if nobody reads the socket, route
+    /// what is already there (an Abort for this stream, typically) without waiting.
+    pub fn poll_input(&self) {
+        if self.try_lead(&mut lock(&self.sched)) {
+            self.lead(Until::Drained);
+        }
     }
 
     /// The body of a stream in flight; frames for a finished stream are ignored (the
@@ -395,11 +468,6 @@ impl Conn {
         }
     }
 
-    /// Gives the connection's socket for the drain's shutdown (see `check_drained`).
-    pub fn set_socket(&self, sock: std::os::unix::net::UnixStream) {
-        let _ = self.socket.set(sock);
-    }
-
     /// After the last frame of a stream was queued, on SIGTERM, and at the end of the
     /// input: when draining with nothing in flight, shut the socket's reading side.
     /// Frames the master wrote before that (a request may be sitting unread in the
@@ -414,19 +482,26 @@ impl Conn {
         if st.input_done {
             Self::set_exit(&mut st, Exit::Drained);
             self.exit_cv.notify_all();
-        } else if let Some(sock) = self.socket.get() {
-            let _ = sock.shutdown(std::net::Shutdown::Read);
+        } else {
+            let _ = self.socket.shutdown(std::net::Shutdown::Read);
         }
     }
 
-    /// Reader: no more frames. While draining that is the expected end; otherwise the
-    /// master went away.
+    /// Leader: no more frames. While draining that is the expected end; otherwise the
+    /// master went away. Bodies still incomplete will never complete: abort them, so
+    /// their readers fail instead of waiting forever.
     pub fn input_ended(&self) {
-        let draining = {
+        let (draining, bodies) = {
             let mut st = lock(&self.state);
             st.input_done = true;
-            st.draining
+            (
+                st.draining,
+                st.streams.values().cloned().collect::<Vec<_>>(),
+            )
         };
+        for body in bodies {
+            body.abort_if_incomplete();
+        }
         if draining {
             self.check_drained();
         } else {
@@ -468,6 +543,7 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire;
 
     fn body(parts: &[&'static [u8]], ended: bool, len: Option<u64>) -> Body {
         let b = Body::new(len);
@@ -533,21 +609,9 @@ mod tests {
     }
 
     #[test]
-    fn outbox_batches_frames_and_drains_after_close() {
-        let o = Outbox::default();
-        assert!(o.try_send(1, &Frame::ResponseEnd));
-        assert!(o.try_send(2, &Frame::ResponseEnd));
-        o.close();
-        let mut batch = BytesMut::new();
-        assert!(o.next_batch(&mut batch));
-        assert_eq!(wire::decode(&mut batch).unwrap().unwrap().0, 1);
-        assert_eq!(wire::decode(&mut batch).unwrap().unwrap().0, 2);
-        assert!(!o.next_batch(&mut batch));
-    }
-
-    #[test]
     fn drain_waits_for_streams_in_flight() {
-        let c = Conn::default();
+        let (sock, _master) = UnixStream::pair().unwrap();
+        let c = Conn::new(sock);
         let head = Box::new(RequestHead {
             method: Bytes::from_static(b"GET"),
             path: Bytes::from_static(b"/"),
@@ -565,7 +629,7 @@ mod tests {
         c.start_request(7, head).unwrap();
         c.drain();
         assert!(lock(&c.state).exit.is_none());
-        let job = c.queue.try_take().unwrap();
+        let job = c.try_job().unwrap();
         c.forget(7, &job.body);
         c.check_drained();
         assert!(

@@ -166,7 +166,11 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             let handle = tokio::spawn(sup.run(sup_rx));
             pool = Some((sup_tx, handle));
             _runtime_dir = Some(dir);
-            Some(Proxy::new(dispatcher, settings.limits.clone()))
+            Some(Proxy::new(
+                dispatcher,
+                settings.limits.clone(),
+                settings.forwarded_allow_ips.clone(),
+            ))
         }
         None => None,
     };

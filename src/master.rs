@@ -202,6 +202,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             require_host: false,
         },
         tls: tls.clone(),
+        proxy_protocol: settings.proxy_protocol,
     };
     let mut accept_tasks = Vec::new();
     for l in listeners {

@@ -458,69 +458,6 @@ fn slowloris_connections_do_not_delay_normal_requests() {
     );
 }
 
-fn limits_config(dir: &std::path::Path, body: &str) -> String {
-    let p = dir.join("limits.toml");
-    std::fs::write(&p, body).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
-#[test]
-fn slow_heads_get_408_idle_connections_close_stalled_bodies_get_408() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = limits_config(dir.path(), "[limits]\nhead_timeout = 1\nbody_timeout = 1\n");
-    let server = front_app(&["-c", &conf, "--keep-alive", "1"]);
-
-    let started = std::time::Instant::now();
-    let resp = server.raw(
-        b"GET /pid HTTP/1.1\r\nHost: a\r\nX-Slow",
-        Duration::from_secs(5),
-    );
-    assert!(resp.starts_with("HTTP/1.1 408"), "{resp:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-
-    let started = std::time::Instant::now();
-    let resp = server.raw(b"", Duration::from_secs(5));
-    assert_eq!(resp, "", "an idle connection got bytes");
-    let idle = started.elapsed();
-    assert!(
-        idle >= Duration::from_millis(900) && idle < Duration::from_secs(3),
-        "{idle:?}"
-    );
-
-    let resp = server.raw(
-        b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc",
-        Duration::from_secs(5),
-    );
-    assert!(resp.starts_with("HTTP/1.1 408"), "{resp:?}");
-}
-
-#[test]
-fn connections_over_the_limit_wait_in_the_backlog() {
-    use std::io::{Read, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let conf = limits_config(dir.path(), "[limits]\nmax_connections = 2\n");
-    let server = front_app(&["-c", &conf, "--keep-alive", "30"]);
-    let a = std::net::TcpStream::connect(server.addr).unwrap();
-    let b = std::net::TcpStream::connect(server.addr).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let mut c = std::net::TcpStream::connect(server.addr).unwrap();
-    c.write_all(b"GET /pid HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut buf = [0u8; 512];
-    assert!(c.read(&mut buf).is_err(), "served beyond max_connections");
-    drop(a);
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let n = c.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    drop(b);
-}
-
 // ---- trusted proxies and the PROXY protocol (issue 5 item 6) -----------------------
 
 /// tests/apps/front_app.py, whose `/environ` answers the CGI environ as JSON.

@@ -116,6 +116,17 @@ pub struct Cli {
     #[arg(long = "limit-request-body")]
     pub limit_request_body: Option<u64>,
 
+    /// Proxies trusted to set the client address and scheme (X-Forwarded-For,
+    /// X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded): comma-separated addresses and
+    /// CIDR ranges, or '*' for any. [default: 127.0.0.1,::1]
+    #[arg(long = "forwarded-allow-ips", value_name = "IPS")]
+    pub forwarded_allow_ips: Option<String>,
+
+    /// Every TCP connection starts with a PROXY protocol v1 or v2 header (from a load
+    /// balancer such as HAProxy or AWS NLB); the address in it becomes REMOTE_ADDR.
+    #[arg(long = "proxy-protocol")]
+    pub proxy_protocol: bool,
+
     /// Write the master's pid to this file.
     #[arg(short = 'p', long = "pid")]
     pub pid: Option<PathBuf>,

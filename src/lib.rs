@@ -21,6 +21,7 @@ pub mod observe;
 pub mod admin;
 // -- data plane, in request order --
 pub mod listener;
+pub mod proxy_protocol;
 pub mod tls;
 pub mod guard;
 pub mod front;

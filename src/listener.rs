@@ -1,21 +1,27 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
 //! serving each connection with hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior
 //! knowledge) under a graceful-shutdown watcher. Every client byte stream passes the
-//! `guard` (request validation) before hyper parses it.
+//! `guard` (request validation) before hyper parses it. On a TCP listener a
+//! connection may first give its PROXY header (`proxy_protocol`, see
+//! `crate::proxy_protocol`) and then do the TLS handshake; both run in the
+//! connection's own task, so a slow client never stalls the accept loop.
 
 use crate::config::BindAddr;
 use crate::front::Front;
 use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
+use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
 use crate::tls::Tls;
 use crate::wire::Scheme;
+use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 pub enum Listener {
@@ -72,25 +78,12 @@ pub struct ConnSettings {
     pub guard: GuardLimits,
     /// TLS on TCP binds when configured.
     pub tls: Option<Arc<Tls>>,
+    /// TCP connections start with a PROXY protocol header. [default: false]
+    pub proxy_protocol: bool,
 }
 
 /// A TLS client gets this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Wraps a client stream in the guard and serves it with hyper under `graceful`.
-/// (A macro, not a function: the service type is unnameable.)
-macro_rules! serve_guarded {
-    ($builder:expr, $io:expr, $service:expr, $graceful:expr, $settings:expr, $permit:expr) => {{
-        let io =
-            TokioIo::new(GuardedIo::new($io, $settings.guard).with_timeouts($settings.timeouts));
-        let conn = $graceful.watch($builder.serve_connection(io, $service).into_owned());
-        let permit = $permit;
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
-    }};
-}
 
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -117,7 +110,7 @@ pub async fn accept_loop(
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
 ) {
-    let builder = builder(&settings);
+    let builder = Arc::new(builder(&settings));
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
@@ -139,34 +132,24 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        match (io, &settings.tls) {
-            (Accepted::Tcp(s), Some(tls)) => {
-                let info = ConnInfo {
-                    scheme: Scheme::Https,
-                    ..info
-                };
-                let service = TowerToHyperService::new(front.service(info));
-                let (acceptor, builder, graceful) =
-                    (tls.acceptor(), builder.clone(), graceful.clone());
-                let settings = settings.clone();
-                // The handshake runs in its own task so a slow client cannot stall accept.
-                tokio::spawn(async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
-                        Ok(Ok(tls_stream)) => {
-                            serve_guarded!(builder, tls_stream, service, graceful, settings, permit)
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                });
+        let conn = Conn {
+            builder: builder.clone(),
+            front: front.clone(),
+            guard: settings.guard,
+            timeouts: settings.timeouts,
+            graceful: graceful.clone(),
+            _permit: permit,
+        };
+        match io {
+            Accepted::Tcp(s) if settings.proxy_protocol || settings.tls.is_some() => {
+                let (proxy_protocol, tls) = (settings.proxy_protocol, settings.tls.clone());
+                tokio::spawn(conn.serve_tcp(s, info, proxy_protocol, tls));
             }
-            (Accepted::Tcp(s), None) => {
-                let service = TowerToHyperService::new(front.service(info));
-                serve_guarded!(builder, s, service, graceful, settings, permit)
+            Accepted::Tcp(s) => {
+                tokio::spawn(conn.serve(s, info));
             }
-            (Accepted::Unix(s), _) => {
-                let service = TowerToHyperService::new(front.service(info));
-                serve_guarded!(builder, s, service, graceful, settings, permit)
+            Accepted::Unix(s) => {
+                tokio::spawn(conn.serve(s, info));
             }
         }
     }
@@ -175,8 +158,95 @@ pub async fn accept_loop(
     }
 }
 
+/// What serving one connection needs from its listener.
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    front: Arc<Front>,
+    guard: GuardLimits,
+    timeouts: ConnTimeouts,
+    graceful: Arc<GracefulShutdown>,
+    /// Held for the connection's whole life (`max_connections`).
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Conn {
+    /// Wraps the stream in the guard and registers it with the graceful-shutdown
+    /// watcher now (a drain that starts before the task runs still waits for it);
+    /// returns the serving future.
+    fn serve<IO>(self, io: IO, info: ConnInfo) -> impl std::future::Future<Output = ()> + Send
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = TowerToHyperService::new(self.front.service(info));
+        let guarded = GuardedIo::new(io, self.guard).with_timeouts(self.timeouts);
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(guarded), service)
+            .into_owned();
+        let watched = self.graceful.watch(conn);
+        let permit = self._permit;
+        async move {
+            // Errors here are the client's (reset, timeout): hyper answered what it could.
+            let _ = watched.await;
+            drop(permit);
+        }
+    }
+
+    /// The TCP steps before HTTP, in wire order: the PROXY header (when configured),
+    /// then the TLS handshake (when configured). A failed step closes the connection.
+    async fn serve_tcp(
+        self,
+        mut s: TcpStream,
+        mut info: ConnInfo,
+        proxy_protocol: bool,
+        tls: Option<Arc<Tls>>,
+    ) {
+        let mut rest = Bytes::new();
+        if proxy_protocol {
+            match proxy_header(&mut s, &mut info).await {
+                Some(after) => rest = after,
+                None => return,
+            }
+        }
+        let io = Prefixed::new(rest, s);
+        let Some(tls) = tls else {
+            return self.serve(io, info).await;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(io)).await {
+            Ok(Ok(tls_stream)) => {
+                info.scheme = Scheme::Https;
+                self.serve(tls_stream, info).await
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+}
+
+/// Reads the PROXY header and makes its client the connection's peer; returns the
+/// bytes read past it, or `None` when the connection must be closed.
+async fn proxy_header(s: &mut TcpStream, info: &mut ConnInfo) -> Option<Bytes> {
+    let read = proxy_protocol::read_header(s);
+    let (header, rest) = match tokio::time::timeout(proxy_protocol::HEADER_TIMEOUT, read).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            // warn: on a PROXY listener this is almost always a balancer not configured to send it.
+            tracing::warn!(peer = ?info.peer, error = %e, "closing the connection");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(peer = ?info.peer, "no PROXY protocol header in time; closing");
+            return None;
+        }
+    };
+    if let ProxyHeader::Proxied { src, .. } = header {
+        info.peer = Some(src);
+    }
+    Some(rest)
+}
+
 enum Accepted {
-    Tcp(tokio::net::TcpStream),
+    Tcp(TcpStream),
     Unix(tokio::net::UnixStream),
 }
 

@@ -166,7 +166,11 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             let handle = tokio::spawn(sup.run(sup_rx));
             pool = Some((sup_tx, handle));
             _runtime_dir = Some(dir);
-            Some(Proxy::new(dispatcher, settings.limits.clone()))
+            Some(Proxy::new(
+                dispatcher,
+                settings.limits.clone(),
+                settings.forwarded_allow_ips.clone(),
+            ))
         }
         None => None,
     };
@@ -204,6 +208,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             require_host: false,
         },
         tls: tls.clone(),
+        proxy_protocol: settings.proxy_protocol,
     };
     let mut accept_tasks = Vec::new();
     for l in listeners {

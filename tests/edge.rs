@@ -520,3 +520,186 @@ fn connections_over_the_limit_wait_in_the_backlog() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     drop(b);
 }
+
+// ---- trusted proxies and the PROXY protocol (issue 5 item 6) -----------------------
+
+/// tests/apps/front_app.py, whose `/environ` answers the CGI environ as JSON.
+fn environ_server(extra: &[&str]) -> Server {
+    let apps = apps_dir();
+    let mut args = vec!["--chdir", apps.to_str().unwrap(), "-w", "1"];
+    args.extend_from_slice(extra);
+    args.push("front_app:app");
+    Server::start(args)
+}
+
+fn environ(server: &Server, headers: &[(&str, &str)]) -> serde_json::Value {
+    let mut req = client().get(server.url("/environ"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status();
+    let text = resp.text().unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The JSON body of a raw exchange that ends with the server closing.
+fn raw_environ(server: &Server, bytes: &[u8]) -> serde_json::Value {
+    let resp = server.raw(bytes, Duration::from_secs(10));
+    assert!(status_line(&resp).starts_with("HTTP/1.1 200"), "{resp:?}");
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"))
+}
+
+#[test]
+fn a_trusted_proxy_sets_the_client_address_and_scheme() {
+    let server = environ_server(&["--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8"]);
+    let env = environ(
+        &server,
+        &[
+            ("X-Forwarded-For", "6.6.6.6, 1.2.3.4, 10.0.0.1"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    );
+    assert_eq!(env["REMOTE_ADDR"], "1.2.3.4", "{env}");
+    assert_eq!(env["wsgi.url_scheme"], "https", "{env}");
+    let env = environ(&server, &[("X-Forwarded-Ssl", "on")]);
+    assert_eq!(env["REMOTE_ADDR"], "127.0.0.1", "{env}");
+    assert_eq!(env["wsgi.url_scheme"], "https", "{env}");
+
+    // RFC 7239 is preferred over the X-Forwarded-* fields.
+    let env = environ(
+        &server,
+        &[
+            ("Forwarded", r#"for="[2001:db8::1]:4711";proto=https"#),
+            ("X-Forwarded-For", "9.9.9.9"),
+            ("X-Forwarded-Proto", "http"),
+        ],
+    );
+    assert_eq!(env["REMOTE_ADDR"], "2001:db8::1", "{env}");
+    assert_eq!(env["REMOTE_PORT"], "4711", "{env}");
+    assert_eq!(env["wsgi.url_scheme"], "https", "{env}");
+
+    // gunicorn's InvalidSchemeHeaders: a 400 before any Python runs.
+    let resp = server.raw(
+        b"GET /environ HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(status_line(&resp).starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(!resp.contains("REMOTE_ADDR"), "reached the app: {resp}");
+}
+
+#[test]
+fn an_untrusted_peer_is_not_believed_but_its_headers_reach_the_app() {
+    let server = environ_server(&["--forwarded-allow-ips", "10.9.9.9"]);
+    let env = environ(
+        &server,
+        &[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Ssl", "off"),
+            ("Forwarded", "for=1.2.3.4;proto=https"),
+        ],
+    );
+    assert_eq!(env["REMOTE_ADDR"], "127.0.0.1", "{env}");
+    assert_eq!(env["wsgi.url_scheme"], "http", "{env}");
+    // Passed on as gunicorn does; the app must not trust them either.
+    assert_eq!(env["HTTP_X_FORWARDED_FOR"], "1.2.3.4", "{env}");
+    assert_eq!(env["HTTP_FORWARDED"], "for=1.2.3.4;proto=https", "{env}");
+}
+
+#[test]
+fn a_bad_trust_list_is_a_config_error() {
+    let out = run([
+        "--forwarded-allow-ips",
+        "10.0.0.1/8",
+        "--check-config",
+        "-b",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean 10.0.0.0/8"), "{err}");
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_set_the_client_address() {
+    let server = environ_server(&["--proxy-protocol"]);
+    let request = b"GET /environ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+
+    let v1 = [
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\n".as_slice(),
+        request,
+    ]
+    .concat();
+    let env = raw_environ(&server, &v1);
+    assert_eq!(env["REMOTE_ADDR"], "203.0.113.7", "{env}");
+    assert_eq!(env["REMOTE_PORT"], "40000", "{env}");
+
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend(
+        "2001:db8::7"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend(
+        "2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend([0xd4, 0x31, 0x01, 0xbb]);
+    v2.extend(request);
+    let env = raw_environ(&server, &v2);
+    assert_eq!(env["REMOTE_ADDR"], "2001:db8::7", "{env}");
+    assert_eq!(env["REMOTE_PORT"], "54321", "{env}");
+
+    // LOCAL (a balancer's health check): the socket peer.
+    let local = [b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".as_slice(), request].concat();
+    assert_eq!(raw_environ(&server, &local)["REMOTE_ADDR"], "127.0.0.1");
+
+    // The PROXY source is the peer forwarded_allow_ips judges: 203.0.113.7 is not
+    // trusted, so its X-Forwarded-For is not believed.
+    let spoof = [
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\n".as_slice(),
+        b"GET /environ HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: close\r\n\r\n",
+    ]
+    .concat();
+    assert_eq!(raw_environ(&server, &spoof)["REMOTE_ADDR"], "203.0.113.7");
+
+    // No header, or a broken one: closed without an answer.
+    for bad in [
+        request.as_slice(),
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\nGET / HTTP/1.1\r\n\r\n",
+    ] {
+        let resp = server.raw(bad, Duration::from_secs(10));
+        assert_eq!(resp, "", "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn gunicorn_corpus_forwarded_and_proxy_protocol_cases() {
+    // 127.0.0.1 is trusted by default, as in gunicorn: the scheme conflict is refused.
+    let server = echo_server(&[]);
+    let (summary, failed) = run_corpus(&server, &["--case", "invalid/019"]);
+    assert!(failed.is_empty(), "{summary}");
+    assert_eq!(summary, "1 passed, 0 failed");
+    drop(server);
+
+    let server = echo_server(&["--proxy-protocol"]);
+    let cases = [
+        "valid/pp_01",
+        "valid/pp_02",
+        "valid/pp_04",
+        "valid/pp_05",
+        "invalid/pp_01",
+        "invalid/pp_02",
+        "invalid/pp_03",
+    ];
+    let args: Vec<&str> = cases.iter().flat_map(|c| ["--case", c]).collect();
+    let (summary, failed) = run_corpus(&server, &args);
+    assert!(failed.is_empty(), "{failed:?}: {summary}");
+    assert_eq!(summary, "7 passed, 0 failed");
+}

@@ -63,6 +63,7 @@ pub struct ServerSection {
     pub graceful_timeout: Option<u64>,
     pub pid: Option<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

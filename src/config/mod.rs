@@ -7,6 +7,7 @@ mod file;
 pub use error::ConfigError;
 
 use crate::cli::Cli;
+use crate::proxy::forward_headers::{TrustedProxies, DEFAULT_ALLOW_IPS};
 use file::FileConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -111,7 +112,10 @@ pub struct Settings {
     pub statics: Vec<StaticMount>,
     pub static_cache: FileCache,
     pub limits: Limits,
-    pub forwarded_allow_ips: String,
+    /// Peers whose X-Forwarded-* / Forwarded headers are believed.
+    pub forwarded_allow_ips: TrustedProxies,
+    /// Every TCP connection starts with a PROXY protocol v1/v2 header.
+    pub proxy_protocol: bool,
     pub log_level: String,
     pub log_format: LogFormat,
     pub error_logfile: Option<PathBuf>,
@@ -251,6 +255,14 @@ impl Settings {
             _ => return Err(ConfigError::invalid("TLS needs both certfile and keyfile")),
         };
 
+        let forwarded_allow_ips = cli
+            .forwarded_allow_ips
+            .as_deref()
+            .or(f.proxy.forwarded_allow_ips.as_deref())
+            .unwrap_or(DEFAULT_ALLOW_IPS)
+            .parse::<TrustedProxies>()
+            .map_err(|e| ConfigError::invalid(e.to_string()))?;
+
         let venv = cli
             .venv
             .clone()
@@ -301,10 +313,8 @@ impl Settings {
                 max_connections: f.limits.max_connections.unwrap_or(10_000),
                 http2_max_streams: f.limits.http2_max_streams.unwrap_or(100),
             },
-            forwarded_allow_ips: f
-                .proxy
-                .forwarded_allow_ips
-                .unwrap_or_else(|| "127.0.0.1,::1".into()),
+            forwarded_allow_ips,
+            proxy_protocol: cli.proxy_protocol || f.server.proxy_protocol.unwrap_or(false),
             log_level,
             log_format,
             error_logfile: cli.error_logfile.clone().or(f.log.error_logfile),
@@ -339,6 +349,7 @@ impl Settings {
         out += &format!("bind = [{}]\n", binds.join(", "));
         out += &format!("keep_alive = {}\n", self.keep_alive.as_secs());
         out += &format!("graceful_timeout = {}\n", self.graceful_timeout.as_secs());
+        out += &format!("proxy_protocol = {}\n", self.proxy_protocol);
         if let Some(p) = &self.pid {
             out += &format!("pid = {}\n", path(p));
         }
@@ -398,7 +409,7 @@ impl Settings {
         );
         out += &format!(
             "\n[proxy]\nforwarded_allow_ips = {}\n",
-            q(&self.forwarded_allow_ips)
+            q(&self.forwarded_allow_ips.to_string())
         );
         out += &format!("\n[log]\nlevel = {}\n", q(&self.log_level));
         out += &format!(
@@ -550,6 +561,24 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_and_proxy_protocol() {
+        let f: FileConfig = toml::from_str(
+            "[server]\nproxy_protocol = true\n[proxy]\nforwarded_allow_ips = \"10.0.0.0/8\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["ferricorn", "--forwarded-allow-ips", "*"]);
+        let s = Settings::merge(&cli, f).unwrap();
+        assert!(s.proxy_protocol);
+        assert_eq!(s.forwarded_allow_ips.to_string(), "*");
+        let s = Settings::merge(&Cli::parse_from(["ferricorn"]), FileConfig::default()).unwrap();
+        assert!(!s.proxy_protocol);
+        assert_eq!(s.forwarded_allow_ips.to_string(), "127.0.0.1,::1");
+        let cli = Cli::parse_from(["ferricorn", "--forwarded-allow-ips", "10.0.0.1/8"]);
+        let err = Settings::merge(&cli, FileConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("did you mean 10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
     fn every_shipped_config_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
         let mut seen = 0;
@@ -561,5 +590,140 @@ mod tests {
             }
         }
         assert!(seen > 0, "no configs in {}", dir.display());
+    }
+
+    // ---- property tests (issue 5 item 10): any text in, Settings or a located error out.
+
+    use proptest::prelude::*;
+
+    fn load_text(text: &str) -> Result<Settings, ConfigError> {
+        Settings::merge(&Cli::default(), error::parse(text, "p.toml")?)
+    }
+
+    /// A parse error must point inside the text: a line that exists, a column at most
+    /// one past that line's last character.
+    fn check_location(
+        text: &str,
+        result: Result<Settings, ConfigError>,
+    ) -> Result<(), TestCaseError> {
+        if let Err(ConfigError::Parse { line, column, .. }) = result {
+            let lines: Vec<&str> = text.split('\n').collect();
+            prop_assert!(
+                line >= 1 && line <= lines.len(),
+                "line {line} of {}",
+                lines.len()
+            );
+            let width = lines[line - 1].chars().count();
+            prop_assert!(
+                column >= 1 && column <= width + 1,
+                "column {column} of {width}"
+            );
+        }
+        Ok(())
+    }
+
+    /// Keys and sections of the real schema with values of every type, so most inputs
+    /// get past TOML syntax into the typed and validated layers.
+    fn near_valid() -> impl Strategy<Value = String> {
+        const SECTIONS: &[&str] = &[
+            "",
+            "[server]",
+            "[python]",
+            "[workers]",
+            "[[static]]",
+            "[static_cache]",
+            "[limits]",
+            "[proxy]",
+            "[log]",
+            "[reload]",
+            "[bogus]",
+        ];
+        const KEYS: &[&str] = &[
+            "app",
+            "bind",
+            "keep_alive",
+            "graceful_timeout",
+            "pid",
+            "proxy_protocol",
+            "count",
+            "threads",
+            "timeout",
+            "max_requests",
+            "backlog",
+            "queue_timeout",
+            "url",
+            "dir",
+            "cache_control",
+            "index",
+            "precompressed",
+            "max_bytes",
+            "revalidate_ms",
+            "max_body_size",
+            "request_line",
+            "request_fields",
+            "forwarded_allow_ips",
+            "level",
+            "enabled",
+            "extra_files",
+            "bogus",
+        ];
+        const VALUES: &[&str] = &[
+            "0",
+            "1",
+            "-1",
+            "18446744073709551615",
+            "18446744073709551616",
+            "1.5",
+            "true",
+            "\"\"",
+            "\"x:y\"",
+            "\"/\"",
+            "\"/tmp\"",
+            "\"*\"",
+            "\"10.0.0.1/8\"",
+            "\"::1\"",
+            "\"127.0.0.1:0\"",
+            "\"unix:\"",
+            "\"debug\"",
+            "\"\\u00e9\"",
+            "[]",
+            "[\"a\"]",
+            "[1, \"a\"]",
+            "{}",
+            "\"\\n\"",
+            "'''é\n'''",
+            "1979-05-27",
+            "\"é",
+        ];
+        let line = prop_oneof![
+            1 => proptest::sample::select(SECTIONS).prop_map(String::from),
+            4 => (proptest::sample::select(KEYS), proptest::sample::select(VALUES))
+                .prop_map(|(k, v)| format!("{k} = {v}")),
+        ];
+        proptest::collection::vec(line, 0..12).prop_map(|l| l.join("\n"))
+    }
+
+    fn any_text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..120).prop_map(|c| c.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_text_loads_or_fails_with_a_location(text in any_text()) {
+            let result = load_text(&text);
+            check_location(&text, result)?;
+        }
+
+        #[test]
+        fn near_valid_config_loads_or_fails_with_a_location(text in near_valid()) {
+            let result = load_text(&text);
+            check_location(&text, result)?;
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! WSGI environ), and passes connection facts (peer, scheme, server name/port,
 //! request id) as frame fields that no client header can spoof.
 
+pub mod forward_headers;
 pub mod spool;
 
 use crate::config::Limits;
@@ -13,6 +14,7 @@ use crate::dispatcher::{Dispatcher, WorkerConn};
 use crate::respond::{self, BoxError, Failure};
 use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
 use bytes::Bytes;
+use forward_headers::{Client, TrustedProxies};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,6 +36,7 @@ pub const TIMEOUT_REASON: &str = "timeout";
 pub struct Proxy {
     dispatcher: Arc<Dispatcher>,
     limits: Limits,
+    trusted_proxies: TrustedProxies,
 }
 
 /// Which worker answered and how long it took to send its head (for the access log).
@@ -44,8 +47,16 @@ pub struct Upstream {
 }
 
 impl Proxy {
-    pub fn new(dispatcher: Arc<Dispatcher>, limits: Limits) -> Self {
-        Proxy { dispatcher, limits }
+    pub fn new(
+        dispatcher: Arc<Dispatcher>,
+        limits: Limits,
+        trusted_proxies: TrustedProxies,
+    ) -> Self {
+        Proxy {
+            dispatcher,
+            limits,
+            trusted_proxies,
+        }
     }
 
     /// Requests waiting for a free worker.
@@ -80,6 +91,12 @@ impl Proxy {
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
+        // Before the body is read: a refused request costs no upload.
+        let client = forward_headers::resolve(&self.trusted_proxies, &parts.headers, conn)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "refused forwarding headers");
+                Failure::BadRequest
+            })?;
         if declared_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_size) {
             return Err(Failure::PayloadTooLarge);
         }
@@ -93,7 +110,13 @@ impl Proxy {
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let head = request_head(&parts, conn, had_body.then_some(body.len), request_id);
+        let head = request_head(
+            &parts,
+            conn,
+            &client,
+            had_body.then_some(body.len),
+            request_id,
+        );
 
         let lease = self.dispatcher.acquire().await?;
         let worker = lease.conn().clone();
@@ -141,6 +164,7 @@ impl Proxy {
 fn request_head(
     parts: &http::request::Parts,
     conn: &ConnInfo,
+    client: &Client,
     body_len: Option<u64>,
     request_id: &Bytes,
 ) -> RequestHead {
@@ -175,12 +199,12 @@ fn request_head(
             Version::HTTP_11 => 11,
             _ => 20,
         },
-        scheme: conn.scheme,
-        remote_addr: conn
-            .peer
-            .map(|p| Bytes::from(p.ip().to_string()))
+        scheme: client.scheme,
+        remote_addr: client
+            .addr
+            .map(|ip| Bytes::from(ip.to_string()))
             .unwrap_or_default(),
-        remote_port: conn.peer.map(|p| p.port()).unwrap_or(0),
+        remote_port: client.port,
         server_name,
         server_port,
         request_id: request_id.clone(),

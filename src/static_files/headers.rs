@@ -350,4 +350,106 @@ mod tests {
             Some(&lm)
         ));
     }
+
+    // ---- property tests (issue 5 item 10) -------------------------------------------
+    // The Range header itself is parsed by tower-http (http-range-header); what we own
+    // is the validator arithmetic around it: If-Range, If-None-Match lists,
+    // If-Modified-Since and Accept-Encoding q-values.
+
+    use proptest::prelude::*;
+
+    /// Header values as a client may send them: visible ASCII, tabs, obs-text (bytes
+    /// a header value cannot hold become `"`, which is interesting here anyway).
+    fn any_value() -> impl Strategy<Value = HeaderValue> {
+        proptest::collection::vec(any::<u8>(), 0..60).prop_map(|b| {
+            let ok = |c: u8| c == b'\t' || (c >= 0x20 && c != 0x7f);
+            let b: Vec<u8> = b
+                .into_iter()
+                .map(|c| if ok(c) { c } else { b'"' })
+                .collect();
+            HeaderValue::from_bytes(&b).unwrap()
+        })
+    }
+
+    /// Pieces of entity tags, dates and codings, in any order.
+    fn near_miss() -> impl Strategy<Value = HeaderValue> {
+        const PIECES: &[&str] = &[
+            "W/",
+            "\"",
+            "\"abc\"",
+            ",",
+            " ",
+            "*",
+            "q=",
+            "0.5",
+            "1.0001",
+            ";",
+            "gzip",
+            "br",
+            "identity",
+            "Tue, 14 Nov 2023 22:13:20 GMT",
+            "GMT",
+            "-",
+        ];
+        proptest::collection::vec(proptest::sample::select(PIECES), 0..12)
+            .prop_map(|p| HeaderValue::from_str(&p.concat()).unwrap())
+    }
+
+    fn value() -> impl Strategy<Value = HeaderValue> {
+        prop_oneof![any_value(), near_miss()]
+    }
+
+    fn any_time() -> impl Strategy<Value = SystemTime> {
+        (0u64..=253_402_300_799).prop_map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    fn secs(t: SystemTime) -> u64 {
+        t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn validators_never_panic(
+            if_range in value(),
+            inm in value(),
+            ims in value(),
+            ae in value(),
+            len in any::<u64>(),
+            t in any_time(),
+        ) {
+            let tag = etag(len, t);
+            let lm = last_modified(t);
+            let _ = if_range_matches(&if_range, tag.as_ref(), Some(&lm));
+            let _ = if_range_matches(&if_range, None, None);
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_MODIFIED_SINCE, ims);
+            let _ = not_modified(&h, tag.as_ref(), t);
+            h.insert(header::IF_NONE_MATCH, inm);
+            let _ = not_modified(&h, tag.as_ref(), t);
+            h.insert(header::ACCEPT_ENCODING, ae);
+            let _ = preferred_encodings(&h);
+        }
+
+        #[test]
+        fn if_range_accepts_exactly_the_current_validators(
+            len in any::<u64>(),
+            t in any_time(),
+            other in any_time(),
+        ) {
+            let tag = etag(len, t).unwrap();
+            let lm = last_modified(t);
+            prop_assert!(if_range_matches(&tag, Some(&tag), Some(&lm)));
+            prop_assert!(if_range_matches(&lm, Some(&tag), Some(&lm)));
+            let weak = HeaderValue::from_str(&format!("W/{}", tag.to_str().unwrap())).unwrap();
+            prop_assert!(!if_range_matches(&weak, Some(&tag), Some(&lm)));
+            let by_date = if_range_matches(&last_modified(other), Some(&tag), Some(&lm));
+            prop_assert_eq!(by_date, secs(other) == secs(t));
+        }
+    }
 }

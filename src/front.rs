@@ -152,7 +152,7 @@ impl Front {
     async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
         self.metrics.request_started();
-        let request_id = self.request_ids.make();
+        let request_id = self.request_id(&req, conn);
         let logged = self.access_log.as_ref().map(|_| LoggedHead::of(&req, conn));
         let (kind, mut resp) = self.route(req, conn, &request_id).await;
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
@@ -184,6 +184,20 @@ impl Front {
         resp
     }
 
+    /// A trusted proxy's `X-Request-Id` (so one id follows the request through the
+    /// whole chain), else a new one. An untrusted client cannot choose it.
+    fn request_id(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Bytes {
+        let incoming = req
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.as_bytes())
+            .filter(|v| is_plausible_request_id(v));
+        match (incoming, &self.proxy) {
+            (Some(id), Some(proxy)) if proxy.trusts(conn) => Bytes::copy_from_slice(id),
+            _ => self.request_ids.make(),
+        }
+    }
+
     async fn route(
         &self,
         req: Request<Incoming>,
@@ -212,6 +226,11 @@ impl Front {
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
         }
     }
+}
+
+/// Short, printable, no spaces: safe to log and to pass on.
+fn is_plausible_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
 }
 
 fn content_length(resp: &Response<Body>) -> Option<u64> {

@@ -316,6 +316,8 @@ fn access_log_combined_and_json_with_request_ids() {
             path.to_str().unwrap(),
             "--access-log-format",
             format,
+            "--forwarded-allow-ips",
+            "10.9.9.9",
         ]));
         let app = c
             .get(server.url("/pid?x=1"))
@@ -382,6 +384,9 @@ fn the_app_sees_the_request_id_the_client_gets() {
         conformance.to_str().unwrap(),
         "-w",
         "1",
+        // 127.0.0.1 is not a trusted proxy here.
+        "--forwarded-allow-ips",
+        "10.9.9.9",
         "echo_app:app",
     ]);
     let r = client()
@@ -447,4 +452,27 @@ fn error_log_file_json_and_reopen_on_usr1() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_trusted_proxy_chooses_the_request_id() {
+    let conformance = repo().join("../shared/conformance");
+    // 127.0.0.1 is trusted by default.
+    let server = Server::start([
+        "--chdir",
+        conformance.to_str().unwrap(),
+        "-w",
+        "1",
+        "echo_app:app",
+    ]);
+    let r = client()
+        .get(server.url("/x"))
+        .header("x-request-id", "lb-1234")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "lb-1234");
+    assert!(r
+        .text()
+        .unwrap()
+        .contains("\"HTTP_X_REQUEST_ID\": \"lb-1234\""));
 }

@@ -59,6 +59,11 @@ impl Proxy {
         }
     }
 
+    /// Whether this connection's peer may set forwarding facts (and the request id).
+    pub fn trusts(&self, conn: &ConnInfo) -> bool {
+        self.trusted_proxies.trusts(conn.peer.map(|p| p.ip()))
+    }
+
     /// Requests waiting for a free worker.
     pub fn queued(&self) -> usize {
         self.dispatcher.counts().1

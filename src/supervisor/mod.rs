@@ -157,6 +157,8 @@ impl Supervisor {
                 None => unreachable!("the supervisor holds a sender"),
             }
         }
+        // Ready is announced next: /readyz must already see the pool.
+        sup.publish_counts();
         Ok(sup)
     }
 

@@ -1,0 +1,267 @@
+//! deploy/ validated without a cluster, a Docker engine or systemd running: the
+//! Kubernetes manifests against the API schemas (`kubernetes-validate --strict`), the
+//! Dockerfile with hadolint, the systemd unit with `systemd-analyze verify`, and the
+//! config the ConfigMap ships with `ferricorn --check-config`.
+//!
+//! kubernetes-validate and hadolint come from target/deploy-venv, which
+//! tests/run-all.sh creates from tests/deploy-requirements.txt; a missing validator
+//! fails the test (it is never skipped).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
+
+/// The Kubernetes versions the manifests must be valid for: the oldest we support
+/// and the newest kubernetes-validate knows.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// A validator from target/deploy-venv, or a failure that says how to get it.
+fn validator(name: &str) -> PathBuf {
+    let path = repo().join("target/deploy-venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash tests/run-all.sh` (it installs tests/deploy-requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn kubernetes_manifests_validate_strictly() {
+    let files = manifests();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "configmap.yaml",
+        "deployment.yaml",
+        "hpa.yaml",
+        "pdb.yaml",
+        "service.yaml",
+    ] {
+        assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+    }
+    let bin = validator("kubernetes-validate");
+    for version in KUBERNETES_VERSIONS {
+        let out = run(Command::new(&bin)
+            .args(["--strict", "-k", version])
+            .args(&files));
+        assert_success(&format!("kubernetes-validate --strict -k {version}"), &out);
+        // One "passed" line per resource: nothing was silently ignored.
+        let passed = String::from_utf8_lossy(&out.stdout)
+            .matches(" passed ")
+            .count()
+            + String::from_utf8_lossy(&out.stderr)
+                .matches(" passed ")
+                .count();
+        assert_eq!(
+            passed,
+            files.len(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let out = run(Command::new(validator("hadolint")).args([
+        "--no-color",
+        "--failure-threshold",
+        "style",
+        "deploy/Dockerfile",
+    ]));
+    assert_success("hadolint deploy/Dockerfile", &out);
+}
+
+/// Docker cannot run here, so at least every file the Dockerfile copies from the
+/// build context must exist (with the default APP_DIR).
+#[test]
+fn dockerfile_copies_files_that_exist() {
+    let dockerfile = read("deploy/Dockerfile");
+    let app_dir = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ARG APP_DIR="))
+        .expect("ARG APP_DIR=... default")
+        .trim()
+        .to_string();
+    let mut copies = 0;
+    for line in dockerfile.lines() {
+        let Some(args) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        if args.contains("--from=") {
+            continue;
+        }
+        let words: Vec<&str> = args.split_whitespace().collect();
+        for src in &words[..words.len() - 1] {
+            let src = src.replace("${APP_DIR}", &app_dir);
+            assert!(
+                repo().join(&src).exists(),
+                "COPY source {src} does not exist"
+            );
+            copies += 1;
+        }
+    }
+    assert!(copies > 0, "no COPY from the build context?");
+    assert!(dockerfile.contains("ENTRYPOINT [\"ferricorn\"]"));
+    assert!(dockerfile.contains("USER 10001:10001"));
+}
+
+/// The `ferricorn.toml: |` block of the ConfigMap, un-indented.
+fn configmap_toml() -> String {
+    let yaml = read("deploy/kubernetes/configmap.yaml");
+    let mut lines = yaml.lines();
+    lines
+        .by_ref()
+        .find(|l| l.trim() == "ferricorn.toml: |")
+        .expect("configmap.yaml has no `ferricorn.toml: |` block");
+    let mut toml = String::new();
+    for line in lines {
+        if line.is_empty() {
+            toml.push('\n');
+        } else if let Some(rest) = line.strip_prefix("    ") {
+            toml.push_str(rest);
+            toml.push('\n');
+        } else {
+            break; // the next key at a lower indentation
+        }
+    }
+    toml
+}
+
+#[test]
+fn configmap_holds_conf_kubernetes_toml() {
+    let embedded = configmap_toml();
+    assert!(embedded.contains("[server]"), "{embedded}");
+    assert_eq!(
+        embedded.trim_end(),
+        read("conf/kubernetes.toml").trim_end(),
+        "deploy/kubernetes/configmap.yaml must embed conf/kubernetes.toml verbatim"
+    );
+}
+
+#[test]
+fn configmap_config_passes_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferricorn.toml");
+    std::fs::write(&path, configmap_toml()).unwrap();
+    // chdir = "/app" exists only in the image; the same demo app is in conf/demo.
+    let out = Command::new(BIN)
+        .args(["-c", path.to_str().unwrap(), "--check-config", "--chdir"])
+        .arg(repo().join("conf/demo"))
+        .env_remove("VIRTUAL_ENV")
+        .output()
+        .unwrap();
+    assert_success(
+        "ferricorn --check-config on the ConfigMap's ferricorn.toml",
+        &out,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("bind = [\"0.0.0.0:8000\"]"), "{stdout}");
+    assert!(stdout.contains("# config OK"), "{stdout}");
+}
+
+fn graceful_timeout(rel: &str) -> i64 {
+    let table: toml::Table = toml::from_str(&read(rel)).unwrap();
+    table["server"]["graceful_timeout"]
+        .as_integer()
+        .unwrap_or_else(|| panic!("{rel}: no [server] graceful_timeout"))
+}
+
+/// The first integer after `key` on its line in `text`.
+fn number_after(text: &str, key: &str) -> i64 {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no {key}"));
+    line[line.find(key).unwrap() + key.len()..]
+        .trim_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// Kubernetes sends SIGKILL terminationGracePeriodSeconds after it starts the preStop
+/// hook, systemd TimeoutStopSec after SIGTERM: both must leave room for the drain.
+#[test]
+fn stop_timeouts_exceed_the_graceful_timeout() {
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    let grace = number_after(&deployment, "terminationGracePeriodSeconds:");
+    let pre_stop = number_after(&deployment, "command: [\"sleep\",");
+    let k8s = graceful_timeout("conf/kubernetes.toml");
+    assert!(
+        grace > pre_stop + k8s,
+        "terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + graceful_timeout {k8s}"
+    );
+
+    let unit = read("deploy/systemd/ferricorn.service");
+    let stop = number_after(&unit, "TimeoutStopSec=");
+    let vm = graceful_timeout("conf/systemd.toml");
+    assert!(stop > vm, "TimeoutStopSec {stop} <= graceful_timeout {vm}");
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let unit = read("deploy/systemd/ferricorn.service");
+    let exec = "ExecStart=/usr/local/bin/ferricorn -c /etc/ferricorn/ferricorn.toml";
+    assert!(unit.lines().any(|l| l == exec), "no `{exec}` line");
+    // `verify` wants ExecStart's binary to exist: point it at the one just built.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ferricorn.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/ferricorn", BIN)).unwrap();
+    let out = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
+    assert_success("systemd-analyze verify ferricorn.service", &out);
+    // verify reports some problems (unknown directives, bad values) on stderr only.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify:\n{stderr}"
+    );
+}
+
+#[test]
+fn systemd_config_runtime_dir_is_the_units() {
+    let unit = read("deploy/systemd/ferricorn.service");
+    assert!(unit.lines().any(|l| l == "RuntimeDirectory=ferricorn"));
+    let table: toml::Table = toml::from_str(&read("conf/systemd.toml")).unwrap();
+    assert_eq!(
+        table["server"]["runtime_dir"].as_str(),
+        Some("/run/ferricorn")
+    );
+}

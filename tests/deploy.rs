@@ -1,24 +1,22 @@
 //! deploy/ validated without a cluster, a Docker engine or systemd running: the
 //! Kubernetes manifests against the API schemas (`kubernetes-validate --strict`), the
 //! Dockerfile with hadolint, the systemd unit with `systemd-analyze verify`, and the
-//! config the ConfigMap ships with `ferricorn --check-config`.
+//! config the ConfigMap ships with `ferricorn --check-config` and by serving with it.
 //!
 //! kubernetes-validate and hadolint come from target/deploy-venv, which
 //! tests/run-all.sh creates from tests/deploy-requirements.txt; a missing validator
 //! fails the test (it is never skipped).
 
+mod common;
+
+use common::{client, repo, Server, BIN};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
+use std::time::Duration;
 
 /// The Kubernetes versions the manifests must be valid for: the oldest we support
 /// and the newest kubernetes-validate knows.
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -196,6 +194,81 @@ fn configmap_config_passes_check_config() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("bind = [\"0.0.0.0:8000\"]"), "{stdout}");
     assert!(stdout.contains("# config OK"), "{stdout}");
+}
+
+/// What a pod does, on the host: the ConfigMap's config serves the demo app, the
+/// admin listener answers the probes and Prometheus, access lines are JSON on
+/// stdout, and SIGTERM drains and exits 0. Only the addresses are overridden (and
+/// chdir, as /app exists only in the image).
+#[test]
+fn configmap_config_serves_the_demo_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferricorn.toml");
+    std::fs::write(&path, configmap_toml()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = format!("127.0.0.1:{port}");
+    let demo = repo().join("conf/demo");
+    let mut server = Server::launch([
+        "-c",
+        path.to_str().unwrap(),
+        "--chdir",
+        demo.to_str().unwrap(),
+        "--admin-bind",
+        &admin,
+        "-w",
+        "1",
+    ])
+    .start();
+    let c = client();
+    let get = |url: String| c.get(url).send().unwrap();
+    assert_eq!(get(format!("http://{admin}/healthz")).status(), 200);
+    assert_eq!(get(format!("http://{admin}/readyz")).status(), 200);
+    let hello = get(server.url("/hello?from=deploy"));
+    assert_eq!(hello.status(), 200);
+    assert_eq!(hello.text().unwrap(), "Hello, World!");
+
+    let line = server.wait_for_log("/hello", Duration::from_secs(10));
+    let entry: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| server.fail(&format!("access line is not JSON ({e}): {line}")));
+    assert_eq!(entry["path"], "/hello", "{line}");
+    assert_eq!(entry["status"], 200, "{line}");
+
+    let metrics = get(format!("http://{admin}/metrics")).text().unwrap();
+    assert!(
+        metrics.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"),
+        "{metrics}"
+    );
+
+    server.signal(15);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// The ports the Deployment declares, probes and scrapes are the ones the config binds.
+#[test]
+fn deployment_ports_match_the_config() {
+    let table: toml::Table = toml::from_str(&read("conf/kubernetes.toml")).unwrap();
+    let port = |bind: &str| bind.rsplit(':').next().unwrap().to_string();
+    let http = port(table["server"]["bind"][0].as_str().unwrap());
+    let admin = port(table["admin"]["bind"].as_str().unwrap());
+    let deployment = read("deploy/kubernetes/deployment.yaml");
+    for want in [
+        format!("containerPort: {http}"),
+        format!("containerPort: {admin}"),
+        format!("prometheus.io/port: \"{admin}\""),
+        "path: /readyz".into(),
+        "path: /healthz".into(),
+    ] {
+        assert!(
+            deployment.contains(&want),
+            "deployment.yaml has no `{want}`"
+        );
+    }
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(dockerfile.contains(&format!("EXPOSE {http} {admin}")));
 }
 
 fn graceful_timeout(rel: &str) -> i64 {

@@ -113,12 +113,16 @@ fn dockerfile_passes_hadolint() {
 #[test]
 fn dockerfile_copies_files_that_exist() {
     let dockerfile = read("deploy/Dockerfile");
-    let app_dir = dockerfile
+    // The build args' defaults (`ARG NAME=value`), for `${NAME}` in COPY sources.
+    let defaults: Vec<(String, String)> = dockerfile
         .lines()
-        .find_map(|l| l.strip_prefix("ARG APP_DIR="))
-        .expect("ARG APP_DIR=... default")
-        .trim()
-        .to_string();
+        .filter_map(|l| l.strip_prefix("ARG ")?.split_once('='))
+        .map(|(k, v)| (format!("${{{}}}", k.trim()), v.trim().to_string()))
+        .collect();
+    assert!(
+        defaults.iter().any(|(k, _)| k == "${APP_DIR}"),
+        "{defaults:?}"
+    );
     let mut copies = 0;
     for line in dockerfile.lines() {
         let Some(args) = line.strip_prefix("COPY ") else {
@@ -129,7 +133,10 @@ fn dockerfile_copies_files_that_exist() {
         }
         let words: Vec<&str> = args.split_whitespace().collect();
         for src in &words[..words.len() - 1] {
-            let src = src.replace("${APP_DIR}", &app_dir);
+            let src = defaults
+                .iter()
+                .fold(src.to_string(), |s, (k, v)| s.replace(k, v));
+            assert!(!src.contains('$'), "COPY source {src}: unknown build arg");
             assert!(
                 repo().join(&src).exists(),
                 "COPY source {src} does not exist"

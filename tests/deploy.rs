@@ -205,13 +205,21 @@ fn configmap_config_passes_check_config() {
 
 /// What a pod does, on the host: the ConfigMap's config serves the demo app, the
 /// admin listener answers the probes and Prometheus, access lines are JSON on
-/// stdout, and SIGTERM drains and exits 0. Only the addresses are overridden (and
-/// chdir, as /app exists only in the image).
+/// stdout, and SIGTERM drains and exits 0. Only the addresses, the runtime dir and
+/// chdir (/app exists only in the image) are changed.
 #[test]
 fn configmap_config_serves_the_demo_app() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ferricorn.toml");
-    std::fs::write(&path, configmap_toml()).unwrap();
+    // The pod's /tmp is its own emptyDir; on the host, keep the sockets in ours.
+    let runtime = "runtime_dir = \"/tmp/ferricorn\"";
+    let toml = configmap_toml();
+    assert!(toml.contains(runtime), "{toml}");
+    let here = format!(
+        "runtime_dir = {:?}",
+        dir.path().join("run").display().to_string()
+    );
+    std::fs::write(&path, toml.replace(runtime, &here)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -307,7 +307,12 @@ impl Settings {
                 .unwrap_or_else(|| "127.0.0.1,::1".into()),
             log_level,
             log_format,
-            error_logfile: cli.error_logfile.clone().or(f.log.error_logfile),
+            // gunicorn users write `--error-logfile -` for stderr, our default.
+            error_logfile: cli
+                .error_logfile
+                .clone()
+                .or(f.log.error_logfile)
+                .filter(|p| p.as_os_str() != "-"),
             access_logfile: cli.access_logfile.clone().or(f.log.access_logfile),
             access_log_format,
             admin_bind,
@@ -341,6 +346,9 @@ impl Settings {
         out += &format!("graceful_timeout = {}\n", self.graceful_timeout.as_secs());
         if let Some(p) = &self.pid {
             out += &format!("pid = {}\n", path(p));
+        }
+        if let Some(p) = &self.runtime_dir {
+            out += &format!("runtime_dir = {}\n", path(p));
         }
         out += "\n[python]\n";
         if let Some(p) = &self.python.chdir {
@@ -397,8 +405,27 @@ impl Settings {
             l.max_body_size, l.body_buffer_size, l.request_line, l.request_fields, l.request_field_size
         );
         out += &format!(
+            "head_timeout = {}\nbody_timeout = {}\nwrite_timeout = {}\nmax_connections = {}\nhttp2_max_streams = {}\n",
+            l.head_timeout.as_secs(),
+            l.body_timeout.as_secs(),
+            l.write_timeout.as_secs(),
+            l.max_connections,
+            l.http2_max_streams
+        );
+        out += &format!(
             "\n[proxy]\nforwarded_allow_ips = {}\n",
             q(&self.forwarded_allow_ips)
+        );
+        if let Some((cert, key)) = &self.tls {
+            out += &format!(
+                "\n[tls]\ncertfile = {}\nkeyfile = {}\n",
+                path(cert),
+                path(key)
+            );
+        }
+        out += &format!(
+            "\n[compression]\nenabled = {}\nmin_size = {}\n",
+            self.compression.enabled, self.compression.min_size
         );
         out += &format!("\n[log]\nlevel = {}\n", q(&self.log_level));
         out += &format!(
@@ -414,10 +441,20 @@ impl Settings {
         if let Some(a) = &self.access_logfile {
             out += &format!("access_logfile = {}\n", q(a));
         }
+        out += &format!(
+            "access_log_format = {}\n",
+            q(match &self.access_log_format {
+                crate::observe::access_log::Format::Combined => "combined",
+                crate::observe::access_log::Format::Json => "json",
+                crate::observe::access_log::Format::Template(t) => t,
+            })
+        );
         if let Some(a) = &self.admin_bind {
             out += &format!("\n[admin]\nbind = {}\n", q(&a.to_string()));
         }
         out += &format!("\n[reload]\nenabled = {}\n", self.reload);
+        let extra: Vec<String> = self.reload_extra_files.iter().map(|p| path(p)).collect();
+        out += &format!("extra_files = [{}]\n", extra.join(", "));
         out
     }
 }
@@ -547,6 +584,35 @@ mod tests {
         let s = Settings::merge(&cli, f).unwrap();
         assert_eq!(s.workers.count, 5);
         assert_eq!(s.workers.threads, 2);
+    }
+
+    #[test]
+    fn check_config_output_is_a_valid_config_with_every_section() {
+        let f: FileConfig = toml::from_str(
+            "app = \"a:b\"\n[tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n[admin]\nbind = \"127.0.0.1:9000\"\n[[static]]\nurl = \"/s/\"\ndir = \".\"\n",
+        )
+        .unwrap();
+        let s = Settings::merge(&Cli::parse_from(["ferricorn"]), f).unwrap();
+        let text = s.describe();
+        // What --check-config prints is itself a config `-c` accepts.
+        let back: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        Settings::merge(&Cli::parse_from(["ferricorn"]), back).unwrap();
+        for section in [
+            "[server]",
+            "[python]",
+            "[workers]",
+            "[[static]]",
+            "[static_cache]",
+            "[limits]",
+            "[proxy]",
+            "[tls]",
+            "[compression]",
+            "[log]",
+            "[admin]",
+            "[reload]",
+        ] {
+            assert!(text.contains(section), "{section} missing from\n{text}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of ferricorn on a fresh machine, installing what the tests need:
-# curl and openssl (Debian packages, if missing), and a Python virtualenv under
-# target/test-venv with pinned Flask and Django. `.ci/run` calls exactly this.
+# curl and openssl (Debian packages, if missing), Debian's chromium and
+# chromium-driver for tests/browser.rs (if /usr/bin/chromium is missing), and a
+# Python virtualenv under target/test-venv with pinned Flask and Django.
+# `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,10 @@ need_apt=()
 for tool in curl openssl; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
+# tests/browser.rs drives a real headless Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  need_apt+=(chromium chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -320,6 +320,9 @@ fn a_gunicorn_command_line_runs_unchanged() {
     let r = get(&server, "/");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "hello gunicorn user");
+    // --limit-request-line 8190: a line the default (4094) would refuse with 414.
+    let long = format!("/?q={}", "a".repeat(5000));
+    assert_eq!(get(&server, &long).status(), 200);
     // --access-logfile - : the access log on stdout.
     server.wait_for_log("\"GET / HTTP/1.1\" 200", DEADLINE);
     let pid = std::fs::read_to_string(&pidfile).unwrap();

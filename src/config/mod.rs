@@ -292,9 +292,18 @@ impl Settings {
                     .or(f.limits.max_body_size)
                     .unwrap_or(100 * 1024 * 1024),
                 body_buffer_size: f.limits.body_buffer_size.unwrap_or(1024 * 1024),
-                request_line: f.limits.request_line.unwrap_or(4094),
-                request_fields: f.limits.request_fields.unwrap_or(100),
-                request_field_size: f.limits.request_field_size.unwrap_or(8190),
+                request_line: cli
+                    .limit_request_line
+                    .or(f.limits.request_line)
+                    .unwrap_or(4094),
+                request_fields: cli
+                    .limit_request_fields
+                    .or(f.limits.request_fields)
+                    .unwrap_or(100),
+                request_field_size: cli
+                    .limit_request_field_size
+                    .or(f.limits.request_field_size)
+                    .unwrap_or(8190),
                 head_timeout: Duration::from_secs(f.limits.head_timeout.unwrap_or(10)),
                 body_timeout: Duration::from_secs(f.limits.body_timeout.unwrap_or(30)),
                 write_timeout: Duration::from_secs(f.limits.write_timeout.unwrap_or(30)),
@@ -575,6 +584,23 @@ mod tests {
         );
         assert!(parse_bind("nonsense").is_err());
         assert!(parse_bind("1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn gunicorn_limit_flags_set_the_limits() {
+        let cli = Cli::parse_from([
+            "ferricorn",
+            "--limit-request-line",
+            "8190",
+            "--limit-request-fields",
+            "50",
+            "--limit-request-field_size",
+            "4096",
+        ]);
+        let s = Settings::merge(&cli, FileConfig::default()).unwrap();
+        assert_eq!(s.limits.request_line, 8190);
+        assert_eq!(s.limits.request_fields, 50);
+        assert_eq!(s.limits.request_field_size, 4096);
     }
 
     #[test]

@@ -220,6 +220,9 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     if let Some(p) = &pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
+    // Ready for /readyz before the "Ready" line: whoever reads the line (tests, people)
+    // may ask /readyz at once.
+    let _ = phase_tx.send(Phase::Ready);
     tracing::info!(
         workers = if settings.app.is_some() {
             settings.workers.count
@@ -232,7 +235,6 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("{}", banner(&settings, &urls));
     }
-    let _ = phase_tx.send(Phase::Ready);
 
     let quick = loop {
         match cmd_rx.recv().await {

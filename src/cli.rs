@@ -127,6 +127,19 @@ pub struct Cli {
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: bool,
 
+    /// Longest request line in bytes; longer gets 414. [default: 4094]
+    #[arg(long = "limit-request-line")]
+    pub limit_request_line: Option<usize>,
+
+    /// Most header fields in a request; more gets 431. [default: 100]
+    #[arg(long = "limit-request-fields")]
+    pub limit_request_fields: Option<usize>,
+
+    /// Longest header field in bytes; longer gets 431. [default: 8190]
+    // gunicorn spells it with an underscore; the dashed form is accepted too.
+    #[arg(long = "limit-request-field_size", alias = "limit-request-field-size")]
+    pub limit_request_field_size: Option<usize>,
+
     /// Write the master's pid to this file.
     #[arg(short = 'p', long = "pid")]
     pub pid: Option<PathBuf>,

@@ -115,6 +115,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         None => None,
     };
     let listeners = bind_all(&settings, tls.is_some())?;
+    let urls: Vec<String> = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
@@ -224,6 +225,9 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     if let Some(p) = &pidfile {
         std::fs::write(p, format!("{}\n", std::process::id()))?;
     }
+    // Ready for /readyz before the "Ready" line: whoever reads the line (tests, people)
+    // may ask /readyz at once.
+    let _ = phase_tx.send(Phase::Ready);
     tracing::info!(
         workers = if settings.app.is_some() {
             settings.workers.count
@@ -233,7 +237,9 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         static_mounts = settings.statics.len(),
         "Ready"
     );
-    let _ = phase_tx.send(Phase::Ready);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("{}", banner(&settings, &urls));
+    }
 
     let quick = loop {
         match cmd_rx.recv().await {
@@ -356,14 +362,54 @@ fn bind_all(settings: &Settings, tls: bool) -> Result<Vec<Listener>, MasterError
             addr: addr.to_string(),
             source,
         })?;
-        let described = match (&l, tls) {
-            (Listener::Tcp(_), true) => l.describe().replacen("http://", "https://", 1),
-            _ => l.describe(),
-        };
+        let described = url_of(&l, tls);
         tracing::info!("Listening at: {described} ({})", std::process::id());
         listeners.push(l);
     }
     Ok(listeners)
+}
+
+/// What a listener is reachable at: `http://ADDR`, `https://ADDR` or `unix:/path`.
+fn url_of(l: &Listener, tls: bool) -> String {
+    match (l, tls) {
+        (Listener::Tcp(_), true) => l.describe().replacen("http://", "https://", 1),
+        _ => l.describe(),
+    }
+}
+
+/// The few lines a person at a terminal wants once the server is up: where to point
+/// the browser, what runs, and whether this is dev mode. Logs (and log shippers)
+/// never see it: it is printed only when stderr is a terminal, after "Ready".
+fn banner(settings: &Settings, urls: &[String]) -> String {
+    let mut out = format!("\n  ferricorn {} is ready\n", env!("CARGO_PKG_VERSION"));
+    for url in urls {
+        // A browser wants the trailing slash; a Unix socket path must not get one.
+        let slash = if url.starts_with("http") { "/" } else { "" };
+        out += &format!("  Listening:  {url}{slash}\n");
+    }
+    match &settings.app {
+        Some(app) => {
+            let w = &settings.workers;
+            out += &format!(
+                "  App:        {app}  ({} worker{} x {} thread{})\n",
+                w.count,
+                if w.count == 1 { "" } else { "s" },
+                w.threads,
+                if w.threads == 1 { "" } else { "s" },
+            );
+        }
+        None => out += "  App:        none (static files only)\n",
+    }
+    for s in &settings.statics {
+        out += &format!("  Static:     {} -> {}\n", s.url, s.dir.display());
+    }
+    out += if settings.reload {
+        "  Dev mode:   on (--reload: code changes restart workers; tracebacks in error pages; static files no-cache)\n"
+    } else {
+        "  Dev mode:   off\n"
+    };
+    out += "  Press Ctrl-C to stop.\n\n";
+    out
 }
 
 /// A fresh directory of mode 0700 for the worker sockets, removed on exit.
@@ -392,4 +438,48 @@ async fn check_config(settings: &Settings) -> Result<(), MasterError> {
     print!("{}", settings.describe());
     println!("# config OK");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banner_names_urls_app_workers_statics_and_dev_mode() {
+        let cli = Cli::parse_from([
+            "ferricorn",
+            "-w",
+            "3",
+            "--threads",
+            "2",
+            "--reload",
+            "--static",
+            &format!("/static/={}", env!("CARGO_MANIFEST_DIR")),
+            "mysite.wsgi:application",
+        ]);
+        let settings = Settings::load(&cli).unwrap();
+        let text = banner(
+            &settings,
+            &["http://127.0.0.1:8000".into(), "unix:/run/f.sock".into()],
+        );
+        assert!(
+            text.contains("Listening:  http://127.0.0.1:8000/\n"),
+            "{text}"
+        );
+        assert!(text.contains("Listening:  unix:/run/f.sock\n"), "{text}");
+        assert!(
+            text.contains("App:        mysite.wsgi:application  (3 workers x 2 threads)"),
+            "{text}"
+        );
+        assert!(text.contains("Static:     /static/ -> "), "{text}");
+        assert!(text.contains("Dev mode:   on"), "{text}");
+
+        let settings = Settings::load(&Cli::parse_from(["ferricorn", "-w", "1"])).unwrap();
+        let text = banner(&settings, &[]);
+        assert!(
+            text.contains("App:        none (static files only)"),
+            "{text}"
+        );
+        assert!(text.contains("Dev mode:   off"), "{text}");
+    }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of ferricorn on a fresh machine, installing what the tests need:
-# curl, openssl and systemd-analyze (Debian packages, if missing), a Python virtualenv
-# under target/test-venv with pinned Flask and Django, and one under target/deploy-venv
-# with the pinned validators of deploy/. `.ci/run` calls exactly this.
+# curl, openssl and systemd-analyze, Debian's chromium and chromium-driver for
+# tests/browser.rs (Debian packages, each only if missing), a Python virtualenv under
+# target/test-venv with pinned Flask and Django, and one under target/deploy-venv with
+# the pinned validators of deploy/. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ for tool in curl openssl; do
 done
 # tests/deploy.rs checks deploy/systemd/ferricorn.service with `systemd-analyze verify`.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# tests/browser.rs drives a real headless Chromium through chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  need_apt+=(chromium chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

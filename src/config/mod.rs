@@ -304,9 +304,18 @@ impl Settings {
                     .or(f.limits.max_body_size)
                     .unwrap_or(100 * 1024 * 1024),
                 body_buffer_size: f.limits.body_buffer_size.unwrap_or(1024 * 1024),
-                request_line: f.limits.request_line.unwrap_or(4094),
-                request_fields: f.limits.request_fields.unwrap_or(100),
-                request_field_size: f.limits.request_field_size.unwrap_or(8190),
+                request_line: cli
+                    .limit_request_line
+                    .or(f.limits.request_line)
+                    .unwrap_or(4094),
+                request_fields: cli
+                    .limit_request_fields
+                    .or(f.limits.request_fields)
+                    .unwrap_or(100),
+                request_field_size: cli
+                    .limit_request_field_size
+                    .or(f.limits.request_field_size)
+                    .unwrap_or(8190),
                 head_timeout: Duration::from_secs(f.limits.head_timeout.unwrap_or(10)),
                 body_timeout: Duration::from_secs(f.limits.body_timeout.unwrap_or(30)),
                 write_timeout: Duration::from_secs(f.limits.write_timeout.unwrap_or(30)),
@@ -317,7 +326,12 @@ impl Settings {
             proxy_protocol: cli.proxy_protocol || f.server.proxy_protocol.unwrap_or(false),
             log_level,
             log_format,
-            error_logfile: cli.error_logfile.clone().or(f.log.error_logfile),
+            // gunicorn users write `--error-logfile -` for stderr, our default.
+            error_logfile: cli
+                .error_logfile
+                .clone()
+                .or(f.log.error_logfile)
+                .filter(|p| p.as_os_str() != "-"),
             access_logfile: cli.access_logfile.clone().or(f.log.access_logfile),
             access_log_format,
             admin_bind,
@@ -352,6 +366,9 @@ impl Settings {
         out += &format!("proxy_protocol = {}\n", self.proxy_protocol);
         if let Some(p) = &self.pid {
             out += &format!("pid = {}\n", path(p));
+        }
+        if let Some(p) = &self.runtime_dir {
+            out += &format!("runtime_dir = {}\n", path(p));
         }
         out += "\n[python]\n";
         if let Some(p) = &self.python.chdir {
@@ -408,8 +425,27 @@ impl Settings {
             l.max_body_size, l.body_buffer_size, l.request_line, l.request_fields, l.request_field_size
         );
         out += &format!(
+            "head_timeout = {}\nbody_timeout = {}\nwrite_timeout = {}\nmax_connections = {}\nhttp2_max_streams = {}\n",
+            l.head_timeout.as_secs(),
+            l.body_timeout.as_secs(),
+            l.write_timeout.as_secs(),
+            l.max_connections,
+            l.http2_max_streams
+        );
+        out += &format!(
             "\n[proxy]\nforwarded_allow_ips = {}\n",
             q(&self.forwarded_allow_ips.to_string())
+        );
+        if let Some((cert, key)) = &self.tls {
+            out += &format!(
+                "\n[tls]\ncertfile = {}\nkeyfile = {}\n",
+                path(cert),
+                path(key)
+            );
+        }
+        out += &format!(
+            "\n[compression]\nenabled = {}\nmin_size = {}\n",
+            self.compression.enabled, self.compression.min_size
         );
         out += &format!("\n[log]\nlevel = {}\n", q(&self.log_level));
         out += &format!(
@@ -425,10 +461,20 @@ impl Settings {
         if let Some(a) = &self.access_logfile {
             out += &format!("access_logfile = {}\n", q(a));
         }
+        out += &format!(
+            "access_log_format = {}\n",
+            q(match &self.access_log_format {
+                crate::observe::access_log::Format::Combined => "combined",
+                crate::observe::access_log::Format::Json => "json",
+                crate::observe::access_log::Format::Template(t) => t,
+            })
+        );
         if let Some(a) = &self.admin_bind {
             out += &format!("\n[admin]\nbind = {}\n", q(&a.to_string()));
         }
         out += &format!("\n[reload]\nenabled = {}\n", self.reload);
+        let extra: Vec<String> = self.reload_extra_files.iter().map(|p| path(p)).collect();
+        out += &format!("extra_files = [{}]\n", extra.join(", "));
         out
     }
 }
@@ -552,6 +598,23 @@ mod tests {
     }
 
     #[test]
+    fn gunicorn_limit_flags_set_the_limits() {
+        let cli = Cli::parse_from([
+            "ferricorn",
+            "--limit-request-line",
+            "8190",
+            "--limit-request-fields",
+            "50",
+            "--limit-request-field_size",
+            "4096",
+        ]);
+        let s = Settings::merge(&cli, FileConfig::default()).unwrap();
+        assert_eq!(s.limits.request_line, 8190);
+        assert_eq!(s.limits.request_fields, 50);
+        assert_eq!(s.limits.request_field_size, 4096);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let f: FileConfig = toml::from_str("[workers]\ncount = 3\nthreads = 2\n").unwrap();
         let cli = Cli::parse_from(["ferricorn", "-w", "5"]);
@@ -576,6 +639,35 @@ mod tests {
         let cli = Cli::parse_from(["ferricorn", "--forwarded-allow-ips", "10.0.0.1/8"]);
         let err = Settings::merge(&cli, FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("did you mean 10.0.0.0/8"), "{err}");
+    }
+
+    #[test]
+    fn check_config_output_is_a_valid_config_with_every_section() {
+        let f: FileConfig = toml::from_str(
+            "app = \"a:b\"\n[tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n[admin]\nbind = \"127.0.0.1:9000\"\n[[static]]\nurl = \"/s/\"\ndir = \".\"\n",
+        )
+        .unwrap();
+        let s = Settings::merge(&Cli::parse_from(["ferricorn"]), f).unwrap();
+        let text = s.describe();
+        // What --check-config prints is itself a config `-c` accepts.
+        let back: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        Settings::merge(&Cli::parse_from(["ferricorn"]), back).unwrap();
+        for section in [
+            "[server]",
+            "[python]",
+            "[workers]",
+            "[[static]]",
+            "[static_cache]",
+            "[limits]",
+            "[proxy]",
+            "[tls]",
+            "[compression]",
+            "[log]",
+            "[admin]",
+            "[reload]",
+        ] {
+            assert!(text.contains(section), "{section} missing from\n{text}");
+        }
     }
 
     #[test]

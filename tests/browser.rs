@@ -16,22 +16,6 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn manage(venv: &Path, env: &[(&str, &Path)], args: &[&str]) {
-    let mut cmd = Command::new(venv.join("bin/python"));
-    cmd.arg(apps_dir().join("djsite/manage.py")).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.env("DJANGO_SUPERUSER_PASSWORD", "s3cret-pass");
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "manage.py {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// chromedriver on a free port; killed (with the browser it started) on drop.
 struct Driver {
     child: Child,
@@ -88,42 +72,9 @@ fn django_admin_in_headless_chromium() {
             "{tool} is missing: run `bash tests/run-all.sh` (it installs chromium and chromium-driver)"
         );
     }
-    let venv = venv();
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db.sqlite3");
-    let static_root = tmp.path().join("staticfiles");
-    let env = [
-        ("DJSITE_DB", db.as_path()),
-        ("DJSITE_STATIC_ROOT", static_root.as_path()),
-    ];
-    manage(&venv, &env, &["migrate", "--noinput"]);
-    manage(&venv, &env, &["collectstatic", "--noinput"]);
-    manage(
-        &venv,
-        &env,
-        &[
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "admin",
-            "--email",
-            "a@example.com",
-        ],
-    );
-    let server = Server::launch([
-        "--chdir",
-        apps_dir().join("djsite").to_str().unwrap(),
-        "--venv",
-        venv.to_str().unwrap(),
-        "-w",
-        "2",
-        "--static",
-        &format!("/static/={}", static_root.display()),
-        "djsite.wsgi:application",
-    ])
-    .env("DJSITE_DB", &db)
-    .env("DJSITE_STATIC_ROOT", &static_root)
-    .start();
+    let site = DjangoSite::prepare();
+    let server = site.serve();
+    let tmp = &site.tmp;
 
     let driver = Driver::start();
     let profile = tmp.path().join("chromium-profile");
@@ -199,7 +150,7 @@ async fn drive(browser: &fantoccini::Client, server: &Server) -> Result<(), Stri
         .find(Locator::Id("id_password"))
         .await
         .map_err(err)?
-        .send_keys("s3cret-pass")
+        .send_keys(DJANGO_ADMIN_PASSWORD)
         .await
         .map_err(err)?;
     browser

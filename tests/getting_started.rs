@@ -110,60 +110,6 @@ fn header<'a>(r: &'a reqwest::blocking::Response, name: &str) -> Option<&'a str>
     r.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn cookie(resp: &reqwest::blocking::Response, name: &str) -> String {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", resp.headers()))
-        .to_string()
-}
-
-/// Logs in to the admin with the superuser the README created.
-fn admin_login(server: &Server) {
-    let c = client();
-    let login = c
-        .get(server.url("/admin/login/?next=/admin/"))
-        .send()
-        .unwrap();
-    assert_eq!(login.status(), 200);
-    let csrf = cookie(&login, "csrftoken");
-    let page = login.text().unwrap();
-    let token = page
-        .split("name=\"csrfmiddlewaretoken\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("csrf token in the login form")
-        .to_string();
-    let posted = c
-        .post(server.url("/admin/login/?next=/admin/"))
-        .header("cookie", &csrf)
-        .form(&[
-            ("csrfmiddlewaretoken", token.as_str()),
-            ("username", "admin"),
-            ("password", "change-me"),
-            ("next", "/admin/"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(
-        posted.status(),
-        302,
-        "{}",
-        posted.text().unwrap_or_default()
-    );
-    let session = cookie(&posted, "sessionid");
-    let admin = c
-        .get(server.url("/admin/"))
-        .header("cookie", format!("{csrf}; {session}"))
-        .send()
-        .unwrap();
-    assert_eq!(admin.status(), 200);
-    assert!(admin.text().unwrap().contains("Site administration"));
-}
-
 /// GETs `path` until `ok` holds for the response, or fails at the deadline.
 fn poll(server: &Server, path: &str, ok: impl Fn(u16, &str) -> bool) -> String {
     let deadline = Instant::now() + DEADLINE;
@@ -197,7 +143,7 @@ fn readme_django_getting_started() {
             .starts_with("text/css"));
         assert!(header(&css, "etag").is_some(), "not served by the front");
         assert_eq!(header(&css, "cache-control"), None);
-        admin_login(&server);
+        django_admin_login(&server, "admin", "change-me");
         assert!(
             !server.log().contains("Press Ctrl-C"),
             "banner printed without a terminal"

@@ -301,3 +301,128 @@ pub fn client() -> reqwest::blocking::Client {
         .build()
         .unwrap()
 }
+
+/// The value `name=...` of a Set-Cookie in `resp` (without attributes).
+pub fn cookie(resp: &reqwest::blocking::Response, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", resp.headers()))
+        .to_string()
+}
+
+/// Logs in to a Django admin with the CSRF dance a browser does; returns the cookie
+/// header of the logged-in session after checking it sees "Site administration".
+pub fn django_admin_login(server: &Server, user: &str, password: &str) -> String {
+    let c = client();
+    let login = c
+        .get(server.url("/admin/login/?next=/admin/"))
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let csrf = cookie(&login, "csrftoken");
+    let page = login.text().unwrap();
+    let token = page
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the login form")
+        .to_string();
+    let posted = c
+        .post(server.url("/admin/login/?next=/admin/"))
+        .header("cookie", &csrf)
+        .form(&[
+            ("csrfmiddlewaretoken", token.as_str()),
+            ("username", user),
+            ("password", password),
+            ("next", "/admin/"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(
+        posted.status(),
+        302,
+        "{}",
+        posted.text().unwrap_or_default()
+    );
+    assert_eq!(posted.headers()["location"], "/admin/");
+    let cookies = format!("{csrf}; {}", cookie(&posted, "sessionid"));
+    let admin = c
+        .get(server.url("/admin/"))
+        .header("cookie", &cookies)
+        .send()
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    assert!(admin.text().unwrap().contains("Site administration"));
+    cookies
+}
+
+/// tests/apps/djsite prepared in a temp dir (database migrated, static files
+/// collected, superuser `admin` / `DJANGO_ADMIN_PASSWORD`), ready to serve.
+pub struct DjangoSite {
+    pub tmp: tempfile::TempDir,
+    pub db: PathBuf,
+    pub static_root: PathBuf,
+}
+
+pub const DJANGO_ADMIN_PASSWORD: &str = "s3cret-pass";
+
+impl DjangoSite {
+    pub fn prepare() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = DjangoSite {
+            db: tmp.path().join("db.sqlite3"),
+            static_root: tmp.path().join("staticfiles"),
+            tmp,
+        };
+        site.manage(&["migrate", "--noinput"]);
+        site.manage(&["collectstatic", "--noinput"]);
+        site.manage(&[
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "admin",
+            "--email",
+            "a@example.com",
+        ]);
+        site
+    }
+
+    fn manage(&self, args: &[&str]) {
+        let out = Command::new(venv().join("bin/python"))
+            .arg(apps_dir().join("djsite/manage.py"))
+            .args(args)
+            .env("DJSITE_DB", &self.db)
+            .env("DJSITE_STATIC_ROOT", &self.static_root)
+            .env("DJANGO_SUPERUSER_PASSWORD", DJANGO_ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "manage.py {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// ferricorn serving the site with 2 workers and its static files on /static/.
+    pub fn serve(&self) -> Server {
+        Server::launch([
+            "--chdir",
+            apps_dir().join("djsite").to_str().unwrap(),
+            "--venv",
+            venv().to_str().unwrap(),
+            "-w",
+            "2",
+            "--static",
+            &format!("/static/={}", self.static_root.display()),
+            "djsite.wsgi:application",
+        ])
+        .env("DJSITE_DB", &self.db)
+        .env("DJSITE_STATIC_ROOT", &self.static_root)
+        .start()
+    }
+}

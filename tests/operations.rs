@@ -476,3 +476,22 @@ fn a_trusted_proxy_chooses_the_request_id() {
         .unwrap()
         .contains("\"HTTP_X_REQUEST_ID\": \"lb-1234\""));
 }
+
+#[test]
+fn the_readme_demo_serves_its_app_and_static_fixtures() {
+    // README: `cargo run --release -- -c conf/demo.toml` (paths relative to the repo).
+    let server = Server::launch(["-c", "conf/demo.toml"])
+        .current_dir(repo())
+        .start();
+    let c = client();
+    let page = c.get(server.url("/")).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("ferricorn demo"));
+    let css = c.get(server.url("/static/css/site.css")).send().unwrap();
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["cache-control"], "public, max-age=3600");
+    assert_eq!(
+        c.get(server.url("/hello")).send().unwrap().text().unwrap(),
+        "Hello, World!"
+    );
+}

@@ -703,3 +703,32 @@ fn gunicorn_corpus_forwarded_and_proxy_protocol_cases() {
     assert!(failed.is_empty(), "{failed:?}: {summary}");
     assert_eq!(summary, "7 passed, 0 failed");
 }
+
+#[test]
+fn expect_100_continue_gets_an_interim_response_before_the_body() {
+    use std::io::{Read, Write};
+    let server = front_app(&[]);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"));
+    s.write_all(b"hello").unwrap();
+    let mut rest = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&rest).contains("\"len\": 5") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&rest)
+        );
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        rest.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains("200 OK"));
+}

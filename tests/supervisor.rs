@@ -380,3 +380,41 @@ fn orphans_the_app_leaves_behind_are_reaped() {
     });
     assert_eq!(get(&server.url("/pid")).0, 200);
 }
+
+#[test]
+fn start_failures_back_off_requests_wait_and_a_fix_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    write_app(dir.path(), &app_source("v1"));
+    let server = Server::start([
+        "--chdir",
+        dir.path().to_str().unwrap(),
+        "-w",
+        "1",
+        "reload_app:app",
+    ]);
+    let worker = children(server.pid())[0];
+    // The code on disk stops importing; then the only worker dies.
+    write_app(dir.path(), "raise RuntimeError('config missing')\n");
+    let from = server.log_len();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    server.wait_for_log_after(from, "failures=3", Duration::from_secs(20));
+    let log = server.log()[from..].to_string();
+    assert!(
+        log.contains("config missing"),
+        "the reason is not logged: {log}"
+    );
+    // A request now waits in the queue instead of failing at once...
+    let waiting = {
+        let url = server.url("/");
+        thread::spawn(move || get(&url))
+    };
+    thread::sleep(Duration::from_millis(300));
+    assert!(!waiting.is_finished(), "the request failed at once");
+    // ...and is served once the code imports again.
+    write_app(dir.path(), &app_source("v2"));
+    assert_eq!(waiting.join().unwrap(), (200, "v2".to_string()));
+}

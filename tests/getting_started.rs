@@ -405,3 +405,42 @@ fn startup_banner_on_a_terminal() {
     );
     assert!(status.success(), "exit {status:?}:\n{text}");
 }
+
+#[test]
+fn cargo_install_from_the_clone_gives_a_working_binary() {
+    // README: `cargo install --path .` (here into a temp root, reusing the debug build).
+    let root = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args([
+            "install",
+            "--path",
+            ".",
+            "--debug",
+            "--locked",
+            "--offline",
+            "--root",
+        ])
+        .arg(root.path())
+        .env("CARGO_TARGET_DIR", repo().join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The installed binary finds its libpython (RUNPATH) and imports an app.
+    let check = std::process::Command::new(root.path().join("bin/ferricorn"))
+        .current_dir(repo())
+        .args(["--chdir", "conf/demo", "--check-config", "demo_app:app"])
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}

@@ -495,3 +495,46 @@ fn the_readme_demo_serves_its_app_and_static_fixtures() {
         "Hello, World!"
     );
 }
+
+/// The lines of the README code block titled `title`.
+fn readme_lines(title: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("title=\"{title}\""))
+        .unwrap_or_else(|| panic!("no README block {title}"));
+    let body = &readme[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()]
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn every_using_it_command_in_the_readme_serves() {
+    let lines = readme_lines("using-it");
+    assert_eq!(lines.len(), 4);
+    for line in lines {
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.remove(0), "ferricorn", "{line}");
+        // The launcher binds a free port instead of the line's address.
+        let mut args = Vec::new();
+        let mut it = words.into_iter();
+        while let Some(w) = it.next() {
+            if w == "-b" {
+                it.next();
+            } else {
+                args.push(w);
+            }
+        }
+        let server = Server::launch(args.clone()).current_dir(repo()).start();
+        let status = client().get(server.url("/")).send().unwrap().status();
+        let expected = if args.contains(&"conf/ferricorn.example.toml") {
+            404
+        } else {
+            200
+        };
+        assert_eq!(status, expected, "{line}");
+    }
+}

@@ -268,6 +268,42 @@ fn chunked_request_body_reaches_the_app() {
     assert!(raw.contains("\"len\": 11"), "{raw}");
 }
 
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_large_response_to_a_slow_client_is_spooled_to_disk_not_memory() {
+    spooled_response_check(&[]);
+}
+
+fn spooled_response_check(extra: &[&str]) {
+    let mut args = vec!["-w", "1"];
+    args.extend_from_slice(extra);
+    let server = front_app(&args);
+    let before = rss_kib(server.pid());
+    let mut lazy = TcpStream::connect(server.addr).unwrap();
+    lazy.write_all(b"GET /big?n=60000000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // With one single-threaded worker, this answer comes only after the worker has
+    // handed the whole 60 MB to the front, which the client has not read.
+    let r = client().get(server.url("/pid")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(
+        grown < 20 * 1024,
+        "the master holds {grown} KiB of a 60 MB response in memory"
+    );
+    // The client still gets every byte, in order.
+    let mut body = Vec::new();
+    lazy.read_to_end(&mut body).unwrap();
+    let text_end = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(body.len() - text_end, 60_000_000);
+    assert!(body[text_end..].iter().all(|&b| b == b'x'));
+}
+
 #[test]
 fn slow_client_does_not_hold_the_worker() {
     let server = front_app(&["-w", "1"]);

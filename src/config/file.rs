@@ -112,6 +112,7 @@ pub struct StaticCacheSection {
 pub struct LimitsSection {
     pub max_body_size: Option<u64>,
     pub body_buffer_size: Option<u64>,
+    pub response_buffer_size: Option<usize>,
     pub request_line: Option<usize>,
     pub request_fields: Option<usize>,
     pub request_field_size: Option<usize>,

@@ -58,6 +58,9 @@ pub struct Limits {
     pub max_body_size: u64,
     /// Request bodies above this size are spooled to a temp file.
     pub body_buffer_size: u64,
+    /// Bytes of one response kept in memory for a slow client; the rest is spooled to
+    /// a temp file.
+    pub response_buffer_size: usize,
     pub request_line: usize,
     pub request_fields: usize,
     pub request_field_size: usize,
@@ -304,6 +307,7 @@ impl Settings {
                     .or(f.limits.max_body_size)
                     .unwrap_or(100 * 1024 * 1024),
                 body_buffer_size: f.limits.body_buffer_size.unwrap_or(1024 * 1024),
+                response_buffer_size: f.limits.response_buffer_size.unwrap_or(1024 * 1024),
                 request_line: cli
                     .limit_request_line
                     .or(f.limits.request_line)
@@ -421,8 +425,8 @@ impl Settings {
         let l = &self.limits;
         out += "\n[limits]\n";
         out += &format!(
-            "max_body_size = {}\nbody_buffer_size = {}\nrequest_line = {}\nrequest_fields = {}\nrequest_field_size = {}\n",
-            l.max_body_size, l.body_buffer_size, l.request_line, l.request_fields, l.request_field_size
+            "max_body_size = {}\nbody_buffer_size = {}\nresponse_buffer_size = {}\nrequest_line = {}\nrequest_fields = {}\nrequest_field_size = {}\n",
+            l.max_body_size, l.body_buffer_size, l.response_buffer_size, l.request_line, l.request_fields, l.request_field_size
         );
         out += &format!(
             "head_timeout = {}\nbody_timeout = {}\nwrite_timeout = {}\nmax_connections = {}\nhttp2_max_streams = {}\n",

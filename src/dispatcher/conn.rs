@@ -3,6 +3,7 @@
 //! to the waiting requests, and the bookkeeping of streams in flight (which the
 //! supervisor reads to enforce `--timeout` and `--max-requests`).
 
+use super::response_spool;
 use super::{Dispatcher, Lease};
 use crate::wire::{self, Frame, RequestHead};
 use bytes::BytesMut;
@@ -25,7 +26,7 @@ pub enum WorkerEvent {
 }
 
 struct Stream {
-    tx: mpsc::UnboundedSender<Frame>,
+    tx: response_spool::Sender,
     /// Last time the worker sent anything on this stream (or when it was sent).
     last_activity: Instant,
     head_seen: bool,
@@ -124,9 +125,10 @@ impl WorkerConn {
         &self,
         lease: Lease,
         head: RequestHead,
-    ) -> (u32, mpsc::UnboundedReceiver<Frame>) {
+        response_memory: usize,
+    ) -> (u32, response_spool::Receiver) {
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = response_spool::channel(response_memory);
         self.streams.lock().unwrap().insert(
             stream,
             Stream {
@@ -168,9 +170,8 @@ impl WorkerConn {
 
     /// Ends a stream from the front's side (timeout): its request sees `Abort`.
     pub fn fail_stream(&self, stream: u32, why: &'static str) {
-        if let Some(s) = self.streams.lock().unwrap().remove(&stream) {
-            let _ =
-                s.tx.send(Frame::Abort(bytes::Bytes::from_static(why.as_bytes())));
+        if let Some(mut s) = self.streams.lock().unwrap().remove(&stream) {
+            s.tx.send(Frame::Abort(bytes::Bytes::from_static(why.as_bytes())));
         }
     }
 
@@ -203,16 +204,16 @@ impl WorkerConn {
         let ends = matches!(frame, Frame::ResponseEnd | Frame::Abort(_));
         let mut streams = self.streams.lock().unwrap();
         if ends {
-            let Some(s) = streams.remove(&stream) else {
+            let Some(mut s) = streams.remove(&stream) else {
                 return;
             };
             drop(streams);
-            let _ = s.tx.send(frame);
+            s.tx.send(frame);
             self.finished(events);
         } else if let Some(s) = streams.get_mut(&stream) {
             s.last_activity = Instant::now();
             s.head_seen |= matches!(frame, Frame::ResponseHead(_));
-            let _ = s.tx.send(frame);
+            s.tx.send(frame);
         }
     }
 

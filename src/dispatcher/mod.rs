@@ -8,6 +8,7 @@
 //! connection to each worker lives in `conn`.
 
 pub mod conn;
+pub mod response_spool;
 
 pub use conn::{WorkerConn, WorkerEvent};
 

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// Facts about the client connection, known to the listener.
 #[derive(Debug, Clone)]
@@ -126,7 +125,7 @@ impl Proxy {
         let lease = self.dispatcher.acquire().await?;
         let worker = lease.conn().clone();
         let sent_at = std::time::Instant::now();
-        let (stream, mut rx) = worker.start_request(lease, head);
+        let (stream, mut rx) = worker.start_request(lease, head, self.limits.response_buffer_size);
         body.for_each_chunk(wire::CHUNK, |chunk| {
             worker.send(stream, Frame::RequestBody(chunk))
         })
@@ -365,7 +364,7 @@ impl Drop for AbortOnDrop {
 /// The response body, fed by the worker connection's reader as fast as the worker
 /// writes: the channel buffers, so a slow client never holds a worker.
 struct AppBody {
-    rx: mpsc::UnboundedReceiver<Frame>,
+    rx: crate::dispatcher::response_spool::Receiver,
     guard: AbortOnDrop,
     done: bool,
 }

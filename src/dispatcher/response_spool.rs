@@ -1,0 +1,189 @@
+//! Response buffering, as nginx does in front of gunicorn: the connection reader takes
+//! a worker's response as fast as the worker writes it. Up to `memory_limit` bytes of
+//! a response that the client has not taken yet stay in memory; beyond that the body
+//! goes to an unlinked temp file, so a slow client costs disk, not a worker and not RAM.
+
+use crate::wire::Frame;
+use bytes::Bytes;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// What the request side receives, in order.
+#[derive(Debug)]
+pub enum Delivery {
+    Frame(Frame),
+    /// The next `len` body bytes are in the spool file, after those already read.
+    Spilled {
+        file: Arc<SpillFile>,
+        len: usize,
+    },
+}
+
+/// An unlinked temp file written by the connection reader and read by the response.
+#[derive(Debug)]
+pub struct SpillFile {
+    file: std::fs::File,
+    written: Mutex<u64>,
+}
+
+impl SpillFile {
+    fn create() -> std::io::Result<Self> {
+        Ok(SpillFile {
+            file: tempfile::tempfile()?,
+            written: Mutex::new(0),
+        })
+    }
+
+    fn append(&self, data: &[u8]) -> std::io::Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        (&self.file).write_all(data)?;
+        *written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` (written earlier by `append`).
+    pub fn read(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// The sending half kept per stream by the connection reader.
+pub struct Sender {
+    tx: mpsc::UnboundedSender<Delivery>,
+    /// Body bytes in the channel that the response has not taken yet.
+    in_memory: Arc<AtomicUsize>,
+    memory_limit: usize,
+    spill: Option<Arc<SpillFile>>,
+}
+
+/// The receiving half, read by the response body.
+pub struct Receiver {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    in_memory: Arc<AtomicUsize>,
+    spill_offset: u64,
+}
+
+pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let in_memory = Arc::new(AtomicUsize::new(0));
+    (
+        Sender {
+            tx,
+            in_memory: in_memory.clone(),
+            memory_limit,
+            spill: None,
+        },
+        Receiver {
+            rx,
+            in_memory,
+            spill_offset: 0,
+        },
+    )
+}
+
+impl Sender {
+    /// Queues a frame; body bytes past the memory limit go to the spool file (once a
+    /// response spills, the rest of it follows through the file, keeping the order).
+    pub fn send(&mut self, frame: Frame) {
+        let delivery = match frame {
+            Frame::ResponseBody(b) if self.spill.is_some() || self.over_limit(b.len()) => {
+                match self.spill(&b) {
+                    Ok(file) => Delivery::Spilled { file, len: b.len() },
+                    Err(e) => {
+                        tracing::error!(error = %e, "response spool file failed; keeping the body in memory");
+                        self.in_memory.fetch_add(b.len(), Ordering::Relaxed);
+                        Delivery::Frame(Frame::ResponseBody(b))
+                    }
+                }
+            }
+            Frame::ResponseBody(b) => {
+                self.in_memory.fetch_add(b.len(), Ordering::Relaxed);
+                Delivery::Frame(Frame::ResponseBody(b))
+            }
+            other => Delivery::Frame(other),
+        };
+        let _ = self.tx.send(delivery);
+    }
+
+    fn over_limit(&self, more: usize) -> bool {
+        self.in_memory.load(Ordering::Relaxed) + more > self.memory_limit
+    }
+
+    fn spill(&mut self, data: &[u8]) -> std::io::Result<Arc<SpillFile>> {
+        if self.spill.is_none() {
+            self.spill = Some(Arc::new(SpillFile::create()?));
+        }
+        let file = self.spill.clone().expect("just set");
+        file.append(data)?;
+        Ok(file)
+    }
+}
+
+impl Receiver {
+    /// The next frame, with spooled body bytes read back from the file.
+    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Frame>> {
+        self.rx.poll_recv(cx).map(|d| d.map(|d| self.open(d)))
+    }
+
+    pub async fn recv(&mut self) -> Option<Frame> {
+        let d = self.rx.recv().await?;
+        Some(self.open(d))
+    }
+
+    fn open(&mut self, d: Delivery) -> Frame {
+        match d {
+            Delivery::Frame(Frame::ResponseBody(b)) => {
+                self.in_memory.fetch_sub(b.len(), Ordering::Relaxed);
+                Frame::ResponseBody(b)
+            }
+            Delivery::Frame(f) => f,
+            Delivery::Spilled { file, len } => match file.read(self.spill_offset, len) {
+                Ok(b) => {
+                    self.spill_offset += len as u64;
+                    Frame::ResponseBody(b)
+                }
+                Err(e) => Frame::Abort(Bytes::from(format!("response spool read failed: {e}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bodies_past_the_limit_go_through_the_file_in_order() {
+        let (mut tx, mut rx) = channel(10);
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"0123456789")));
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"abc")));
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"de")));
+        tx.send(Frame::ResponseEnd);
+        assert!(tx.spill.is_some(), "nothing spilled");
+        let mut got = Vec::new();
+        while let Some(f) = rx.recv().await {
+            match f {
+                Frame::ResponseBody(b) => got.extend_from_slice(&b),
+                Frame::ResponseEnd => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, b"0123456789abcde");
+        assert_eq!(rx.in_memory.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_keeps_up_never_spills() {
+        let (mut tx, mut rx) = channel(10);
+        for _ in 0..100 {
+            tx.send(Frame::ResponseBody(Bytes::from_static(b"12345678")));
+            assert!(rx.recv().await.is_some());
+        }
+        assert!(tx.spill.is_none());
+    }
+}

@@ -160,6 +160,13 @@ impl Front {
         }
         let bytes = content_length(&resp);
         let elapsed = started.elapsed();
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            route = kind.label(),
+            micros = elapsed.as_micros() as u64,
+            request_id = %String::from_utf8_lossy(&request_id),
+            "request"
+        );
         self.metrics
             .request_finished(kind, resp.status().as_u16(), elapsed, bytes.unwrap_or(0));
         if let (Some(log), Some(head)) = (&self.access_log, logged) {

@@ -538,3 +538,25 @@ fn every_using_it_command_in_the_readme_serves() {
         assert_eq!(status, expected, "{line}");
     }
 }
+
+#[test]
+fn per_request_detail_only_at_debug() {
+    let static_dir = format!("/s/={}", repo().join("static_fixtures").display());
+    let quiet = Server::start(["--static", &static_dir]);
+    client().get(quiet.url("/s/index.html")).send().unwrap();
+    let loud = Server::start(["--static", &static_dir, "--log-level", "debug"]);
+    let id = client()
+        .get(loud.url("/s/index.html"))
+        .send()
+        .unwrap()
+        .headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let line = loud.wait_for_log(&id, Duration::from_secs(5));
+    assert!(
+        line.contains("status=200") && line.contains("route=\"static\""),
+        "{line}"
+    );
+    assert!(!quiet.log().contains("request_id"), "{}", quiet.log());
+}

@@ -84,8 +84,10 @@ pub fn init(level: &str, format: LogFormat, log: ErrorLog) {
         "critical" => "error",
         other => other,
     };
+    // debug is ours; the libraries' debug output (hyper, rustls...) stays out of it.
+    let others = if directive == "debug" { "info" } else { directive };
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{directive},ferricorn={directive},worker=info"
+        "{others},ferricorn={directive},worker=info"
     ))
     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = log.is_terminal();

@@ -194,23 +194,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     }
     let graceful = Arc::new(GracefulShutdown::new());
     let stop_accepting = CancellationToken::new();
-    let conn_settings = ConnSettings {
-        timeouts: ConnTimeouts {
-            idle: settings.keep_alive,
-            head: settings.limits.head_timeout,
-            write: settings.limits.write_timeout,
-        },
-        connections: Arc::new(tokio::sync::Semaphore::new(settings.limits.max_connections)),
-        http2_max_streams: settings.limits.http2_max_streams,
-        guard: GuardLimits {
-            request_line: settings.limits.request_line,
-            fields: settings.limits.request_fields,
-            field_size: settings.limits.request_field_size,
-            require_host: false,
-        },
-        tls: tls.clone(),
-        proxy_protocol: settings.proxy_protocol,
-    };
+    let conn_settings = conn_settings(&settings, tls.clone());
     let mut accept_tasks = Vec::new();
     for l in listeners {
         accept_tasks.push(tokio::spawn(listener::accept_loop(
@@ -288,11 +272,11 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     } else {
         settings.graceful_timeout
     };
-    let graceful = Arc::try_unwrap(graceful).ok();
-    if let Some(g) = graceful {
-        if tokio::time::timeout(grace, g.shutdown()).await.is_err() {
-            tracing::warn!("graceful timeout: closing connections with requests in flight");
-        }
+    if tokio::time::timeout(grace, drain_connections(graceful))
+        .await
+        .is_err()
+    {
+        tracing::warn!("graceful timeout: closing connections with requests in flight");
     }
     if let Some((tx, handle)) = pool {
         let (done_tx, done_rx) = oneshot::channel();
@@ -312,6 +296,43 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     }
     tracing::info!("Shutdown complete");
     Ok(())
+}
+
+/// Waits for every client connection to finish its in-flight requests. A connection
+/// still in its TLS or PROXY handshake holds a reference for a moment (bounded by
+/// their timeouts); wait for it rather than skip the drain.
+async fn drain_connections(mut graceful: Arc<GracefulShutdown>) {
+    loop {
+        match Arc::try_unwrap(graceful) {
+            Ok(g) => return g.shutdown().await,
+            Err(shared) => {
+                graceful = shared;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// How every client connection is served, from the settings.
+fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>) -> ConnSettings {
+    let limits = &settings.limits;
+    ConnSettings {
+        timeouts: ConnTimeouts {
+            idle: settings.keep_alive,
+            head: limits.head_timeout,
+            write: limits.write_timeout,
+        },
+        connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+        http2_max_streams: limits.http2_max_streams,
+        guard: GuardLimits {
+            request_line: limits.request_line,
+            fields: limits.request_fields,
+            field_size: limits.request_field_size,
+            require_host: false,
+        },
+        tls,
+        proxy_protocol: settings.proxy_protocol,
+    }
 }
 
 fn send(

@@ -85,7 +85,11 @@ pub fn init(level: &str, format: LogFormat, log: ErrorLog) {
         other => other,
     };
     // debug is ours; the libraries' debug output (hyper, rustls...) stays out of it.
-    let others = if directive == "debug" { "info" } else { directive };
+    let others = if directive == "debug" {
+        "info"
+    } else {
+        directive
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "{others},ferricorn={directive},worker=info"
     ))

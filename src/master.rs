@@ -328,7 +328,7 @@ fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>) -> ConnSettings {
             request_line: limits.request_line,
             fields: limits.request_fields,
             field_size: limits.request_field_size,
-            require_host: false,
+            require_host: limits.require_host,
         },
         tls,
         proxy_protocol: settings.proxy_protocol,

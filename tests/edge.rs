@@ -732,3 +732,24 @@ fn expect_100_continue_gets_an_interim_response_before_the_body() {
     }
     assert!(String::from_utf8_lossy(&rest).contains("200 OK"));
 }
+
+#[test]
+fn require_host_refuses_http11_without_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let strict = limits_config(dir.path(), "[limits]\nrequire_host = true\n");
+    let server = front_app(&["-c", &strict]);
+    let resp = server.raw(b"GET /pid HTTP/1.1\r\n\r\n", Duration::from_secs(5));
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let resp = server.raw(b"GET /pid HTTP/1.0\r\n\r\n", Duration::from_secs(5));
+    assert!(
+        resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
+        "{resp}"
+    );
+    // The default follows gunicorn (and its corpus): served.
+    let lenient = front_app(&[]);
+    let resp = lenient.raw(
+        b"GET /pid HTTP/1.1\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}

@@ -121,6 +121,7 @@ pub struct LimitsSection {
     pub write_timeout: Option<u64>,
     pub max_connections: Option<usize>,
     pub http2_max_streams: Option<u32>,
+    pub require_host: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -73,6 +73,8 @@ pub struct Limits {
     /// Connections served at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
     pub http2_max_streams: u32,
+    /// Refuse HTTP/1.1 requests without Host (RFC 9112 §3.2, nginx) with 400.
+    pub require_host: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +327,7 @@ impl Settings {
                 write_timeout: Duration::from_secs(f.limits.write_timeout.unwrap_or(30)),
                 max_connections: f.limits.max_connections.unwrap_or(10_000),
                 http2_max_streams: f.limits.http2_max_streams.unwrap_or(100),
+                require_host: f.limits.require_host.unwrap_or(false),
             },
             forwarded_allow_ips,
             proxy_protocol: cli.proxy_protocol || f.server.proxy_protocol.unwrap_or(false),
@@ -429,12 +432,13 @@ impl Settings {
             l.max_body_size, l.body_buffer_size, l.response_buffer_size, l.request_line, l.request_fields, l.request_field_size
         );
         out += &format!(
-            "head_timeout = {}\nbody_timeout = {}\nwrite_timeout = {}\nmax_connections = {}\nhttp2_max_streams = {}\n",
+            "head_timeout = {}\nbody_timeout = {}\nwrite_timeout = {}\nmax_connections = {}\nhttp2_max_streams = {}\nrequire_host = {}\n",
             l.head_timeout.as_secs(),
             l.body_timeout.as_secs(),
             l.write_timeout.as_secs(),
             l.max_connections,
-            l.http2_max_streams
+            l.http2_max_streams,
+            l.require_host
         );
         out += &format!(
             "\n[proxy]\nforwarded_allow_ips = {}\n",

@@ -165,7 +165,9 @@ impl Proxy {
 }
 
 /// The wire head of a request: re-encoded fields, connection facts as frame fields.
-fn request_head(
+/// `pub` for benches/micro only.
+#[doc(hidden)]
+pub fn request_head(
     parts: &http::request::Parts,
     conn: &ConnInfo,
     client: &Client,
@@ -326,8 +328,9 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 }
 
 /// The worker's head as an HTTP response; a field hyper would refuse is the worker's
-/// fault (502), never passed through.
-fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
+/// fault (502), never passed through. `pub` for benches/micro only.
+#[doc(hidden)]
+pub fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
     let status = StatusCode::from_u16(head.status).map_err(|_| Failure::WorkerFailed)?;
     let mut resp = Response::new(());
     *resp.status_mut() = status;

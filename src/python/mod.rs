@@ -9,7 +9,8 @@
 //! a 500 or an Abort (`traceback` for the log and the `--dev` page).
 
 pub mod app;
-mod environ;
+#[doc(hidden)] // `pub` for benches/micro only
+pub mod environ;
 mod file_wrapper;
 mod input;
 mod interp;

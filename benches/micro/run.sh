@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Micro-benchmarks of the hot path (criterion; about a minute after the build).
+#   bash benches/micro/run.sh                 # all of them
+#   bash benches/micro/run.sh wire            # only names matching a filter
+# Extra arguments go to criterion (e.g. --quick, --save-baseline before).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PYO3_PYTHON="${PYO3_PYTHON:-/root/.pyenv/versions/3.11.7/bin/python3.11}"
+exec cargo bench --bench hot_path -- "$@"

@@ -25,8 +25,14 @@ use std::time::Duration;
 /// The 10 header fields of a typical browser-ish GET (host first, as sent).
 const HEADERS: [(&str, &str); 10] = [
     ("host", "127.0.0.1:8101"),
-    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
-    ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    ),
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    ),
     ("accept-language", "en-US,en;q=0.5"),
     ("accept-encoding", "gzip, deflate, br"),
     ("connection", "keep-alive"),
@@ -57,15 +63,27 @@ fn typical_request_head() -> RequestHead {
     let p = parts("/hello?name=x");
     let conn = conn_info();
     let client = forward_headers::resolve(&TrustedProxies::default(), &p.headers, &conn).unwrap();
-    request_head(&p, &conn, &client, None, &Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH"))
+    request_head(
+        &p,
+        &conn,
+        &client,
+        None,
+        &Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH"),
+    )
 }
 
 fn hello_response_head() -> ResponseHead {
     ResponseHead {
         status: 200,
         headers: vec![
-            (Bytes::from_static(b"Content-Type"), Bytes::from_static(b"text/plain")),
-            (Bytes::from_static(b"Content-Length"), Bytes::from_static(b"13")),
+            (
+                Bytes::from_static(b"Content-Type"),
+                Bytes::from_static(b"text/plain"),
+            ),
+            (
+                Bytes::from_static(b"Content-Length"),
+                Bytes::from_static(b"13"),
+            ),
         ],
     }
 }
@@ -86,7 +104,11 @@ fn bench_wire(c: &mut Criterion) {
     wire::encode(7, &req, &mut out);
     wire::encode(7, &Frame::RequestEnd, &mut out);
     let req_bytes = out.split().freeze();
-    eprintln!("[wire] request head {} headers, head+end frames = {} bytes", head.headers.len(), req_bytes.len());
+    eprintln!(
+        "[wire] request head {} headers, head+end frames = {} bytes",
+        head.headers.len(),
+        req_bytes.len()
+    );
     g.bench_function("decode_request_head_and_end", |b| {
         b.iter_batched_ref(
             || BytesMut::from(&req_bytes[..]),
@@ -178,7 +200,10 @@ fn bench_static(c: &mut Criterion) {
         revalidate: Duration::from_millis(1000),
     };
     let sf = StaticFiles::new(&[mount], &cache, false).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let req = parts("/static/1k.bin");
     let id = sf.route(req.uri.path()).unwrap();
     // First request fills the cache through ServeDir.
@@ -186,13 +211,18 @@ fn bench_static(c: &mut Criterion) {
     assert_eq!(first.status(), 200);
     let (hits0, _) = sf.cache_stats();
     let mut g = c.benchmark_group("static");
-    g.bench_function("route", |b| b.iter(|| sf.route(black_box("/static/1k.bin"))));
+    g.bench_function("route", |b| {
+        b.iter(|| sf.route(black_box("/static/1k.bin")))
+    });
     g.bench_function("serve_cached_1k", |b| {
         b.iter(|| rt.block_on(sf.serve(id, black_box(&req))))
     });
     g.finish();
     let (hits, misses) = sf.cache_stats();
-    eprintln!("[static] cache hits during bench {} (misses {misses})", hits - hits0);
+    eprintln!(
+        "[static] cache hits during bench {} (misses {misses})",
+        hits - hits0
+    );
 }
 
 fn bench_dispatch(c: &mut Criterion) {
@@ -215,7 +245,8 @@ fn bench_dispatch(c: &mut Criterion) {
 
 fn bench_guard(c: &mut Criterion) {
     let mut head = String::from("GET /hello?name=x HTTP/1.1\r\n");
-    for (n, v) in HEADERS.iter().take(6) { // 302 bytes in all
+    for (n, v) in HEADERS.iter().take(6) {
+        // 302 bytes in all
         head.push_str(&format!("{n}: {v}\r\n"));
     }
     head.push_str("\r\n");
@@ -260,12 +291,23 @@ fn bench_environ(c: &mut Criterion) {
     Python::attach(|py| {
         let consts = Consts::new(py, 1).unwrap();
         let mut cache = ThreadCache::default();
-        let n = build(py, &consts, &mut cache, &head, py.None().into_bound(py)).unwrap().len();
-        eprintln!("[environ] {n} keys from {} header fields", head.headers.len());
+        let n = build(py, &consts, &mut cache, &head, py.None().into_bound(py))
+            .unwrap()
+            .len();
+        eprintln!(
+            "[environ] {n} keys from {} header fields",
+            head.headers.len()
+        );
         g.bench_function("environ_build_10_headers", |b| {
             b.iter(|| {
-                let env = build(py, &consts, &mut cache, black_box(&head), py.None().into_bound(py))
-                    .unwrap();
+                let env = build(
+                    py,
+                    &consts,
+                    &mut cache,
+                    black_box(&head),
+                    py.None().into_bound(py),
+                )
+                .unwrap();
                 black_box(env.len())
                 // `env` is dropped here: the dict's dealloc is part of the per-request cost.
             })

@@ -54,4 +54,5 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo build --bins
-cargo test --all-targets -- --test-threads "${TEST_THREADS:-2}"
+# Benches (criterion) are compiled by clippy above and run with benches/micro/run.sh.
+cargo test --lib --bins --tests -- --test-threads "${TEST_THREADS:-2}"

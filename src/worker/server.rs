@@ -9,7 +9,7 @@ use super::log::wlog;
 use super::stream::{Conn, Exit, Until};
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
@@ -73,7 +73,7 @@ pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
         let ReadBuf { buf, tmp } = &mut *rb;
         let read = match until {
             Until::Drained => recv_nowait(conn, tmp),
-            _ => (&conn.socket).read(tmp),
+            _ => recv_when_readable(conn, tmp),
         };
         match read {
             Ok(0) => {
@@ -97,6 +97,26 @@ pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
 fn recv_nowait(conn: &Conn, tmp: &mut [u8]) -> std::io::Result<usize> {
     use nix::sys::socket::{recv, MsgFlags};
     recv(conn.socket.as_raw_fd(), tmp, MsgFlags::MSG_DONTWAIT).map_err(std::io::Error::from)
+}
+
+/// A blocking read that sleeps in `poll(POLLIN)` rather than in `recv`: a thread asleep
+/// in `recv` is also woken each time the master reads our responses (the socket's
+/// write-space wake-up), a context switch per request for nothing; `poll` filters
+/// wake-ups by event.
+fn recv_when_readable(conn: &Conn, tmp: &mut [u8]) -> std::io::Result<usize> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    loop {
+        match recv_nowait(conn, tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        let mut fds = [PollFd::new(conn.socket.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn route(conn: &Conn, stream: u32, frame: Frame) -> Result<(), String> {

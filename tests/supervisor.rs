@@ -286,6 +286,22 @@ fn write_app(dir: &Path, body: &str) {
     std::fs::rename(&tmp, dir.join("reload_app.py")).unwrap();
 }
 
+/// ferricorn serving `reload_app:app` from `dir` (written with `write_app`).
+fn reload_app_server(dir: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--chdir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("reload_app:app");
+    Server::start(args)
+}
+
+fn kill9(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn app_source(version: &str) -> String {
     format!(
         "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'{version}']\n"
@@ -313,14 +329,7 @@ fn wait_for_response(server: &Server, status: u16, needle: &str) -> Duration {
 fn reload_serves_edits_shows_syntax_errors_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), &app_source("v1"));
-    let server = Server::start([
-        "--chdir",
-        dir.path().to_str().unwrap(),
-        "-w",
-        "2",
-        "--reload",
-        "reload_app:app",
-    ]);
+    let server = reload_app_server(dir.path(), &["-w", "2", "--reload"]);
     assert_eq!(get(&server.url("/")), (200, "v1".to_string()));
 
     write_app(dir.path(), &app_source("v2"));
@@ -338,13 +347,7 @@ fn reload_serves_edits_shows_syntax_errors_and_recovers() {
 fn hup_with_code_that_does_not_import_keeps_the_old_workers() {
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), &app_source("v1"));
-    let server = Server::start([
-        "--chdir",
-        dir.path().to_str().unwrap(),
-        "-w",
-        "1",
-        "reload_app:app",
-    ]);
+    let server = reload_app_server(dir.path(), &["-w", "1"]);
     write_app(dir.path(), "import no_such_module_here\n");
     let from = server.log_len();
     server.signal(libc_sig("HUP"));
@@ -385,22 +388,12 @@ fn orphans_the_app_leaves_behind_are_reaped() {
 fn start_failures_back_off_requests_wait_and_a_fix_recovers() {
     let dir = tempfile::tempdir().unwrap();
     write_app(dir.path(), &app_source("v1"));
-    let server = Server::start([
-        "--chdir",
-        dir.path().to_str().unwrap(),
-        "-w",
-        "1",
-        "reload_app:app",
-    ]);
+    let server = reload_app_server(dir.path(), &["-w", "1"]);
     let worker = children(server.pid())[0];
     // The code on disk stops importing; then the only worker dies.
     write_app(dir.path(), "raise RuntimeError('config missing')\n");
     let from = server.log_len();
-    assert!(std::process::Command::new("kill")
-        .args(["-9", &worker.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    kill9(worker);
     server.wait_for_log_after(from, "failures=3", Duration::from_secs(20));
     let log = server.log()[from..].to_string();
     assert!(

@@ -376,19 +376,19 @@ fn access_log_combined_and_json_with_request_ids() {
     }
 }
 
+/// The conformance corpus's echo app, which answers the request's environ as JSON.
+fn echo_server(extra: &[&str]) -> Server {
+    let conformance = repo().join("../shared/conformance");
+    let mut args = vec!["--chdir", conformance.to_str().unwrap(), "-w", "1"];
+    args.extend_from_slice(extra);
+    args.push("echo_app:app");
+    Server::start(args)
+}
+
 #[test]
 fn the_app_sees_the_request_id_the_client_gets() {
-    let conformance = repo().join("../shared/conformance");
-    let server = Server::start([
-        "--chdir",
-        conformance.to_str().unwrap(),
-        "-w",
-        "1",
-        // 127.0.0.1 is not a trusted proxy here.
-        "--forwarded-allow-ips",
-        "10.9.9.9",
-        "echo_app:app",
-    ]);
+    // 127.0.0.1 is not a trusted proxy here.
+    let server = echo_server(&["--forwarded-allow-ips", "10.9.9.9"]);
     let r = client()
         .get(server.url("/x"))
         .header("x-request-id", "forged")
@@ -456,15 +456,8 @@ fn error_log_file_json_and_reopen_on_usr1() {
 
 #[test]
 fn a_trusted_proxy_chooses_the_request_id() {
-    let conformance = repo().join("../shared/conformance");
     // 127.0.0.1 is trusted by default.
-    let server = Server::start([
-        "--chdir",
-        conformance.to_str().unwrap(),
-        "-w",
-        "1",
-        "echo_app:app",
-    ]);
+    let server = echo_server(&[]);
     let r = client()
         .get(server.url("/x"))
         .header("x-request-id", "lb-1234")

@@ -153,7 +153,10 @@ impl Front {
         let started = Instant::now();
         self.metrics.request_started();
         let request_id = self.request_id(&req, conn);
-        let logged = self.access_log.as_ref().map(|_| LoggedHead::of(&req, conn));
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|_| LoggedHead::of(&req, conn, self.proxy.as_ref()));
         let (kind, mut resp) = self.route(req, conn, &request_id).await;
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
             resp.headers_mut().insert("x-request-id", v);
@@ -262,7 +265,7 @@ struct LoggedHead {
 }
 
 impl LoggedHead {
-    fn of(req: &Request<Incoming>, conn: &ConnInfo) -> Self {
+    fn of(req: &Request<Incoming>, conn: &ConnInfo, proxy: Option<&Proxy>) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)
@@ -270,9 +273,10 @@ impl LoggedHead {
                 .unwrap_or_default()
         };
         LoggedHead {
-            remote: conn
-                .peer
-                .map(|p| p.ip().to_string())
+            remote: proxy
+                .and_then(|p| p.client_addr(req.headers(), conn))
+                .or(conn.peer.map(|p| p.ip()))
+                .map(|ip| ip.to_string())
                 .unwrap_or_else(|| "unix".into()),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),

@@ -553,3 +553,26 @@ fn per_request_detail_only_at_debug() {
     );
     assert!(!quiet.log().contains("request_id"), "{}", quiet.log());
 }
+
+#[test]
+fn the_access_log_shows_the_client_a_trusted_proxy_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // 127.0.0.1 (this test) is a trusted proxy by default.
+    let server = echo_server(&["--access-logfile", log.to_str().unwrap()]);
+    client()
+        .get(server.url("/x"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing logged");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.starts_with("203.0.113.7 - - ["), "{text}");
+}

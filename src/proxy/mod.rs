@@ -63,6 +63,14 @@ impl Proxy {
         self.trusted_proxies.trusts(conn.peer.map(|p| p.ip()))
     }
 
+    /// The client address as far as we believe it (a trusted proxy's forwarding
+    /// headers, else the peer), for the access log.
+    pub fn client_addr(&self, headers: &HeaderMap, conn: &ConnInfo) -> Option<std::net::IpAddr> {
+        forward_headers::resolve(&self.trusted_proxies, headers, conn)
+            .ok()
+            .and_then(|c| c.addr)
+    }
+
     /// Requests waiting for a free worker.
     pub fn queued(&self) -> usize {
         self.dispatcher.counts().1

@@ -911,10 +911,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         Some(r)
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
     /// The refusal whose response is still ours to write, if any. A refusal inside a
     /// body is different: the reader has that request's head and sees its body end
     /// early, so it answers (hyper passes the service a body error, and the front

@@ -29,7 +29,6 @@ struct Stream {
     tx: response_spool::Sender,
     /// Last time the worker sent anything on this stream (or when it was sent).
     last_activity: Instant,
-    head_seen: bool,
 }
 
 pub struct WorkerConn {
@@ -111,10 +110,6 @@ impl WorkerConn {
         self.retiring.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_retiring(&self) -> bool {
-        self.retiring.load(Ordering::Relaxed)
-    }
-
     pub fn in_flight(&self) -> usize {
         self.streams.lock().unwrap().len()
     }
@@ -134,7 +129,6 @@ impl WorkerConn {
             Stream {
                 tx,
                 last_activity: Instant::now(),
-                head_seen: false,
             },
         );
         lease.disarm();
@@ -212,7 +206,6 @@ impl WorkerConn {
             self.finished(events);
         } else if let Some(s) = streams.get_mut(&stream) {
             s.last_activity = Instant::now();
-            s.head_seen |= matches!(frame, Frame::ResponseHead(_));
             s.tx.send(frame);
         }
     }
@@ -251,16 +244,6 @@ impl WorkerConn {
         }
         drop(orphans);
         let _ = events.send(WorkerEvent::Closed { pid: self.pid });
-    }
-
-    /// Whether the worker already answered the head of this stream.
-    pub fn head_seen(&self, stream: u32) -> bool {
-        self.streams
-            .lock()
-            .unwrap()
-            .get(&stream)
-            .map(|s| s.head_seen)
-            .unwrap_or(true)
     }
 }
 

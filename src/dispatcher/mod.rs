@@ -178,17 +178,6 @@ impl Dispatcher {
         let st = self.state.lock().unwrap();
         (st.slots.len(), st.waiters.len())
     }
-
-    /// Sum of requests in flight on pooled workers.
-    pub fn in_flight(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .slots
-            .iter()
-            .map(|s| s.in_flight)
-            .sum()
-    }
 }
 
 #[cfg(test)]

@@ -162,10 +162,6 @@ impl Supervisor {
         Ok(sup)
     }
 
-    pub fn worker_pids(&self) -> Vec<u32> {
-        self.workers.keys().copied().collect()
-    }
-
     /// Serves commands and worker events until `Stop` completes.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));

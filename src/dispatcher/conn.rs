@@ -162,10 +162,11 @@ impl WorkerConn {
             .collect()
     }
 
-    /// Ends a stream from the front's side (timeout): its request sees `Abort`.
-    pub fn fail_stream(&self, stream: u32, why: &'static str) {
+    /// Ends a stream from the front's side because the worker timed out: its request
+    /// answers 504 (before the head) or is cut.
+    pub fn time_out_stream(&self, stream: u32) {
         if let Some(mut s) = self.streams.lock().unwrap().remove(&stream) {
-            s.tx.send(Frame::Abort(bytes::Bytes::from_static(why.as_bytes())));
+            s.tx.time_out();
         }
     }
 

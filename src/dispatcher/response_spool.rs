@@ -20,6 +20,8 @@ pub enum Delivery {
         file: Arc<SpillFile>,
         len: usize,
     },
+    /// The supervisor gave up on the worker (`--timeout`): the stream ends here.
+    TimedOut,
 }
 
 /// An unlinked temp file written by the connection reader and read by the response.
@@ -66,6 +68,7 @@ pub struct Receiver {
     rx: mpsc::UnboundedReceiver<Delivery>,
     in_memory: Arc<AtomicUsize>,
     spill_offset: u64,
+    timed_out: bool,
 }
 
 pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
@@ -82,6 +85,7 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
             rx,
             in_memory,
             spill_offset: 0,
+            timed_out: false,
         },
     )
 }
@@ -110,6 +114,11 @@ impl Sender {
         let _ = self.tx.send(delivery);
     }
 
+    /// Ends the stream because the worker stayed silent past `--timeout`.
+    pub fn time_out(&mut self) {
+        let _ = self.tx.send(Delivery::TimedOut);
+    }
+
     fn over_limit(&self, more: usize) -> bool {
         self.in_memory.load(Ordering::Relaxed) + more > self.memory_limit
     }
@@ -135,6 +144,11 @@ impl Receiver {
         Some(self.open(d))
     }
 
+    /// Whether the stream ended by `Sender::time_out` (the client gets 504).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
     fn open(&mut self, d: Delivery) -> Frame {
         match d {
             Delivery::Frame(Frame::ResponseBody(b)) => {
@@ -142,6 +156,10 @@ impl Receiver {
                 Frame::ResponseBody(b)
             }
             Delivery::Frame(f) => f,
+            Delivery::TimedOut => {
+                self.timed_out = true;
+                Frame::Abort(Bytes::from_static(b"worker timed out"))
+            }
             Delivery::Spilled { file, len } => match file.read(self.spill_offset, len) {
                 Ok(b) => {
                     self.spill_offset += len as u64;
@@ -175,6 +193,14 @@ mod tests {
         }
         assert_eq!(got, b"0123456789abcde");
         assert_eq!(rx.in_memory.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_ends_the_stream_and_says_so() {
+        let (mut tx, mut rx) = channel(10);
+        tx.time_out();
+        assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
+        assert!(rx.timed_out());
     }
 
     #[tokio::test]

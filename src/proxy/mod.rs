@@ -29,9 +29,6 @@ pub struct ConnInfo {
     pub scheme: Scheme,
 }
 
-/// Why the worker's stream ended early, as told to the request by `WorkerConn`.
-pub const TIMEOUT_REASON: &str = "timeout";
-
 pub struct Proxy {
     dispatcher: Arc<Dispatcher>,
     limits: Limits,
@@ -160,7 +157,7 @@ impl Proxy {
                     })
                 }))
             }
-            Some(Frame::Abort(why)) if why.as_ref() == TIMEOUT_REASON.as_bytes() => {
+            _ if rx.timed_out() => {
                 guard.worker = None;
                 Err(Failure::WorkerTimeout)
             }

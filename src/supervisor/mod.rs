@@ -425,7 +425,7 @@ impl Supervisor {
         self.dispatcher.remove(&w.conn);
         self.metrics.worker_restarted(RestartReason::Timeout);
         for &s in streams {
-            w.conn.fail_stream(s, crate::proxy::TIMEOUT_REASON);
+            w.conn.time_out_stream(s);
         }
         process::signal(pid, Signal::SIGUSR1);
         w.state = WorkerState::Killing(Instant::now() + DUMP_GRACE);

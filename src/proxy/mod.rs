@@ -199,7 +199,6 @@ pub fn request_head(
         ));
     }
     // The app sees the front's request id (HTTP_X_REQUEST_ID), never a client's.
-    headers.retain(|(name, _)| name.as_ref() != b"x-request-id");
     headers.push((Bytes::from_static(b"x-request-id"), request_id.clone()));
     RequestHead {
         method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
@@ -259,6 +258,8 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
             let n = name.as_str();
             !n.contains('_')
                 && !HOP_BY_HOP.contains(&n)
+                // Replaced by the front's own id (a trusted proxy's was adopted already).
+                && n != "x-request-id"
                 && !named_by_connection.iter().any(|c| c == n)
         })
         .map(|(name, value)| {

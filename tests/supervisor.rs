@@ -90,6 +90,19 @@ impl Load {
         Load { stop, handles }
     }
 
+    /// Stops the load and asserts every request got 200.
+    fn finish_without_failures(self) -> Vec<(u16, String)> {
+        let results = self.finish();
+        let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
+        assert!(
+            failed.is_empty(),
+            "{} failed, e.g. {:?}",
+            failed.len(),
+            failed.first()
+        );
+        results
+    }
+
     fn finish(self) -> Vec<(u16, String)> {
         self.stop.store(true, Ordering::Relaxed);
         self.handles
@@ -188,14 +201,7 @@ fn max_requests_recycles_workers_without_failures() {
             break;
         }
     }
-    let results = load.finish();
-    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(
-        failed.is_empty(),
-        "{} failed, e.g. {:?}",
-        failed.len(),
-        failed.first()
-    );
+    let results = load.finish_without_failures();
     let mut all: HashSet<String> = results.into_iter().map(|(_, b)| b).collect();
     all.extend(pids.lock().unwrap().iter().cloned());
     assert!(all.len() >= 5, "workers seen: {all:?}");
@@ -215,14 +221,7 @@ fn hup_under_load_replaces_workers_with_zero_failures() {
         now.len() == 2 && now.is_disjoint(&before)
     });
     thread::sleep(Duration::from_millis(300));
-    let results = load.finish();
-    let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(
-        failed.is_empty(),
-        "{} failed, e.g. {:?}",
-        failed.len(),
-        failed.first()
-    );
+    load.finish_without_failures();
     let (status, pid) = get(&server.url("/pid"));
     assert_eq!(status, 200);
     assert!(

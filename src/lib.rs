@@ -30,6 +30,7 @@ pub mod static_files;
 pub mod proxy;
 pub mod dispatcher;
 pub mod wire;
+pub mod claims;
 pub mod respond;
 // -- worker process --
 pub mod worker;

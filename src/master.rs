@@ -7,7 +7,7 @@
 use crate::admin::{self, AdminState};
 use crate::cli::Cli;
 use crate::config::Settings;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, LookAhead};
 use crate::front::Front;
 use crate::guard::{ConnTimeouts, GuardLimits};
 use crate::listener::{self, ConnSettings, Listener};
@@ -146,8 +146,14 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     let proxy = match &settings.app {
         Some(app) => {
             let dir = make_runtime_dir(&settings).map_err(MasterError::RuntimeDir)?;
-            let dispatcher =
-                Dispatcher::new(settings.workers.backlog, settings.workers.queue_timeout);
+            let dispatcher = Dispatcher::new(
+                settings.workers.backlog,
+                settings.workers.queue_timeout,
+                LookAhead {
+                    depth: settings.workers.look_ahead,
+                    stall: settings.workers.look_ahead_stall,
+                },
+            );
             tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
             let sup = Supervisor::boot(
                 settings.clone(),

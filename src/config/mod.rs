@@ -94,6 +94,11 @@ pub struct WorkerSettings {
     pub max_requests_jitter: u64,
     pub backlog: usize,
     pub queue_timeout: Duration,
+    /// Requests a worker may be sent beyond its threads (see `dispatcher`).
+    pub look_ahead: usize,
+    /// A worker that finished nothing for this long gets its unstarted requests
+    /// taken back and nothing sent ahead.
+    pub look_ahead_stall: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,12 +190,20 @@ impl Settings {
                 .unwrap_or(0),
             backlog: cli.backlog.or(f.workers.backlog).unwrap_or(2048),
             queue_timeout: Duration::from_secs(f.workers.queue_timeout.unwrap_or(30)),
+            look_ahead: f.workers.look_ahead.unwrap_or(16),
+            look_ahead_stall: Duration::from_millis(f.workers.look_ahead_stall_ms.unwrap_or(10)),
         };
         if workers.count == 0 {
             return Err(ConfigError::invalid("workers must be at least 1"));
         }
         if workers.threads == 0 {
             return Err(ConfigError::invalid("threads must be at least 1"));
+        }
+        if workers.threads.saturating_add(workers.look_ahead) > crate::claims::MAX_OUTSTANDING {
+            return Err(ConfigError::invalid(format!(
+                "threads + look_ahead must be at most {}",
+                crate::claims::MAX_OUTSTANDING
+            )));
         }
 
         let mut statics = Vec::new();
@@ -401,6 +414,11 @@ impl Settings {
             "backlog = {}\nqueue_timeout = {}\n",
             w.backlog,
             w.queue_timeout.as_secs()
+        );
+        out += &format!(
+            "look_ahead = {}\nlook_ahead_stall_ms = {}\n",
+            w.look_ahead,
+            w.look_ahead_stall.as_millis()
         );
         for s in &self.statics {
             out += "\n[[static]]\n";
@@ -751,6 +769,7 @@ mod tests {
             "max_requests",
             "backlog",
             "queue_timeout",
+            "look_ahead",
             "url",
             "dir",
             "cache_control",

@@ -5,6 +5,7 @@
 
 use super::response_spool;
 use super::{Dispatcher, Lease};
+use crate::claims::{next_stream_id, Claims};
 use crate::wire::{self, Frame, RequestHead};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ struct Stream {
 
 pub struct WorkerConn {
     pub pid: u32,
+    claims: Claims,
     capacity: usize,
     retiring: AtomicBool,
     next_stream: AtomicU32,
@@ -61,6 +63,7 @@ impl WorkerConn {
     /// retires (0 = never).
     pub async fn handshake(
         sock: UnixStream,
+        claims: Claims,
         capacity: usize,
         quota: u64,
         dispatcher: &Arc<Dispatcher>,
@@ -82,6 +85,7 @@ impl WorkerConn {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(WorkerConn {
             pid,
+            claims,
             capacity,
             retiring: AtomicBool::new(false),
             next_stream: AtomicU32::new(1),
@@ -122,7 +126,12 @@ impl WorkerConn {
         head: RequestHead,
         response_memory: usize,
     ) -> (u32, response_spool::Receiver) {
-        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let stream = self
+            .next_stream
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| {
+                Some(next_stream_id(id))
+            })
+            .unwrap_or_else(|id| id);
         let (tx, rx) = response_spool::channel(response_memory);
         self.streams.lock().unwrap().insert(
             stream,
@@ -131,6 +140,7 @@ impl WorkerConn {
                 last_activity: Instant::now(),
             },
         );
+        self.claims.offer(stream);
         lease.disarm();
         let _ = self
             .outgoing
@@ -162,11 +172,37 @@ impl WorkerConn {
             .collect()
     }
 
+    /// Takes back up to `max` requests the worker has not started, oldest first; each
+    /// one's request side gets `Revoked` and sends it again. Returns how many.
+    pub fn revoke_unstarted(&self, max: usize) -> usize {
+        let mut streams = self.streams.lock().unwrap();
+        let mut ids: Vec<u32> = streams.keys().copied().collect();
+        ids.sort_unstable();
+        let mut revoked = 0;
+        for id in ids {
+            if revoked == max {
+                break;
+            }
+            if self.claims.revoke(id) {
+                if let Some(mut s) = streams.remove(&id) {
+                    s.tx.revoke();
+                }
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
     /// Ends a stream from the front's side because the worker timed out: its request
-    /// answers 504 (before the head) or is cut.
+    /// answers 504 (before the head) or is cut; a request that was only queued
+    /// behind the stuck one is sent again instead.
     pub fn time_out_stream(&self, stream: u32) {
         if let Some(mut s) = self.streams.lock().unwrap().remove(&stream) {
-            s.tx.time_out();
+            if self.claims.revoke(stream) {
+                s.tx.revoke();
+            } else {
+                s.tx.time_out();
+            }
         }
     }
 
@@ -202,6 +238,12 @@ impl WorkerConn {
             let Some(mut s) = streams.remove(&stream) else {
                 return;
             };
+            // The worker moves on to a request it was sent ahead: that request's
+            // silence (for `--timeout`) starts now, not when it was queued.
+            let now = Instant::now();
+            for other in streams.values_mut() {
+                other.last_activity = now;
+            }
             drop(streams);
             s.tx.send(frame);
             self.finished(events);
@@ -223,18 +265,28 @@ impl WorkerConn {
         }
     }
 
-    /// The worker is gone: every request still on it fails (502 before its head,
-    /// a cut response after), and the pool forgets it.
+    /// The worker is gone: every request it was running fails (502 before its head,
+    /// a cut response after), the ones it had not started are sent again, and the
+    /// pool forgets it.
     fn close(&self, events: &mpsc::UnboundedSender<WorkerEvent>) {
         if let Some(d) = self.dispatcher.upgrade() {
             d.remove(self);
         }
+        // Requests the worker never started go to another worker; only the ones it
+        // was running fail.
         let orphans: Vec<Stream> = self
             .streams
             .lock()
             .unwrap()
             .drain()
-            .map(|(_, s)| s)
+            .filter_map(|(id, mut s)| {
+                if self.claims.revoke(id) {
+                    s.tx.revoke();
+                    None
+                } else {
+                    Some(s)
+                }
+            })
             .collect();
         if !orphans.is_empty() {
             tracing::warn!(

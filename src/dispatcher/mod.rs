@@ -4,8 +4,23 @@
 //! a worker that frees a slot serves the oldest waiter first, so no worker idles
 //! while requests wait.
 //!
-//! Decisions (`pick`) are plain functions over counts, tested without sockets; the
-//! connection to each worker lives in `conn`.
+//! Room is `threads` plus `look_ahead`: a worker may be sent a few requests beyond
+//! what its threads are running, so that it finds the next one in its socket buffer
+//! instead of sleeping and being woken once per request (the cost that dominates a
+//! small request; see benches/README.md). Those requests stay revocable until the
+//! worker starts them (`crate::claims`), and the dispatcher takes them back when
+//! that keeps them from waiting behind a slow one:
+//! - a worker with a free thread and no request waiting in the FIFO takes over the
+//!   oldest requests queued at the busiest worker;
+//! - a worker that has finished nothing for `look_ahead_stall` is *stalled*: what it
+//!   has not started goes back to the head of the FIFO, and it is sent nothing
+//!   ahead until it finishes a request.
+//!
+//! Only requests whose body is in memory are sent ahead (a spooled upload would
+//! block the worker's socket for everyone behind it).
+//!
+//! Decisions (`pick`, `room`) are plain functions over counts, tested without
+//! sockets; the connection to each worker lives in `conn`.
 
 pub mod conn;
 pub mod response_spool;
@@ -15,7 +30,7 @@ pub use conn::{WorkerConn, WorkerEvent};
 use crate::respond::Failure;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// A reserved slot on one worker. Dropping it without sending a request gives the
@@ -48,18 +63,48 @@ impl Drop for Lease {
 struct Slot {
     conn: Arc<WorkerConn>,
     in_flight: usize,
+    /// When this worker last finished a request, or got work after being idle.
+    progress: Instant,
+}
+
+impl Slot {
+    /// Whether the worker has been running with nothing finished for `stall`.
+    fn stalled(&self, now: Instant, stall: Duration) -> bool {
+        self.in_flight >= self.conn.available_capacity()
+            && now.saturating_duration_since(self.progress) > stall
+    }
+
+    /// Requests queued at the worker beyond what its threads can be running.
+    fn queued_ahead(&self) -> usize {
+        self.in_flight
+            .saturating_sub(self.conn.available_capacity())
+    }
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Lease>,
+    /// May be sent ahead (see the module doc).
+    ahead: bool,
 }
 
 #[derive(Default)]
 struct State {
     slots: Vec<Slot>,
-    waiters: VecDeque<oneshot::Sender<Lease>>,
+    waiters: VecDeque<Waiter>,
+}
+
+/// How far requests may be sent ahead of a worker's threads.
+#[derive(Debug, Clone, Copy)]
+pub struct LookAhead {
+    pub depth: usize,
+    pub stall: Duration,
 }
 
 pub struct Dispatcher {
     state: Mutex<State>,
     backlog: usize,
     queue_timeout: Duration,
+    look_ahead: LookAhead,
 }
 
 /// Outcome of trying to place a request at once.
@@ -70,11 +115,12 @@ pub enum Pick {
     QueueFull,
 }
 
-/// Chooses the least-loaded worker with room; otherwise wait if the queue has room.
+/// Chooses the least-loaded worker with room (`(in_flight, room)` per worker);
+/// otherwise wait if the queue has room.
 pub fn pick(loads: impl Iterator<Item = (usize, usize)>, waiting: usize, backlog: usize) -> Pick {
     let best = loads
         .enumerate()
-        .filter(|(_, (in_flight, capacity))| in_flight < capacity)
+        .filter(|(_, (in_flight, room))| in_flight < room)
         .min_by_key(|(_, (in_flight, _))| *in_flight)
         .map(|(i, _)| i);
     match best {
@@ -84,33 +130,49 @@ pub fn pick(loads: impl Iterator<Item = (usize, usize)>, waiting: usize, backlog
     }
 }
 
+/// How many requests a worker with `threads` free-or-busy threads may hold: its
+/// threads, plus `look_ahead` for a request that may be sent ahead to a worker that
+/// is not stalled. A retiring worker (`threads` 0) gets nothing.
+pub fn room(threads: usize, look_ahead: usize, ahead: bool, stalled: bool) -> usize {
+    if threads > 0 && ahead && !stalled {
+        threads + look_ahead
+    } else {
+        threads
+    }
+}
+
 impl Dispatcher {
-    pub fn new(backlog: usize, queue_timeout: Duration) -> Arc<Self> {
+    pub fn new(backlog: usize, queue_timeout: Duration, look_ahead: LookAhead) -> Arc<Self> {
         Arc::new(Dispatcher {
             state: Mutex::new(State::default()),
             backlog,
             queue_timeout,
+            look_ahead,
         })
     }
 
-    /// Reserves a slot on a worker, waiting in the queue if all are busy.
-    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, Failure> {
+    /// Reserves a slot on a worker, waiting in the queue if all are busy. `ahead`:
+    /// the request may be sent ahead of a worker's threads. `again`: it was revoked
+    /// and is older than anything waiting, so it waits at the head of the queue.
+    pub async fn acquire(self: &Arc<Self>, ahead: bool, again: bool) -> Result<Lease, Failure> {
         let rx = {
             let mut st = self.state.lock().unwrap();
+            let now = Instant::now();
             let loads = st
                 .slots
                 .iter()
-                .map(|s| (s.in_flight, s.conn.available_capacity()));
+                .map(|s| (s.in_flight, self.room(s, ahead, now)));
             match pick(loads, st.waiters.len(), self.backlog) {
-                Pick::Worker(i) => {
-                    let slot = &mut st.slots[i];
-                    slot.in_flight += 1;
-                    return Ok(self.lease(slot.conn.clone()));
-                }
-                Pick::QueueFull => return Err(Failure::Overloaded),
-                Pick::Wait => {
+                Pick::Worker(i) => return Ok(self.lease_on(&mut st.slots[i], now)),
+                Pick::QueueFull if !again => return Err(Failure::Overloaded),
+                Pick::QueueFull | Pick::Wait => {
                     let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back(tx);
+                    let waiter = Waiter { tx, ahead };
+                    if again {
+                        st.waiters.push_front(waiter);
+                    } else {
+                        st.waiters.push_back(waiter);
+                    }
                     rx
                 }
             }
@@ -122,9 +184,23 @@ impl Dispatcher {
         }
     }
 
-    fn lease(self: &Arc<Self>, conn: Arc<WorkerConn>) -> Lease {
+    fn room(&self, slot: &Slot, ahead: bool, now: Instant) -> usize {
+        room(
+            slot.conn.available_capacity(),
+            self.look_ahead.depth,
+            ahead,
+            slot.stalled(now, self.look_ahead.stall),
+        )
+    }
+
+    /// Counts a request on `slot` and leases it.
+    fn lease_on(self: &Arc<Self>, slot: &mut Slot, now: Instant) -> Lease {
+        if slot.in_flight == 0 {
+            slot.progress = now;
+        }
+        slot.in_flight += 1;
         Lease {
-            conn,
+            conn: slot.conn.clone(),
             dispatcher: self.clone(),
             armed: true,
         }
@@ -133,9 +209,15 @@ impl Dispatcher {
     /// A ready worker joins the pool and at once takes waiting requests.
     pub fn add(self: &Arc<Self>, conn: Arc<WorkerConn>) {
         let mut st = self.state.lock().unwrap();
-        st.slots.push(Slot { conn, in_flight: 0 });
+        let now = Instant::now();
+        st.slots.push(Slot {
+            conn,
+            in_flight: 0,
+            progress: now,
+        });
         let i = st.slots.len() - 1;
-        self.hand_over(&mut st, i);
+        self.hand_over(&mut st, i, now);
+        self.rebalance(&mut st, now);
     }
 
     /// The worker leaves the pool (dead, or retiring): no new requests go to it.
@@ -148,28 +230,75 @@ impl Dispatcher {
     /// A request on `conn` finished (or its lease was dropped unused).
     pub fn release(self: &Arc<Self>, conn: &WorkerConn) {
         let mut st = self.state.lock().unwrap();
+        let now = Instant::now();
         if let Some(i) = st
             .slots
             .iter()
             .position(|s| std::ptr::eq(Arc::as_ptr(&s.conn), conn))
         {
-            st.slots[i].in_flight = st.slots[i].in_flight.saturating_sub(1);
-            self.hand_over(&mut st, i);
+            let slot = &mut st.slots[i];
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            slot.progress = now;
+            self.hand_over(&mut st, i, now);
+            self.rebalance(&mut st, now);
         }
     }
 
-    /// Gives free slots of worker `i` to the oldest live waiters.
+    /// Gives room on worker `i` to the oldest live waiters, in order.
     /// A lease that reaches a waiter which gave up is dropped by the channel and so
     /// released; one refused at send time is disarmed here (the lock is held).
-    fn hand_over(self: &Arc<Self>, st: &mut State, i: usize) {
-        while st.slots[i].in_flight < st.slots[i].conn.available_capacity() {
-            let Some(waiter) = st.waiters.pop_front() else {
+    fn hand_over(self: &Arc<Self>, st: &mut State, i: usize, now: Instant) {
+        while let Some(front) = st.waiters.front() {
+            if !front.tx.is_closed()
+                && st.slots[i].in_flight >= self.room(&st.slots[i], front.ahead, now)
+            {
                 return;
-            };
-            match waiter.send(self.lease(st.slots[i].conn.clone())) {
-                Ok(()) => st.slots[i].in_flight += 1,
-                Err(mut refused) => refused.armed = false,
             }
+            let waiter = st.waiters.pop_front().expect("front exists");
+            if waiter.tx.is_closed() {
+                continue;
+            }
+            let lease = self.lease_on(&mut st.slots[i], now);
+            if let Err(mut refused) = waiter.tx.send(lease) {
+                refused.armed = false;
+                st.slots[i].in_flight -= 1;
+            }
+        }
+    }
+
+    /// Takes back requests sent ahead where they would wait behind a slow one (see
+    /// the module doc); their request sides queue again at the head of the FIFO.
+    fn rebalance(&self, st: &mut State, now: Instant) {
+        if self.look_ahead.depth == 0 {
+            return;
+        }
+        for slot in st.slots.iter_mut() {
+            if slot.queued_ahead() > 0 && slot.stalled(now, self.look_ahead.stall) {
+                let n = slot.conn.revoke_unstarted(slot.queued_ahead());
+                slot.in_flight -= n;
+            }
+        }
+        if st.waiters.iter().any(|w| !w.tx.is_closed()) {
+            return;
+        }
+        let idle: usize = st
+            .slots
+            .iter()
+            .map(|s| s.conn.available_capacity().saturating_sub(s.in_flight))
+            .sum();
+        if idle == 0 {
+            return;
+        }
+        if let Some(busiest) = st
+            .slots
+            .iter_mut()
+            .filter(|s| s.queued_ahead() > 0)
+            .max_by_key(|s| s.queued_ahead())
+        {
+            let n = busiest
+                .conn
+                .revoke_unstarted(idle.min(busiest.queued_ahead()));
+            busiest.in_flight -= n;
         }
     }
 
@@ -191,6 +320,15 @@ mod tests {
             Pick::Worker(1)
         );
         assert_eq!(pick([(2, 2), (1, 2)].into_iter(), 0, 10), Pick::Worker(1));
+    }
+
+    #[test]
+    fn look_ahead_adds_room_unless_stalled_retiring_or_not_allowed() {
+        assert_eq!(room(1, 16, true, false), 17);
+        assert_eq!(room(1, 16, true, true), 1, "stalled");
+        assert_eq!(room(1, 16, false, false), 1, "body not in memory");
+        assert_eq!(room(0, 16, true, false), 0, "retiring");
+        assert_eq!(room(4, 0, true, false), 4, "look-ahead off");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum Delivery {
     },
     /// The supervisor gave up on the worker (`--timeout`): the stream ends here.
     TimedOut,
+    /// The front took the request back before the worker started it (it was sent
+    /// ahead, see `crate::claims`): send it again, to another worker.
+    Revoked,
 }
 
 /// An unlinked temp file written by the connection reader and read by the response.
@@ -68,7 +71,14 @@ pub struct Receiver {
     rx: mpsc::UnboundedReceiver<Delivery>,
     in_memory: Arc<AtomicUsize>,
     spill_offset: u64,
-    timed_out: bool,
+    interruption: Option<Interruption>,
+}
+
+/// Why the front ended a stream that the worker did not end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    TimedOut,
+    Revoked,
 }
 
 pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
@@ -85,7 +95,7 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
             rx,
             in_memory,
             spill_offset: 0,
-            timed_out: false,
+            interruption: None,
         },
     )
 }
@@ -119,6 +129,11 @@ impl Sender {
         let _ = self.tx.send(Delivery::TimedOut);
     }
 
+    /// Ends the stream because the front revoked the request before it started.
+    pub fn revoke(&mut self) {
+        let _ = self.tx.send(Delivery::Revoked);
+    }
+
     fn over_limit(&self, more: usize) -> bool {
         self.in_memory.load(Ordering::Relaxed) + more > self.memory_limit
     }
@@ -144,9 +159,10 @@ impl Receiver {
         Some(self.open(d))
     }
 
-    /// Whether the stream ended by `Sender::time_out` (the client gets 504).
-    pub fn timed_out(&self) -> bool {
-        self.timed_out
+    /// Whether the front ended the stream (`Sender::time_out`: the client gets 504;
+    /// `Sender::revoke`: the request goes to another worker).
+    pub fn interruption(&self) -> Option<Interruption> {
+        self.interruption
     }
 
     fn open(&mut self, d: Delivery) -> Frame {
@@ -157,8 +173,12 @@ impl Receiver {
             }
             Delivery::Frame(f) => f,
             Delivery::TimedOut => {
-                self.timed_out = true;
+                self.interruption = Some(Interruption::TimedOut);
                 Frame::Abort(Bytes::from_static(b"worker timed out"))
+            }
+            Delivery::Revoked => {
+                self.interruption = Some(Interruption::Revoked);
+                Frame::Abort(Bytes::from_static(b"revoked before it started"))
             }
             Delivery::Spilled { file, len } => match file.read(self.spill_offset, len) {
                 Ok(b) => {
@@ -200,7 +220,15 @@ mod tests {
         let (mut tx, mut rx) = channel(10);
         tx.time_out();
         assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
-        assert!(rx.timed_out());
+        assert_eq!(rx.interruption(), Some(Interruption::TimedOut));
+    }
+
+    #[tokio::test]
+    async fn a_revocation_ends_the_stream_and_says_so() {
+        let (mut tx, mut rx) = channel(10);
+        tx.revoke();
+        assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
+        assert_eq!(rx.interruption(), Some(Interruption::Revoked));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod forward_headers;
 pub mod spool;
 
 use crate::config::Limits;
+use crate::dispatcher::response_spool::Interruption;
 use crate::dispatcher::{Dispatcher, WorkerConn};
 use crate::respond::{self, BoxError, Failure};
 use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
@@ -109,7 +110,7 @@ impl Proxy {
         if declared_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_size) {
             return Err(Failure::PayloadTooLarge);
         }
-        let body = spool::read_body(
+        let mut body = spool::read_body(
             body,
             self.limits.max_body_size,
             self.limits.body_buffer_size,
@@ -127,43 +128,47 @@ impl Proxy {
             request_id,
         );
 
-        let lease = self.dispatcher.acquire().await?;
-        let worker = lease.conn().clone();
-        let sent_at = std::time::Instant::now();
-        let (stream, mut rx) = worker.start_request(lease, head, self.limits.response_buffer_size);
-        body.for_each_chunk(wire::CHUNK, |chunk| {
-            worker.send(stream, Frame::RequestBody(chunk))
-        })
-        .await?;
-        worker.send(stream, Frame::RequestEnd);
+        // Only a body held in memory may be sent ahead of a worker's threads (see
+        // `dispatcher`); a request taken back before it started is sent again.
+        let ahead = body.in_memory();
+        let mut again = false;
+        loop {
+            let lease = self.dispatcher.acquire(ahead, again).await?;
+            let worker = lease.conn().clone();
+            let sent_at = std::time::Instant::now();
+            let (stream, mut rx) =
+                worker.start_request(lease, head.clone(), self.limits.response_buffer_size);
+            body.for_each_chunk(wire::CHUNK, |chunk| {
+                worker.send(stream, Frame::RequestBody(chunk))
+            })
+            .await?;
+            worker.send(stream, Frame::RequestEnd);
 
-        let mut guard = AbortOnDrop {
-            worker: Some(worker.clone()),
-            stream,
-        };
-        match rx.recv().await {
-            Some(Frame::ResponseHead(head)) => {
+            let mut guard = AbortOnDrop {
+                worker: Some(worker.clone()),
+                stream,
+            };
+            let first = rx.recv().await;
+            if let Some(Frame::ResponseHead(head)) = first {
                 let mut resp = build_response(*head)?;
                 resp.extensions_mut().insert(Upstream {
                     pid: worker.pid,
                     elapsed: sent_at.elapsed(),
                 });
                 let worker = guard.worker.take();
-                Ok(resp.map(|()| {
+                return Ok(resp.map(|()| {
                     respond::Body::new(AppBody {
                         rx,
                         guard: AbortOnDrop { worker, stream },
                         done: false,
                     })
-                }))
+                }));
             }
-            _ if rx.timed_out() => {
-                guard.worker = None;
-                Err(Failure::WorkerTimeout)
-            }
-            _ => {
-                guard.worker = None;
-                Err(Failure::WorkerFailed)
+            guard.worker = None;
+            match rx.interruption() {
+                Some(Interruption::Revoked) => again = true,
+                Some(Interruption::TimedOut) => return Err(Failure::WorkerTimeout),
+                None => return Err(Failure::WorkerFailed),
             }
         }
     }

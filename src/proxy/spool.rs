@@ -88,15 +88,22 @@ fn internal(e: std::io::Error) -> Failure {
 }
 
 impl Body {
-    /// Hands the body to `send` in chunks of at most `chunk` bytes.
+    /// Whether the body is held in memory (not spooled to a file).
+    pub fn in_memory(&self) -> bool {
+        matches!(self.data, Spooled::Memory(_))
+    }
+
+    /// Hands the body to `send` in chunks of at most `chunk` bytes; may be called
+    /// again (a revoked request is sent once more).
     pub async fn for_each_chunk(
-        self,
+        &mut self,
         chunk: usize,
         mut send: impl FnMut(Bytes),
     ) -> Result<(), Failure> {
-        match self.data {
+        match &mut self.data {
             Spooled::Memory(chunks) => {
-                for mut c in chunks {
+                for c in chunks.iter() {
+                    let mut c = c.clone();
                     while c.len() > chunk {
                         send(c.split_to(chunk));
                     }
@@ -105,7 +112,8 @@ impl Body {
                     }
                 }
             }
-            Spooled::File(mut f) => {
+            Spooled::File(f) => {
+                f.rewind().await.map_err(internal)?;
                 let mut buf = vec![0u8; chunk];
                 loop {
                     let n = f.read(&mut buf).await.map_err(internal)?;

@@ -11,12 +11,13 @@
 pub mod policy;
 pub mod process;
 
+use crate::claims::Claims;
 use crate::config::Settings;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn, WorkerEvent};
 use crate::observe::{error_log, Metrics, RestartReason};
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,7 +262,7 @@ impl Supervisor {
                 status,
                 socket,
             } => {
-                let _ = std::fs::remove_file(&socket);
+                remove_worker_files(&socket);
                 self.on_exited(pid, status);
             }
             Event::Conn(WorkerEvent::QuotaReached { pid }) => {
@@ -541,6 +542,16 @@ async fn recv_or_pending(sig: &mut Option<tokio::signal::unix::Signal>) -> Optio
     }
 }
 
+/// The claim table of the worker on `socket` lives beside it.
+fn claims_path(socket: &Path) -> PathBuf {
+    socket.with_extension("claims")
+}
+
+fn remove_worker_files(socket: &Path) {
+    let _ = std::fs::remove_file(socket);
+    let _ = std::fs::remove_file(claims_path(socket));
+}
+
 /// Binds the worker's socket, starts the process, and waits for its Ready frame (or
 /// its exit). The exit watcher reports the process's end as an `Event::Exited`.
 async fn start(
@@ -550,9 +561,11 @@ async fn start(
     dispatcher: &Arc<Dispatcher>,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Arc<WorkerConn>, StartError> {
-    let _ = std::fs::remove_file(socket);
+    remove_worker_files(socket);
     let listener = UnixListener::bind(socket)?;
-    let mut child = process::spawn(settings, socket, settings.reload)?;
+    let claims_path = claims_path(socket);
+    let claims = Claims::create(&claims_path)?;
+    let mut child = process::spawn(settings, socket, &claims_path, settings.reload)?;
     let pid = child.id().unwrap_or(0);
     let relay = child
         .stderr
@@ -561,9 +574,15 @@ async fn start(
     let handshake = async {
         let (sock, _) = listener.accept().await?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let conn =
-            WorkerConn::handshake(sock, settings.workers.threads, quota, dispatcher, conn_tx)
-                .await?;
+        let conn = WorkerConn::handshake(
+            sock,
+            claims,
+            settings.workers.threads,
+            quota,
+            dispatcher,
+            conn_tx,
+        )
+        .await?;
         let events = events.clone();
         tokio::spawn(async move {
             while let Some(ev) = conn_rx.recv().await {
@@ -578,7 +597,7 @@ async fn start(
             Err(_) => Err(StartError::Timeout(START_TIMEOUT)),
         },
         status = child.wait() => {
-            let _ = std::fs::remove_file(socket);
+            remove_worker_files(socket);
             // The traceback of a failed import must be in the log before we report.
             if let Some(relay) = relay {
                 let _ = tokio::time::timeout(Duration::from_secs(2), relay).await;

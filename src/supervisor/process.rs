@@ -14,12 +14,19 @@ use std::sync::Mutex;
 use tokio::process::{Child, Command};
 
 /// Starts one worker that will connect to `socket`.
-pub fn spawn(settings: &Settings, socket: &Path, dev: bool) -> std::io::Result<Child> {
+pub fn spawn(
+    settings: &Settings,
+    socket: &Path,
+    claims: &Path,
+    dev: bool,
+) -> std::io::Result<Child> {
     let app = settings.app.as_deref().unwrap_or_default();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(SUBCOMMAND)
         .arg("--socket")
         .arg(socket)
+        .arg("--claims")
+        .arg(claims)
         .arg("--app")
         .arg(app)
         .arg("--threads")

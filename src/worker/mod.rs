@@ -13,6 +13,7 @@ mod server;
 mod signals;
 pub mod stream;
 
+use crate::claims::Claims;
 use crate::python::{self, app::LoadFailure, Handler, Shared};
 use crate::wire::Frame;
 use clap::Parser;
@@ -39,6 +40,10 @@ pub struct WorkerArgs {
     /// The master's Unix socket to connect to.
     #[arg(long)]
     pub socket: PathBuf,
+    /// The claim table shared with the master (see `crate::claims`); without it
+    /// every request read is run.
+    #[arg(long)]
+    pub claims: Option<PathBuf>,
     /// MODULE:CALLABLE
     #[arg(long)]
     pub app: String,
@@ -70,6 +75,8 @@ enum StartError {
     Python(#[from] python::InitError),
     #[error("cannot connect to the master at {0}: {1}")]
     Connect(PathBuf, std::io::Error),
+    #[error("cannot map the claim table {0}: {1}")]
+    Claims(PathBuf, std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("Python: {0}")]
@@ -157,7 +164,11 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
     let shared = Arc::new(shared);
     let sock = UnixStream::connect(&args.socket)
         .map_err(|e| StartError::Connect(args.socket.clone(), e))?;
-    let conn = Arc::new(Conn::new(sock));
+    let claims = match &args.claims {
+        Some(path) => Some(Claims::open(path).map_err(|e| StartError::Claims(path.clone(), e))?),
+        None => None,
+    };
+    let conn = Arc::new(Conn::new(sock, claims));
     signals::spawn(conn.clone()).map_err(StartError::Thread)?;
     for i in 0..threads {
         let (shared, conn) = (shared.clone(), conn.clone());

@@ -11,6 +11,7 @@
 //! *leader*), and the thread that produced a response writes it. With one Python
 //! thread a request costs one `read` and one `write` and no wake-up at all.
 
+use crate::claims::Claims;
 use crate::wire::RequestHead;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -312,10 +313,13 @@ pub struct Conn {
     pub(super) read_buf: Mutex<super::server::ReadBuf>,
     /// Set once a write failed: later writes are dropped.
     pub(super) write_failed: AtomicBool,
+    /// Shared with the front, which may take back a request not started yet; `None`
+    /// when the front sends nothing ahead (every request read is run).
+    claims: Option<Claims>,
 }
 
 impl Conn {
-    pub fn new(socket: UnixStream) -> Self {
+    pub fn new(socket: UnixStream, claims: Option<Claims>) -> Self {
         Conn {
             sched: Mutex::default(),
             followers: Condvar::new(),
@@ -325,6 +329,7 @@ impl Conn {
             write_lock: Mutex::new(()),
             read_buf: Mutex::default(),
             write_failed: AtomicBool::new(false),
+            claims,
         }
     }
 
@@ -383,11 +388,24 @@ impl Conn {
     /// A queued job, without waiting (the caller holds the GIL).
     pub fn try_job(&self) -> Option<Job> {
         let mut s = lock(&self.sched);
-        let job = s.jobs.pop_front();
+        let job = self.pop_job(&mut s);
         if job.is_some() {
             self.wake_followers(&mut s);
         }
         job
+    }
+
+    /// The first queued job that is ours to run: a job the front revoked (it was sent
+    /// ahead and has gone to another worker) is dropped without a word.
+    fn pop_job(&self, s: &mut Sched) -> Option<Job> {
+        while let Some(job) = s.jobs.pop_front() {
+            if self.claims.as_ref().is_none_or(|c| c.claim(job.stream)) {
+                return Some(job);
+            }
+            self.forget(job.stream, &job.body);
+            self.check_drained();
+        }
+        None
     }
 
     /// The next request for this thread: a queued one, else this thread reads the
@@ -397,7 +415,7 @@ impl Conn {
     pub fn next_job(&self) -> Job {
         let mut s = lock(&self.sched);
         loop {
-            if let Some(job) = s.jobs.pop_front() {
+            if let Some(job) = self.pop_job(&mut s) {
                 self.wake_followers(&mut s);
                 return job;
             }
@@ -611,7 +629,7 @@ mod tests {
     #[test]
     fn drain_waits_for_streams_in_flight() {
         let (sock, _master) = UnixStream::pair().unwrap();
-        let c = Conn::new(sock);
+        let c = Conn::new(sock, None);
         let head = Box::new(RequestHead {
             method: Bytes::from_static(b"GET"),
             path: Bytes::from_static(b"/"),

@@ -410,3 +410,136 @@ fn start_failures_back_off_requests_wait_and_a_fix_recovers() {
     write_app(dir.path(), &app_source("v2"));
     assert_eq!(waiting.join().unwrap(), (200, "v2".to_string()));
 }
+
+/// Starts `n` concurrent GETs of `path`; each reports its status, body and latency.
+fn concurrent_gets(
+    server: &Server,
+    path: &str,
+    n: usize,
+) -> Vec<thread::JoinHandle<((u16, String), Duration)>> {
+    (0..n)
+        .map(|_| {
+            let url = server.url(path);
+            thread::spawn(move || {
+                let started = Instant::now();
+                let r = get(&url);
+                (r, started.elapsed())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn requests_sent_ahead_of_a_slow_one_are_served_by_the_other_worker() {
+    // The sleeping worker never counts as stalled here, so it is sent requests
+    // ahead (16 at once: the least-loaded pick alternates); the other worker, once
+    // idle, must take them back.
+    let (server, _dir) = patient_workers("2", &[]);
+    let slow = concurrent_gets(&server, "/sleep?s=6", 1);
+    thread::sleep(Duration::from_millis(300));
+    let fast = concurrent_gets(&server, "/pid", 16);
+    let mut pids = HashSet::new();
+    for h in fast {
+        let ((status, pid), took) = h.join().unwrap();
+        assert_eq!(status, 200, "{pid}");
+        assert!(
+            took < Duration::from_secs(4),
+            "waited {took:?} behind the slow request"
+        );
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 1, "only the free worker served: {pids:?}");
+    let ((status, _), _) = slow.into_iter().next().unwrap().join().unwrap();
+    assert_eq!(status, 200);
+}
+
+/// Workers that never count as stalled, so requests sent ahead stay queued at them
+/// until a free worker takes them back.
+fn patient_workers(count: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "[workers]\nlook_ahead_stall_ms = 600000\n").unwrap();
+    let mut args = vec!["-w", count, "-c", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (sup_server(&args), dir)
+}
+
+/// A slow request, then `n` requests queued behind it at the same worker.
+fn slow_then_queued(
+    server: &Server,
+    slow: &str,
+    n: usize,
+) -> (
+    thread::JoinHandle<((u16, String), Duration)>,
+    Vec<thread::JoinHandle<((u16, String), Duration)>>,
+) {
+    let slow = concurrent_gets(server, slow, 1).pop().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let queued = concurrent_gets(server, "/pid", n);
+    thread::sleep(Duration::from_millis(300));
+    (slow, queued)
+}
+
+#[test]
+fn a_killed_worker_fails_only_the_request_it_was_running_not_those_queued_at_it() {
+    let (server, _dir) = patient_workers("1", &[]);
+    let worker = children(server.pid())[0];
+    let (slow, queued) = slow_then_queued(&server, "/sleep?s=30", 5);
+    kill9(worker);
+    assert_eq!(slow.join().unwrap().0 .0, 502);
+    for h in queued {
+        let ((status, pid), _) = h.join().unwrap();
+        assert_eq!(status, 200, "{pid}");
+        assert_ne!(pid, worker.to_string(), "served by the replacement");
+    }
+}
+
+#[test]
+fn a_timed_out_worker_gives_504_only_to_the_hung_request() {
+    let (server, _dir) = patient_workers("1", &["-t", "2"]);
+    let worker = children(server.pid())[0];
+    let (slow, queued) = slow_then_queued(&server, "/sleep?s=60", 3);
+    assert_eq!(slow.join().unwrap().0 .0, 504);
+    for h in queued {
+        let ((status, pid), _) = h.join().unwrap();
+        assert_eq!(status, 200, "{pid}");
+        assert_ne!(pid, worker.to_string());
+    }
+}
+
+#[test]
+fn requests_queued_at_a_stalled_worker_go_back_to_the_queue_under_load() {
+    // 40 clients keep the queue non-empty, so only the stall rule can move the
+    // requests sent ahead to the worker that sleeps.
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "[workers]\nlook_ahead_stall_ms = 300\n").unwrap();
+    let server = sup_server(&["-w", "2", "-c", conf.to_str().unwrap()]);
+    let slow = concurrent_gets(&server, "/sleep?s=8", 1).pop().unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let until = Instant::now() + Duration::from_secs(3);
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            let url = server.url("/pid");
+            thread::spawn(move || {
+                let c = client();
+                let mut slowest = Duration::ZERO;
+                while Instant::now() < until {
+                    let started = Instant::now();
+                    let status = c.get(&url).send().map(|r| r.status().as_u16());
+                    assert_eq!(status.ok(), Some(200));
+                    slowest = slowest.max(started.elapsed());
+                }
+                slowest
+            })
+        })
+        .collect();
+    for c in clients {
+        let slowest = c.join().unwrap();
+        assert!(
+            slowest < Duration::from_secs(4),
+            "a request waited {slowest:?}"
+        );
+    }
+    assert_eq!(slow.join().unwrap().0 .0, 200);
+}

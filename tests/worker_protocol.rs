@@ -3,6 +3,7 @@
 //! test waits on facts (frames, exit status, log lines) with deadlines.
 
 use bytes::{Bytes, BytesMut};
+use ferricorn::claims::Claims;
 use ferricorn::wire::{self, Frame, RequestHead, Scheme};
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -588,6 +589,45 @@ fn two_requests_in_flight_with_two_threads() {
     w.send(a, Frame::RequestBody(Bytes::from_static(b"second half")));
     w.send(a, Frame::RequestEnd);
     assert_eq!(w.response(a).text(), "first half, second half");
+}
+
+#[test]
+fn a_request_the_front_revoked_before_it_started_is_dropped_unanswered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.claims");
+    let claims = Claims::create(&path).unwrap();
+    let mut w = probe(&["--claims", path.to_str().unwrap()]);
+    let (a, b, c) = (w.stream(), w.stream(), w.stream());
+    claims.offer(a);
+    claims.offer(b);
+    claims.offer(c);
+    assert!(claims.revoke(b), "nothing has started b yet");
+    for (s, path) in [(a, "/hello"), (b, "/environ"), (c, "/hello")] {
+        let mut h = head("GET", path, "");
+        h.content_length = Some(0);
+        w.send(s, Frame::RequestHead(Box::new(h)));
+        w.send(s, Frame::RequestEnd);
+    }
+    assert_eq!(w.response(a).text(), "Hello, world!");
+    assert_eq!(w.response(c).text(), "Hello, world!");
+    // Requests run in order on the one thread: an answer to b would be stashed by now.
+    assert!(
+        w.stash.get(&b).is_none_or(VecDeque::is_empty),
+        "{:?}",
+        w.stash.get(&b)
+    );
+    assert!(
+        !claims.revoke(a) && !claims.revoke(c),
+        "a and c were started"
+    );
+    // A stream the front never offered is not run either.
+    let d = w.send_request(head("GET", "/hello", ""), &[]);
+    let e = w.stream();
+    claims.offer(e);
+    w.send(e, Frame::RequestHead(Box::new(head("GET", "/hello", ""))));
+    w.send(e, Frame::RequestEnd);
+    assert_eq!(w.response(e).text(), "Hello, world!");
+    assert!(w.stash.get(&d).is_none_or(VecDeque::is_empty));
 }
 
 #[test]

@@ -55,9 +55,12 @@ async fn exchange_then(client: DuplexStream, request: &[u8], half_close: bool) -
     String::from_utf8(response).expect("utf-8")
 }
 
+/// The status codes of the responses in `response`; hyper answers an HTTP/1.0 request
+/// with an HTTP/1.0 status line.
 fn statuses(response: &str) -> Vec<&str> {
     response
-        .match_indices("HTTP/1.1 ")
+        .match_indices("HTTP/1.")
+        .filter(|(i, _)| matches!(response.get(i + 7..i + 9), Some("1 " | "0 ")))
         .map(|(i, _)| &response[i + 9..i + 12])
         .collect()
 }
@@ -209,13 +212,7 @@ async fn the_corpus_through_the_guard_and_hyper() {
         if case["kind"] == "valid" {
             // An invalid request after the case makes the guard end the connection.
             let got = corpus_exchange(&[&raw[..], INVALID].concat(), false).await;
-            let requests = case["requests"].as_array().unwrap();
-            let mut n = requests.len();
-            // hyper drops its answer to an HTTP/1.0 request when EOF follows it (with or
-            // without the guard: a plain duplex shows the same); the 400 still comes.
-            if requests[n - 1]["version"] == "HTTP/1.0" {
-                n -= 1;
-            }
+            let n = case["requests"].as_array().unwrap().len();
             let mut expected = vec!["200"; n];
             expected.push("400");
             if got != expected {

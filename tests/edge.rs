@@ -55,10 +55,8 @@ fn run_corpus(server: &Server, extra: &[&str]) -> (String, BTreeSet<String>) {
 }
 
 /// Cases ferricorn cannot serve yet, each with the reason:
-/// - valid/014: a raw `"` in the target; hyper's parser refuses it (so does Granian).
 /// - CONNECT (authority-form): a WSGI app cannot run a tunnel; hyper closes it.
 const KNOWN: &[&str] = &[
-    "valid/014",
     "valid/rfc9112_target_authority_connect_01",
     "valid/rfc9112_target_authority_ipv6_01",
 ];
@@ -752,4 +750,68 @@ fn require_host_refuses_http11_without_host() {
         Duration::from_secs(5),
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+// ---- requests hyper only parses as guard stand-ins ---------------------------------
+
+#[test]
+fn target_bytes_http_refuses_reach_the_app_as_the_client_sent_them() {
+    let server = echo_server(&[]);
+    let env = raw_environ(
+        &server,
+        b"GET /a<b>`c\"%22?q=\"<`>#frag HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(env["REQUEST_METHOD"], "GET", "{env}");
+    assert_eq!(env["PATH_INFO"], "/a<b>`c\"\"", "{env}");
+    assert_eq!(env["QUERY_STRING"], "q=\"<`>", "{env}");
+    assert_eq!(env["RAW_URI"], "/a<b>`c\"%22?q=\"<`>", "{env}");
+    assert!(
+        env.get("HTTP_X_FERRICORN_ORIGINAL_REQUEST").is_none(),
+        "{env}"
+    );
+
+    let env = raw_environ(
+        &server,
+        b"GET http://a/x\"y?q=\"z\" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(env["PATH_INFO"], "/x\"y", "{env}");
+    assert_eq!(env["QUERY_STRING"], "q=\"z\"", "{env}");
+
+    // As many fields as allowed: the one the guard adds must not make hyper refuse.
+    let fields: String = (0..98).map(|i| format!("X-{i}: v\r\n")).collect();
+    let full = format!("GET /?q=\"full\" HTTP/1.1\r\nHost: a\r\n{fields}Connection: close\r\n\r\n");
+    let env = raw_environ(&server, full.as_bytes());
+    assert_eq!(env["QUERY_STRING"], "q=\"full\"", "{env}");
+    assert_eq!(env["HTTP_X_97"], "v", "{env}");
+}
+
+#[test]
+fn a_client_cannot_send_the_guards_internal_field() {
+    let server = echo_server(&[]);
+    let spoofs: &[&[u8]] = &[
+        b"GET /real HTTP/1.1\r\nHost: a\r\nX-Ferricorn-Original-Request: GET /admin\r\n\r\n",
+        // also on a request that gets a stand-in (and the guard's own field) anyway
+        b"GET /real?q=\"1\" HTTP/1.1\r\nHost: a\r\nx-ferricorn-original-request: CONNECT admin:443\r\n\r\n",
+        b"POST /real HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Ferricorn-Original-Request: GET /admin\r\n\r\n",
+    ];
+    for raw in spoofs {
+        let resp = server.raw(raw, Duration::from_secs(5));
+        assert!(status_line(&resp).starts_with("HTTP/1.1 400"), "{resp}");
+        assert!(!resp.contains("REQUEST_METHOD"), "reached the app: {resp}");
+    }
+    // HTTP/2 does not go through the guard: the field is removed, never believed.
+    let (body, err, ok) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "X-Ferricorn-Original-Request: CONNECT admin:443",
+        &server.url("/real?x=1"),
+    ]);
+    assert!(ok, "{err}");
+    let env: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(env["REQUEST_METHOD"], "GET", "{env}");
+    assert_eq!(env["RAW_URI"], "/real?x=1", "{env}");
+    assert!(
+        env.get("HTTP_X_FERRICORN_ORIGINAL_REQUEST").is_none(),
+        "{env}"
+    );
 }

@@ -229,3 +229,12 @@ async fn the_corpus_through_the_guard_and_hyper() {
         }
     }
 }
+
+#[tokio::test]
+async fn hyper_serves_stand_ins_as_ordinary_requests() {
+    // Without the stand-in hyper answers 400 to the quotes (`http::Uri` refuses them).
+    let quotes = b"GET /q?a=\"<b>\" HTTP/1.1\r\nHost: x\r\n\r\n";
+    let response = over_hyper_http1(&[&quotes[..], INVALID].concat()).await;
+    assert_eq!(statuses(&response), ["200", "400"], "{response}");
+    assert!(response.contains("\r\n\r\n/q 0\n"), "{response}");
+}

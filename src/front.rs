@@ -13,7 +13,7 @@ use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
 use crate::static_files::StaticFiles;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,6 +156,7 @@ impl Front {
         let started = Instant::now();
         self.metrics.request_started();
         restore_request_line(&mut req);
+        let ends_connection = is_http1_connect(&req);
         let request_id = self.request_id(&req, conn);
         let logged = self
             .access_log
@@ -164,6 +165,10 @@ impl Front {
         let (kind, mut resp) = self.route(req, conn, &request_id).await;
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
             resp.headers_mut().insert("x-request-id", v);
+        }
+        if ends_connection {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let bytes = content_length(&resp);
         let elapsed = started.elapsed();
@@ -251,6 +256,13 @@ fn restore_request_line<B>(req: &mut Request<B>) {
         *req.method_mut() = original.method;
         req.extensions_mut().insert(RawTarget(original.target));
     }
+}
+
+/// A CONNECT over HTTP/1 is answered like any request (no tunnel) and ends its
+/// connection: a client or intermediary that takes our 2xx for an open tunnel would
+/// send bytes after it that must never be read as further requests.
+fn is_http1_connect<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT && req.version() <= Version::HTTP_11
 }
 
 /// Short, printable, no spaces: safe to log and to pass on.

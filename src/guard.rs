@@ -18,8 +18,8 @@
 //!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
 //!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
 //!   guard's error response first.
-//! - [`stand_in`]: the few valid requests hyper would refuse (`"` in a query) reach it
-//!   rewritten, with the client's request line in an internal
+//! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
+//!   query, CONNECT) reach it rewritten, with the client's request line in an internal
 //!   field the front turns back.
 //!
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
@@ -571,7 +571,7 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
     };
     Ok(RequestLine {
         http10,
-        stand_in: stand_in::is_needed(target),
+        stand_in: stand_in::is_needed(method, target),
     })
 }
 

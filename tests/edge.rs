@@ -54,33 +54,17 @@ fn run_corpus(server: &Server, extra: &[&str]) -> (String, BTreeSet<String>) {
     (last, failed)
 }
 
-/// Cases ferricorn cannot serve yet, each with the reason:
-/// - CONNECT (authority-form): a WSGI app cannot run a tunnel; hyper closes it.
-const KNOWN: &[&str] = &[
-    "valid/rfc9112_target_authority_connect_01",
-    "valid/rfc9112_target_authority_ipv6_01",
-];
-
-/// Skipped: the config-dependent cases (the next test runs them with the equivalent
-/// settings) and valid/009 and valid/027, which gunicorn 27 reversed: their bytes are
-/// refused as the invalid cases that replaced them (invalid/rfc9112_te_identity_with_cl_01,
-/// invalid/rfc9112_target_non_ascii_02), which run here.
+/// Every case passes with default settings. Skipped: the config-dependent cases (the
+/// next test runs them with the equivalent settings) and valid/009 and valid/027, which
+/// gunicorn 27 reversed: their bytes are refused as the invalid cases that replaced
+/// them (invalid/rfc9112_te_identity_with_cl_01, invalid/rfc9112_target_non_ascii_02),
+/// which run here.
 #[test]
 fn gunicorn_corpus_with_default_settings() {
     let server = echo_server(&[]);
     let (summary, failed) = run_corpus(&server, &["--skip-config-dependent", "--skip-superseded"]);
-    let unexpected: Vec<_> = failed
-        .iter()
-        .filter(|id| !KNOWN.contains(&id.as_str()))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "unexpected failures: {unexpected:?} ({summary})"
-    );
-    assert!(
-        summary.starts_with("12") && summary.contains("passed"),
-        "{summary}"
-    );
+    assert!(failed.is_empty(), "failed: {failed:?} ({summary})");
+    assert!(summary.contains(" passed, 0 failed, "), "{summary}");
 }
 
 #[test]
@@ -754,6 +738,13 @@ fn require_host_refuses_http11_without_host() {
 
 // ---- requests hyper only parses as guard stand-ins ---------------------------------
 
+/// The header section of a raw response, lower-cased for case-insensitive checks.
+fn response_head(resp: &str) -> String {
+    resp.split_once("\r\n\r\n")
+        .map_or(resp, |(head, _)| head)
+        .to_ascii_lowercase()
+}
+
 #[test]
 fn target_bytes_http_refuses_reach_the_app_as_the_client_sent_them() {
     let server = echo_server(&[]);
@@ -814,4 +805,42 @@ fn a_client_cannot_send_the_guards_internal_field() {
         env.get("HTTP_X_FERRICORN_ORIGINAL_REQUEST").is_none(),
         "{env}"
     );
+}
+
+#[test]
+fn connect_is_served_by_the_app_without_a_tunnel_and_ends_the_connection() {
+    let server = echo_server(&[]);
+    let started = std::time::Instant::now();
+    let resp = server.raw(
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nContent-Length: 5\r\n\r\nhello\
+          GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the connection stayed open: {resp}"
+    );
+    assert!(status_line(&resp).starts_with("HTTP/1.1 200"), "{resp}");
+    let head = response_head(&resp);
+    assert!(head.contains("\r\nconnection: close"), "{resp}");
+    assert!(head.contains("\r\ncontent-length: "), "{resp}");
+    assert_eq!(
+        resp.matches("HTTP/1.1 ").count(),
+        1,
+        "served after CONNECT: {resp}"
+    );
+    let body = resp.split_once("\r\n\r\n").unwrap().1;
+    let env: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(env["REQUEST_METHOD"], "CONNECT", "{env}");
+    // gunicorn's PATH_INFO for authority-form (see cases.json)
+    assert_eq!(env["PATH_INFO"], "443", "{env}");
+    assert_eq!(env["HTTP_HOST"], "example.com:443", "{env}");
+    assert_eq!(env["body_b64"], "aGVsbG8=", "{env}");
+
+    let env = raw_environ(
+        &server,
+        b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+    );
+    assert_eq!(env["REQUEST_METHOD"], "CONNECT", "{env}");
+    assert_eq!(env["PATH_INFO"], "[::1]:443", "{env}");
 }

@@ -1,14 +1,17 @@
-//! Stand-ins: valid requests that hyper would refuse, handed to it as a request line it
-//! parses as an ordinary request, with the client's own method and target in an
-//! internal field ([`FIELD`]) that the front turns back into the request
+//! Stand-ins: valid requests that hyper would refuse or mishandle, handed to it as a
+//! request line it parses as an ordinary request, with the client's own method and
+//! target in an internal field ([`FIELD`]) that the front turns back into the request
 //! the app sees ([`take`]). Both sides of that contract live here.
 //!
-//! The case, a request gunicorn serves (its corpus has it as valid): a `"`, `<`, `>`
-//! or `` ` `` in the target's path or query. The `http` crate's URI parser refuses
-//! them, so hyper would answer 400. The stand-in carries them percent-encoded; the app
-//! still gets the client's bytes (RAW_URI, QUERY_STRING) and PATH_INFO decoded from
-//! them. Control bytes, spaces and non-ASCII never get here: the guard refuses them
-//! before.
+//! Two cases, both requests gunicorn serves (its corpus has them as valid):
+//! - a `"`, `<`, `>` or `` ` `` in the target's path or query: the `http` crate's URI
+//!   parser refuses them, so hyper would answer 400. The stand-in carries them
+//!   percent-encoded; the app still gets the client's bytes (RAW_URI, QUERY_STRING)
+//!   and PATH_INFO decoded from them. Control bytes, spaces and non-ASCII never get
+//!   here: the guard refuses them before.
+//! - CONNECT: hyper makes any 2xx answer to it a tunnel (no body, the connection handed
+//!   over to an upgrade nobody takes), so the stand-in has another method. The app sees
+//!   CONNECT like any method, as under gunicorn, and no tunnel is ever opened.
 //!
 //! The field cannot be spoofed: the guard refuses a request that carries it (in its
 //! head or its trailers), and the front believes it only on HTTP/1 requests, which all
@@ -24,6 +27,9 @@ pub const FIELD: &str = "x-ferricorn-original-request";
 /// How many fields a stand-in adds to the head hyper parses (its field limit must
 /// leave room for them).
 pub const ADDED_FIELDS: usize = 1;
+
+/// The method hyper sees for CONNECT: any token without special meaning to hyper.
+const CONNECT_STAND_IN: &[u8] = b"FERRICORN-CONNECT";
 
 /// The client's request line, as the front restores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,11 +47,13 @@ fn needs_escape(b: u8) -> bool {
     matches!(b, b'"' | b'<' | b'>' | b'`')
 }
 
-/// Whether a request line with this (validated) target must reach hyper as a stand-in.
-pub(super) fn is_needed(target: &[u8]) -> bool {
-    target[path_and_query(target)]
-        .iter()
-        .any(|&b| needs_escape(b))
+/// Whether the request line `method target` must reach hyper as a stand-in. Both parts
+/// were validated already.
+pub(super) fn is_needed(method: &[u8], target: &[u8]) -> bool {
+    method == b"CONNECT"
+        || target[path_and_query(target)]
+            .iter()
+            .any(|&b| needs_escape(b))
 }
 
 /// Where the path and query of a validated target are: origin-form from its start,
@@ -83,7 +91,11 @@ pub(super) fn write(head: &[u8], line_len: usize, out: &mut BytesMut) {
         out.extend_from_slice(head);
         return;
     };
-    out.extend_from_slice(method);
+    out.extend_from_slice(if method == b"CONNECT" {
+        CONNECT_STAND_IN
+    } else {
+        method
+    });
     out.put_u8(b' ');
     write_escaped(target, out);
     out.put_u8(b' ');

@@ -95,6 +95,13 @@ fn stand_in_of(id: &str) -> Option<(&'static str, &'static str)> {
             "GET /with_%22quotes%22?foo=%22bar%22 HTTP/1.1",
             "GET /with_\"quotes\"?foo=\"bar\"",
         ),
+        "valid/rfc9112_target_authority_connect_01" => (
+            "FERRICORN-CONNECT example.com:443 HTTP/1.1",
+            "CONNECT example.com:443",
+        ),
+        "valid/rfc9112_target_authority_ipv6_01" => {
+            ("FERRICORN-CONNECT [::1]:443 HTTP/1.1", "CONNECT [::1]:443")
+        }
         _ => return None,
     })
 }
@@ -409,6 +416,26 @@ fn targets_http_refuses_reach_hyper_percent_encoded_with_the_original() {
     let (line, original) = stand_in_parts(&passes(b"GET /a\"b?c=\"<>`\"#\"< HTTP/1.0\r\n\r\n"));
     assert_eq!(line, "GET /a%22b?c=%22%3C%3E%60%22#\"< HTTP/1.0");
     assert_eq!(&original.unwrap().target[..], b"/a\"b?c=\"<>`\"#\"<");
+}
+
+#[test]
+fn connect_reaches_hyper_under_another_method() {
+    let raw = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX: 1\r\n\r\n";
+    let out = passes(raw);
+    assert_eq!(
+        out,
+        b"FERRICORN-CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX: 1\r\n\
+          x-ferricorn-original-request: CONNECT example.com:443\r\n\r\n"
+    );
+    let (_, original) = stand_in_parts(&out);
+    let original = original.unwrap();
+    assert_eq!(original.method, http::Method::CONNECT);
+    assert_eq!(&original.target[..], b"example.com:443");
+    // The body and the next request pass as for any method.
+    let with_body = b"CONNECT h:1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nabGET / HTTP/1.1\r\n\r\n";
+    let o = check(with_body);
+    assert_eq!((o.result, o.seen, o.idle), (Ok(()), 2, true));
+    assert!(o.out.ends_with(b"\r\n\r\nabGET / HTTP/1.1\r\n\r\n"));
 }
 
 #[test]

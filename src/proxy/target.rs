@@ -3,7 +3,7 @@
 //! hyper parsed a stand-in (see `guard::stand_in`), else from hyper's URI.
 
 use bytes::Bytes;
-use http::request::Parts;
+use http::{request::Parts, Method};
 use memchr::memchr;
 
 /// The request-target byte for byte, when hyper parsed a stand-in of it: a request
@@ -20,6 +20,9 @@ pub fn path_and_query(parts: &Parts) -> (Bytes, Bytes) {
             Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
         );
     };
+    if parts.method == Method::CONNECT {
+        return (raw.slice_ref(connect_path(raw)), Bytes::new());
+    }
     let (path, query) = split_target(raw);
     let path = if path.is_empty() {
         // `http://host?q`: hyper's URI gives "/" as the path; so do we.
@@ -48,10 +51,26 @@ fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// PATH_INFO of an authority-form (CONNECT) target as gunicorn gives it, so apps see
+/// what they saw there: Python's `urlsplit` takes a host that looks like a URI scheme
+/// (a letter, then letters, digits, `+`, `-`, `.`) for one, leaving the port as the
+/// path (`example.com:443` → `443`); anything else (an IP literal, `[::1]:443`) is
+/// all path.
+fn connect_path(target: &[u8]) -> &[u8] {
+    let is_scheme_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.');
+    match memchr(b':', target) {
+        Some(colon)
+            if target[0].is_ascii_alphabetic() && target[..colon].iter().all(is_scheme_char) =>
+        {
+            &target[colon + 1..]
+        }
+        _ => target,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::Method;
 
     fn parts(method: Method, uri: &str, raw: Option<&'static str>) -> Parts {
         let mut req = http::Request::builder()
@@ -96,5 +115,19 @@ mod tests {
         assert_eq!(pq(&no_path), pair("/", "q=<"));
         let query_only_slash = parts(Method::GET, "/", Some("/?a=//b://c"));
         assert_eq!(pq(&query_only_slash), pair("/", "a=//b://c"));
+    }
+
+    #[test]
+    fn connect_paths_are_gunicorns() {
+        for (target, path) in [
+            ("example.com:443", "443"),
+            ("[::1]:443", "[::1]:443"),
+            ("10.0.0.1:8080", "10.0.0.1:8080"),
+            ("my_host:80", "my_host:80"),
+            ("a+b-c.d:1", "1"),
+        ] {
+            let p = parts(Method::CONNECT, "example.com:443", Some(target));
+            assert_eq!(pq(&p), pair(path, ""), "{target}");
+        }
     }
 }

@@ -228,13 +228,20 @@ async fn the_corpus_through_the_guard_and_hyper() {
             );
         }
     }
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 #[tokio::test]
 async fn hyper_serves_stand_ins_as_ordinary_requests() {
-    // Without the stand-in hyper answers 400 to the quotes (`http::Uri` refuses them).
+    // Without the stand-in hyper answers 400 to the quotes (`http::Uri` refuses them)
+    // and makes the 200 to CONNECT a tunnel: no body, and nothing after it is served.
     let quotes = b"GET /q?a=\"<b>\" HTTP/1.1\r\nHost: x\r\n\r\n";
     let response = over_hyper_http1(&[&quotes[..], INVALID].concat()).await;
     assert_eq!(statuses(&response), ["200", "400"], "{response}");
     assert!(response.contains("\r\n\r\n/q 0\n"), "{response}");
+    let connect = b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n";
+    let response = over_hyper_http1(&[&connect[..], VALID, INVALID].concat()).await;
+    assert_eq!(statuses(&response), ["200", "200", "400"], "{response}");
+    // The echo service answers `path length`; CONNECT's authority-form has no path.
+    assert!(response.contains("content-length: 3\r\n"), "{response}");
 }

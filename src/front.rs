@@ -1,16 +1,19 @@
 //! The front: the one function that composes the tower service stack every client
 //! request goes through, and the routing step at its core (static mount, app or 404).
 //! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
-//! is counted in the metrics and, when enabled, the access log.
+//! is counted in the metrics and, when enabled, the access log. A request hyper parsed
+//! as a guard stand-in first gets the client's own request line back.
 
+use crate::guard::stand_in;
 use crate::observe::access_log::{AccessLog, Entry};
 use crate::observe::{Metrics, RouteKind};
+use crate::proxy::target::RawTarget;
 use crate::proxy::{ConnInfo, Proxy, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
 use crate::static_files::StaticFiles;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,9 +152,11 @@ impl Front {
             })
     }
 
-    async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
         self.metrics.request_started();
+        restore_request_line(&mut req);
+        let ends_connection = is_http1_connect(&req);
         let request_id = self.request_id(&req, conn);
         let logged = self
             .access_log
@@ -160,6 +165,10 @@ impl Front {
         let (kind, mut resp) = self.route(req, conn, &request_id).await;
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
             resp.headers_mut().insert("x-request-id", v);
+        }
+        if ends_connection {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let bytes = content_length(&resp);
         let elapsed = started.elapsed();
@@ -236,6 +245,24 @@ impl Front {
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
         }
     }
+}
+
+/// Gives a request hyper parsed as a guard stand-in the client's method back, and its
+/// raw target to the proxy as an extension. The internal field leaves every request
+/// here, so nothing after the front (nor the app) ever sees it.
+fn restore_request_line<B>(req: &mut Request<B>) {
+    let version = req.version();
+    if let Some(original) = stand_in::take(req.headers_mut(), version) {
+        *req.method_mut() = original.method;
+        req.extensions_mut().insert(RawTarget(original.target));
+    }
+}
+
+/// A CONNECT over HTTP/1 is answered like any request (no tunnel) and ends its
+/// connection: a client or intermediary that takes our 2xx for an open tunnel would
+/// send bytes after it that must never be read as further requests.
+fn is_http1_connect<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT && req.version() <= Version::HTTP_11
 }
 
 /// Short, printable, no spaces: safe to log and to pass on.

@@ -18,6 +18,9 @@
 //!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
 //!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
 //!   guard's error response first.
+//! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
+//!   query, CONNECT) reach it rewritten, with the client's request line in an internal
+//!   field the front turns back.
 //!
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
 //! ../shared/conformance/ is the test suite: see the tests at the bottom).
@@ -33,6 +36,8 @@ use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use memchr::memchr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub mod stand_in;
 
 /// Limits on the request head, with gunicorn's names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +145,8 @@ const FORBIDDEN_TRAILERS: &[&[u8]] = &[
     b"cookie",
     b"content-encoding",
     b"content-range",
+    // Never a client's to send (see `stand_in`).
+    stand_in::FIELD.as_bytes(),
 ];
 
 /// Where the guard is in the byte stream of a connection.
@@ -179,8 +186,12 @@ struct HeadFacts {
     line_start: usize,
     /// Offset in `head` where the request starts (after a tolerated empty line).
     request_start: usize,
+    /// Offset in `head` where the request line ends (after its CRLF).
+    request_line_end: usize,
     seen_request_line: bool,
     http10: bool,
+    /// hyper gets this request as a stand-in (see `stand_in`).
+    stand_in: bool,
     fields: usize,
     hosts: usize,
     content_types: usize,
@@ -400,9 +411,11 @@ impl Http1Guard {
                 self.facts.request_start = self.head.len();
                 return Ok(());
             }
-            let http10 = check_request_line(line, &self.limits)?;
+            let checked = check_request_line(line, &self.limits)?;
             self.facts.seen_request_line = true;
-            self.facts.http10 = http10;
+            self.facts.request_line_end = self.head.len();
+            self.facts.http10 = checked.http10;
+            self.facts.stand_in = checked.stand_in;
             return Ok(());
         }
         if line.is_empty() {
@@ -437,7 +450,12 @@ impl Http1Guard {
                 _ => State::Head,
             }
         };
-        out.extend_from_slice(&self.head[f.request_start..]);
+        let head = &self.head[f.request_start..];
+        if f.stand_in {
+            stand_in::write(head, f.request_line_end - f.request_start, out);
+        } else {
+            out.extend_from_slice(head);
+        }
         self.head.clear();
         self.facts = HeadFacts::default();
         self.heads_passed += 1;
@@ -523,8 +541,15 @@ fn strip_crlf(line: &[u8]) -> Result<&[u8], Reject> {
     }
 }
 
-/// Validates `method SP request-target SP HTTP-version`; returns true for HTTP/1.0.
-fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<bool, Reject> {
+/// What a valid request line says about the rest of the request.
+struct RequestLine {
+    http10: bool,
+    /// hyper must get it as a stand-in (see `stand_in`).
+    stand_in: bool,
+}
+
+/// Validates `method SP request-target SP HTTP-version`.
+fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, Reject> {
     if line.len() > limits.request_line {
         return Err(Reject::UriTooLong);
     }
@@ -534,16 +559,20 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<bool, Reject>
     let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
     check_method(method)?;
     check_target(method, target)?;
-    match version {
-        b"HTTP/1.1" => Ok(false),
-        b"HTTP/1.0" => Ok(true),
+    let http10 = match version {
+        b"HTTP/1.1" => false,
+        b"HTTP/1.0" => true,
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
         {
-            Err(Reject::VersionNotSupported)
+            return Err(Reject::VersionNotSupported)
         }
-        _ => Err(Reject::BadRequest),
-    }
+        _ => return Err(Reject::BadRequest),
+    };
+    Ok(RequestLine {
+        http10,
+        stand_in: stand_in::is_needed(method, target),
+    })
 }
 
 /// gunicorn's default method rule: a token of 3 to 20 characters with no lower-case
@@ -620,7 +649,8 @@ fn split_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
     Ok((name, trim_ows(value)))
 }
 
-/// Records what a header field says about framing and routing; refuses conflicts.
+/// Records what a header field says about framing and routing; refuses conflicts, and
+/// the guard's own internal field.
 fn note_framing_field(f: &mut HeadFacts, name: &[u8], value: &[u8]) -> Result<(), Reject> {
     if name.eq_ignore_ascii_case(b"content-length") {
         // Even an equal duplicate is refused: RFC 9112 allows merging them, but every
@@ -641,6 +671,9 @@ fn note_framing_field(f: &mut HeadFacts, name: &[u8], value: &[u8]) -> Result<()
         if f.content_types > 1 {
             return Err(Reject::BadRequest);
         }
+    } else if name.eq_ignore_ascii_case(stand_in::FIELD.as_bytes()) {
+        // Only the guard may add it: from a client it would rewrite the request line.
+        return Err(Reject::BadRequest);
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use crate::config::BindAddr;
 use crate::front::Front;
-use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
+use crate::guard::{stand_in, ConnTimeouts, GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
 use crate::tls::Tls;
@@ -92,8 +92,9 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         // The guard ends hyper's input with EOF after a refused request; half-close
         // lets hyper still answer the valid requests pipelined before it.
         .half_close(true)
-        // The guard enforces the configured field count; hyper must not refuse first.
-        .max_headers(settings.guard.fields + 1)
+        // The guard enforces the configured field count; hyper must not refuse first,
+        // also when the guard added its own field to a stand-in.
+        .max_headers(settings.guard.fields + stand_in::ADDED_FIELDS)
         // Idle and slow-head timeouts live in the guard (it can answer 408).
         .header_read_timeout(None);
     b.http2()

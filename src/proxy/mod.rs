@@ -8,6 +8,7 @@
 
 pub mod forward_headers;
 pub mod spool;
+pub mod target;
 
 use crate::config::Limits;
 use crate::dispatcher::response_spool::Interruption;
@@ -205,10 +206,11 @@ pub fn request_head(
     }
     // The app sees the front's request id (HTTP_X_REQUEST_ID), never a client's.
     headers.push((Bytes::from_static(b"x-request-id"), request_id.clone()));
+    let (path, query) = target::path_and_query(parts);
     RequestHead {
         method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
-        path: Bytes::copy_from_slice(uri.path().as_bytes()),
-        query: Bytes::copy_from_slice(uri.query().unwrap_or("").as_bytes()),
+        path,
+        query,
         version: match parts.version {
             Version::HTTP_10 | Version::HTTP_09 => 10,
             Version::HTTP_11 => 11,

@@ -411,12 +411,11 @@ fn start_failures_back_off_requests_wait_and_a_fix_recovers() {
     assert_eq!(waiting.join().unwrap(), (200, "v2".to_string()));
 }
 
-/// Starts `n` concurrent GETs of `path`; each reports its status, body and latency.
-fn concurrent_gets(
-    server: &Server,
-    path: &str,
-    n: usize,
-) -> Vec<thread::JoinHandle<((u16, String), Duration)>> {
+/// A GET running in its own thread: its status, body and latency.
+type TimedGet = thread::JoinHandle<((u16, String), Duration)>;
+
+/// Starts `n` concurrent GETs of `path`.
+fn concurrent_gets(server: &Server, path: &str, n: usize) -> Vec<TimedGet> {
     (0..n)
         .map(|_| {
             let url = server.url(path);
@@ -465,14 +464,7 @@ fn patient_workers(count: &str, extra: &[&str]) -> (Server, tempfile::TempDir) {
 }
 
 /// A slow request, then `n` requests queued behind it at the same worker.
-fn slow_then_queued(
-    server: &Server,
-    slow: &str,
-    n: usize,
-) -> (
-    thread::JoinHandle<((u16, String), Duration)>,
-    Vec<thread::JoinHandle<((u16, String), Duration)>>,
-) {
+fn slow_then_queued(server: &Server, slow: &str, n: usize) -> (TimedGet, Vec<TimedGet>) {
     let slow = concurrent_gets(server, slow, 1).pop().unwrap();
     thread::sleep(Duration::from_millis(300));
     let queued = concurrent_gets(server, "/pid", n);

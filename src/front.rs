@@ -19,9 +19,8 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceExt};
 use tower_http::compression::{predicate::Predicate, CompressionLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Everything a request may need, shared by all connections.
 pub struct Front {
@@ -134,28 +133,46 @@ impl Front {
            + Send {
         let front = self.clone();
         let conn = Arc::new(conn);
-        ServiceBuilder::new()
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::SERVER,
-                HeaderValue::from_static("ferricorn"),
-            ))
-            // The compression body carries its encoder's state inline (KiBs): boxed,
-            // the response moves through the outer layers and hyper as a pointer.
-            .map_response(|resp: Response<_>| resp.map(Body::new))
-            .layer(
-                CompressionLayer::new()
-                    .no_deflate()
-                    .no_zstd()
-                    .compress_when(self.compression),
-            )
-            .service_fn(move |req: Request<Incoming>| {
-                let front = front.clone();
-                let conn = conn.clone();
-                // Boxed: the request's state machine is a few KiB, and hyper and each
-                // layer move their futures by value; a pointer moves for free (this
-                // was 8% of the master's time in memmove).
-                Box::pin(async move { Ok::<_, Infallible>(front.handle(req, &conn).await) })
-            })
+        tower::service_fn(move |req: Request<Incoming>| {
+            let front = front.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(front.serve(req, &conn).await) }
+        })
+    }
+
+    async fn serve(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        let mut resp = self.handle(req, conn).await;
+        if self.compression.should_compress(&resp) {
+            resp = self.compress(resp, accept_encoding).await;
+        }
+        resp.headers_mut()
+            .entry(header::SERVER)
+            .or_insert(HeaderValue::from_static("ferricorn"));
+        resp
+    }
+
+    /// Compresses one response by the request's Accept-Encoding (tower-http's
+    /// compression, which also adds `Vary`). Applied to the responses the predicate
+    /// picks only: its body type carries every encoder's state inline (about 6 KiB),
+    /// which as a layer around all responses was copied on every move of every one.
+    async fn compress(&self, resp: Response<Body>, accept: Option<HeaderValue>) -> Response<Body> {
+        let mut resp = Some(resp);
+        let svc = CompressionLayer::new()
+            .no_deflate()
+            .no_zstd()
+            .compress_when(self.compression)
+            .layer(tower::service_fn(move |_: Request<()>| {
+                std::future::ready(Ok::<_, Infallible>(resp.take().expect("called once")))
+            }));
+        let mut req = Request::new(());
+        if let Some(v) = accept {
+            req.headers_mut().insert(header::ACCEPT_ENCODING, v);
+        }
+        match svc.oneshot(req).await {
+            Ok(r) => r.map(Body::new),
+            Err(never) => match never {},
+        }
     }
 
     async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {

@@ -650,6 +650,17 @@ mod tests {
     }
 
     #[test]
+    fn look_ahead_defaults_and_its_bound() {
+        let cli = Cli::parse_from(["ferricorn"]);
+        let s = Settings::merge(&cli, FileConfig::default()).unwrap();
+        assert_eq!(s.workers.look_ahead, 16);
+        assert_eq!(s.workers.look_ahead_stall, Duration::from_millis(10));
+        let f: FileConfig = toml::from_str("[workers]\nthreads = 24\nlook_ahead = 1000\n").unwrap();
+        let err = Settings::merge(&cli, f).unwrap_err().to_string();
+        assert!(err.contains("threads + look_ahead"), "{err}");
+    }
+
+    #[test]
     fn trusted_proxies_and_proxy_protocol() {
         let f: FileConfig = toml::from_str(
             "[server]\nproxy_protocol = true\n[proxy]\nforwarded_allow_ips = \"10.0.0.0/8\"\n",

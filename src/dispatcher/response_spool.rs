@@ -5,11 +5,11 @@
 
 use crate::wire::Frame;
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 /// What the request side receives, in order.
 #[derive(Debug)]
@@ -57,19 +57,35 @@ impl SpillFile {
     }
 }
 
+/// What both halves share: one small queue per request. (A tokio mpsc channel
+/// allocates a 32-slot block per channel; per request that was the master's largest
+/// allocation and made glibc consolidate its heap.)
+#[derive(Default)]
+struct Queue {
+    deliveries: VecDeque<Delivery>,
+    /// Body bytes queued in memory that the response has not taken yet.
+    in_memory: usize,
+    waker: Option<Waker>,
+    sender_gone: bool,
+    receiver_gone: bool,
+}
+
+type Shared = Arc<Mutex<Queue>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The sending half kept per stream by the connection reader.
 pub struct Sender {
-    tx: mpsc::UnboundedSender<Delivery>,
-    /// Body bytes in the channel that the response has not taken yet.
-    in_memory: Arc<AtomicUsize>,
+    shared: Shared,
     memory_limit: usize,
     spill: Option<Arc<SpillFile>>,
 }
 
 /// The receiving half, read by the response body.
 pub struct Receiver {
-    rx: mpsc::UnboundedReceiver<Delivery>,
-    in_memory: Arc<AtomicUsize>,
+    shared: Shared,
     spill_offset: u64,
     interruption: Option<Interruption>,
 }
@@ -82,18 +98,15 @@ pub enum Interruption {
 }
 
 pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let in_memory = Arc::new(AtomicUsize::new(0));
+    let shared = Shared::default();
     (
         Sender {
-            tx,
-            in_memory: in_memory.clone(),
+            shared: shared.clone(),
             memory_limit,
             spill: None,
         },
         Receiver {
-            rx,
-            in_memory,
+            shared,
             spill_offset: 0,
             interruption: None,
         },
@@ -103,6 +116,7 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
 impl Sender {
     /// Queues a frame; body bytes past the memory limit go to the spool file (once a
     /// response spills, the rest of it follows through the file, keeping the order).
+    /// Frames for a response nobody reads any more are dropped.
     pub fn send(&mut self, frame: Frame) {
         let delivery = match frame {
             Frame::ResponseBody(b) if self.spill.is_some() || self.over_limit(b.len()) => {
@@ -110,32 +124,42 @@ impl Sender {
                     Ok(file) => Delivery::Spilled { file, len: b.len() },
                     Err(e) => {
                         tracing::error!(error = %e, "response spool file failed; keeping the body in memory");
-                        self.in_memory.fetch_add(b.len(), Ordering::Relaxed);
                         Delivery::Frame(Frame::ResponseBody(b))
                     }
                 }
             }
-            Frame::ResponseBody(b) => {
-                self.in_memory.fetch_add(b.len(), Ordering::Relaxed);
-                Delivery::Frame(Frame::ResponseBody(b))
-            }
             other => Delivery::Frame(other),
         };
-        let _ = self.tx.send(delivery);
+        self.push(delivery);
     }
 
     /// Ends the stream because the worker stayed silent past `--timeout`.
     pub fn time_out(&mut self) {
-        let _ = self.tx.send(Delivery::TimedOut);
+        self.push(Delivery::TimedOut);
     }
 
     /// Ends the stream because the front revoked the request before it started.
     pub fn revoke(&mut self) {
-        let _ = self.tx.send(Delivery::Revoked);
+        self.push(Delivery::Revoked);
+    }
+
+    fn push(&self, delivery: Delivery) {
+        let mut q = lock(&self.shared);
+        if q.receiver_gone {
+            return;
+        }
+        if let Delivery::Frame(Frame::ResponseBody(b)) = &delivery {
+            q.in_memory += b.len();
+        }
+        q.deliveries.push_back(delivery);
+        if let Some(w) = q.waker.take() {
+            drop(q);
+            w.wake();
+        }
     }
 
     fn over_limit(&self, more: usize) -> bool {
-        self.in_memory.load(Ordering::Relaxed) + more > self.memory_limit
+        lock(&self.shared).in_memory + more > self.memory_limit
     }
 
     fn spill(&mut self, data: &[u8]) -> std::io::Result<Arc<SpillFile>> {
@@ -148,15 +172,51 @@ impl Sender {
     }
 }
 
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let mut q = lock(&self.shared);
+        q.sender_gone = true;
+        if let Some(w) = q.waker.take() {
+            drop(q);
+            w.wake();
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut q = lock(&self.shared);
+        q.receiver_gone = true;
+        q.deliveries.clear();
+    }
+}
+
 impl Receiver {
-    /// The next frame, with spooled body bytes read back from the file.
-    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Frame>> {
-        self.rx.poll_recv(cx).map(|d| d.map(|d| self.open(d)))
+    /// The next frame, with spooled body bytes read back from the file; `None` once
+    /// the sender is gone and everything was taken.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame>> {
+        let mut q = lock(&self.shared);
+        match q.deliveries.pop_front() {
+            Some(d) => {
+                if let Delivery::Frame(Frame::ResponseBody(b)) = &d {
+                    q.in_memory -= b.len();
+                }
+                drop(q);
+                Poll::Ready(Some(self.open(d)))
+            }
+            None if q.sender_gone => Poll::Ready(None),
+            None => {
+                match &mut q.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
     }
 
     pub async fn recv(&mut self) -> Option<Frame> {
-        let d = self.rx.recv().await?;
-        Some(self.open(d))
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Whether the front ended the stream (`Sender::time_out`: the client gets 504;
@@ -167,10 +227,6 @@ impl Receiver {
 
     fn open(&mut self, d: Delivery) -> Frame {
         match d {
-            Delivery::Frame(Frame::ResponseBody(b)) => {
-                self.in_memory.fetch_sub(b.len(), Ordering::Relaxed);
-                Frame::ResponseBody(b)
-            }
             Delivery::Frame(f) => f,
             Delivery::TimedOut => {
                 self.interruption = Some(Interruption::TimedOut);
@@ -212,7 +268,7 @@ mod tests {
             }
         }
         assert_eq!(got, b"0123456789abcde");
-        assert_eq!(rx.in_memory.load(Ordering::Relaxed), 0);
+        assert_eq!(lock(&rx.shared).in_memory, 0);
     }
 
     #[tokio::test]
@@ -229,6 +285,39 @@ mod tests {
         tx.revoke();
         assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
         assert_eq!(rx.interruption(), Some(Interruption::Revoked));
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_sender_ends_the_stream_after_what_it_sent() {
+        let (mut tx, mut rx) = channel(10);
+        tx.send(Frame::ResponseEnd);
+        let waiter = tokio::spawn(async move {
+            let first = rx.recv().await;
+            (first, rx.recv().await)
+        });
+        tokio::task::yield_now().await;
+        drop(tx);
+        let (first, second) = waiter.await.unwrap();
+        assert!(matches!(first, Some(Frame::ResponseEnd)));
+        assert!(second.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_by_a_send() {
+        let (mut tx, mut rx) = channel(10);
+        let waiter = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        tx.send(Frame::ResponseEnd);
+        assert!(matches!(waiter.await.unwrap(), Some(Frame::ResponseEnd)));
+    }
+
+    #[tokio::test]
+    async fn frames_for_a_receiver_that_left_are_dropped() {
+        let (mut tx, rx) = channel(10);
+        let shared = rx.shared.clone();
+        drop(rx);
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"12345")));
+        assert!(lock(&shared).deliveries.is_empty());
     }
 
     #[tokio::test]

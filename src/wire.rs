@@ -204,7 +204,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<(u32, Frame)>, WireError> {
         return Ok(None);
     }
     buf.advance(4);
-    let mut payload = buf.split_to(len).freeze();
+    let mut payload = take_payload(buf, len);
     let kind = Kind::from_u8(payload.get_u8())?;
     let stream = payload.get_u32();
     let frame = decode_payload(kind, &mut payload)?;
@@ -212,6 +212,24 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<(u32, Frame)>, WireError> {
         return Err(WireError::Trailing(payload.len()));
     }
     Ok(Some((stream, frame)))
+}
+
+/// Frames up to this size are copied out of the read buffer instead of sharing it.
+const COPY_BELOW: usize = 16 * 1024;
+
+/// The next `len` bytes as the frame's own `Bytes`. A small frame is copied: a
+/// `Bytes` split off the read buffer would keep the whole buffer (64 KiB and more)
+/// alive until the last such frame is dropped, so every refill allocated a fresh
+/// buffer and freeing the old one made glibc consolidate its heap; a copy of a
+/// small frame costs less. Large bodies are split off without a copy.
+fn take_payload(buf: &mut BytesMut, len: usize) -> Bytes {
+    if len < COPY_BELOW {
+        let payload = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        payload
+    } else {
+        buf.split_to(len).freeze()
+    }
 }
 
 fn decode_payload(kind: Kind, p: &mut Bytes) -> Result<Frame, WireError> {

@@ -278,7 +278,9 @@ impl Dispatcher {
                 slot.in_flight -= n;
             }
         }
-        if st.waiters.iter().any(|w| !w.tx.is_closed()) {
+        // Called right after `hand_over`, which drops waiters that gave up from the
+        // head: a non-empty queue has a live request at its head.
+        if !st.waiters.is_empty() {
             return;
         }
         let idle: usize = st

@@ -1,5 +1,6 @@
-//! The front: the one function that composes the tower service stack every client
-//! request goes through, and the routing step at its core (static mount, app or 404).
+//! The front: the one service every client request goes through, and the routing step
+//! at its core (static mount, app or 404); the app's responses are compressed here
+//! (tower-http) and every response gets the Server field.
 //! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
 //! is counted in the metrics and, when enabled, the access log. A request hyper parsed
 //! as a guard stand-in first gets the client's own request line back.

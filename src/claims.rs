@@ -25,6 +25,7 @@
 use memmap2::MmapMut;
 use std::fs::OpenOptions;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -44,10 +45,12 @@ pub struct Claims {
 impl Claims {
     /// The front's side: creates the table file (it must not exist) and maps it.
     pub fn create(path: &Path) -> io::Result<Claims> {
+        // Only our own processes may map it: the directory is 0700, the file 0600.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(path)?;
         file.set_len(LEN as u64)?;
         Claims::map(&file)
@@ -113,6 +116,7 @@ pub fn next_stream_id(id: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn pair() -> (tempfile::TempDir, Claims, Claims) {
         let dir = tempfile::tempdir().unwrap();
@@ -157,6 +161,8 @@ mod tests {
         let path = dir.path().join("w.claims");
         Claims::create(&path).unwrap();
         assert!(Claims::create(&path).is_err());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         let short = dir.path().join("short");
         std::fs::write(&short, b"abc").unwrap();
         assert!(Claims::open(&short).is_err());

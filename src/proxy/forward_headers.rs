@@ -25,7 +25,7 @@
 
 use super::ConnInfo;
 use crate::wire::Scheme;
-use http::HeaderMap;
+use http::{header, HeaderMap, HeaderName};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -212,7 +212,7 @@ pub fn resolve(
     if !trust.trusts(client.addr) {
         return Ok(client);
     }
-    let found = match joined(headers, "forwarded") {
+    let found = match joined(headers, &header::FORWARDED) {
         Some(value) => from_forwarded(trust, &value),
         None => from_x_forwarded(trust, headers)?,
     };
@@ -234,7 +234,7 @@ struct Found {
 }
 
 /// Every field line of `name`, joined with `,` (a list split over lines is one list).
-fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let values: Vec<&str> = headers
         .get_all(name)
         .iter()
@@ -276,7 +276,7 @@ fn from_x_forwarded(trust: &TrustedProxies, headers: &HeaderMap) -> Result<Found
         addr: None,
         scheme: scheme_from_x_headers(headers)?,
     };
-    if let Some(list) = joined(headers, "x-forwarded-for") {
+    if let Some(list) = joined(headers, &X_FORWARDED_FOR) {
         for entry in list.rsplit(',') {
             let Some((ip, port)) = parse_node_addr(entry.trim()) else {
                 break;
@@ -290,17 +290,21 @@ fn from_x_forwarded(trust: &TrustedProxies, headers: &HeaderMap) -> Result<Found
     Ok(found)
 }
 
+// Names built once (a `&str` name is parsed and validated on every lookup; these
+// lookups run for every request from a trusted peer).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// gunicorn's `secure_scheme_headers`: the field and the value that means https.
-const SECURE_SCHEME_HEADERS: &[(&str, &str)] = &[
-    ("x-forwarded-proto", "https"),
-    ("x-forwarded-ssl", "on"),
-    ("x-forwarded-protocol", "ssl"),
+static SECURE_SCHEME_HEADERS: [(HeaderName, &str); 3] = [
+    (HeaderName::from_static("x-forwarded-proto"), "https"),
+    (HeaderName::from_static("x-forwarded-ssl"), "on"),
+    (HeaderName::from_static("x-forwarded-protocol"), "ssl"),
 ];
 
 fn scheme_from_x_headers(headers: &HeaderMap) -> Result<Option<Scheme>, ForwardError> {
     let mut secure: Option<bool> = None;
-    for (name, https_value) in SECURE_SCHEME_HEADERS {
-        for value in headers.get_all(*name) {
+    for (name, https_value) in &SECURE_SCHEME_HEADERS {
+        for value in headers.get_all(name) {
             let this = value
                 .to_str()
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case(https_value));

@@ -24,6 +24,10 @@ use memchr::memchr;
 /// The internal field: `<method> <target>` as the client sent them.
 pub const FIELD: &str = "x-ferricorn-original-request";
 
+/// [`FIELD`] as a name built once: [`take`] runs for every request, and a `&str`
+/// name would be parsed each time.
+static FIELD_NAME: http::HeaderName = http::HeaderName::from_static(FIELD);
+
 /// How many fields a stand-in adds to the head hyper parses (its field limit must
 /// leave room for them).
 pub const ADDED_FIELDS: usize = 1;
@@ -126,7 +130,7 @@ fn write_escaped(target: &[u8], out: &mut BytesMut) {
 /// Removes the internal field from `headers` and, on an HTTP/1 request (the only kind
 /// the guard has seen), returns the client's request line it carries.
 pub fn take(headers: &mut HeaderMap, version: Version) -> Option<Original> {
-    let value = headers.remove(FIELD)?;
+    let value = headers.remove(&FIELD_NAME)?;
     if !matches!(version, Version::HTTP_10 | Version::HTTP_11) {
         return None;
     }

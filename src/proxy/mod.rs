@@ -121,24 +121,24 @@ impl Proxy {
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let head = request_head(
-            &parts,
-            conn,
-            &client,
-            had_body.then_some(body.len),
-            request_id,
-        );
-
         // Only a body held in memory may be sent ahead of a worker's threads (see
-        // `dispatcher`); a request taken back before it started is sent again.
+        // `dispatcher`); a request taken back before it started is sent again, with
+        // its head built again (rare, where a copy kept for it would cost every request).
         let ahead = body.in_memory();
         let mut again = false;
         loop {
+            let head = request_head(
+                &parts,
+                conn,
+                &client,
+                had_body.then_some(body.len),
+                request_id,
+            );
             let lease = self.dispatcher.acquire(ahead, again).await?;
             let worker = lease.conn().clone();
             let sent_at = std::time::Instant::now();
             let (stream, mut rx) =
-                worker.start_request(lease, head.clone(), self.limits.response_buffer_size);
+                worker.start_request(lease, head, self.limits.response_buffer_size);
             body.for_each_chunk(wire::CHUNK, |chunk| {
                 worker.send(stream, Frame::RequestBody(chunk))
             })

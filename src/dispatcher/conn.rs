@@ -183,14 +183,25 @@ impl WorkerConn {
             if revoked == max {
                 break;
             }
-            if self.claims.revoke(id) {
-                if let Some(mut s) = streams.remove(&id) {
-                    s.tx.revoke();
-                }
+            let Some(s) = streams.get_mut(&id) else {
+                continue;
+            };
+            if self.take_back(id, s) {
+                streams.remove(&id);
                 revoked += 1;
             }
         }
         revoked
+    }
+
+    /// Takes the request on `stream` back if the worker has not started it: its
+    /// request side gets `Revoked` and sends it again. The caller forgets the stream.
+    fn take_back(&self, id: u32, stream: &mut Stream) -> bool {
+        let taken = self.claims.revoke(id);
+        if taken {
+            stream.tx.revoke();
+        }
+        taken
     }
 
     /// Ends a stream from the front's side because the worker timed out: its request
@@ -198,9 +209,7 @@ impl WorkerConn {
     /// behind the stuck one is sent again instead.
     pub fn time_out_stream(&self, stream: u32) {
         if let Some(mut s) = self.streams.lock().unwrap().remove(&stream) {
-            if self.claims.revoke(stream) {
-                s.tx.revoke();
-            } else {
+            if !self.take_back(stream, &mut s) {
                 s.tx.time_out();
             }
         }
@@ -279,14 +288,7 @@ impl WorkerConn {
             .lock()
             .unwrap()
             .drain()
-            .filter_map(|(id, mut s)| {
-                if self.claims.revoke(id) {
-                    s.tx.revoke();
-                    None
-                } else {
-                    Some(s)
-                }
-            })
+            .filter_map(|(id, mut s)| (!self.take_back(id, &mut s)).then_some(s))
             .collect();
         if !orphans.is_empty() {
             tracing::warn!(

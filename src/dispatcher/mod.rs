@@ -79,6 +79,12 @@ impl Slot {
         self.in_flight
             .saturating_sub(self.conn.available_capacity())
     }
+
+    /// Revokes up to `max` requests the worker has not started (their request sides
+    /// queue again) and stops counting them here.
+    fn take_back(&mut self, max: usize) {
+        self.in_flight -= self.conn.revoke_unstarted(max);
+    }
 }
 
 struct Waiter {
@@ -274,8 +280,7 @@ impl Dispatcher {
         }
         for slot in st.slots.iter_mut() {
             if slot.queued_ahead() > 0 && slot.stalled(now, self.look_ahead.stall) {
-                let n = slot.conn.revoke_unstarted(slot.queued_ahead());
-                slot.in_flight -= n;
+                slot.take_back(slot.queued_ahead());
             }
         }
         // Called right after `hand_over`, which drops waiters that gave up from the
@@ -297,10 +302,7 @@ impl Dispatcher {
             .filter(|s| s.queued_ahead() > 0)
             .max_by_key(|s| s.queued_ahead())
         {
-            let n = busiest
-                .conn
-                .revoke_unstarted(idle.min(busiest.queued_ahead()));
-            busiest.in_flight -= n;
+            busiest.take_back(idle.min(busiest.queued_ahead()));
         }
     }
 

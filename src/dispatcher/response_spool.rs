@@ -116,11 +116,17 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
 impl Sender {
     /// Queues a frame; body bytes past the memory limit go to the spool file (once a
     /// response spills, the rest of it follows through the file, keeping the order).
-    /// Frames for a response nobody reads any more are dropped.
+    /// Frames for a response nobody reads any more are dropped (and never spilled).
     pub fn send(&mut self, frame: Frame) {
+        let q = lock(&self.shared);
+        if q.receiver_gone {
+            return;
+        }
         let delivery = match frame {
-            Frame::ResponseBody(b) if self.spill.is_some() || self.over_limit(b.len()) => {
-                match self.spill(&b) {
+            Frame::ResponseBody(b)
+                if self.spill.is_some() || q.in_memory + b.len() > self.memory_limit =>
+            {
+                match spill(&mut self.spill, &b) {
                     Ok(file) => Delivery::Spilled { file, len: b.len() },
                     Err(e) => {
                         tracing::error!(error = %e, "response spool file failed; keeping the body in memory");
@@ -130,56 +136,55 @@ impl Sender {
             }
             other => Delivery::Frame(other),
         };
-        self.push(delivery);
+        push(q, delivery);
     }
 
     /// Ends the stream because the worker stayed silent past `--timeout`.
     pub fn time_out(&mut self) {
-        self.push(Delivery::TimedOut);
+        push(lock(&self.shared), Delivery::TimedOut);
     }
 
     /// Ends the stream because the front revoked the request before it started.
     pub fn revoke(&mut self) {
-        self.push(Delivery::Revoked);
+        push(lock(&self.shared), Delivery::Revoked);
     }
+}
 
-    fn push(&self, delivery: Delivery) {
-        let mut q = lock(&self.shared);
-        if q.receiver_gone {
-            return;
-        }
-        if let Delivery::Frame(Frame::ResponseBody(b)) = &delivery {
-            q.in_memory += b.len();
-        }
-        q.deliveries.push_back(delivery);
-        if let Some(w) = q.waker.take() {
-            drop(q);
-            w.wake();
-        }
+/// Queues `delivery` (unless the receiver left) and wakes a waiting receiver.
+fn push(mut q: MutexGuard<'_, Queue>, delivery: Delivery) {
+    if q.receiver_gone {
+        return;
     }
+    if let Delivery::Frame(Frame::ResponseBody(b)) = &delivery {
+        q.in_memory += b.len();
+    }
+    q.deliveries.push_back(delivery);
+    wake(q);
+}
 
-    fn over_limit(&self, more: usize) -> bool {
-        lock(&self.shared).in_memory + more > self.memory_limit
+/// Wakes the receiver if it waits, after letting go of the lock.
+fn wake(mut q: MutexGuard<'_, Queue>) {
+    if let Some(w) = q.waker.take() {
+        drop(q);
+        w.wake();
     }
+}
 
-    fn spill(&mut self, data: &[u8]) -> std::io::Result<Arc<SpillFile>> {
-        if self.spill.is_none() {
-            self.spill = Some(Arc::new(SpillFile::create()?));
-        }
-        let file = self.spill.clone().expect("just set");
-        file.append(data)?;
-        Ok(file)
+/// Appends `data` to the response's spool file, created on first use.
+fn spill(file: &mut Option<Arc<SpillFile>>, data: &[u8]) -> std::io::Result<Arc<SpillFile>> {
+    if file.is_none() {
+        *file = Some(Arc::new(SpillFile::create()?));
     }
+    let file = file.clone().expect("just set");
+    file.append(data)?;
+    Ok(file)
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
         let mut q = lock(&self.shared);
         q.sender_gone = true;
-        if let Some(w) = q.waker.take() {
-            drop(q);
-            w.wake();
-        }
+        wake(q);
     }
 }
 
@@ -318,6 +323,14 @@ mod tests {
         drop(rx);
         tx.send(Frame::ResponseBody(Bytes::from_static(b"12345")));
         assert!(lock(&shared).deliveries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_for_a_receiver_that_left_never_reaches_the_spool_file() {
+        let (mut tx, rx) = channel(10);
+        drop(rx);
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"more than ten bytes")));
+        assert!(tx.spill.is_none());
     }
 
     #[tokio::test]

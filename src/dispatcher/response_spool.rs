@@ -329,7 +329,9 @@ mod tests {
     async fn a_body_for_a_receiver_that_left_never_reaches_the_spool_file() {
         let (mut tx, rx) = channel(10);
         drop(rx);
-        tx.send(Frame::ResponseBody(Bytes::from_static(b"more than ten bytes")));
+        tx.send(Frame::ResponseBody(Bytes::from_static(
+            b"more than ten bytes",
+        )));
         assert!(tx.spill.is_none());
     }
 

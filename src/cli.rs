@@ -40,6 +40,10 @@ pub struct Cli {
     #[arg(long = "graceful-timeout")]
     pub graceful_timeout: Option<u64>,
 
+    /// Threads of the front (accepting, parsing, proxying, static files). [default: CPU cores]
+    #[arg(long = "front-threads")]
+    pub front_threads: Option<usize>,
+
     /// Replace a worker after it served this many requests (0 = never). [default: 0]
     #[arg(long = "max-requests")]
     pub max_requests: Option<u64>,

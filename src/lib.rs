@@ -20,6 +20,7 @@ pub mod reload;
 pub mod observe;
 pub mod admin;
 // -- data plane, in request order --
+pub mod shards;
 pub mod listener;
 pub mod proxy_protocol;
 pub mod tls;

@@ -1,5 +1,5 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
-//! serving each connection with hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior
+//! handing each connection to a front thread (`crate::shards`) that serves it with hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior
 //! knowledge) under a graceful-shutdown watcher. Every client byte stream passes the
 //! `guard` (request validation) before hyper parses it. On a TCP listener a
 //! connection may first give its PROXY header (`proxy_protocol`, see
@@ -11,6 +11,7 @@ use crate::front::Front;
 use crate::guard::{stand_in, ConnTimeouts, GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
+use crate::shards::{Host, Shards};
 use crate::tls::Tls;
 use crate::wire::Scheme;
 use bytes::Bytes;
@@ -80,6 +81,8 @@ pub struct ConnSettings {
     pub tls: Option<Arc<Tls>>,
     /// TCP connections start with a PROXY protocol header. [default: false]
     pub proxy_protocol: bool,
+    /// The front threads connections are handed to.
+    pub shards: Shards,
 }
 
 /// A TLS client gets this long to finish its handshake.
@@ -141,18 +144,11 @@ pub async fn accept_loop(
             graceful: graceful.clone(),
             _permit: permit,
         };
-        match io {
-            Accepted::Tcp(s) if settings.proxy_protocol || settings.tls.is_some() => {
-                let (proxy_protocol, tls) = (settings.proxy_protocol, settings.tls.clone());
-                tokio::spawn(conn.serve_tcp(s, info, proxy_protocol, tls));
-            }
-            Accepted::Tcp(s) => {
-                tokio::spawn(conn.serve(s, info));
-            }
-            Accepted::Unix(s) => {
-                tokio::spawn(conn.serve(s, info));
-            }
-        }
+        let (proxy_protocol, tls) = (settings.proxy_protocol, settings.tls.clone());
+        settings
+            .shards
+            .host_client()
+            .spawn(move |host| conn.serve_accepted(host, io, info, proxy_protocol, tls));
     }
     if let Listener::Unix(_, path) = &listener {
         let _ = std::fs::remove_file(path);
@@ -171,6 +167,31 @@ struct Conn {
 }
 
 impl Conn {
+    /// Serves a connection on the front thread `host` (which it is counted on while
+    /// it lasts), after registering its socket with that thread's runtime.
+    async fn serve_accepted(
+        self,
+        host: Host,
+        io: Accepted,
+        info: ConnInfo,
+        proxy_protocol: bool,
+        tls: Option<Arc<Tls>>,
+    ) {
+        let _host = host;
+        let registered = match io {
+            Accepted::Tcp(s) => TcpStream::from_std(s).map(Ok),
+            Accepted::Unix(s) => tokio::net::UnixStream::from_std(s).map(Err),
+        };
+        match registered {
+            Ok(Ok(s)) if proxy_protocol || tls.is_some() => {
+                self.serve_tcp(s, info, proxy_protocol, tls).await
+            }
+            Ok(Ok(s)) => self.serve(s, info).await,
+            Ok(Err(s)) => self.serve(s, info).await,
+            Err(e) => tracing::warn!(error = %e, "cannot register an accepted connection"),
+        }
+    }
+
     /// Wraps the stream in the guard and registers it with the graceful-shutdown
     /// watcher now (a drain that starts before the task runs still waits for it);
     /// returns the serving future.
@@ -246,9 +267,11 @@ async fn proxy_header(s: &mut TcpStream, info: &mut ConnInfo) -> Option<Bytes> {
     Some(rest)
 }
 
+/// An accepted connection, taken off the accepting runtime to be registered with
+/// the front thread that serves it.
 enum Accepted {
-    Tcp(TcpStream),
-    Unix(tokio::net::UnixStream),
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<(Accepted, ConnInfo)> {
@@ -258,7 +281,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Accepted, ConnInfo)> {
             let _ = s.set_nodelay(true);
             let local = s.local_addr().ok();
             Ok((
-                Accepted::Tcp(s),
+                Accepted::Tcp(s.into_std()?),
                 ConnInfo {
                     peer: Some(peer),
                     local,
@@ -269,7 +292,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Accepted, ConnInfo)> {
         Listener::Unix(l, _) => {
             let (s, _) = l.accept().await?;
             Ok((
-                Accepted::Unix(s),
+                Accepted::Unix(s.into_std()?),
                 ConnInfo {
                     peer: None,
                     local: None,

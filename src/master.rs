@@ -15,6 +15,7 @@ use crate::observe::access_log::AccessLog;
 use crate::observe::error_log::{self, ErrorLog};
 use crate::observe::{Metrics, Phase};
 use crate::proxy::Proxy;
+use crate::shards::Shards;
 use crate::signals::{self, Command};
 use crate::static_files::StaticFiles;
 use crate::supervisor::{self, process, Supervisor};
@@ -116,6 +117,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     };
     let listeners = bind_all(&settings, tls.is_some())?;
     let urls: Vec<String> = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
+    let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
     signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
@@ -126,7 +128,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         _ => None,
     };
 
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(settings.front_threads));
     let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
     let admin_listener = match settings.admin_bind {
         Some(addr) => Some(bind_admin(addr).await?),
@@ -160,6 +162,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
                 dispatcher.clone(),
                 dir.path().to_path_buf(),
                 metrics.clone(),
+                shards.clone(),
             )
             .await
             .map_err(|e| {
@@ -200,7 +203,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     }
     let graceful = Arc::new(GracefulShutdown::new());
     let stop_accepting = CancellationToken::new();
-    let conn_settings = conn_settings(&settings, tls.clone());
+    let conn_settings = conn_settings(&settings, tls.clone(), shards.clone());
     let mut accept_tasks = Vec::new();
     for l in listeners {
         accept_tasks.push(tokio::spawn(listener::accept_loop(
@@ -297,6 +300,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         let _ = done_rx.await;
         let _ = handle.await;
     }
+    front_threads.stop();
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
@@ -320,7 +324,7 @@ async fn drain_connections(mut graceful: Arc<GracefulShutdown>) {
 }
 
 /// How every client connection is served, from the settings.
-fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>) -> ConnSettings {
+fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>, shards: Shards) -> ConnSettings {
     let limits = &settings.limits;
     ConnSettings {
         timeouts: ConnTimeouts {
@@ -338,6 +342,7 @@ fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>) -> ConnSettings {
         },
         tls,
         proxy_protocol: settings.proxy_protocol,
+        shards,
     }
 }
 

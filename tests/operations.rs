@@ -576,3 +576,61 @@ fn the_access_log_shows_the_client_a_trusted_proxy_forwarded() {
     };
     assert!(text.starts_with("203.0.113.7 - - ["), "{text}");
 }
+
+/// The value of one series (`name{labels}`) in a `/metrics` scrape.
+fn series(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {name:?} in\n{metrics}"))
+}
+
+#[test]
+fn every_front_thread_accepts_and_serves_requests() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(sup_args(&[
+        "-w",
+        "2",
+        "--front-threads",
+        "2",
+        "--admin-bind",
+        &admin,
+    ]));
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap())
+        .map(|comm| comm.trim().to_string())
+        .collect();
+    assert!(threads.iter().any(|t| t == "front-1"), "{threads:?}");
+    assert!(!threads.iter().any(|t| t == "front-2"), "{threads:?}");
+
+    // Connections arriving together: each front thread takes some of them.
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let url = server.url("/pid");
+            std::thread::spawn(move || {
+                let c = client();
+                for _ in 0..20 {
+                    assert_eq!(c.get(&url).send().unwrap().status(), 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let metrics = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let per_thread = [0, 1].map(|i| {
+        series(
+            &metrics,
+            &format!("ferricorn_front_thread_requests_total{{thread=\"{i}\"}}"),
+        )
+    });
+    assert_eq!(per_thread.iter().sum::<u64>(), 32 * 20, "{metrics}");
+    assert!(per_thread.iter().all(|&n| n > 0), "{per_thread:?}");
+}

@@ -12,7 +12,7 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ferricorn::config::{FileCache, StaticMount};
-use ferricorn::dispatcher::{pick, Pick};
+use ferricorn::dispatcher::{pick, Load, Pick};
 use ferricorn::guard::{GuardLimits, Http1Guard};
 use ferricorn::proxy::forward_headers::{self, TrustedProxies};
 use ferricorn::proxy::{build_response, request_head, ConnInfo};
@@ -227,15 +227,21 @@ fn bench_static(c: &mut Criterion) {
 
 fn bench_dispatch(c: &mut Criterion) {
     let mut g = c.benchmark_group("dispatcher");
-    let two = [(3usize, 4usize), (1, 4)];
+    let load = |(in_flight, room): (usize, usize)| Load {
+        in_flight,
+        room,
+        threads: room,
+        local: in_flight % 2 == 0,
+    };
+    let two: Vec<Load> = [(3, 4), (1, 4)].into_iter().map(load).collect();
     g.bench_function("pick_2_workers", |b| {
         b.iter(|| pick(black_box(&two).iter().copied(), 0, 2048))
     });
-    let eight: Vec<(usize, usize)> = (0..8).map(|i| ((i * 5) % 8, 8)).collect();
+    let eight: Vec<Load> = (0..8).map(|i| load(((i * 5) % 8, 8))).collect();
     g.bench_function("pick_8_workers", |b| {
         b.iter(|| pick(black_box(&eight).iter().copied(), 0, 2048))
     });
-    let full = [(4usize, 4usize), (4, 4)];
+    let full: Vec<Load> = [(4, 4), (4, 4)].into_iter().map(load).collect();
     assert_eq!(pick(full.iter().copied(), 0, 2048), Pick::Wait);
     g.bench_function("pick_2_workers_full", |b| {
         b.iter(|| pick(black_box(&full).iter().copied(), 3, 2048))

@@ -61,6 +61,7 @@ pub struct ServerSection {
     pub bind: Option<Vec<String>>,
     pub keep_alive: Option<u64>,
     pub graceful_timeout: Option<u64>,
+    pub front_threads: Option<usize>,
     pub pid: Option<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
     pub proxy_protocol: Option<bool>,

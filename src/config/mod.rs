@@ -115,6 +115,8 @@ pub struct Settings {
     pub binds: Vec<BindAddr>,
     pub keep_alive: Duration,
     pub graceful_timeout: Duration,
+    /// Front threads, each with its own runtime (`crate::shards`).
+    pub front_threads: usize,
     pub pid: Option<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
     pub python: PythonSettings,
@@ -177,7 +179,7 @@ impl Settings {
                 .workers
                 .or(f.workers.count)
                 .or_else(web_concurrency)
-                .unwrap_or_else(default_worker_count),
+                .unwrap_or_else(cpu_count),
             threads: cli.threads.or(f.workers.threads).unwrap_or(1),
             timeout: match cli.timeout.or(f.workers.timeout).unwrap_or(30) {
                 0 => None,
@@ -297,6 +299,11 @@ impl Settings {
                     .or(f.server.graceful_timeout)
                     .unwrap_or(30),
             ),
+            front_threads: cli
+                .front_threads
+                .or(f.server.front_threads)
+                .unwrap_or_else(cpu_count)
+                .max(1),
             pid: cli.pid.clone().or(f.server.pid),
             runtime_dir: f.server.runtime_dir,
             python: PythonSettings {
@@ -383,6 +390,7 @@ impl Settings {
         out += &format!("bind = [{}]\n", binds.join(", "));
         out += &format!("keep_alive = {}\n", self.keep_alive.as_secs());
         out += &format!("graceful_timeout = {}\n", self.graceful_timeout.as_secs());
+        out += &format!("front_threads = {}\n", self.front_threads);
         out += &format!("proxy_protocol = {}\n", self.proxy_protocol);
         if let Some(p) = &self.pid {
             out += &format!("pid = {}\n", path(p));
@@ -509,7 +517,7 @@ fn web_concurrency() -> Option<usize> {
     std::env::var("WEB_CONCURRENCY").ok()?.trim().parse().ok()
 }
 
-fn default_worker_count() -> usize {
+fn cpu_count() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -772,6 +780,7 @@ mod tests {
             "bind",
             "keep_alive",
             "graceful_timeout",
+            "front_threads",
             "pid",
             "proxy_protocol",
             "count",

@@ -6,6 +6,7 @@
 use super::response_spool;
 use super::{Dispatcher, Lease};
 use crate::claims::{next_stream_id, Claims};
+use crate::shards::Host;
 use crate::wire::{self, Frame, RequestHead};
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ struct Stream {
 
 pub struct WorkerConn {
     pub pid: u32,
+    /// The front thread running this connection's tasks.
+    host: Host,
     claims: Claims,
     capacity: usize,
     retiring: AtomicBool,
@@ -59,9 +62,10 @@ pub enum ConnectError {
 
 impl WorkerConn {
     /// Reads the worker's Ready frame from a fresh connection, then starts the reader
-    /// and writer tasks. `quota` is the number of requests after which the worker
+    /// and writer tasks; call it on `host`'s shard, which `sock` is registered with. `quota` is the number of requests after which the worker
     /// retires (0 = never).
     pub async fn handshake(
+        host: Host,
         sock: UnixStream,
         claims: Claims,
         capacity: usize,
@@ -85,6 +89,7 @@ impl WorkerConn {
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(WorkerConn {
             pid,
+            host,
             claims,
             capacity,
             retiring: AtomicBool::new(false),
@@ -98,6 +103,11 @@ impl WorkerConn {
         tokio::spawn(write_loop(wr, rx));
         tokio::spawn(conn.clone().read_loop(rd, buf, events));
         Ok(conn)
+    }
+
+    /// The front thread (`crate::shards`) this connection lives on.
+    pub fn shard(&self) -> usize {
+        self.host.index()
     }
 
     /// Slots this worker offers to new requests: 0 once it is retiring.

@@ -19,6 +19,13 @@
 //! Only requests whose body is in memory are sent ahead (a spooled upload would
 //! block the worker's socket for everyone behind it).
 //!
+//! With several front threads (`crate::shards`), a request prefers a worker whose
+//! connection lives on its own thread, among workers equally placed (a free thread
+//! beats any look-ahead room), and a worker that frees a slot takes the oldest
+//! waiter of its own thread. It takes another thread's waiter when its own have
+//! none, or when that one has waited `CROSS_AFTER` longer, so no thread's requests
+//! starve.
+//!
 //! Decisions (`pick`, `room`) are plain functions over counts, tested without
 //! sockets; the connection to each worker lives in `conn`.
 
@@ -91,12 +98,82 @@ struct Waiter {
     tx: oneshot::Sender<Lease>,
     /// May be sent ahead (see the module doc).
     ahead: bool,
+    /// When it started to wait; a revoked request counts as older than any.
+    since: Option<Instant>,
+}
+
+/// How much longer another front thread's oldest waiter must have waited than a
+/// worker's own thread's before the worker serves it first.
+const CROSS_AFTER: Duration = Duration::from_millis(2);
+
+/// Requests waiting for a worker: one FIFO per front thread.
+#[derive(Default)]
+struct Queues {
+    fifos: Vec<VecDeque<Waiter>>,
+    len: usize,
+}
+
+impl Queues {
+    fn push(&mut self, shard: usize, waiter: Waiter) {
+        if self.fifos.len() <= shard {
+            self.fifos.resize_with(shard + 1, VecDeque::new);
+        }
+        match waiter.since {
+            None => self.fifos[shard].push_front(waiter),
+            Some(_) => self.fifos[shard].push_back(waiter),
+        }
+        self.len += 1;
+    }
+
+    /// The FIFO a worker on `shard` serves next: see the module doc. `orphaned`
+    /// tells a front thread that no serving worker lives on, whose waiters anyone
+    /// serves at once. Waiters that gave up are dropped from the heads first.
+    fn next_for(&mut self, shard: usize, orphaned: impl Fn(usize) -> bool) -> Option<usize> {
+        for fifo in &mut self.fifos {
+            while fifo.front().is_some_and(|w| w.tx.is_closed()) {
+                fifo.pop_front();
+                self.len -= 1;
+            }
+        }
+        let heads = || {
+            self.fifos
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| f.front().map(|w| (i, w.since)))
+        };
+        let oldest = heads().min_by_key(|(_, since)| *since)?;
+        let Some(own) = heads()
+            .filter(|&(i, _)| i == shard || orphaned(i))
+            .min_by_key(|(_, since)| *since)
+        else {
+            return Some(oldest.0);
+        };
+        let waited_much_longer = match (oldest.1, own.1) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(other), Some(own)) => other + CROSS_AFTER < own,
+        };
+        Some(if waited_much_longer { oldest.0 } else { own.0 })
+    }
+
+    fn front(&self, fifo: usize) -> &Waiter {
+        self.fifos[fifo]
+            .front()
+            .expect("next_for chose a non-empty FIFO")
+    }
+
+    fn pop(&mut self, fifo: usize) -> Waiter {
+        self.len -= 1;
+        self.fifos[fifo]
+            .pop_front()
+            .expect("next_for chose a non-empty FIFO")
+    }
 }
 
 #[derive(Default)]
 struct State {
     slots: Vec<Slot>,
-    waiters: VecDeque<Waiter>,
+    waiters: Queues,
 }
 
 /// How far requests may be sent ahead of a worker's threads.
@@ -121,13 +198,25 @@ pub enum Pick {
     QueueFull,
 }
 
-/// Chooses the least-loaded worker with room (`(in_flight, room)` per worker);
-/// otherwise wait if the queue has room.
-pub fn pick(loads: impl Iterator<Item = (usize, usize)>, waiting: usize, backlog: usize) -> Pick {
+/// One worker as `pick` sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub in_flight: usize,
+    /// What it may hold (`room`).
+    pub room: usize,
+    pub threads: usize,
+    /// Its connection lives on the request's front thread.
+    pub local: bool,
+}
+
+/// Chooses a worker with room: one with a free thread before one with only
+/// look-ahead room, then a local one, then the least loaded; otherwise wait if the
+/// queue has room.
+pub fn pick(loads: impl Iterator<Item = Load>, waiting: usize, backlog: usize) -> Pick {
     let best = loads
         .enumerate()
-        .filter(|(_, (in_flight, room))| in_flight < room)
-        .min_by_key(|(_, (in_flight, _))| *in_flight)
+        .filter(|(_, l)| l.in_flight < l.room)
+        .min_by_key(|(_, l)| (l.in_flight >= l.threads, !l.local, l.in_flight))
         .map(|(i, _)| i);
     match best {
         Some(i) => Pick::Worker(i),
@@ -161,24 +250,23 @@ impl Dispatcher {
     /// the request may be sent ahead of a worker's threads. `again`: it was revoked
     /// and is older than anything waiting, so it waits at the head of the queue.
     pub async fn acquire(self: &Arc<Self>, ahead: bool, again: bool) -> Result<Lease, Failure> {
+        let shard = crate::shards::current();
         let rx = {
             let mut st = self.state.lock().unwrap();
             let now = Instant::now();
-            let loads = st
-                .slots
-                .iter()
-                .map(|s| (s.in_flight, self.room(s, ahead, now)));
-            match pick(loads, st.waiters.len(), self.backlog) {
+            let loads = st.slots.iter().map(|s| Load {
+                in_flight: s.in_flight,
+                room: self.room(s, ahead, now),
+                threads: s.conn.available_capacity(),
+                local: s.conn.shard() == shard,
+            });
+            match pick(loads, st.waiters.len, self.backlog) {
                 Pick::Worker(i) => return Ok(self.lease_on(&mut st.slots[i], now)),
                 Pick::QueueFull if !again => return Err(Failure::Overloaded),
                 Pick::QueueFull | Pick::Wait => {
                     let (tx, rx) = oneshot::channel();
-                    let waiter = Waiter { tx, ahead };
-                    if again {
-                        st.waiters.push_front(waiter);
-                    } else {
-                        st.waiters.push_back(waiter);
-                    }
+                    let since = (!again).then_some(now);
+                    st.waiters.push(shard, Waiter { tx, ahead, since });
                     rx
                 }
             }
@@ -254,16 +342,22 @@ impl Dispatcher {
     /// A lease that reaches a waiter which gave up is dropped by the channel and so
     /// released; one refused at send time is disarmed here (the lock is held).
     fn hand_over(self: &Arc<Self>, st: &mut State, i: usize, now: Instant) {
-        while let Some(front) = st.waiters.front() {
-            if !front.tx.is_closed()
-                && st.slots[i].in_flight >= self.room(&st.slots[i], front.ahead, now)
-            {
+        let shard = st.slots[i].conn.shard();
+        loop {
+            let slots = &st.slots;
+            let orphaned = |shard| {
+                !slots
+                    .iter()
+                    .any(|s| s.conn.shard() == shard && s.conn.available_capacity() > 0)
+            };
+            let Some(fifo) = st.waiters.next_for(shard, orphaned) else {
+                return;
+            };
+            let ahead = st.waiters.front(fifo).ahead;
+            if st.slots[i].in_flight >= self.room(&st.slots[i], ahead, now) {
                 return;
             }
-            let waiter = st.waiters.pop_front().expect("front exists");
-            if waiter.tx.is_closed() {
-                continue;
-            }
+            let waiter = st.waiters.pop(fifo);
             let lease = self.lease_on(&mut st.slots[i], now);
             if let Err(mut refused) = waiter.tx.send(lease) {
                 refused.armed = false;
@@ -284,8 +378,8 @@ impl Dispatcher {
             }
         }
         // Called right after `hand_over`, which drops waiters that gave up from the
-        // head: a non-empty queue has a live request at its head.
-        if !st.waiters.is_empty() {
+        // heads: a non-empty queue has a live request at a head.
+        if st.waiters.len > 0 {
             return;
         }
         let idle: usize = st
@@ -309,7 +403,7 @@ impl Dispatcher {
     /// Workers in the pool and requests waiting, for logs and readiness.
     pub fn counts(&self) -> (usize, usize) {
         let st = self.state.lock().unwrap();
-        (st.slots.len(), st.waiters.len())
+        (st.slots.len(), st.waiters.len)
     }
 }
 
@@ -317,13 +411,97 @@ impl Dispatcher {
 mod tests {
     use super::*;
 
+    fn loads(list: &[(usize, usize, bool)]) -> impl Iterator<Item = Load> + '_ {
+        list.iter().map(|&(in_flight, room, local)| Load {
+            in_flight,
+            room,
+            threads: 1,
+            local,
+        })
+    }
+
     #[test]
     fn least_loaded_with_room_wins() {
-        assert_eq!(
-            pick([(1, 2), (0, 2), (2, 2)].into_iter(), 0, 10),
-            Pick::Worker(1)
-        );
-        assert_eq!(pick([(2, 2), (1, 2)].into_iter(), 0, 10), Pick::Worker(1));
+        let all_local = |l: &[(usize, usize)]| -> Vec<(usize, usize, bool)> {
+            l.iter().map(|&(i, r)| (i, r, true)).collect()
+        };
+        let three = all_local(&[(1, 2), (0, 2), (2, 2)]);
+        assert_eq!(pick(loads(&three), 0, 10), Pick::Worker(1));
+        let two = all_local(&[(2, 2), (1, 2)]);
+        assert_eq!(pick(loads(&two), 0, 10), Pick::Worker(1));
+    }
+
+    #[test]
+    fn a_free_thread_wins_then_a_worker_on_the_requests_own_front_thread() {
+        // Both only have look-ahead room: the local one, though more loaded.
+        let l = [(1, 17, false), (3, 17, true)];
+        assert_eq!(pick(loads(&l), 0, 10), Pick::Worker(1));
+        // A free thread elsewhere beats look-ahead room here.
+        let l = [(0, 17, false), (1, 17, true)];
+        assert_eq!(pick(loads(&l), 0, 10), Pick::Worker(0));
+        // Both free: the local one.
+        let l = [(0, 17, false), (0, 17, true)];
+        assert_eq!(pick(loads(&l), 0, 10), Pick::Worker(1));
+    }
+
+    fn waiter(since: Option<Instant>) -> (Waiter, oneshot::Receiver<Lease>) {
+        let (tx, rx) = oneshot::channel();
+        let w = Waiter {
+            tx,
+            ahead: true,
+            since,
+        };
+        (w, rx)
+    }
+
+    #[test]
+    fn a_worker_serves_its_own_threads_waiters_unless_another_waited_much_longer() {
+        let t0 = Instant::now();
+        let never = |_| false;
+        let mut q = Queues::default();
+        let (w, _rx0) = waiter(Some(t0));
+        q.push(0, w);
+        let (w, _rx1) = waiter(Some(t0 + CROSS_AFTER / 2));
+        q.push(1, w);
+        assert_eq!(q.next_for(1, never), Some(1), "own, though younger");
+        assert_eq!(q.next_for(0, never), Some(0));
+        assert_eq!(q.next_for(2, never), Some(0), "none of its own: the oldest");
+
+        let mut q = Queues::default();
+        let (w, _rx0) = waiter(Some(t0));
+        q.push(0, w);
+        let (w, _rx1) = waiter(Some(t0 + CROSS_AFTER * 2));
+        q.push(1, w);
+        assert_eq!(q.next_for(1, never), Some(0), "the other waited too long");
+        assert_eq!(q.next_for(1, |s| s == 0), Some(0));
+
+        let mut q = Queues::default();
+        let (w, _rx0) = waiter(Some(t0));
+        q.push(0, w);
+        let (w, _rx1) = waiter(Some(t0 + CROSS_AFTER / 2));
+        q.push(1, w);
+        assert_eq!(q.next_for(1, never), Some(1));
+        let orphan = |s| s == 0;
+        assert_eq!(q.next_for(1, orphan), Some(0), "no worker serves thread 0");
+        let (w, _rx2) = waiter(None);
+        q.push(0, w);
+        assert_eq!(q.next_for(1, never), Some(0), "a revoked request first");
+    }
+
+    #[test]
+    fn waiters_that_gave_up_leave_the_queue_when_they_reach_its_head() {
+        let mut q = Queues::default();
+        let (w, rx) = waiter(Some(Instant::now()));
+        q.push(0, w);
+        let (w, _rx) = waiter(Some(Instant::now()));
+        q.push(0, w);
+        assert_eq!(q.len, 2);
+        drop(rx);
+        assert_eq!(q.next_for(0, |_| false), Some(0));
+        assert_eq!(q.len, 1);
+        q.pop(0);
+        assert_eq!(q.next_for(0, |_| false), None);
+        assert_eq!(q.len, 0);
     }
 
     #[test]
@@ -337,8 +515,9 @@ mod tests {
 
     #[test]
     fn full_workers_queue_until_backlog() {
-        assert_eq!(pick([(1, 1), (1, 1)].into_iter(), 3, 4), Pick::Wait);
-        assert_eq!(pick([(1, 1)].into_iter(), 4, 4), Pick::QueueFull);
+        let full = [(1, 1, true), (1, 1, false)];
+        assert_eq!(pick(loads(&full), 3, 4), Pick::Wait);
+        assert_eq!(pick(loads(&full[..1]), 4, 4), Pick::QueueFull);
         assert_eq!(pick(std::iter::empty(), 0, 4), Pick::Wait);
     }
 }

@@ -1,5 +1,9 @@
 //! Prometheus metrics, kept as atomics and rendered in the text exposition format
 //! (version 0.0.4) on each scrape of `/metrics`.
+//!
+//! Per-request counters are kept once per front thread (`crate::shards`), each set
+//! on its own cache lines, and summed at scrape time: counters shared by the threads
+//! would move a cache line between cores several times per request.
 
 use super::{RestartReason, RouteKind};
 use std::fmt::Write;
@@ -36,29 +40,63 @@ pub struct Gauges {
     pub cache_misses: u64,
 }
 
+/// What one front thread counts.
 #[derive(Default)]
-pub struct Metrics {
+#[repr(align(128))]
+struct PerThread {
     /// [route kind][status class 1..=5]
     requests: [[AtomicU64; 5]; 3],
     latency: Histogram,
     in_flight: AtomicI64,
     bytes_sent: AtomicU64,
+}
+
+pub struct Metrics {
+    threads: Box<[PerThread]>,
     restarts: [AtomicU64; 4],
     workers_serving: AtomicI64,
     workers_other: AtomicI64,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(1)
+    }
+}
+
 impl Metrics {
-    pub fn request_started(&self) {
-        self.in_flight.fetch_add(1, Relaxed);
+    pub fn new(front_threads: usize) -> Self {
+        Metrics {
+            threads: (0..front_threads.max(1))
+                .map(|_| PerThread::default())
+                .collect(),
+            restarts: Default::default(),
+            workers_serving: AtomicI64::new(0),
+            workers_other: AtomicI64::new(0),
+        }
     }
 
+    fn here(&self) -> &PerThread {
+        let i = crate::shards::current().min(self.threads.len() - 1);
+        &self.threads[i]
+    }
+
+    fn sum(&self, f: impl Fn(&PerThread) -> u64) -> u64 {
+        self.threads.iter().map(f).sum()
+    }
+
+    pub fn request_started(&self) {
+        self.here().in_flight.fetch_add(1, Relaxed);
+    }
+
+    /// Counted by the front thread that answered, which also started the request.
     pub fn request_finished(&self, kind: RouteKind, status: u16, elapsed: Duration, bytes: u64) {
-        self.in_flight.fetch_sub(1, Relaxed);
+        let t = self.here();
+        t.in_flight.fetch_sub(1, Relaxed);
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.requests[kind as usize][class].fetch_add(1, Relaxed);
-        self.latency.observe(elapsed);
-        self.bytes_sent.fetch_add(bytes, Relaxed);
+        t.requests[kind as usize][class].fetch_add(1, Relaxed);
+        t.latency.observe(elapsed);
+        t.bytes_sent.fetch_add(bytes, Relaxed);
     }
 
     pub fn worker_restarted(&self, reason: RestartReason) {
@@ -87,7 +125,7 @@ impl Metrics {
         out += "# TYPE ferricorn_requests_total counter\n";
         for kind in RouteKind::ALL {
             for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
-                let n = self.requests[kind as usize][i].load(Relaxed);
+                let n = self.sum(|t| t.requests[kind as usize][i].load(Relaxed));
                 let _ = writeln!(
                     out,
                     "ferricorn_requests_total{{kind=\"{}\",status=\"{class}\"}} {n}",
@@ -100,26 +138,39 @@ impl Metrics {
         out += "# TYPE ferricorn_request_duration_seconds histogram\n";
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
-            cumulative += self.latency.buckets[i].load(Relaxed);
+            cumulative += self.sum(|t| t.latency.buckets[i].load(Relaxed));
             let _ = writeln!(
                 out,
                 "ferricorn_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
             );
         }
-        let count = self.latency.count.load(Relaxed);
+        let count = self.sum(|t| t.latency.count.load(Relaxed));
         let _ = writeln!(
             out,
             "ferricorn_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
         );
-        let sum = self.latency.sum_micros.load(Relaxed) as f64 / 1e6;
+        let sum = self.sum(|t| t.latency.sum_micros.load(Relaxed)) as f64 / 1e6;
         let _ = writeln!(out, "ferricorn_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "ferricorn_request_duration_seconds_count {count}");
         gauge(
             &mut out,
             "ferricorn_requests_in_flight",
             "Requests being answered.",
-            self.in_flight.load(Relaxed).max(0),
+            self.threads
+                .iter()
+                .map(|t| t.in_flight.load(Relaxed))
+                .sum::<i64>()
+                .max(0),
         );
+        out += "# HELP ferricorn_front_thread_requests_total Requests answered, by front thread.\n";
+        out += "# TYPE ferricorn_front_thread_requests_total counter\n";
+        for (i, t) in self.threads.iter().enumerate() {
+            let n: u64 = t.latency.count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "ferricorn_front_thread_requests_total{{thread=\"{i}\"}} {n}"
+            );
+        }
         gauge(
             &mut out,
             "ferricorn_requests_queued",
@@ -157,7 +208,7 @@ impl Metrics {
             &mut out,
             "ferricorn_response_body_bytes_total",
             "Response body bytes announced by Content-Length.",
-            self.bytes_sent.load(Relaxed),
+            self.sum(|t| t.bytes_sent.load(Relaxed)),
         );
         out
     }
@@ -201,5 +252,6 @@ mod tests {
         assert!(text.contains("ferricorn_worker_restarts_total{reason=\"timeout\"} 1"));
         assert!(text.contains("ferricorn_static_cache_hits_total 5"));
         assert!(text.contains("ferricorn_response_body_bytes_total 13"));
+        assert!(text.contains("ferricorn_front_thread_requests_total{thread=\"0\"} 2"));
     }
 }

@@ -15,13 +15,14 @@ use crate::claims::Claims;
 use crate::config::Settings;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn, WorkerEvent};
 use crate::observe::{error_log, Metrics, RestartReason};
+use crate::shards::Shards;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a new worker may take to import the app and say Ready.
@@ -113,6 +114,8 @@ pub struct Supervisor {
     seq: u64,
     stopping: bool,
     metrics: Arc<Metrics>,
+    /// Where each worker's connection lives.
+    shards: Shards,
     /// New-generation workers of a reload not yet ready, and not yet started.
     reload_pending: usize,
     reload_to_start: usize,
@@ -126,6 +129,7 @@ impl Supervisor {
         dispatcher: Arc<Dispatcher>,
         runtime_dir: PathBuf,
         metrics: Arc<Metrics>,
+        shards: Shards,
     ) -> Result<Self, StartError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut sup = Supervisor {
@@ -141,6 +145,7 @@ impl Supervisor {
             seq: 0,
             stopping: false,
             metrics,
+            shards,
             reload_pending: 0,
             reload_to_start: 0,
         };
@@ -476,6 +481,7 @@ impl Supervisor {
         let settings = self.settings.clone();
         let dispatcher = self.dispatcher.clone();
         let events = self.events_tx.clone();
+        let shards = self.shards.clone();
         let quota = policy::request_quota(
             settings.workers.max_requests,
             settings.workers.max_requests_jitter,
@@ -483,7 +489,7 @@ impl Supervisor {
         );
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let result = start(&settings, &socket, quota, &dispatcher, &events).await;
+            let result = start(&settings, &socket, quota, &dispatcher, &shards, &events).await;
             let _ = events.send(Event::Started { purpose, result });
         });
     }
@@ -559,6 +565,7 @@ async fn start(
     socket: &std::path::Path,
     quota: u64,
     dispatcher: &Arc<Dispatcher>,
+    shards: &Shards,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Arc<WorkerConn>, StartError> {
     remove_worker_files(socket);
@@ -573,16 +580,17 @@ async fn start(
         .map(|err| tokio::spawn(error_log::relay_worker_output(pid, err)));
     let handshake = async {
         let (sock, _) = listener.accept().await?;
+        let sock = sock.into_std()?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let conn = WorkerConn::handshake(
-            sock,
-            claims,
-            settings.workers.threads,
-            quota,
-            dispatcher,
-            conn_tx,
-        )
-        .await?;
+        let (threads, dispatcher) = (settings.workers.threads, dispatcher.clone());
+        let conn = shards
+            .host_worker()
+            .run(move |host| async move {
+                let sock = UnixStream::from_std(sock)?;
+                WorkerConn::handshake(host, sock, claims, threads, quota, &dispatcher, conn_tx)
+                    .await
+            })
+            .await??;
         let events = events.clone();
         tokio::spawn(async move {
             while let Some(ev) = conn_rx.recv().await {

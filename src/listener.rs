@@ -178,18 +178,20 @@ impl Conn {
         tls: Option<Arc<Tls>>,
     ) {
         let _host = host;
-        let registered = match io {
-            Accepted::Tcp(s) => TcpStream::from_std(s).map(Ok),
-            Accepted::Unix(s) => tokio::net::UnixStream::from_std(s).map(Err),
+        let refused = match io {
+            Accepted::Tcp(s) => match TcpStream::from_std(s) {
+                Ok(s) if proxy_protocol || tls.is_some() => {
+                    return self.serve_tcp(s, info, proxy_protocol, tls).await
+                }
+                Ok(s) => return self.serve(s, info).await,
+                Err(e) => e,
+            },
+            Accepted::Unix(s) => match tokio::net::UnixStream::from_std(s) {
+                Ok(s) => return self.serve(s, info).await,
+                Err(e) => e,
+            },
         };
-        match registered {
-            Ok(Ok(s)) if proxy_protocol || tls.is_some() => {
-                self.serve_tcp(s, info, proxy_protocol, tls).await
-            }
-            Ok(Ok(s)) => self.serve(s, info).await,
-            Ok(Err(s)) => self.serve(s, info).await,
-            Err(e) => tracing::warn!(error = %e, "cannot register an accepted connection"),
-        }
+        tracing::warn!(error = %refused, "cannot register an accepted connection");
     }
 
     /// Wraps the stream in the guard and registers it with the graceful-shutdown

@@ -189,3 +189,28 @@ fn spawn_thread(index: usize) -> std::io::Result<(Thread, Handle)> {
         })?;
     Ok((Thread { stop, join }, handle))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_go_to_the_thread_with_the_fewest_and_run_there() {
+        let (shards, threads) = Shards::start(3).unwrap();
+        let a = shards.host_client();
+        let b = shards.host_client();
+        let c = shards.host_client();
+        assert_eq!([a.index(), b.index(), c.index()], [0, 1, 2]);
+        drop(b);
+        let d = shards.host_client();
+        assert_eq!(d.index(), 1, "the thread whose connection ended");
+        // Worker connections are counted apart from client connections.
+        assert_eq!(shards.host_worker().index(), 0);
+
+        let ran_on = d.run(|host| async move { (host.index(), current()) });
+        assert_eq!(ran_on.await.unwrap(), (1, 1));
+        assert_eq!(current(), 0, "the calling runtime is shard 0");
+        drop((a, c));
+        threads.stop();
+    }
+}

@@ -43,6 +43,7 @@ fn bad_values_exit_2() {
         vec!["--static", "/s/=/definitely/not/here"],
         vec!["--log-level", "loud"],
         vec!["-w", "0", "a:b"],
+        vec!["--front-threads", "0", "a:b"],
         vec!["no_colon_app"],
     ] {
         let out = run(&args);

@@ -201,6 +201,13 @@ impl Settings {
         if workers.threads == 0 {
             return Err(ConfigError::invalid("threads must be at least 1"));
         }
+        let front_threads = cli
+            .front_threads
+            .or(f.server.front_threads)
+            .unwrap_or_else(cpu_count);
+        if front_threads == 0 {
+            return Err(ConfigError::invalid("front_threads must be at least 1"));
+        }
         if workers.threads.saturating_add(workers.look_ahead) > crate::claims::MAX_OUTSTANDING {
             return Err(ConfigError::invalid(format!(
                 "threads + look_ahead must be at most {}",
@@ -299,11 +306,7 @@ impl Settings {
                     .or(f.server.graceful_timeout)
                     .unwrap_or(30),
             ),
-            front_threads: cli
-                .front_threads
-                .or(f.server.front_threads)
-                .unwrap_or_else(cpu_count)
-                .max(1),
+            front_threads,
             pid: cli.pid.clone().or(f.server.pid),
             runtime_dir: f.server.runtime_dir,
             python: PythonSettings {

@@ -62,7 +62,8 @@ pub enum ConnectError {
 
 impl WorkerConn {
     /// Reads the worker's Ready frame from a fresh connection, then starts the reader
-    /// and writer tasks; call it on `host`'s shard, which `sock` is registered with. `quota` is the number of requests after which the worker
+    /// and writer tasks. Call it on `host`'s front thread, whose runtime `sock` is
+    /// registered with. `quota` is the number of requests after which the worker
     /// retires (0 = never).
     pub async fn handshake(
         host: Host,

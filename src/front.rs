@@ -17,7 +17,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tower::{Layer, ServiceExt};
@@ -75,11 +74,16 @@ fn is_compressible(content_type: &str) -> bool {
         )
 }
 
-/// Request ids: a per-process random prefix and a counter, cheap and unique enough to
-/// find one request across the access log, the error log and the app's logs.
+/// Request ids: 12 hex digits of a per-process random prefix (one per front thread)
+/// and 8 of a per-thread counter, cheap and unique enough to find one request across
+/// the access log, the error log and the app's logs. The counter is the thread's
+/// own: one shared by the front threads would move between cores on every request.
 struct RequestIds {
-    prefix: String,
-    next: AtomicU64,
+    seed: u64,
+}
+
+thread_local! {
+    static NEXT_REQUEST_ID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 impl RequestIds {
@@ -89,15 +93,19 @@ impl RequestIds {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ (u64::from(std::process::id()) << 32);
-        RequestIds {
-            prefix: format!("{:012x}", seed & 0xffff_ffff_ffff),
-            next: AtomicU64::new(0),
-        }
+        RequestIds { seed }
     }
 
     fn make(&self) -> Bytes {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Bytes::from(format!("{}{:08x}", self.prefix, n))
+        let n = NEXT_REQUEST_ID.with(|next| {
+            let n = next.get();
+            next.set(n.wrapping_add(1));
+            n
+        });
+        let prefix = (self.seed ^ crate::shards::current() as u64) & 0xffff_ffff_ffff;
+        let mut id = [0u8; 20];
+        let _ = std::io::Write::write_fmt(&mut &mut id[..], format_args!("{prefix:012x}{n:08x}"));
+        Bytes::copy_from_slice(&id)
     }
 }
 
@@ -132,12 +140,12 @@ impl Front {
         Future = impl Send,
     > + Clone
            + Send {
-        let front = self.clone();
-        let conn = Arc::new(conn);
+        // One reference count per connection, cloned per request: a clone of the
+        // `Arc<Front>` itself would move its count between the front threads' cores.
+        let this = Arc::new((self.clone(), conn));
         tower::service_fn(move |req: Request<Incoming>| {
-            let front = front.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(front.serve(req, &conn).await) }
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(this.0.serve(req, &this.1).await) }
         })
     }
 

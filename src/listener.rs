@@ -96,7 +96,8 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         // lets hyper still answer the valid requests pipelined before it.
         .half_close(true)
         // The guard enforces the configured field count; hyper must not refuse first,
-        // also when the guard added its own field to a stand-in.
+        // also when the guard added its own field to a stand-in. (Above 100, hyper
+        // parses into two heap arrays per request: benches/README.md, "Front threads".)
         .max_headers(settings.guard.fields + stand_in::ADDED_FIELDS)
         // Idle and slow-head timeouts live in the guard (it can answer 408).
         .header_read_timeout(None);

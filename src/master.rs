@@ -159,7 +159,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
             let sup = Supervisor::boot(
                 settings.clone(),
-                dispatcher.clone(),
+                dispatcher,
                 dir.path().to_path_buf(),
                 metrics.clone(),
                 shards.clone(),

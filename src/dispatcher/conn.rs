@@ -11,7 +11,7 @@ use crate::wire::{self, Frame, RequestHead};
 use bytes::BytesMut;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -45,7 +45,7 @@ pub struct WorkerConn {
     quota: u64,
     outgoing: mpsc::UnboundedSender<(u32, Frame)>,
     streams: Mutex<HashMap<u32, Stream>>,
-    dispatcher: Weak<Dispatcher>,
+    dispatcher: &'static Dispatcher,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ impl WorkerConn {
         claims: Claims,
         capacity: usize,
         quota: u64,
-        dispatcher: &Arc<Dispatcher>,
+        dispatcher: &'static Dispatcher,
         events: mpsc::UnboundedSender<WorkerEvent>,
     ) -> Result<Arc<Self>, ConnectError> {
         let (mut rd, wr) = sock.into_split();
@@ -99,7 +99,7 @@ impl WorkerConn {
             quota,
             outgoing: tx,
             streams: Mutex::new(HashMap::new()),
-            dispatcher: Arc::downgrade(dispatcher),
+            dispatcher,
         });
         tokio::spawn(write_loop(wr, rx));
         tokio::spawn(conn.clone().read_loop(rd, buf, events));
@@ -280,18 +280,14 @@ impl WorkerConn {
             self.retire();
             let _ = events.send(WorkerEvent::QuotaReached { pid: self.pid });
         }
-        if let Some(d) = self.dispatcher.upgrade() {
-            d.release(self);
-        }
+        self.dispatcher.release(self);
     }
 
     /// The worker is gone: every request it was running fails (502 before its head,
     /// a cut response after), the ones it had not started are sent again, and the
     /// pool forgets it.
     fn close(&self, events: &mpsc::UnboundedSender<WorkerEvent>) {
-        if let Some(d) = self.dispatcher.upgrade() {
-            d.remove(self);
-        }
+        self.dispatcher.remove(self);
         // Requests the worker never started go to another worker; only the ones it
         // was running fail.
         let orphans: Vec<Stream> = self

@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 /// slot back; `WorkerConn::send_request` takes it over.
 pub struct Lease {
     conn: Arc<WorkerConn>,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: &'static Dispatcher,
     armed: bool,
 }
 
@@ -237,19 +237,22 @@ pub fn room(threads: usize, look_ahead: usize, ahead: bool, stalled: bool) -> us
 }
 
 impl Dispatcher {
-    pub fn new(backlog: usize, queue_timeout: Duration, look_ahead: LookAhead) -> Arc<Self> {
-        Arc::new(Dispatcher {
+    /// The process's one dispatcher, which lives as long as the process: it is
+    /// leaked so that a lease refers to it without a reference count (an `Arc`'s
+    /// count would move between the front threads' cores on every request).
+    pub fn new(backlog: usize, queue_timeout: Duration, look_ahead: LookAhead) -> &'static Self {
+        Box::leak(Box::new(Dispatcher {
             state: Mutex::new(State::default()),
             backlog,
             queue_timeout,
             look_ahead,
-        })
+        }))
     }
 
     /// Reserves a slot on a worker, waiting in the queue if all are busy. `ahead`:
     /// the request may be sent ahead of a worker's threads. `again`: it was revoked
     /// and is older than anything waiting, so it waits at the head of the queue.
-    pub async fn acquire(self: &Arc<Self>, ahead: bool, again: bool) -> Result<Lease, Failure> {
+    pub async fn acquire(&'static self, ahead: bool, again: bool) -> Result<Lease, Failure> {
         let shard = crate::shards::current();
         let rx = {
             let mut st = self.state.lock().unwrap();
@@ -288,20 +291,20 @@ impl Dispatcher {
     }
 
     /// Counts a request on `slot` and leases it.
-    fn lease_on(self: &Arc<Self>, slot: &mut Slot, now: Instant) -> Lease {
+    fn lease_on(&'static self, slot: &mut Slot, now: Instant) -> Lease {
         if slot.in_flight == 0 {
             slot.progress = now;
         }
         slot.in_flight += 1;
         Lease {
             conn: slot.conn.clone(),
-            dispatcher: self.clone(),
+            dispatcher: self,
             armed: true,
         }
     }
 
     /// A ready worker joins the pool and at once takes waiting requests.
-    pub fn add(self: &Arc<Self>, conn: Arc<WorkerConn>) {
+    pub fn add(&'static self, conn: Arc<WorkerConn>) {
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
         st.slots.push(Slot {
@@ -322,7 +325,7 @@ impl Dispatcher {
     }
 
     /// A request on `conn` finished (or its lease was dropped unused).
-    pub fn release(self: &Arc<Self>, conn: &WorkerConn) {
+    pub fn release(&'static self, conn: &WorkerConn) {
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
         if let Some(i) = st
@@ -341,7 +344,7 @@ impl Dispatcher {
     /// Gives room on worker `i` to the oldest live waiters, in order.
     /// A lease that reaches a waiter which gave up is dropped by the channel and so
     /// released; one refused at send time is disarmed here (the lock is held).
-    fn hand_over(self: &Arc<Self>, st: &mut State, i: usize, now: Instant) {
+    fn hand_over(&'static self, st: &mut State, i: usize, now: Instant) {
         let shard = st.slots[i].conn.shard();
         loop {
             let slots = &st.slots;

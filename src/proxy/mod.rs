@@ -32,7 +32,7 @@ pub struct ConnInfo {
 }
 
 pub struct Proxy {
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: &'static Dispatcher,
     limits: Limits,
     trusted_proxies: TrustedProxies,
 }
@@ -46,7 +46,7 @@ pub struct Upstream {
 
 impl Proxy {
     pub fn new(
-        dispatcher: Arc<Dispatcher>,
+        dispatcher: &'static Dispatcher,
         limits: Limits,
         trusted_proxies: TrustedProxies,
     ) -> Self {

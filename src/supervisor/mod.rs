@@ -103,7 +103,7 @@ struct Managed {
 
 pub struct Supervisor {
     settings: Settings,
-    dispatcher: Arc<Dispatcher>,
+    dispatcher: &'static Dispatcher,
     runtime_dir: PathBuf,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
@@ -126,7 +126,7 @@ impl Supervisor {
     /// import fails the boot (`StartError::is_import_failure`).
     pub async fn boot(
         settings: Settings,
-        dispatcher: Arc<Dispatcher>,
+        dispatcher: &'static Dispatcher,
         runtime_dir: PathBuf,
         metrics: Arc<Metrics>,
         shards: Shards,
@@ -479,7 +479,7 @@ impl Supervisor {
         self.starting += 1;
         let socket = self.runtime_dir.join(format!("worker-{}.sock", self.seq));
         let settings = self.settings.clone();
-        let dispatcher = self.dispatcher.clone();
+        let dispatcher = self.dispatcher;
         let events = self.events_tx.clone();
         let shards = self.shards.clone();
         let quota = policy::request_quota(
@@ -489,7 +489,7 @@ impl Supervisor {
         );
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let result = start(&settings, &socket, quota, &dispatcher, &shards, &events).await;
+            let result = start(&settings, &socket, quota, dispatcher, &shards, &events).await;
             let _ = events.send(Event::Started { purpose, result });
         });
     }
@@ -564,7 +564,7 @@ async fn start(
     settings: &Settings,
     socket: &std::path::Path,
     quota: u64,
-    dispatcher: &Arc<Dispatcher>,
+    dispatcher: &'static Dispatcher,
     shards: &Shards,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Arc<WorkerConn>, StartError> {
@@ -582,13 +582,12 @@ async fn start(
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let (threads, dispatcher) = (settings.workers.threads, dispatcher.clone());
+        let threads = settings.workers.threads;
         let conn = shards
             .host_worker()
             .run(move |host| async move {
                 let sock = UnixStream::from_std(sock)?;
-                WorkerConn::handshake(host, sock, claims, threads, quota, &dispatcher, conn_tx)
-                    .await
+                WorkerConn::handshake(host, sock, claims, threads, quota, dispatcher, conn_tx).await
             })
             .await??;
         let events = events.clone();

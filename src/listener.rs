@@ -1,6 +1,7 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
-//! handing each connection to a front thread (`crate::shards`) that serves it with hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior
-//! knowledge) under a graceful-shutdown watcher. Every client byte stream passes the
+//! handing each connection to a front thread (`crate::shards`) that serves it with
+//! hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior knowledge) under a
+//! graceful-shutdown watcher. Every client byte stream passes the
 //! `guard` (request validation) before hyper parses it. On a TCP listener a
 //! connection may first give its PROXY header (`proxy_protocol`, see
 //! `crate::proxy_protocol`) and then do the TLS handshake; both run in the

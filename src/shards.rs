@@ -12,8 +12,9 @@
 //! by one thread would leave the other thread's workers reachable only across
 //! threads.
 //!
-//! Shard 0 is the master's main runtime, which also runs signals, the supervisor
-//! and the admin listener; shards 1.. are threads named `front-N` (as `top -H` shows them).
+//! Shard 0 is the master's main runtime, which also runs signals, the supervisor,
+//! the accept loops and the admin listener; shards 1.. are threads named `front-N`
+//! (as `top -H` shows them).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -54,7 +55,7 @@ struct Thread {
     join: std::thread::JoinHandle<()>,
 }
 
-/// The shards, to spawn on and to place worker connections; cheap to clone.
+/// The shards, to place connections on; cheap to clone.
 #[derive(Clone)]
 pub struct Shards {
     shards: Arc<[Shard]>,
@@ -81,14 +82,6 @@ impl Shards {
             },
             FrontThreads { threads },
         ))
-    }
-
-    pub fn len(&self) -> usize {
-        self.shards.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
     }
 
     /// The shard that should host the next worker connection: the one hosting the

@@ -350,3 +350,32 @@ impl LoggedHead {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn request_ids_are_20_hex_digits_and_differ_per_request_and_per_thread() {
+        let ids = Arc::new(RequestIds::new());
+        let a = ids.make();
+        let b = ids.make();
+        assert_eq!(a.len(), 20);
+        assert!(a.iter().all(u8::is_ascii_hexdigit), "{a:?}");
+        assert!(is_plausible_request_id(&a));
+        assert_ne!(a, b);
+        // Another front thread counts from 0 too, under its own prefix.
+        let (shards, threads) = crate::shards::Shards::start(2).unwrap();
+        let _on_0 = shards.host_client();
+        let on_1 = shards.host_client();
+        assert_eq!(on_1.index(), 1);
+        let ids_1 = ids.clone();
+        let c = on_1
+            .run(move |_| async move { ids_1.make() })
+            .await
+            .unwrap();
+        assert_eq!(&c[12..], &a[12..], "both threads' first id");
+        assert_ne!(c, a);
+        threads.stop();
+    }
+}

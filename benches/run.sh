@@ -4,6 +4,7 @@
 #   static  ferricorn vs nginx on a 1 KiB and a 1 MiB file from the same directory
 #   wsgi    hello world, 2 workers: ferricorn vs gunicorn sync/gthread, nginx+gunicorn, Granian
 #   django  the harness's Django view, 2 workers: ferricorn vs gunicorn, nginx+gunicorn, Granian
+#   granian hello world, 2 workers: ferricorn vs Granian only (more rounds in the same time)
 # Writes benches/results/<date>-<suite>/{results.jsonl,table.txt,ratios.md,command.txt,machine.txt}.
 #
 #   bash benches/run.sh wsgi                  # 3 rounds, harness defaults (load < 0.8)
@@ -11,7 +12,7 @@
 #   BENCH=/path/to/shared/bench bash benches/run.sh django
 set -euo pipefail
 
-suite=${1:?usage: bash benches/run.sh static|wsgi|django}
+suite=${1:?usage: bash benches/run.sh static|wsgi|django|granian}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 here="$root/benches/$suite"
 [ -f "$here/scenarios.toml" ] || { echo "no suite $suite ($here/scenarios.toml)" >&2; exit 2; }

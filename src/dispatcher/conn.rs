@@ -106,6 +106,11 @@ impl WorkerConn {
         Ok(conn)
     }
 
+    /// The dispatcher whose pool this worker is in.
+    pub(super) fn dispatcher(&self) -> &'static Dispatcher {
+        self.dispatcher
+    }
+
     /// The front thread (`crate::shards`) this connection lives on.
     pub fn shard(&self) -> usize {
         self.host.index()

@@ -44,7 +44,6 @@ use tokio::sync::oneshot;
 /// slot back; `WorkerConn::send_request` takes it over.
 pub struct Lease {
     conn: Arc<WorkerConn>,
-    dispatcher: &'static Dispatcher,
     armed: bool,
 }
 
@@ -62,7 +61,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if self.armed {
-            self.dispatcher.release(&self.conn);
+            self.conn.dispatcher().release(&self.conn);
         }
     }
 }
@@ -252,7 +251,7 @@ impl Dispatcher {
     /// Reserves a slot on a worker, waiting in the queue if all are busy. `ahead`:
     /// the request may be sent ahead of a worker's threads. `again`: it was revoked
     /// and is older than anything waiting, so it waits at the head of the queue.
-    pub async fn acquire(&'static self, ahead: bool, again: bool) -> Result<Lease, Failure> {
+    pub async fn acquire(&self, ahead: bool, again: bool) -> Result<Lease, Failure> {
         let shard = crate::shards::current();
         let rx = {
             let mut st = self.state.lock().unwrap();
@@ -291,20 +290,19 @@ impl Dispatcher {
     }
 
     /// Counts a request on `slot` and leases it.
-    fn lease_on(&'static self, slot: &mut Slot, now: Instant) -> Lease {
+    fn lease_on(&self, slot: &mut Slot, now: Instant) -> Lease {
         if slot.in_flight == 0 {
             slot.progress = now;
         }
         slot.in_flight += 1;
         Lease {
             conn: slot.conn.clone(),
-            dispatcher: self,
             armed: true,
         }
     }
 
     /// A ready worker joins the pool and at once takes waiting requests.
-    pub fn add(&'static self, conn: Arc<WorkerConn>) {
+    pub fn add(&self, conn: Arc<WorkerConn>) {
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
         st.slots.push(Slot {
@@ -325,7 +323,7 @@ impl Dispatcher {
     }
 
     /// A request on `conn` finished (or its lease was dropped unused).
-    pub fn release(&'static self, conn: &WorkerConn) {
+    pub fn release(&self, conn: &WorkerConn) {
         let mut st = self.state.lock().unwrap();
         let now = Instant::now();
         if let Some(i) = st
@@ -344,7 +342,7 @@ impl Dispatcher {
     /// Gives room on worker `i` to the oldest live waiters, in order.
     /// A lease that reaches a waiter which gave up is dropped by the channel and so
     /// released; one refused at send time is disarmed here (the lock is held).
-    fn hand_over(&'static self, st: &mut State, i: usize, now: Instant) {
+    fn hand_over(&self, st: &mut State, i: usize, now: Instant) {
         let shard = st.slots[i].conn.shard();
         loop {
             let slots = &st.slots;

@@ -72,9 +72,14 @@ pub struct Cli {
     #[arg(long = "pythonpath", value_delimiter = ',')]
     pub pythonpath: Vec<PathBuf>,
 
-    /// Virtualenv the app runs in. [default: $VIRTUAL_ENV]
+    /// Virtualenv the app runs in; its bin/python runs the workers. [default: $VIRTUAL_ENV]
     #[arg(long = "venv")]
     pub venv: Option<PathBuf>,
+
+    /// The Python interpreter that runs the workers (a path, or a name on PATH).
+    /// [default: the venv's, else the python beside ferricorn, else python3]
+    #[arg(long = "python", value_name = "PATH")]
+    pub python: Option<PathBuf>,
 
     /// Serve DIR at the URL prefix, as URL=DIR (repeatable), e.g. /static/=staticfiles.
     #[arg(long = "static", value_name = "URL=DIR")]

@@ -7,6 +7,11 @@
 //! master: config, supervisor (spawns and watches workers), signals
 //! ```
 //!
+//! The workers are not in this crate: they are the app's own interpreter running
+//! the `ferricorn._worker` extension module (`worker/`), and this binary links no
+//! libpython. What both ends share (frames, claims, the worker's argv) is the
+//! `ferricorn-wire` crate (`wire/`).
+//!
 //! Modules are declared in the order a request meets them.
 
 #![deny(unsafe_code)]
@@ -30,9 +35,5 @@ pub mod router;
 pub mod static_files;
 pub mod proxy;
 pub mod dispatcher;
-pub mod wire;
-pub mod claims;
+pub use ferricorn_wire::{claims, wire};
 pub mod respond;
-// -- worker process --
-pub mod worker;
-pub mod python;

@@ -1,12 +1,9 @@
-//! Thin entry point: the hidden worker subcommand, or the master. Errors are
-//! printed once, here, and mapped to the documented exit status.
+//! Thin entry point: the master. Errors are printed once, there, and mapped to
+//! the documented exit status. (Workers are the app's own interpreter running
+//! `python -m ferricorn.worker`, not this binary.)
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args_os();
-    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(ferricorn::worker::SUBCOMMAND)) {
-        return ferricorn::worker::main();
-    }
     ferricorn::master::main()
 }

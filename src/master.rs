@@ -1,6 +1,7 @@
 //! The master process: start-up order, serving, and the response to signals.
 //!
-//! Order: parse flags and config (exit 2 on error) → bind listeners (so "address in
+//! Order: parse flags and config (exit 2 on error) → ask the app's interpreter
+//! whether it can run our worker (exit 2 if not) → bind listeners (so "address in
 //! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
 //! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
 
@@ -18,10 +19,10 @@ use crate::proxy::Proxy;
 use crate::shards::Shards;
 use crate::signals::{self, Command};
 use crate::static_files::StaticFiles;
-use crate::supervisor::{self, process, Supervisor};
+use crate::supervisor::{self, probe, process, Supervisor};
 use crate::tls::Tls;
-use crate::worker::EXIT_APP_IMPORT;
 use clap::Parser;
+use ferricorn_wire::EXIT_APP_IMPORT;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub enum MasterError {
     AppImport(String),
     #[error(transparent)]
     Start(#[from] supervisor::StartError),
+    #[error(transparent)]
+    Interpreter(#[from] Box<probe::ProbeError>),
     #[error("runtime directory: {0}")]
     RuntimeDir(std::io::Error),
     #[error("static files: {0}")]
@@ -100,6 +103,10 @@ pub fn main() -> ExitCode {
             eprintln!("ferricorn: {e}");
             ExitCode::from(EXIT_APP_IMPORT)
         }
+        Err(e) if e.is_setup_error() => {
+            eprintln!("ferricorn: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("ferricorn: {e}");
             ExitCode::from(1)
@@ -107,7 +114,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+impl MasterError {
+    /// The user's set-up is wrong (exit 2, like a bad flag), not the server.
+    fn is_setup_error(&self) -> bool {
+        match self {
+            MasterError::Interpreter(_) => true,
+            MasterError::Start(e) => e.is_protocol_mismatch(),
+            _ => false,
+        }
+    }
+}
+
 async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), MasterError> {
+    let python = check_interpreter(&settings).await?;
     if settings.check_config {
         return check_config(&settings).await;
     }
@@ -231,7 +250,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         "Ready"
     );
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprint!("{}", banner(&settings, &urls));
+        eprint!("{}", banner(&settings, &urls, python.as_ref()));
     }
 
     let quick = loop {
@@ -361,6 +380,23 @@ fn send(
     }
 }
 
+/// The interpreter the workers will run on, asked before any port is bound; None
+/// in static-only mode, which needs no Python.
+async fn check_interpreter(settings: &Settings) -> Result<Option<probe::Found>, MasterError> {
+    let Some(python) = &settings.python.interpreter else {
+        return Ok(None);
+    };
+    let found = probe::check(python).await?;
+    tracing::info!(
+        python = %python.path.display(),
+        chosen_by = %python.chosen_by,
+        version = %format!("{} {}", found.implementation, found.version),
+        prefix = %found.prefix,
+        "Python interpreter"
+    );
+    Ok(Some(found))
+}
+
 /// HUP: a config that no longer parses leaves everything as it is.
 fn reload(
     cli: &Cli,
@@ -412,7 +448,7 @@ fn url_of(l: &Listener, tls: bool) -> String {
 /// The few lines a person at a terminal wants once the server is up: where to point
 /// the browser, what runs, and whether this is dev mode. Logs (and log shippers)
 /// never see it: it is printed only when stderr is a terminal, after "Ready".
-fn banner(settings: &Settings, urls: &[String]) -> String {
+fn banner(settings: &Settings, urls: &[String], python: Option<&probe::Found>) -> String {
     let mut out = format!("\n  ferricorn {} is ready\n", env!("CARGO_PKG_VERSION"));
     for url in urls {
         // A browser wants the trailing slash; a Unix socket path must not get one.
@@ -431,6 +467,15 @@ fn banner(settings: &Settings, urls: &[String]) -> String {
             );
         }
         None => out += "  App:        none (static files only)\n",
+    }
+    if let (Some(found), Some(i)) = (python, &settings.python.interpreter) {
+        out += &format!(
+            "  Python:     {} {} ({}, {})\n",
+            found.implementation,
+            found.version,
+            i.path.display(),
+            i.chosen_by
+        );
     }
     for s in &settings.statics {
         out += &format!("  Static:     {} -> {}\n", s.url, s.dir.display());
@@ -490,9 +535,17 @@ mod tests {
             "mysite.wsgi:application",
         ]);
         let settings = Settings::load(&cli).unwrap();
+        let found = probe::Found {
+            implementation: "cpython".into(),
+            version: "3.14.0".into(),
+            executable: "/srv/venv/bin/python".into(),
+            prefix: "/srv/venv".into(),
+            module: probe::Module::NotTried,
+        };
         let text = banner(
             &settings,
             &["http://127.0.0.1:8000".into(), "unix:/run/f.sock".into()],
+            Some(&found),
         );
         assert!(
             text.contains("Listening:  http://127.0.0.1:8000/\n"),
@@ -504,10 +557,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Static:     /static/ -> "), "{text}");
+        assert!(text.contains("Python:     cpython 3.14.0 ("), "{text}");
         assert!(text.contains("Dev mode:   on"), "{text}");
 
         let settings = Settings::load(&Cli::parse_from(["ferricorn", "-w", "1"])).unwrap();
-        let text = banner(&settings, &[]);
+        let text = banner(&settings, &[], None);
         assert!(
             text.contains("App:        none (static files only)"),
             "{text}"

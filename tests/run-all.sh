@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-# Build against the interpreter's own libpython (see build.rs: the RPATH trap).
-PYO3_PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
-export PYO3_PYTHON
+PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
+# The worker crate's unit tests link this interpreter's libpython.
+export PYO3_PYTHON=$PYTHON
 
 need_apt=()
 for tool in curl openssl; do
@@ -33,7 +33,7 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQS" "$VENV/.requirements"; then
   echo "creating $VENV"
   rm -rf "$VENV"
   mkdir -p target
-  "$PYO3_PYTHON" -m venv "$VENV"
+  "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQS"
   cp "$REQS" "$VENV/.requirements"
 fi
@@ -45,14 +45,18 @@ if [ ! -x "$DEPLOY_VENV/bin/python" ] || ! cmp -s "$DEPLOY_REQS" "$DEPLOY_VENV/.
   echo "creating $DEPLOY_VENV"
   rm -rf "$DEPLOY_VENV"
   mkdir -p target
-  "$PYO3_PYTHON" -m venv "$DEPLOY_VENV"
+  "$PYTHON" -m venv "$DEPLOY_VENV"
   "$DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$DEPLOY_REQS"
   "$DEPLOY_VENV/bin/pip" check --disable-pip-version-check
   cp "$DEPLOY_REQS" "$DEPLOY_VENV/.requirements"
 fi
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
+# The wheel users install (README: "Building the wheel"), installed into the test
+# venv: its worker module is what every integration test's workers run.
+PYTHON="$PYTHON" bash deploy/build-wheel.sh
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall target/wheels/ferricorn-*.whl
 cargo build --bins
 # Benches (criterion) are compiled by clippy above and run with benches/micro/run.sh.
-cargo test --lib --bins --tests -- --test-threads "${TEST_THREADS:-2}"
+cargo test --workspace --lib --bins --tests -- --test-threads "${TEST_THREADS:-2}"

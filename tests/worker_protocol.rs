@@ -1,5 +1,6 @@
-//! The worker process end to end: the real binary, started as `ferricorn __worker`
-//! against a Unix listener bound here, spoken to with `ferricorn::wire` frames. Each
+//! The worker process end to end: the test venv's interpreter running
+//! `python -m ferricorn.worker` (the module tests/run-all.sh installed from the
+//! wheel) against a Unix listener bound here, spoken to with `ferricorn::wire` frames. Each
 //! test waits on facts (frames, exit status, log lines) with deadlines.
 
 use bytes::{Bytes, BytesMut};
@@ -13,12 +14,22 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferricorn");
-const PYTHON: &str = env!("FERRICORN_PYTHON");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn apps() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/apps")
+}
+
+/// The test venv's interpreter, which has the worker module.
+fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash tests/run-all.sh` (it creates it)",
+        python.display()
+    );
+    python
 }
 
 type Log = Arc<(Mutex<(String, bool)>, Condvar)>;
@@ -83,6 +94,7 @@ fn head(method: &str, path: &str, query: &str) -> RequestHead {
 }
 
 fn spawn_worker(
+    python: &Path,
     extra: &[&str],
     cwd: Option<&Path>,
 ) -> (Child, tempfile::TempDir, UnixListener, Log, Vec<String>) {
@@ -90,12 +102,13 @@ fn spawn_worker(
     let path = dir.path().join("w.sock");
     let listener = UnixListener::bind(&path).unwrap();
     let mut args: Vec<String> = vec![
-        "__worker".into(),
+        "-m".into(),
+        "ferricorn.worker".into(),
         "--socket".into(),
         path.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(python);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LANG", "C.UTF-8")
@@ -134,7 +147,11 @@ impl Worker {
     }
 
     fn start_in(extra: &[&str], cwd: Option<&Path>) -> Worker {
-        let (child, dir, listener, log, args) = spawn_worker(extra, cwd);
+        Self::start_on(&python(), extra, cwd)
+    }
+
+    fn start_on(python: &Path, extra: &[&str], cwd: Option<&Path>) -> Worker {
+        let (child, dir, listener, log, args) = spawn_worker(python, extra, cwd);
         let mut w = Worker {
             child,
             _dir: dir,
@@ -148,7 +165,11 @@ impl Worker {
         };
         w.accept();
         match w.recv() {
-            (0, Frame::Ready { pid }) => assert_eq!(pid, w.child.id()),
+            (0, Frame::Ready(ready)) => {
+                assert_eq!(ready.pid, w.child.id());
+                assert_eq!(ready.protocol, ferricorn_wire::PROTOCOL);
+                assert_eq!(ready.interpreter.implementation, "cpython");
+            }
             other => w.fail(&format!("expected Ready, got {other:?}")),
         }
         w
@@ -193,7 +214,7 @@ impl Worker {
             g = cv.wait_timeout(g, Duration::from_millis(100)).unwrap().0;
         }
         panic!(
-            "{why}\n--- {BIN} {}\n--- stderr:\n{}",
+            "{why}\n--- python {}\n--- stderr:\n{}",
             self.args.join(" "),
             g.0
         );
@@ -655,41 +676,53 @@ fn wsgiref_validator_raises_nothing() {
     }
 }
 
-#[test]
-fn embedded_interpreter_is_the_one_built_against() {
-    let out = Command::new(PYTHON)
+/// `sys.executable`, `sys.prefix` and `sys.version` of an interpreter, as it says.
+fn facts_of(python: &Path) -> (String, String, String) {
+    let out = Command::new(python)
         .args([
             "-c",
-            "import sys; print(sys.version.split()[0]); print(sys.prefix)",
+            "import sys; print(sys.version.split()[0]); print(sys.prefix); print(sys.executable)",
         ])
         .output()
         .unwrap();
     let out = String::from_utf8(out.stdout).unwrap();
-    let mut lines = out.lines();
-    let (version, prefix) = (lines.next().unwrap(), lines.next().unwrap());
+    let mut lines = out.lines().map(str::to_string);
+    let mut next = || lines.next().unwrap();
+    (next(), next(), next())
+}
+
+#[test]
+fn the_worker_is_the_interpreter_that_started_it() {
+    let (version, prefix, executable) = facts_of(&python());
     let mut w = probe(&[]);
     let info = w.get("/pyinfo", "").json();
     assert_eq!(info["version"], version);
     assert_eq!(info["prefix"], prefix);
-    assert_eq!(info["executable"], PYTHON);
-    // The guard against the libpython rpath trap, for this machine's interpreter.
-    if PYTHON == "/root/.pyenv/versions/3.11.7/bin/python3.11" {
-        assert_eq!(info["version"], "3.11.7");
-        assert_eq!(info["prefix"], "/root/.pyenv/versions/3.11.7");
-    }
+    assert_eq!(info["executable"], executable);
     assert_eq!(info["path"][0], apps().to_str().unwrap());
 }
 
+/// A second venv, made here, with the wheel installed by pip: its own packages are
+/// what the worker imports, by the interpreter's own venv rules.
 #[test]
 fn venv_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let venv = dir.path().join("venv");
-    let status = Command::new(PYTHON)
+    let status = Command::new(python())
         .args(["-m", "venv", "--without-pip"])
         .arg(&venv)
         .status()
         .unwrap();
     assert!(status.success());
+    let wheel = wheel();
+    let status = Command::new(python())
+        .args(["-m", "pip", "--disable-pip-version-check", "-q", "--python"])
+        .arg(venv.join("bin/python"))
+        .args(["install", "--no-deps", "--no-index"])
+        .arg(&wheel)
+        .status()
+        .unwrap();
+    assert!(status.success(), "pip install {}", wheel.display());
     let site = std::fs::read_dir(venv.join("lib"))
         .unwrap()
         .next()
@@ -698,7 +731,9 @@ fn venv_is_honoured() {
         .path()
         .join("site-packages");
     std::fs::write(site.join("venvonly.py"), "VALUE = 'only in the venv'\n").unwrap();
-    let mut w = probe(&["--venv", venv.to_str().unwrap()]);
+    let dir = apps();
+    let args = ["--app", "probe:app", "--chdir", dir.to_str().unwrap()];
+    let mut w = Worker::start_on(&venv.join("bin/python"), &args, None);
     assert_eq!(w.get("/venvmod", "").json(), "only in the venv");
     let info = w.get("/pyinfo", "").json();
     let canon = |v: &serde_json::Value| std::fs::canonicalize(v.as_str().unwrap()).unwrap();
@@ -712,11 +747,23 @@ fn venv_is_honoured() {
     );
 }
 
+/// The wheel tests/run-all.sh built (deploy/build-wheel.sh).
+fn wheel() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/wheels");
+    std::fs::read_dir(&dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .unwrap_or_else(|| panic!("no wheel in {}: run `bash tests/run-all.sh`", dir.display()))
+}
+
 fn failing(app: &str, extra: &[&str]) -> (ExitStatus, String) {
     let dir = apps();
     let mut args = vec!["--app", app, "--chdir", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let (mut child, _dir, _listener, log, argv) = spawn_worker(&args, None);
+    let (mut child, _dir, _listener, log, argv) = spawn_worker(&python(), &args, None);
     let deadline = Instant::now() + DEADLINE;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

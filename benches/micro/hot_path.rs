@@ -284,44 +284,6 @@ fn bench_guard(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_environ(c: &mut Criterion) {
-    use ferricorn::python::environ::{build, Consts, ThreadCache};
-    use pyo3::prelude::*;
-    let program = ferricorn::python::program_name(None).unwrap();
-    if let Err(e) = ferricorn::python::initialize(&program) {
-        eprintln!("[environ] skipped: Python failed to start: {e}");
-        return;
-    }
-    let head = typical_request_head();
-    let mut g = c.benchmark_group("python");
-    Python::attach(|py| {
-        let consts = Consts::new(py, 1).unwrap();
-        let mut cache = ThreadCache::default();
-        let n = build(py, &consts, &mut cache, &head, py.None().into_bound(py))
-            .unwrap()
-            .len();
-        eprintln!(
-            "[environ] {n} keys from {} header fields",
-            head.headers.len()
-        );
-        g.bench_function("environ_build_10_headers", |b| {
-            b.iter(|| {
-                let env = build(
-                    py,
-                    &consts,
-                    &mut cache,
-                    black_box(&head),
-                    py.None().into_bound(py),
-                )
-                .unwrap();
-                black_box(env.len())
-                // `env` is dropped here: the dict's dealloc is part of the per-request cost.
-            })
-        });
-    });
-    g.finish();
-}
-
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -332,6 +294,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_wire, bench_headers, bench_static, bench_dispatch, bench_guard, bench_environ
+    targets = bench_wire, bench_headers, bench_static, bench_dispatch, bench_guard
 }
 criterion_main!(benches);

@@ -73,6 +73,7 @@ pub struct PythonSection {
     pub chdir: Option<PathBuf>,
     pub pythonpath: Option<Vec<PathBuf>>,
     pub venv: Option<PathBuf>,
+    pub interpreter: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

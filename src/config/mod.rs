@@ -3,6 +3,7 @@
 
 mod error;
 mod file;
+pub mod interpreter;
 
 pub use error::ConfigError;
 
@@ -82,6 +83,8 @@ pub struct PythonSettings {
     pub chdir: Option<PathBuf>,
     pub pythonpath: Vec<PathBuf>,
     pub venv: Option<PathBuf>,
+    /// The interpreter the workers run on; None without an app (static only).
+    pub interpreter: Option<interpreter::Interpreter>,
 }
 
 #[derive(Debug, Clone)]
@@ -290,11 +293,33 @@ impl Settings {
             .parse::<TrustedProxies>()
             .map_err(|e| ConfigError::invalid(e.to_string()))?;
 
-        let venv = cli
-            .venv
-            .clone()
-            .or(f.python.venv)
-            .or_else(|| std::env::var_os("VIRTUAL_ENV").map(PathBuf::from));
+        let (venv, venv_origin) = match (&cli.venv, f.python.venv, std::env::var_os("VIRTUAL_ENV"))
+        {
+            (Some(v), _, _) => (Some(v.clone()), "--venv"),
+            (None, Some(v), _) => (Some(v), "[python] venv"),
+            (None, None, Some(v)) => (Some(PathBuf::from(v)), "$VIRTUAL_ENV"),
+            (None, None, None) => (None, ""),
+        };
+        let explicit = match (&cli.python, &f.python.interpreter) {
+            (Some(p), _) => Some((p.as_path(), "--python")),
+            (None, Some(p)) => Some((p.as_path(), "[python] interpreter")),
+            (None, None) => None,
+        };
+        let interpreter = match &app {
+            Some(_) => Some(
+                interpreter::choose(
+                    explicit,
+                    venv.as_deref().map(|v| (v, venv_origin)),
+                    std::env::current_exe()
+                        .ok()
+                        .as_deref()
+                        .and_then(Path::parent),
+                    std::env::var_os("PATH").as_deref(),
+                )
+                .map_err(|e| ConfigError::invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
 
         Ok(Settings {
             config_path: cli.config.clone(),
@@ -317,6 +342,7 @@ impl Settings {
                     cli.pythonpath.clone()
                 },
                 venv,
+                interpreter,
             },
             workers,
             statics,
@@ -409,6 +435,9 @@ impl Settings {
         out += &format!("pythonpath = [{}]\n", pp.join(", "));
         if let Some(p) = &self.python.venv {
             out += &format!("venv = {}\n", path(p));
+        }
+        if let Some(i) = &self.python.interpreter {
+            out += &format!("interpreter = {}  # {}\n", path(&i.path), i.chosen_by);
         }
         let w = &self.workers;
         out += "\n[workers]\n";

@@ -35,6 +35,8 @@ struct Stream {
 
 pub struct WorkerConn {
     pub pid: u32,
+    /// What the worker said it runs on (for the log).
+    pub interpreter: wire::Interpreter,
     /// The front thread running this connection's tasks.
     host: Host,
     claims: Claims,
@@ -76,10 +78,10 @@ impl WorkerConn {
     ) -> Result<Arc<Self>, ConnectError> {
         let (mut rd, wr) = sock.into_split();
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let pid = loop {
+        let ready = loop {
             if let Some((_, frame)) = wire::decode(&mut buf)? {
                 match frame {
-                    Frame::Ready { pid } => break pid,
+                    Frame::Ready(ready) => break ready,
                     _ => return Err(ConnectError::NotReady),
                 }
             }
@@ -89,7 +91,8 @@ impl WorkerConn {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(WorkerConn {
-            pid,
+            pid: ready.pid,
+            interpreter: ready.interpreter,
             host,
             claims,
             capacity,

@@ -9,6 +9,7 @@
 //! the pure decisions and `process` the only spawn/kill code.
 
 pub mod policy;
+pub mod probe;
 pub mod process;
 
 use crate::claims::Claims;
@@ -16,6 +17,7 @@ use crate::config::Settings;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn, WorkerEvent};
 use crate::observe::{error_log, Metrics, RestartReason};
 use crate::shards::Shards;
+use crate::wire;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,14 @@ pub enum StartError {
 impl StartError {
     pub fn is_import_failure(&self) -> bool {
         matches!(self, StartError::Exited(s) if process::is_import_failure(s))
+    }
+
+    /// The worker module is another ferricorn's: a set-up error, not a crash.
+    pub fn is_protocol_mismatch(&self) -> bool {
+        matches!(
+            self,
+            StartError::Connect(ConnectError::Wire(wire::WireError::Protocol(_)))
+        )
     }
 }
 
@@ -292,7 +302,7 @@ impl Supervisor {
         match result {
             Ok(conn) => {
                 self.failures = 0;
-                tracing::info!(pid = conn.pid, "Booted worker");
+                tracing::info!(pid = conn.pid, python = %conn.interpreter, "Booted worker");
                 self.workers.insert(
                     conn.pid,
                     Managed {

@@ -1,9 +1,10 @@
-//! The only file that spawns, signals and reaps worker processes. A worker is
-//! `/proc/self/exe __worker ...`, a fresh exec of our own binary, never a fork of
-//! the multi-threaded master.
+//! The only file that spawns, signals and reaps worker processes. A worker is the
+//! app's own interpreter running `python -m ferricorn.worker ARGS`, a fresh exec,
+//! never a fork of the multi-threaded master.
 
 use crate::config::Settings;
-use crate::worker::{EXIT_APP_IMPORT, SUBCOMMAND};
+use ferricorn_wire::worker_args::WorkerArgs;
+use ferricorn_wire::EXIT_APP_IMPORT;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -20,22 +21,20 @@ pub fn spawn(
     claims: &Path,
     dev: bool,
 ) -> std::io::Result<Child> {
-    let app = settings.app.as_deref().unwrap_or_default();
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(SUBCOMMAND)
-        .arg("--socket")
-        .arg(socket)
-        .arg("--claims")
-        .arg(claims)
-        .arg("--app")
-        .arg(app)
-        .arg("--threads")
-        .arg(settings.workers.threads.to_string());
-    python_args(settings, &mut cmd);
+    let mut cmd = worker_command(
+        settings,
+        WorkerArgs {
+            socket: socket.to_path_buf(),
+            claims: Some(claims.to_path_buf()),
+            threads: settings.workers.threads,
+            dev,
+            ..worker_args(settings)
+        },
+    );
     if dev {
         // Bytecode caches are validated by mtime in whole seconds and size: an edit
         // within the same second that keeps the size would run the stale .pyc.
-        cmd.arg("--dev").env("PYTHONDONTWRITEBYTECODE", "1");
+        cmd.env("PYTHONDONTWRITEBYTECODE", "1");
     }
     // A process group of its own: a terminal's Ctrl-C or hangup reaches the master,
     // which decides how workers stop; workers die with the master (PDEATHSIG).
@@ -108,29 +107,42 @@ fn zombie_children(parent: u32) -> Vec<u32> {
 
 /// `--check`: import the app in a throwaway worker; Ok(()) or the exit status.
 pub async fn check_import(settings: &Settings) -> std::io::Result<ExitStatus> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(SUBCOMMAND)
-        .arg("--socket")
-        .arg("/dev/null")
-        .arg("--app")
-        .arg(settings.app.as_deref().unwrap_or_default())
-        .arg("--check");
-    python_args(settings, &mut cmd);
-    cmd.stdin(Stdio::null()).status().await
+    let args = WorkerArgs {
+        socket: "/dev/null".into(),
+        check: true,
+        ..worker_args(settings)
+    };
+    worker_command(settings, args)
+        .stdin(Stdio::null())
+        .status()
+        .await
 }
 
-fn python_args(settings: &Settings, cmd: &mut Command) {
-    let py = &settings.python;
-    if let Some(dir) = &py.chdir {
-        cmd.arg("--chdir").arg(dir);
-    }
-    for p in &py.pythonpath {
-        cmd.arg("--pythonpath").arg(p);
-    }
-    if let Some(v) = &py.venv {
-        cmd.arg("--venv").arg(v);
+/// What every worker of these settings is told: the app and where it lives.
+fn worker_args(settings: &Settings) -> WorkerArgs {
+    WorkerArgs {
+        app: settings.app.clone().unwrap_or_default(),
+        threads: 1,
+        chdir: settings.python.chdir.clone(),
+        pythonpath: settings.python.pythonpath.clone(),
+        ..WorkerArgs::default()
     }
 }
+
+/// `PYTHON -m ferricorn.worker ARGS` on the chosen interpreter.
+fn worker_command(settings: &Settings, args: WorkerArgs) -> Command {
+    let python = settings
+        .python
+        .interpreter
+        .as_ref()
+        .map_or_else(|| "python3".into(), |i| i.path.clone());
+    let mut cmd = Command::new(python);
+    cmd.arg("-m").arg(WORKER_MODULE).args(args.to_args());
+    cmd
+}
+
+/// The Python module a worker process runs (`worker/python/ferricorn/worker.py`).
+const WORKER_MODULE: &str = "ferricorn.worker";
 
 pub fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);

@@ -66,6 +66,9 @@ impl Launch {
                 std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
             )
             .env("LANG", "C.UTF-8")
+            // As if the test venv were activated: its python, with the worker module
+            // tests/run-all.sh installed from the wheel, runs the workers.
+            .env("VIRTUAL_ENV", venv())
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,12 +1,14 @@
-//! The worker process: started by the master as `ferricorn __worker ...` (never a
-//! fork of the multi-threaded master), it imports the app, connects to the master's
-//! Unix socket, says Ready, and serves requests framed by `crate::wire`.
+//! The worker process: the app's own interpreter, started by the master as
+//! `python -m ferricorn.worker ARGS` (never a fork of the multi-threaded master).
+//! `main` imports the app, connects to the master's Unix socket, says Ready, and
+//! serves requests framed by `crate::wire`.
 //!
-//! Start-up order: block the signals we `sigwait` for (before any thread exists),
-//! tie our life to the master's, chdir, start CPython, import the app (exit 3 with
-//! the traceback if it does not import, unless `--dev`), connect, start the signal
-//! and Python threads (which do the socket I/O themselves: `server`, `stream`), send
-//! Ready, then wait for a reason to exit.
+//! Start-up order: block the signals we `sigwait` for (before any thread exists:
+//! `main` runs on the interpreter's main thread, the only one so far), tie our life
+//! to the master's, chdir, import the app (exit 3 with the traceback if it does not
+//! import, unless `--dev`), connect, start the signal and Python threads (which do
+//! the socket I/O themselves: `server`, `stream`), send Ready, then wait for a
+//! reason to exit.
 
 pub mod log;
 mod server;
@@ -15,53 +17,19 @@ pub mod stream;
 
 use crate::claims::Claims;
 use crate::python::{self, app::LoadFailure, Handler, Shared};
-use crate::wire::Frame;
-use clap::Parser;
+use crate::wire::{Frame, Ready};
+use ferricorn_wire::worker_args::WorkerArgs;
+use ferricorn_wire::{EXIT_APP_IMPORT, PROTOCOL};
 use log::wlog;
+use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use stream::{Conn, Exit};
-
-/// argv[1] that selects the worker; hidden from --help.
-pub const SUBCOMMAND: &str = "__worker";
-
-/// Exit status of a worker (and of the master at start-up) when the app does not import.
-pub const EXIT_APP_IMPORT: u8 = 3;
 
 /// Python threads run app code, which may recurse deeply: give them a main-thread-
 /// sized stack (virtual memory; only touched pages cost).
 const PYTHON_STACK: usize = 8 * 1024 * 1024;
-
-#[derive(Debug, Parser)]
-#[command(name = "ferricorn __worker")]
-pub struct WorkerArgs {
-    /// The master's Unix socket to connect to.
-    #[arg(long)]
-    pub socket: PathBuf,
-    /// The claim table shared with the master (see `crate::claims`); without it
-    /// every request read is run.
-    #[arg(long)]
-    pub claims: Option<PathBuf>,
-    /// MODULE:CALLABLE
-    #[arg(long)]
-    pub app: String,
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
-    #[arg(long)]
-    pub chdir: Option<PathBuf>,
-    #[arg(long)]
-    pub pythonpath: Vec<PathBuf>,
-    #[arg(long)]
-    pub venv: Option<PathBuf>,
-    /// Development mode: show tracebacks in responses.
-    #[arg(long)]
-    pub dev: bool,
-    /// Import the app, then exit 0 (used by --check-config).
-    #[arg(long)]
-    pub check: bool,
-}
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
@@ -71,8 +39,8 @@ enum StartError {
     Parent(String),
     #[error("--chdir {0}: {1}")]
     Chdir(PathBuf, std::io::Error),
-    #[error(transparent)]
-    Python(#[from] python::InitError),
+    #[error("{0}")]
+    Usage(ferricorn_wire::worker_args::BadArgs),
     #[error("cannot connect to the master at {0}: {1}")]
     Connect(PathBuf, std::io::Error),
     #[error("cannot map the claim table {0}: {1}")]
@@ -83,45 +51,40 @@ enum StartError {
     Setup(String),
 }
 
-pub fn main() -> ExitCode {
-    let args = WorkerArgs::parse_from(std::env::args_os().skip(1));
+/// Runs the worker on the calling (main) thread; returns the process's exit status.
+pub fn main(argv: Vec<OsString>) -> u8 {
     let parent = nix::unistd::getppid();
-    match run(args, parent) {
+    match WorkerArgs::parse_args(argv)
+        .map_err(StartError::Usage)
+        .and_then(|args| run(args, parent))
+    {
         Ok(code) => code,
         Err(e) => {
             wlog!("ferricorn: worker failed to start: {e}");
-            ExitCode::from(1)
+            1
         }
     }
 }
 
-fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<ExitCode, StartError> {
+fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
     signals::block().map_err(StartError::Signals)?;
     signals::die_with_parent(parent).map_err(StartError::Parent)?;
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| StartError::Chdir(dir.clone(), e))?;
     }
-    let program = match python::program_name(args.venv.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("ferricorn: {e}");
-            return Ok(ExitCode::from(EXIT_APP_IMPORT));
-        }
-    };
-    python::initialize(&program)?;
     let loaded = load(&args);
     let handler = match loaded {
         Ok(app) => Handler::App(app),
         Err(failure) => {
             report(&failure);
             if !args.dev || args.check {
-                return Ok(ExitCode::from(EXIT_APP_IMPORT));
+                return Ok(EXIT_APP_IMPORT);
             }
             Handler::Broken(broken_page(&failure))
         }
     };
     if args.check {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     serve(&args, handler)
 }
@@ -158,7 +121,7 @@ fn broken_page(failure: &LoadFailure) -> Vec<u8> {
     python::traceback::dev_page("The application failed to import.", &text)
 }
 
-fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
+fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
     let threads = args.threads.max(1);
     let shared = Shared::new(handler, threads, args.dev).map_err(StartError::Setup)?;
     let shared = Arc::new(shared);
@@ -187,13 +150,17 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
             .map_err(StartError::Thread)?;
     }
     // The master sends nothing before Ready, so the threads above only wait so far.
-    conn.send_now(
-        0,
-        &Frame::Ready {
-            pid: std::process::id(),
-        },
+    let ready = Ready {
+        protocol: PROTOCOL,
+        pid: std::process::id(),
+        interpreter: python::interpreter(),
+    };
+    let on = ready.interpreter.to_string();
+    conn.send_now(0, &Frame::Ready(Box::new(ready)));
+    wlog!(
+        "booted: app {}, {threads} Python thread(s), on {on}",
+        args.app
     );
-    wlog!("booted: app {}, {} Python thread(s)", args.app, threads);
     let why = conn.wait_exit();
     Ok(shutdown(why))
 }
@@ -201,16 +168,16 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<ExitCode, StartError> {
 /// Runs `atexit` on a clean exit and picks the exit status. Every frame is written
 /// by the time a drain ends (threads write their own). The interpreter is not
 /// finalised: Python threads may be busy.
-fn shutdown(why: Exit) -> ExitCode {
+fn shutdown(why: Exit) -> u8 {
     match why {
         Exit::Drained => {
             python::run_atexit();
-            ExitCode::SUCCESS
+            0
         }
-        Exit::MasterGone | Exit::Quick => ExitCode::SUCCESS,
+        Exit::MasterGone | Exit::Quick => 0,
         Exit::Fatal(e) => {
             wlog!("ferricorn: worker stopping: {e}");
-            ExitCode::from(1)
+            1
         }
     }
 }

@@ -1,6 +1,6 @@
-//! All pyo3 / CPython code lives here and nowhere else. `worker` starts the
-//! interpreter (`interp`), loads the app (`app`), then runs `serve_thread` on each of
-//! its Python threads. A Python thread attaches to the interpreter once for its whole
+//! All pyo3 / CPython code lives here and nowhere else. `module` is what Python
+//! imports as `ferricorn._worker`; its `run` hands the main thread to `worker`, which
+//! loads the app (`app`), then runs `serve_thread` on each of its Python threads. A Python thread attaches to the interpreter once for its whole
 //! life and detaches only while it waits or does socket I/O: reading the next
 //! request (it is then the leader, see `worker::stream`), waiting for body bytes, or
 //! writing its response. Per request: build the environ (`environ`, `input`), call
@@ -9,16 +9,13 @@
 //! a 500 or an Abort (`traceback` for the log and the `--dev` page).
 
 pub mod app;
-#[doc(hidden)] // `pub` for benches/micro only
-pub mod environ;
+mod environ;
 mod file_wrapper;
 mod input;
-mod interp;
+mod module;
 mod response;
 mod start_response;
 pub mod traceback;
-
-pub use interp::{initialize, program_name, InitError, BUILD_PYTHON};
 
 use crate::wire::{Frame, RequestHead};
 use crate::worker::log::wlog;
@@ -71,6 +68,11 @@ pub fn load(dirs: &[std::path::PathBuf], spec: &str) -> Result<App, app::LoadFai
         })?;
         app::load(py, spec).map(App)
     })
+}
+
+/// The interpreter this worker runs on, as its Ready frame reports it.
+pub fn interpreter() -> crate::wire::Interpreter {
+    Python::attach(|py| module::interpreter(py).unwrap_or_default())
 }
 
 /// Runs the app's `atexit` handlers (clean exit after a drain).

@@ -18,6 +18,7 @@
 //! parsed and validated the request, so connection facts (peer, scheme, server
 //! name/port, request id) are fields here and never client headers.
 
+use crate::PROTOCOL;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Largest frame either side accepts; bodies are split into chunks below it.
@@ -36,6 +37,8 @@ pub enum WireError {
     Truncated,
     #[error("frame has {0} trailing bytes")]
     Trailing(usize),
+    #[error("the worker speaks protocol {0}, this master {PROTOCOL}")]
+    Protocol(u32),
     #[error("bad field value: {0}")]
     BadField(&'static str),
 }
@@ -104,12 +107,41 @@ pub struct ResponseHead {
     pub headers: Vec<(Bytes, Bytes)>,
 }
 
+/// What a worker says about itself when it is ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    /// `crate::PROTOCOL` of the worker module; first on the wire, so a worker of
+    /// another version is recognised even when the rest of its frame differs.
+    pub protocol: u32,
+    pub pid: u32,
+    pub interpreter: Interpreter,
+}
+
+/// The interpreter a worker runs on, for the log and for mismatch errors.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Interpreter {
+    /// `sys.implementation.name`, e.g. "cpython".
+    pub implementation: String,
+    /// e.g. "3.14.0".
+    pub version: String,
+    pub executable: String,
+    pub prefix: String,
+}
+
+impl std::fmt::Display for Interpreter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({}, prefix {})",
+            self.implementation, self.version, self.executable, self.prefix
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// Worker → front, stream 0, once the app imported: the worker's pid.
-    Ready {
-        pid: u32,
-    },
+    /// Worker → front, stream 0, once the app imported.
+    Ready(Box<Ready>),
     RequestHead(Box<RequestHead>),
     RequestBody(Bytes),
     RequestEnd,
@@ -123,7 +155,7 @@ pub enum Frame {
 impl Frame {
     fn kind(&self) -> Kind {
         match self {
-            Frame::Ready { .. } => Kind::Ready,
+            Frame::Ready(_) => Kind::Ready,
             Frame::RequestHead(_) => Kind::RequestHead,
             Frame::RequestBody(_) => Kind::RequestBody,
             Frame::RequestEnd => Kind::RequestEnd,
@@ -142,7 +174,7 @@ pub fn encode(stream: u32, frame: &Frame, out: &mut BytesMut) {
     out.put_u8(frame.kind() as u8);
     out.put_u32(stream);
     match frame {
-        Frame::Ready { pid } => out.put_u32(*pid),
+        Frame::Ready(r) => encode_ready(r, out),
         Frame::RequestHead(head) => encode_request_head(head, out),
         Frame::RequestBody(b) | Frame::ResponseBody(b) | Frame::Abort(b) => out.put_slice(b),
         Frame::RequestEnd | Frame::ResponseEnd => {}
@@ -171,6 +203,37 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
     put_str(&head.request_id, out);
     out.put_u64(head.content_length.unwrap_or(u64::MAX));
     put_headers(&head.headers, out);
+}
+
+fn encode_ready(r: &Ready, out: &mut BytesMut) {
+    out.put_u32(r.protocol);
+    out.put_u32(r.pid);
+    let i = &r.interpreter;
+    for s in [&i.implementation, &i.version, &i.executable, &i.prefix] {
+        put_str(s.as_bytes(), out);
+    }
+}
+
+fn decode_ready(p: &mut Bytes) -> Result<Ready, WireError> {
+    let protocol = get_u32(p)?;
+    if protocol != PROTOCOL {
+        return Err(WireError::Protocol(protocol));
+    }
+    let pid = get_u32(p)?;
+    let mut text = || -> Result<String, WireError> {
+        String::from_utf8(get_str(p)?.to_vec()).map_err(|_| WireError::BadField("interpreter"))
+    };
+    let interpreter = Interpreter {
+        implementation: text()?,
+        version: text()?,
+        executable: text()?,
+        prefix: text()?,
+    };
+    Ok(Ready {
+        protocol,
+        pid,
+        interpreter,
+    })
 }
 
 fn put_str(s: &[u8], out: &mut BytesMut) {
@@ -234,7 +297,7 @@ fn take_payload(buf: &mut BytesMut, len: usize) -> Bytes {
 
 fn decode_payload(kind: Kind, p: &mut Bytes) -> Result<Frame, WireError> {
     Ok(match kind {
-        Kind::Ready => Frame::Ready { pid: get_u32(p)? },
+        Kind::Ready => Frame::Ready(Box::new(decode_ready(p)?)),
         Kind::RequestHead => Frame::RequestHead(Box::new(decode_request_head(p)?)),
         Kind::RequestBody => Frame::RequestBody(p.split_off(0)),
         Kind::RequestEnd => Frame::RequestEnd,
@@ -364,9 +427,22 @@ mod tests {
         }
     }
 
+    fn ready(protocol: u32) -> Frame {
+        Frame::Ready(Box::new(Ready {
+            protocol,
+            pid: 42,
+            interpreter: Interpreter {
+                implementation: "cpython".into(),
+                version: "3.14.0".into(),
+                executable: "/srv/venv/bin/python".into(),
+                prefix: "/srv/venv".into(),
+            },
+        }))
+    }
+
     fn all_frames() -> Vec<Frame> {
         vec![
-            Frame::Ready { pid: 42 },
+            ready(PROTOCOL),
             Frame::RequestHead(Box::new(head())),
             Frame::RequestHead(Box::new(RequestHead {
                 content_length: None,
@@ -439,6 +515,13 @@ mod tests {
     }
 
     #[test]
+    fn a_ready_frame_of_another_protocol_is_named_as_such() {
+        let mut buf = BytesMut::new();
+        encode(0, &ready(PROTOCOL + 1), &mut buf);
+        assert_eq!(decode(&mut buf), Err(WireError::Protocol(PROTOCOL + 1)));
+    }
+
+    #[test]
     fn corrupt_frames_are_refused() {
         let mut unknown = BytesMut::from(&[0, 0, 0, 5, 99, 0, 0, 0, 1][..]);
         assert_eq!(decode(&mut unknown), Err(WireError::UnknownKind(99)));
@@ -450,7 +533,7 @@ mod tests {
         assert_eq!(decode(&mut short), Err(WireError::Truncated));
 
         let mut buf = BytesMut::new();
-        encode(1, &Frame::Ready { pid: 1 }, &mut buf);
+        encode(1, &ready(PROTOCOL), &mut buf);
         buf.put_u8(0);
         let len = (buf.len() - 4) as u32;
         buf[0..4].copy_from_slice(&len.to_be_bytes());

@@ -1,0 +1,101 @@
+//! The worker's command line, defined once: the master builds it with `to_args` and
+//! the worker parses it with clap, so the two ends cannot drift apart.
+
+use clap::Parser;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// A worker started by hand, or by a master of another version.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgs(String);
+
+/// Arguments after `python -m ferricorn.worker`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
+#[command(name = "ferricorn.worker")]
+pub struct WorkerArgs {
+    /// The master's Unix socket to connect to.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The claim table shared with the master (see `crate::claims`); without it
+    /// every request read is run.
+    #[arg(long)]
+    pub claims: Option<PathBuf>,
+    /// MODULE:CALLABLE
+    #[arg(long, allow_hyphen_values = true)]
+    pub app: String,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long)]
+    pub chdir: Option<PathBuf>,
+    #[arg(long)]
+    pub pythonpath: Vec<PathBuf>,
+    /// Development mode: show tracebacks in responses.
+    #[arg(long)]
+    pub dev: bool,
+    /// Import the app, then exit 0 (used by --check-config).
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl WorkerArgs {
+    /// The argv that `parse_from` turns back into `self` (without argv[0]).
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec!["--socket".into(), self.socket.clone().into()];
+        if let Some(c) = &self.claims {
+            out.extend(["--claims".into(), c.clone().into()]);
+        }
+        out.extend([
+            "--app".into(),
+            self.app.clone().into(),
+            "--threads".into(),
+            self.threads.to_string().into(),
+        ]);
+        if let Some(d) = &self.chdir {
+            out.extend(["--chdir".into(), d.clone().into()]);
+        }
+        for p in &self.pythonpath {
+            out.extend(["--pythonpath".into(), p.clone().into()]);
+        }
+        if self.dev {
+            out.push("--dev".into());
+        }
+        if self.check {
+            out.push("--check".into());
+        }
+        out
+    }
+
+    /// Parses what `to_args` built.
+    pub fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Result<Self, BadArgs> {
+        let all = std::iter::once(OsString::from("ferricorn.worker")).chain(argv);
+        Self::try_parse_from(all).map_err(|e| BadArgs(e.to_string().trim_end().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_master_builds_the_worker_parses_back() {
+        let full = WorkerArgs {
+            socket: "/run/x/w1.sock".into(),
+            claims: Some("/run/x/w1.claims".into()),
+            app: "pkg.mod:make()".into(),
+            threads: 4,
+            chdir: Some("/srv/app dir".into()),
+            pythonpath: vec!["/a".into(), "/b,c".into()],
+            dev: true,
+            check: true,
+        };
+        assert_eq!(WorkerArgs::parse_args(full.to_args()).unwrap(), full);
+        let bare = WorkerArgs {
+            socket: "/dev/null".into(),
+            app: "--looks-like-a-flag".into(),
+            threads: 1,
+            ..Default::default()
+        };
+        assert_eq!(WorkerArgs::parse_args(bare.to_args()).unwrap(), bare);
+    }
+}

@@ -1,0 +1,4 @@
+__version__: str
+PROTOCOL: int
+
+def run(argv: list[str]) -> int: ...

@@ -1,0 +1,35 @@
+//! The extension module `ferricorn._worker`: what `ferricorn/worker.py` calls, and
+//! what the master's interpreter probe reads (`__version__`, `PROTOCOL`) to refuse a
+//! worker module of another ferricorn before any worker starts.
+
+use crate::wire::Interpreter;
+use pyo3::prelude::*;
+use std::ffi::OsString;
+
+#[pymodule]
+fn _worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", ferricorn_wire::VERSION)?;
+    m.add("PROTOCOL", ferricorn_wire::PROTOCOL)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    Ok(())
+}
+
+/// Serves as a worker until the master says stop; returns the exit status, which
+/// the caller passes to `os._exit` (finalising the interpreter could wait on the
+/// app's threads, or on ours that are still attached).
+#[pyfunction]
+fn run(py: Python<'_>, argv: Vec<OsString>) -> u8 {
+    py.detach(|| crate::worker::main(argv))
+}
+
+pub(super) fn interpreter(py: Python<'_>) -> PyResult<Interpreter> {
+    let sys = py.import("sys")?;
+    let v = sys.getattr("version_info")?;
+    let part = |name: &str| -> PyResult<u32> { v.getattr(name)?.extract() };
+    Ok(Interpreter {
+        implementation: sys.getattr("implementation")?.getattr("name")?.extract()?,
+        version: format!("{}.{}.{}", part("major")?, part("minor")?, part("micro")?),
+        executable: sys.getattr("executable")?.extract()?,
+        prefix: sys.getattr("prefix")?.extract()?,
+    })
+}

@@ -191,7 +191,8 @@ fn configmap_config_passes_check_config() {
     let out = Command::new(BIN)
         .args(["-c", path.to_str().unwrap(), "--check-config", "--chdir"])
         .arg(repo().join("conf/demo"))
-        .env_remove("VIRTUAL_ENV")
+        // In the image, the venv's ferricorn finds the venv's python beside it.
+        .env("VIRTUAL_ENV", common::venv())
         .output()
         .unwrap();
     assert_success(
@@ -327,12 +328,13 @@ fn stop_timeouts_exceed_the_graceful_timeout() {
 #[test]
 fn systemd_unit_verifies() {
     let unit = read("deploy/systemd/ferricorn.service");
-    let exec = "ExecStart=/usr/local/bin/ferricorn -c /etc/ferricorn/ferricorn.toml";
+    // The venv's ferricorn: it runs the workers on the python beside it.
+    let exec = "ExecStart=/srv/mysite/.venv/bin/ferricorn -c /etc/ferricorn/ferricorn.toml";
     assert!(unit.lines().any(|l| l == exec), "no `{exec}` line");
     // `verify` wants ExecStart's binary to exist: point it at the one just built.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("ferricorn.service");
-    std::fs::write(&copy, unit.replace("/usr/local/bin/ferricorn", BIN)).unwrap();
+    std::fs::write(&copy, unit.replace("/srv/mysite/.venv/bin/ferricorn", BIN)).unwrap();
     let out = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
     assert_success("systemd-analyze verify ferricorn.service", &out);
     // verify reports some problems (unknown directives, bad values) on stderr only.

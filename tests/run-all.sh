@@ -3,7 +3,9 @@
 # curl, openssl and systemd-analyze, Debian's chromium and chromium-driver for
 # tests/browser.rs (Debian packages, each only if missing), a Python virtualenv under
 # target/test-venv with pinned Flask and Django, and one under target/deploy-venv with
-# the pinned validators of deploy/. `.ci/run` calls exactly this.
+# the pinned validators of deploy/, the wheel (deploy/build-wheel.sh, with a pinned
+# maturin), and a Debian sid chroot with newer CPythons (tests/pythons/setup.sh,
+# debootstrap). `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 # venv: its worker module is what every integration test's workers run.
 PYTHON="$PYTHON" bash deploy/build-wheel.sh
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall target/wheels/ferricorn-*.whl
+# The newer CPythons (3.13, 3.14, 3.15 when Debian has it) for tests/pythons.rs: a
+# Debian sid chroot cached under target/, with venvs of this wheel.
+bash tests/pythons/setup.sh
 cargo build --bins
 # Benches (criterion) are compiled by clippy above and run with benches/micro/run.sh.
 cargo test --workspace --lib --bins --tests -- --test-threads "${TEST_THREADS:-2}"

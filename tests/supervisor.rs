@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,99 +16,6 @@ fn sup_server(extra: &[&str]) -> Server {
     args.extend_from_slice(extra);
     args.push("sup_app:app");
     Server::start(args)
-}
-
-fn get(url: &str) -> (u16, String) {
-    match client().get(url).send() {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// Child processes of `pid`, from /proc.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // The command may contain spaces; fields after the last ')' are fixed.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        if fields[1].parse::<i32>() == Ok(pid) && fields[0] != "Z" {
-            out.push(child);
-        }
-    }
-    out
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(25));
-    }
-}
-
-/// Runs `clients` threads doing GET /pid until stopped; returns statuses and pids seen.
-struct Load {
-    stop: Arc<AtomicBool>,
-    handles: Vec<thread::JoinHandle<Vec<(u16, String)>>>,
-}
-
-impl Load {
-    fn start(url: String, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let handles = (0..clients)
-            .map(|_| {
-                let stop = stop.clone();
-                let url = url.clone();
-                thread::spawn(move || {
-                    let c = client();
-                    let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) && seen.len() < 100_000 {
-                        let r = c.get(&url).send();
-                        seen.push(match r {
-                            Ok(r) => {
-                                let s = r.status().as_u16();
-                                (s, r.text().unwrap_or_default())
-                            }
-                            Err(e) => (0, e.to_string()),
-                        });
-                    }
-                    seen
-                })
-            })
-            .collect();
-        Load { stop, handles }
-    }
-
-    /// Stops the load and asserts every request got 200.
-    fn finish_without_failures(self) -> Vec<(u16, String)> {
-        let results = self.finish();
-        let failed: Vec<_> = results.iter().filter(|(s, _)| *s != 200).collect();
-        assert!(
-            failed.is_empty(),
-            "{} failed, e.g. {:?}",
-            failed.len(),
-            failed.first()
-        );
-        results
-    }
-
-    fn finish(self) -> Vec<(u16, String)> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    }
 }
 
 #[test]
@@ -353,17 +259,6 @@ fn hup_with_code_that_does_not_import_keeps_the_old_workers() {
     server.wait_for_log_after(from, "reload failed", Duration::from_secs(30));
     assert_eq!(get(&server.url("/")), (200, "v1".to_string()));
     assert!(server.log()[from..].contains("No module named 'no_such_module_here'"));
-}
-
-fn libc_sig(name: &str) -> i32 {
-    match name {
-        "HUP" => 1,
-        "QUIT" => 3,
-        "TERM" => 15,
-        "TTIN" => 21,
-        "TTOU" => 22,
-        _ => panic!("unknown signal {name}"),
-    }
 }
 
 #[test]

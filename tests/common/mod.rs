@@ -3,6 +3,10 @@
 //! "Ready" line, and keeps its output for assertions and failure reports.
 #![allow(dead_code)]
 
+mod load;
+#[allow(unused_imports)] // not every suite watches workers
+pub use load::*;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -57,8 +61,19 @@ impl Launch {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        Self::program(BIN, args)
+    }
+
+    /// `program ARGS` instead of the binary just built: an installed `ferricorn`,
+    /// or a wrapper that runs one (tests/pythons/in-chroot.sh). It must exec, so the
+    /// child's pid is the master's.
+    pub fn program<I, S>(program: impl AsRef<std::ffi::OsStr>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_string()).collect();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(

@@ -473,7 +473,7 @@ fn a_trusted_proxy_chooses_the_request_id() {
 
 #[test]
 fn the_readme_demo_serves_its_app_and_static_fixtures() {
-    // README: `cargo run --release -- -c conf/demo.toml` (paths relative to the repo).
+    // README: `bash deploy/demo.sh` runs `ferricorn -c conf/demo.toml` (paths relative to the repo).
     let server = Server::launch(["-c", "conf/demo.toml"])
         .current_dir(repo())
         .start();

@@ -64,4 +64,4 @@ PYTHON="$PYTHON" bash deploy/build-wheel.sh
 bash tests/pythons/setup.sh
 cargo build --bins
 # Benches (criterion) are compiled by clippy above and run with benches/micro/run.sh.
-cargo test --workspace --lib --bins --tests -- --test-threads "${TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast --lib --bins --tests -- --test-threads "${TEST_THREADS:-2}"

@@ -5,6 +5,8 @@
 #   wsgi    hello world, 2 workers: ferricorn vs gunicorn sync/gthread, nginx+gunicorn, Granian
 #   django  the harness's Django view, 2 workers: ferricorn vs gunicorn, nginx+gunicorn, Granian
 #   granian hello world, 2 workers: ferricorn vs Granian only (more rounds in the same time)
+#   abi3    hello and Django, 2 workers: the worker module (this checkout) vs the
+#           embedded interpreter of 282f85e (issue 13's "no slower")
 # Writes benches/results/<date>-<suite>/{results.jsonl,table.txt,ratios.md,command.txt,machine.txt}.
 #
 #   bash benches/run.sh wsgi                  # 3 rounds, harness defaults (load < 0.8)
@@ -32,7 +34,15 @@ chmod -R u+w,a+rX "$harness"
 BENCH_UWSGI=${BENCH_UWSGI:-0} bash "$harness/setup.sh"
 export NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
-(cd "$root" && cargo build --release --bin ferricorn)
+# ferricorn's workers run on the harness venv's python: the wheel (which also builds
+# target/release/ferricorn) goes into that venv.
+(cd "$root" && bash deploy/build-wheel.sh)
+bench_venv=$(realpath -m -s "${BENCH_VENV:-$tmp/benchvenv}")
+"$bench_venv/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall \
+  "$root"/target/wheels/ferricorn-*.whl
+if [ -x "$here/prepare.sh" ]; then
+  bash "$here/prepare.sh"
+fi
 
 out="$root/benches/results/$(date +%Y-%m-%d-%H%M)-$suite"
 mkdir -p "$out"

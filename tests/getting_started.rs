@@ -349,6 +349,7 @@ fn startup_banner_on_a_terminal() {
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &cmd, "/dev/null"])
         .env("TERM", "xterm")
+        .env("VIRTUAL_ENV", venv())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -396,6 +397,7 @@ fn startup_banner_on_a_terminal() {
         "App:        probe:app  (1 worker x 2 threads)",
         "Static:     /s/ -> ",
         "Dev mode:   on",
+        "Python:     cpython 3.",
     ] {
         assert!(text.contains(needle), "{needle:?} missing:\n{text}");
     }
@@ -431,11 +433,12 @@ fn cargo_install_from_the_clone_gives_a_working_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The installed binary finds its libpython (RUNPATH) and imports an app.
+    // The bare front runs its workers on the activated venv's python, which has
+    // the worker module from the wheel.
     let check = std::process::Command::new(root.path().join("bin/ferricorn"))
         .current_dir(repo())
         .args(["--chdir", "conf/demo", "--check-config", "demo_app:app"])
-        .env_remove("LD_LIBRARY_PATH")
+        .env("VIRTUAL_ENV", venv())
         .output()
         .unwrap();
     assert!(

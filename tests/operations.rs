@@ -95,6 +95,7 @@ fn every_shipped_example_config_validates() {
         let out = std::process::Command::new(BIN)
             .current_dir(repo())
             .args(["-c", &format!("conf/{name}"), "--check-config"])
+            .env("VIRTUAL_ENV", venv())
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));

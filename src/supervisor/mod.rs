@@ -326,8 +326,15 @@ impl Supervisor {
                     }
                 }
             }
-            Err(e) if purpose == Purpose::Reload && e.is_import_failure() => {
-                tracing::error!("reload failed: the new code does not import (traceback above); old workers keep serving");
+            Err(e)
+                if purpose == Purpose::Reload
+                    && (e.is_import_failure() || e.is_protocol_mismatch()) =>
+            {
+                if e.is_import_failure() {
+                    tracing::error!("reload failed: the new code does not import (traceback above); old workers keep serving");
+                } else {
+                    tracing::error!(error = %e, "reload failed: the venv's worker module is another ferricorn's; old workers keep serving");
+                }
                 self.reload_pending = 0;
                 self.reload_to_start = 0;
                 for w in self.workers.values_mut() {

@@ -298,7 +298,8 @@ impl Drop for Server {
     }
 }
 
-/// Runs the binary to completion (for --check-config, bad flags, ...).
+/// Runs the binary to completion (for --check-config, bad flags, ...), with the
+/// test venv activated.
 pub fn run<I, S>(args: I) -> std::process::Output
 where
     I: IntoIterator<Item = S>,
@@ -306,6 +307,7 @@ where
 {
     Command::new(BIN)
         .args(args)
+        .env("VIRTUAL_ENV", venv())
         .stdin(Stdio::null())
         .output()
         .expect("run ferricorn")

@@ -77,22 +77,15 @@ fn hello_is_served_by(venv: &Path) {
         venv,
         &["--chdir", apps_dir().to_str().unwrap(), "probe:app"],
     );
-    let info: serde_json::Value = client()
-        .get(server.url("/pyinfo"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let info = get_json(&server.url("/pyinfo"));
     assert_eq!(
         info["executable"],
         venv.join("bin/python").to_str().unwrap()
     );
 }
 
-#[test]
-fn pip_install_of_the_wheel_puts_a_working_ferricorn_on_the_venv_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let venv = fresh_venv(dir.path());
+/// `pip install WHEEL` into `venv` (pip from the test venv, `--python`).
+fn pip_install_wheel(venv: &Path) {
     let out = Command::new(test_venv().join("bin/python"))
         .args(["-m", "pip", "-q", "--disable-pip-version-check", "--python"])
         .arg(venv.join("bin/python"))
@@ -101,6 +94,13 @@ fn pip_install_of_the_wheel_puts_a_working_ferricorn_on_the_venv_path() {
         .output()
         .unwrap();
     ok(out, "pip install");
+}
+
+#[test]
+fn pip_install_of_the_wheel_puts_a_working_ferricorn_on_the_venv_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = fresh_venv(dir.path());
+    pip_install_wheel(&venv);
     let version = Command::new(venv.join("bin/ferricorn"))
         .arg("--version")
         .output()
@@ -277,5 +277,52 @@ fn a_bad_venv_or_python_is_a_usage_error() {
     assert!(
         text.contains("the Python interpreter /bin/true (--python) did not answer"),
         "{text}"
+    );
+}
+
+/// The venv is upgraded under a running server to a release whose worker speaks
+/// another protocol (stood in for by a worker entry point that sends such a Ready
+/// frame, as a real one would): HUP must keep the old workers, not lose the pool.
+#[test]
+fn a_reload_onto_a_worker_of_another_protocol_keeps_the_old_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = fresh_venv(dir.path());
+    pip_install_wheel(&venv);
+    let server = Server::launch([
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "1",
+        "sup_app:app",
+    ])
+    .env("VIRTUAL_ENV", &venv)
+    .start();
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200);
+    let other = ferricorn_wire::PROTOCOL + 1;
+    let entry = format!(
+        r#"import os, socket, struct, sys, time
+path = sys.argv[sys.argv.index("--socket") + 1]
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+words = [b"cpython", b"3.11.0", b"x", b"y"]
+payload = struct.pack(">II", {other}, os.getpid()) + b"".join(struct.pack(">I", len(w)) + w for w in words)
+frame = struct.pack(">BI", 1, 0) + payload
+s.sendall(struct.pack(">I", len(frame)) + frame)
+time.sleep(60)
+"#
+    );
+    std::fs::write(site_packages(&venv).join("ferricorn/worker.py"), entry).unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let line = server.wait_for_log_after(from, "reload failed", std::time::Duration::from_secs(30));
+    assert!(
+        line.contains(&format!("the worker speaks protocol {other}")),
+        "{line}"
+    );
+    assert_eq!(
+        get(&server.url("/pid")),
+        (200, pid),
+        "the old worker serves on"
     );
 }

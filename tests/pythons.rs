@@ -61,12 +61,7 @@ fn ferri_uid() -> u32 {
 fn each_python_runs_the_workers_of_its_own_venv_as_an_unprivileged_user() {
     for v in pythons() {
         let server = serve(&v, &["--chdir", "/opt/apps", "-w", "2", "probe:app"]);
-        let info: serde_json::Value = client()
-            .get(server.url("/pyinfo"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let info = get_json(&server.url("/pyinfo"));
         let venv = format!("/opt/venv-{v}");
         assert!(
             info["version"]
@@ -161,5 +156,34 @@ fn django_6_1_startproject_site_on_3_14_serves_its_admin_login() {
         server.log().contains("on cpython 3.14."),
         "{}",
         server.log()
+    );
+}
+
+/// Debian's PyPy: a real Python that cannot load a CPython extension module.
+#[test]
+fn an_interpreter_that_is_not_cpython_is_one_line_and_exit_2() {
+    let root = root();
+    let out = std::process::Command::new(repo().join("tests/pythons/in-chroot.sh"))
+        .arg(&root)
+        .args([
+            "ferri",
+            "/opt/venv-3.14/bin/ferricorn",
+            "--python",
+            "/usr/bin/pypy3",
+        ])
+        .args(["--chdir", "/opt/apps", "-b", "127.0.0.1:0", "probe:app"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.starts_with("ferricorn: /usr/bin/pypy3 is pypy 3."),
+        "{text}"
+    );
+    assert!(
+        text.contains("ferricorn's workers need CPython 3.9 or newer"),
+        "{text}"
     );
 }

@@ -4,7 +4,8 @@
 # says), into target/bench-before/release/ferricorn. Called by benches/run.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-src="$root/target/bench-before-src"
+# Outside the repository: nested in it, cargo would take it for a workspace member.
+src="${TMPDIR:-/tmp}/ferricorn-bench-before-src"
 if [ ! -d "$src" ]; then
   git -C "$root" worktree add --detach "$src" 282f85e
 fi

@@ -322,6 +322,13 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// GET `url`, which must answer JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let resp = client().get(url).send().unwrap();
+    let text = resp.text().unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+}
+
 /// The value `name=...` of a Set-Cookie in `resp` (without attributes).
 pub fn cookie(resp: &reqwest::blocking::Response, name: &str) -> String {
     resp.headers()

@@ -5,6 +5,7 @@
 #   - a venv per Python at /opt/venv-X.Y with this run's wheel installed by pip
 #     (re-installed when the wheel changes), its list in /opt/pythons.txt;
 #   - an unprivileged user `ferri`, who runs the servers;
+#   - Debian's pypy3, an interpreter ferricorn must refuse;
 #   - the test apps at /opt/apps;
 #   - on 3.14, Django 6.1.3 and a fresh `django-admin startproject` site in
 #     /home/ferri/mysite, migrated, with a superuser admin / $DJANGO_ADMIN_PASSWORD.
@@ -51,6 +52,11 @@ elif in_root apt-cache show python3.15-venv >/dev/null 2>&1; then
   exit 1
 fi
 # minbase has no useradd: the entries are written as useradd would.
+# Debian's PyPy: a real Python that is not CPython, for the mismatch line.
+if [ ! -x "$ROOT/usr/bin/pypy3" ]; then
+  in_root apt-get install -y -qq pypy3 > target/chroot-apt.log 2>&1 || { tail -20 target/chroot-apt.log; exit 1; }
+fi
+
 if ! grep -q '^ferri:' "$ROOT/etc/passwd"; then
   echo 'ferri:x:1500:1500:ferricorn tests:/home/ferri:/bin/sh' >> "$ROOT/etc/passwd"
   echo 'ferri:x:1500:' >> "$ROOT/etc/group"

@@ -11,6 +11,11 @@ from ferricorn import _worker
 
 
 def main():
+    # `python -m` put the master's working directory first on sys.path; the app's
+    # own directories (--chdir, then --pythonpath) are put there by the worker, as
+    # gunicorn does, and nothing else.
+    if sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]
     code = _worker.run(sys.argv[1:])
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -5,5 +5,4 @@
 # Extra arguments go to criterion (e.g. --quick, --save-baseline before).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYO3_PYTHON="${PYO3_PYTHON:-/root/.pyenv/versions/3.11.7/bin/python3.11}"
 exec cargo bench --bench hot_path -- "$@"

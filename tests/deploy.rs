@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{client, repo, Server, BIN};
+use common::{assert_success, client, repo, Server, BIN};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -37,16 +37,6 @@ fn run(cmd: &mut Command) -> Output {
     cmd.current_dir(repo())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn assert_success(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn manifests() -> Vec<PathBuf> {

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 /// The wheel of this run.
 fn wheel() -> PathBuf {
@@ -28,17 +28,6 @@ fn test_venv() -> PathBuf {
     venv()
 }
 
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A fresh venv of the test venv's interpreter, without pip (fast).
 fn fresh_venv(dir: &Path) -> PathBuf {
     let venv = dir.join("venv");
@@ -48,7 +37,7 @@ fn fresh_venv(dir: &Path) -> PathBuf {
         .arg(&venv)
         .output()
         .unwrap();
-    ok(out, "python -m venv");
+    assert_success("python -m venv", &out);
     venv
 }
 
@@ -93,7 +82,7 @@ fn pip_install_wheel(venv: &Path) {
         .arg(wheel())
         .output()
         .unwrap();
-    ok(out, "pip install");
+    assert_success("pip install", &out);
 }
 
 #[test]
@@ -105,7 +94,7 @@ fn pip_install_of_the_wheel_puts_a_working_ferricorn_on_the_venv_path() {
         .arg("--version")
         .output()
         .unwrap();
-    assert!(ok(version, "ferricorn --version").contains(env!("CARGO_PKG_VERSION")));
+    assert!(assert_success("ferricorn --version", &version).contains(env!("CARGO_PKG_VERSION")));
     hello_is_served_by(&venv);
 }
 
@@ -125,7 +114,7 @@ fn uv_pip_install_of_the_wheel_works_the_same() {
         .env("UV_NO_CACHE", "1")
         .output()
         .unwrap();
-    ok(out, "uv venv");
+    assert_success("uv venv", &out);
     let out = Command::new(&uv)
         .args(["pip", "install", "-q", "--offline", "--python"])
         .arg(venv.join("bin/python"))
@@ -133,7 +122,7 @@ fn uv_pip_install_of_the_wheel_works_the_same() {
         .env("UV_NO_CACHE", "1")
         .output()
         .unwrap();
-    ok(out, "uv pip install");
+    assert_success("uv pip install", &out);
     hello_is_served_by(&venv);
 }
 
@@ -156,7 +145,7 @@ fn the_front_links_no_libpython() {
             .arg(&bin)
             .output()
             .unwrap();
-        let dynamic = ok(out, "readelf -d");
+        let dynamic = assert_success("readelf -d", &out);
         assert!(dynamic.contains("(NEEDED)"), "{}: {dynamic}", bin.display());
         for bad in ["libpython", "RPATH", "RUNPATH"] {
             assert!(

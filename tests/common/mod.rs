@@ -322,6 +322,19 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// Asserts that a finished command succeeded, showing all it printed if not;
+/// returns its stdout.
+pub fn assert_success(what: &str, out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// GET `url`, which must answer JSON.
 pub fn get_json(url: &str) -> serde_json::Value {
     let resp = client().get(url).send().unwrap();

@@ -23,7 +23,7 @@
 //!   field the front turns back.
 //!
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
-//! ../shared/conformance/ is the test suite: see the tests at the bottom).
+//! tests/conformance/ is the test suite: see the tests at the bottom).
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! The edge: gunicorn's request corpus (../shared/conformance) run against ferricorn
+//! The edge: gunicorn's request corpus (tests/conformance, from ../shared/conformance; origin and MIT licence in its gunicorn-requests/NOTICE.md) run against ferricorn
 //! serving its echo app, and smuggling shapes the corpus misses, sent as raw bytes.
 
 mod common;
@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn conformance_dir() -> PathBuf {
-    repo().join("../shared/conformance")
+    repo().join("tests/conformance")
 }
 
 fn echo_server(extra: &[&str]) -> Server {

@@ -380,7 +380,7 @@ fn access_log_combined_and_json_with_request_ids() {
 
 /// The conformance corpus's echo app, which answers the request's environ as JSON.
 fn echo_server(extra: &[&str]) -> Server {
-    let conformance = repo().join("../shared/conformance");
+    let conformance = repo().join("tests/conformance");
     let mut args = vec!["--chdir", conformance.to_str().unwrap(), "-w", "1"];
     args.extend_from_slice(extra);
     args.push("echo_app:app");

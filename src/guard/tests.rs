@@ -5,7 +5,7 @@ use super::*;
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/conformance/gunicorn-requests"
+    "/tests/conformance/gunicorn-requests"
 );
 
 /// What the guard did with a whole byte stream.

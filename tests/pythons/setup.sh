@@ -87,7 +87,7 @@ cp -r tests/apps "$ROOT/opt/apps"
 rm -rf "$ROOT/opt/apps/djsite"
 
 dj=/opt/venv-3.14
-if ! in_root "$dj/bin/python" -c "import django, sys; sys.exit(django.__version__ != '$DJANGO_VERSION')"; then
+if ! in_root "$dj/bin/python" -c "import django, sys; sys.exit(django.__version__ != '$DJANGO_VERSION')" 2>/dev/null; then
   in_root "$dj/bin/pip" install -q --disable-pip-version-check "Django==$DJANGO_VERSION"
 fi
 rm -rf "$ROOT/home/ferri/mysite"

@@ -263,8 +263,10 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
                 tracing::info!("Received QUIT: quick stop");
                 break true;
             }
-            Some(Command::Reload) => {
-                tracing::info!("Received HUP: reloading");
+            Some(cmd @ (Command::Reload | Command::CodeChanged)) => {
+                if cmd == Command::Reload {
+                    tracing::info!("Received HUP: reloading");
+                }
                 if let Some(tls) = &tls {
                     match tls.reload() {
                         Ok(()) => tracing::info!("TLS certificate reloaded"),
@@ -273,7 +275,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
                         }
                     }
                 }
-                reload(&cli, &pool);
+                reload(&cli, &pool, cmd == Command::Reload).await;
             }
             Some(Command::AddWorker) => send(&pool, supervisor::Command::AddWorker),
             Some(Command::RemoveWorker) => send(&pool, supervisor::Command::RemoveWorker),
@@ -397,18 +399,27 @@ async fn check_interpreter(settings: &Settings) -> Result<Option<probe::Found>, 
     Ok(Some(found))
 }
 
-/// HUP: a config that no longer parses leaves everything as it is.
-fn reload(
+/// HUP: a config that no longer parses, or (with `ask_interpreter`) an interpreter that can
+/// no longer run our worker (a venv upgraded or broken under the running server),
+/// leaves everything as it is. The probe is awaited, so reloads stay in order.
+async fn reload(
     cli: &Cli,
     pool: &Option<(
         mpsc::UnboundedSender<supervisor::Command>,
         tokio::task::JoinHandle<()>,
     )>,
+    ask_interpreter: bool,
 ) {
-    match Settings::load(cli) {
-        Ok(s) => send(pool, supervisor::Command::Reload(Box::new(s))),
-        Err(e) => tracing::error!("reload refused, config invalid: {e}"),
+    let settings = match Settings::load(cli) {
+        Ok(s) => s,
+        Err(e) => return tracing::error!("reload refused, config invalid: {e}"),
+    };
+    if let (true, Some(python), Some(_)) = (ask_interpreter, &settings.python.interpreter, pool) {
+        if let Err(e) = probe::check(python).await {
+            return tracing::error!("reload refused, old workers keep serving: {e}");
+        }
     }
+    send(pool, supervisor::Command::Reload(Box::new(settings)));
 }
 
 async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MasterError> {

@@ -95,7 +95,7 @@ pub fn watch(
             // Let the burst settle.
             while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, raw_rx.recv()).await {}
             tracing::info!(file = %first.display(), "change detected: reloading workers");
-            if commands.send(Command::Reload).is_err() {
+            if commands.send(Command::CodeChanged).is_err() {
                 return;
             }
         }

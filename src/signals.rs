@@ -10,8 +10,11 @@ pub enum Command {
     Stop,
     /// QUIT: stop now.
     Quit,
-    /// HUP: re-read the config and replace every worker.
+    /// HUP: re-read the config, ask the interpreter again, and replace every worker.
     Reload,
+    /// A watched file changed (`--reload`): the same, without asking the interpreter
+    /// again (an edit of the app's code cannot change it, and edits come in bursts).
+    CodeChanged,
     /// TTIN: one worker more.
     AddWorker,
     /// TTOU: one worker less.

@@ -326,3 +326,54 @@ time.sleep(60)
         "the old worker serves on"
     );
 }
+
+/// The venv's worker module is replaced under a running server by another
+/// release's (stood in for by a module that answers the probe as 0.0.1): HUP asks
+/// the interpreter again and refuses, and the old worker serves on.
+#[test]
+fn a_reload_onto_a_worker_module_of_another_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = fresh_venv(dir.path());
+    pip_install_wheel(&venv);
+    let server = Server::launch([
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "1",
+        "sup_app:app",
+    ])
+    .env("VIRTUAL_ENV", &venv)
+    .start();
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200);
+    let pkg = site_packages(&venv).join("ferricorn");
+    for entry in std::fs::read_dir(&pkg).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "so") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::fs::write(
+        pkg.join("_worker.py"),
+        "__version__ = '0.0.1'\nPROTOCOL = 1\n",
+    )
+    .unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let line =
+        server.wait_for_log_after(from, "reload refused", std::time::Duration::from_secs(30));
+    assert!(
+        line.contains("has the worker module of ferricorn 0.0.1"),
+        "{line}"
+    );
+    assert_eq!(
+        get(&server.url("/pid")),
+        (200, pid),
+        "the old worker serves on"
+    );
+    assert!(
+        !server.log()[from..].contains("Booted worker"),
+        "{}",
+        server.log()
+    );
+}

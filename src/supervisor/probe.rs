@@ -76,13 +76,24 @@ pub enum ProbeError {
 
 /// Runs the probe; Ok when the workers can start on this interpreter.
 pub async fn check(python: &Interpreter) -> Result<Found, Box<ProbeError>> {
-    let run = tokio::process::Command::new(&python.path)
-        .arg("-c")
+    let mut cmd = tokio::process::Command::new(&python.path);
+    cmd.arg("-c")
         .arg(SCRIPT)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    // Tracked: the master reaps children it does not know (it is a subreaper), and
+    // would take this one's exit status from tokio.
+    let run = async {
+        let child = super::process::spawn_tracked(&mut cmd)?;
+        let pid = child.id();
+        let out = child.wait_with_output().await;
+        if let Some(pid) = pid {
+            super::process::forget(pid);
+        }
+        out
+    };
     let no_answer = |why: String| {
         Box::new(ProbeError::NoAnswer {
             python: python.clone(),

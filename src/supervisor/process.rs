@@ -43,6 +43,12 @@ pub fn spawn(
         .stderr(Stdio::piped())
         .kill_on_drop(false)
         .process_group(0);
+    spawn_tracked(&mut cmd)
+}
+
+/// Spawns a child whose exit status we wait for ourselves (a worker, the interpreter
+/// probe), so `reap_orphans` leaves it alone; call `forget` once it is collected.
+pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<Child> {
     let child = cmd.spawn()?;
     if let Some(pid) = child.id() {
         WORKERS.lock().unwrap().insert(pid);
@@ -50,11 +56,11 @@ pub fn spawn(
     Ok(child)
 }
 
-/// Pids of workers we spawned and tokio has not reaped yet: `reap_orphans` leaves them
-/// to tokio, whose `Child::wait` needs their exit status.
+/// Pids of children we spawned and tokio has not reaped yet: `reap_orphans` leaves
+/// them to tokio, whose `Child::wait` needs their exit status.
 static WORKERS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
-/// The worker's exit was collected by tokio.
+/// The child's exit was collected by tokio.
 pub fn forget(pid: u32) {
     WORKERS.lock().unwrap().remove(&pid);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of ferricorn and its peers, interleaved rounds, with the
-# shared harness (../shared/bench, run.py). One suite per directory under benches/:
+# harness in benches/harness (run.py, a copy of the team's shared one). One suite per directory under benches/:
 #   static  ferricorn vs nginx on a 1 KiB and a 1 MiB file from the same directory
 #   wsgi    hello world, 2 workers: ferricorn vs gunicorn sync/gthread, nginx+gunicorn, Granian
 #   django  the harness's Django view, 2 workers: ferricorn vs gunicorn, nginx+gunicorn, Granian
@@ -18,7 +18,7 @@ suite=${1:?usage: bash benches/run.sh static|wsgi|django|granian}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 here="$root/benches/$suite"
 [ -f "$here/scenarios.toml" ] || { echo "no suite $suite ($here/scenarios.toml)" >&2; exit 2; }
-shared=${BENCH:-$root/../shared/bench}
+shared=${BENCH:-$root/benches/harness}
 rounds=${ROUNDS:-3}
 max_load=${MAX_LOAD:-0.8}
 tmp=$(python3 -c 'import tempfile; print(tempfile.gettempdir())')
@@ -50,7 +50,7 @@ cmd=(python3 "$harness/run.py" suite "$here/scenarios.toml" -n "$rounds" --max-l
      --out "$out/results.jsonl")
 printf '%s\n' "cd <repo> && ROUNDS=$rounds MAX_LOAD=$max_load bash benches/run.sh $suite" \
   "# which runs:" "python3 <bench>/run.py suite benches/$suite/scenarios.toml -n $rounds --max-load $max_load --out results.jsonl" \
-  "# <bench> = a writable copy of ../shared/bench made by run.sh" > "$out/command.txt"
+  "# <bench> = a writable copy of benches/harness made by run.sh" > "$out/command.txt"
 {
   echo "date: $(date -u +%FT%TZ)"
   echo "kernel: $(uname -srm)"

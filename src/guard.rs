@@ -2,7 +2,7 @@
 //!
 //! hyper's HTTP/1 parser is lenient where an edge server must be strict: it serves
 //! Content-Length together with Transfer-Encoding, bare-LF line endings, duplicate Host,
-//! chunk sizes with a sign, and more (../shared/FACTS.md). Each of those is a request
+//! chunk sizes with a sign, and more (measured against each peer). Each of those is a request
 //! smuggling vector once a second parser (a proxy, a cache, a worker) reads the same
 //! bytes differently. So the front never lets hyper see a byte this module has not
 //! validated:

@@ -1,4 +1,4 @@
-//! The edge: gunicorn's request corpus (tests/conformance, from ../shared/conformance; origin and MIT licence in its gunicorn-requests/NOTICE.md) run against ferricorn
+//! The edge: gunicorn's request corpus (tests/conformance; origin and MIT licence in its gunicorn-requests/NOTICE.md) run against ferricorn
 //! serving its echo app, and smuggling shapes the corpus misses, sent as raw bytes.
 
 mod common;

@@ -22,7 +22,7 @@
 #      command.txt, machine.txt.
 #
 # Environment (defaults in brackets):
-#   BENCH       the shared harness (run.py, apps/hello.py) [<repo>/../shared/bench]
+#   BENCH       the shared harness (run.py, apps/hello.py) [<repo>/benches/harness]
 #   BENCH_VENV  the bench venv, exported to ferricorn as VIRTUAL_ENV [<tmp>/benchvenv]
 #   PORT        [8121]      DURATION  wrk duration [10s]      ROUNDS  runs per point [1]
 #   MAX_LOAD    [1.5]       LOAD_WAIT max seconds to wait for it before each run [180]
@@ -33,7 +33,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here="$root/benches/scaling"
-bench=$(cd "${BENCH:-$root/../shared/bench}" && pwd)
+bench=$(cd "${BENCH:-$root/benches/harness}" && pwd)
 tmp=$(python3 -c 'import tempfile; print(tempfile.gettempdir())')
 venv=${BENCH_VENV:-$tmp/benchvenv}
 port=${PORT:-8121}
@@ -97,7 +97,7 @@ printf '%s\n' "cd <repo> && bash benches/scaling/run.sh" \
   "# then the idle-connection part (see the comments in run.sh):" \
   "ferricorn -c idle.toml -b 127.0.0.1:$port -w 2 --chdir <bench>/apps hello:app &" \
   "python3 benches/scaling/idle_conns.py --port $port -n $idle_n --ready-file ... &" \
-  "# <bench> = the shared harness (../shared/bench), \$BENCH_VENV = <tmp>/benchvenv" > "$out/command.txt"
+  "# <bench> = the harness (benches/harness), \$BENCH_VENV = <tmp>/benchvenv" > "$out/command.txt"
 {
   echo "date: $(date -u +%FT%TZ)"
   echo "kernel: $(uname -srm)"

@@ -280,25 +280,40 @@ fn a_bad_venv_or_python_is_a_usage_error() {
     );
 }
 
+/// `-w 1` of sup_app on a fresh venv with the wheel, and the pid of its worker.
+fn serving_from_a_fresh_venv(dir: &Path) -> (PathBuf, Server, String) {
+    let venv = fresh_venv(dir);
+    pip_install_wheel(&venv);
+    let apps = apps_dir();
+    let server = Server::launch(["--chdir", apps.to_str().unwrap(), "-w", "1", "sup_app:app"])
+        .env("VIRTUAL_ENV", &venv)
+        .start();
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200);
+    (venv, server, pid)
+}
+
+/// HUP after the venv changed under the server: the log line with `needle`, and
+/// the old worker (`pid`) must still be the one serving.
+fn hup_keeps_the_old_worker(server: &Server, pid: &str, needle: &str) -> String {
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let line = server.wait_for_log_after(from, needle, std::time::Duration::from_secs(30));
+    assert_eq!(
+        get(&server.url("/pid")),
+        (200, pid.to_string()),
+        "the old worker serves on"
+    );
+    line
+}
+
 /// The venv is upgraded under a running server to a release whose worker speaks
 /// another protocol (stood in for by a worker entry point that sends such a Ready
 /// frame, as a real one would): HUP must keep the old workers, not lose the pool.
 #[test]
 fn a_reload_onto_a_worker_of_another_protocol_keeps_the_old_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let venv = fresh_venv(dir.path());
-    pip_install_wheel(&venv);
-    let server = Server::launch([
-        "--chdir",
-        apps_dir().to_str().unwrap(),
-        "-w",
-        "1",
-        "sup_app:app",
-    ])
-    .env("VIRTUAL_ENV", &venv)
-    .start();
-    let (status, pid) = get(&server.url("/pid"));
-    assert_eq!(status, 200);
+    let (venv, server, pid) = serving_from_a_fresh_venv(dir.path());
     let other = ferricorn_wire::PROTOCOL + 1;
     let entry = format!(
         r#"import os, socket, struct, sys, time
@@ -313,17 +328,10 @@ time.sleep(60)
 "#
     );
     std::fs::write(site_packages(&venv).join("ferricorn/worker.py"), entry).unwrap();
-    let from = server.log_len();
-    server.signal(libc_sig("HUP"));
-    let line = server.wait_for_log_after(from, "reload failed", std::time::Duration::from_secs(30));
+    let line = hup_keeps_the_old_worker(&server, &pid, "reload failed");
     assert!(
         line.contains(&format!("the worker speaks protocol {other}")),
         "{line}"
-    );
-    assert_eq!(
-        get(&server.url("/pid")),
-        (200, pid),
-        "the old worker serves on"
     );
 }
 
@@ -333,19 +341,7 @@ time.sleep(60)
 #[test]
 fn a_reload_onto_a_worker_module_of_another_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let venv = fresh_venv(dir.path());
-    pip_install_wheel(&venv);
-    let server = Server::launch([
-        "--chdir",
-        apps_dir().to_str().unwrap(),
-        "-w",
-        "1",
-        "sup_app:app",
-    ])
-    .env("VIRTUAL_ENV", &venv)
-    .start();
-    let (status, pid) = get(&server.url("/pid"));
-    assert_eq!(status, 200);
+    let (venv, server, pid) = serving_from_a_fresh_venv(dir.path());
     let pkg = site_packages(&venv).join("ferricorn");
     for entry in std::fs::read_dir(&pkg).unwrap() {
         let path = entry.unwrap().path();
@@ -359,17 +355,10 @@ fn a_reload_onto_a_worker_module_of_another_version_is_refused() {
     )
     .unwrap();
     let from = server.log_len();
-    server.signal(libc_sig("HUP"));
-    let line =
-        server.wait_for_log_after(from, "reload refused", std::time::Duration::from_secs(30));
+    let line = hup_keeps_the_old_worker(&server, &pid, "reload refused");
     assert!(
         line.contains("has the worker module of ferricorn 0.0.1"),
         "{line}"
-    );
-    assert_eq!(
-        get(&server.url("/pid")),
-        (200, pid),
-        "the old worker serves on"
     );
     assert!(
         !server.log()[from..].contains("Booted worker"),

@@ -49,6 +49,12 @@ pub enum Command {
 pub enum StartError {
     #[error("could not start the worker: {0}")]
     Spawn(#[from] std::io::Error),
+    /// The worker's socket or claim table could not be made (a full disk, say).
+    #[error("could not create {}: {source}", path.display())]
+    Files {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("worker exited during start-up ({0})")]
     Exited(ExitStatus),
     #[error("worker did not become ready within {0:?}")]
@@ -586,9 +592,16 @@ async fn start(
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Arc<WorkerConn>, StartError> {
     remove_worker_files(socket);
-    let listener = UnixListener::bind(socket)?;
+    let files_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StartError::Files { path, source }
+    };
+    let listener = UnixListener::bind(socket).map_err(files_error(socket))?;
     let claims_path = claims_path(socket);
-    let claims = Claims::create(&claims_path)?;
+    let claims = Claims::create(&claims_path).map_err(|e| {
+        remove_worker_files(socket);
+        files_error(&claims_path)(e)
+    })?;
     let mut child = process::spawn(settings, socket, &claims_path, settings.reload)?;
     let pid = child.id().unwrap_or(0);
     let relay = child

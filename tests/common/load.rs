@@ -111,3 +111,13 @@ pub fn libc_sig(name: &str) -> i32 {
         _ => panic!("unknown signal {name}"),
     }
 }
+
+/// Sends signal `sig` (a name such as "KILL") to process `pid`.
+pub fn kill(pid: i32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}

@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 mod load;
+mod tmpfs;
 #[allow(unused_imports)] // not every suite watches workers
 pub use load::*;
+#[allow(unused_imports)]
+pub use tmpfs::SmallTmpfs;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -221,6 +224,11 @@ impl Server {
 
     pub fn log_len(&self) -> usize {
         self.output.0.lock().unwrap().text.len()
+    }
+
+    /// The master has not exited.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn pid(&self) -> i32 {

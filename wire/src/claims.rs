@@ -18,7 +18,8 @@
 //! used (`next_stream_id`).
 //!
 //! The page is a file in the runtime directory (mode 0700, beside the worker's
-//! socket), mapped shared by both processes.
+//! socket), mapped shared by both processes. Its blocks are allocated before it is
+//! mapped, so a full disk is an error at worker start, never a SIGBUS later.
 
 #![allow(unsafe_code)]
 
@@ -52,7 +53,9 @@ impl Claims {
             .create_new(true)
             .mode(0o600)
             .open(path)?;
-        file.set_len(LEN as u64)?;
+        // Blocks allocated now, not on first store: a sparse page on a full disk
+        // would fault (SIGBUS) in whichever process first writes a slot.
+        nix::fcntl::posix_fallocate(&file, 0, LEN as libc::off_t).map_err(io::Error::from)?;
         Claims::map(&file)
     }
 

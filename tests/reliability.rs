@@ -70,3 +70,63 @@ fn starting_on_a_full_tmpdir_is_an_error_naming_the_file() {
     assert!(!log.contains("Ready"), "{log}");
     assert!(log.contains("No space left on device"), "{log}");
 }
+
+fn misbehave(extra: &[&str]) -> Launch {
+    let mut args = vec!["--chdir", apps_dir().to_str().unwrap().to_owned().leak()];
+    args.extend_from_slice(extra);
+    args.push("misbehave:app");
+    Server::launch(args)
+}
+
+/// A 17 MiB header used to break the wire protocol: 502, and the master dropped
+/// the worker's connection without replacing the worker, so with `-w 1` every
+/// later request waited for a 503.
+#[test]
+fn an_oversized_response_head_is_the_apps_error_and_the_worker_keeps_serving() {
+    let server = misbehave(&["-w", "1"]).start();
+    let (_, pid) = get(&server.url("/pid"));
+    let (status, _) = get(&server.url("/big-header?n=17825792"));
+    assert_eq!(status, 500, "{}", server.log());
+    server.wait_for_log("response headers exceed", Duration::from_secs(10));
+    let (status, again) = get(&server.url("/pid"));
+    assert_eq!((status, again.as_str()), (200, pid.as_str()));
+    // A large head below the limit still passes.
+    assert_eq!(get(&server.url("/big-header?n=200000")).0, 200);
+}
+
+/// Whatever closes a worker's connection (here the app writes garbage on it), the
+/// worker is killed and replaced; its request fails, later ones are served.
+#[test]
+fn a_worker_that_breaks_the_wire_is_replaced() {
+    let server = misbehave(&["-w", "1"]).start();
+    let (_, pid) = get(&server.url("/pid"));
+    let (status, _) = get(&server.url("/break-wire"));
+    assert_eq!(status, 502);
+    server.wait_for_log("killing and replacing the worker", Duration::from_secs(10));
+    let (status, new_pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{}", server.log());
+    assert_ne!(new_pid, pid);
+    let pid: i32 = pid.parse().unwrap();
+    wait_until("the old worker gone", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&pid)
+    });
+}
+
+#[test]
+fn a_status_outside_200_to_599_is_the_apps_error() {
+    let server = misbehave(&["-w", "1"]).start();
+    for bad in [
+        "999%20X",
+        "600%20X",
+        "100%20Continue",
+        "099%20X",
+        "2000%20OK",
+        "20%20OK",
+    ] {
+        let (status, _) = get(&server.url(&format!("/status?s={bad}")));
+        assert_eq!(status, 500, "{bad}");
+    }
+    server.wait_for_log("invalid status \"999 X\"", Duration::from_secs(10));
+    assert_eq!(get(&server.url("/status?s=599%20Edge")).0, 599);
+    assert_eq!(get(&server.url("/status?s=204%20No%20Content")).0, 204);
+}

@@ -108,6 +108,9 @@ enum WorkerState {
     Killing(Instant),
     /// TERM or KILL sent; waiting for the exit.
     Stopping,
+    /// Its connection closed while serving: SIGKILL sent, a replacement started;
+    /// the exit is reported as a death.
+    Lost,
 }
 
 struct Managed {
@@ -294,13 +297,7 @@ impl Supervisor {
                 }
                 self.start_worker(Purpose::Fill, Duration::ZERO);
             }
-            Event::Conn(WorkerEvent::Closed { pid }) => {
-                if let Some(w) = self.workers.get(&pid) {
-                    if w.state == WorkerState::Serving {
-                        tracing::warn!(pid, "worker connection closed");
-                    }
-                }
-            }
+            Event::Conn(WorkerEvent::Closed { pid }) => self.on_conn_closed(pid),
         }
     }
 
@@ -377,7 +374,7 @@ impl Supervisor {
         let status = status
             .map(|s| s.to_string())
             .unwrap_or_else(|e| e.to_string());
-        if w.state == WorkerState::Serving {
+        if matches!(w.state, WorkerState::Serving | WorkerState::Lost) {
             self.metrics.worker_restarted(RestartReason::Crash);
             tracing::error!(pid, %status, "worker died; replacing it");
         } else {
@@ -385,6 +382,31 @@ impl Supervisor {
         }
         if !self.stopping {
             self.fill();
+        }
+    }
+
+    /// A worker without its connection can never serve again, whatever closed it
+    /// (a frame that broke the protocol, a crash on either side): it is killed, and
+    /// a replacement starts at once rather than after its exit.
+    fn on_conn_closed(&mut self, pid: u32) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        if matches!(w.state, WorkerState::Stopping | WorkerState::Lost) {
+            return;
+        }
+        let was_serving = w.state == WorkerState::Serving;
+        w.conn.retire();
+        process::signal(pid, Signal::SIGKILL);
+        if was_serving {
+            tracing::warn!(
+                pid,
+                "worker connection closed; killing and replacing the worker"
+            );
+            w.state = WorkerState::Lost;
+            self.fill();
+        } else {
+            w.state = WorkerState::Stopping;
         }
     }
 

@@ -270,10 +270,12 @@ impl Server {
 
     /// Panics with the command line and everything the server printed.
     pub fn fail(&self, why: &str) -> ! {
+        // The text is copied first: panicking with the lock held would poison it
+        // for the threads still reading the server's output.
+        let output = self.log();
         panic!(
-            "{why}\n--- command: {BIN} {}\n--- output:\n{}",
-            self.args.join(" "),
-            self.output.0.lock().unwrap().text
+            "{why}\n--- command: {BIN} {}\n--- output:\n{output}",
+            self.args.join(" ")
         );
     }
 

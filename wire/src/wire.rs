@@ -23,6 +23,13 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Largest frame either side accepts; bodies are split into chunks below it.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest response head a worker sends (status and header fields, as encoded):
+/// far above what browsers accept, far below `MAX_FRAME`. An app's larger head is
+/// its error (a 500), not a broken connection.
+pub const MAX_RESPONSE_HEAD: usize = 1024 * 1024;
+/// Statuses an app may answer with: a final response (no 1xx, which WSGI cannot
+/// follow with the real one) with a code RFC 9110 defines a class for.
+pub const FINAL_STATUS: std::ops::RangeInclusive<u16> = 200..=599;
 /// Body chunk size used by senders.
 pub const CHUNK: usize = 64 * 1024;
 const HEADER_LEN: usize = 4 + 1 + 4;
@@ -303,7 +310,7 @@ fn decode_payload(kind: Kind, p: &mut Bytes) -> Result<Frame, WireError> {
         Kind::RequestEnd => Frame::RequestEnd,
         Kind::ResponseHead => {
             let status = get_u16(p)?;
-            if !(100..=999).contains(&status) {
+            if !FINAL_STATUS.contains(&status) {
                 return Err(WireError::BadField("status"));
             }
             Frame::ResponseHead(Box::new(ResponseHead {

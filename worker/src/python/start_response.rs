@@ -1,11 +1,13 @@
 //! `start_response` and the `write()` callable it returns. The status and headers are
 //! checked here, so a bad value raises inside the app (and becomes a 500 if nothing
-//! was sent): status `"NNN reason"`, headers a list of `(str, str)` tuples, names
-//! HTTP tokens, values latin-1 without CR, LF or NUL. Hop-by-hop fields are dropped:
+//! was sent): status `"NNN reason"` with a final status code (200-599), headers a
+//! list of `(str, str)` tuples, names HTTP tokens, values latin-1 without CR, LF or
+//! NUL, at most `wire::MAX_RESPONSE_HEAD` bytes in all. Hop-by-hop fields are dropped:
 //! framing belongs to the front.
 
 use super::response::{Head, NotStarted, Response, StartError};
 use bytes::Bytes;
+use ferricorn_wire::wire;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
@@ -116,8 +118,17 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     })?;
     let mut out = Vec::with_capacity(headers.len());
     let mut declared = None;
+    let mut size = 0;
     for item in headers.iter() {
         let (name, value) = header_pair(&item)?;
+        // As encoded on the wire: two length prefixes per field.
+        size += name.len() + value.len() + 8;
+        if size > wire::MAX_RESPONSE_HEAD {
+            return Err(PyValueError::new_err(format!(
+                "response headers exceed ferricorn's limit of {} bytes",
+                wire::MAX_RESPONSE_HEAD
+            )));
+        }
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str()) {
             continue;
@@ -147,18 +158,20 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<u16> {
     })?;
     let s = s.to_cow()?;
     let b = s.as_bytes();
-    let valid = b.len() >= 4
-        && b[..3].iter().all(u8::is_ascii_digit)
-        && b[0] != b'0'
-        && b[3] == b' '
-        && s.chars()
-            .all(|c| c == '\t' || (' '..='\u{ff}').contains(&c) && c != '\x7f');
-    if !valid {
-        return Err(PyValueError::new_err(format!(
-            "invalid status {s:?}: expected 'NNN Reason'"
-        )));
+    let code = (b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' ')
+        .then(|| s[..3].parse::<u16>().expect("three digits"))
+        .filter(|c| wire::FINAL_STATUS.contains(c));
+    let printable = s
+        .chars()
+        .all(|c| c == '\t' || (' '..='\u{ff}').contains(&c) && c != '\x7f');
+    match code {
+        Some(code) if printable => Ok(code),
+        _ => Err(PyValueError::new_err(format!(
+            "invalid status {s:?}: expected 'NNN Reason' with NNN from {} to {}",
+            wire::FINAL_STATUS.start(),
+            wire::FINAL_STATUS.end()
+        ))),
     }
-    Ok(s[..3].parse().expect("three digits"))
 }
 
 fn header_pair(item: &Bound<'_, PyAny>) -> PyResult<(String, Vec<u8>)> {

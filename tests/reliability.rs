@@ -130,3 +130,30 @@ fn a_status_outside_200_to_599_is_the_apps_error() {
     assert_eq!(get(&server.url("/status?s=599%20Edge")).0, 599);
     assert_eq!(get(&server.url("/status?s=204%20No%20Content")).0, 204);
 }
+
+/// RFC 9112 §3.2.2: the authority of an absolute-form target wins over Host, as in
+/// nginx; the app sees it in HTTP_HOST and SERVER_NAME.
+#[test]
+fn an_absolute_form_target_names_the_host() {
+    let server = misbehave(&["-w", "1"]).start();
+    let answer = server.raw(
+        b"GET http://a.example:8080/host HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("a.example:8080 a.example"), "{answer}");
+    let origin_form = server.raw(
+        b"GET /host HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(
+        origin_form.ends_with("b.example b.example"),
+        "{origin_form}"
+    );
+    // Userinfo is accepted, as gunicorn's corpus has it, but never taken for the host.
+    let userinfo = server.raw(
+        b"GET http://b.example@a.example/host HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(userinfo.ends_with("a.example a.example"), "{userinfo}");
+}

@@ -185,16 +185,16 @@ pub fn request_head(
     body_len: Option<u64>,
     request_id: &Bytes,
 ) -> RequestHead {
-    let uri = &parts.uri;
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .map(|h| h.as_bytes().to_vec())
-        .or_else(|| uri.authority().map(|a| a.as_str().as_bytes().to_vec()));
-    let (server_name, server_port) = server_name_port(host.as_deref(), conn);
+    let target_authority = target_authority(&parts.uri);
+    let host_field = parts.headers.get(header::HOST).map(|h| h.as_bytes());
+    let host = target_authority.as_deref().or(host_field);
+    let (server_name, server_port) = server_name_port(host, conn);
     let mut headers = forwardable_headers(&parts.headers);
-    if parts.headers.get(header::HOST).is_none() {
-        if let Some(h) = &host {
+    if target_authority.is_some() {
+        headers.retain(|(name, _)| name.as_ref() != b"host");
+    }
+    if target_authority.is_some() || host_field.is_none() {
+        if let Some(h) = host {
             headers.push((Bytes::from_static(b"host"), Bytes::copy_from_slice(h)));
         }
     }
@@ -228,6 +228,19 @@ pub fn request_head(
         content_length: body_len,
         headers,
     }
+}
+
+/// The authority of an absolute-form target (HTTP/1) or of `:authority` (HTTP/2),
+/// which RFC 9112 §3.2.2 and RFC 9113 §8.3.1 make win over a Host field, as nginx
+/// does. The app then sees it as HTTP_HOST and SERVER_NAME. Not for CONNECT, whose
+/// authority names the tunnel (no scheme).
+fn target_authority(uri: &http::Uri) -> Option<Vec<u8>> {
+    uri.scheme()?;
+    let a = uri.authority()?;
+    Some(match a.port() {
+        Some(port) => format!("{}:{}", a.host(), port.as_str()).into_bytes(),
+        None => a.host().as_bytes().to_vec(),
+    })
 }
 
 /// The Content-Length a client declared, if it is a plain number.

@@ -157,3 +157,34 @@ fn an_absolute_form_target_names_the_host() {
     );
     assert!(userinfo.ends_with("a.example a.example"), "{userinfo}");
 }
+
+/// A burst of HUPs used to leave every half-booted generation running (6-11
+/// workers for `-w 2`). Each reload supersedes the one still booting, and the pool
+/// settles at its target, with and without load.
+#[test]
+fn a_burst_of_hups_settles_at_the_target() {
+    let server = sup_app(&["-w", "2"]).start();
+    for under_load in [true, false] {
+        let load = under_load.then(|| Load::start(server.url("/pid"), 4));
+        for _ in 0..10 {
+            kill(server.pid(), "HUP");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        if let Some(load) = load {
+            load.finish_without_failures();
+        }
+        wait_until("two workers", Duration::from_secs(60), || {
+            children(server.pid()).len() == 2
+        });
+        // One more reload, seen to its end: nothing straggles in afterwards.
+        let from = server.log_len();
+        kill(server.pid(), "HUP");
+        server.wait_for_log_after(from, "reload complete", Duration::from_secs(60));
+        wait_until(
+            "two workers after the last reload",
+            Duration::from_secs(30),
+            || children(server.pid()).len() == 2,
+        );
+        assert_eq!(get(&server.url("/pid")).0, 200);
+    }
+}

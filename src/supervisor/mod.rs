@@ -81,6 +81,8 @@ enum Event {
     Conn(WorkerEvent),
     Started {
         purpose: Purpose,
+        /// The reload generation it was started for.
+        generation: u64,
         result: Result<Arc<WorkerConn>, StartError>,
     },
     Exited {
@@ -138,6 +140,8 @@ pub struct Supervisor {
     /// New-generation workers of a reload not yet ready, and not yet started.
     reload_pending: usize,
     reload_to_start: usize,
+    /// Bumped by each reload: a worker started for an earlier one is superseded.
+    generation: u64,
 }
 
 impl Supervisor {
@@ -167,6 +171,7 @@ impl Supervisor {
             shards,
             reload_pending: 0,
             reload_to_start: 0,
+            generation: 0,
         };
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
@@ -252,6 +257,7 @@ impl Supervisor {
         }
         self.target = settings.workers.count;
         self.settings = settings;
+        self.generation += 1;
         let mut old = 0;
         for w in self.workers.values_mut() {
             if w.state == WorkerState::Serving {
@@ -277,9 +283,17 @@ impl Supervisor {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Started { purpose, result } => {
+            Event::Started {
+                purpose,
+                generation,
+                result,
+            } => {
                 self.starting -= 1;
-                self.on_started(purpose, result);
+                if generation == self.generation {
+                    self.on_started(purpose, result);
+                } else {
+                    self.on_superseded(result);
+                }
             }
             Event::Exited {
                 pid,
@@ -349,6 +363,56 @@ impl Supervisor {
                 tracing::error!(error = %e, failures = self.failures, "worker failed to start");
                 self.fill();
             }
+        }
+    }
+
+    /// A worker started for a reload that a later one replaced runs the old code or
+    /// settings: it stops at once (it has no requests), and the pool is filled with
+    /// the current generation. Without this, HUP bursts left extra workers for good.
+    fn on_superseded(&mut self, result: Result<Arc<WorkerConn>, StartError>) {
+        if let Ok(conn) = result {
+            tracing::info!(
+                pid = conn.pid,
+                "worker booted for a superseded reload; stopping it"
+            );
+            conn.retire();
+            process::signal(conn.pid, Signal::SIGTERM);
+            self.workers.insert(
+                conn.pid,
+                Managed {
+                    conn,
+                    state: WorkerState::Stopping,
+                    old: true,
+                },
+            );
+        }
+        self.fill();
+    }
+
+    /// More current workers serving than the target (a start that raced a reload
+    /// or a TTOU): the least loaded extras drain. Not while a reload is replacing
+    /// workers, which overlaps generations on purpose.
+    fn trim_to_target(&mut self) {
+        if self.reload_pending > 0 || self.stopping {
+            return;
+        }
+        let current = |w: &Managed| w.state == WorkerState::Serving && !w.old;
+        let mut extra = self.workers.values().filter(|w| current(w)).count();
+        while extra > self.target {
+            let pid = self
+                .workers
+                .iter()
+                .filter(|(_, w)| current(w))
+                .min_by_key(|(_, w)| w.conn.in_flight())
+                .map(|(pid, _)| *pid);
+            let Some(pid) = pid else { break };
+            tracing::info!(
+                pid,
+                workers = self.target,
+                "more workers than the target; draining one"
+            );
+            self.drain(pid);
+            extra -= 1;
         }
     }
 
@@ -427,6 +491,7 @@ impl Supervisor {
     }
 
     fn on_tick(&mut self) {
+        self.trim_to_target();
         let now = Instant::now();
         let timeout = self.settings.workers.timeout;
         let mut timed_out = Vec::new();
@@ -527,6 +592,7 @@ impl Supervisor {
         let dispatcher = self.dispatcher;
         let events = self.events_tx.clone();
         let shards = self.shards.clone();
+        let generation = self.generation;
         let quota = policy::request_quota(
             settings.workers.max_requests,
             settings.workers.max_requests_jitter,
@@ -535,7 +601,11 @@ impl Supervisor {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let result = start(&settings, &socket, quota, dispatcher, &shards, &events).await;
-            let _ = events.send(Event::Started { purpose, result });
+            let _ = events.send(Event::Started {
+                purpose,
+                generation,
+                result,
+            });
         });
     }
 

@@ -11,24 +11,23 @@
 pub mod policy;
 pub mod probe;
 pub mod process;
+mod start;
 
-use crate::claims::Claims;
+pub use start::StartError;
+use start::{remove_worker_files, start};
+
 use crate::config::Settings;
-use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn, WorkerEvent};
-use crate::observe::{error_log, Metrics, RestartReason};
+use crate::dispatcher::{Dispatcher, WorkerConn, WorkerEvent};
+use crate::observe::{Metrics, RestartReason};
 use crate::shards::Shards;
-use crate::wire;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// How long a new worker may take to import the app and say Ready.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time between the faulthandler signal and SIGKILL for a timed-out worker.
 const DUMP_GRACE: Duration = Duration::from_millis(300);
 
@@ -43,38 +42,6 @@ pub enum Command {
         grace: Duration,
         done: oneshot::Sender<()>,
     },
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("could not start the worker: {0}")]
-    Spawn(#[from] std::io::Error),
-    /// The worker's socket or claim table could not be made (a full disk, say).
-    #[error("could not create {}: {source}", path.display())]
-    Files {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("worker exited during start-up ({0})")]
-    Exited(ExitStatus),
-    #[error("worker did not become ready within {0:?}")]
-    Timeout(Duration),
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-}
-
-impl StartError {
-    pub fn is_import_failure(&self) -> bool {
-        matches!(self, StartError::Exited(s) if process::is_import_failure(s))
-    }
-
-    /// The worker module is another ferricorn's: a set-up error, not a crash.
-    pub fn is_protocol_mismatch(&self) -> bool {
-        matches!(
-            self,
-            StartError::Connect(ConnectError::Wire(wire::WireError::Protocol(_)))
-        )
-    }
 }
 
 enum Event {
@@ -661,96 +628,4 @@ async fn recv_or_pending(sig: &mut Option<tokio::signal::unix::Signal>) -> Optio
         Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
-}
-
-/// The claim table of the worker on `socket` lives beside it.
-fn claims_path(socket: &Path) -> PathBuf {
-    socket.with_extension("claims")
-}
-
-fn remove_worker_files(socket: &Path) {
-    let _ = std::fs::remove_file(socket);
-    let _ = std::fs::remove_file(claims_path(socket));
-}
-
-/// Binds the worker's socket, starts the process, and waits for its Ready frame (or
-/// its exit). The exit watcher reports the process's end as an `Event::Exited`.
-async fn start(
-    settings: &Settings,
-    socket: &std::path::Path,
-    quota: u64,
-    dispatcher: &'static Dispatcher,
-    shards: &Shards,
-    events: &mpsc::UnboundedSender<Event>,
-) -> Result<Arc<WorkerConn>, StartError> {
-    remove_worker_files(socket);
-    let files_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StartError::Files { path, source }
-    };
-    let listener = UnixListener::bind(socket).map_err(files_error(socket))?;
-    let claims_path = claims_path(socket);
-    let claims = Claims::create(&claims_path).map_err(|e| {
-        remove_worker_files(socket);
-        files_error(&claims_path)(e)
-    })?;
-    let mut child = process::spawn(settings, socket, &claims_path, settings.reload)?;
-    let pid = child.id().unwrap_or(0);
-    let relay = child
-        .stderr
-        .take()
-        .map(|err| tokio::spawn(error_log::relay_worker_output(pid, err)));
-    let handshake = async {
-        let (sock, _) = listener.accept().await?;
-        let sock = sock.into_std()?;
-        let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let threads = settings.workers.threads;
-        let conn = shards
-            .host_worker()
-            .run(move |host| async move {
-                let sock = UnixStream::from_std(sock)?;
-                WorkerConn::handshake(host, sock, claims, threads, quota, dispatcher, conn_tx).await
-            })
-            .await??;
-        let events = events.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = conn_rx.recv().await {
-                let _ = events.send(Event::Conn(ev));
-            }
-        });
-        Ok::<_, StartError>(conn)
-    };
-    let result = tokio::select! {
-        r = tokio::time::timeout(START_TIMEOUT, handshake) => match r {
-            Ok(r) => r,
-            Err(_) => Err(StartError::Timeout(START_TIMEOUT)),
-        },
-        status = child.wait() => {
-            remove_worker_files(socket);
-            // The traceback of a failed import must be in the log before we report.
-            if let Some(relay) = relay {
-                let _ = tokio::time::timeout(Duration::from_secs(2), relay).await;
-            }
-            return Err(match status {
-                Ok(s) => StartError::Exited(s),
-                Err(e) => StartError::Spawn(e),
-            });
-        }
-    };
-    drop(listener);
-    if result.is_err() {
-        let _ = child.start_kill();
-    }
-    let events = events.clone();
-    let socket = socket.to_path_buf();
-    tokio::spawn(async move {
-        let status = child.wait().await;
-        process::forget(pid);
-        let _ = events.send(Event::Exited {
-            pid,
-            status,
-            socket,
-        });
-    });
-    result
 }

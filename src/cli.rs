@@ -36,6 +36,10 @@ pub struct Cli {
     #[arg(short = 't', long = "timeout")]
     pub timeout: Option<u64>,
 
+    /// Seconds a new worker may take to import the app and become ready. [default: 60]
+    #[arg(long = "boot-timeout")]
+    pub boot_timeout: Option<u64>,
+
     /// Seconds given to in-flight requests on stop or reload. [default: 30]
     #[arg(long = "graceful-timeout")]
     pub graceful_timeout: Option<u64>,

@@ -162,46 +162,16 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     };
     let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
         .map_err(MasterError::Static)?;
-    let mut pool = None;
-    let mut _runtime_dir = None;
-    let proxy = match &settings.app {
-        Some(app) => {
-            let dir = make_runtime_dir(&settings).map_err(MasterError::RuntimeDir)?;
-            let dispatcher = Dispatcher::new(
-                settings.workers.backlog,
-                settings.workers.queue_timeout,
-                LookAhead {
-                    depth: settings.workers.look_ahead,
-                    stall: settings.workers.look_ahead_stall,
-                },
-            );
-            tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
-            let sup = Supervisor::boot(
-                settings.clone(),
-                dispatcher,
-                dir.path().to_path_buf(),
-                metrics.clone(),
-                shards.clone(),
-            )
-            .await
-            .map_err(|e| {
-                if e.is_import_failure() {
-                    MasterError::AppImport(app.clone())
-                } else {
-                    e.into()
-                }
-            })?;
-            let (sup_tx, sup_rx) = mpsc::unbounded_channel();
-            let handle = tokio::spawn(sup.run(sup_rx));
-            pool = Some((sup_tx, handle));
-            _runtime_dir = Some(dir);
-            Some(Proxy::new(
-                dispatcher,
-                settings.limits.clone(),
-                settings.forwarded_allow_ips.clone(),
-            ))
-        }
-        None => None,
+    let (pool, proxy, _runtime_dir) = match &settings.app {
+        Some(app) => match boot_pool(&settings, app, &metrics, &shards, &mut cmd_rx).await? {
+            Some(booted) => (
+                Some(booted.pool),
+                Some(booted.proxy),
+                Some(booted.runtime_dir),
+            ),
+            None => return Ok(()),
+        },
+        None => (None, None, None),
     };
 
     let front = Arc::new(Front::new(
@@ -367,13 +337,78 @@ fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>, shards: Shards) -> 
     }
 }
 
-fn send(
-    pool: &Option<(
-        mpsc::UnboundedSender<supervisor::Command>,
-        tokio::task::JoinHandle<()>,
-    )>,
-    cmd: supervisor::Command,
-) {
+/// The supervisor's task and the channel that commands it.
+type Pool = (
+    mpsc::UnboundedSender<supervisor::Command>,
+    tokio::task::JoinHandle<()>,
+);
+
+struct Booted {
+    pool: Pool,
+    proxy: Proxy,
+    runtime_dir: tempfile::TempDir,
+}
+
+/// Boots the workers while still answering TERM, INT and QUIT: an app that takes a
+/// minute to import must not make Ctrl-C wait for it. None: stopped during boot.
+async fn boot_pool(
+    settings: &Settings,
+    app: &str,
+    metrics: &Arc<Metrics>,
+    shards: &Shards,
+    cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<Option<Booted>, MasterError> {
+    let dir = make_runtime_dir(settings).map_err(MasterError::RuntimeDir)?;
+    let dispatcher = Dispatcher::new(
+        settings.workers.backlog,
+        settings.workers.queue_timeout,
+        LookAhead {
+            depth: settings.workers.look_ahead,
+            stall: settings.workers.look_ahead_stall,
+        },
+    );
+    tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
+    let boot = Supervisor::boot(
+        settings.clone(),
+        dispatcher,
+        dir.path().to_path_buf(),
+        metrics.clone(),
+        shards.clone(),
+    );
+    tokio::pin!(boot);
+    let sup = loop {
+        tokio::select! {
+            booted = &mut boot => break booted.map_err(|e| {
+                if e.is_import_failure() {
+                    MasterError::AppImport(app.to_string())
+                } else {
+                    e.into()
+                }
+            })?,
+            cmd = cmd_rx.recv() => match cmd {
+                Some(Command::Stop | Command::Quit) | None => {
+                    tracing::info!("Received a stop signal while booting: stopping");
+                    process::kill_tracked();
+                    return Ok(None);
+                }
+                Some(other) => tracing::info!(signal = ?other, "ignored while booting"),
+            },
+        }
+    };
+    let (sup_tx, sup_rx) = mpsc::unbounded_channel();
+    let handle = tokio::spawn(sup.run(sup_rx));
+    Ok(Some(Booted {
+        pool: (sup_tx, handle),
+        proxy: Proxy::new(
+            dispatcher,
+            settings.limits.clone(),
+            settings.forwarded_allow_ips.clone(),
+        ),
+        runtime_dir: dir,
+    }))
+}
+
+fn send(pool: &Option<Pool>, cmd: supervisor::Command) {
     match pool {
         Some((tx, _)) => {
             let _ = tx.send(cmd);
@@ -402,14 +437,7 @@ async fn check_interpreter(settings: &Settings) -> Result<Option<probe::Found>, 
 /// HUP: a config that no longer parses, or (with `ask_interpreter`) an interpreter that can
 /// no longer run our worker (a venv upgraded or broken under the running server),
 /// leaves everything as it is. The probe is awaited, so reloads stay in order.
-async fn reload(
-    cli: &Cli,
-    pool: &Option<(
-        mpsc::UnboundedSender<supervisor::Command>,
-        tokio::task::JoinHandle<()>,
-    )>,
-    ask_interpreter: bool,
-) {
+async fn reload(cli: &Cli, pool: &Option<Pool>, ask_interpreter: bool) {
     let settings = match Settings::load(cli) {
         Ok(s) => s,
         Err(e) => return tracing::error!("reload refused, config invalid: {e}"),

@@ -188,3 +188,54 @@ fn a_burst_of_hups_settles_at_the_target() {
         assert_eq!(get(&server.url("/pid")).0, 200);
     }
 }
+
+fn slow_import(extra: &[&str]) -> Launch {
+    let mut args = vec!["--chdir", apps_dir().to_str().unwrap().to_owned().leak()];
+    args.extend_from_slice(extra);
+    args.push("slow_import:app");
+    Server::launch(args).no_wait()
+}
+
+/// TERM, INT and QUIT used to wait until a slow import ended. They act at once,
+/// and no worker is left behind.
+#[test]
+fn stop_signals_act_while_the_app_imports() {
+    for sig in ["TERM", "INT", "QUIT"] {
+        let mut server = slow_import(&["-w", "2"]).start();
+        server.wait_for_log("Booting workers", Duration::from_secs(30));
+        wait_until("two workers importing", Duration::from_secs(30), || {
+            children(server.pid()).len() == 2
+        });
+        let workers = children(server.pid());
+        kill(server.pid(), sig);
+        let status = server.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{sig}: {status}\n{}", server.log());
+        assert!(server.log().contains("while booting"), "{}", server.log());
+        for pid in workers {
+            wait_until("the worker gone", Duration::from_secs(10), || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .is_ok_and(|s| s.contains(") Z "))
+            });
+        }
+    }
+}
+
+/// `--boot-timeout`: an import that takes longer fails the boot with a message that
+/// names the app and the seconds, after the stack of where it hung.
+#[test]
+fn a_boot_timeout_names_the_app_and_shows_where_it_hung() {
+    let mut server = slow_import(&["-w", "1", "--boot-timeout", "2"]).start();
+    let status = server.wait_exit(Duration::from_secs(30));
+    let log = server.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("did not finish importing slow_import:app within 2 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("slow_import.py"),
+        "the stack of the hang: {log}"
+    );
+    assert!(!log.contains("Ready"), "{log}");
+}

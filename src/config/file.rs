@@ -86,6 +86,7 @@ pub struct WorkersSection {
     pub max_requests_jitter: Option<u64>,
     pub backlog: Option<usize>,
     pub queue_timeout: Option<u64>,
+    pub boot_timeout: Option<u64>,
     pub look_ahead: Option<usize>,
     pub look_ahead_stall_ms: Option<u64>,
 }

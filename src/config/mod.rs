@@ -97,6 +97,8 @@ pub struct WorkerSettings {
     pub max_requests_jitter: u64,
     pub backlog: usize,
     pub queue_timeout: Duration,
+    /// How long a new worker may take to import the app and say Ready.
+    pub boot_timeout: Duration,
     /// Requests a worker may be sent beyond its threads (see `dispatcher`).
     pub look_ahead: usize,
     /// A worker that finished nothing for this long gets its unstarted requests
@@ -144,6 +146,9 @@ pub struct Settings {
     pub reload_extra_files: Vec<PathBuf>,
     pub check_config: bool,
 }
+
+/// Seconds a worker may take to import the app (`[workers] boot_timeout`).
+pub const DEFAULT_BOOT_TIMEOUT_S: u64 = 60;
 
 const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "critical"];
 
@@ -195,6 +200,11 @@ impl Settings {
                 .unwrap_or(0),
             backlog: cli.backlog.or(f.workers.backlog).unwrap_or(2048),
             queue_timeout: Duration::from_secs(f.workers.queue_timeout.unwrap_or(30)),
+            boot_timeout: Duration::from_secs(
+                cli.boot_timeout
+                    .or(f.workers.boot_timeout)
+                    .unwrap_or(DEFAULT_BOOT_TIMEOUT_S),
+            ),
             look_ahead: f.workers.look_ahead.unwrap_or(16),
             look_ahead_stall: Duration::from_millis(f.workers.look_ahead_stall_ms.unwrap_or(10)),
         };
@@ -451,9 +461,10 @@ impl Settings {
             w.max_requests, w.max_requests_jitter
         );
         out += &format!(
-            "backlog = {}\nqueue_timeout = {}\n",
+            "backlog = {}\nqueue_timeout = {}\nboot_timeout = {}\n",
             w.backlog,
-            w.queue_timeout.as_secs()
+            w.queue_timeout.as_secs(),
+            w.boot_timeout.as_secs()
         );
         out += &format!(
             "look_ahead = {}\nlook_ahead_stall_ms = {}\n",

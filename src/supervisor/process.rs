@@ -60,6 +60,14 @@ pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<Child> {
 /// them to tokio, whose `Child::wait` needs their exit status.
 static WORKERS: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
+/// SIGKILL to every child we spawned and still track: a boot abandoned on TERM
+/// leaves no half-started worker behind.
+pub fn kill_tracked() {
+    for pid in WORKERS.lock().unwrap().iter() {
+        signal(*pid, Signal::SIGKILL);
+    }
+}
+
 /// The child's exit was collected by tokio.
 pub fn forget(pid: u32) {
     WORKERS.lock().unwrap().remove(&pid);

@@ -15,9 +15,6 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-/// How long a new worker may take to import the app and say Ready.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("could not start the worker: {0}")]
@@ -30,8 +27,11 @@ pub enum StartError {
     },
     #[error("worker exited during start-up ({0})")]
     Exited(ExitStatus),
-    #[error("worker did not become ready within {0:?}")]
-    Timeout(Duration),
+    #[error(
+        "the worker did not finish importing {app} within {} s (boot_timeout); its Python stack is above",
+        waited.as_secs()
+    )]
+    Timeout { app: String, waited: Duration },
     #[error(transparent)]
     Connect(#[from] ConnectError),
 }
@@ -107,10 +107,19 @@ pub(super) async fn start(
         });
         Ok::<_, StartError>(conn)
     };
+    let boot_timeout = settings.workers.boot_timeout;
     let result = tokio::select! {
-        r = tokio::time::timeout(START_TIMEOUT, handshake) => match r {
+        r = tokio::time::timeout(boot_timeout, handshake) => match r {
             Ok(r) => r,
-            Err(_) => Err(StartError::Timeout(START_TIMEOUT)),
+            Err(_) => {
+                // Where the import hangs: faulthandler prints every thread's stack.
+                process::signal(pid, nix::sys::signal::Signal::SIGUSR1);
+                tokio::time::sleep(super::DUMP_GRACE).await;
+                Err(StartError::Timeout {
+                    app: settings.app.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                    waited: boot_timeout,
+                })
+            }
         },
         status = child.wait() => {
             remove_worker_files(socket);

@@ -35,5 +35,5 @@ pub mod router;
 pub mod static_files;
 pub mod proxy;
 pub mod dispatcher;
-pub use ferricorn_wire::{claims, wire};
+pub use ferricorn_wire::{claims, log_record, wire};
 pub mod respond;

@@ -14,6 +14,7 @@ use crate::guard::{ConnTimeouts, GuardLimits};
 use crate::listener::{self, ConnSettings, Listener};
 use crate::observe::access_log::AccessLog;
 use crate::observe::error_log::{self, ErrorLog};
+use crate::observe::worker_output;
 use crate::observe::{Metrics, Phase};
 use crate::proxy::Proxy;
 use crate::shards::Shards;
@@ -37,7 +38,9 @@ pub enum MasterError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("failed to import the app {0:?}; see the Python traceback above")]
+    /// The worker's own summary line when it sent one (`failed to import app "x":
+    /// ModuleNotFoundError: ...`), else one naming the app.
+    #[error("{}", import_failure_line(.0))]
     AppImport(String),
     #[error(transparent)]
     Start(#[from] supervisor::StartError),
@@ -53,8 +56,16 @@ pub enum MasterError {
     Watch(notify::Error),
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
-    #[error("access log: {0}")]
-    AccessLog(std::io::Error),
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write the pidfile {}: {source}", path.display())]
+    Pidfile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr} (admin): {source}")]
     AdminBind {
         addr: String,
@@ -82,7 +93,14 @@ pub fn main() -> ExitCode {
     let error_log = match ErrorLog::open(settings.error_logfile.as_deref()) {
         Ok(log) => log,
         Err(e) => {
-            eprintln!("ferricorn: cannot open the error log: {e}");
+            eprintln!(
+                "ferricorn: cannot open the error log {}: {e}",
+                settings
+                    .error_logfile
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("-"))
+                    .display()
+            );
             return ExitCode::from(2);
         }
     };
@@ -97,7 +115,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli, settings, error_log)) {
+    let outcome = runtime.block_on(run(cli, settings, error_log.clone()));
+    // Everything queued is out before the last line, which goes straight to stderr.
+    error_log.flush(Duration::from_secs(2));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ MasterError::AppImport(_)) => {
             eprintln!("ferricorn: {e}");
@@ -118,7 +139,9 @@ impl MasterError {
     /// The user's set-up is wrong (exit 2, like a bad flag), not the server.
     fn is_setup_error(&self) -> bool {
         match self {
-            MasterError::Interpreter(_) => true,
+            MasterError::Interpreter(_)
+            | MasterError::Pidfile { .. }
+            | MasterError::AccessLog { .. } => true,
             MasterError::Start(e) => e.is_protocol_mismatch(),
             _ => false,
         }
@@ -134,8 +157,9 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         Some((cert, key)) => Some(Tls::load(cert, key)?),
         None => None,
     };
-    let listeners = bind_all(&settings, tls.is_some())?;
+    let listeners = bind_all(&settings)?;
     let urls: Vec<String> = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
+    // Said once the app imported: before, a failed import would follow it.
     let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
@@ -155,9 +179,18 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     };
     let access_log = match &settings.access_logfile {
         Some(target) => Some(
-            AccessLog::start(target, settings.access_log_format.clone())
-                .map_err(MasterError::AccessLog)?,
+            AccessLog::start(target, settings.access_log_format.clone()).map_err(|source| {
+                MasterError::AccessLog {
+                    path: target.clone(),
+                    source,
+                }
+            })?,
         ),
+        None => None,
+    };
+    // Before any worker starts: a path that cannot be written is a set-up error.
+    let _pidfile = match &settings.pid {
+        Some(p) => Some(PidFile::write(p)?),
         None => None,
     };
     let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
@@ -203,9 +236,8 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             stop_accepting.clone(),
         )));
     }
-    let pidfile = settings.pid.clone();
-    if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id()))?;
+    for url in &urls {
+        tracing::info!("Listening at: {url} ({})", std::process::id());
     }
     // Ready for /readyz before the "Ready" line: whoever reads the line (tests, people)
     // may ask /readyz at once.
@@ -292,9 +324,6 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         let _ = handle.await;
     }
     front_threads.stop();
-    if let Some(p) = &pidfile {
-        let _ = std::fs::remove_file(p);
-    }
     tracing::info!("Shutdown complete");
     Ok(())
 }
@@ -334,6 +363,32 @@ fn conn_settings(settings: &Settings, tls: Option<Arc<Tls>>, shards: Shards) -> 
         tls,
         proxy_protocol: settings.proxy_protocol,
         shards,
+    }
+}
+
+fn import_failure_line(app: &str) -> String {
+    worker_output::last_import_failure()
+        .unwrap_or_else(|| format!("failed to import the app {app:?}"))
+}
+
+/// The pidfile, written before any worker starts and removed however we exit.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, MasterError> {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            MasterError::Pidfile {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -462,15 +517,13 @@ async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListene
     Ok(l)
 }
 
-fn bind_all(settings: &Settings, tls: bool) -> Result<Vec<Listener>, MasterError> {
+fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {
     let mut listeners = Vec::new();
     for addr in &settings.binds {
         let l = Listener::bind(addr).map_err(|source| MasterError::Bind {
             addr: addr.to_string(),
             source,
         })?;
-        let described = url_of(&l, tls);
-        tracing::info!("Listening at: {described} ({})", std::process::id());
         listeners.push(l);
     }
     Ok(listeners)
@@ -599,7 +652,14 @@ mod tests {
         assert!(text.contains("Python:     cpython 3.14.0 ("), "{text}");
         assert!(text.contains("Dev mode:   on"), "{text}");
 
-        let settings = Settings::load(&Cli::parse_from(["ferricorn", "-w", "1"])).unwrap();
+        let settings = Settings::load(&Cli::parse_from([
+            "ferricorn",
+            "--static",
+            "/s/=.",
+            "-w",
+            "1",
+        ]))
+        .unwrap();
         let text = banner(&settings, &[], None);
         assert!(
             text.contains("App:        none (static files only)"),

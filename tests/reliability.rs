@@ -239,3 +239,172 @@ fn a_boot_timeout_names_the_app_and_shows_where_it_hung() {
     );
     assert!(!log.contains("Ready"), "{log}");
 }
+
+/// An exception in the app is one ERROR event: the whole traceback, the request id,
+/// method and path; one JSON object in JSON mode; shown at `--log-level error`.
+#[test]
+fn an_app_exception_is_one_error_event_with_the_request() {
+    // At this level the launcher's "Listening at" is not printed: a known port.
+    let bind = free_bind();
+    let mut server = Launch::new([
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "1",
+        "--log-format",
+        "json",
+        "--log-level",
+        "error",
+        "-b",
+        &bind,
+        "misbehave:app",
+    ])
+    .no_wait()
+    .start();
+    server.addr = bind.parse().unwrap();
+    wait_until("the server answers", Duration::from_secs(30), || {
+        get(&server.url("/pid")).0 == 200
+    });
+    let resp = client().get(server.url("/raise?x=1")).send().unwrap();
+    assert_eq!(resp.status(), 500);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let line = server.wait_for_log("the app failed on purpose", Duration::from_secs(10));
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!("{e}: {line}");
+    });
+    assert_eq!(event["level"], "ERROR", "{event}");
+    assert_eq!(event["request_id"], id.as_str(), "{event}");
+    assert_eq!(event["method"], "GET", "{event}");
+    assert_eq!(event["path"], "/raise", "{event}");
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("error handling request\nTraceback (most recent call last):"),
+        "{message}"
+    );
+    assert!(message.contains("misbehave.py"), "{message}");
+    let log = server.log();
+    assert_eq!(log.matches("Traceback").count(), 1, "{log}");
+    // At --log-level error the workers' INFO records stay out.
+    assert!(!log.contains("booted: app"), "{log}");
+}
+
+/// Start-up: no "Listening at" before a failed import, the traceback once however
+/// many workers hit it, and a last line that names the app and the error.
+#[test]
+fn a_failed_import_is_told_once_without_listening_first() {
+    let mut server = Server::launch([
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "3",
+        "raises_on_import:app",
+    ])
+    .no_wait()
+    .start();
+    let status = server.wait_exit(Duration::from_secs(30));
+    let log = server.log();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(!log.contains("Listening at"), "{log}");
+    assert_eq!(
+        log.matches("Traceback (most recent call last)").count(),
+        1,
+        "{log}"
+    );
+    let last = log.trim_end().lines().last().unwrap();
+    assert!(
+        last.starts_with("ferricorn: failed to import app \"raises_on_import:app\": RuntimeError"),
+        "{log}"
+    );
+    assert!(!log.contains("traceback above"), "{log}");
+}
+
+/// Paths that cannot be written are set-up errors named before any worker starts.
+#[test]
+fn unwritable_pidfile_and_logs_are_named_before_workers_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/file");
+    let missing = missing.to_str().unwrap();
+    for flag in ["--pid", "--access-logfile", "--error-logfile"] {
+        let mut server = sup_app(&[flag, missing]).no_wait().start();
+        let status = server.wait_exit(Duration::from_secs(30));
+        let log = server.log();
+        assert_eq!(status.code(), Some(2), "{flag}: {log}");
+        assert!(log.contains(missing), "{flag}: the path is named: {log}");
+        assert!(!log.contains("Booting workers"), "{flag}: {log}");
+    }
+}
+
+/// A loopback address with a port free a moment ago, for servers whose output the
+/// launcher cannot read the address from.
+fn free_bind() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// The master's stderr is a pipe nobody reads while the app writes to its stderr:
+/// requests are still served (gunicorn's behaviour), the log drops what it cannot
+/// hold and says so once it can write again.
+#[test]
+fn a_stalled_error_log_does_not_stall_serving() {
+    let bind = free_bind();
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "--chdir",
+            apps_dir().to_str().unwrap(),
+            "-w",
+            "1",
+            "-b",
+            &bind,
+        ])
+        .arg("misbehave:app")
+        .env("VIRTUAL_ENV", venv())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stalled = child.stderr.take().unwrap();
+    let url = |p: &str| format!("http://{bind}{p}");
+    wait_until("the server answers", Duration::from_secs(30), || {
+        get(&url("/pid")).0 == 200
+    });
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    // 12.5 MiB of lines: far past the pipe (64 KiB) and the log's queue (4 MiB).
+    for i in 0..200 {
+        let r = quick.get(url("/stderr?n=65536&nl=1")).send();
+        assert!(
+            r.is_ok_and(|r| r.status() == 200),
+            "request {i} was not served"
+        );
+    }
+    // Reading again: the log catches up and tells what it dropped.
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stalled)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("events were dropped"))
+    });
+    let _ = get(&url("/pid"));
+    let said = reader.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(said.is_some_and(|l| l.contains("dropped=")));
+}
+
+/// One 100 MiB line without a newline used to add 100 MiB to the master.
+#[test]
+fn a_line_without_end_costs_the_master_a_bounded_amount() {
+    let server = misbehave(&["-w", "1"]).start();
+    assert_eq!(get(&server.url("/stderr?n=10&nl=1")).0, 200);
+    let before = rss_kib(server.pid());
+    assert_eq!(get(&server.url("/stderr?n=104857600")).0, 200);
+    // The next record ends the line; the relay says it cut it.
+    assert_eq!(get(&server.url("/raise")).0, 500);
+    server.wait_for_log("[line cut at 262144 bytes]", Duration::from_secs(30));
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(grown < 32 * 1024, "the master grew by {grown} KiB");
+}

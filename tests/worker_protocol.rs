@@ -777,7 +777,22 @@ fn failing(app: &str, extra: &[&str]) -> (ExitStatus, String) {
     while !g.1 {
         g = cv.wait_timeout(g, DEADLINE).unwrap().0;
     }
-    (status, g.0.clone())
+    (status, as_text(&g.0))
+}
+
+/// The worker's stderr with its records decoded: each one's fields on a line, then
+/// its message (a traceback keeps its lines).
+fn as_text(log: &str) -> String {
+    log.lines()
+        .map(|l| match ferricorn::log_record::Record::decode(l) {
+            Some(r) => {
+                let fields: Vec<String> =
+                    r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("[{}] ferricorn: {}\n", fields.join(" "), r.message)
+            }
+            None => format!("{l}\n"),
+        })
+        .collect()
 }
 
 #[test]
@@ -785,6 +800,7 @@ fn import_failures_exit_3_with_traceback_and_one_line() {
     let (status, log) = failing("no_such_module:app", &[]);
     assert_eq!(status.code(), Some(3), "{log}");
     assert!(log.contains("Traceback (most recent call last)"), "{log}");
+    assert!(log.contains("[event=import_failed]"), "{log}");
     assert!(
         log.contains("ferricorn: failed to import app \"no_such_module:app\": ModuleNotFoundError: No module named 'no_such_module'"),
         "{log}"

@@ -331,6 +331,11 @@ impl Settings {
             None => None,
         };
 
+        if app.is_none() && statics.is_empty() {
+            return Err(ConfigError::invalid(
+                "nothing to serve: give an app (MODULE:CALLABLE, e.g. mysite.wsgi:application) or a static mount (--static URL=DIR)",
+            ));
+        }
         Ok(Settings {
             config_path: cli.config.clone(),
             app,
@@ -678,6 +683,8 @@ mod tests {
     fn gunicorn_limit_flags_set_the_limits() {
         let cli = Cli::parse_from([
             "ferricorn",
+            "--static",
+            "/s/=.",
             "--limit-request-line",
             "8190",
             "--limit-request-fields",
@@ -694,7 +701,7 @@ mod tests {
     #[test]
     fn flags_override_the_file() {
         let f: FileConfig = toml::from_str("[workers]\ncount = 3\nthreads = 2\n").unwrap();
-        let cli = Cli::parse_from(["ferricorn", "-w", "5"]);
+        let cli = Cli::parse_from(["ferricorn", "--static", "/s/=.", "-w", "5"]);
         let s = Settings::merge(&cli, f).unwrap();
         assert_eq!(s.workers.count, 5);
         assert_eq!(s.workers.threads, 2);
@@ -702,7 +709,7 @@ mod tests {
 
     #[test]
     fn look_ahead_defaults_and_its_bound() {
-        let cli = Cli::parse_from(["ferricorn"]);
+        let cli = Cli::parse_from(["ferricorn", "--static", "/s/=."]);
         let s = Settings::merge(&cli, FileConfig::default()).unwrap();
         assert_eq!(s.workers.look_ahead, 16);
         assert_eq!(s.workers.look_ahead_stall, Duration::from_millis(10));
@@ -717,14 +724,30 @@ mod tests {
             "[server]\nproxy_protocol = true\n[proxy]\nforwarded_allow_ips = \"10.0.0.0/8\"\n",
         )
         .unwrap();
-        let cli = Cli::parse_from(["ferricorn", "--forwarded-allow-ips", "*"]);
+        let cli = Cli::parse_from([
+            "ferricorn",
+            "--static",
+            "/s/=.",
+            "--forwarded-allow-ips",
+            "*",
+        ]);
         let s = Settings::merge(&cli, f).unwrap();
         assert!(s.proxy_protocol);
         assert_eq!(s.forwarded_allow_ips.to_string(), "*");
-        let s = Settings::merge(&Cli::parse_from(["ferricorn"]), FileConfig::default()).unwrap();
+        let s = Settings::merge(
+            &Cli::parse_from(["ferricorn", "--static", "/s/=."]),
+            FileConfig::default(),
+        )
+        .unwrap();
         assert!(!s.proxy_protocol);
         assert_eq!(s.forwarded_allow_ips.to_string(), "127.0.0.1,::1");
-        let cli = Cli::parse_from(["ferricorn", "--forwarded-allow-ips", "10.0.0.1/8"]);
+        let cli = Cli::parse_from([
+            "ferricorn",
+            "--static",
+            "/s/=.",
+            "--forwarded-allow-ips",
+            "10.0.0.1/8",
+        ]);
         let err = Settings::merge(&cli, FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("did you mean 10.0.0.0/8"), "{err}");
     }
@@ -735,11 +758,11 @@ mod tests {
             "app = \"a:b\"\n[tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n[admin]\nbind = \"127.0.0.1:9000\"\n[[static]]\nurl = \"/s/\"\ndir = \".\"\n",
         )
         .unwrap();
-        let s = Settings::merge(&Cli::parse_from(["ferricorn"]), f).unwrap();
+        let s = Settings::merge(&Cli::parse_from(["ferricorn", "--static", "/s/=."]), f).unwrap();
         let text = s.describe();
         // What --check-config prints is itself a config `-c` accepts.
         let back: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        Settings::merge(&Cli::parse_from(["ferricorn"]), back).unwrap();
+        Settings::merge(&Cli::parse_from(["ferricorn", "--static", "/s/=."]), back).unwrap();
         for section in [
             "[server]",
             "[python]",

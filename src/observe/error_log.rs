@@ -1,29 +1,142 @@
-//! The error log: the master's tracing events and every line a worker writes to its
-//! stderr (Python tracebacks, `wsgi.errors`, faulthandler dumps), relayed by the
-//! master so they share one destination and format. Human-readable text by default,
-//! one JSON object a line with `--log-format json` (for log shippers). A file given
-//! with `--error-logfile` is reopened on USR1 (logrotate).
+//! The error log: the master's tracing events and what workers write to their
+//! stderr (`worker_output`), in one destination and format. Human-readable text by
+//! default, one JSON object a line with `--log-format json` (for log shippers). A
+//! file given with `--error-logfile` is reopened on USR1 (logrotate).
+//!
+//! Logging never blocks serving: events are queued (at most `QUEUE_BUDGET` bytes)
+//! for one writer thread. When the destination stalls (a pipe nobody reads), events
+//! beyond the budget are dropped and counted (`dropped`, in `/metrics`), and the
+//! writer says how many once it can write again. gunicorn keeps serving then too.
 
 use crate::config::LogFormat;
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 use tracing_subscriber::fmt::MakeWriter;
+
+/// Bytes of formatted events that may wait for the writer.
+const QUEUE_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Events dropped because the queue was full, since start.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
 
 /// Where error-log lines go; cheap to clone, shared by the subscriber and `reopen`.
 #[derive(Clone)]
 pub struct ErrorLog {
     file: Option<(PathBuf, Arc<Mutex<File>>)>,
+    queue: Arc<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<Pending>,
+    /// Signalled when events arrive and when the writer has emptied the queue.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    events: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// The writer holds events it took but has not written yet.
+    writing: bool,
 }
 
 impl ErrorLog {
+    /// Opens the destination and starts the writer thread.
     pub fn open(path: Option<&Path>) -> io::Result<Self> {
         let file = match path {
             Some(p) => Some((p.to_path_buf(), Arc::new(Mutex::new(append(p)?)))),
             None => None,
         };
-        Ok(ErrorLog { file })
+        let log = ErrorLog {
+            file,
+            queue: Arc::default(),
+        };
+        let writer = log.clone();
+        std::thread::Builder::new()
+            .name("error-log".into())
+            .spawn(move || writer.write_loop())?;
+        Ok(log)
+    }
+
+    /// Waits (at most `limit`) until every queued event is written: before the
+    /// process prints its last line and exits.
+    pub fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.events.is_empty() || st.writing {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            st = self
+                .queue
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn push(&self, event: Vec<u8>) {
+        let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.bytes + event.len() > QUEUE_BUDGET {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        st.bytes += event.len();
+        st.events.push_back(event);
+        self.queue.changed.notify_all();
+    }
+
+    fn write_loop(self) {
+        let mut reported = 0;
+        loop {
+            let batch: Vec<Vec<u8>> = {
+                let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.writing = false;
+                self.queue.changed.notify_all();
+                while st.events.is_empty() {
+                    st = self
+                        .queue
+                        .changed
+                        .wait(st)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                st.bytes = 0;
+                st.writing = true;
+                st.events.drain(..).collect()
+            };
+            let mut sink = self.sink();
+            for event in &batch {
+                let _ = sink.write_all(event);
+            }
+            let _ = sink.flush();
+            let now = dropped();
+            if now > reported {
+                tracing::warn!(
+                    dropped = now - reported,
+                    "the error log could not keep up; events were dropped"
+                );
+                reported = now;
+            }
+        }
+    }
+
+    fn sink(&self) -> Sink {
+        match &self.file {
+            Some((_, f)) => Sink::File(f.clone()),
+            None => Sink::Stderr(io::stderr()),
+        }
     }
 
     /// USR1: open the path again (logrotate moved the old file away).
@@ -44,7 +157,7 @@ fn append(p: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(p)
 }
 
-pub enum Sink {
+enum Sink {
     Stderr(io::Stderr),
     File(Arc<Mutex<File>>),
 }
@@ -65,19 +178,45 @@ impl Write for Sink {
     }
 }
 
-impl<'a> MakeWriter<'a> for ErrorLog {
-    type Writer = Sink;
+/// One event being formatted; queued whole when the formatter is done with it.
+pub struct EventBuf {
+    buf: Vec<u8>,
+    log: ErrorLog,
+}
 
-    fn make_writer(&'a self) -> Sink {
-        match &self.file {
-            Some((_, f)) => Sink::File(f.clone()),
-            None => Sink::Stderr(io::stderr()),
+impl Write for EventBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuf {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.log.push(std::mem::take(&mut self.buf));
         }
     }
 }
 
-/// Installs the global subscriber. Worker output (target `worker`) is always shown at
-/// info, whatever the level: it is where Python tracebacks arrive.
+impl<'a> MakeWriter<'a> for ErrorLog {
+    type Writer = EventBuf;
+
+    fn make_writer(&'a self) -> EventBuf {
+        EventBuf {
+            buf: Vec::new(),
+            log: self.clone(),
+        }
+    }
+}
+
+/// Installs the global subscriber. What the app itself prints on stderr (target
+/// `worker`) is always shown, as gunicorn passes it through; the workers' own
+/// records (tracebacks included) obey the level like the master's events.
 pub fn init(level: &str, format: LogFormat, log: ErrorLog) {
     let directive = match level {
         "warning" => "warn",
@@ -102,14 +241,5 @@ pub fn init(level: &str, format: LogFormat, log: ErrorLog) {
     match format {
         LogFormat::Text => builder.with_ansi(ansi).init(),
         LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
-    }
-}
-
-/// Relays a worker's stderr into the error log, one event a line, until EOF.
-pub async fn relay_worker_output(pid: u32, stderr: tokio::process::ChildStderr) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "worker", pid, "{line}");
     }
 }

@@ -194,6 +194,12 @@ impl Metrics {
         }
         counter(
             &mut out,
+            "ferricorn_error_log_dropped_total",
+            "Error-log events dropped because the log's destination did not keep up.",
+            super::error_log::dropped(),
+        );
+        counter(
+            &mut out,
             "ferricorn_static_cache_hits_total",
             "Static files answered from the open-file cache.",
             g.cache_hits,

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod error_log;
 pub mod metrics;
+pub mod worker_output;
 
 pub use metrics::Metrics;
 

@@ -567,7 +567,10 @@ impl Supervisor {
         );
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let result = start(&settings, &socket, quota, dispatcher, &shards, &events).await;
+            let result = start(
+                &settings, &socket, quota, generation, dispatcher, &shards, &events,
+            )
+            .await;
             let _ = events.send(Event::Started {
                 purpose,
                 generation,

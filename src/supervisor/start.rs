@@ -5,7 +5,7 @@ use super::{process, Event};
 use crate::claims::Claims;
 use crate::config::Settings;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn};
-use crate::observe::error_log;
+use crate::observe::worker_output;
 use crate::shards::Shards;
 use crate::wire;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,7 @@ pub(super) async fn start(
     settings: &Settings,
     socket: &std::path::Path,
     quota: u64,
+    generation: u64,
     dispatcher: &'static Dispatcher,
     shards: &Shards,
     events: &mpsc::UnboundedSender<Event>,
@@ -86,7 +87,7 @@ pub(super) async fn start(
     let relay = child
         .stderr
         .take()
-        .map(|err| tokio::spawn(error_log::relay_worker_output(pid, err)));
+        .map(|err| tokio::spawn(worker_output::relay(pid, generation, err)));
     let handshake = async {
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;

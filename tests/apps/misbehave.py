@@ -6,7 +6,7 @@
 /raise               raises inside the app
 /host                HTTP_HOST and SERVER_NAME as the app sees them
 /stream?n=N&pause=S  N chunks of 1000 bytes, S seconds apart
-/stderr?n=N          writes N bytes to stderr (no newline), then answers
+/stderr?n=N[&nl=1]   writes N bytes to stderr (a newline after them with nl=1)
 /break-wire          writes garbage on the worker's socket to the master
 """
 import os
@@ -34,7 +34,7 @@ def app(environ, start_response):
         start_response(status, headers)
         return _stream(int(q["n"]), float(q["pause"]))
     elif path == "/stderr":
-        sys.stderr.write("e" * int(q["n"]))
+        sys.stderr.write("e" * int(q["n"]) + ("\n" if q.get("nl") else ""))
         sys.stderr.flush()
         body = b"wrote"
     elif path == "/break-wire":

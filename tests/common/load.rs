@@ -121,3 +121,14 @@ pub fn kill(pid: i32, sig: &str) {
         .unwrap();
     assert!(status.success(), "kill -{sig} {pid}");
 }
+
+/// Resident memory of process `pid` in KiB (VmRSS).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for {pid}"))
+}

@@ -1,12 +1,14 @@
 //! What the front (the `ferricorn` binary) and its workers (the `ferricorn._worker`
 //! extension module, run by the app's own interpreter) must agree on, in one crate
 //! both depend on: the frames on the worker socket (`wire`), the claim table that
-//! decides who runs a request sent ahead (`claims`), and the worker's command line
-//! (`worker_args`), built by the one and parsed by the other.
+//! decides who runs a request sent ahead (`claims`), the worker's command line
+//! (`worker_args`), built by the one and parsed by the other, and the worker's log
+//! records on its stderr (`log_record`).
 
 #![deny(unsafe_code)]
 
 pub mod claims;
+pub mod log_record;
 pub mod wire;
 pub mod worker_args;
 

@@ -18,9 +18,10 @@ mod start_response;
 pub mod traceback;
 
 use crate::wire::{Frame, RequestHead};
-use crate::worker::log::wlog;
+use crate::worker::log::{self, werror, wlog};
 use crate::worker::stream::{Conn, Job};
 use environ::{Consts, ThreadCache};
+use ferricorn_wire::log_record::{Level, Record};
 use file_wrapper::FileWrapper;
 use input::Input;
 use pyo3::exceptions::{PyOSError, PyTypeError};
@@ -82,7 +83,7 @@ pub fn run_atexit() {
 
 /// Logs an exception with its traceback, as one write.
 pub fn log_exception(py: Python<'_>, what: &str, err: &PyErr) {
-    wlog!("{what}:\n{}", traceback::format(py, err).trim_end());
+    werror!("{what}:\n{}", traceback::format(py, err).trim_end());
 }
 
 /// One Python thread's life: take a request, answer it, forever.
@@ -102,6 +103,12 @@ pub fn serve_thread(shared: Arc<Shared>, conn: Arc<Conn>) {
 fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<Conn>, job: Job) {
     let Job { stream, head, body } = job;
     let head_only = head.method.as_ref() == b"HEAD";
+    // For the error log, should the app fail: the head itself goes to the app.
+    let request = RequestLine {
+        id: head.request_id.clone(),
+        method: head.method.clone(),
+        path: head.path.clone(),
+    };
     let out = std::mem::take(&mut cache.out);
     let resp = Arc::new(Response::new(
         stream,
@@ -116,7 +123,7 @@ fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<C
             let outcome = run(py, shared, cache, app.0.bind(py), head, &resp, &mut frames);
             let outcome = outcome.and_then(|()| resp.finish(&mut frames).map_err(not_started));
             if let Err(e) = outcome {
-                let page = error_page(py, shared.dev, &resp, &e);
+                let page = error_page(py, shared.dev, &resp, &request, &e);
                 resp.fail(page, &mut frames);
             }
         }
@@ -134,8 +141,21 @@ fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<C
     conn.check_drained();
 }
 
+/// Which request failed, as the error log names it.
+struct RequestLine {
+    id: bytes::Bytes,
+    method: bytes::Bytes,
+    path: bytes::Bytes,
+}
+
 /// Logs the failure and picks the 500 body (used only if nothing was sent yet).
-fn error_page(py: Python<'_>, dev: bool, resp: &Response, err: &PyErr) -> ErrorPage {
+fn error_page(
+    py: Python<'_>,
+    dev: bool,
+    resp: &Response,
+    request: &RequestLine,
+    err: &PyErr,
+) -> ErrorPage {
     if resp.is_front_aborted() {
         wlog!(
             "stream {}: request aborted by the front: {}",
@@ -145,10 +165,15 @@ fn error_page(py: Python<'_>, dev: bool, resp: &Response, err: &PyErr) -> ErrorP
         return ErrorPage::plain();
     }
     let tb = traceback::format(py, err);
-    wlog!(
-        "stream {}: error handling request:\n{}",
-        resp.stream,
-        tb.trim_end()
+    let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+    log::emit(
+        &Record::new(
+            Level::Error,
+            format!("error handling request\n{}", tb.trim_end()),
+        )
+        .field("request_id", text(&request.id))
+        .field("method", text(&request.method))
+        .field("path", text(&request.path)),
     );
     if dev {
         ErrorPage {

@@ -8,7 +8,7 @@
 //! `FLUSH_AT`, or the caller asks (every chunk of a streaming response).
 
 use crate::wire::{self, Frame, ResponseHead, CHUNK};
-use crate::worker::log::wlog;
+use crate::worker::log::werror;
 use crate::worker::stream::{Body, Conn};
 use bytes::{Bytes, BytesMut};
 use pyo3::Python;
@@ -222,7 +222,7 @@ impl Response {
         }
         st.sent += keep as u64;
         if keep < data.len() {
-            wlog!(
+            werror!(
                 "stream {}: the app sent more than its Content-Length ({}): response cut",
                 self.stream,
                 declared.unwrap_or_default()
@@ -252,7 +252,7 @@ impl Response {
         let head = st.pending.as_ref().ok_or(NotStarted)?;
         match head.declared {
             Some(d) if d > st.sent && !self.head_only && !bodiless(head.status) => {
-                wlog!(
+                werror!(
                     "stream {}: the app sent {} bytes but declared Content-Length {}: response cut",
                     self.stream,
                     st.sent,

@@ -1,27 +1,47 @@
-//! The worker's own log lines: plain text on stderr, prefixed with `[worker PID]`, so
-//! the master's error log shows which worker said what. Python tracebacks go through
-//! here too, whole, so lines from two threads do not interleave.
+//! The worker's own log records on stderr (`ferricorn_wire::log_record`): the master
+//! relays them into the error log with the worker's pid, at their level, one event
+//! each even when they span lines (a traceback), so records from two threads never
+//! interleave. What the app itself prints on stderr stays plain lines.
 
-use std::fmt;
+use ferricorn_wire::log_record::{Level, Record};
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-fn pid() -> u32 {
-    static PID: OnceLock<u32> = OnceLock::new();
-    *PID.get_or_init(std::process::id)
+static PLAIN: AtomicBool = AtomicBool::new(false);
+
+/// Plain text from now on: stderr is a person's terminal (`--check-config`), not
+/// the master's relay.
+pub fn set_plain() {
+    PLAIN.store(true, Ordering::Relaxed);
 }
 
-/// Writes one message (possibly several lines) to stderr in a single write.
-pub fn write(args: fmt::Arguments<'_>) {
-    let mut text = format!("[worker {}] {}", pid(), args);
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
+pub fn is_plain() -> bool {
+    PLAIN.load(Ordering::Relaxed)
+}
+
+/// Writes one record to stderr in a single write.
+pub fn emit(record: &Record) {
+    let text = if is_plain() {
+        format!("ferricorn: {}\n", record.message)
+    } else {
+        record.encode()
+    };
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-/// `wlog!("...", args)`: one line on stderr, prefixed with the worker's pid.
-macro_rules! wlog {
-    ($($t:tt)*) => { $crate::worker::log::write(format_args!($($t)*)) };
+pub fn at(level: Level, args: std::fmt::Arguments<'_>) {
+    emit(&Record::new(level, args.to_string()));
 }
-pub(crate) use wlog;
+
+/// `wlog!("...", args)`: an INFO record; `werror!` an ERROR one.
+macro_rules! wlog {
+    ($($t:tt)*) => {
+        $crate::worker::log::at(ferricorn_wire::log_record::Level::Info, format_args!($($t)*))
+    };
+}
+macro_rules! werror {
+    ($($t:tt)*) => {
+        $crate::worker::log::at(ferricorn_wire::log_record::Level::Error, format_args!($($t)*))
+    };
+}
+pub(crate) use {werror, wlog};

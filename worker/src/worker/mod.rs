@@ -18,9 +18,10 @@ pub mod stream;
 use crate::claims::Claims;
 use crate::python::{self, app::LoadFailure, Handler, Shared};
 use crate::wire::{Frame, Ready};
+use ferricorn_wire::log_record::{Level, Record, IMPORT_FAILED};
 use ferricorn_wire::worker_args::WorkerArgs;
 use ferricorn_wire::{EXIT_APP_IMPORT, PROTOCOL};
-use log::wlog;
+use log::{werror, wlog};
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -60,7 +61,7 @@ pub fn main(argv: Vec<OsString>) -> u8 {
     {
         Ok(code) => code,
         Err(e) => {
-            wlog!("ferricorn: worker failed to start: {e}");
+            werror!("worker failed to start: {e}");
             1
         }
     }
@@ -71,6 +72,9 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
     signals::die_with_parent(parent).map_err(StartError::Parent)?;
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| StartError::Chdir(dir.clone(), e))?;
+    }
+    if args.check {
+        log::set_plain();
     }
     let loaded = load(&args);
     let handler = match loaded {
@@ -102,17 +106,24 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// The traceback, then one line an operator can act on.
+/// The import failure as one record (the master shows it once per generation,
+/// however many workers hit it), or as plain text for `--check-config`, whose
+/// stderr is the user's terminal.
 fn report(failure: &LoadFailure) {
-    let mut text = String::new();
-    if let Some(tb) = &failure.traceback {
-        text.push_str(tb);
-        if !tb.ends_with('\n') {
-            text.push('\n');
-        }
+    let tb = failure.traceback.as_deref().unwrap_or_default().trim_end();
+    if log::is_plain() {
+        use std::io::Write;
+        let text = format!("{tb}\nferricorn: {}\n", failure.message);
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(text.trim_start().as_bytes());
+        return;
     }
-    text.push_str(&format!("ferricorn: {}\n", failure.message));
-    use std::io::Write;
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    let message = match tb {
+        "" => failure.message.clone(),
+        tb => format!("{}\n{tb}", failure.message),
+    };
+    log::emit(&Record::new(Level::Error, message).field(IMPORT_FAILED.0, IMPORT_FAILED.1));
 }
 
 fn broken_page(failure: &LoadFailure) -> Vec<u8> {
@@ -176,7 +187,7 @@ fn shutdown(why: Exit) -> u8 {
         }
         Exit::MasterGone | Exit::Quick => 0,
         Exit::Fatal(e) => {
-            wlog!("ferricorn: worker stopping: {e}");
+            werror!("worker stopping: {e}");
             1
         }
     }

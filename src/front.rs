@@ -6,7 +6,7 @@
 //! as a guard stand-in first gets the client's own request line back.
 
 use crate::guard::stand_in;
-use crate::observe::access_log::{AccessLog, Entry};
+use crate::observe::access_log::{AccessLog, Entry, LoggedBody};
 use crate::observe::{Metrics, RouteKind};
 use crate::proxy::target::RawTarget;
 use crate::proxy::{ConnInfo, Proxy, Upstream};
@@ -28,7 +28,7 @@ pub struct Front {
     /// `None` in static-only mode.
     pub proxy: Option<Proxy>,
     pub metrics: Arc<Metrics>,
-    pub access_log: Option<AccessLog>,
+    pub access_log: Option<Arc<AccessLog>>,
     compression: AppCompression,
     request_ids: RequestIds,
 }
@@ -114,7 +114,7 @@ impl Front {
         statics: StaticFiles,
         proxy: Option<Proxy>,
         metrics: Arc<Metrics>,
-        access_log: Option<AccessLog>,
+        access_log: Option<Arc<AccessLog>>,
         compression: AppCompression,
     ) -> Self {
         Front {
@@ -150,15 +150,23 @@ impl Front {
     }
 
     async fn serve(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
         let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
-        let mut resp = self.handle(req, conn).await;
+        let (mut resp, entry) = self.handle(req, conn, started).await;
         if self.compression.should_compress(&resp) {
             resp = self.compress(resp, accept_encoding).await;
         }
         resp.headers_mut()
             .entry(header::SERVER)
             .or_insert(HeaderValue::from_static("ferricorn"));
-        resp
+        match (&self.access_log, entry) {
+            // The line is written when the body ends: bytes sent, time to last byte.
+            (Some(log), Some(entry)) => {
+                let log = log.clone();
+                resp.map(|body| Body::new(LoggedBody::new(body, log, entry, started)))
+            }
+            _ => resp,
+        }
     }
 
     /// Compresses one response by the request's Accept-Encoding (tower-http's
@@ -184,8 +192,12 @@ impl Front {
         }
     }
 
-    async fn handle(&self, mut req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
-        let started = Instant::now();
+    async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        started: Instant,
+    ) -> (Response<Body>, Option<Entry>) {
         self.metrics.request_started();
         restore_request_line(&mut req);
         let ends_connection = is_http1_connect(&req);
@@ -213,9 +225,9 @@ impl Front {
         );
         self.metrics
             .request_finished(kind, resp.status().as_u16(), elapsed, bytes.unwrap_or(0));
-        if let (Some(log), Some(head)) = (&self.access_log, logged) {
+        let entry = logged.map(|head| {
             let upstream = resp.extensions().get::<Upstream>();
-            log.log(&Entry {
+            Entry {
                 time: SystemTime::now(),
                 remote: head.remote,
                 method: head.method,
@@ -230,9 +242,9 @@ impl Front {
                 request_id: String::from_utf8_lossy(&request_id).into_owned(),
                 worker_pid: upstream.map(|u| u.pid),
                 upstream: upstream.map(|u| u.elapsed),
-            });
-        }
-        resp
+            }
+        });
+        (resp, entry)
     }
 
     /// A trusted proxy's `X-Request-Id` (so one id follows the request through the

@@ -211,7 +211,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         statics,
         proxy,
         metrics.clone(),
-        access_log,
+        access_log.map(Arc::new),
         settings.compression,
     ));
     if let Some(l) = admin_listener {

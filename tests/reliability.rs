@@ -408,3 +408,42 @@ fn a_line_without_end_costs_the_master_a_bounded_amount() {
     let grown = rss_kib(server.pid()).saturating_sub(before);
     assert!(grown < 32 * 1024, "the master grew by {grown} KiB");
 }
+
+/// A streamed response is logged when its last byte went out, with the bytes sent;
+/// it used to be logged at its head (0.27 ms, bytes "-").
+#[test]
+fn the_access_log_has_the_time_to_the_last_byte_and_the_bytes_sent() {
+    let server = misbehave(&[
+        "-w",
+        "1",
+        "--access-logfile",
+        "-",
+        "--access-log-format",
+        "json",
+    ])
+    .start();
+    let body = client()
+        .get(server.url("/stream?n=5&pause=0.2"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(body.len(), 5000);
+    let line = server.wait_for_log("\"/stream\"", Duration::from_secs(10));
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["bytes"], 5000, "{entry}");
+    let ms = entry["duration_ms"].as_f64().unwrap();
+    assert!(ms >= 800.0, "{entry}");
+    // A client that leaves early: logged with what it got.
+    let from = server.log_len();
+    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+    use std::io::{Read, Write};
+    raw.write_all(b"GET /stream?n=50&pause=0.1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 512];
+    let _ = raw.read(&mut first).unwrap();
+    drop(raw);
+    let line = server.wait_for_log_after(from, "\"/stream\"", Duration::from_secs(20));
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert!(entry["bytes"].as_u64().unwrap() < 50_000, "{entry}");
+}

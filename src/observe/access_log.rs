@@ -6,8 +6,11 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 /// Field names usable in a template, as `{name}`; also the JSON keys.
@@ -318,6 +321,76 @@ fn open(path: Option<&PathBuf>) -> std::io::Result<Box<dyn Write + Send>> {
             OpenOptions::new().create(true).append(true).open(p)?,
         )),
     })
+}
+
+/// A response body that writes its access-log line when it ends, so the line has
+/// the time to the last byte and the body bytes actually sent, also for a streamed
+/// response and for one whose client went away (logged when the body is dropped).
+pub struct LoggedBody {
+    inner: crate::respond::Body,
+    sent: u64,
+    started: std::time::Instant,
+    pending: Option<(Arc<AccessLog>, Entry)>,
+}
+
+impl LoggedBody {
+    pub fn new(
+        inner: crate::respond::Body,
+        log: Arc<AccessLog>,
+        entry: Entry,
+        started: std::time::Instant,
+    ) -> Self {
+        LoggedBody {
+            inner,
+            sent: 0,
+            started,
+            pending: Some((log, entry)),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((log, mut entry)) = self.pending.take() {
+            entry.bytes = Some(self.sent);
+            entry.duration = self.started.elapsed();
+            log.log(&entry);
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::respond::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent += data.len() as u64;
+                }
+            }
+            Poll::Ready(_) => self.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 #[cfg(test)]

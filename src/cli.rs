@@ -140,6 +140,11 @@ pub struct Cli {
     #[arg(long = "proxy-protocol")]
     pub proxy_protocol: bool,
 
+    /// Mask for the mode of `unix:` bind sockets, as gunicorn's --umask: 0o007 (or
+    /// 007) lets the group connect. [default: the process's umask]
+    #[arg(long = "umask", value_parser = parse_umask)]
+    pub umask: Option<u32>,
+
     /// Longest request line in bytes; longer gets 414. [default: 4094]
     #[arg(long = "limit-request-line")]
     pub limit_request_line: Option<usize>,
@@ -160,4 +165,21 @@ pub struct Cli {
     /// Validate the config (and import the app), print the effective config, exit.
     #[arg(long = "check-config")]
     pub check_config: bool,
+}
+
+/// `0o007`, `007` (a leading 0 means octal, as people write umasks), `0x7` or `7`.
+fn parse_umask(s: &str) -> Result<u32, String> {
+    let parsed = if let Some(oct) = s.strip_prefix("0o") {
+        u32::from_str_radix(oct, 8)
+    } else if let Some(hex) = s.strip_prefix("0x") {
+        u32::from_str_radix(hex, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        u32::from_str_radix(&s[1..], 8)
+    } else {
+        s.parse()
+    };
+    match parsed {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not a umask (0 to 0o777, e.g. 0o007)")),
+    }
 }

@@ -32,7 +32,9 @@ pub enum Listener {
 }
 
 impl Listener {
-    pub fn bind(addr: &BindAddr) -> std::io::Result<Self> {
+    /// Binds `addr`; a `unix:` socket gets mode `0o777 & !umask` when a umask is set
+    /// (`--umask`), so a proxy in another user's group can connect.
+    pub fn bind(addr: &BindAddr, umask: Option<u32>) -> std::io::Result<Self> {
         match addr {
             BindAddr::Tcp(sa) => {
                 let socket = if sa.is_ipv4() {
@@ -52,7 +54,13 @@ impl Listener {
                 {
                     std::fs::remove_file(path)?;
                 }
-                Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
+                let l = UnixListener::bind(path)?;
+                if let Some(mask) = umask {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = 0o777 & !mask;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                }
+                Ok(Listener::Unix(l, path.clone()))
             }
         }
     }

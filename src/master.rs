@@ -520,7 +520,7 @@ async fn bind_admin(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListene
 fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {
     let mut listeners = Vec::new();
     for addr in &settings.binds {
-        let l = Listener::bind(addr).map_err(|source| MasterError::Bind {
+        let l = Listener::bind(addr, settings.umask).map_err(|source| MasterError::Bind {
             addr: addr.to_string(),
             source,
         })?;

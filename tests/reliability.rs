@@ -447,3 +447,34 @@ fn the_access_log_has_the_time_to_the_last_byte_and_the_bytes_sent() {
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert!(entry["bytes"].as_u64().unwrap() < 50_000, "{entry}");
 }
+
+/// `--umask` / `[server] umask` sets a unix bind socket's mode, as in gunicorn.
+#[test]
+fn umask_sets_the_unix_socket_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let statics = dir.path().to_str().unwrap().to_owned();
+    for (how, expected) in [("flag", 0o770), ("file", 0o700)] {
+        let sock = dir.path().join(format!("{how}.sock"));
+        let conf = dir.path().join("f.toml");
+        std::fs::write(&conf, "[server]\numask = 0o077\n").unwrap();
+        let mut args = vec![
+            "-b".to_string(),
+            format!("unix:{}", sock.display()),
+            "-b".into(),
+            "127.0.0.1:0".into(),
+            "--static".into(),
+            format!("/s/={statics}"),
+        ];
+        match how {
+            "flag" => args.extend(["--umask".into(), "007".into()]),
+            _ => args.extend(["-c".into(), conf.to_str().unwrap().into()]),
+        }
+        let _server = Launch::new(args).start();
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "{how}: {mode:o}");
+    }
+    let bad = run(["--umask", "0o1000", "--static", &format!("/s/={statics}")]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--umask"));
+}

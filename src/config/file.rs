@@ -65,6 +65,7 @@ pub struct ServerSection {
     pub pid: Option<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
     pub proxy_protocol: Option<bool>,
+    pub umask: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,6 +133,8 @@ pub struct Settings {
     pub forwarded_allow_ips: TrustedProxies,
     /// Every TCP connection starts with a PROXY protocol v1/v2 header.
     pub proxy_protocol: bool,
+    /// Mask for the mode of `unix:` bind sockets; None keeps the process's umask.
+    pub umask: Option<u32>,
     pub log_level: String,
     pub log_format: LogFormat,
     pub error_logfile: Option<PathBuf>,
@@ -331,6 +333,11 @@ impl Settings {
             None => None,
         };
 
+        if f.server.umask.is_some_and(|m| m > 0o777) {
+            return Err(ConfigError::invalid(
+                "[server] umask: expected 0 to 0o777, e.g. umask = 0o007",
+            ));
+        }
         if app.is_none() && statics.is_empty() {
             return Err(ConfigError::invalid(
                 "nothing to serve: give an app (MODULE:CALLABLE, e.g. mysite.wsgi:application) or a static mount (--static URL=DIR)",
@@ -395,6 +402,7 @@ impl Settings {
             },
             forwarded_allow_ips,
             proxy_protocol: cli.proxy_protocol || f.server.proxy_protocol.unwrap_or(false),
+            umask: cli.umask.or(f.server.umask),
             log_level,
             log_format,
             // gunicorn users write `--error-logfile -` for stderr, our default.
@@ -441,6 +449,9 @@ impl Settings {
         }
         if let Some(p) = &self.runtime_dir {
             out += &format!("runtime_dir = {}\n", path(p));
+        }
+        if let Some(m) = self.umask {
+            out += &format!("umask = 0o{m:03o}\n");
         }
         out += "\n[python]\n";
         if let Some(p) = &self.python.chdir {

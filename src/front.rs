@@ -5,6 +5,7 @@
 //! is counted in the metrics and, when enabled, the access log. A request hyper parsed
 //! as a guard stand-in first gets the client's own request line back.
 
+use crate::conn_watch::{Activity, WatchedBody};
 use crate::guard::stand_in;
 use crate::observe::access_log::{AccessLog, Entry, LoggedBody};
 use crate::observe::{Metrics, RouteKind};
@@ -131,6 +132,7 @@ impl Front {
     pub fn service(
         self: &Arc<Self>,
         conn: ConnInfo,
+        activity: Arc<Activity>,
     ) -> impl tower::Service<
         Request<Incoming>,
         Response = Response<
@@ -142,10 +144,19 @@ impl Front {
            + Send {
         // One reference count per connection, cloned per request: a clone of the
         // `Arc<Front>` itself would move its count between the front threads' cores.
-        let this = Arc::new((self.clone(), conn));
+        let this = Arc::new((self.clone(), conn, activity));
         tower::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
-            async move { Ok::<_, Infallible>(this.0.serve(req, &this.1).await) }
+            async move {
+                // An HTTP/2 stream counts from its arrival to its body's end, for the
+                // connection's idle and stalled-write timeouts (`conn_watch`).
+                let stream = (req.version() == Version::HTTP_2).then(|| this.2.open_stream());
+                let resp = this.0.serve(req, &this.1).await;
+                Ok::<_, Infallible>(match stream {
+                    Some(s) => resp.map(|b| Body::new(WatchedBody::new(b, s))),
+                    None => resp,
+                })
+            }
         })
     }
 

@@ -835,6 +835,9 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     idle_since: Option<Instant>,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    /// Told once the connection turns out to be HTTP/2, whose timeouts are watched
+    /// there (`crate::conn_watch`).
+    on_h2: Option<std::sync::Arc<crate::conn_watch::Activity>>,
 }
 
 /// Timeouts against slow clients, enforced where the bytes are seen.
@@ -939,7 +942,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             idle_since: None,
             read_timer: None,
             write_timer: None,
+            on_h2: None,
         }
+    }
+
+    /// Who to tell when the connection turns out to be HTTP/2.
+    pub fn with_activity(mut self, activity: std::sync::Arc<crate::conn_watch::Activity>) -> Self {
+        self.on_h2 = Some(activity);
+        self
     }
 
     /// The refusal whose response has not been written yet, if any; taking it means the
@@ -1041,6 +1051,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 return Poll::Ready(Ok(()));
             }
             if this.guard.is_h2() {
+                if let Some(activity) = this.on_h2.take() {
+                    activity.mark_h2();
+                }
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             // Held-back head bytes produce nothing: read again rather than return an

@@ -27,6 +27,7 @@ pub mod admin;
 // -- data plane, in request order --
 pub mod shards;
 pub mod listener;
+pub mod conn_watch;
 pub mod proxy_protocol;
 pub mod tls;
 pub mod guard;

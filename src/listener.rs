@@ -1,13 +1,14 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
 //! handing each connection to a front thread (`crate::shards`) that serves it with
-//! hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior knowledge) under a
-//! graceful-shutdown watcher. Every client byte stream passes the
+//! hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior knowledge) under
+//! `conn_watch` (the graceful stop, HTTP/2's timeouts). Every client byte stream passes the
 //! `guard` (request validation) before hyper parses it. On a TCP listener a
 //! connection may first give its PROXY header (`proxy_protocol`, see
 //! `crate::proxy_protocol`) and then do the TLS handshake; both run in the
 //! connection's own task, so a slow client never stalls the accept loop.
 
 use crate::config::BindAddr;
+use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
 use crate::front::Front;
 use crate::guard::{stand_in, ConnTimeouts, GuardLimits, GuardedIo};
 use crate::proxy::ConnInfo;
@@ -18,7 +19,6 @@ use crate::wire::Scheme;
 use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +121,7 @@ pub async fn accept_loop(
     listener: Listener,
     front: Arc<Front>,
     settings: ConnSettings,
-    graceful: Arc<GracefulShutdown>,
+    drain: Arc<Drain>,
     stop: CancellationToken,
 ) {
     let builder = Arc::new(builder(&settings));
@@ -151,7 +151,7 @@ pub async fn accept_loop(
             front: front.clone(),
             guard: settings.guard,
             timeouts: settings.timeouts,
-            graceful: graceful.clone(),
+            drain: drain.clone(),
             _permit: permit,
         };
         let (proxy_protocol, tls) = (settings.proxy_protocol, settings.tls.clone());
@@ -171,7 +171,7 @@ struct Conn {
     front: Arc<Front>,
     guard: GuardLimits,
     timeouts: ConnTimeouts,
-    graceful: Arc<GracefulShutdown>,
+    drain: Arc<Drain>,
     /// Held for the connection's whole life (`max_connections`).
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -211,17 +211,25 @@ impl Conn {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let service = TowerToHyperService::new(self.front.service(info));
-        let guarded = GuardedIo::new(io, self.guard).with_timeouts(self.timeouts);
+        let activity = Activity::new();
+        let service = TowerToHyperService::new(self.front.service(info, activity.clone()));
+        let guarded = GuardedIo::new(io, self.guard)
+            .with_timeouts(self.timeouts)
+            .with_activity(activity.clone());
         let conn = self
             .builder
             .serve_connection(TokioIo::new(guarded), service)
             .into_owned();
-        let watched = self.graceful.watch(conn);
+        let t = self.timeouts;
+        let h2 = H2Timeouts {
+            head: t.head,
+            idle: t.idle,
+            write: t.write,
+        };
+        let watched = conn_watch::watch(&self.drain, conn, |c| c.graceful_shutdown(), activity, h2);
         let permit = self._permit;
         async move {
-            // Errors here are the client's (reset, timeout): hyper answered what it could.
-            let _ = watched.await;
+            watched.await;
             drop(permit);
         }
     }

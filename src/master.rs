@@ -8,6 +8,7 @@
 use crate::admin::{self, AdminState};
 use crate::cli::Cli;
 use crate::config::Settings;
+use crate::conn_watch::Drain;
 use crate::dispatcher::{Dispatcher, LookAhead};
 use crate::front::Front;
 use crate::guard::{ConnTimeouts, GuardLimits};
@@ -24,7 +25,6 @@ use crate::supervisor::{self, probe, process, Supervisor};
 use crate::tls::Tls;
 use clap::Parser;
 use ferricorn_wire::EXIT_APP_IMPORT;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,7 +223,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         });
         tokio::spawn(admin::serve(l, state, CancellationToken::new()));
     }
-    let graceful = Arc::new(GracefulShutdown::new());
+    let drain = Arc::new(Drain::default());
     let stop_accepting = CancellationToken::new();
     let conn_settings = conn_settings(&settings, tls.clone(), shards.clone());
     let mut accept_tasks = Vec::new();
@@ -232,7 +232,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
             l,
             front.clone(),
             conn_settings.clone(),
-            graceful.clone(),
+            drain.clone(),
             stop_accepting.clone(),
         )));
     }
@@ -304,10 +304,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     } else {
         settings.graceful_timeout
     };
-    if tokio::time::timeout(grace, drain_connections(graceful))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drain.drain()).await.is_err() {
         tracing::warn!("graceful timeout: closing connections with requests in flight");
     }
     if let Some((tx, handle)) = pool {
@@ -326,21 +323,6 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
     front_threads.stop();
     tracing::info!("Shutdown complete");
     Ok(())
-}
-
-/// Waits for every client connection to finish its in-flight requests. A connection
-/// still in its TLS or PROXY handshake holds a reference for a moment (bounded by
-/// their timeouts); wait for it rather than skip the drain.
-async fn drain_connections(mut graceful: Arc<GracefulShutdown>) {
-    loop {
-        match Arc::try_unwrap(graceful) {
-            Ok(g) => return g.shutdown().await,
-            Err(shared) => {
-                graceful = shared;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }
 
 /// How every client connection is served, from the settings.

@@ -232,36 +232,6 @@ fn http2_with_prior_knowledge_and_http10() {
     assert!(body.contains("\"SERVER_PROTOCOL\": \"HTTP/1.0\""), "{body}");
 }
 
-/// A self-signed certificate for 127.0.0.1, made with openssl for this test.
-fn certificate(dir: &std::path::Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
-}
-
 #[test]
 fn tls_with_alpn_h2_http11_and_https_scheme() {
     let dir = tempfile::tempdir().unwrap();

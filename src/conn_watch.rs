@@ -1,0 +1,293 @@
+//! One client connection from its first byte to its end: the graceful stop (TERM:
+//! hyper's graceful shutdown, which is GOAWAY on HTTP/2, then the drain waits for
+//! it) and the timeouts of HTTP/2. HTTP/1's timeouts live in the guard, which reads
+//! every byte of it; an HTTP/2 connection passes through the guard unchecked, so its
+//! streams are watched here instead, once a second:
+//!
+//! - **idle**: no open stream for `head` seconds since the preface (no request
+//!   ever came) or `idle` seconds since the last stream ended: GOAWAY (RFC 9113
+//!   §6.8), and the connection closes. Bytes without a stream (PINGs, SETTINGS, a
+//!   header block that never ends) do not keep it open.
+//! - **stalled write**: a response whose data hyper has not asked for more of in
+//!   `write` seconds (the client keeps its flow-control window shut): GOAWAY, and the
+//!   connection is dropped a moment later with everything its streams held.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How often an HTTP/2 connection's streams are looked at.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Between the GOAWAY for a stalled connection and dropping it.
+const STALL_GRACE: Duration = Duration::from_secs(1);
+
+/// The graceful stop of every connection, and the count the drain waits on.
+#[derive(Default)]
+pub struct Drain {
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Drain {
+    /// Asks every connection to finish (GOAWAY / `Connection: close`) and waits
+    /// until all have ended.
+    pub async fn drain(&self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// The timeouts an HTTP/2 connection is held to (the guard's, for HTTP/1).
+#[derive(Debug, Clone, Copy)]
+pub struct H2Timeouts {
+    pub head: Duration,
+    pub idle: Duration,
+    pub write: Duration,
+}
+
+/// What the front and the guard tell the watcher about one connection.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    h2: AtomicBool,
+    h2_started: Notify,
+    open: AtomicUsize,
+    had_stream: AtomicBool,
+    /// Milliseconds since `epoch` when the last stream ended (or the connection began).
+    idle_since: AtomicU64,
+    streams: Mutex<Vec<Weak<StreamClock>>>,
+}
+
+/// One HTTP/2 stream's response: since when hyper holds data it could not send.
+#[derive(Debug, Default)]
+struct StreamClock {
+    /// Milliseconds since the connection's epoch, plus one; 0: not waiting.
+    waiting_since: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            epoch: Instant::now(),
+            h2: AtomicBool::new(false),
+            h2_started: Notify::new(),
+            open: AtomicUsize::new(0),
+            had_stream: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            streams: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The guard saw the HTTP/2 preface: the watcher takes over the timeouts.
+    pub fn mark_h2(&self) {
+        self.h2.store(true, Ordering::Relaxed);
+        self.h2_started.notify_one();
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A request arrived; it counts until the returned value (moved into its
+    /// response body) is dropped.
+    pub fn open_stream(self: &Arc<Self>) -> OpenStream {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.had_stream.store(true, Ordering::Relaxed);
+        let clock = Arc::new(StreamClock::default());
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        streams.push(Arc::downgrade(&clock));
+        OpenStream {
+            clock,
+            activity: self.clone(),
+        }
+    }
+
+    fn verdict(&self, t: H2Timeouts) -> Verdict {
+        let now = self.now_ms();
+        if self.open.load(Ordering::Relaxed) == 0 {
+            let limit = if self.had_stream.load(Ordering::Relaxed) {
+                t.idle
+            } else {
+                t.head
+            };
+            let since = self.idle_since.load(Ordering::Relaxed);
+            return match now.saturating_sub(since) >= limit.as_millis() as u64 {
+                true => Verdict::Idle,
+                false => Verdict::Fine,
+            };
+        }
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let stalled = streams.iter().filter_map(Weak::upgrade).any(|s| {
+            let w = s.waiting_since.load(Ordering::Relaxed);
+            w > 0 && now.saturating_sub(w - 1) >= t.write.as_millis() as u64
+        });
+        if stalled {
+            Verdict::Stalled
+        } else {
+            Verdict::Fine
+        }
+    }
+}
+
+enum Verdict {
+    Fine,
+    Idle,
+    Stalled,
+}
+
+/// An HTTP/2 request from its arrival until its response body is dropped.
+pub struct OpenStream {
+    clock: Arc<StreamClock>,
+    activity: Arc<Activity>,
+}
+
+impl OpenStream {
+    /// hyper took data (or the head is out and it has yet to ask for data): the
+    /// client's window decides when it asks again.
+    fn waiting(&self) {
+        let now = self.activity.now_ms() + 1;
+        self.clock.waiting_since.store(now, Ordering::Relaxed);
+    }
+
+    /// hyper asked for data and we have none yet: the app is slow, not the client.
+    fn not_waiting(&self) {
+        self.clock.waiting_since.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let a = &self.activity;
+        if a.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            a.idle_since.store(a.now_ms(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A response body on an HTTP/2 stream, telling the watcher how its sending goes.
+pub struct WatchedBody {
+    inner: crate::respond::Body,
+    stream: OpenStream,
+}
+
+impl WatchedBody {
+    pub fn new(inner: crate::respond::Body, stream: OpenStream) -> Self {
+        stream.waiting();
+        WatchedBody { inner, stream }
+    }
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::respond::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => self.stream.waiting(),
+            _ => self.stream.not_waiting(),
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Runs one connection to its end: `shutdown` starts its graceful end (on TERM, an
+/// idle HTTP/2 connection, a stalled one). Counted by `drain` from the call on.
+pub fn watch<C, E>(
+    drain: &Drain,
+    conn: C,
+    shutdown: impl Fn(Pin<&mut C>) + Send + 'static,
+    activity: Arc<Activity>,
+    t: H2Timeouts,
+) -> impl Future<Output = ()> + Send
+where
+    C: Future<Output = Result<(), E>> + Send + 'static,
+{
+    let stop = drain.stop.clone();
+    drain
+        .tracker
+        .track_future(run(conn, shutdown, stop, activity, t))
+}
+
+async fn run<C, E>(
+    conn: C,
+    shutdown: impl Fn(Pin<&mut C>),
+    stop: CancellationToken,
+    activity: Arc<Activity>,
+    t: H2Timeouts,
+) where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    let mut asked = false;
+    let mut drop_at: Option<Instant> = None;
+    let mut tick: Option<tokio::time::Interval> = None;
+    loop {
+        tokio::select! {
+            biased;
+            // Errors are the client's (reset, timeout): hyper answered what it could.
+            _ = &mut conn => return,
+            _ = stop.cancelled(), if !asked => {
+                shutdown(conn.as_mut());
+                asked = true;
+            }
+            _ = activity.h2_started.notified(), if tick.is_none() => {
+                let mut every = tokio::time::interval(CHECK_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick = Some(every);
+            }
+            _ = next_tick(&mut tick), if tick.is_some() => {
+                if drop_at.is_some_and(|at| Instant::now() >= at) {
+                    return;
+                }
+                match activity.verdict(t) {
+                    Verdict::Fine => {}
+                    Verdict::Idle if !asked => {
+                        shutdown(conn.as_mut());
+                        asked = true;
+                        // A client that keeps the connection after GOAWAY.
+                        drop_at = Some(Instant::now() + t.idle.max(CHECK_EVERY));
+                    }
+                    Verdict::Idle => {}
+                    Verdict::Stalled => {
+                        if !asked {
+                            tracing::debug!("HTTP/2 client did not read the response in time");
+                            shutdown(conn.as_mut());
+                            asked = true;
+                        }
+                        let at = Instant::now() + STALL_GRACE;
+                        drop_at = Some(drop_at.map_or(at, |d| d.min(at)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,226 @@
+//! HTTP/2's timeouts, over h2c and TLS: an idle connection (even one that sent only
+//! the preface) gets GOAWAY and is closed, like HTTP/1's keep-alive; a client that
+//! keeps its flow-control window shut loses its connection after the write timeout;
+//! idle HTTP/2 sockets cannot lock other clients out.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+const GOAWAY: u8 = 7;
+
+/// Timeouts of 2 s, so the tests wait little; `extra` config lines appended.
+fn server(dir: &std::path::Path, extra: &str, flags: &[&str]) -> Server {
+    let conf = dir.join("h2.toml");
+    std::fs::write(
+        &conf,
+        format!("[server]\nkeep_alive = 2\n[limits]\nhead_timeout = 2\nwrite_timeout = 2\n{extra}"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "-c",
+        conf.to_str().unwrap(),
+        "--chdir",
+        apps_dir().to_str().unwrap().to_owned().leak(),
+        "-w",
+        "1",
+    ];
+    args.extend_from_slice(flags);
+    args.push("misbehave:app");
+    Server::start(args)
+}
+
+/// The frame types in `bytes` (an HTTP/2 server's output).
+fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    while bytes.len() >= 9 {
+        let len = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]) as usize;
+        types.push(bytes[3]);
+        bytes = &bytes[(9 + len).min(bytes.len())..];
+    }
+    types
+}
+
+/// Reads until the server closes (or `limit` passes); returns the bytes and when.
+fn read_to_close(s: &mut impl Read, limit: Duration) -> (Vec<u8>, Option<Duration>) {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, Some(start.elapsed())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (out, Some(start.elapsed())),
+        }
+    }
+    (out, None)
+}
+
+#[test]
+fn a_connection_that_sends_only_the_preface_gets_goaway_and_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "", &[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(&[PREFACE, SETTINGS].concat()).unwrap();
+    let (out, closed) = read_to_close(&mut s, Duration::from_secs(20));
+    assert!(closed.is_some(), "still open after 20 s");
+    assert!(
+        frame_types(&out).contains(&GOAWAY),
+        "{:?}",
+        frame_types(&out)
+    );
+}
+
+#[test]
+fn over_tls_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = server(dir.path(), "", &["--certfile", &cert, "--keyfile", &key]);
+    let mut client = std::process::Command::new("openssl")
+        .args([
+            "s_client", "-quiet", "-alpn", "h2", "-CAfile", &cert, "-connect",
+        ])
+        .arg(server.addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(&[PREFACE, SETTINGS].concat()).unwrap();
+    // stdin stays open: the client says nothing more, and does not leave.
+    let mut stdout = client.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let start = Instant::now();
+    while client.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still open after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stdin);
+    let out = reader.join().unwrap();
+    assert!(
+        frame_types(&out).contains(&GOAWAY),
+        "{:?}",
+        frame_types(&out)
+    );
+}
+
+#[test]
+fn idle_http2_sockets_do_not_lock_other_clients_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "max_connections = 3\n", &[]);
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(&[PREFACE, SETTINGS].concat()).unwrap();
+            s
+        })
+        .collect();
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let r = c
+        .get(server.url("/pid"))
+        .send()
+        .expect("served once an idle socket closed");
+    assert_eq!(r.status(), 200);
+    drop(idle);
+}
+
+/// h2's client, on a runtime of the test's own.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn after_its_last_stream_an_idle_connection_gets_goaway() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "", &[]);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get(server.url("/pid")).body(()).unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+        // The server ends the connection; the client's driver then finishes.
+        let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
+        assert!(ended.is_ok(), "the idle connection was kept past 20 s");
+    });
+}
+
+/// The client never opens its window (initial window 0, no WINDOW_UPDATE): the
+/// response cannot progress, and after the write timeout the connection is gone,
+/// with whatever its stream held in the front.
+#[test]
+fn a_client_that_keeps_its_window_shut_loses_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "", &[]);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get(server.url("/stream?n=2000&pause=0"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let ended = tokio::time::timeout(Duration::from_secs(20), conn).await;
+        assert!(ended.is_ok(), "the stalled connection was kept past 20 s");
+    });
+    // The worker and the front are free for others.
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}
+
+/// The timeouts are the client's: an app that pauses longer than them between
+/// chunks (or before its head) keeps its HTTP/2 stream and connection.
+#[test]
+fn a_slow_app_is_not_a_slow_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "", &[]);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(server.url("/stream?n=3&pause=3"))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let mut got = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("the stream was not cut");
+            got += chunk.len();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        assert_eq!(got, 3000);
+    });
+}

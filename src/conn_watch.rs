@@ -11,6 +11,10 @@
 //! - **stalled write**: a response whose data hyper has not asked for more of in
 //!   `write` seconds (the client keeps its flow-control window shut): GOAWAY, and the
 //!   connection is dropped a moment later with everything its streams held.
+//! - **abusive resets**: a client that cancelled most of its streams before their
+//!   answer (at least `RESETS_FLOOR`), paced so that hyper's rapid-reset limit does
+//!   not see it, is treated like a stalled one. Each cancelled request cost a place
+//!   in the queue for a worker, and maybe the worker's time.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +30,8 @@ use tokio_util::task::TaskTracker;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Between the GOAWAY for a stalled connection and dropping it.
 const STALL_GRACE: Duration = Duration::from_secs(1);
+/// Streams a client may cancel before its share of cancelled streams is judged.
+const RESETS_FLOOR: u64 = 100;
 
 /// The graceful stop of every connection, and the count the drain waits on.
 #[derive(Default)]
@@ -60,6 +66,9 @@ pub struct Activity {
     h2_started: Notify,
     open: AtomicUsize,
     had_stream: AtomicBool,
+    /// Streams opened, and of those cancelled by the client before their answer.
+    opened: AtomicU64,
+    cancelled: AtomicU64,
     /// Milliseconds since `epoch` when the last stream ended (or the connection began).
     idle_since: AtomicU64,
     streams: Mutex<Vec<Weak<StreamClock>>>,
@@ -80,6 +89,8 @@ impl Activity {
             h2_started: Notify::new(),
             open: AtomicUsize::new(0),
             had_stream: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
         })
@@ -99,6 +110,7 @@ impl Activity {
     /// response body) is dropped.
     pub fn open_stream(self: &Arc<Self>) -> OpenStream {
         self.open.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
         self.had_stream.store(true, Ordering::Relaxed);
         let clock = Arc::new(StreamClock::default());
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
@@ -107,11 +119,16 @@ impl Activity {
         OpenStream {
             clock,
             activity: self.clone(),
+            answered: false,
         }
     }
 
     fn verdict(&self, t: H2Timeouts) -> Verdict {
         let now = self.now_ms();
+        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        if cancelled >= RESETS_FLOOR && cancelled * 2 > self.opened.load(Ordering::Relaxed) {
+            return Verdict::Abusive;
+        }
         if self.open.load(Ordering::Relaxed) == 0 {
             let limit = if self.had_stream.load(Ordering::Relaxed) {
                 t.idle
@@ -141,12 +158,15 @@ enum Verdict {
     Fine,
     Idle,
     Stalled,
+    Abusive,
 }
 
 /// An HTTP/2 request from its arrival until its response body is dropped.
 pub struct OpenStream {
     clock: Arc<StreamClock>,
     activity: Arc<Activity>,
+    /// Became a response body; dropped before that, the client cancelled it.
+    answered: bool,
 }
 
 impl OpenStream {
@@ -166,6 +186,9 @@ impl OpenStream {
 impl Drop for OpenStream {
     fn drop(&mut self) {
         let a = &self.activity;
+        if !self.answered {
+            a.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
         if a.open.fetch_sub(1, Ordering::Relaxed) == 1 {
             a.idle_since.store(a.now_ms(), Ordering::Relaxed);
         }
@@ -179,7 +202,8 @@ pub struct WatchedBody {
 }
 
 impl WatchedBody {
-    pub fn new(inner: crate::respond::Body, stream: OpenStream) -> Self {
+    pub fn new(inner: crate::respond::Body, mut stream: OpenStream) -> Self {
+        stream.answered = true;
         stream.waiting();
         WatchedBody { inner, stream }
     }
@@ -268,9 +292,12 @@ async fn run<C, E>(
                         drop_at = Some(Instant::now() + t.idle.max(CHECK_EVERY));
                     }
                     Verdict::Idle => {}
-                    Verdict::Stalled => {
+                    bad @ (Verdict::Stalled | Verdict::Abusive) => {
                         if !asked {
-                            tracing::debug!("HTTP/2 client did not read the response in time");
+                            match bad {
+                                Verdict::Stalled => tracing::debug!("HTTP/2 client did not read the response in time"),
+                                _ => tracing::warn!("HTTP/2 client cancelled most of its streams; GOAWAY"),
+                            }
                             shutdown(conn.as_mut());
                             asked = true;
                         }

@@ -224,3 +224,108 @@ fn a_slow_app_is_not_a_slow_client() {
         assert_eq!(got, 3000);
     });
 }
+
+/// `sup_app` with one worker and `workers` config lines.
+fn sup_server(dir: &std::path::Path, workers: &str) -> Server {
+    let conf = dir.join("w.toml");
+    std::fs::write(&conf, format!("[workers]\n{workers}")).unwrap();
+    Server::start([
+        "-c",
+        conf.to_str().unwrap(),
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "-w",
+        "1",
+        "sup_app:app",
+    ])
+}
+
+/// Sends `n` requests for `path` on one HTTP/2 connection and resets them all
+/// `after` later, as a client that gives up (or pretends to) does.
+async fn send_and_reset(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    url: &str,
+    n: usize,
+    after: Duration,
+) {
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        *client = client.clone().ready().await.unwrap();
+        let req = http::Request::get(url).body(()).unwrap();
+        streams.push(client.send_request(req, true).unwrap());
+    }
+    tokio::time::sleep(after).await;
+    for (_resp, mut stream) in streams {
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+}
+
+/// A request whose client reset its stream no longer holds a place in the queue:
+/// it used to, until it reached the head, so others got an immediate 503.
+#[test]
+fn cancelled_requests_do_not_fill_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sup_server(dir.path(), "backlog = 10\nlook_ahead = 0\n");
+    let slow = server.url("/sleep?s=2");
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        // One runs, ten wait, the rest get 503; then all are reset.
+        send_and_reset(&mut client, &slow, 30, Duration::from_millis(120)).await;
+    });
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let r = c.get(server.url("/pid")).send().unwrap();
+    assert_eq!(r.status(), 200, "a live request waits for the worker");
+}
+
+/// A client that cancels most of its streams, paced so that hyper's rapid-reset
+/// limit does not see it, gets GOAWAY; others are still served.
+#[test]
+fn a_client_that_resets_most_of_its_streams_gets_goaway() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sup_server(dir.path(), "");
+    let slow = server.url("/sleep?s=2");
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        for _ in 0..4 {
+            send_and_reset(&mut client, &slow, 40, Duration::from_millis(120)).await;
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+        assert!(
+            ended.is_ok(),
+            "the connection outlived 160 cancelled streams"
+        );
+    });
+    server.wait_for_log("cancelled most of its streams", Duration::from_secs(5));
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}
+
+/// Requests sent ahead to a busy worker and then cancelled by their client are
+/// taken back: the app never runs them.
+#[test]
+fn a_cancelled_request_sent_ahead_never_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), "", &[]);
+    // The worker's one thread is busy for 2 s once the first chunk is out.
+    let mut busy = TcpStream::connect(server.addr).unwrap();
+    busy.write_all(b"GET /stream?n=2&pause=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1024];
+    assert!(busy.read(&mut first).unwrap() > 0);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let url = server.url("/count?add=1");
+        send_and_reset(&mut client, &url, 5, Duration::from_millis(100)).await;
+    });
+    let (rest, _) = read_to_close(&mut busy, Duration::from_secs(20));
+    assert!(!rest.is_empty());
+    assert_eq!(get(&server.url("/count")).1, "0", "a cancelled request ran");
+}

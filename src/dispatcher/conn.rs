@@ -171,8 +171,23 @@ impl WorkerConn {
         let _ = self.outgoing.send((stream, frame));
     }
 
-    /// The client went away: tell the worker, whose end of the stream releases the slot.
+    /// The client went away. A request the worker has not started is taken back, so
+    /// the worker never runs it (a client that resets streams sent ahead would
+    /// otherwise keep the worker busy for nothing); else the worker is told, and its
+    /// end of the stream releases the slot.
     pub fn abort(&self, stream: u32) {
+        let revoked = {
+            let mut streams = self.streams.lock().unwrap();
+            let revoked = self.claims.revoke(stream);
+            if revoked {
+                streams.remove(&stream);
+            }
+            revoked
+        };
+        if revoked {
+            self.dispatcher.release(self);
+            return;
+        }
         self.send(
             stream,
             Frame::Abort(bytes::Bytes::from_static(b"client gone")),

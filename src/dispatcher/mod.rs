@@ -155,6 +155,15 @@ impl Queues {
         Some(if waited_much_longer { oldest.0 } else { own.0 })
     }
 
+    /// Forgets every waiter that gave up (a reset stream, a closed client, a
+    /// timeout): only live ones count against the backlog.
+    fn purge_gone(&mut self) {
+        for fifo in &mut self.fifos {
+            fifo.retain(|w| !w.tx.is_closed());
+        }
+        self.len = self.fifos.iter().map(VecDeque::len).sum();
+    }
+
     fn front(&self, fifo: usize) -> &Waiter {
         self.fifos[fifo]
             .front()
@@ -256,13 +265,13 @@ impl Dispatcher {
         let rx = {
             let mut st = self.state.lock().unwrap();
             let now = Instant::now();
-            let loads = st.slots.iter().map(|s| Load {
-                in_flight: s.in_flight,
-                room: self.room(s, ahead, now),
-                threads: s.conn.available_capacity(),
-                local: s.conn.shard() == shard,
-            });
-            match pick(loads, st.waiters.len, self.backlog) {
+            let mut picked = self.pick_for(&st, ahead, shard, now);
+            if picked == Pick::QueueFull {
+                // Waiters that gave up are dropped lazily; a full queue makes sure.
+                st.waiters.purge_gone();
+                picked = self.pick_for(&st, ahead, shard, now);
+            }
+            match picked {
                 Pick::Worker(i) => return Ok(self.lease_on(&mut st.slots[i], now)),
                 Pick::QueueFull if !again => return Err(Failure::Overloaded),
                 Pick::QueueFull | Pick::Wait => {
@@ -278,6 +287,16 @@ impl Dispatcher {
             // Timed out: our sender stays in the queue but is closed; `hand_over` skips it.
             _ => Err(Failure::Overloaded),
         }
+    }
+
+    fn pick_for(&self, st: &State, ahead: bool, shard: usize, now: Instant) -> Pick {
+        let loads = st.slots.iter().map(|s| Load {
+            in_flight: s.in_flight,
+            room: self.room(s, ahead, now),
+            threads: s.conn.available_capacity(),
+            local: s.conn.shard() == shard,
+        });
+        pick(loads, st.waiters.len, self.backlog)
     }
 
     fn room(&self, slot: &Slot, ahead: bool, now: Instant) -> usize {
@@ -503,6 +522,24 @@ mod tests {
         q.pop(0);
         assert_eq!(q.next_for(0, |_| false), None);
         assert_eq!(q.len, 0);
+    }
+
+    #[test]
+    fn waiters_that_gave_up_anywhere_in_the_queue_are_purged() {
+        let mut q = Queues::default();
+        let (w, _live) = waiter(Some(Instant::now()));
+        q.push(0, w);
+        let mut gone = Vec::new();
+        for shard in [0, 1, 1] {
+            let (w, rx) = waiter(Some(Instant::now()));
+            q.push(shard, w);
+            gone.push(rx);
+        }
+        drop(gone);
+        assert_eq!(q.len, 4);
+        q.purge_gone();
+        assert_eq!(q.len, 1);
+        assert_eq!(q.next_for(1, |_| false), Some(0));
     }
 
     #[test]

@@ -8,11 +8,15 @@
 /stream?n=N&pause=S  N chunks of 1000 bytes, S seconds apart
 /stderr?n=N[&nl=1]   writes N bytes to stderr (a newline after them with nl=1)
 /break-wire          writes garbage on the worker's socket to the master
+/count[?add=1]       a per-worker counter: adds one, or reads it
 """
 import os
 import sys
 import time
 from urllib.parse import parse_qs, unquote
+
+
+COUNT = [0]
 
 
 def app(environ, start_response):
@@ -37,6 +41,9 @@ def app(environ, start_response):
         sys.stderr.write("e" * int(q["n"]) + ("\n" if q.get("nl") else ""))
         sys.stderr.flush()
         body = b"wrote"
+    elif path == "/count":
+        COUNT[0] += 1 if q.get("add") else 0
+        body = str(COUNT[0]).encode()
     elif path == "/break-wire":
         for fd in os.listdir("/proc/self/fd"):
             if os.readlink("/proc/self/fd/" + fd).startswith("socket:"):

@@ -8,15 +8,15 @@ use super::{Dispatcher, Lease};
 use crate::claims::{next_stream_id, Claims};
 use crate::shards::Host;
 use crate::wire::{self, Frame, RequestHead};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// What a worker connection tells the supervisor.
 #[derive(Debug)]
@@ -46,6 +46,8 @@ pub struct WorkerConn {
     served: AtomicU64,
     quota: u64,
     outgoing: mpsc::UnboundedSender<(u32, Frame)>,
+    /// Request-body bytes queued for the writer: what back-pressure is judged on.
+    queued: Arc<Queued>,
     streams: Mutex<HashMap<u32, Stream>>,
     dispatcher: &'static Dispatcher,
 }
@@ -90,6 +92,7 @@ impl WorkerConn {
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(Queued::default());
         let conn = Arc::new(WorkerConn {
             pid: ready.pid,
             interpreter: ready.interpreter,
@@ -101,10 +104,11 @@ impl WorkerConn {
             served: AtomicU64::new(0),
             quota,
             outgoing: tx,
+            queued: queued.clone(),
             streams: Mutex::new(HashMap::new()),
             dispatcher,
         });
-        tokio::spawn(write_loop(wr, rx));
+        tokio::spawn(write_loop(wr, rx, queued));
         tokio::spawn(conn.clone().read_loop(rd, buf, events));
         Ok(conn)
     }
@@ -169,6 +173,25 @@ impl WorkerConn {
 
     pub fn send(&self, stream: u32, frame: Frame) {
         let _ = self.outgoing.send((stream, frame));
+    }
+
+    /// Sends a piece of a request body once the body bytes already queued for this
+    /// worker are below `OUTGOING_BUDGET`: an upload to an app that reads it slowly
+    /// waits in its spool file, not in the master's memory.
+    pub async fn send_body(&self, stream: u32, data: Bytes) {
+        loop {
+            let drained = self.queued.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let now = self.queued.bytes.load(Ordering::Acquire);
+            let closed = self.queued.closed.load(Ordering::Acquire);
+            if closed || now == 0 || now + data.len() <= OUTGOING_BUDGET {
+                break;
+            }
+            drained.await;
+        }
+        self.queued.bytes.fetch_add(data.len(), Ordering::AcqRel);
+        self.send(stream, Frame::RequestBody(data));
     }
 
     /// The client went away. A request the worker has not started is taken back, so
@@ -332,21 +355,53 @@ impl WorkerConn {
     }
 }
 
+/// Request-body bytes handed to the writer and not written yet.
+#[derive(Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    drained: Notify,
+    /// The writer is gone (the worker's socket failed): nothing waits for room.
+    closed: AtomicBool,
+}
+
+/// Request-body bytes that may wait for one worker's socket (see `send_body`).
+const OUTGOING_BUDGET: usize = 1024 * 1024;
+
 /// Writes queued frames, many per syscall: it waits for one, then takes all that
 /// are already queued (up to ~1 MiB) before writing.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<(u32, Frame)>) {
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<(u32, Frame)>,
+    queued: Arc<Queued>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let body_len = |f: &Frame| match f {
+        Frame::RequestBody(b) => b.len(),
+        _ => 0,
+    };
     while let Some((stream, frame)) = rx.recv().await {
+        let mut bodies = body_len(&frame);
         wire::encode(stream, &frame, &mut buf);
         while buf.len() < 1024 * 1024 {
             match rx.try_recv() {
-                Ok((stream, frame)) => wire::encode(stream, &frame, &mut buf),
+                Ok((stream, frame)) => {
+                    bodies += body_len(&frame);
+                    wire::encode(stream, &frame, &mut buf)
+                }
                 Err(_) => break,
             }
         }
-        if wr.write_all(&buf).await.is_err() {
-            return;
+        let written = wr.write_all(&buf).await;
+        if bodies > 0 {
+            queued.bytes.fetch_sub(bodies, Ordering::AcqRel);
+            queued.drained.notify_waiters();
+        }
+        if written.is_err() {
+            break;
         }
         buf.clear();
     }
+    // Nobody will write again: senders must not wait for room.
+    queued.closed.store(true, Ordering::Release);
+    queued.drained.notify_waiters();
 }

@@ -139,16 +139,17 @@ impl Proxy {
             let sent_at = std::time::Instant::now();
             let (stream, mut rx) =
                 worker.start_request(lease, head, self.limits.response_buffer_size);
-            body.for_each_chunk(wire::CHUNK, |chunk| {
-                worker.send(stream, Frame::RequestBody(chunk))
-            })
-            .await?;
-            worker.send(stream, Frame::RequestEnd);
-
+            // Armed before the body goes: a client gone mid-way ends the stream too.
             let mut guard = AbortOnDrop {
                 worker: Some(worker.clone()),
                 stream,
             };
+            let mut chunks = body.chunks(wire::CHUNK).await?;
+            while let Some(chunk) = chunks.next().await? {
+                worker.send_body(stream, chunk).await;
+            }
+            worker.send(stream, Frame::RequestEnd);
+
             let first = rx.recv().await;
             if let Some(Frame::ResponseHead(head)) = first {
                 let mut resp = build_response(*head)?;

@@ -93,37 +93,52 @@ impl Body {
         matches!(self.data, Spooled::Memory(_))
     }
 
-    /// Hands the body to `send` in chunks of at most `chunk` bytes; may be called
-    /// again (a revoked request is sent once more).
-    pub async fn for_each_chunk(
-        &mut self,
-        chunk: usize,
-        mut send: impl FnMut(Bytes),
-    ) -> Result<(), Failure> {
-        match &mut self.data {
-            Spooled::Memory(chunks) => {
-                for c in chunks.iter() {
-                    let mut c = c.clone();
-                    while c.len() > chunk {
-                        send(c.split_to(chunk));
-                    }
-                    if !c.is_empty() {
-                        send(c);
-                    }
+    /// The body from its start, in chunks of at most `chunk` bytes, read as they
+    /// are asked for (a spooled file is never read ahead of what the worker took);
+    /// may be asked for again (a revoked request is sent once more).
+    pub async fn chunks(&mut self, chunk: usize) -> Result<Chunks<'_>, Failure> {
+        if let Spooled::File(f) = &mut self.data {
+            f.rewind().await.map_err(internal)?;
+        }
+        Ok(Chunks {
+            body: self,
+            chunk,
+            index: 0,
+            rest: Bytes::new(),
+        })
+    }
+}
+
+/// See [`Body::chunks`].
+pub struct Chunks<'a> {
+    body: &'a mut Body,
+    chunk: usize,
+    /// The next in-memory piece.
+    index: usize,
+    /// What is left of the current in-memory piece.
+    rest: Bytes,
+}
+
+impl Chunks<'_> {
+    pub async fn next(&mut self) -> Result<Option<Bytes>, Failure> {
+        match &mut self.body.data {
+            Spooled::Memory(pieces) => {
+                while self.rest.is_empty() {
+                    let Some(p) = pieces.get(self.index) else {
+                        return Ok(None);
+                    };
+                    self.rest = p.clone();
+                    self.index += 1;
                 }
+                let n = self.rest.len().min(self.chunk);
+                Ok(Some(self.rest.split_to(n)))
             }
             Spooled::File(f) => {
-                f.rewind().await.map_err(internal)?;
-                let mut buf = vec![0u8; chunk];
-                loop {
-                    let n = f.read(&mut buf).await.map_err(internal)?;
-                    if n == 0 {
-                        break;
-                    }
-                    send(Bytes::copy_from_slice(&buf[..n]));
-                }
+                let mut buf = vec![0u8; self.chunk];
+                let n = f.read(&mut buf).await.map_err(internal)?;
+                buf.truncate(n);
+                Ok((n > 0).then(|| Bytes::from(buf)))
             }
         }
-        Ok(())
     }
 }

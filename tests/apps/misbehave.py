@@ -9,6 +9,7 @@
 /stderr?n=N[&nl=1]   writes N bytes to stderr (a newline after them with nl=1)
 /break-wire          writes garbage on the worker's socket to the master
 /count[?add=1]       a per-worker counter: adds one, or reads it
+/slow-read?chunk=N&pause=S  reads the body N bytes at a time, S seconds apart
 """
 import os
 import sys
@@ -41,6 +42,15 @@ def app(environ, start_response):
         sys.stderr.write("e" * int(q["n"]) + ("\n" if q.get("nl") else ""))
         sys.stderr.flush()
         body = b"wrote"
+    elif path == "/slow-read":
+        total, stream = 0, environ["wsgi.input"]
+        while True:
+            data = stream.read(int(q["chunk"]))
+            if not data:
+                break
+            total += len(data)
+            time.sleep(float(q["pause"]))
+        body = str(total).encode()
     elif path == "/count":
         COUNT[0] += 1 if q.get("add") else 0
         body = str(COUNT[0]).encode()

@@ -31,3 +31,69 @@ fn a_spooled_upload_streams_to_a_slow_app() {
     eprintln!("master peak grew by {grown} KiB for a 50 MiB upload");
     assert!(grown < 16 * 1024, "the master's peak grew by {grown} KiB");
 }
+
+/// Three clients that do not read a 50 MiB response each, with the spool's disk
+/// full: the master used to keep every byte in memory (+193 MiB, 2,200 error
+/// lines). It holds each response's memory share, pauses the worker, logs once,
+/// and every byte still arrives once the clients read.
+#[test]
+fn responses_on_a_full_disk_pause_the_worker_instead_of_filling_memory() {
+    use std::io::{Read, Write};
+    let tmp = SmallTmpfs::mount("8m");
+    let server = misbehave(&["-w", "1", "--threads", "3"])
+        .env("TMPDIR", tmp.path())
+        .start();
+    assert_eq!(get(&server.url("/pid")).0, 200);
+    let before = peak_rss_kib(server.pid());
+    let clients: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+            s.write_all(
+                b"GET /stream?n=51200&pause=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    server.wait_for_log("response spool file failed", Duration::from_secs(60));
+    // Unread for a while: without back-pressure the worker's 150 MB pile up in the
+    // master within a second or two.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < watch_until {
+        let grown = rss_kib(server.pid()).saturating_sub(before);
+        assert!(grown < 32 * 1024, "the master grew by {grown} KiB");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut s| {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                s.read_to_end(&mut all).unwrap();
+                all
+            })
+        })
+        .collect();
+    for r in readers {
+        let all = r.join().unwrap();
+        let body = all
+            .split(|&b| b == b'\n')
+            .skip_while(|l| l != b"\r")
+            .skip(1);
+        let body_len: usize = body.map(|l| l.len() + 1).sum::<usize>();
+        assert!(
+            body_len >= 51_200_000,
+            "a response was cut: {body_len} bytes"
+        );
+    }
+    let grown = peak_rss_kib(server.pid()) - before;
+    eprintln!("master peak grew by {grown} KiB for 3 unread 50 MB responses on a full disk");
+    assert!(grown < 32 * 1024, "the master's peak grew by {grown} KiB");
+    let log = server.log();
+    assert_eq!(
+        log.matches("response spool file failed").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}

@@ -280,7 +280,17 @@ impl WorkerConn {
     ) {
         loop {
             match wire::decode(&mut buf) {
-                Ok(Some((stream, frame))) => self.route(stream, frame, &events),
+                Ok(Some((stream, frame))) => {
+                    let mut next = Some(frame);
+                    while let Some(frame) = next.take() {
+                        // Neither memory nor disk has room for this response: read
+                        // nothing more from this worker until its client takes some.
+                        if let Some((frame, room)) = self.route(stream, frame, &events) {
+                            room.await;
+                            next = Some(frame);
+                        }
+                    }
+                }
                 Ok(None) => {
                     buf.reserve(64 * 1024);
                     match rd.read_buf(&mut buf).await {
@@ -297,12 +307,22 @@ impl WorkerConn {
         self.close(&events);
     }
 
-    fn route(&self, stream: u32, frame: Frame, events: &mpsc::UnboundedSender<WorkerEvent>) {
+    /// Hands a frame to its stream; a body frame that has no room is given back with
+    /// the future to wait on before sending it again.
+    fn route(
+        &self,
+        stream: u32,
+        frame: Frame,
+        events: &mpsc::UnboundedSender<WorkerEvent>,
+    ) -> Option<(
+        Frame,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    )> {
         let ends = matches!(frame, Frame::ResponseEnd | Frame::Abort(_));
         let mut streams = self.streams.lock().unwrap();
         if ends {
             let Some(mut s) = streams.remove(&stream) else {
-                return;
+                return None;
             };
             // The worker moves on to a request it was sent ahead: that request's
             // silence (for `--timeout`) starts now, not when it was queued.
@@ -311,12 +331,20 @@ impl WorkerConn {
                 other.last_activity = now;
             }
             drop(streams);
-            s.tx.send(frame);
+            // Only body frames can be refused, and these are not.
+            let _ = s.tx.send(frame);
             self.finished(events);
         } else if let Some(s) = streams.get_mut(&stream) {
             s.last_activity = Instant::now();
-            s.tx.send(frame);
+            if let Err(response_spool::Blocked(frame)) = s.tx.send(frame) {
+                let len = match &frame {
+                    Frame::ResponseBody(b) => b.len(),
+                    _ => 0,
+                };
+                return Some((frame, s.tx.room(len)));
+            }
         }
+        None
     }
 
     /// One request done: free its slot; retire at the quota.

@@ -2,14 +2,17 @@
 //! a worker's response as fast as the worker writes it. Up to `memory_limit` bytes of
 //! a response that the client has not taken yet stay in memory; beyond that the body
 //! goes to an unlinked temp file, so a slow client costs disk, not a worker and not RAM.
+//! When the disk is full too, the connection reader stops reading from that worker
+//! until the client takes what is in memory (`Blocked`): memory stays at the limit.
 
 use crate::wire::Frame;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// What the request side receives, in order.
 #[derive(Debug)]
@@ -42,9 +45,11 @@ impl SpillFile {
         })
     }
 
+    /// Writes at the end of what was written before: a write that failed half-way
+    /// (a full disk) is simply written again later at the same place.
     fn append(&self, data: &[u8]) -> std::io::Result<()> {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        (&self.file).write_all(data)?;
+        self.file.write_all_at(data, *written)?;
         *written += data.len() as u64;
         Ok(())
     }
@@ -66,6 +71,8 @@ struct Queue {
     /// Body bytes queued in memory that the response has not taken yet.
     in_memory: usize,
     waker: Option<Waker>,
+    /// The connection reader, waiting for the response to take bytes (`Blocked`).
+    sender_waker: Option<Waker>,
     sender_gone: bool,
     receiver_gone: bool,
 }
@@ -113,14 +120,35 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
     )
 }
 
+/// A body frame that fits neither in memory nor on disk: the caller waits for
+/// `Sender::room` and sends it again.
+#[derive(Debug)]
+pub struct Blocked(pub Frame);
+
+/// The spool's failures are logged once a minute at most, with their count: on a
+/// disk that is full, every body frame fails.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+static FAILURES: AtomicU64 = AtomicU64::new(0);
+static LAST_LOGGED: Mutex<Option<Instant>> = Mutex::new(None);
+
+fn spool_failed(e: &std::io::Error) {
+    let failures = FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut last = LAST_LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY) {
+        *last = Some(Instant::now());
+        FAILURES.store(0, Ordering::Relaxed);
+        tracing::error!(error = %e, failures, "response spool file failed; holding responses in memory up to their limit and pausing the workers beyond it");
+    }
+}
+
 impl Sender {
     /// Queues a frame; body bytes past the memory limit go to the spool file (once a
     /// response spills, the rest of it follows through the file, keeping the order).
     /// Frames for a response nobody reads any more are dropped (and never spilled).
-    pub fn send(&mut self, frame: Frame) {
+    pub fn send(&mut self, frame: Frame) -> Result<(), Blocked> {
         let q = lock(&self.shared);
         if q.receiver_gone {
-            return;
+            return Ok(());
         }
         let delivery = match frame {
             Frame::ResponseBody(b)
@@ -129,7 +157,10 @@ impl Sender {
                 match spill(&mut self.spill, &b) {
                     Ok(file) => Delivery::Spilled { file, len: b.len() },
                     Err(e) => {
-                        tracing::error!(error = %e, "response spool file failed; keeping the body in memory");
+                        spool_failed(&e);
+                        if q.in_memory > 0 && q.in_memory + b.len() > self.memory_limit {
+                            return Err(Blocked(Frame::ResponseBody(b)));
+                        }
                         Delivery::Frame(Frame::ResponseBody(b))
                     }
                 }
@@ -137,6 +168,22 @@ impl Sender {
             other => Delivery::Frame(other),
         };
         push(q, delivery);
+        Ok(())
+    }
+
+    /// Waits until `len` more bytes fit in memory (or the response is gone): the
+    /// same test as `send`'s, so a retry cannot be refused at once again.
+    pub fn room(&self, len: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        let limit = self.memory_limit;
+        std::future::poll_fn(move |cx| {
+            let mut q = lock(&shared);
+            if q.receiver_gone || q.in_memory == 0 || q.in_memory + len <= limit {
+                return Poll::Ready(());
+            }
+            q.sender_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
     }
 
     /// Ends the stream because the worker stayed silent past `--timeout`.
@@ -193,6 +240,9 @@ impl Drop for Receiver {
         let mut q = lock(&self.shared);
         q.receiver_gone = true;
         q.deliveries.clear();
+        if let Some(w) = q.sender_waker.take() {
+            w.wake();
+        }
     }
 }
 
@@ -205,6 +255,9 @@ impl Receiver {
             Some(d) => {
                 if let Delivery::Frame(Frame::ResponseBody(b)) = &d {
                     q.in_memory -= b.len();
+                    if let Some(w) = q.sender_waker.take() {
+                        w.wake();
+                    }
                 }
                 drop(q);
                 Poll::Ready(Some(self.open(d)))
@@ -259,10 +312,13 @@ mod tests {
     #[tokio::test]
     async fn bodies_past_the_limit_go_through_the_file_in_order() {
         let (mut tx, mut rx) = channel(10);
-        tx.send(Frame::ResponseBody(Bytes::from_static(b"0123456789")));
-        tx.send(Frame::ResponseBody(Bytes::from_static(b"abc")));
-        tx.send(Frame::ResponseBody(Bytes::from_static(b"de")));
-        tx.send(Frame::ResponseEnd);
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"0123456789")))
+            .unwrap();
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"abc")))
+            .unwrap();
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"de")))
+            .unwrap();
+        tx.send(Frame::ResponseEnd).unwrap();
         assert!(tx.spill.is_some(), "nothing spilled");
         let mut got = Vec::new();
         while let Some(f) = rx.recv().await {
@@ -295,7 +351,7 @@ mod tests {
     #[tokio::test]
     async fn the_end_of_the_sender_ends_the_stream_after_what_it_sent() {
         let (mut tx, mut rx) = channel(10);
-        tx.send(Frame::ResponseEnd);
+        tx.send(Frame::ResponseEnd).unwrap();
         let waiter = tokio::spawn(async move {
             let first = rx.recv().await;
             (first, rx.recv().await)
@@ -312,7 +368,7 @@ mod tests {
         let (mut tx, mut rx) = channel(10);
         let waiter = tokio::spawn(async move { rx.recv().await });
         tokio::task::yield_now().await;
-        tx.send(Frame::ResponseEnd);
+        tx.send(Frame::ResponseEnd).unwrap();
         assert!(matches!(waiter.await.unwrap(), Some(Frame::ResponseEnd)));
     }
 
@@ -321,7 +377,8 @@ mod tests {
         let (mut tx, rx) = channel(10);
         let shared = rx.shared.clone();
         drop(rx);
-        tx.send(Frame::ResponseBody(Bytes::from_static(b"12345")));
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"12345")))
+            .unwrap();
         assert!(lock(&shared).deliveries.is_empty());
     }
 
@@ -331,7 +388,8 @@ mod tests {
         drop(rx);
         tx.send(Frame::ResponseBody(Bytes::from_static(
             b"more than ten bytes",
-        )));
+        )))
+        .unwrap();
         assert!(tx.spill.is_none());
     }
 
@@ -339,7 +397,8 @@ mod tests {
     async fn a_reader_that_keeps_up_never_spills() {
         let (mut tx, mut rx) = channel(10);
         for _ in 0..100 {
-            tx.send(Frame::ResponseBody(Bytes::from_static(b"12345678")));
+            tx.send(Frame::ResponseBody(Bytes::from_static(b"12345678")))
+                .unwrap();
             assert!(rx.recv().await.is_some());
         }
         assert!(tx.spill.is_none());

@@ -321,9 +321,7 @@ impl WorkerConn {
         let ends = matches!(frame, Frame::ResponseEnd | Frame::Abort(_));
         let mut streams = self.streams.lock().unwrap();
         if ends {
-            let Some(mut s) = streams.remove(&stream) else {
-                return None;
-            };
+            let mut s = streams.remove(&stream)?;
             // The worker moves on to a request it was sent ahead: that request's
             // silence (for `--timeout`) starts now, not when it was queued.
             let now = Instant::now();

@@ -66,8 +66,10 @@ fn answer(state: &AdminState, path: &str) -> Response<Body> {
         "/metrics" => {
             let (cache_hits, cache_misses) = state.front.statics.cache_stats();
             let queued = state.front.proxy.as_ref().map_or(0, |p| p.queued());
+            let body_memory = state.front.proxy.as_ref().map_or(0, |p| p.body_memory());
             let body = state.metrics.render(&Gauges {
                 queued,
+                body_memory,
                 cache_hits,
                 cache_misses,
             });

@@ -212,14 +212,6 @@ fn worker_sockets_live_in_a_private_directory_removed_on_exit() {
     assert!(!dirs[0].path().exists(), "runtime dir left behind");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn sup_args(extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["--chdir".into(), apps_dir().to_str().unwrap().into()];
     args.extend(extra.iter().map(|s| s.to_string()));

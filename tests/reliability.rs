@@ -334,11 +334,8 @@ fn unwritable_pidfile_and_logs_are_named_before_workers_start() {
     }
 }
 
-/// A loopback address with a port free a moment ago, for servers whose output the
-/// launcher cannot read the address from.
 fn free_bind() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 /// The master's stderr is a pipe nobody reads while the app writes to its stderr:

@@ -118,6 +118,7 @@ pub struct StaticCacheSection {
 pub struct LimitsSection {
     pub max_body_size: Option<u64>,
     pub body_buffer_size: Option<u64>,
+    pub body_memory: Option<u64>,
     pub response_buffer_size: Option<usize>,
     pub request_line: Option<usize>,
     pub request_fields: Option<usize>,

@@ -59,6 +59,9 @@ pub struct Limits {
     pub max_body_size: u64,
     /// Request bodies above this size are spooled to a temp file.
     pub body_buffer_size: u64,
+    /// All request bodies held in memory at once, across connections; beyond it a
+    /// body is spooled to a temp file whatever its size.
+    pub body_memory: u64,
     /// Bytes of one response kept in memory for a slow client; the rest is spooled to
     /// a temp file.
     pub response_buffer_size: usize,
@@ -380,6 +383,7 @@ impl Settings {
                     .or(f.limits.max_body_size)
                     .unwrap_or(100 * 1024 * 1024),
                 body_buffer_size: f.limits.body_buffer_size.unwrap_or(1024 * 1024),
+                body_memory: f.limits.body_memory.unwrap_or(64 * 1024 * 1024),
                 response_buffer_size: f.limits.response_buffer_size.unwrap_or(1024 * 1024),
                 request_line: cli
                     .limit_request_line
@@ -513,8 +517,8 @@ impl Settings {
         let l = &self.limits;
         out += "\n[limits]\n";
         out += &format!(
-            "max_body_size = {}\nbody_buffer_size = {}\nresponse_buffer_size = {}\nrequest_line = {}\nrequest_fields = {}\nrequest_field_size = {}\n",
-            l.max_body_size, l.body_buffer_size, l.response_buffer_size, l.request_line, l.request_fields, l.request_field_size
+            "max_body_size = {}\nbody_buffer_size = {}\nbody_memory = {}\nresponse_buffer_size = {}\nrequest_line = {}\nrequest_fields = {}\nrequest_field_size = {}\n",
+            l.max_body_size, l.body_buffer_size, l.body_memory, l.response_buffer_size, l.request_line, l.request_fields, l.request_field_size
         );
         out += &format!(
             "head_timeout = {}\nbody_timeout = {}\nwrite_timeout = {}\nmax_connections = {}\nhttp2_max_streams = {}\nrequire_host = {}\n",

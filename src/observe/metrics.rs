@@ -36,6 +36,8 @@ impl Histogram {
 /// Live gauges the metrics read from elsewhere at scrape time.
 pub struct Gauges {
     pub queued: usize,
+    /// Request-body bytes held in memory (`[limits] body_memory` caps it).
+    pub body_memory: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
 }
@@ -173,6 +175,12 @@ impl Metrics {
         }
         gauge(
             &mut out,
+            "ferricorn_body_memory_bytes",
+            "Request-body bytes held in memory (capped by [limits] body_memory).",
+            g.body_memory as i64,
+        );
+        gauge(
+            &mut out,
             "ferricorn_requests_queued",
             "Requests waiting for a free worker.",
             g.queued as i64,
@@ -245,10 +253,12 @@ mod tests {
         m.worker_restarted(RestartReason::Timeout);
         let text = m.render(&Gauges {
             queued: 2,
+            body_memory: 4096,
             cache_hits: 5,
             cache_misses: 1,
         });
         assert!(text.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"));
+        assert!(text.contains("ferricorn_body_memory_bytes 4096"));
         assert!(text.contains("ferricorn_requests_total{kind=\"static\",status=\"4xx\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.025\"} 2"));

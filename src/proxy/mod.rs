@@ -35,6 +35,7 @@ pub struct Proxy {
     dispatcher: &'static Dispatcher,
     limits: Limits,
     trusted_proxies: TrustedProxies,
+    body_budget: Arc<spool::BodyBudget>,
 }
 
 /// Which worker answered and how long it took to send its head (for the access log).
@@ -52,6 +53,7 @@ impl Proxy {
     ) -> Self {
         Proxy {
             dispatcher,
+            body_budget: spool::BodyBudget::new(limits.body_memory),
             limits,
             trusted_proxies,
         }
@@ -68,6 +70,11 @@ impl Proxy {
         forward_headers::resolve(&self.trusted_proxies, headers, conn)
             .ok()
             .and_then(|c| c.addr)
+    }
+
+    /// Bytes of request bodies held in memory now.
+    pub fn body_memory(&self) -> u64 {
+        self.body_budget.used()
     }
 
     /// Requests waiting for a free worker.
@@ -111,13 +118,14 @@ impl Proxy {
         if declared_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_size) {
             return Err(Failure::PayloadTooLarge);
         }
-        let mut body = spool::read_body(
-            body,
-            self.limits.max_body_size,
-            self.limits.body_buffer_size,
-            self.limits.body_timeout,
-        )
-        .await?;
+        let reading = spool::Reading {
+            max: self.limits.max_body_size,
+            memory_limit: self.limits.body_buffer_size,
+            pause_limit: self.limits.body_timeout,
+            budget: &self.body_budget,
+            declared: declared_length(&parts.headers),
+        };
+        let mut body = spool::read_body(body, reading).await?;
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);

@@ -1,46 +1,118 @@
 //! Request-body buffering, as nginx does in front of gunicorn: the whole body is read
 //! from the client before a worker is chosen, so a slow upload never holds a worker.
-//! Bodies up to `memory_limit` stay in memory; larger ones go to an unlinked temp file.
+//! Bodies up to `memory_limit` stay in memory, while all of them together stay within
+//! `BodyBudget`; larger ones, and any past the budget, go to an unlinked temp file.
 
 use crate::respond::Failure;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 pub enum Spooled {
-    Memory(Vec<Bytes>),
+    Memory(Bytes),
     File(tokio::fs::File),
 }
 
 pub struct Body {
     pub data: Spooled,
     pub len: u64,
+    /// The share of `BodyBudget` a body in memory holds until it is dropped.
+    _held: Held,
+}
+
+/// What all request bodies in memory may take together (`[limits] body_memory`):
+/// past it a body goes to a temp file whatever its size, so many slow uploads cost
+/// disk, not RAM. Shared by every connection.
+#[derive(Debug)]
+pub struct BodyBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl BodyBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(BodyBudget {
+            limit,
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes held now, for `/metrics`.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(self: &Arc<Self>, n: u64, held: &mut Held) -> bool {
+        let taken = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + n <= self.limit).then_some(u + n)
+            })
+            .is_ok();
+        if taken {
+            held.bytes += n;
+            held.budget = Some(self.clone());
+        }
+        taken
+    }
+}
+
+/// A share of the budget, given back when dropped.
+#[derive(Default)]
+struct Held {
+    budget: Option<Arc<BodyBudget>>,
+    bytes: u64,
+}
+
+impl Held {
+    fn release(&mut self) {
+        if let Some(b) = self.budget.take() {
+            b.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// How a body is read: its limits and the shared memory budget.
+pub struct Reading<'a> {
+    pub max: u64,
+    pub memory_limit: u64,
+    pub pause_limit: std::time::Duration,
+    pub budget: &'a Arc<BodyBudget>,
+    /// The Content-Length, when the client sent one: memory for it is taken at once.
+    pub declared: Option<u64>,
 }
 
 /// Reads the whole body. More than `max` bytes → `PayloadTooLarge`; a client that
 /// breaks the body framing → `BadRequest`.
-pub async fn read_body<B>(
-    mut body: B,
-    max: u64,
-    memory_limit: u64,
-    pause_limit: std::time::Duration,
-) -> Result<Body, Failure>
+pub async fn read_body<B>(mut body: B, r: Reading<'_>) -> Result<Body, Failure>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut chunks = Vec::new();
+    let mut held = Held::default();
+    let mut memory = BytesMut::new();
     let mut len: u64 = 0;
     let mut file: Option<tokio::fs::File> = None;
-    if body.is_end_stream() {
-        return Ok(Body {
-            data: Spooled::Memory(chunks),
-            len,
-        });
+    match r.declared {
+        // One allocation of the exact size: hyper's pieces would each pin a buffer.
+        Some(n) if n > 0 && n <= r.memory_limit && r.budget.take(n, &mut held) => {
+            memory.reserve(n as usize)
+        }
+        Some(n) if n > 0 => file = Some(spool_file(&mut memory, &mut held).await?),
+        _ => {}
     }
-    loop {
+    while !body.is_end_stream() {
         // A client that stops sending mid-body gets 408, not a connection held forever.
-        let frame = match tokio::time::timeout(pause_limit, body.frame()).await {
+        let frame = match tokio::time::timeout(r.pause_limit, body.frame()).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(_) => return Err(Failure::RequestTimeout),
@@ -53,21 +125,20 @@ where
             continue; // trailers: WSGI cannot show them
         };
         len += data.len() as u64;
-        if len > max {
+        if len > r.max {
             return Err(Failure::PayloadTooLarge);
         }
-        if let Some(f) = file.as_mut() {
-            f.write_all(&data).await.map_err(internal)?;
-        } else if len > memory_limit {
-            let mut f = tokio::fs::File::from_std(tempfile::tempfile().map_err(internal)?);
-            for c in chunks.drain(..) {
-                f.write_all(&c).await.map_err(internal)?;
+        if file.is_none() {
+            let fits = len <= r.memory_limit
+                && (len <= held.bytes || r.budget.take(len - held.bytes, &mut held));
+            if fits {
+                memory.extend_from_slice(&data);
+                continue;
             }
-            f.write_all(&data).await.map_err(internal)?;
-            file = Some(f);
-        } else {
-            chunks.push(data);
+            file = Some(spool_file(&mut memory, &mut held).await?);
         }
+        let f = file.as_mut().expect("set above");
+        f.write_all(&data).await.map_err(internal)?;
     }
     let data = match file {
         Some(mut f) => {
@@ -77,9 +148,22 @@ where
                 .map_err(internal)?;
             Spooled::File(f)
         }
-        None => Spooled::Memory(chunks),
+        None => Spooled::Memory(memory.freeze()),
     };
-    Ok(Body { data, len })
+    Ok(Body {
+        data,
+        len,
+        _held: held,
+    })
+}
+
+/// Moves what is in memory to a new temp file, giving its memory share back.
+async fn spool_file(memory: &mut BytesMut, held: &mut Held) -> Result<tokio::fs::File, Failure> {
+    let mut f = tokio::fs::File::from_std(tempfile::tempfile().map_err(internal)?);
+    f.write_all(memory).await.map_err(internal)?;
+    *memory = BytesMut::new();
+    held.release();
+    Ok(f)
 }
 
 fn internal(e: std::io::Error) -> Failure {
@@ -103,7 +187,7 @@ impl Body {
         Ok(Chunks {
             body: self,
             chunk,
-            index: 0,
+            started: false,
             rest: Bytes::new(),
         })
     }
@@ -113,22 +197,21 @@ impl Body {
 pub struct Chunks<'a> {
     body: &'a mut Body,
     chunk: usize,
-    /// The next in-memory piece.
-    index: usize,
-    /// What is left of the current in-memory piece.
+    started: bool,
+    /// What is left of a body in memory.
     rest: Bytes,
 }
 
 impl Chunks<'_> {
     pub async fn next(&mut self) -> Result<Option<Bytes>, Failure> {
         match &mut self.body.data {
-            Spooled::Memory(pieces) => {
-                while self.rest.is_empty() {
-                    let Some(p) = pieces.get(self.index) else {
-                        return Ok(None);
-                    };
-                    self.rest = p.clone();
-                    self.index += 1;
+            Spooled::Memory(all) => {
+                if !self.started {
+                    self.started = true;
+                    self.rest = all.clone();
+                }
+                if self.rest.is_empty() {
+                    return Ok(None);
                 }
                 let n = self.rest.len().min(self.chunk);
                 Ok(Some(self.rest.split_to(n)))

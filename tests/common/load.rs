@@ -143,3 +143,13 @@ pub fn peak_rss_kib(pid: i32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no VmHWM for {pid}"))
 }
+
+/// A loopback port free a moment ago, for an address the launcher cannot read from
+/// the server's output (the admin port, a server that logs only errors).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

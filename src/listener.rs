@@ -188,16 +188,19 @@ impl Conn {
         tls: Option<Arc<Tls>>,
     ) {
         let _host = host;
+        // Each way of serving is boxed: the task then holds only the one it runs
+        // (a plain TCP connection's state is a third of a TLS one's, and this is most
+        // of what an idle keep-alive connection costs).
         let refused = match io {
             Accepted::Tcp(s) => match TcpStream::from_std(s) {
                 Ok(s) if proxy_protocol || tls.is_some() => {
-                    return self.serve_tcp(s, info, proxy_protocol, tls).await
+                    return Box::pin(self.serve_tcp(s, info, proxy_protocol, tls)).await
                 }
-                Ok(s) => return self.serve(s, info).await,
+                Ok(s) => return Box::pin(self.serve(s, info)).await,
                 Err(e) => e,
             },
             Accepted::Unix(s) => match tokio::net::UnixStream::from_std(s) {
-                Ok(s) => return self.serve(s, info).await,
+                Ok(s) => return Box::pin(self.serve(s, info)).await,
                 Err(e) => e,
             },
         };

@@ -252,6 +252,8 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         "Ready"
     );
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // After the queued log lines, "Ready" among them.
+        error_log.flush(Duration::from_secs(1));
         eprint!("{}", banner(&settings, &urls, python.as_ref()));
     }
 

@@ -41,6 +41,17 @@ pub struct Drain {
 }
 
 impl Drain {
+    /// Counts `fut` (one connection's life) from now on: a drain that starts before
+    /// its task runs still waits for it.
+    pub fn track<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+        self.tracker.track_future(fut)
+    }
+
+    /// What tells a connection to finish.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
     /// Asks every connection to finish (GOAWAY / `Connection: close`) and waits
     /// until all have ended.
     pub async fn drain(&self) {
@@ -234,25 +245,9 @@ impl http_body::Body for WatchedBody {
     }
 }
 
-/// Runs one connection to its end: `shutdown` starts its graceful end (on TERM, an
-/// idle HTTP/2 connection, a stalled one). Counted by `drain` from the call on.
-pub fn watch<C, E>(
-    drain: &Drain,
-    conn: C,
-    shutdown: impl Fn(Pin<&mut C>) + Send + 'static,
-    activity: Arc<Activity>,
-    t: H2Timeouts,
-) -> impl Future<Output = ()> + Send
-where
-    C: Future<Output = Result<(), E>> + Send + 'static,
-{
-    let stop = drain.stop.clone();
-    drain
-        .tracker
-        .track_future(run(conn, shutdown, stop, activity, t))
-}
-
-async fn run<C, E>(
+/// Runs one connection to its end: `shutdown` starts its graceful end (on `stop`,
+/// an idle HTTP/2 connection, a stalled one).
+pub async fn watch<C, E>(
     conn: C,
     shutdown: impl Fn(Pin<&mut C>),
     stop: CancellationToken,

@@ -266,6 +266,11 @@ impl Http1Guard {
         self.state == State::H2
     }
 
+    /// Whether the first bytes told HTTP/2's preface from an HTTP/1 request yet.
+    pub fn knows_version(&self) -> bool {
+        self.state != State::Preface
+    }
+
     /// true while part of a request head is held back.
     pub fn is_in_head(&self) -> bool {
         matches!(self.state, State::Head | State::Preface) && !self.head.is_empty()
@@ -946,6 +951,39 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         }
     }
 
+    /// Reads until the first bytes tell HTTP/2's preface from an HTTP/1 request (or
+    /// the connection ends, is refused, or times out: HTTP/1's path then answers or
+    /// closes it). The bytes stay here for hyper. `Ok(true)`: HTTP/2.
+    pub async fn sniff_h2(&mut self) -> io::Result<bool> {
+        std::future::poll_fn(|cx| self.poll_sniff_h2(cx)).await
+    }
+
+    fn poll_sniff_h2(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        while !self.guard.knows_version() && !self.read_closed {
+            ready!(self.poll_more(cx))?;
+        }
+        Poll::Ready(Ok(self.guard.is_h2()))
+    }
+
+    /// Reads once more from the client into the guard, or notes that the input
+    /// ended (EOF, a refusal, a timer that fired: `read_closed`).
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_fill(cx) {
+            Poll::Ready(Ok(true)) => {}
+            Poll::Ready(Ok(false)) => self.read_closed = true,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => match ready!(self.poll_read_timer(cx)) {
+                Expiry::Close => self.read_closed = true,
+                Expiry::Reject(r) => {
+                    tracing::debug!(status = r.status().as_u16(), "slow request head");
+                    self.reject = Some(r);
+                    self.read_closed = true;
+                }
+            },
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Who to tell when the connection turns out to be HTTP/2.
     pub fn with_activity(mut self, activity: std::sync::Arc<crate::conn_watch::Activity>) -> Self {
         self.on_h2 = Some(activity);
@@ -1058,19 +1096,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
             }
             // Held-back head bytes produce nothing: read again rather than return an
             // empty read, which the caller would take for EOF.
-            match this.poll_fill(cx) {
-                Poll::Ready(Ok(true)) => {}
-                Poll::Ready(Ok(false)) => this.read_closed = true,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => match ready!(this.poll_read_timer(cx)) {
-                    Expiry::Close => this.read_closed = true,
-                    Expiry::Reject(r) => {
-                        tracing::debug!(status = r.status().as_u16(), "slow request head");
-                        this.reject = Some(r);
-                        this.read_closed = true;
-                    }
-                },
-            }
+            ready!(this.poll_more(cx))?;
         }
     }
 }

@@ -17,9 +17,10 @@ use crate::shards::{Host, Shards};
 use crate::tls::Tls;
 use crate::wire::Scheme;
 use bytes::Bytes;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -97,10 +98,17 @@ pub struct ConnSettings {
 /// A TLS client gets this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .keep_alive(true)
+/// How hyper serves a connection once the guard told its version: each protocol's
+/// own connection type, so a connection's task holds the state of the one it speaks
+/// only (hyper-util's auto connection holds room for both).
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+fn builders(settings: &ConnSettings) -> Builders {
+    let mut h1 = http1::Builder::new();
+    h1.keep_alive(true)
         // The guard ends hyper's input with EOF after a refused request; half-close
         // lets hyper still answer the valid requests pipelined before it.
         .half_close(true)
@@ -110,10 +118,10 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         .max_headers(settings.guard.fields + stand_in::ADDED_FIELDS)
         // Idle and slow-head timeouts live in the guard (it can answer 408).
         .header_read_timeout(None);
-    b.http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(settings.http2_max_streams);
-    b
+    Builders { h1, h2 }
 }
 
 /// Accepts until `stop` is cancelled; every connection is watched by `graceful`.
@@ -124,7 +132,7 @@ pub async fn accept_loop(
     drain: Arc<Drain>,
     stop: CancellationToken,
 ) {
-    let builder = Arc::new(builder(&settings));
+    let builders = Arc::new(builders(&settings));
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => break,
@@ -147,7 +155,7 @@ pub async fn accept_loop(
             }
         };
         let conn = Conn {
-            builder: builder.clone(),
+            builders: builders.clone(),
             front: front.clone(),
             guard: settings.guard,
             timeouts: settings.timeouts,
@@ -167,7 +175,7 @@ pub async fn accept_loop(
 
 /// What serving one connection needs from its listener.
 struct Conn {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     front: Arc<Front>,
     guard: GuardLimits,
     timeouts: ConnTimeouts,
@@ -216,25 +224,54 @@ impl Conn {
     {
         let activity = Activity::new();
         let service = TowerToHyperService::new(self.front.service(info, activity.clone()));
-        let guarded = GuardedIo::new(io, self.guard)
+        let mut guarded = GuardedIo::new(io, self.guard)
             .with_timeouts(self.timeouts)
             .with_activity(activity.clone());
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(guarded), service)
-            .into_owned();
         let t = self.timeouts;
-        let h2 = H2Timeouts {
+        let h2_timeouts = H2Timeouts {
             head: t.head,
             idle: t.idle,
             write: t.write,
         };
-        let watched = conn_watch::watch(&self.drain, conn, |c| c.graceful_shutdown(), activity, h2);
+        let stop = self.drain.stop_token();
+        let builders = self.builders;
         let permit = self._permit;
-        async move {
-            watched.await;
+        self.drain.track(async move {
+            let h2 = tokio::select! {
+                h2 = guarded.sniff_h2() => h2,
+                _ = stop.cancelled() => return,
+            };
+            let io = TokioIo::new(guarded);
+            // Boxed: the task holds the one connection it runs, not room for both.
+            match h2 {
+                Ok(true) => {
+                    let conn = builders.h2.serve_connection(io, service);
+                    let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
+                    Box::pin(conn_watch::watch(
+                        conn,
+                        shutdown,
+                        stop,
+                        activity,
+                        h2_timeouts,
+                    ))
+                    .await
+                }
+                Ok(false) => {
+                    let conn = builders.h1.serve_connection(io, service);
+                    let shutdown = |c: Pin<&mut _>| http1::Connection::graceful_shutdown(c);
+                    Box::pin(conn_watch::watch(
+                        conn,
+                        shutdown,
+                        stop,
+                        activity,
+                        h2_timeouts,
+                    ))
+                    .await
+                }
+                Err(_) => {}
+            }
             drop(permit);
-        }
+        })
     }
 
     /// The TCP steps before HTTP, in wire order: the PROXY header (when configured),

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -73,8 +72,6 @@ pub struct H2Timeouts {
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
-    h2: AtomicBool,
-    h2_started: Notify,
     open: AtomicUsize,
     had_stream: AtomicBool,
     /// Streams opened, and of those cancelled by the client before their answer.
@@ -96,8 +93,6 @@ impl Activity {
     pub fn new() -> Arc<Activity> {
         Arc::new(Activity {
             epoch: Instant::now(),
-            h2: AtomicBool::new(false),
-            h2_started: Notify::new(),
             open: AtomicUsize::new(0),
             had_stream: AtomicBool::new(false),
             opened: AtomicU64::new(0),
@@ -105,12 +100,6 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
         })
-    }
-
-    /// The guard saw the HTTP/2 preface: the watcher takes over the timeouts.
-    pub fn mark_h2(&self) {
-        self.h2.store(true, Ordering::Relaxed);
-        self.h2_started.notify_one();
     }
 
     fn now_ms(&self) -> u64 {
@@ -245,21 +234,30 @@ impl http_body::Body for WatchedBody {
     }
 }
 
-/// Runs one connection to its end: `shutdown` starts its graceful end (on `stop`,
-/// an idle HTTP/2 connection, a stalled one).
+/// Runs one connection to its end: `shutdown` starts its graceful end (on `stop`
+/// and, given `h2` timeouts, for an idle, stalled or abusive HTTP/2 connection).
 pub async fn watch<C, E>(
     conn: C,
     shutdown: impl Fn(Pin<&mut C>),
     stop: CancellationToken,
     activity: Arc<Activity>,
-    t: H2Timeouts,
+    h2: Option<H2Timeouts>,
 ) where
     C: Future<Output = Result<(), E>>,
 {
     tokio::pin!(conn);
     let mut asked = false;
     let mut drop_at: Option<Instant> = None;
-    let mut tick: Option<tokio::time::Interval> = None;
+    let mut tick = h2.map(|_| {
+        let mut every = tokio::time::interval(CHECK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    });
+    let t = h2.unwrap_or(H2Timeouts {
+        head: Duration::MAX,
+        idle: Duration::MAX,
+        write: Duration::MAX,
+    });
     loop {
         tokio::select! {
             biased;
@@ -268,11 +266,6 @@ pub async fn watch<C, E>(
             _ = stop.cancelled(), if !asked => {
                 shutdown(conn.as_mut());
                 asked = true;
-            }
-            _ = activity.h2_started.notified(), if tick.is_none() => {
-                let mut every = tokio::time::interval(CHECK_EVERY);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick = Some(every);
             }
             _ = next_tick(&mut tick), if tick.is_some() => {
                 if drop_at.is_some_and(|at| Instant::now() >= at) {

@@ -840,9 +840,6 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     idle_since: Option<Instant>,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
-    /// Told once the connection turns out to be HTTP/2, whose timeouts are watched
-    /// there (`crate::conn_watch`).
-    on_h2: Option<std::sync::Arc<crate::conn_watch::Activity>>,
 }
 
 /// Timeouts against slow clients, enforced where the bytes are seen.
@@ -947,7 +944,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             idle_since: None,
             read_timer: None,
             write_timer: None,
-            on_h2: None,
         }
     }
 
@@ -982,12 +978,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             },
         }
         Poll::Ready(Ok(()))
-    }
-
-    /// Who to tell when the connection turns out to be HTTP/2.
-    pub fn with_activity(mut self, activity: std::sync::Arc<crate::conn_watch::Activity>) -> Self {
-        self.on_h2 = Some(activity);
-        self
     }
 
     /// The refusal whose response has not been written yet, if any; taking it means the
@@ -1089,9 +1079,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 return Poll::Ready(Ok(()));
             }
             if this.guard.is_h2() {
-                if let Some(activity) = this.on_h2.take() {
-                    activity.mark_h2();
-                }
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             // Held-back head bytes produce nothing: read again rather than return an

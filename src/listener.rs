@@ -224,9 +224,7 @@ impl Conn {
     {
         let activity = Activity::new();
         let service = TowerToHyperService::new(self.front.service(info, activity.clone()));
-        let mut guarded = GuardedIo::new(io, self.guard)
-            .with_timeouts(self.timeouts)
-            .with_activity(activity.clone());
+        let mut guarded = GuardedIo::new(io, self.guard).with_timeouts(self.timeouts);
         let t = self.timeouts;
         let h2_timeouts = H2Timeouts {
             head: t.head,
@@ -247,26 +245,14 @@ impl Conn {
                 Ok(true) => {
                     let conn = builders.h2.serve_connection(io, service);
                     let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
-                    Box::pin(conn_watch::watch(
-                        conn,
-                        shutdown,
-                        stop,
-                        activity,
-                        h2_timeouts,
-                    ))
-                    .await
+                    let timeouts = Some(h2_timeouts);
+                    Box::pin(conn_watch::watch(conn, shutdown, stop, activity, timeouts)).await
                 }
                 Ok(false) => {
+                    // HTTP/1's timeouts are the guard's.
                     let conn = builders.h1.serve_connection(io, service);
                     let shutdown = |c: Pin<&mut _>| http1::Connection::graceful_shutdown(c);
-                    Box::pin(conn_watch::watch(
-                        conn,
-                        shutdown,
-                        stop,
-                        activity,
-                        h2_timeouts,
-                    ))
-                    .await
+                    Box::pin(conn_watch::watch(conn, shutdown, stop, activity, None)).await
                 }
                 Err(_) => {}
             }

@@ -6,10 +6,7 @@ use common::*;
 use std::time::Duration;
 
 fn misbehave(extra: &[&str]) -> Launch {
-    let mut args = vec!["--chdir", apps_dir().to_str().unwrap().to_owned().leak()];
-    args.extend_from_slice(extra);
-    args.push("misbehave:app");
-    Server::launch(args)
+    test_app("misbehave:app", extra)
 }
 
 /// A 50 MiB upload to an app that reads it slowly used to be read whole from its

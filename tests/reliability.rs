@@ -6,10 +6,7 @@ use common::*;
 use std::time::Duration;
 
 fn sup_app(extra: &[&str]) -> Launch {
-    let mut args = vec!["--chdir", apps_dir().to_str().unwrap().to_owned().leak()];
-    args.extend_from_slice(extra);
-    args.push("sup_app:app");
-    Server::launch(args)
+    test_app("sup_app:app", extra)
 }
 
 /// The claim page of a worker replaced after TMPDIR filled up used to be sparse:
@@ -72,10 +69,7 @@ fn starting_on_a_full_tmpdir_is_an_error_naming_the_file() {
 }
 
 fn misbehave(extra: &[&str]) -> Launch {
-    let mut args = vec!["--chdir", apps_dir().to_str().unwrap().to_owned().leak()];
-    args.extend_from_slice(extra);
-    args.push("misbehave:app");
-    Server::launch(args)
+    test_app("misbehave:app", extra)
 }
 
 /// A 17 MiB header used to break the wire protocol: 502, and the master dropped
@@ -190,10 +184,7 @@ fn a_burst_of_hups_settles_at_the_target() {
 }
 
 fn slow_import(extra: &[&str]) -> Launch {
-    let mut args = vec!["--chdir", apps_dir().to_str().unwrap().to_owned().leak()];
-    args.extend_from_slice(extra);
-    args.push("slow_import:app");
-    Server::launch(args).no_wait()
+    test_app("slow_import:app", extra).no_wait()
 }
 
 /// TERM, INT and QUIT used to wait until a slow import ended. They act at once,

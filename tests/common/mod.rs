@@ -39,6 +39,15 @@ pub fn apps_dir() -> PathBuf {
     repo().join("tests/apps")
 }
 
+/// A launcher for `app` (`MODULE:CALLABLE` of `tests/apps`) with `extra` flags.
+pub fn test_app(app: &str, extra: &[&str]) -> Launch {
+    let apps = apps_dir().to_str().unwrap().to_owned();
+    let mut args: Vec<String> = vec!["--chdir".into(), apps];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(app.into());
+    Server::launch(args)
+}
+
 #[derive(Default)]
 struct Output {
     text: String,
@@ -176,6 +185,7 @@ impl Server {
     }
 
     /// A launcher with `-b 127.0.0.1:0` appended, for extra env or cwd.
+    /// (`test_app` for an app of `tests/apps`.)
     pub fn launch<I, S>(args: I) -> Launch
     where
         I: IntoIterator<Item = S>,

@@ -179,13 +179,13 @@ impl WorkerConn {
     /// worker are below `OUTGOING_BUDGET`: an upload to an app that reads it slowly
     /// waits in its spool file, not in the master's memory.
     pub async fn send_body(&self, stream: u32, data: Bytes) {
-        loop {
+        // The waiter is registered only when there is no room (it takes a lock), and
+        // room is checked again after, so a drain in between is not missed.
+        while !self.queued.has_room(data.len()) {
             let drained = self.queued.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            let now = self.queued.bytes.load(Ordering::Acquire);
-            let closed = self.queued.closed.load(Ordering::Acquire);
-            if closed || now == 0 || now + data.len() <= OUTGOING_BUDGET {
+            if self.queued.has_room(data.len()) {
                 break;
             }
             drained.await;
@@ -388,6 +388,13 @@ struct Queued {
     drained: Notify,
     /// The writer is gone (the worker's socket failed): nothing waits for room.
     closed: AtomicBool,
+}
+
+impl Queued {
+    fn has_room(&self, len: usize) -> bool {
+        let now = self.bytes.load(Ordering::Acquire);
+        self.closed.load(Ordering::Acquire) || now == 0 || now + len <= OUTGOING_BUDGET
+    }
 }
 
 /// Request-body bytes that may wait for one worker's socket (see `send_body`).

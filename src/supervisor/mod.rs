@@ -343,17 +343,21 @@ impl Supervisor {
                 "worker booted for a superseded reload; stopping it"
             );
             conn.retire();
-            process::signal(conn.pid, Signal::SIGTERM);
-            self.workers.insert(
-                conn.pid,
-                Managed {
-                    conn,
-                    state: WorkerState::Stopping,
-                    old: true,
-                },
-            );
+            self.stop_unwanted(conn, Signal::SIGTERM);
         }
         self.fill();
+    }
+
+    /// A worker that became ready when it is no longer wanted: signalled, and kept
+    /// track of until its exit.
+    fn stop_unwanted(&mut self, conn: Arc<WorkerConn>, sig: Signal) {
+        process::signal(conn.pid, sig);
+        let managed = Managed {
+            conn: conn.clone(),
+            state: WorkerState::Stopping,
+            old: true,
+        };
+        self.workers.insert(conn.pid, managed);
     }
 
     /// More current workers serving than the target (a start that raced a reload
@@ -608,15 +612,7 @@ impl Supervisor {
                 Ok(Some(Event::Started { result, .. })) => {
                     self.starting -= 1;
                     if let Ok(conn) = result {
-                        process::signal(conn.pid, Signal::SIGKILL);
-                        self.workers.insert(
-                            conn.pid,
-                            Managed {
-                                conn,
-                                state: WorkerState::Stopping,
-                                old: true,
-                            },
-                        );
+                        self.stop_unwanted(conn, Signal::SIGKILL);
                     }
                 }
                 Ok(Some(ev)) => self.handle(ev),

@@ -124,24 +124,22 @@ pub fn kill(pid: i32, sig: &str) {
 
 /// Resident memory of process `pid` in KiB (VmRSS).
 pub fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS for {pid}"))
+    status_kib(pid, "VmRSS:")
 }
 
 /// Peak resident memory of process `pid` so far, in KiB (VmHWM).
 pub fn peak_rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM for {pid}"))
+        .unwrap_or_else(|| panic!("no {field} for {pid}"))
 }
 
 /// A loopback port free a moment ago, for an address the launcher cannot read from

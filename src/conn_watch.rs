@@ -16,11 +16,12 @@
 //!   not see it, is treated like a stalled one. Each cancelled request cost a place
 //!   in the queue for a worker, and maybe the worker's time.
 
+use crate::respond::{Polled, Tap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -195,42 +196,22 @@ impl Drop for OpenStream {
     }
 }
 
-/// A response body on an HTTP/2 stream, telling the watcher how its sending goes.
-pub struct WatchedBody {
-    inner: crate::respond::Body,
-    stream: OpenStream,
-}
-
-impl WatchedBody {
-    pub fn new(inner: crate::respond::Body, mut stream: OpenStream) -> Self {
-        stream.answered = true;
-        stream.waiting();
-        WatchedBody { inner, stream }
+impl OpenStream {
+    /// The stream's response body is on its way: the tap on it tells the watcher how
+    /// its sending goes.
+    pub fn answered(mut self) -> Self {
+        self.answered = true;
+        self.waiting();
+        self
     }
 }
 
-impl http_body::Body for WatchedBody {
-    type Data = bytes::Bytes;
-    type Error = crate::respond::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => self.stream.waiting(),
-            _ => self.stream.not_waiting(),
+impl Tap for OpenStream {
+    fn polled(&mut self, polled: &Polled) {
+        match polled {
+            Poll::Ready(Some(Ok(_))) => self.waiting(),
+            _ => self.not_waiting(),
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -5,9 +5,9 @@
 //! is counted in the metrics and, when enabled, the access log. A request hyper parsed
 //! as a guard stand-in first gets the client's own request line back.
 
-use crate::conn_watch::{Activity, WatchedBody};
+use crate::conn_watch::Activity;
 use crate::guard::stand_in;
-use crate::observe::access_log::{AccessLog, Entry, LoggedBody};
+use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::{Metrics, RouteKind};
 use crate::proxy::target::RawTarget;
 use crate::proxy::{ConnInfo, Proxy, Upstream};
@@ -153,7 +153,7 @@ impl Front {
                 let stream = (req.version() == Version::HTTP_2).then(|| this.2.open_stream());
                 let resp = this.0.serve(req, &this.1).await;
                 Ok::<_, Infallible>(match stream {
-                    Some(s) => resp.map(|b| Body::new(WatchedBody::new(b, s))),
+                    Some(s) => resp.map(|b| respond::tapped(b, s.answered())),
                     None => resp,
                 })
             }
@@ -174,7 +174,7 @@ impl Front {
             // The line is written when the body ends: bytes sent, time to last byte.
             (Some(log), Some(entry)) => {
                 let log = log.clone();
-                resp.map(|body| Body::new(LoggedBody::new(body, log, entry, started)))
+                resp.map(|body| respond::tapped(body, LogWhenSent::new(log, entry, started)))
             }
             _ => resp,
         }

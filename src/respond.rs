@@ -5,6 +5,8 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -19,6 +21,45 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed_unsync()
+}
+
+/// One poll of a response body, as a `Tap` sees it.
+pub type Polled = Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>>;
+
+/// Watches a response body go out (the access log's bytes and end, HTTP/2's
+/// stalled streams); what happens when the body is dropped is the tap's own Drop.
+pub trait Tap: Send + Unpin + 'static {
+    fn polled(&mut self, polled: &Polled);
+}
+
+/// A response body with a `Tap` on it.
+pub fn tapped(inner: Body, tap: impl Tap) -> Body {
+    Body::new(Tapped { inner, tap })
+}
+
+struct Tapped<T> {
+    inner: Body,
+    tap: T,
+}
+
+impl<T: Tap> http_body::Body for Tapped<T> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        this.tap.polled(&polled);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Why a request did not get the app's (or a file's) answer.

@@ -3,14 +3,14 @@
 //! bounded channel to a writer thread, so logging never blocks the request path (a
 //! line that finds the channel full is dropped and counted).
 
+use crate::respond::{Polled, Tap};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 /// Field names usable in a template, as `{name}`; also the JSON keys.
@@ -323,25 +323,18 @@ fn open(path: Option<&PathBuf>) -> std::io::Result<Box<dyn Write + Send>> {
     })
 }
 
-/// A response body that writes its access-log line when it ends, so the line has
-/// the time to the last byte and the body bytes actually sent, also for a streamed
-/// response and for one whose client went away (logged when the body is dropped).
-pub struct LoggedBody {
-    inner: crate::respond::Body,
+/// Writes a response's access-log line when its body ends, so the line has the time
+/// to the last byte and the body bytes actually sent, also for a streamed response
+/// and for one whose client went away (logged when the body is dropped).
+pub struct LogWhenSent {
     sent: u64,
     started: std::time::Instant,
     pending: Option<(Arc<AccessLog>, Entry)>,
 }
 
-impl LoggedBody {
-    pub fn new(
-        inner: crate::respond::Body,
-        log: Arc<AccessLog>,
-        entry: Entry,
-        started: std::time::Instant,
-    ) -> Self {
-        LoggedBody {
-            inner,
+impl LogWhenSent {
+    pub fn new(log: Arc<AccessLog>, entry: Entry, started: std::time::Instant) -> Self {
+        LogWhenSent {
             sent: 0,
             started,
             pending: Some((log, entry)),
@@ -357,16 +350,9 @@ impl LoggedBody {
     }
 }
 
-impl http_body::Body for LoggedBody {
-    type Data = bytes::Bytes;
-    type Error = crate::respond::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
+impl Tap for LogWhenSent {
+    fn polled(&mut self, polled: &Polled) {
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     self.sent += data.len() as u64;
@@ -375,19 +361,10 @@ impl http_body::Body for LoggedBody {
             Poll::Ready(_) => self.finish(),
             Poll::Pending => {}
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
-impl Drop for LoggedBody {
+impl Drop for LogWhenSent {
     fn drop(&mut self) {
         self.finish();
     }

@@ -1,0 +1,368 @@
+//! [`GuardedIo`]: the client stream with every read passed through the guard, the
+//! guard's error response written on shutdown, and the HTTP/1 slow-client timeouts
+//! (idle, head, stalled write) enforced where the bytes are seen.
+
+use super::{GuardLimits, Http1Guard, Reject};
+use bytes::{Buf, BytesMut};
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// Size of the buffer each read from the client goes into.
+const SCRATCH: usize = 8 * 1024;
+
+thread_local! {
+    /// The buffer reads from clients go into, one per thread: each read is validated and
+    /// copied out before the next connection reads, so a buffer per connection would
+    /// only sit idle (8 KiB of every idle keep-alive connection, 80 MiB for 10,000).
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
+}
+
+/// After a refusal, at most this much unread input is drained before the close, so the
+/// kernel sends our error response and a FIN instead of a reset that could destroy it.
+const DRAIN_ON_REJECT: usize = 64 * 1024;
+
+/// A client stream whose reads pass through an [`Http1Guard`].
+///
+/// Reads return only validated bytes; after a violation they return EOF, so hyper
+/// answers the earlier pipelined requests and then shuts the connection down. That
+/// shutdown ([`AsyncWrite::poll_shutdown`]) first writes the guard's error response.
+/// Writes pass straight through.
+#[derive(Debug)]
+pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
+    inner: T,
+    guard: Http1Guard,
+    /// Validated bytes not yet handed to the reader.
+    ready: BytesMut,
+    read_closed: bool,
+    reject: Option<Reject>,
+    /// How much of the reject response is written; `usize::MAX` once taken elsewhere.
+    reject_written: usize,
+    /// The reader wrote something after the refusal (see `owes_reject_response`).
+    wrote_after_reject: bool,
+    timeouts: Option<ConnTimeouts>,
+    /// When the wait for the head being held back began.
+    head_started: Option<Instant>,
+    /// When the current wait between requests began; cleared when bytes arrive.
+    idle_since: Option<Instant>,
+    read_timer: Option<Pin<Box<Sleep>>>,
+    write_timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// Timeouts against slow clients, enforced where the bytes are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// Between requests (and before the first one): the connection is closed silently.
+    pub idle: Duration,
+    /// From the first byte of a request head to its end: 408, then close.
+    pub head: Duration,
+    /// A write to the client that makes no progress this long ends the connection.
+    pub write: Duration,
+}
+
+/// What a read timer does when it fires.
+enum Expiry {
+    /// Idle keep-alive connection: close without a word.
+    Close,
+    /// A head took too long: 408.
+    Reject(Reject),
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
+    /// Enables the slow-client timeouts (off by default, as in the unit tests).
+    pub fn with_timeouts(mut self, timeouts: ConnTimeouts) -> Self {
+        self.timeouts = Some(timeouts);
+        self
+    }
+
+    /// The deadline for the read in progress, if the guard's state calls for one.
+    fn read_deadline(&mut self) -> Option<(Instant, Expiry)> {
+        let t = self.timeouts?;
+        if self.guard.is_h2() {
+            return None;
+        }
+        if self.guard.is_in_head() {
+            let started = *self.head_started.get_or_insert_with(Instant::now);
+            return Some((started + t.head, Expiry::Reject(Reject::RequestTimeout)));
+        }
+        self.head_started = None;
+        // Inside a body the front's body-read timeout applies (it answers 408 itself).
+        if !self.guard.is_idle() {
+            return None;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        Some((since + t.idle, Expiry::Close))
+    }
+
+    /// Nothing to read yet: arm the timer for this state and see whether it fired.
+    fn poll_read_timer(&mut self, cx: &mut Context<'_>) -> Poll<Expiry> {
+        let Some((deadline, expiry)) = self.read_deadline() else {
+            self.read_timer = None;
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let timer = match &mut self.read_timer {
+            Some(t) => {
+                if t.deadline() != deadline {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self
+                .read_timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.read_timer = None;
+                Poll::Ready(expiry)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// A write that cannot progress: fail it once the write timeout passes.
+    fn poll_write_timer(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let Some(t) = self.timeouts else {
+            return Poll::Pending;
+        };
+        let timer = self
+            .write_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(t.write)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client did not read the response in time",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+    pub fn new(inner: T, limits: GuardLimits) -> Self {
+        GuardedIo {
+            inner,
+            guard: Http1Guard::new(limits),
+            ready: BytesMut::new(),
+            read_closed: false,
+            reject: None,
+            reject_written: 0,
+            wrote_after_reject: false,
+            timeouts: None,
+            head_started: None,
+            idle_since: None,
+            read_timer: None,
+            write_timer: None,
+        }
+    }
+
+    /// Reads until the first bytes tell HTTP/2's preface from an HTTP/1 request (or
+    /// the connection ends, is refused, or times out: HTTP/1's path then answers or
+    /// closes it). The bytes stay here for hyper. `Ok(true)`: HTTP/2.
+    pub async fn sniff_h2(&mut self) -> io::Result<bool> {
+        std::future::poll_fn(|cx| self.poll_sniff_h2(cx)).await
+    }
+
+    fn poll_sniff_h2(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        while !self.guard.knows_version() && !self.read_closed {
+            ready!(self.poll_more(cx))?;
+        }
+        Poll::Ready(Ok(self.guard.is_h2()))
+    }
+
+    /// Reads once more from the client into the guard, or notes that the input
+    /// ended (EOF, a refusal, a timer that fired: `read_closed`).
+    fn poll_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_fill(cx) {
+            Poll::Ready(Ok(true)) => {}
+            Poll::Ready(Ok(false)) => self.read_closed = true,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => match ready!(self.poll_read_timer(cx)) {
+                Expiry::Close => self.read_closed = true,
+                Expiry::Reject(r) => {
+                    tracing::debug!(status = r.status().as_u16(), "slow request head");
+                    self.reject = Some(r);
+                    self.read_closed = true;
+                }
+            },
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The refusal whose response has not been written yet, if any; taking it means the
+    /// caller writes the response, so [`AsyncWrite::poll_shutdown`] will not.
+    pub fn take_pending_reject(&mut self) -> Option<Reject> {
+        let r = self.owes_reject_response()?;
+        self.reject_written = usize::MAX;
+        Some(r)
+    }
+
+    /// The refusal whose response is still ours to write, if any. A refusal inside a
+    /// body is different: the reader has that request's head and sees its body end
+    /// early, so it answers (hyper passes the service a body error, and the front
+    /// answers 400); we only answer when it wrote nothing, e.g. because it gave up.
+    fn owes_reject_response(&self) -> Option<Reject> {
+        let r = self.reject?;
+        let answered = self.guard.refused_inside_body() && self.wrote_after_reject;
+        (self.reject_written == 0 && !answered).then_some(r)
+    }
+
+    fn note_written(&mut self, n: usize) {
+        if self.reject.is_some() && n > 0 {
+            self.wrote_after_reject = true;
+        }
+    }
+
+    /// Reads once from the client into the guard; false at EOF or on a refusal.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let mut rb = ReadBuf::new(scratch);
+            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                return Poll::Ready(Ok(false));
+            }
+            self.idle_since = None;
+            if let Err(r) = self.guard.feed(&scratch[..n], &mut self.ready) {
+                tracing::debug!(status = r.status().as_u16(), "request refused by the guard");
+                self.reject = Some(r);
+                return Poll::Ready(Ok(false));
+            }
+            Poll::Ready(Ok(true))
+        })
+    }
+
+    fn poll_write_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(r) = self.reject else {
+            return Poll::Ready(Ok(()));
+        };
+        if self.reject_written == 0 {
+            if self.owes_reject_response().is_none() {
+                return Poll::Ready(Ok(()));
+            }
+            self.drain_unread_input(cx);
+        }
+        let bytes = r.response_bytes();
+        while self.reject_written < bytes.len() {
+            let rest = &bytes[self.reject_written..];
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.reject_written += n;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// Discards what the client already sent (without waiting for more): closing a
+    /// socket with unread input makes the kernel send a reset instead of our response.
+    fn drain_unread_input(&mut self, cx: &mut Context<'_>) {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let mut drained = 0;
+            while drained < DRAIN_ON_REJECT {
+                let mut rb = ReadBuf::new(scratch);
+                match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) if !rb.filled().is_empty() => drained += rb.filled().len(),
+                    _ => break,
+                }
+            }
+        })
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.ready.is_empty() {
+                let n = buf.remaining().min(this.ready.len());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.read_closed {
+                return Poll::Ready(Ok(()));
+            }
+            if this.guard.is_h2() {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            // Held-back head bytes produce nothing: read again rather than return an
+            // empty read, which the caller would take for EOF.
+            ready!(this.poll_more(cx))?;
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.write_timer = None;
+                r?
+            }
+            Poll::Pending => return this.poll_write_timer(cx).map(Err),
+        };
+        this.note_written(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.write_timer = None;
+                r?
+            }
+            Poll::Pending => return this.poll_write_timer(cx).map(Err),
+        };
+        this.note_written(n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_reject(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Drop for GuardedIo<T> {
+    /// hyper drops the stream without `poll_shutdown` when the connection ends in an
+    /// error: try once, without waiting, to get the error response out anyway (a fresh
+    /// socket's send buffer takes these ~150 bytes).
+    fn drop(&mut self) {
+        let Some(r) = self.owes_reject_response() else {
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(n)) = inner.poll_write(&mut cx, r.response_bytes()) {
+            self.reject_written = n;
+            let _ = Pin::new(&mut self.inner).poll_flush(&mut cx);
+        }
+    }
+}

@@ -17,7 +17,8 @@
 //! - [`GuardedIo`] wraps the client stream: reads go through the guard, and after a
 //!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
 //!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
-//!   guard's error response first.
+//!   guard's error response first (`guarded_io`, with the slow-client timeouts).
+//! - `grammar`: the byte-level rules the state machine applies, as pure functions.
 //! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
 //!   query, CONNECT) reach it rewritten, with the client's request line in an internal
 //!   field the front turns back.
@@ -30,8 +31,10 @@ use http::StatusCode;
 use memchr::memchr;
 
 pub mod stand_in;
+mod grammar;
 mod guarded_io;
 
+use grammar::*;
 pub use guarded_io::{ConnTimeouts, GuardedIo};
 
 /// Limits on the request head, with gunicorn's names and defaults.
@@ -573,226 +576,6 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
         http10,
         stand_in: stand_in::is_needed(method, target),
     })
-}
-
-/// gunicorn's default method rule: a token of 3 to 20 characters with no lower-case
-/// letter and no `#` (so `-BLARGH` passes, `get`, `GET:` and `G` do not).
-fn check_method(method: &[u8]) -> Result<(), Reject> {
-    let ok = (3..=20).contains(&method.len())
-        && method
-            .iter()
-            .all(|&b| is_tchar(b) && !b.is_ascii_lowercase() && b != b'#');
-    if ok {
-        Ok(())
-    } else {
-        Err(Reject::BadRequest)
-    }
-}
-
-/// RFC 9112 §3.2: origin-form for any method, absolute-form (http/https), asterisk-form
-/// only for OPTIONS, authority-form only (and always) for CONNECT. Only visible ASCII:
-/// raw non-ASCII is refused as gunicorn 27 does (a proxy may decode it differently).
-fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
-    if target.is_empty() || !target.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
-        return Err(Reject::BadRequest);
-    }
-    let ok = if method == b"CONNECT" {
-        is_authority_form(target)
-    } else if target == b"*" {
-        method == b"OPTIONS"
-    } else {
-        target[0] == b'/' || is_absolute_http_form(target)
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Reject::BadRequest)
-    }
-}
-
-/// `host:port` with a non-empty host (a name, or an IPv6 literal in brackets).
-fn is_authority_form(target: &[u8]) -> bool {
-    let Some(colon) = memchr::memrchr(b':', target) else {
-        return false;
-    };
-    let (host, port) = (&target[..colon], &target[colon + 1..]);
-    !host.is_empty()
-        && !port.is_empty()
-        && port.iter().all(u8::is_ascii_digit)
-        && !host.iter().any(|b| matches!(b, b'/' | b'?' | b'#' | b'@'))
-}
-
-/// `http://authority...` or `https://authority...` with a non-empty authority.
-fn is_absolute_http_form(target: &[u8]) -> bool {
-    let rest = strip_prefix_ignore_case(target, b"http://")
-        .or_else(|| strip_prefix_ignore_case(target, b"https://"));
-    matches!(rest, Some(r) if !r.is_empty() && !matches!(r[0], b'/' | b'?' | b'#'))
-}
-
-fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
-}
-
-/// Splits `name: value` and validates both; the value comes back without OWS.
-fn split_field_line(line: &[u8]) -> Result<(&[u8], &[u8]), Reject> {
-    // A line starting with whitespace is obs-fold (or whitespace before the first
-    // field): RFC 9112 §5.2 lets a server refuse it, and we must (smuggling vector).
-    let colon = memchr(b':', line).ok_or(Reject::BadRequest)?;
-    let (name, value) = (&line[..colon], &line[colon + 1..]);
-    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-        return Err(Reject::BadRequest);
-    }
-    if !value.iter().all(|&b| is_field_value_byte(b)) {
-        return Err(Reject::BadRequest);
-    }
-    Ok((name, trim_ows(value)))
-}
-
-/// Records what a header field says about framing and routing; refuses conflicts, and
-/// the guard's own internal field.
-fn note_framing_field(f: &mut HeadFacts, name: &[u8], value: &[u8]) -> Result<(), Reject> {
-    if name.eq_ignore_ascii_case(b"content-length") {
-        // Even an equal duplicate is refused: RFC 9112 allows merging them, but every
-        // intermediary that does it differently is a smuggling vector.
-        if f.content_length.is_some() {
-            return Err(Reject::BadRequest);
-        }
-        f.content_length = Some(parse_content_length(value)?);
-    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-        note_transfer_codings(&mut f.transfer_encoding, value)?;
-    } else if name.eq_ignore_ascii_case(b"host") {
-        f.hosts += 1;
-        if f.hosts > 1 {
-            return Err(Reject::BadRequest);
-        }
-    } else if name.eq_ignore_ascii_case(b"content-type") {
-        f.content_types += 1;
-        if f.content_types > 1 {
-            return Err(Reject::BadRequest);
-        }
-    } else if name.eq_ignore_ascii_case(stand_in::FIELD.as_bytes()) {
-        // Only the guard may add it: from a client it would rewrite the request line.
-        return Err(Reject::BadRequest);
-    }
-    Ok(())
-}
-
-/// `1*DIGIT` that fits in a u64: no sign, no list, no inner whitespace.
-fn parse_content_length(value: &[u8]) -> Result<u64, Reject> {
-    if value.is_empty() {
-        return Err(Reject::BadRequest);
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        if !b.is_ascii_digit() {
-            return Err(Reject::BadRequest);
-        }
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(b - b'0')))
-            .ok_or(Reject::BadRequest)
-    })
-}
-
-/// Adds one Transfer-Encoding field's codings (a comma list, possibly empty elements)
-/// to what earlier fields said; `chunked` may appear once, and nothing may follow it.
-fn note_transfer_codings(te: &mut TransferCodings, value: &[u8]) -> Result<(), Reject> {
-    te.present = true;
-    for element in value.split(|&b| b == b',') {
-        let coding = trim_ows(element);
-        if coding.is_empty() {
-            continue;
-        }
-        let name = trim_ows(coding.split(|&b| b == b';').next().unwrap_or(coding));
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err(Reject::BadRequest);
-        }
-        let is_chunked = name.eq_ignore_ascii_case(b"chunked");
-        if is_chunked && (te.chunked || name.len() != coding.len()) {
-            // twice, or with parameters: chunked has none
-            return Err(Reject::BadRequest);
-        }
-        te.chunked |= is_chunked;
-        te.last_is_chunked = is_chunked;
-    }
-    Ok(())
-}
-
-/// `1*HEXDIG [ BWS ; chunk-ext ]`: no sign, no whitespace before the size, no
-/// whitespace after it unless an extension follows, no control characters.
-fn parse_chunk_size_line(line: &[u8]) -> Result<u64, Reject> {
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 {
-        return Err(Reject::BadRequest);
-    }
-    let size = line[..digits].iter().try_fold(0u64, |n, &b| {
-        let d = (b as char).to_digit(16).unwrap_or(0);
-        n.checked_mul(16)
-            .and_then(|n| n.checked_add(u64::from(d)))
-            .ok_or(Reject::BadRequest)
-    })?;
-    let rest = &line[digits..];
-    let ext = trim_start_ows(rest);
-    if !rest.is_empty() && ext.first() != Some(&b';') {
-        return Err(Reject::BadRequest);
-    }
-    if !ext.iter().all(|&b| is_field_value_byte(b)) {
-        return Err(Reject::BadRequest);
-    }
-    Ok(size)
-}
-
-/// RFC 9110 §5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    TCHAR[usize::from(b)]
-}
-
-/// field-vchar / SP / HTAB / obs-text: every byte except CTLs (HTAB aside) and DEL.
-fn is_field_value_byte(b: u8) -> bool {
-    b == b'\t' || (b >= 0x20 && b != 0x7f)
-}
-
-/// A table, so the check of every header name byte is one load.
-const TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    table
-};
-
-fn trim_start_ows(s: &[u8]) -> &[u8] {
-    let start = s.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
-    &s[start..]
-}
-
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let s = trim_start_ows(s);
-    let end = s.len()
-        - s.iter()
-            .rev()
-            .take_while(|b| matches!(b, b' ' | b'\t'))
-            .count();
-    &s[..end]
 }
 
 #[cfg(test)]

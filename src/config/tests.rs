@@ -1,0 +1,270 @@
+use super::*;
+use clap::Parser;
+
+#[test]
+fn binds_parse() {
+    assert_eq!(
+        parse_bind("0.0.0.0:80").unwrap(),
+        BindAddr::Tcp("0.0.0.0:80".parse().unwrap())
+    );
+    assert_eq!(
+        parse_bind("[::1]:8000").unwrap(),
+        BindAddr::Tcp("[::1]:8000".parse().unwrap())
+    );
+    assert_eq!(
+        parse_bind("unix:/tmp/x.sock").unwrap(),
+        BindAddr::Unix("/tmp/x.sock".into())
+    );
+    assert!(parse_bind("nonsense").is_err());
+    assert!(parse_bind("1.2.3.4:99999").is_err());
+}
+
+#[test]
+fn gunicorn_limit_flags_set_the_limits() {
+    let cli = Cli::parse_from([
+        "ferricorn",
+        "--static",
+        "/s/=.",
+        "--limit-request-line",
+        "8190",
+        "--limit-request-fields",
+        "50",
+        "--limit-request-field_size",
+        "4096",
+    ]);
+    let s = Settings::merge(&cli, FileConfig::default()).unwrap();
+    assert_eq!(s.limits.request_line, 8190);
+    assert_eq!(s.limits.request_fields, 50);
+    assert_eq!(s.limits.request_field_size, 4096);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let f: FileConfig = toml::from_str("[workers]\ncount = 3\nthreads = 2\n").unwrap();
+    let cli = Cli::parse_from(["ferricorn", "--static", "/s/=.", "-w", "5"]);
+    let s = Settings::merge(&cli, f).unwrap();
+    assert_eq!(s.workers.count, 5);
+    assert_eq!(s.workers.threads, 2);
+}
+
+#[test]
+fn look_ahead_defaults_and_its_bound() {
+    let cli = Cli::parse_from(["ferricorn", "--static", "/s/=."]);
+    let s = Settings::merge(&cli, FileConfig::default()).unwrap();
+    assert_eq!(s.workers.look_ahead, 16);
+    assert_eq!(s.workers.look_ahead_stall, Duration::from_millis(10));
+    let f: FileConfig = toml::from_str("[workers]\nthreads = 24\nlook_ahead = 1000\n").unwrap();
+    let err = Settings::merge(&cli, f).unwrap_err().to_string();
+    assert!(err.contains("threads + look_ahead"), "{err}");
+}
+
+#[test]
+fn trusted_proxies_and_proxy_protocol() {
+    let f: FileConfig = toml::from_str(
+        "[server]\nproxy_protocol = true\n[proxy]\nforwarded_allow_ips = \"10.0.0.0/8\"\n",
+    )
+    .unwrap();
+    let cli = Cli::parse_from([
+        "ferricorn",
+        "--static",
+        "/s/=.",
+        "--forwarded-allow-ips",
+        "*",
+    ]);
+    let s = Settings::merge(&cli, f).unwrap();
+    assert!(s.proxy_protocol);
+    assert_eq!(s.forwarded_allow_ips.to_string(), "*");
+    let s = Settings::merge(
+        &Cli::parse_from(["ferricorn", "--static", "/s/=."]),
+        FileConfig::default(),
+    )
+    .unwrap();
+    assert!(!s.proxy_protocol);
+    assert_eq!(s.forwarded_allow_ips.to_string(), "127.0.0.1,::1");
+    let cli = Cli::parse_from([
+        "ferricorn",
+        "--static",
+        "/s/=.",
+        "--forwarded-allow-ips",
+        "10.0.0.1/8",
+    ]);
+    let err = Settings::merge(&cli, FileConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("did you mean 10.0.0.0/8"), "{err}");
+}
+
+#[test]
+fn check_config_output_is_a_valid_config_with_every_section() {
+    let f: FileConfig = toml::from_str(
+        "app = \"a:b\"\n[tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n[admin]\nbind = \"127.0.0.1:9000\"\n[[static]]\nurl = \"/s/\"\ndir = \".\"\n",
+    )
+    .unwrap();
+    let s = Settings::merge(&Cli::parse_from(["ferricorn", "--static", "/s/=."]), f).unwrap();
+    let text = s.describe();
+    // What --check-config prints is itself a config `-c` accepts.
+    let back: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Settings::merge(&Cli::parse_from(["ferricorn", "--static", "/s/=."]), back).unwrap();
+    for section in [
+        "[server]",
+        "[python]",
+        "[workers]",
+        "[[static]]",
+        "[static_cache]",
+        "[limits]",
+        "[proxy]",
+        "[tls]",
+        "[compression]",
+        "[log]",
+        "[admin]",
+        "[reload]",
+    ] {
+        assert!(text.contains(section), "{section} missing from\n{text}");
+    }
+}
+
+#[test]
+fn every_shipped_config_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            error::read_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no configs in {}", dir.display());
+}
+
+// ---- property tests (issue 5 item 10): any text in, Settings or a located error out.
+
+use proptest::prelude::*;
+
+fn load_text(text: &str) -> Result<Settings, ConfigError> {
+    Settings::merge(&Cli::default(), error::parse(text, "p.toml")?)
+}
+
+/// A parse error must point inside the text: a line that exists, a column at most
+/// one past that line's last character.
+fn check_location(text: &str, result: Result<Settings, ConfigError>) -> Result<(), TestCaseError> {
+    if let Err(ConfigError::Parse { line, column, .. }) = result {
+        let lines: Vec<&str> = text.split('\n').collect();
+        prop_assert!(
+            line >= 1 && line <= lines.len(),
+            "line {line} of {}",
+            lines.len()
+        );
+        let width = lines[line - 1].chars().count();
+        prop_assert!(
+            column >= 1 && column <= width + 1,
+            "column {column} of {width}"
+        );
+    }
+    Ok(())
+}
+
+/// Keys and sections of the real schema with values of every type, so most inputs
+/// get past TOML syntax into the typed and validated layers.
+fn near_valid() -> impl Strategy<Value = String> {
+    const SECTIONS: &[&str] = &[
+        "",
+        "[server]",
+        "[python]",
+        "[workers]",
+        "[[static]]",
+        "[static_cache]",
+        "[limits]",
+        "[proxy]",
+        "[log]",
+        "[reload]",
+        "[bogus]",
+    ];
+    const KEYS: &[&str] = &[
+        "app",
+        "bind",
+        "keep_alive",
+        "graceful_timeout",
+        "front_threads",
+        "pid",
+        "proxy_protocol",
+        "count",
+        "threads",
+        "timeout",
+        "max_requests",
+        "backlog",
+        "queue_timeout",
+        "look_ahead",
+        "url",
+        "dir",
+        "cache_control",
+        "index",
+        "precompressed",
+        "max_bytes",
+        "revalidate_ms",
+        "max_body_size",
+        "request_line",
+        "request_fields",
+        "forwarded_allow_ips",
+        "level",
+        "enabled",
+        "extra_files",
+        "bogus",
+    ];
+    const VALUES: &[&str] = &[
+        "0",
+        "1",
+        "-1",
+        "18446744073709551615",
+        "18446744073709551616",
+        "1.5",
+        "true",
+        "\"\"",
+        "\"x:y\"",
+        "\"/\"",
+        "\"/tmp\"",
+        "\"*\"",
+        "\"10.0.0.1/8\"",
+        "\"::1\"",
+        "\"127.0.0.1:0\"",
+        "\"unix:\"",
+        "\"debug\"",
+        "\"\\u00e9\"",
+        "[]",
+        "[\"a\"]",
+        "[1, \"a\"]",
+        "{}",
+        "\"\\n\"",
+        "'''é\n'''",
+        "1979-05-27",
+        "\"é",
+    ];
+    let line = prop_oneof![
+        1 => proptest::sample::select(SECTIONS).prop_map(String::from),
+        4 => (proptest::sample::select(KEYS), proptest::sample::select(VALUES))
+            .prop_map(|(k, v)| format!("{k} = {v}")),
+    ];
+    proptest::collection::vec(line, 0..12).prop_map(|l| l.join("\n"))
+}
+
+fn any_text() -> impl Strategy<Value = String> {
+    proptest::collection::vec(any::<char>(), 0..120).prop_map(|c| c.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 3000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_text_loads_or_fails_with_a_location(text in any_text()) {
+        let result = load_text(&text);
+        check_location(&text, result)?;
+    }
+
+    #[test]
+    fn near_valid_config_loads_or_fails_with_a_location(text in near_valid()) {
+        let result = load_text(&text);
+        check_location(&text, result)?;
+    }
+}

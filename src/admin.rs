@@ -72,6 +72,7 @@ fn answer(state: &AdminState, path: &str) -> Response<Body> {
                 body_memory,
                 cache_hits,
                 cache_misses,
+                parked: crate::guard::parked_connections(),
             });
             let mut resp = text(StatusCode::OK, "");
             *resp.body_mut() = respond::full(body);

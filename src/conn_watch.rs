@@ -16,13 +16,19 @@
 //!   not see it, is treated like a stalled one. Each cancelled request cost a place
 //!   in the queue for a worker, and maybe the worker's time.
 
+use crate::guard::{Answered, GuardedIo};
 use crate::respond::{Polled, Tap};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -81,6 +87,8 @@ pub struct Activity {
     /// Milliseconds since `epoch` when the last stream ended (or the connection began).
     idle_since: AtomicU64,
     streams: Mutex<Vec<Weak<StreamClock>>>,
+    /// HTTP/1's answers, for the guard to tell an idle connection it may park.
+    answered: Arc<Answered>,
 }
 
 /// One HTTP/2 stream's response: since when hyper holds data it could not send.
@@ -100,7 +108,19 @@ impl Activity {
             cancelled: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
+            answered: Arc::default(),
         })
+    }
+
+    /// The count of HTTP/1 answers, for the guard.
+    pub fn answered(&self) -> Arc<Answered> {
+        self.answered.clone()
+    }
+
+    /// An HTTP/1 response, counted as answered when its body is dropped: hyper
+    /// drops it once the body is written (or the connection failed).
+    pub fn h1_answer(&self) -> H1Answer {
+        H1Answer(self.answered.clone())
     }
 
     fn now_ms(&self) -> u64 {
@@ -211,6 +231,72 @@ impl Tap for OpenStream {
         match polled {
             Poll::Ready(Some(Ok(_))) => self.waiting(),
             _ => self.not_waiting(),
+        }
+    }
+}
+
+/// Counts one HTTP/1 response as answered when dropped (see `Activity::h1_answer`).
+pub struct H1Answer(Arc<Answered>);
+
+impl Drop for H1Answer {
+    fn drop(&mut self) {
+        self.0.one_more();
+    }
+}
+
+impl Tap for H1Answer {
+    fn polled(&mut self, _: &Polled) {}
+}
+
+/// Serves an HTTP/1 connection to its end, parking it while idle (see
+/// `guard::GuardedIo`): parked, the task holds the stream and the guard only, and a
+/// new hyper connection takes the next request. `stop` asks for the graceful end.
+pub async fn serve_h1<T, S, B>(
+    mut io: GuardedIo<T>,
+    builder: &http1::Builder,
+    service: S,
+    stop: CancellationToken,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B> + Clone + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        // Boxed: parked, the task holds none of hyper's connection.
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
+        let mut asked = false;
+        let ended = loop {
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
+                _ = stop.cancelled(), if !asked => {
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    asked = true;
+                }
+            }
+        };
+        // Errors are the client's (reset, timeout): hyper answered what it could.
+        if ended.is_err() {
+            return;
+        }
+        let parts = conn.into_parts();
+        io = parts.io.into_inner();
+        io.unread(parts.read_buf);
+        let next = match io.is_parked() {
+            true => tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                next = io.next_request() => next,
+            },
+            false => Ok(false),
+        };
+        if !matches!(next, Ok(true)) {
+            // hyper ended without its shutdown: a refusal the guard owes goes out here.
+            let _ = io.shutdown().await;
+            return;
         }
     }
 }

@@ -147,16 +147,18 @@ impl Front {
         let this = Arc::new((self.clone(), conn, activity));
         tower::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
-            async move {
+            // Boxed: hyper keeps room for one request's future in every connection,
+            // idle ones included, and this one is about 5 KiB.
+            Box::pin(async move {
                 // An HTTP/2 stream counts from its arrival to its body's end, for the
                 // connection's idle and stalled-write timeouts (`conn_watch`).
                 let stream = (req.version() == Version::HTTP_2).then(|| this.2.open_stream());
                 let resp = this.0.serve(req, &this.1).await;
                 Ok::<_, Infallible>(match stream {
                     Some(s) => resp.map(|b| respond::tapped(b, s.answered())),
-                    None => resp,
+                    None => resp.map(|b| respond::tapped(b, this.2.h1_answer())),
                 })
-            }
+            })
         })
     }
 

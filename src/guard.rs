@@ -35,7 +35,7 @@ mod grammar;
 mod guarded_io;
 
 use grammar::*;
-pub use guarded_io::{ConnTimeouts, GuardedIo};
+pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
 
 /// Limits on the request head, with gunicorn's names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +204,9 @@ struct TransferCodings {
     last_is_chunked: bool,
 }
 
+/// What the reused head buffer starts at; most request heads fit.
+const HEAD_BUFFER: usize = 1024;
+
 /// Validates the client side of an HTTP/1 connection; see the module doc.
 ///
 /// It owns the syntax of request heads (request line, field lines, limits), the
@@ -228,7 +231,7 @@ impl Http1Guard {
         Http1Guard {
             limits,
             state: State::Preface,
-            head: BytesMut::with_capacity(1024),
+            head: BytesMut::with_capacity(HEAD_BUFFER),
             facts: HeadFacts::default(),
             line: BytesMut::new(),
             heads_passed: 0,
@@ -282,6 +285,15 @@ impl Http1Guard {
     /// head, sees its body end early, and answers it itself.
     pub fn refused_inside_body(&self) -> bool {
         self.refused_inside_body
+    }
+
+    /// Between requests: gives back what a long head or chunk line made the reused
+    /// buffers grow to, so an idle connection keeps only the usual size.
+    pub fn release_idle_buffers(&mut self) {
+        if self.head.capacity() > HEAD_BUFFER {
+            self.head = BytesMut::with_capacity(HEAD_BUFFER);
+        }
+        self.line = BytesMut::new();
     }
 
     /// How many request heads were validated and passed on.

@@ -239,20 +239,18 @@ impl Conn {
                 h2 = guarded.sniff_h2() => h2,
                 _ = stop.cancelled() => return,
             };
-            let io = TokioIo::new(guarded);
             // Boxed: the task holds the one connection it runs, not room for both.
             match h2 {
                 Ok(true) => {
-                    let conn = builders.h2.serve_connection(io, service);
+                    let conn = builders.h2.serve_connection(TokioIo::new(guarded), service);
                     let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
                     let timeouts = Some(h2_timeouts);
                     Box::pin(conn_watch::watch(conn, shutdown, stop, activity, timeouts)).await
                 }
                 Ok(false) => {
                     // HTTP/1's timeouts are the guard's.
-                    let conn = builders.h1.serve_connection(io, service);
-                    let shutdown = |c: Pin<&mut _>| http1::Connection::graceful_shutdown(c);
-                    Box::pin(conn_watch::watch(conn, shutdown, stop, activity, None)).await
+                    guarded.park_when_idle(activity.answered());
+                    Box::pin(conn_watch::serve_h1(guarded, &builders.h1, service, stop)).await
                 }
                 Err(_) => {}
             }

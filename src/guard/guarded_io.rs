@@ -1,13 +1,21 @@
 //! [`GuardedIo`]: the client stream with every read passed through the guard, the
 //! guard's error response written on shutdown, and the HTTP/1 slow-client timeouts
 //! (idle, head, stalled write) enforced where the bytes are seen.
+//!
+//! It also parks an idle HTTP/1 connection: once hyper has answered every request and
+//! flushed, and the client has sent nothing for [`PARK_AFTER`], reads return EOF, so
+//! hyper's connection ends without a shutdown and its buffers (16 KiB) are freed; the
+//! stream then waits here ([`GuardedIo::next_request`]) with a few hundred bytes, as
+//! nginx's keep-alive state does, and a new hyper connection takes the next request.
 
 use super::{GuardLimits, Http1Guard, Reject};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,6 +29,47 @@ thread_local! {
     /// copied out before the next connection reads, so a buffer per connection would
     /// only sit idle (8 KiB of every idle keep-alive connection, 80 MiB for 10,000).
     static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
+}
+
+/// How long an HTTP/1 connection stays idle between requests before it is parked: a
+/// client that sends its next request sooner keeps its hyper connection (making one
+/// costs about as much as serving a small request's head).
+pub const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// Connections parked right now, in all threads (`ferricorn_connections_parked`).
+static PARKED: AtomicU64 = AtomicU64::new(0);
+
+/// How many HTTP/1 connections are parked now.
+pub fn parked_connections() -> u64 {
+    PARKED.load(Ordering::Relaxed)
+}
+
+/// The responses hyper finished with on one HTTP/1 connection, counted by the front as
+/// each response body is dropped. Equal to the guard's count of requests, hyper owes
+/// nothing and waits for the next request.
+#[derive(Debug, Default)]
+pub struct Answered(AtomicU64);
+
+impl Answered {
+    pub fn one_more(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether hyper may be told EOF to park the connection.
+#[derive(Debug)]
+struct Parking {
+    answered: Arc<Answered>,
+    /// `answered` when hyper last flushed: its write buffer was empty then.
+    flushed_answers: u64,
+    /// Something was written since that flush.
+    dirty: bool,
+    /// EOF was handed to hyper to park; the stream waits for the next request.
+    parked: bool,
 }
 
 /// After a refusal, at most this much unread input is drained before the close, so the
@@ -52,6 +101,7 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     idle_since: Option<Instant>,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
+    parking: Option<Parking>,
 }
 
 /// Timeouts against slow clients, enforced where the bytes are seen.
@@ -71,6 +121,8 @@ enum Expiry {
     Close,
     /// A head took too long: 408.
     Reject(Reject),
+    /// Idle long enough to park (see the module doc).
+    Park,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
@@ -96,7 +148,100 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             return None;
         }
         let since = *self.idle_since.get_or_insert_with(Instant::now);
+        if PARK_AFTER < t.idle && self.may_park() {
+            return Some((since + PARK_AFTER, Expiry::Park));
+        }
         Some((since + t.idle, Expiry::Close))
+    }
+
+    /// Parks idle connections from now on; the front counts the answers in `answered`.
+    pub fn park_when_idle(&mut self, answered: Arc<Answered>) {
+        self.parking = Some(Parking {
+            answered,
+            flushed_answers: 0,
+            dirty: false,
+            parked: false,
+        });
+    }
+
+    /// hyper owes the client nothing, and nothing is left to hand to it.
+    fn may_park(&self) -> bool {
+        let Some(p) = &self.parking else {
+            return false;
+        };
+        let answered = p.answered.count();
+        !p.parked
+            && !p.dirty
+            && p.flushed_answers == answered
+            && answered == self.guard.requests_seen()
+            && self.ready.is_empty()
+            && self.reject.is_none()
+            && !self.read_closed
+    }
+
+    /// Whether the last EOF hyper read was the one that parks the connection.
+    pub fn is_parked(&self) -> bool {
+        self.parking.as_ref().is_some_and(|p| p.parked)
+    }
+
+    /// Takes back bytes hyper read and did not use (none, when it was parked idle).
+    pub fn unread(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            let mut all = BytesMut::from(&bytes[..]);
+            all.extend_from_slice(&self.ready);
+            self.ready = all;
+        }
+    }
+
+    /// Waits, parked, for the next request's first validated bytes: `Ok(true)` when
+    /// they are here for a new hyper connection, `Ok(false)` when the connection ended
+    /// (EOF, the idle timeout, or a refusal whose response `poll_shutdown` writes).
+    pub async fn next_request(&mut self) -> io::Result<bool> {
+        self.ready = BytesMut::new();
+        self.guard.release_idle_buffers();
+        std::future::poll_fn(|cx| self.poll_next_request(cx)).await
+    }
+
+    fn poll_next_request(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            if !self.ready.is_empty() {
+                self.set_parked(false);
+                return Poll::Ready(Ok(true));
+            }
+            if self.read_closed {
+                return Poll::Ready(Ok(false));
+            }
+            ready!(self.poll_more(cx))?;
+        }
+    }
+
+    fn set_parked(&mut self, parked: bool) {
+        if let Some(p) = &mut self.parking {
+            if p.parked != parked {
+                match parked {
+                    true => PARKED.fetch_add(1, Ordering::Relaxed),
+                    false => PARKED.fetch_sub(1, Ordering::Relaxed),
+                };
+                p.parked = parked;
+            }
+        }
+    }
+
+    /// hyper flushed with its buffer empty; if that leaves the connection idle, the
+    /// read timer is moved to the parking deadline now, since hyper reads no more
+    /// until the client sends something.
+    fn on_flushed(&mut self, cx: &mut Context<'_>) {
+        let Some(p) = &mut self.parking else {
+            return;
+        };
+        p.dirty = false;
+        p.flushed_answers = p.answered.count();
+        if self.guard.is_idle() && self.may_park() {
+            if let Poll::Ready(expiry) = self.poll_read_timer(cx) {
+                self.expire(expiry);
+                cx.waker().wake_by_ref();
+            }
+        }
     }
 
     /// Nothing to read yet: arm the timer for this state and see whether it fired.
@@ -156,6 +301,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             idle_since: None,
             read_timer: None,
             write_timer: None,
+            parking: None,
         }
     }
 
@@ -180,16 +326,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             Poll::Ready(Ok(true)) => {}
             Poll::Ready(Ok(false)) => self.read_closed = true,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => match ready!(self.poll_read_timer(cx)) {
-                Expiry::Close => self.read_closed = true,
-                Expiry::Reject(r) => {
-                    tracing::debug!(status = r.status().as_u16(), "slow request head");
-                    self.reject = Some(r);
-                    self.read_closed = true;
-                }
-            },
+            Poll::Pending => {
+                let expiry = ready!(self.poll_read_timer(cx));
+                self.expire(expiry);
+            }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// What a read timer that fired does.
+    fn expire(&mut self, expiry: Expiry) {
+        match expiry {
+            Expiry::Close => self.read_closed = true,
+            Expiry::Reject(r) => {
+                tracing::debug!(status = r.status().as_u16(), "slow request head");
+                self.reject = Some(r);
+                self.read_closed = true;
+            }
+            Expiry::Park => self.set_parked(true),
+        }
     }
 
     /// The refusal whose response has not been written yet, if any; taking it means the
@@ -208,6 +363,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         let r = self.reject?;
         let answered = self.guard.refused_inside_body() && self.wrote_after_reject;
         (self.reject_written == 0 && !answered).then_some(r)
+    }
+
+    fn note_writing(&mut self) {
+        if let Some(p) = &mut self.parking {
+            p.dirty = true;
+        }
     }
 
     fn note_written(&mut self, n: usize) {
@@ -287,7 +448,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 this.ready.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            if this.read_closed {
+            if this.read_closed || this.is_parked() {
                 return Poll::Ready(Ok(()));
             }
             if this.guard.is_h2() {
@@ -307,6 +468,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.note_writing();
         let n = match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(r) => {
                 this.write_timer = None;
@@ -324,6 +486,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.note_writing();
         let n = match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(r) => {
                 this.write_timer = None;
@@ -340,7 +503,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        this.on_flushed(cx);
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -355,6 +521,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Drop for GuardedIo<T> {
     /// error: try once, without waiting, to get the error response out anyway (a fresh
     /// socket's send buffer takes these ~150 bytes).
     fn drop(&mut self) {
+        self.set_parked(false);
         let Some(r) = self.owes_reject_response() else {
             return;
         };

@@ -40,6 +40,8 @@ pub struct Gauges {
     pub body_memory: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// Idle HTTP/1 keep-alive connections parked without hyper's buffers.
+    pub parked: u64,
 }
 
 /// What one front thread counts.
@@ -185,6 +187,12 @@ impl Metrics {
             "Requests waiting for a free worker.",
             g.queued as i64,
         );
+        gauge(
+            &mut out,
+            "ferricorn_connections_parked",
+            "Idle HTTP/1 keep-alive connections, parked without their buffers.",
+            g.parked as i64,
+        );
         out += "# HELP ferricorn_workers Worker processes, by state.\n# TYPE ferricorn_workers gauge\n";
         let serving = self.workers_serving.load(Relaxed);
         let other = self.workers_other.load(Relaxed);
@@ -256,6 +264,7 @@ mod tests {
             body_memory: 4096,
             cache_hits: 5,
             cache_misses: 1,
+            parked: 7,
         });
         assert!(text.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"));
         assert!(text.contains("ferricorn_body_memory_bytes 4096"));
@@ -265,6 +274,7 @@ mod tests {
         assert!(text.contains("ferricorn_request_duration_seconds_count 2"));
         assert!(text.contains("ferricorn_requests_in_flight 0"));
         assert!(text.contains("ferricorn_requests_queued 2"));
+        assert!(text.contains("ferricorn_connections_parked 7"));
         assert!(text.contains("ferricorn_worker_restarts_total{reason=\"timeout\"} 1"));
         assert!(text.contains("ferricorn_static_cache_hits_total 5"));
         assert!(text.contains("ferricorn_response_body_bytes_total 13"));

@@ -1,6 +1,6 @@
 //! Load and process facts shared by the suites that watch workers come and go:
-//! a plain GET, the master's children from /proc, waiting on a condition, and a
-//! steady load that records every answer.
+//! a plain GET, the master's children from /proc, waiting on a condition, a
+//! steady load that records every answer, a metric, and one raw response.
 
 use super::client;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,4 +150,46 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The value of an unlabelled metric on the admin port.
+pub fn metric(admin: &str, name: &str) -> u64 {
+    let text = client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Reads one HTTP/1 response with a Content-Length off `s`, leaving it open.
+pub fn read_one_response(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let len = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .and_then(|v| v.parse::<usize>().ok())
+            .expect("a Content-Length");
+        if body.len() >= len {
+            return text.into_owned();
+        }
+    }
 }

@@ -369,7 +369,8 @@ impl Http1Guard {
         self.head.extend_from_slice(&input[..take]);
         if self.head.len() == H2_PREFACE.len() {
             out.extend_from_slice(&self.head);
-            self.head.clear();
+            // HTTP/2 passes unchecked: the head buffer is never used again.
+            self.head = BytesMut::new();
             self.state = State::H2;
         }
         take

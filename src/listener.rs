@@ -278,10 +278,13 @@ impl Conn {
         let Some(tls) = tls else {
             return self.serve(io, info).await;
         };
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(io)).await {
+        // The handshake and the stream boxed: rustls's state (about 3.5 KiB) then
+        // lives once, not also in room kept for it in each future that moves it.
+        let handshake = Box::pin(tls.acceptor().accept(io));
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(tls_stream)) => {
                 info.scheme = Scheme::Https;
-                self.serve(tls_stream, info).await
+                self.serve(Box::new(tls_stream), info).await
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),

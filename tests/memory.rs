@@ -183,14 +183,9 @@ fn answered_connections(server: &Server, n: usize) -> Vec<std::net::TcpStream> {
 #[test]
 fn a_keep_alive_connection_between_requests_costs_the_master_little() {
     let server = misbehave(&["-w", "1", "--keep-alive", "300"]).start();
-    // First connections set up per-thread state once; not what one connection costs.
-    drop(answered_connections(&server, 50));
-    let before = rss_kib(server.pid());
-    let idle = answered_connections(&server, 500);
-    let per = (rss_kib(server.pid()) - before) as f64 / 500.0;
+    let per = kib_per_connection(&server, 500, |n| answered_connections(&server, n));
     eprintln!("a keep-alive connection after its request: {per:.1} KiB");
     assert!(per < 17.0, "{per:.1} KiB per connection");
-    drop(idle);
 }
 
 /// An idle keep-alive connection is parked after `PARK_AFTER` (0.5 s): hyper's
@@ -201,27 +196,47 @@ fn a_keep_alive_connection_between_requests_costs_the_master_little() {
 fn an_idle_keep_alive_connection_is_parked_with_a_few_kib() {
     let admin = format!("127.0.0.1:{}", free_port());
     let server = misbehave(&["-w", "1", "--keep-alive", "300", "--admin-bind", &admin]).start();
-    let parked = |n: u64| {
+    let per = kib_per_parked_connection(&server, &admin, 10, |n| answered_connections(&server, n));
+    eprintln!("a parked keep-alive connection: {per:.1} KiB");
+    assert!(per < 8.0, "{per:.1} KiB per parked connection");
+}
+
+/// The master's growth per connection parked, over `batches` of 50 opened by `open`
+/// (`admin`: the server's admin port). Each batch is parked before the next, so the
+/// figure is what a parked connection keeps, not hyper's passing buffers.
+fn kib_per_parked_connection<C>(
+    server: &Server,
+    admin: &str,
+    batches: usize,
+    open: impl Fn(usize) -> Vec<C>,
+) -> f64 {
+    let parked = |n: usize| {
         wait_until("connections parked", Duration::from_secs(20), || {
-            metric(&admin, "ferricorn_connections_parked") == n
+            metric(admin, "ferricorn_connections_parked") == n as u64
         })
     };
-    drop(answered_connections(&server, 50));
-    parked(0);
-    let warm = answered_connections(&server, 50);
+    // First connections set up per-thread state once; not what one connection costs.
+    let warm = open(50);
     parked(50);
     drop(warm);
     parked(0);
     let before = rss_kib(server.pid());
     let mut idle = Vec::new();
-    for _ in 0..10 {
-        idle.extend(answered_connections(&server, 50));
-        parked(idle.len() as u64);
+    for _ in 0..batches {
+        idle.extend(open(50));
+        parked(idle.len());
     }
-    let per = (rss_kib(server.pid()) - before) as f64 / idle.len() as f64;
-    eprintln!("a parked keep-alive connection: {per:.1} KiB");
-    assert!(per < 8.0, "{per:.1} KiB per parked connection");
-    drop(idle);
+    (rss_kib(server.pid()) - before) as f64 / idle.len() as f64
+}
+
+/// The master's growth per connection opened by `open`, after 50 to warm up.
+fn kib_per_connection<C>(server: &Server, n: usize, open: impl Fn(usize) -> Vec<C>) -> f64 {
+    drop(open(50));
+    let before = rss_kib(server.pid());
+    let kept = open(n);
+    let per = (rss_kib(server.pid()) - before) as f64 / n as f64;
+    drop(kept);
+    per
 }
 
 /// Opens `n` TLS connections to `server`, each after one answered HTTP/1.1 request.
@@ -308,25 +323,10 @@ fn an_idle_tls_connection_is_parked_with_rustls_state_only() {
     let flags = ["-w", "1", "--keep-alive", "300", "--admin-bind", &admin];
     let tls = ["--certfile", &cert, "--keyfile", &key];
     let server = misbehave(&[&flags[..], &tls[..]].concat()).start();
-    let parked = |n: u64| {
-        wait_until("connections parked", Duration::from_secs(20), || {
-            metric(&admin, "ferricorn_connections_parked") == n
-        })
-    };
-    let warm = answered_tls_connections(&server, 50);
-    parked(50);
-    drop(warm);
-    parked(0);
-    let before = rss_kib(server.pid());
-    let mut idle = Vec::new();
-    for _ in 0..6 {
-        idle.extend(answered_tls_connections(&server, 50));
-        parked(idle.len() as u64);
-    }
-    let per = (rss_kib(server.pid()) - before) as f64 / idle.len() as f64;
+    let per =
+        kib_per_parked_connection(&server, &admin, 6, |n| answered_tls_connections(&server, n));
     eprintln!("a parked TLS connection: {per:.1} KiB");
     assert!(per < 14.0, "{per:.1} KiB per parked TLS connection");
-    drop(idle);
 }
 
 /// Opens `n` HTTP/2 (h2c) connections to `server`, each after one answered stream.
@@ -376,11 +376,7 @@ fn answered_h2_connections(server: &Server, n: usize) -> Vec<std::net::TcpStream
 #[test]
 fn an_idle_http2_connection_costs_the_master_its_h2_buffers() {
     let server = misbehave(&["-w", "1", "--keep-alive", "300"]).start();
-    drop(answered_h2_connections(&server, 50));
-    let before = rss_kib(server.pid());
-    let idle = answered_h2_connections(&server, 500);
-    let per = (rss_kib(server.pid()) - before) as f64 / 500.0;
+    let per = kib_per_connection(&server, 500, |n| answered_h2_connections(&server, n));
     eprintln!("an idle HTTP/2 connection: {per:.1} KiB");
     assert!(per < 26.0, "{per:.1} KiB per idle HTTP/2 connection");
-    drop(idle);
 }

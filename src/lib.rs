@@ -36,5 +36,7 @@ pub mod router;
 pub mod static_files;
 pub mod proxy;
 pub mod dispatcher;
+// -- value types at the bottom, which import no stage --
 pub use ferricorn_wire::{claims, log_record, wire};
+pub mod net;
 pub mod respond;

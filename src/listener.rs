@@ -7,11 +7,11 @@
 //! `crate::proxy_protocol`) and then do the TLS handshake; both run in the
 //! connection's own task, so a slow client never stalls the accept loop.
 
-use crate::config::BindAddr;
 use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
 use crate::front::Front;
 use crate::guard::{stand_in, ConnTimeouts, GuardLimits, GuardedIo};
-use crate::proxy::ConnInfo;
+use crate::net::BindAddr;
+use crate::net::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
 use crate::shards::{Host, Shards};
 use crate::tls::Tls;

@@ -10,7 +10,7 @@ use crate::cli::Cli;
 use crate::config::Settings;
 use crate::conn_watch::Drain;
 use crate::dispatcher::{Dispatcher, LookAhead};
-use crate::front::Front;
+use crate::front::{AppCompression, Front};
 use crate::guard::{ConnTimeouts, GuardLimits};
 use crate::listener::{self, ConnSettings, Listener};
 use crate::observe::access_log::AccessLog;
@@ -212,7 +212,7 @@ async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), Ma
         proxy,
         metrics.clone(),
         access_log.map(Arc::new),
-        settings.compression,
+        AppCompression(settings.compression),
     ));
     if let Some(l) = admin_listener {
         let state = Arc::new(AdminState {

@@ -132,9 +132,9 @@ impl Settings {
         out += &format!(
             "access_log_format = {}\n",
             q(match &self.access_log_format {
-                crate::observe::access_log::Format::Combined => "combined",
-                crate::observe::access_log::Format::Json => "json",
-                crate::observe::access_log::Format::Template(t) => t,
+                super::access_log_format::Format::Combined => "combined",
+                super::access_log_format::Format::Json => "json",
+                super::access_log_format::Format::Template(t) => t,
             })
         );
         if let Some(a) = &self.admin_bind {

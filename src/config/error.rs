@@ -22,6 +22,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl From<crate::net::BindError> for ConfigError {
+    fn from(e: crate::net::BindError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
+
 impl ConfigError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         ConfigError::Invalid(msg.into())

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (`file`), the command line (`crate::cli`) merged over
 //! it, validated once into `Settings`, which is all the rest of the server reads.
 
+pub mod access_log_format;
 mod describe;
 mod error;
 mod file;
@@ -9,26 +10,18 @@ pub mod interpreter;
 pub use error::ConfigError;
 
 use crate::cli::Cli;
-use crate::proxy::forward_headers::{TrustedProxies, DEFAULT_ALLOW_IPS};
+use crate::net::{parse_bind, BindAddr, TrustedProxies, DEFAULT_ALLOW_IPS};
 use file::FileConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where the front listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BindAddr {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for BindAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BindAddr::Tcp(a) => write!(f, "{a}"),
-            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
+/// `[compression]`: the app's responses of a compressible type and at least
+/// `min_size` bytes are compressed (the front's `AppCompression` decides).
+#[derive(Debug, Clone, Copy)]
+pub struct Compression {
+    pub enabled: bool,
+    pub min_size: u64,
 }
 
 /// One `[[static]]` mount.
@@ -143,11 +136,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub error_logfile: Option<PathBuf>,
     pub access_logfile: Option<String>,
-    pub access_log_format: crate::observe::access_log::Format,
+    pub access_log_format: access_log_format::Format,
     pub admin_bind: Option<SocketAddr>,
     /// Certificate and key files; TLS on every TCP bind when set.
     pub tls: Option<(PathBuf, PathBuf)>,
-    pub compression: crate::front::AppCompression,
+    pub compression: Compression,
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
     pub check_config: bool,
@@ -275,7 +268,7 @@ impl Settings {
                 )))
             }
         };
-        let access_log_format = crate::observe::access_log::Format::parse(
+        let access_log_format = access_log_format::Format::parse(
             cli.access_log_format
                 .as_deref()
                 .or(f.log.access_log_format.as_deref())
@@ -420,7 +413,7 @@ impl Settings {
             access_log_format,
             admin_bind,
             tls,
-            compression: crate::front::AppCompression {
+            compression: Compression {
                 enabled: f.compression.enabled.unwrap_or(true),
                 min_size: f.compression.min_size.unwrap_or(1024),
             },
@@ -452,34 +445,6 @@ fn validate_app(app: &str) -> Result<(), ConfigError> {
             "app {app:?}: expected MODULE:CALLABLE, e.g. mysite.wsgi:application"
         ))),
     }
-}
-
-/// Parses `HOST:PORT`, `[V6]:PORT`, `:PORT`, `PORT` or `unix:/path`.
-pub fn parse_bind(s: &str) -> Result<BindAddr, ConfigError> {
-    if let Some(path) = s.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err(ConfigError::invalid("bind unix: needs a path"));
-        }
-        return Ok(BindAddr::Unix(PathBuf::from(path)));
-    }
-    let bad = || {
-        ConfigError::invalid(format!(
-            "bind {s:?}: expected HOST:PORT, [IPV6]:PORT or unix:/path"
-        ))
-    };
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(BindAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
-    }
-    let s2 = if let Some(rest) = s.strip_prefix(':') {
-        format!("0.0.0.0:{rest}")
-    } else if s.starts_with("localhost:") {
-        s.replacen("localhost", "127.0.0.1", 1)
-    } else {
-        s.to_string()
-    };
-    s2.parse::<SocketAddr>()
-        .map(BindAddr::Tcp)
-        .map_err(|_| bad())
 }
 
 fn static_mount(

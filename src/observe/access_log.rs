@@ -3,6 +3,7 @@
 //! bounded channel to a writer thread, so logging never blocks the request path (a
 //! line that finds the channel full is dropped and counted).
 
+pub use crate::config::access_log_format::{placeholders, Format, FIELDS};
 use crate::respond::{Polled, Tap};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -12,61 +13,6 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
-
-/// Field names usable in a template, as `{name}`; also the JSON keys.
-pub const FIELDS: &[&str] = &[
-    "time",
-    "remote",
-    "method",
-    "path",
-    "query",
-    "protocol",
-    "status",
-    "bytes",
-    "duration_ms",
-    "user_agent",
-    "referer",
-    "request_id",
-    "worker_pid",
-    "upstream_ms",
-];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Format {
-    Combined,
-    Json,
-    Template(String),
-}
-
-impl Format {
-    /// `combined`, `json`, or a template using `{field}` names from `FIELDS`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "combined" => Ok(Format::Combined),
-            "json" => Ok(Format::Json),
-            t if t.contains('{') => {
-                for name in placeholders(t) {
-                    if !FIELDS.contains(&name) {
-                        return Err(format!(
-                            "access log template field {{{name}}} is unknown; known: {}",
-                            FIELDS.join(", ")
-                        ));
-                    }
-                }
-                Ok(Format::Template(t.to_string()))
-            }
-            other => Err(format!(
-                "access log format {other:?}: expected combined, json or a template with {{field}}s"
-            )),
-        }
-    }
-}
-
-fn placeholders(t: &str) -> impl Iterator<Item = &str> {
-    t.split('{')
-        .skip(1)
-        .filter_map(|s| s.split_once('}').map(|(n, _)| n))
-}
 
 /// One request, as the front saw it.
 #[derive(Debug, Clone)]

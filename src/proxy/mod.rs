@@ -13,23 +13,15 @@ pub mod target;
 use crate::config::Limits;
 use crate::dispatcher::response_spool::Interruption;
 use crate::dispatcher::{Dispatcher, WorkerConn};
+use crate::net::{ConnInfo, TrustedProxies};
 use crate::respond::{self, BoxError, Failure};
 use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
 use bytes::Bytes;
-use forward_headers::{Client, TrustedProxies};
+use forward_headers::Client;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-/// Facts about the client connection, known to the listener.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: Option<SocketAddr>,
-    pub local: Option<SocketAddr>,
-    pub scheme: Scheme,
-}
 
 pub struct Proxy {
     dispatcher: &'static Dispatcher,

@@ -142,7 +142,7 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
         Some(path) => Some(Claims::open(path).map_err(|e| StartError::Claims(path.clone(), e))?),
         None => None,
     };
-    let conn = Arc::new(Conn::new(sock, claims));
+    let conn = Arc::new(Conn::new(sock, claims, server::lead));
     signals::spawn(conn.clone()).map_err(StartError::Thread)?;
     for i in 0..threads {
         let (shared, conn) = (shared.clone(), conn.clone());

@@ -6,31 +6,14 @@
 //! streams never interleave mid-frame.
 
 use super::log::wlog;
-use super::stream::{Conn, Exit, Until};
+use super::stream::{Conn, Exit, ReadBuf, Until};
+
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
-
-const READ_BUF: usize = 256 * 1024;
-
-/// What the leader reads into; kept in `Conn` so the next leader goes on where the
-/// last one stopped (a frame may be split across two reads).
-pub struct ReadBuf {
-    buf: BytesMut,
-    tmp: Vec<u8>,
-}
-
-impl Default for ReadBuf {
-    fn default() -> Self {
-        ReadBuf {
-            buf: BytesMut::with_capacity(READ_BUF),
-            tmp: vec![0; READ_BUF],
-        }
-    }
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -13,7 +13,7 @@
 
 use crate::claims::Claims;
 use crate::wire::RequestHead;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
@@ -298,6 +298,29 @@ struct ConnState {
     exit: Option<Exit>,
 }
 
+const READ_BUF: usize = 256 * 1024;
+
+/// What the leader reads into; kept in `Conn` so the next leader goes on where the
+/// last one stopped (a frame may be split across two reads).
+pub struct ReadBuf {
+    pub(super) buf: BytesMut,
+    pub(super) tmp: Vec<u8>,
+}
+
+impl Default for ReadBuf {
+    fn default() -> Self {
+        ReadBuf {
+            buf: BytesMut::with_capacity(READ_BUF),
+            tmp: vec![0; READ_BUF],
+        }
+    }
+}
+
+/// Reads and routes frames as leader until `until` holds (false) or the input
+/// ended (true). It is `server::lead`, handed in by whoever makes the `Conn`: the
+/// scheduling here does not depend on how frames are read.
+pub type Leader = fn(&Conn, Until<'_>) -> bool;
+
 /// Per-connection state shared by the signal and Python threads.
 pub struct Conn {
     sched: Mutex<Sched>,
@@ -310,7 +333,8 @@ pub struct Conn {
     pub(super) write_lock: Mutex<()>,
     /// Bytes read but not yet decoded; only the leader touches it (so the lock is
     /// never contended), and it survives changes of leader.
-    pub(super) read_buf: Mutex<super::server::ReadBuf>,
+    pub(super) read_buf: Mutex<ReadBuf>,
+    leader: Leader,
     /// Set once a write failed: later writes are dropped.
     pub(super) write_failed: AtomicBool,
     /// Shared with the front, which may take back a request not started yet; `None`
@@ -319,8 +343,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(socket: UnixStream, claims: Option<Claims>) -> Self {
+    pub fn new(socket: UnixStream, claims: Option<Claims>, leader: Leader) -> Self {
         Conn {
+            leader,
             sched: Mutex::default(),
             followers: Condvar::new(),
             state: Mutex::default(),
@@ -376,7 +401,7 @@ impl Conn {
 
     /// Reads as leader until `until` holds, then gives the leadership away.
     fn lead(&self, until: Until<'_>) {
-        let done = super::server::lead(self, until);
+        let done = (self.leader)(self, until);
         let mut s = lock(&self.sched);
         s.leader = false;
         if done {
@@ -629,7 +654,7 @@ mod tests {
     #[test]
     fn drain_waits_for_streams_in_flight() {
         let (sock, _master) = UnixStream::pair().unwrap();
-        let c = Conn::new(sock, None);
+        let c = Conn::new(sock, None, |_, _| true);
         let head = Box::new(RequestHead {
             method: Bytes::from_static(b"GET"),
             path: Bytes::from_static(b"/"),

@@ -5,23 +5,27 @@
 //! is counted in the metrics and, when enabled, the access log. A request hyper parsed
 //! as a guard stand-in first gets the client's own request line back.
 
+mod compression;
+
 use crate::conn_watch::Activity;
 use crate::guard::stand_in;
+use crate::net::ConnInfo;
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::{Metrics, RouteKind};
 use crate::proxy::target::RawTarget;
-use crate::proxy::{ConnInfo, Proxy, Upstream};
+use crate::proxy::{Proxy, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
 use crate::static_files::StaticFiles;
 use bytes::Bytes;
+use compression::content_length_of;
+pub use compression::AppCompression;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tower::{Layer, ServiceExt};
-use tower_http::compression::{predicate::Predicate, CompressionLayer};
+use tower_http::compression::predicate::Predicate;
 
 /// Everything a request may need, shared by all connections.
 pub struct Front {
@@ -32,47 +36,6 @@ pub struct Front {
     pub access_log: Option<Arc<AccessLog>>,
     compression: AppCompression,
     request_ids: RequestIds,
-}
-
-/// Which responses the front compresses (gzip or br, by Accept-Encoding): the app's,
-/// of a compressible type, with a known length of at least `min_size`. Static files
-/// are left alone (they have precompressed siblings and byte ranges), and so are
-/// streamed responses (compression would hold chunks back).
-#[derive(Debug, Clone, Copy)]
-pub struct AppCompression {
-    pub enabled: bool,
-    pub min_size: u64,
-}
-
-impl Predicate for AppCompression {
-    fn should_compress<B>(&self, resp: &Response<B>) -> bool
-    where
-        B: http_body::Body,
-    {
-        let h = resp.headers();
-        self.enabled
-            && resp.status() != StatusCode::PARTIAL_CONTENT
-            && !h.contains_key(header::ACCEPT_RANGES)
-            && !h.contains_key(header::CONTENT_ENCODING)
-            && content_length_of(h).is_some_and(|n| n >= self.min_size)
-            && h.get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(is_compressible)
-    }
-}
-
-fn is_compressible(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    mime.starts_with("text/")
-        || matches!(
-            mime,
-            "application/json"
-                | "application/javascript"
-                | "application/xml"
-                | "application/xhtml+xml"
-                | "application/ld+json"
-                | "image/svg+xml"
-        )
 }
 
 /// Request ids: 12 hex digits of a per-process random prefix (one per front thread)
@@ -167,7 +130,7 @@ impl Front {
         let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let (mut resp, entry) = self.handle(req, conn, started).await;
         if self.compression.should_compress(&resp) {
-            resp = self.compress(resp, accept_encoding).await;
+            resp = compression::compress(self.compression, resp, accept_encoding).await;
         }
         resp.headers_mut()
             .entry(header::SERVER)
@@ -179,29 +142,6 @@ impl Front {
                 resp.map(|body| respond::tapped(body, LogWhenSent::new(log, entry, started)))
             }
             _ => resp,
-        }
-    }
-
-    /// Compresses one response by the request's Accept-Encoding (tower-http's
-    /// compression, which also adds `Vary`). Applied to the responses the predicate
-    /// picks only: its body type carries every encoder's state inline (about 6 KiB),
-    /// which as a layer around all responses was copied on every move of every one.
-    async fn compress(&self, resp: Response<Body>, accept: Option<HeaderValue>) -> Response<Body> {
-        let mut resp = Some(resp);
-        let svc = CompressionLayer::new()
-            .no_deflate()
-            .no_zstd()
-            .compress_when(self.compression)
-            .layer(tower::service_fn(move |_: Request<()>| {
-                std::future::ready(Ok::<_, Infallible>(resp.take().expect("called once")))
-            }));
-        let mut req = Request::new(());
-        if let Some(v) = accept {
-            req.headers_mut().insert(header::ACCEPT_ENCODING, v);
-        }
-        match svc.oneshot(req).await {
-            Ok(r) => r.map(Body::new),
-            Err(never) => match never {},
         }
     }
 
@@ -329,12 +269,6 @@ fn is_plausible_request_id(v: &[u8]) -> bool {
 
 fn content_length(resp: &Response<Body>) -> Option<u64> {
     content_length_of(resp.headers())
-}
-
-fn content_length_of(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The parts of a request the access log needs, taken before the request moves on.

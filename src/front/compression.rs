@@ -1,0 +1,81 @@
+//! Which of the app's responses are compressed, and the compressing itself
+//! (tower-http's gzip and br by Accept-Encoding). The setting is config's plain
+//! `Compression`; the policy that reads a response is here.
+
+use crate::config::Compression;
+use crate::respond::Body;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use std::convert::Infallible;
+use tower::{Layer, ServiceExt};
+use tower_http::compression::{predicate::Predicate, CompressionLayer};
+
+/// Which responses the front compresses (gzip or br, by Accept-Encoding): the app's,
+/// of a compressible type, with a known length of at least `min_size`. Static files
+/// are left alone (they have precompressed siblings and byte ranges), and so are
+/// streamed responses (compression would hold chunks back).
+#[derive(Debug, Clone, Copy)]
+pub struct AppCompression(pub Compression);
+
+impl Predicate for AppCompression {
+    fn should_compress<B>(&self, resp: &Response<B>) -> bool
+    where
+        B: http_body::Body,
+    {
+        let h = resp.headers();
+        self.0.enabled
+            && resp.status() != StatusCode::PARTIAL_CONTENT
+            && !h.contains_key(header::ACCEPT_RANGES)
+            && !h.contains_key(header::CONTENT_ENCODING)
+            && content_length_of(h).is_some_and(|n| n >= self.0.min_size)
+            && h.get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(is_compressible)
+    }
+}
+
+fn is_compressible(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    mime.starts_with("text/")
+        || matches!(
+            mime,
+            "application/json"
+                | "application/javascript"
+                | "application/xml"
+                | "application/xhtml+xml"
+                | "application/ld+json"
+                | "image/svg+xml"
+        )
+}
+
+/// Compresses one response by the request's Accept-Encoding (tower-http's
+/// compression, which also adds `Vary`). Applied to the responses the predicate
+/// picks only: its body type carries every encoder's state inline (about 6 KiB),
+/// which as a layer around all responses was copied on every move of every one.
+pub async fn compress(
+    policy: AppCompression,
+    resp: Response<Body>,
+    accept: Option<HeaderValue>,
+) -> Response<Body> {
+    let mut resp = Some(resp);
+    let svc = CompressionLayer::new()
+        .no_deflate()
+        .no_zstd()
+        .compress_when(policy)
+        .layer(tower::service_fn(move |_: Request<()>| {
+            std::future::ready(Ok::<_, Infallible>(resp.take().expect("called once")))
+        }));
+    let mut req = Request::new(());
+    if let Some(v) = accept {
+        req.headers_mut().insert(header::ACCEPT_ENCODING, v);
+    }
+    match svc.oneshot(req).await {
+        Ok(r) => r.map(Body::new),
+        Err(never) => match never {},
+    }
+}
+
+pub(super) fn content_length_of(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,6 +1,7 @@
 //! Command-line flags, named after gunicorn's where gunicorn has the flag.
 //! Every flag is optional so that the config file can supply it; `config` merges.
 
+use crate::defaults;
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -20,44 +21,36 @@ pub struct Cli {
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on: HOST:PORT, [V6]:PORT or unix:/path (repeatable). [default: 127.0.0.1:8000]
-    #[arg(short = 'b', long = "bind")]
+    #[arg(short = 'b', long = "bind", help = with_default("Address to listen on: HOST:PORT, [V6]:PORT or unix:/path (repeatable).", defaults::BIND))]
     pub bind: Vec<String>,
 
     /// Worker processes. [default: $WEB_CONCURRENCY, else the number of CPU cores]
     #[arg(short = 'w', long = "workers")]
     pub workers: Option<usize>,
 
-    /// Python threads per worker (requests served at once by one worker). [default: 1]
-    #[arg(long = "threads")]
+    #[arg(long = "threads", help = with_default("Python threads per worker (requests served at once by one worker).", defaults::THREADS))]
     pub threads: Option<usize>,
 
-    /// Seconds a worker may stay silent on a request before it is replaced (0 = off). [default: 30]
-    #[arg(short = 't', long = "timeout")]
+    #[arg(short = 't', long = "timeout", help = with_default("Seconds a worker may stay silent on a request before it is replaced (0 = off).", defaults::TIMEOUT_S))]
     pub timeout: Option<u64>,
 
-    /// Seconds a new worker may take to import the app and become ready. [default: 60]
-    #[arg(long = "boot-timeout")]
+    #[arg(long = "boot-timeout", help = with_default("Seconds a new worker may take to import the app and become ready.", defaults::BOOT_TIMEOUT_S))]
     pub boot_timeout: Option<u64>,
 
-    /// Seconds given to in-flight requests on stop or reload. [default: 30]
-    #[arg(long = "graceful-timeout")]
+    #[arg(long = "graceful-timeout", help = with_default("Seconds given to in-flight requests on stop or reload.", defaults::GRACEFUL_TIMEOUT_S))]
     pub graceful_timeout: Option<u64>,
 
     /// Threads of the front (accepting, parsing, proxying, static files). [default: CPU cores]
     #[arg(long = "front-threads")]
     pub front_threads: Option<usize>,
 
-    /// Replace a worker after it served this many requests (0 = never). [default: 0]
-    #[arg(long = "max-requests")]
+    #[arg(long = "max-requests", help = with_default("Replace a worker after it served this many requests (0 = never).", defaults::MAX_REQUESTS))]
     pub max_requests: Option<u64>,
 
-    /// Random extra requests, 0..=N, added to --max-requests per worker. [default: 0]
-    #[arg(long = "max-requests-jitter")]
+    #[arg(long = "max-requests-jitter", help = with_default("Random extra requests, 0..=N, added to --max-requests per worker.", defaults::MAX_REQUESTS_JITTER))]
     pub max_requests_jitter: Option<u64>,
 
-    /// Seconds an idle keep-alive connection stays open. [default: 5]
-    #[arg(long = "keep-alive")]
+    #[arg(long = "keep-alive", help = with_default("Seconds an idle keep-alive connection stays open.", defaults::KEEP_ALIVE_S))]
     pub keep_alive: Option<u64>,
 
     /// Development mode: restart workers when app files change.
@@ -89,8 +82,7 @@ pub struct Cli {
     #[arg(long = "static", value_name = "URL=DIR")]
     pub statics: Vec<String>,
 
-    /// debug, info, warning, error or critical. [default: info]
-    #[arg(long = "log-level")]
+    #[arg(long = "log-level", help = with_default("debug, info, warning, error or critical.", defaults::LOG_LEVEL))]
     pub log_level: Option<String>,
 
     /// TLS certificate chain (PEM); with --keyfile, every TCP bind speaks TLS.
@@ -113,26 +105,20 @@ pub struct Cli {
     #[arg(long = "access-logfile")]
     pub access_logfile: Option<String>,
 
-    /// Access log format: combined, json, or a template of {field}s. [default: combined]
-    #[arg(long = "access-log-format")]
+    #[arg(long = "access-log-format", help = with_default("Access log format: combined, json, or a template of {field}s.", defaults::ACCESS_LOG_FORMAT))]
     pub access_log_format: Option<String>,
 
     /// Admin listener for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9000. [default: off]
     #[arg(long = "admin-bind")]
     pub admin_bind: Option<String>,
 
-    /// Requests that may wait for a free worker before 503. [default: 2048]
-    #[arg(long = "backlog")]
+    #[arg(long = "backlog", help = with_default("Requests that may wait for a free worker before 503.", defaults::BACKLOG))]
     pub backlog: Option<usize>,
 
-    /// Largest request body in bytes; larger gets 413. [default: 104857600 (100 MiB)]
-    #[arg(long = "limit-request-body")]
+    #[arg(long = "limit-request-body", help = with_default("Largest request body in bytes; larger gets 413.", defaults::MAX_BODY_SIZE))]
     pub limit_request_body: Option<u64>,
 
-    /// Proxies trusted to set the client address and scheme (X-Forwarded-For,
-    /// X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded): comma-separated addresses and
-    /// CIDR ranges, or '*' for any. [default: 127.0.0.1,::1]
-    #[arg(long = "forwarded-allow-ips", value_name = "IPS")]
+    #[arg(long = "forwarded-allow-ips", value_name = "IPS", help = with_default("Proxies trusted to set the client address and scheme (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded): comma-separated addresses and CIDR ranges, or '*' for any.", defaults::FORWARDED_ALLOW_IPS))]
     pub forwarded_allow_ips: Option<String>,
 
     /// Every TCP connection starts with a PROXY protocol v1 or v2 header (from a load
@@ -145,17 +131,14 @@ pub struct Cli {
     #[arg(long = "umask", value_parser = parse_umask)]
     pub umask: Option<u32>,
 
-    /// Longest request line in bytes; longer gets 414. [default: 4094]
-    #[arg(long = "limit-request-line")]
+    #[arg(long = "limit-request-line", help = with_default("Longest request line in bytes; longer gets 414.", defaults::REQUEST_LINE))]
     pub limit_request_line: Option<usize>,
 
-    /// Most header fields in a request; more gets 431. [default: 100]
-    #[arg(long = "limit-request-fields")]
+    #[arg(long = "limit-request-fields", help = with_default("Most header fields in a request; more gets 431.", defaults::REQUEST_FIELDS))]
     pub limit_request_fields: Option<usize>,
 
-    /// Longest header field in bytes; longer gets 431. [default: 8190]
     // gunicorn spells it with an underscore; the dashed form is accepted too.
-    #[arg(long = "limit-request-field_size", alias = "limit-request-field-size")]
+    #[arg(long = "limit-request-field_size", alias = "limit-request-field-size", help = with_default("Longest header field in bytes; longer gets 431.", defaults::REQUEST_FIELD_SIZE))]
     pub limit_request_field_size: Option<usize>,
 
     /// Write the master's pid to this file.
@@ -182,4 +165,9 @@ fn parse_umask(s: &str) -> Result<u32, String> {
         Ok(m) if m <= 0o777 => Ok(m),
         _ => Err(format!("{s:?} is not a umask (0 to 0o777, e.g. 0o007)")),
     }
+}
+
+/// A flag's help with its default from `defaults`, as clap shows its own.
+fn with_default(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
 }

@@ -30,6 +30,7 @@ use bytes::BytesMut;
 use http::StatusCode;
 use memchr::memchr;
 
+use crate::defaults;
 pub mod stand_in;
 mod grammar;
 mod guarded_io;
@@ -55,9 +56,9 @@ pub struct GuardLimits {
 impl Default for GuardLimits {
     fn default() -> Self {
         GuardLimits {
-            request_line: 4094,
-            fields: 100,
-            field_size: 8190,
+            request_line: defaults::REQUEST_LINE,
+            fields: defaults::REQUEST_FIELDS,
+            field_size: defaults::REQUEST_FIELD_SIZE,
             require_host: false,
         }
     }

@@ -38,5 +38,6 @@ pub mod proxy;
 pub mod dispatcher;
 // -- value types at the bottom, which import no stage --
 pub use ferricorn_wire::{claims, log_record, wire};
+pub mod defaults;
 pub mod net;
 pub mod respond;

@@ -66,9 +66,6 @@ pub fn parse_bind(s: &str) -> Result<BindAddr, BindError> {
         .map_err(|_| bad())
 }
 
-/// The default of `--forwarded-allow-ips`: only local proxies.
-pub const DEFAULT_ALLOW_IPS: &str = "127.0.0.1,::1";
-
 /// The parsed `forwarded_allow_ips`: `*`, addresses and CIDR ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedProxies {
@@ -104,7 +101,9 @@ impl TrustedProxies {
 
 impl Default for TrustedProxies {
     fn default() -> Self {
-        DEFAULT_ALLOW_IPS.parse().expect("the default parses")
+        crate::defaults::FORWARDED_ALLOW_IPS
+            .parse()
+            .expect("the default parses")
     }
 }
 

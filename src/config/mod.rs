@@ -10,7 +10,8 @@ pub mod interpreter;
 pub use error::ConfigError;
 
 use crate::cli::Cli;
-use crate::net::{parse_bind, BindAddr, TrustedProxies, DEFAULT_ALLOW_IPS};
+use crate::defaults;
+use crate::net::{parse_bind, BindAddr, TrustedProxies};
 use file::FileConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -146,9 +147,6 @@ pub struct Settings {
     pub check_config: bool,
 }
 
-/// Seconds a worker may take to import the app (`[workers] boot_timeout`).
-pub const DEFAULT_BOOT_TIMEOUT_S: u64 = 60;
-
 const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "critical"];
 
 impl Settings {
@@ -169,7 +167,7 @@ impl Settings {
             f.server
                 .bind
                 .clone()
-                .unwrap_or_else(|| vec!["127.0.0.1:8000".into()])
+                .unwrap_or_else(|| vec![defaults::BIND.into()])
         };
         let binds = binds_raw
             .iter()
@@ -187,25 +185,44 @@ impl Settings {
                 .or(f.workers.count)
                 .or_else(web_concurrency)
                 .unwrap_or_else(cpu_count),
-            threads: cli.threads.or(f.workers.threads).unwrap_or(1),
-            timeout: match cli.timeout.or(f.workers.timeout).unwrap_or(30) {
+            threads: cli
+                .threads
+                .or(f.workers.threads)
+                .unwrap_or(defaults::THREADS),
+            timeout: match cli
+                .timeout
+                .or(f.workers.timeout)
+                .unwrap_or(defaults::TIMEOUT_S)
+            {
                 0 => None,
                 s => Some(Duration::from_secs(s)),
             },
-            max_requests: cli.max_requests.or(f.workers.max_requests).unwrap_or(0),
+            max_requests: cli
+                .max_requests
+                .or(f.workers.max_requests)
+                .unwrap_or(defaults::MAX_REQUESTS),
             max_requests_jitter: cli
                 .max_requests_jitter
                 .or(f.workers.max_requests_jitter)
-                .unwrap_or(0),
-            backlog: cli.backlog.or(f.workers.backlog).unwrap_or(2048),
-            queue_timeout: Duration::from_secs(f.workers.queue_timeout.unwrap_or(30)),
+                .unwrap_or(defaults::MAX_REQUESTS_JITTER),
+            backlog: cli
+                .backlog
+                .or(f.workers.backlog)
+                .unwrap_or(defaults::BACKLOG),
+            queue_timeout: Duration::from_secs(
+                f.workers.queue_timeout.unwrap_or(defaults::QUEUE_TIMEOUT_S),
+            ),
             boot_timeout: Duration::from_secs(
                 cli.boot_timeout
                     .or(f.workers.boot_timeout)
-                    .unwrap_or(DEFAULT_BOOT_TIMEOUT_S),
+                    .unwrap_or(defaults::BOOT_TIMEOUT_S),
             ),
-            look_ahead: f.workers.look_ahead.unwrap_or(16),
-            look_ahead_stall: Duration::from_millis(f.workers.look_ahead_stall_ms.unwrap_or(10)),
+            look_ahead: f.workers.look_ahead.unwrap_or(defaults::LOOK_AHEAD),
+            look_ahead_stall: Duration::from_millis(
+                f.workers
+                    .look_ahead_stall_ms
+                    .unwrap_or(defaults::LOOK_AHEAD_STALL_MS),
+            ),
         };
         if workers.count == 0 {
             return Err(ConfigError::invalid("workers must be at least 1"));
@@ -250,7 +267,7 @@ impl Settings {
             .log_level
             .clone()
             .or(f.log.level)
-            .unwrap_or_else(|| "info".into())
+            .unwrap_or_else(|| defaults::LOG_LEVEL.into())
             .to_ascii_lowercase();
         if !LOG_LEVELS.contains(&log_level.as_str()) {
             return Err(ConfigError::invalid(format!(
@@ -272,7 +289,7 @@ impl Settings {
             cli.access_log_format
                 .as_deref()
                 .or(f.log.access_log_format.as_deref())
-                .unwrap_or("combined"),
+                .unwrap_or(defaults::ACCESS_LOG_FORMAT),
         )
         .map_err(ConfigError::invalid)?;
         let admin_bind = match cli.admin_bind.clone().or(f.admin.bind) {
@@ -298,7 +315,7 @@ impl Settings {
             .forwarded_allow_ips
             .as_deref()
             .or(f.proxy.forwarded_allow_ips.as_deref())
-            .unwrap_or(DEFAULT_ALLOW_IPS)
+            .unwrap_or(defaults::FORWARDED_ALLOW_IPS)
             .parse::<TrustedProxies>()
             .map_err(|e| ConfigError::invalid(e.to_string()))?;
 
@@ -344,11 +361,15 @@ impl Settings {
             config_path: cli.config.clone(),
             app,
             binds,
-            keep_alive: Duration::from_secs(cli.keep_alive.or(f.server.keep_alive).unwrap_or(5)),
+            keep_alive: Duration::from_secs(
+                cli.keep_alive
+                    .or(f.server.keep_alive)
+                    .unwrap_or(defaults::KEEP_ALIVE_S),
+            ),
             graceful_timeout: Duration::from_secs(
                 cli.graceful_timeout
                     .or(f.server.graceful_timeout)
-                    .unwrap_or(30),
+                    .unwrap_or(defaults::GRACEFUL_TIMEOUT_S),
             ),
             front_threads,
             pid: cli.pid.clone().or(f.server.pid),
@@ -366,36 +387,67 @@ impl Settings {
             workers,
             statics,
             static_cache: FileCache {
-                max_bytes: f.static_cache.max_bytes.unwrap_or(64 * 1024 * 1024),
-                max_entries: f.static_cache.max_entries.unwrap_or(10_000),
-                max_file_size: f.static_cache.max_file_size.unwrap_or(1024 * 1024),
-                revalidate: Duration::from_millis(f.static_cache.revalidate_ms.unwrap_or(1000)),
+                max_bytes: f
+                    .static_cache
+                    .max_bytes
+                    .unwrap_or(defaults::STATIC_CACHE_BYTES),
+                max_entries: f
+                    .static_cache
+                    .max_entries
+                    .unwrap_or(defaults::STATIC_CACHE_ENTRIES),
+                max_file_size: f
+                    .static_cache
+                    .max_file_size
+                    .unwrap_or(defaults::STATIC_CACHE_FILE_SIZE),
+                revalidate: Duration::from_millis(
+                    f.static_cache
+                        .revalidate_ms
+                        .unwrap_or(defaults::STATIC_CACHE_REVALIDATE_MS),
+                ),
             },
             limits: Limits {
                 max_body_size: cli
                     .limit_request_body
                     .or(f.limits.max_body_size)
-                    .unwrap_or(100 * 1024 * 1024),
-                body_buffer_size: f.limits.body_buffer_size.unwrap_or(1024 * 1024),
-                body_memory: f.limits.body_memory.unwrap_or(64 * 1024 * 1024),
-                response_buffer_size: f.limits.response_buffer_size.unwrap_or(1024 * 1024),
+                    .unwrap_or(defaults::MAX_BODY_SIZE),
+                body_buffer_size: f
+                    .limits
+                    .body_buffer_size
+                    .unwrap_or(defaults::BODY_BUFFER_SIZE),
+                body_memory: f.limits.body_memory.unwrap_or(defaults::BODY_MEMORY),
+                response_buffer_size: f
+                    .limits
+                    .response_buffer_size
+                    .unwrap_or(defaults::RESPONSE_BUFFER_SIZE),
                 request_line: cli
                     .limit_request_line
                     .or(f.limits.request_line)
-                    .unwrap_or(4094),
+                    .unwrap_or(defaults::REQUEST_LINE),
                 request_fields: cli
                     .limit_request_fields
                     .or(f.limits.request_fields)
-                    .unwrap_or(100),
+                    .unwrap_or(defaults::REQUEST_FIELDS),
                 request_field_size: cli
                     .limit_request_field_size
                     .or(f.limits.request_field_size)
-                    .unwrap_or(8190),
-                head_timeout: Duration::from_secs(f.limits.head_timeout.unwrap_or(10)),
-                body_timeout: Duration::from_secs(f.limits.body_timeout.unwrap_or(30)),
-                write_timeout: Duration::from_secs(f.limits.write_timeout.unwrap_or(30)),
-                max_connections: f.limits.max_connections.unwrap_or(10_000),
-                http2_max_streams: f.limits.http2_max_streams.unwrap_or(100),
+                    .unwrap_or(defaults::REQUEST_FIELD_SIZE),
+                head_timeout: Duration::from_secs(
+                    f.limits.head_timeout.unwrap_or(defaults::HEAD_TIMEOUT_S),
+                ),
+                body_timeout: Duration::from_secs(
+                    f.limits.body_timeout.unwrap_or(defaults::BODY_TIMEOUT_S),
+                ),
+                write_timeout: Duration::from_secs(
+                    f.limits.write_timeout.unwrap_or(defaults::WRITE_TIMEOUT_S),
+                ),
+                max_connections: f
+                    .limits
+                    .max_connections
+                    .unwrap_or(defaults::MAX_CONNECTIONS),
+                http2_max_streams: f
+                    .limits
+                    .http2_max_streams
+                    .unwrap_or(defaults::HTTP2_MAX_STREAMS),
                 require_host: f.limits.require_host.unwrap_or(false),
             },
             forwarded_allow_ips,
@@ -415,7 +467,10 @@ impl Settings {
             tls,
             compression: Compression {
                 enabled: f.compression.enabled.unwrap_or(true),
-                min_size: f.compression.min_size.unwrap_or(1024),
+                min_size: f
+                    .compression
+                    .min_size
+                    .unwrap_or(defaults::COMPRESSION_MIN_SIZE),
             },
             reload: cli.reload || f.reload.enabled.unwrap_or(false),
             reload_extra_files: if cli.reload_extra_file.is_empty() {

@@ -28,7 +28,10 @@ fn trust_list_parses_addresses_ranges_and_star() {
     assert!(!trust("").trusts(addr("127.0.0.1")));
     assert!(trust("0.0.0.0/0").trusts(addr("203.0.113.9")));
     assert_eq!(t.to_string(), "127.0.0.1,::1,10.0.0.0/8,fd00::/8");
-    assert_eq!(TrustedProxies::default().to_string(), DEFAULT_ALLOW_IPS);
+    assert_eq!(
+        TrustedProxies::default().to_string(),
+        crate::defaults::FORWARDED_ALLOW_IPS
+    );
 }
 
 #[test]

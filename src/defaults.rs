@@ -1,0 +1,74 @@
+//! Every default of a setting, named once. The config merge falls back to these, the
+//! guard's `GuardLimits::default` is made of them, and the command line's help prints
+//! them (`cli::with_default`), so the three cannot disagree. The README's tables and
+//! `conf/ferricorn.example.toml` state the same figures for people.
+
+/// `[server] bind`, `-b`.
+pub const BIND: &str = "127.0.0.1:8000";
+/// `[server] keep_alive`, `--keep-alive`: seconds.
+pub const KEEP_ALIVE_S: u64 = 5;
+/// `[server] graceful_timeout`, `--graceful-timeout`: seconds.
+pub const GRACEFUL_TIMEOUT_S: u64 = 30;
+
+/// `[workers] threads`, `--threads`.
+pub const THREADS: usize = 1;
+/// `[workers] timeout`, `-t`: seconds (0: off).
+pub const TIMEOUT_S: u64 = 30;
+/// `[workers] boot_timeout`, `--boot-timeout`: seconds.
+pub const BOOT_TIMEOUT_S: u64 = 60;
+/// `[workers] max_requests`, `--max-requests` (0: never).
+pub const MAX_REQUESTS: u64 = 0;
+/// `[workers] max_requests_jitter`, `--max-requests-jitter`.
+pub const MAX_REQUESTS_JITTER: u64 = 0;
+/// `[workers] backlog`, `--backlog`: requests waiting for a worker.
+pub const BACKLOG: usize = 2048;
+/// `[workers] queue_timeout`: seconds.
+pub const QUEUE_TIMEOUT_S: u64 = 30;
+/// `[workers] look_ahead`: requests sent ahead to a busy worker.
+pub const LOOK_AHEAD: usize = 16;
+/// `[workers] look_ahead_stall_ms`.
+pub const LOOK_AHEAD_STALL_MS: u64 = 10;
+
+/// `[limits] max_body_size`, `--limit-request-body`: bytes.
+pub const MAX_BODY_SIZE: u64 = 100 * 1024 * 1024;
+/// `[limits] body_buffer_size`: bytes of a body kept in memory before a temp file.
+pub const BODY_BUFFER_SIZE: u64 = 1024 * 1024;
+/// `[limits] body_memory`: bytes of all bodies in memory together.
+pub const BODY_MEMORY: u64 = 64 * 1024 * 1024;
+/// `[limits] response_buffer_size`: bytes.
+pub const RESPONSE_BUFFER_SIZE: usize = 1024 * 1024;
+/// `[limits] request_line`, `--limit-request-line`: bytes (gunicorn's).
+pub const REQUEST_LINE: usize = 4094;
+/// `[limits] request_fields`, `--limit-request-fields` (gunicorn's).
+pub const REQUEST_FIELDS: usize = 100;
+/// `[limits] request_field_size`, `--limit-request-field_size`: bytes (gunicorn's).
+pub const REQUEST_FIELD_SIZE: usize = 8190;
+/// `[limits] head_timeout`: seconds.
+pub const HEAD_TIMEOUT_S: u64 = 10;
+/// `[limits] body_timeout`: seconds.
+pub const BODY_TIMEOUT_S: u64 = 30;
+/// `[limits] write_timeout`: seconds.
+pub const WRITE_TIMEOUT_S: u64 = 30;
+/// `[limits] max_connections`.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// `[limits] http2_max_streams`.
+pub const HTTP2_MAX_STREAMS: u32 = 100;
+
+/// `[static_cache] max_bytes`.
+pub const STATIC_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// `[static_cache] max_entries`.
+pub const STATIC_CACHE_ENTRIES: usize = 10_000;
+/// `[static_cache] max_file_size`: bytes.
+pub const STATIC_CACHE_FILE_SIZE: u64 = 1024 * 1024;
+/// `[static_cache] revalidate_ms`.
+pub const STATIC_CACHE_REVALIDATE_MS: u64 = 1000;
+
+/// `[compression] min_size`: bytes.
+pub const COMPRESSION_MIN_SIZE: u64 = 1024;
+
+/// `[log] level`, `--log-level`.
+pub const LOG_LEVEL: &str = "info";
+/// `[log] access_log_format`, `--access-log-format`.
+pub const ACCESS_LOG_FORMAT: &str = "combined";
+/// `[proxy] forwarded_allow_ips`, `--forwarded-allow-ips`: only local proxies.
+pub const FORWARDED_ALLOW_IPS: &str = "127.0.0.1,::1";

@@ -155,3 +155,44 @@ fn the_circle_finder_finds_a_circle() {
         ["a", "b", "c", "a"].map(String::from)
     );
 }
+
+/// A clone of the repository alone runs its tests and benches: the README, the
+/// tests, the bench scripts and the build scripts name no place outside it (the
+/// records of past runs, `benches/results/*/command.txt` and logs, keep their
+/// machine's paths as they were).
+#[test]
+fn nothing_refers_outside_the_repository() {
+    let mut files = vec![repo().join("README.md"), repo().join("benches/README.md")];
+    for dir in ["tests", "benches", "deploy", "conf", ".ci"] {
+        let mut stack = vec![repo().join(dir)];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() && name != "__pycache__" {
+                    stack.push(path);
+                } else if [".rs", ".sh", ".py", ".toml", "run"]
+                    .iter()
+                    .any(|e| name.ends_with(e))
+                    && path != repo().join("tests/layout.rs")
+                {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    files.extend(["build.rs", "worker/build.rs", "wire/build.rs"].map(|f| repo().join(f)));
+    let mut outside = Vec::new();
+    for f in files.iter().filter(|f| f.exists()) {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for needle in ["/work/", "../shared"] {
+            if text.contains(needle) {
+                outside.push(format!("{} names {needle}", f.display()));
+            }
+        }
+    }
+    assert!(outside.is_empty(), "{outside:#?}");
+}

@@ -11,7 +11,7 @@ PORT=8103 CONNS=${CONNS:-4} REQS=${REQS:-500}
 rm -f "$OUT"/callgrind.out.*
 valgrind --tool=callgrind --collect-atstart=no --trace-children=${TRACE_CHILDREN:-no} \
   --callgrind-out-file="$OUT/callgrind.out.%p" \
-  "$BIN" -w 2 -t 0 -b 127.0.0.1:$PORT --chdir /work/shared/bench/apps hello:app \
+  "$BIN" -w 2 -t 0 -b 127.0.0.1:$PORT --chdir "$ROOT/benches/harness/apps" hello:app \
   >"$OUT/callgrind-ferricorn.log" 2>&1 &
 VG=$!
 trap 'kill $VG 2>/dev/null; wait $VG 2>/dev/null || true' EXIT

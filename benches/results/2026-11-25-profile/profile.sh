@@ -11,7 +11,7 @@ PORT=8101
 URL="http://127.0.0.1:$PORT/"
 TCK=$(getconf CLK_TCK)
 
-"$BIN" -w 2 -b 127.0.0.1:$PORT --chdir /work/shared/bench/apps hello:app >"$OUT/ferricorn.log" 2>&1 &
+"$BIN" -w 2 -b 127.0.0.1:$PORT --chdir "$ROOT/benches/harness/apps" hello:app >"$OUT/ferricorn.log" 2>&1 &
 MASTER=$!
 trap 'kill $MASTER 2>/dev/null; wait $MASTER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fs "$URL" >/dev/null && break; sleep 0.1; done

@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
 OUT="${1:-$(dirname "$0")}"
 BIN="${BIN:-$ROOT/target/release/ferricorn}"
 PORT=8104 URL="http://127.0.0.1:8104/"
-"$BIN" -w 2 -b 127.0.0.1:$PORT --chdir /work/shared/bench/apps hello:app >/dev/null 2>&1 &
+"$BIN" -w 2 -b 127.0.0.1:$PORT --chdir "$ROOT/benches/harness/apps" hello:app >/dev/null 2>&1 &
 MASTER=$!
 trap 'kill $MASTER 2>/dev/null; wait $MASTER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fs "$URL" >/dev/null && break; sleep 0.1; done

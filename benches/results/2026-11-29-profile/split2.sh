@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # per-thread master CPU
-cd /tmp/ferricorn-bench-harness/apps
-${BIN:-/work/main/target/release/ferricorn} -b 127.0.0.1:8101 -w 2 "$@" hello:app >/tmp/ab/f.log 2>&1 &
+ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
+LOG="${TMPDIR:-/tmp}/ferricorn-split.log"
+cd "$ROOT/benches/harness/apps"
+"${BIN:-$ROOT/target/release/ferricorn}" -b 127.0.0.1:8101 -w 2 "$@" hello:app >"$LOG" 2>&1 &
 sleep 1.5; M=$(pgrep -f "b 127.0.0.1:8101 -w 2" | head -1); W=$(pgrep -P $M | tr '\n' ' ')
 wrk -t1 -c64 -d2s http://127.0.0.1:8101/ >/dev/null
 snap() { for t in /proc/$M/task/*; do echo "$(cat $t/comm) $(awk '{print $14+$15}' $t/stat)"; done; }

@@ -197,7 +197,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
     /// they are here for a new hyper connection, `Ok(false)` when the connection ended
     /// (EOF, the idle timeout, or a refusal whose response `poll_shutdown` writes).
     pub async fn next_request(&mut self) -> io::Result<bool> {
-        self.ready = BytesMut::new();
+        if self.ready.is_empty() {
+            self.ready = BytesMut::new();
+        }
         self.guard.release_idle_buffers();
         std::future::poll_fn(|cx| self.poll_next_request(cx)).await
     }

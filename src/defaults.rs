@@ -66,9 +66,33 @@ pub const STATIC_CACHE_REVALIDATE_MS: u64 = 1000;
 /// `[compression] min_size`: bytes.
 pub const COMPRESSION_MIN_SIZE: u64 = 1024;
 
+/// `[[static]] index`: the file served for a directory.
+pub const STATIC_INDEX: &str = "index.html";
+
+/// `[log] format`, `--log-format`.
+pub const LOG_FORMAT: &str = "text";
 /// `[log] level`, `--log-level`.
 pub const LOG_LEVEL: &str = "info";
 /// `[log] access_log_format`, `--access-log-format`.
 pub const ACCESS_LOG_FORMAT: &str = "combined";
 /// `[proxy] forwarded_allow_ips`, `--forwarded-allow-ips`: only local proxies.
 pub const FORWARDED_ALLOW_IPS: &str = "127.0.0.1,::1";
+
+/// `[workers] count`, `-w`: `$WEB_CONCURRENCY` (as gunicorn), else the CPU count.
+pub fn workers() -> usize {
+    std::env::var("WEB_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(cpu_count)
+}
+
+/// `[server] front_threads`, `--front-threads`: the CPU count.
+pub fn front_threads() -> usize {
+    cpu_count()
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

@@ -1,10 +1,14 @@
 //! The TOML file as written by users: raw structs, every key optional, unknown keys
-//! refused. `config::Settings` is built from these plus the command line.
+//! refused. It is also the one schema of the configuration: the flags are laid over
+//! it (`flags`), every key left out gets its default (`fill_defaults`, from
+//! `crate::defaults`), `Settings` is validated from the result, and `--check-config`
+//! prints the result back as TOML.
 
-use serde::Deserialize;
+use crate::defaults;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// `MODULE:CALLABLE`, like the positional argument.
@@ -15,7 +19,7 @@ pub struct FileConfig {
     pub python: PythonSection,
     #[serde(default)]
     pub workers: WorkersSection,
-    #[serde(default, rename = "static")]
+    #[serde(default, rename = "static", skip_serializing_if = "Vec::is_empty")]
     pub statics: Vec<StaticSection>,
     #[serde(default)]
     pub static_cache: StaticCacheSection,
@@ -35,27 +39,27 @@ pub struct FileConfig {
     pub compression: CompressionSection,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionSection {
     pub enabled: Option<bool>,
     pub min_size: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     pub certfile: Option<PathBuf>,
     pub keyfile: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     pub bind: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub bind: Option<Vec<String>>,
@@ -68,7 +72,7 @@ pub struct ServerSection {
     pub umask: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PythonSection {
     pub chdir: Option<PathBuf>,
@@ -77,7 +81,7 @@ pub struct PythonSection {
     pub interpreter: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkersSection {
     pub count: Option<usize>,
@@ -92,7 +96,7 @@ pub struct WorkersSection {
     pub look_ahead_stall_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticSection {
     pub url: String,
@@ -104,7 +108,7 @@ pub struct StaticSection {
     pub dotfiles: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticCacheSection {
     pub max_bytes: Option<u64>,
@@ -113,7 +117,7 @@ pub struct StaticCacheSection {
     pub revalidate_ms: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub max_body_size: Option<u64>,
@@ -131,13 +135,13 @@ pub struct LimitsSection {
     pub require_host: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     pub forwarded_allow_ips: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub level: Option<String>,
@@ -147,9 +151,140 @@ pub struct LogSection {
     pub access_log_format: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReloadSection {
     pub enabled: Option<bool>,
     pub extra_files: Option<Vec<PathBuf>>,
+}
+
+fn default<T>(key: &mut Option<T>, value: T) {
+    key.get_or_insert(value);
+}
+
+impl FileConfig {
+    /// Gives every key left out its default, so the config holds every effective
+    /// value. Keys with no default (a pid file, TLS files, an admin bind) stay out.
+    pub fn fill_defaults(&mut self) {
+        self.server.fill_defaults();
+        self.python.fill_defaults();
+        self.workers.fill_defaults();
+        self.statics
+            .iter_mut()
+            .for_each(StaticSection::fill_defaults);
+        self.static_cache.fill_defaults();
+        self.limits.fill_defaults();
+        default(
+            &mut self.proxy.forwarded_allow_ips,
+            defaults::FORWARDED_ALLOW_IPS.into(),
+        );
+        self.log.fill_defaults();
+        default(&mut self.reload.enabled, false);
+        default(&mut self.reload.extra_files, Vec::new());
+        default(&mut self.compression.enabled, true);
+        default(
+            &mut self.compression.min_size,
+            defaults::COMPRESSION_MIN_SIZE,
+        );
+    }
+}
+
+impl ServerSection {
+    fn fill_defaults(&mut self) {
+        default(&mut self.bind, vec![defaults::BIND.into()]);
+        default(&mut self.keep_alive, defaults::KEEP_ALIVE_S);
+        default(&mut self.graceful_timeout, defaults::GRACEFUL_TIMEOUT_S);
+        default(&mut self.front_threads, defaults::front_threads());
+        default(&mut self.proxy_protocol, false);
+    }
+}
+
+impl PythonSection {
+    fn fill_defaults(&mut self) {
+        default(&mut self.pythonpath, Vec::new());
+        if self.venv.is_none() {
+            self.venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
+        }
+    }
+}
+
+impl WorkersSection {
+    fn fill_defaults(&mut self) {
+        default(&mut self.count, defaults::workers());
+        default(&mut self.threads, defaults::THREADS);
+        default(&mut self.timeout, defaults::TIMEOUT_S);
+        default(&mut self.max_requests, defaults::MAX_REQUESTS);
+        default(&mut self.max_requests_jitter, defaults::MAX_REQUESTS_JITTER);
+        default(&mut self.backlog, defaults::BACKLOG);
+        default(&mut self.queue_timeout, defaults::QUEUE_TIMEOUT_S);
+        default(&mut self.boot_timeout, defaults::BOOT_TIMEOUT_S);
+        default(&mut self.look_ahead, defaults::LOOK_AHEAD);
+        default(&mut self.look_ahead_stall_ms, defaults::LOOK_AHEAD_STALL_MS);
+    }
+}
+
+impl StaticSection {
+    /// A `--static URL=DIR` mount.
+    pub fn new(url: &str, dir: &str) -> Self {
+        StaticSection {
+            url: url.into(),
+            dir: dir.into(),
+            cache_control: None,
+            index: None,
+            precompressed: None,
+            fallthrough: None,
+            dotfiles: None,
+        }
+    }
+
+    fn fill_defaults(&mut self) {
+        default(&mut self.index, defaults::STATIC_INDEX.into());
+        default(&mut self.precompressed, true);
+        default(&mut self.fallthrough, false);
+        default(&mut self.dotfiles, false);
+    }
+}
+
+impl StaticCacheSection {
+    fn fill_defaults(&mut self) {
+        default(&mut self.max_bytes, defaults::STATIC_CACHE_BYTES);
+        default(&mut self.max_entries, defaults::STATIC_CACHE_ENTRIES);
+        default(&mut self.max_file_size, defaults::STATIC_CACHE_FILE_SIZE);
+        default(
+            &mut self.revalidate_ms,
+            defaults::STATIC_CACHE_REVALIDATE_MS,
+        );
+    }
+}
+
+impl LimitsSection {
+    fn fill_defaults(&mut self) {
+        default(&mut self.max_body_size, defaults::MAX_BODY_SIZE);
+        default(&mut self.body_buffer_size, defaults::BODY_BUFFER_SIZE);
+        default(&mut self.body_memory, defaults::BODY_MEMORY);
+        default(
+            &mut self.response_buffer_size,
+            defaults::RESPONSE_BUFFER_SIZE,
+        );
+        default(&mut self.request_line, defaults::REQUEST_LINE);
+        default(&mut self.request_fields, defaults::REQUEST_FIELDS);
+        default(&mut self.request_field_size, defaults::REQUEST_FIELD_SIZE);
+        default(&mut self.head_timeout, defaults::HEAD_TIMEOUT_S);
+        default(&mut self.body_timeout, defaults::BODY_TIMEOUT_S);
+        default(&mut self.write_timeout, defaults::WRITE_TIMEOUT_S);
+        default(&mut self.max_connections, defaults::MAX_CONNECTIONS);
+        default(&mut self.http2_max_streams, defaults::HTTP2_MAX_STREAMS);
+        default(&mut self.require_host, false);
+    }
+}
+
+impl LogSection {
+    fn fill_defaults(&mut self) {
+        default(&mut self.level, defaults::LOG_LEVEL.into());
+        default(&mut self.format, defaults::LOG_FORMAT.into());
+        default(
+            &mut self.access_log_format,
+            defaults::ACCESS_LOG_FORMAT.into(),
+        );
+    }
 }

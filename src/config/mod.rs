@@ -5,12 +5,12 @@ pub mod access_log_format;
 mod describe;
 mod error;
 mod file;
+mod flags;
 pub mod interpreter;
 
 pub use error::ConfigError;
 
 use crate::cli::Cli;
-use crate::defaults;
 use crate::net::{parse_bind, BindAddr, TrustedProxies};
 use file::FileConfig;
 use std::net::SocketAddr;
@@ -145,6 +145,9 @@ pub struct Settings {
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
     pub check_config: bool,
+    /// The file's keys with the flags laid over them and every default filled in:
+    /// what `--check-config` prints.
+    effective: FileConfig,
 }
 
 const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "critical"];
@@ -160,337 +163,232 @@ impl Settings {
         Self::merge(cli, file)
     }
 
-    fn merge(cli: &Cli, f: FileConfig) -> Result<Self, ConfigError> {
-        let binds_raw = if !cli.bind.is_empty() {
-            cli.bind.clone()
-        } else {
-            f.server
-                .bind
-                .clone()
-                .unwrap_or_else(|| vec![defaults::BIND.into()])
-        };
-        let binds = binds_raw
-            .iter()
-            .map(|b| parse_bind(b))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let app = cli.app.clone().or(f.app);
-        if let Some(app) = &app {
-            validate_app(app)?;
-        }
-
-        let workers = WorkerSettings {
-            count: cli
-                .workers
-                .or(f.workers.count)
-                .or_else(web_concurrency)
-                .unwrap_or_else(cpu_count),
-            threads: cli
-                .threads
-                .or(f.workers.threads)
-                .unwrap_or(defaults::THREADS),
-            timeout: match cli
-                .timeout
-                .or(f.workers.timeout)
-                .unwrap_or(defaults::TIMEOUT_S)
-            {
-                0 => None,
-                s => Some(Duration::from_secs(s)),
-            },
-            max_requests: cli
-                .max_requests
-                .or(f.workers.max_requests)
-                .unwrap_or(defaults::MAX_REQUESTS),
-            max_requests_jitter: cli
-                .max_requests_jitter
-                .or(f.workers.max_requests_jitter)
-                .unwrap_or(defaults::MAX_REQUESTS_JITTER),
-            backlog: cli
-                .backlog
-                .or(f.workers.backlog)
-                .unwrap_or(defaults::BACKLOG),
-            queue_timeout: Duration::from_secs(
-                f.workers.queue_timeout.unwrap_or(defaults::QUEUE_TIMEOUT_S),
-            ),
-            boot_timeout: Duration::from_secs(
-                cli.boot_timeout
-                    .or(f.workers.boot_timeout)
-                    .unwrap_or(defaults::BOOT_TIMEOUT_S),
-            ),
-            look_ahead: f.workers.look_ahead.unwrap_or(defaults::LOOK_AHEAD),
-            look_ahead_stall: Duration::from_millis(
-                f.workers
-                    .look_ahead_stall_ms
-                    .unwrap_or(defaults::LOOK_AHEAD_STALL_MS),
-            ),
-        };
-        if workers.count == 0 {
-            return Err(ConfigError::invalid("workers must be at least 1"));
-        }
-        if workers.threads == 0 {
-            return Err(ConfigError::invalid("threads must be at least 1"));
-        }
-        let front_threads = cli
-            .front_threads
-            .or(f.server.front_threads)
-            .unwrap_or_else(cpu_count);
-        if front_threads == 0 {
-            return Err(ConfigError::invalid("front_threads must be at least 1"));
-        }
-        if workers.threads.saturating_add(workers.look_ahead) > crate::claims::MAX_OUTSTANDING {
-            return Err(ConfigError::invalid(format!(
-                "threads + look_ahead must be at most {}",
-                crate::claims::MAX_OUTSTANDING
-            )));
-        }
-
-        let mut statics = Vec::new();
-        for s in f.statics {
-            statics.push(static_mount(
-                &s.url,
-                s.dir,
-                s.cache_control,
-                s.index,
-                s.precompressed,
-                s.fallthrough,
-                s.dotfiles,
-            )?);
-        }
-        for spec in &cli.statics {
-            let (url, dir) = spec.split_once('=').ok_or_else(|| {
-                ConfigError::invalid(format!("--static {spec:?}: expected URL=DIR"))
-            })?;
-            statics.push(static_mount(url, dir.into(), None, None, None, None, None)?);
-        }
-
-        let log_level = cli
-            .log_level
-            .clone()
-            .or(f.log.level)
-            .unwrap_or_else(|| defaults::LOG_LEVEL.into())
-            .to_ascii_lowercase();
-        if !LOG_LEVELS.contains(&log_level.as_str()) {
-            return Err(ConfigError::invalid(format!(
-                "log level {log_level:?}: expected one of {}",
-                LOG_LEVELS.join(", ")
-            )));
-        }
-
-        let log_format = match cli.log_format.clone().or(f.log.format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::invalid(format!(
-                    "log format {other:?}: expected text or json"
-                )))
-            }
-        };
-        let access_log_format = access_log_format::Format::parse(
-            cli.access_log_format
-                .as_deref()
-                .or(f.log.access_log_format.as_deref())
-                .unwrap_or(defaults::ACCESS_LOG_FORMAT),
-        )
-        .map_err(ConfigError::invalid)?;
-        let admin_bind = match cli.admin_bind.clone().or(f.admin.bind) {
-            None => None,
-            Some(a) => match parse_bind(&a)? {
-                BindAddr::Tcp(sa) => Some(sa),
-                BindAddr::Unix(_) => {
-                    return Err(ConfigError::invalid("admin bind must be HOST:PORT"))
-                }
-            },
-        };
-
-        let tls = match (
-            cli.certfile.clone().or(f.tls.certfile),
-            cli.keyfile.clone().or(f.tls.keyfile),
-        ) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => return Err(ConfigError::invalid("TLS needs both certfile and keyfile")),
-        };
-
-        let forwarded_allow_ips = cli
-            .forwarded_allow_ips
-            .as_deref()
-            .or(f.proxy.forwarded_allow_ips.as_deref())
-            .unwrap_or(defaults::FORWARDED_ALLOW_IPS)
-            .parse::<TrustedProxies>()
-            .map_err(|e| ConfigError::invalid(e.to_string()))?;
-
-        let (venv, venv_origin) = match (&cli.venv, f.python.venv, std::env::var_os("VIRTUAL_ENV"))
-        {
-            (Some(v), _, _) => (Some(v.clone()), "--venv"),
-            (None, Some(v), _) => (Some(v), "[python] venv"),
-            (None, None, Some(v)) => (Some(PathBuf::from(v)), "$VIRTUAL_ENV"),
-            (None, None, None) => (None, ""),
-        };
-        let explicit = match (&cli.python, &f.python.interpreter) {
-            (Some(p), _) => Some((p.as_path(), "--python")),
-            (None, Some(p)) => Some((p.as_path(), "[python] interpreter")),
-            (None, None) => None,
-        };
-        let interpreter = match &app {
-            Some(_) => Some(
-                interpreter::choose(
-                    explicit,
-                    venv.as_deref().map(|v| (v, venv_origin)),
-                    std::env::current_exe()
-                        .ok()
-                        .as_deref()
-                        .and_then(Path::parent),
-                    std::env::var_os("PATH").as_deref(),
-                )
-                .map_err(|e| ConfigError::invalid(e.to_string()))?,
-            ),
-            None => None,
-        };
-
+    /// The flags laid over the file, every key left out given its default, and the
+    /// result validated section by section.
+    fn merge(cli: &Cli, mut f: FileConfig) -> Result<Self, ConfigError> {
         if f.server.umask.is_some_and(|m| m > 0o777) {
             return Err(ConfigError::invalid(
                 "[server] umask: expected 0 to 0o777, e.g. umask = 0o007",
             ));
         }
-        if app.is_none() && statics.is_empty() {
+        let origins = Origins::of(cli, &f);
+        flags::apply(cli, &mut f)?;
+        f.fill_defaults();
+        if let Some(app) = &f.app {
+            validate_app(app)?;
+        }
+        let python = python(&mut f, origins)?;
+        let statics = f
+            .statics
+            .iter()
+            .map(static_mount)
+            .collect::<Result<Vec<_>, _>>()?;
+        if f.app.is_none() && statics.is_empty() {
             return Err(ConfigError::invalid(
                 "nothing to serve: give an app (MODULE:CALLABLE, e.g. mysite.wsgi:application) or a static mount (--static URL=DIR)",
             ));
         }
+        let (log_level, log_format, access_log_format) = log(&f.log)?;
+        let server = &f.server;
         Ok(Settings {
             config_path: cli.config.clone(),
-            app,
-            binds,
-            keep_alive: Duration::from_secs(
-                cli.keep_alive
-                    .or(f.server.keep_alive)
-                    .unwrap_or(defaults::KEEP_ALIVE_S),
-            ),
-            graceful_timeout: Duration::from_secs(
-                cli.graceful_timeout
-                    .or(f.server.graceful_timeout)
-                    .unwrap_or(defaults::GRACEFUL_TIMEOUT_S),
-            ),
-            front_threads,
-            pid: cli.pid.clone().or(f.server.pid),
-            runtime_dir: f.server.runtime_dir,
-            python: PythonSettings {
-                chdir: cli.chdir.clone().or(f.python.chdir),
-                pythonpath: if cli.pythonpath.is_empty() {
-                    f.python.pythonpath.unwrap_or_default()
-                } else {
-                    cli.pythonpath.clone()
-                },
-                venv,
-                interpreter,
-            },
-            workers,
+            app: f.app.clone(),
+            binds: given(&server.bind)
+                .iter()
+                .map(|b| parse_bind(b))
+                .collect::<Result<_, _>>()?,
+            keep_alive: secs(server.keep_alive),
+            graceful_timeout: secs(server.graceful_timeout),
+            front_threads: at_least_one("front_threads", given(&server.front_threads))?,
+            pid: server.pid.clone(),
+            runtime_dir: server.runtime_dir.clone(),
+            proxy_protocol: given(&server.proxy_protocol),
+            umask: server.umask,
+            python,
+            workers: workers(&f.workers)?,
             statics,
-            static_cache: FileCache {
-                max_bytes: f
-                    .static_cache
-                    .max_bytes
-                    .unwrap_or(defaults::STATIC_CACHE_BYTES),
-                max_entries: f
-                    .static_cache
-                    .max_entries
-                    .unwrap_or(defaults::STATIC_CACHE_ENTRIES),
-                max_file_size: f
-                    .static_cache
-                    .max_file_size
-                    .unwrap_or(defaults::STATIC_CACHE_FILE_SIZE),
-                revalidate: Duration::from_millis(
-                    f.static_cache
-                        .revalidate_ms
-                        .unwrap_or(defaults::STATIC_CACHE_REVALIDATE_MS),
-                ),
-            },
-            limits: Limits {
-                max_body_size: cli
-                    .limit_request_body
-                    .or(f.limits.max_body_size)
-                    .unwrap_or(defaults::MAX_BODY_SIZE),
-                body_buffer_size: f
-                    .limits
-                    .body_buffer_size
-                    .unwrap_or(defaults::BODY_BUFFER_SIZE),
-                body_memory: f.limits.body_memory.unwrap_or(defaults::BODY_MEMORY),
-                response_buffer_size: f
-                    .limits
-                    .response_buffer_size
-                    .unwrap_or(defaults::RESPONSE_BUFFER_SIZE),
-                request_line: cli
-                    .limit_request_line
-                    .or(f.limits.request_line)
-                    .unwrap_or(defaults::REQUEST_LINE),
-                request_fields: cli
-                    .limit_request_fields
-                    .or(f.limits.request_fields)
-                    .unwrap_or(defaults::REQUEST_FIELDS),
-                request_field_size: cli
-                    .limit_request_field_size
-                    .or(f.limits.request_field_size)
-                    .unwrap_or(defaults::REQUEST_FIELD_SIZE),
-                head_timeout: Duration::from_secs(
-                    f.limits.head_timeout.unwrap_or(defaults::HEAD_TIMEOUT_S),
-                ),
-                body_timeout: Duration::from_secs(
-                    f.limits.body_timeout.unwrap_or(defaults::BODY_TIMEOUT_S),
-                ),
-                write_timeout: Duration::from_secs(
-                    f.limits.write_timeout.unwrap_or(defaults::WRITE_TIMEOUT_S),
-                ),
-                max_connections: f
-                    .limits
-                    .max_connections
-                    .unwrap_or(defaults::MAX_CONNECTIONS),
-                http2_max_streams: f
-                    .limits
-                    .http2_max_streams
-                    .unwrap_or(defaults::HTTP2_MAX_STREAMS),
-                require_host: f.limits.require_host.unwrap_or(false),
-            },
-            forwarded_allow_ips,
-            proxy_protocol: cli.proxy_protocol || f.server.proxy_protocol.unwrap_or(false),
-            umask: cli.umask.or(f.server.umask),
+            static_cache: static_cache(&f.static_cache),
+            limits: limits(&f.limits),
+            forwarded_allow_ips: given(&f.proxy.forwarded_allow_ips)
+                .parse::<TrustedProxies>()
+                .map_err(|e| ConfigError::invalid(e.to_string()))?,
             log_level,
             log_format,
             // gunicorn users write `--error-logfile -` for stderr, our default.
-            error_logfile: cli
-                .error_logfile
-                .clone()
-                .or(f.log.error_logfile)
-                .filter(|p| p.as_os_str() != "-"),
-            access_logfile: cli.access_logfile.clone().or(f.log.access_logfile),
+            error_logfile: f.log.error_logfile.clone().filter(|p| p.as_os_str() != "-"),
+            access_logfile: f.log.access_logfile.clone(),
             access_log_format,
-            admin_bind,
-            tls,
+            admin_bind: admin_bind(f.admin.bind.as_deref())?,
+            tls: tls(&f.tls)?,
             compression: Compression {
-                enabled: f.compression.enabled.unwrap_or(true),
-                min_size: f
-                    .compression
-                    .min_size
-                    .unwrap_or(defaults::COMPRESSION_MIN_SIZE),
+                enabled: given(&f.compression.enabled),
+                min_size: given(&f.compression.min_size),
             },
-            reload: cli.reload || f.reload.enabled.unwrap_or(false),
-            reload_extra_files: if cli.reload_extra_file.is_empty() {
-                f.reload.extra_files.unwrap_or_default()
-            } else {
-                cli.reload_extra_file.clone()
-            },
+            reload: given(&f.reload.enabled),
+            reload_extra_files: given(&f.reload.extra_files),
             check_config: cli.check_config,
+            effective: f,
         })
     }
 }
 
-fn web_concurrency() -> Option<usize> {
-    std::env::var("WEB_CONCURRENCY").ok()?.trim().parse().ok()
+/// Where the interpreter and the venv settings came from, taken before the flags are
+/// laid over the file (for the messages of `interpreter::choose`).
+#[derive(Clone, Copy)]
+struct Origins {
+    venv: &'static str,
+    interpreter: &'static str,
 }
 
-fn cpu_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+impl Origins {
+    fn of(cli: &Cli, f: &FileConfig) -> Self {
+        Origins {
+            venv: match (&cli.venv, &f.python.venv) {
+                (Some(_), _) => "--venv",
+                (None, Some(_)) => "[python] venv",
+                (None, None) => "$VIRTUAL_ENV",
+            },
+            interpreter: match cli.python {
+                Some(_) => "--python",
+                None => "[python] interpreter",
+            },
+        }
+    }
+}
+
+/// A key `fill_defaults` gave a value to.
+fn given<T: Clone + Default>(key: &Option<T>) -> T {
+    key.clone().unwrap_or_default()
+}
+
+fn secs(key: Option<u64>) -> Duration {
+    Duration::from_secs(key.unwrap_or_default())
+}
+
+fn at_least_one(name: &str, n: usize) -> Result<usize, ConfigError> {
+    match n {
+        0 => Err(ConfigError::invalid(format!("{name} must be at least 1"))),
+        n => Ok(n),
+    }
+}
+
+/// `[python]`; with an app, the interpreter is chosen here and written back into
+/// the effective config.
+fn python(f: &mut FileConfig, origins: Origins) -> Result<PythonSettings, ConfigError> {
+    let p = &mut f.python;
+    let interpreter = match &f.app {
+        Some(_) => {
+            let chosen = interpreter::choose(
+                p.interpreter.as_deref().map(|i| (i, origins.interpreter)),
+                p.venv.as_deref().map(|v| (v, origins.venv)),
+                std::env::current_exe()
+                    .ok()
+                    .as_deref()
+                    .and_then(Path::parent),
+                std::env::var_os("PATH").as_deref(),
+            )
+            .map_err(|e| ConfigError::invalid(e.to_string()))?;
+            p.interpreter = Some(chosen.path.clone());
+            Some(chosen)
+        }
+        None => None,
+    };
+    Ok(PythonSettings {
+        chdir: p.chdir.clone(),
+        pythonpath: given(&p.pythonpath),
+        venv: p.venv.clone(),
+        interpreter,
+    })
+}
+
+fn workers(w: &file::WorkersSection) -> Result<WorkerSettings, ConfigError> {
+    let workers = WorkerSettings {
+        count: at_least_one("workers", given(&w.count))?,
+        threads: at_least_one("threads", given(&w.threads))?,
+        timeout: Some(secs(w.timeout)).filter(|t| !t.is_zero()),
+        max_requests: given(&w.max_requests),
+        max_requests_jitter: given(&w.max_requests_jitter),
+        backlog: given(&w.backlog),
+        queue_timeout: secs(w.queue_timeout),
+        boot_timeout: secs(w.boot_timeout),
+        look_ahead: given(&w.look_ahead),
+        look_ahead_stall: Duration::from_millis(given(&w.look_ahead_stall_ms)),
+    };
+    if workers.threads.saturating_add(workers.look_ahead) > crate::claims::MAX_OUTSTANDING {
+        return Err(ConfigError::invalid(format!(
+            "threads + look_ahead must be at most {}",
+            crate::claims::MAX_OUTSTANDING
+        )));
+    }
+    Ok(workers)
+}
+
+fn static_cache(c: &file::StaticCacheSection) -> FileCache {
+    FileCache {
+        max_bytes: given(&c.max_bytes),
+        max_entries: given(&c.max_entries),
+        max_file_size: given(&c.max_file_size),
+        revalidate: Duration::from_millis(given(&c.revalidate_ms)),
+    }
+}
+
+fn limits(l: &file::LimitsSection) -> Limits {
+    Limits {
+        max_body_size: given(&l.max_body_size),
+        body_buffer_size: given(&l.body_buffer_size),
+        body_memory: given(&l.body_memory),
+        response_buffer_size: given(&l.response_buffer_size),
+        request_line: given(&l.request_line),
+        request_fields: given(&l.request_fields),
+        request_field_size: given(&l.request_field_size),
+        head_timeout: secs(l.head_timeout),
+        body_timeout: secs(l.body_timeout),
+        write_timeout: secs(l.write_timeout),
+        max_connections: given(&l.max_connections),
+        http2_max_streams: given(&l.http2_max_streams),
+        require_host: given(&l.require_host),
+    }
+}
+
+/// `[log]`: the level (lower case), the error log's format, the access log's format.
+fn log(
+    l: &file::LogSection,
+) -> Result<(String, LogFormat, access_log_format::Format), ConfigError> {
+    let level = given(&l.level).to_ascii_lowercase();
+    if !LOG_LEVELS.contains(&level.as_str()) {
+        return Err(ConfigError::invalid(format!(
+            "log level {level:?}: expected one of {}",
+            LOG_LEVELS.join(", ")
+        )));
+    }
+    let format = match given(&l.format).as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::invalid(format!(
+                "log format {other:?}: expected text or json"
+            )))
+        }
+    };
+    let access = access_log_format::Format::parse(&given(&l.access_log_format))
+        .map_err(ConfigError::invalid)?;
+    Ok((level, format, access))
+}
+
+fn admin_bind(bind: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match bind.map(parse_bind).transpose()? {
+        None => Ok(None),
+        Some(BindAddr::Tcp(sa)) => Ok(Some(sa)),
+        Some(BindAddr::Unix(_)) => Err(ConfigError::invalid("admin bind must be HOST:PORT")),
+    }
+}
+
+fn tls(t: &file::TlsSection) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (&t.certfile, &t.keyfile) {
+        (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError::invalid("TLS needs both certfile and keyfile")),
+    }
 }
 
 fn validate_app(app: &str) -> Result<(), ConfigError> {
@@ -502,15 +400,8 @@ fn validate_app(app: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn static_mount(
-    url: &str,
-    dir: PathBuf,
-    cache_control: Option<String>,
-    index: Option<String>,
-    precompressed: Option<bool>,
-    fallthrough: Option<bool>,
-    dotfiles: Option<bool>,
-) -> Result<StaticMount, ConfigError> {
+fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
+    let (url, dir, cache_control) = (&s.url, s.dir.clone(), s.cache_control.clone());
     if !url.starts_with('/') {
         return Err(ConfigError::invalid(format!(
             "static url {url:?} must start with '/'"
@@ -533,7 +424,7 @@ fn static_mount(
             )));
         }
     }
-    let index = index.unwrap_or_else(|| "index.html".into());
+    let index = given(&s.index);
     if index.contains('/') || index.is_empty() {
         return Err(ConfigError::invalid(format!(
             "index {index:?} must be a plain file name"
@@ -544,9 +435,9 @@ fn static_mount(
         dir,
         cache_control,
         index,
-        precompressed: precompressed.unwrap_or(true),
-        fallthrough: fallthrough.unwrap_or(false),
-        dotfiles: dotfiles.unwrap_or(false),
+        precompressed: given(&s.precompressed),
+        fallthrough: given(&s.fallthrough),
+        dotfiles: given(&s.dotfiles),
     })
 }
 

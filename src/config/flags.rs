@@ -1,0 +1,92 @@
+//! The command line laid over the file: each flag that was given replaces its key in
+//! the `FileConfig`, so one schema holds what the user asked for, either way. Flags
+//! without a key (`--check-config`, `-c`) are read from `Cli` directly.
+
+use super::file::{
+    FileConfig, LimitsSection, LogSection, PythonSection, ServerSection, StaticSection,
+    WorkersSection,
+};
+use super::ConfigError;
+use crate::cli::Cli;
+
+/// Lays `cli` over `f`. `--static URL=DIR` mounts come after the file's.
+pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
+    set(&mut f.app, &cli.app);
+    server(cli, &mut f.server);
+    python(cli, &mut f.python);
+    workers(cli, &mut f.workers);
+    limits(cli, &mut f.limits);
+    log(cli, &mut f.log);
+    set(&mut f.proxy.forwarded_allow_ips, &cli.forwarded_allow_ips);
+    set(&mut f.admin.bind, &cli.admin_bind);
+    set(&mut f.tls.certfile, &cli.certfile);
+    set(&mut f.tls.keyfile, &cli.keyfile);
+    if cli.reload {
+        f.reload.enabled = Some(true);
+    }
+    set_list(&mut f.reload.extra_files, &cli.reload_extra_file);
+    for spec in &cli.statics {
+        let (url, dir) = spec
+            .split_once('=')
+            .ok_or_else(|| ConfigError::invalid(format!("--static {spec:?}: expected URL=DIR")))?;
+        f.statics.push(StaticSection::new(url, dir));
+    }
+    Ok(())
+}
+
+fn set<T: Clone>(key: &mut Option<T>, flag: &Option<T>) {
+    if let Some(v) = flag {
+        *key = Some(v.clone());
+    }
+}
+
+/// A repeatable flag replaces the key's list when given at least once.
+fn set_list<T: Clone>(key: &mut Option<Vec<T>>, flag: &[T]) {
+    if !flag.is_empty() {
+        *key = Some(flag.to_vec());
+    }
+}
+
+fn server(cli: &Cli, s: &mut ServerSection) {
+    set_list(&mut s.bind, &cli.bind);
+    set(&mut s.keep_alive, &cli.keep_alive);
+    set(&mut s.graceful_timeout, &cli.graceful_timeout);
+    set(&mut s.front_threads, &cli.front_threads);
+    set(&mut s.pid, &cli.pid);
+    set(&mut s.umask, &cli.umask);
+    if cli.proxy_protocol {
+        s.proxy_protocol = Some(true);
+    }
+}
+
+fn python(cli: &Cli, p: &mut PythonSection) {
+    set(&mut p.chdir, &cli.chdir);
+    set_list(&mut p.pythonpath, &cli.pythonpath);
+    set(&mut p.venv, &cli.venv);
+    set(&mut p.interpreter, &cli.python);
+}
+
+fn workers(cli: &Cli, w: &mut WorkersSection) {
+    set(&mut w.count, &cli.workers);
+    set(&mut w.threads, &cli.threads);
+    set(&mut w.timeout, &cli.timeout);
+    set(&mut w.max_requests, &cli.max_requests);
+    set(&mut w.max_requests_jitter, &cli.max_requests_jitter);
+    set(&mut w.backlog, &cli.backlog);
+    set(&mut w.boot_timeout, &cli.boot_timeout);
+}
+
+fn limits(cli: &Cli, l: &mut LimitsSection) {
+    set(&mut l.max_body_size, &cli.limit_request_body);
+    set(&mut l.request_line, &cli.limit_request_line);
+    set(&mut l.request_fields, &cli.limit_request_fields);
+    set(&mut l.request_field_size, &cli.limit_request_field_size);
+}
+
+fn log(cli: &Cli, l: &mut LogSection) {
+    set(&mut l.level, &cli.log_level);
+    set(&mut l.format, &cli.log_format);
+    set(&mut l.error_logfile, &cli.error_logfile);
+    set(&mut l.access_logfile, &cli.access_logfile);
+    set(&mut l.access_log_format, &cli.access_log_format);
+}

@@ -4,7 +4,7 @@
 //! It is a separate port so probes and scrapes never queue behind client traffic
 //! and are never exposed with the site.
 
-use crate::observe::{metrics::Gauges, Metrics, Phase};
+use crate::observe::{Metrics, Phase};
 use crate::respond::{self, Body};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -64,16 +64,7 @@ fn answer(state: &AdminState, path: &str) -> Response<Body> {
             }
         }
         "/metrics" => {
-            let (cache_hits, cache_misses) = state.front.statics.cache_stats();
-            let queued = state.front.proxy.as_ref().map_or(0, |p| p.queued());
-            let body_memory = state.front.proxy.as_ref().map_or(0, |p| p.body_memory());
-            let body = state.metrics.render(&Gauges {
-                queued,
-                body_memory,
-                cache_hits,
-                cache_misses,
-                parked: crate::guard::parked_connections(),
-            });
+            let body = state.metrics.render(&state.front.gauges());
             let mut resp = text(StatusCode::OK, "");
             *resp.body_mut() = respond::full(body);
             resp.headers_mut().insert(

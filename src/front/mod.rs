@@ -11,6 +11,7 @@ use crate::conn_watch::Activity;
 use crate::guard::stand_in;
 use crate::net::ConnInfo;
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
+use crate::observe::metrics::Gauges;
 use crate::observe::{Metrics, RouteKind};
 use crate::proxy::target::RawTarget;
 use crate::proxy::{Proxy, Upstream};
@@ -29,11 +30,11 @@ use tower_http::compression::predicate::Predicate;
 
 /// Everything a request may need, shared by all connections.
 pub struct Front {
-    pub statics: StaticFiles,
+    statics: StaticFiles,
     /// `None` in static-only mode.
-    pub proxy: Option<Proxy>,
-    pub metrics: Arc<Metrics>,
-    pub access_log: Option<Arc<AccessLog>>,
+    proxy: Option<Proxy>,
+    metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
     compression: AppCompression,
     request_ids: RequestIds,
 }
@@ -88,6 +89,18 @@ impl Front {
             access_log,
             compression,
             request_ids: RequestIds::new(),
+        }
+    }
+
+    /// The figures `/metrics` reads from the front's parts at the moment it asks.
+    pub fn gauges(&self) -> Gauges {
+        let (cache_hits, cache_misses) = self.statics.cache_stats();
+        Gauges {
+            queued: self.proxy.as_ref().map_or(0, |p| p.queued()),
+            body_memory: self.proxy.as_ref().map_or(0, |p| p.body_memory()),
+            cache_hits,
+            cache_misses,
+            parked: crate::guard::parked_connections(),
         }
     }
 

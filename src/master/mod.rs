@@ -1,0 +1,220 @@
+//! The master process: start-up order, serving, and the response to signals.
+//!
+//! Order: parse flags and config (exit 2 on error) → ask the app's interpreter
+//! whether it can run our worker (exit 2 if not) → bind listeners (so "address in
+//! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
+//! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
+
+mod serve;
+mod start;
+
+use crate::admin::{self, AdminState};
+use crate::cli::Cli;
+use crate::config::Settings;
+use crate::conn_watch::Drain;
+use crate::dispatcher::{Dispatcher, LookAhead};
+use crate::front::{AppCompression, Front};
+use crate::guard::{ConnTimeouts, GuardLimits};
+use crate::listener::{self, ConnSettings, Listener};
+use crate::observe::access_log::AccessLog;
+use crate::observe::error_log::{self, ErrorLog};
+use crate::observe::worker_output;
+use crate::observe::{Metrics, Phase};
+use crate::proxy::Proxy;
+use crate::shards::Shards;
+use crate::signals::{self, Command};
+use crate::static_files::StaticFiles;
+use crate::supervisor::{self, probe, process, Supervisor};
+use crate::tls::Tls;
+use clap::Parser;
+use ferricorn_wire::EXIT_APP_IMPORT;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use serve::*;
+use start::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The worker's own summary line when it sent one (`failed to import app "x":
+    /// ModuleNotFoundError: ...`), else one naming the app.
+    #[error("{}", import_failure_line(.0))]
+    AppImport(String),
+    #[error(transparent)]
+    Start(#[from] supervisor::StartError),
+    #[error(transparent)]
+    Interpreter(#[from] Box<probe::ProbeError>),
+    #[error("runtime directory: {0}")]
+    RuntimeDir(std::io::Error),
+    #[error("static files: {0}")]
+    Static(std::io::Error),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+    #[error("--reload file watcher: {0}")]
+    Watch(notify::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot open the access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write the pidfile {}: {source}", path.display())]
+    Pidfile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (admin): {source}")]
+    AdminBind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let settings = match Settings::load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferricorn: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let error_log = match ErrorLog::open(settings.error_logfile.as_deref()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "ferricorn: cannot open the error log {}: {e}",
+                settings
+                    .error_logfile
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("-"))
+                    .display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    error_log::init(&settings.log_level, settings.log_format, error_log.clone());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferricorn: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = runtime.block_on(run(cli, settings, error_log.clone()));
+    // Everything queued is out before the last line, which goes straight to stderr.
+    error_log.flush(Duration::from_secs(2));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ MasterError::AppImport(_)) => {
+            eprintln!("ferricorn: {e}");
+            ExitCode::from(EXIT_APP_IMPORT)
+        }
+        Err(e) if e.is_setup_error() => {
+            eprintln!("ferricorn: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("ferricorn: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+impl MasterError {
+    /// The user's set-up is wrong (exit 2, like a bad flag), not the server.
+    fn is_setup_error(&self) -> bool {
+        match self {
+            MasterError::Interpreter(_)
+            | MasterError::Pidfile { .. }
+            | MasterError::AccessLog { .. } => true,
+            MasterError::Start(e) => e.is_protocol_mismatch(),
+            _ => false,
+        }
+    }
+}
+
+/// The master's life, step by step: check, bind, start the operations side, boot
+/// the workers, serve, and on a stop signal drain.
+async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), MasterError> {
+    let python = check_interpreter(&settings).await?;
+    if settings.check_config {
+        return check_config(&settings).await;
+    }
+    let bound = bind(&settings)?;
+    let (shards, front_threads) = Shards::start(settings.front_threads)?;
+    process::become_subreaper();
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+    signals::install(cmd_tx.clone()).map_err(MasterError::Signals)?;
+    let _watcher = match (settings.reload, &settings.app) {
+        (true, Some(_)) => {
+            Some(crate::reload::watch(&settings, cmd_tx).map_err(MasterError::Watch)?)
+        }
+        _ => None,
+    };
+    let mut ops = Operations::start(&settings).await?;
+    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
+        .map_err(MasterError::Static)?;
+    let (pool, proxy, _runtime_dir) = match &settings.app {
+        Some(app) => match boot_pool(&settings, app, &ops.metrics, &shards, &mut cmd_rx).await? {
+            Some(b) => (Some(b.pool), Some(b.proxy), Some(b.runtime_dir)),
+            None => return Ok(()),
+        },
+        None => (None, None, None),
+    };
+    let front = Arc::new(Front::new(
+        statics,
+        proxy,
+        ops.metrics.clone(),
+        ops.access_log.clone(),
+        AppCompression(settings.compression),
+    ));
+    ops.serve_admin(&front, settings.app.is_some());
+    let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
+    announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
+    let running = Running {
+        cli: &cli,
+        pool: &pool,
+        tls: &bound.tls,
+        error_log: &error_log,
+        access_log: &ops.access_log,
+    };
+    let quick = running.until_stopped(&mut cmd_rx).await;
+    // Load balancers stop sending traffic while in-flight work drains.
+    let _ = ops.phase.send(Phase::Draining);
+    let grace = if quick {
+        Duration::ZERO
+    } else {
+        settings.graceful_timeout
+    };
+    serving.drain(grace).await;
+    stop_pool(pool, quick).await;
+    front_threads.stop();
+    tracing::info!("Shutdown complete");
+    Ok(())
+}
+
+fn import_failure_line(app: &str) -> String {
+    worker_output::last_import_failure()
+        .unwrap_or_else(|| format!("failed to import the app {app:?}"))
+}

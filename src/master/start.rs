@@ -1,0 +1,282 @@
+//! Before serving: the interpreter and the config checked, the listeners bound, the
+//! operations side (metrics, admin, access log, pidfile) started, and the workers
+//! booted; each a step of `master::run`, and each failure a `MasterError`.
+
+use super::*;
+
+/// The listeners, bound before anything starts ("address in use" fails fast), with
+/// the URLs they are announced as and the TLS configuration they serve.
+pub(super) struct Bound {
+    pub(super) listeners: Vec<Listener>,
+    pub(super) urls: Vec<String>,
+    pub(super) tls: Option<Arc<Tls>>,
+}
+
+pub(super) fn bind(settings: &Settings) -> Result<Bound, MasterError> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(Tls::load(cert, key)?),
+        None => None,
+    };
+    let listeners = bind_all(settings)?;
+    let urls = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
+    Ok(Bound {
+        listeners,
+        urls,
+        tls,
+    })
+}
+
+/// What operators see: the metrics, the phase `/readyz` reports, the admin listener,
+/// the access log and the pidfile; all set up before any worker starts, so a path
+/// or an address that cannot be used is a set-up error.
+pub(super) struct Operations {
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) phase: watch::Sender<Phase>,
+    pub(super) admin_listener: Option<tokio::net::TcpListener>,
+    pub(super) access_log: Option<Arc<AccessLog>>,
+    pub(super) _pidfile: Option<PidFile>,
+}
+
+impl Operations {
+    pub(super) async fn start(settings: &Settings) -> Result<Operations, MasterError> {
+        let admin_listener = match settings.admin_bind {
+            Some(addr) => Some(bind_admin(addr).await?),
+            None => None,
+        };
+        let access_log = match &settings.access_logfile {
+            Some(target) => Some(
+                AccessLog::start(target, settings.access_log_format.clone()).map_err(|source| {
+                    MasterError::AccessLog {
+                        path: target.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let pidfile = match &settings.pid {
+            Some(p) => Some(PidFile::write(p)?),
+            None => None,
+        };
+        Ok(Operations {
+            metrics: Arc::new(Metrics::new(settings.front_threads)),
+            phase: watch::channel(Phase::Starting).0,
+            admin_listener,
+            access_log: access_log.map(Arc::new),
+            _pidfile: pidfile,
+        })
+    }
+
+    /// Serves `/healthz`, `/readyz` and `/metrics` once the front exists.
+    pub(super) fn serve_admin(&mut self, front: &Arc<Front>, has_app: bool) {
+        if let Some(l) = self.admin_listener.take() {
+            let state = Arc::new(AdminState {
+                phase: self.phase.subscribe(),
+                metrics: self.metrics.clone(),
+                front: front.clone(),
+                has_app,
+            });
+            tokio::spawn(admin::serve(l, state, CancellationToken::new()));
+        }
+    }
+}
+
+/// How every client connection is served, from the settings.
+pub(super) fn conn_settings(
+    settings: &Settings,
+    tls: Option<Arc<Tls>>,
+    shards: Shards,
+) -> ConnSettings {
+    let limits = &settings.limits;
+    ConnSettings {
+        timeouts: ConnTimeouts {
+            idle: settings.keep_alive,
+            head: limits.head_timeout,
+            write: limits.write_timeout,
+        },
+        connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+        http2_max_streams: limits.http2_max_streams,
+        guard: GuardLimits {
+            request_line: limits.request_line,
+            fields: limits.request_fields,
+            field_size: limits.request_field_size,
+            require_host: limits.require_host,
+        },
+        tls,
+        proxy_protocol: settings.proxy_protocol,
+        shards,
+    }
+}
+
+/// The pidfile, written before any worker starts and removed however we exit.
+pub(super) struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> Result<PidFile, MasterError> {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            MasterError::Pidfile {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The supervisor's task and the channel that commands it.
+pub(super) type Pool = (
+    mpsc::UnboundedSender<supervisor::Command>,
+    tokio::task::JoinHandle<()>,
+);
+
+pub(super) struct Booted {
+    pub(super) pool: Pool,
+    pub(super) proxy: Proxy,
+    pub(super) runtime_dir: tempfile::TempDir,
+}
+
+/// Boots the workers while still answering TERM, INT and QUIT: an app that takes a
+/// minute to import must not make Ctrl-C wait for it. None: stopped during boot.
+pub(super) async fn boot_pool(
+    settings: &Settings,
+    app: &str,
+    metrics: &Arc<Metrics>,
+    shards: &Shards,
+    cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<Option<Booted>, MasterError> {
+    let dir = make_runtime_dir(settings).map_err(MasterError::RuntimeDir)?;
+    let dispatcher = Dispatcher::new(
+        settings.workers.backlog,
+        settings.workers.queue_timeout,
+        LookAhead {
+            depth: settings.workers.look_ahead,
+            stall: settings.workers.look_ahead_stall,
+        },
+    );
+    tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
+    let boot = Supervisor::boot(
+        settings.clone(),
+        dispatcher,
+        dir.path().to_path_buf(),
+        metrics.clone(),
+        shards.clone(),
+    );
+    tokio::pin!(boot);
+    let sup = loop {
+        tokio::select! {
+            booted = &mut boot => break booted.map_err(|e| {
+                if e.is_import_failure() {
+                    MasterError::AppImport(app.to_string())
+                } else {
+                    e.into()
+                }
+            })?,
+            cmd = cmd_rx.recv() => match cmd {
+                Some(Command::Stop | Command::Quit) | None => {
+                    tracing::info!("Received a stop signal while booting: stopping");
+                    process::kill_tracked();
+                    return Ok(None);
+                }
+                Some(other) => tracing::info!(signal = ?other, "ignored while booting"),
+            },
+        }
+    };
+    let (sup_tx, sup_rx) = mpsc::unbounded_channel();
+    let handle = tokio::spawn(sup.run(sup_rx));
+    Ok(Some(Booted {
+        pool: (sup_tx, handle),
+        proxy: Proxy::new(
+            dispatcher,
+            settings.limits.clone(),
+            settings.forwarded_allow_ips.clone(),
+        ),
+        runtime_dir: dir,
+    }))
+}
+
+/// The interpreter the workers will run on, asked before any port is bound; None
+/// in static-only mode, which needs no Python.
+pub(super) async fn check_interpreter(
+    settings: &Settings,
+) -> Result<Option<probe::Found>, MasterError> {
+    let Some(python) = &settings.python.interpreter else {
+        return Ok(None);
+    };
+    let found = probe::check(python).await?;
+    tracing::info!(
+        python = %python.path.display(),
+        chosen_by = %python.chosen_by,
+        version = %format!("{} {}", found.implementation, found.version),
+        prefix = %found.prefix,
+        "Python interpreter"
+    );
+    Ok(Some(found))
+}
+
+pub(super) async fn bind_admin(
+    addr: std::net::SocketAddr,
+) -> Result<tokio::net::TcpListener, MasterError> {
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MasterError::AdminBind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!("Admin listening at: http://{local}");
+    Ok(l)
+}
+
+pub(super) fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {
+    let mut listeners = Vec::new();
+    for addr in &settings.binds {
+        let l = Listener::bind(addr, settings.umask).map_err(|source| MasterError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        listeners.push(l);
+    }
+    Ok(listeners)
+}
+
+/// What a listener is reachable at: `http://ADDR`, `https://ADDR` or `unix:/path`.
+pub(super) fn url_of(l: &Listener, tls: bool) -> String {
+    match (l, tls) {
+        (Listener::Tcp(_), true) => l.describe().replacen("http://", "https://", 1),
+        _ => l.describe(),
+    }
+}
+
+/// A fresh directory of mode 0700 for the worker sockets, removed on exit.
+pub(super) fn make_runtime_dir(settings: &Settings) -> std::io::Result<tempfile::TempDir> {
+    let base = settings
+        .runtime_dir
+        .clone()
+        .or_else(|| std::env::var_os("XDG_RUNTIME_DIR").map(Into::into))
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&base)?;
+    // Only our user may reach the worker sockets: mode 0700 from creation on.
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("ferricorn-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)
+}
+
+pub(super) async fn check_config(settings: &Settings) -> Result<(), MasterError> {
+    if let Some(app) = &settings.app {
+        let status = process::check_import(settings).await?;
+        if !status.success() {
+            return Err(MasterError::AppImport(app.clone()));
+        }
+    }
+    print!("{}", settings.describe());
+    println!("# config OK");
+    Ok(())
+}

@@ -15,6 +15,7 @@
 //! Modules are declared in the order a request meets them.
 
 #![deny(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 pub mod cli;
 pub mod config;

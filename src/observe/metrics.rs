@@ -124,9 +124,19 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        out +=
+        self.render_requests(&mut out);
+        self.render_latency(&mut out);
+        render_gauges(&mut out, g);
+        self.render_workers(&mut out);
+        self.render_counters(&mut out, g);
+        out
+    }
+
+    /// Requests by route kind and status class, in flight, and by front thread.
+    fn render_requests(&self, out: &mut String) {
+        *out +=
             "# HELP ferricorn_requests_total Requests answered, by route kind and status class.\n";
-        out += "# TYPE ferricorn_requests_total counter\n";
+        *out += "# TYPE ferricorn_requests_total counter\n";
         for kind in RouteKind::ALL {
             for (i, class) in ["1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
                 let n = self.sum(|t| t.requests[kind as usize][i].load(Relaxed));
@@ -137,9 +147,33 @@ impl Metrics {
                 );
             }
         }
-        out +=
+        gauge(
+            out,
+            "ferricorn_requests_in_flight",
+            "Requests being answered.",
+            self.threads
+                .iter()
+                .map(|t| t.in_flight.load(Relaxed))
+                .sum::<i64>()
+                .max(0),
+        );
+        *out +=
+            "# HELP ferricorn_front_thread_requests_total Requests answered, by front thread.\n";
+        *out += "# TYPE ferricorn_front_thread_requests_total counter\n";
+        for (i, t) in self.threads.iter().enumerate() {
+            let n: u64 = t.latency.count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "ferricorn_front_thread_requests_total{{thread=\"{i}\"}} {n}"
+            );
+        }
+    }
+
+    /// The latency histogram.
+    fn render_latency(&self, out: &mut String) {
+        *out +=
             "# HELP ferricorn_request_duration_seconds Time from request head to response head.\n";
-        out += "# TYPE ferricorn_request_duration_seconds histogram\n";
+        *out += "# TYPE ferricorn_request_duration_seconds histogram\n";
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += self.sum(|t| t.latency.buckets[i].load(Relaxed));
@@ -156,50 +190,17 @@ impl Metrics {
         let sum = self.sum(|t| t.latency.sum_micros.load(Relaxed)) as f64 / 1e6;
         let _ = writeln!(out, "ferricorn_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "ferricorn_request_duration_seconds_count {count}");
-        gauge(
-            &mut out,
-            "ferricorn_requests_in_flight",
-            "Requests being answered.",
-            self.threads
-                .iter()
-                .map(|t| t.in_flight.load(Relaxed))
-                .sum::<i64>()
-                .max(0),
-        );
-        out += "# HELP ferricorn_front_thread_requests_total Requests answered, by front thread.\n";
-        out += "# TYPE ferricorn_front_thread_requests_total counter\n";
-        for (i, t) in self.threads.iter().enumerate() {
-            let n: u64 = t.latency.count.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "ferricorn_front_thread_requests_total{{thread=\"{i}\"}} {n}"
-            );
-        }
-        gauge(
-            &mut out,
-            "ferricorn_body_memory_bytes",
-            "Request-body bytes held in memory (capped by [limits] body_memory).",
-            g.body_memory as i64,
-        );
-        gauge(
-            &mut out,
-            "ferricorn_requests_queued",
-            "Requests waiting for a free worker.",
-            g.queued as i64,
-        );
-        gauge(
-            &mut out,
-            "ferricorn_connections_parked",
-            "Idle HTTP/1 keep-alive connections, parked without their buffers.",
-            g.parked as i64,
-        );
-        out += "# HELP ferricorn_workers Worker processes, by state.\n# TYPE ferricorn_workers gauge\n";
+    }
+
+    /// Worker processes by state, and their restarts by reason.
+    fn render_workers(&self, out: &mut String) {
+        *out += "# HELP ferricorn_workers Worker processes, by state.\n# TYPE ferricorn_workers gauge\n";
         let serving = self.workers_serving.load(Relaxed);
         let other = self.workers_other.load(Relaxed);
         let _ = writeln!(out, "ferricorn_workers{{state=\"serving\"}} {serving}");
         let _ = writeln!(out, "ferricorn_workers{{state=\"draining\"}} {other}");
-        out += "# HELP ferricorn_worker_restarts_total Workers replaced, by reason.\n";
-        out += "# TYPE ferricorn_worker_restarts_total counter\n";
+        *out += "# HELP ferricorn_worker_restarts_total Workers replaced, by reason.\n";
+        *out += "# TYPE ferricorn_worker_restarts_total counter\n";
         for r in RestartReason::ALL {
             let _ = writeln!(
                 out,
@@ -208,32 +209,57 @@ impl Metrics {
                 self.restarts(r)
             );
         }
+    }
+
+    /// The counters kept elsewhere: the error log's drops, the static cache, bytes.
+    fn render_counters(&self, out: &mut String, g: &Gauges) {
         counter(
-            &mut out,
+            out,
             "ferricorn_error_log_dropped_total",
             "Error-log events dropped because the log's destination did not keep up.",
             super::error_log::dropped(),
         );
         counter(
-            &mut out,
+            out,
             "ferricorn_static_cache_hits_total",
             "Static files answered from the open-file cache.",
             g.cache_hits,
         );
         counter(
-            &mut out,
+            out,
             "ferricorn_static_cache_misses_total",
             "Static file lookups that went to the file system.",
             g.cache_misses,
         );
         counter(
-            &mut out,
+            out,
             "ferricorn_response_body_bytes_total",
             "Response body bytes announced by Content-Length.",
             self.sum(|t| t.bytes_sent.load(Relaxed)),
         );
-        out
     }
+}
+
+/// The gauges the front reads at the moment `/metrics` asks.
+fn render_gauges(out: &mut String, g: &Gauges) {
+    gauge(
+        out,
+        "ferricorn_body_memory_bytes",
+        "Request-body bytes held in memory (capped by [limits] body_memory).",
+        g.body_memory as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_requests_queued",
+        "Requests waiting for a free worker.",
+        g.queued as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_connections_parked",
+        "Idle HTTP/1 keep-alive connections, parked without their buffers.",
+        g.parked as i64,
+    );
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: i64) {

@@ -90,6 +90,38 @@ impl Proxy {
         }
     }
 
+    /// Who the client is and its body, read (spooled past `body_buffer_size`). What
+    /// is refused from the head alone is refused before the body is read: a refused
+    /// request costs no upload.
+    async fn admit<B>(
+        &self,
+        parts: &http::request::Parts,
+        body: B,
+        conn: &ConnInfo,
+    ) -> Result<(Client, spool::Body), Failure>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let client = forward_headers::resolve(&self.trusted_proxies, &parts.headers, conn)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "refused forwarding headers");
+                Failure::BadRequest
+            })?;
+        let declared = declared_length(&parts.headers);
+        if declared.is_some_and(|n| n > self.limits.max_body_size) {
+            return Err(Failure::PayloadTooLarge);
+        }
+        let reading = spool::Reading {
+            max: self.limits.max_body_size,
+            memory_limit: self.limits.body_buffer_size,
+            pause_limit: self.limits.body_timeout,
+            budget: &self.body_budget,
+            declared,
+        };
+        Ok((client, spool::read_body(body, reading).await?))
+    }
+
     async fn try_forward<B>(
         &self,
         req: Request<B>,
@@ -101,23 +133,7 @@ impl Proxy {
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
-        // Before the body is read: a refused request costs no upload.
-        let client = forward_headers::resolve(&self.trusted_proxies, &parts.headers, conn)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "refused forwarding headers");
-                Failure::BadRequest
-            })?;
-        if declared_length(&parts.headers).is_some_and(|n| n > self.limits.max_body_size) {
-            return Err(Failure::PayloadTooLarge);
-        }
-        let reading = spool::Reading {
-            max: self.limits.max_body_size,
-            memory_limit: self.limits.body_buffer_size,
-            pause_limit: self.limits.body_timeout,
-            budget: &self.body_budget,
-            declared: declared_length(&parts.headers),
-        };
-        let mut body = spool::read_body(body, reading).await?;
+        let (client, mut body) = self.admit(&parts, body, conn).await?;
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);

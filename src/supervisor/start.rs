@@ -71,17 +71,7 @@ pub(super) async fn start(
     shards: &Shards,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Arc<WorkerConn>, StartError> {
-    remove_worker_files(socket);
-    let files_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StartError::Files { path, source }
-    };
-    let listener = UnixListener::bind(socket).map_err(files_error(socket))?;
-    let claims_path = claims_path(socket);
-    let claims = Claims::create(&claims_path).map_err(|e| {
-        remove_worker_files(socket);
-        files_error(&claims_path)(e)
-    })?;
+    let (listener, claims, claims_path) = worker_files(socket)?;
     let mut child = process::spawn(settings, socket, &claims_path, settings.reload)?;
     let pid = child.id().unwrap_or(0);
     let relay = child
@@ -138,8 +128,34 @@ pub(super) async fn start(
     if result.is_err() {
         let _ = child.start_kill();
     }
-    let events = events.clone();
-    let socket = socket.to_path_buf();
+    watch_exit(child, pid, events.clone(), socket.to_path_buf());
+    result
+}
+
+/// The worker's socket, bound, and its claim page, allocated (a full disk is an
+/// error here, not a SIGBUS later).
+fn worker_files(socket: &Path) -> Result<(UnixListener, Claims, PathBuf), StartError> {
+    remove_worker_files(socket);
+    let files_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StartError::Files { path, source }
+    };
+    let listener = UnixListener::bind(socket).map_err(files_error(socket))?;
+    let claims_path = claims_path(socket);
+    let claims = Claims::create(&claims_path).map_err(|e| {
+        remove_worker_files(socket);
+        files_error(&claims_path)(e)
+    })?;
+    Ok((listener, claims, claims_path))
+}
+
+/// Reports the process's end as an `Event::Exited`, whenever it comes.
+fn watch_exit(
+    mut child: tokio::process::Child,
+    pid: u32,
+    events: mpsc::UnboundedSender<Event>,
+    socket: PathBuf,
+) {
     tokio::spawn(async move {
         let status = child.wait().await;
         process::forget(pid);
@@ -149,5 +165,4 @@ pub(super) async fn start(
             socket,
         });
     });
-    result
 }

@@ -6,6 +6,7 @@
 //! records on its stderr (`log_record`).
 
 #![deny(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 pub mod claims;
 pub mod log_record;

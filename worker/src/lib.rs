@@ -8,6 +8,7 @@
 //! line of pyo3 (the module itself, the app, WSGI).
 
 #![deny(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 pub(crate) use ferricorn_wire::{claims, wire};
 

@@ -183,14 +183,9 @@ impl Settings {
             .iter()
             .map(static_mount)
             .collect::<Result<Vec<_>, _>>()?;
-        if f.app.is_none() && statics.is_empty() {
-            return Err(ConfigError::invalid(
-                "nothing to serve: give an app (MODULE:CALLABLE, e.g. mysite.wsgi:application) or a static mount (--static URL=DIR)",
-            ));
-        }
         let (log_level, log_format, access_log_format) = log(&f.log)?;
         let server = &f.server;
-        Ok(Settings {
+        let settings = Settings {
             config_path: cli.config.clone(),
             app: f.app.clone(),
             binds: given(&server.bind)
@@ -228,7 +223,14 @@ impl Settings {
             reload_extra_files: given(&f.reload.extra_files),
             check_config: cli.check_config,
             effective: f,
-        })
+        };
+        // Last: a wrong value anywhere is the more useful message.
+        if settings.app.is_none() && settings.statics.is_empty() {
+            return Err(ConfigError::invalid(
+                "nothing to serve: give an app (MODULE:CALLABLE, e.g. mysite.wsgi:application) or a static mount (--static URL=DIR)",
+            ));
+        }
+        Ok(settings)
     }
 }
 

@@ -90,32 +90,10 @@ impl Reject {
         }
     }
 
-    /// The complete response written before the connection is closed.
-    pub fn response_bytes(self) -> &'static [u8] {
-        match self {
-            Reject::BadRequest => {
-                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                  Content-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n"
-            }
-            Reject::UriTooLong => {
-                b"HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                  Content-Length: 17\r\nConnection: close\r\n\r\n414 URI Too Long\n"
-            }
-            Reject::HeaderFieldsTooLarge => {
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
-                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: 36\r\n\
-                  Connection: close\r\n\r\n431 Request Header Fields Too Large\n"
-            }
-            Reject::RequestTimeout => {
-                b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                  Content-Length: 20\r\nConnection: close\r\n\r\n408 Request Timeout\n"
-            }
-            Reject::VersionNotSupported => {
-                b"HTTP/1.1 505 HTTP Version Not Supported\r\n\
-                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: 31\r\n\
-                  Connection: close\r\n\r\n505 HTTP Version Not Supported\n"
-            }
-        }
+    /// The complete response written before the connection is closed (`respond`
+    /// renders it, as every status page).
+    pub fn response_bytes(self) -> bytes::Bytes {
+        crate::respond::closing_page_bytes(self.status())
     }
 }
 

@@ -99,13 +99,30 @@ pub fn error_response(failure: Failure) -> Response<Body> {
     status_page(failure.status())
 }
 
-pub fn status_page(status: StatusCode) -> Response<Body> {
-    let text = format!(
+/// The body of a status page: `404 Not Found` and a newline.
+fn page_text(status: StatusCode) -> String {
+    format!(
         "{} {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error")
-    );
-    let mut resp = Response::new(full(text));
+    )
+}
+
+/// A status page as a whole HTTP/1.1 response that ends the connection, for the
+/// guard: it answers before hyper has a request to answer.
+pub fn closing_page_bytes(status: StatusCode) -> Bytes {
+    let text = page_text(status);
+    Bytes::from(format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        text.len()
+    ))
+}
+
+pub fn status_page(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(full(page_text(status)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

@@ -529,7 +529,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Drop for GuardedIo<T> {
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let inner = Pin::new(&mut self.inner);
-        if let Poll::Ready(Ok(n)) = inner.poll_write(&mut cx, r.response_bytes()) {
+        if let Poll::Ready(Ok(n)) = inner.poll_write(&mut cx, &r.response_bytes()) {
             self.reject_written = n;
             let _ = Pin::new(&mut self.inner).poll_flush(&mut cx);
         }

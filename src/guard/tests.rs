@@ -674,9 +674,11 @@ fn error_responses_are_well_formed() {
         Reject::BadRequest,
         Reject::UriTooLong,
         Reject::HeaderFieldsTooLarge,
+        Reject::RequestTimeout,
         Reject::VersionNotSupported,
     ] {
-        let text = std::str::from_utf8(r.response_bytes()).unwrap();
+        let bytes = r.response_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status = r.status();
         assert!(head.starts_with(&format!("HTTP/1.1 {} ", status.as_u16())));

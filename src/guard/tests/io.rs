@@ -107,7 +107,7 @@ async fn valid_bytes_then_eof_then_the_error_response_at_shutdown() {
     drop(io);
     let mut response = Vec::new();
     client.read_to_end(&mut response).await.unwrap();
-    assert_eq!(response, Reject::BadRequest.response_bytes());
+    assert_eq!(response, &Reject::BadRequest.response_bytes()[..]);
 }
 
 #[tokio::test]
@@ -131,7 +131,7 @@ async fn a_taken_reject_is_not_written_at_shutdown() {
 async fn hyper_http1_answers_the_valid_request_then_we_refuse_the_next() {
     let response = over_hyper_http1(&[VALID, VALID, INVALID, VALID].concat()).await;
     assert_eq!(statuses(&response), ["200", "200", "400"], "{response}");
-    assert!(response.ends_with(std::str::from_utf8(Reject::BadRequest.response_bytes()).unwrap()));
+    assert!(response.ends_with(std::str::from_utf8(&Reject::BadRequest.response_bytes()).unwrap()));
 }
 
 #[tokio::test]
@@ -164,7 +164,7 @@ async fn a_connection_dropped_without_shutdown_still_gets_the_response() {
     drop(io);
     let mut response = Vec::new();
     client.read_to_end(&mut response).await.unwrap();
-    assert_eq!(response, Reject::BadRequest.response_bytes());
+    assert_eq!(response, &Reject::BadRequest.response_bytes()[..]);
 }
 
 #[tokio::test]

@@ -223,7 +223,9 @@ impl Conn {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();
-        let service = TowerToHyperService::new(self.front.service(info, activity.clone()));
+        let service = TowerToHyperService::new(stand_in::Restore(
+            self.front.service(info, activity.clone()),
+        ));
         let mut guarded = GuardedIo::new(io, self.guard).with_timeouts(self.timeouts);
         let t = self.timeouts;
         let h2_timeouts = H2Timeouts {

@@ -17,6 +17,12 @@ pub struct ConnInfo {
     pub scheme: Scheme,
 }
 
+/// The request-target byte for byte, when hyper parsed a stand-in of it
+/// (`guard::stand_in`): a request extension set beside the guarded I/O, never a
+/// header a client could send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawTarget(pub bytes::Bytes);
+
 /// Where the front listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindAddr {

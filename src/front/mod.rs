@@ -3,17 +3,16 @@
 //! (tower-http) and every response gets the Server field.
 //! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
 //! is counted in the metrics and, when enabled, the access log. A request hyper parsed
-//! as a guard stand-in first gets the client's own request line back.
+//! as a guard stand-in has the client's request line back before it gets here
+//! (`guard::stand_in::Restore`, composed in the listener).
 
 mod compression;
 
 use crate::conn_watch::Activity;
-use crate::guard::stand_in;
 use crate::net::ConnInfo;
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::metrics::Gauges;
 use crate::observe::{Metrics, RouteKind};
-use crate::proxy::target::RawTarget;
 use crate::proxy::{Proxy, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
@@ -160,12 +159,11 @@ impl Front {
 
     async fn handle(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         conn: &ConnInfo,
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
         self.metrics.request_started();
-        restore_request_line(&mut req);
         let ends_connection = is_http1_connect(&req);
         let request_id = self.request_id(&req, conn);
         let logged = self
@@ -254,17 +252,6 @@ impl Front {
             },
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
         }
-    }
-}
-
-/// Gives a request hyper parsed as a guard stand-in the client's method back, and its
-/// raw target to the proxy as an extension. The internal field leaves every request
-/// here, so nothing after the front (nor the app) ever sees it.
-fn restore_request_line<B>(req: &mut Request<B>) {
-    let version = req.version();
-    if let Some(original) = stand_in::take(req.headers_mut(), version) {
-        *req.method_mut() = original.method;
-        req.extensions_mut().insert(RawTarget(original.target));
     }
 }
 

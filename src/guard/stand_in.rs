@@ -1,7 +1,8 @@
 //! Stand-ins: valid requests that hyper would refuse or mishandle, handed to it as a
 //! request line it parses as an ordinary request, with the client's own method and
-//! target in an internal field ([`FIELD`]) that the front turns back into the request
-//! the app sees ([`take`]). Both sides of that contract live here.
+//! target in an internal field ([`FIELD`]) that [`Restore`], the layer between hyper
+//! and the front, turns back into the request the front and the app see ([`take`]).
+//! Both sides of that contract live here.
 //!
 //! Two cases, both requests gunicorn serves (its corpus has them as valid):
 //! - a `"`, `<`, `>` or `` ` `` in the target's path or query: the `http` crate's URI
@@ -14,12 +15,14 @@
 //!   CONNECT like any method, as under gunicorn, and no tunnel is ever opened.
 //!
 //! The field cannot be spoofed: the guard refuses a request that carries it (in its
-//! head or its trailers), and the front believes it only on HTTP/1 requests, which all
-//! went through the guard (HTTP/2 bypasses it), and removes it from every request.
+//! head or its trailers), and [`Restore`] believes it only on HTTP/1 requests, which
+//! all went through the guard (HTTP/2 bypasses it), and removes it from every request.
 
+use crate::net::RawTarget;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, Method, Version};
+use http::{HeaderMap, Method, Request, Version};
 use memchr::memchr;
+use std::task::{Context, Poll};
 
 /// The internal field: `<method> <target>` as the client sent them.
 pub const FIELD: &str = "x-ferricorn-original-request";
@@ -144,4 +147,33 @@ pub fn take(headers: &mut HeaderMap, version: Version) -> Option<Original> {
         method: Method::from_bytes(&value[..space]).ok()?,
         target: Bytes::copy_from_slice(target),
     })
+}
+
+/// The layer between hyper and the front's service: a request hyper parsed as a
+/// stand-in gets the client's method back, and its raw target as a [`RawTarget`]
+/// extension; the internal field leaves every request here, so nothing after it
+/// (nor the app) ever sees it.
+#[derive(Debug, Clone)]
+pub struct Restore<S>(pub S);
+
+impl<S, B> tower::Service<Request<B>> for Restore<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        let version = req.version();
+        if let Some(original) = take(req.headers_mut(), version) {
+            *req.method_mut() = original.method;
+            req.extensions_mut().insert(RawTarget(original.target));
+        }
+        self.0.call(req)
+    }
 }

@@ -2,14 +2,10 @@
 //! RAW_URI made of both), taken from the request-target as the client sent it when
 //! hyper parsed a stand-in (see `guard::stand_in`), else from hyper's URI.
 
+use crate::net::RawTarget;
 use bytes::Bytes;
 use http::{request::Parts, Method};
 use memchr::memchr;
-
-/// The request-target byte for byte, when hyper parsed a stand-in of it: a request
-/// extension the front sets, never a header a client could send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawTarget(pub Bytes);
 
 /// The raw path (still percent-encoded) and query of a request.
 pub fn path_and_query(parts: &Parts) -> (Bytes, Bytes) {

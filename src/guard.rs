@@ -31,6 +31,7 @@ use http::StatusCode;
 use memchr::memchr;
 
 use crate::defaults;
+use crate::respond::Failure;
 pub mod stand_in;
 mod grammar;
 mod guarded_io;
@@ -79,15 +80,22 @@ pub enum Reject {
     RequestTimeout,
 }
 
-impl Reject {
-    pub fn status(self) -> StatusCode {
-        match self {
-            Reject::BadRequest => StatusCode::BAD_REQUEST,
-            Reject::UriTooLong => StatusCode::URI_TOO_LONG,
-            Reject::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Reject::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-            Reject::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+impl From<Reject> for Failure {
+    fn from(r: Reject) -> Failure {
+        match r {
+            Reject::BadRequest => Failure::BadRequest,
+            Reject::UriTooLong => Failure::UriTooLong,
+            Reject::HeaderFieldsTooLarge => Failure::HeaderFieldsTooLarge,
+            Reject::VersionNotSupported => Failure::VersionNotSupported,
+            Reject::RequestTimeout => Failure::RequestTimeout,
         }
+    }
+}
+
+impl Reject {
+    /// The status, from the one place that maps failures to statuses.
+    pub fn status(self) -> StatusCode {
+        Failure::from(self).status()
     }
 
     /// The complete response written before the connection is closed (`respond`

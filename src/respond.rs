@@ -62,33 +62,74 @@ impl<T: Tap> http_body::Body for Tapped<T> {
     }
 }
 
-/// Why a request did not get the app's (or a file's) answer.
+/// Who is to blame for a request that did not get its answer, which decides the
+/// status class: the client (4xx), a worker (502, 504), or the server itself
+/// (503 when it is out of capacity, 500 for its own fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Client,
+    Worker,
+    Server,
+}
+
+/// Why a request did not get the app's (or a file's) answer: every stage's own
+/// error converts into this (`From`), and `status` is the one place it becomes a
+/// status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     NotFound,
+    /// A static mount answers GET and HEAD only.
+    MethodNotAllowed,
     PayloadTooLarge,
     BadRequest,
     /// The client paused longer than the body timeout while sending its body.
     RequestTimeout,
+    /// The request line was too long (the guard's refusal).
+    UriTooLong,
+    /// Too many or too large header fields (the guard's refusal).
+    HeaderFieldsTooLarge,
+    /// Not HTTP/1.0 or 1.1 (the guard's refusal).
+    VersionNotSupported,
     /// The worker died or broke the protocol while serving this request.
     WorkerFailed,
-    /// Every worker was busy for `queue_timeout`, or the wait queue was full.
-    Overloaded,
     /// The worker stayed silent past `--timeout`.
     WorkerTimeout,
+    /// The queue for a worker was full (`[workers] backlog`).
+    QueueFull,
+    /// Every worker stayed busy for `[workers] queue_timeout`.
+    QueueTimeout,
     Internal,
 }
 
 impl Failure {
+    pub fn blame(self) -> Blame {
+        match self {
+            Failure::NotFound
+            | Failure::MethodNotAllowed
+            | Failure::PayloadTooLarge
+            | Failure::BadRequest
+            | Failure::RequestTimeout
+            | Failure::UriTooLong
+            | Failure::HeaderFieldsTooLarge
+            | Failure::VersionNotSupported => Blame::Client,
+            Failure::WorkerFailed | Failure::WorkerTimeout => Blame::Worker,
+            Failure::QueueFull | Failure::QueueTimeout | Failure::Internal => Blame::Server,
+        }
+    }
+
     pub fn status(self) -> StatusCode {
         match self {
             Failure::NotFound => StatusCode::NOT_FOUND,
+            Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failure::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::BadRequest => StatusCode::BAD_REQUEST,
             Failure::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Failure::UriTooLong => StatusCode::URI_TOO_LONG,
+            Failure::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Failure::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Failure::WorkerFailed => StatusCode::BAD_GATEWAY,
-            Failure::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Failure::WorkerTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::QueueFull | Failure::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,4 +180,59 @@ pub fn status_page(status: StatusCode) -> Response<Body> {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Failure; 13] = [
+        Failure::NotFound,
+        Failure::MethodNotAllowed,
+        Failure::PayloadTooLarge,
+        Failure::BadRequest,
+        Failure::RequestTimeout,
+        Failure::UriTooLong,
+        Failure::HeaderFieldsTooLarge,
+        Failure::VersionNotSupported,
+        Failure::WorkerFailed,
+        Failure::WorkerTimeout,
+        Failure::QueueFull,
+        Failure::QueueTimeout,
+        Failure::Internal,
+    ];
+
+    /// The blame decides the class: the client's failures are 4xx (and 505), the
+    /// rest 5xx.
+    #[test]
+    fn a_failure_s_status_follows_its_blame() {
+        for f in ALL {
+            let status = f.status();
+            match f.blame() {
+                // 505 is the one 5xx a client causes (RFC 9110 §15.6.6).
+                Blame::Client => assert!(
+                    status.is_client_error() || status == StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "{f:?}: {status}"
+                ),
+                Blame::Worker => assert!(
+                    matches!(
+                        status,
+                        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                    ),
+                    "{f:?}: {status}"
+                ),
+                Blame::Server => assert!(status.is_server_error(), "{f:?}: {status}"),
+            }
+        }
+    }
+
+    /// The guard's own page is the same page, as a whole HTTP/1.1 response.
+    #[test]
+    fn the_closing_page_is_the_status_page_with_its_length() {
+        let bytes = closing_page_bytes(StatusCode::URI_TOO_LONG);
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 17\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n414 URI Too Long\n"), "{text}");
+    }
 }

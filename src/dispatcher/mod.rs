@@ -244,6 +244,25 @@ pub fn room(threads: usize, look_ahead: usize, ahead: bool, stalled: bool) -> us
     }
 }
 
+/// Why the dispatcher found no worker for a request (503 for the client: the
+/// server is out of capacity, not the client or a worker at fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the queue for a worker is full")]
+    QueueFull,
+    #[error("no worker was free within the queue timeout")]
+    QueueTimeout,
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Failure {
+        match r {
+            Refusal::QueueFull => Failure::QueueFull,
+            Refusal::QueueTimeout => Failure::QueueTimeout,
+        }
+    }
+}
+
 impl Dispatcher {
     /// The process's one dispatcher, which lives as long as the process: it is
     /// leaked so that a lease refers to it without a reference count (an `Arc`'s
@@ -260,7 +279,7 @@ impl Dispatcher {
     /// Reserves a slot on a worker, waiting in the queue if all are busy. `ahead`:
     /// the request may be sent ahead of a worker's threads. `again`: it was revoked
     /// and is older than anything waiting, so it waits at the head of the queue.
-    pub async fn acquire(&self, ahead: bool, again: bool) -> Result<Lease, Failure> {
+    pub async fn acquire(&self, ahead: bool, again: bool) -> Result<Lease, Refusal> {
         let shard = crate::shards::current();
         let rx = {
             let mut st = self.state.lock().unwrap();
@@ -273,7 +292,7 @@ impl Dispatcher {
             }
             match picked {
                 Pick::Worker(i) => return Ok(self.lease_on(&mut st.slots[i], now)),
-                Pick::QueueFull if !again => return Err(Failure::Overloaded),
+                Pick::QueueFull if !again => return Err(Refusal::QueueFull),
                 Pick::QueueFull | Pick::Wait => {
                     let (tx, rx) = oneshot::channel();
                     let since = (!again).then_some(now);
@@ -285,7 +304,7 @@ impl Dispatcher {
         match tokio::time::timeout(self.queue_timeout, rx).await {
             Ok(Ok(lease)) => Ok(lease),
             // Timed out: our sender stays in the queue but is closed; `hand_over` skips it.
-            _ => Err(Failure::Overloaded),
+            _ => Err(Refusal::QueueTimeout),
         }
     }
 

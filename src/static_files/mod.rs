@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tower_http::services::fs::{DefaultServeDirFallback, ServeDir};
 
 use crate::config::{FileCache, StaticMount};
-use crate::respond::{self, Body};
+use crate::respond::{self, Body, Failure};
 use backend::ContainedBackend;
 use cache::{Entry, OpenFileCache, Resolved};
 use headers::Encoding;
@@ -145,7 +145,7 @@ impl StaticFiles {
             Decision::AddSlash(location) => redirect(StatusCode::MOVED_PERMANENTLY, &location),
             Decision::Refused(why) => {
                 tracing::debug!(path = req.uri.path(), %why, "static path refused");
-                respond::status_page(StatusCode::NOT_FOUND)
+                respond::error_response(Failure::NotFound)
             }
             Decision::Serve(target) => match self.fast_path(mount, &target, req) {
                 Some(response) => response,
@@ -189,7 +189,7 @@ impl StaticFiles {
             (None, Entry::Found(r)) => (r, Encoding::Identity),
             (None, Entry::Missing) => {
                 self.cache.record_hit();
-                return Some(respond::status_page(StatusCode::NOT_FOUND));
+                return Some(respond::error_response(Failure::NotFound));
             }
         };
         let body = file.body.clone()?; // large files stream through ServeDir
@@ -342,10 +342,10 @@ impl Mount {
         let mut serve_dir = self.serve_dir.clone();
         match serve_dir.try_call(request).await {
             Ok(response) => response.map(|b| b.map_err(respond::BoxError::from).boxed_unsync()),
-            Err(e) if is_not_found(&e) => respond::status_page(StatusCode::NOT_FOUND),
+            Err(e) if is_not_found(&e) => respond::error_response(Failure::NotFound),
             Err(e) => {
                 tracing::error!(error = %e, path = %target.fs_path.display(), "static file failed");
-                respond::status_page(StatusCode::INTERNAL_SERVER_ERROR)
+                respond::error_response(Failure::Internal)
             }
         }
     }
@@ -416,7 +416,7 @@ fn put_validators(h: &mut HeaderMap, file: &Resolved) {
 }
 
 fn method_not_allowed() -> Response<Body> {
-    let mut response = respond::status_page(StatusCode::METHOD_NOT_ALLOWED);
+    let mut response = respond::error_response(Failure::MethodNotAllowed);
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

@@ -34,7 +34,7 @@ pub const FINAL_STATUS: std::ops::RangeInclusive<u16> = 200..=599;
 pub const CHUNK: usize = 64 * 1024;
 const HEADER_LEN: usize = 4 + 1 + 4;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(usize),
@@ -160,6 +160,20 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// The frame's kind, for messages (`RequestHead`, ...).
+    pub fn name(&self) -> &'static str {
+        match self.kind() {
+            Kind::Ready => "Ready",
+            Kind::RequestHead => "RequestHead",
+            Kind::RequestBody => "RequestBody",
+            Kind::RequestEnd => "RequestEnd",
+            Kind::ResponseHead => "ResponseHead",
+            Kind::ResponseBody => "ResponseBody",
+            Kind::ResponseEnd => "ResponseEnd",
+            Kind::Abort => "Abort",
+        }
+    }
+
     fn kind(&self) -> Kind {
         match self {
             Frame::Ready(_) => Kind::Ready,

@@ -49,16 +49,22 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(handler: Handler, threads: usize, dev: bool) -> Result<Self, String> {
+    pub fn new(handler: Handler, threads: usize, dev: bool) -> Result<Self, SetupError> {
         Python::attach(|py| {
             Ok(Shared {
                 handler,
-                consts: Consts::new(py, threads).map_err(|e| e.to_string())?,
+                consts: Consts::new(py, threads).map_err(|e| SetupError(e.to_string()))?,
                 dev,
             })
         })
     }
 }
+
+/// The interpreter could not make the objects every request shares (the Python
+/// exception, as text: no pyo3 type leaves this module).
+#[derive(Debug, thiserror::Error)]
+#[error("Python: cannot set up the shared request objects: {0}")]
+pub struct SetupError(String);
 
 /// Prepares `sys.path` (`dirs` first, in order) and faulthandler, then imports `spec`.
 pub fn load(dirs: &[std::path::PathBuf], spec: &str) -> Result<App, app::LoadFailure> {

@@ -26,7 +26,7 @@ use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use stream::{Conn, Exit};
+use stream::{Conn, Exit, Fatal};
 
 /// Python threads run app code, which may recurse deeply: give them a main-thread-
 /// sized stack (virtual memory; only touched pages cost).
@@ -36,8 +36,8 @@ const PYTHON_STACK: usize = 8 * 1024 * 1024;
 enum StartError {
     #[error("cannot block signals: {0}")]
     Signals(nix::Error),
-    #[error("{0}")]
-    Parent(String),
+    #[error(transparent)]
+    Parent(#[from] signals::ParentError),
     #[error("--chdir {0}: {1}")]
     Chdir(PathBuf, std::io::Error),
     #[error("{0}")]
@@ -48,8 +48,8 @@ enum StartError {
     Claims(PathBuf, std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
-    #[error("Python: {0}")]
-    Setup(String),
+    #[error(transparent)]
+    Setup(#[from] python::SetupError),
 }
 
 /// Runs the worker on the calling (main) thread; returns the process's exit status.
@@ -69,7 +69,7 @@ pub fn main(argv: Vec<OsString>) -> u8 {
 
 fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
     signals::block().map_err(StartError::Signals)?;
-    signals::die_with_parent(parent).map_err(StartError::Parent)?;
+    signals::die_with_parent(parent)?;
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| StartError::Chdir(dir.clone(), e))?;
     }
@@ -134,7 +134,7 @@ fn broken_page(failure: &LoadFailure) -> Vec<u8> {
 
 fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
     let threads = args.threads.max(1);
-    let shared = Shared::new(handler, threads, args.dev).map_err(StartError::Setup)?;
+    let shared = Shared::new(handler, threads, args.dev)?;
     let shared = Arc::new(shared);
     let sock = UnixStream::connect(&args.socket)
         .map_err(|e| StartError::Connect(args.socket.clone(), e))?;
@@ -156,7 +156,7 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                     python::serve_thread(shared, conn)
                 }));
-                c.exit(Exit::Fatal("a Python thread panicked".into()));
+                c.exit(Exit::Fatal(Fatal::ThreadPanicked));
             })
             .map_err(StartError::Thread)?;
     }

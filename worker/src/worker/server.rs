@@ -6,7 +6,7 @@
 //! streams never interleave mid-frame.
 
 use super::log::wlog;
-use super::stream::{Conn, Exit, ReadBuf, Until};
+use super::stream::{Conn, Exit, Fatal, ReadBuf, Until};
 
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
@@ -40,7 +40,7 @@ pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    conn.exit(Exit::Fatal(format!("bad frame from the master: {e}")));
+                    conn.exit(Exit::Fatal(e.into()));
                     return true;
                 }
             }
@@ -102,7 +102,7 @@ fn recv_when_readable(conn: &Conn, tmp: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
-fn route(conn: &Conn, stream: u32, frame: Frame) -> Result<(), String> {
+fn route(conn: &Conn, stream: u32, frame: Frame) -> Result<(), Fatal> {
     match frame {
         Frame::RequestHead(head) => conn.start_request(stream, head),
         Frame::RequestBody(data) => {
@@ -123,7 +123,7 @@ fn route(conn: &Conn, stream: u32, frame: Frame) -> Result<(), String> {
             }
             Ok(())
         }
-        other => Err(format!("unexpected frame from the master: {other:?}")),
+        other => Err(Fatal::UnexpectedFrame(other.name())),
     }
 }
 

@@ -27,12 +27,21 @@ pub fn block() -> nix::Result<()> {
 
 /// Asks the kernel to SIGKILL us when the master dies, then checks the master did
 /// not die before the request took effect (we would then have been re-parented).
-pub fn die_with_parent(parent: Pid) -> Result<(), String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl: {e}"))?;
+pub fn die_with_parent(parent: Pid) -> Result<(), ParentError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(ParentError::Prctl)?;
     if getppid() != parent {
-        return Err("the master exited during start-up".into());
+        return Err(ParentError::Exited);
     }
     Ok(())
+}
+
+/// Why the worker cannot tie its life to the master's.
+#[derive(Debug, thiserror::Error)]
+pub enum ParentError {
+    #[error("prctl(PR_SET_PDEATHSIG): {0}")]
+    Prctl(nix::Error),
+    #[error("the master exited during start-up")]
+    Exited,
 }
 
 /// Starts the thread that turns signals into drain / quick-exit decisions.

@@ -285,8 +285,21 @@ pub enum Exit {
     Drained,
     /// SIGINT / SIGQUIT: stop at once.
     Quick,
-    /// A protocol or I/O error on the connection.
-    Fatal(String),
+    /// A protocol error on the connection, or a thread that panicked.
+    Fatal(Fatal),
+}
+
+/// What ends a worker in error while it serves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fatal {
+    #[error("bad frame from the master: {0}")]
+    BadFrame(#[from] crate::wire::WireError),
+    #[error("unexpected {0} frame from the master")]
+    UnexpectedFrame(&'static str),
+    #[error("stream {0} reused while still in flight")]
+    StreamReused(u32),
+    #[error("a Python thread panicked")]
+    ThreadPanicked,
 }
 
 #[derive(Default)]
@@ -360,12 +373,12 @@ impl Conn {
 
     /// Leader: a new request. Registered before it is queued, so `in flight` covers
     /// queued requests too.
-    pub fn start_request(&self, stream: u32, head: Box<RequestHead>) -> Result<(), String> {
+    pub fn start_request(&self, stream: u32, head: Box<RequestHead>) -> Result<(), Fatal> {
         let body = Arc::new(Body::new(head.content_length));
         let old = lock(&self.state).streams.insert(stream, body.clone());
         if let Some(old) = old {
             old.abort();
-            return Err(format!("stream {stream} reused while still in flight"));
+            return Err(Fatal::StreamReused(stream));
         }
         let mut s = lock(&self.sched);
         s.jobs.push_back(Job { stream, head, body });

@@ -24,6 +24,7 @@ use crate::proxy::Proxy;
 use crate::shards::Shards;
 use crate::signals::{self, Command};
 use crate::static_files::StaticFiles;
+use crate::supervisor::spec::WorkerSpec;
 use crate::supervisor::{self, probe, process, Supervisor};
 use crate::tls::Tls;
 use clap::Parser;

@@ -184,7 +184,10 @@ pub(super) async fn reload(cli: &Cli, pool: &Option<Pool>, ask_interpreter: bool
             return tracing::error!("reload refused, old workers keep serving: {e}");
         }
     }
-    send(pool, supervisor::Command::Reload(Box::new(settings)));
+    send(
+        pool,
+        supervisor::Command::Reload(Box::new(WorkerSpec::of(&settings))),
+    );
 }
 
 /// The few lines a person at a terminal wants once the server is up: where to point

@@ -161,7 +161,7 @@ pub(super) async fn boot_pool(
     );
     tracing::info!(app = %app, workers = settings.workers.count, threads = settings.workers.threads, "Booting workers");
     let boot = Supervisor::boot(
-        settings.clone(),
+        WorkerSpec::of(settings),
         dispatcher,
         dir.path().to_path_buf(),
         metrics.clone(),
@@ -271,7 +271,7 @@ pub(super) fn make_runtime_dir(settings: &Settings) -> std::io::Result<tempfile:
 
 pub(super) async fn check_config(settings: &Settings) -> Result<(), MasterError> {
     if let Some(app) = &settings.app {
-        let status = process::check_import(settings).await?;
+        let status = process::check_import(&WorkerSpec::of(settings)).await?;
         if !status.success() {
             return Err(MasterError::AppImport(app.clone()));
         }

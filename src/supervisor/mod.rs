@@ -11,16 +11,17 @@
 pub mod policy;
 pub mod probe;
 pub mod process;
+pub mod spec;
 mod start;
 
 pub use start::StartError;
 use start::{remove_worker_files, start};
 
-use crate::config::Settings;
 use crate::dispatcher::{Dispatcher, WorkerConn, WorkerEvent};
 use crate::observe::{Metrics, RestartReason};
 use crate::shards::Shards;
 use nix::sys::signal::Signal;
+use spec::WorkerSpec;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -34,7 +35,7 @@ const DUMP_GRACE: Duration = Duration::from_millis(300);
 #[derive(Debug)]
 pub enum Command {
     /// Re-read settings and replace every worker (HUP, or a file change with --reload).
-    Reload(Box<Settings>),
+    Reload(Box<WorkerSpec>),
     AddWorker,
     RemoveWorker,
     /// Stop every worker: TERM, then KILL after the grace period; reply when done.
@@ -90,7 +91,7 @@ struct Managed {
 }
 
 pub struct Supervisor {
-    settings: Settings,
+    spec: WorkerSpec,
     dispatcher: &'static Dispatcher,
     runtime_dir: PathBuf,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -115,7 +116,7 @@ impl Supervisor {
     /// Starts the pool and waits until every worker is ready. An app that does not
     /// import fails the boot (`StartError::is_import_failure`).
     pub async fn boot(
-        settings: Settings,
+        spec: WorkerSpec,
         dispatcher: &'static Dispatcher,
         runtime_dir: PathBuf,
         metrics: Arc<Metrics>,
@@ -123,8 +124,8 @@ impl Supervisor {
     ) -> Result<Self, StartError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let mut sup = Supervisor {
-            target: settings.workers.count,
-            settings,
+            target: spec.count,
+            spec,
             dispatcher,
             runtime_dir,
             events_tx,
@@ -197,7 +198,7 @@ impl Supervisor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Reload(settings) => self.reload(*settings),
+            Command::Reload(spec) => self.reload(*spec),
             Command::AddWorker => {
                 self.target += 1;
                 tracing::info!(workers = self.target, "TTIN: one worker more");
@@ -218,12 +219,12 @@ impl Supervisor {
         }
     }
 
-    fn reload(&mut self, settings: Settings) {
+    fn reload(&mut self, spec: WorkerSpec) {
         if self.reload_pending > 0 {
             tracing::info!("reload already in progress; restarting it with the new settings");
         }
-        self.target = settings.workers.count;
-        self.settings = settings;
+        self.target = spec.count;
+        self.spec = spec;
         self.generation += 1;
         let mut old = 0;
         for w in self.workers.values_mut() {
@@ -240,7 +241,7 @@ impl Supervisor {
         );
         // Production: one new worker at a time, each ready before an old one drains.
         // Development: all at once, so the new code serves as soon as possible.
-        let at_once = if self.settings.reload { self.target } else { 1 };
+        let at_once = if self.spec.dev { self.target } else { 1 };
         self.reload_pending = self.target;
         self.reload_to_start = self.target - at_once;
         for _ in 0..at_once {
@@ -464,7 +465,7 @@ impl Supervisor {
     fn on_tick(&mut self) {
         self.trim_to_target();
         let now = Instant::now();
-        let timeout = self.settings.workers.timeout;
+        let timeout = self.spec.timeout;
         let mut timed_out = Vec::new();
         for (pid, w) in self.workers.iter_mut() {
             match w.state {
@@ -500,12 +501,7 @@ impl Supervisor {
         };
         tracing::error!(
             pid,
-            timeout_s = self
-                .settings
-                .workers
-                .timeout
-                .map(|t| t.as_secs())
-                .unwrap_or(0),
+            timeout_s = self.spec.timeout.map(|t| t.as_secs()).unwrap_or(0),
             "WORKER TIMEOUT: killing the worker"
         );
         w.conn.retire();
@@ -559,20 +555,20 @@ impl Supervisor {
         self.seq += 1;
         self.starting += 1;
         let socket = self.runtime_dir.join(format!("worker-{}.sock", self.seq));
-        let settings = self.settings.clone();
+        let spec = self.spec.clone();
         let dispatcher = self.dispatcher;
         let events = self.events_tx.clone();
         let shards = self.shards.clone();
         let generation = self.generation;
         let quota = policy::request_quota(
-            settings.workers.max_requests,
-            settings.workers.max_requests_jitter,
+            spec.max_requests,
+            spec.max_requests_jitter,
             self.seq ^ u64::from(std::process::id()),
         );
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let result = start(
-                &settings, &socket, quota, generation, dispatcher, &shards, &events,
+                &spec, &socket, quota, generation, dispatcher, &shards, &events,
             )
             .await;
             let _ = events.send(Event::Started {

@@ -2,7 +2,7 @@
 //! app's own interpreter running `python -m ferricorn.worker ARGS`, a fresh exec,
 //! never a fork of the multi-threaded master.
 
-use crate::config::Settings;
+use super::spec::WorkerSpec;
 use ferricorn_wire::worker_args::WorkerArgs;
 use ferricorn_wire::EXIT_APP_IMPORT;
 use nix::sys::signal::{kill, Signal};
@@ -15,20 +15,16 @@ use std::sync::Mutex;
 use tokio::process::{Child, Command};
 
 /// Starts one worker that will connect to `socket`.
-pub fn spawn(
-    settings: &Settings,
-    socket: &Path,
-    claims: &Path,
-    dev: bool,
-) -> std::io::Result<Child> {
+pub fn spawn(spec: &WorkerSpec, socket: &Path, claims: &Path) -> std::io::Result<Child> {
+    let dev = spec.dev;
     let mut cmd = worker_command(
-        settings,
+        spec,
         WorkerArgs {
             socket: socket.to_path_buf(),
             claims: Some(claims.to_path_buf()),
-            threads: settings.workers.threads,
+            threads: spec.threads,
             dev,
-            ..worker_args(settings)
+            ..spec.args()
         },
     );
     if dev {
@@ -120,37 +116,21 @@ fn zombie_children(parent: u32) -> Vec<u32> {
 }
 
 /// `--check`: import the app in a throwaway worker; Ok(()) or the exit status.
-pub async fn check_import(settings: &Settings) -> std::io::Result<ExitStatus> {
+pub async fn check_import(spec: &WorkerSpec) -> std::io::Result<ExitStatus> {
     let args = WorkerArgs {
         socket: "/dev/null".into(),
         check: true,
-        ..worker_args(settings)
+        ..spec.args()
     };
-    worker_command(settings, args)
+    worker_command(spec, args)
         .stdin(Stdio::null())
         .status()
         .await
 }
 
-/// What every worker of these settings is told: the app and where it lives.
-fn worker_args(settings: &Settings) -> WorkerArgs {
-    WorkerArgs {
-        app: settings.app.clone().unwrap_or_default(),
-        threads: 1,
-        chdir: settings.python.chdir.clone(),
-        pythonpath: settings.python.pythonpath.clone(),
-        ..WorkerArgs::default()
-    }
-}
-
 /// `PYTHON -m ferricorn.worker ARGS` on the chosen interpreter.
-fn worker_command(settings: &Settings, args: WorkerArgs) -> Command {
-    let python = settings
-        .python
-        .interpreter
-        .as_ref()
-        .map_or_else(|| "python3".into(), |i| i.path.clone());
-    let mut cmd = Command::new(python);
+fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
+    let mut cmd = Command::new(&spec.python);
     cmd.arg("-m").arg(WORKER_MODULE).args(args.to_args());
     cmd
 }

@@ -1,9 +1,9 @@
 //! Starting one worker: its socket and claim table in the runtime directory, the
 //! process, and the wait for its Ready frame (or its exit, or the start timeout).
 
+use super::spec::WorkerSpec;
 use super::{process, Event};
 use crate::claims::Claims;
-use crate::config::Settings;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn};
 use crate::observe::worker_output;
 use crate::shards::Shards;
@@ -63,7 +63,7 @@ pub(super) fn remove_worker_files(socket: &Path) {
 /// Binds the worker's socket, starts the process, and waits for its Ready frame (or
 /// its exit). The exit watcher reports the process's end as an `Event::Exited`.
 pub(super) async fn start(
-    settings: &Settings,
+    spec: &WorkerSpec,
     socket: &std::path::Path,
     quota: u64,
     generation: u64,
@@ -72,7 +72,7 @@ pub(super) async fn start(
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<Arc<WorkerConn>, StartError> {
     let (listener, claims, claims_path) = worker_files(socket)?;
-    let mut child = process::spawn(settings, socket, &claims_path, settings.reload)?;
+    let mut child = process::spawn(spec, socket, &claims_path)?;
     let pid = child.id().unwrap_or(0);
     let relay = child
         .stderr
@@ -82,7 +82,7 @@ pub(super) async fn start(
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let threads = settings.workers.threads;
+        let threads = spec.threads;
         let conn = shards
             .host_worker()
             .run(move |host| async move {
@@ -98,7 +98,7 @@ pub(super) async fn start(
         });
         Ok::<_, StartError>(conn)
     };
-    let boot_timeout = settings.workers.boot_timeout;
+    let boot_timeout = spec.boot_timeout;
     let result = tokio::select! {
         r = tokio::time::timeout(boot_timeout, handshake) => match r {
             Ok(r) => r,
@@ -107,7 +107,7 @@ pub(super) async fn start(
                 process::signal(pid, nix::sys::signal::Signal::SIGUSR1);
                 tokio::time::sleep(super::DUMP_GRACE).await;
                 Err(StartError::Timeout {
-                    app: settings.app.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+                    app: spec.app.clone(),
                     waited: boot_timeout,
                 })
             }

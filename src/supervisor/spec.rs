@@ -1,0 +1,66 @@
+//! What a worker is made from: the one piece of the settings the supervisor keeps
+//! (a reload swaps it whole). `process` turns it into the worker's command line,
+//! which `wire::worker_args::WorkerArgs` writes here and parses in the worker.
+
+use crate::config::Settings;
+use ferricorn_wire::worker_args::WorkerArgs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the pool's workers are started and held.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// The interpreter that runs `python -m ferricorn.worker`.
+    pub python: PathBuf,
+    /// `MODULE:CALLABLE`.
+    pub app: String,
+    pub chdir: Option<PathBuf>,
+    pub pythonpath: Vec<PathBuf>,
+    /// Python threads per worker.
+    pub threads: usize,
+    /// Development mode (`--reload`): tracebacks in pages, no bytecode cache, all
+    /// workers replaced at once.
+    pub dev: bool,
+    /// How many workers the pool keeps.
+    pub count: usize,
+    /// A worker silent this long on a request is replaced; `None`: never.
+    pub timeout: Option<Duration>,
+    /// A new worker that is not ready within this is a failed start.
+    pub boot_timeout: Duration,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+}
+
+impl WorkerSpec {
+    pub fn of(settings: &Settings) -> WorkerSpec {
+        let w = &settings.workers;
+        WorkerSpec {
+            python: settings
+                .python
+                .interpreter
+                .as_ref()
+                .map_or_else(|| "python3".into(), |i| i.path.clone()),
+            app: settings.app.clone().unwrap_or_default(),
+            chdir: settings.python.chdir.clone(),
+            pythonpath: settings.python.pythonpath.clone(),
+            threads: w.threads,
+            dev: settings.reload,
+            count: w.count,
+            timeout: w.timeout,
+            boot_timeout: w.boot_timeout,
+            max_requests: w.max_requests,
+            max_requests_jitter: w.max_requests_jitter,
+        }
+    }
+
+    /// What every worker of this spec is told: the app and where it lives.
+    pub fn args(&self) -> WorkerArgs {
+        WorkerArgs {
+            app: self.app.clone(),
+            threads: 1,
+            chdir: self.chdir.clone(),
+            pythonpath: self.pythonpath.clone(),
+            ..WorkerArgs::default()
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! wait with it released; they never go past the body and return `b""` at its end.
 //! After the front aborts the request, reads raise `OSError`.
 
-use crate::worker::stream::{Aborted, Body, Conn, Want};
+use crate::stream::{Aborted, Body, Conn, Want};
 use bytes::Bytes;
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;

@@ -17,9 +17,9 @@ mod response;
 mod start_response;
 pub mod traceback;
 
+use crate::log::{self, werror, wlog};
+use crate::stream::{Conn, Job};
 use crate::wire::{Frame, RequestHead};
-use crate::worker::log::{self, werror, wlog};
-use crate::worker::stream::{Conn, Job};
 use environ::{Consts, ThreadCache};
 use ferricorn_wire::log_record::{Level, Record};
 use file_wrapper::FileWrapper;

@@ -19,7 +19,7 @@ fn _worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// app's threads, or on ours that are still attached).
 #[pyfunction]
 fn run(py: Python<'_>, argv: Vec<OsString>) -> u8 {
-    py.detach(|| crate::worker::main(argv))
+    py.detach(|| crate::run_worker(argv))
 }
 
 pub(super) fn interpreter(py: Python<'_>) -> PyResult<Interpreter> {

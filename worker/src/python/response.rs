@@ -7,9 +7,9 @@
 //! which goes to the socket in one write when the response is complete, grows past
 //! `FLUSH_AT`, or the caller asks (every chunk of a streaming response).
 
+use crate::log::werror;
+use crate::stream::{Body, Conn};
 use crate::wire::{self, Frame, ResponseHead, CHUNK};
-use crate::worker::log::werror;
-use crate::worker::stream::{Body, Conn};
 use bytes::{Bytes, BytesMut};
 use pyo3::Python;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -10,23 +10,21 @@
 //! the socket I/O themselves: `server`, `stream`), send Ready, then wait for a
 //! reason to exit.
 
-pub mod log;
 mod server;
 mod signals;
-pub mod stream;
 
 use crate::claims::Claims;
+use crate::log::{self, werror, wlog};
 use crate::python::{self, app::LoadFailure, Handler, Shared};
+use crate::stream::{Conn, Exit, Fatal};
 use crate::wire::{Frame, Ready};
 use ferricorn_wire::log_record::{Level, Record, IMPORT_FAILED};
 use ferricorn_wire::worker_args::WorkerArgs;
 use ferricorn_wire::{EXIT_APP_IMPORT, PROTOCOL};
-use log::{werror, wlog};
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use stream::{Conn, Exit, Fatal};
 
 /// Python threads run app code, which may recurse deeply: give them a main-thread-
 /// sized stack (virtual memory; only touched pages cost).

@@ -5,8 +5,8 @@
 //! encoded frames with one `write_all` under a short lock, so frames of different
 //! streams never interleave mid-frame.
 
-use super::log::wlog;
-use super::stream::{Conn, Exit, Fatal, ReadBuf, Until};
+use crate::log::wlog;
+use crate::stream::{Conn, Exit, Fatal, ReadBuf, Until};
 
 use crate::wire::{self, Frame};
 use bytes::BytesMut;

@@ -6,8 +6,8 @@
 //! to Python's faulthandler, which dumps every thread's stack when the master is
 //! about to kill a worker stuck on a request.
 
-use super::log::wlog;
-use super::stream::{Conn, Exit};
+use crate::log::wlog;
+use crate::stream::{Conn, Exit};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{getppid, Pid};
 use std::sync::Arc;

@@ -202,7 +202,7 @@ impl Body {
     }
 
     /// Whether `want` can be answered now (bytes, the end, or an abort).
-    pub(super) fn settled(&self, want: Want) -> bool {
+    pub(crate) fn settled(&self, want: Want) -> bool {
         let st = lock(&self.state);
         st.aborted || st.ready(want).is_some()
     }
@@ -316,8 +316,8 @@ const READ_BUF: usize = 256 * 1024;
 /// What the leader reads into; kept in `Conn` so the next leader goes on where the
 /// last one stopped (a frame may be split across two reads).
 pub struct ReadBuf {
-    pub(super) buf: BytesMut,
-    pub(super) tmp: Vec<u8>,
+    pub(crate) buf: BytesMut,
+    pub(crate) tmp: Vec<u8>,
 }
 
 impl Default for ReadBuf {
@@ -342,14 +342,14 @@ pub struct Conn {
     exit_cv: Condvar,
     /// The master's socket: read by the leader, written by any thread under
     /// `write_lock`, and shut for reading when a drain finds nothing in flight.
-    pub(super) socket: UnixStream,
-    pub(super) write_lock: Mutex<()>,
+    pub(crate) socket: UnixStream,
+    pub(crate) write_lock: Mutex<()>,
     /// Bytes read but not yet decoded; only the leader touches it (so the lock is
     /// never contended), and it survives changes of leader.
-    pub(super) read_buf: Mutex<ReadBuf>,
+    pub(crate) read_buf: Mutex<ReadBuf>,
     leader: Leader,
     /// Set once a write failed: later writes are dropped.
-    pub(super) write_failed: AtomicBool,
+    pub(crate) write_failed: AtomicBool,
     /// Shared with the front, which may take back a request not started yet; `None`
     /// when the front sends nothing ahead (every request read is run).
     claims: Option<Claims>,
@@ -572,7 +572,7 @@ impl Conn {
             st.draining = true;
             st.streams.len()
         };
-        super::log::wlog!("SIGTERM: draining, {in_flight} request(s) in flight");
+        crate::log::wlog!("SIGTERM: draining, {in_flight} request(s) in flight");
         self.check_drained();
     }
 

@@ -36,12 +36,12 @@ pub fn at(level: Level, args: std::fmt::Arguments<'_>) {
 /// `wlog!("...", args)`: an INFO record; `werror!` an ERROR one.
 macro_rules! wlog {
     ($($t:tt)*) => {
-        $crate::worker::log::at(ferricorn_wire::log_record::Level::Info, format_args!($($t)*))
+        $crate::log::at(ferricorn_wire::log_record::Level::Info, format_args!($($t)*))
     };
 }
 macro_rules! werror {
     ($($t:tt)*) => {
-        $crate::worker::log::at(ferricorn_wire::log_record::Level::Error, format_args!($($t)*))
+        $crate::log::at(ferricorn_wire::log_record::Level::Error, format_args!($($t)*))
     };
 }
 pub(crate) use {werror, wlog};

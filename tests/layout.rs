@@ -179,7 +179,6 @@ fn nothing_refers_outside_the_repository() {
                 } else if [".rs", ".sh", ".py", ".toml", "run"]
                     .iter()
                     .any(|e| name.ends_with(e))
-                    && path != repo().join("tests/layout.rs")
                 {
                     files.push(path);
                 }
@@ -190,7 +189,8 @@ fn nothing_refers_outside_the_repository() {
     let mut outside = Vec::new();
     for f in files.iter().filter(|f| f.exists()) {
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        for needle in ["/work/", "../shared"] {
+        // Spelled in pieces, so this file does not name them itself.
+        for needle in [concat!("/", "work/"), concat!("..", "/shared")] {
             if text.contains(needle) {
                 outside.push(format!("{} names {needle}", f.display()));
             }

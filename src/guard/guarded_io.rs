@@ -367,6 +367,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         (self.reject_written == 0 && !answered).then_some(r)
     }
 
+    /// What every write to the client does with its result: progress stops the
+    /// write timer, no progress runs it.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let n = match polled {
+            Poll::Ready(r) => {
+                self.write_timer = None;
+                r?
+            }
+            Poll::Pending => return self.poll_write_timer(cx).map(Err),
+        };
+        self.note_written(n);
+        Poll::Ready(Ok(n))
+    }
+
     fn note_writing(&mut self) {
         if let Some(p) = &mut self.parking {
             p.dirty = true;
@@ -471,15 +489,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_writing();
-        let n = match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.write_timer = None;
-                r?
-            }
-            Poll::Pending => return this.poll_write_timer(cx).map(Err),
-        };
-        this.note_written(n);
-        Poll::Ready(Ok(n))
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -489,15 +500,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_writing();
-        let n = match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.write_timer = None;
-                r?
-            }
-            Poll::Pending => return this.poll_write_timer(cx).map(Err),
-        };
-        this.note_written(n);
-        Poll::Ready(Ok(n))
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -77,6 +77,10 @@ fn check_config_prints_the_effective_config() {
     assert!(text.contains("count = 5"), "{text}");
     assert!(text.contains("threads = 4"), "{text}");
     assert!(text.contains("bind = [\"127.0.0.1:8000\"]"), "{text}");
+    // Half the cores go to the front by default, the rest to the workers.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let front = format!("front_threads = {}", (cores / 2).max(1));
+    assert!(text.contains(&front), "{front} in {text}");
 }
 
 #[test]

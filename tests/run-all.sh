@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of ferricorn on a fresh machine, installing what the tests need:
-# curl, openssl and systemd-analyze, Debian's chromium and chromium-driver for
-# tests/browser.rs (Debian packages, each only if missing), a Python virtualenv under
+# curl, openssl and systemd-analyze, podman and runc for tests/container.rs, Debian's
+# chromium and chromium-driver for tests/browser.rs (Debian packages, each only if
+# missing), a Python virtualenv under
 # target/test-venv with pinned Flask and Django, and one under target/deploy-venv with
 # the pinned validators of deploy/, the wheel (deploy/build-wheel.sh, with a pinned
 # maturin), and a Debian sid chroot with newer CPythons (tests/pythons/setup.sh,
@@ -20,6 +21,9 @@ for tool in curl openssl; do
 done
 # tests/deploy.rs checks deploy/systemd/ferricorn.service with `systemd-analyze verify`.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# tests/container.rs builds and runs deploy/Dockerfile with Debian's podman and runc.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 # tests/browser.rs drives a real headless Chromium through chromedriver.
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   need_apt+=(chromium chromium-driver)

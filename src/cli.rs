@@ -13,8 +13,8 @@ use std::path::PathBuf;
     after_help = "Exit status: 0 clean stop, 1 runtime failure, 2 bad flag or config, 3 the app did not import."
 )]
 pub struct Cli {
-    /// WSGI app as MODULE:CALLABLE (e.g. mysite.wsgi:application). Without it only
-    /// static mounts are served.
+    /// WSGI app as MODULE:CALLABLE (e.g. mysite.wsgi:application); MODULE alone means
+    /// MODULE:application, as in gunicorn. Without it only static mounts are served.
     pub app: Option<String>,
 
     /// TOML config file; flags given here override it.
@@ -23,6 +23,11 @@ pub struct Cli {
 
     #[arg(short = 'b', long = "bind", help = with_default("Address to listen on: HOST:PORT, [V6]:PORT or unix:/path (repeatable).", defaults::BIND))]
     pub bind: Vec<String>,
+
+    /// gunicorn's worker class: sync and gthread are what ferricorn's threaded
+    /// workers do (with --threads); no other class is supported.
+    #[arg(short = 'k', long = "worker-class", value_name = "CLASS")]
+    pub worker_class: Option<String>,
 
     /// Worker processes. [default: $WEB_CONCURRENCY, else the number of CPU cores]
     #[arg(short = 'w', long = "workers")]
@@ -49,6 +54,12 @@ pub struct Cli {
 
     #[arg(long = "max-requests-jitter", help = with_default("Random extra requests, 0..=N, added to --max-requests per worker.", defaults::MAX_REQUESTS_JITTER))]
     pub max_requests_jitter: Option<u64>,
+
+    #[arg(long = "max-memory", value_name = "SIZE", value_parser = parse_byte_size, help = with_default("Replace a worker whose memory (RSS) passes this, checked each second, e.g. 512MiB or 1G (0 = never).", defaults::MAX_MEMORY))]
+    pub max_memory: Option<u64>,
+
+    #[arg(long = "max-lifetime", value_name = "SECONDS", help = with_default("Replace a worker after it lived this long, plus up to a tenth more at random (0 = never).", defaults::MAX_LIFETIME_S))]
+    pub max_lifetime: Option<u64>,
 
     #[arg(long = "keep-alive", help = with_default("Seconds an idle keep-alive connection stays open.", defaults::KEEP_ALIVE_S))]
     pub keep_alive: Option<u64>,
@@ -82,7 +93,7 @@ pub struct Cli {
     #[arg(long = "static", value_name = "URL=DIR")]
     pub statics: Vec<String>,
 
-    #[arg(long = "log-level", help = with_default("debug, info, warning, error or critical.", defaults::LOG_LEVEL))]
+    #[arg(long = "log-level", help = with_default("debug, info, warning (or warn), error or critical.", defaults::LOG_LEVEL))]
     pub log_level: Option<String>,
 
     /// TLS certificate chain (PEM); with --keyfile, every TCP bind speaks TLS.
@@ -105,7 +116,8 @@ pub struct Cli {
     #[arg(long = "access-logfile")]
     pub access_logfile: Option<String>,
 
-    #[arg(long = "access-log-format", help = with_default("Access log format: combined, json, or a template of {field}s.", defaults::ACCESS_LOG_FORMAT))]
+    // gunicorn spells it --access-logformat, with %(h)s-style codes; both work.
+    #[arg(long = "access-log-format", alias = "access-logformat", help = with_default("Access log format: combined, json, or a template of {field}s.", defaults::ACCESS_LOG_FORMAT))]
     pub access_log_format: Option<String>,
 
     /// Admin listener for /healthz, /readyz and /metrics, e.g. 127.0.0.1:9000. [default: off]
@@ -167,7 +179,43 @@ fn parse_umask(s: &str) -> Result<u32, String> {
     }
 }
 
+/// Bytes: `536870912`, or a number with K, M or G (powers of 1024, with or without
+/// `i` and `B`, any case): `512M`, `512MiB`, `1g`.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{s:?} is not a size (bytes, or e.g. 512MiB, 1G)")),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size (bytes, or e.g. 512MiB, 1G)"))
+}
+
 /// A flag's help with its default from `defaults`, as clap shows its own.
 fn with_default(text: &str, default: impl std::fmt::Display) -> String {
     format!("{text} [default: {default}]")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_in_bytes_or_with_a_binary_unit() {
+        use super::parse_byte_size as size;
+        assert_eq!(size("1024"), Ok(1024));
+        assert_eq!(size("512MiB"), Ok(512 << 20));
+        assert_eq!(size("512m"), Ok(512 << 20));
+        assert_eq!(size("1G"), Ok(1 << 30));
+        assert_eq!(size("64 kB"), Ok(64 << 10));
+        for bad in ["", "MiB", "1.5G", "1T", "-1", "99999999999999G"] {
+            assert!(size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -3,6 +3,9 @@
 //! them (`cli::with_default`), so the three cannot disagree. The README's tables and
 //! `conf/ferricorn.example.toml` state the same figures for people.
 
+/// The callable of an app given as `MODULE` alone: gunicorn's `application`.
+pub const APP_CALLABLE: &str = "application";
+
 /// `[server] bind`, `-b`.
 pub const BIND: &str = "127.0.0.1:8000";
 /// `[server] keep_alive`, `--keep-alive`: seconds.
@@ -20,6 +23,10 @@ pub const BOOT_TIMEOUT_S: u64 = 60;
 pub const MAX_REQUESTS: u64 = 0;
 /// `[workers] max_requests_jitter`, `--max-requests-jitter`.
 pub const MAX_REQUESTS_JITTER: u64 = 0;
+/// `[workers] max_memory`, `--max-memory`: bytes of RSS (0: never).
+pub const MAX_MEMORY: u64 = 0;
+/// `[workers] max_lifetime`, `--max-lifetime`: seconds (0: never).
+pub const MAX_LIFETIME_S: u64 = 0;
 /// `[workers] backlog`, `--backlog`: requests waiting for a worker.
 pub const BACKLOG: usize = 2048;
 /// `[workers] queue_timeout`: seconds.

@@ -38,8 +38,9 @@ fn run_corpus(server: &Server, extra: &[&str]) -> (String, BTreeSet<String>) {
             "--port",
             &server.addr.port().to_string(),
         ])
-        // ferricorn passes its own request id to the app.
+        // ferricorn passes its own request id and start time to the app.
         .args(["--ignore-header", "HTTP_X_REQUEST_ID"])
+        .args(["--ignore-header", "HTTP_X_REQUEST_START"])
         .args(extra)
         .output()
         .expect("run the conformance runner");

@@ -44,7 +44,8 @@ fn bad_values_exit_2() {
         vec!["--log-level", "loud"],
         vec!["-w", "0", "a:b"],
         vec!["--front-threads", "0", "a:b"],
-        vec!["no_colon_app"],
+        vec![":no_module"],
+        vec!["no_callable:"],
     ] {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

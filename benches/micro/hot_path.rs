@@ -16,7 +16,7 @@ use ferricorn::dispatcher::{pick, Load, Pick};
 use ferricorn::guard::{GuardLimits, Http1Guard};
 use ferricorn::net::{ConnInfo, TrustedProxies};
 use ferricorn::proxy::forward_headers;
-use ferricorn::proxy::{build_response, request_head};
+use ferricorn::proxy::{build_response, request_head, Stamp};
 use ferricorn::static_files::StaticFiles;
 use ferricorn::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
 use std::hint::black_box;
@@ -64,13 +64,15 @@ fn typical_request_head() -> RequestHead {
     let p = parts("/hello?name=x");
     let conn = conn_info();
     let client = forward_headers::resolve(&TrustedProxies::default(), &p.headers, &conn).unwrap();
-    request_head(
-        &p,
-        &conn,
-        &client,
-        None,
-        &Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH"),
-    )
+    request_head(&p, &conn, &client, None, &stamp())
+}
+
+/// A request id and start time as the front makes them.
+fn stamp() -> Stamp {
+    Stamp {
+        request_id: Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH"),
+        request_start: Bytes::from_static(b"t=1796429587224897"),
+    }
 }
 
 fn hello_response_head() -> ResponseHead {
@@ -161,14 +163,14 @@ fn bench_headers(c: &mut Criterion) {
     let p = parts("/hello?name=x");
     let conn = conn_info();
     let trust = TrustedProxies::default();
-    let id = Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH");
+    let stamp = stamp();
     let mut g = c.benchmark_group("proxy");
     g.bench_function("forward_headers_resolve", |b| {
         b.iter(|| forward_headers::resolve(&trust, black_box(&p.headers), &conn).unwrap())
     });
     let client = forward_headers::resolve(&trust, &p.headers, &conn).unwrap();
     g.bench_function("request_head_10_headers", |b| {
-        b.iter(|| request_head(black_box(&p), &conn, &client, None, &id))
+        b.iter(|| request_head(black_box(&p), &conn, &client, None, &stamp))
     });
     let head = hello_response_head();
     g.bench_function("build_response_2_headers", |b| {

@@ -62,6 +62,9 @@ pub struct AdminSection {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
+    /// A list, or one address as a plain string (`bind = "0.0.0.0:8000"`, as in a
+    /// gunicorn.conf.py).
+    #[serde(default, deserialize_with = "one_or_many")]
     pub bind: Option<Vec<String>>,
     pub keep_alive: Option<u64>,
     pub graceful_timeout: Option<u64>,
@@ -89,6 +92,10 @@ pub struct WorkersSection {
     pub timeout: Option<u64>,
     pub max_requests: Option<u64>,
     pub max_requests_jitter: Option<u64>,
+    /// Bytes, or a string with a unit (`"512MiB"`).
+    #[serde(default, deserialize_with = "byte_size")]
+    pub max_memory: Option<u64>,
+    pub max_lifetime: Option<u64>,
     pub backlog: Option<usize>,
     pub queue_timeout: Option<u64>,
     pub boot_timeout: Option<u64>,
@@ -215,6 +222,8 @@ impl WorkersSection {
         default(&mut self.timeout, defaults::TIMEOUT_S);
         default(&mut self.max_requests, defaults::MAX_REQUESTS);
         default(&mut self.max_requests_jitter, defaults::MAX_REQUESTS_JITTER);
+        default(&mut self.max_memory, defaults::MAX_MEMORY);
+        default(&mut self.max_lifetime, defaults::MAX_LIFETIME_S);
         default(&mut self.backlog, defaults::BACKLOG);
         default(&mut self.queue_timeout, defaults::QUEUE_TIMEOUT_S);
         default(&mut self.boot_timeout, defaults::BOOT_TIMEOUT_S);
@@ -286,5 +295,35 @@ impl LogSection {
             &mut self.access_log_format,
             defaults::ACCESS_LOG_FORMAT.into(),
         );
+    }
+}
+
+/// `"a"` or `["a", "b"]`, both as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+/// `536870912` or `"512MiB"` (`cli::parse_byte_size`).
+fn byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(Some(n)),
+        Size::Text(t) => crate::cli::parse_byte_size(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }

@@ -11,6 +11,9 @@ use crate::cli::Cli;
 
 /// Lays `cli` over `f`. `--static URL=DIR` mounts come after the file's.
 pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
+    if let Some(class) = &cli.worker_class {
+        worker_class(class)?;
+    }
     set(&mut f.app, &cli.app);
     server(cli, &mut f.server);
     python(cli, &mut f.python);
@@ -32,6 +35,18 @@ pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
         f.statics.push(StaticSection::new(url, dir));
     }
     Ok(())
+}
+
+/// gunicorn's `-k`: its sync and gthread workers are what ferricorn's threaded
+/// workers are; async classes (gevent, eventlet, uvicorn's) are not supported.
+fn worker_class(class: &str) -> Result<(), ConfigError> {
+    match class {
+        "sync" | "gthread" => Ok(()),
+        other => Err(ConfigError::invalid(format!(
+            "-k {other}: not supported: ferricorn's workers are threaded; use --threads N \
+             (sync and gthread are accepted)"
+        ))),
+    }
 }
 
 fn set<T: Clone>(key: &mut Option<T>, flag: &Option<T>) {
@@ -72,6 +87,8 @@ fn workers(cli: &Cli, w: &mut WorkersSection) {
     set(&mut w.timeout, &cli.timeout);
     set(&mut w.max_requests, &cli.max_requests);
     set(&mut w.max_requests_jitter, &cli.max_requests_jitter);
+    set(&mut w.max_memory, &cli.max_memory);
+    set(&mut w.max_lifetime, &cli.max_lifetime);
     set(&mut w.backlog, &cli.backlog);
     set(&mut w.boot_timeout, &cli.boot_timeout);
 }

@@ -11,6 +11,7 @@ pub mod interpreter;
 pub use error::ConfigError;
 
 use crate::cli::Cli;
+use crate::defaults;
 use crate::net::{parse_bind, BindAddr, TrustedProxies};
 use file::FileConfig;
 use std::net::SocketAddr;
@@ -93,6 +94,10 @@ pub struct WorkerSettings {
     pub timeout: Option<Duration>,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// RSS in bytes past which a worker is replaced; 0: never.
+    pub max_memory: u64,
+    /// Age past which a worker is replaced (plus jitter); `None`: never.
+    pub max_lifetime: Option<Duration>,
     pub backlog: usize,
     pub queue_timeout: Duration,
     /// How long a new worker may take to import the app and say Ready.
@@ -173,6 +178,7 @@ impl Settings {
         }
         let origins = Origins::of(cli, &f);
         flags::apply(cli, &mut f)?;
+        gunicorn_spellings(&mut f);
         f.fill_defaults();
         if let Some(app) = &f.app {
             validate_app(app)?;
@@ -310,6 +316,8 @@ fn workers(w: &file::WorkersSection) -> Result<WorkerSettings, ConfigError> {
         timeout: Some(secs(w.timeout)).filter(|t| !t.is_zero()),
         max_requests: given(&w.max_requests),
         max_requests_jitter: given(&w.max_requests_jitter),
+        max_memory: given(&w.max_memory),
+        max_lifetime: Some(secs(w.max_lifetime)).filter(|t| !t.is_zero()),
         backlog: given(&w.backlog),
         queue_timeout: secs(w.queue_timeout),
         boot_timeout: secs(w.boot_timeout),
@@ -390,6 +398,21 @@ fn tls(t: &file::TlsSection) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> 
         (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
         (None, None) => Ok(None),
         _ => Err(ConfigError::invalid("TLS needs both certfile and keyfile")),
+    }
+}
+
+/// What gunicorn accepts and means the same by: `MODULE` alone for
+/// `MODULE:application`, and the log level `warn`.
+fn gunicorn_spellings(f: &mut FileConfig) {
+    if let Some(app) = &mut f.app {
+        if !app.contains(':') && !app.is_empty() {
+            *app = format!("{app}:{}", defaults::APP_CALLABLE);
+        }
+    }
+    if let Some(level) = &mut f.log.level {
+        if level.eq_ignore_ascii_case("warn") {
+            *level = "warning".into();
+        }
     }
 }
 

@@ -171,6 +171,11 @@ impl WorkerConn {
         (stream, rx)
     }
 
+    /// When the worker's Python thread started `stream` (`claims::monotonic_ns`).
+    pub fn started_at(&self, stream: u32) -> Option<u64> {
+        self.claims.started_at(stream)
+    }
+
     pub fn send(&self, stream: u32, frame: Frame) {
         let _ = self.outgoing.send((stream, frame));
     }

@@ -13,7 +13,7 @@ use crate::net::ConnInfo;
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::metrics::Gauges;
 use crate::observe::{Metrics, RouteKind};
-use crate::proxy::{Proxy, Upstream};
+use crate::proxy::{Proxy, Stamp, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
 use crate::static_files::StaticFiles;
@@ -165,12 +165,13 @@ impl Front {
     ) -> (Response<Body>, Option<Entry>) {
         self.metrics.request_started();
         let ends_connection = is_http1_connect(&req);
-        let request_id = self.request_id(&req, conn);
+        let stamp = self.stamp(&req, conn);
+        let request_id = stamp.request_id.clone();
         let logged = self
             .access_log
             .as_ref()
             .map(|_| LoggedHead::of(&req, conn, self.proxy.as_ref()));
-        let (kind, mut resp) = self.route(req, conn, &request_id).await;
+        let (kind, mut resp) = self.route(req, conn, &stamp).await;
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
             resp.headers_mut().insert("x-request-id", v);
         }
@@ -189,6 +190,9 @@ impl Front {
         );
         self.metrics
             .request_finished(kind, resp.status().as_u16(), elapsed, bytes.unwrap_or(0));
+        if let Some(waited) = resp.extensions().get::<Upstream>().and_then(|u| u.queue) {
+            self.metrics.request_queued(waited);
+        }
         let entry = logged.map(|head| {
             let upstream = resp.extensions().get::<Upstream>();
             Entry {
@@ -206,22 +210,28 @@ impl Front {
                 request_id: String::from_utf8_lossy(&request_id).into_owned(),
                 worker_pid: upstream.map(|u| u.pid),
                 upstream: upstream.map(|u| u.elapsed),
+                queue: upstream.and_then(|u| u.queue),
             }
         });
         (resp, entry)
     }
 
-    /// A trusted proxy's `X-Request-Id` (so one id follows the request through the
-    /// whole chain), else a new one. An untrusted client cannot choose it.
-    fn request_id(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Bytes {
-        let incoming = req
-            .headers()
-            .get("x-request-id")
-            .map(|v| v.as_bytes())
-            .filter(|v| is_plausible_request_id(v));
-        match (incoming, &self.proxy) {
-            (Some(id), Some(proxy)) if proxy.trusts(conn) => Bytes::copy_from_slice(id),
-            _ => self.request_ids.make(),
+    /// The request's id and start time: a trusted proxy's `X-Request-Id` and
+    /// `X-Request-Start` (so they follow the request through the whole chain), else
+    /// our own. An untrusted client can choose neither.
+    fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Stamp {
+        let trusted = self.proxy.as_ref().is_some_and(|p| p.trusts(conn));
+        let passed = |name: &str| {
+            req.headers()
+                .get(name)
+                .map(|v| v.as_bytes())
+                .filter(|v| trusted && is_plausible_passed_value(v))
+                .map(Bytes::copy_from_slice)
+        };
+        Stamp {
+            request_id: passed("x-request-id").unwrap_or_else(|| self.request_ids.make()),
+            request_start: passed("x-request-start")
+                .unwrap_or_else(|| Stamp::request_start(SystemTime::now())),
         }
     }
 
@@ -229,7 +239,7 @@ impl Front {
         &self,
         req: Request<Incoming>,
         conn: &ConnInfo,
-        request_id: &Bytes,
+        stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
         match router::route(&self.statics, self.proxy.is_some(), req.uri().path()) {
             Route::Static(id) => {
@@ -241,13 +251,13 @@ impl Front {
                             && self.statics.falls_through(id) =>
                     {
                         let req = Request::from_parts(parts, body);
-                        (RouteKind::App, proxy.forward(req, conn, request_id).await)
+                        (RouteKind::App, proxy.forward(req, conn, stamp).await)
                     }
                     _ => (RouteKind::Static, resp),
                 }
             }
             Route::App => match &self.proxy {
-                Some(proxy) => (RouteKind::App, proxy.forward(req, conn, request_id).await),
+                Some(proxy) => (RouteKind::App, proxy.forward(req, conn, stamp).await),
                 None => (RouteKind::Other, respond::error_response(Failure::NotFound)),
             },
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
@@ -263,7 +273,7 @@ fn is_http1_connect<B>(req: &Request<B>) -> bool {
 }
 
 /// Short, printable, no spaces: safe to log and to pass on.
-fn is_plausible_request_id(v: &[u8]) -> bool {
+fn is_plausible_passed_value(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
 }
 
@@ -321,7 +331,7 @@ mod tests {
         let b = ids.make();
         assert_eq!(a.len(), 20);
         assert!(a.iter().all(u8::is_ascii_hexdigit), "{a:?}");
-        assert!(is_plausible_request_id(&a));
+        assert!(is_plausible_passed_value(&a));
         assert_ne!(a, b);
         // Another front thread counts from 0 too, under its own prefix.
         let (shards, threads) = crate::shards::Shards::start(2).unwrap();

@@ -31,6 +31,8 @@ pub struct Entry {
     pub request_id: String,
     pub worker_pid: Option<u32>,
     pub upstream: Option<Duration>,
+    /// How long the request waited for a worker's Python thread.
+    pub queue: Option<Duration>,
 }
 
 impl Entry {
@@ -47,7 +49,7 @@ impl Entry {
                 .bytes
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "-".into()),
-            "duration_ms" => format!("{:.3}", self.duration.as_secs_f64() * 1000.0),
+            "duration_ms" => millis_or_dash(Some(self.duration)),
             "user_agent" => self.user_agent.clone(),
             "referer" => self.referer.clone(),
             "request_id" => self.request_id.clone(),
@@ -55,10 +57,13 @@ impl Entry {
                 .worker_pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
-            "upstream_ms" => self
-                .upstream
-                .map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))
-                .unwrap_or_else(|| "-".into()),
+            "upstream_ms" => millis_or_dash(self.upstream),
+            "queue_ms" => millis_or_dash(self.queue),
+            "request" => format!("{} {} {}", self.method, self.target(), self.protocol),
+            "time_local" => format!("[{}]", clf_time(self.time)),
+            "duration" => format!("{:.6}", self.duration.as_secs_f64()),
+            "duration_s" => self.duration.as_secs().to_string(),
+            "duration_us" => self.duration.as_micros().to_string(),
             _ => String::new(),
         }
     }
@@ -74,7 +79,9 @@ impl Entry {
                     out.push_str(&rest[..start]);
                     match rest[start + 1..].find('}') {
                         Some(end) => {
-                            out.push_str(&self.field(&rest[start + 1..start + 1 + end]));
+                            // An empty value is written `-`, as nginx and gunicorn do.
+                            let value = self.field(&rest[start + 1..start + 1 + end]);
+                            out.push_str(if value.is_empty() { "-" } else { &value });
                             rest = &rest[start + 2 + end..];
                         }
                         None => {
@@ -91,11 +98,7 @@ impl Entry {
 
     /// `127.0.0.1 - - [23/Nov/2026:10:00:00 +0000] "GET /?q=1 HTTP/1.1" 200 13 "ref" "ua"`
     fn combined(&self) -> String {
-        let target = if self.query.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}?{}", self.path, self.query)
-        };
+        let target = self.target();
         format!(
             "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
             self.remote,
@@ -112,6 +115,15 @@ impl Entry {
         )
     }
 
+    /// The request target as the client sent it: path and query.
+    fn target(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
+    }
+
     fn json(&self) -> String {
         let mut out = String::from("{");
         for (i, name) in FIELDS.iter().enumerate() {
@@ -123,7 +135,7 @@ impl Entry {
             out.push_str("\":");
             let numeric = matches!(
                 *name,
-                "status" | "bytes" | "duration_ms" | "worker_pid" | "upstream_ms"
+                "status" | "bytes" | "duration_ms" | "worker_pid" | "upstream_ms" | "queue_ms"
             );
             let v = self.field(name);
             if numeric && v != "-" {
@@ -137,6 +149,12 @@ impl Entry {
         out.push('}');
         out
     }
+}
+
+/// Milliseconds with three decimals, or `-` (JSON: null) when unknown.
+fn millis_or_dash(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn or_dash(s: &str) -> &str {
@@ -336,6 +354,7 @@ mod tests {
             request_id: "abc".into(),
             worker_pid: Some(42),
             upstream: None,
+            queue: Some(Duration::from_micros(250)),
         }
     }
 
@@ -354,6 +373,7 @@ mod tests {
         let line = entry().format(&Format::Json);
         assert!(line.contains("\"status\":200"), "{line}");
         assert!(line.contains("\"upstream_ms\":null"), "{line}");
+        assert!(line.contains("\"queue_ms\":0.250"), "{line}");
         assert!(
             line.contains("\"user_agent\":\"curl/8 \\\"x\\\"\""),
             "{line}"
@@ -367,5 +387,16 @@ mod tests {
         assert_eq!(entry().format(&f), "127.0.0.1 200 42");
         assert!(Format::parse("{nope}").is_err());
         assert!(Format::parse("plain").is_err());
+    }
+
+    #[test]
+    fn gunicorns_codes_render_as_gunicorn_does() {
+        let f = Format::parse(r#"%(h)s %(t)s "%(r)s" %(s)s %(D)s %(p)s"#).unwrap();
+        assert_eq!(
+            entry().format(&f),
+            "127.0.0.1 [23/Nov/2026:10:00:00 +0000] \"GET /?q=1 HTTP/1.1\" 200 1500 42"
+        );
+        let f = Format::parse("{queue_ms} {duration} {duration_s}").unwrap();
+        assert_eq!(entry().format(&f), "0.250 0.001500 0");
     }
 }

@@ -51,13 +51,15 @@ struct PerThread {
     /// [route kind][status class 1..=5]
     requests: [[AtomicU64; 5]; 3],
     latency: Histogram,
+    /// Time app requests waited for a worker's Python thread.
+    queue: Histogram,
     in_flight: AtomicI64,
     bytes_sent: AtomicU64,
 }
 
 pub struct Metrics {
     threads: Box<[PerThread]>,
-    restarts: [AtomicU64; 4],
+    restarts: [AtomicU64; RestartReason::ALL.len()],
     workers_serving: AtomicI64,
     workers_other: AtomicI64,
 }
@@ -101,6 +103,11 @@ impl Metrics {
         t.requests[kind as usize][class].fetch_add(1, Relaxed);
         t.latency.observe(elapsed);
         t.bytes_sent.fetch_add(bytes, Relaxed);
+    }
+
+    /// An app request started on a worker `waited` after it was ready to go.
+    pub fn request_queued(&self, waited: Duration) {
+        self.here().queue.observe(waited);
     }
 
     pub fn worker_restarted(&self, reason: RestartReason) {
@@ -169,27 +176,39 @@ impl Metrics {
         }
     }
 
-    /// The latency histogram.
+    /// The latency and queue-time histograms.
     fn render_latency(&self, out: &mut String) {
-        *out +=
-            "# HELP ferricorn_request_duration_seconds Time from request head to response head.\n";
-        *out += "# TYPE ferricorn_request_duration_seconds histogram\n";
+        self.render_histogram(
+            out,
+            "ferricorn_request_duration_seconds",
+            "Time from request head to response head.",
+            |t| &t.latency,
+        );
+        self.render_histogram(
+            out,
+            "ferricorn_request_queue_seconds",
+            "Time an app request waited, its body read, until a worker's Python thread started it.",
+            |t| &t.queue,
+        );
+    }
+
+    fn render_histogram(
+        &self,
+        out: &mut String,
+        name: &str,
+        help: &str,
+        of: impl Fn(&PerThread) -> &Histogram,
+    ) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
         for (i, b) in BUCKETS.iter().enumerate() {
-            cumulative += self.sum(|t| t.latency.buckets[i].load(Relaxed));
-            let _ = writeln!(
-                out,
-                "ferricorn_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
-            );
+            cumulative += self.sum(|t| of(t).buckets[i].load(Relaxed));
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
         }
-        let count = self.sum(|t| t.latency.count.load(Relaxed));
-        let _ = writeln!(
-            out,
-            "ferricorn_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.sum(|t| t.latency.sum_micros.load(Relaxed)) as f64 / 1e6;
-        let _ = writeln!(out, "ferricorn_request_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "ferricorn_request_duration_seconds_count {count}");
+        let count = self.sum(|t| of(t).count.load(Relaxed));
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum(|t| of(t).sum_micros.load(Relaxed)) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
     }
 
     /// Worker processes by state, and their restarts by reason.
@@ -285,6 +304,7 @@ mod tests {
         m.request_started();
         m.request_finished(RouteKind::Static, 404, Duration::from_millis(20), 0);
         m.worker_restarted(RestartReason::Timeout);
+        m.request_queued(Duration::from_micros(1500));
         let text = m.render(&Gauges {
             queued: 2,
             body_memory: 4096,
@@ -298,6 +318,9 @@ mod tests {
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.025\"} 2"));
         assert!(text.contains("ferricorn_request_duration_seconds_count 2"));
+        assert!(text.contains("ferricorn_request_queue_seconds_bucket{le=\"0.001\"} 0"));
+        assert!(text.contains("ferricorn_request_queue_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("ferricorn_request_queue_seconds_sum 0.0015"));
         assert!(text.contains("ferricorn_requests_in_flight 0"));
         assert!(text.contains("ferricorn_requests_queued 2"));
         assert!(text.contains("ferricorn_connections_parked 7"));

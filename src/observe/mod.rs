@@ -46,14 +46,18 @@ pub enum RestartReason {
     Timeout,
     MaxRequests,
     Reload,
+    MaxMemory,
+    MaxLifetime,
 }
 
 impl RestartReason {
-    pub const ALL: [RestartReason; 4] = [
+    pub const ALL: [RestartReason; 6] = [
         RestartReason::Crash,
         RestartReason::Timeout,
         RestartReason::MaxRequests,
         RestartReason::Reload,
+        RestartReason::MaxMemory,
+        RestartReason::MaxLifetime,
     ];
 
     pub fn label(self) -> &'static str {
@@ -62,6 +66,8 @@ impl RestartReason {
             RestartReason::Timeout => "timeout",
             RestartReason::MaxRequests => "max-requests",
             RestartReason::Reload => "reload",
+            RestartReason::MaxMemory => "max-memory",
+            RestartReason::MaxLifetime => "max-lifetime",
         }
     }
 }

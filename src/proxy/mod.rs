@@ -30,11 +30,13 @@ pub struct Proxy {
     body_budget: Arc<spool::BodyBudget>,
 }
 
-/// Which worker answered and how long it took to send its head (for the access log).
+/// Which worker answered, how long it took to send its head, and how long the
+/// request waited for a Python thread there (for the access log and metrics).
 #[derive(Debug, Clone, Copy)]
 pub struct Upstream {
     pub pid: u32,
     pub elapsed: std::time::Duration,
+    pub queue: Option<std::time::Duration>,
 }
 
 impl Proxy {
@@ -74,17 +76,19 @@ impl Proxy {
         self.dispatcher.counts().1
     }
 
+    /// Forwards a request to a worker. `stamp` is what the app sees of the front:
+    /// the request's id and when its head arrived.
     pub async fn forward<B>(
         &self,
         req: Request<B>,
         conn: &ConnInfo,
-        request_id: &Bytes,
+        stamp: &Stamp,
     ) -> Response<respond::Body>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        match self.try_forward(req, conn, request_id).await {
+        match self.try_forward(req, conn, stamp).await {
             Ok(resp) => resp,
             Err(failure) => respond::error_response(failure),
         }
@@ -126,7 +130,7 @@ impl Proxy {
         &self,
         req: Request<B>,
         conn: &ConnInfo,
-        request_id: &Bytes,
+        stamp: &Stamp,
     ) -> Result<Response<respond::Body>, Failure>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -142,14 +146,10 @@ impl Proxy {
         // its head built again (rare, where a copy kept for it would cost every request).
         let ahead = body.in_memory();
         let mut again = false;
+        // Ready to go: from here on the request waits for a worker's thread.
+        let waiting_since = crate::claims::monotonic_ns();
         loop {
-            let head = request_head(
-                &parts,
-                conn,
-                &client,
-                had_body.then_some(body.len),
-                request_id,
-            );
+            let head = request_head(&parts, conn, &client, had_body.then_some(body.len), stamp);
             let lease = self.dispatcher.acquire(ahead, again).await?;
             let worker = lease.conn().clone();
             let sent_at = std::time::Instant::now();
@@ -169,9 +169,13 @@ impl Proxy {
             let first = rx.recv().await;
             if let Some(Frame::ResponseHead(head)) = first {
                 let mut resp = build_response(*head)?;
+                let queue = worker
+                    .started_at(stream)
+                    .map(|at| std::time::Duration::from_nanos(at.saturating_sub(waiting_since)));
                 resp.extensions_mut().insert(Upstream {
                     pid: worker.pid,
                     elapsed: sent_at.elapsed(),
+                    queue,
                 });
                 let worker = guard.worker.take();
                 return Ok(resp.map(|()| {
@@ -192,6 +196,26 @@ impl Proxy {
     }
 }
 
+/// What the front tells the app about a request, as fields no client can set: its
+/// id (`X-Request-Id`) and when the front received its head (`X-Request-Start`,
+/// `t=` microseconds since the epoch, read by APMs for the queue time). A trusted
+/// proxy's values are kept, so they follow the request through the whole chain.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub request_id: Bytes,
+    pub request_start: Bytes,
+}
+
+impl Stamp {
+    /// `t=` and the microseconds since the epoch of `received`.
+    pub fn request_start(received: std::time::SystemTime) -> Bytes {
+        let micros = received
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
+        Bytes::from(format!("t={micros}"))
+    }
+}
+
 /// The wire head of a request: re-encoded fields, connection facts as frame fields.
 /// `pub` for benches/micro only.
 #[doc(hidden)]
@@ -200,7 +224,7 @@ pub fn request_head(
     conn: &ConnInfo,
     client: &Client,
     body_len: Option<u64>,
-    request_id: &Bytes,
+    stamp: &Stamp,
 ) -> RequestHead {
     let target_authority = target_authority(&parts.uri);
     let host_field = parts.headers.get(header::HOST).map(|h| h.as_bytes());
@@ -221,8 +245,16 @@ pub fn request_head(
             Bytes::from(len.to_string()),
         ));
     }
-    // The app sees the front's request id (HTTP_X_REQUEST_ID), never a client's.
-    headers.push((Bytes::from_static(b"x-request-id"), request_id.clone()));
+    // The app sees the front's request id (HTTP_X_REQUEST_ID) and start time
+    // (HTTP_X_REQUEST_START), never a client's.
+    headers.push((
+        Bytes::from_static(b"x-request-id"),
+        stamp.request_id.clone(),
+    ));
+    headers.push((
+        Bytes::from_static(b"x-request-start"),
+        stamp.request_start.clone(),
+    ));
     let (path, query) = target::path_and_query(parts);
     RequestHead {
         method: Bytes::copy_from_slice(parts.method.as_str().as_bytes()),
@@ -241,7 +273,7 @@ pub fn request_head(
         remote_port: client.port,
         server_name,
         server_port,
-        request_id: request_id.clone(),
+        request_id: stamp.request_id.clone(),
         content_length: body_len,
         headers,
     }
@@ -295,8 +327,9 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
             let n = name.as_str();
             !n.contains('_')
                 && !HOP_BY_HOP.contains(&n)
-                // Replaced by the front's own id (a trusted proxy's was adopted already).
+                // Replaced by the front's own (a trusted proxy's were adopted already).
                 && n != "x-request-id"
+                && n != "x-request-start"
                 && !named_by_connection.iter().any(|c| c == n)
         })
         .map(|(name, value)| {

@@ -1,8 +1,9 @@
 //! The supervisor: keeps `workers` worker processes ready behind the dispatcher, the
 //! way gunicorn's arbiter does. It replaces a worker that dies (with back-off when
 //! starts keep failing), kills one that stays silent past `--timeout`, retires one
-//! that reached `--max-requests` once its replacement is ready, and rolls every
-//! worker over on reload, each new worker ready before an old one drains.
+//! that reached `--max-requests`, `max_memory` or `max_lifetime` (`recycle`) once
+//! its replacement is ready, and rolls every worker over on reload, each new worker
+//! ready before an old one drains.
 //!
 //! It is one task that owns all worker state and reacts to events (worker started,
 //! exited, quota reached, a 100 ms tick) and commands from the master; `policy` holds
@@ -11,6 +12,7 @@
 pub mod policy;
 pub mod probe;
 pub mod process;
+mod recycle;
 pub mod spec;
 mod start;
 
@@ -86,8 +88,28 @@ enum WorkerState {
 struct Managed {
     conn: Arc<WorkerConn>,
     state: WorkerState,
-    /// Belongs to the generation a reload is replacing.
+    /// Belongs to the generation a reload is replacing, or is being recycled.
     old: bool,
+    born: Instant,
+    /// Its `max_lifetime` with jitter.
+    lifetime: Option<Duration>,
+}
+
+impl Managed {
+    fn new(
+        conn: Arc<WorkerConn>,
+        state: WorkerState,
+        old: bool,
+        lifetime: Option<Duration>,
+    ) -> Self {
+        Managed {
+            conn,
+            state,
+            old,
+            born: Instant::now(),
+            lifetime,
+        }
+    }
 }
 
 pub struct Supervisor {
@@ -110,6 +132,8 @@ pub struct Supervisor {
     reload_to_start: usize,
     /// Bumped by each reload: a worker started for an earlier one is superseded.
     generation: u64,
+    /// When memory and ages were last checked (`recycle`).
+    recycle_checked: Instant,
 }
 
 impl Supervisor {
@@ -140,6 +164,7 @@ impl Supervisor {
             reload_pending: 0,
             reload_to_start: 0,
             generation: 0,
+            recycle_checked: Instant::now(),
         };
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
@@ -273,11 +298,7 @@ impl Supervisor {
             }
             Event::Conn(WorkerEvent::QuotaReached { pid }) => {
                 tracing::info!(pid, "worker reached max-requests; replacing it");
-                self.metrics.worker_restarted(RestartReason::MaxRequests);
-                if let Some(w) = self.workers.get_mut(&pid) {
-                    w.old = true;
-                }
-                self.start_worker(Purpose::Fill, Duration::ZERO);
+                self.replace(pid, RestartReason::MaxRequests);
             }
             Event::Conn(WorkerEvent::Closed { pid }) => self.on_conn_closed(pid),
         }
@@ -288,14 +309,9 @@ impl Supervisor {
             Ok(conn) => {
                 self.failures = 0;
                 tracing::info!(pid = conn.pid, python = %conn.interpreter, "Booted worker");
-                self.workers.insert(
-                    conn.pid,
-                    Managed {
-                        conn: conn.clone(),
-                        state: WorkerState::Serving,
-                        old: false,
-                    },
-                );
+                let lifetime = policy::lifetime(self.spec.max_lifetime, u64::from(conn.pid));
+                let managed = Managed::new(conn.clone(), WorkerState::Serving, false, lifetime);
+                self.workers.insert(conn.pid, managed);
                 self.dispatcher.add(conn);
                 // Each new worker is ready before one old-generation worker drains.
                 if let Some(old) = self.oldest_old_serving() {
@@ -353,11 +369,7 @@ impl Supervisor {
     /// track of until its exit.
     fn stop_unwanted(&mut self, conn: Arc<WorkerConn>, sig: Signal) {
         process::signal(conn.pid, sig);
-        let managed = Managed {
-            conn: conn.clone(),
-            state: WorkerState::Stopping,
-            old: true,
-        };
+        let managed = Managed::new(conn.clone(), WorkerState::Stopping, true, None);
         self.workers.insert(conn.pid, managed);
     }
 
@@ -465,6 +477,7 @@ impl Supervisor {
     fn on_tick(&mut self) {
         self.trim_to_target();
         let now = Instant::now();
+        self.recycle_if_due(now);
         let timeout = self.spec.timeout;
         let mut timed_out = Vec::new();
         for (pid, w) in self.workers.iter_mut() {
@@ -513,6 +526,16 @@ impl Supervisor {
         process::signal(pid, Signal::SIGUSR1);
         w.state = WorkerState::Killing(Instant::now() + DUMP_GRACE);
         self.fill();
+    }
+
+    /// A serving worker is to leave (max-requests, memory, age): its successor
+    /// starts now, and it drains once the successor is ready (`on_started`).
+    fn replace(&mut self, pid: u32, reason: RestartReason) {
+        self.metrics.worker_restarted(reason);
+        if let Some(w) = self.workers.get_mut(&pid) {
+            w.old = true;
+        }
+        self.start_worker(Purpose::Fill, Duration::ZERO);
     }
 
     /// Stops sending new work to a worker; TERM follows when it has none in flight.

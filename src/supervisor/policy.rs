@@ -1,4 +1,5 @@
-//! Pure supervisor decisions, no I/O: restart back-off and per-worker request quotas.
+//! Pure supervisor decisions, no I/O: restart back-off, per-worker request quotas
+//! and lifetimes, and when a worker is recycled.
 
 use std::time::Duration;
 
@@ -18,12 +19,52 @@ pub fn request_quota(max_requests: u64, jitter: u64, seed: u64) -> u64 {
     if max_requests == 0 {
         return 0;
     }
-    // splitmix64: a well-mixed value from a small seed, no RNG crate needed.
+    max_requests
+        + if jitter == 0 {
+            0
+        } else {
+            mix(seed) % (jitter + 1)
+        }
+}
+
+/// `--max-lifetime` plus up to a tenth more, so workers started together (at boot,
+/// by a reload) do not all retire together.
+pub fn lifetime(max_lifetime: Option<Duration>, seed: u64) -> Option<Duration> {
+    let max = max_lifetime?;
+    let tenth = (max.as_millis() / 10) as u64;
+    Some(max + Duration::from_millis(mix(seed) % (tenth + 1)))
+}
+
+/// Why a serving worker should be replaced now, if it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recycle {
+    /// Its RSS passed `max_memory`.
+    Memory { rss: u64 },
+    /// It lived past its lifetime.
+    Lifetime,
+}
+
+/// `rss` (bytes, when known) against `max_memory` (0: off) first, then `age`
+/// against `lifetime`.
+pub fn recycle(
+    rss: Option<u64>,
+    max_memory: u64,
+    age: Duration,
+    lifetime: Option<Duration>,
+) -> Option<Recycle> {
+    match rss {
+        Some(rss) if max_memory > 0 && rss > max_memory => Some(Recycle::Memory { rss }),
+        _ if lifetime.is_some_and(|l| age >= l) => Some(Recycle::Lifetime),
+        _ => None,
+    }
+}
+
+/// splitmix64: a well-mixed value from a small seed, no RNG crate needed.
+fn mix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    max_requests + if jitter == 0 { 0 } else { z % (jitter + 1) }
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -49,5 +90,29 @@ mod tests {
             quotas.iter().any(|q| *q != quotas[0]),
             "jitter never varies"
         );
+    }
+
+    #[test]
+    fn lifetimes_get_up_to_a_tenth_more() {
+        assert_eq!(lifetime(None, 1), None);
+        let max = Duration::from_secs(100);
+        let all: Vec<Duration> = (0..200).filter_map(|s| lifetime(Some(max), s)).collect();
+        assert!(all.iter().all(|l| (max..=max + max / 10).contains(l)));
+        assert!(all.iter().any(|l| *l != all[0]), "jitter never varies");
+    }
+
+    #[test]
+    fn memory_is_checked_before_age() {
+        let mib = 1 << 20;
+        let (young, old) = (Duration::from_secs(1), Duration::from_secs(9));
+        let life = Some(Duration::from_secs(5));
+        assert_eq!(recycle(Some(300 * mib), 0, young, None), None, "0: off");
+        assert_eq!(recycle(Some(100 * mib), 200 * mib, young, life), None);
+        assert_eq!(
+            recycle(Some(300 * mib), 200 * mib, old, life),
+            Some(Recycle::Memory { rss: 300 * mib })
+        );
+        assert_eq!(recycle(None, 200 * mib, old, life), Some(Recycle::Lifetime));
+        assert_eq!(recycle(Some(mib), 200 * mib, old, None), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The only file that spawns, signals and reaps worker processes. A worker is the
+//! The only file that spawns, signals, measures and reaps worker processes. A worker is the
 //! app's own interpreter running `python -m ferricorn.worker ARGS`, a fresh exec,
 //! never a fork of the multi-threaded master.
 
@@ -137,6 +137,17 @@ fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
 
 /// The Python module a worker process runs (`worker/python/ferricorn/worker.py`).
 const WORKER_MODULE: &str = "ferricorn.worker";
+
+/// A process's resident memory (`/proc/PID/statm`, resident pages), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    Some(pages * page)
+}
 
 pub fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);

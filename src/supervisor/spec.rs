@@ -29,6 +29,10 @@ pub struct WorkerSpec {
     pub boot_timeout: Duration,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// RSS in bytes past which a worker is replaced; 0: never.
+    pub max_memory: u64,
+    /// Age past which a worker is replaced (plus up to a tenth); `None`: never.
+    pub max_lifetime: Option<Duration>,
 }
 
 impl WorkerSpec {
@@ -50,6 +54,8 @@ impl WorkerSpec {
             boot_timeout: w.boot_timeout,
             max_requests: w.max_requests,
             max_requests_jitter: w.max_requests_jitter,
+            max_memory: w.max_memory,
+            max_lifetime: w.max_lifetime,
         }
     }
 

@@ -5,10 +5,18 @@
 /crash        the worker dies (SIGKILL to itself) mid-request
 /echo         echoes the body
 /orphan       leaves a grandchild behind that exits 0.5 s later; answers its pid
+/grow?mb=N    the worker keeps N MiB more (written, so resident); answers its pid
+/environ      the request's HTTP_* variables and REMOTE_ADDR, as JSON
+
+`application` is the same app, for `sup_app` without `:callable`.
 """
+import json
 import os
 import signal
 import time
+
+# What /grow keeps alive: the worker's memory only grows.
+_kept = []
 
 
 def app(environ, start_response):
@@ -37,6 +45,13 @@ def app(environ, start_response):
         os.close(w)
         body = os.read(r, 32)
         os.close(r)
+    elif path == "/grow":
+        mb = int(query.split("=", 1)[1]) if "=" in query else 1
+        _kept.append(b"\x01" * (mb << 20))
+        body = str(os.getpid()).encode()
+    elif path == "/environ":
+        seen = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k == "REMOTE_ADDR"}
+        body = json.dumps(seen).encode()
     elif path == "/echo":
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)
@@ -44,3 +59,6 @@ def app(environ, start_response):
         body = b"ok"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+application = app

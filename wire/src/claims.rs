@@ -17,7 +17,12 @@
 //! never share a slot. Stream ids `STARTED` (0) and `REVOKED` (u32::MAX) are never
 //! used (`next_stream_id`).
 //!
-//! The page is a file in the runtime directory (mode 0700, beside the worker's
+//! Beside the slots, the worker writes when it started each stream (monotonic
+//! nanoseconds, `monotonic_ns`, one clock for all processes), so the front knows
+//! exactly how long a request waited for a Python thread, look-ahead included: the
+//! queue time of `X-Request-Start`-reading APMs and `ferricorn_request_queue_seconds`.
+//!
+//! The table is a file in the runtime directory (mode 0700, beside the worker's
 //! socket), mapped shared by both processes. Its blocks are allocated before it is
 //! mapped, so a full disk is an error at worker start, never a SIGBUS later.
 
@@ -28,16 +33,17 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// Slots per worker: one page of `u32`s.
+/// Slots per worker: one page of `u32`s (and two of start times).
 pub const SLOTS: usize = 1024;
 /// Most requests the front may have outstanding on one worker (running or sent
 /// ahead): below `SLOTS`, so live streams never collide.
 pub const MAX_OUTSTANDING: usize = SLOTS - 1;
 const STARTED: u32 = 0;
 const REVOKED: u32 = u32::MAX;
-const LEN: usize = SLOTS * std::mem::size_of::<u32>();
+const SLOTS_LEN: usize = SLOTS * std::mem::size_of::<u32>();
+const LEN: usize = SLOTS_LEN + SLOTS * std::mem::size_of::<u64>();
 
 pub struct Claims {
     map: MmapMut,
@@ -86,6 +92,15 @@ impl Claims {
         unsafe { &*slots.add(stream as usize % SLOTS) }
     }
 
+    fn started(&self, stream: u32) -> &AtomicU64 {
+        // SAFETY: the times follow the slots, SLOTS_LEN (4096) bytes into the page-
+        // aligned mapping of LEN bytes, so aligned for u64; the index is below SLOTS.
+        unsafe {
+            let times = self.map.as_ptr().add(SLOTS_LEN) as *const AtomicU64;
+            &*times.add(stream as usize % SLOTS)
+        }
+    }
+
     /// Front: this stream is about to be sent; the worker may start it.
     pub fn offer(&self, stream: u32) {
         self.slot(stream).store(stream, Ordering::Release);
@@ -96,9 +111,25 @@ impl Claims {
         self.swap_from(stream, REVOKED)
     }
 
-    /// Worker: marks the stream started, unless the front revoked it first.
+    /// Worker: marks the stream started, unless the front revoked it first, and
+    /// notes when. The time is written before the worker answers, so the front
+    /// reads it once the answer arrives.
     pub fn claim(&self, stream: u32) -> bool {
-        self.swap_from(stream, STARTED)
+        let claimed = self.swap_from(stream, STARTED);
+        if claimed {
+            self.started(stream)
+                .store(monotonic_ns(), Ordering::Release);
+        }
+        claimed
+    }
+
+    /// Front: when the worker started `stream` (`monotonic_ns`), read once its
+    /// answer came; `None` if it never claimed it.
+    pub fn started_at(&self, stream: u32) -> Option<u64> {
+        if self.slot(stream).load(Ordering::Acquire) != STARTED {
+            return None;
+        }
+        Some(self.started(stream).load(Ordering::Acquire))
     }
 
     fn swap_from(&self, stream: u32, to: u32) -> bool {
@@ -106,6 +137,13 @@ impl Claims {
             .compare_exchange(stream, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in the front and its workers.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always there on Linux");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
 /// The stream id after `id`, skipping the two values the table reserves.
@@ -136,6 +174,17 @@ mod tests {
         assert!(worker.claim(7));
         assert!(!worker.claim(7));
         assert!(!front.revoke(7), "a started stream cannot be revoked");
+    }
+
+    #[test]
+    fn the_front_reads_when_the_worker_started_a_stream() {
+        let (_d, front, worker) = pair();
+        front.offer(9);
+        assert_eq!(front.started_at(9), None, "not started yet");
+        let before = monotonic_ns();
+        assert!(worker.claim(9));
+        let at = front.started_at(9).unwrap();
+        assert!(before <= at && at <= monotonic_ns(), "{before} {at}");
     }
 
     #[test]

@@ -1,0 +1,103 @@
+//! Recycling by memory and age (`--max-memory`, `--max-lifetime`): a worker over
+//! either limit is replaced, its successor ready before it leaves, with no failed
+//! request under load, a restart reason in /metrics and a log line with the figure.
+
+mod common;
+
+use common::{free_port, get, metric, run, test_app, wait_until, Load};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const APP: &str = "sup_app:app";
+
+#[test]
+fn a_worker_over_max_memory_is_replaced_without_failures() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = test_app(
+        APP,
+        &["-w", "1", "--max-memory", "100MiB", "--admin-bind", &admin],
+    )
+    .start();
+    let (_, first) = get(&server.url("/pid"));
+    let load = Load::start(server.url("/pid"), 3);
+    // 150 MiB written into the worker: over the limit at the next check.
+    let (status, grown) = get(&server.url("/grow?mb=150"));
+    assert_eq!((status, &grown), (200, &first));
+    let line = server.wait_for_log("worker over max_memory", Duration::from_secs(20));
+    assert!(line.contains(&format!("pid={first}")), "{line}");
+    assert!(line.contains("max_memory_mib=100.0"), "{line}");
+    let rss: f64 = line
+        .split("rss_mib=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| server.fail("no rss_mib in the line"));
+    assert!(rss > 150.0, "{line}");
+    wait_until("a new worker serving", Duration::from_secs(30), || {
+        get(&server.url("/pid")).1 != first
+    });
+    load.finish_without_failures();
+    let reason = "ferricorn_worker_restarts_total{reason=\"max-memory\"}";
+    assert_eq!(metric(&admin, reason), 1);
+    // The successor is small again: it is not replaced in turn.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(metric(&admin, reason), 1, "{}", server.log());
+}
+
+#[test]
+fn workers_past_max_lifetime_are_replaced_one_by_one_without_failures() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = test_app(
+        APP,
+        &["-w", "2", "--max-lifetime", "2", "--admin-bind", &admin],
+    )
+    .start();
+    let first: HashSet<i32> = common::children(server.pid()).into_iter().collect();
+    let load = Load::start(server.url("/pid"), 4);
+    server.wait_for_log("worker reached max_lifetime", Duration::from_secs(20));
+    wait_until(
+        "both first workers replaced",
+        Duration::from_secs(30),
+        || {
+            let now: HashSet<i32> = common::children(server.pid()).into_iter().collect();
+            now.len() == 2 && now.is_disjoint(&first)
+        },
+    );
+    let results = load.finish_without_failures();
+    let seen: HashSet<&String> = results.iter().map(|(_, pid)| pid).collect();
+    assert!(seen.len() >= 3, "pids that answered: {seen:?}");
+    let reason = "ferricorn_worker_restarts_total{reason=\"max-lifetime\"}";
+    assert!(metric(&admin, reason) >= 2);
+    let line = server.wait_for_log("max_lifetime_s=2", Duration::from_secs(1));
+    assert!(line.contains("lived_s="), "{line}");
+}
+
+#[test]
+fn the_config_file_takes_sizes_with_units_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    let apps = common::apps_dir();
+    let check = |toml: &str| {
+        std::fs::write(&conf, toml).unwrap();
+        run([
+            "-c",
+            conf.to_str().unwrap(),
+            "--chdir",
+            apps.to_str().unwrap(),
+            "--check-config",
+            APP,
+        ])
+    };
+    let out = check("[workers]\nmax_memory = \"512MiB\"\nmax_lifetime = 3600\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("max_memory = 536870912"), "{text}");
+    assert!(text.contains("max_lifetime = 3600"), "{text}");
+
+    let out = check("[workers]\nmax_memory = \"lots\"\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("f.toml:2:"), "{err}");
+    assert!(err.contains("\"lots\" is not a size"), "{err}");
+}

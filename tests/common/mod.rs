@@ -310,9 +310,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Quietly: a server that already exited has no pid to kill.
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.wait();
     }

@@ -64,6 +64,11 @@ pub struct Cli {
     #[arg(long = "keep-alive", help = with_default("Seconds an idle keep-alive connection stays open.", defaults::KEEP_ALIVE_S))]
     pub keep_alive: Option<u64>,
 
+    /// Import the app once, in a zygote process, and fork the workers from it: they
+    /// share its memory copy-on-write (gunicorn's --preload). HUP starts a new zygote.
+    #[arg(long = "preload", alias = "preload-app")]
+    pub preload: bool,
+
     /// Development mode: restart workers when app files change.
     #[arg(long = "reload")]
     pub reload: bool,
@@ -88,6 +93,12 @@ pub struct Cli {
     /// [default: the venv's, else the python beside ferricorn, else python3]
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<PathBuf>,
+
+    /// Server hooks, gunicorn's names: a Python file (FILE.py) or module defining
+    /// on_starting, when_ready, post_fork, post_worker_init, worker_exit,
+    /// child_exit, pre_request or post_request.
+    #[arg(long = "hooks", value_name = "FILE|MODULE")]
+    pub hooks: Option<String>,
 
     /// Serve DIR at the URL prefix, as URL=DIR (repeatable), e.g. /static/=staticfiles.
     #[arg(long = "static", value_name = "URL=DIR")]

@@ -27,6 +27,8 @@ pub const MAX_REQUESTS_JITTER: u64 = 0;
 pub const MAX_MEMORY: u64 = 0;
 /// `[workers] max_lifetime`, `--max-lifetime`: seconds (0: never).
 pub const MAX_LIFETIME_S: u64 = 0;
+/// `[workers] preload`, `--preload`.
+pub const PRELOAD: bool = false;
 /// `[workers] backlog`, `--backlog`: requests waiting for a worker.
 pub const BACKLOG: usize = 2048;
 /// `[workers] queue_timeout`: seconds.

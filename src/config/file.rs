@@ -82,6 +82,7 @@ pub struct PythonSection {
     pub pythonpath: Option<Vec<PathBuf>>,
     pub venv: Option<PathBuf>,
     pub interpreter: Option<PathBuf>,
+    pub hooks: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -96,6 +97,7 @@ pub struct WorkersSection {
     #[serde(default, deserialize_with = "byte_size")]
     pub max_memory: Option<u64>,
     pub max_lifetime: Option<u64>,
+    pub preload: Option<bool>,
     pub backlog: Option<usize>,
     pub queue_timeout: Option<u64>,
     pub boot_timeout: Option<u64>,
@@ -224,6 +226,7 @@ impl WorkersSection {
         default(&mut self.max_requests_jitter, defaults::MAX_REQUESTS_JITTER);
         default(&mut self.max_memory, defaults::MAX_MEMORY);
         default(&mut self.max_lifetime, defaults::MAX_LIFETIME_S);
+        default(&mut self.preload, defaults::PRELOAD);
         default(&mut self.backlog, defaults::BACKLOG);
         default(&mut self.queue_timeout, defaults::QUEUE_TIMEOUT_S);
         default(&mut self.boot_timeout, defaults::BOOT_TIMEOUT_S);

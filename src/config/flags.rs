@@ -79,6 +79,7 @@ fn python(cli: &Cli, p: &mut PythonSection) {
     set_list(&mut p.pythonpath, &cli.pythonpath);
     set(&mut p.venv, &cli.venv);
     set(&mut p.interpreter, &cli.python);
+    set(&mut p.hooks, &cli.hooks);
 }
 
 fn workers(cli: &Cli, w: &mut WorkersSection) {
@@ -89,6 +90,9 @@ fn workers(cli: &Cli, w: &mut WorkersSection) {
     set(&mut w.max_requests_jitter, &cli.max_requests_jitter);
     set(&mut w.max_memory, &cli.max_memory);
     set(&mut w.max_lifetime, &cli.max_lifetime);
+    if cli.preload {
+        w.preload = Some(true);
+    }
     set(&mut w.backlog, &cli.backlog);
     set(&mut w.boot_timeout, &cli.boot_timeout);
 }

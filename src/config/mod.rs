@@ -84,6 +84,8 @@ pub struct PythonSettings {
     pub venv: Option<PathBuf>,
     /// The interpreter the workers run on; None without an app (static only).
     pub interpreter: Option<interpreter::Interpreter>,
+    /// Server hooks: a Python file (`.py`) or module.
+    pub hooks: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +100,8 @@ pub struct WorkerSettings {
     pub max_memory: u64,
     /// Age past which a worker is replaced (plus jitter); `None`: never.
     pub max_lifetime: Option<Duration>,
+    /// Import the app once in a zygote and fork the workers from it.
+    pub preload: bool,
     pub backlog: usize,
     pub queue_timeout: Duration,
     /// How long a new worker may take to import the app and say Ready.
@@ -306,6 +310,7 @@ fn python(f: &mut FileConfig, origins: Origins) -> Result<PythonSettings, Config
         pythonpath: given(&p.pythonpath),
         venv: p.venv.clone(),
         interpreter,
+        hooks: p.hooks.clone(),
     })
 }
 
@@ -318,6 +323,7 @@ fn workers(w: &file::WorkersSection) -> Result<WorkerSettings, ConfigError> {
         max_requests_jitter: given(&w.max_requests_jitter),
         max_memory: given(&w.max_memory),
         max_lifetime: Some(secs(w.max_lifetime)).filter(|t| !t.is_zero()),
+        preload: given(&w.preload),
         backlog: given(&w.backlog),
         queue_timeout: secs(w.queue_timeout),
         boot_timeout: secs(w.boot_timeout),

@@ -16,7 +16,7 @@ pub const MAX_LINE: usize = 256 * 1024;
 
 /// Relays a worker's stderr until EOF. `generation` tells apart the reloads, for
 /// showing an import failure once per generation.
-pub async fn relay(pid: u32, generation: u64, stderr: tokio::process::ChildStderr) {
+pub async fn relay(pid: u32, generation: u64, stderr: impl tokio::io::AsyncRead + Unpin) {
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, stderr);
     let mut line = Vec::new();
     loop {

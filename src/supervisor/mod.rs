@@ -9,12 +9,14 @@
 //! exited, quota reached, a 100 ms tick) and commands from the master; `policy` holds
 //! the pure decisions and `process` the only spawn/kill code.
 
+mod hooks;
 pub mod policy;
 pub mod probe;
 pub mod process;
 mod recycle;
 pub mod spec;
 mod start;
+mod zygote;
 
 pub use start::StartError;
 use start::{remove_worker_files, start};
@@ -134,6 +136,10 @@ pub struct Supervisor {
     generation: u64,
     /// When memory and ages were last checked (`recycle`).
     recycle_checked: Instant,
+    /// Preload: the zygote that forks this generation's workers.
+    zygotes: Arc<zygote::Zygotes>,
+    /// The master's Python hooks, and prometheus_client's clean-up.
+    hooks: Option<hooks::HookHelper>,
 }
 
 impl Supervisor {
@@ -165,7 +171,11 @@ impl Supervisor {
             reload_to_start: 0,
             generation: 0,
             recycle_checked: Instant::now(),
+            zygotes: Arc::default(),
+            hooks: None,
         };
+        sup.hooks = hooks::HookHelper::start(&sup.spec, 0);
+        sup.hook("on_starting");
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
         }
@@ -182,6 +192,7 @@ impl Supervisor {
         }
         // Ready is announced next: /readyz must already see the pool.
         sup.publish_counts();
+        sup.hook("when_ready");
         Ok(sup)
     }
 
@@ -251,6 +262,8 @@ impl Supervisor {
         self.target = spec.count;
         self.spec = spec;
         self.generation += 1;
+        // The hooks file is read again, as the app is.
+        self.hooks = hooks::HookHelper::start(&self.spec, self.generation);
         let mut old = 0;
         for w in self.workers.values_mut() {
             if w.state == WorkerState::Serving {
@@ -418,6 +431,7 @@ impl Supervisor {
         let Some(w) = self.workers.remove(&pid) else {
             return;
         };
+        self.hook(&format!("child_exit {pid}"));
         self.dispatcher.remove(&w.conn);
         let status = status
             .map(|s| s.to_string())
@@ -547,6 +561,13 @@ impl Supervisor {
         }
     }
 
+    /// An event for the master's hooks, if any run.
+    fn hook(&self, event: &str) {
+        if let Some(h) = &self.hooks {
+            h.send(event);
+        }
+    }
+
     /// Workers by state, for `/metrics` and `/readyz`.
     fn publish_counts(&self) {
         let serving = self
@@ -583,6 +604,7 @@ impl Supervisor {
         let events = self.events_tx.clone();
         let shards = self.shards.clone();
         let generation = self.generation;
+        let zygotes = self.zygotes.clone();
         let quota = policy::request_quota(
             spec.max_requests,
             spec.max_requests_jitter,
@@ -591,7 +613,7 @@ impl Supervisor {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let result = start(
-                &spec, &socket, quota, generation, dispatcher, &shards, &events,
+                &spec, &socket, quota, generation, dispatcher, &shards, &events, &zygotes,
             )
             .await;
             let _ = events.send(Event::Started {
@@ -604,6 +626,7 @@ impl Supervisor {
 
     async fn stop(&mut self, grace: Duration) {
         self.stopping = true;
+        self.zygotes.clear().await;
         for (pid, w) in self.workers.iter_mut() {
             w.conn.retire();
             w.state = WorkerState::Stopping;
@@ -622,6 +645,7 @@ impl Supervisor {
     /// SIGKILL whatever is left and wait for the exits (bounded).
     async fn kill_all(&mut self) {
         self.stopping = true;
+        self.zygotes.clear().await;
         for pid in self.workers.keys() {
             process::signal(*pid, Signal::SIGKILL);
         }

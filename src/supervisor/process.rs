@@ -6,9 +6,10 @@ use super::spec::WorkerSpec;
 use ferricorn_wire::worker_args::WorkerArgs;
 use ferricorn_wire::EXIT_APP_IMPORT;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -16,18 +17,56 @@ use tokio::process::{Child, Command};
 
 /// Starts one worker that will connect to `socket`.
 pub fn spawn(spec: &WorkerSpec, socket: &Path, claims: &Path) -> std::io::Result<Child> {
-    let dev = spec.dev;
-    let mut cmd = worker_command(
-        spec,
-        WorkerArgs {
-            socket: socket.to_path_buf(),
-            claims: Some(claims.to_path_buf()),
-            threads: spec.threads,
-            dev,
-            ..spec.args()
-        },
-    );
-    if dev {
+    let mut cmd = worker_command(spec, worker_args(spec, socket, claims));
+    cmd.stdin(Stdio::null());
+    spawn_worker_process(spec, cmd)
+}
+
+/// Preload: starts the zygote (`zygote`), its stdin the control socket `control`.
+pub fn spawn_zygote(spec: &WorkerSpec, control: OwnedFd) -> std::io::Result<Child> {
+    let args = WorkerArgs {
+        socket: "/dev/null".into(),
+        threads: spec.threads,
+        dev: spec.dev,
+        zygote: true,
+        ..spec.args()
+    };
+    let mut cmd = worker_command(spec, args);
+    cmd.stdin(Stdio::from(control));
+    spawn_worker_process(spec, cmd)
+}
+
+/// The master's hooks helper (`hooks`): `python -m ferricorn.hooks SPEC DIRS...` in
+/// the app's directory, events on its stdin.
+pub fn spawn_hooks_helper(spec: &WorkerSpec) -> std::io::Result<Child> {
+    let mut cmd = Command::new(&spec.python);
+    cmd.arg("-m")
+        .arg(HOOKS_MODULE)
+        .arg(spec.hooks.as_deref().unwrap_or(""))
+        .args(&spec.pythonpath)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(dir) = &spec.chdir {
+        cmd.current_dir(dir);
+    }
+    spawn_tracked(&mut cmd)
+}
+
+/// What one worker is told: its socket and claim table, threads, dev mode.
+pub fn worker_args(spec: &WorkerSpec, socket: &Path, claims: &Path) -> WorkerArgs {
+    WorkerArgs {
+        socket: socket.to_path_buf(),
+        claims: Some(claims.to_path_buf()),
+        threads: spec.threads,
+        dev: spec.dev,
+        ..spec.args()
+    }
+}
+
+fn spawn_worker_process(spec: &WorkerSpec, mut cmd: Command) -> std::io::Result<Child> {
+    if spec.dev {
         // Bytecode caches are validated by mtime in whole seconds and size: an edit
         // within the same second that keeps the size would run the stale .pyc.
         cmd.env("PYTHONDONTWRITEBYTECODE", "1");
@@ -35,11 +74,37 @@ pub fn spawn(spec: &WorkerSpec, socket: &Path, claims: &Path) -> std::io::Result
     // A process group of its own: a terminal's Ctrl-C or hangup reaches the master,
     // which decides how workers stop; workers die with the master (PDEATHSIG).
     // stderr is relayed into the error log by the master (one format, reopenable).
-    cmd.stdin(Stdio::null())
-        .stderr(Stdio::piped())
+    cmd.stderr(Stdio::piped())
         .kill_on_drop(false)
         .process_group(0);
     spawn_tracked(&mut cmd)
+}
+
+/// Preload: a worker the zygote forked, orphaned and so now our child (we are a
+/// subreaper). `reap_orphans` leaves it to `wait_adopted`.
+pub fn adopt(pid: u32) {
+    WORKERS.lock().unwrap().insert(pid);
+}
+
+/// Waits for an adopted worker's exit and collects its status: checked on each
+/// SIGCHLD (the listener is registered before the first check, so no exit is missed).
+pub async fn wait_adopted(pid: u32) -> std::io::Result<ExitStatus> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+    let pid = Pid::from_raw(pid as i32);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).map_err(std::io::Error::from)? {
+            WaitStatus::Exited(_, code) => return Ok(ExitStatus::from_raw(code << 8)),
+            WaitStatus::Signaled(_, sig, core) => {
+                return Ok(ExitStatus::from_raw(
+                    sig as i32 | if core { 0x80 } else { 0 },
+                ))
+            }
+            _ => {
+                sigchld.recv().await;
+            }
+        }
+    }
 }
 
 /// Spawns a child whose exit status we wait for ourselves (a worker, the interpreter
@@ -137,6 +202,8 @@ fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
 
 /// The Python module a worker process runs (`worker/python/ferricorn/worker.py`).
 const WORKER_MODULE: &str = "ferricorn.worker";
+/// The Python module of the master's hooks helper (`worker/python/ferricorn/hooks.py`).
+const HOOKS_MODULE: &str = "ferricorn.hooks";
 
 /// A process's resident memory (`/proc/PID/statm`, resident pages), in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {

@@ -33,6 +33,10 @@ pub struct WorkerSpec {
     pub max_memory: u64,
     /// Age past which a worker is replaced (plus up to a tenth); `None`: never.
     pub max_lifetime: Option<Duration>,
+    /// Workers are forked from a zygote that imported the app (`zygote`).
+    pub preload: bool,
+    /// Server hooks: a Python file or module (`hooks`, `ferricorn._hooks`).
+    pub hooks: Option<String>,
 }
 
 impl WorkerSpec {
@@ -56,6 +60,8 @@ impl WorkerSpec {
             max_requests_jitter: w.max_requests_jitter,
             max_memory: w.max_memory,
             max_lifetime: w.max_lifetime,
+            preload: w.preload,
+            hooks: settings.python.hooks.clone(),
         }
     }
 
@@ -66,6 +72,7 @@ impl WorkerSpec {
             threads: 1,
             chdir: self.chdir.clone(),
             pythonpath: self.pythonpath.clone(),
+            hooks: self.hooks.clone(),
             ..WorkerArgs::default()
         }
     }

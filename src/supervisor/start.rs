@@ -2,6 +2,7 @@
 //! process, and the wait for its Ready frame (or its exit, or the start timeout).
 
 use super::spec::WorkerSpec;
+use super::zygote::Zygotes;
 use super::{process, Event};
 use crate::claims::Claims;
 use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn};
@@ -34,11 +35,22 @@ pub enum StartError {
     Timeout { app: String, waited: Duration },
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A start for a generation that a reload has replaced (preload: its zygote is
+    /// gone).
+    #[error("superseded by a reload")]
+    Superseded,
+    /// Preload: this generation's zygote already failed to start (said above).
+    #[error("the preloading zygote failed to start (see above)")]
+    ZygoteFailed { import: bool },
 }
 
 impl StartError {
     pub fn is_import_failure(&self) -> bool {
-        matches!(self, StartError::Exited(s) if process::is_import_failure(s))
+        match self {
+            StartError::Exited(s) => process::is_import_failure(s),
+            StartError::ZygoteFailed { import } => *import,
+            _ => false,
+        }
     }
 
     /// The worker module is another ferricorn's: a set-up error, not a crash.
@@ -62,6 +74,7 @@ pub(super) fn remove_worker_files(socket: &Path) {
 
 /// Binds the worker's socket, starts the process, and waits for its Ready frame (or
 /// its exit). The exit watcher reports the process's end as an `Event::Exited`.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn start(
     spec: &WorkerSpec,
     socket: &std::path::Path,
@@ -70,14 +83,18 @@ pub(super) async fn start(
     dispatcher: &'static Dispatcher,
     shards: &Shards,
     events: &mpsc::UnboundedSender<Event>,
+    zygotes: &Zygotes,
 ) -> Result<Arc<WorkerConn>, StartError> {
     let (listener, claims, claims_path) = worker_files(socket)?;
-    let mut child = process::spawn(spec, socket, &claims_path)?;
-    let pid = child.id().unwrap_or(0);
-    let relay = child
-        .stderr
-        .take()
-        .map(|err| tokio::spawn(worker_output::relay(pid, generation, err)));
+    let (mut proc, stderr) = match launch(spec, socket, &claims_path, generation, zygotes).await {
+        Ok(launched) => launched,
+        Err(e) => {
+            remove_worker_files(socket);
+            return Err(e);
+        }
+    };
+    let pid = proc.pid();
+    let relay = tokio::spawn(worker_output::relay(pid, generation, stderr));
     let handshake = async {
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
@@ -112,12 +129,11 @@ pub(super) async fn start(
                 })
             }
         },
-        status = child.wait() => {
+        status = proc.wait() => {
             remove_worker_files(socket);
+            process::forget(pid);
             // The traceback of a failed import must be in the log before we report.
-            if let Some(relay) = relay {
-                let _ = tokio::time::timeout(Duration::from_secs(2), relay).await;
-            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), relay).await;
             return Err(match status {
                 Ok(s) => StartError::Exited(s),
                 Err(e) => StartError::Spawn(e),
@@ -126,10 +142,59 @@ pub(super) async fn start(
     };
     drop(listener);
     if result.is_err() {
-        let _ = child.start_kill();
+        process::signal(pid, nix::sys::signal::Signal::SIGKILL);
     }
-    watch_exit(child, pid, events.clone(), socket.to_path_buf());
+    watch_exit(proc, pid, events.clone(), socket.to_path_buf());
     result
+}
+
+/// A worker process: one we spawned, or (preload) one the zygote forked for us.
+enum Proc {
+    Spawned(tokio::process::Child),
+    Adopted(u32),
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        match self {
+            Proc::Spawned(c) => c.id().unwrap_or(0),
+            Proc::Adopted(pid) => *pid,
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Proc::Spawned(c) => c.wait().await,
+            Proc::Adopted(pid) => process::wait_adopted(*pid).await,
+        }
+    }
+}
+
+type Stderr = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
+/// Starts the worker process: spawned, or forked by the zygote with preload. Its
+/// stderr is a pipe the master relays either way.
+async fn launch(
+    spec: &WorkerSpec,
+    socket: &Path,
+    claims: &Path,
+    generation: u64,
+    zygotes: &Zygotes,
+) -> Result<(Proc, Stderr), StartError> {
+    if !spec.preload {
+        let mut child = process::spawn(spec, socket, claims)?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        return Ok((Proc::Spawned(child), Box::new(stderr)));
+    }
+    let zygote = zygotes.get(spec, generation).await?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    let pid = zygote
+        .fork(process::worker_args(spec, socket, claims), write)
+        .await?;
+    process::adopt(pid);
+    let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
+    Ok((Proc::Adopted(pid), Box::new(stderr)))
 }
 
 /// The worker's socket, bound, and its claim page, allocated (a full disk is an
@@ -150,14 +215,9 @@ fn worker_files(socket: &Path) -> Result<(UnixListener, Claims, PathBuf), StartE
 }
 
 /// Reports the process's end as an `Event::Exited`, whenever it comes.
-fn watch_exit(
-    mut child: tokio::process::Child,
-    pid: u32,
-    events: mpsc::UnboundedSender<Event>,
-    socket: PathBuf,
-) {
+fn watch_exit(mut proc: Proc, pid: u32, events: mpsc::UnboundedSender<Event>, socket: PathBuf) {
     tokio::spawn(async move {
-        let status = child.wait().await;
+        let status = proc.wait().await;
         process::forget(pid);
         let _ = events.send(Event::Exited {
             pid,

@@ -472,20 +472,29 @@ impl DjangoSite {
 
     /// ferricorn serving the site with 2 workers and its static files on /static/.
     pub fn serve(&self) -> Server {
-        Server::launch([
-            "--chdir",
-            apps_dir().join("djsite").to_str().unwrap(),
-            "--venv",
-            venv().to_str().unwrap(),
-            "-w",
-            "2",
-            "--static",
-            &format!("/static/={}", self.static_root.display()),
-            "djsite.wsgi:application",
-        ])
-        .env("DJSITE_DB", &self.db)
-        .env("DJSITE_STATIC_ROOT", &self.static_root)
-        .start()
+        self.serve_with(&["-w", "2"])
+    }
+
+    /// The same with `extra` flags instead of `-w 2`.
+    pub fn serve_with(&self, extra: &[&str]) -> Server {
+        self.launch(extra, "djsite.wsgi:application").start()
+    }
+
+    /// A launcher for `app` (of tests/apps/djsite) with `extra` flags, for more env.
+    pub fn launch(&self, extra: &[&str], app: &str) -> Launch {
+        let mut args: Vec<String> = vec![
+            "--chdir".into(),
+            apps_dir().join("djsite").to_str().unwrap().into(),
+            "--venv".into(),
+            venv().to_str().unwrap().into(),
+            "--static".into(),
+            format!("/static/={}", self.static_root.display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push(app.into());
+        Server::launch(args)
+            .env("DJSITE_DB", &self.db)
+            .env("DJSITE_STATIC_ROOT", &self.static_root)
     }
 }
 

@@ -36,6 +36,13 @@ pub struct WorkerArgs {
     /// Import the app, then exit 0 (used by --check-config).
     #[arg(long)]
     pub check: bool,
+    /// Server hooks: a Python file or module (see `ferricorn._hooks`).
+    #[arg(long)]
+    pub hooks: Option<String>,
+    /// Preload: import the app, then fork workers for the master, which asks over
+    /// stdin (a seqpacket socket). `socket` is unused.
+    #[arg(long)]
+    pub zygote: bool,
 }
 
 impl WorkerArgs {
@@ -63,6 +70,12 @@ impl WorkerArgs {
         if self.check {
             out.push("--check".into());
         }
+        if let Some(h) = &self.hooks {
+            out.extend(["--hooks".into(), h.into()]);
+        }
+        if self.zygote {
+            out.push("--zygote".into());
+        }
         out
     }
 
@@ -88,6 +101,8 @@ mod tests {
             pythonpath: vec!["/a".into(), "/b,c".into()],
             dev: true,
             check: true,
+            hooks: Some("conf/hooks.py".into()),
+            zygote: true,
         };
         assert_eq!(WorkerArgs::parse_args(full.to_args()).unwrap(), full);
         let bare = WorkerArgs {

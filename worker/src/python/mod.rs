@@ -77,6 +77,64 @@ pub fn load(dirs: &[std::path::PathBuf], spec: &str) -> Result<App, app::LoadFai
     })
 }
 
+/// Hooks (`--hooks`): `ferricorn._hooks` loads the user's file or module now (in a
+/// worker before the app; with preload, in the zygote).
+pub fn hooks_configure(spec: &str, master: u32) {
+    hooks_call("configure", |_, m| {
+        m.call_method1("configure", (spec, master)).map(|_| ())
+    });
+}
+
+/// `post_fork` or `worker_exit` (what a hook raises is logged by `_hooks`).
+pub fn hooks_event(name: &str) {
+    hooks_call(name, |_, m| {
+        m.call_method1("worker_event", (name,)).map(|_| ())
+    });
+}
+
+/// `post_worker_init`, and the app wrapped for `pre_request` / `post_request`.
+pub fn hooks_ready(handler: &mut Handler) {
+    let Handler::App(app) = handler else {
+        return;
+    };
+    hooks_call("post_worker_init", |py, m| {
+        let wrapped = m.call_method1("worker_ready", (app.0.bind(py),))?;
+        *app = App(wrapped.unbind());
+        Ok(())
+    });
+}
+
+fn hooks_call(what: &str, f: impl FnOnce(Python<'_>, &Bound<'_, PyModule>) -> PyResult<()>) {
+    Python::attach(|py| {
+        if let Err(e) = py.import("ferricorn._hooks").and_then(|m| f(py, &m)) {
+            log_exception(py, &format!("hooks: {what} failed"), &e);
+        }
+    });
+}
+
+/// Preload: everything the import made moves to the collector's permanent
+/// generation (`gc.freeze()`), so collections in the forked workers do not write to
+/// the pages they share with the zygote.
+pub fn freeze_heap() {
+    Python::attach(|py| {
+        if let Err(e) = py.import("gc").and_then(|gc| gc.call_method0("freeze")) {
+            log_exception(py, "gc.freeze() failed", &e);
+        }
+    });
+}
+
+/// `os.fork()`: CPython's own fork, which runs the interpreter's and the app's
+/// at-fork hooks (`os.register_at_fork`) on both sides. 0 in the child.
+pub fn fork() -> Result<i32, ForkError> {
+    Python::attach(|py| -> PyResult<i32> { py.import("os")?.call_method0("fork")?.extract() })
+        .map_err(|e| ForkError(e.to_string()))
+}
+
+/// `os.fork()` raised (no memory, too many processes).
+#[derive(Debug, thiserror::Error)]
+#[error("os.fork(): {0}")]
+pub struct ForkError(String);
+
 /// The interpreter this worker runs on, as its Ready frame reports it.
 pub fn interpreter() -> crate::wire::Interpreter {
     Python::attach(|py| module::interpreter(py).unwrap_or_default())

@@ -12,6 +12,7 @@
 
 mod server;
 mod signals;
+mod zygote;
 
 use crate::claims::Claims;
 use crate::log::{self, werror, wlog};
@@ -48,6 +49,8 @@ enum StartError {
     Thread(std::io::Error),
     #[error(transparent)]
     Setup(#[from] python::SetupError),
+    #[error("preload: the control socket: {0}")]
+    Control(std::io::Error),
 }
 
 /// Runs the worker on the calling (main) thread; returns the process's exit status.
@@ -74,8 +77,14 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
     if args.check {
         log::set_plain();
     }
+    if let Some(hooks) = &args.hooks {
+        python::hooks_configure(hooks, parent.as_raw() as u32);
+        if !args.zygote && !args.check {
+            python::hooks_event("post_fork");
+        }
+    }
     let loaded = load(&args);
-    let handler = match loaded {
+    let mut handler = match loaded {
         Ok(app) => Handler::App(app),
         Err(failure) => {
             report(&failure);
@@ -87,6 +96,23 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
     };
     if args.check {
         return Ok(0);
+    }
+    if args.zygote {
+        // Forks return here as workers; the zygote itself ends when the master
+        // lets go of it.
+        return match zygote::run(parent)? {
+            Some(worker) => {
+                if worker.hooks.is_some() {
+                    python::hooks_event("post_fork");
+                    python::hooks_ready(&mut handler);
+                }
+                serve(&worker, handler)
+            }
+            None => Ok(0),
+        };
+    }
+    if args.hooks.is_some() {
+        python::hooks_ready(&mut handler);
     }
     serve(&args, handler)
 }
@@ -171,15 +197,18 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
         args.app
     );
     let why = conn.wait_exit();
-    Ok(shutdown(why))
+    Ok(shutdown(why, args.hooks.is_some()))
 }
 
 /// Runs `atexit` on a clean exit and picks the exit status. Every frame is written
 /// by the time a drain ends (threads write their own). The interpreter is not
 /// finalised: Python threads may be busy.
-fn shutdown(why: Exit) -> u8 {
+fn shutdown(why: Exit, hooks: bool) -> u8 {
     match why {
         Exit::Drained => {
+            if hooks {
+                python::hooks_event("worker_exit");
+            }
             python::run_atexit();
             0
         }

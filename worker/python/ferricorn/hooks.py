@@ -1,0 +1,29 @@
+"""The master's hooks: ``python -m ferricorn.hooks SPEC [DIR...]``.
+
+The ferricorn master is not Python, so ``on_starting``, ``when_ready`` and
+``child_exit`` (see ``ferricorn._hooks``) run in this small helper, started by the
+master on the app's interpreter, in the app's directory, with ``DIR``s (the
+``--pythonpath`` ones) first on ``sys.path``. It reads one event a line on stdin
+(``on_starting``, ``when_ready``, ``child_exit PID``) and exits when stdin closes.
+"""
+
+import os
+import sys
+
+from ferricorn import _hooks
+
+
+def main():
+    spec, dirs = (sys.argv[1:2] or [""])[0], sys.argv[2:]
+    if sys.path and sys.path[0] == os.getcwd():
+        del sys.path[0]
+    sys.path[:0] = [os.path.abspath(d) for d in dirs] + [os.getcwd()]
+    _hooks.configure(spec, os.getppid())
+    for line in sys.stdin:
+        name, _, pid = line.strip().partition(" ")
+        if name:
+            _hooks.master_event(name, int(pid or 0))
+
+
+if __name__ == "__main__":
+    main()

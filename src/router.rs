@@ -1,5 +1,6 @@
 //! The router: a static mount that owns the path, else the app, else 404 (static-only
-//! mode, when no app is configured).
+//! mode, when no app is configured). An `internal` mount owns its paths too, but a
+//! client gets 404 there: only an app's `X-Accel-Redirect` reaches it.
 
 use crate::static_files::{MountId, StaticFiles};
 
@@ -12,6 +13,7 @@ pub enum Route {
 
 pub fn route(statics: &StaticFiles, has_app: bool, path: &str) -> Route {
     match statics.route(path) {
+        Some(id) if statics.is_internal(id) => Route::NotFound,
         Some(id) => Route::Static(id),
         None if has_app => Route::App,
         None => Route::NotFound,

@@ -194,6 +194,7 @@ fn bench_static(c: &mut Criterion) {
         precompressed: false,
         fallthrough: false,
         dotfiles: false,
+        internal: false,
     };
     // The defaults of [static_cache].
     let cache = FileCache {

@@ -115,6 +115,7 @@ pub struct StaticSection {
     pub precompressed: Option<bool>,
     pub fallthrough: Option<bool>,
     pub dotfiles: Option<bool>,
+    pub internal: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -246,6 +247,7 @@ impl StaticSection {
             precompressed: None,
             fallthrough: None,
             dotfiles: None,
+            internal: None,
         }
     }
 
@@ -254,6 +256,7 @@ impl StaticSection {
         default(&mut self.precompressed, true);
         default(&mut self.fallthrough, false);
         default(&mut self.dotfiles, false);
+        default(&mut self.internal, false);
     }
 }
 

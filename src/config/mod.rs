@@ -37,6 +37,9 @@ pub struct StaticMount {
     pub precompressed: bool,
     pub fallthrough: bool,
     pub dotfiles: bool,
+    /// Reachable only through an app's `X-Accel-Redirect` / `X-Sendfile` (nginx's
+    /// `internal`): a client asking for it directly gets 404.
+    pub internal: bool,
 }
 
 /// The open-file cache for static mounts (nginx's `open_file_cache`).
@@ -469,6 +472,7 @@ fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
         precompressed: given(&s.precompressed),
         fallthrough: given(&s.fallthrough),
         dotfiles: given(&s.dotfiles),
+        internal: given(&s.internal),
     })
 }
 

@@ -6,6 +6,7 @@
 //! as a guard stand-in has the client's request line back before it gets here
 //! (`guard::stand_in::Restore`, composed in the listener).
 
+mod accel;
 mod compression;
 
 use crate::conn_watch::Activity;
@@ -251,13 +252,17 @@ impl Front {
                             && self.statics.falls_through(id) =>
                     {
                         let req = Request::from_parts(parts, body);
-                        (RouteKind::App, proxy.forward(req, conn, stamp).await)
+                        let resp = proxy.forward(req, conn, stamp).await;
+                        (RouteKind::App, accel::follow(&self.statics, resp).await)
                     }
                     _ => (RouteKind::Static, resp),
                 }
             }
             Route::App => match &self.proxy {
-                Some(proxy) => (RouteKind::App, proxy.forward(req, conn, stamp).await),
+                Some(proxy) => {
+                    let resp = proxy.forward(req, conn, stamp).await;
+                    (RouteKind::App, accel::follow(&self.statics, resp).await)
+                }
                 None => (RouteKind::Other, respond::error_response(Failure::NotFound)),
             },
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),

@@ -177,6 +177,13 @@ impl Proxy {
                     elapsed: sent_at.elapsed(),
                     queue,
                 });
+                let h = resp.headers();
+                if h.contains_key(ACCEL_REDIRECT) || h.contains_key(SENDFILE) {
+                    resp.extensions_mut().insert(InternalRedirect {
+                        method: parts.method.clone(),
+                        headers: parts.headers.clone(),
+                    });
+                }
                 let worker = guard.worker.take();
                 return Ok(resp.map(|()| {
                     respond::Body::new(AppBody {
@@ -195,6 +202,20 @@ impl Proxy {
         }
     }
 }
+
+/// The app answered with `X-Accel-Redirect` or `X-Sendfile` (the header names a
+/// file the front serves instead of the app's body, `front::accel`): what that
+/// needs of the client's request, kept only then.
+#[derive(Debug, Clone)]
+pub struct InternalRedirect {
+    pub method: http::Method,
+    /// Range, the conditionals and Accept-Encoding apply to the file.
+    pub headers: HeaderMap,
+}
+
+/// The response fields that ask for an internal redirect.
+pub const ACCEL_REDIRECT: &str = "x-accel-redirect";
+pub const SENDFILE: &str = "x-sendfile";
 
 /// What the front tells the app about a request, as fields no client can set: its
 /// id (`X-Request-Id`) and when the front received its head (`X-Request-Start`,

@@ -127,6 +127,47 @@ impl StaticFiles {
             .map(MountId)
     }
 
+    /// true for a mount only `X-Accel-Redirect` reaches.
+    pub fn is_internal(&self, id: MountId) -> bool {
+        self.mounts[id.0].config.internal
+    }
+
+    /// The mount and request target an app's `X-Accel-Redirect: /url/path` names,
+    /// internal mounts included.
+    pub fn redirect_target(&self, value: &str) -> Option<(MountId, http::Uri)> {
+        if !value.starts_with('/') {
+            return None;
+        }
+        let uri: http::Uri = value.parse().ok()?;
+        Some((self.route(uri.path())?, uri))
+    }
+
+    /// The mount and request target of an app's `X-Sendfile: /abs/file/path`: the
+    /// mount whose directory holds the path (no `..` allowed), its URL prefix plus
+    /// the rest of the path.
+    pub fn sendfile_target(&self, value: &str) -> Option<(MountId, http::Uri)> {
+        let path = std::path::Path::new(value);
+        let plain = path.is_absolute()
+            && path
+                .components()
+                .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+        if !plain {
+            return None;
+        }
+        self.mounts.iter().enumerate().find_map(|(i, m)| {
+            let rest = path
+                .strip_prefix(&m.root)
+                .or_else(|_| path.strip_prefix(&m.config.dir))
+                .ok()?;
+            let encoded: Vec<String> = rest
+                .iter()
+                .map(|part| utf8_percent_encode(&part.to_string_lossy(), PATH_SEGMENT).to_string())
+                .collect();
+            let uri = format!("{}{}", m.config.url, encoded.join("/")).parse().ok()?;
+            Some((MountId(i), uri))
+        })
+    }
+
     /// true when a 404 from this mount should go to the app instead.
     pub fn falls_through(&self, id: MountId) -> bool {
         self.mounts[id.0].config.fallthrough

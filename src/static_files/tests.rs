@@ -60,6 +60,7 @@ fn mount(dir: &Path) -> StaticMount {
         precompressed: true,
         fallthrough: false,
         dotfiles: false,
+        internal: false,
     }
 }
 

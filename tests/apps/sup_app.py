@@ -7,6 +7,8 @@
 /orphan       leaves a grandchild behind that exits 0.5 s later; answers its pid
 /grow?mb=N    the worker keeps N MiB more (written, so resident); answers its pid
 /environ      the request's HTTP_* variables and REMOTE_ADDR, as JSON
+/download?to=URL    X-Accel-Redirect: URL, with Content-Disposition and Cache-Control
+/sendfile?path=P    X-Sendfile: P, likewise
 
 `application` is the same app, for `sup_app` without `:callable`.
 """
@@ -52,6 +54,19 @@ def app(environ, start_response):
     elif path == "/environ":
         seen = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k == "REMOTE_ADDR"}
         body = json.dumps(seen).encode()
+    elif path in ("/download", "/sendfile"):
+        from urllib.parse import parse_qs
+        target = parse_qs(query).get("to" if path == "/download" else "path", [""])[0]
+        field = "X-Accel-Redirect" if path == "/download" else "X-Sendfile"
+        body = b"the app's body, which the client must not see"
+        start_response("200 OK", [
+            (field, target),
+            ("Content-Disposition", 'attachment; filename="report.txt"'),
+            ("Cache-Control", "private, max-age=60"),
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(body))),
+        ])
+        return [body]
     elif path == "/echo":
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length)

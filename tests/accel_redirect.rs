@@ -1,0 +1,104 @@
+//! `X-Accel-Redirect` and `X-Sendfile`: the app names a file, the front serves it
+//! from a static mount (an `internal` one, which clients cannot reach directly) with
+//! the static layer's headers, keeps the app's Content-Disposition and
+//! Cache-Control, drops the app's body, and refuses a path outside the mount.
+
+mod common;
+
+use common::{client, test_app, Server};
+use std::path::Path;
+use std::time::Duration;
+
+const REPORT: &str = "quarterly report: all is well\n";
+
+/// A protected directory (with a gzipped sibling of the report) mounted internal
+/// at /protected/, and a secret beside it that no mount serves.
+fn serve(dir: &Path) -> Server {
+    let files = dir.join("protected");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("report.txt"), REPORT).unwrap();
+    std::fs::write(dir.join("secret.txt"), "do not serve").unwrap();
+    let gz = std::process::Command::new("gzip")
+        .args(["-k", "-n"])
+        .arg(files.join("report.txt"))
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    let conf = dir.join("f.toml");
+    let toml = format!(
+        "[[static]]\nurl = \"/protected/\"\ndir = {:?}\ninternal = true\n",
+        files.display().to_string()
+    );
+    std::fs::write(&conf, toml).unwrap();
+    test_app("sup_app:app", &["-w", "1", "-c", conf.to_str().unwrap()]).start()
+}
+
+#[test]
+fn an_internal_mount_is_not_reachable_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let resp = client().get(server.url("/protected/report.txt")).send().unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[test]
+fn the_front_serves_the_file_the_app_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let c = client();
+    let url = server.url("/download?to=/protected/report.txt");
+    let resp = c.get(&url).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-disposition"], "attachment; filename=\"report.txt\"");
+    assert_eq!(h["cache-control"], "private, max-age=60");
+    assert!(h.contains_key("etag") && h.contains_key("last-modified"), "{h:?}");
+    assert!(!h.contains_key("x-accel-redirect"), "{h:?}");
+    assert_eq!(resp.text().unwrap(), REPORT);
+
+    // The static layer's Range, conditionals and precompressed variant apply.
+    let part = c.get(&url).header("range", "bytes=0-8").send().unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.text().unwrap(), "quarterly");
+    let etag = h["etag"].to_str().unwrap();
+    let cached = c.get(&url).header("if-none-match", etag).send().unwrap();
+    assert_eq!(cached.status(), 304);
+    let gz = c.get(&url).header("accept-encoding", "gzip").send().unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let head = c.head(&url).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], REPORT.len().to_string());
+}
+
+#[test]
+fn x_sendfile_names_a_path_inside_a_mounts_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let inside = dir.path().join("protected/report.txt");
+    let resp = client()
+        .get(server.url(&format!("/sendfile?path={}", inside.display())))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().unwrap(), REPORT);
+}
+
+#[test]
+fn a_path_outside_the_mounts_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let secret = dir.path().join("secret.txt");
+    for path in [
+        "/download?to=/protected/../secret.txt".to_string(),
+        "/download?to=/protected/%2e%2e/secret.txt".to_string(),
+        "/download?to=/elsewhere/secret.txt".to_string(),
+        format!("/sendfile?path={}", secret.display()),
+        format!("/sendfile?path={}/protected/../secret.txt", dir.path().display()),
+    ] {
+        let resp = client().get(server.url(&path)).send().unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
+        let body = resp.text().unwrap();
+        assert!(!body.contains("do not serve") && !body.contains("app's body"), "{path}: {body}");
+    }
+    server.wait_for_log("no static mount serves", Duration::from_secs(5));
+}

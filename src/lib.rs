@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod master;
 pub mod signals;
+pub mod systemd;
 pub mod supervisor;
 pub mod reload;
 pub mod observe;

@@ -29,7 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 pub enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, std::path::PathBuf),
+    /// The path is removed at exit when `ours` (not for a socket systemd passed).
+    Unix {
+        listener: UnixListener,
+        path: std::path::PathBuf,
+        ours: bool,
+    },
 }
 
 impl Listener {
@@ -37,6 +42,9 @@ impl Listener {
     /// (`--umask`), so a proxy in another user's group can connect.
     pub fn bind(addr: &BindAddr, umask: Option<u32>) -> std::io::Result<Self> {
         match addr {
+            BindAddr::Fd(n) => Err(std::io::Error::other(format!(
+                "fd://{n} is not a listening socket systemd passed ($LISTEN_FDS)"
+            ))),
             BindAddr::Tcp(sa) => {
                 let socket = if sa.is_ipv4() {
                     TcpSocket::new_v4()?
@@ -61,7 +69,35 @@ impl Listener {
                     let mode = 0o777 & !mask;
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
                 }
-                Ok(Listener::Unix(l, path.clone()))
+                Ok(Listener::Unix {
+                    listener: l,
+                    path: path.clone(),
+                    ours: true,
+                })
+            }
+        }
+    }
+
+    /// A listening socket systemd passed (socket activation).
+    pub fn inherited(socket: crate::systemd::InheritedSocket) -> std::io::Result<Self> {
+        use crate::systemd::InheritedSocket;
+        match socket {
+            InheritedSocket::Tcp(l) => {
+                l.set_nonblocking(true)?;
+                Ok(Listener::Tcp(TcpListener::from_std(l)?))
+            }
+            InheritedSocket::Unix(l) => {
+                l.set_nonblocking(true)?;
+                let path = l
+                    .local_addr()?
+                    .as_pathname()
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default();
+                Ok(Listener::Unix {
+                    listener: UnixListener::from_std(l)?,
+                    path,
+                    ours: false,
+                })
             }
         }
     }
@@ -73,7 +109,7 @@ impl Listener {
                 Ok(a) => format!("http://{a}"),
                 Err(_) => "http://?".into(),
             },
-            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+            Listener::Unix { path, .. } => format!("unix:{}", path.display()),
         }
     }
 }
@@ -168,7 +204,10 @@ pub async fn accept_loop(
             .host_client()
             .spawn(move |host| conn.serve_accepted(host, io, info, proxy_protocol, tls));
     }
-    if let Listener::Unix(_, path) = &listener {
+    if let Listener::Unix {
+        path, ours: true, ..
+    } = &listener
+    {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -338,7 +377,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Accepted, ConnInfo)> {
                 },
             ))
         }
-        Listener::Unix(l, _) => {
+        Listener::Unix { listener: l, .. } => {
             let (s, _) = l.accept().await?;
             Ok((
                 Accepted::Unix(s.into_std()?),

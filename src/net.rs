@@ -28,6 +28,8 @@ pub struct RawTarget(pub bytes::Bytes);
 pub enum BindAddr {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    /// `fd://N`: a listening socket systemd passed (socket activation).
+    Fd(i32),
 }
 
 impl std::fmt::Display for BindAddr {
@@ -35,6 +37,7 @@ impl std::fmt::Display for BindAddr {
         match self {
             BindAddr::Tcp(a) => write!(f, "{a}"),
             BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            BindAddr::Fd(n) => write!(f, "fd://{n}"),
         }
     }
 }
@@ -46,6 +49,12 @@ pub struct BindError(String);
 
 /// Parses `HOST:PORT`, `[V6]:PORT`, `:PORT`, `PORT` or `unix:/path`.
 pub fn parse_bind(s: &str) -> Result<BindAddr, BindError> {
+    if let Some(fd) = s.strip_prefix("fd://") {
+        return match fd.parse::<i32>() {
+            Ok(n) if n >= 0 => Ok(BindAddr::Fd(n)),
+            _ => Err(BindError(format!("bind {s:?}: expected fd://N, N a file descriptor"))),
+        };
+    }
     if let Some(path) = s.strip_prefix("unix:") {
         if path.is_empty() {
             return Err(BindError("bind unix: needs a path".into()));
@@ -54,7 +63,7 @@ pub fn parse_bind(s: &str) -> Result<BindAddr, BindError> {
     }
     let bad = || {
         BindError(format!(
-            "bind {s:?}: expected HOST:PORT, [IPV6]:PORT or unix:/path"
+            "bind {s:?}: expected HOST:PORT, [IPV6]:PORT, unix:/path or fd://N"
         ))
     };
     if let Ok(port) = s.parse::<u16>() {

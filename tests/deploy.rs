@@ -342,23 +342,29 @@ fn stop_timeouts_exceed_the_graceful_timeout() {
 }
 
 #[test]
-fn systemd_unit_verifies() {
+fn systemd_units_verify() {
     let unit = read("deploy/systemd/ferricorn.service");
     // The venv's ferricorn: it runs the workers on the python beside it.
     let exec = "ExecStart=/srv/mysite/.venv/bin/ferricorn -c /etc/ferricorn/ferricorn.toml";
     assert!(unit.lines().any(|l| l == exec), "no `{exec}` line");
+    assert!(unit.lines().any(|l| l == "Type=notify"), "ferricorn says READY=1");
     // `verify` wants ExecStart's binary to exist: point it at the one just built.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("ferricorn.service");
     std::fs::write(&copy, unit.replace("/srv/mysite/.venv/bin/ferricorn", BIN)).unwrap();
-    let out = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
-    assert_success("systemd-analyze verify ferricorn.service", &out);
-    // verify reports some problems (unknown directives, bad values) on stderr only.
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.trim().is_empty(),
-        "systemd-analyze verify:\n{stderr}"
-    );
+    let socket = dir.path().join("ferricorn.socket");
+    std::fs::write(&socket, read("deploy/systemd/ferricorn.socket")).unwrap();
+    for unit in [&copy, &socket] {
+        let out = run(Command::new("systemd-analyze").arg("verify").arg(unit));
+        assert_success("systemd-analyze verify", &out);
+        // verify reports some problems (unknown directives, bad values) on stderr only.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.trim().is_empty(),
+            "systemd-analyze verify {}:\n{stderr}",
+            unit.display()
+        );
+    }
 }
 
 #[test]

@@ -398,7 +398,9 @@ fn admin_bind(bind: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
     match bind.map(parse_bind).transpose()? {
         None => Ok(None),
         Some(BindAddr::Tcp(sa)) => Ok(Some(sa)),
-        Some(BindAddr::Unix(_)) => Err(ConfigError::invalid("admin bind must be HOST:PORT")),
+        Some(BindAddr::Unix(_) | BindAddr::Fd(_)) => {
+            Err(ConfigError::invalid("admin bind must be HOST:PORT"))
+        }
     }
 }
 

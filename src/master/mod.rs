@@ -23,8 +23,10 @@ use crate::observe::{Metrics, Phase};
 use crate::proxy::Proxy;
 use crate::shards::Shards;
 use crate::signals::{self, Command};
+use crate::net::BindAddr;
 use crate::static_files::StaticFiles;
 use crate::supervisor::spec::WorkerSpec;
+use crate::systemd;
 use crate::supervisor::{self, probe, process, Supervisor};
 use crate::tls::Tls;
 use clap::Parser;
@@ -83,6 +85,8 @@ pub enum MasterError {
 }
 
 pub fn main() -> ExitCode {
+    // Before any thread starts: it reads and removes $LISTEN_FDS / $LISTEN_PID.
+    let inherited = systemd::Inherited::take();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -122,7 +126,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let outcome = runtime.block_on(run(cli, settings, error_log.clone()));
+    let outcome = runtime.block_on(run(cli, settings, error_log.clone(), inherited));
     // Everything queued is out before the last line, which goes straight to stderr.
     error_log.flush(Duration::from_secs(2));
     match outcome {
@@ -157,12 +161,17 @@ impl MasterError {
 
 /// The master's life, step by step: check, bind, start the operations side, boot
 /// the workers, serve, and on a stop signal drain.
-async fn run(cli: Cli, settings: Settings, error_log: ErrorLog) -> Result<(), MasterError> {
+async fn run(
+    cli: Cli,
+    settings: Settings,
+    error_log: ErrorLog,
+    inherited: systemd::Inherited,
+) -> Result<(), MasterError> {
     let python = check_interpreter(&settings).await?;
     if settings.check_config {
         return check_config(&settings).await;
     }
-    let bound = bind(&settings)?;
+    let bound = bind(&settings, inherited)?;
     let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();

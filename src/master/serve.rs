@@ -75,6 +75,10 @@ pub(super) fn announce_ready(
         None => 0,
     };
     tracing::info!(workers, static_mounts = settings.statics.len(), "Ready");
+    systemd::notify(&format!(
+        "READY=1\nSTATUS=Ready: {workers} worker(s), {}",
+        urls.join(", ")
+    ));
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // After the queued log lines, "Ready" among them.
         error_log.flush(Duration::from_secs(1));
@@ -102,18 +106,26 @@ impl Running<'_> {
             match cmd_rx.recv().await {
                 Some(Command::Stop) | None => {
                     tracing::info!("Received TERM/INT: graceful stop");
+                    systemd::notify("STOPPING=1");
                     return false;
                 }
                 Some(Command::Quit) => {
                     tracing::info!("Received QUIT: quick stop");
+                    systemd::notify("STOPPING=1");
                     return true;
                 }
                 Some(cmd @ (Command::Reload | Command::CodeChanged)) => {
-                    if cmd == Command::Reload {
+                    let hup = cmd == Command::Reload;
+                    if hup {
                         tracing::info!("Received HUP: reloading");
+                        systemd::notify_reloading();
                     }
                     self.reload_tls();
-                    reload(self.cli, self.pool, cmd == Command::Reload).await;
+                    // READY=1 comes from the supervisor when the workers are replaced
+                    // (or the reload failed); at once when nothing was sent to it.
+                    if !reload(self.cli, self.pool, hup).await && hup {
+                        systemd::notify("READY=1");
+                    }
                 }
                 Some(Command::AddWorker) => send(self.pool, supervisor::Command::AddWorker),
                 Some(Command::RemoveWorker) => send(self.pool, supervisor::Command::RemoveWorker),
@@ -174,20 +186,26 @@ pub(super) fn send(pool: &Option<Pool>, cmd: supervisor::Command) {
 /// HUP: a config that no longer parses, or (with `ask_interpreter`) an interpreter that can
 /// no longer run our worker (a venv upgraded or broken under the running server),
 /// leaves everything as it is. The probe is awaited, so reloads stay in order.
-pub(super) async fn reload(cli: &Cli, pool: &Option<Pool>, ask_interpreter: bool) {
+/// true when the supervisor was asked to reload.
+pub(super) async fn reload(cli: &Cli, pool: &Option<Pool>, ask_interpreter: bool) -> bool {
     let settings = match Settings::load(cli) {
         Ok(s) => s,
-        Err(e) => return tracing::error!("reload refused, config invalid: {e}"),
+        Err(e) => {
+            tracing::error!("reload refused, config invalid: {e}");
+            return false;
+        }
     };
     if let (true, Some(python), Some(_)) = (ask_interpreter, &settings.python.interpreter, pool) {
         if let Err(e) = probe::check(python).await {
-            return tracing::error!("reload refused, old workers keep serving: {e}");
+            tracing::error!("reload refused, old workers keep serving: {e}");
+            return false;
         }
     }
     send(
         pool,
         supervisor::Command::Reload(Box::new(WorkerSpec::of(&settings))),
     );
+    pool.is_some()
 }
 
 /// The few lines a person at a terminal wants once the server is up: where to point

@@ -12,12 +12,12 @@ pub(super) struct Bound {
     pub(super) tls: Option<Arc<Tls>>,
 }
 
-pub(super) fn bind(settings: &Settings) -> Result<Bound, MasterError> {
+pub(super) fn bind(settings: &Settings, inherited: systemd::Inherited) -> Result<Bound, MasterError> {
     let tls = match &settings.tls {
         Some((cert, key)) => Some(Tls::load(cert, key)?),
         None => None,
     };
-    let listeners = bind_all(settings)?;
+    let listeners = bind_all(settings, inherited)?;
     let urls = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
     Ok(Bound {
         listeners,
@@ -233,14 +233,39 @@ pub(super) async fn bind_admin(
     Ok(l)
 }
 
-pub(super) fn bind_all(settings: &Settings) -> Result<Vec<Listener>, MasterError> {
+pub(super) fn bind_all(
+    settings: &Settings,
+    mut inherited: systemd::Inherited,
+) -> Result<Vec<Listener>, MasterError> {
+    let bind_error = |addr: &dyn std::fmt::Display| {
+        let addr = addr.to_string();
+        move |source| MasterError::Bind { addr, source }
+    };
+    let named_fds = settings.binds.iter().any(|b| matches!(b, BindAddr::Fd(_)));
     let mut listeners = Vec::new();
+    if !inherited.is_empty() && !named_fds {
+        // Socket activation: systemd's sockets replace `bind`, as in gunicorn.
+        tracing::info!(
+            sockets = inherited.len(),
+            "socket activation: listening on the sockets systemd passed; [server] bind is not used"
+        );
+        for i in 0..inherited.len() as i32 {
+            let fd = systemd::FIRST_FD + i;
+            if let Some(socket) = inherited.take_fd(fd).map_err(bind_error(&format!("fd://{fd}")))? {
+                listeners.push(Listener::inherited(socket).map_err(bind_error(&format!("fd://{fd}")))?);
+            }
+        }
+        return Ok(listeners);
+    }
     for addr in &settings.binds {
-        let l = Listener::bind(addr, settings.umask).map_err(|source| MasterError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-        listeners.push(l);
+        let l = match addr {
+            BindAddr::Fd(n) => match inherited.take_fd(*n).map_err(bind_error(addr))? {
+                Some(socket) => Listener::inherited(socket),
+                None => Listener::bind(addr, settings.umask),
+            },
+            _ => Listener::bind(addr, settings.umask),
+        };
+        listeners.push(l.map_err(bind_error(addr))?);
     }
     Ok(listeners)
 }

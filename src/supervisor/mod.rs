@@ -140,6 +140,8 @@ pub struct Supervisor {
     zygotes: Arc<zygote::Zygotes>,
     /// The master's Python hooks, and prometheus_client's clean-up.
     hooks: Option<hooks::HookHelper>,
+    /// The worker counts last published (serving, other).
+    published: (usize, usize),
 }
 
 impl Supervisor {
@@ -173,6 +175,7 @@ impl Supervisor {
             recycle_checked: Instant::now(),
             zygotes: Arc::default(),
             hooks: None,
+            published: (0, 0),
         };
         sup.hooks = hooks::HookHelper::start(&sup.spec, 0);
         sup.hook("on_starting");
@@ -354,6 +357,7 @@ impl Supervisor {
                 for w in self.workers.values_mut() {
                     w.old = false;
                 }
+                crate::systemd::notify("READY=1");
             }
             Err(e) => {
                 self.failures += 1;
@@ -425,6 +429,7 @@ impl Supervisor {
             self.drain(pid);
         }
         tracing::info!(workers = self.target, "reload complete");
+        crate::systemd::notify("READY=1");
     }
 
     fn on_exited(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
@@ -568,15 +573,22 @@ impl Supervisor {
         }
     }
 
-    /// Workers by state, for `/metrics` and `/readyz`.
-    fn publish_counts(&self) {
+    /// Workers by state, for `/metrics`, `/readyz` and systemd's STATUS.
+    fn publish_counts(&mut self) {
         let serving = self
             .workers
             .values()
             .filter(|w| w.state == WorkerState::Serving)
             .count();
-        self.metrics
-            .set_workers(serving, self.workers.len() - serving);
+        let counts = (serving, self.workers.len() - serving);
+        self.metrics.set_workers(counts.0, counts.1);
+        if counts != self.published {
+            self.published = counts;
+            crate::systemd::notify(&format!(
+                "STATUS={} worker(s) serving, {} starting or stopping",
+                counts.0, counts.1
+            ));
+        }
     }
 
     fn least_loaded_serving(&self) -> Option<u32> {

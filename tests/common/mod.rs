@@ -112,6 +112,12 @@ impl Launch {
         self
     }
 
+    /// The child's stdin (a socket a test passes on, say).
+    pub fn stdin(mut self, fd: std::os::fd::OwnedFd) -> Self {
+        self.cmd.stdin(Stdio::from(fd));
+        self
+    }
+
     pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
         self.cmd.current_dir(dir);
         self

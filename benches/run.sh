@@ -12,6 +12,8 @@
 #   bash benches/run.sh wsgi                  # 3 rounds, harness defaults (load < 0.8)
 #   ROUNDS=5 MAX_LOAD=1.5 bash benches/run.sh static
 #   BENCH=/path/to/shared/bench bash benches/run.sh django
+#   ONLY=ferricorn-django,bjoern-django bash benches/run.sh django   # some scenarios
+#   preload ferricorn's Django view, 4 workers, without and with --preload (PSS)
 set -euo pipefail
 
 suite=${1:?usage: bash benches/run.sh static|wsgi|django|granian}
@@ -47,8 +49,8 @@ fi
 out="$root/benches/results/$(date +%Y-%m-%d-%H%M)-$suite"
 mkdir -p "$out"
 cmd=(python3 "$harness/run.py" suite "$here/scenarios.toml" -n "$rounds" --max-load "$max_load"
-     --out "$out/results.jsonl")
-printf '%s\n' "cd <repo> && ROUNDS=$rounds MAX_LOAD=$max_load bash benches/run.sh $suite" \
+     --out "$out/results.jsonl" ${ONLY:+--only "$ONLY"})
+printf '%s\n' "cd <repo> && ${ONLY:+ONLY=$ONLY }ROUNDS=$rounds MAX_LOAD=$max_load bash benches/run.sh $suite" \
   "# which runs:" "python3 <bench>/run.py suite benches/$suite/scenarios.toml -n $rounds --max-load $max_load --out results.jsonl" \
   "# <bench> = a writable copy of benches/harness made by run.sh" > "$out/command.txt"
 {

@@ -52,7 +52,9 @@ pub fn parse_bind(s: &str) -> Result<BindAddr, BindError> {
     if let Some(fd) = s.strip_prefix("fd://") {
         return match fd.parse::<i32>() {
             Ok(n) if n >= 0 => Ok(BindAddr::Fd(n)),
-            _ => Err(BindError(format!("bind {s:?}: expected fd://N, N a file descriptor"))),
+            _ => Err(BindError(format!(
+                "bind {s:?}: expected fd://N, N a file descriptor"
+            ))),
         };
     }
     if let Some(path) = s.strip_prefix("unix:") {

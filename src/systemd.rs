@@ -60,7 +60,10 @@ impl Inherited {
     /// The socket at fd `fd` (3 for the first), TCP or Unix; `None` if systemd did
     /// not pass it, or it was taken already.
     pub fn take_fd(&mut self, fd: i32) -> std::io::Result<Option<InheritedSocket>> {
-        let Some(idx) = fd.checked_sub(FIRST_FD).and_then(|i| usize::try_from(i).ok()) else {
+        let Some(idx) = fd
+            .checked_sub(FIRST_FD)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
             return Ok(None);
         };
         if let Ok(Some(l)) = self.0.take_tcp_listener(idx) {

@@ -37,7 +37,10 @@ fn serve(dir: &Path) -> Server {
 fn an_internal_mount_is_not_reachable_directly() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path());
-    let resp = client().get(server.url("/protected/report.txt")).send().unwrap();
+    let resp = client()
+        .get(server.url("/protected/report.txt"))
+        .send()
+        .unwrap();
     assert_eq!(resp.status(), 404);
 }
 
@@ -50,9 +53,15 @@ fn the_front_serves_the_file_the_app_names() {
     let resp = c.get(&url).send().unwrap();
     assert_eq!(resp.status(), 200);
     let h = resp.headers().clone();
-    assert_eq!(h["content-disposition"], "attachment; filename=\"report.txt\"");
+    assert_eq!(
+        h["content-disposition"],
+        "attachment; filename=\"report.txt\""
+    );
     assert_eq!(h["cache-control"], "private, max-age=60");
-    assert!(h.contains_key("etag") && h.contains_key("last-modified"), "{h:?}");
+    assert!(
+        h.contains_key("etag") && h.contains_key("last-modified"),
+        "{h:?}"
+    );
     assert!(!h.contains_key("x-accel-redirect"), "{h:?}");
     assert_eq!(resp.text().unwrap(), REPORT);
 
@@ -63,7 +72,11 @@ fn the_front_serves_the_file_the_app_names() {
     let etag = h["etag"].to_str().unwrap();
     let cached = c.get(&url).header("if-none-match", etag).send().unwrap();
     assert_eq!(cached.status(), 304);
-    let gz = c.get(&url).header("accept-encoding", "gzip").send().unwrap();
+    let gz = c
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
     assert_eq!(gz.headers()["content-encoding"], "gzip");
     let head = c.head(&url).send().unwrap();
     assert_eq!(head.status(), 200);
@@ -93,12 +106,18 @@ fn a_path_outside_the_mounts_is_refused() {
         "/download?to=/protected/%2e%2e/secret.txt".to_string(),
         "/download?to=/elsewhere/secret.txt".to_string(),
         format!("/sendfile?path={}", secret.display()),
-        format!("/sendfile?path={}/protected/../secret.txt", dir.path().display()),
+        format!(
+            "/sendfile?path={}/protected/../secret.txt",
+            dir.path().display()
+        ),
     ] {
         let resp = client().get(server.url(&path)).send().unwrap();
         assert_eq!(resp.status(), 404, "{path}");
         let body = resp.text().unwrap();
-        assert!(!body.contains("do not serve") && !body.contains("app's body"), "{path}: {body}");
+        assert!(
+            !body.contains("do not serve") && !body.contains("app's body"),
+            "{path}: {body}"
+        );
     }
     server.wait_for_log("no static mount serves", Duration::from_secs(5));
 }

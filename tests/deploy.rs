@@ -347,7 +347,10 @@ fn systemd_units_verify() {
     // The venv's ferricorn: it runs the workers on the python beside it.
     let exec = "ExecStart=/srv/mysite/.venv/bin/ferricorn -c /etc/ferricorn/ferricorn.toml";
     assert!(unit.lines().any(|l| l == exec), "no `{exec}` line");
-    assert!(unit.lines().any(|l| l == "Type=notify"), "ferricorn says READY=1");
+    assert!(
+        unit.lines().any(|l| l == "Type=notify"),
+        "ferricorn says READY=1"
+    );
     // `verify` wants ExecStart's binary to exist: point it at the one just built.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("ferricorn.service");

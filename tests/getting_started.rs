@@ -127,6 +127,16 @@ fn poll(server: &Server, path: &str, ok: impl Fn(u16, &str) -> bool) -> String {
     }
 }
 
+/// The hashed name `collectstatic` gave `name`, from staticfiles/staticfiles.json.
+fn manifest_name(project: &Path, name: &str) -> String {
+    let manifest = std::fs::read_to_string(project.join("staticfiles/staticfiles.json"))
+        .expect("ManifestStaticFilesStorage wrote staticfiles.json");
+    let json: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    let hashed = json["paths"][name].as_str().unwrap().to_string();
+    assert_ne!(hashed, name);
+    hashed
+}
+
 #[test]
 fn readme_django_getting_started() {
     let tmp = tempfile::tempdir().unwrap();
@@ -162,6 +172,14 @@ fn readme_django_getting_started() {
         let css = get(&server, "/static/admin/css/base.css");
         assert_eq!(css.status(), 200);
         assert_eq!(header(&css, "cache-control"), Some("public, max-age=3600"));
+        // The manifest's hashed copy never revalidates (immutable = "manifest").
+        let hashed = manifest_name(&project, "admin/css/base.css");
+        let css = get(&server, &format!("/static/{hashed}"));
+        assert_eq!(css.status(), 200);
+        assert_eq!(
+            header(&css, "cache-control"),
+            Some("max-age=31536000, public, immutable")
+        );
         assert_eq!(get(&server, "/admin/login/").status(), 200);
     }
 

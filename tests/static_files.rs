@@ -359,3 +359,76 @@ fn a_changed_file_is_served_fresh_within_a_second() {
     }
     assert!(changed.elapsed() < Duration::from_millis(1500));
 }
+
+/// `immutable = "manifest"` follows Django's staticfiles.json, re-read when it
+/// changes; `"pattern"` spots a hex hash in the name; `headers` go on 200/206/304.
+#[test]
+fn immutable_files_and_extra_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stat, assets) = (dir.path().join("static"), dir.path().join("assets"));
+    write(&stat, "site.css", b"body{}");
+    write(&stat, "site.0123456789ab.css", b"body{}");
+    write(&stat, "site.ba9876543210.css", b"body{color:red}");
+    let manifest = stat.join("staticfiles.json");
+    write(
+        &stat,
+        "staticfiles.json",
+        br#"{"paths": {"site.css": "site.0123456789ab.css"}, "version": "1.1"}"#,
+    );
+    write(&assets, "app.3f2a9c1b.js", b"x()");
+    write(&assets, "app.js", b"x()");
+    let conf = dir.path().join("f.toml");
+    let toml = format!(
+        "[static_cache]\nrevalidate_ms = 100\n\n\
+         [[static]]\nurl = \"/static/\"\ndir = {:?}\ncache_control = \"public, max-age=60\"\nimmutable = \"manifest\"\n\n\
+         [[static]]\nurl = \"/assets/\"\ndir = {:?}\nimmutable = \"pattern\"\nheaders = {{ \"Access-Control-Allow-Origin\" = \"*\" }}\n",
+        stat.display().to_string(),
+        assets.display().to_string()
+    );
+    std::fs::write(&conf, toml).unwrap();
+    let s = Server::start(["-c", conf.to_str().unwrap()]);
+    let year = "max-age=31536000, public, immutable";
+    let cc = |path: &str| h(&get(&s, path, &[]), "cache-control");
+    assert_eq!(cc("/static/site.0123456789ab.css"), year);
+    assert_eq!(cc("/static/site.css"), "public, max-age=60");
+    assert_eq!(
+        cc("/static/site.ba9876543210.css"),
+        "public, max-age=60",
+        "not in the manifest"
+    );
+    // A new collectstatic: the manifest changes, and is read again.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(
+        &manifest,
+        br#"{"paths": {"site.css": "site.ba9876543210.css"}}"#,
+    )
+    .unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&manifest)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cc("/static/site.ba9876543210.css") != year {
+        assert!(Instant::now() < deadline, "the new manifest was not read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cc("/static/site.0123456789ab.css"), "public, max-age=60");
+
+    let hashed = get(&s, "/assets/app.3f2a9c1b.js", &[]);
+    assert_eq!(h(&hashed, "cache-control"), year);
+    assert_eq!(h(&hashed, "access-control-allow-origin"), "*");
+    let plain = get(&s, "/assets/app.js", &[("range", "bytes=0-0")]);
+    assert_eq!(plain.status(), 206);
+    assert_eq!(h(&plain, "cache-control"), "");
+    assert_eq!(h(&plain, "access-control-allow-origin"), "*");
+    let etag = h(&plain, "etag");
+    let not_modified = get(&s, "/assets/app.js", &[("if-none-match", &etag)]);
+    assert_eq!(not_modified.status(), 304);
+    assert_eq!(h(&not_modified, "access-control-allow-origin"), "*");
+    let missing = get(&s, "/assets/nope.js", &[]);
+    assert_eq!(missing.status(), 404);
+    assert_eq!(h(&missing, "access-control-allow-origin"), "");
+}

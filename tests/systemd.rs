@@ -51,7 +51,8 @@ fn notify_says_ready_reloading_ready_and_stopping() {
     wait_state(&sock, "READY=1", &mut seen);
     server.wait_for_log("reload complete", Duration::from_secs(5));
     assert!(
-        seen.iter().any(|s| s.contains("STATUS=2 worker(s) serving")),
+        seen.iter()
+            .any(|s| s.contains("STATUS=2 worker(s) serving")),
         "{seen:?}"
     );
     kill(server.pid(), "TERM");
@@ -71,9 +72,7 @@ fn activated(socket: OwnedFd, args: &[&str]) -> Server {
     ];
     all.extend(args.iter().map(|a| a.to_string()));
     all.push("sup_app:app".into());
-    Launch::program("sh", all)
-        .stdin(socket)
-        .start()
+    Launch::program("sh", all).stdin(socket).start()
 }
 
 #[test]
@@ -98,10 +97,23 @@ fn a_unix_socket_systemd_passed_is_named_by_fd_3() {
     let path = dir.path().join("web.sock");
     let listener = UnixListener::bind(&path).unwrap();
     // fd://3 is systemd's socket; the TCP bind beside it is bound as usual.
-    let mut server = activated(listener.into(), &["-w", "1", "-b", "fd://3", "-b", "127.0.0.1:0"]);
-    server.wait_for_log(&format!("Listening at: unix:{}", path.display()), Duration::from_secs(5));
+    let mut server = activated(
+        listener.into(),
+        &["-w", "1", "-b", "fd://3", "-b", "127.0.0.1:0"],
+    );
+    server.wait_for_log(
+        &format!("Listening at: unix:{}", path.display()),
+        Duration::from_secs(5),
+    );
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
         .arg(&path)
         .arg("http://localhost/pid")
         .output()
@@ -115,7 +127,13 @@ fn a_unix_socket_systemd_passed_is_named_by_fd_3() {
 
 #[test]
 fn fd_binds_without_socket_activation_are_an_error() {
-    let out = common::run(["-b", "fd://3", "--chdir", apps_dir().to_str().unwrap(), "sup_app:app"]);
+    let out = common::run([
+        "-b",
+        "fd://3",
+        "--chdir",
+        apps_dir().to_str().unwrap(),
+        "sup_app:app",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("fd://3"), "{err}");

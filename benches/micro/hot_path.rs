@@ -195,6 +195,8 @@ fn bench_static(c: &mut Criterion) {
         fallthrough: false,
         dotfiles: false,
         internal: false,
+        immutable: None,
+        headers: Vec::new(),
     };
     // The defaults of [static_cache].
     let cache = FileCache {

@@ -116,6 +116,11 @@ pub struct StaticSection {
     pub fallthrough: Option<bool>,
     pub dotfiles: Option<bool>,
     pub internal: Option<bool>,
+    /// `"manifest"` (Django's staticfiles.json) or `"pattern"` (a hash in the name).
+    pub immutable: Option<String>,
+    /// Headers added to 200, 206 and 304 answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -248,6 +253,8 @@ impl StaticSection {
             fallthrough: None,
             dotfiles: None,
             internal: None,
+            immutable: None,
+            headers: None,
         }
     }
 

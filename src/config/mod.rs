@@ -40,6 +40,20 @@ pub struct StaticMount {
     /// Reachable only through an app's `X-Accel-Redirect` / `X-Sendfile` (nginx's
     /// `internal`): a client asking for it directly gets 404.
     pub internal: bool,
+    /// Which files get `Cache-Control: max-age=31536000, public, immutable`.
+    pub immutable: Option<ImmutableFiles>,
+    /// Added to 200, 206 and 304 answers (validated header names and values).
+    pub headers: Vec<(String, String)>,
+}
+
+/// `[[static]] immutable`: how a file whose name never changes its content is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImmutableFiles {
+    /// The hashed names of Django's `staticfiles.json` in the mount's directory
+    /// (ManifestStaticFilesStorage), re-read when it changes.
+    Manifest,
+    /// A name with a segment of 8 or more hex digits: `app.3f2a9c1b.js`.
+    Pattern,
 }
 
 /// The open-file cache for static mounts (nginx's `open_file_cache`).
@@ -436,6 +450,34 @@ fn validate_app(app: &str) -> Result<(), ConfigError> {
     }
 }
 
+fn immutable_files(mode: Option<&str>) -> Result<Option<ImmutableFiles>, ConfigError> {
+    match mode {
+        None => Ok(None),
+        Some("manifest") => Ok(Some(ImmutableFiles::Manifest)),
+        Some("pattern") => Ok(Some(ImmutableFiles::Pattern)),
+        Some(other) => Err(ConfigError::invalid(format!(
+            "[[static]] immutable = {other:?}: expected \"manifest\" or \"pattern\""
+        ))),
+    }
+}
+
+fn static_headers(
+    headers: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in headers.into_iter().flatten() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            return Err(ConfigError::invalid(format!(
+                "[[static]] headers: {name:?} = {value:?} is not a valid header"
+            )));
+        }
+        out.push((name.clone(), value.clone()));
+    }
+    Ok(out)
+}
+
 fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
     let (url, dir, cache_control) = (&s.url, s.dir.clone(), s.cache_control.clone());
     if !url.starts_with('/') {
@@ -475,6 +517,8 @@ fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
         fallthrough: given(&s.fallthrough),
         dotfiles: given(&s.dotfiles),
         internal: given(&s.internal),
+        immutable: immutable_files(s.immutable.as_deref())?,
+        headers: static_headers(s.headers.as_ref())?,
     })
 }
 

@@ -40,7 +40,11 @@ pub async fn follow(statics: &StaticFiles, mut resp: Response<Body>) -> Response
     let mut file = match target {
         Some((mount, uri)) => statics.serve(mount, &file_request(&asked, uri)).await,
         None => {
-            tracing::warn!(field, target = value, "the app asked for a file no static mount serves");
+            tracing::warn!(
+                field,
+                target = value,
+                "the app asked for a file no static mount serves"
+            );
             respond::error_response(Failure::NotFound)
         }
     };

@@ -12,7 +12,10 @@ pub(super) struct Bound {
     pub(super) tls: Option<Arc<Tls>>,
 }
 
-pub(super) fn bind(settings: &Settings, inherited: systemd::Inherited) -> Result<Bound, MasterError> {
+pub(super) fn bind(
+    settings: &Settings,
+    inherited: systemd::Inherited,
+) -> Result<Bound, MasterError> {
     let tls = match &settings.tls {
         Some((cert, key)) => Some(Tls::load(cert, key)?),
         None => None,
@@ -251,8 +254,12 @@ pub(super) fn bind_all(
         );
         for i in 0..inherited.len() as i32 {
             let fd = systemd::FIRST_FD + i;
-            if let Some(socket) = inherited.take_fd(fd).map_err(bind_error(&format!("fd://{fd}")))? {
-                listeners.push(Listener::inherited(socket).map_err(bind_error(&format!("fd://{fd}")))?);
+            if let Some(socket) = inherited
+                .take_fd(fd)
+                .map_err(bind_error(&format!("fd://{fd}")))?
+            {
+                listeners
+                    .push(Listener::inherited(socket).map_err(bind_error(&format!("fd://{fd}")))?);
             }
         }
         return Ok(listeners);

@@ -17,6 +17,7 @@
 mod backend;
 mod cache;
 mod headers;
+mod immutable;
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -31,6 +32,7 @@ use crate::respond::{self, Body, Failure};
 use backend::ContainedBackend;
 use cache::{Entry, OpenFileCache, Resolved};
 use headers::Encoding;
+use immutable::Immutable;
 
 /// All static mounts and their shared open-file cache.
 pub struct StaticFiles {
@@ -49,6 +51,10 @@ struct Mount {
     /// Canonical: every served file's canonical path must start with it.
     root: PathBuf,
     cache_control: Option<HeaderValue>,
+    /// Files that get a year's `immutable` caching instead of `cache_control`.
+    immutable: Option<Immutable>,
+    /// `[[static]] headers`, added to 200, 206 and 304.
+    headers: Vec<(header::HeaderName, HeaderValue)>,
     serve_dir: ServeDir<DefaultServeDirFallback, ContainedBackend>,
 }
 
@@ -104,11 +110,15 @@ struct Target {
 }
 
 impl StaticFiles {
-    pub fn new(mounts: &[StaticMount], cache: &FileCache, dev_mode: bool) -> std::io::Result<Self> {
-        let cache = Arc::new(OpenFileCache::new(cache, dev_mode));
+    pub fn new(
+        mounts: &[StaticMount],
+        cache_settings: &FileCache,
+        dev_mode: bool,
+    ) -> std::io::Result<Self> {
+        let cache = Arc::new(OpenFileCache::new(cache_settings, dev_mode));
         let mut built = mounts
             .iter()
-            .map(|m| Mount::new(m, cache.clone()))
+            .map(|m| Mount::new(m, cache.clone(), cache_settings.revalidate))
             .collect::<std::io::Result<Vec<_>>>()?;
         built.sort_by_key(|m| std::cmp::Reverse(m.config.url.len()));
         Ok(StaticFiles {
@@ -148,9 +158,12 @@ impl StaticFiles {
     pub fn sendfile_target(&self, value: &str) -> Option<(MountId, http::Uri)> {
         let path = std::path::Path::new(value);
         let plain = path.is_absolute()
-            && path
-                .components()
-                .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            && path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
         if !plain {
             return None;
         }
@@ -163,7 +176,9 @@ impl StaticFiles {
                 .iter()
                 .map(|part| utf8_percent_encode(&part.to_string_lossy(), PATH_SEGMENT).to_string())
                 .collect();
-            let uri = format!("{}{}", m.config.url, encoded.join("/")).parse().ok()?;
+            let uri = format!("{}{}", m.config.url, encoded.join("/"))
+                .parse()
+                .ok()?;
             Some((MountId(i), uri))
         })
     }
@@ -181,19 +196,21 @@ impl StaticFiles {
     /// Serves a request for that mount. Needs only the head of the request.
     pub async fn serve(&self, id: MountId, req: &Parts) -> Response<Body> {
         let mount = &self.mounts[id.0];
-        let response = match mount.decide(req) {
-            Decision::MethodNotAllowed => method_not_allowed(),
-            Decision::AddSlash(location) => redirect(StatusCode::MOVED_PERMANENTLY, &location),
+        let (response, target) = match mount.decide(req) {
+            Decision::MethodNotAllowed => (method_not_allowed(), None),
+            Decision::AddSlash(location) => {
+                (redirect(StatusCode::MOVED_PERMANENTLY, &location), None)
+            }
             Decision::Refused(why) => {
                 tracing::debug!(path = req.uri.path(), %why, "static path refused");
-                respond::error_response(Failure::NotFound)
+                (respond::error_response(Failure::NotFound), None)
             }
             Decision::Serve(target) => match self.fast_path(mount, &target, req) {
-                Some(response) => response,
-                None => mount.via_serve_dir(&target, req).await,
+                Some(response) => (response, Some(target)),
+                None => (mount.via_serve_dir(&target, req).await, Some(target)),
             },
         };
-        self.finish(mount, response)
+        self.finish(mount, response, target.as_ref())
     }
 
     /// Answers from the cache when everything the answer depends on is in it and fresh;
@@ -240,7 +257,12 @@ impl StaticFiles {
 
     /// What every static response gets on its way out: our error pages, the charset,
     /// and Cache-Control on success and 304 only.
-    fn finish(&self, mount: &Mount, mut response: Response<Body>) -> Response<Body> {
+    fn finish(
+        &self,
+        mount: &Mount,
+        mut response: Response<Body>,
+        target: Option<&Target>,
+    ) -> Response<Body> {
         let status = response.status();
         if status == StatusCode::NOT_FOUND && !response.headers().contains_key(header::CONTENT_TYPE)
         {
@@ -257,11 +279,16 @@ impl StaticFiles {
         if cacheable {
             let value = if self.dev_mode {
                 Some(HeaderValue::from_static("no-cache"))
+            } else if target.is_some_and(|t| mount.is_immutable(t)) {
+                Some(immutable::IMMUTABLE)
             } else {
                 mount.cache_control.clone()
             };
             if let Some(value) = value {
                 response.headers_mut().insert(header::CACHE_CONTROL, value);
+            }
+            for (name, value) in &mount.headers {
+                response.headers_mut().insert(name.clone(), value.clone());
             }
         }
         if status == StatusCode::NOT_MODIFIED && mount.config.precompressed {
@@ -275,7 +302,11 @@ impl StaticFiles {
 }
 
 impl Mount {
-    fn new(config: &StaticMount, cache: Arc<OpenFileCache>) -> std::io::Result<Self> {
+    fn new(
+        config: &StaticMount,
+        cache: Arc<OpenFileCache>,
+        revalidate: std::time::Duration,
+    ) -> std::io::Result<Self> {
         let root = std::fs::canonicalize(&config.dir)?;
         let backend = ContainedBackend::new(root.clone(), config.dotfiles, cache);
         let mut serve_dir = ServeDir::with_backend(&root, backend)
@@ -289,12 +320,37 @@ impl Mount {
             Some(cc) => Some(HeaderValue::from_str(cc).map_err(std::io::Error::other)?),
             None => None,
         };
+        let headers = config
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                Ok((
+                    n.parse().map_err(std::io::Error::other)?,
+                    v.parse().map_err(std::io::Error::other)?,
+                ))
+            })
+            .collect::<std::io::Result<_>>()?;
         Ok(Mount {
+            immutable: config
+                .immutable
+                .map(|mode| Immutable::new(mode, &root, revalidate)),
             config: config.clone(),
             root,
             cache_control,
+            headers,
             serve_dir,
         })
+    }
+
+    /// Whether the file `target` names never changes under its name.
+    fn is_immutable(&self, target: &Target) -> bool {
+        let Some(policy) = &self.immutable else {
+            return false;
+        };
+        target
+            .fs_path
+            .strip_prefix(&self.root)
+            .is_ok_and(|rel| policy.covers(rel))
     }
 
     fn bare_prefix(&self) -> &str {

@@ -61,6 +61,8 @@ fn mount(dir: &Path) -> StaticMount {
         fallthrough: false,
         dotfiles: false,
         internal: false,
+        immutable: None,
+        headers: Vec::new(),
     }
 }
 

@@ -45,7 +45,7 @@ pub struct Cli {
     #[arg(long = "graceful-timeout", help = with_default("Seconds given to in-flight requests on stop or reload.", defaults::GRACEFUL_TIMEOUT_S))]
     pub graceful_timeout: Option<u64>,
 
-    /// Threads of the front (accepting, parsing, proxying, static files). [default: CPU cores]
+    /// Threads of the front (accepting, parsing, proxying, static files). [default: half the CPU cores, at least 1]
     #[arg(long = "front-threads")]
     pub front_threads: Option<usize>,
 

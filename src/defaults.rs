@@ -96,8 +96,9 @@ pub fn workers() -> usize {
 }
 
 /// `[server] front_threads`, `--front-threads`: half the cores, at least one. The
-/// workers need the other half: on 2 cores one front thread served Django 7% and hello
-/// world 5% faster than two (benches/README.md, "Front threads by default").
+/// workers need the other half: on 2 cores one front thread served the Django view 6%
+/// faster than two, with less CPU per request (benches/README.md, "Front threads by
+/// default").
 pub fn front_threads() -> usize {
     (cpu_count() / 2).max(1)
 }

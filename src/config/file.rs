@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub workers: WorkersSection,
     #[serde(default, rename = "static", skip_serializing_if = "Vec::is_empty")]
     pub statics: Vec<StaticSection>,
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteSection>,
     #[serde(default)]
     pub static_cache: StaticCacheSection,
     #[serde(default)]
@@ -121,6 +123,21 @@ pub struct StaticSection {
     /// Headers added to 200, 206 and 304 answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `[[route]]`: settings for the requests under one URL prefix.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub prefix: String,
+    /// Seconds a worker may stay silent on such a request (0: no limit).
+    pub timeout: Option<u64>,
+    #[serde(default, deserialize_with = "byte_size")]
+    pub max_body_size: Option<u64>,
+    /// `"10/s"` or `"30/m"`, per client address.
+    pub rate: Option<String>,
+    /// Requests over the rate let through at once (nginx's `burst`).
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -46,6 +46,25 @@ pub struct StaticMount {
     pub headers: Vec<(String, String)>,
 }
 
+/// `[[route]]`: what changes for the requests under `prefix` (the longest
+/// matching prefix wins; unset keys keep the global settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteOverride {
+    /// Starts with '/'.
+    pub prefix: String,
+    /// A worker's silence limit on these requests; `Duration::ZERO`: none.
+    pub timeout: Option<Duration>,
+    pub max_body_size: Option<u64>,
+    pub rate: Option<Rate>,
+}
+
+/// Requests per second allowed per client address, plus `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
 /// `[[static]] immutable`: how a file whose name never changes its content is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImmutableFiles {
@@ -151,6 +170,8 @@ pub struct Settings {
     pub python: PythonSettings,
     pub workers: WorkerSettings,
     pub statics: Vec<StaticMount>,
+    /// `[[route]]` overrides, longest prefix first.
+    pub routes: Vec<RouteOverride>,
     pub static_cache: FileCache,
     pub limits: Limits,
     /// Peers whose X-Forwarded-* / Forwarded headers are believed.
@@ -210,6 +231,7 @@ impl Settings {
             .iter()
             .map(static_mount)
             .collect::<Result<Vec<_>, _>>()?;
+        let routes = routes(&f.routes)?;
         let (log_level, log_format, access_log_format) = log(&f.log)?;
         let server = &f.server;
         let settings = Settings {
@@ -229,6 +251,7 @@ impl Settings {
             python,
             workers: workers(&f.workers)?,
             statics,
+            routes,
             static_cache: static_cache(&f.static_cache),
             limits: limits(&f.limits),
             forwarded_allow_ips: given(&f.proxy.forwarded_allow_ips)
@@ -448,6 +471,63 @@ fn validate_app(app: &str) -> Result<(), ConfigError> {
             "app {app:?}: expected MODULE:CALLABLE, e.g. mysite.wsgi:application"
         ))),
     }
+}
+
+/// `[[route]]`s, validated, longest prefix first.
+fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigError> {
+    let mut out = Vec::new();
+    for r in sections {
+        if !r.prefix.starts_with('/') {
+            return Err(ConfigError::invalid(format!(
+                "[[route]] prefix {:?} must start with '/'",
+                r.prefix
+            )));
+        }
+        if out.iter().any(|o: &RouteOverride| o.prefix == r.prefix) {
+            return Err(ConfigError::invalid(format!(
+                "[[route]] prefix {:?} appears twice",
+                r.prefix
+            )));
+        }
+        let rate = match &r.rate {
+            Some(text) => Some(parse_rate(text, r.burst.unwrap_or(0))?),
+            None if r.burst.is_some() => {
+                return Err(ConfigError::invalid(format!(
+                    "[[route]] {:?}: burst needs a rate",
+                    r.prefix
+                )))
+            }
+            None => None,
+        };
+        out.push(RouteOverride {
+            prefix: r.prefix.clone(),
+            timeout: r.timeout.map(Duration::from_secs),
+            max_body_size: r.max_body_size,
+            rate,
+        });
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(out)
+}
+
+/// `"10/s"` or `"30/m"` (nginx's `r/s`, `r/m`), more than zero.
+fn parse_rate(text: &str, burst: u32) -> Result<Rate, ConfigError> {
+    let bad = || {
+        ConfigError::invalid(format!(
+            "[[route]] rate {text:?}: expected requests per second or minute, e.g. \"10/s\" or \"30/m\""
+        ))
+    };
+    let (n, unit) = text.split_once('/').ok_or_else(bad)?;
+    let n: f64 = n.trim().parse().map_err(|_| bad())?;
+    let per_second = match unit.trim() {
+        "s" => n,
+        "m" => n / 60.0,
+        _ => return Err(bad()),
+    };
+    if !(per_second > 0.0 && per_second.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Rate { per_second, burst })
 }
 
 fn immutable_files(mode: Option<&str>) -> Result<Option<ImmutableFiles>, ConfigError> {

@@ -31,6 +31,9 @@ struct Stream {
     tx: response_spool::Sender,
     /// Last time the worker sent anything on this stream (or when it was sent).
     last_activity: Instant,
+    /// A `[[route]]` timeout for this request (`Duration::ZERO`: none), instead of
+    /// the worker timeout.
+    timeout: Option<Duration>,
 }
 
 pub struct WorkerConn {
@@ -148,6 +151,7 @@ impl WorkerConn {
         lease: Lease,
         head: RequestHead,
         response_memory: usize,
+        timeout: Option<Duration>,
     ) -> (u32, response_spool::Receiver) {
         let stream = self
             .next_stream
@@ -161,6 +165,7 @@ impl WorkerConn {
             Stream {
                 tx,
                 last_activity: Instant::now(),
+                timeout,
             },
         );
         self.claims.offer(stream);
@@ -222,14 +227,19 @@ impl WorkerConn {
         );
     }
 
-    /// Streams on which the worker has been silent for longer than `limit`.
-    pub fn silent_streams(&self, limit: Duration) -> Vec<u32> {
+    /// Streams on which the worker has been silent for longer than their limit: the
+    /// route's, else `default` (`None`, or a zero limit: never).
+    pub fn silent_streams(&self, default: Option<Duration>) -> Vec<u32> {
         let now = Instant::now();
         self.streams
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, s)| now.duration_since(s.last_activity) > limit)
+            .filter(|(_, s)| {
+                s.timeout
+                    .or(default)
+                    .is_some_and(|l| !l.is_zero() && now.duration_since(s.last_activity) > l)
+            })
             .map(|(id, _)| *id)
             .collect()
     }

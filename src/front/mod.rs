@@ -8,6 +8,7 @@
 
 mod accel;
 mod compression;
+pub mod limits;
 
 use crate::conn_watch::Activity;
 use crate::net::ConnInfo;
@@ -37,6 +38,8 @@ pub struct Front {
     access_log: Option<Arc<AccessLog>>,
     compression: AppCompression,
     request_ids: RequestIds,
+    /// `[[route]]` overrides and rate limits.
+    limits: limits::RouteLimits,
 }
 
 /// Request ids: 12 hex digits of a per-process random prefix (one per front thread)
@@ -81,6 +84,7 @@ impl Front {
         metrics: Arc<Metrics>,
         access_log: Option<Arc<AccessLog>>,
         compression: AppCompression,
+        limits: limits::RouteLimits,
     ) -> Self {
         Front {
             statics,
@@ -89,6 +93,7 @@ impl Front {
             access_log,
             compression,
             request_ids: RequestIds::new(),
+            limits,
         }
     }
 
@@ -238,10 +243,20 @@ impl Front {
 
     async fn route(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &ConnInfo,
         stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
+        if !self.limits.is_empty() {
+            let client = self.client_ip(&req, conn);
+            match self.limits.check(req.uri().path(), client) {
+                Ok(Some(overrides)) => {
+                    req.extensions_mut().insert(overrides);
+                }
+                Ok(None) => {}
+                Err(wait) => return (RouteKind::Other, limits::too_many_requests(wait)),
+            }
+        }
         match router::route(&self.statics, self.proxy.is_some(), req.uri().path()) {
             Route::Static(id) => {
                 let (parts, body) = req.into_parts();
@@ -267,6 +282,18 @@ impl Front {
             },
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
         }
+    }
+}
+
+impl Front {
+    /// The client's address for rate limits: a trusted proxy's word, else the peer
+    /// (unspecified over a Unix socket).
+    fn client_ip(&self, req: &Request<Incoming>, conn: &ConnInfo) -> std::net::IpAddr {
+        self.proxy
+            .as_ref()
+            .and_then(|p| p.client_addr(req.headers(), conn))
+            .or(conn.peer.map(|p| p.ip()))
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 }
 

@@ -198,6 +198,7 @@ async fn run(
         ops.metrics.clone(),
         ops.access_log.clone(),
         AppCompression(settings.compression),
+        crate::front::limits::RouteLimits::new(&settings.routes),
     ));
     ops.serve_admin(&front, settings.app.is_some());
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);

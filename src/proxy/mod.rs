@@ -112,12 +112,15 @@ impl Proxy {
                 tracing::debug!(error = %e, "refused forwarding headers");
                 Failure::BadRequest
             })?;
+        let max_body_size = overrides(parts)
+            .max_body_size
+            .unwrap_or(self.limits.max_body_size);
         let declared = declared_length(&parts.headers);
-        if declared.is_some_and(|n| n > self.limits.max_body_size) {
+        if declared.is_some_and(|n| n > max_body_size) {
             return Err(Failure::PayloadTooLarge);
         }
         let reading = spool::Reading {
-            max: self.limits.max_body_size,
+            max: max_body_size,
             memory_limit: self.limits.body_buffer_size,
             pause_limit: self.limits.body_timeout,
             budget: &self.body_budget,
@@ -153,8 +156,9 @@ impl Proxy {
             let lease = self.dispatcher.acquire(ahead, again).await?;
             let worker = lease.conn().clone();
             let sent_at = std::time::Instant::now();
+            let timeout = overrides(&parts).timeout;
             let (stream, mut rx) =
-                worker.start_request(lease, head, self.limits.response_buffer_size);
+                worker.start_request(lease, head, self.limits.response_buffer_size, timeout);
             // Armed before the body goes: a client gone mid-way ends the stream too.
             let mut guard = AbortOnDrop {
                 worker: Some(worker.clone()),
@@ -201,6 +205,15 @@ impl Proxy {
             }
         }
     }
+}
+
+/// What a `[[route]]` changes for one request (`front::limits`), carried in the
+/// request's extensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub max_body_size: Option<u64>,
+    /// The worker's silence limit; `Duration::ZERO`: none.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// The app answered with `X-Accel-Redirect` or `X-Sendfile` (the header names a
@@ -298,6 +311,14 @@ pub fn request_head(
         content_length: body_len,
         headers,
     }
+}
+
+fn overrides(parts: &http::request::Parts) -> Overrides {
+    parts
+        .extensions
+        .get::<Overrides>()
+        .copied()
+        .unwrap_or_default()
 }
 
 /// The authority of an absolute-form target (HTTP/1) or of `:authority` (HTTP/2),

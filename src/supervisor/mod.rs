@@ -510,11 +510,9 @@ impl Supervisor {
                     w.state = WorkerState::Stopping;
                 }
                 WorkerState::Serving | WorkerState::Draining => {
-                    if let Some(limit) = timeout {
-                        let silent = w.conn.silent_streams(limit);
-                        if !silent.is_empty() {
-                            timed_out.push((*pid, silent));
-                        }
+                    let silent = w.conn.silent_streams(timeout);
+                    if !silent.is_empty() {
+                        timed_out.push((*pid, silent));
                     }
                 }
                 _ => {}

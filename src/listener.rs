@@ -27,6 +27,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener};
 use tokio_util::sync::CancellationToken;
 
+/// Set while a new master (binary upgrade, USR2) listens on our sockets too: a Unix
+/// socket's path must then stay when this master stops.
+static HANDED_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_handed_over(yes: bool) {
+    HANDED_OVER.store(yes, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub enum Listener {
     Tcp(TcpListener),
     /// The path is removed at exit when `ours` (not for a socket systemd passed).
@@ -99,6 +107,15 @@ impl Listener {
                     ours: false,
                 })
             }
+        }
+    }
+
+    /// The listening socket's fd, for a binary upgrade's new master.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix { listener, .. } => listener.as_raw_fd(),
         }
     }
 
@@ -208,7 +225,9 @@ pub async fn accept_loop(
         path, ours: true, ..
     } = &listener
     {
-        let _ = std::fs::remove_file(path);
+        if !HANDED_OVER.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub enum Command {
     RemoveWorker,
     /// USR1: reopen log files.
     ReopenLogs,
+    /// USR2: start the binary on disk as a new master on our sockets (upgrade).
+    Upgrade,
 }
 
 const TABLE: &[(i32, Command)] = &[
@@ -31,6 +33,7 @@ const TABLE: &[(i32, Command)] = &[
     (libc::SIGTTIN, Command::AddWorker),
     (libc::SIGTTOU, Command::RemoveWorker),
     (libc::SIGUSR1, Command::ReopenLogs),
+    (libc::SIGUSR2, Command::Upgrade),
 ];
 
 /// Installs the handlers now and forwards each delivery as a Command.

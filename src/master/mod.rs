@@ -7,6 +7,7 @@
 
 mod serve;
 mod start;
+mod upgrade;
 
 use crate::admin::{self, AdminState};
 use crate::cli::Cli;
@@ -171,6 +172,8 @@ async fn run(
     if settings.check_config {
         return check_config(&settings).await;
     }
+    let mut inherited = inherited;
+    let inherited_admin = upgrade::inherited_admin(&mut inherited);
     let bound = bind(&settings, inherited)?;
     let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
@@ -182,7 +185,7 @@ async fn run(
         }
         _ => None,
     };
-    let mut ops = Operations::start(&settings).await?;
+    let mut ops = Operations::start(&settings, inherited_admin).await?;
     let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
         .map_err(MasterError::Static)?;
     let (pool, proxy, _runtime_dir) = match &settings.app {
@@ -201,10 +204,13 @@ async fn run(
         crate::front::limits::RouteLimits::new(&settings.routes),
     ));
     ops.serve_admin(&front, settings.app.is_some());
+    let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
     let running = Running {
         cli: &cli,
+        listener_fds: &listener_fds,
+        admin_fd: ops.admin_fd,
         pool: &pool,
         tls: &bound.tls,
         error_log: &error_log,

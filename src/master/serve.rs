@@ -79,6 +79,8 @@ pub(super) fn announce_ready(
         "READY=1\nSTATUS=Ready: {workers} worker(s), {}",
         urls.join(", ")
     ));
+    // A binary upgrade's new master: the old one may drain now.
+    super::upgrade::take_over();
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // After the queued log lines, "Ready" among them.
         error_log.flush(Duration::from_secs(1));
@@ -89,6 +91,9 @@ pub(super) fn announce_ready(
 /// What the signals act on while the server runs.
 pub(super) struct Running<'a> {
     pub(super) cli: &'a Cli,
+    /// The listening sockets, for a binary upgrade's new master (USR2).
+    pub(super) listener_fds: &'a [std::os::fd::RawFd],
+    pub(super) admin_fd: Option<std::os::fd::RawFd>,
     pub(super) pool: &'a Option<Pool>,
     pub(super) tls: &'a Option<Arc<Tls>>,
     pub(super) error_log: &'a ErrorLog,
@@ -130,6 +135,10 @@ impl Running<'_> {
                 Some(Command::AddWorker) => send(self.pool, supervisor::Command::AddWorker),
                 Some(Command::RemoveWorker) => send(self.pool, supervisor::Command::RemoveWorker),
                 Some(Command::ReopenLogs) => self.reopen_logs(),
+                Some(Command::Upgrade) => {
+                    tracing::info!("Received USR2: binary upgrade");
+                    super::upgrade::start_new_master(self.listener_fds, self.admin_fd);
+                }
             }
         }
     }

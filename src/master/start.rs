@@ -36,16 +36,24 @@ pub(super) struct Operations {
     pub(super) metrics: Arc<Metrics>,
     pub(super) phase: watch::Sender<Phase>,
     pub(super) admin_listener: Option<tokio::net::TcpListener>,
+    /// Its fd, for a binary upgrade's new master.
+    pub(super) admin_fd: Option<std::os::fd::RawFd>,
     pub(super) access_log: Option<Arc<AccessLog>>,
     pub(super) _pidfile: Option<PidFile>,
 }
 
 impl Operations {
-    pub(super) async fn start(settings: &Settings) -> Result<Operations, MasterError> {
-        let admin_listener = match settings.admin_bind {
-            Some(addr) => Some(bind_admin(addr).await?),
-            None => None,
+    /// `inherited_admin`: the admin socket an upgrading master handed over.
+    pub(super) async fn start(
+        settings: &Settings,
+        inherited_admin: Option<std::net::TcpListener>,
+    ) -> Result<Operations, MasterError> {
+        let admin_listener = match (settings.admin_bind, inherited_admin) {
+            (Some(addr), Some(l)) => Some(adopt_admin(addr, l)?),
+            (Some(addr), None) => Some(bind_admin(addr).await?),
+            (None, _) => None,
         };
+        let admin_fd = admin_listener.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let access_log = match &settings.access_logfile {
             Some(target) => Some(
                 AccessLog::start(target, settings.access_log_format.clone()).map_err(|source| {
@@ -65,6 +73,7 @@ impl Operations {
             metrics: Arc::new(Metrics::new(settings.front_threads)),
             phase: watch::channel(Phase::Starting).0,
             admin_listener,
+            admin_fd,
             access_log: access_log.map(Arc::new),
             _pidfile: pidfile,
         })
@@ -127,8 +136,12 @@ impl PidFile {
 }
 
 impl Drop for PidFile {
+    /// Only while it is still ours: after a binary upgrade it names the new master.
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let ours = format!("{}\n", std::process::id());
+        if std::fs::read_to_string(&self.0).is_ok_and(|c| c == ours) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
 
@@ -220,6 +233,20 @@ pub(super) async fn check_interpreter(
         "Python interpreter"
     );
     Ok(Some(found))
+}
+
+fn adopt_admin(
+    addr: std::net::SocketAddr,
+    l: std::net::TcpListener,
+) -> Result<tokio::net::TcpListener, MasterError> {
+    let adopt = || {
+        l.set_nonblocking(true)?;
+        tokio::net::TcpListener::from_std(l)
+    };
+    adopt().map_err(|source| MasterError::AdminBind {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 pub(super) async fn bind_admin(

@@ -1,0 +1,120 @@
+//! Binary upgrade on USR2, as nginx and gunicorn do it: the master starts the
+//! binary now on disk (a new version, say) with the same arguments, handing it its
+//! listening sockets as socket activation does (`$LISTEN_FDS` from fd 3), so the
+//! port is never closed. The new master boots its own workers and, once they serve,
+//! sends TERM to the old master (`$FERRICORN_UPGRADE_FROM`), which drains as on any
+//! TERM: the sockets stay open in the new master, and connections waiting in them
+//! are accepted there. If the new master fails to start, the old one keeps serving
+//! and says why.
+//!
+//! Under systemd (`Type=notify`, `NotifyAccess=main`) the main pid would change
+//! behind systemd's back; use `systemctl restart` with `ferricorn.socket` there.
+
+use crate::listener;
+use std::os::fd::RawFd;
+
+/// Set in the new master by the old one: the pid to send TERM once ready.
+pub const UPGRADE_FROM: &str = "FERRICORN_UPGRADE_FROM";
+/// Which inherited fd is the admin listener (after the HTTP ones).
+const ADMIN_FD: &str = "FERRICORN_ADMIN_FD";
+
+/// The admin socket the old master handed over, taken out of `inherited` so it is
+/// not served as an HTTP listener.
+pub fn inherited_admin(inherited: &mut crate::systemd::Inherited) -> Option<std::net::TcpListener> {
+    let fd = std::env::var(ADMIN_FD).ok()?.parse().ok()?;
+    match inherited.take_fd(fd) {
+        Ok(Some(crate::systemd::InheritedSocket::Tcp(l))) => Some(l),
+        _ => None,
+    }
+}
+
+/// USR2: starts the new master with `fds` (the listeners, in bind order, then the
+/// admin listener) at fd 3 onwards. Its exit is watched: an upgrade that fails
+/// leaves this master serving.
+pub fn start_new_master(listeners: &[RawFd], admin: Option<RawFd>) {
+    let mut fds = listeners.to_vec();
+    fds.extend(admin);
+    let exe = match std::env::current_exe() {
+        // The binary was replaced on disk: /proc/self/exe names the old, deleted one.
+        Ok(p) => std::path::PathBuf::from(
+            p.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string(),
+        ),
+        Err(e) => return tracing::error!(error = %e, "binary upgrade: cannot find our executable"),
+    };
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env("LISTEN_FDS", fds.len().to_string())
+        .env("LISTEN_FDS_FIRST_FD", crate::systemd::FIRST_FD.to_string())
+        .env_remove("LISTEN_PID")
+        .env(UPGRADE_FROM, std::process::id().to_string())
+        .env_remove(ADMIN_FD)
+        .kill_on_drop(false);
+    if admin.is_some() {
+        let fd = crate::systemd::FIRST_FD + listeners.len() as i32;
+        cmd.env(ADMIN_FD, fd.to_string());
+    }
+    place_fds(&mut cmd, fds);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return tracing::error!(error = %e, exe = %exe.display(), "binary upgrade: cannot start the new master; still serving")
+        }
+    };
+    listener::set_handed_over(true);
+    let pid = child.id().unwrap_or(0);
+    tracing::info!(pid, exe = %exe.display(), "binary upgrade: new master started; it takes over once its workers serve");
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        listener::set_handed_over(false);
+        tracing::error!(pid, status = ?status.map(|s| s.to_string()), "binary upgrade: the new master exited; still serving");
+    });
+}
+
+/// In the new master, once ready: the old master drains and exits.
+pub fn take_over() {
+    let Some(old) = std::env::var(UPGRADE_FROM)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return;
+    };
+    tracing::info!(
+        old_master = old,
+        "binary upgrade: ready; asking the old master to drain"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+}
+
+/// The child gets `fds` at 3, 4, ... without close-on-exec: first moved above any
+/// fd in the way, then into place.
+#[allow(unsafe_code)]
+fn place_fds(cmd: &mut tokio::process::Command, fds: Vec<RawFd>) {
+    let first = crate::systemd::FIRST_FD;
+    // SAFETY: between fork and exec only async-signal-safe calls are made (fcntl,
+    // dup2, close); nothing allocates (`fds` was moved in whole before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            let high = first + fds.len() as i32 + 1000;
+            let mut moved = [0 as RawFd; 64];
+            for (i, &fd) in fds.iter().enumerate().take(moved.len()) {
+                let m = nix::libc::fcntl(fd, nix::libc::F_DUPFD, high);
+                if m < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                moved[i] = m;
+            }
+            for (i, &m) in moved.iter().enumerate().take(fds.len().min(moved.len())) {
+                if nix::libc::dup2(m, first + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                nix::libc::close(m);
+            }
+            Ok(())
+        });
+    }
+}

@@ -137,6 +137,57 @@ fn manifest_name(project: &Path, name: &str) -> String {
     hashed
 }
 
+/// The guide's protected download: its view, its URL, its mount, a file.
+fn protected_download(project: &Path, args: &[String]) {
+    std::fs::write(
+        project.join("mysite/views.py"),
+        readme_block("django-protected-view"),
+    )
+    .unwrap();
+    let urls = project.join("mysite/urls.py");
+    let mut text = std::fs::read_to_string(&urls).unwrap();
+    text += "\nfrom . import views\nurlpatterns.append(path('report/', views.report))\n";
+    std::fs::write(&urls, text).unwrap();
+    let toml = project.join("django.toml");
+    let mut conf = std::fs::read_to_string(&toml).unwrap();
+    conf += &format!("\n{}", readme_block("django-protected-mount"));
+    std::fs::write(&toml, conf).unwrap();
+    std::fs::create_dir_all(project.join("protected")).unwrap();
+    let pdf = b"%PDF-1.4 a report only staff may read\n";
+    std::fs::write(project.join("protected/report.pdf"), pdf).unwrap();
+
+    let server = serve(args, project);
+    let anonymous = get(&server, "/report/");
+    assert_eq!(
+        anonymous.status(),
+        302,
+        "the view sends strangers to log in"
+    );
+    assert_eq!(get(&server, "/protected/report.pdf").status(), 404);
+    let cookies = django_admin_login(&server, "admin", "change-me");
+    let c = client();
+    let report = c
+        .get(server.url("/report/"))
+        .header("cookie", &cookies)
+        .send()
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert_eq!(
+        header(&report, "content-disposition"),
+        Some("attachment; filename=\"report.pdf\"")
+    );
+    assert!(header(&report, "etag").is_some(), "served by the front");
+    assert_eq!(report.bytes().unwrap().as_ref(), pdf);
+    let part = c
+        .get(server.url("/report/"))
+        .header("cookie", &cookies)
+        .header("range", "bytes=0-7")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.text().unwrap(), "%PDF-1.4");
+}
+
 #[test]
 fn readme_django_getting_started() {
     let tmp = tempfile::tempdir().unwrap();
@@ -182,6 +233,8 @@ fn readme_django_getting_started() {
         );
         assert_eq!(get(&server, "/admin/login/").status(), 200);
     }
+
+    protected_download(&project, &args);
 
     // Development: static files no-cache, an edited urls.py served without a restart.
     let server = serve(&ferricorn_args("run-django-dev"), &project);

@@ -171,20 +171,7 @@ fn unix_socket_bind_serves() {
         format!("/s/={}", dir.path().display()),
     ])
     .start();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&sock)
-        .arg("http://localhost/x")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    assert_eq!(status_over_unix_socket(&sock, "/x"), "404");
     drop(server);
 }
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, get, metric, run, test_app, wait_until, Load};
+use common::{check_config_toml, free_port, get, metric, test_app, wait_until, Load};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -74,20 +74,7 @@ fn workers_past_max_lifetime_are_replaced_one_by_one_without_failures() {
 
 #[test]
 fn the_config_file_takes_sizes_with_units_and_refuses_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("f.toml");
-    let apps = common::apps_dir();
-    let check = |toml: &str| {
-        std::fs::write(&conf, toml).unwrap();
-        run([
-            "-c",
-            conf.to_str().unwrap(),
-            "--chdir",
-            apps.to_str().unwrap(),
-            "--check-config",
-            APP,
-        ])
-    };
+    let check = |toml: &str| check_config_toml(toml, APP);
     let out = check("[workers]\nmax_memory = \"512MiB\"\nmax_lifetime = 3600\n");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");

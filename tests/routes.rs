@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{apps_dir, client, run, test_app, Server};
+use common::{check_config_toml, client, test_app, Server};
 use std::path::Path;
 
 fn serve(dir: &Path, routes: &str, extra: &[&str]) -> Server {
@@ -90,20 +90,7 @@ fn a_route_has_its_own_worker_timeout() {
 
 #[test]
 fn routes_show_in_check_config_and_bad_ones_exit_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("r.toml");
-    let apps = apps_dir();
-    let check = |toml: &str| {
-        std::fs::write(&conf, toml).unwrap();
-        run([
-            "-c",
-            conf.to_str().unwrap(),
-            "--chdir",
-            apps.to_str().unwrap(),
-            "--check-config",
-            "sup_app:app",
-        ])
-    };
+    let check = |toml: &str| check_config_toml(toml, "sup_app:app");
     let out =
         check("[[route]]\nprefix = \"/export/\"\ntimeout = 600\nrate = \"10/s\"\nburst = 5\n");
     let text = String::from_utf8_lossy(&out.stdout);

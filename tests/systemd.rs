@@ -105,20 +105,7 @@ fn a_unix_socket_systemd_passed_is_named_by_fd_3() {
         &format!("Listening at: unix:{}", path.display()),
         Duration::from_secs(5),
     );
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--unix-socket",
-        ])
-        .arg(&path)
-        .arg("http://localhost/pid")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    assert_eq!(common::status_over_unix_socket(&path, "/pid"), "200");
     kill(server.pid(), "TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
     // The socket file is systemd's: it stays.

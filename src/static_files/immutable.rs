@@ -145,6 +145,14 @@ mod tests {
         }
     }
 
+    /// Writes `text` with an mtime `secs` ahead, as a later collectstatic would.
+    fn rewrite(path: &Path, text: &str, secs: u64) {
+        std::fs::write(path, text).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(secs);
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(later).unwrap();
+    }
+
     #[test]
     fn the_manifest_is_read_again_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -157,24 +165,10 @@ mod tests {
         let m = Immutable::new(ImmutableFiles::Manifest, dir.path(), Duration::ZERO);
         assert!(m.covers(Path::new("a.0123456789ab.css")));
         assert!(!m.covers(Path::new("a.css")));
-        std::fs::write(&path, r#"{"paths": {"a.css": "a.ba9876543210.css"}}"#).unwrap();
-        let later = SystemTime::now() + Duration::from_secs(5);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        rewrite(&path, r#"{"paths": {"a.css": "a.ba9876543210.css"}}"#, 5);
         assert!(m.covers(Path::new("a.ba9876543210.css")));
         assert!(!m.covers(Path::new("a.0123456789ab.css")));
-        std::fs::write(&path, "not json").unwrap();
-        let later = SystemTime::now() + Duration::from_secs(10);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        rewrite(&path, "not json", 10);
         assert!(
             !m.covers(Path::new("a.ba9876543210.css")),
             "unusable: nothing immutable"

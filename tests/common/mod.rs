@@ -341,6 +341,40 @@ where
         .expect("run ferricorn")
 }
 
+/// The status code of `GET PATH` over the Unix socket `sock` (curl).
+pub fn status_over_unix_socket(sock: &Path, path: &str) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(sock)
+        .arg(format!("http://localhost{path}"))
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--check-config` of `app` (in tests/apps) with `toml` as the config file `f.toml`.
+pub fn check_config_toml(toml: &str, app: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, toml).unwrap();
+    let apps = apps_dir();
+    run([
+        "-c",
+        conf.to_str().unwrap(),
+        "--chdir",
+        apps.to_str().unwrap(),
+        "--check-config",
+        app,
+    ])
+}
+
 /// A blocking HTTP client that never follows redirects or decompresses.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

@@ -61,6 +61,7 @@ impl Drain {
     /// Asks every connection to finish (GOAWAY / `Connection: close`) and waits
     /// until all have ended.
     pub async fn drain(&self) {
+        DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
         self.stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;
@@ -248,6 +249,27 @@ impl Tap for H1Answer {
     fn polled(&mut self, _: &Polled) {}
 }
 
+/// How long, after a stop, an HTTP/1 connection may take to send the request it has
+/// on the way: a client that just connected, or a keep-alive client between two
+/// requests, gets its answer (with `Connection: close`) instead of a connection
+/// closed under its request. Idle connections are parked after 0.5 s and closed at
+/// once; this bounds the others.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Set once the drain starts: HTTP/1 answers then carry `Connection: close`.
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn is_draining() -> bool {
+    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `stop`, but not before the connection accepted at `accepted` had `DRAIN_GRACE`
+/// to send its first request.
+pub async fn stopped_after_grace(stop: &CancellationToken, accepted: tokio::time::Instant) {
+    stop.cancelled().await;
+    tokio::time::sleep_until(accepted + DRAIN_GRACE).await;
+}
+
 /// Serves an HTTP/1 connection to its end, parking it while idle (see
 /// `guard::GuardedIo`): parked, the task holds the stream and the guard only, and a
 /// new hyper connection takes the next request. `stop` asks for the graceful end.
@@ -268,11 +290,18 @@ pub async fn serve_h1<T, S, B>(
         // Boxed: parked, the task holds none of hyper's connection.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
         let mut asked = false;
+        let mut deadline: Option<tokio::time::Instant> = None;
         let ended = loop {
             tokio::select! {
                 biased;
                 r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
-                _ = stop.cancelled(), if !asked => {
+                _ = stop.cancelled(), if deadline.is_none() => {
+                    deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+                }
+                // Not at once: a request on its way gets its answer first, marked
+                // `Connection: close` by the front, so the client does not reuse
+                // the connection under a close.
+                _ = sleep_until_some(deadline), if !asked => {
                     Pin::new(&mut *conn).graceful_shutdown();
                     asked = true;
                 }
@@ -298,6 +327,14 @@ pub async fn serve_h1<T, S, B>(
             let _ = io.shutdown().await;
             return;
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

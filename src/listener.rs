@@ -216,10 +216,12 @@ pub async fn accept_loop(
             _permit: permit,
         };
         let (proxy_protocol, tls) = (settings.proxy_protocol, settings.tls.clone());
-        settings
-            .shards
-            .host_client()
-            .spawn(move |host| conn.serve_accepted(host, io, info, proxy_protocol, tls));
+        // Tracked from the accept on: a stop that comes before the connection's task
+        // first runs on its front thread still waits for it.
+        let drain = drain.clone();
+        settings.shards.host_client().spawn(move |host| {
+            drain.track(conn.serve_accepted(host, io, info, proxy_protocol, tls))
+        });
     }
     if let Listener::Unix {
         path, ours: true, ..
@@ -294,10 +296,11 @@ impl Conn {
         let stop = self.drain.stop_token();
         let builders = self.builders;
         let permit = self._permit;
+        let accepted = tokio::time::Instant::now();
         self.drain.track(async move {
             let h2 = tokio::select! {
                 h2 = guarded.sniff_h2() => h2,
-                _ = stop.cancelled() => return,
+                _ = conn_watch::stopped_after_grace(&stop, accepted) => return,
             };
             // Boxed: the task holds the one connection it runs, not room for both.
             match h2 {

@@ -170,7 +170,11 @@ impl Front {
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
         self.metrics.request_started();
-        let ends_connection = is_http1_connect(&req);
+        // While draining, an HTTP/1 answer ends its connection: the client opens a
+        // new one (to the master that stays, during a binary upgrade) instead of
+        // sending its next request into a close.
+        let ends_connection = is_http1_connect(&req)
+            || (req.version() <= Version::HTTP_11 && crate::conn_watch::is_draining());
         let stamp = self.stamp(&req, conn);
         let request_id = stamp.request_id.clone();
         let logged = self

@@ -61,7 +61,6 @@ impl Drain {
     /// Asks every connection to finish (GOAWAY / `Connection: close`) and waits
     /// until all have ended.
     pub async fn drain(&self) {
-        DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
         self.stop.cancel();
         self.tracker.close();
         self.tracker.wait().await;
@@ -90,6 +89,8 @@ pub struct Activity {
     streams: Mutex<Vec<Weak<StreamClock>>>,
     /// HTTP/1's answers, for the guard to tell an idle connection it may park.
     answered: Arc<Answered>,
+    /// The drain's stop: once asked, HTTP/1 answers carry `Connection: close`.
+    stop: CancellationToken,
 }
 
 /// One HTTP/2 stream's response: since when hyper holds data it could not send.
@@ -100,7 +101,7 @@ struct StreamClock {
 }
 
 impl Activity {
-    pub fn new() -> Arc<Activity> {
+    pub fn new(stop: CancellationToken) -> Arc<Activity> {
         Arc::new(Activity {
             epoch: Instant::now(),
             open: AtomicUsize::new(0),
@@ -110,7 +111,20 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
             answered: Arc::default(),
+            stop,
         })
+    }
+
+    /// The server is draining: an HTTP/1 answer ends its connection, so the client
+    /// opens a new one (to the master that stays, during a binary upgrade) instead
+    /// of sending its next request into a close.
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// The drain's stop, which ends this connection gracefully.
+    pub fn stop(&self) -> &CancellationToken {
+        &self.stop
     }
 
     /// The count of HTTP/1 answers, for the guard.
@@ -256,13 +270,6 @@ impl Tap for H1Answer {
 /// once; this bounds the others.
 pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Set once the drain starts: HTTP/1 answers then carry `Connection: close`.
-static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-pub fn is_draining() -> bool {
-    DRAINING.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// `stop`, but not before the connection accepted at `accepted` had `DRAIN_GRACE`
 /// to send its first request.
 pub async fn stopped_after_grace(stop: &CancellationToken, accepted: tokio::time::Instant) {
@@ -277,7 +284,7 @@ pub async fn serve_h1<T, S, B>(
     mut io: GuardedIo<T>,
     builder: &http1::Builder,
     service: S,
-    stop: CancellationToken,
+    stop: &CancellationToken,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<Incoming, ResBody = B> + Clone + Unpin,
@@ -338,12 +345,11 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Runs one connection to its end: `shutdown` starts its graceful end (on `stop`
+/// Runs one connection to its end: `shutdown` starts its graceful end (on the drain's stop
 /// and, given `h2` timeouts, for an idle, stalled or abusive HTTP/2 connection).
 pub async fn watch<C, E>(
     conn: C,
     shutdown: impl Fn(Pin<&mut C>),
-    stop: CancellationToken,
     activity: Arc<Activity>,
     h2: Option<H2Timeouts>,
 ) where
@@ -367,7 +373,7 @@ pub async fn watch<C, E>(
             biased;
             // Errors are the client's (reset, timeout): hyper answered what it could.
             _ = &mut conn => return,
-            _ = stop.cancelled(), if !asked => {
+            _ = activity.stop().cancelled(), if !asked => {
                 shutdown(conn.as_mut());
                 asked = true;
             }

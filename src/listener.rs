@@ -275,14 +275,13 @@ impl Conn {
         tracing::warn!(error = %refused, "cannot register an accepted connection");
     }
 
-    /// Wraps the stream in the guard and registers it with the graceful-shutdown
-    /// watcher now (a drain that starts before the task runs still waits for it);
-    /// returns the serving future.
+    /// Wraps the stream in the guard; returns the serving future (which the accept
+    /// loop registered with the drain when it accepted the connection).
     fn serve<IO>(self, io: IO, info: ConnInfo) -> impl std::future::Future<Output = ()> + Send
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Activity::new();
+        let activity = Activity::new(self.drain.stop_token());
         let service = TowerToHyperService::new(stand_in::Restore(
             self.front.service(info, activity.clone()),
         ));
@@ -293,14 +292,13 @@ impl Conn {
             idle: t.idle,
             write: t.write,
         };
-        let stop = self.drain.stop_token();
         let builders = self.builders;
         let permit = self._permit;
         let accepted = tokio::time::Instant::now();
-        self.drain.track(async move {
+        async move {
             let h2 = tokio::select! {
                 h2 = guarded.sniff_h2() => h2,
-                _ = conn_watch::stopped_after_grace(&stop, accepted) => return,
+                _ = conn_watch::stopped_after_grace(activity.stop(), accepted) => return,
             };
             // Boxed: the task holds the one connection it runs, not room for both.
             match h2 {
@@ -308,17 +306,18 @@ impl Conn {
                     let conn = builders.h2.serve_connection(TokioIo::new(guarded), service);
                     let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
                     let timeouts = Some(h2_timeouts);
-                    Box::pin(conn_watch::watch(conn, shutdown, stop, activity, timeouts)).await
+                    Box::pin(conn_watch::watch(conn, shutdown, activity, timeouts)).await
                 }
                 Ok(false) => {
                     // HTTP/1's timeouts are the guard's.
                     guarded.park_when_idle(activity.answered());
+                    let stop = activity.stop();
                     Box::pin(conn_watch::serve_h1(guarded, &builders.h1, service, stop)).await
                 }
                 Err(_) => {}
             }
             drop(permit);
-        })
+        }
     }
 
     /// The TCP steps before HTTP, in wire order: the PROXY header (when configured),

@@ -16,7 +16,7 @@ use ferricorn::dispatcher::{pick, Load, Pick};
 use ferricorn::guard::{GuardLimits, Http1Guard};
 use ferricorn::net::{ConnInfo, TrustedProxies};
 use ferricorn::proxy::forward_headers;
-use ferricorn::proxy::{build_response, request_head, Stamp};
+use ferricorn::proxy::{build_response, request_head, RequestStart, Stamp};
 use ferricorn::static_files::StaticFiles;
 use ferricorn::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
 use std::hint::black_box;
@@ -71,7 +71,7 @@ fn typical_request_head() -> RequestHead {
 fn stamp() -> Stamp {
     Stamp {
         request_id: Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH"),
-        request_start: Bytes::from_static(b"t=1796429587224897"),
+        request_start: RequestStart::Received(std::time::SystemTime::now()),
     }
 }
 

@@ -11,7 +11,7 @@
 //! `Cache-Control` are kept. A target outside every mount gets 404 (and a warning
 //! that names it); a path that escapes its mount is refused by the static layer.
 
-use crate::proxy::{InternalRedirect, Upstream, ACCEL_REDIRECT, SENDFILE};
+use crate::proxy::{AccelTarget, InternalRedirect, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::static_files::StaticFiles;
 use http::{header, Method, Request, Response};
@@ -27,22 +27,15 @@ pub async fn follow(statics: &StaticFiles, mut resp: Response<Body>) -> Response
     let upstream = resp.extensions().get::<Upstream>().copied();
     // The app's body goes now: its worker is free before the file is sent.
     let (app, _) = resp.into_parts();
-    let (field, value) = match (app.headers.get(ACCEL_REDIRECT), app.headers.get(SENDFILE)) {
-        (Some(v), _) => (ACCEL_REDIRECT, v),
-        (None, Some(v)) => (SENDFILE, v),
-        (None, None) => unreachable!("InternalRedirect is set only with one of them"),
-    };
-    let value = value.to_str().unwrap_or_default();
-    let target = match field {
-        ACCEL_REDIRECT => statics.redirect_target(value),
-        _ => statics.sendfile_target(value),
+    let target = match &asked.target {
+        AccelTarget::Url(url) => statics.redirect_target(url),
+        AccelTarget::File(path) => statics.sendfile_target(path),
     };
     let mut file = match target {
         Some((mount, uri)) => statics.serve(mount, &file_request(&asked, uri)).await,
         None => {
             tracing::warn!(
-                field,
-                target = value,
+                target = ?asked.target,
                 "the app asked for a file no static mount serves"
             );
             respond::error_response(Failure::NotFound)

@@ -53,13 +53,18 @@ impl RouteLimits {
         self.routes.is_empty()
     }
 
-    /// The overrides for `path`, or how long the client at `client` must wait.
-    pub fn check(&self, path: &str, client: IpAddr) -> Result<Option<Overrides>, Duration> {
+    /// The overrides for `path`, or how long the client must wait. `client` (its
+    /// address) is asked only for a rate-limited route.
+    pub fn check(
+        &self,
+        path: &str,
+        client: impl FnOnce() -> IpAddr,
+    ) -> Result<Option<Overrides>, Duration> {
         let Some(route) = self.routes.iter().find(|r| path.starts_with(&r.prefix)) else {
             return Ok(None);
         };
         if let Some(limiter) = &route.limiter {
-            limiter.take(client, Instant::now())?;
+            limiter.take(client(), Instant::now())?;
         }
         Ok(Some(route.overrides))
     }

@@ -15,7 +15,7 @@ use crate::net::ConnInfo;
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::metrics::Gauges;
 use crate::observe::{Metrics, RouteKind};
-use crate::proxy::{Proxy, Stamp, Upstream};
+use crate::proxy::{Proxy, RequestStart, Stamp, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
 use crate::static_files::StaticFiles;
@@ -134,10 +134,16 @@ impl Front {
                 // An HTTP/2 stream counts from its arrival to its body's end, for the
                 // connection's idle and stalled-write timeouts (`conn_watch`).
                 let stream = (req.version() == Version::HTTP_2).then(|| this.2.open_stream());
-                let resp = this.0.serve(req, &this.1).await;
+                let mut resp = this.0.serve(req, &this.1).await;
                 Ok::<_, Infallible>(match stream {
                     Some(s) => resp.map(|b| respond::tapped(b, s.answered())),
-                    None => resp.map(|b| respond::tapped(b, this.2.h1_answer())),
+                    None => {
+                        if this.2.is_stopping() {
+                            resp.headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        resp.map(|b| respond::tapped(b, this.2.h1_answer()))
+                    }
                 })
             })
         })
@@ -170,11 +176,7 @@ impl Front {
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
         self.metrics.request_started();
-        // While draining, an HTTP/1 answer ends its connection: the client opens a
-        // new one (to the master that stays, during a binary upgrade) instead of
-        // sending its next request into a close.
-        let ends_connection = is_http1_connect(&req)
-            || (req.version() <= Version::HTTP_11 && crate::conn_watch::is_draining());
+        let ends_connection = is_http1_connect(&req);
         let stamp = self.stamp(&req, conn);
         let request_id = stamp.request_id.clone();
         let logged = self
@@ -232,16 +234,18 @@ impl Front {
     fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Stamp {
         let trusted = self.proxy.as_ref().is_some_and(|p| p.trusts(conn));
         let passed = |name: &str| {
-            req.headers()
-                .get(name)
-                .map(|v| v.as_bytes())
-                .filter(|v| trusted && is_plausible_passed_value(v))
-                .map(Bytes::copy_from_slice)
+            if !trusted {
+                return None;
+            }
+            let value = req.headers().get(name)?.as_bytes();
+            is_plausible_passed_value(value).then(|| Bytes::copy_from_slice(value))
         };
         Stamp {
             request_id: passed("x-request-id").unwrap_or_else(|| self.request_ids.make()),
-            request_start: passed("x-request-start")
-                .unwrap_or_else(|| Stamp::request_start(SystemTime::now())),
+            request_start: match passed("x-request-start") {
+                Some(v) => RequestStart::Passed(v),
+                None => RequestStart::Received(SystemTime::now()),
+            },
         }
     }
 
@@ -252,8 +256,10 @@ impl Front {
         stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
         if !self.limits.is_empty() {
-            let client = self.client_ip(&req, conn);
-            match self.limits.check(req.uri().path(), client) {
+            match self
+                .limits
+                .check(req.uri().path(), || self.client_ip(&req, conn))
+            {
                 Ok(Some(overrides)) => {
                     req.extensions_mut().insert(overrides);
                 }

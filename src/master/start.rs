@@ -269,24 +269,24 @@ pub(super) fn bind_all(
 ) -> Result<Vec<Listener>, MasterError> {
     let bind_error = |addr: &dyn std::fmt::Display| {
         let addr = addr.to_string();
-        move |source| MasterError::Bind { addr, source }
+        move |source| MasterError::Bind {
+            addr: addr.clone(),
+            source,
+        }
     };
     let named_fds = settings.binds.iter().any(|b| matches!(b, BindAddr::Fd(_)));
     let mut listeners = Vec::new();
-    if !inherited.is_empty() && !named_fds {
-        // Socket activation: systemd's sockets replace `bind`, as in gunicorn.
+    // A binary upgrade hands over every socket of the old master, in bind order.
+    if !inherited.is_empty() && (!named_fds || super::upgrade::taking_over()) {
+        // Socket activation: the passed sockets replace `bind`, as in gunicorn.
         tracing::info!(
             sockets = inherited.len(),
-            "socket activation: listening on the sockets systemd passed; [server] bind is not used"
+            "socket activation: listening on the sockets passed in $LISTEN_FDS (by systemd, or by the master before a USR2 upgrade); [server] bind is not used"
         );
-        for i in 0..inherited.len() as i32 {
-            let fd = systemd::FIRST_FD + i;
-            if let Some(socket) = inherited
-                .take_fd(fd)
-                .map_err(bind_error(&format!("fd://{fd}")))?
-            {
-                listeners
-                    .push(Listener::inherited(socket).map_err(bind_error(&format!("fd://{fd}")))?);
+        for fd in (0..inherited.len() as i32).map(|i| systemd::FIRST_FD + i) {
+            let error = bind_error(&format!("fd://{fd}"));
+            if let Some(socket) = inherited.take_fd(fd).map_err(&error)? {
+                listeners.push(Listener::inherited(socket).map_err(&error)?);
             }
         }
         return Ok(listeners);

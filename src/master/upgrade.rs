@@ -18,6 +18,11 @@ pub const UPGRADE_FROM: &str = "FERRICORN_UPGRADE_FROM";
 /// Which inherited fd is the admin listener (after the HTTP ones).
 const ADMIN_FD: &str = "FERRICORN_ADMIN_FD";
 
+/// This master was started by a USR2 upgrade: it takes over every passed socket.
+pub fn taking_over() -> bool {
+    std::env::var_os(UPGRADE_FROM).is_some()
+}
+
 /// The admin socket the old master handed over, taken out of `inherited` so it is
 /// not served as an HTTP listener.
 pub fn inherited_admin(inherited: &mut crate::systemd::Inherited) -> Option<std::net::TcpListener> {

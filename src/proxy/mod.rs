@@ -102,6 +102,7 @@ impl Proxy {
         parts: &http::request::Parts,
         body: B,
         conn: &ConnInfo,
+        overrides: Overrides,
     ) -> Result<(Client, spool::Body), Failure>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -112,9 +113,7 @@ impl Proxy {
                 tracing::debug!(error = %e, "refused forwarding headers");
                 Failure::BadRequest
             })?;
-        let max_body_size = overrides(parts)
-            .max_body_size
-            .unwrap_or(self.limits.max_body_size);
+        let max_body_size = overrides.max_body_size.unwrap_or(self.limits.max_body_size);
         let declared = declared_length(&parts.headers);
         if declared.is_some_and(|n| n > max_body_size) {
             return Err(Failure::PayloadTooLarge);
@@ -140,7 +139,13 @@ impl Proxy {
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
-        let (client, mut body) = self.admit(&parts, body, conn).await?;
+        // A `[[route]]`'s settings, carried in the request's extensions.
+        let overrides = parts
+            .extensions
+            .get::<Overrides>()
+            .copied()
+            .unwrap_or_default();
+        let (client, mut body) = self.admit(&parts, body, conn, overrides).await?;
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -156,9 +161,12 @@ impl Proxy {
             let lease = self.dispatcher.acquire(ahead, again).await?;
             let worker = lease.conn().clone();
             let sent_at = std::time::Instant::now();
-            let timeout = overrides(&parts).timeout;
-            let (stream, mut rx) =
-                worker.start_request(lease, head, self.limits.response_buffer_size, timeout);
+            let (stream, mut rx) = worker.start_request(
+                lease,
+                head,
+                self.limits.response_buffer_size,
+                overrides.timeout,
+            );
             // Armed before the body goes: a client gone mid-way ends the stream too.
             let mut guard = AbortOnDrop {
                 worker: Some(worker.clone()),
@@ -181,9 +189,9 @@ impl Proxy {
                     elapsed: sent_at.elapsed(),
                     queue,
                 });
-                let h = resp.headers();
-                if h.contains_key(ACCEL_REDIRECT) || h.contains_key(SENDFILE) {
+                if let Some(target) = AccelTarget::asked_by(resp.headers()) {
                     resp.extensions_mut().insert(InternalRedirect {
+                        target,
                         method: parts.method.clone(),
                         headers: parts.headers.clone(),
                     });
@@ -221,32 +229,64 @@ pub struct Overrides {
 /// needs of the client's request, kept only then.
 #[derive(Debug, Clone)]
 pub struct InternalRedirect {
+    pub target: AccelTarget,
     pub method: http::Method,
     /// Range, the conditionals and Accept-Encoding apply to the file.
     pub headers: HeaderMap,
 }
 
-/// The response fields that ask for an internal redirect.
-pub const ACCEL_REDIRECT: &str = "x-accel-redirect";
-pub const SENDFILE: &str = "x-sendfile";
+/// The file an app's answer names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccelTarget {
+    /// `X-Accel-Redirect`: a URL path under a static mount.
+    Url(String),
+    /// `X-Sendfile`: an absolute file path inside a static mount's directory.
+    File(String),
+}
+
+impl AccelTarget {
+    /// What the response's `X-Accel-Redirect` (or else `X-Sendfile`) asks for.
+    fn asked_by(headers: &HeaderMap) -> Option<AccelTarget> {
+        let text = |v: &HeaderValue| v.to_str().unwrap_or_default().to_string();
+        if let Some(v) = headers.get("x-accel-redirect") {
+            return Some(AccelTarget::Url(text(v)));
+        }
+        headers
+            .get("x-sendfile")
+            .map(|v| AccelTarget::File(text(v)))
+    }
+}
 
 /// What the front tells the app about a request, as fields no client can set: its
 /// id (`X-Request-Id`) and when the front received its head (`X-Request-Start`,
-/// `t=` microseconds since the epoch, read by APMs for the queue time). A trusted
-/// proxy's values are kept, so they follow the request through the whole chain.
+/// read by APMs for the queue time). A trusted proxy's values are kept, so they
+/// follow the request through the whole chain.
 #[derive(Debug, Clone)]
 pub struct Stamp {
     pub request_id: Bytes,
-    pub request_start: Bytes,
+    pub request_start: RequestStart,
 }
 
-impl Stamp {
-    /// `t=` and the microseconds since the epoch of `received`.
-    pub fn request_start(received: std::time::SystemTime) -> Bytes {
-        let micros = received
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros());
-        Bytes::from(format!("t={micros}"))
+/// `X-Request-Start` as a trusted proxy sent it, or the moment the head arrived,
+/// rendered only for a request that goes to a worker.
+#[derive(Debug, Clone)]
+pub enum RequestStart {
+    Passed(Bytes),
+    Received(std::time::SystemTime),
+}
+
+impl RequestStart {
+    /// The field's value: the proxy's, or `t=` and microseconds since the epoch.
+    fn value(&self) -> Bytes {
+        match self {
+            RequestStart::Passed(v) => v.clone(),
+            RequestStart::Received(at) => {
+                let micros = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros());
+                Bytes::from(format!("t={micros}"))
+            }
+        }
     }
 }
 
@@ -287,7 +327,7 @@ pub fn request_head(
     ));
     headers.push((
         Bytes::from_static(b"x-request-start"),
-        stamp.request_start.clone(),
+        stamp.request_start.value(),
     ));
     let (path, query) = target::path_and_query(parts);
     RequestHead {
@@ -311,14 +351,6 @@ pub fn request_head(
         content_length: body_len,
         headers,
     }
-}
-
-fn overrides(parts: &http::request::Parts) -> Overrides {
-    parts
-        .extensions
-        .get::<Overrides>()
-        .copied()
-        .unwrap_or_default()
 }
 
 /// The authority of an absolute-form target (HTTP/1) or of `:authority` (HTTP/2),

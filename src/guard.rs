@@ -22,6 +22,8 @@
 //! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
 //!   query, CONNECT) reach it rewritten, with the client's request line in an internal
 //!   field the front turns back.
+//! - `http2`: the same rules and limits for the HTTP/2 requests hyper's h2 server
+//!   decoded (HTTP/2 bytes pass the state machine unchecked), applied by the front.
 //!
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
 //! tests/conformance/ is the test suite: see the tests at the bottom).
@@ -35,6 +37,7 @@ use crate::respond::Failure;
 pub mod stand_in;
 mod grammar;
 mod guarded_io;
+pub(crate) mod http2;
 
 use grammar::*;
 pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};

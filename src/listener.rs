@@ -9,7 +9,7 @@
 
 use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
 use crate::front::Front;
-use crate::guard::{stand_in, ConnTimeouts, GuardLimits, GuardedIo};
+use crate::guard::{self, stand_in, ConnTimeouts, GuardLimits, GuardedIo};
 use crate::net::BindAddr;
 use crate::net::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
@@ -173,7 +173,10 @@ fn builders(settings: &ConnSettings) -> Builders {
         .header_read_timeout(None);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
-        .max_concurrent_streams(settings.http2_max_streams);
+        .max_concurrent_streams(settings.http2_max_streams)
+        // Room for every head the guard's limits allow (the front applies them to
+        // the decoded request), and h2's own 431 past it.
+        .max_header_list_size(guard::http2::max_header_list_size(&settings.guard));
     Builders { h1, h2 }
 }
 

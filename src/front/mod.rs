@@ -4,13 +4,15 @@
 //! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
 //! is counted in the metrics and, when enabled, the access log. A request hyper parsed
 //! as a guard stand-in has the client's request line back before it gets here
-//! (`guard::stand_in::Restore`, composed in the listener).
+//! (`guard::stand_in::Restore`, composed in the listener). An HTTP/2 request meets
+//! the HTTP/1 guard's rules and limits here first (`guard::http2`).
 
 mod accel;
 mod compression;
 pub mod limits;
 
 use crate::conn_watch::Activity;
+use crate::guard::{self, GuardLimits};
 use crate::net::ConnInfo;
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::metrics::Gauges;
@@ -40,6 +42,8 @@ pub struct Front {
     request_ids: RequestIds,
     /// `[[route]]` overrides and rate limits.
     limits: limits::RouteLimits,
+    /// The request head limits, for HTTP/2 requests (the guard applies them to HTTP/1).
+    head_limits: GuardLimits,
 }
 
 /// Request ids: 12 hex digits of a per-process random prefix (one per front thread)
@@ -85,6 +89,7 @@ impl Front {
         access_log: Option<Arc<AccessLog>>,
         compression: AppCompression,
         limits: limits::RouteLimits,
+        head_limits: GuardLimits,
     ) -> Self {
         Front {
             statics,
@@ -94,6 +99,7 @@ impl Front {
             compression,
             request_ids: RequestIds::new(),
             limits,
+            head_limits,
         }
     }
 
@@ -255,6 +261,13 @@ impl Front {
         conn: &ConnInfo,
         stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
+        // HTTP/1 heads were checked by the guard before hyper parsed them.
+        if req.version() == Version::HTTP_2 {
+            if let Err(refused) = guard::http2::check(&req, &self.head_limits) {
+                tracing::debug!(error = %refused, "refused an HTTP/2 request");
+                return (RouteKind::Other, respond::error_response(refused.into()));
+            }
+        }
         if !self.limits.is_empty() {
             match self
                 .limits

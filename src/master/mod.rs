@@ -202,6 +202,7 @@ async fn run(
         ops.access_log.clone(),
         AppCompression(settings.compression),
         crate::front::limits::RouteLimits::new(&settings.routes),
+        start::guard_limits(&settings),
     ));
     ops.serve_admin(&front, settings.app.is_some());
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();

@@ -108,15 +108,21 @@ pub(super) fn conn_settings(
         },
         connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
         http2_max_streams: limits.http2_max_streams,
-        guard: GuardLimits {
-            request_line: limits.request_line,
-            fields: limits.request_fields,
-            field_size: limits.request_field_size,
-            require_host: limits.require_host,
-        },
+        guard: guard_limits(settings),
         tls,
         proxy_protocol: settings.proxy_protocol,
         shards,
+    }
+}
+
+/// The request head limits, for the HTTP/1 guard and HTTP/2 requests alike.
+pub(super) fn guard_limits(settings: &Settings) -> GuardLimits {
+    let limits = &settings.limits;
+    GuardLimits {
+        request_line: limits.request_line,
+        fields: limits.request_fields,
+        field_size: limits.request_field_size,
+        require_host: limits.require_host,
     }
 }
 

@@ -386,7 +386,8 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Client fields that reach the app: not hop-by-hop (nor named in Connection), no `_`
-/// in the name. Content-Length is re-derived from the body actually read.
+/// in the name, several Cookie fields as one. Content-Length is re-derived from the
+/// body actually read.
 fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
     let named_by_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
@@ -395,6 +396,7 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .collect();
+    let cookie = joined_cookie(headers);
     let mut out: Vec<(Bytes, Bytes)> = headers
         .iter()
         .filter(|(name, _)| {
@@ -405,6 +407,7 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
                 && n != "x-request-id"
                 && n != "x-request-start"
                 && !named_by_connection.iter().any(|c| c == n)
+                && (*name != header::COOKIE || cookie.is_none())
         })
         .map(|(name, value)| {
             (
@@ -416,7 +419,28 @@ fn forwardable_headers(headers: &HeaderMap) -> Vec<(Bytes, Bytes)> {
     if let Some(rest) = codings_before_chunked(headers) {
         out.push((Bytes::from_static(b"transfer-encoding"), Bytes::from(rest)));
     }
+    if let Some(cookie) = cookie {
+        out.push((Bytes::from_static(b"cookie"), cookie));
+    }
     out
+}
+
+/// Several Cookie fields (HTTP/2 clients split the cookie into crumbs, RFC 9113
+/// §8.2.3; an HTTP/1 client may send several lines) joined with `"; "`, as the one
+/// HTTP_COOKIE that Django and Werkzeug parse: joined as other repeated fields are
+/// (with `,`), the crumbs would read as one cookie's value. `None` for one field or
+/// none, which pass as they are.
+fn joined_cookie(headers: &HeaderMap) -> Option<Bytes> {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let first = crumbs.next()?;
+    let mut rest = crumbs.peekable();
+    rest.peek()?;
+    let mut joined = first.as_bytes().to_vec();
+    for crumb in rest {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    Some(Bytes::from(joined))
 }
 
 /// The front removes the chunked framing (it read the whole body); codings applied
@@ -598,5 +622,21 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec![Bytes::from_static(b"accept")]);
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_into_one_field() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "sessionid=abc".parse().unwrap());
+        h.append("accept", "*/*".parse().unwrap());
+        h.append("cookie", "csrftoken=xyz".parse().unwrap());
+        let fields = forwardable_headers(&h);
+        let cookies: Vec<_> = fields.iter().filter(|(n, _)| n == "cookie").collect();
+        assert_eq!(cookies.len(), 1, "{fields:?}");
+        assert_eq!(cookies[0].1, "sessionid=abc; csrftoken=xyz");
+        // One field passes as it is.
+        h.remove("cookie");
+        h.insert("cookie", "a=1, b".parse().unwrap());
+        assert_eq!(forwardable_headers(&h)[1].1, "a=1, b");
     }
 }

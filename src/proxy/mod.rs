@@ -512,10 +512,29 @@ pub fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
     headers.reserve(head.headers.len());
     for (name, value) in head.headers {
         let name = HeaderName::from_bytes(&name).map_err(|_| bad_field("name"))?;
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| bad_field("value"))?;
+        let value =
+            HeaderValue::from_maybe_shared(without_ows(value)).map_err(|_| bad_field("value"))?;
         headers.append(name, value);
     }
     Ok(resp)
+}
+
+/// A field value as an HTTP/1 reader takes it, without the whitespace around it:
+/// HTTP/2 forbids that whitespace (RFC 9113 §8.2.1) and clients on nghttp2 (curl)
+/// refuse the response, yet Django's Set-Cookie values start with a space.
+fn without_ows(value: Bytes) -> Bytes {
+    let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
+    if !value.first().is_some_and(is_ows) && !value.last().is_some_and(is_ows) {
+        return value;
+    }
+    let start = value.iter().take_while(|b| is_ows(b)).count();
+    let end = value.len()
+        - value[start..]
+            .iter()
+            .rev()
+            .take_while(|b| is_ows(b))
+            .count();
+    value.slice(start..end)
 }
 
 fn bad_field(what: &str) -> Failure {
@@ -622,6 +641,25 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, vec![Bytes::from_static(b"accept")]);
+    }
+
+    #[test]
+    fn response_values_lose_the_whitespace_around_them() {
+        let head = ResponseHead {
+            status: 200,
+            headers: vec![
+                (
+                    Bytes::from_static(b"set-cookie"),
+                    Bytes::from_static(b" a=1; Path=/"),
+                ),
+                (Bytes::from_static(b"x-a"), Bytes::from_static(b"\t b c \t")),
+                (Bytes::from_static(b"x-b"), Bytes::from_static(b"  ")),
+            ],
+        };
+        let resp = build_response(head).unwrap();
+        assert_eq!(resp.headers()["set-cookie"], "a=1; Path=/");
+        assert_eq!(resp.headers()["x-a"], "b c");
+        assert_eq!(resp.headers()["x-b"], "");
     }
 
     #[test]

@@ -1,0 +1,726 @@
+//! One header policy for HTTP/1 and HTTP/2 (issue 25, item 2): an HTTP/2 request meets
+//! the HTTP/1 guard's refusals and limits, over h2c and over TLS, and cookie crumbs
+//! reach the app as one HTTP_COOKIE. Requests the `h2` crate will not send are
+//! written as raw frames with a literal HPACK encoding; the rest go through the `h2`
+//! client, and the same request over HTTP/1 must get the same status.
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 1;
+const DATA: u8 = 0;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+const ACK: u8 = 1;
+const LIMIT: Duration = Duration::from_secs(20);
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// How a test reaches the server: h2c with prior knowledge, or TLS with ALPN `h2`
+/// trusting the test's own certificate.
+#[derive(Clone)]
+enum Transport {
+    H2c,
+    Tls(Arc<tokio_rustls::TlsConnector>),
+}
+
+impl Transport {
+    fn tls(cert: &str) -> Transport {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let cert = CertificateDer::from_pem_file(cert).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(Pinned {
+            cert,
+            provider: provider.clone(),
+        });
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Transport::Tls(Arc::new(tokio_rustls::TlsConnector::from(Arc::new(config))))
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            Transport::H2c => "http",
+            Transport::Tls(_) => "https",
+        }
+    }
+
+    async fn connect(&self, server: &Server) -> Box<dyn Stream> {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        match self {
+            Transport::H2c => Box::new(tcp),
+            Transport::Tls(connector) => {
+                let name = rustls::pki_types::ServerName::IpAddress(server.addr.ip().into());
+                let tls = connector.connect(name, tcp).await.unwrap();
+                assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                Box::new(tls)
+            }
+        }
+    }
+
+    /// An `h2` client on a new connection.
+    async fn h2(&self, server: &Server) -> h2::client::SendRequest<bytes::Bytes> {
+        let io = self.connect(server).await;
+        let (client, conn) = h2::client::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+}
+
+/// Trusts exactly the test's self-signed certificate (webpki refuses a CA
+/// certificate as the server's own), with the signatures checked as usual.
+#[derive(Debug)]
+struct Pinned {
+    cert: rustls::pki_types::CertificateDer<'static>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.cert.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the test's certificate".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+// ---- raw frames ----
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK integer with a 7-bit prefix (RFC 7541 §5.1).
+fn int7(out: &mut Vec<u8>, mut n: usize) {
+    if n < 127 {
+        out.push(n as u8);
+        return;
+    }
+    out.push(127);
+    n -= 127;
+    while n >= 128 {
+        out.push((n % 128) as u8 | 128);
+        n /= 128;
+    }
+    out.push(n as u8);
+}
+
+/// A header block of literal fields without indexing, new names, no Huffman
+/// (RFC 7541 §6.2.2): any bytes at all, in the order given.
+fn hpack(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0);
+        int7(&mut out, name.len());
+        out.extend_from_slice(name.as_bytes());
+        int7(&mut out, value.len());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// What the server did with stream 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A response; 0 for a status outside the static table.
+    Status(u16),
+    Reset(u32),
+    GoAway(u32),
+    Closed,
+}
+
+async fn read_frame(io: &mut dyn Stream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    io.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    io.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], stream, payload))
+}
+
+/// Sends one request (its header block, and a body when given) on stream 1 of a new
+/// connection, after the settings exchange; returns the server's answer to it.
+async fn exchange(t: &Transport, server: &Server, block: Vec<u8>, body: Option<&[u8]>) -> Answer {
+    let mut io = t.connect(server).await;
+    io.write_all(&[PREFACE, &frame(SETTINGS, 0, 0, &[])].concat())
+        .await
+        .unwrap();
+    let run = async {
+        let mut sent = false;
+        loop {
+            let Some((kind, flags, stream, payload)) = read_frame(&mut *io).await else {
+                return Answer::Closed;
+            };
+            match kind {
+                SETTINGS if flags & ACK == 0 => {
+                    let mut out = frame(SETTINGS, ACK, 0, &[]);
+                    if !sent {
+                        let end = if body.is_none() { END_STREAM } else { 0 };
+                        out.extend(frame(HEADERS, END_HEADERS | end, 1, &block));
+                        if let Some(body) = body {
+                            out.extend(frame(DATA, END_STREAM, 1, body));
+                        }
+                        sent = true;
+                    }
+                    io.write_all(&out).await.unwrap();
+                }
+                HEADERS if stream == 1 => {
+                    return Answer::Status(match payload.first() {
+                        // Indexed :status from the static table (RFC 7541 Appendix A).
+                        Some(&b) if (0x88..=0x8e).contains(&b) => {
+                            [200, 204, 206, 304, 400, 404, 500][usize::from(b - 0x88)]
+                        }
+                        _ => 0,
+                    });
+                }
+                RST_STREAM if stream == 1 => {
+                    return Answer::Reset(u32::from_be_bytes(payload[..4].try_into().unwrap()))
+                }
+                GOAWAY => {
+                    return Answer::GoAway(u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, run).await.expect("no answer")
+}
+
+/// The pseudo-headers of a GET for `/environ` on `server`, then `extra`.
+fn request<'a>(
+    t: &Transport,
+    server: &Server,
+    extra: &[(&'a str, &[u8])],
+) -> Vec<(&'a str, Vec<u8>)> {
+    let mut fields: Vec<(&str, Vec<u8>)> = vec![
+        (":method", b"GET".to_vec()),
+        (":scheme", t.scheme().as_bytes().to_vec()),
+        (":authority", server.addr.to_string().into_bytes()),
+        (":path", b"/environ".to_vec()),
+    ];
+    for (name, value) in extra {
+        match fields
+            .iter_mut()
+            .find(|(n, _)| n == name && n.starts_with(':'))
+        {
+            Some(f) => f.1 = value.to_vec(),
+            None => fields.push((name, value.to_vec())),
+        }
+    }
+    fields
+}
+
+fn block(fields: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let borrowed: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, &v[..])).collect();
+    hpack(&borrowed)
+}
+
+/// Holes HTTP/2 had and HTTP/1 never had: each is a 400 now (it reached the app).
+fn refused_like_http1(authority: &str) -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
+    let a = |s: &str| s.as_bytes().to_vec();
+    let userinfo = format!("user:pw@{authority}");
+    vec![
+        ("leading space in a value", vec![("x-a", a(" v"))]),
+        ("trailing tab in a value", vec![("x-a", a("v\t"))]),
+        (
+            "host differs from :authority",
+            vec![("host", a("evil.example"))],
+        ),
+        (
+            "host twice",
+            vec![("host", a(authority)), ("host", a(authority))],
+        ),
+        (":path * on GET", vec![(":path", a("*"))]),
+        ("lower-case method", vec![(":method", a("get"))]),
+        ("one-letter method", vec![(":method", a("G"))]),
+        (
+            ":authority with userinfo",
+            vec![(":authority", a(&userinfo))],
+        ),
+        (":scheme ftp", vec![(":scheme", a("ftp"))]),
+        (
+            "content-length twice",
+            vec![("content-length", a("0")), ("content-length", a("0"))],
+        ),
+        (
+            "content-type twice",
+            vec![("content-type", a("a/b")), ("content-type", a("a/b"))],
+        ),
+    ]
+}
+
+/// What h2 (under hyper) refuses itself: a stream reset or GOAWAY, never the app.
+fn refused_by_h2() -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
+    let a = |s: &str| s.as_bytes().to_vec();
+    vec![
+        (
+            "repeated :path",
+            vec![(":path", a("/environ")), ("::path", a("/x"))],
+        ),
+        (
+            "pseudo-header after a field",
+            vec![("x-a", a("1")), (":x-late", a("/"))],
+        ),
+        ("unknown pseudo-header", vec![(":foo", a("1"))]),
+        (":status in a request", vec![(":status", a("200"))]),
+        ("upper-case name", vec![("X-A", a("1"))]),
+        ("te: gzip", vec![("te", a("gzip"))]),
+        ("connection", vec![("connection", a("close"))]),
+        ("keep-alive", vec![("keep-alive", a("5"))]),
+        ("proxy-connection", vec![("proxy-connection", a("close"))]),
+        (
+            "transfer-encoding",
+            vec![("transfer-encoding", a("chunked"))],
+        ),
+        ("upgrade", vec![("upgrade", a("h2c"))]),
+        ("empty :path", vec![(":path", a(""))]),
+        (":path not origin-form", vec![(":path", a("environ"))]),
+        ("space in :path", vec![(":path", a("/a b"))]),
+        ("NUL in a value", vec![("x-a", a("a\0b"))]),
+        ("CR in a value", vec![("x-a", a("a\rb"))]),
+        ("LF in a value", vec![("x-a", a("a\nb"))]),
+        ("DEL in a value", vec![("x-a", a("a\x7fb"))]),
+        (
+            "content-length not a number",
+            vec![("content-length", a("+1"))],
+        ),
+    ]
+}
+
+/// Expands the test's shorthands: `::path` is a second `:path`, `:x-late` a
+/// `:path` after a regular field.
+fn spelled(mut fields: Vec<(&'static str, Vec<u8>)>) -> Vec<(&'static str, Vec<u8>)> {
+    for f in &mut fields {
+        f.0 = match f.0 {
+            "::path" | ":x-late" => ":path",
+            n => n,
+        };
+    }
+    fields
+}
+
+fn check_refusals(t: &Transport, server: &Server) {
+    runtime().block_on(async {
+        let plain = request(t, server, &[]);
+        assert_eq!(
+            exchange(t, server, block(&plain), None).await,
+            Answer::Status(200)
+        );
+        let authority = server.addr.to_string();
+        let mut wrong = Vec::new();
+        let cases = refused_like_http1(&authority)
+            .into_iter()
+            .map(|c| (c, true));
+        let cases = cases.chain(refused_by_h2().into_iter().map(|c| (c, false)));
+        for ((what, extra), like_http1) in cases {
+            let borrowed: Vec<_> = extra.iter().map(|(n, v)| (*n, &v[..])).collect();
+            let fields = spelled(request(t, server, &borrowed));
+            let got = exchange(t, server, block(&fields), None).await;
+            let refused = match got {
+                Answer::Status(400) => like_http1,
+                Answer::Reset(_) | Answer::GoAway(_) => !like_http1,
+                _ => false,
+            };
+            if !refused {
+                let expected = if like_http1 {
+                    "a 400"
+                } else {
+                    "a reset or GOAWAY"
+                };
+                wrong.push(format!("{what}: {got:?}, expected {expected}"));
+            }
+        }
+        // A Content-Length the DATA contradicts, either way.
+        for (declared, sent) in [("5", &b"abc"[..]), ("2", &b"abcde"[..])] {
+            let extra: [(&str, &[u8]); 2] = [
+                (":method", b"POST"),
+                ("content-length", declared.as_bytes()),
+            ];
+            let fields = request(t, server, &extra);
+            let got = exchange(t, server, block(&fields), Some(sent)).await;
+            if !matches!(got, Answer::Reset(_) | Answer::GoAway(_)) {
+                wrong.push(format!(
+                    "content-length {declared} with {} bytes: {got:?}",
+                    sent.len()
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    });
+}
+
+fn front_app(extra: &[&str]) -> Server {
+    test_app("front_app:app", &[&["-w", "1"], extra].concat()).start()
+}
+
+#[test]
+fn http2_requests_get_http1s_refusals_over_h2c() {
+    let server = front_app(&[]);
+    check_refusals(&Transport::H2c, &server);
+    assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+#[test]
+fn http2_requests_get_http1s_refusals_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = front_app(&["--certfile", &cert, "--keyfile", &key]);
+    check_refusals(&Transport::tls(&cert), &server);
+}
+
+// ---- limits, HTTP/1 and HTTP/2 side by side ----
+
+/// The status of `GET path` with `fields` over HTTP/1 (raw, Host first; only the
+/// status line is read, so no Connection field is needed to end the exchange).
+fn h1_status(server: &Server, path: &str, fields: &[(String, String)]) -> u16 {
+    use std::io::{Read, Write};
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", server.addr);
+    for (n, v) in fields {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while out.len() < 12 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    text.get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{text:?}"))
+}
+
+/// The status and body of the same request over HTTP/2 (`h2` client, `:authority`).
+async fn h2_get(
+    t: &Transport,
+    server: &Server,
+    path: &str,
+    fields: &[(String, String)],
+) -> (u16, String) {
+    let mut client = t.h2(server).await.ready().await.unwrap();
+    let mut req = http::Request::get(format!("{}://{}{path}", t.scheme(), server.addr));
+    for (n, v) in fields {
+        req = req.header(n.as_str(), v.as_str());
+    }
+    let (resp, _) = client.send_request(req.body(()).unwrap(), true).unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+fn fields(n: usize, value_len: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("x-f{i:02}"), "v".repeat(value_len)))
+        .collect()
+}
+
+fn crumbs(n: usize, len: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| ("cookie".to_string(), format!("c{i:02}={}", "v".repeat(len))))
+        .collect()
+}
+
+#[test]
+fn the_head_limits_are_the_same_over_http1_and_http2() {
+    let server = front_app(&[
+        "--limit-request-fields",
+        "10",
+        "--limit-request-field_size",
+        "200",
+        "--limit-request-line",
+        "100",
+    ]);
+    // `GET ` + path + ` HTTP/1.1` = 100 bytes.
+    let path_100 = format!("/environ?{}", "q".repeat(100 - 4 - 9 - 9));
+    let line_200 = 200 - "x-f00: ".len() - 2;
+    let cases: Vec<(&str, String, Vec<(String, String)>, u16)> = vec![
+        ("Host and 9 fields", "/environ".into(), fields(9, 10), 200),
+        ("Host and 10 fields", "/environ".into(), fields(10, 10), 431),
+        (
+            "a 200-byte field line",
+            "/environ".into(),
+            fields(1, line_200),
+            200,
+        ),
+        (
+            "a 201-byte field line",
+            "/environ".into(),
+            fields(1, line_200 + 1),
+            431,
+        ),
+        ("a 100-byte request line", path_100.clone(), vec![], 200),
+        (
+            "a 101-byte request line",
+            format!("{path_100}q"),
+            vec![],
+            414,
+        ),
+        // Twelve crumbs are one Cookie line of 8 + 12 * 6 + 11 * 2 + 2 = 104 bytes.
+        (
+            "twelve small cookie crumbs",
+            "/environ".into(),
+            crumbs(12, 2),
+            200,
+        ),
+        (
+            "crumbs longer than a field line",
+            "/environ".into(),
+            crumbs(20, 8),
+            431,
+        ),
+    ];
+    let rt = runtime();
+    let mut wrong = Vec::new();
+    for (what, path, fields, expected) in cases {
+        let h1 = if what.contains("crumb") {
+            // HTTP/1 sends the cookie as one line, as a browser does.
+            let joined: Vec<String> = fields.iter().map(|f| f.1.clone()).collect();
+            h1_status(&server, &path, &[("Cookie".into(), joined.join("; "))])
+        } else {
+            h1_status(&server, &path, &fields)
+        };
+        let (h2, _) = rt.block_on(h2_get(&Transport::H2c, &server, &path, &fields));
+        if (h1, h2) != (expected, expected) {
+            wrong.push(format!(
+                "{what}: HTTP/1 {h1}, HTTP/2 {h2}, expected {expected}"
+            ));
+        }
+    }
+    // Far beyond the limits, h2's own SETTINGS_MAX_HEADER_LIST_SIZE answers (431).
+    let (status, _) = rt.block_on(h2_get(
+        &Transport::H2c,
+        &server,
+        "/environ",
+        &fields(60, 150),
+    ));
+    if status != 431 {
+        wrong.push(format!("60 fields of 150 bytes over HTTP/2: {status}"));
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// With the default limits (100 fields of 8190 bytes) a 30 KiB head is served over
+/// HTTP/2 as over HTTP/1: hyper's own 16 KiB header list limit no longer refuses it.
+#[test]
+fn a_large_head_within_the_limits_is_served_over_http2() {
+    let server = front_app(&[]);
+    let big = fields(30, 1000);
+    assert_eq!(h1_status(&server, "/environ", &big), 200);
+    let (status, body) = runtime().block_on(h2_get(&Transport::H2c, &server, "/environ", &big));
+    assert_eq!(status, 200);
+    assert!(body.contains("HTTP_X_F29"), "{body}");
+}
+
+// ---- what the app gets ----
+
+#[test]
+fn cookie_crumbs_reach_the_app_as_one_cookie_and_underscores_are_dropped() {
+    let server = front_app(&[]);
+    let sent = vec![
+        ("cookie".to_string(), "sessionid=abc".to_string()),
+        ("x_forwarded_for".to_string(), "198.51.100.7".to_string()),
+        ("x-kept".to_string(), "1".to_string()),
+        ("cookie".to_string(), "csrftoken=xyz".to_string()),
+    ];
+    let (status, body) = runtime().block_on(h2_get(&Transport::H2c, &server, "/environ", &sent));
+    assert_eq!(status, 200);
+    let env: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(env["HTTP_COOKIE"], "sessionid=abc; csrftoken=xyz", "{body}");
+    assert_eq!(env["HTTP_X_KEPT"], "1");
+    assert!(env.get("HTTP_X_FORWARDED_FOR").is_none(), "{body}");
+    // Over HTTP/1, several Cookie lines the same way.
+    let raw = format!(
+        "GET /environ HTTP/1.1\r\nHost: {}\r\nCookie: sessionid=abc\r\nCookie: csrftoken=xyz\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    let out = server.raw(raw.as_bytes(), LIMIT);
+    assert!(
+        out.contains("\"HTTP_COOKIE\": \"sessionid=abc; csrftoken=xyz\""),
+        "{out}"
+    );
+}
+
+/// A client that splits its cookies into crumbs, as browsers do over HTTP/2, logs
+/// into the Django admin: the CSRF cookie (with another crumb before it) on the
+/// login POST, then the session and CSRF cookies as two crumbs on `/admin/`.
+#[test]
+fn a_raw_h2_client_that_splits_its_cookies_logs_into_django_admin() {
+    let site = DjangoSite::prepare();
+    let (cert, key) = certificate(site.tmp.path());
+    for tls in [false, true] {
+        let server = match tls {
+            false => site.serve_with(&["-w", "1"]),
+            true => site.serve_with(&["-w", "1", "--certfile", &cert, "--keyfile", &key]),
+        };
+        let t = if tls {
+            Transport::tls(&cert)
+        } else {
+            Transport::H2c
+        };
+        let cookies = runtime().block_on(django_login_with_crumbs(&t, &server));
+        if !tls {
+            // HTTP/1 with the same cookies on two Cookie lines.
+            let raw = format!(
+                "GET /admin/ HTTP/1.1\r\nHost: {}\r\nCookie: {}\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+                server.addr, cookies.0, cookies.1
+            );
+            let out = server.raw(raw.as_bytes(), LIMIT);
+            assert!(out.contains("Site administration"), "{out}");
+        }
+    }
+}
+
+/// Logs in over HTTP/2 with cookie crumbs; returns the (csrftoken, sessionid) cookies.
+async fn django_login_with_crumbs(t: &Transport, server: &Server) -> (String, String) {
+    let base = format!("{}://{}", t.scheme(), server.addr);
+    let mut client = t.h2(server).await;
+    let send = |client: &mut h2::client::SendRequest<bytes::Bytes>,
+                req: http::Request<()>,
+                body: Option<String>| {
+        let end = body.is_none();
+        let (resp, mut stream) = client.send_request(req, end).unwrap();
+        if let Some(body) = body {
+            stream.send_data(body.into(), true).unwrap();
+        }
+        resp
+    };
+    client = client.ready().await.unwrap();
+    let login = http::Request::get(format!("{base}/admin/login/?next=/admin/"))
+        .body(())
+        .unwrap();
+    let resp = send(&mut client, login, None).await.unwrap();
+    let csrf = set_cookie(&resp, "csrftoken");
+    let page = body_text(resp).await;
+    let token = page
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the login form")
+        .to_string();
+    let form = format!(
+        "csrfmiddlewaretoken={token}&username=admin&password={DJANGO_ADMIN_PASSWORD}&next=%2Fadmin%2F"
+    );
+    let post = http::Request::post(format!("{base}/admin/login/?next=/admin/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-length", form.len())
+        // Django checks the origin of a POST over HTTPS.
+        .header("origin", &base)
+        .header("cookie", "theme=dark")
+        .header("cookie", &csrf)
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let resp = send(&mut client, post, Some(form)).await.unwrap();
+    assert_eq!(resp.status(), 302, "login POST: {}", body_text(resp).await);
+    assert_eq!(resp.headers()["location"], "/admin/");
+    let session = set_cookie(&resp, "sessionid");
+    let admin = http::Request::get(format!("{base}/admin/"))
+        .header("cookie", &session)
+        .header("cookie", &csrf)
+        .body(())
+        .unwrap();
+    client = client.ready().await.unwrap();
+    let resp = send(&mut client, admin, None).await.unwrap();
+    let status = resp.status();
+    let page = body_text(resp).await;
+    assert_eq!(
+        status, 200,
+        "/admin/ sent the client back to log in:\n{page}"
+    );
+    assert!(page.contains("Site administration"), "{page}");
+    (csrf, session)
+}
+
+fn set_cookie<B>(resp: &http::Response<B>, name: &str) -> String {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", resp.headers()))
+        .to_string()
+}
+
+async fn body_text(resp: http::Response<h2::RecvStream>) -> String {
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}

@@ -1,7 +1,8 @@
 //! A real browser through ferricorn: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, installed by `tests/run-all.sh`), driven over WebDriver with
 //! fantoccini, opens the Django admin, checks that admin's base.css really applied
-//! (computed styles, not just a 200), logs in and sees "Site administration".
+//! (computed styles, not just a 200), logs in and lands on the admin index, over
+//! plain HTTP/1.1 and over TLS with HTTP/2 (and with HTTP/2 turned off).
 //! A missing Chromium is a failure, never a skip: CI must not pass without it.
 
 mod common;
@@ -64,8 +65,45 @@ impl Drop for Driver {
     }
 }
 
+/// How Chromium reaches ferricorn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Plain HTTP/1.1.
+    Http1,
+    /// TLS (`--certfile`/`--keyfile`), ALPN picks HTTP/2 as for any HTTPS site.
+    TlsHttp2,
+    /// TLS with HTTP/2 turned off in Chromium.
+    TlsHttp1,
+}
+
+impl Way {
+    /// What `nextHopProtocol` says for the pages.
+    fn protocol(self) -> &'static str {
+        match self {
+            Way::TlsHttp2 => "h2",
+            Way::Http1 | Way::TlsHttp1 => "http/1.1",
+        }
+    }
+}
+
 #[test]
 fn django_admin_in_headless_chromium() {
+    django_admin_in(Way::Http1);
+}
+
+/// Over HTTP/2 Chromium splits the cookie into crumbs (RFC 9113 §8.2.3): the session
+/// and CSRF cookies reach Django as one Cookie, so the login lands on the admin index.
+#[test]
+fn django_admin_in_headless_chromium_over_tls_and_http2() {
+    django_admin_in(Way::TlsHttp2);
+}
+
+#[test]
+fn django_admin_in_headless_chromium_over_tls_and_http1() {
+    django_admin_in(Way::TlsHttp1);
+}
+
+fn django_admin_in(way: Way) {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(tool).exists(),
@@ -73,23 +111,43 @@ fn django_admin_in_headless_chromium() {
         );
     }
     let site = DjangoSite::prepare();
-    let server = site.serve();
     let tmp = &site.tmp;
+    let (cert, key) = certificate(tmp.path());
+    let server = match way {
+        Way::Http1 => site.serve(),
+        Way::TlsHttp2 | Way::TlsHttp1 => {
+            site.serve_with(&["-w", "2", "--certfile", &cert, "--keyfile", &key])
+        }
+    };
+    let base = match way {
+        Way::Http1 => format!("http://{}", server.addr),
+        Way::TlsHttp2 | Way::TlsHttp1 => format!("https://{}", server.addr),
+    };
 
     let driver = Driver::start();
     let profile = tmp.path().join("chromium-profile");
     // The flags that make Chromium work as root on a machine without outside network.
+    let mut args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if way != Way::Http1 {
+        // The test's certificate is self-signed.
+        args.push("--ignore-certificate-errors".into());
+    }
+    if way == Way::TlsHttp1 {
+        args.push("--disable-http2".into());
+    }
     let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }
+        "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
     });
     let caps = caps.as_object().unwrap().clone();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -102,21 +160,31 @@ fn django_admin_in_headless_chromium() {
             .connect(&format!("http://127.0.0.1:{}", driver.port))
             .await
             .expect("WebDriver session");
-        let outcome = drive(&browser, &server).await;
+        let outcome = drive(&browser, &base, way).await;
         let _ = browser.close().await;
         outcome
     });
     if let Err(e) = result {
-        server.fail(&format!("browser: {e}"));
+        server.fail(&format!("browser ({way:?}): {e}"));
     }
 }
 
-async fn drive(browser: &fantoccini::Client, server: &Server) -> Result<(), String> {
+async fn drive(browser: &fantoccini::Client, base: &str, way: Way) -> Result<(), String> {
     let err = |e: fantoccini::error::CmdError| e.to_string();
     browser
-        .goto(&server.url("/admin/login/?next=/admin/"))
+        .goto(&format!("{base}/admin/login/?next=/admin/"))
         .await
         .map_err(err)?;
+    let protocol = browser
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            vec![],
+        )
+        .await
+        .map_err(err)?;
+    if protocol != way.protocol() {
+        return Err(format!("the login page came over {protocol}"));
+    }
     // The stylesheet applied: #header { background: var(--header-bg) } = #417690 in
     // base.css; unstyled it would be transparent.
     let bg = browser
@@ -153,6 +221,11 @@ async fn drive(browser: &fantoccini::Client, server: &Server) -> Result<(), Stri
         .send_keys(DJANGO_ADMIN_PASSWORD)
         .await
         .map_err(err)?;
+    // Marks the login page, to tell when the page after the POST has loaded.
+    browser
+        .execute("window.ferricornLoginPage = true", vec![])
+        .await
+        .map_err(err)?;
     browser
         .find(Locator::Css("input[type=submit]"))
         .await
@@ -160,11 +233,33 @@ async fn drive(browser: &fantoccini::Client, server: &Server) -> Result<(), Stri
         .click()
         .await
         .map_err(err)?;
-    browser
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::XPath("//h1[contains(., 'Site administration')]"))
-        .await
-        .map_err(|e| format!("no 'Site administration' after login: {e}"))?;
+    let (path, h1) = page_after_login(browser).await?;
+    // Logged out (the session cookie did not reach Django), /admin/ sends the
+    // browser back to the login page.
+    if path != "/admin/" || !h1.contains("Site administration") {
+        return Err(format!(
+            "after login the browser is on {path} ({h1:?}), not the admin index"
+        ));
+    }
     Ok(())
+}
+
+/// The path and first heading of the page the login POST led to, once it loaded.
+async fn page_after_login(browser: &fantoccini::Client) -> Result<(String, String), String> {
+    const PROBE: &str = "if (window.ferricornLoginPage || document.readyState !== 'complete') \
+        return null; \
+        const h1 = document.querySelector('h1'); \
+        return [location.pathname, h1 ? h1.textContent : ''];";
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        // A navigation under way may fail a script: try again.
+        if let Ok(serde_json::Value::Array(v)) = browser.execute(PROBE, vec![]).await {
+            let text = |i: usize| v.get(i).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            return Ok((text(0), text(1)));
+        }
+        if Instant::now() > deadline {
+            return Err("the page after the login POST never loaded".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

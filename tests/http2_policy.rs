@@ -19,6 +19,7 @@ const GOAWAY: u8 = 7;
 const END_STREAM: u8 = 1;
 const END_HEADERS: u8 = 4;
 const ACK: u8 = 1;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
 const LIMIT: Duration = Duration::from_secs(20);
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -200,6 +201,16 @@ async fn read_frame(io: &mut dyn Stream) -> Option<(u8, u8, u32, Vec<u8>)> {
 /// Sends one request (its header block, and a body when given) on stream 1 of a new
 /// connection, after the settings exchange; returns the server's answer to it.
 async fn exchange(t: &Transport, server: &Server, block: Vec<u8>, body: Option<&[u8]>) -> Answer {
+    let end = if body.is_none() { END_STREAM } else { 0 };
+    let mut frames = frame(HEADERS, END_HEADERS | end, 1, &block);
+    if let Some(body) = body {
+        frames.extend(frame(DATA, END_STREAM, 1, body));
+    }
+    exchange_frames(t, server, frames).await
+}
+
+/// Sends `frames` after the settings exchange; returns the server's answer on stream 1.
+async fn exchange_frames(t: &Transport, server: &Server, frames: Vec<u8>) -> Answer {
     let mut io = t.connect(server).await;
     io.write_all(&[PREFACE, &frame(SETTINGS, 0, 0, &[])].concat())
         .await
@@ -214,24 +225,12 @@ async fn exchange(t: &Transport, server: &Server, block: Vec<u8>, body: Option<&
                 SETTINGS if flags & ACK == 0 => {
                     let mut out = frame(SETTINGS, ACK, 0, &[]);
                     if !sent {
-                        let end = if body.is_none() { END_STREAM } else { 0 };
-                        out.extend(frame(HEADERS, END_HEADERS | end, 1, &block));
-                        if let Some(body) = body {
-                            out.extend(frame(DATA, END_STREAM, 1, body));
-                        }
+                        out.extend_from_slice(&frames);
                         sent = true;
                     }
                     io.write_all(&out).await.unwrap();
                 }
-                HEADERS if stream == 1 => {
-                    return Answer::Status(match payload.first() {
-                        // Indexed :status from the static table (RFC 7541 Appendix A).
-                        Some(&b) if (0x88..=0x8e).contains(&b) => {
-                            [200, 204, 206, 304, 400, 404, 500][usize::from(b - 0x88)]
-                        }
-                        _ => 0,
-                    });
-                }
+                HEADERS if stream == 1 => return Answer::Status(status_of(&payload)),
                 RST_STREAM if stream == 1 => {
                     return Answer::Reset(u32::from_be_bytes(payload[..4].try_into().unwrap()))
                 }
@@ -243,6 +242,18 @@ async fn exchange(t: &Transport, server: &Server, block: Vec<u8>, body: Option<&
         }
     };
     tokio::time::timeout(LIMIT, run).await.expect("no answer")
+}
+
+/// The `:status` at the start of a response's header block, as h2 encodes it: an
+/// index into the static table (RFC 7541 Appendix A), or for 414 and 431 the name's
+/// index and the Huffman-coded digits. 0 for anything else.
+fn status_of(block: &[u8]) -> u16 {
+    match block {
+        [b @ 0x88..=0x8e, ..] => [200, 204, 206, 304, 400, 404, 500][usize::from(b - 0x88)],
+        [0x48, 0x83, 0x68, 0x2d, 0x7f, ..] => 414,
+        [0x48, 0x83, 0x69, 0x90, 0xff, ..] => 431,
+        _ => 0,
+    }
 }
 
 /// The pseudo-headers of a GET for `/environ` on `server`, then `extra`.
@@ -404,8 +415,61 @@ fn check_refusals(t: &Transport, server: &Server) {
                 ));
             }
         }
+        wrong.extend(check_floods(t, server).await);
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     });
+}
+
+/// Heads that cost little on the wire and much once decoded or buffered: h2's
+/// limits answer them (431, or GOAWAY past four times the header list size, or
+/// ENHANCE_YOUR_CALM for CONTINUATION frames without end), never the app.
+async fn check_floods(t: &Transport, server: &Server) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let pseudo = block(&request(t, server, &[]));
+    // One 4,000-byte field in HPACK's dynamic table (literal with incremental
+    // indexing), then referenced by index 62, 1-byte each.
+    let bomb = |refs: usize| {
+        let mut b = pseudo.clone();
+        b.push(0x40);
+        int7(&mut b, 5);
+        b.extend_from_slice(b"x-big");
+        int7(&mut b, 4000);
+        b.extend(std::iter::repeat_n(b'a', 4000));
+        b.extend(std::iter::repeat_n(0x80 | 62, refs));
+        b
+    };
+    // 250 fields: over the field count (431 from the front, or h2's own at 1 MB).
+    let got = exchange(t, server, bomb(250), None).await;
+    if got != Answer::Status(431) {
+        wrong.push(format!("1 MB decoded from 5 kB: {got:?}, expected a 431"));
+    }
+    // 4,000 references: 16 MB decoded, over h2's abuse limit.
+    let got = exchange(t, server, bomb(4000), None).await;
+    if !matches!(got, Answer::GoAway(_) | Answer::Status(431)) {
+        wrong.push(format!(
+            "16 MB decoded from 8 kB: {got:?}, expected GOAWAY or 431"
+        ));
+    }
+    // HEADERS without END_HEADERS, then empty CONTINUATION frames (type 9): h2 takes
+    // about 63 with the default limits.
+    let mut frames = frame(HEADERS, END_STREAM, 1, &pseudo);
+    for _ in 0..200 {
+        frames.extend(frame(9, 0, 1, &[]));
+    }
+    let got = exchange_frames(t, server, frames).await;
+    if got != Answer::GoAway(ENHANCE_YOUR_CALM) {
+        wrong.push(format!(
+            "a CONTINUATION flood: {got:?}, expected GOAWAY(ENHANCE_YOUR_CALM)"
+        ));
+    }
+    // A :path over the request line limit, the raw way: 414.
+    let long = format!("/{}", "a".repeat(5000));
+    let fields = request(t, server, &[(":path", long.as_bytes())]);
+    let got = exchange(t, server, block(&fields), None).await;
+    if got != Answer::Status(414) {
+        wrong.push(format!("a 5,000-byte :path: {got:?}, expected a 414"));
+    }
+    wrong
 }
 
 fn front_app(extra: &[&str]) -> Server {

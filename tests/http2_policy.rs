@@ -285,8 +285,13 @@ fn block(fields: &[(&str, Vec<u8>)]) -> Vec<u8> {
     hpack(&borrowed)
 }
 
+/// A named list of fields.
+type Fields = Vec<(&'static str, Vec<u8>)>;
+/// What a case is, and the fields it adds to (or changes in) a plain request.
+type Case = (&'static str, Fields);
+
 /// Holes HTTP/2 had and HTTP/1 never had: each is a 400 now (it reached the app).
-fn refused_like_http1(authority: &str) -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
+fn refused_like_http1(authority: &str) -> Vec<Case> {
     let a = |s: &str| s.as_bytes().to_vec();
     let userinfo = format!("user:pw@{authority}");
     vec![
@@ -320,7 +325,7 @@ fn refused_like_http1(authority: &str) -> Vec<(&'static str, Vec<(&'static str, 
 }
 
 /// What h2 (under hyper) refuses itself: a stream reset or GOAWAY, never the app.
-fn refused_by_h2() -> Vec<(&'static str, Vec<(&'static str, Vec<u8>)>)> {
+fn refused_by_h2() -> Vec<Case> {
     let a = |s: &str| s.as_bytes().to_vec();
     vec![
         (
@@ -569,7 +574,9 @@ fn the_head_limits_are_the_same_over_http1_and_http2() {
     // `GET ` + path + ` HTTP/1.1` = 100 bytes.
     let path_100 = format!("/environ?{}", "q".repeat(100 - 4 - 9 - 9));
     let line_200 = 200 - "x-f00: ".len() - 2;
-    let cases: Vec<(&str, String, Vec<(String, String)>, u16)> = vec![
+    // What, the path, the fields, the status over both protocols.
+    type LimitCase = (&'static str, String, Vec<(String, String)>, u16);
+    let cases: Vec<LimitCase> = vec![
         ("Host and 9 fields", "/environ".into(), fields(9, 10), 200),
         ("Host and 10 fields", "/environ".into(), fields(10, 10), 431),
         (

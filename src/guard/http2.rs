@@ -73,7 +73,7 @@ fn check_request_line(method: &Method, uri: &Uri, limits: &GuardLimits) -> Resul
     check_target(method, target.as_bytes())?;
     // `:path` is origin-form or `*` (RFC 9113 §8.3.1): the absolute form that
     // `check_target` takes from HTTP/1 has no place in it.
-    if !is_connect && !(target.starts_with('/') || target == "*") {
+    if !is_connect && !target.starts_with('/') && target != "*" {
         return Err(Reject::BadRequest);
     }
     if let Some(scheme) = uri.scheme_str() {
@@ -121,13 +121,12 @@ fn check_fields(
     }
     let host = headers.get(header::HOST).map(|h| h.as_bytes());
     match (authority, host) {
-        (Some(a), None) => {
-            // `:authority` stands for the Host line.
+        // `:authority` stands for the Host line.
+        (Some(a), None)
             if fields + 1 > limits.fields
-                || field_line_len(b"host", a.as_str().as_bytes()) > limits.field_size
-            {
-                return Err(Reject::HeaderFieldsTooLarge);
-            }
+                || field_line_len(b"host", a.as_str().as_bytes()) > limits.field_size =>
+        {
+            return Err(Reject::HeaderFieldsTooLarge);
         }
         (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h) => {
             return Err(Reject::BadRequest);

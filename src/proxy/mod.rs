@@ -520,8 +520,8 @@ pub fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
 }
 
 /// A field value as an HTTP/1 reader takes it, without the whitespace around it:
-/// HTTP/2 forbids that whitespace (RFC 9113 §8.2.1) and clients on nghttp2 (curl)
-/// refuse the response, yet Django's Set-Cookie values start with a space.
+/// HTTP/2 forbids that whitespace (RFC 9113 §8.2.1: a strict client treats the
+/// response as malformed), yet Django's Set-Cookie values start with a space.
 fn without_ows(value: Bytes) -> Bytes {
     let is_ows = |b: &u8| matches!(b, b' ' | b'\t');
     if !value.first().is_some_and(is_ows) && !value.last().is_some_and(is_ows) {

@@ -431,29 +431,34 @@ fn check_refusals(t: &Transport, server: &Server) {
 async fn check_floods(t: &Transport, server: &Server) -> Vec<String> {
     let mut wrong = Vec::new();
     let pseudo = block(&request(t, server, &[]));
-    // One 4,000-byte field in HPACK's dynamic table (literal with incremental
-    // indexing), then referenced by index 62, 1-byte each.
-    let bomb = |refs: usize| {
+    // One field in HPACK's dynamic table (literal with incremental indexing), then
+    // named by its index (62), one byte each.
+    let bomb = |len: usize, refs: usize| {
         let mut b = pseudo.clone();
         b.push(0x40);
         int7(&mut b, 5);
         b.extend_from_slice(b"x-big");
-        int7(&mut b, 4000);
-        b.extend(std::iter::repeat_n(b'a', 4000));
+        int7(&mut b, len);
+        b.extend(std::iter::repeat_n(b'a', len));
         b.extend(std::iter::repeat_n(0x80 | 62, refs));
         b
     };
-    // 250 fields: over the field count (431 from the front, or h2's own at 1 MB).
-    let got = exchange(t, server, bomb(250), None).await;
+    // 150 small fields (6 kB decoded): over the field count, the front's 431.
+    let got = exchange(t, server, bomb(1, 150), None).await;
     if got != Answer::Status(431) {
-        wrong.push(format!("1 MB decoded from 5 kB: {got:?}, expected a 431"));
-    }
-    // 4,000 references: 16 MB decoded, over h2's abuse limit.
-    let got = exchange(t, server, bomb(4000), None).await;
-    if !matches!(got, Answer::GoAway(_) | Answer::Status(431)) {
         wrong.push(format!(
-            "16 MB decoded from 8 kB: {got:?}, expected GOAWAY or 431"
+            "150 fields from 160 bytes: {got:?}, expected a 431"
         ));
+    }
+    // 20 fields of 4,000 bytes (80 kB decoded from 4 kB): h2's header list limit, 431.
+    let got = exchange(t, server, bomb(4000, 20), None).await;
+    if got != Answer::Status(431) {
+        wrong.push(format!("80 kB decoded from 4 kB: {got:?}, expected a 431"));
+    }
+    // 4,000 of them (16 MB): past four times h2's limit, the connection goes.
+    let got = exchange(t, server, bomb(4000, 4000), None).await;
+    if got != Answer::GoAway(ENHANCE_YOUR_CALM) {
+        wrong.push(format!("16 MB decoded from 8 kB: {got:?}, expected GOAWAY"));
     }
     // HEADERS without END_HEADERS, then empty CONTINUATION frames (type 9): h2 takes
     // about 63 with the default limits.
@@ -642,16 +647,16 @@ fn the_head_limits_are_the_same_over_http1_and_http2() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// With the default limits (100 fields of 8190 bytes) a 30 KiB head is served over
-/// HTTP/2 as over HTTP/1: hyper's own 16 KiB header list limit no longer refuses it.
+/// With the default limits a 25 kB head is served over HTTP/2 as over HTTP/1:
+/// hyper's own 16 KiB header list limit no longer refuses it.
 #[test]
 fn a_large_head_within_the_limits_is_served_over_http2() {
     let server = front_app(&[]);
-    let big = fields(30, 1000);
+    let big = fields(25, 1000);
     assert_eq!(h1_status(&server, "/environ", &big), 200);
     let (status, body) = runtime().block_on(h2_get(&Transport::H2c, &server, "/environ", &big));
     assert_eq!(status, 200);
-    assert!(body.contains("HTTP_X_F29"), "{body}");
+    assert!(body.contains("HTTP_X_F24"), "{body}");
 }
 
 // ---- what the app gets ----
@@ -794,4 +799,75 @@ async fn body_text(resp: http::Response<h2::RecvStream>) -> String {
         text.extend_from_slice(&chunk);
     }
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// HPACK amplification: 100 streams per connection, each naming a 4,000-byte entry
+/// of the dynamic table 20 times (80 kB decoded from 40 bytes, a head the field
+/// limits allow), on 4 connections. Each gets h2's 431 and the front's memory stays
+/// put; with the header list limit at the 800 KiB the field limits allow, 99 names
+/// a stream made the master take 170 MB.
+#[test]
+fn an_hpack_amplification_gets_431s_and_costs_no_memory() {
+    let server = test_app("sup_app:app", &["-w", "1"]).start();
+    let rss_kb = || {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+        let line = s
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = rss_kb();
+    let t = Transport::H2c;
+    let statuses = runtime().block_on(async {
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            let mut io = t.connect(&server).await;
+            let mut out = [PREFACE, &frame(SETTINGS, 0, 0, &[])].concat();
+            for i in 0..100u32 {
+                let fields = request(&t, &server, &[(":path", b"/sleep?s=5")]);
+                let mut b = block(&fields);
+                if i == 0 {
+                    b.push(0x40);
+                    int7(&mut b, 5);
+                    b.extend_from_slice(b"x-big");
+                    int7(&mut b, 4000);
+                    b.extend(std::iter::repeat_n(b'a', 4000));
+                }
+                b.extend(std::iter::repeat_n(0x80 | 62, 20));
+                out.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &b));
+            }
+            io.write_all(&out).await.unwrap();
+            conns.push(io);
+        }
+        // h2 sends the first 431 as a literal and puts it in its HPACK table; the
+        // later ones name that entry (index 62).
+        let mut statuses = Vec::new();
+        for io in &mut conns {
+            let mut answers = 0;
+            while answers < 100 {
+                match tokio::time::timeout(LIMIT, read_frame(&mut **io))
+                    .await
+                    .expect("no answer")
+                {
+                    Some((HEADERS, _, _, payload)) => {
+                        let again = answers > 0 && payload.first() == Some(&0xbe);
+                        statuses.push(if again { 431 } else { status_of(&payload) });
+                        answers += 1;
+                    }
+                    Some(_) => {}
+                    None => panic!("connection closed after {answers} answers"),
+                }
+            }
+        }
+        statuses
+    });
+    assert!(statuses.iter().all(|&s| s == 431), "{statuses:?}");
+    let grown = rss_kb().saturating_sub(before);
+    assert!(grown < 32 * 1024, "the master grew by {grown} kB");
 }

@@ -34,11 +34,20 @@ const REQUEST_LINE_EXTRA: usize = " ".len() + " HTTP/1.1".len();
 /// What HPACK counts for each field beyond its name and value (RFC 9113 §6.5.2).
 const HPACK_FIELD_OVERHEAD: usize = 32;
 
-/// The SETTINGS_MAX_HEADER_LIST_SIZE that lets through every header list the
-/// limits allow and no more than that by much: each field's line within
-/// `field_size` (name + value + `: ` and CRLF) plus HPACK's 32 bytes, the
-/// pseudo-headers within the request line, `:authority` within a field line. A
-/// larger list gets h2's own 431.
+/// The most HPACK may decode for one request's head, whatever the limits allow:
+/// HPACK lets a client name a 4 KiB entry of its dynamic table in one byte, so a
+/// stream costs the front up to this much for a few hundred bytes on the wire, and a
+/// connection `http2_max_streams` times that (measured, 4 connections of 100 such
+/// streams: 170 MB for 90 kB sent when the whole 800 KiB the default limits allow
+/// was let through, 31 MB at 64 KiB). nginx's `large_client_header_buffers`
+/// (4 × 8k), which holds any browser's head; a larger head gets h2's 431 over
+/// HTTP/2 only.
+const MAX_DECODED_HEAD: usize = 32 * 1024;
+
+/// The SETTINGS_MAX_HEADER_LIST_SIZE: every header list the limits allow (each
+/// field's line within `field_size`, name + value + `: ` and CRLF, plus HPACK's 32
+/// bytes; the pseudo-headers within the request line, `:authority` within a field
+/// line) up to `MAX_DECODED_HEAD`. A larger list gets h2's own 431.
 pub(crate) fn max_header_list_size(limits: &GuardLimits) -> u32 {
     let per_field = limits.field_size + HPACK_FIELD_OVERHEAD;
     let pseudo = limits.request_line + limits.field_size + 4 * HPACK_FIELD_OVERHEAD;
@@ -46,7 +55,8 @@ pub(crate) fn max_header_list_size(limits: &GuardLimits) -> u32 {
         .fields
         .saturating_add(1)
         .saturating_mul(per_field)
-        .saturating_add(pseudo);
+        .saturating_add(pseudo)
+        .min(MAX_DECODED_HEAD);
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
@@ -276,10 +286,13 @@ mod tests {
     }
 
     #[test]
-    fn the_header_list_size_admits_what_the_limits_admit() {
-        let l = GuardLimits::default();
-        let size = max_header_list_size(&l) as usize;
-        assert!(size >= l.fields * (l.field_size + HPACK_FIELD_OVERHEAD) + l.request_line);
-        assert!(size < 2 * l.fields * l.field_size, "{size}");
+    fn the_header_list_size_admits_what_the_limits_admit_up_to_a_bound() {
+        let small = limits();
+        let size = max_header_list_size(&small) as usize;
+        let fields = small.fields * (small.field_size + HPACK_FIELD_OVERHEAD);
+        assert!(size >= fields + small.request_line, "{size}");
+        assert!(size < 2 * (fields + small.request_line), "{size}");
+        let size = max_header_list_size(&GuardLimits::default());
+        assert_eq!(size as usize, MAX_DECODED_HEAD);
     }
 }

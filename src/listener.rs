@@ -174,8 +174,8 @@ fn builders(settings: &ConnSettings) -> Builders {
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(settings.http2_max_streams)
-        // Room for every head the guard's limits allow (the front applies them to
-        // the decoded request), and h2's own 431 past it.
+        // Room for the heads the guard's limits allow (the front applies them to the
+        // decoded request), up to a bound on HPACK's amplification; h2's 431 past it.
         .max_header_list_size(guard::http2::max_header_list_size(&settings.guard));
     Builders { h1, h2 }
 }

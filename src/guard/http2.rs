@@ -19,7 +19,9 @@
 //! - a `host` field equal to `:authority` (RFC 9113 §8.3.1), no userinfo in it.
 //!
 //! Field names with `_` and the joining of cookie crumbs are the proxy's, for both
-//! protocols (`proxy::forwardable_headers`).
+//! protocols (`proxy::forwardable_headers`). h2's header list limit follows the
+//! same limits, up to a bound on what HPACK makes the front decode
+//! ([`max_header_list_size`]).
 
 use super::grammar::{
     check_method, check_target, is_field_value_byte, is_tchar, note_framing_field,

@@ -568,14 +568,20 @@ fn crumbs(n: usize, len: usize) -> Vec<(String, String)> {
 
 #[test]
 fn the_head_limits_are_the_same_over_http1_and_http2() {
-    let server = front_app(&[
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let limits = [
         "--limit-request-fields",
         "10",
         "--limit-request-field_size",
         "200",
         "--limit-request-line",
         "100",
-    ]);
+    ];
+    let server = front_app(&limits);
+    // The same over TLS (HTTP/2 only: ALPN h2).
+    let tls_server = front_app(&[&limits[..], &["--certfile", &cert, "--keyfile", &key]].concat());
+    let tls = Transport::tls(&cert);
     // `GET ` + path + ` HTTP/1.1` = 100 bytes.
     let path_100 = format!("/environ?{}", "q".repeat(100 - 4 - 9 - 9));
     let line_200 = 200 - "x-f00: ".len() - 2;
@@ -628,9 +634,10 @@ fn the_head_limits_are_the_same_over_http1_and_http2() {
             h1_status(&server, &path, &fields)
         };
         let (h2, _) = rt.block_on(h2_get(&Transport::H2c, &server, &path, &fields));
-        if (h1, h2) != (expected, expected) {
+        let (h2_tls, _) = rt.block_on(h2_get(&tls, &tls_server, &path, &fields));
+        if (h1, h2, h2_tls) != (expected, expected, expected) {
             wrong.push(format!(
-                "{what}: HTTP/1 {h1}, HTTP/2 {h2}, expected {expected}"
+                "{what}: HTTP/1 {h1}, HTTP/2 {h2}, over TLS {h2_tls}, expected {expected}"
             ));
         }
     }

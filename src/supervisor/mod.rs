@@ -184,7 +184,10 @@ impl Supervisor {
             published: (0, 0),
         };
         sup.hooks = hooks::HookHelper::start(&sup.spec, 0);
-        sup.hook("on_starting");
+        // gunicorn runs on_starting before any worker exists; so do we.
+        if let Some(h) = &mut sup.hooks {
+            h.on_starting().await;
+        }
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
         }

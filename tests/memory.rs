@@ -139,6 +139,50 @@ fn a_response_that_cannot_be_buffered_frees_its_worker_at_once() {
     tmp.free();
 }
 
+/// The same over HTTP/2: a stream whose client keeps its window shut (initial
+/// window 0) is given up too, and the worker serves the next request at once
+/// rather than after the write timeout's GOAWAY.
+#[test]
+fn an_http2_response_that_cannot_be_buffered_frees_its_worker_at_once() {
+    let tmp = SmallTmpfs::mount("1m");
+    let server = misbehave(&["-w", "1", "--threads", "1"])
+        .env("TMPDIR", tmp.path())
+        .start();
+    assert_eq!(get(&server.url("/pid")).0, 200);
+    tmp.fill();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _held = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(server.url("/stream?n=20000&pause=0"))
+            .header("x-request-id", "h2-never-read")
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        (client, resp.await.unwrap())
+    });
+    let line = server.wait_for_log("giving up on the response", Duration::from_secs(30));
+    assert!(line.contains("h2-never-read"), "{line}");
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = quick
+        .get(server.url("/pid"))
+        .send()
+        .unwrap_or_else(|e| server.fail(&format!("the worker is still held: {e}")));
+    assert_eq!(r.status(), 200);
+    tmp.free();
+}
+
 /// Bodies waiting for a worker, all in memory, used to cost 1.35 MiB each (300 of
 /// them: +406 MiB). With `[limits] body_memory` they take that much at most; the
 /// rest wait in temp files.

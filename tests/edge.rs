@@ -355,6 +355,33 @@ fn app_responses_are_compressed_static_files_are_not() {
     );
 }
 
+/// A compressed app response no longer has the bytes its strong ETag named: it
+/// goes out weak (`W/"..."`), as nginx's gzip filter sends it; a weak one stays,
+/// and an uncompressed answer keeps the app's validator as it is.
+#[test]
+fn a_compressed_app_response_has_a_weak_etag() {
+    let server = front_app(&[]);
+    let etag = |query: &str, accept: &str| {
+        let r = client()
+            .get(server.url(&format!("/etag{query}")))
+            .header("accept-encoding", accept)
+            .send()
+            .unwrap();
+        let encoding = r
+            .headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string());
+        (encoding, r.headers()["etag"].to_str().unwrap().to_string())
+    };
+    assert_eq!(etag("", "gzip"), (Some("gzip".into()), "W/\"v1\"".into()));
+    assert_eq!(etag("", "br"), (Some("br".into()), "W/\"v1\"".into()));
+    assert_eq!(
+        etag("?weak", "gzip"),
+        (Some("gzip".into()), "W/\"v1\"".into())
+    );
+    assert_eq!(etag("", "identity"), (None, "\"v1\"".into()));
+}
+
 #[test]
 fn slowloris_connections_do_not_delay_normal_requests() {
     let server = front_app(&["--keep-alive", "5"]);

@@ -2,11 +2,12 @@
 //! multiprocess mode: each hook runs where gunicorn runs it (the master's in a
 //! helper interpreter), a hook that raises is logged with its traceback and the
 //! server carries on, and an exited worker's prometheus files are marked dead,
-//! with a hooks file or without one.
+//! with a hooks file or without one. `on_starting` returns before any worker
+//! starts; a hook's traceback is one ERROR record of the error log.
 
 mod common;
 
-use common::{apps_dir, client, wait_until, DjangoSite, Server};
+use common::{apps_dir, client, test_app, wait_until, DjangoSite, Server};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
@@ -176,4 +177,146 @@ fn an_exited_workers_prometheus_files_are_marked_dead_without_a_hook() {
         "only live workers count: {metrics}"
     );
     assert!(!std::fs::exists(tmp.path().join("hooks.log")).unwrap());
+}
+
+/// gunicorn runs `on_starting` before it spawns a worker (a hook that migrates or
+/// warms a cache counts on it): a slow one holds the workers back until it returns.
+#[test]
+fn on_starting_returns_before_any_worker_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hooks = tmp.path().join("slow_start.py");
+    std::fs::write(
+        &hooks,
+        r#"import os, time
+
+def _log(line):
+    with open(os.environ["HOOKS_LOG"], "a") as f:
+        f.write(line + "\n")
+
+def _workers(master):
+    # The master's children other than this helper, from /proc.
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        found += ppid == master and int(pid) != os.getpid()
+    return found
+
+def on_starting(server):
+    _log("on_starting begins")
+    time.sleep(1.5)  # a slow one: migrations, a warm-up
+    _log(f"on_starting ends workers={_workers(server.pid)}")
+
+def post_fork(server, worker):
+    _log("post_fork")
+"#,
+    )
+    .unwrap();
+    let log = tmp.path().join("hooks.log");
+    let server = test_app(
+        "sup_app:app",
+        &["-w", "2", "--hooks", hooks.to_str().unwrap()],
+    )
+    .env("HOOKS_LOG", &log)
+    .start();
+    assert_eq!(common::get(&server.url("/pid")).0, 200);
+    wait_until("both post_fork lines", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 4
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "on_starting begins",
+            "on_starting ends workers=0",
+            "post_fork",
+            "post_fork"
+        ],
+        "{}",
+        server.log()
+    );
+}
+
+/// What a hook raises is one ERROR event with its traceback, in the master's
+/// helper and in a worker alike, not one INFO line per line of traceback.
+#[test]
+fn a_raising_hooks_traceback_is_one_error_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hooks = tmp.path().join("raising.py");
+    std::fs::write(
+        &hooks,
+        "def when_ready(server):\n    raise RuntimeError('when_ready refuses, on purpose')\n\n\
+         def post_worker_init(worker):\n    raise ValueError('post_worker_init refuses, on purpose')\n",
+    )
+    .unwrap();
+    let error_log = tmp.path().join("error.log");
+    let _server = test_app(
+        "sup_app:app",
+        &[
+            "-w",
+            "1",
+            "--hooks",
+            hooks.to_str().unwrap(),
+            "--error-logfile",
+            error_log.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+    )
+    .no_wait()
+    .start();
+    let events = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&error_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let about = |events: &[serde_json::Value], what: &str| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .filter(|v| v["message"].as_str().is_some_and(|m| m.contains(what)))
+            .cloned()
+            .collect()
+    };
+    wait_until("both reports", Duration::from_secs(30), || {
+        let all = events();
+        !about(&all, "when_ready refuses").is_empty()
+            && !about(&all, "post_worker_init refuses").is_empty()
+    });
+    let all = events();
+    for (hook, error) in [
+        ("when_ready", "RuntimeError: when_ready refuses, on purpose"),
+        (
+            "post_worker_init",
+            "ValueError: post_worker_init refuses, on purpose",
+        ),
+    ] {
+        let found = about(&all, &format!("{hook} refuses"));
+        assert_eq!(found.len(), 1, "one event: {all:#?}");
+        let event = &found[0];
+        assert_eq!(event["level"], "ERROR", "{event}");
+        let message = event["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("hook {hook} raised:\n")),
+            "{message}"
+        );
+        assert_eq!(
+            message.matches("Traceback (most recent call last)").count(),
+            1,
+            "{message}"
+        );
+        assert_eq!(message.matches(error).count(), 1, "{message}");
+        assert!(event["pid"].is_number(), "{event}");
+    }
+    assert!(about(&all, "Traceback").len() == 2, "{all:#?}");
 }

@@ -44,6 +44,36 @@ fn a_worker_over_max_memory_is_replaced_without_failures() {
     assert_eq!(metric(&admin, reason), 1, "{}", server.log());
 }
 
+/// A `max_memory` below what a worker weighs as it becomes ready replaced the whole
+/// pool every second, silently. It is said once, with both figures, and such
+/// workers stay (their successors would be as big).
+#[test]
+fn max_memory_below_a_fresh_worker_is_warned_about_once_and_churns_nothing() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = test_app(
+        APP,
+        &["-w", "2", "--max-memory", "1MiB", "--admin-bind", &admin],
+    )
+    .start();
+    let line = server.wait_for_log("below a fresh worker", Duration::from_secs(10));
+    assert!(line.contains("max_memory_mib=1.0"), "{line}");
+    assert!(line.contains("rss_mib="), "{line}");
+    let first: HashSet<i32> = common::children(server.pid()).into_iter().collect();
+    assert_eq!(first.len(), 2, "{}", server.log());
+    // Memory is checked once a second: over three checks, nobody is replaced.
+    let reason = "ferricorn_worker_restarts_total{reason=\"max-memory\"}";
+    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < until {
+        assert_eq!(get(&server.url("/pid")).0, 200);
+        let now: HashSet<i32> = common::children(server.pid()).into_iter().collect();
+        assert_eq!(now, first, "{}", server.log());
+        assert_eq!(metric(&admin, reason), 0, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.log().matches("below a fresh worker").count(), 1);
+    assert!(!server.log().contains("worker over max_memory"));
+}
+
 #[test]
 fn workers_past_max_lifetime_are_replaced_one_by_one_without_failures() {
     let admin = format!("127.0.0.1:{}", free_port());

@@ -396,8 +396,10 @@ fn immutable_files_and_extra_headers() {
         "public, max-age=60",
         "not in the manifest"
     );
-    // A new collectstatic: the manifest changes, and is read again.
+    // A new collectstatic: the manifest changes, and is read again, off the
+    // request path (before any request comes).
     std::thread::sleep(Duration::from_millis(20));
+    let from = s.log_len();
     std::fs::write(
         &manifest,
         br#"{"paths": {"site.css": "site.ba9876543210.css"}}"#,
@@ -410,6 +412,7 @@ fn immutable_files_and_extra_headers() {
         .unwrap()
         .set_modified(later)
         .unwrap();
+    s.wait_for_log_after(from, "static manifest read", Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(5);
     while cc("/static/site.ba9876543210.css") != year {
         assert!(Instant::now() < deadline, "the new manifest was not read");

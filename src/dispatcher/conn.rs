@@ -159,7 +159,7 @@ impl WorkerConn {
                 Some(next_stream_id(id))
             })
             .unwrap_or_else(|id| id);
-        let (tx, rx) = response_spool::channel(response_memory);
+        let (tx, rx) = response_spool::channel(response_memory, head.request_id.clone());
         self.streams.lock().unwrap().insert(
             stream,
             Stream {
@@ -295,17 +295,7 @@ impl WorkerConn {
     ) {
         loop {
             match wire::decode(&mut buf) {
-                Ok(Some((stream, frame))) => {
-                    let mut next = Some(frame);
-                    while let Some(frame) = next.take() {
-                        // Neither memory nor disk has room for this response: read
-                        // nothing more from this worker until its client takes some.
-                        if let Some((frame, room)) = self.route(stream, frame, &events) {
-                            room.await;
-                            next = Some(frame);
-                        }
-                    }
-                }
+                Ok(Some((stream, frame))) => self.route(stream, frame, &events),
                 Ok(None) => {
                     buf.reserve(64 * 1024);
                     match rd.read_buf(&mut buf).await {
@@ -322,21 +312,16 @@ impl WorkerConn {
         self.close(&events);
     }
 
-    /// Hands a frame to its stream; a body frame that has no room is given back with
-    /// the future to wait on before sending it again.
-    fn route(
-        &self,
-        stream: u32,
-        frame: Frame,
-        events: &mpsc::UnboundedSender<WorkerEvent>,
-    ) -> Option<(
-        Frame,
-        impl std::future::Future<Output = ()> + Send + 'static,
-    )> {
+    /// Hands a frame to its stream. A response given up (no room in memory nor on
+    /// disk) is cut for its client, and the worker is told to stop writing it: its
+    /// end of the stream then frees the slot, whether or not the client ever reads.
+    fn route(&self, stream: u32, frame: Frame, events: &mpsc::UnboundedSender<WorkerEvent>) {
         let ends = matches!(frame, Frame::ResponseEnd | Frame::Abort(_));
         let mut streams = self.streams.lock().unwrap();
         if ends {
-            let mut s = streams.remove(&stream)?;
+            let Some(mut s) = streams.remove(&stream) else {
+                return;
+            };
             // The worker moves on to a request it was sent ahead: that request's
             // silence (for `--timeout`) starts now, not when it was queued.
             let now = Instant::now();
@@ -349,15 +334,14 @@ impl WorkerConn {
             self.finished(events);
         } else if let Some(s) = streams.get_mut(&stream) {
             s.last_activity = Instant::now();
-            if let Err(response_spool::Blocked(frame)) = s.tx.send(frame) {
-                let len = match &frame {
-                    Frame::ResponseBody(b) => b.len(),
-                    _ => 0,
-                };
-                return Some((frame, s.tx.room(len)));
+            if let Err(response_spool::GaveUp) = s.tx.send(frame) {
+                drop(streams);
+                self.send(
+                    stream,
+                    Frame::Abort(Bytes::from_static(b"response spool full")),
+                );
             }
         }
-        None
     }
 
     /// One request done: free its slot; retire at the quota.

@@ -2,8 +2,11 @@
 //! a worker's response as fast as the worker writes it. Up to `memory_limit` bytes of
 //! a response that the client has not taken yet stay in memory; beyond that the body
 //! goes to an unlinked temp file, so a slow client costs disk, not a worker and not RAM.
-//! When the disk is full too, the connection reader stops reading from that worker
-//! until the client takes what is in memory (`Blocked`): memory stays at the limit.
+//! When the disk is full too, the response is given up, as nginx gives up on an
+//! upstream response it cannot buffer: what it held is freed, its client gets a cut
+//! response (the connection closed, the HTTP/2 stream reset) and the worker is told
+//! to stop (`GaveUp`), so it serves the next request at once instead of waiting on a
+//! client that does not read.
 
 use crate::wire::Frame;
 use bytes::Bytes;
@@ -28,6 +31,8 @@ pub enum Delivery {
     /// The front took the request back before the worker started it (it was sent
     /// ahead, see `crate::claims`): send it again, to another worker.
     Revoked,
+    /// Neither memory nor disk had room for the rest: the response ends here, cut.
+    GaveUp,
 }
 
 /// An unlinked temp file written by the connection reader and read by the response.
@@ -71,10 +76,10 @@ struct Queue {
     /// Body bytes queued in memory that the response has not taken yet.
     in_memory: usize,
     waker: Option<Waker>,
-    /// The connection reader, waiting for the response to take bytes (`Blocked`).
-    sender_waker: Option<Waker>,
     sender_gone: bool,
     receiver_gone: bool,
+    /// The response was given up (`GaveUp`): what the worker still sends is dropped.
+    given_up: bool,
 }
 
 type Shared = Arc<Mutex<Queue>>;
@@ -88,6 +93,8 @@ pub struct Sender {
     shared: Shared,
     memory_limit: usize,
     spill: Option<Arc<SpillFile>>,
+    /// For the log line of a response given up.
+    request_id: Bytes,
 }
 
 /// The receiving half, read by the response body.
@@ -104,13 +111,14 @@ pub enum Interruption {
     Revoked,
 }
 
-pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
+pub fn channel(memory_limit: usize, request_id: Bytes) -> (Sender, Receiver) {
     let shared = Shared::default();
     (
         Sender {
             shared: shared.clone(),
             memory_limit,
             spill: None,
+            request_id,
         },
         Receiver {
             shared,
@@ -120,10 +128,10 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
     )
 }
 
-/// A body frame that fits neither in memory nor on disk: the caller waits for
-/// `Sender::room` and sends it again.
-#[derive(Debug)]
-pub struct Blocked(pub Frame);
+/// A body frame fitted neither in memory nor on disk: the response was given up
+/// (its client gets it cut), and the caller tells the worker to stop writing it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GaveUp;
 
 /// The spool's failures are logged once a minute at most, with their count: on a
 /// disk that is full, every body frame fails.
@@ -137,7 +145,7 @@ fn spool_failed(e: &std::io::Error) {
     if last.is_none_or(|t| t.elapsed() >= FAILURE_LOG_EVERY) {
         *last = Some(Instant::now());
         FAILURES.store(0, Ordering::Relaxed);
-        tracing::error!(error = %e, failures, "response spool file failed; holding responses in memory up to their limit and pausing the workers beyond it");
+        tracing::error!(error = %e, failures, "response spool file failed; holding responses in memory up to their limit and giving up on those beyond it");
     }
 }
 
@@ -145,9 +153,9 @@ impl Sender {
     /// Queues a frame; body bytes past the memory limit go to the spool file (once a
     /// response spills, the rest of it follows through the file, keeping the order).
     /// Frames for a response nobody reads any more are dropped (and never spilled).
-    pub fn send(&mut self, frame: Frame) -> Result<(), Blocked> {
+    pub fn send(&mut self, frame: Frame) -> Result<(), GaveUp> {
         let q = lock(&self.shared);
-        if q.receiver_gone {
+        if q.receiver_gone || q.given_up {
             return Ok(());
         }
         let delivery = match frame {
@@ -159,7 +167,7 @@ impl Sender {
                     Err(e) => {
                         spool_failed(&e);
                         if q.in_memory > 0 && q.in_memory + b.len() > self.memory_limit {
-                            return Err(Blocked(Frame::ResponseBody(b)));
+                            return Err(give_up(q, &mut self.spill, &self.request_id));
                         }
                         Delivery::Frame(Frame::ResponseBody(b))
                     }
@@ -171,21 +179,6 @@ impl Sender {
         Ok(())
     }
 
-    /// Waits until `len` more bytes fit in memory (or the response is gone): the
-    /// same test as `send`'s, so a retry cannot be refused at once again.
-    pub fn room(&self, len: usize) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let shared = self.shared.clone();
-        let limit = self.memory_limit;
-        std::future::poll_fn(move |cx| {
-            let mut q = lock(&shared);
-            if q.receiver_gone || q.in_memory == 0 || q.in_memory + len <= limit {
-                return Poll::Ready(());
-            }
-            q.sender_waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-    }
-
     /// Ends the stream because the worker stayed silent past `--timeout`.
     pub fn time_out(&mut self) {
         push(lock(&self.shared), Delivery::TimedOut);
@@ -195,6 +188,24 @@ impl Sender {
     pub fn revoke(&mut self) {
         push(lock(&self.shared), Delivery::Revoked);
     }
+}
+
+/// Ends the response cut: what it held in memory and on disk is freed now, not
+/// when its client (which may never read) leaves.
+fn give_up(
+    mut q: MutexGuard<'_, Queue>,
+    spill: &mut Option<Arc<SpillFile>>,
+    request_id: &Bytes,
+) -> GaveUp {
+    q.given_up = true;
+    q.deliveries.clear();
+    q.in_memory = 0;
+    q.deliveries.push_back(Delivery::GaveUp);
+    *spill = None;
+    let id = String::from_utf8_lossy(request_id);
+    tracing::warn!(request_id = %id, "response spool full: giving up on the response (its client gets it cut) and freeing its worker");
+    wake(q);
+    GaveUp
 }
 
 /// Queues `delivery` (unless the receiver left) and wakes a waiting receiver.
@@ -240,9 +251,6 @@ impl Drop for Receiver {
         let mut q = lock(&self.shared);
         q.receiver_gone = true;
         q.deliveries.clear();
-        if let Some(w) = q.sender_waker.take() {
-            w.wake();
-        }
     }
 }
 
@@ -255,9 +263,6 @@ impl Receiver {
             Some(d) => {
                 if let Delivery::Frame(Frame::ResponseBody(b)) = &d {
                     q.in_memory -= b.len();
-                    if let Some(w) = q.sender_waker.take() {
-                        w.wake();
-                    }
                 }
                 drop(q);
                 Poll::Ready(Some(self.open(d)))
@@ -294,6 +299,7 @@ impl Receiver {
                 self.interruption = Some(Interruption::Revoked);
                 Frame::Abort(Bytes::from_static(b"revoked before it started"))
             }
+            Delivery::GaveUp => Frame::Abort(Bytes::from_static(b"response spool full")),
             Delivery::Spilled { file, len } => match file.read(self.spill_offset, len) {
                 Ok(b) => {
                     self.spill_offset += len as u64;
@@ -311,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_past_the_limit_go_through_the_file_in_order() {
-        let (mut tx, mut rx) = channel(10);
+        let (mut tx, mut rx) = channel(10, Bytes::new());
         tx.send(Frame::ResponseBody(Bytes::from_static(b"0123456789")))
             .unwrap();
         tx.send(Frame::ResponseBody(Bytes::from_static(b"abc")))
@@ -334,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_ends_the_stream_and_says_so() {
-        let (mut tx, mut rx) = channel(10);
+        let (mut tx, mut rx) = channel(10, Bytes::new());
         tx.time_out();
         assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
         assert_eq!(rx.interruption(), Some(Interruption::TimedOut));
@@ -342,7 +348,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_revocation_ends_the_stream_and_says_so() {
-        let (mut tx, mut rx) = channel(10);
+        let (mut tx, mut rx) = channel(10, Bytes::new());
         tx.revoke();
         assert!(matches!(rx.recv().await, Some(Frame::Abort(_))));
         assert_eq!(rx.interruption(), Some(Interruption::Revoked));
@@ -350,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_end_of_the_sender_ends_the_stream_after_what_it_sent() {
-        let (mut tx, mut rx) = channel(10);
+        let (mut tx, mut rx) = channel(10, Bytes::new());
         tx.send(Frame::ResponseEnd).unwrap();
         let waiter = tokio::spawn(async move {
             let first = rx.recv().await;
@@ -365,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_receiver_is_woken_by_a_send() {
-        let (mut tx, mut rx) = channel(10);
+        let (mut tx, mut rx) = channel(10, Bytes::new());
         let waiter = tokio::spawn(async move { rx.recv().await });
         tokio::task::yield_now().await;
         tx.send(Frame::ResponseEnd).unwrap();
@@ -374,7 +380,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_for_a_receiver_that_left_are_dropped() {
-        let (mut tx, rx) = channel(10);
+        let (mut tx, rx) = channel(10, Bytes::new());
         let shared = rx.shared.clone();
         drop(rx);
         tx.send(Frame::ResponseBody(Bytes::from_static(b"12345")))
@@ -384,7 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_for_a_receiver_that_left_never_reaches_the_spool_file() {
-        let (mut tx, rx) = channel(10);
+        let (mut tx, rx) = channel(10, Bytes::new());
         drop(rx);
         tx.send(Frame::ResponseBody(Bytes::from_static(
             b"more than ten bytes",
@@ -393,9 +399,41 @@ mod tests {
         assert!(tx.spill.is_none());
     }
 
+    /// A full disk with memory full too: the response is cut at once (what it held
+    /// freed, its receiver told), and what the worker still sends is dropped.
+    #[tokio::test]
+    async fn a_response_that_fits_nowhere_is_given_up() {
+        let (mut tx, mut rx) = channel(10, Bytes::from_static(b"req-1"));
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"12345678")))
+            .unwrap();
+        // A spool file on a full disk.
+        let full = std::fs::File::options().write(true).open("/dev/full");
+        tx.spill = Some(Arc::new(SpillFile {
+            file: full.unwrap(),
+            written: Mutex::new(0),
+        }));
+        assert_eq!(
+            tx.send(Frame::ResponseBody(Bytes::from_static(b"abcdefgh"))),
+            Err(GaveUp)
+        );
+        assert!(tx.spill.is_none(), "its spool file is closed");
+        assert_eq!(lock(&rx.shared).in_memory, 0, "its memory is freed");
+        assert_eq!(
+            tx.send(Frame::ResponseBody(Bytes::from_static(b"more"))),
+            Ok(())
+        );
+        tx.send(Frame::ResponseEnd).unwrap();
+        match rx.recv().await {
+            Some(Frame::Abort(why)) => assert_eq!(&why[..], b"response spool full"),
+            other => panic!("{other:?}"),
+        }
+        drop(tx);
+        assert!(rx.recv().await.is_none(), "nothing after the cut");
+    }
+
     #[tokio::test]
     async fn a_reader_that_keeps_up_never_spills() {
-        let (mut tx, mut rx) = channel(10);
+        let (mut tx, mut rx) = channel(10, Bytes::new());
         for _ in 0..100 {
             tx.send(Frame::ResponseBody(Bytes::from_static(b"12345678")))
                 .unwrap();

@@ -1,6 +1,8 @@
 //! Which of the app's responses are compressed, and the compressing itself
 //! (tower-http's gzip and br by Accept-Encoding). The setting is config's plain
-//! `Compression`; the policy that reads a response is here.
+//! `Compression`; the policy that reads a response is here. A compressed
+//! response's strong ETag becomes weak, as nginx's gzip filter makes it: the bytes
+//! sent are no longer the ones the app's validator names (RFC 9110 §8.8.1).
 
 use crate::config::Compression;
 use crate::respond::Body;
@@ -68,9 +70,38 @@ pub async fn compress(
     if let Some(v) = accept {
         req.headers_mut().insert(header::ACCEPT_ENCODING, v);
     }
-    match svc.oneshot(req).await {
+    let mut resp = match svc.oneshot(req).await {
         Ok(r) => r.map(Body::new),
         Err(never) => match never {},
+    };
+    // The predicate refuses a response that already has a Content-Encoding, so
+    // one here is ours.
+    if resp.headers().contains_key(header::CONTENT_ENCODING) {
+        weaken_etag(resp.headers_mut());
+    }
+    resp
+}
+
+/// `"x"` becomes `W/"x"`; a weak one stays; one that is neither is dropped, as
+/// nginx's `ngx_http_weak_etag` does (a malformed validator cannot be made weak).
+fn weaken_etag(h: &mut http::HeaderMap) {
+    let weakened: Vec<HeaderValue> = h
+        .get_all(header::ETAG)
+        .iter()
+        .filter_map(|v| {
+            let b = v.as_bytes();
+            if b.starts_with(b"W/") {
+                Some(v.clone())
+            } else if b.starts_with(b"\"") {
+                HeaderValue::from_bytes(&[b"W/", b].concat()).ok()
+            } else {
+                None
+            }
+        })
+        .collect();
+    h.remove(header::ETAG);
+    for v in weakened {
+        h.append(header::ETAG, v);
     }
 }
 
@@ -78,4 +109,30 @@ pub(super) fn content_length_of(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn etags(values: &[&'static str]) -> Vec<String> {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append(header::ETAG, HeaderValue::from_static(v));
+        }
+        weaken_etag(&mut h);
+        h.get_all(header::ETAG)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_strong_etag_becomes_weak_a_weak_one_stays_a_malformed_one_goes() {
+        assert_eq!(etags(&["\"abc\""]), ["W/\"abc\""]);
+        assert_eq!(etags(&["W/\"abc\""]), ["W/\"abc\""]);
+        assert_eq!(etags(&["abc"]), Vec::<String>::new());
+        assert_eq!(etags(&[]), Vec::<String>::new());
+        assert_eq!(etags(&["\"a\"", "W/\"b\""]), ["W/\"a\"", "W/\"b\""]);
+    }
 }

@@ -4,18 +4,19 @@
 //! keeps the mount's `cache_control`.
 //!
 //! The manifest mode reads `staticfiles.json` from the mount's directory and knows
-//! the hashed names it lists. It checks the file's mtime at most once per
-//! `revalidate` (the open-file cache's interval) and reads it again when it
-//! changed, so a `collectstatic` during a deploy is seen without a restart. A
-//! manifest that is missing or does not parse marks nothing immutable (and says so
-//! once per change).
+//! the hashed names it lists. A thread of its own checks the file's mtime once per
+//! `revalidate` (the open-file cache's interval, `MIN_CHECK` at least) and reads it
+//! again when it changed, so a `collectstatic` during a deploy is seen without a
+//! restart; a request only looks the name up in memory, never stats nor parses (a
+//! large manifest on a slow disk would hold up the runtime). A manifest that is
+//! missing or does not parse marks nothing immutable (and says so once per change).
 
 use crate::config::ImmutableFiles;
 use http::HeaderValue;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
 /// The `Cache-Control` of an immutable file.
 pub const IMMUTABLE: HeaderValue = HeaderValue::from_static("max-age=31536000, public, immutable");
@@ -23,6 +24,9 @@ pub const IMMUTABLE: HeaderValue = HeaderValue::from_static("max-age=31536000, p
 const MANIFEST: &str = "staticfiles.json";
 /// A hash in a name: this many hex digits at least.
 const HASH_DIGITS: usize = 8;
+/// The manifest's checks are this far apart at least (`revalidate_ms = 0` would
+/// make its thread spin).
+const MIN_CHECK: Duration = Duration::from_millis(100);
 
 pub enum Immutable {
     Manifest(Manifest),
@@ -32,11 +36,9 @@ pub enum Immutable {
 impl Immutable {
     pub fn new(mode: ImmutableFiles, root: &Path, revalidate: Duration) -> Self {
         match mode {
-            ImmutableFiles::Manifest => Immutable::Manifest(Manifest {
-                path: root.join(MANIFEST),
-                revalidate,
-                state: Mutex::new(State::default()),
-            }),
+            ImmutableFiles::Manifest => {
+                Immutable::Manifest(Manifest::watch(root.join(MANIFEST), revalidate))
+            }
             ImmutableFiles::Pattern => Immutable::Pattern,
         }
     }
@@ -62,33 +64,64 @@ fn has_hash(name: &str) -> bool {
             .any(|p| p.len() >= HASH_DIGITS && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The request side of the manifest: the names it lists, in memory only (no path
+/// to stat). Its thread keeps them current and ends once this is dropped.
 pub struct Manifest {
-    path: PathBuf,
-    revalidate: Duration,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    checked: Option<Instant>,
-    mtime: Option<SystemTime>,
-    names: HashSet<String>,
+    names: Arc<RwLock<HashSet<String>>>,
 }
 
 impl Manifest {
+    /// Reads the manifest now (the first request sees it), then starts its thread.
+    fn watch(path: PathBuf, revalidate: Duration) -> Manifest {
+        let watcher = Watcher {
+            mtime: modified(&path),
+            path,
+        };
+        let names = Arc::new(RwLock::new(watcher.read()));
+        let weak = Arc::downgrade(&names);
+        let every = revalidate.max(MIN_CHECK);
+        let spawned = std::thread::Builder::new()
+            .name("static-manifest".into())
+            .spawn(move || watcher.run(weak, every));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the static manifest's thread; its changes are not seen");
+        }
+        Manifest { names }
+    }
+
     fn lists(&self, rel: &str) -> bool {
-        let mut state = self.state.lock().unwrap();
-        if state.checked.is_none_or(|t| t.elapsed() >= self.revalidate) {
-            state.checked = Some(Instant::now());
-            let mtime = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
-            if mtime != state.mtime {
-                state.mtime = mtime;
-                state.names = self.read();
+        self.names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(rel)
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The manifest's own thread: stats the file once per interval, reads it when its
+/// mtime changed.
+struct Watcher {
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+}
+
+impl Watcher {
+    fn run(mut self, names: Weak<RwLock<HashSet<String>>>, every: Duration) {
+        loop {
+            std::thread::sleep(every);
+            let Some(names) = names.upgrade() else {
+                return;
+            };
+            let mtime = modified(&self.path);
+            if mtime != self.mtime {
+                self.mtime = mtime;
+                let read = self.read();
+                *names.write().unwrap_or_else(|e| e.into_inner()) = read;
             }
         }
-        state.names.contains(rel)
     }
 
     /// The hashed names: the values of `"paths"`.
@@ -153,6 +186,15 @@ mod tests {
         file.set_modified(later).unwrap();
     }
 
+    /// Waits (10 s at most) until `m` covers `name` or not, as `want` says.
+    fn wait_for(m: &Immutable, name: &str, want: bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while m.covers(Path::new(name)) != want {
+            assert!(std::time::Instant::now() < deadline, "{name} never {want}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn the_manifest_is_read_again_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -166,12 +208,32 @@ mod tests {
         assert!(m.covers(Path::new("a.0123456789ab.css")));
         assert!(!m.covers(Path::new("a.css")));
         rewrite(&path, r#"{"paths": {"a.css": "a.ba9876543210.css"}}"#, 5);
-        assert!(m.covers(Path::new("a.ba9876543210.css")));
+        wait_for(&m, "a.ba9876543210.css", true);
         assert!(!m.covers(Path::new("a.0123456789ab.css")));
         rewrite(&path, "not json", 10);
-        assert!(
-            !m.covers(Path::new("a.ba9876543210.css")),
-            "unusable: nothing immutable"
+        wait_for(&m, "a.ba9876543210.css", false);
+    }
+
+    /// A request only looks in memory: with the manifest's directory gone (which a
+    /// stat or a read would see), the names stay until the thread's next check.
+    #[test]
+    fn a_lookup_neither_stats_nor_reads_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            r#"{"paths": {"a.css": "a.0123456789ab.css"}}"#,
+        )
+        .unwrap();
+        let m = Immutable::new(
+            ImmutableFiles::Manifest,
+            dir.path(),
+            Duration::from_secs(3600),
         );
+        let root = dir.path().to_path_buf();
+        dir.close().unwrap();
+        assert!(!root.exists());
+        for _ in 0..1000 {
+            assert!(m.covers(Path::new("a.0123456789ab.css")));
+        }
     }
 }

@@ -4,21 +4,30 @@
 //! Python. It is also what marks an exited worker's `prometheus_client` files dead
 //! when `PROMETHEUS_MULTIPROC_DIR` is set, hooks file or not.
 //!
-//! Events go one a line to its stdin, in order, without waiting: a slow or broken
-//! hook never holds up the supervisor. What the helper prints (a hook's traceback)
+//! Events go one a line to its stdin, in order, and the helper names each one back
+//! on its stdout once its hook returned. Only `on_starting` is waited for, as
+//! gunicorn runs it before any worker; the others never hold up the supervisor. What
+//! the helper writes on stderr (what hooks print, a hook's traceback as one record)
 //! is relayed into the error log. A reload starts a new helper with the new hooks.
 
 use super::process;
 use super::spec::WorkerSpec;
 use crate::observe::worker_output;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// After this long, a boot still waiting on `on_starting` says so (once).
+const SLOW_ON_STARTING: Duration = Duration::from_secs(10);
 
 /// The environment variable prometheus_client's multiprocess mode reads.
 const PROMETHEUS_MULTIPROC_DIR: &str = "PROMETHEUS_MULTIPROC_DIR";
 
 pub struct HookHelper {
     events: mpsc::UnboundedSender<String>,
+    /// Fires when the helper says `on_starting` returned (or it is gone); None
+    /// without a hooks file, where there is nothing to wait for.
+    on_starting_done: Option<oneshot::Receiver<()>>,
 }
 
 impl HookHelper {
@@ -38,6 +47,10 @@ impl HookHelper {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(worker_output::relay(pid, generation, err));
         }
+        let (done_tx, done_rx) = oneshot::channel();
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(read_done(out, done_tx));
+        }
         let mut stdin = child.stdin.take()?;
         let (events, mut rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -52,11 +65,44 @@ impl HookHelper {
             let _ = child.wait().await;
             process::forget(pid);
         });
-        Some(HookHelper { events })
+        Some(HookHelper {
+            events,
+            on_starting_done: spec.hooks.is_some().then_some(done_rx),
+        })
+    }
+
+    /// Runs `on_starting` and waits until it returned (or the helper is gone).
+    pub async fn on_starting(&mut self) {
+        self.send("on_starting");
+        let Some(mut done) = self.on_starting_done.take() else {
+            return;
+        };
+        if tokio::time::timeout(SLOW_ON_STARTING, &mut done)
+            .await
+            .is_err()
+        {
+            tracing::info!("waiting for the on_starting hook to return before starting workers");
+            let _ = done.await;
+        }
     }
 
     /// `on_starting`, `when_ready`, or `child_exit PID`.
     pub fn send(&self, event: &str) {
         let _ = self.events.send(format!("{event}\n"));
+    }
+}
+
+/// Reads the helper's acknowledgements (one event name a line) until it exits;
+/// fires `on_starting` at the first one. Read to the end, so a helper that outlives
+/// many `child_exit`s never blocks on a full pipe.
+async fn read_done(out: tokio::process::ChildStdout, on_starting: oneshot::Sender<()>) {
+    let mut on_starting = Some(on_starting);
+    let mut lines = tokio::io::BufReader::new(out).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line == "on_starting" {
+            if let Some(tx) = on_starting.take() {
+                let _ = tx.send(());
+            }
+        }
     }
 }

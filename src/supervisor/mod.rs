@@ -95,6 +95,8 @@ struct Managed {
     born: Instant,
     /// Its `max_lifetime` with jitter.
     lifetime: Option<Duration>,
+    /// Its RSS when it became ready (with `max_memory` set), see `recycle`.
+    born_rss: Option<u64>,
 }
 
 impl Managed {
@@ -110,6 +112,7 @@ impl Managed {
             old,
             born: Instant::now(),
             lifetime,
+            born_rss: None,
         }
     }
 }
@@ -136,6 +139,8 @@ pub struct Supervisor {
     generation: u64,
     /// When memory and ages were last checked (`recycle`).
     recycle_checked: Instant,
+    /// A fresh worker over `max_memory` was warned about (once per generation).
+    max_memory_warned: bool,
     /// Preload: the zygote that forks this generation's workers.
     zygotes: Arc<zygote::Zygotes>,
     /// The master's Python hooks, and prometheus_client's clean-up.
@@ -173,12 +178,16 @@ impl Supervisor {
             reload_to_start: 0,
             generation: 0,
             recycle_checked: Instant::now(),
+            max_memory_warned: false,
             zygotes: Arc::default(),
             hooks: None,
             published: (0, 0),
         };
         sup.hooks = hooks::HookHelper::start(&sup.spec, 0);
-        sup.hook("on_starting");
+        // gunicorn runs on_starting before any worker exists; so do we.
+        if let Some(h) = &mut sup.hooks {
+            h.on_starting().await;
+        }
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
         }
@@ -265,6 +274,7 @@ impl Supervisor {
         self.target = spec.count;
         self.spec = spec;
         self.generation += 1;
+        self.max_memory_warned = false;
         // The hooks file is read again, as the app is.
         self.hooks = hooks::HookHelper::start(&self.spec, self.generation);
         let mut old = 0;
@@ -326,7 +336,8 @@ impl Supervisor {
                 self.failures = 0;
                 tracing::info!(pid = conn.pid, python = %conn.interpreter, "Booted worker");
                 let lifetime = policy::lifetime(self.spec.max_lifetime, u64::from(conn.pid));
-                let managed = Managed::new(conn.clone(), WorkerState::Serving, false, lifetime);
+                let mut managed = Managed::new(conn.clone(), WorkerState::Serving, false, lifetime);
+                managed.born_rss = self.born_rss(conn.pid);
                 self.workers.insert(conn.pid, managed);
                 self.dispatcher.add(conn);
                 // Each new worker is ready before one old-generation worker drains.

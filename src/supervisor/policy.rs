@@ -45,15 +45,21 @@ pub enum Recycle {
 }
 
 /// `rss` (bytes, when known) against `max_memory` (0: off) first, then `age`
-/// against `lifetime`.
+/// against `lifetime`. A worker that was over `max_memory` already when it became
+/// ready (`born_rss`) is not replaced for memory: its successor would be as big and
+/// be replaced in turn at the next check, for ever.
 pub fn recycle(
     rss: Option<u64>,
+    born_rss: Option<u64>,
     max_memory: u64,
     age: Duration,
     lifetime: Option<Duration>,
 ) -> Option<Recycle> {
+    let born_over = born_rss.is_some_and(|b| b > max_memory);
     match rss {
-        Some(rss) if max_memory > 0 && rss > max_memory => Some(Recycle::Memory { rss }),
+        Some(rss) if max_memory > 0 && rss > max_memory && !born_over => {
+            Some(Recycle::Memory { rss })
+        }
         _ if lifetime.is_some_and(|l| age >= l) => Some(Recycle::Lifetime),
         _ => None,
     }
@@ -106,13 +112,39 @@ mod tests {
         let mib = 1 << 20;
         let (young, old) = (Duration::from_secs(1), Duration::from_secs(9));
         let life = Some(Duration::from_secs(5));
-        assert_eq!(recycle(Some(300 * mib), 0, young, None), None, "0: off");
-        assert_eq!(recycle(Some(100 * mib), 200 * mib, young, life), None);
+        let born = Some(50 * mib);
         assert_eq!(
-            recycle(Some(300 * mib), 200 * mib, old, life),
+            recycle(Some(300 * mib), born, 0, young, None),
+            None,
+            "0: off"
+        );
+        assert_eq!(recycle(Some(100 * mib), born, 200 * mib, young, life), None);
+        assert_eq!(
+            recycle(Some(300 * mib), born, 200 * mib, old, life),
             Some(Recycle::Memory { rss: 300 * mib })
         );
-        assert_eq!(recycle(None, 200 * mib, old, life), Some(Recycle::Lifetime));
-        assert_eq!(recycle(Some(mib), 200 * mib, old, None), None);
+        assert_eq!(
+            recycle(None, born, 200 * mib, old, life),
+            Some(Recycle::Lifetime)
+        );
+        assert_eq!(recycle(Some(mib), born, 200 * mib, old, None), None);
+    }
+
+    #[test]
+    fn a_worker_born_over_max_memory_is_not_replaced_for_memory() {
+        let mib = 1 << 20;
+        let young = Duration::from_secs(1);
+        let fresh = Some(30 * mib);
+        assert_eq!(recycle(Some(300 * mib), fresh, 10 * mib, young, None), None);
+        assert_eq!(
+            recycle(Some(300 * mib), fresh, 10 * mib, young, Some(young)),
+            Some(Recycle::Lifetime),
+            "its age still counts"
+        );
+        assert_eq!(
+            recycle(Some(300 * mib), None, 10 * mib, young, None),
+            Some(Recycle::Memory { rss: 300 * mib }),
+            "unknown birth: the limit applies"
+        );
     }
 }

@@ -37,7 +37,7 @@ pub fn spawn_zygote(spec: &WorkerSpec, control: OwnedFd) -> std::io::Result<Chil
 }
 
 /// The master's hooks helper (`hooks`): `python -m ferricorn.hooks SPEC DIRS...` in
-/// the app's directory, events on its stdin.
+/// the app's directory, events on its stdin, each named back on its stdout when done.
 pub fn spawn_hooks_helper(spec: &WorkerSpec) -> std::io::Result<Child> {
     let mut cmd = Command::new(&spec.python);
     cmd.arg("-m")
@@ -45,6 +45,7 @@ pub fn spawn_hooks_helper(spec: &WorkerSpec) -> std::io::Result<Child> {
         .arg(spec.hooks.as_deref().unwrap_or(""))
         .args(&spec.pythonpath)
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);

@@ -3,6 +3,11 @@
 //! either is replaced like one that reached max-requests: its successor starts at
 //! once, and it drains (finishing what it has in flight) only when the successor is
 //! ready, so no request waits on a missing worker.
+//!
+//! A worker's RSS is also taken as it becomes ready, before it serves: one over
+//! `max_memory` already is never replaced for memory (its successor would be as
+//! big, and the pool would be replaced every second), and the limit's being below a
+//! fresh worker is said once, with both figures.
 
 use super::policy::{self, Recycle};
 use super::{process, Supervisor, WorkerState};
@@ -34,7 +39,8 @@ impl Supervisor {
                     .then(|| process::rss_bytes(pid))
                     .flatten();
                 let age = now.duration_since(w.born);
-                policy::recycle(rss, self.spec.max_memory, age, w.lifetime).map(|r| (pid, r))
+                policy::recycle(rss, w.born_rss, self.spec.max_memory, age, w.lifetime)
+                    .map(|r| (pid, r))
             })
             .collect();
         for (pid, why) in due {
@@ -45,6 +51,27 @@ impl Supervisor {
             };
             self.replace(pid, reason);
         }
+    }
+
+    /// A worker's RSS as it becomes ready, before it serves (with `max_memory`
+    /// set); the first one over the limit since start or reload is warned about.
+    pub(super) fn born_rss(&mut self, pid: u32) -> Option<u64> {
+        let max = self.spec.max_memory;
+        if max == 0 {
+            return None;
+        }
+        let rss = process::rss_bytes(pid)?;
+        if rss > max && !self.max_memory_warned {
+            self.max_memory_warned = true;
+            tracing::warn!(
+                pid,
+                rss_mib = %format!("{:.1}", rss as f64 / MIB),
+                max_memory_mib = %format!("{:.1}", max as f64 / MIB),
+                "max_memory is below a fresh worker's memory: such workers are not \
+                 replaced for memory (it would be every second); raise max_memory above rss_mib"
+            );
+        }
+        Some(rss)
     }
 
     fn log_recycle(&self, pid: u32, why: Recycle, now: Instant) {

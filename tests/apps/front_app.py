@@ -8,6 +8,7 @@
 /slow-stream  a generator: a line every 0.3 s (no Content-Length)
 /upload       sha256 and length of the body, read with wsgi.input.read(8192) in a loop
 /pid          the worker's pid
+/etag?weak    2 KiB of text with a strong ETag ("v1"), or a weak one (W/"v1")
 """
 import hashlib
 import json
@@ -60,6 +61,12 @@ def inner(environ, start_response):
             n += len(chunk)
         body = json.dumps({"len": n, "sha256": h.hexdigest()}).encode()
         start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    if path == "/etag":
+        tag = 'W/"v1"' if environ["QUERY_STRING"] == "weak" else '"v1"'
+        body = b"etag " * 400
+        start_response("200 OK", [("Content-Type", "text/plain"), ("ETag", tag),
+                                  ("Content-Length", str(len(body)))])
         return [body]
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])

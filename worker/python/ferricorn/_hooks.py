@@ -61,9 +61,12 @@ def configure(spec, master_pid):
 
 
 def _report(what):
-    text = traceback.format_exc().rstrip()
-    sys.stderr.write(f"ferricorn: {what}:\n{text}\n")
-    sys.stderr.flush()
+    """Logs the exception being handled: one ERROR record in the master's error
+    log, its traceback included (not a line each)."""
+    from ferricorn._worker import log_error
+
+    sys.stderr.flush()  # what the hook printed comes first
+    log_error(f"{what}:\n{traceback.format_exc().rstrip()}")
 
 
 def call(name, *args):

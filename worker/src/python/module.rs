@@ -1,8 +1,10 @@
-//! The extension module `ferricorn._worker`: what `ferricorn/worker.py` calls, and
-//! what the master's interpreter probe reads (`__version__`, `PROTOCOL`) to refuse a
-//! worker module of another ferricorn before any worker starts.
+//! The extension module `ferricorn._worker`: what `ferricorn/worker.py` calls (and
+//! `ferricorn/_hooks.py`, to log), and what the master's interpreter probe reads
+//! (`__version__`, `PROTOCOL`) to refuse a worker module of another ferricorn
+//! before any worker starts.
 
 use crate::wire::Interpreter;
+use ferricorn_wire::log_record::{Level, Record};
 use pyo3::prelude::*;
 use std::ffi::OsString;
 
@@ -11,7 +13,16 @@ fn _worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", ferricorn_wire::VERSION)?;
     m.add("PROTOCOL", ferricorn_wire::PROTOCOL)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(log_error, m)?)?;
     Ok(())
+}
+
+/// One ERROR record on stderr (`crate::log`), which the master relays as one event:
+/// how `ferricorn._hooks` reports a hook's traceback, in a worker and in the
+/// master's hooks helper alike.
+#[pyfunction]
+fn log_error(message: &str) {
+    crate::log::emit(&Record::new(Level::Error, message));
 }
 
 /// Serves as a worker until the master says stop; returns the exit status, which

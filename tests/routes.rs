@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check_config_toml, client, test_app, Server};
+use common::{check_config_toml, client, h1_request, h2_request, test_app, DjangoSite, Server};
 use std::path::Path;
 
 fn serve(dir: &Path, routes: &str, extra: &[&str]) -> Server {
@@ -110,4 +110,183 @@ fn routes_show_in_check_config_and_bad_ones_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+/// Spellings of `/admin/login/` that Django or Werkzeug route to the login view.
+const ADMIN_LOGIN_SPELLINGS: [&str; 9] = [
+    "/admin/login/",
+    "/%61dmin/login/",
+    "/%61dmin/%6C%6f%67in/",
+    "/admin%2Flogin/",
+    "/admin%2flogin/",
+    "//admin/login/",
+    "///admin//login/",
+    "/admin/./login/",
+    "/x/../admin/login/",
+];
+
+fn config(dir: &Path, routes: &str) -> String {
+    let conf = dir.join("routes.toml");
+    std::fs::write(&conf, routes).unwrap();
+    conf.to_str().unwrap().to_owned()
+}
+
+/// A Django site and the Flask app, both behind `routes`.
+fn django_and_flask(dir: &Path, routes: &str) -> (DjangoSite, Server, Server) {
+    let conf = config(dir, routes);
+    let site = DjangoSite::prepare();
+    let django = site.serve_with(&["-w", "1", "-c", &conf]);
+    let flask = test_app("flask_app:app", &["-w", "1", "-c", &conf]).start();
+    (site, django, flask)
+}
+
+#[test]
+fn a_rate_limit_meets_every_spelling_of_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[[route]]\nprefix = \"/admin/\"\nrate = \"1/m\"\n";
+    let (_site, django, flask) = django_and_flask(dir.path(), routes);
+    for server in [&django, &flask] {
+        let (first, answer) = h1_request(server, "GET", "/admin/login/", b"");
+        assert_eq!(first, 200, "{answer}");
+        for path in ADMIN_LOGIN_SPELLINGS {
+            let (status, answer) = h1_request(server, "GET", path, b"");
+            assert_eq!(status, 429, "HTTP/1 {path}: {answer}");
+            let (status, body) = h2_request(server, "GET", path, b"");
+            assert_eq!(status, 429, "HTTP/2 {path}: {body}");
+        }
+        let absolute = format!("http://{}//%61dmin/login/", server.addr);
+        assert_eq!(h1_request(server, "GET", &absolute, b"").0, 429);
+    }
+}
+
+#[test]
+fn a_body_limit_meets_every_spelling_of_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[[route]]\nprefix = \"/admin/\"\nmax_body_size = 100\n";
+    let (_site, django, flask) = django_and_flask(dir.path(), routes);
+    let body = vec![b'x'; 5000];
+    for server in [&django, &flask] {
+        for path in ADMIN_LOGIN_SPELLINGS {
+            let (status, answer) = h1_request(server, "POST", path, &body);
+            assert_eq!(status, 413, "HTTP/1 {path}: {answer}");
+            let (status, answer) = h2_request(server, "POST", path, &body);
+            assert_eq!(status, 413, "HTTP/2 {path}: {answer}");
+        }
+    }
+    // Under the limit, Flask's view runs (and reads the body).
+    let (status, answer) = h1_request(&flask, "POST", "/%61dmin/login/", &body[..50]);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with("flask admin login, 50 bytes"), "{answer}");
+}
+
+/// A small seeded generator (xorshift), so a failure names the spelling again.
+struct Spellings(u64);
+
+impl Spellings {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    /// `plain` written another way: bytes escaped in either case, a '/' doubled or
+    /// followed by `./` or `x/../` (plain or escaped).
+    fn spell(&mut self, plain: &str) -> String {
+        let mut out = String::new();
+        for (i, b) in plain.bytes().enumerate() {
+            match (i, b, self.next(8)) {
+                (0, _, _) => out.push('/'),
+                (_, _, 0) => out.push_str(&format!("%{b:02x}")),
+                (_, _, 1) => out.push_str(&format!("%{b:02X}")),
+                (_, b'/', 2) => out.push_str("//"),
+                (_, b'/', 3) => out.push_str("/./"),
+                (_, b'/', 4) => out.push_str("/x/%2e%2E/"),
+                (_, b'/', 5) => out.push_str("/%2E/"),
+                _ => out.push(b as char),
+            }
+        }
+        if self.next(4) == 0 {
+            out.insert(0, '/');
+        }
+        out
+    }
+}
+
+/// What the apps route on, as the test's own model: decode once, then resolve
+/// `.`/`..` and merge slashes (posixpath's walk); `None` for a `..` above `/`.
+fn model(raw: &str) -> Option<String> {
+    let b = raw.as_bytes();
+    let mut decoded = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                decoded.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8(decoded).unwrap();
+    let mut stack = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                stack.pop()?;
+            }
+            p => stack.push(p),
+        }
+    }
+    let last = text.rsplit('/').next().unwrap_or("");
+    let slash = if matches!(last, "" | "." | "..") && !stack.is_empty() {
+        "/"
+    } else {
+        ""
+    };
+    Some(format!("/{}{slash}", stack.join("/")))
+}
+
+/// Generated spellings meet the app's own router: whenever Django or Flask routes a
+/// spelling into `/admin/` (a GET, which the route lets through), the same spelling
+/// with a body over the route's limit is refused by the front; and the front's
+/// refusals are exactly those of the model path under `/admin/`.
+#[test]
+fn generated_spellings_meet_the_route_the_app_routes_them_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[[route]]\nprefix = \"/admin/\"\nmax_body_size = 100\n";
+    let (_site, django, flask) = django_and_flask(dir.path(), routes);
+    let body = vec![b'x'; 500];
+    let mut gen = Spellings(0x9e37_79b9_7f4a_7c15);
+    let plains = ["/admin/login/", "/admin/", "/adminx/login/", "/x/admin/login/", "/login/"];
+    let mut routed_into_admin = 0;
+    for round in 0..40 {
+        let spelled = gen.spell(plains[round % plains.len()]);
+        let model = model(&spelled);
+        for (name, server) in [("django", &django), ("flask", &flask)] {
+            let (got, answer) = h1_request(server, "GET", &spelled, b"");
+            let app_admin = match name {
+                // Django's admin answers its views, or sends anyone else to login.
+                "django" => got == 200 || got == 302,
+                // Werkzeug runs the view, or redirects to the merged-slash URL.
+                _ => answer.contains("flask admin login") || got == 308,
+            };
+            let (posted, _) = h1_request(server, "POST", &spelled, &body);
+            let front_limits = posted == 413;
+            if app_admin {
+                routed_into_admin += 1;
+                assert!(front_limits, "{name} routes {spelled} into /admin/: {posted}");
+            }
+            match &model {
+                None => assert_eq!(got, 400, "{spelled}: above the root"),
+                Some(m) => assert_eq!(front_limits, m.starts_with("/admin/"), "{spelled} is {m}"),
+            }
+        }
+    }
+    assert!(routed_into_admin > 10, "{routed_into_admin}: too few spellings routed");
 }

@@ -43,3 +43,9 @@ def stream():
         for i in range(5):
             yield f"chunk {i}\n"
     return Response(generate(), mimetype="text/plain")
+
+
+@app.route("/admin/login/", methods=["GET", "POST"])
+def admin_login():
+    """A view under a `[[route]]` prefix: says it ran, and how much body it read."""
+    return f"flask admin login, {len(request.get_data())} bytes"

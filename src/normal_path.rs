@@ -91,6 +91,15 @@ impl NormalPath {
         })
     }
 
+    /// `/`, for what names no path (`*`, an authority) where a whole-server rule
+    /// must still hold.
+    pub fn root() -> Self {
+        NormalPath {
+            bytes: b"/".to_vec(),
+            had_dot_segments: false,
+        }
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }

@@ -185,7 +185,11 @@ fn no_spelling_reaches_an_internal_mount() {
         assert!(!body.contains("private document"), "{path}");
     }
     // The public side of the same mount still answers, in any spelling.
-    for path in ["/media/public.txt", "/media//public.txt", "/media/%70ublic.txt"] {
+    for path in [
+        "/media/public.txt",
+        "/media//public.txt",
+        "/media/%70ublic.txt",
+    ] {
         assert_eq!(h1_request(&server, "GET", path, b"").0, 200, "{path}");
         assert_eq!(h2_request(&server, "GET", path, b"").0, 200, "{path}");
     }

@@ -840,7 +840,12 @@ fn a_path_above_the_root_is_400_and_odd_spellings_reach_the_app_untouched() {
         let (status, body) = h2_request(&server, "GET", path, b"");
         assert_eq!(status, 400, "HTTP/2 {path}: {body}");
     }
-    for target in ["http://a/../x", "http://a/%2e%2e/x?q", "/../x?q=<", "/%2e%2e/`"] {
+    for target in [
+        "http://a/../x",
+        "http://a/%2e%2e/x?q",
+        "/../x?q=<",
+        "/%2e%2e/`",
+    ] {
         let (status, answer) = h1_request(&server, "GET", target, b"");
         assert_eq!(status, 400, "HTTP/1 {target}: {answer}");
     }

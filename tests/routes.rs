@@ -263,7 +263,13 @@ fn generated_spellings_meet_the_route_the_app_routes_them_to() {
     let (_site, django, flask) = django_and_flask(dir.path(), routes);
     let body = vec![b'x'; 500];
     let mut gen = Spellings(0x9e37_79b9_7f4a_7c15);
-    let plains = ["/admin/login/", "/admin/", "/adminx/login/", "/x/admin/login/", "/login/"];
+    let plains = [
+        "/admin/login/",
+        "/admin/",
+        "/adminx/login/",
+        "/x/admin/login/",
+        "/login/",
+    ];
     let mut routed_into_admin = 0;
     for round in 0..40 {
         let spelled = gen.spell(plains[round % plains.len()]);
@@ -280,7 +286,10 @@ fn generated_spellings_meet_the_route_the_app_routes_them_to() {
             let front_limits = posted == 413;
             if app_admin {
                 routed_into_admin += 1;
-                assert!(front_limits, "{name} routes {spelled} into /admin/: {posted}");
+                assert!(
+                    front_limits,
+                    "{name} routes {spelled} into /admin/: {posted}"
+                );
             }
             match &model {
                 None => assert_eq!(got, 400, "{spelled}: above the root"),
@@ -288,5 +297,27 @@ fn generated_spellings_meet_the_route_the_app_routes_them_to() {
             }
         }
     }
-    assert!(routed_into_admin > 10, "{routed_into_admin}: too few spellings routed");
+    assert!(
+        routed_into_admin > 10,
+        "{routed_into_admin}: too few spellings routed"
+    );
+}
+
+/// `OPTIONS *` and CONNECT name no path, but a route for the whole server holds them:
+/// they cannot be the way around a site-wide rate limit.
+#[test]
+fn a_whole_server_rate_limit_holds_requests_without_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        dir.path(),
+        "[[route]]\nprefix = \"/\"\nrate = \"1/m\"\n",
+        &[],
+    );
+    assert_eq!(h1_request(&server, "OPTIONS", "*", b"").0, 200);
+    assert_eq!(h1_request(&server, "OPTIONS", "*", b"").0, 429);
+    assert_eq!(
+        h1_request(&server, "CONNECT", "example.com:443", b"").0,
+        429
+    );
+    assert_eq!(h1_request(&server, "GET", "/pid", b"").0, 429);
 }

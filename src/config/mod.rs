@@ -514,9 +514,8 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
 /// A URL prefix in the form request paths are matched in (`normal_path`): decoded,
 /// slashes merged, no `.` or `..`, so `/caf%C3%A9/` and `//media/` still match.
 fn normal_prefix(what: &str, prefix: &str) -> Result<String, ConfigError> {
-    let bad = |why: &dyn std::fmt::Display| {
-        ConfigError::invalid(format!("{what} {prefix:?}: {why}"))
-    };
+    let bad =
+        |why: &dyn std::fmt::Display| ConfigError::invalid(format!("{what} {prefix:?}: {why}"));
     let path = crate::normal_path::NormalPath::parse(prefix.as_bytes()).map_err(|e| bad(&e))?;
     path.to_str()
         .map(str::to_owned)

@@ -27,6 +27,7 @@ use compression::content_length_of;
 pub use compression::AppCompression;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -261,16 +262,19 @@ impl Front {
         stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
         let path = match request_path(&req) {
-            Ok(Some(path)) => path,
-            // `*` and CONNECT's authority name no path: no mount, no `[[route]]`.
-            Ok(None) => return self.to_app(req, conn, stamp).await,
+            Ok(path) => path,
             Err(why) => {
                 tracing::debug!(path = req.uri().path(), %why, "request path refused");
                 return (RouteKind::Other, respond::error_response(why.into()));
             }
         };
         if !self.limits.is_empty() {
-            match self.limits.check(&path, || self.client_ip(&req, conn)) {
+            // `*` and CONNECT's authority name no path: only a `[[route]]` for the
+            // whole server (`prefix = "/"`) holds them.
+            let under = path
+                .as_ref()
+                .map_or_else(|| Cow::Owned(NormalPath::root()), Cow::Borrowed);
+            match self.limits.check(&under, || self.client_ip(&req, conn)) {
                 Ok(Some(overrides)) => {
                     req.extensions_mut().insert(overrides);
                 }
@@ -278,6 +282,9 @@ impl Front {
                 Err(wait) => return (RouteKind::Other, limits::too_many_requests(wait)),
             }
         }
+        let Some(path) = path else {
+            return self.to_app(req, conn, stamp).await; // no mount either
+        };
         match router::route(&self.statics, self.proxy.is_some(), &path) {
             Route::Static(id) => {
                 let (parts, body) = req.into_parts();

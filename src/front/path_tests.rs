@@ -191,8 +191,17 @@ fn the_internal_mount_and_the_routes_for_the_spellings_of_the_issue() {
         let (route, _) = d.decide(target.as_bytes()).unwrap();
         assert_eq!(route, Route::NotFound, "{target}");
     }
-    for target in ["/admin/login/", "/%61dmin/login/", "/admin%2Flogin/", "//admin/login/"] {
-        assert_eq!(d.decide(target.as_bytes()), Ok((Route::App, Some(3))), "{target}");
+    for target in [
+        "/admin/login/",
+        "/%61dmin/login/",
+        "/admin%2Flogin/",
+        "//admin/login/",
+    ] {
+        assert_eq!(
+            d.decide(target.as_bytes()),
+            Ok((Route::App, Some(3))),
+            "{target}"
+        );
     }
     assert_eq!(d.decide(b"/.."), Err(()));
     assert_eq!(d.decide(b"/media/../../etc/passwd"), Err(()));

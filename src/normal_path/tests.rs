@@ -84,7 +84,10 @@ fn bytes_that_are_not_utf8_stay_bytes() {
     assert_eq!(p.as_bytes(), b"/caf\xe9/\xc3\xa9");
     assert_eq!(p.to_str(), None);
     assert!(p.starts_with("/caf"));
-    assert_eq!(NormalPath::parse(b"/caf%C3%A9").unwrap().to_str(), Some("/café"));
+    assert_eq!(
+        NormalPath::parse(b"/caf%C3%A9").unwrap().to_str(),
+        Some("/café")
+    );
 }
 
 #[test]
@@ -92,7 +95,9 @@ fn dot_segments_are_remembered() {
     assert!(!NormalPath::parse(b"/a//b/").unwrap().had_dot_segments());
     assert!(!NormalPath::parse(b"/a/.b/..c").unwrap().had_dot_segments());
     assert!(NormalPath::parse(b"/a/./b").unwrap().had_dot_segments());
-    assert!(NormalPath::parse(b"/a/b/%2e%2e/c").unwrap().had_dot_segments());
+    assert!(NormalPath::parse(b"/a/b/%2e%2e/c")
+        .unwrap()
+        .had_dot_segments());
 }
 
 #[test]
@@ -180,8 +185,12 @@ fn spelled_path() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..4),
     ];
     let spelling = proptest::collection::vec((any::<bool>(), any::<bool>()), 64);
-    (proptest::collection::vec(segment, 0..8), any::<bool>(), spelling).prop_map(
-        |(segments, trailing, spelling)| {
+    (
+        proptest::collection::vec(segment, 0..8),
+        any::<bool>(),
+        spelling,
+    )
+        .prop_map(|(segments, trailing, spelling)| {
             let mut plain = Vec::new();
             for s in segments {
                 plain.push(b'/');
@@ -206,8 +215,7 @@ fn spelled_path() -> impl Strategy<Value = Vec<u8>> {
                 }
             }
             out
-        },
-    )
+        })
 }
 
 proptest! {

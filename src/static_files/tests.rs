@@ -485,8 +485,16 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
         }
     }
     // `.` and `%2F` are what they are to the router: the file is served.
-    for uri in ["/static/./css/site.css", "/static/css%2Fsite.css", "/static/x/../css/site.css"] {
-        assert_eq!(&get(&sf, uri).await.body[..], b"body { color: red }\n", "{uri}");
+    for uri in [
+        "/static/./css/site.css",
+        "/static/css%2Fsite.css",
+        "/static/x/../css/site.css",
+    ] {
+        assert_eq!(
+            &get(&sf, uri).await.body[..],
+            b"body { color: red }\n",
+            "{uri}"
+        );
     }
     // A symlink inside the root pointing inside it is fine.
     assert_eq!(
@@ -634,7 +642,10 @@ fn decide_refuses_before_touching_disk() {
         panic!("served")
     };
     assert_eq!(t.fs_path, t_root(&sf).join("a/b?#%c"));
-    assert_eq!(t.uri, "/a/b%3F%23%25c?q=1", "encoded once more for ServeDir");
+    assert_eq!(
+        t.uri, "/a/b%3F%23%25c?q=1",
+        "encoded once more for ServeDir"
+    );
     assert_eq!(
         decide("/static/a%5Cb"),
         Decision::Refused(PathRefusal::Backslash)

@@ -416,7 +416,9 @@ pub fn h2_request(server: &Server, method: &str, path: &str, body: &[u8]) -> (u1
             // The server may answer (413) before it takes the body.
             let _ = send.send_data(bytes::Bytes::copy_from_slice(body), true);
         }
-        let resp = resp.await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let resp = resp
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status().as_u16();
         let mut body = resp.into_body();
         let mut out = Vec::new();

@@ -127,6 +127,10 @@ const DOC: &str = "the private document\n";
 /// `/media/` serves `media/`, and `/media/private/` (its `private/` subdirectory)
 /// is internal: the layout of a Django site with protected uploads.
 fn serve_media(dir: &Path) -> Server {
+    serve_media_with(dir, &[])
+}
+
+fn serve_media_with(dir: &Path, flags: &[&str]) -> Server {
     let media = dir.join("media");
     std::fs::create_dir_all(media.join("private")).unwrap();
     std::fs::write(media.join("private/doc.txt"), DOC).unwrap();
@@ -139,7 +143,9 @@ fn serve_media(dir: &Path) -> Server {
         media.join("private").display().to_string()
     );
     std::fs::write(&conf, toml).unwrap();
-    test_app("sup_app:app", &["-w", "1", "-c", conf.to_str().unwrap()]).start()
+    let mut args = vec!["-w", "1", "-c", conf.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    test_app("sup_app:app", &args).start()
 }
 
 /// Every spelling of a path on the internal mount is that path: 404 over HTTP/1
@@ -214,5 +220,39 @@ fn no_spelling_reaches_an_internal_mount() {
     ] {
         let target = format!("/download?to={to}");
         assert_eq!(h1_request(&server, "GET", &target, b"").0, 404, "{to}");
+    }
+}
+
+/// Over TLS, with HTTP/2 and HTTP/1.1 as ALPN chose them (curl sends the path as
+/// is), the spellings meet the same 404.
+#[test]
+fn no_spelling_reaches_an_internal_mount_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = common::certificate(dir.path());
+    let server = serve_media_with(dir.path(), &["--certfile", &cert, "--keyfile", &key]);
+    for path in [
+        "/media//private/doc.txt",
+        "/media/%70rivate/doc.txt",
+        "/media%2Fprivate/doc.txt",
+        "/media/./private/doc.txt",
+        "/media/x/../private/doc.txt",
+        "/media/public.txt",
+    ] {
+        for version in ["--http2", "--http1.1"] {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--path-as-is", "--cacert", &cert, version])
+                .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+                .arg(format!("https://{}{path}", server.addr))
+                .output()
+                .unwrap();
+            let got = String::from_utf8_lossy(&out.stdout).into_owned();
+            let want = if path.ends_with("public.txt") {
+                "200"
+            } else {
+                "404"
+            };
+            let proto = if version == "--http2" { "2" } else { "1.1" };
+            assert_eq!(got, format!("{want} {proto}"), "{version} {path}");
+        }
     }
 }

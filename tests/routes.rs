@@ -252,15 +252,51 @@ fn model(raw: &str) -> Option<String> {
     Some(format!("/{}{slash}", stack.join("/")))
 }
 
+/// What the app's own router does with a spelling: asked of the same app behind a
+/// ferricorn with no route and no mount, which passes every spelling on.
+fn app_routes_to(name: &str, oracle: &Server, spelled: &str) -> &'static str {
+    let (status, answer) = h1_request(oracle, "GET", spelled, b"");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    let location = answer
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or(l.strip_prefix("Location: "))
+        })
+        .unwrap_or("");
+    if body.starts_with(&format!("{name} private media")) {
+        "private"
+    } else if (name == "django" && (status == 200 || status == 302))
+        || body.starts_with("flask admin login")
+        || (status == 308 && location.contains("/admin/"))
+    {
+        // Django's admin answers its views or sends anyone to its login; Werkzeug
+        // runs the view, or redirects to the merged-slash URL of it.
+        "admin"
+    } else {
+        "elsewhere"
+    }
+}
+
 /// Generated spellings meet the app's own router: whenever Django or Flask routes a
-/// spelling into `/admin/` (a GET, which the route lets through), the same spelling
-/// with a body over the route's limit is refused by the front; and the front's
-/// refusals are exactly those of the model path under `/admin/`.
+/// spelling into `/admin/` or `/media/private/`, the front holds it to the route's
+/// body limit or answers 404 for the internal mount; and the front's decisions are
+/// exactly those of the test's model path.
 #[test]
-fn generated_spellings_meet_the_route_the_app_routes_them_to() {
+fn generated_spellings_meet_the_route_and_mount_the_app_routes_them_to() {
     let dir = tempfile::tempdir().unwrap();
-    let routes = "[[route]]\nprefix = \"/admin/\"\nmax_body_size = 100\n";
-    let (_site, django, flask) = django_and_flask(dir.path(), routes);
+    std::fs::create_dir_all(dir.path().join("private")).unwrap();
+    std::fs::write(dir.path().join("private/doc.txt"), "the file\n").unwrap();
+    let routes = format!(
+        "[[route]]\nprefix = \"/admin/\"\nmax_body_size = 100\n\n\
+         [[static]]\nurl = \"/media/private/\"\ndir = {:?}\ninternal = true\n",
+        dir.path().join("private").display().to_string()
+    );
+    let (site, django, flask) = django_and_flask(dir.path(), &routes);
+    let oracles = [
+        site.serve_with(&["-w", "1"]),
+        test_app("flask_app:app", &["-w", "1"]).start(),
+    ];
     let body = vec![b'x'; 500];
     let mut gen = Spellings(0x9e37_79b9_7f4a_7c15);
     let plains = [
@@ -268,38 +304,48 @@ fn generated_spellings_meet_the_route_the_app_routes_them_to() {
         "/admin/",
         "/adminx/login/",
         "/x/admin/login/",
+        "/media/private/doc.txt",
+        "/media/privatex/doc.txt",
         "/login/",
     ];
-    let mut routed_into_admin = 0;
-    for round in 0..40 {
+    let mut seen = std::collections::BTreeMap::new();
+    for round in 0..70 {
         let spelled = gen.spell(plains[round % plains.len()]);
         let model = model(&spelled);
-        for (name, server) in [("django", &django), ("flask", &flask)] {
+        for ((name, server), oracle) in [("django", &django), ("flask", &flask)]
+            .iter()
+            .zip(&oracles)
+        {
+            let app = app_routes_to(name, oracle, &spelled);
+            *seen.entry(app).or_insert(0) += 1;
             let (got, answer) = h1_request(server, "GET", &spelled, b"");
-            let app_admin = match name {
-                // Django's admin answers its views, or sends anyone else to login.
-                "django" => got == 200 || got == 302,
-                // Werkzeug runs the view, or redirects to the merged-slash URL.
-                _ => answer.contains("flask admin login") || got == 308,
-            };
             let (posted, _) = h1_request(server, "POST", &spelled, &body);
-            let front_limits = posted == 413;
-            if app_admin {
-                routed_into_admin += 1;
-                assert!(
-                    front_limits,
-                    "{name} routes {spelled} into /admin/: {posted}"
-                );
-            }
-            match &model {
-                None => assert_eq!(got, 400, "{spelled}: above the root"),
-                Some(m) => assert_eq!(front_limits, m.starts_with("/admin/"), "{spelled} is {m}"),
+            let Some(m) = &model else {
+                assert_eq!((got, posted), (400, 400), "{spelled}: above the root");
+                continue;
+            };
+            let internal = m.starts_with("/media/private/");
+            let limited = m.starts_with("/admin/");
+            assert_eq!(
+                posted == 413,
+                limited,
+                "{name} {spelled} is {m}: POST {posted}"
+            );
+            assert_eq!(
+                got == 404 && answer.ends_with("\r\n\r\n404 Not Found\n"),
+                internal,
+                "{name} {spelled} is {m}: {answer}"
+            );
+            match app {
+                "admin" => assert!(limited, "{name} routes {spelled} into /admin/"),
+                "private" => assert!(internal, "{name} routes {spelled} to private media"),
+                _ => {}
             }
         }
     }
     assert!(
-        routed_into_admin > 10,
-        "{routed_into_admin}: too few spellings routed"
+        seen.get("admin") > Some(&10) && seen.get("private") > Some(&5),
+        "{seen:?}"
     );
 }
 

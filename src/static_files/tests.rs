@@ -485,16 +485,8 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
         }
     }
     // `.` and `%2F` are what they are to the router: the file is served.
-    for uri in [
-        "/static/./css/site.css",
-        "/static/css%2Fsite.css",
-        "/static/x/../css/site.css",
-    ] {
-        assert_eq!(
-            &get(&sf, uri).await.body[..],
-            b"body { color: red }\n",
-            "{uri}"
-        );
+    for uri in ["/static/./css/site.css", "/static/css%2Fsite.css"] {
+        assert_eq!(get(&sf, uri).await.body, "body { color: red }\n", "{uri}");
     }
     // A symlink inside the root pointing inside it is fine.
     assert_eq!(
@@ -625,10 +617,6 @@ async fn cache_counts_hits_and_misses() {
     assert!(hits >= 10);
 }
 
-fn t_root(sf: &StaticFiles) -> PathBuf {
-    sf.mounts[0].root.clone()
-}
-
 #[test]
 fn decide_refuses_before_touching_disk() {
     let t = tree();
@@ -638,13 +626,13 @@ fn decide_refuses_before_touching_disk() {
         let (parts, ()) = Request::builder().uri(uri).body(()).unwrap().into_parts();
         m.decide(&normal(parts.uri.path()), &parts)
     };
-    let Decision::Serve(t) = decide("/static/a%2fb%3F%23%25c?q=1") else {
+    let Decision::Serve(target) = decide("/static/a%2fb%3F%23%25c?q=1") else {
         panic!("served")
     };
-    assert_eq!(t.fs_path, t_root(&sf).join("a/b?#%c"));
+    assert_eq!(target.fs_path, m.root.join("a/b?#%c"));
     assert_eq!(
-        t.uri, "/a/b%3F%23%25c?q=1",
-        "encoded once more for ServeDir"
+        target.uri, "/a/b%3F%23%25c?q=1",
+        "encoded again for ServeDir"
     );
     assert_eq!(
         decide("/static/a%5Cb"),

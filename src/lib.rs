@@ -42,4 +42,5 @@ pub mod dispatcher;
 pub use ferricorn_wire::{claims, log_record, wire};
 pub mod defaults;
 pub mod net;
+pub mod normal_path;
 pub mod respond;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{client, test_app, Server};
+use common::{client, h1_request, h2_request, test_app, Server};
 use std::path::Path;
 use std::time::Duration;
 
@@ -120,4 +120,139 @@ fn a_path_outside_the_mounts_is_refused() {
         );
     }
     server.wait_for_log("no static mount serves", Duration::from_secs(5));
+}
+
+const DOC: &str = "the private document\n";
+
+/// `/media/` serves `media/`, and `/media/private/` (its `private/` subdirectory)
+/// is internal: the layout of a Django site with protected uploads.
+fn serve_media(dir: &Path) -> Server {
+    serve_media_with(dir, &[])
+}
+
+fn serve_media_with(dir: &Path, flags: &[&str]) -> Server {
+    let media = dir.join("media");
+    std::fs::create_dir_all(media.join("private")).unwrap();
+    std::fs::write(media.join("private/doc.txt"), DOC).unwrap();
+    std::fs::write(media.join("public.txt"), "public\n").unwrap();
+    let conf = dir.join("f.toml");
+    let toml = format!(
+        "[[static]]\nurl = \"/media/\"\ndir = {:?}\n\n\
+         [[static]]\nurl = \"/media/private/\"\ndir = {:?}\ninternal = true\n",
+        media.display().to_string(),
+        media.join("private").display().to_string()
+    );
+    std::fs::write(&conf, toml).unwrap();
+    let mut args = vec!["-w", "1", "-c", conf.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    test_app("sup_app:app", &args).start()
+}
+
+/// Every spelling of a path on the internal mount is that path: 404 over HTTP/1
+/// (origin-form, absolute-form, a guard stand-in) and over HTTP/2.
+#[test]
+fn no_spelling_reaches_an_internal_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_media(dir.path());
+    let paths = [
+        "/media/private/doc.txt",
+        "/media//private/doc.txt",
+        "//media///private//doc.txt",
+        "/media/%70rivate/doc.txt",
+        "/media/%70riv%61te/doc.txt",
+        "/%6D%65%64%69%61/%70%72%69%76%61%74%65/doc.txt",
+        "/%6d%65%64%69%61/%70%72%69%76%61%74%65/doc.txt",
+        "/media%2Fprivate/doc.txt",
+        "/media%2fprivate%2Fdoc.txt",
+        "/media/./private/doc.txt",
+        "/media/%2e/private/./doc.txt",
+        "/media/x/../private/doc.txt",
+        "/media/x/%2E%2e/private/doc.txt",
+        "/media/public.txt/../private/doc.txt",
+        "/media/private/",
+        "/media/private",
+        "/media//private",
+        "/media/private/doc.txt?a=<b>",
+        "/media//private/doc.txt?a=`",
+    ];
+    let absolute = [
+        "http://127.0.0.1/media//private/doc.txt",
+        "http://127.0.0.1/media/%70rivate/doc.txt",
+        "http://127.0.0.1/media/x/../private/doc.txt?<",
+    ];
+    for target in paths.iter().chain(&absolute) {
+        let (status, answer) = h1_request(&server, "GET", target, b"");
+        assert_eq!(status, 404, "HTTP/1 {target}: {answer}");
+        assert!(!answer.contains("private document"), "{target}");
+    }
+    for path in paths.iter().filter(|p| !p.contains(['<', '`'])) {
+        let (status, body) = h2_request(&server, "GET", path, b"");
+        assert_eq!(status, 404, "HTTP/2 {path}: {body}");
+        assert!(!body.contains("private document"), "{path}");
+    }
+    // The public side of the same mount still answers, in any spelling.
+    for path in [
+        "/media/public.txt",
+        "/media//public.txt",
+        "/media/%70ublic.txt",
+    ] {
+        assert_eq!(h1_request(&server, "GET", path, b"").0, 200, "{path}");
+        assert_eq!(h2_request(&server, "GET", path, b"").0, 200, "{path}");
+    }
+    // The app still reaches the file, by its plain name or a spelling of it.
+    for to in [
+        "/media/private/doc.txt",
+        "/media//private/doc.txt",
+        "/media/%2570rivate/doc.txt",
+        "/media/private%252Fdoc.txt",
+    ] {
+        let target = format!("/download?to={to}");
+        let (status, answer) = h1_request(&server, "GET", &target, b"");
+        assert_eq!(status, 200, "{to}: {answer}");
+        assert!(answer.ends_with(DOC), "{to}: {answer}");
+        let (status, body) = h2_request(&server, "GET", &target, b"");
+        assert_eq!((status, body.as_str()), (200, DOC), "HTTP/2 {to}");
+    }
+    // A target with a dot segment is refused, as nginx refuses an unsafe URI.
+    for to in [
+        "/media/private/../private/doc.txt",
+        "/media/public.txt/%252e%252e/private/doc.txt",
+    ] {
+        let target = format!("/download?to={to}");
+        assert_eq!(h1_request(&server, "GET", &target, b"").0, 404, "{to}");
+    }
+}
+
+/// Over TLS, with HTTP/2 and HTTP/1.1 as ALPN chose them (curl sends the path as
+/// is), the spellings meet the same 404.
+#[test]
+fn no_spelling_reaches_an_internal_mount_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = common::certificate(dir.path());
+    let server = serve_media_with(dir.path(), &["--certfile", &cert, "--keyfile", &key]);
+    for path in [
+        "/media//private/doc.txt",
+        "/media/%70rivate/doc.txt",
+        "/media%2Fprivate/doc.txt",
+        "/media/./private/doc.txt",
+        "/media/x/../private/doc.txt",
+        "/media/public.txt",
+    ] {
+        for version in ["--http2", "--http1.1"] {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "--path-as-is", "--cacert", &cert, version])
+                .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+                .arg(format!("https://{}{path}", server.addr))
+                .output()
+                .unwrap();
+            let got = String::from_utf8_lossy(&out.stdout).into_owned();
+            let want = if path.ends_with("public.txt") {
+                "200"
+            } else {
+                "404"
+            };
+            let proto = if version == "--http2" { "2" } else { "1.1" };
+            assert_eq!(got, format!("{want} {proto}"), "{version} {path}");
+        }
+    }
 }

@@ -842,3 +842,59 @@ fn connect_is_served_by_the_app_without_a_tunnel_and_ends_the_connection() {
     assert_eq!(env["REQUEST_METHOD"], "CONNECT", "{env}");
     assert_eq!(env["PATH_INFO"], "[::1]:443", "{env}");
 }
+
+/// A path whose `..` climbs above `/` (in any spelling) or that holds a NUL once
+/// decoded has no normal form: 400 over HTTP/1 and HTTP/2, before the app. Odd but
+/// harmless spellings reach the app with their PATH_INFO and RAW_URI untouched.
+#[test]
+fn a_path_above_the_root_is_400_and_odd_spellings_reach_the_app_untouched() {
+    let server = echo_server(&[]);
+    let above = [
+        "/..",
+        "/../etc/passwd",
+        "/a/../../b",
+        "/%2e%2e/x",
+        "/%2E%2e%2Fx",
+        "/a%2f..%2F..%2fb",
+        "/.%2E/x",
+        "//..//..//x",
+        "/a%00b",
+        "/a%00",
+    ];
+    for path in above {
+        let (status, answer) = h1_request(&server, "GET", path, b"");
+        assert_eq!(status, 400, "HTTP/1 {path}: {answer}");
+        let (status, body) = h2_request(&server, "GET", path, b"");
+        assert_eq!(status, 400, "HTTP/2 {path}: {body}");
+    }
+    for target in [
+        "http://a/../x",
+        "http://a/%2e%2e/x?q",
+        "/../x?q=<",
+        "/%2e%2e/`",
+    ] {
+        let (status, answer) = h1_request(&server, "GET", target, b"");
+        assert_eq!(status, 400, "HTTP/1 {target}: {answer}");
+    }
+    // Decoded once only, `;` and trailing dots are plain bytes, `?`/`#` encoded are
+    // part of the path: the app gets exactly what the client sent.
+    for (raw, path_info) in [
+        ("/%252e%252e/x", "/%2e%2e/x"),
+        ("/..;/x", "/..;/x"),
+        ("/a./b../...", "/a./b../..."),
+        ("/a%3F..%23/b", "/a?..#/b"),
+        ("//x/..%2F", "//x/../"),
+    ] {
+        let req = format!("GET {raw}?q=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let env = raw_environ(&server, req.as_bytes());
+        assert_eq!(env["PATH_INFO"], path_info, "{raw}: {env}");
+        assert_eq!(env["RAW_URI"], format!("{raw}?q=1"), "{env}");
+    }
+    // Many slashes and many `..` cost linear work, over both protocols.
+    let slashes = format!("{}x", "/".repeat(3000));
+    let climbs = "/x/..".repeat(600);
+    for path in [&slashes, &climbs] {
+        assert_eq!(h1_request(&server, "GET", path, b"").0, 200);
+        assert_eq!(h2_request(&server, "GET", path, b"").0, 200);
+    }
+}

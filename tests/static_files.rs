@@ -237,23 +237,74 @@ fn nothing_outside_the_root_is_served() {
         "/static/..%2FCargo.toml",
         "/static/..%5cCargo.toml",
         "/static/css%5csite.css",
-        "/static/index.html%00.txt",
         "/static/escape",
         "/static/.secret",
         "/static/.private/config",
         "/static/%2esecret",
-        "/static/./index.html",
+        "/static/%252e%252e/Cargo.toml",
     ] {
         let (status, out) = raw_status(&s, target);
         assert_eq!(status, 404, "{target}: {out}");
         assert!(!out.contains(secret), "{target} leaked Cargo.toml");
         assert!(!out.contains("SECRET="), "{target} leaked .secret");
     }
-    // Raw bytes the HTTP parser itself may refuse (400) — never served (200).
-    for target in ["/static/..\\Cargo.toml", "/static/a\\..\\..\\Cargo.toml"] {
+    // Raw bytes the HTTP parser itself may refuse (400), a NUL and a `..` above the
+    // root (400 for every decision) — never served (200).
+    for target in [
+        "/static/..\\Cargo.toml",
+        "/static/a\\..\\..\\Cargo.toml",
+        "/static/index.html%00.txt",
+        "/static/../../Cargo.toml",
+    ] {
         let (status, out) = raw_status(&s, target);
         assert!(status == 400 || status == 404, "{target}: {out}");
         assert!(!out.contains(secret));
+    }
+}
+
+/// The file served is the one the normal path names (the path that chose the
+/// mount): `%2F` is a '/', `.` and `x/..` are resolved, slashes merged, and a name is
+/// decoded exactly once, over HTTP/1 and HTTP/2.
+#[test]
+fn every_spelling_serves_the_file_its_normal_path_names() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "css/site.css", b"body {}\n");
+    write(dir.path(), "100%.txt", b"percent\n");
+    write(dir.path(), "%2e%2e/x.txt", b"literal dots\n");
+    write(dir.path(), "a?b#c;d.txt", b"odd\n");
+    let s = Server::start(["--static", &format!("/static/={}", dir.path().display())]);
+    for (target, body) in [
+        ("/static/css/site.css", "body {}\n"),
+        ("/static/css%2Fsite.css", "body {}\n"),
+        ("/static/css%2fsite.css", "body {}\n"),
+        ("/static//css///site.css", "body {}\n"),
+        ("//static/css/site.css", "body {}\n"),
+        ("/static/./css/site.css", "body {}\n"),
+        ("/static/x/../css/%73ite.css", "body {}\n"),
+        ("/static/css/x/%2E%2e/site.css", "body {}\n"),
+        ("/static/100%25.txt", "percent\n"),
+        ("/static/%252e%252e/x.txt", "literal dots\n"),
+        ("/static/a%3Fb%23c;d.txt", "odd\n"),
+    ] {
+        let (status, out) = raw_status(&s, target);
+        assert_eq!(status, 200, "HTTP/1 {target}: {out}");
+        assert!(out.ends_with(body), "HTTP/1 {target}: {out}");
+        assert_eq!(
+            h2_request(&s, "GET", target, b""),
+            (200, body.into()),
+            "HTTP/2 {target}"
+        );
+    }
+    let absolute = format!("http://{}/static//css/./site.css", s.addr);
+    assert_eq!(raw_status(&s, &absolute).0, 200);
+    // The bare prefix, in any spelling, is redirected to the mount.
+    for target in ["/static", "//static", "/%73tatic", "/static/x/../../static"] {
+        let (status, out) = raw_status(&s, target);
+        assert_eq!(status, 301, "{target}: {out}");
+        assert!(
+            out.contains("\r\nlocation: /static/\r\n"),
+            "{target}: {out}"
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use ferricorn::config::{FileCache, StaticMount};
 use ferricorn::dispatcher::{pick, Load, Pick};
 use ferricorn::guard::{GuardLimits, Http1Guard};
 use ferricorn::net::{ConnInfo, TrustedProxies};
+use ferricorn::normal_path::NormalPath;
 use ferricorn::proxy::forward_headers;
 use ferricorn::proxy::{build_response, request_head, RequestStart, Stamp};
 use ferricorn::static_files::StaticFiles;
@@ -211,17 +212,21 @@ fn bench_static(c: &mut Criterion) {
         .build()
         .unwrap();
     let req = parts("/static/1k.bin");
-    let id = sf.route(req.uri.path()).unwrap();
+    let path = NormalPath::parse(req.uri.path().as_bytes()).unwrap();
+    let id = sf.route(&path).unwrap();
     // First request fills the cache through ServeDir.
-    let first = rt.block_on(sf.serve(id, &req));
+    let first = rt.block_on(sf.serve(id, &path, &req));
     assert_eq!(first.status(), 200);
     let (hits0, _) = sf.cache_stats();
     let mut g = c.benchmark_group("static");
     g.bench_function("route", |b| {
-        b.iter(|| sf.route(black_box("/static/1k.bin")))
+        b.iter(|| {
+            let path = NormalPath::parse(black_box(b"/static/1k.bin")).unwrap();
+            sf.route(&path)
+        })
     });
     g.bench_function("serve_cached_1k", |b| {
-        b.iter(|| rt.block_on(sf.serve(id, black_box(&req))))
+        b.iter(|| rt.block_on(sf.serve(id, &path, black_box(&req))))
     });
     g.finish();
     let (hits, misses) = sf.cache_stats();

@@ -483,7 +483,8 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
                 r.prefix
             )));
         }
-        if out.iter().any(|o: &RouteOverride| o.prefix == r.prefix) {
+        let prefix = normal_prefix("[[route]] prefix", &r.prefix)?;
+        if out.iter().any(|o: &RouteOverride| o.prefix == prefix) {
             return Err(ConfigError::invalid(format!(
                 "[[route]] prefix {:?} appears twice",
                 r.prefix
@@ -500,7 +501,7 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
             None => None,
         };
         out.push(RouteOverride {
-            prefix: r.prefix.clone(),
+            prefix,
             timeout: r.timeout.map(Duration::from_secs),
             max_body_size: r.max_body_size,
             rate,
@@ -508,6 +509,17 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
     }
     out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Ok(out)
+}
+
+/// A URL prefix in the form request paths are matched in (`normal_path`): decoded,
+/// slashes merged, no `.` or `..`, so `/caf%C3%A9/` and `//media/` still match.
+fn normal_prefix(what: &str, prefix: &str) -> Result<String, ConfigError> {
+    let bad =
+        |why: &dyn std::fmt::Display| ConfigError::invalid(format!("{what} {prefix:?}: {why}"));
+    let path = crate::normal_path::NormalPath::parse(prefix.as_bytes()).map_err(|e| bad(&e))?;
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| bad(&"not UTF-8 once decoded"))
 }
 
 /// `"10/s"` or `"30/m"` (nginx's `r/s`, `r/m`), more than zero.
@@ -565,7 +577,7 @@ fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
             "static url {url:?} must start with '/'"
         )));
     }
-    let mut url = url.to_string();
+    let mut url = normal_prefix("static url", url)?;
     if !url.ends_with('/') {
         url.push('/');
     }

@@ -268,3 +268,25 @@ proptest! {
         check_location(&text, result)?;
     }
 }
+
+/// Prefixes are matched against the request's normal path, so they are kept in that
+/// form: decoded, slashes merged, no dot segments.
+#[test]
+fn prefixes_are_kept_in_their_normal_form() {
+    let s = load_text(
+        "app = \"a:b\"\n[[route]]\nprefix = \"/caf%C3%A9//x/./\"\n\
+         [[static]]\nurl = \"//m%2Fa/b/..\"\ndir = \".\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.routes[0].prefix, "/café/x/");
+    assert_eq!(s.statics[0].url, "/m/a/");
+    for bad in [
+        "[[route]]\nprefix = \"/a/../..\"\n",
+        "[[route]]\nprefix = \"/a%00\"\n",
+        "[[route]]\nprefix = \"/a%FF\"\n",
+        "[[route]]\nprefix = \"/a/\"\n[[route]]\nprefix = \"//a/\"\n",
+    ] {
+        let err = load_text(&format!("app = \"a:b\"\n{bad}")).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
+    }
+}

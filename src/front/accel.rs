@@ -32,7 +32,11 @@ pub async fn follow(statics: &StaticFiles, mut resp: Response<Body>) -> Response
         AccelTarget::File(path) => statics.sendfile_target(path),
     };
     let mut file = match target {
-        Some((mount, uri)) => statics.serve(mount, &file_request(&asked, uri)).await,
+        Some((mount, path, uri)) => {
+            statics
+                .serve(mount, &path, &file_request(&asked, uri))
+                .await
+        }
         None => {
             tracing::warn!(
                 target = ?asked.target,

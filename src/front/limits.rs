@@ -1,5 +1,6 @@
 //! `[[route]]` overrides: for the requests under a URL prefix (the longest matching
-//! one), another worker timeout and body size limit, handed to the proxy with the
+//! one, matched against the request's normal path, so `/%61dmin/` and `//admin/` are
+//! under `/admin/`), another worker timeout and body size limit, handed to the proxy with the
 //! request (`proxy::Overrides`), and a rate limit per client address, nginx's
 //! `limit_req`: a token bucket of `burst + 1` requests refilled at `rate`, keyed by
 //! the client address after proxy trust. A request over it gets 429 with
@@ -10,6 +11,7 @@
 //! address is refused (429) until some are, as nginx does when its zone is full.
 
 use crate::config::{Rate, RouteOverride};
+use crate::normal_path::NormalPath;
 use crate::proxy::Overrides;
 use crate::respond::{self, Body};
 use http::{header, HeaderValue, Response, StatusCode};
@@ -57,7 +59,7 @@ impl RouteLimits {
     /// address) is asked only for a rate-limited route.
     pub fn check(
         &self,
-        path: &str,
+        path: &NormalPath,
         client: impl FnOnce() -> IpAddr,
     ) -> Result<Option<Overrides>, Duration> {
         let Some(route) = self.routes.iter().find(|r| path.starts_with(&r.prefix)) else {

@@ -10,10 +10,13 @@
 mod accel;
 mod compression;
 pub mod limits;
+#[cfg(test)]
+mod path_tests;
 
 use crate::conn_watch::Activity;
 use crate::guard::{self, GuardLimits};
 use crate::net::ConnInfo;
+use crate::normal_path::{NormalPath, PathError};
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::metrics::Gauges;
 use crate::observe::{Metrics, RouteKind};
@@ -26,6 +29,7 @@ use compression::content_length_of;
 pub use compression::AppCompression;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -255,6 +259,8 @@ impl Front {
         }
     }
 
+    /// Chooses the request's answer: a `[[route]]`'s rate limit, then a static mount
+    /// or the app, all decided on one normal form of its path (`normal_path`).
     async fn route(
         &self,
         mut req: Request<Incoming>,
@@ -268,11 +274,20 @@ impl Front {
                 return (RouteKind::Other, respond::error_response(refused.into()));
             }
         }
+        let path = match request_path(&req) {
+            Ok(path) => path,
+            Err(why) => {
+                tracing::debug!(path = req.uri().path(), %why, "request path refused");
+                return (RouteKind::Other, respond::error_response(why.into()));
+            }
+        };
         if !self.limits.is_empty() {
-            match self
-                .limits
-                .check(req.uri().path(), || self.client_ip(&req, conn))
-            {
+            // `*` and CONNECT's authority name no path: only a `[[route]]` for the
+            // whole server (`prefix = "/"`) holds them.
+            let under = path
+                .as_ref()
+                .map_or_else(|| Cow::Owned(NormalPath::root()), Cow::Borrowed);
+            match self.limits.check(&under, || self.client_ip(&req, conn)) {
                 Ok(Some(overrides)) => {
                     req.extensions_mut().insert(overrides);
                 }
@@ -280,30 +295,41 @@ impl Front {
                 Err(wait) => return (RouteKind::Other, limits::too_many_requests(wait)),
             }
         }
-        match router::route(&self.statics, self.proxy.is_some(), req.uri().path()) {
+        let Some(path) = path else {
+            return self.to_app(req, conn, stamp).await; // no mount either
+        };
+        match router::route(&self.statics, self.proxy.is_some(), &path) {
             Route::Static(id) => {
                 let (parts, body) = req.into_parts();
-                let resp = self.statics.serve(id, &parts).await;
-                match &self.proxy {
-                    Some(proxy)
-                        if resp.status() == StatusCode::NOT_FOUND
-                            && self.statics.falls_through(id) =>
-                    {
-                        let req = Request::from_parts(parts, body);
-                        let resp = proxy.forward(req, conn, stamp).await;
-                        (RouteKind::App, accel::follow(&self.statics, resp).await)
-                    }
-                    _ => (RouteKind::Static, resp),
+                let resp = self.statics.serve(id, &path, &parts).await;
+                if resp.status() == StatusCode::NOT_FOUND
+                    && self.proxy.is_some()
+                    && self.statics.falls_through(id)
+                {
+                    return self
+                        .to_app(Request::from_parts(parts, body), conn, stamp)
+                        .await;
                 }
+                (RouteKind::Static, resp)
             }
-            Route::App => match &self.proxy {
-                Some(proxy) => {
-                    let resp = proxy.forward(req, conn, stamp).await;
-                    (RouteKind::App, accel::follow(&self.statics, resp).await)
-                }
-                None => (RouteKind::Other, respond::error_response(Failure::NotFound)),
-            },
+            Route::App => self.to_app(req, conn, stamp).await,
             Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
+        }
+    }
+
+    /// The app's answer, or the file its `X-Accel-Redirect` names; 404 without an app.
+    async fn to_app(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        stamp: &Stamp,
+    ) -> (RouteKind, Response<Body>) {
+        match &self.proxy {
+            Some(proxy) => {
+                let resp = proxy.forward(req, conn, stamp).await;
+                (RouteKind::App, accel::follow(&self.statics, resp).await)
+            }
+            None => (RouteKind::Other, respond::error_response(Failure::NotFound)),
         }
     }
 }
@@ -317,6 +343,24 @@ impl Front {
             .and_then(|p| p.client_addr(req.headers(), conn))
             .or(conn.peer.map(|p| p.ip()))
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+/// The normal form of the request's path, from the target as hyper parsed it: the
+/// same for every form a client may send (origin-form, absolute-form, HTTP/2's
+/// `:path`, a guard stand-in, whose URI carries the client's bytes re-escaped);
+/// `None` for `*` and an authority (CONNECT), which name no path.
+fn request_path<B>(req: &Request<B>) -> Result<Option<NormalPath>, PathError> {
+    match req.uri().path() {
+        "" | "*" => Ok(None),
+        path => NormalPath::parse(path.as_bytes()).map(Some),
+    }
+}
+
+/// A path with no normal form is the client's fault.
+impl From<PathError> for Failure {
+    fn from(_: PathError) -> Self {
+        Failure::BadRequest
     }
 }
 

@@ -2,9 +2,11 @@
 //! url prefix to `StaticFiles::serve`, which answers it from the mount's directory.
 //!
 //! A request goes through three steps, decided before anything is rendered:
-//! 1. `decide`: method (405), the bare prefix (301 to the slash form), and the path:
-//!    `..`, `.`, encoded slashes or backslashes, NUL, bad UTF-8 and dotfiles are
-//!    refused here (404) before any file-system call.
+//! 1. `decide`: method (405), the bare prefix (301 to the slash form), and the path,
+//!    the request's normal form (`normal_path`: decoded, no `.` or `..`, slashes
+//!    merged), so the file served is the one the path that chose the mount names.
+//!    Backslashes, names that are not UTF-8 and dotfiles are refused here (404)
+//!    before any file-system call.
 //! 2. `fast_path`: a GET/HEAD without Range or If-Match whose file, precompressed
 //!    siblings included, is fully known to the open-file cache is answered from memory
 //!    with precomputed headers (ETag, Last-Modified, Content-Type); 304s too.
@@ -22,12 +24,13 @@ mod immutable;
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tower_http::services::fs::{DefaultServeDirFallback, ServeDir};
 
 use crate::config::{FileCache, StaticMount};
+use crate::normal_path::NormalPath;
 use crate::respond::{self, Body, Failure};
 use backend::ContainedBackend;
 use cache::{Entry, OpenFileCache, Resolved};
@@ -58,33 +61,35 @@ struct Mount {
     serve_dir: ServeDir<DefaultServeDirFallback, ContainedBackend>,
 }
 
-/// Characters re-encoded when the index file name goes into a URI path.
-const PATH_SEGMENT: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'/')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
+/// Characters encoded when a file name goes into a URI path segment: all but
+/// RFC 3986's unreserved characters and the sub-delimiters, `:` and `@` (`pchar`).
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@');
 
 /// Why a request path is refused before touching the disk (all answered with 404).
+/// What a normal path cannot hold (`..`, `.`, NUL) never gets here.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 enum PathRefusal {
-    #[error("encoded '/' or '\\' in the path")]
-    EncodedSeparator,
     #[error("the path is not valid UTF-8 once decoded")]
     NotUtf8,
-    #[error("NUL in the path")]
-    Nul,
     #[error("backslash in the path")]
     Backslash,
-    #[error("'.' or '..' segment")]
-    DotSegment,
     #[error("a dotfile")]
     Dotfile,
 }
@@ -102,8 +107,9 @@ enum Decision {
 /// A contained request path inside one mount.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
-    /// The path ServeDir is given: normalised, still percent-encoded, index appended
-    /// to a path ending in '/', query kept (for its directory redirect).
+    /// The path ServeDir is given: the normal path below the mount, each segment
+    /// percent-encoded again for ServeDir's one decoding, index appended to a path
+    /// ending in '/', query kept (for its directory redirect).
     uri: http::Uri,
     /// The decoded file-system path below the root, the cache key.
     fs_path: PathBuf,
@@ -130,10 +136,10 @@ impl StaticFiles {
 
     /// The mount whose url prefix owns this request path (longest prefix wins). The
     /// prefix without its trailing slash belongs to it too (it gets a 301).
-    pub fn route(&self, path: &str) -> Option<MountId> {
+    pub fn route(&self, path: &NormalPath) -> Option<MountId> {
         self.mounts
             .iter()
-            .position(|m| path.starts_with(&m.config.url) || path == m.bare_prefix())
+            .position(|m| path.starts_with(&m.config.url) || path.is(m.bare_prefix()))
             .map(MountId)
     }
 
@@ -142,20 +148,27 @@ impl StaticFiles {
         self.mounts[id.0].config.internal
     }
 
-    /// The mount and request target an app's `X-Accel-Redirect: /url/path` names,
-    /// internal mounts included.
-    pub fn redirect_target(&self, value: &str) -> Option<(MountId, http::Uri)> {
+    /// The mount, path and request target an app's `X-Accel-Redirect: /url/path`
+    /// names, internal mounts included. The path is matched in its normal form, as a
+    /// client's is; one with a `.` or `..` segment is refused, as nginx refuses an
+    /// unsafe URI there (a file name the app did not check must not climb into
+    /// another mount).
+    pub fn redirect_target(&self, value: &str) -> Option<(MountId, NormalPath, http::Uri)> {
         if !value.starts_with('/') {
             return None;
         }
         let uri: http::Uri = value.parse().ok()?;
-        Some((self.route(uri.path())?, uri))
+        let path = NormalPath::parse(uri.path().as_bytes()).ok()?;
+        if path.had_dot_segments() {
+            return None;
+        }
+        Some((self.route(&path)?, path, uri))
     }
 
     /// The mount and request target of an app's `X-Sendfile: /abs/file/path`: the
     /// mount whose directory holds the path (no `..` allowed), its URL prefix plus
     /// the rest of the path.
-    pub fn sendfile_target(&self, value: &str) -> Option<(MountId, http::Uri)> {
+    pub fn sendfile_target(&self, value: &str) -> Option<(MountId, NormalPath, http::Uri)> {
         let path = std::path::Path::new(value);
         let plain = path.is_absolute()
             && path.components().all(|c| {
@@ -176,10 +189,11 @@ impl StaticFiles {
                 .iter()
                 .map(|part| utf8_percent_encode(&part.to_string_lossy(), PATH_SEGMENT).to_string())
                 .collect();
-            let uri = format!("{}{}", m.config.url, encoded.join("/"))
+            let uri: http::Uri = format!("{}{}", m.config.url, encoded.join("/"))
                 .parse()
                 .ok()?;
-            Some((MountId(i), uri))
+            let path = NormalPath::parse(uri.path().as_bytes()).ok()?;
+            Some((MountId(i), path, uri))
         })
     }
 
@@ -193,10 +207,11 @@ impl StaticFiles {
         self.cache.stats()
     }
 
-    /// Serves a request for that mount. Needs only the head of the request.
-    pub async fn serve(&self, id: MountId, req: &Parts) -> Response<Body> {
+    /// Serves a request for that mount: the file `path` (the request's normal path,
+    /// which chose the mount) names. Needs only the head of the request.
+    pub async fn serve(&self, id: MountId, path: &NormalPath, req: &Parts) -> Response<Body> {
         let mount = &self.mounts[id.0];
-        let (response, target) = match mount.decide(req) {
+        let (response, target) = match mount.decide(path, req) {
             Decision::MethodNotAllowed => (method_not_allowed(), None),
             Decision::AddSlash(location) => {
                 (redirect(StatusCode::MOVED_PERMANENTLY, &location), None)
@@ -357,49 +372,48 @@ impl Mount {
         self.config.url.trim_end_matches('/')
     }
 
-    fn decide(&self, req: &Parts) -> Decision {
+    fn decide(&self, path: &NormalPath, req: &Parts) -> Decision {
         if req.method != Method::GET && req.method != Method::HEAD {
             return Decision::MethodNotAllowed;
         }
-        let path = req.uri.path();
-        if path == self.bare_prefix() {
+        if path.is(self.bare_prefix()) {
             let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             return Decision::AddSlash(format!("{}{query}", self.config.url));
         }
-        let rest = path.strip_prefix(self.config.url.as_str()).unwrap_or("");
+        let rest = path.strip_prefix(&self.config.url).unwrap_or(b"");
         match self.target(rest, req.uri.query()) {
             Ok(target) => Decision::Serve(target),
             Err(why) => Decision::Refused(why),
         }
     }
 
-    /// Checks and normalises the part of the path below the mount prefix (still
-    /// percent-encoded) and appends the index name to a directory path.
-    fn target(&self, rest: &str, query: Option<&str>) -> Result<Target, PathRefusal> {
-        let mut raw_segments = Vec::new();
+    /// Checks the part of the normal path below the mount prefix, encodes it for
+    /// ServeDir and appends the index name to a directory path.
+    fn target(&self, rest: &[u8], query: Option<&str>) -> Result<Target, PathRefusal> {
+        let mut uri_path = String::with_capacity(rest.len() + self.config.index.len() + 2);
         let mut fs_path = self.root.clone();
-        for raw in rest.split('/').filter(|s| !s.is_empty()) {
-            let decoded = decode_segment(raw)?;
-            if decoded == "." || decoded == ".." {
-                return Err(PathRefusal::DotSegment);
+        // A normal path has no empty segment but the one after a trailing '/'.
+        for segment in rest.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+            let name = std::str::from_utf8(segment).map_err(|_| PathRefusal::NotUtf8)?;
+            if name.contains('\\') {
+                return Err(PathRefusal::Backslash);
             }
-            if decoded.starts_with('.') && !self.config.dotfiles {
+            if name.starts_with('.') && !self.config.dotfiles {
                 return Err(PathRefusal::Dotfile);
             }
-            raw_segments.push(raw);
-            fs_path.push(decoded);
+            uri_path.push('/');
+            uri_path.extend(utf8_percent_encode(name, PATH_SEGMENT));
+            fs_path.push(name);
         }
-        let mut uri_path = format!("/{}", raw_segments.join("/"));
-        if rest.is_empty() || rest.ends_with('/') {
+        if rest.is_empty() || rest.ends_with(b"/") {
             // ServeDir only knows "index.html": name the index ourselves.
-            if !raw_segments.is_empty() {
-                uri_path.push('/');
-            }
+            uri_path.push('/');
             uri_path.extend(utf8_percent_encode(&self.config.index, PATH_SEGMENT));
             fs_path.push(&self.config.index);
         }
         if let Some(q) = query {
-            uri_path = format!("{uri_path}?{q}");
+            uri_path.push('?');
+            uri_path.push_str(q);
         }
         let uri = uri_path.parse().map_err(|_| PathRefusal::NotUtf8)?;
         Ok(Target { uri, fs_path })
@@ -446,24 +460,6 @@ impl Mount {
             }
         }
     }
-}
-
-/// Decodes one path segment, refusing what could change the path's shape once decoded.
-fn decode_segment(raw: &str) -> Result<String, PathRefusal> {
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
-        return Err(PathRefusal::EncodedSeparator);
-    }
-    let decoded = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| PathRefusal::NotUtf8)?;
-    if decoded.contains('\0') {
-        return Err(PathRefusal::Nul);
-    }
-    if decoded.contains('\\') {
-        return Err(PathRefusal::Backslash);
-    }
-    Ok(decoded.into_owned())
 }
 
 fn is_not_found(e: &std::io::Error) -> bool {

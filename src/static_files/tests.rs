@@ -100,14 +100,19 @@ async fn req(sf: &StaticFiles, method: &str, uri: &str, hs: &[(&str, &str)]) -> 
         b = b.header(*k, *v);
     }
     let (parts, ()) = b.body(()).unwrap().into_parts();
-    let id = sf.route(parts.uri.path()).expect("routed");
-    let resp = sf.serve(id, &parts).await;
+    let path = normal(parts.uri.path());
+    let id = sf.route(&path).expect("routed");
+    let resp = sf.serve(id, &path, &parts).await;
     let (p, body) = resp.into_parts();
     Got {
         status: p.status,
         headers: p.headers,
         body: body.collect().await.unwrap().to_bytes(),
     }
+}
+
+fn normal(path: &str) -> NormalPath {
+    NormalPath::parse(path.as_bytes()).unwrap()
 }
 
 async fn get(sf: &StaticFiles, uri: &str) -> Got {
@@ -123,14 +128,18 @@ fn route_longest_prefix_and_bare_prefix() {
     b.url = "/static/docs/".into();
     b.fallthrough = true;
     let sf = StaticFiles::new(&[a, b], &cache_settings(), false).unwrap();
-    let docs = sf.route("/static/docs/x").unwrap();
+    let route = |path: &str| sf.route(&normal(path));
+    let docs = route("/static/docs/x").unwrap();
     assert!(sf.falls_through(docs));
-    let top = sf.route("/static/x").unwrap();
+    let top = route("/static/x").unwrap();
     assert!(!sf.falls_through(top));
-    assert_eq!(sf.route("/static"), Some(top));
-    assert_eq!(sf.route("/static/docs"), Some(docs));
-    assert_eq!(sf.route("/staticx"), None);
-    assert_eq!(sf.route("/"), None);
+    assert_eq!(route("/static"), Some(top));
+    assert_eq!(route("/static/docs"), Some(docs));
+    assert_eq!(route("/static//docs/x"), Some(docs));
+    assert_eq!(route("/static/%64ocs"), Some(docs));
+    assert_eq!(route("/static/docs/../x"), Some(top));
+    assert_eq!(route("/staticx"), None);
+    assert_eq!(route("/"), None);
 }
 
 #[tokio::test]
@@ -445,7 +454,8 @@ async fn odd_names() {
 async fn nothing_outside_the_root_and_no_dotfiles() {
     let t = tree();
     let sf = files(mount(&t.root));
-    let refused = [
+    // A `..` leaves the mount before any lookup: the normal path is elsewhere.
+    for uri in [
         "/static/../outside/secret.txt",
         "/static/css/../../outside/secret.txt",
         "/static/%2e%2e/outside/secret.txt",
@@ -453,10 +463,13 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
         "/static/.%2e/outside/secret.txt",
         "/static/..%2foutside%2fsecret.txt",
         "/static/..%2Foutside/secret.txt",
+    ] {
+        assert_eq!(sf.route(&normal(uri)), None, "{uri}");
+    }
+    let refused = [
         "/static/..%5coutside%5csecret.txt",
         "/static/css%5csite.css",
-        "/static/site.css%00.txt",
-        "/static/./css/site.css",
+        "/static/%252e%252e/outside/secret.txt",
         "/static/escape.txt",
         "/static/escdir/secret.txt",
         "/static/.env",
@@ -471,6 +484,10 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
             assert_eq!(&r.body[..], b"404 Not Found\n", "{uri}");
         }
     }
+    // `.` and `%2F` are what they are to the router: the file is served.
+    for uri in ["/static/./css/site.css", "/static/css%2Fsite.css"] {
+        assert_eq!(get(&sf, uri).await.body, "body { color: red }\n", "{uri}");
+    }
     // A symlink inside the root pointing inside it is fine.
     assert_eq!(
         &get(&sf, "/static/alias.css").await.body[..],
@@ -483,10 +500,7 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
     let sf = files(m);
     assert_eq!(&get(&sf, "/static/.env").await.body[..], b"SECRET=1\n");
     assert_eq!(get(&sf, "/static/.git/config").await.status, StatusCode::OK);
-    assert_eq!(
-        get(&sf, "/static/%2e%2e/outside/secret.txt").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(sf.route(&normal("/static/%2e%2e/outside/secret.txt")), None);
     assert_eq!(
         get(&sf, "/static/escape.txt").await.status,
         StatusCode::NOT_FOUND
@@ -610,20 +624,19 @@ fn decide_refuses_before_touching_disk() {
     let m = &sf.mounts[0];
     let decide = |uri: &str| {
         let (parts, ()) = Request::builder().uri(uri).body(()).unwrap().into_parts();
-        m.decide(&parts)
+        m.decide(&normal(parts.uri.path()), &parts)
     };
+    let Decision::Serve(target) = decide("/static/a%2fb%3F%23%25c?q=1") else {
+        panic!("served")
+    };
+    assert_eq!(target.fs_path, m.root.join("a/b?#%c"));
     assert_eq!(
-        decide("/static/%2e%2e/x"),
-        Decision::Refused(PathRefusal::DotSegment)
+        target.uri, "/a/b%3F%23%25c?q=1",
+        "encoded again for ServeDir"
     );
-    assert_eq!(
-        decide("/static/a%2fb"),
-        Decision::Refused(PathRefusal::EncodedSeparator)
-    );
-    assert_eq!(decide("/static/a%00"), Decision::Refused(PathRefusal::Nul));
     assert_eq!(
         decide("/static/a%5Cb"),
-        Decision::Refused(PathRefusal::EncodedSeparator)
+        Decision::Refused(PathRefusal::Backslash)
     );
     assert_eq!(
         decide("/static/.env"),
@@ -654,7 +667,8 @@ async fn second_request_takes_the_fast_path() {
             b = b.header("accept-encoding", ae);
         }
         let (parts, ()) = b.body(()).unwrap().into_parts();
-        let Decision::Serve(target) = m.decide(&parts) else {
+        let path = normal(parts.uri.path());
+        let Decision::Serve(target) = m.decide(&path, &parts) else {
             panic!("{uri}")
         };
         if uri == "/static/app.js" {
@@ -663,7 +677,7 @@ async fn second_request_takes_the_fast_path() {
                 "{uri}: cold cache"
             );
         }
-        sf.serve(MountId(0), &parts).await;
+        sf.serve(MountId(0), &path, &parts).await;
         assert!(
             sf.fast_path(m, &target, &parts).is_some(),
             "{uri} {ae}: warm cache"

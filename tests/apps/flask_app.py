@@ -43,3 +43,16 @@ def stream():
         for i in range(5):
             yield f"chunk {i}\n"
     return Response(generate(), mimetype="text/plain")
+
+
+@app.route("/admin/login/", methods=["GET", "POST"])
+def admin_login():
+    """A view under a `[[route]]` prefix: says it ran, and how much body it read."""
+    return f"flask admin login, {len(request.get_data())} bytes"
+
+
+@app.get("/media/private/<path:name>")
+def private_media(name):
+    """What Werkzeug routes under /media/private/ (tests/routes.rs compares it with
+    the front's internal mount there)."""
+    return f"flask private media {name}"

@@ -375,6 +375,61 @@ pub fn check_config_toml(toml: &str, app: &str) -> std::process::Output {
     ])
 }
 
+/// `METHOD target HTTP/1.1` with `body`, sent byte for byte on a connection of its
+/// own (curl and reqwest would resolve dot segments first): the status and the
+/// whole answer.
+pub fn h1_request(server: &Server, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        server.addr,
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let answer = server.raw(&req, Duration::from_secs(30));
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {target}: no status line in {answer:?}"));
+    (status, answer)
+}
+
+/// One request over HTTP/2 cleartext with the `h2` crate, which sends `path` as
+/// `:path` byte for byte: the status and the body.
+pub fn h2_request(server: &Server, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move { conn.await.ok() });
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", server.addr))
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
+        if !body.is_empty() {
+            // The server may answer (413) before it takes the body.
+            let _ = send.send_data(bytes::Bytes::copy_from_slice(body), true);
+        }
+        let resp = resp
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(Ok(chunk)) = body.data().await {
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        (status, String::from_utf8_lossy(&out).into_owned())
+    })
+}
+
 /// A blocking HTTP client that never follows redirects or decompresses.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

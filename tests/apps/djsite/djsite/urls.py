@@ -15,8 +15,17 @@ Including another URLconf
     2. Add a URL to urlpatterns:  path('blog/', include('blog.urls'))
 """
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import path
+
+
+def private_media(request, name):
+    """What Django's router sends under /media/private/ (tests/routes.rs compares it
+    with the front's internal mount there)."""
+    return HttpResponse(f"django private media {name}")
+
 
 urlpatterns = [
     path('admin/', admin.site.urls),
+    path('media/private/<path:name>', private_media),
 ]

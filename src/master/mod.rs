@@ -202,6 +202,10 @@ async fn run(
         ops.access_log.clone(),
         AppCompression(settings.compression),
         crate::front::limits::RouteLimits::new(&settings.routes),
+        crate::proxy::forward_headers::RealIp {
+            trusted: settings.forwarded_allow_ips.clone(),
+            header: settings.real_ip_header.clone(),
+        },
     ));
     ops.serve_admin(&front, settings.app.is_some());
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();

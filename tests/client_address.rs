@@ -131,6 +131,24 @@ fn behind_a_proxy_that_sets_x_forwarded_for_a_client_forwarded_field_changes_not
         assert_eq!(got.scheme, "http", "{version}");
         assert_eq!(got.logged, REAL, "{version}: the access log");
 
+        // The client's own X-Forwarded-For before the proxy's append, in the same
+        // line or in a line of its own, respelled; junk and empty items too.
+        let one_line = format!("1.1.1.1, \"x\",, {REAL}");
+        for fields in [
+            &[("x-forwarded-for", one_line.as_str())][..],
+            &[
+                ("X-FORWARDED-FOR", "1.1.1.1, 2.2.2.2,"),
+                ("x-forwarded-for", REAL),
+            ],
+        ] {
+            let got = get(&server, "/environ", fields);
+            assert_eq!(
+                (got.remote_addr.as_str(), got.logged.as_str()),
+                (REAL, REAL),
+                "{version} {fields:?}"
+            );
+        }
+
         // The rate limit counts the proxy's client, whatever `for=` each request has.
         let limited_client = format!("203.0.113.{}", 10 + n);
         for (i, expected) in [200, 429, 429].into_iter().enumerate() {

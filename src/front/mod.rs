@@ -245,7 +245,8 @@ impl Front {
 
     /// The request's id and start time: a trusted proxy's `X-Request-Id` and
     /// `X-Request-Start` (so they follow the request through the whole chain), else
-    /// our own. An untrusted client can choose neither.
+    /// our own. An untrusted client can choose neither. With `client`, the one
+    /// answer to who sent it.
     fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo, client: Client) -> Stamp {
         let trusted = self.real_ip.trusts(conn);
         let passed = |name: &str| {

@@ -144,6 +144,9 @@ pub struct Cli {
     #[arg(long = "forwarded-allow-ips", value_name = "IPS", help = with_default("Proxies trusted to set the client address and scheme (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded): comma-separated addresses and CIDR ranges, or '*' for any.", defaults::FORWARDED_ALLOW_IPS))]
     pub forwarded_allow_ips: Option<String>,
 
+    #[arg(long = "real-ip-header", value_name = "FIELD", help = with_default("Where a trusted proxy gives the client address, as nginx's real_ip_header: X-Forwarded-For, Forwarded (RFC 7239, its proto= too), X-Real-IP, another field name, or proxy_protocol; the others are ignored.", defaults::REAL_IP_HEADER))]
+    pub real_ip_header: Option<String>,
+
     /// Every TCP connection starts with a PROXY protocol v1 or v2 header (from a load
     /// balancer such as HAProxy or AWS NLB); the address in it becomes REMOTE_ADDR.
     #[arg(long = "proxy-protocol")]

@@ -86,6 +86,12 @@ pub const LOG_LEVEL: &str = "info";
 pub const ACCESS_LOG_FORMAT: &str = "combined";
 /// `[proxy] forwarded_allow_ips`, `--forwarded-allow-ips`: only local proxies.
 pub const FORWARDED_ALLOW_IPS: &str = "127.0.0.1,::1";
+/// `[proxy] real_ip_header`, `--real-ip-header`: the field the client address comes
+/// from, as nginx's `real_ip_header` (and what gunicorn reads).
+pub const REAL_IP_HEADER: &str = "X-Forwarded-For";
+/// `[[route]] ipv6_subnet`: IPv6 clients share a rate-limit bucket per /64, the
+/// block one subscriber gets (and can pick any address in).
+pub const RATE_IPV6_SUBNET: u8 = 64;
 
 /// `[workers] count`, `-w`: `$WEB_CONCURRENCY` (as gunicorn), else the CPU count.
 pub fn workers() -> usize {

@@ -1,9 +1,11 @@
 //! Facts about connections, at the bottom of the crate: where the front listens
-//! (`BindAddr`), what the listener knows of a client connection (`ConnInfo`), and
-//! which peers may speak for a client (`TrustedProxies`, from `forwarded_allow_ips`).
+//! (`BindAddr`), what the listener knows of a client connection (`ConnInfo`),
+//! which peers may speak for a client (`TrustedProxies`, from `forwarded_allow_ips`)
+//! and where they say who it is (`RealIpHeader`, from `real_ip_header`).
 //! Plain values that config, the listener and the proxy share; they import no stage.
 
 use crate::wire::Scheme;
+use http::HeaderName;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -213,6 +215,59 @@ impl FromStr for IpNet {
             )));
         }
         Ok(IpNet { addr, prefix })
+    }
+}
+
+/// `real_ip_header`: the one source of the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RealIpHeader {
+    /// A field holding a list of addresses: `X-Forwarded-For`, `X-Real-IP`, or any
+    /// other one a proxy sets (`CF-Connecting-IP`, `True-Client-IP`, ...).
+    List(HeaderName),
+    /// RFC 7239 `Forwarded`: `for=` and `proto=`.
+    Forwarded,
+    /// The PROXY protocol header (`proxy_protocol = true`).
+    ProxyProtocol,
+}
+
+/// A `real_ip_header` value we cannot use, with what was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("real_ip_header {0:?}: expected X-Forwarded-For, Forwarded, X-Real-IP, proxy_protocol or another header name")]
+pub struct RealIpHeaderError(String);
+
+impl Default for RealIpHeader {
+    fn default() -> Self {
+        crate::defaults::REAL_IP_HEADER
+            .parse()
+            .expect("the default parses")
+    }
+}
+
+impl FromStr for RealIpHeader {
+    type Err = RealIpHeaderError;
+
+    /// Case-insensitive, as header names are.
+    fn from_str(s: &str) -> Result<Self, RealIpHeaderError> {
+        if s.eq_ignore_ascii_case("proxy_protocol") {
+            return Ok(RealIpHeader::ProxyProtocol);
+        }
+        match HeaderName::from_bytes(s.as_bytes()) {
+            Ok(name) if name == http::header::FORWARDED => Ok(RealIpHeader::Forwarded),
+            Ok(name) => Ok(RealIpHeader::List(name)),
+            Err(_) => Err(RealIpHeaderError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for RealIpHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RealIpHeader::List(name) if name == "x-forwarded-for" => f.write_str("X-Forwarded-For"),
+            RealIpHeader::List(name) if name == "x-real-ip" => f.write_str("X-Real-IP"),
+            RealIpHeader::List(name) => f.write_str(name.as_str()),
+            RealIpHeader::Forwarded => f.write_str("Forwarded"),
+            RealIpHeader::ProxyProtocol => f.write_str("proxy_protocol"),
+        }
     }
 }
 

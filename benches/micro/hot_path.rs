@@ -14,9 +14,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ferricorn::config::{FileCache, StaticMount};
 use ferricorn::dispatcher::{pick, Load, Pick};
 use ferricorn::guard::{GuardLimits, Http1Guard};
-use ferricorn::net::{ConnInfo, TrustedProxies};
+use ferricorn::net::ConnInfo;
 use ferricorn::normal_path::NormalPath;
-use ferricorn::proxy::forward_headers;
+use ferricorn::proxy::forward_headers::{Client, RealIp};
 use ferricorn::proxy::{build_response, request_head, RequestStart, Stamp};
 use ferricorn::static_files::StaticFiles;
 use ferricorn::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
@@ -64,15 +64,16 @@ fn conn_info() -> ConnInfo {
 fn typical_request_head() -> RequestHead {
     let p = parts("/hello?name=x");
     let conn = conn_info();
-    let client = forward_headers::resolve(&TrustedProxies::default(), &p.headers, &conn).unwrap();
-    request_head(&p, &conn, &client, None, &stamp())
+    let client = RealIp::default().resolve(&p.headers, &conn).unwrap();
+    request_head(&p, &conn, None, &stamp(client))
 }
 
-/// A request id and start time as the front makes them.
-fn stamp() -> Stamp {
+/// A request id, start time and client as the front makes them.
+fn stamp(client: Client) -> Stamp {
     Stamp {
         request_id: Bytes::from_static(b"01JDX4T7Q2W5N8ZC3M6V9B0KFH"),
         request_start: RequestStart::Received(std::time::SystemTime::now()),
+        client,
     }
 }
 
@@ -163,15 +164,14 @@ fn bench_wire(c: &mut Criterion) {
 fn bench_headers(c: &mut Criterion) {
     let p = parts("/hello?name=x");
     let conn = conn_info();
-    let trust = TrustedProxies::default();
-    let stamp = stamp();
+    let real_ip = RealIp::default();
     let mut g = c.benchmark_group("proxy");
     g.bench_function("forward_headers_resolve", |b| {
-        b.iter(|| forward_headers::resolve(&trust, black_box(&p.headers), &conn).unwrap())
+        b.iter(|| real_ip.resolve(black_box(&p.headers), &conn).unwrap())
     });
-    let client = forward_headers::resolve(&trust, &p.headers, &conn).unwrap();
+    let stamp = stamp(real_ip.resolve(&p.headers, &conn).unwrap());
     g.bench_function("request_head_10_headers", |b| {
-        b.iter(|| request_head(black_box(&p), &conn, &client, None, &stamp))
+        b.iter(|| request_head(black_box(&p), &conn, None, &stamp))
     });
     let head = hello_response_head();
     g.bench_function("build_response_2_headers", |b| {

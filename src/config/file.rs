@@ -138,6 +138,8 @@ pub struct RouteSection {
     pub rate: Option<String>,
     /// Requests over the rate let through at once (nginx's `burst`).
     pub burst: Option<u32>,
+    /// IPv6 clients share a bucket per /N (default 64; 128: per address).
+    pub ipv6_subnet: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -171,6 +173,7 @@ pub struct LimitsSection {
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     pub forwarded_allow_ips: Option<String>,
+    pub real_ip_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -209,6 +212,10 @@ impl FileConfig {
         default(
             &mut self.proxy.forwarded_allow_ips,
             defaults::FORWARDED_ALLOW_IPS.into(),
+        );
+        default(
+            &mut self.proxy.real_ip_header,
+            defaults::REAL_IP_HEADER.into(),
         );
         self.log.fill_defaults();
         default(&mut self.reload.enabled, false);

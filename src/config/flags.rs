@@ -21,6 +21,7 @@ pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
     limits(cli, &mut f.limits);
     log(cli, &mut f.log);
     set(&mut f.proxy.forwarded_allow_ips, &cli.forwarded_allow_ips);
+    set(&mut f.proxy.real_ip_header, &cli.real_ip_header);
     set(&mut f.admin.bind, &cli.admin_bind);
     set(&mut f.tls.certfile, &cli.certfile);
     set(&mut f.tls.keyfile, &cli.keyfile);

@@ -12,7 +12,7 @@ pub use error::ConfigError;
 
 use crate::cli::Cli;
 use crate::defaults;
-use crate::net::{parse_bind, BindAddr, TrustedProxies};
+use crate::net::{parse_bind, BindAddr, RealIpHeader, RealIpHeaderError, TrustedProxies};
 use file::FileConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,8 @@ pub struct RouteOverride {
 pub struct Rate {
     pub per_second: f64,
     pub burst: u32,
+    /// IPv6 clients are keyed by their first this many bits (`[[route]] ipv6_subnet`).
+    pub ipv6_subnet: u8,
 }
 
 /// `[[static]] immutable`: how a file whose name never changes its content is known.
@@ -176,6 +178,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Peers whose X-Forwarded-* / Forwarded headers are believed.
     pub forwarded_allow_ips: TrustedProxies,
+    /// The one field the client address comes from (nginx's `real_ip_header`).
+    pub real_ip_header: RealIpHeader,
     /// Every TCP connection starts with a PROXY protocol v1/v2 header.
     pub proxy_protocol: bool,
     /// Mask for the mode of `unix:` bind sockets; None keeps the process's umask.
@@ -257,6 +261,7 @@ impl Settings {
             forwarded_allow_ips: given(&f.proxy.forwarded_allow_ips)
                 .parse::<TrustedProxies>()
                 .map_err(|e| ConfigError::invalid(e.to_string()))?,
+            real_ip_header: real_ip_header(&f)?,
             log_level,
             log_format,
             // gunicorn users write `--error-logfile -` for stderr, our default.
@@ -473,6 +478,20 @@ fn validate_app(app: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// `[proxy] real_ip_header`; `proxy_protocol` needs the PROXY header on every
+/// connection, as nginx's needs `listen ... proxy_protocol`.
+fn real_ip_header(f: &FileConfig) -> Result<RealIpHeader, ConfigError> {
+    let header: RealIpHeader = given(&f.proxy.real_ip_header)
+        .parse()
+        .map_err(|e: RealIpHeaderError| ConfigError::invalid(e.to_string()))?;
+    if header == RealIpHeader::ProxyProtocol && f.server.proxy_protocol != Some(true) {
+        return Err(ConfigError::invalid(
+            "real_ip_header = \"proxy_protocol\" needs the PROXY protocol: set [server] proxy_protocol = true (--proxy-protocol)",
+        ));
+    }
+    Ok(header)
+}
+
 /// `[[route]]`s, validated, longest prefix first.
 fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigError> {
     let mut out = Vec::new();
@@ -491,10 +510,13 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
             )));
         }
         let rate = match &r.rate {
-            Some(text) => Some(parse_rate(text, r.burst.unwrap_or(0))?),
-            None if r.burst.is_some() => {
+            Some(text) => Some(Rate {
+                ipv6_subnet: ipv6_subnet(r)?,
+                ..parse_rate(text, r.burst.unwrap_or(0))?
+            }),
+            None if r.burst.is_some() || r.ipv6_subnet.is_some() => {
                 return Err(ConfigError::invalid(format!(
-                    "[[route]] {:?}: burst needs a rate",
+                    "[[route]] {:?}: burst and ipv6_subnet need a rate",
                     r.prefix
                 )))
             }
@@ -522,6 +544,17 @@ fn normal_prefix(what: &str, prefix: &str) -> Result<String, ConfigError> {
         .ok_or_else(|| bad(&"not UTF-8 once decoded"))
 }
 
+/// `[[route]] ipv6_subnet`: a prefix length, 1 to 128.
+fn ipv6_subnet(r: &file::RouteSection) -> Result<u8, ConfigError> {
+    match r.ipv6_subnet.unwrap_or(defaults::RATE_IPV6_SUBNET) {
+        n @ 1..=128 => Ok(n),
+        n => Err(ConfigError::invalid(format!(
+            "[[route]] {:?}: ipv6_subnet = {n}: expected a prefix length from 1 to 128 (64: one subscriber's block, 128: each address)",
+            r.prefix
+        ))),
+    }
+}
+
 /// `"10/s"` or `"30/m"` (nginx's `r/s`, `r/m`), more than zero.
 fn parse_rate(text: &str, burst: u32) -> Result<Rate, ConfigError> {
     let bad = || {
@@ -539,7 +572,11 @@ fn parse_rate(text: &str, burst: u32) -> Result<Rate, ConfigError> {
     if !(per_second > 0.0 && per_second.is_finite()) {
         return Err(bad());
     }
-    Ok(Rate { per_second, burst })
+    Ok(Rate {
+        per_second,
+        burst,
+        ipv6_subnet: defaults::RATE_IPV6_SUBNET,
+    })
 }
 
 fn immutable_files(mode: Option<&str>) -> Result<Option<ImmutableFiles>, ConfigError> {

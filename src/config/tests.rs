@@ -93,6 +93,64 @@ fn trusted_proxies_and_proxy_protocol() {
 }
 
 #[test]
+fn real_ip_header_names_one_source() {
+    let merge = |toml: &str, flags: &[&str]| {
+        let mut args = vec!["ferricorn", "--static", "/s/=."];
+        args.extend_from_slice(flags);
+        Settings::merge(&Cli::parse_from(args), toml::from_str(toml).unwrap())
+    };
+    let s = merge("", &[]).unwrap();
+    assert_eq!(s.real_ip_header.to_string(), "X-Forwarded-For");
+    let s = merge("[proxy]\nreal_ip_header = \"forwarded\"\n", &[]).unwrap();
+    assert_eq!(s.real_ip_header, RealIpHeader::Forwarded);
+    let s = merge(
+        "[proxy]\nreal_ip_header = \"Forwarded\"\n",
+        &["--real-ip-header", "X-Real-IP"],
+    )
+    .unwrap();
+    assert_eq!(s.real_ip_header.to_string(), "X-Real-IP");
+    let s = merge(
+        "[server]\nproxy_protocol = true\n",
+        &["--real-ip-header", "proxy_protocol"],
+    )
+    .unwrap();
+    assert_eq!(s.real_ip_header, RealIpHeader::ProxyProtocol);
+    // As nginx's `real_ip_header proxy_protocol` needs `listen ... proxy_protocol`.
+    let err = merge("", &["--real-ip-header", "proxy_protocol"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("proxy_protocol = true"), "{err}");
+    let err = merge("", &["--real-ip-header", "X Forwarded"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("real_ip_header \"X Forwarded\""), "{err}");
+}
+
+#[test]
+fn a_route_keys_ipv6_clients_by_their_subnet() {
+    let routes = |toml: &str| {
+        let f: FileConfig = toml::from_str(toml).unwrap();
+        Settings::merge(&Cli::parse_from(["ferricorn", "--static", "/s/=."]), f)
+    };
+    let s = routes("[[route]]\nprefix = \"/a\"\nrate = \"1/s\"\n").unwrap();
+    assert_eq!(s.routes[0].rate.unwrap().ipv6_subnet, 64);
+    let s = routes("[[route]]\nprefix = \"/a\"\nrate = \"1/s\"\nipv6_subnet = 128\n").unwrap();
+    assert_eq!(s.routes[0].rate.unwrap().ipv6_subnet, 128);
+    for bad in ["0", "129"] {
+        let err = routes(&format!(
+            "[[route]]\nprefix = \"/a\"\nrate = \"1/s\"\nipv6_subnet = {bad}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("from 1 to 128"), "{err}");
+    }
+    let err = routes("[[route]]\nprefix = \"/a\"\nipv6_subnet = 48\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("need a rate"), "{err}");
+}
+
+#[test]
 fn check_config_output_is_a_valid_config_with_every_section() {
     let f: FileConfig = toml::from_str(
         "app = \"a:b\"\n[tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n[admin]\nbind = \"127.0.0.1:9000\"\n[[static]]\nurl = \"/s/\"\ndir = \".\"\n",
@@ -204,6 +262,7 @@ fn near_valid() -> impl Strategy<Value = String> {
         "request_line",
         "request_fields",
         "forwarded_allow_ips",
+        "real_ip_header",
         "level",
         "enabled",
         "extra_files",

@@ -3,24 +3,30 @@
 //! under `/admin/`), another worker timeout and body size limit, handed to the proxy with the
 //! request (`proxy::Overrides`), and a rate limit per client address, nginx's
 //! `limit_req`: a token bucket of `burst + 1` requests refilled at `rate`, keyed by
-//! the client address after proxy trust. A request over it gets 429 with
+//! the client address the front decided on (`forward_headers::RealIp`): an IPv4
+//! address, or an IPv6 address's /64 (`ipv6_subnet`), since one subscriber gets a
+//! whole /64 and may use any address in it. A request over it gets 429 with
 //! `Retry-After` and never reaches a worker.
 //!
-//! The buckets are bounded: at `MAX_CLIENTS` addresses, the full ones (clients idle
-//! long enough to have their whole burst back) are dropped; if none is, a new
-//! address is refused (429) until some are, as nginx does when its zone is full.
+//! The buckets are bounded: at `MAX_CLIENTS` keys, a newcomer takes the place of the
+//! least recently seen client (`clients`), in constant time, and is never refused
+//! for want of room. A client pushed out comes back with a full bucket, which only
+//! a flood of over `MAX_CLIENTS` other keys between two of its requests can do.
+
+mod clients;
 
 use crate::config::{Rate, RouteOverride};
 use crate::normal_path::NormalPath;
 use crate::proxy::Overrides;
 use crate::respond::{self, Body};
+use clients::Clients;
 use http::{header, HeaderValue, Response, StatusCode};
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Client addresses a rate limit keeps buckets for.
+/// Client keys a rate limit keeps buckets for: about 7 MiB per rate-limited route
+/// when full.
 const MAX_CLIENTS: usize = 65_536;
 
 pub struct RouteLimits {
@@ -83,7 +89,7 @@ pub fn too_many_requests(wait: Duration) -> Response<Body> {
 
 struct Limiter {
     rate: Rate,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<Clients<IpAddr, Bucket>>,
 }
 
 #[derive(Clone, Copy)]
@@ -96,7 +102,7 @@ impl Limiter {
     fn new(rate: Rate) -> Self {
         Limiter {
             rate,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Clients::new(MAX_CLIENTS)),
         }
     }
 
@@ -111,19 +117,15 @@ impl Limiter {
 
     /// One request from `client` now: Ok, or the wait until one is allowed.
     fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap();
-        if !buckets.contains_key(&client) && buckets.len() >= MAX_CLIENTS {
-            let cap = self.capacity();
-            buckets.retain(|_, b| self.refilled(*b, now) < cap);
-            if buckets.len() >= MAX_CLIENTS {
-                return Err(Duration::from_secs(1));
-            }
-        }
-        let fresh = Bucket {
+        let key = rate_key(client, self.rate.ipv6_subnet);
+        let fresh = || Bucket {
             tokens: self.capacity(),
             at: now,
         };
-        let bucket = buckets.entry(client).or_insert(fresh);
+        // A panic elsewhere while holding the lock leaves the buckets consistent
+        // (each update is one assignment): keep limiting rather than fail.
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = buckets.get_or_insert_with(key, fresh);
         let tokens = self.refilled(*bucket, now);
         if tokens >= 1.0 {
             *bucket = Bucket {
@@ -140,12 +142,31 @@ impl Limiter {
     }
 }
 
+/// The key a client's requests count against: an IPv4 address (an IPv4-mapped IPv6
+/// one too, as a dual-stack socket shows IPv4 peers), or the first `ipv6_subnet`
+/// bits of an IPv6 address.
+fn rate_key(client: IpAddr, ipv6_subnet: u8) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(ipv6_subnet.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limiter(per_second: f64, burst: u32) -> Limiter {
-        Limiter::new(Rate { per_second, burst })
+        Limiter::new(Rate {
+            per_second,
+            burst,
+            ipv6_subnet: crate::defaults::RATE_IPV6_SUBNET,
+        })
     }
 
     #[test]
@@ -167,16 +188,64 @@ mod tests {
     }
 
     #[test]
-    fn the_buckets_stay_bounded() {
+    fn a_flood_of_newcomers_is_never_refused_nor_grows_the_table() {
         let l = limiter(1.0, 0);
         let t = Instant::now();
-        for i in 0..MAX_CLIENTS as u32 {
-            assert!(l.take(IpAddr::from(i.to_be_bytes()), t).is_ok());
+        let regular: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.take(regular, t).is_ok());
+        // 100,000 distinct clients within one instant, each with a full bucket.
+        for i in 0..100_000u32 {
+            let ip = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            assert!(l.take(ip, t).is_ok(), "newcomer {i} refused");
+            assert!(l.buckets.lock().unwrap().len() <= MAX_CLIENTS);
         }
-        let newcomer: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(l.take(newcomer, t).is_err(), "full of busy clients");
-        // A second later every bucket is full again: they are dropped for it.
-        assert!(l.take(newcomer, t + Duration::from_secs(1)).is_ok());
-        assert_eq!(l.buckets.lock().unwrap().len(), 1);
+        assert_eq!(l.buckets.lock().unwrap().len(), MAX_CLIENTS);
+        // The least recently seen went first: the first of the flood, and the
+        // regular, who comes back with a full bucket.
+        assert!(l.take(regular, t).is_ok());
+        // The most recent ones are still limited.
+        let last = IpAddr::from((0x0a00_0000 + 99_999u32).to_be_bytes());
+        assert!(l.take(last, t).is_err());
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_subnet() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let key = |s: &str, n: u8| rate_key(ip(s), n);
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), ip("2001:db8:1:2::"));
+        assert_eq!(
+            key("2001:DB8:1:2:FFFF:FFFF:FFFF:FFFF", 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(key("2001:db8:1:3::1", 64), key("2001:db8:1:2::1", 64));
+        assert_eq!(key("2001:db8:1:2::1", 128), ip("2001:db8:1:2::1"));
+        assert_eq!(key("2001:db8:1:2::1", 48), ip("2001:db8:1::"));
+        assert_eq!(key("2001:db8:1:2::1", 1), ip("::"));
+        // IPv4 keeps every bit, IPv4-mapped IPv6 is IPv4.
+        assert_eq!(key("203.0.113.9", 64), ip("203.0.113.9"));
+        assert_eq!(key("::ffff:203.0.113.9", 64), ip("203.0.113.9"));
+        assert_eq!(key("::ffff:203.0.113.9", 128), ip("203.0.113.9"));
+
+        let l = limiter(1.0, 0);
+        let t = Instant::now();
+        assert!(l.take(ip("2001:db8::1"), t).is_ok());
+        assert!(
+            l.take(ip("2001:db8::ffff:2"), t).is_err(),
+            "same /64, same bucket"
+        );
+        assert!(l.take(ip("2001:db8:0:1::1"), t).is_ok(), "another /64");
+        assert!(l.take(ip("203.0.113.9"), t).is_ok());
+        assert!(
+            l.take(ip("::ffff:203.0.113.9"), t).is_err(),
+            "mapped: same client"
+        );
+        let per_address = Limiter::new(Rate {
+            per_second: 1.0,
+            burst: 0,
+            ipv6_subnet: 128,
+        });
+        assert!(per_address.take(ip("2001:db8::1"), t).is_ok());
+        assert!(per_address.take(ip("2001:db8::2"), t).is_ok());
+        assert!(per_address.take(ip("2001:db8::2"), t).is_err());
     }
 }

@@ -20,6 +20,7 @@ use crate::normal_path::{NormalPath, PathError};
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
 use crate::observe::metrics::Gauges;
 use crate::observe::{Metrics, RouteKind};
+use crate::proxy::forward_headers::{Client, RealIp};
 use crate::proxy::{Proxy, RequestStart, Stamp, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::router::{self, Route};
@@ -48,6 +49,8 @@ pub struct Front {
     limits: limits::RouteLimits,
     /// The request head limits, for HTTP/2 requests (the guard applies them to HTTP/1).
     head_limits: GuardLimits,
+    /// Who the client is: decided once per request, for everything that asks.
+    real_ip: RealIp,
 }
 
 /// Request ids: 12 hex digits of a per-process random prefix (one per front thread)
@@ -94,6 +97,7 @@ impl Front {
         compression: AppCompression,
         limits: limits::RouteLimits,
         head_limits: GuardLimits,
+        real_ip: RealIp,
     ) -> Self {
         Front {
             statics,
@@ -104,6 +108,7 @@ impl Front {
             request_ids: RequestIds::new(),
             limits,
             head_limits,
+            real_ip,
         }
     }
 
@@ -187,13 +192,23 @@ impl Front {
     ) -> (Response<Body>, Option<Entry>) {
         self.metrics.request_started();
         let ends_connection = is_http1_connect(&req);
-        let stamp = self.stamp(&req, conn);
+        // The one answer to "who is the client" that REMOTE_ADDR, the scheme, the
+        // access log and the rate limits all use.
+        let resolved = self.real_ip.resolve(req.headers(), conn);
+        let stamp = self.stamp(&req, conn, resolved.unwrap_or(Client::peer(conn)));
         let request_id = stamp.request_id.clone();
         let logged = self
             .access_log
             .as_ref()
-            .map(|_| LoggedHead::of(&req, conn, self.proxy.as_ref()));
-        let (kind, mut resp) = self.route(req, conn, &stamp).await;
+            .map(|_| LoggedHead::of(&req, &stamp.client));
+        let (kind, mut resp) = match resolved {
+            Ok(_) => self.route(req, conn, &stamp).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "refused forwarding headers");
+                let resp = respond::error_response(Failure::BadRequest);
+                (RouteKind::Other, resp)
+            }
+        };
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
             resp.headers_mut().insert("x-request-id", v);
         }
@@ -240,9 +255,10 @@ impl Front {
 
     /// The request's id and start time: a trusted proxy's `X-Request-Id` and
     /// `X-Request-Start` (so they follow the request through the whole chain), else
-    /// our own. An untrusted client can choose neither.
-    fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Stamp {
-        let trusted = self.proxy.as_ref().is_some_and(|p| p.trusts(conn));
+    /// our own. An untrusted client can choose neither. With `client`, the one
+    /// answer to who sent it.
+    fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo, client: Client) -> Stamp {
+        let trusted = self.real_ip.trusts(conn);
         let passed = |name: &str| {
             if !trusted {
                 return None;
@@ -256,6 +272,7 @@ impl Front {
                 Some(v) => RequestStart::Passed(v),
                 None => RequestStart::Received(SystemTime::now()),
             },
+            client,
         }
     }
 
@@ -287,7 +304,7 @@ impl Front {
             let under = path
                 .as_ref()
                 .map_or_else(|| Cow::Owned(NormalPath::root()), Cow::Borrowed);
-            match self.limits.check(&under, || self.client_ip(&req, conn)) {
+            match self.limits.check(&under, || client_ip(&stamp.client)) {
                 Ok(Some(overrides)) => {
                     req.extensions_mut().insert(overrides);
                 }
@@ -334,16 +351,12 @@ impl Front {
     }
 }
 
-impl Front {
-    /// The client's address for rate limits: a trusted proxy's word, else the peer
-    /// (unspecified over a Unix socket).
-    fn client_ip(&self, req: &Request<Incoming>, conn: &ConnInfo) -> std::net::IpAddr {
-        self.proxy
-            .as_ref()
-            .and_then(|p| p.client_addr(req.headers(), conn))
-            .or(conn.peer.map(|p| p.ip()))
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
-    }
+/// The client's address for rate limits (unspecified over a Unix socket without a
+/// trusted proxy's word).
+fn client_ip(client: &Client) -> std::net::IpAddr {
+    client
+        .addr
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 /// The normal form of the request's path, from the target as hyper parsed it: the
@@ -392,7 +405,7 @@ struct LoggedHead {
 }
 
 impl LoggedHead {
-    fn of(req: &Request<Incoming>, conn: &ConnInfo, proxy: Option<&Proxy>) -> Self {
+    fn of(req: &Request<Incoming>, client: &Client) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)
@@ -400,11 +413,9 @@ impl LoggedHead {
                 .unwrap_or_default()
         };
         LoggedHead {
-            remote: proxy
-                .and_then(|p| p.client_addr(req.headers(), conn))
-                .or(conn.peer.map(|p| p.ip()))
-                .map(|ip| ip.to_string())
-                .unwrap_or_else(|| "unix".into()),
+            remote: client
+                .addr
+                .map_or_else(|| "unix".into(), |ip| ip.to_string()),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             query: req.uri().query().unwrap_or("").to_string(),

@@ -203,6 +203,10 @@ async fn run(
         AppCompression(settings.compression),
         crate::front::limits::RouteLimits::new(&settings.routes),
         start::guard_limits(&settings),
+        crate::proxy::forward_headers::RealIp {
+            trusted: settings.forwarded_allow_ips.clone(),
+            header: settings.real_ip_header.clone(),
+        },
     ));
     ops.serve_admin(&front, settings.app.is_some());
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();

@@ -213,11 +213,7 @@ pub(super) async fn boot_pool(
     let handle = tokio::spawn(sup.run(sup_rx));
     Ok(Some(Booted {
         pool: (sup_tx, handle),
-        proxy: Proxy::new(
-            dispatcher,
-            settings.limits.clone(),
-            settings.forwarded_allow_ips.clone(),
-        ),
+        proxy: Proxy::new(dispatcher, settings.limits.clone()),
         runtime_dir: dir,
     }))
 }

@@ -1,29 +1,37 @@
-//! Trusted proxies: which peers may tell us who the client is (`forwarded_allow_ips`),
-//! and what we believe from them (`X-Forwarded-For`, `X-Forwarded-Proto`,
-//! `X-Forwarded-Ssl`, `X-Forwarded-Protocol`, RFC 7239 `Forwarded`).
+//! Who the client is: which peers may tell us (`forwarded_allow_ips`), which one
+//! field they tell it in (`real_ip_header`, as nginx's), and what we believe of it.
+//! The front decides this once per request (`front`), and that one answer is
+//! REMOTE_ADDR, `wsgi.url_scheme`, the access log's client and the rate-limit key.
 //!
 //! The rules, applied only when the connection's peer is trusted (a Unix-socket peer
 //! has no address and counts as trusted, as in gunicorn: only a local proxy can reach it):
 //!
-//! - `Forwarded`, when present, is the only source: X-Forwarded-* are then ignored.
-//!   Its elements are walked from the right; each one's `for=` is the address that
-//!   connected to the proxy which appended it. The walk stops at the first element
-//!   whose `for=` is an untrusted address (that address is the client), or that has no
-//!   usable address (`for=unknown`, an obfuscated `_name`, no `for=`), or that is
-//!   malformed (the walk stops before it). REMOTE_ADDR is the last address the walk
-//!   saw; the scheme is the `proto=` of the last element it accepted.
-//! - Otherwise `X-Forwarded-For` is walked the same way (entries are addresses,
-//!   optionally with a port; anything else stops the walk), and `X-Forwarded-Proto:
-//!   https`, `X-Forwarded-Ssl: on`, `X-Forwarded-Protocol: ssl` decide the scheme
-//!   (gunicorn's `secure_scheme_headers`): any other value means http, and two of them
+//! - The address comes from the one field `real_ip_header` names; every other field
+//!   is ignored for it, so a client cannot add one its proxy passes through
+//!   unchanged. A list (`X-Forwarded-For`, `X-Real-IP`, ...) is walked from the
+//!   right, across its field lines, each proxy having appended the address that
+//!   connected to it: trusted addresses are skipped (nginx's `real_ip_recursive on`)
+//!   and the first untrusted one is the client; empty items are skipped, and an item
+//!   that is not an address (with an optional port, `[v6]` brackets) stops the walk,
+//!   keeping the last address it saw. The scheme is then gunicorn's
+//!   `secure_scheme_headers`: `X-Forwarded-Proto: https`, `X-Forwarded-Ssl: on`,
+//!   `X-Forwarded-Protocol: ssl` mean https, any other value http, and two of them
 //!   that disagree are a 400 (gunicorn's `InvalidSchemeHeaders`).
+//! - `Forwarded` (RFC 7239): its elements are walked the same way by their `for=`,
+//!   each line read from the right (so a client's unbalanced quote cannot swallow
+//!   what its proxy appended after it); the walk also stops at `for=unknown`, an
+//!   obfuscated `_name`, an element without `for=`, or a malformed one. The scheme is
+//!   the `proto=` of the element the walk ended on (written by a trusted hop); the
+//!   X-Forwarded-* fields are ignored.
+//! - `proxy_protocol`: the PROXY header's source, which the listener made the
+//!   connection's peer; no field is read.
 //!
 //! From an untrusted peer nothing is believed: REMOTE_ADDR is the socket peer and the
 //! scheme is the connection's. The headers still reach the app as HTTP_X_FORWARDED_*
 //! and HTTP_FORWARDED, as gunicorn passes them: an app (or a middleware such as
 //! werkzeug's ProxyFix) that reads them must apply its own trust.
 
-use crate::net::{ConnInfo, TrustedProxies};
+use crate::net::{ConnInfo, RealIpHeader, TrustedProxies};
 use crate::wire::Scheme;
 use http::{header, HeaderMap, HeaderName};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -37,6 +45,17 @@ pub struct Client {
     pub scheme: Scheme,
 }
 
+impl Client {
+    /// The connection's own facts: its peer and scheme.
+    pub fn peer(conn: &ConnInfo) -> Self {
+        Client {
+            addr: conn.peer.map(|p| p.ip()),
+            port: conn.peer.map_or(0, |p| p.port()),
+            scheme: conn.scheme,
+        }
+    }
+}
+
 /// A trusted peer sent headers we must refuse (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
@@ -44,32 +63,42 @@ pub enum ForwardError {
     ConflictingScheme,
 }
 
-/// The client address and scheme for a request on `conn`, by the rules above.
-pub fn resolve(
-    trust: &TrustedProxies,
-    headers: &HeaderMap,
-    conn: &ConnInfo,
-) -> Result<Client, ForwardError> {
-    let mut client = Client {
-        addr: conn.peer.map(|p| p.ip()),
-        port: conn.peer.map(|p| p.port()).unwrap_or(0),
-        scheme: conn.scheme,
-    };
-    if !trust.trusts(client.addr) {
-        return Ok(client);
+/// nginx's realip module: which peers may speak for the client, and in which field.
+#[derive(Debug, Clone, Default)]
+pub struct RealIp {
+    pub trusted: TrustedProxies,
+    pub header: RealIpHeader,
+}
+
+impl RealIp {
+    /// Whether this connection's peer may set forwarding facts (and the request id).
+    pub fn trusts(&self, conn: &ConnInfo) -> bool {
+        self.trusted.trusts(conn.peer.map(|p| p.ip()))
     }
-    let found = match joined(headers, &header::FORWARDED) {
-        Some(value) => from_forwarded(trust, &value),
-        None => from_x_forwarded(trust, headers)?,
-    };
-    if let Some((ip, port)) = found.addr {
-        client.addr = Some(ip);
-        client.port = port.unwrap_or(0);
+
+    /// The client address and scheme for a request on `conn`, by the rules above.
+    pub fn resolve(&self, headers: &HeaderMap, conn: &ConnInfo) -> Result<Client, ForwardError> {
+        let mut client = Client::peer(conn);
+        if !self.trusts(conn) {
+            return Ok(client);
+        }
+        let found = match &self.header {
+            RealIpHeader::List(name) => Found {
+                addr: from_list(&self.trusted, headers, name),
+                scheme: scheme_from_x_headers(headers)?,
+            },
+            RealIpHeader::Forwarded => from_forwarded(&self.trusted, headers),
+            RealIpHeader::ProxyProtocol => Found::default(),
+        };
+        if let Some((ip, port)) = found.addr {
+            client.addr = Some(ip);
+            client.port = port.unwrap_or(0);
+        }
+        if let Some(scheme) = found.scheme {
+            client.scheme = scheme;
+        }
+        Ok(client)
     }
-    if let Some(scheme) = found.scheme {
-        client.scheme = scheme;
-    }
-    Ok(client)
 }
 
 /// What the forwarding headers say, before it is applied to the connection's facts.
@@ -79,29 +108,53 @@ struct Found {
     scheme: Option<Scheme>,
 }
 
-/// Every field line of `name`, joined with `,` (a list split over lines is one list).
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join(","))
+/// The walk of a list field: its lines last to first, each line's items right to
+/// left. Bytes, not text: a line a client filled with non-ASCII stops the walk at its
+/// own items instead of vanishing (and taking the items its proxy appended with it).
+fn from_list(
+    trust: &TrustedProxies,
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Option<(IpAddr, Option<u16>)> {
+    let mut found = None;
+    for line in headers.get_all(name).iter().rev() {
+        for item in line.as_bytes().rsplit(|&b| b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() {
+                continue;
+            }
+            let Some((ip, port)) = std::str::from_utf8(item).ok().and_then(parse_node_addr) else {
+                return found;
+            };
+            found = Some((ip, port));
+            if !trust.trusts(Some(ip)) {
+                return found;
+            }
+        }
+    }
+    found
 }
 
-fn from_forwarded(trust: &TrustedProxies, value: &str) -> Found {
+fn from_forwarded(trust: &TrustedProxies, headers: &HeaderMap) -> Found {
     let mut found = Found::default();
-    for element in parse_forwarded(value).into_iter().rev() {
-        let Some(element) = element else { break };
-        found.scheme = element.proto.as_deref().and_then(scheme_of_proto);
-        match element.node {
-            Some(Node::Ip(ip, port)) => {
-                found.addr = Some((ip, port));
-                if !trust.trusts(Some(ip)) {
-                    break;
-                }
+    for line in headers.get_all(header::FORWARDED).iter().rev() {
+        for element in elements_rev(line.as_bytes()) {
+            if element.is_some_and(|e| e.trim_ascii().is_empty()) {
+                continue;
             }
-            _ => break,
+            let Some(element) = element.and_then(parse_element) else {
+                return found;
+            };
+            found.scheme = element.proto.as_deref().and_then(scheme_of_proto);
+            match element.node {
+                Some(Node::Ip(ip, port)) => {
+                    found.addr = Some((ip, port));
+                    if !trust.trusts(Some(ip)) {
+                        return found;
+                    }
+                }
+                _ => return found,
+            }
         }
     }
     found
@@ -117,30 +170,9 @@ fn scheme_of_proto(proto: &str) -> Option<Scheme> {
     }
 }
 
-fn from_x_forwarded(trust: &TrustedProxies, headers: &HeaderMap) -> Result<Found, ForwardError> {
-    let mut found = Found {
-        addr: None,
-        scheme: scheme_from_x_headers(headers)?,
-    };
-    if let Some(list) = joined(headers, &X_FORWARDED_FOR) {
-        for entry in list.rsplit(',') {
-            let Some((ip, port)) = parse_node_addr(entry.trim()) else {
-                break;
-            };
-            found.addr = Some((ip, port));
-            if !trust.trusts(Some(ip)) {
-                break;
-            }
-        }
-    }
-    Ok(found)
-}
-
-// Names built once (a `&str` name is parsed and validated on every lookup; these
-// lookups run for every request from a trusted peer).
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
 /// gunicorn's `secure_scheme_headers`: the field and the value that means https.
+/// Names built once (a `&str` name is parsed and validated on every lookup; these
+/// lookups run for every request from a trusted peer).
 static SECURE_SCHEME_HEADERS: [(HeaderName, &str); 3] = [
     (HeaderName::from_static("x-forwarded-proto"), "https"),
     (HeaderName::from_static("x-forwarded-ssl"), "on"),
@@ -181,13 +213,46 @@ pub enum Node {
 }
 
 /// Parses a `Forwarded` field value into its elements, left to right; `None` for an
-/// element that is malformed (bad syntax, an unparseable `for=`, a repeated parameter).
+/// element that is malformed (bad syntax, an unparseable `for=`, a repeated parameter,
+/// or left of a quote that is not closed).
 pub fn parse_forwarded(value: &str) -> Vec<Option<Element>> {
-    let Some(elements) = split_outside_quotes(value, b',') else {
-        // An unterminated quote: nothing in the field can be trusted to be what it seems.
-        return vec![None];
-    };
-    elements.into_iter().map(parse_element).collect()
+    let mut elements: Vec<Option<Element>> = elements_rev(value.as_bytes())
+        .into_iter()
+        .map(|e| e.and_then(parse_element))
+        .collect();
+    elements.reverse();
+    elements
+}
+
+/// The elements of one `Forwarded` field line, right to left, split at commas outside
+/// quoted-strings. Read from the right because the right is what the trusted proxies
+/// appended: a quote the client left open spoils only the client's own part, the
+/// left-most piece (`None`), where read from the left it would swallow the rest of
+/// the line. Inside a quoted-string, a `"` after an odd run of `\` is escaped; a
+/// piece that is not UTF-8 is `None` too.
+fn elements_rev(line: &[u8]) -> Vec<Option<&str>> {
+    fn piece(b: &[u8]) -> Option<&str> {
+        std::str::from_utf8(b).ok()
+    }
+    let mut out = Vec::new();
+    let mut end = line.len();
+    let mut quoted = false;
+    for i in (0..line.len()).rev() {
+        match line[i] {
+            b'"' if !quoted => quoted = true,
+            b'"' => {
+                let backslashes = line[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+                quoted = backslashes % 2 == 1;
+            }
+            b',' if !quoted => {
+                out.push(piece(&line[i + 1..end]));
+                end = i;
+            }
+            _ => {}
+        }
+    }
+    out.push(if quoted { None } else { piece(&line[..end]) });
+    out
 }
 
 fn parse_element(element: &str) -> Option<Element> {

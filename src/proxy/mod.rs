@@ -13,7 +13,7 @@ pub mod target;
 use crate::config::Limits;
 use crate::dispatcher::response_spool::Interruption;
 use crate::dispatcher::{Dispatcher, WorkerConn};
-use crate::net::{ConnInfo, TrustedProxies};
+use crate::net::ConnInfo;
 use crate::respond::{self, BoxError, Failure};
 use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
 use bytes::Bytes;
@@ -26,7 +26,6 @@ use std::task::{Context, Poll};
 pub struct Proxy {
     dispatcher: &'static Dispatcher,
     limits: Limits,
-    trusted_proxies: TrustedProxies,
     body_budget: Arc<spool::BodyBudget>,
 }
 
@@ -40,30 +39,12 @@ pub struct Upstream {
 }
 
 impl Proxy {
-    pub fn new(
-        dispatcher: &'static Dispatcher,
-        limits: Limits,
-        trusted_proxies: TrustedProxies,
-    ) -> Self {
+    pub fn new(dispatcher: &'static Dispatcher, limits: Limits) -> Self {
         Proxy {
             dispatcher,
             body_budget: spool::BodyBudget::new(limits.body_memory),
             limits,
-            trusted_proxies,
         }
-    }
-
-    /// Whether this connection's peer may set forwarding facts (and the request id).
-    pub fn trusts(&self, conn: &ConnInfo) -> bool {
-        self.trusted_proxies.trusts(conn.peer.map(|p| p.ip()))
-    }
-
-    /// The client address as far as we believe it (a trusted proxy's forwarding
-    /// headers, else the peer), for the access log.
-    pub fn client_addr(&self, headers: &HeaderMap, conn: &ConnInfo) -> Option<std::net::IpAddr> {
-        forward_headers::resolve(&self.trusted_proxies, headers, conn)
-            .ok()
-            .and_then(|c| c.addr)
     }
 
     /// Bytes of request bodies held in memory now.
@@ -94,25 +75,19 @@ impl Proxy {
         }
     }
 
-    /// Who the client is and its body, read (spooled past `body_buffer_size`). What
-    /// is refused from the head alone is refused before the body is read: a refused
-    /// request costs no upload.
+    /// The request's body, read (spooled past `body_buffer_size`). What is refused
+    /// from the head alone is refused before the body is read: a refused request
+    /// costs no upload.
     async fn admit<B>(
         &self,
         parts: &http::request::Parts,
         body: B,
-        conn: &ConnInfo,
         overrides: Overrides,
-    ) -> Result<(Client, spool::Body), Failure>
+    ) -> Result<spool::Body, Failure>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        let client = forward_headers::resolve(&self.trusted_proxies, &parts.headers, conn)
-            .map_err(|e| {
-                tracing::debug!(error = %e, "refused forwarding headers");
-                Failure::BadRequest
-            })?;
         let max_body_size = overrides.max_body_size.unwrap_or(self.limits.max_body_size);
         let declared = declared_length(&parts.headers);
         if declared.is_some_and(|n| n > max_body_size) {
@@ -125,7 +100,7 @@ impl Proxy {
             budget: &self.body_budget,
             declared,
         };
-        Ok((client, spool::read_body(body, reading).await?))
+        spool::read_body(body, reading).await
     }
 
     async fn try_forward<B>(
@@ -145,7 +120,7 @@ impl Proxy {
             .get::<Overrides>()
             .copied()
             .unwrap_or_default();
-        let (client, mut body) = self.admit(&parts, body, conn, overrides).await?;
+        let mut body = self.admit(&parts, body, overrides).await?;
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
             || parts.headers.contains_key(header::TRANSFER_ENCODING);
@@ -157,7 +132,7 @@ impl Proxy {
         // Ready to go: from here on the request waits for a worker's thread.
         let waiting_since = crate::claims::monotonic_ns();
         loop {
-            let head = request_head(&parts, conn, &client, had_body.then_some(body.len), stamp);
+            let head = request_head(&parts, conn, had_body.then_some(body.len), stamp);
             let lease = self.dispatcher.acquire(ahead, again).await?;
             let worker = lease.conn().clone();
             let sent_at = std::time::Instant::now();
@@ -258,13 +233,16 @@ impl AccelTarget {
 }
 
 /// What the front tells the app about a request, as fields no client can set: its
-/// id (`X-Request-Id`) and when the front received its head (`X-Request-Start`,
-/// read by APMs for the queue time). A trusted proxy's values are kept, so they
-/// follow the request through the whole chain.
+/// id (`X-Request-Id`), when the front received its head (`X-Request-Start`, read
+/// by APMs for the queue time) and who the client is (REMOTE_ADDR, REMOTE_PORT,
+/// `wsgi.url_scheme`). A trusted proxy's values are kept, so they follow the
+/// request through the whole chain.
 #[derive(Debug, Clone)]
 pub struct Stamp {
     pub request_id: Bytes,
     pub request_start: RequestStart,
+    /// Decided once by the front (`forward_headers::RealIp`).
+    pub client: Client,
 }
 
 /// `X-Request-Start` as a trusted proxy sent it, or the moment the head arrived,
@@ -296,14 +274,14 @@ impl RequestStart {
 pub fn request_head(
     parts: &http::request::Parts,
     conn: &ConnInfo,
-    client: &Client,
     body_len: Option<u64>,
     stamp: &Stamp,
 ) -> RequestHead {
+    let client = &stamp.client;
     let target_authority = target_authority(&parts.uri);
     let host_field = parts.headers.get(header::HOST).map(|h| h.as_bytes());
     let host = target_authority.as_deref().or(host_field);
-    let (server_name, server_port) = server_name_port(host, conn);
+    let (server_name, server_port) = server_name_port(host, conn, client.scheme);
     let mut headers = forwardable_headers(&parts.headers);
     if target_authority.is_some() {
         headers.retain(|(name, _)| name.as_ref() != b"host");
@@ -462,8 +440,10 @@ fn codings_before_chunked(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// SERVER_NAME / SERVER_PORT from the Host field, else the local address.
-fn server_name_port(host: Option<&[u8]>, conn: &ConnInfo) -> (Bytes, u16) {
+/// SERVER_NAME / SERVER_PORT from the Host field, else the local address. A Host
+/// without a port means the default port of the request's scheme (`scheme`: the
+/// client's, as a trusted proxy says it, the one `wsgi.url_scheme` has).
+fn server_name_port(host: Option<&[u8]>, conn: &ConnInfo, scheme: Scheme) -> (Bytes, u16) {
     let default_port = conn.local.map(|a| a.port()).unwrap_or(match conn.scheme {
         Scheme::Http => 80,
         Scheme::Https => 443,
@@ -473,12 +453,10 @@ fn server_name_port(host: Option<&[u8]>, conn: &ConnInfo) -> (Bytes, u16) {
         .filter(|h| !h.is_empty())
     {
         let (name, port) = split_host_port(host);
-        let port = port
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(match conn.scheme {
-                Scheme::Http => 80,
-                Scheme::Https => 443,
-            });
+        let port = port.and_then(|p| p.parse().ok()).unwrap_or(match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
         return (Bytes::copy_from_slice(name.as_bytes()), port);
     }
     let name = conn

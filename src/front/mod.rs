@@ -103,6 +103,10 @@ impl Front {
         Gauges {
             queued: self.proxy.as_ref().map_or(0, |p| p.queued()),
             body_memory: self.proxy.as_ref().map_or(0, |p| p.body_memory()),
+            spool: self
+                .proxy
+                .as_ref()
+                .map_or_else(Default::default, |p| p.spool_use()),
             cache_hits,
             cache_misses,
             parked: crate::guard::parked_connections(),

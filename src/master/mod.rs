@@ -5,6 +5,7 @@
 //! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
 //! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
 
+mod fd_limit;
 mod serve;
 mod start;
 mod upgrade;
@@ -164,7 +165,7 @@ impl MasterError {
 /// the workers, serve, and on a stop signal drain.
 async fn run(
     cli: Cli,
-    settings: Settings,
+    mut settings: Settings,
     error_log: ErrorLog,
     inherited: systemd::Inherited,
 ) -> Result<(), MasterError> {
@@ -172,6 +173,7 @@ async fn run(
     if settings.check_config {
         return check_config(&settings).await;
     }
+    fd_limit::fit(&mut settings);
     let mut inherited = inherited;
     let inherited_admin = upgrade::inherited_admin(&mut inherited);
     let bound = bind(&settings, inherited)?;

@@ -38,10 +38,23 @@ pub struct Gauges {
     pub queued: usize,
     /// Request-body bytes held in memory (`[limits] body_memory` caps it).
     pub body_memory: u64,
+    pub spool: SpoolUse,
     pub cache_hits: u64,
     pub cache_misses: u64,
     /// Idle HTTP/1 keep-alive connections parked without hyper's buffers.
     pub parked: u64,
+}
+
+/// Request bodies spooled to temp files (`[limits] body_spool_files`,
+/// `body_spool_bytes`), and the bodies refused for want of room.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpoolUse {
+    pub files: u64,
+    pub bytes: u64,
+    pub refused_files: u64,
+    pub refused_bytes: u64,
+    /// The temp directory was full.
+    pub refused_disk: u64,
 }
 
 /// What one front thread counts.
@@ -232,6 +245,15 @@ impl Metrics {
 
     /// The counters kept elsewhere: the error log's drops, the static cache, bytes.
     fn render_counters(&self, out: &mut String, g: &Gauges) {
+        *out += "# HELP ferricorn_body_spool_refused_total Request bodies answered 503 for want of room to spool them, by cap.\n";
+        *out += "# TYPE ferricorn_body_spool_refused_total counter\n";
+        for (cap, n) in [
+            ("files", g.spool.refused_files),
+            ("bytes", g.spool.refused_bytes),
+            ("disk", g.spool.refused_disk),
+        ] {
+            let _ = writeln!(out, "ferricorn_body_spool_refused_total{{cap=\"{cap}\"}} {n}");
+        }
         counter(
             out,
             "ferricorn_error_log_dropped_total",
@@ -266,6 +288,18 @@ fn render_gauges(out: &mut String, g: &Gauges) {
         "ferricorn_body_memory_bytes",
         "Request-body bytes held in memory (capped by [limits] body_memory).",
         g.body_memory as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_body_spool_files",
+        "Request bodies in temp files (capped by [limits] body_spool_files).",
+        g.spool.files as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_body_spool_bytes",
+        "Request-body bytes in temp files (capped by [limits] body_spool_bytes).",
+        g.spool.bytes as i64,
     );
     gauge(
         out,
@@ -308,12 +342,23 @@ mod tests {
         let text = m.render(&Gauges {
             queued: 2,
             body_memory: 4096,
+            spool: SpoolUse {
+                files: 3,
+                bytes: 3_000_000,
+                refused_files: 0,
+                refused_bytes: 2,
+                refused_disk: 1,
+            },
             cache_hits: 5,
             cache_misses: 1,
             parked: 7,
         });
         assert!(text.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"));
         assert!(text.contains("ferricorn_body_memory_bytes 4096"));
+        assert!(text.contains("ferricorn_body_spool_files 3\n"));
+        assert!(text.contains("ferricorn_body_spool_bytes 3000000\n"));
+        assert!(text.contains("ferricorn_body_spool_refused_total{cap=\"bytes\"} 2"));
+        assert!(text.contains("ferricorn_body_spool_refused_total{cap=\"disk\"} 1"));
         assert!(text.contains("ferricorn_requests_total{kind=\"static\",status=\"4xx\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.025\"} 2"));

@@ -28,6 +28,7 @@ pub struct Proxy {
     limits: Limits,
     trusted_proxies: TrustedProxies,
     body_budget: Arc<spool::BodyBudget>,
+    spool: Arc<spool::SpoolCaps>,
 }
 
 /// Which worker answered, how long it took to send its head, and how long the
@@ -48,6 +49,11 @@ impl Proxy {
         Proxy {
             dispatcher,
             body_budget: spool::BodyBudget::new(limits.body_memory),
+            spool: spool::SpoolCaps::new(
+                limits.body_spool_files,
+                limits.body_spool_bytes,
+                limits.body_spool_wait,
+            ),
             limits,
             trusted_proxies,
         }
@@ -69,6 +75,11 @@ impl Proxy {
     /// Bytes of request bodies held in memory now.
     pub fn body_memory(&self) -> u64 {
         self.body_budget.used()
+    }
+
+    /// Request bodies in temp files now, and the refusals so far.
+    pub(crate) fn spool_use(&self) -> crate::observe::metrics::SpoolUse {
+        self.spool.usage()
     }
 
     /// Requests waiting for a free worker.
@@ -123,6 +134,7 @@ impl Proxy {
             memory_limit: self.limits.body_buffer_size,
             pause_limit: self.limits.body_timeout,
             budget: &self.body_budget,
+            spool: &self.spool,
             declared,
         };
         Ok((client, spool::read_body(body, reading).await?))

@@ -54,9 +54,7 @@ fn site(limits: &str, nofile: Option<&str>, tmpdir: Option<&std::path::Path>) ->
         Some(_) => Launch::program("prlimit", args),
         None => Launch::new(args),
     };
-    let server = launch
-        .env("TMPDIR", tmpdir.unwrap_or(&spool_dir))
-        .start();
+    let server = launch.env("TMPDIR", tmpdir.unwrap_or(&spool_dir)).start();
     Site { server, admin, tmp }
 }
 
@@ -181,7 +179,9 @@ async fn h2_uploads(
             .unwrap();
         let (resp, mut stream) = client.send_request(req, false).unwrap();
         if send > 0 {
-            stream.send_data(Bytes::from(vec![b'd'; send]), false).unwrap();
+            stream
+                .send_data(Bytes::from(vec![b'd'; send]), false)
+                .unwrap();
         }
         streams.push((resp, stream));
     }
@@ -205,9 +205,11 @@ fn declared_bodies_without_data_take_no_descriptors() {
     });
     // All 400 read their (absent) bodies; checked after the others were served,
     // which is the point (today's main took every descriptor at about 280).
-    let all_in = s.poll_metric("ferricorn_requests_in_flight", Duration::from_secs(15), |n| {
-        n >= 400
-    });
+    let all_in = s.poll_metric(
+        "ferricorn_requests_in_flight",
+        Duration::from_secs(15),
+        |n| n >= 400,
+    );
     s.others_are_served();
     assert_eq!(all_in, Ok(()));
     assert_eq!(s.metric("ferricorn_body_spool_files"), 0);
@@ -296,10 +298,9 @@ fn h1_upload(s: &Site, len: Option<usize>, send: &[u8]) -> TcpStream {
         Some(n) => format!("Content-Length: {n}"),
         None => "Transfer-Encoding: chunked".to_string(),
     };
-    let mut out = format!(
-        "POST /slow-read?chunk=65536&pause=0 HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n"
-    )
-    .into_bytes();
+    let mut out =
+        format!("POST /slow-read?chunk=65536&pause=0 HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n")
+            .into_bytes();
     match len {
         Some(_) => out.extend_from_slice(send),
         None => {
@@ -395,8 +396,15 @@ fn a_body_refused_mid_way_is_not_read_as_requests() {
         "POST /slow-read?chunk=65536&pause=0 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
         smuggled.len()
     );
-    c.write_all(&[head.as_bytes(), &smuggled, b"GET /count?add=1 HTTP/1.1\r\nHost: x\r\n\r\n"].concat())
-        .unwrap();
+    c.write_all(
+        &[
+            head.as_bytes(),
+            &smuggled,
+            b"GET /count?add=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        .concat(),
+    )
+    .unwrap();
     let status = status_of(&mut c, Duration::from_secs(10));
     assert!(status.starts_with("HTTP/1.1 503"), "{status:?}");
     // hyper reads the rest of the body (or closes): the 200 requests in it never
@@ -423,7 +431,18 @@ fn a_full_temp_directory_answers_503_and_recovers() {
             .unwrap()
     };
     assert_eq!(upload().status(), 503);
-    assert_eq!(s.metric("ferricorn_body_spool_refused_total{cap=\"disk\"}"), 1);
+    assert_eq!(upload().status(), 503);
+    assert_eq!(
+        s.metric("ferricorn_body_spool_refused_total{cap=\"disk\"}"),
+        2
+    );
+    // One line for both: on a full disk every upload fails.
+    assert_eq!(
+        s.server.log().matches("request body spool failed").count(),
+        1,
+        "{}",
+        s.server.log()
+    );
     s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
         n == 0
     });
@@ -450,13 +469,119 @@ fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
         ["4096", "4096"],
         "{line}"
     );
-    assert!(!s.server.log().contains("RLIMIT_NOFILE"), "{}", s.server.log());
+    assert!(
+        !s.server.log().contains("RLIMIT_NOFILE"),
+        "{}",
+        s.server.log()
+    );
 
     let s = site("", Some("400:400"), None);
-    let line = s
-        .server
-        .wait_for_log("open-file limit (RLIMIT_NOFILE) is 400", Duration::from_secs(5));
+    let line = s.server.wait_for_log(
+        "open-file limit (RLIMIT_NOFILE) is 400",
+        Duration::from_secs(5),
+    );
     assert!(line.contains("max_connections (10000)"), "{line}");
     assert!(line.contains("at most 100 request bodies"), "{line}");
     assert_eq!(s.server.log().matches("RLIMIT_NOFILE").count(), 1);
+}
+
+/// The body of an h2 response, read whole.
+async fn h2_text(resp: h2::client::ResponseFuture) -> (u16, String) {
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    (status, String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A body waiting for a file slot gets the one a finished body gives back, within
+/// `body_spool_wait`; a body that stops half-way (408 after `body_timeout`) and a
+/// connection that goes away mid-body give theirs back too.
+#[test]
+fn waiting_bodies_get_the_room_others_give_back() {
+    let s = site(
+        "body_buffer_size = 1000\nbody_spool_files = 1\nbody_spool_wait = 20\nbody_timeout = 1\n",
+        None,
+        None,
+    );
+    let rt = runtime();
+    // A holder, and a whole body waiting behind it.
+    let (_c, mut holder) = rt.block_on(h2_uploads(s.server.addr, 1, 10_000, 3000));
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 1
+    });
+    let (_c2, mut waiter) = rt.block_on(h2_uploads(s.server.addr, 1, 10_000, 3000));
+    let (resp, mut stream) = waiter.pop().unwrap();
+    stream
+        .send_data(Bytes::from(vec![b'w'; 7000]), true)
+        .unwrap();
+    let waiting = rt.spawn(h2_text(resp));
+    // The holder stops sending: 408 after a second, and the waiter is served.
+    let (resp, _stream) = holder.pop().unwrap();
+    let (status, _) = rt.block_on(h2_text(resp));
+    assert_eq!(status, 408);
+    let (status, text) = rt.block_on(waiting).unwrap();
+    assert_eq!((status, text.as_str()), (200, "10000"));
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 0
+    });
+    // A whole connection that goes away mid-body, over HTTP/2 and HTTP/1.
+    let (c, streams) = rt.block_on(h2_uploads(s.server.addr, 1, 10_000, 3000));
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 1
+    });
+    drop((c, streams, _c, _c2));
+    rt.shutdown_background();
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 0
+    });
+    let h1 = h1_upload(&s, None, &[b'x'; 3000]);
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 1
+    });
+    drop(h1);
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 0
+    });
+    assert_eq!(s.metric("ferricorn_body_spool_bytes"), 0);
+    assert_eq!(s.open_spool_files(), 0);
+    assert_eq!(
+        s.metric("ferricorn_body_spool_refused_total{cap=\"files\"}"),
+        0
+    );
+}
+
+/// Uploads one after another on a keep-alive connection, each past memory, with one
+/// file allowed: each gives its file back with its answer, so none waits.
+#[test]
+fn keep_alive_uploads_give_their_file_back_with_each_answer() {
+    let s = site(
+        "body_buffer_size = 1000\nbody_spool_files = 1\nbody_spool_wait = 5\n",
+        None,
+        None,
+    );
+    let mut c = TcpStream::connect(s.server.addr).unwrap();
+    let body = vec![b'k'; 20_000];
+    let head = format!(
+        "POST /slow-read?chunk=65536&pause=0 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let one = [head.as_bytes(), &body].concat();
+    // Three pipelined, then two more on the same connection.
+    c.write_all(&one.repeat(3)).unwrap();
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert!(read_one_response(&mut c).ends_with("\r\n\r\n20000"));
+    }
+    for _ in 0..2 {
+        c.write_all(&one).unwrap();
+        assert!(read_one_response(&mut c).ends_with("\r\n\r\n20000"));
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "a body waited");
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 0
+    });
 }

@@ -252,7 +252,10 @@ impl Metrics {
             ("bytes", g.spool.refused_bytes),
             ("disk", g.spool.refused_disk),
         ] {
-            let _ = writeln!(out, "ferricorn_body_spool_refused_total{{cap=\"{cap}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "ferricorn_body_spool_refused_total{{cap=\"{cap}\"}} {n}"
+            );
         }
         counter(
             out,

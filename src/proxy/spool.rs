@@ -98,7 +98,12 @@ pub struct SpoolCaps {
     wait: Duration,
     /// Refusals: [files, bytes, disk].
     refused: [AtomicU64; 3],
+    /// When a full disk was last logged, and the refusals since: once a minute at
+    /// most, as on a full disk every upload fails.
+    disk_logged: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
+
+const DISK_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a body found no room.
 #[derive(Debug, Clone, Copy)]
@@ -112,9 +117,8 @@ enum Refusal {
 impl SpoolCaps {
     pub(crate) fn new(files: usize, bytes: u64, wait: Duration) -> Arc<Self> {
         let files_cap = files.min(Semaphore::MAX_PERMITS);
-        let bytes_cap = usize::try_from(bytes).map_or(Semaphore::MAX_PERMITS, |b| {
-            b.min(Semaphore::MAX_PERMITS)
-        });
+        let bytes_cap = usize::try_from(bytes)
+            .map_or(Semaphore::MAX_PERMITS, |b| b.min(Semaphore::MAX_PERMITS));
         Arc::new(SpoolCaps {
             files: Arc::new(Semaphore::new(files_cap)),
             files_cap,
@@ -122,6 +126,7 @@ impl SpoolCaps {
             bytes_cap,
             wait,
             refused: Default::default(),
+            disk_logged: Default::default(),
         })
     }
 
@@ -216,7 +221,14 @@ impl SpoolCaps {
     fn io_failure(&self, e: std::io::Error) -> Failure {
         match e.raw_os_error() {
             Some(libc::ENOSPC | libc::EDQUOT | libc::EMFILE | libc::ENFILE) => {
-                tracing::warn!(error = %e, "request body spool failed: answering 503");
+                let mut logged = self.disk_logged.lock().unwrap_or_else(|e| e.into_inner());
+                logged.1 += 1;
+                if logged.0.is_none_or(|t| t.elapsed() >= DISK_LOG_EVERY) {
+                    let refusals = std::mem::take(&mut logged.1);
+                    logged.0 = Some(std::time::Instant::now());
+                    tracing::warn!(error = %e, refusals, "request body spool failed: answering 503 (logged once a minute at most)");
+                }
+                drop(logged);
                 self.refuse(Refusal::Disk)
             }
             _ => internal(e),

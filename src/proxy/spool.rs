@@ -388,3 +388,92 @@ impl Chunks<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream::{self, StreamExt};
+    use http_body_util::StreamBody;
+
+    type Frame = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
+
+    /// A body of `chunks`, then silence when `open` (a client that stopped sending).
+    fn body(
+        chunks: &[usize],
+        open: bool,
+    ) -> StreamBody<impl futures_util::Stream<Item = Frame> + Unpin> {
+        let frames: Vec<Frame> = chunks
+            .iter()
+            .map(|n| Ok(http_body::Frame::data(Bytes::from(vec![b'b'; *n]))))
+            .collect();
+        let rest = if open {
+            stream::pending().left_stream()
+        } else {
+            stream::empty().right_stream()
+        };
+        StreamBody::new(stream::iter(frames).chain(rest))
+    }
+
+    fn reading<'a>(
+        budget: &'a Arc<BodyBudget>,
+        spool: &'a Arc<SpoolCaps>,
+        declared: Option<u64>,
+    ) -> Reading<'a> {
+        Reading {
+            max: 1 << 30,
+            memory_limit: 1000,
+            pause_limit: Duration::from_millis(200),
+            budget,
+            spool,
+            declared,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_alone_takes_neither_memory_nor_a_file() {
+        let budget = BodyBudget::new(1 << 20);
+        let spool = SpoolCaps::new(4, 1 << 20, Duration::from_millis(50));
+        let read = read_body(body(&[], true), reading(&budget, &spool, Some(5_000_000)));
+        let polled = tokio::time::timeout(Duration::from_millis(50), read).await;
+        assert!(polled.is_err(), "still reading");
+        assert_eq!(spool.usage().files, 0);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test]
+    async fn past_memory_a_file_holds_the_body_until_it_is_dropped() {
+        let budget = BodyBudget::new(1 << 20);
+        let spool = SpoolCaps::new(4, 1 << 20, Duration::from_millis(50));
+        let b = read_body(
+            body(&[600, 600, 600], false),
+            reading(&budget, &spool, None),
+        )
+        .await
+        .unwrap();
+        assert!(!b.in_memory());
+        let used = spool.usage();
+        assert_eq!((used.files, used.bytes, budget.used()), (1, 1800, 0));
+        drop(b);
+        let used = spool.usage();
+        assert_eq!((used.files, used.bytes), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn past_a_cap_a_body_waits_then_is_refused() {
+        let budget = BodyBudget::new(1 << 20);
+        let spool = SpoolCaps::new(1, 3000, Duration::from_millis(50));
+        let held = read_body(body(&[2000], false), reading(&budget, &spool, None))
+            .await
+            .unwrap();
+        // No file slot left.
+        let r = read_body(body(&[2000], false), reading(&budget, &spool, None)).await;
+        assert_eq!(r.err(), Some(Failure::SpoolFull));
+        drop(held);
+        // No room for its bytes: 2000 + 2000 of 3000.
+        let r = read_body(body(&[2000, 2000], false), reading(&budget, &spool, None)).await;
+        assert_eq!(r.err(), Some(Failure::SpoolFull));
+        let used = spool.usage();
+        assert_eq!((used.refused_files, used.refused_bytes), (1, 1));
+        assert_eq!((used.files, used.bytes, budget.used()), (0, 0, 0));
+    }
+}

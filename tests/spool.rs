@@ -481,7 +481,10 @@ fn the_open_file_limit_is_raised_and_a_short_one_is_reported() {
         Duration::from_secs(5),
     );
     assert!(line.contains("max_connections (10000)"), "{line}");
-    assert!(line.contains("at most 100 request bodies"), "{line}");
+    assert!(
+        line.contains("at most 200 connections are served and 100 request bodies"),
+        "{line}"
+    );
     assert_eq!(s.server.log().matches("RLIMIT_NOFILE").count(), 1);
 }
 
@@ -584,4 +587,56 @@ fn keep_alive_uploads_give_their_file_back_with_each_answer() {
     s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
         n == 0
     });
+}
+
+/// Many slow HTTP/1 uploads under a 400-descriptor limit, with the default caps:
+/// the start-up check keeps spooled bodies to a quarter of the limit (100), so the
+/// other 50 wait and get 503, and another client's requests are still served.
+#[test]
+fn many_slow_http1_uploads_under_a_low_limit() {
+    let s = site(
+        "body_buffer_size = 1000\nbody_spool_wait = 2\n",
+        Some("400:400"),
+        None,
+    );
+    let mut uploads: Vec<TcpStream> = (0..150)
+        .map(|_| h1_upload(&s, Some(1_000_000), &[b'u'; 3000]))
+        .collect();
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(20), |n| {
+        n == 100
+    });
+    s.others_are_served();
+    s.wait_metric(
+        "ferricorn_body_spool_refused_total{cap=\"files\"}",
+        Duration::from_secs(20),
+        |n| n == 50,
+    );
+    // Their answers, as they arrive on each socket.
+    let mut got = vec![Vec::new(); uploads.len()];
+    for c in &uploads {
+        c.set_nonblocking(true).unwrap();
+    }
+    let refused = |got: &[Vec<u8>]| -> usize {
+        got.iter()
+            .filter(|g| g.starts_with(b"HTTP/1.1 503"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused(&got) < 50 && Instant::now() < deadline {
+        for (c, g) in uploads.iter_mut().zip(got.iter_mut()) {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = c.read(&mut buf) {
+                g.extend_from_slice(&buf[..n]);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let refused = refused(&got);
+    assert_eq!(refused, 50);
+    assert_eq!(s.metric("ferricorn_body_spool_files"), 100);
+    drop(uploads);
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(20), |n| {
+        n == 0
+    });
+    assert_eq!(s.open_spool_files(), 0);
 }

@@ -2,8 +2,9 @@
 //! static file and worker socket is a descriptor; systemd's default soft limit is
 //! 1024, far below `max_connections`. At start the soft limit is raised to the hard
 //! one (as nginx's `worker_rlimit_nofile` lets operators do); when even that is below
-//! what the settings need, one warning says so with the numbers, and spooled bodies
-//! are kept to a quarter of the descriptors so they cannot starve the rest.
+//! what the settings need, one warning says so with the numbers, and connections are
+//! kept to half the descriptors and spooled bodies to a quarter, so neither can
+//! starve the rest (static files, worker sockets, a replacement worker's pipes).
 
 use crate::config::Settings;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
@@ -18,7 +19,8 @@ const RESERVE: u64 = 64;
 #[derive(Debug, PartialEq, Eq)]
 struct Plan {
     need: u64,
-    /// The spool-file cap that fits (unchanged when the limit suffices).
+    /// The caps that fit (unchanged when the limit suffices).
+    max_connections: usize,
     spool_files: usize,
     short: bool,
 }
@@ -31,20 +33,22 @@ fn plan(limit: u64, max_connections: usize, spool_files: usize, workers: usize) 
     if limit >= need {
         return Plan {
             need,
+            max_connections,
             spool_files,
             short: false,
         };
     }
-    let quarter = usize::try_from(limit / 4).unwrap_or(usize::MAX).max(1);
+    let share = |d: u64| usize::try_from(limit / d).unwrap_or(usize::MAX).max(1);
     Plan {
         need,
-        spool_files: spool_files.min(quarter),
+        max_connections: max_connections.min(share(2)),
+        spool_files: spool_files.min(share(4)),
         short: true,
     }
 }
 
-/// Raises the soft limit to the hard one; warns (once) and lowers
-/// `body_spool_files` when the result is below what the settings need.
+/// Raises the soft limit to the hard one; warns (once) and lowers `max_connections`
+/// and `body_spool_files` when the result is below what the settings need.
 pub(super) fn fit(settings: &mut Settings) {
     let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok(l) => l,
@@ -82,13 +86,15 @@ pub(super) fn fit(settings: &mut Settings) {
     );
     if p.short {
         tracing::warn!(
-            "open-file limit (RLIMIT_NOFILE) is {limit} (soft was {soft}, hard {hard}), below the {} that max_connections ({}) + body_spool_files ({}) + {} workers need: raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=); until then at most {} request bodies are spooled at once",
+            "open-file limit (RLIMIT_NOFILE) is {limit} (soft was {soft}, hard {hard}), below the {} that max_connections ({}) + body_spool_files ({}) + {} workers need: raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=); until then at most {} connections are served and {} request bodies spooled at once",
             p.need,
             l.max_connections,
             l.body_spool_files,
             settings.workers.count,
+            p.max_connections,
             p.spool_files,
         );
+        l.max_connections = p.max_connections;
         l.body_spool_files = p.spool_files;
     }
 }
@@ -104,6 +110,7 @@ mod tests {
             p,
             Plan {
                 need: 10_000 + 1024 + 32 + RESERVE,
+                max_connections: 10_000,
                 spool_files: 1024,
                 short: false
             }
@@ -111,10 +118,10 @@ mod tests {
     }
 
     #[test]
-    fn too_few_keep_spooled_bodies_to_a_quarter() {
+    fn too_few_keep_connections_to_half_and_spooled_bodies_to_a_quarter() {
         let p = plan(400, 10_000, 1024, 2);
         assert!(p.short);
-        assert_eq!(p.spool_files, 100);
+        assert_eq!((p.max_connections, p.spool_files), (200, 100));
         // A cap already below a quarter stays.
         assert_eq!(plan(400, 10_000, 8, 2).spool_files, 8);
         assert_eq!(plan(2, 10_000, 8, 2).spool_files, 1);

@@ -1,7 +1,8 @@
 //! The master process: start-up order, serving, and the response to signals.
 //!
 //! Order: parse flags and config (exit 2 on error) → ask the app's interpreter
-//! whether it can run our worker (exit 2 if not) → bind listeners (so "address in
+//! whether it can run our worker (exit 2 if not) → raise the open-file limit (a
+//! warning when it is short, `fd_limit`) → bind listeners (so "address in
 //! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
 //! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
 

@@ -216,20 +216,6 @@ fn declared_bodies_without_data_take_no_descriptors() {
     assert_eq!(s.open_spool_files(), 0);
 }
 
-/// The status of each response, waiting at most `timeout` for each.
-async fn statuses(streams: Streams, timeout: Duration) -> Vec<u16> {
-    let mut out = Vec::new();
-    for (resp, _stream) in streams {
-        let status = match tokio::time::timeout(timeout, resp).await {
-            Ok(Ok(r)) => r.status().as_u16(),
-            Ok(Err(_)) => 1,
-            Err(_) => 0,
-        };
-        out.push(status);
-    }
-    out
-}
-
 /// Streams that send more than fits in memory, past `body_spool_files`: the first
 /// ones hold the files, the rest wait `body_spool_wait` and get 503; the metrics
 /// show the files, their bytes and the refusals, and fall back to 0 when the holders
@@ -242,24 +228,36 @@ fn bodies_past_the_file_cap_wait_then_get_503() {
         None,
     );
     let rt = runtime();
-    let (_c, mut streams) = rt.block_on(h2_uploads(s.server.addr, 20, 1_000_000, 3000));
+    let started = Instant::now();
+    let (_c, streams) = rt.block_on(h2_uploads(s.server.addr, 20, 1_000_000, 3000));
+    let (responses, mut sends): (Vec<_>, Vec<_>) = streams.into_iter().unzip();
+    let answers: Vec<_> = responses
+        .into_iter()
+        .map(|r| rt.spawn(async move { r.await.map_or(1, |r| r.status().as_u16()) }))
+        .collect();
     s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
         n == 4
     });
     assert_eq!(s.metric("ferricorn_body_spool_bytes"), 4 * 3000);
     assert_eq!(s.open_spool_files(), 4);
-    let waiting = streams.split_off(4);
-    let started = Instant::now();
-    let refused = rt.block_on(statuses(waiting, Duration::from_secs(10)));
-    assert_eq!(refused, vec![503; 16]);
-    assert!(started.elapsed() >= Duration::from_millis(1500), "no wait");
-    assert_eq!(
-        s.metric("ferricorn_body_spool_refused_total{cap=\"files\"}"),
-        16
+    // Which four hold a file is the server's choice; the sixteen others are refused.
+    s.wait_metric(
+        "ferricorn_body_spool_refused_total{cap=\"files\"}",
+        Duration::from_secs(10),
+        |n| n == 16,
     );
+    assert!(started.elapsed() >= Duration::from_millis(1500), "no wait");
+    wait_until("the refusals sent", Duration::from_secs(10), || {
+        answers.iter().filter(|a| a.is_finished()).count() == 16
+    });
+    let (done, holding): (Vec<_>, Vec<_>) = answers.into_iter().partition(|a| a.is_finished());
+    let refused: Vec<u16> = done.into_iter().map(|a| rt.block_on(a).unwrap()).collect();
+    assert_eq!(refused, vec![503; 16]);
+    assert_eq!(holding.len(), 4);
+    assert_eq!(s.metric("ferricorn_body_spool_files"), 4);
     s.others_are_served();
     // The holders give up: their files and bytes are given back.
-    for (_, stream) in &mut streams {
+    for stream in &mut sends {
         stream.send_reset(h2::Reason::CANCEL);
     }
     s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {

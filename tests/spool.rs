@@ -255,6 +255,13 @@ fn bodies_past_the_file_cap_wait_then_get_503() {
     assert_eq!(refused, vec![503; 16]);
     assert_eq!(holding.len(), 4);
     assert_eq!(s.metric("ferricorn_body_spool_files"), 4);
+    // One line for the sixteen.
+    let log = s.server.log();
+    assert_eq!(
+        log.matches("body_spool_files (4): answering 503").count(),
+        1,
+        "{log}"
+    );
     s.others_are_served();
     // The holders give up: their files and bytes are given back.
     for stream in &mut sends {

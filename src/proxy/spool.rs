@@ -98,12 +98,12 @@ pub struct SpoolCaps {
     wait: Duration,
     /// Refusals: [files, bytes, disk].
     refused: [AtomicU64; 3],
-    /// When a full disk was last logged, and the refusals since: once a minute at
-    /// most, as on a full disk every upload fails.
-    disk_logged: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+    /// When a refusal was last logged, and the refusals since: once a minute at
+    /// most, as under an attack or on a full disk every upload is refused.
+    logged: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
 
-const DISK_LOG_EVERY: Duration = Duration::from_secs(60);
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a body found no room.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +126,7 @@ impl SpoolCaps {
             bytes_cap,
             wait,
             refused: Default::default(),
-            disk_logged: Default::default(),
+            logged: Default::default(),
         })
     }
 
@@ -142,9 +142,31 @@ impl SpoolCaps {
         }
     }
 
-    fn refuse(&self, why: Refusal) -> Failure {
+    /// Counts a refusal and logs it (the first, then once a minute with a count).
+    fn refuse(&self, why: Refusal, error: Option<&std::io::Error>) -> Failure {
         self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(?why, "request body refused: no room to spool it");
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        logged.1 += 1;
+        if logged.0.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            let refusals = std::mem::take(&mut logged.1);
+            logged.0 = Some(std::time::Instant::now());
+            drop(logged);
+            let cause = match (why, error) {
+                (_, Some(e)) => format!("request body spool failed: {e}"),
+                (Refusal::Files, None) => format!(
+                    "request bodies past [limits] body_spool_files ({})",
+                    self.files_cap
+                ),
+                (_, None) => format!(
+                    "request bodies past [limits] body_spool_bytes ({})",
+                    self.bytes_cap
+                ),
+            };
+            tracing::warn!(
+                refusals,
+                "{cause}: answering 503 (logged once a minute at most)"
+            );
+        }
         Failure::SpoolFull
     }
 
@@ -157,14 +179,14 @@ impl SpoolCaps {
         why: Refusal,
     ) -> Result<OwnedSemaphorePermit, Failure> {
         let Ok(n32) = u32::try_from(n) else {
-            return Err(self.refuse(why));
+            return Err(self.refuse(why, None));
         };
         if let Ok(p) = sem.clone().try_acquire_many_owned(n32) {
             return Ok(p);
         }
         match tokio::time::timeout(self.wait, sem.clone().acquire_many_owned(n32)).await {
             Ok(Ok(p)) => Ok(p),
-            _ => Err(self.refuse(why)),
+            _ => Err(self.refuse(why, None)),
         }
     }
 }
@@ -221,15 +243,7 @@ impl SpoolCaps {
     fn io_failure(&self, e: std::io::Error) -> Failure {
         match e.raw_os_error() {
             Some(libc::ENOSPC | libc::EDQUOT | libc::EMFILE | libc::ENFILE) => {
-                let mut logged = self.disk_logged.lock().unwrap_or_else(|e| e.into_inner());
-                logged.1 += 1;
-                if logged.0.is_none_or(|t| t.elapsed() >= DISK_LOG_EVERY) {
-                    let refusals = std::mem::take(&mut logged.1);
-                    logged.0 = Some(std::time::Instant::now());
-                    tracing::warn!(error = %e, refusals, "request body spool failed: answering 503 (logged once a minute at most)");
-                }
-                drop(logged);
-                self.refuse(Refusal::Disk)
+                self.refuse(Refusal::Disk, Some(&e))
             }
             _ => internal(e),
         }

@@ -27,6 +27,7 @@ pub struct Body {
     /// The share of `BodyBudget` a body in memory holds until it is dropped.
     _held: Held,
 }
+
 /// What all request bodies in memory may take together (`[limits] body_memory`):
 /// past it a body goes to a temp file whatever its size, so many slow uploads cost
 /// disk, not RAM. Shared by every connection.
@@ -170,6 +171,16 @@ impl SpoolCaps {
         Failure::SpoolFull
     }
 
+    /// A full disk is a lack of room (503); anything else is our fault (500).
+    fn io_failure(&self, e: std::io::Error) -> Failure {
+        match e.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EMFILE | libc::ENFILE) => {
+                self.refuse(Refusal::Disk, Some(&e))
+            }
+            _ => internal(e),
+        }
+    }
+
     /// `n` permits of `sem`, waiting up to `wait` for them (FIFO: a large body is
     /// not starved by small ones).
     async fn take(
@@ -238,18 +249,6 @@ impl SpoolFile {
     }
 }
 
-impl SpoolCaps {
-    /// A full disk is a lack of room (503); anything else is our fault (500).
-    fn io_failure(&self, e: std::io::Error) -> Failure {
-        match e.raw_os_error() {
-            Some(libc::ENOSPC | libc::EDQUOT | libc::EMFILE | libc::ENFILE) => {
-                self.refuse(Refusal::Disk, Some(&e))
-            }
-            _ => internal(e),
-        }
-    }
-}
-
 /// How a body is read: its limits, the shared memory budget and spool caps.
 pub struct Reading<'a> {
     pub max: u64,
@@ -274,6 +273,9 @@ where
     let mut len: u64 = 0;
     let mut file: Option<SpoolFile> = None;
     while let Some(data) = next_data(&mut body, r.pause_limit).await? {
+        if data.is_empty() {
+            continue; // an empty DATA frame is no first byte
+        }
         len += data.len() as u64;
         if len > r.max {
             return Err(Failure::PayloadTooLarge);
@@ -447,10 +449,21 @@ mod tests {
     async fn a_declared_length_alone_takes_neither_memory_nor_a_file() {
         let budget = BodyBudget::new(1 << 20);
         let spool = SpoolCaps::new(4, 1 << 20, Duration::from_millis(50));
-        let read = read_body(body(&[], true), reading(&budget, &spool, Some(5_000_000)));
-        let polled = tokio::time::timeout(Duration::from_millis(50), read).await;
+        // Each read stays alive (pending) while its use is looked at.
+        let mut read = Box::pin(read_body(
+            body(&[], true),
+            reading(&budget, &spool, Some(5_000_000)),
+        ));
+        let polled = tokio::time::timeout(Duration::from_millis(50), &mut read).await;
         assert!(polled.is_err(), "still reading");
         assert_eq!(spool.usage().files, 0);
+        // Nor does an empty DATA frame for a body that would fit in memory.
+        let mut read = Box::pin(read_body(
+            body(&[0, 0], true),
+            reading(&budget, &spool, Some(900)),
+        ));
+        let polled = tokio::time::timeout(Duration::from_millis(50), &mut read).await;
+        assert!(polled.is_err(), "still reading");
         assert_eq!(budget.used(), 0);
     }
 

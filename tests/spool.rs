@@ -645,3 +645,51 @@ fn many_slow_http1_uploads_under_a_low_limit() {
     });
     assert_eq!(s.open_spool_files(), 0);
 }
+
+/// Streams reset while they wait for a file slot leave the wait at once: they no
+/// longer count as in flight (they used to, for ever) and a later upload gets the
+/// slot a finished body gives back without waiting behind them.
+#[test]
+fn streams_reset_while_waiting_leave_the_queue() {
+    let s = site(
+        "body_buffer_size = 1000\nbody_spool_files = 1\nbody_spool_wait = 30\n",
+        None,
+        None,
+    );
+    let rt = runtime();
+    let (_c, mut holder) = rt.block_on(h2_uploads(s.server.addr, 1, 10_000, 3000));
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 1
+    });
+    let (_c2, mut waiters) = rt.block_on(h2_uploads(s.server.addr, 10, 10_000, 3000));
+    s.wait_metric(
+        "ferricorn_requests_in_flight",
+        Duration::from_secs(10),
+        |n| n == 11,
+    );
+    for (_, stream) in &mut waiters {
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    s.wait_metric(
+        "ferricorn_requests_in_flight",
+        Duration::from_secs(10),
+        |n| n == 1,
+    );
+    holder[0].1.send_reset(h2::Reason::CANCEL);
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 0
+    });
+    let started = Instant::now();
+    let r = client()
+        .post(s.server.url("/slow-read?chunk=65536&pause=0"))
+        .body(vec![b'n'; 5000])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(10), "it waited");
+    s.wait_metric(
+        "ferricorn_requests_in_flight",
+        Duration::from_secs(10),
+        |n| n == 0,
+    );
+}

@@ -179,7 +179,7 @@ impl Front {
         conn: &ConnInfo,
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
-        self.metrics.request_started();
+        let _in_flight = self.metrics.request_started();
         let ends_connection = is_http1_connect(&req);
         let stamp = self.stamp(&req, conn);
         let request_id = stamp.request_id.clone();

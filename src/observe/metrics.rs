@@ -57,6 +57,15 @@ pub struct SpoolUse {
     pub refused_disk: u64,
 }
 
+/// A request in flight, see [`Metrics::request_started`].
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.here().in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
 /// What one front thread counts.
 #[derive(Default)]
 #[repr(align(128))]
@@ -104,14 +113,16 @@ impl Metrics {
         self.threads.iter().map(f).sum()
     }
 
-    pub fn request_started(&self) {
+    /// The request counts as in flight until the guard is dropped: answered, or
+    /// dropped unanswered when its client went away (a reset HTTP/2 stream).
+    pub fn request_started(&self) -> InFlight<'_> {
         self.here().in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
     }
 
     /// Counted by the front thread that answered, which also started the request.
     pub fn request_finished(&self, kind: RouteKind, status: u16, elapsed: Duration, bytes: u64) {
         let t = self.here();
-        t.in_flight.fetch_sub(1, Relaxed);
         let class = (status / 100).clamp(1, 5) as usize - 1;
         t.requests[kind as usize][class].fetch_add(1, Relaxed);
         t.latency.observe(elapsed);
@@ -336,10 +347,14 @@ mod tests {
     #[test]
     fn render_counts_by_kind_class_and_bucket() {
         let m = Metrics::default();
-        m.request_started();
+        let first = m.request_started();
         m.request_finished(RouteKind::App, 200, Duration::from_millis(3), 13);
-        m.request_started();
+        drop(first);
+        let second = m.request_started();
         m.request_finished(RouteKind::Static, 404, Duration::from_millis(20), 0);
+        drop(second);
+        // A request dropped unanswered is no longer in flight either.
+        drop(m.request_started());
         m.worker_restarted(RestartReason::Timeout);
         m.request_queued(Duration::from_micros(1500));
         let text = m.render(&Gauges {

@@ -21,6 +21,16 @@ struct Site {
 }
 
 fn site(limits: &str, nofile: Option<&str>, tmpdir: Option<&std::path::Path>) -> Site {
+    site_with(limits, nofile, tmpdir, &[])
+}
+
+/// `site` with `extra` flags.
+fn site_with(
+    limits: &str,
+    nofile: Option<&str>,
+    tmpdir: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Site {
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("spool.toml");
     std::fs::write(&conf, format!("[limits]\n{limits}\n")).unwrap();
@@ -43,8 +53,11 @@ fn site(limits: &str, nofile: Option<&str>, tmpdir: Option<&std::path::Path>) ->
         &statics,
         "-b",
         "127.0.0.1:0",
-        "misbehave:app",
-    ] {
+    ]
+    .iter()
+    .chain(extra)
+    .chain(&["misbehave:app"])
+    {
         args.push(a.to_string());
     }
     // The spool files go to a directory of the test's own, to be counted.
@@ -168,12 +181,26 @@ async fn h2_uploads(
     send: usize,
 ) -> (h2::client::SendRequest<Bytes>, Streams) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    h2_uploads_on(tcp, &format!("http://{addr}"), n, declared, send).await
+}
+
+/// `h2_uploads` on a connection of the caller's (TLS, say) to `origin`.
+async fn h2_uploads_on<T>(
+    io: T,
+    origin: &str,
+    n: usize,
+    declared: u64,
+    send: usize,
+) -> (h2::client::SendRequest<Bytes>, Streams)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut client, conn) = h2::client::handshake(io).await.unwrap();
     tokio::spawn(conn);
     let mut streams = Vec::new();
     for _ in 0..n {
         client = client.ready().await.unwrap();
-        let req = http::Request::post(format!("http://{addr}/slow-read?chunk=65536&pause=0"))
+        let req = http::Request::post(format!("{origin}/slow-read?chunk=65536&pause=0"))
             .header("content-length", declared.to_string())
             .body(())
             .unwrap();
@@ -692,4 +719,109 @@ fn streams_reset_while_waiting_leave_the_queue() {
         Duration::from_secs(10),
         |n| n == 0,
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 that is no CA (rustls refuses a CA as
+/// a server's certificate), and its key.
+fn leaf_certificate(dir: &std::path::Path) -> (String, String) {
+    let (cert, key) = (dir.join("leaf.pem"), dir.join("leaf.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
+}
+
+/// An h2 connection over TLS (ALPN h2) to a server using `cert`.
+async fn h2_tls(
+    addr: std::net::SocketAddr,
+    cert: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// Over TLS the same: streams declaring bodies and sending nothing hold no file,
+/// streams past the file cap get 503, the metrics fall back to 0.
+#[test]
+fn over_tls_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf_certificate(dir.path());
+    let s = site_with(
+        "body_buffer_size = 1000\nbody_spool_files = 2\nbody_spool_wait = 1\n",
+        Some("400:400"),
+        None,
+        &["--certfile", &cert, "--keyfile", &key],
+    );
+    let rt = runtime();
+    let addr = s.server.addr;
+    let origin = format!("https://{addr}");
+    let (_idle, _idle_streams) = rt.block_on(async {
+        h2_uploads_on(h2_tls(addr, &cert).await, &origin, 100, 5_000_000, 0).await
+    });
+    let (_c, streams) = rt.block_on(async {
+        h2_uploads_on(h2_tls(addr, &cert).await, &origin, 6, 1_000_000, 3000).await
+    });
+    let (responses, mut sends): (Vec<_>, Vec<_>) = streams.into_iter().unzip();
+    let answers: Vec<_> = responses
+        .into_iter()
+        .map(|r| rt.spawn(async move { r.await.map_or(1, |r| r.status().as_u16()) }))
+        .collect();
+    s.wait_metric(
+        "ferricorn_body_spool_refused_total{cap=\"files\"}",
+        Duration::from_secs(10),
+        |n| n == 4,
+    );
+    wait_until("the refusals sent", Duration::from_secs(10), || {
+        answers.iter().filter(|a| a.is_finished()).count() == 4
+    });
+    let refused: Vec<u16> = answers
+        .into_iter()
+        .filter(|a| a.is_finished())
+        .map(|a| rt.block_on(a).unwrap())
+        .collect();
+    assert_eq!(refused, vec![503; 4]);
+    assert_eq!(s.metric("ferricorn_body_spool_files"), 2);
+    for stream in &mut sends {
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    s.wait_metric("ferricorn_body_spool_files", Duration::from_secs(10), |n| {
+        n == 0
+    });
+    assert_eq!(s.metric("ferricorn_body_spool_bytes"), 0);
+    assert_eq!(s.open_spool_files(), 0);
 }

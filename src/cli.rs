@@ -141,6 +141,12 @@ pub struct Cli {
     #[arg(long = "limit-request-body", help = with_default("Largest request body in bytes; larger gets 413.", defaults::MAX_BODY_SIZE))]
     pub limit_request_body: Option<u64>,
 
+    #[arg(long = "body-spool-files", help = with_default("Request bodies in temp files at once; one more waits, then gets 503.", defaults::BODY_SPOOL_FILES))]
+    pub body_spool_files: Option<usize>,
+
+    #[arg(long = "body-spool-bytes", help = with_default("Bytes of all request bodies in temp files together; more waits, then gets 503.", defaults::BODY_SPOOL_BYTES))]
+    pub body_spool_bytes: Option<u64>,
+
     #[arg(long = "forwarded-allow-ips", value_name = "IPS", help = with_default("Proxies trusted to set the client address and scheme (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Ssl, Forwarded): comma-separated addresses and CIDR ranges, or '*' for any.", defaults::FORWARDED_ALLOW_IPS))]
     pub forwarded_allow_ips: Option<String>,
 

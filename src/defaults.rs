@@ -44,6 +44,15 @@ pub const MAX_BODY_SIZE: u64 = 100 * 1024 * 1024;
 pub const BODY_BUFFER_SIZE: u64 = 1024 * 1024;
 /// `[limits] body_memory`: bytes of all bodies in memory together.
 pub const BODY_MEMORY: u64 = 64 * 1024 * 1024;
+/// `[limits] body_spool_files`, `--body-spool-files`: request bodies in temp files at
+/// once, across connections (each holds a file descriptor).
+pub const BODY_SPOOL_FILES: usize = 1024;
+/// `[limits] body_spool_bytes`, `--body-spool-bytes`: bytes of all spooled request
+/// bodies together (disk in `$TMPDIR`).
+pub const BODY_SPOOL_BYTES: u64 = 1024 * 1024 * 1024;
+/// `[limits] body_spool_wait`: seconds a body waits for room under the spool caps
+/// before its 503.
+pub const BODY_SPOOL_WAIT_S: u64 = 10;
 /// `[limits] response_buffer_size`: bytes.
 pub const RESPONSE_BUFFER_SIZE: usize = 1024 * 1024;
 /// `[limits] request_line`, `--limit-request-line`: bytes (gunicorn's).

@@ -98,6 +98,9 @@ pub enum Failure {
     QueueFull,
     /// Every worker stayed busy for `[workers] queue_timeout`.
     QueueTimeout,
+    /// A request body found no room to spool in (`[limits] body_spool_files`,
+    /// `body_spool_bytes`, or a full temp directory) within `body_spool_wait`.
+    SpoolFull,
     Internal,
 }
 
@@ -113,7 +116,9 @@ impl Failure {
             | Failure::HeaderFieldsTooLarge
             | Failure::VersionNotSupported => Blame::Client,
             Failure::WorkerFailed | Failure::WorkerTimeout => Blame::Worker,
-            Failure::QueueFull | Failure::QueueTimeout | Failure::Internal => Blame::Server,
+            Failure::QueueFull | Failure::QueueTimeout | Failure::SpoolFull | Failure::Internal => {
+                Blame::Server
+            }
         }
     }
 
@@ -129,7 +134,9 @@ impl Failure {
             Failure::VersionNotSupported => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             Failure::WorkerFailed => StatusCode::BAD_GATEWAY,
             Failure::WorkerTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Failure::QueueFull | Failure::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::QueueFull | Failure::QueueTimeout | Failure::SpoolFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,7 +193,7 @@ pub fn status_page(status: StatusCode) -> Response<Body> {
 mod tests {
     use super::*;
 
-    const ALL: [Failure; 13] = [
+    const ALL: [Failure; 14] = [
         Failure::NotFound,
         Failure::MethodNotAllowed,
         Failure::PayloadTooLarge,
@@ -199,6 +206,7 @@ mod tests {
         Failure::WorkerTimeout,
         Failure::QueueFull,
         Failure::QueueTimeout,
+        Failure::SpoolFull,
         Failure::Internal,
     ];
 

@@ -157,6 +157,9 @@ pub struct LimitsSection {
     pub max_body_size: Option<u64>,
     pub body_buffer_size: Option<u64>,
     pub body_memory: Option<u64>,
+    pub body_spool_files: Option<usize>,
+    pub body_spool_bytes: Option<u64>,
+    pub body_spool_wait: Option<u64>,
     pub response_buffer_size: Option<usize>,
     pub request_line: Option<usize>,
     pub request_fields: Option<usize>,
@@ -308,6 +311,9 @@ impl LimitsSection {
         default(&mut self.max_body_size, defaults::MAX_BODY_SIZE);
         default(&mut self.body_buffer_size, defaults::BODY_BUFFER_SIZE);
         default(&mut self.body_memory, defaults::BODY_MEMORY);
+        default(&mut self.body_spool_files, defaults::BODY_SPOOL_FILES);
+        default(&mut self.body_spool_bytes, defaults::BODY_SPOOL_BYTES);
+        default(&mut self.body_spool_wait, defaults::BODY_SPOOL_WAIT_S);
         default(
             &mut self.response_buffer_size,
             defaults::RESPONSE_BUFFER_SIZE,

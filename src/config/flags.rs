@@ -100,6 +100,8 @@ fn workers(cli: &Cli, w: &mut WorkersSection) {
 
 fn limits(cli: &Cli, l: &mut LimitsSection) {
     set(&mut l.max_body_size, &cli.limit_request_body);
+    set(&mut l.body_spool_files, &cli.body_spool_files);
+    set(&mut l.body_spool_bytes, &cli.body_spool_bytes);
     set(&mut l.request_line, &cli.limit_request_line);
     set(&mut l.request_fields, &cli.limit_request_fields);
     set(&mut l.request_field_size, &cli.limit_request_field_size);

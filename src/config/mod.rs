@@ -96,6 +96,12 @@ pub struct Limits {
     /// All request bodies held in memory at once, across connections; beyond it a
     /// body is spooled to a temp file whatever its size.
     pub body_memory: u64,
+    /// Request bodies in temp files at once, across connections; a body that needs
+    /// one more waits `body_spool_wait`, then gets 503.
+    pub body_spool_files: usize,
+    /// Bytes of all spooled request bodies together; same wait, same 503.
+    pub body_spool_bytes: u64,
+    pub body_spool_wait: Duration,
     /// Bytes of one response kept in memory for a slow client; the rest is spooled to
     /// a temp file.
     pub response_buffer_size: usize,
@@ -236,6 +242,7 @@ impl Settings {
             .map(static_mount)
             .collect::<Result<Vec<_>, _>>()?;
         let routes = routes(&f.routes)?;
+        let limits = limits(&f.limits, &routes)?;
         let (log_level, log_format, access_log_format) = log(&f.log)?;
         let server = &f.server;
         let settings = Settings {
@@ -257,7 +264,7 @@ impl Settings {
             statics,
             routes,
             static_cache: static_cache(&f.static_cache),
-            limits: limits(&f.limits),
+            limits,
             forwarded_allow_ips: given(&f.proxy.forwarded_allow_ips)
                 .parse::<TrustedProxies>()
                 .map_err(|e| ConfigError::invalid(e.to_string()))?,
@@ -393,11 +400,27 @@ fn static_cache(c: &file::StaticCacheSection) -> FileCache {
     }
 }
 
-fn limits(l: &file::LimitsSection) -> Limits {
-    Limits {
+fn limits(l: &file::LimitsSection, routes: &[RouteOverride]) -> Result<Limits, ConfigError> {
+    // A body larger than every spooled body together could only wait for its 503.
+    let spool_bytes = given(&l.body_spool_bytes);
+    let largest = routes
+        .iter()
+        .filter_map(|r| r.max_body_size)
+        .chain([given(&l.max_body_size)])
+        .max()
+        .unwrap_or(0);
+    if largest > spool_bytes {
+        return Err(ConfigError::invalid(format!(
+            "a body of max_body_size ({largest} bytes) would never fit in body_spool_bytes ({spool_bytes}): raise [limits] body_spool_bytes (--body-spool-bytes)"
+        )));
+    }
+    Ok(Limits {
         max_body_size: given(&l.max_body_size),
         body_buffer_size: given(&l.body_buffer_size),
         body_memory: given(&l.body_memory),
+        body_spool_files: given(&l.body_spool_files),
+        body_spool_bytes: given(&l.body_spool_bytes),
+        body_spool_wait: secs(l.body_spool_wait),
         response_buffer_size: given(&l.response_buffer_size),
         request_line: given(&l.request_line),
         request_fields: given(&l.request_fields),
@@ -408,7 +431,7 @@ fn limits(l: &file::LimitsSection) -> Limits {
         max_connections: given(&l.max_connections),
         http2_max_streams: given(&l.http2_max_streams),
         require_host: given(&l.require_host),
-    }
+    })
 }
 
 /// `[log]`: the level (lower case), the error log's format, the access log's format.

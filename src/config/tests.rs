@@ -349,3 +349,25 @@ fn prefixes_are_kept_in_their_normal_form() {
         assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
     }
 }
+
+#[test]
+fn spool_caps_from_flags_and_a_body_larger_than_the_byte_cap_is_refused() {
+    let cli = Cli::parse_from([
+        "ferricorn",
+        "--static",
+        "/s/=.",
+        "--body-spool-files",
+        "8",
+        "--body-spool-bytes",
+        "200000000",
+    ]);
+    let s = Settings::merge(&cli, FileConfig::default()).unwrap();
+    assert_eq!(s.limits.body_spool_files, 8);
+    assert_eq!(s.limits.body_spool_bytes, 200_000_000);
+    assert_eq!(s.limits.body_spool_wait, Duration::from_secs(10));
+    // A route's larger body could never be spooled: said at start, not as 503s.
+    let f: FileConfig =
+        toml::from_str("[[route]]\nprefix = \"/up/\"\nmax_body_size = \"1GiB\"\n").unwrap();
+    let err = Settings::merge(&cli, f).unwrap_err().to_string();
+    assert!(err.contains("body_spool_bytes (200000000)"), "{err}");
+}

@@ -118,6 +118,10 @@ impl Front {
         Gauges {
             queued: self.proxy.as_ref().map_or(0, |p| p.queued()),
             body_memory: self.proxy.as_ref().map_or(0, |p| p.body_memory()),
+            spool: self
+                .proxy
+                .as_ref()
+                .map_or_else(Default::default, |p| p.spool_use()),
             cache_hits,
             cache_misses,
             parked: crate::guard::parked_connections(),
@@ -190,7 +194,7 @@ impl Front {
         conn: &ConnInfo,
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
-        self.metrics.request_started();
+        let _in_flight = self.metrics.request_started();
         let ends_connection = is_http1_connect(&req);
         // The one answer to "who is the client" that REMOTE_ADDR, the scheme, the
         // access log and the rate limits all use.

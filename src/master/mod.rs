@@ -1,10 +1,12 @@
 //! The master process: start-up order, serving, and the response to signals.
 //!
 //! Order: parse flags and config (exit 2 on error) → ask the app's interpreter
-//! whether it can run our worker (exit 2 if not) → bind listeners (so "address in
+//! whether it can run our worker (exit 2 if not) → raise the open-file limit (a
+//! warning when it is short, `fd_limit`) → bind listeners (so "address in
 //! use" fails fast) → install signal handlers → boot the workers (exit 3 when the app
 //! does not import) → announce Ready → serve until TERM/INT (drain, exit 0) or QUIT.
 
+mod fd_limit;
 mod serve;
 mod start;
 mod upgrade;
@@ -164,7 +166,7 @@ impl MasterError {
 /// the workers, serve, and on a stop signal drain.
 async fn run(
     cli: Cli,
-    settings: Settings,
+    mut settings: Settings,
     error_log: ErrorLog,
     inherited: systemd::Inherited,
 ) -> Result<(), MasterError> {
@@ -172,6 +174,7 @@ async fn run(
     if settings.check_config {
         return check_config(&settings).await;
     }
+    fd_limit::fit(&mut settings);
     let mut inherited = inherited;
     let inherited_admin = upgrade::inherited_admin(&mut inherited);
     let bound = bind(&settings, inherited)?;

@@ -38,10 +38,32 @@ pub struct Gauges {
     pub queued: usize,
     /// Request-body bytes held in memory (`[limits] body_memory` caps it).
     pub body_memory: u64,
+    pub spool: SpoolUse,
     pub cache_hits: u64,
     pub cache_misses: u64,
     /// Idle HTTP/1 keep-alive connections parked without hyper's buffers.
     pub parked: u64,
+}
+
+/// Request bodies spooled to temp files (`[limits] body_spool_files`,
+/// `body_spool_bytes`), and the bodies refused for want of room.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpoolUse {
+    pub files: u64,
+    pub bytes: u64,
+    pub refused_files: u64,
+    pub refused_bytes: u64,
+    /// The temp directory was full.
+    pub refused_disk: u64,
+}
+
+/// A request in flight, see [`Metrics::request_started`].
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.here().in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 /// What one front thread counts.
@@ -91,14 +113,16 @@ impl Metrics {
         self.threads.iter().map(f).sum()
     }
 
-    pub fn request_started(&self) {
+    /// The request counts as in flight until the guard is dropped: answered, or
+    /// dropped unanswered when its client went away (a reset HTTP/2 stream).
+    pub fn request_started(&self) -> InFlight<'_> {
         self.here().in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
     }
 
     /// Counted by the front thread that answered, which also started the request.
     pub fn request_finished(&self, kind: RouteKind, status: u16, elapsed: Duration, bytes: u64) {
         let t = self.here();
-        t.in_flight.fetch_sub(1, Relaxed);
         let class = (status / 100).clamp(1, 5) as usize - 1;
         t.requests[kind as usize][class].fetch_add(1, Relaxed);
         t.latency.observe(elapsed);
@@ -232,6 +256,18 @@ impl Metrics {
 
     /// The counters kept elsewhere: the error log's drops, the static cache, bytes.
     fn render_counters(&self, out: &mut String, g: &Gauges) {
+        *out += "# HELP ferricorn_body_spool_refused_total Request bodies answered 503 for want of room to spool them, by cap.\n";
+        *out += "# TYPE ferricorn_body_spool_refused_total counter\n";
+        for (cap, n) in [
+            ("files", g.spool.refused_files),
+            ("bytes", g.spool.refused_bytes),
+            ("disk", g.spool.refused_disk),
+        ] {
+            let _ = writeln!(
+                out,
+                "ferricorn_body_spool_refused_total{{cap=\"{cap}\"}} {n}"
+            );
+        }
         counter(
             out,
             "ferricorn_error_log_dropped_total",
@@ -269,6 +305,18 @@ fn render_gauges(out: &mut String, g: &Gauges) {
     );
     gauge(
         out,
+        "ferricorn_body_spool_files",
+        "Request bodies in temp files (capped by [limits] body_spool_files).",
+        g.spool.files as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_body_spool_bytes",
+        "Request-body bytes in temp files (capped by [limits] body_spool_bytes).",
+        g.spool.bytes as i64,
+    );
+    gauge(
+        out,
         "ferricorn_requests_queued",
         "Requests waiting for a free worker.",
         g.queued as i64,
@@ -299,21 +347,36 @@ mod tests {
     #[test]
     fn render_counts_by_kind_class_and_bucket() {
         let m = Metrics::default();
-        m.request_started();
+        let first = m.request_started();
         m.request_finished(RouteKind::App, 200, Duration::from_millis(3), 13);
-        m.request_started();
+        drop(first);
+        let second = m.request_started();
         m.request_finished(RouteKind::Static, 404, Duration::from_millis(20), 0);
+        drop(second);
+        // A request dropped unanswered is no longer in flight either.
+        drop(m.request_started());
         m.worker_restarted(RestartReason::Timeout);
         m.request_queued(Duration::from_micros(1500));
         let text = m.render(&Gauges {
             queued: 2,
             body_memory: 4096,
+            spool: SpoolUse {
+                files: 3,
+                bytes: 3_000_000,
+                refused_files: 0,
+                refused_bytes: 2,
+                refused_disk: 1,
+            },
             cache_hits: 5,
             cache_misses: 1,
             parked: 7,
         });
         assert!(text.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"));
         assert!(text.contains("ferricorn_body_memory_bytes 4096"));
+        assert!(text.contains("ferricorn_body_spool_files 3\n"));
+        assert!(text.contains("ferricorn_body_spool_bytes 3000000\n"));
+        assert!(text.contains("ferricorn_body_spool_refused_total{cap=\"bytes\"} 2"));
+        assert!(text.contains("ferricorn_body_spool_refused_total{cap=\"disk\"} 1"));
         assert!(text.contains("ferricorn_requests_total{kind=\"static\",status=\"4xx\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.025\"} 2"));

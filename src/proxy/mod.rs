@@ -27,6 +27,7 @@ pub struct Proxy {
     dispatcher: &'static Dispatcher,
     limits: Limits,
     body_budget: Arc<spool::BodyBudget>,
+    spool: Arc<spool::SpoolCaps>,
 }
 
 /// Which worker answered, how long it took to send its head, and how long the
@@ -43,6 +44,11 @@ impl Proxy {
         Proxy {
             dispatcher,
             body_budget: spool::BodyBudget::new(limits.body_memory),
+            spool: spool::SpoolCaps::new(
+                limits.body_spool_files,
+                limits.body_spool_bytes,
+                limits.body_spool_wait,
+            ),
             limits,
         }
     }
@@ -50,6 +56,11 @@ impl Proxy {
     /// Bytes of request bodies held in memory now.
     pub fn body_memory(&self) -> u64 {
         self.body_budget.used()
+    }
+
+    /// Request bodies in temp files now, and the refusals so far.
+    pub(crate) fn spool_use(&self) -> crate::observe::metrics::SpoolUse {
+        self.spool.usage()
     }
 
     /// Requests waiting for a free worker.
@@ -98,6 +109,7 @@ impl Proxy {
             memory_limit: self.limits.body_buffer_size,
             pause_limit: self.limits.body_timeout,
             budget: &self.body_budget,
+            spool: &self.spool,
             declared,
         };
         spool::read_body(body, reading).await

@@ -52,6 +52,9 @@ pub struct WorkerConn {
     /// Request-body bytes queued for the writer: what back-pressure is judged on.
     queued: Arc<Queued>,
     streams: Mutex<HashMap<u32, Stream>>,
+    /// The reader waits for a client to take a response (`response_spool::Blocked`):
+    /// the worker's silence meanwhile is the client's doing, not a stuck app.
+    paused: AtomicBool,
     dispatcher: &'static Dispatcher,
 }
 
@@ -109,6 +112,7 @@ impl WorkerConn {
             outgoing: tx,
             queued: queued.clone(),
             streams: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
             dispatcher,
         });
         tokio::spawn(write_loop(wr, rx, queued));
@@ -230,6 +234,9 @@ impl WorkerConn {
     /// Streams on which the worker has been silent for longer than their limit: the
     /// route's, else `default` (`None`, or a zero limit: never).
     pub fn silent_streams(&self, default: Option<Duration>) -> Vec<u32> {
+        if self.paused.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         let now = Instant::now();
         self.streams
             .lock()
@@ -301,7 +308,9 @@ impl WorkerConn {
                         // Neither memory nor disk has room for this response: read
                         // nothing more from this worker until its client takes some.
                         if let Some((frame, room)) = self.route(stream, frame, &events) {
+                            self.paused.store(true, Ordering::Release);
                             room.await;
+                            self.resume();
                             next = Some(frame);
                         }
                     }
@@ -320,6 +329,16 @@ impl WorkerConn {
             }
         }
         self.close(&events);
+    }
+
+    /// The reader reads again: the worker's silence counts from now, for every stream
+    /// (none could be heard while it waited).
+    fn resume(&self) {
+        let now = Instant::now();
+        for s in self.streams.lock().unwrap().values_mut() {
+            s.last_activity = now;
+        }
+        self.paused.store(false, Ordering::Release);
     }
 
     /// Hands a frame to its stream; a body frame that has no room is given back with

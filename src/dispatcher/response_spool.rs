@@ -4,6 +4,13 @@
 //! goes to an unlinked temp file, so a slow client costs disk, not a worker and not RAM.
 //! When the disk is full too, the connection reader stops reading from that worker
 //! until the client takes what is in memory (`Blocked`): memory stays at the limit.
+//!
+//! A response whose head says `X-Accel-Buffering: no` (nginx's `proxy_buffering
+//! off` for one response: SSE, long polls, exports the app wants paced by the
+//! client) never goes to a file: past the memory limit the worker waits for the
+//! client, as nginx makes its upstream wait. Every chunk reaches the client as soon
+//! as the worker writes it either way; what `no` changes is who waits for a slow
+//! client: the app, not the front's disk.
 
 use crate::wire::Frame;
 use bytes::Bytes;
@@ -88,6 +95,8 @@ pub struct Sender {
     shared: Shared,
     memory_limit: usize,
     spill: Option<Arc<SpillFile>>,
+    /// The head said `X-Accel-Buffering: no`: memory only, then `Blocked`.
+    unbuffered: bool,
 }
 
 /// The receiving half, read by the response body.
@@ -111,6 +120,7 @@ pub fn channel(memory_limit: usize) -> (Sender, Receiver) {
             shared: shared.clone(),
             memory_limit,
             spill: None,
+            unbuffered: false,
         },
         Receiver {
             shared,
@@ -151,8 +161,18 @@ impl Sender {
             return Ok(());
         }
         let delivery = match frame {
+            Frame::ResponseHead(head) => {
+                self.unbuffered = asks_no_buffering(&head.headers);
+                Delivery::Frame(Frame::ResponseHead(head))
+            }
             Frame::ResponseBody(b)
-                if self.spill.is_some() || q.in_memory + b.len() > self.memory_limit =>
+                if self.unbuffered && q.in_memory > 0 && q.in_memory + b.len() > self.memory_limit =>
+            {
+                return Err(Blocked(Frame::ResponseBody(b)));
+            }
+            Frame::ResponseBody(b)
+                if !self.unbuffered
+                    && (self.spill.is_some() || q.in_memory + b.len() > self.memory_limit) =>
             {
                 match spill(&mut self.spill, &b) {
                     Ok(file) => Delivery::Spilled { file, len: b.len() },
@@ -195,6 +215,22 @@ impl Sender {
     pub fn revoke(&mut self) {
         push(lock(&self.shared), Delivery::Revoked);
     }
+}
+
+/// Whether a response head turns buffering off: its last `X-Accel-Buffering` that
+/// says `yes` or `no` (any case) decides, as in nginx.
+pub(crate) fn asks_no_buffering(headers: &[(Bytes, Bytes)]) -> bool {
+    let mut off = false;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"x-accel-buffering") {
+            if value.eq_ignore_ascii_case(b"no") {
+                off = true;
+            } else if value.eq_ignore_ascii_case(b"yes") {
+                off = false;
+            }
+        }
+    }
+    off
 }
 
 /// Queues `delivery` (unless the receiver left) and wakes a waiting receiver.
@@ -391,6 +427,39 @@ mod tests {
         )))
         .unwrap();
         assert!(tx.spill.is_none());
+    }
+
+    fn head(buffering: &'static [u8]) -> Frame {
+        Frame::ResponseHead(Box::new(crate::wire::ResponseHead {
+            status: 200,
+            headers: vec![(Bytes::from_static(b"X-Accel-Buffering"), Bytes::from_static(buffering))],
+        }))
+    }
+
+    #[tokio::test]
+    async fn an_unbuffered_response_waits_for_its_client_instead_of_spilling() {
+        let (mut tx, mut rx) = channel(10);
+        tx.send(head(b"No")).unwrap();
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"0123456789")))
+            .unwrap();
+        let refused = tx.send(Frame::ResponseBody(Bytes::from_static(b"a")));
+        assert!(matches!(refused, Err(Blocked(Frame::ResponseBody(_)))));
+        assert!(tx.spill.is_none());
+        let room = tx.room(1);
+        assert!(matches!(rx.recv().await, Some(Frame::ResponseHead(_))));
+        assert!(matches!(rx.recv().await, Some(Frame::ResponseBody(_))));
+        room.await;
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"a"))).unwrap();
+    }
+
+    #[test]
+    fn the_last_yes_or_no_decides_buffering() {
+        let field = |v: &'static [u8]| (Bytes::from_static(b"x-accel-buffering"), Bytes::from_static(v));
+        assert!(asks_no_buffering(&[field(b"NO")]));
+        assert!(!asks_no_buffering(&[field(b"no"), field(b"yes")]));
+        assert!(asks_no_buffering(&[field(b"yes"), field(b"no"), field(b"maybe")]));
+        assert!(!asks_no_buffering(&[field(b"no ")]));
+        assert!(!asks_no_buffering(&[]));
     }
 
     #[tokio::test]

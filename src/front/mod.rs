@@ -7,6 +7,7 @@
 //! (`guard::stand_in::Restore`, composed in the listener).
 
 mod accel;
+mod limit_rate;
 mod compression;
 pub mod limits;
 

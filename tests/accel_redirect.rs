@@ -497,3 +497,41 @@ fn x_accel_limit_rate_paces_the_answer() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1400), "{took:?}");
 }
+
+/// An unbuffered answer is not spooled for a client that does not read: the app
+/// waits (it gets about the memory limit and the sockets' buffers ahead, not 50 MB),
+/// and every byte arrives once the client reads.
+#[test]
+fn an_unbuffered_answer_waits_for_its_client_instead_of_spooling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = flask(dir.path());
+    let progress = dir.path().join("progress");
+    let yielded = || {
+        std::fs::read_to_string(&progress)
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        s,
+        "GET /big?n=800&progress={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        progress.display()
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while yielded() == 0 {
+        assert!(Instant::now() < deadline, "the app never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Unread for a while: with the spool, the app would be done (50 MB) well within.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        assert!(yielded() < 400, "the app ran {} chunks ahead", yielded());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    assert!(all.len() > 800 * 65536, "{} bytes", all.len());
+    assert_eq!(yielded(), 800);
+}

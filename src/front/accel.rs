@@ -103,8 +103,11 @@ fn keep_app_fields(app: &HeaderMap, file: &mut Response<Body>) {
         let mut values = app.get_all(name).iter();
         if let Some(first) = values.next() {
             h.insert(name.clone(), first.clone());
-            for v in values {
-                h.append(name.clone(), v.clone());
+            // Cache-Control is a list; of the others the first counts, as in nginx.
+            if name == header::CACHE_CONTROL {
+                for v in values {
+                    h.append(name.clone(), v.clone());
+                }
             }
         }
     }
@@ -138,6 +141,7 @@ mod tests {
     fn app_head() -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_TYPE, "application/pdf".parse().unwrap());
+        h.append(header::CONTENT_TYPE, "text/html".parse().unwrap());
         h.insert(header::CONTENT_DISPOSITION, "attachment".parse().unwrap());
         h.append(header::CACHE_CONTROL, "private".parse().unwrap());
         h.append(header::CACHE_CONTROL, "max-age=60".parse().unwrap());

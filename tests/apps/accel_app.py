@@ -10,6 +10,8 @@ X-Accel-* control fields, as apps written for nginx do.
 /events?gate=FIFO           an SSE stream with X-Accel-Buffering: no: one event, then
                             it blocks reading FIFO until the test writes to it, then
                             a second event
+/big?n=N&progress=P         N chunks of 64 KiB with X-Accel-Buffering: no, writing
+                            to P how many it has yielded
 """
 from flask import Flask, Response, request
 
@@ -74,4 +76,20 @@ def events():
     resp = Response(stream(), mimetype="text/event-stream")
     resp.headers["X-Accel-Buffering"] = "no"
     resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+@app.get("/big")
+def big():
+    n, progress = int(request.args["n"]), request.args["progress"]
+    chunk = b"x" * 65536
+
+    def stream():
+        for i in range(n):
+            yield chunk
+            with open(progress, "w") as f:
+                f.write(str(i + 1))
+
+    resp = Response(stream(), mimetype="application/octet-stream")
+    resp.headers["X-Accel-Buffering"] = "no"
     return resp

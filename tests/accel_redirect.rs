@@ -150,8 +150,14 @@ fn protected_dir(dir: &Path) -> std::path::PathBuf {
 }
 
 fn flask(dir: &Path) -> Server {
+    flask_with(dir, &[])
+}
+
+fn flask_with(dir: &Path, extra: &[&str]) -> Server {
     let conf = protected_dir(dir);
-    test_app("accel_app:app", &["-w", "1", "-c", conf.to_str().unwrap()]).start()
+    let mut args = vec!["-w", "1", "-c", conf.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    test_app("accel_app:app", &args).start()
 }
 
 fn django(dir: &Path) -> Server {
@@ -500,11 +506,12 @@ fn x_accel_limit_rate_paces_the_answer() {
 
 /// An unbuffered answer is not spooled for a client that does not read: the app
 /// waits (it gets about the memory limit and the sockets' buffers ahead, not 50 MB),
-/// and every byte arrives once the client reads.
+/// and every byte arrives once the client reads. The wait is the client's, not a
+/// stuck app: `--timeout` (2 s here) does not kill the worker meanwhile.
 #[test]
 fn an_unbuffered_answer_waits_for_its_client_instead_of_spooling() {
     let dir = tempfile::tempdir().unwrap();
-    let server = flask(dir.path());
+    let server = flask_with(dir.path(), &["--timeout", "2"]);
     let progress = dir.path().join("progress");
     let yielded = || {
         std::fs::read_to_string(&progress)
@@ -534,4 +541,5 @@ fn an_unbuffered_answer_waits_for_its_client_instead_of_spooling() {
     s.read_to_end(&mut all).unwrap();
     assert!(all.len() > 800 * 65536, "{} bytes", all.len());
     assert_eq!(yielded(), 800);
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
 }

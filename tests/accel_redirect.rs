@@ -229,7 +229,10 @@ fn the_file_keeps_the_apps_type_cookie_and_expiry() {
     let head = c.head(&url).send().unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(field(&head, "content-type"), Some("application/pdf"));
-    assert_eq!(field(&head, "content-length"), Some(&*BLOB.len().to_string()));
+    assert_eq!(
+        field(&head, "content-length"),
+        Some(&*BLOB.len().to_string())
+    );
     let cached = c.get(&url).header("if-none-match", &etag).send().unwrap();
     assert_eq!(cached.status(), 304);
     assert_eq!(field(&cached, "cache-control"), Some("private, max-age=60"));
@@ -240,8 +243,14 @@ fn the_file_keeps_the_apps_type_cookie_and_expiry() {
     assert_eq!(posted.text().unwrap(), BLOB);
 
     // An app that names no type leaves the file's.
-    let untyped = c.get(server.url("/download?to=/protected/blob")).send().unwrap();
-    assert_eq!(field(&untyped, "content-type"), Some("application/octet-stream"));
+    let untyped = c
+        .get(server.url("/download?to=/protected/blob"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        field(&untyped, "content-type"),
+        Some("application/octet-stream")
+    );
 }
 
 #[test]
@@ -270,8 +279,14 @@ fn an_error_answer_carries_only_the_apps_cookie() {
     for (r, status) in [
         (c.get(&missing).send().unwrap(), 404),
         (c.get(&nowhere).send().unwrap(), 404),
-        (c.get(&url).header("if-match", "\"other\"").send().unwrap(), 412),
-        (c.get(&url).header("range", "bytes=9999-").send().unwrap(), 416),
+        (
+            c.get(&url).header("if-match", "\"other\"").send().unwrap(),
+            412,
+        ),
+        (
+            c.get(&url).header("range", "bytes=9999-").send().unwrap(),
+            416,
+        ),
     ] {
         assert_eq!(r.status(), status, "{r:?}");
         for app_only in ["content-disposition", "expires", "cache-control"] {
@@ -289,7 +304,12 @@ fn a_directory_target_is_404_and_names_no_path() {
     let dir = tempfile::tempdir().unwrap();
     let server = flask(dir.path());
     let c = client();
-    for target in ["/protected/sub", "/protected/sub/", "/protected", "/protected/"] {
+    for target in [
+        "/protected/sub",
+        "/protected/sub/",
+        "/protected",
+        "/protected/",
+    ] {
         let r = c
             .get(server.url(&format!("/download?to={target}")))
             .send()
@@ -322,7 +342,10 @@ fn odd_targets_are_refused_or_read_as_nginx_reads_them() {
     let served = [
         vec!["X-Accel-Redirect:/protected/blob?download=1"],
         // Several: the first counts (nginx ignores the others).
-        vec!["X-Accel-Redirect:/protected/blob", "X-Accel-Redirect:/elsewhere/x"],
+        vec![
+            "X-Accel-Redirect:/protected/blob",
+            "X-Accel-Redirect:/elsewhere/x",
+        ],
         // Both: X-Accel-Redirect wins, X-Sendfile goes nowhere.
         vec!["X-Sendfile:/etc/passwd", "X-Accel-Redirect:/protected/blob"],
     ];
@@ -353,7 +376,10 @@ fn odd_targets_are_refused_or_read_as_nginx_reads_them() {
         assert_eq!(r.status(), 404, "{f}");
         assert_no_control_field(r.headers().keys().map(|k| k.as_str()));
         let body = r.text().unwrap();
-        assert!(!body.contains("do not serve") && !body.contains("app body"), "{f}: {body}");
+        assert!(
+            !body.contains("do not serve") && !body.contains("app body"),
+            "{f}: {body}"
+        );
     }
     // CR/LF cannot split a field: Werkzeug refuses it, and the front would too.
     let r = raw(&["X-Accel-Redirect:/protected/blob\r\nX-Evil: 1"]);
@@ -393,7 +419,10 @@ async fn h2_get(server: &Server, path: &str) -> (http::response::Parts, h2::Recv
 fn no_control_field_reaches_the_client_over_http2() {
     let dir = tempfile::tempdir().unwrap();
     for (server, download) in [
-        (flask(dir.path()), "/download?to=/protected/blob&type=application/pdf"),
+        (
+            flask(dir.path()),
+            "/download?to=/protected/blob&type=application/pdf",
+        ),
         (django(dir.path()), "/files/blob"),
     ] {
         runtime().block_on(async {
@@ -432,12 +461,20 @@ fn open_gate(fifo: &Path) {
 /// Reads `s` until `needle` has come, or fails after 20 s; returns all read.
 fn read_until(s: &mut std::net::TcpStream, got: &mut Vec<u8>, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(got).contains(needle) {
-        assert!(Instant::now() < deadline, "no {needle:?} in {:?}", String::from_utf8_lossy(got));
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {:?}",
+            String::from_utf8_lossy(got)
+        );
         match s.read(&mut buf) {
-            Ok(0) => panic!("closed before {needle:?}: {:?}", String::from_utf8_lossy(got)),
+            Ok(0) => panic!(
+                "closed before {needle:?}: {:?}",
+                String::from_utf8_lossy(got)
+            ),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(_) => {}
         }
@@ -447,7 +484,10 @@ fn read_until(s: &mut std::net::TcpStream, got: &mut Vec<u8>, needle: &str) {
 #[test]
 fn an_unbuffered_stream_delivers_each_event_while_the_view_waits() {
     let dir = tempfile::tempdir().unwrap();
-    for (n, server) in [flask(dir.path()), django(dir.path())].into_iter().enumerate() {
+    for (n, server) in [flask(dir.path()), django(dir.path())]
+        .into_iter()
+        .enumerate()
+    {
         // HTTP/1.
         let fifo = gate(dir.path(), &format!("h1-{n}"));
         let mut s = std::net::TcpStream::connect(server.addr).unwrap();
@@ -469,7 +509,8 @@ fn an_unbuffered_stream_delivers_each_event_while_the_view_waits() {
         // HTTP/2.
         let fifo = gate(dir.path(), &format!("h2-{n}"));
         runtime().block_on(async {
-            let (head, mut body) = h2_get(&server, &format!("/events?gate={}", fifo.display())).await;
+            let (head, mut body) =
+                h2_get(&server, &format!("/events?gate={}", fifo.display())).await;
             assert_no_control_field(head.headers.keys().map(|k| k.as_str()));
             let first = tokio::time::timeout(Duration::from_secs(20), body.data())
                 .await
@@ -478,7 +519,9 @@ fn an_unbuffered_stream_delivers_each_event_while_the_view_waits() {
                 .unwrap();
             assert_eq!(&first[..], b"data: one\n\n");
             let fifo = fifo.clone();
-            tokio::task::spawn_blocking(move || open_gate(&fifo)).await.unwrap();
+            tokio::task::spawn_blocking(move || open_gate(&fifo))
+                .await
+                .unwrap();
             let second = body.data().await.unwrap().unwrap();
             assert_eq!(&second[..], b"data: two\n\n");
         });
@@ -492,9 +535,7 @@ fn x_accel_limit_rate_paces_the_answer() {
     // 2000 bytes at once, the other 3000 at 2000 a second: 1.5 s at least.
     let started = Instant::now();
     let r = client()
-        .get(server.url(
-            "/raw?f=X-Accel-Redirect:/protected/big&f=X-Accel-Limit-Rate:2000",
-        ))
+        .get(server.url("/raw?f=X-Accel-Redirect:/protected/big&f=X-Accel-Limit-Rate:2000"))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);

@@ -166,7 +166,9 @@ impl Sender {
                 Delivery::Frame(Frame::ResponseHead(head))
             }
             Frame::ResponseBody(b)
-                if self.unbuffered && q.in_memory > 0 && q.in_memory + b.len() > self.memory_limit =>
+                if self.unbuffered
+                    && q.in_memory > 0
+                    && q.in_memory + b.len() > self.memory_limit =>
             {
                 return Err(Blocked(Frame::ResponseBody(b)));
             }
@@ -432,7 +434,10 @@ mod tests {
     fn head(buffering: &'static [u8]) -> Frame {
         Frame::ResponseHead(Box::new(crate::wire::ResponseHead {
             status: 200,
-            headers: vec![(Bytes::from_static(b"X-Accel-Buffering"), Bytes::from_static(buffering))],
+            headers: vec![(
+                Bytes::from_static(b"X-Accel-Buffering"),
+                Bytes::from_static(buffering),
+            )],
         }))
     }
 
@@ -449,15 +454,25 @@ mod tests {
         assert!(matches!(rx.recv().await, Some(Frame::ResponseHead(_))));
         assert!(matches!(rx.recv().await, Some(Frame::ResponseBody(_))));
         room.await;
-        tx.send(Frame::ResponseBody(Bytes::from_static(b"a"))).unwrap();
+        tx.send(Frame::ResponseBody(Bytes::from_static(b"a")))
+            .unwrap();
     }
 
     #[test]
     fn the_last_yes_or_no_decides_buffering() {
-        let field = |v: &'static [u8]| (Bytes::from_static(b"x-accel-buffering"), Bytes::from_static(v));
+        let field = |v: &'static [u8]| {
+            (
+                Bytes::from_static(b"x-accel-buffering"),
+                Bytes::from_static(v),
+            )
+        };
         assert!(asks_no_buffering(&[field(b"NO")]));
         assert!(!asks_no_buffering(&[field(b"no"), field(b"yes")]));
-        assert!(asks_no_buffering(&[field(b"yes"), field(b"no"), field(b"maybe")]));
+        assert!(asks_no_buffering(&[
+            field(b"yes"),
+            field(b"no"),
+            field(b"maybe")
+        ]));
         assert!(!asks_no_buffering(&[field(b"no ")]));
         assert!(!asks_no_buffering(&[]));
     }

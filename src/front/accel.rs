@@ -145,7 +145,10 @@ mod tests {
         h.insert(header::CONTENT_DISPOSITION, "attachment".parse().unwrap());
         h.append(header::CACHE_CONTROL, "private".parse().unwrap());
         h.append(header::CACHE_CONTROL, "max-age=60".parse().unwrap());
-        h.insert(header::EXPIRES, "Thu, 01 Jan 2037 00:00:00 GMT".parse().unwrap());
+        h.insert(
+            header::EXPIRES,
+            "Thu, 01 Jan 2037 00:00:00 GMT".parse().unwrap(),
+        );
         h.append(header::SET_COOKIE, "a=1".parse().unwrap());
         h.append(header::SET_COOKIE, "b=2".parse().unwrap());
         h.insert(header::ETAG, "\"app\"".parse().unwrap());
@@ -155,15 +158,23 @@ mod tests {
     fn file(status: StatusCode) -> Response<Body> {
         let mut r = Response::new(respond::empty());
         *r.status_mut() = status;
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, "application/octet-stream".parse().unwrap());
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, "public, max-age=3600".parse().unwrap());
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/octet-stream".parse().unwrap(),
+        );
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            "public, max-age=3600".parse().unwrap(),
+        );
         r
     }
 
     fn values(r: &Response<Body>, name: header::HeaderName) -> Vec<&str> {
-        r.headers().get_all(name).iter().map(|v| v.to_str().unwrap()).collect()
+        r.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
     }
 
     #[test]
@@ -176,7 +187,10 @@ mod tests {
             assert_eq!(values(&r, header::CACHE_CONTROL), ["private", "max-age=60"]);
             assert_eq!(values(&r, header::EXPIRES).len(), 1);
             assert_eq!(values(&r, header::SET_COOKIE), ["a=1", "b=2"]);
-            assert!(r.headers().get(header::ETAG).is_none(), "the file's validators only");
+            assert!(
+                r.headers().get(header::ETAG).is_none(),
+                "the file's validators only"
+            );
         }
     }
 
@@ -189,7 +203,10 @@ mod tests {
         ] {
             let mut r = file(status);
             keep_app_fields(&app_head(), &mut r);
-            assert_eq!(values(&r, header::CONTENT_TYPE), ["application/octet-stream"]);
+            assert_eq!(
+                values(&r, header::CONTENT_TYPE),
+                ["application/octet-stream"]
+            );
             assert!(r.headers().get(header::CONTENT_DISPOSITION).is_none());
             assert!(r.headers().get(header::EXPIRES).is_none());
             assert_eq!(values(&r, header::CACHE_CONTROL), ["public, max-age=3600"]);
@@ -211,7 +228,10 @@ mod tests {
     fn an_app_without_a_type_leaves_the_files() {
         let mut r = file(StatusCode::OK);
         keep_app_fields(&HeaderMap::new(), &mut r);
-        assert_eq!(values(&r, header::CONTENT_TYPE), ["application/octet-stream"]);
+        assert_eq!(
+            values(&r, header::CONTENT_TYPE),
+            ["application/octet-stream"]
+        );
         assert_eq!(values(&r, header::CACHE_CONTROL), ["public, max-age=3600"]);
     }
 }

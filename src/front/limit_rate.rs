@@ -7,8 +7,8 @@
 use crate::respond::{Body, BoxError, Polled};
 use bytes::Bytes;
 use http::Response;
-use std::num::NonZeroU64;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -49,7 +49,9 @@ fn step(rate: u64) -> u64 {
 fn allowance(rate: u64, elapsed: Duration, sent: u64, want: u64) -> Result<u64, Duration> {
     let rate = u128::from(rate);
     let earned = rate * (elapsed.as_millis() + 1000) / 1000;
-    let ready = u64::try_from(earned).unwrap_or(u64::MAX).saturating_sub(sent);
+    let ready = u64::try_from(earned)
+        .unwrap_or(u64::MAX)
+        .saturating_sub(sent);
     if ready >= want {
         return Ok(ready);
     }
@@ -128,7 +130,10 @@ mod tests {
         assert_eq!(allowance(1000, ms(500), 1000, 125), Ok(500));
         assert_eq!(allowance(10, ms(0), 25, 1), Err(ms(1600)));
         assert_eq!(allowance(u64::MAX, ms(0), 0, 1), Ok(u64::MAX));
-        assert_eq!(allowance(1, ms(0), u64::MAX, 1).map_err(|d| d > ms(1 << 40)), Err(true));
+        assert_eq!(
+            allowance(1, ms(0), u64::MAX, 1).map_err(|d| d > ms(1 << 40)),
+            Err(true)
+        );
         assert_eq!((step(1), step(1000), step(u64::MAX)), (1, 125, 64 * 1024));
     }
 

@@ -65,7 +65,11 @@ fn first(headers: &mut HeaderMap, name: &'static str) -> Option<HeaderValue> {
     let first = values.next();
     let ignored = values.count();
     if ignored > 0 {
-        tracing::warn!(field = name, ignored, "the app sent the field several times; the first counts");
+        tracing::warn!(
+            field = name,
+            ignored,
+            "the app sent the field several times; the first counts"
+        );
     }
     first
 }
@@ -80,7 +84,11 @@ fn parse_rate(v: &[u8]) -> Option<NonZeroU64> {
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse::<u64>().ok().and_then(NonZeroU64::new)
+    std::str::from_utf8(v)
+        .ok()?
+        .parse::<u64>()
+        .ok()
+        .and_then(NonZeroU64::new)
 }
 
 #[cfg(test)]
@@ -122,13 +130,23 @@ mod tests {
         assert_eq!(take(&mut h).target, Some(AccelTarget::Url("/a/1".into())));
         assert!(h.is_empty(), "{h:?}");
         let mut h = head(&[("X-Sendfile", "/srv/b"), ("X-Sendfile", "/srv/c")]);
-        assert_eq!(take(&mut h).target, Some(AccelTarget::File("/srv/b".into())));
+        assert_eq!(
+            take(&mut h).target,
+            Some(AccelTarget::File("/srv/b".into()))
+        );
     }
 
     #[test]
     fn a_rate_is_digits_and_zero_is_none() {
         assert_eq!(parse_rate(b"2048"), NonZeroU64::new(2048));
-        for bad in [&b""[..], b"0", b"-5", b" 5", b"5k", b"99999999999999999999999"] {
+        for bad in [
+            &b""[..],
+            b"0",
+            b"-5",
+            b" 5",
+            b"5k",
+            b"99999999999999999999999",
+        ] {
             assert_eq!(parse_rate(bad), None, "{bad:?}");
         }
     }

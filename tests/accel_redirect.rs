@@ -578,6 +578,7 @@ fn an_unbuffered_answer_waits_for_its_client_instead_of_spooling() {
         assert!(yielded() < 400, "the app ran {} chunks ahead", yielded());
         std::thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("the app waited after {} chunks of 800", yielded());
     let mut all = Vec::new();
     s.read_to_end(&mut all).unwrap();
     assert!(all.len() > 800 * 65536, "{} bytes", all.len());

@@ -74,13 +74,18 @@ fn first(headers: &mut HeaderMap, name: &'static str) -> Option<HeaderValue> {
     first
 }
 
-/// A value that is not UTF-8 names no file (an empty target: 404).
+/// The value without the whitespace around it (RFC 9110 §5.5, as nginx reads it);
+/// one that is not UTF-8 names no file (an empty target: 404).
 fn text(v: &HeaderValue) -> String {
-    v.to_str().unwrap_or_default().to_string()
+    v.to_str()
+        .unwrap_or_default()
+        .trim_matches([' ', '\t'])
+        .to_string()
 }
 
 /// nginx's `ngx_atoi`: decimal digits only; 0 means no limit.
 fn parse_rate(v: &[u8]) -> Option<NonZeroU64> {
+    let v = v.trim_ascii();
     if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -129,6 +134,8 @@ mod tests {
         ]);
         assert_eq!(take(&mut h).target, Some(AccelTarget::Url("/a/1".into())));
         assert!(h.is_empty(), "{h:?}");
+        let mut h = head(&[("X-Accel-Redirect", " /a/1\t")]);
+        assert_eq!(take(&mut h).target, Some(AccelTarget::Url("/a/1".into())));
         let mut h = head(&[("X-Sendfile", "/srv/b"), ("X-Sendfile", "/srv/c")]);
         assert_eq!(
             take(&mut h).target,
@@ -139,11 +146,13 @@ mod tests {
     #[test]
     fn a_rate_is_digits_and_zero_is_none() {
         assert_eq!(parse_rate(b"2048"), NonZeroU64::new(2048));
+        assert_eq!(parse_rate(b" 5\t"), NonZeroU64::new(5));
         for bad in [
             &b""[..],
             b"0",
             b"-5",
-            b" 5",
+            b"+5",
+            b"5 5",
             b"5k",
             b"99999999999999999999999",
         ] {

@@ -172,6 +172,7 @@ fn protected_download(project: &Path, args: &[String]) {
         .send()
         .unwrap();
     assert_eq!(report.status(), 200);
+    assert_eq!(header(&report, "content-type"), Some("application/pdf"));
     assert_eq!(
         header(&report, "content-disposition"),
         Some("attachment; filename=\"report.pdf\"")

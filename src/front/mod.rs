@@ -8,6 +8,7 @@
 //! the HTTP/1 guard's rules and limits here first (`guard::http2`).
 
 mod accel;
+mod limit_rate;
 mod compression;
 pub mod limits;
 #[cfg(test)]

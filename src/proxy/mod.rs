@@ -6,6 +6,7 @@
 //! WSGI environ), and passes connection facts (peer, scheme, server name/port,
 //! request id) as frame fields that no client header can spoof.
 
+pub(crate) mod accel_fields;
 pub mod forward_headers;
 pub mod spool;
 pub mod target;
@@ -16,6 +17,7 @@ use crate::dispatcher::{Dispatcher, WorkerConn};
 use crate::net::ConnInfo;
 use crate::respond::{self, BoxError, Failure};
 use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
+pub use accel_fields::AccelTarget;
 use bytes::Bytes;
 use forward_headers::Client;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
@@ -176,12 +178,17 @@ impl Proxy {
                     elapsed: sent_at.elapsed(),
                     queue,
                 });
-                if let Some(target) = AccelTarget::asked_by(resp.headers()) {
+                // Orders to the front, on every answer: none reaches the client.
+                let asked = accel_fields::take(resp.headers_mut());
+                if let Some(target) = asked.target {
                     resp.extensions_mut().insert(InternalRedirect {
                         target,
                         method: parts.method.clone(),
                         headers: parts.headers.clone(),
                     });
+                }
+                if let Some(rate) = asked.limit_rate {
+                    resp.extensions_mut().insert(LimitRate(rate));
                 }
                 let worker = guard.worker.take();
                 return Ok(resp.map(|()| {
@@ -222,27 +229,10 @@ pub struct InternalRedirect {
     pub headers: HeaderMap,
 }
 
-/// The file an app's answer names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccelTarget {
-    /// `X-Accel-Redirect`: a URL path under a static mount.
-    Url(String),
-    /// `X-Sendfile`: an absolute file path inside a static mount's directory.
-    File(String),
-}
-
-impl AccelTarget {
-    /// What the response's `X-Accel-Redirect` (or else `X-Sendfile`) asks for.
-    fn asked_by(headers: &HeaderMap) -> Option<AccelTarget> {
-        let text = |v: &HeaderValue| v.to_str().unwrap_or_default().to_string();
-        if let Some(v) = headers.get("x-accel-redirect") {
-            return Some(AccelTarget::Url(text(v)));
-        }
-        headers
-            .get("x-sendfile")
-            .map(|v| AccelTarget::File(text(v)))
-    }
-}
+/// The app's `X-Accel-Limit-Rate`: its answer (or the file it names) goes out at
+/// most this many bytes a second (`front::accel`).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitRate(pub std::num::NonZeroU64);
 
 /// What the front tells the app about a request, as fields no client can set: its
 /// id (`X-Request-Id`), when the front received its head (`X-Request-Start`, read

@@ -89,17 +89,31 @@ impl RequestIds {
     }
 }
 
+/// The rules the front applies to every request, from the settings.
+pub struct Rules {
+    pub compression: AppCompression,
+    /// `[[route]]` overrides and rate limits.
+    pub limits: limits::RouteLimits,
+    /// The request head limits, for HTTP/2 requests (the guard applies them to HTTP/1).
+    pub head_limits: GuardLimits,
+    /// Where the client's address comes from.
+    pub real_ip: RealIp,
+}
+
 impl Front {
     pub fn new(
         statics: StaticFiles,
         proxy: Option<Proxy>,
         metrics: Arc<Metrics>,
         access_log: Option<Arc<AccessLog>>,
-        compression: AppCompression,
-        limits: limits::RouteLimits,
-        head_limits: GuardLimits,
-        real_ip: RealIp,
+        rules: Rules,
     ) -> Self {
+        let Rules {
+            compression,
+            limits,
+            head_limits,
+            real_ip,
+        } = rules;
         Front {
             statics,
             proxy,

@@ -203,12 +203,14 @@ async fn run(
         proxy,
         ops.metrics.clone(),
         ops.access_log.clone(),
-        AppCompression(settings.compression),
-        crate::front::limits::RouteLimits::new(&settings.routes),
-        start::guard_limits(&settings),
-        crate::proxy::forward_headers::RealIp {
-            trusted: settings.forwarded_allow_ips.clone(),
-            header: settings.real_ip_header.clone(),
+        crate::front::Rules {
+            compression: AppCompression(settings.compression),
+            limits: crate::front::limits::RouteLimits::new(&settings.routes),
+            head_limits: start::guard_limits(&settings),
+            real_ip: crate::proxy::forward_headers::RealIp {
+                trusted: settings.forwarded_allow_ips.clone(),
+                header: settings.real_ip_header.clone(),
+            },
         },
     ));
     ops.serve_admin(&front, settings.app.is_some());

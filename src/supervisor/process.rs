@@ -40,6 +40,7 @@ pub fn spawn_zygote(spec: &WorkerSpec, control: OwnedFd) -> std::io::Result<Chil
 /// the app's directory, events on its stdin.
 pub fn spawn_hooks_helper(spec: &WorkerSpec) -> std::io::Result<Child> {
     let mut cmd = Command::new(&spec.python);
+    without_master_env(&mut cmd);
     cmd.arg("-m")
         .arg(HOOKS_MODULE)
         .arg(spec.hooks.as_deref().unwrap_or(""))
@@ -196,8 +197,18 @@ pub async fn check_import(spec: &WorkerSpec) -> std::io::Result<ExitStatus> {
 /// `PYTHON -m ferricorn.worker ARGS` on the chosen interpreter.
 fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
     let mut cmd = Command::new(&spec.python);
+    without_master_env(&mut cmd);
     cmd.arg("-m").arg(WORKER_MODULE).args(args.to_args());
     cmd
+}
+
+/// The child does not inherit what systemd or an upgrading master told the master
+/// alone (`systemd::MASTER_ONLY_ENV`). Removed from the child's copy only: the
+/// master is multi-threaded, so its own environment is never changed.
+pub fn without_master_env(cmd: &mut Command) {
+    for name in crate::systemd::MASTER_ONLY_ENV {
+        cmd.env_remove(name);
+    }
 }
 
 /// The Python module a worker process runs (`worker/python/ferricorn/worker.py`).

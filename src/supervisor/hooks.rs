@@ -6,7 +6,8 @@
 //!
 //! Events go one a line to its stdin, in order, without waiting: a slow or broken
 //! hook never holds up the supervisor. What the helper prints (a hook's traceback)
-//! is relayed into the error log. A reload starts a new helper with the new hooks.
+//! is relayed into the error log as plain lines (it sends no records). A reload
+//! starts a new helper with the new hooks.
 
 use super::process;
 use super::spec::WorkerSpec;
@@ -23,7 +24,7 @@ pub struct HookHelper {
 
 impl HookHelper {
     /// The helper for `spec`, if there is anything for it to do.
-    pub fn start(spec: &WorkerSpec, generation: u64) -> Option<HookHelper> {
+    pub fn start(spec: &WorkerSpec) -> Option<HookHelper> {
         if spec.hooks.is_none() && std::env::var_os(PROMETHEUS_MULTIPROC_DIR).is_none() {
             return None;
         }
@@ -36,7 +37,7 @@ impl HookHelper {
         };
         let pid = child.id().unwrap_or(0);
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(worker_output::relay(pid, generation, err));
+            tokio::spawn(worker_output::relay_app_output(pid, err));
         }
         let mut stdin = child.stdin.take()?;
         let (events, mut rx) = mpsc::unbounded_channel::<String>();

@@ -69,6 +69,12 @@ pub fn main(argv: Vec<OsString>) -> u8 {
 }
 
 fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
+    if let Some(fd) = args.log_fd {
+        // Before anything is logged, so no record goes to stderr (`crate::log`).
+        if let Err(e) = log::use_records_fd(fd) {
+            werror!("{e}");
+        }
+    }
     signals::block().map_err(StartError::Signals)?;
     signals::die_with_parent(parent)?;
     if let Some(dir) = &args.chdir {

@@ -252,7 +252,8 @@ fn term_during_an_upgrade_leaves_the_new_master_serving_alone() {
 }
 
 /// Under systemd (socket activation, `$NOTIFY_SOCKET`) and after a USR2, the app's
-/// `os.environ` has none of the variables meant for the master.
+/// `os.environ` has none of the variables meant for the master, nor have the
+/// master's hooks helper and the workers' hooks.
 #[test]
 fn the_app_sees_no_variable_meant_for_the_master() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,14 +274,39 @@ fn the_app_sees_no_variable_meant_for_the_master() {
         admin,
         "-p".to_string(),
         pidfile.to_str().unwrap().to_string(),
+        "--hooks".to_string(),
+        "ops_hooks.py".to_string(),
         "ops_app:app".to_string(),
     ];
+    let hooks_out = dir.path().join("hooks");
     let mut server = common::Launch::program("sh", args)
         .stdin(listener.into())
         .env("NOTIFY_SOCKET", &notify)
+        .env("OPS_HOOKS_OUT", &hooks_out)
         .start();
     let old = server.pid();
     assert_eq!(master_env_seen_by_a_worker_of(&server, old), "{}");
+    let hooks_saw = |hook: &str| -> Vec<String> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&format!("hooks.{hook}.")) && !name.ends_with(".tmp")
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    };
+    wait_until("when_ready ran", Duration::from_secs(30), || {
+        !hooks_saw("when_ready").is_empty()
+    });
+    assert_eq!(hooks_saw("when_ready"), ["{}"], "the hooks helper");
+    assert!(!hooks_saw("post_fork").is_empty());
+    assert!(
+        hooks_saw("post_fork").iter().all(|s| s == "{}"),
+        "a worker's hooks: {:?}",
+        hooks_saw("post_fork")
+    );
     kill(old, "USR2");
     let new = new_master_pid(&server, 0);
     let _reap = Reap(new);

@@ -57,7 +57,7 @@ const RECORDS_FD: RawFd = 3;
 /// to (`observe::worker_output`): the master's read end, and the write end for the
 /// worker. Both are closed at exec; `give_records_pipe` puts the write end at
 /// `RECORDS_FD` in the worker alone.
-pub fn records_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+pub(crate) fn records_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     Ok((
@@ -259,7 +259,7 @@ fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
 /// The child does not inherit what systemd or an upgrading master told the master
 /// alone (`systemd::MASTER_ONLY_ENV`). Removed from the child's copy only: the
 /// master is multi-threaded, so its own environment is never changed.
-pub fn without_master_env(cmd: &mut Command) {
+pub(crate) fn without_master_env(cmd: &mut Command) {
     for name in crate::systemd::MASTER_ONLY_ENV {
         cmd.env_remove(name);
     }

@@ -68,9 +68,7 @@ pub fn use_records_pipe(pipe: OwnedFd) {
 /// Writes one record in a single write, records of other threads waiting.
 pub fn emit(record: &Record) {
     if is_plain() {
-        let text = format!("ferricorn: {}\n", record.message);
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
-        return;
+        return plain(format_args!("{}", record.message));
     }
     let mut records = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
     let _ = match records.as_mut() {
@@ -79,6 +77,12 @@ pub fn emit(record: &Record) {
             .lock()
             .write_all(record.encode().as_bytes()),
     };
+}
+
+/// One plain line on stderr, `ferricorn: ...`.
+pub fn plain(args: std::fmt::Arguments<'_>) {
+    let text = format!("ferricorn: {args}\n");
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 pub fn at(level: Level, args: std::fmt::Arguments<'_>) {

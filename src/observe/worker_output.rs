@@ -32,8 +32,8 @@ pub async fn relay(
     );
 }
 
-/// Relays what a process of the app's interpreter prints, as plain lines, until EOF.
-pub(crate) async fn relay_app_output(pid: u32, output: impl tokio::io::AsyncRead + Unpin) {
+/// Relays what the app prints, as plain lines, until EOF.
+async fn relay_app_output(pid: u32, output: impl tokio::io::AsyncRead + Unpin) {
     each_line(output, |line, cut| app_line(pid, line, cut)).await;
 }
 

@@ -6,8 +6,9 @@
 //!
 //! Events go one a line to its stdin, in order, without waiting: a slow or broken
 //! hook never holds up the supervisor. What the helper prints (a hook's traceback)
-//! is relayed into the error log as plain lines (it sends no records). A reload
-//! starts a new helper with the new hooks.
+//! is relayed into the error log, and its records (`ferricorn_wire::log_record`)
+//! come on a pipe of their own, as a worker's do. A reload starts a new helper with
+//! the new hooks.
 
 use super::process;
 use super::spec::WorkerSpec;
@@ -24,11 +25,14 @@ pub struct HookHelper {
 
 impl HookHelper {
     /// The helper for `spec`, if there is anything for it to do.
-    pub fn start(spec: &WorkerSpec) -> Option<HookHelper> {
+    pub fn start(spec: &WorkerSpec, generation: u64) -> Option<HookHelper> {
         if spec.hooks.is_none() && std::env::var_os(PROMETHEUS_MULTIPROC_DIR).is_none() {
             return None;
         }
-        let mut child = match process::spawn_hooks_helper(spec) {
+        let spawned = process::records_pipe().and_then(|(records, records_end)| {
+            Ok((process::spawn_hooks_helper(spec, records_end)?, records))
+        });
+        let (mut child, records) = match spawned {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "hooks: cannot start the helper; no master hooks will run");
@@ -37,7 +41,7 @@ impl HookHelper {
         };
         let pid = child.id().unwrap_or(0);
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(worker_output::relay_app_output(pid, err));
+            tokio::spawn(worker_output::relay(pid, generation, err, records));
         }
         let mut stdin = child.stdin.take()?;
         let (events, mut rx) = mpsc::unbounded_channel::<String>();

@@ -177,7 +177,7 @@ impl Supervisor {
             hooks: None,
             published: (0, 0),
         };
-        sup.hooks = hooks::HookHelper::start(&sup.spec);
+        sup.hooks = hooks::HookHelper::start(&sup.spec, 0);
         sup.hook("on_starting");
         for _ in 0..sup.target {
             sup.start_worker(Purpose::Fill, Duration::ZERO);
@@ -266,7 +266,7 @@ impl Supervisor {
         self.spec = spec;
         self.generation += 1;
         // The hooks file is read again, as the app is.
-        self.hooks = hooks::HookHelper::start(&self.spec);
+        self.hooks = hooks::HookHelper::start(&self.spec, self.generation);
         let mut old = 0;
         for w in self.workers.values_mut() {
             if w.state == WorkerState::Serving {

@@ -89,13 +89,15 @@ fn give_records_pipe(cmd: &mut Command, records: OwnedFd) {
     }
 }
 
-/// The master's hooks helper (`hooks`): `python -m ferricorn.hooks SPEC DIRS...` in
-/// the app's directory, events on its stdin.
-pub fn spawn_hooks_helper(spec: &WorkerSpec) -> std::io::Result<Child> {
+/// The master's hooks helper (`hooks`): `python -m ferricorn.hooks --log-fd 3 SPEC
+/// DIRS...` in the app's directory, events on its stdin, its records to `records`.
+pub fn spawn_hooks_helper(spec: &WorkerSpec, records: OwnedFd) -> std::io::Result<Child> {
     let mut cmd = Command::new(&spec.python);
     without_master_env(&mut cmd);
+    give_records_pipe(&mut cmd, records);
     cmd.arg("-m")
         .arg(HOOKS_MODULE)
+        .args(["--log-fd".to_string(), RECORDS_FD.to_string()])
         .arg(spec.hooks.as_deref().unwrap_or(""))
         .args(&spec.pythonpath)
         .stdin(Stdio::piped())

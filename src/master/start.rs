@@ -120,11 +120,12 @@ pub(super) fn conn_settings(
     }
 }
 
-/// The pidfile, written before any worker starts (by a USR2 upgrade's new master,
-/// only once it serves: `upgrade::take_over`), and removed however we exit.
+/// The pidfile, written before any worker starts and removed however we exit.
 pub(super) struct PidFile(std::path::PathBuf);
 
 impl PidFile {
+    /// Names us now; a USR2 upgrade's new master only once it serves
+    /// (`upgrade::take_over`).
     fn write(path: &std::path::Path) -> Result<PidFile, MasterError> {
         let file = PidFile(path.to_path_buf());
         if super::upgrade::taking_over() {

@@ -6,9 +6,7 @@
 //!
 //! Events go one a line to its stdin, in order, without waiting: a slow or broken
 //! hook never holds up the supervisor. What the helper prints (a hook's traceback)
-//! is relayed into the error log, and its records (`ferricorn_wire::log_record`)
-//! come on a pipe of their own, as a worker's do. A reload starts a new helper with
-//! the new hooks.
+//! is relayed into the error log. A reload starts a new helper with the new hooks.
 
 use super::process;
 use super::spec::WorkerSpec;
@@ -41,6 +39,7 @@ impl HookHelper {
         };
         let pid = child.id().unwrap_or(0);
         if let Some(err) = child.stderr.take() {
+            // Its records come on a pipe of their own, as a worker's do.
             tokio::spawn(worker_output::relay(pid, generation, err, records));
         }
         let mut stdin = child.stdin.take()?;

@@ -49,51 +49,12 @@ pub fn spawn_zygote(
     spawn_worker_process(spec, cmd)
 }
 
-/// The fd a worker writes its log records to (`--log-fd`): the first one after
-/// stdin, stdout and stderr.
-const RECORDS_FD: RawFd = 3;
-
-/// A pipe for a worker's log records, apart from its stderr, which the app writes
-/// to (`observe::worker_output`): the master's read end, and the write end for the
-/// worker. Both are closed at exec; `give_records_pipe` puts the write end at
-/// `RECORDS_FD` in the worker alone.
-pub(crate) fn records_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
-    let (read, write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-    Ok((
-        tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
-        write,
-    ))
-}
-
-/// The child gets `records` at `RECORDS_FD`. Our copy closes when `cmd` is dropped
-/// (just after the spawn), so the master sees the pipe's end when the worker's is.
-#[allow(unsafe_code)]
-fn give_records_pipe(cmd: &mut Command, records: OwnedFd) {
-    // SAFETY: between fork and exec only async-signal-safe calls are made (dup2,
-    // fcntl) on an fd the closure owns; nothing allocates.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = records.as_raw_fd();
-            let done = if fd == RECORDS_FD {
-                // dup2 onto itself would keep close-on-exec: clear it instead.
-                nix::libc::fcntl(fd, nix::libc::F_SETFD, 0)
-            } else {
-                nix::libc::dup2(fd, RECORDS_FD)
-            };
-            if done < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// The master's hooks helper (`hooks`): `python -m ferricorn.hooks --log-fd 3 SPEC
-/// DIRS...` in the app's directory, events on its stdin, its records to `records`.
+/// The master's hooks helper (`hooks`): `python -m ferricorn.hooks SPEC DIRS...` in
+/// the app's directory, events on its stdin.
 pub fn spawn_hooks_helper(spec: &WorkerSpec, records: OwnedFd) -> std::io::Result<Child> {
     let mut cmd = Command::new(&spec.python);
     without_master_env(&mut cmd);
+    // Its records (a hook's traceback) on a pipe of their own, as a worker's.
     give_records_pipe(&mut cmd, records);
     cmd.arg("-m")
         .arg(HOOKS_MODULE)
@@ -264,6 +225,46 @@ fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
 pub(crate) fn without_master_env(cmd: &mut Command) {
     for name in crate::systemd::MASTER_ONLY_ENV {
         cmd.env_remove(name);
+    }
+}
+
+/// The fd a worker writes its log records to (`--log-fd`): the first one after
+/// stdin, stdout and stderr.
+const RECORDS_FD: RawFd = 3;
+
+/// A pipe for a worker's log records, apart from its stderr, which the app writes
+/// to (`observe::worker_output`): the master's read end, and the write end for the
+/// worker. Both are closed at exec; `give_records_pipe` puts the write end at
+/// `RECORDS_FD` in the worker alone.
+pub(crate) fn records_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    Ok((
+        tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
+        write,
+    ))
+}
+
+/// The child gets `records` at `RECORDS_FD`. Our copy closes when `cmd` is dropped
+/// (just after the spawn), so the master sees the pipe's end when the worker's is.
+#[allow(unsafe_code)]
+fn give_records_pipe(cmd: &mut Command, records: OwnedFd) {
+    // SAFETY: between fork and exec only async-signal-safe calls are made (dup2,
+    // fcntl) on an fd the closure owns; nothing allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = records.as_raw_fd();
+            let done = if fd == RECORDS_FD {
+                // dup2 onto itself would keep close-on-exec: clear it instead.
+                nix::libc::fcntl(fd, nix::libc::F_SETFD, 0)
+            } else {
+                nix::libc::dup2(fd, RECORDS_FD)
+            };
+            if done < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

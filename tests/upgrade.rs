@@ -116,6 +116,18 @@ fn masters_of(pidfile: &Path) -> Vec<i32> {
     out
 }
 
+/// Kills, however the test ends, every master naming `pidfile` (a failed test may
+/// leave new masters behind).
+struct ReapMasters(std::path::PathBuf);
+
+impl Drop for ReapMasters {
+    fn drop(&mut self) {
+        for pid in masters_of(&self.0) {
+            drop(Reap(pid));
+        }
+    }
+}
+
 fn pid_in(pidfile: &Path) -> String {
     std::fs::read_to_string(pidfile)
         .map(|s| s.trim().to_string())
@@ -159,26 +171,30 @@ fn master_env_seen_by_a_worker_of(server: &common::Server, master: i32) -> Strin
 fn a_second_usr2_during_an_upgrade_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("ferricorn.pid");
+    let hold = dir.path().join("hold-import");
     let mut server = test_app(
         "ops_app:app",
         &["-w", "1", "--preload", "-p", pidfile.to_str().unwrap()],
     )
+    .env("OPS_APP_HOLD_IF", &hold)
     .start();
+    let _reap = ReapMasters(pidfile.clone());
     let old = server.pid();
-    kill(old, "USR2");
+    // The new master's import waits until the test lets it go: the second USR2
+    // surely comes while the upgrade is under way.
+    std::fs::write(&hold, "").unwrap();
     kill(old, "USR2");
     let new = new_master_pid(&server, 0);
-    let _reap = masters_of(&pidfile)
-        .into_iter()
-        .filter(|&p| p != old)
-        .map(Reap)
-        .collect::<Vec<_>>();
-    server.wait_for_log(
+    // Sent once the first was taken (two signals sent at once may arrive as one).
+    let from = server.log_len();
+    kill(old, "USR2");
+    server.wait_for_log_after(
+        from,
         "USR2 refused: a binary upgrade is already under way",
         Duration::from_secs(10),
     );
+    std::fs::remove_file(&hold).unwrap();
     assert_eq!(server.wait_exit(Duration::from_secs(60)).code(), Some(0));
-    let _reap_late: Vec<Reap> = masters_of(&pidfile).into_iter().map(Reap).collect();
     assert_eq!(masters_of(&pidfile), vec![new], "one new master serves");
     assert_eq!(pid_in(&pidfile), new.to_string());
     assert_eq!(master_env_seen_by_a_worker_of(&server, new), "{}");

@@ -390,8 +390,8 @@ fn a_line_without_end_costs_the_master_a_bounded_amount() {
     assert_eq!(get(&server.url("/stderr?n=10&nl=1")).0, 200);
     let before = rss_kib(server.pid());
     assert_eq!(get(&server.url("/stderr?n=104857600")).0, 200);
-    // The next record ends the line; the relay says it cut it.
-    assert_eq!(get(&server.url("/raise")).0, 500);
+    // The app's next newline ends the line; the relay says it cut it.
+    assert_eq!(get(&server.url("/stderr?n=1&nl=1")).0, 200);
     server.wait_for_log("[line cut at 262144 bytes]", Duration::from_secs(30));
     let grown = rss_kib(server.pid()).saturating_sub(before);
     assert!(grown < 32 * 1024, "the master grew by {grown} KiB");

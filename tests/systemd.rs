@@ -60,6 +60,55 @@ fn notify_says_ready_reloading_ready_and_stopping() {
     assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
 }
 
+/// A `$NOTIFY_SOCKET` whose receive queue is full (a stale socket nobody reads, or a
+/// wedged manager): the master must not wait for it. It serves, drops the STATUS
+/// messages, keeps READY=1 for when the manager reads again, and stops on TERM.
+#[test]
+fn a_notify_socket_nobody_reads_does_not_freeze_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    let mut filled = 0;
+    while filler.send_to(b"X=filler", &path).is_ok() {
+        filled += 1;
+        assert!(filled < 100_000, "the queue never filled");
+    }
+    let mut server = common::test_app("sup_app:app", &["-w", "2"])
+        .env("NOTIFY_SOCKET", &path)
+        .start();
+    // Served while the queue is still full: the master is not stuck in a send.
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let resp = quick
+        .get(server.url("/pid"))
+        .send()
+        .unwrap_or_else(|e| server.fail(&format!("no answer with a full $NOTIFY_SOCKET: {e}")));
+    assert_eq!(resp.status(), 200);
+    // The manager reads again: the fillers, then READY=1 (the STATUS-only
+    // messages sent meanwhile were dropped, not queued).
+    let mut seen = Vec::new();
+    let ready = wait_state(&sock, "READY=1", &mut seen);
+    assert!(ready.contains("STATUS=Ready: 2 worker(s)"), "{ready}");
+    assert_eq!(
+        seen.iter().filter(|s| s.as_str() == "X=filler").count(),
+        filled,
+        "{seen:?}"
+    );
+    // Full again before the stop: TERM is still obeyed.
+    let mut refilled = 0;
+    while filler.send_to(b"X=filler", &path).is_ok() {
+        refilled += 1;
+        assert!(refilled < 100_000, "the queue never filled");
+    }
+    kill(server.pid(), "TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    server.wait_for_log("Shutdown complete", Duration::from_secs(1));
+}
+
 /// Starts ferricorn as systemd would: `socket` as fd 3, `LISTEN_FDS=1` and
 /// `LISTEN_PID` its own pid (set by the shell that execs it).
 fn activated(socket: OwnedFd, args: &[&str]) -> Server {

@@ -221,6 +221,7 @@ async fn run(
         cli: &cli,
         listener_fds: &listener_fds,
         admin_fd: ops.admin_fd,
+        pidfile: ops.pidfile.as_ref().map(PidFile::path),
         pool: &pool,
         tls: &bound.tls,
         error_log: &error_log,

@@ -80,7 +80,7 @@ pub(super) fn announce_ready(
         urls.join(", ")
     ));
     // A binary upgrade's new master: the old one may drain now.
-    super::upgrade::take_over();
+    super::upgrade::take_over(ops.pidfile.as_ref());
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         // After the queued log lines, "Ready" among them.
         error_log.flush(Duration::from_secs(1));
@@ -94,6 +94,8 @@ pub(super) struct Running<'a> {
     /// The listening sockets, for a binary upgrade's new master (USR2).
     pub(super) listener_fds: &'a [std::os::fd::RawFd],
     pub(super) admin_fd: Option<std::os::fd::RawFd>,
+    /// The pid file, named again by this master if a new one fails (USR2).
+    pub(super) pidfile: Option<&'a std::path::Path>,
     pub(super) pool: &'a Option<Pool>,
     pub(super) tls: &'a Option<Arc<Tls>>,
     pub(super) error_log: &'a ErrorLog,
@@ -137,7 +139,11 @@ impl Running<'_> {
                 Some(Command::ReopenLogs) => self.reopen_logs(),
                 Some(Command::Upgrade) => {
                     tracing::info!("Received USR2: binary upgrade");
-                    super::upgrade::start_new_master(self.listener_fds, self.admin_fd);
+                    super::upgrade::start_new_master(
+                        self.listener_fds,
+                        self.admin_fd,
+                        self.pidfile,
+                    );
                 }
             }
         }

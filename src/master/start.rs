@@ -39,7 +39,7 @@ pub(super) struct Operations {
     /// Its fd, for a binary upgrade's new master.
     pub(super) admin_fd: Option<std::os::fd::RawFd>,
     pub(super) access_log: Option<Arc<AccessLog>>,
-    pub(super) _pidfile: Option<PidFile>,
+    pub(super) pidfile: Option<PidFile>,
 }
 
 impl Operations {
@@ -75,7 +75,7 @@ impl Operations {
             admin_listener,
             admin_fd,
             access_log: access_log.map(Arc::new),
-            _pidfile: pidfile,
+            pidfile,
         })
     }
 
@@ -130,14 +130,41 @@ pub(super) fn guard_limits(settings: &Settings) -> GuardLimits {
 pub(super) struct PidFile(std::path::PathBuf);
 
 impl PidFile {
+    /// Names us now; a USR2 upgrade's new master only once it serves
+    /// (`upgrade::take_over`).
     fn write(path: &std::path::Path) -> Result<PidFile, MasterError> {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
-            MasterError::Pidfile {
-                path: path.to_path_buf(),
-                source,
-            }
+        let file = PidFile(path.to_path_buf());
+        if super::upgrade::taking_over() {
+            // It names the old master, which serves, until we do.
+            return Ok(file);
+        }
+        PidFile::name_us(path).map_err(|source| MasterError::Pidfile {
+            path: path.to_path_buf(),
+            source,
         })?;
-        Ok(PidFile(path.to_path_buf()))
+        Ok(file)
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Writes our pid into `path` whole: a reader (a script sending a signal) sees
+    /// the old pid or the new one, never an empty file.
+    pub(super) fn name_us(path: &std::path::Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ferricorn-pid")
+            .tempfile_in(dir)?;
+        std::io::Write::write_all(&mut tmp, format!("{}\n", std::process::id()).as_bytes())?;
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     }
 }
 

@@ -7,16 +7,26 @@
 //! are accepted there. If the new master fails to start, the old one keeps serving
 //! and says why.
 //!
+//! One upgrade at a time: a USR2 while a new master is starting is refused (said in
+//! the log), or two new masters would serve the port for ever. The pid file names
+//! the serving master at every moment: the new master writes it only once ready,
+//! just before it sends TERM, and an old master whose new master exited writes it
+//! again. The new master sends that TERM only while the pid it was given is still
+//! its parent: if the old master is gone (a TERM of its own during the upgrade),
+//! the pid may be another process's by now, and the new master serves on alone.
+//!
 //! Under systemd (`Type=notify`, `NotifyAccess=main`) the main pid would change
 //! behind systemd's back; use `systemctl restart` with `ferricorn.socket` there.
 
+use super::start::PidFile;
 use crate::listener;
+use crate::systemd::{ADMIN_FD, UPGRADE_FROM};
 use std::os::fd::RawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set in the new master by the old one: the pid to send TERM once ready.
-pub const UPGRADE_FROM: &str = "FERRICORN_UPGRADE_FROM";
-/// Which inherited fd is the admin listener (after the HTTP ones).
-const ADMIN_FD: &str = "FERRICORN_ADMIN_FD";
+/// A new master is starting (from USR2 until it exits or we stop).
+static UNDER_WAY: AtomicBool = AtomicBool::new(false);
 
 /// This master was started by a USR2 upgrade: it takes over every passed socket.
 pub fn taking_over() -> bool {
@@ -34,9 +44,12 @@ pub fn inherited_admin(inherited: &mut crate::systemd::Inherited) -> Option<std:
 }
 
 /// USR2: starts the new master with `fds` (the listeners, in bind order, then the
-/// admin listener) at fd 3 onwards. Its exit is watched: an upgrade that fails
-/// leaves this master serving.
-pub fn start_new_master(listeners: &[RawFd], admin: Option<RawFd>) {
+/// admin listener) at fd 3 onwards, unless one is starting already. Its exit is
+/// watched: an upgrade that fails leaves this master serving, named by `pidfile`.
+pub(super) fn start_new_master(listeners: &[RawFd], admin: Option<RawFd>, pidfile: Option<&Path>) {
+    if UNDER_WAY.swap(true, Ordering::AcqRel) {
+        return tracing::warn!("USR2 refused: a binary upgrade is already under way");
+    }
     let mut fds = listeners.to_vec();
     fds.extend(admin);
     let exe = match std::env::current_exe() {
@@ -46,7 +59,10 @@ pub fn start_new_master(listeners: &[RawFd], admin: Option<RawFd>) {
                 .trim_end_matches(" (deleted)")
                 .to_string(),
         ),
-        Err(e) => return tracing::error!(error = %e, "binary upgrade: cannot find our executable"),
+        Err(e) => {
+            UNDER_WAY.store(false, Ordering::Release);
+            return tracing::error!(error = %e, "binary upgrade: cannot find our executable");
+        }
     };
     let mut cmd = tokio::process::Command::new(&exe);
     cmd.args(std::env::args_os().skip(1))
@@ -64,27 +80,50 @@ pub fn start_new_master(listeners: &[RawFd], admin: Option<RawFd>) {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return tracing::error!(error = %e, exe = %exe.display(), "binary upgrade: cannot start the new master; still serving")
+            UNDER_WAY.store(false, Ordering::Release);
+            return tracing::error!(error = %e, exe = %exe.display(), "binary upgrade: cannot start the new master; still serving");
         }
     };
     listener::set_handed_over(true);
     let pid = child.id().unwrap_or(0);
     tracing::info!(pid, exe = %exe.display(), "binary upgrade: new master started; it takes over once its workers serve");
+    let pidfile = pidfile.map(Path::to_path_buf);
     tokio::spawn(async move {
         let status = child.wait().await;
         listener::set_handed_over(false);
+        // It may have written the pid file before it failed: we are the one serving.
+        if let Some(path) = &pidfile {
+            if let Err(e) = PidFile::name_us(path) {
+                tracing::error!(error = %e, path = %path.display(), "binary upgrade: cannot write the pid file back");
+            }
+        }
+        UNDER_WAY.store(false, Ordering::Release);
         tracing::error!(pid, status = ?status.map(|s| s.to_string()), "binary upgrade: the new master exited; still serving");
     });
 }
 
-/// In the new master, once ready: the old master drains and exits.
-pub fn take_over() {
+/// In the new master, once ready: the pid file names us, and the old master (our
+/// parent, still) drains and exits.
+pub(super) fn take_over(pidfile: Option<&PidFile>) {
     let Some(old) = std::env::var(UPGRADE_FROM)
         .ok()
         .and_then(|p| p.parse::<i32>().ok())
     else {
         return;
     };
+    if let Some(p) = pidfile {
+        if let Err(e) = PidFile::name_us(p.path()) {
+            tracing::error!(error = %e, path = %p.path().display(), "binary upgrade: cannot write the pid file");
+        }
+    }
+    let parent = nix::unistd::getppid().as_raw();
+    if parent != old {
+        return tracing::warn!(
+            old_master = old,
+            parent,
+            "binary upgrade: ready, but the old master is no longer our parent (it stopped); not signalling that pid, serving on"
+        );
+    }
     tracing::info!(
         old_master = old,
         "binary upgrade: ready; asking the old master to drain"

@@ -1,9 +1,12 @@
-//! Relays what a worker writes on its stderr into the error log: its own records
-//! (`ferricorn_wire::log_record`: one event each, at their level, with the request's
-//! id, method and path when they name one) and, as plain lines, whatever the app
-//! prints. Lines are bounded (`MAX_LINE`): a line without end costs the master no
-//! more than that. An import failure is shown once per generation of workers, not
-//! once per worker.
+//! Relays what a worker writes into the error log: its own records, from a pipe
+//! of their own (`ferricorn_wire::log_record`: one event each, at their level, with
+//! the request's id, method and path when they name one), and whatever the app
+//! prints on stderr, as plain lines. The two never mix: a line of the app's, even
+//! one a client chose (a decoded path that starts with RS), is never read as a
+//! record, so it cannot forge an event, a request id or an import failure. Lines
+//! are bounded (`MAX_LINE`): a line without end costs the master no more than
+//! that. An import failure is shown once per generation of workers, not once per
+//! worker.
 
 use ferricorn_wire::log_record::{Level, Record, IMPORT_FAILED};
 use std::collections::VecDeque;
@@ -14,16 +17,34 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// Longest line relayed; the rest of a longer one is dropped, and the cut is said.
 pub const MAX_LINE: usize = 256 * 1024;
 
-/// Relays a worker's stderr until EOF. `generation` tells apart the reloads, for
-/// showing an import failure once per generation.
-pub async fn relay(pid: u32, generation: u64, stderr: impl tokio::io::AsyncRead + Unpin) {
-    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, stderr);
+/// Relays a worker's stderr (the app's output) and its records pipe until both
+/// end. `generation` tells apart the reloads, for showing an import failure once
+/// per generation.
+pub async fn relay(
+    pid: u32,
+    generation: u64,
+    stderr: impl tokio::io::AsyncRead + Unpin,
+    records: impl tokio::io::AsyncRead + Unpin,
+) {
+    tokio::join!(
+        relay_app_output(pid, stderr),
+        each_line(records, |line, cut| record_line(pid, generation, line, cut)),
+    );
+}
+
+/// Relays what the app prints, as plain lines, until EOF.
+async fn relay_app_output(pid: u32, output: impl tokio::io::AsyncRead + Unpin) {
+    each_line(output, |line, cut| app_line(pid, line, cut)).await;
+}
+
+async fn each_line(input: impl tokio::io::AsyncRead + Unpin, mut f: impl FnMut(&[u8], bool)) {
+    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, input);
     let mut line = Vec::new();
     loop {
         line.clear();
         match read_line_bounded(&mut reader, &mut line).await {
             Ok(None) | Err(_) => return,
-            Ok(Some(cut)) => relay_line(pid, generation, &line, cut),
+            Ok(Some(cut)) => f(&line, cut),
         }
     }
 }
@@ -56,16 +77,23 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     }
 }
 
-fn relay_line(pid: u32, generation: u64, line: &[u8], cut: bool) {
+fn app_line(pid: u32, line: &[u8], cut: bool) {
     let text = String::from_utf8_lossy(line);
     let text = text.strip_suffix('\r').unwrap_or(&text);
     if cut {
         tracing::info!(target: "worker", pid, "{text} [line cut at {MAX_LINE} bytes]");
-        return;
+    } else {
+        tracing::info!(target: "worker", pid, "{text}");
     }
-    match Record::decode(text) {
+}
+
+/// A line of the records pipe: only our worker writes there; one it cut or that
+/// does not decode is shown as it is.
+fn record_line(pid: u32, generation: u64, line: &[u8], cut: bool) {
+    let text = String::from_utf8_lossy(line);
+    match Record::decode(&text).filter(|_| !cut) {
         Some(record) => relay_record(pid, generation, &record),
-        None => tracing::info!(target: "worker", pid, "{text}"),
+        None => app_line(pid, line, cut),
     }
 }
 

@@ -36,7 +36,10 @@ impl HookHelper {
         if spec.hooks.is_none() && std::env::var_os(PROMETHEUS_MULTIPROC_DIR).is_none() {
             return None;
         }
-        let mut child = match process::spawn_hooks_helper(spec) {
+        let spawned = process::records_pipe().and_then(|(records, records_end)| {
+            Ok((process::spawn_hooks_helper(spec, records_end)?, records))
+        });
+        let (mut child, records) = match spawned {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "hooks: cannot start the helper; no master hooks will run");
@@ -45,7 +48,8 @@ impl HookHelper {
         };
         let pid = child.id().unwrap_or(0);
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(worker_output::relay(pid, generation, err));
+            // Its records come on a pipe of their own, as a worker's do.
+            tokio::spawn(worker_output::relay(pid, generation, err, records));
         }
         let (done_tx, done_rx) = oneshot::channel();
         if let Some(out) = child.stdout.take() {

@@ -77,6 +77,7 @@ pub enum ProbeError {
 /// Runs the probe; Ok when the workers can start on this interpreter.
 pub async fn check(python: &Interpreter) -> Result<Found, Box<ProbeError>> {
     let mut cmd = tokio::process::Command::new(&python.path);
+    super::process::without_master_env(&mut cmd);
     cmd.arg("-c")
         .arg(SCRIPT)
         .stdin(Stdio::null())

@@ -9,39 +9,56 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
 use tokio::process::{Child, Command};
 
-/// Starts one worker that will connect to `socket`.
-pub fn spawn(spec: &WorkerSpec, socket: &Path, claims: &Path) -> std::io::Result<Child> {
+/// Starts one worker that will connect to `socket`, its records going to `records`
+/// (the write end of `records_pipe`).
+pub fn spawn(
+    spec: &WorkerSpec,
+    socket: &Path,
+    claims: &Path,
+    records: OwnedFd,
+) -> std::io::Result<Child> {
     let mut cmd = worker_command(spec, worker_args(spec, socket, claims));
     cmd.stdin(Stdio::null());
+    give_records_pipe(&mut cmd, records);
     spawn_worker_process(spec, cmd)
 }
 
 /// Preload: starts the zygote (`zygote`), its stdin the control socket `control`.
-pub fn spawn_zygote(spec: &WorkerSpec, control: OwnedFd) -> std::io::Result<Child> {
+pub fn spawn_zygote(
+    spec: &WorkerSpec,
+    control: OwnedFd,
+    records: OwnedFd,
+) -> std::io::Result<Child> {
     let args = WorkerArgs {
         socket: "/dev/null".into(),
         threads: spec.threads,
         dev: spec.dev,
         zygote: true,
+        log_fd: Some(RECORDS_FD),
         ..spec.args()
     };
     let mut cmd = worker_command(spec, args);
     cmd.stdin(Stdio::from(control));
+    give_records_pipe(&mut cmd, records);
     spawn_worker_process(spec, cmd)
 }
 
 /// The master's hooks helper (`hooks`): `python -m ferricorn.hooks SPEC DIRS...` in
 /// the app's directory, events on its stdin, each named back on its stdout when done.
-pub fn spawn_hooks_helper(spec: &WorkerSpec) -> std::io::Result<Child> {
+pub fn spawn_hooks_helper(spec: &WorkerSpec, records: OwnedFd) -> std::io::Result<Child> {
     let mut cmd = Command::new(&spec.python);
+    without_master_env(&mut cmd);
+    // Its records (a hook's traceback) on a pipe of their own, as a worker's.
+    give_records_pipe(&mut cmd, records);
     cmd.arg("-m")
         .arg(HOOKS_MODULE)
+        .args(["--log-fd".to_string(), RECORDS_FD.to_string()])
         .arg(spec.hooks.as_deref().unwrap_or(""))
         .args(&spec.pythonpath)
         .stdin(Stdio::piped())
@@ -62,6 +79,7 @@ pub fn worker_args(spec: &WorkerSpec, socket: &Path, claims: &Path) -> WorkerArg
         claims: Some(claims.to_path_buf()),
         threads: spec.threads,
         dev: spec.dev,
+        log_fd: Some(RECORDS_FD),
         ..spec.args()
     }
 }
@@ -197,8 +215,58 @@ pub async fn check_import(spec: &WorkerSpec) -> std::io::Result<ExitStatus> {
 /// `PYTHON -m ferricorn.worker ARGS` on the chosen interpreter.
 fn worker_command(spec: &WorkerSpec, args: WorkerArgs) -> Command {
     let mut cmd = Command::new(&spec.python);
+    without_master_env(&mut cmd);
     cmd.arg("-m").arg(WORKER_MODULE).args(args.to_args());
     cmd
+}
+
+/// The child does not inherit what systemd or an upgrading master told the master
+/// alone (`systemd::MASTER_ONLY_ENV`). Removed from the child's copy only: the
+/// master is multi-threaded, so its own environment is never changed.
+pub(crate) fn without_master_env(cmd: &mut Command) {
+    for name in crate::systemd::MASTER_ONLY_ENV {
+        cmd.env_remove(name);
+    }
+}
+
+/// The fd a worker writes its log records to (`--log-fd`): the first one after
+/// stdin, stdout and stderr.
+const RECORDS_FD: RawFd = 3;
+
+/// A pipe for a worker's log records, apart from its stderr, which the app writes
+/// to (`observe::worker_output`): the master's read end, and the write end for the
+/// worker. Both are closed at exec; `give_records_pipe` puts the write end at
+/// `RECORDS_FD` in the worker alone.
+pub(crate) fn records_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    Ok((
+        tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
+        write,
+    ))
+}
+
+/// The child gets `records` at `RECORDS_FD`. Our copy closes when `cmd` is dropped
+/// (just after the spawn), so the master sees the pipe's end when the worker's is.
+#[allow(unsafe_code)]
+fn give_records_pipe(cmd: &mut Command, records: OwnedFd) {
+    // SAFETY: between fork and exec only async-signal-safe calls are made (dup2,
+    // fcntl) on an fd the closure owns; nothing allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = records.as_raw_fd();
+            let done = if fd == RECORDS_FD {
+                // dup2 onto itself would keep close-on-exec: clear it instead.
+                nix::libc::fcntl(fd, nix::libc::F_SETFD, 0)
+            } else {
+                nix::libc::dup2(fd, RECORDS_FD)
+            };
+            if done < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// The Python module a worker process runs (`worker/python/ferricorn/worker.py`).

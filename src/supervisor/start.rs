@@ -86,15 +86,16 @@ pub(super) async fn start(
     zygotes: &Zygotes,
 ) -> Result<Arc<WorkerConn>, StartError> {
     let (listener, claims, claims_path) = worker_files(socket)?;
-    let (mut proc, stderr) = match launch(spec, socket, &claims_path, generation, zygotes).await {
-        Ok(launched) => launched,
-        Err(e) => {
-            remove_worker_files(socket);
-            return Err(e);
-        }
-    };
+    let (mut proc, stderr, records) =
+        match launch(spec, socket, &claims_path, generation, zygotes).await {
+            Ok(launched) => launched,
+            Err(e) => {
+                remove_worker_files(socket);
+                return Err(e);
+            }
+        };
     let pid = proc.pid();
-    let relay = tokio::spawn(worker_output::relay(pid, generation, stderr));
+    let relay = tokio::spawn(worker_output::relay(pid, generation, stderr, records));
     let handshake = async {
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
@@ -171,30 +172,36 @@ impl Proc {
 }
 
 type Stderr = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type Records = tokio::net::unix::pipe::Receiver;
 
 /// Starts the worker process: spawned, or forked by the zygote with preload. Its
-/// stderr is a pipe the master relays either way.
+/// stderr (the app's output) and its records pipe are relayed either way.
 async fn launch(
     spec: &WorkerSpec,
     socket: &Path,
     claims: &Path,
     generation: u64,
     zygotes: &Zygotes,
-) -> Result<(Proc, Stderr), StartError> {
+) -> Result<(Proc, Stderr, Records), StartError> {
+    let (records, records_end) = process::records_pipe()?;
     if !spec.preload {
-        let mut child = process::spawn(spec, socket, claims)?;
+        let mut child = process::spawn(spec, socket, claims, records_end)?;
         let stderr = child.stderr.take().expect("stderr is piped");
-        return Ok((Proc::Spawned(child), Box::new(stderr)));
+        return Ok((Proc::Spawned(child), Box::new(stderr), records));
     }
     let zygote = zygotes.get(spec, generation).await?;
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     let pid = zygote
-        .fork(process::worker_args(spec, socket, claims), write)
+        .fork(
+            process::worker_args(spec, socket, claims),
+            write,
+            records_end,
+        )
         .await?;
     process::adopt(pid);
     let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
-    Ok((Proc::Adopted(pid), Box::new(stderr)))
+    Ok((Proc::Adopted(pid), Box::new(stderr), records))
 }
 
 /// The worker's socket, bound, and its claim page, allocated (a full disk is an

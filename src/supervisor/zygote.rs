@@ -100,13 +100,14 @@ impl Zygote {
         .map_err(std::io::Error::from)?;
         setsockopt(&ours, sockopt::ReceiveTimeout, &timeval(spec.boot_timeout))
             .map_err(std::io::Error::from)?;
-        let mut child = process::spawn_zygote(spec, theirs)?;
+        let (records, records_end) = process::records_pipe()?;
+        let mut child = process::spawn_zygote(spec, theirs, records_end)?;
         let pid = child.id().unwrap_or(0);
         tracing::info!(pid, app = %spec.app, "preload: importing the app in the zygote");
         let relay = child
             .stderr
             .take()
-            .map(|err| tokio::spawn(worker_output::relay(pid, generation, err)));
+            .map(|err| tokio::spawn(worker_output::relay(pid, generation, err, records)));
         let zygote = Zygote {
             pid,
             generation,
@@ -129,10 +130,15 @@ impl Zygote {
         }
     }
 
-    /// Forks a worker with `args`, its stderr the write end `stderr`; its pid. The
-    /// request and its answer hold the control socket together, so concurrent
-    /// starts never take each other's pid.
-    pub async fn fork(self: &Arc<Self>, args: WorkerArgs, stderr: OwnedFd) -> std::io::Result<u32> {
+    /// Forks a worker with `args`, its stderr and records pipe the write ends
+    /// `stderr` and `records`; its pid. The request and its answer hold the control
+    /// socket together, so concurrent starts never take each other's pid.
+    pub async fn fork(
+        self: &Arc<Self>,
+        args: WorkerArgs,
+        stderr: OwnedFd,
+        records: OwnedFd,
+    ) -> std::io::Result<u32> {
         let me = self.clone();
         let argv: Vec<u8> = args
             .to_args()
@@ -141,7 +147,7 @@ impl Zygote {
             .collect();
         let forked = tokio::task::spawn_blocking(move || {
             let control = me.control.lock().unwrap();
-            let fds = [stderr.as_raw_fd()];
+            let fds = [stderr.as_raw_fd(), records.as_raw_fd()];
             let cmsg = [ControlMessage::ScmRights(&fds)];
             let iov = [IoSlice::new(&argv)];
             sendmsg::<()>(control.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;

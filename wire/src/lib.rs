@@ -3,7 +3,7 @@
 //! both depend on: the frames on the worker socket (`wire`), the claim table that
 //! decides who runs a request sent ahead (`claims`), the worker's command line
 //! (`worker_args`), built by the one and parsed by the other, and the worker's log
-//! records on its stderr (`log_record`).
+//! records on their own pipe (`log_record`).
 
 #![deny(unsafe_code)]
 #![warn(clippy::too_many_lines)]
@@ -15,7 +15,7 @@ pub mod worker_args;
 
 /// Bumped whenever a frame's layout or meaning changes; the worker's Ready frame
 /// carries it, and the master refuses a worker that speaks another version.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 
 /// The ferricorn release this crate belongs to; the front and the worker module
 /// must come from the same one.

@@ -1,6 +1,7 @@
-//! The worker's own log records on its stderr, which the master relays into the
-//! error log. One record is one line that starts with RS (0x1e), so the master
-//! tells it from what the app itself prints there (kept as plain lines):
+//! The worker's own log records, which the master relays into the error log. They
+//! travel on a pipe of their own (`WorkerArgs::log_fd`), never on the stderr the
+//! app writes to: a line the app prints (one a client chose, even) is never read
+//! as a record. One record is one line that starts with RS (0x1e):
 //!
 //! ```text
 //! RS level US key=value US key=value ... US message LF

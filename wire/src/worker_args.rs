@@ -43,6 +43,10 @@ pub struct WorkerArgs {
     /// stdin (a seqpacket socket). `socket` is unused.
     #[arg(long)]
     pub zygote: bool,
+    /// The pipe the worker's own log records go to (`crate::log_record`), apart
+    /// from the app's output; without it they are plain lines on stderr.
+    #[arg(long)]
+    pub log_fd: Option<i32>,
 }
 
 impl WorkerArgs {
@@ -76,6 +80,9 @@ impl WorkerArgs {
         if self.zygote {
             out.push("--zygote".into());
         }
+        if let Some(fd) = self.log_fd {
+            out.extend(["--log-fd".into(), fd.to_string().into()]);
+        }
         out
     }
 
@@ -103,6 +110,7 @@ mod tests {
             check: true,
             hooks: Some("conf/hooks.py".into()),
             zygote: true,
+            log_fd: Some(3),
         };
         assert_eq!(WorkerArgs::parse_args(full.to_args()).unwrap(), full);
         let bare = WorkerArgs {

@@ -13,11 +13,17 @@ which the master relays into its error log.
 import os
 import sys
 
-from ferricorn import _hooks
+from ferricorn import _hooks, _worker
 
 
 def main():
-    spec, dirs = (sys.argv[1:2] or [""])[0], sys.argv[2:]
+    args = sys.argv[1:]
+    if args[:1] == ["--log-fd"]:
+        # Our records (a hook's traceback) go to the master on this pipe, never
+        # mixed with what hooks print on stderr.
+        _worker.use_log_fd(int(args[1]))
+        args = args[2:]
+    spec, dirs = (args[0:1] or [""])[0], args[1:]
     if sys.path and sys.path[0] == os.getcwd():
         del sys.path[0]
     sys.path[:0] = [os.path.abspath(d) for d in dirs] + [os.getcwd()]

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 fn _worker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", ferricorn_wire::VERSION)?;
     m.add("PROTOCOL", ferricorn_wire::PROTOCOL)?;
+    m.add_function(wrap_pyfunction!(use_log_fd, m)?)?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(log_error, m)?)?;
     Ok(())
@@ -43,4 +44,11 @@ pub(super) fn interpreter(py: Python<'_>) -> PyResult<Interpreter> {
         executable: sys.getattr("executable")?.extract()?,
         prefix: sys.getattr("prefix")?.extract()?,
     })
+}
+
+/// The master's hooks helper (`ferricorn/hooks.py`): the records of this process
+/// (`crate::log`) go to the pipe the master opened at `fd`.
+#[pyfunction]
+fn use_log_fd(fd: i32) -> PyResult<()> {
+    crate::log::use_records_fd(fd).map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))
 }

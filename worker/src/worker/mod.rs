@@ -51,6 +51,8 @@ enum StartError {
     Setup(#[from] python::SetupError),
     #[error("preload: the control socket: {0}")]
     Control(std::io::Error),
+    #[error(transparent)]
+    LogFd(#[from] log::LogFdError),
 }
 
 /// Runs the worker on the calling (main) thread; returns the process's exit status.
@@ -61,6 +63,12 @@ pub fn main(argv: Vec<OsString>) -> u8 {
         .and_then(|args| run(args, parent))
     {
         Ok(code) => code,
+        // Before the records pipe is ours: a plain line, which the master shows as
+        // the worker's output.
+        Err(e @ (StartError::Usage(_) | StartError::LogFd(_))) => {
+            log::plain(format_args!("worker failed to start: {e}"));
+            1
+        }
         Err(e) => {
             werror!("worker failed to start: {e}");
             1
@@ -69,6 +77,10 @@ pub fn main(argv: Vec<OsString>) -> u8 {
 }
 
 fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
+    if let Some(fd) = args.log_fd {
+        // Before anything is logged, so no record goes to stderr (`crate::log`).
+        log::use_records_fd(fd)?;
+    }
     signals::block().map_err(StartError::Signals)?;
     signals::die_with_parent(parent)?;
     if let Some(dir) = &args.chdir {

@@ -6,7 +6,8 @@
 //!
 //! The control channel is the zygote's stdin: a `SOCK_SEQPACKET` socket, one message
 //! each way per fork. The master sends the worker's argv (NUL-separated) with the
-//! write end of the worker's own stderr pipe attached (`SCM_RIGHTS`); the zygote
+//! write ends of the worker's own stderr pipe and log records pipe attached
+//! (`SCM_RIGHTS`, in that order); the zygote
 //! answers with the worker's pid (0: the fork failed). First of all, the zygote
 //! sends its own pid once the app is imported.
 //!
@@ -48,17 +49,17 @@ pub(super) fn run(master: Pid) -> Result<Option<WorkerArgs>, StartError> {
     let mut control = owned(CONTROL);
     reply(&control, std::process::id())?;
     loop {
-        let Some((argv, stderr)) = receive(&control)? else {
+        let Some((argv, pipes)) = receive(&control)? else {
             return Ok(None);
         };
         warn_if_threaded();
         match fork_twice() {
             Forked::Zygote(pid) => {
-                drop(stderr);
+                drop(pipes);
                 reply(&control, pid)?;
             }
             Forked::Worker => {
-                become_worker(master, &mut control, stderr)?;
+                become_worker(master, &mut control, pipes)?;
                 std::mem::forget(control);
                 return WorkerArgs::parse_args(argv)
                     .map(Some)
@@ -68,12 +69,19 @@ pub(super) fn run(master: Pid) -> Result<Option<WorkerArgs>, StartError> {
     }
 }
 
-/// The next fork request: the worker's argv and its stderr. `None`: the master
+/// What a forked worker writes to: its stderr (the app's output) and its records
+/// pipe (`crate::log`).
+struct Pipes {
+    stderr: OwnedFd,
+    records: OwnedFd,
+}
+
+/// The next fork request: the worker's argv and its pipes. `None`: the master
 /// closed the socket (it is stopping, or replaced this zygote).
-fn receive(control: &OwnedFd) -> Result<Option<(Vec<OsString>, OwnedFd)>, StartError> {
+fn receive(control: &OwnedFd) -> Result<Option<(Vec<OsString>, Pipes)>, StartError> {
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let (len, fd) = {
+    let mut space = nix::cmsg_space!([RawFd; 2]);
+    let (len, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
             control.as_raw_fd(),
@@ -82,32 +90,34 @@ fn receive(control: &OwnedFd) -> Result<Option<(Vec<OsString>, OwnedFd)>, StartE
             MsgFlags::MSG_CMSG_CLOEXEC,
         )
         .map_err(|e| StartError::Control(e.into()))?;
-        let fd = msg
+        let fds: Vec<OwnedFd> = msg
             .cmsgs()
             .ok()
             .into_iter()
             .flatten()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            .filter_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => Some(fds),
                 _ => None,
-            });
-        (msg.bytes, fd)
+            })
+            .flatten()
+            .map(owned)
+            .collect();
+        (msg.bytes, fds)
     };
     if len == 0 {
         return Ok(None);
     }
-    let Some(fd) = fd else {
+    let Ok([stderr, records]) = <[OwnedFd; 2]>::try_from(fds) else {
         return Err(StartError::Control(std::io::Error::other(
-            "a fork request without the worker's stderr",
+            "a fork request without the worker's stderr and records pipes",
         )));
     };
-    let stderr = owned(fd);
     let argv = buf[..len]
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())
         .map(|a| OsString::from_vec(a.to_vec()))
         .collect();
-    Ok(Some((argv, stderr)))
+    Ok(Some((argv, Pipes { stderr, records })))
 }
 
 /// Takes ownership of an open fd nothing else in the process owns: one received by
@@ -179,8 +189,8 @@ fn exit_now() -> ! {
 }
 
 /// In the new worker: wait to be adopted by the master, die with it, write to our
-/// own stderr pipe, and let go of the zygote's control socket.
-fn become_worker(master: Pid, control: &mut OwnedFd, stderr: OwnedFd) -> Result<(), StartError> {
+/// own stderr and records pipes, and let go of the zygote's control socket.
+fn become_worker(master: Pid, control: &mut OwnedFd, pipes: Pipes) -> Result<(), StartError> {
     let deadline = Instant::now() + ADOPTION;
     while getppid() != master {
         if Instant::now() > deadline {
@@ -192,8 +202,9 @@ fn become_worker(master: Pid, control: &mut OwnedFd, stderr: OwnedFd) -> Result<
     let null = std::fs::File::open("/dev/null").map_err(StartError::Control)?;
     nix::unistd::dup2(&null, control).map_err(|e| StartError::Control(e.into()))?;
     let mut fd2 = owned(2);
-    nix::unistd::dup2(&stderr, &mut fd2).map_err(|e| StartError::Control(e.into()))?;
+    nix::unistd::dup2(&pipes.stderr, &mut fd2).map_err(|e| StartError::Control(e.into()))?;
     std::mem::forget(fd2);
+    crate::log::use_records_pipe(pipes.records);
     wlog!("forked from the preloaded app");
     Ok(())
 }

@@ -2,8 +2,12 @@
 //! master runs), `/readyz` (200 when a worker is ready — or in static-only mode —
 //! and the server is not draining; 503 otherwise) and `/metrics` (Prometheus text).
 //! It is a separate port so probes and scrapes never queue behind client traffic
-//! and are never exposed with the site.
+//! and are never exposed with the site. It is still a port any pod of the cluster may
+//! reach: its connections pass the public port's guard and slow-client timeouts, and
+//! at most `defaults::ADMIN_MAX_CONNECTIONS` are served at once, so idle or half-sent
+//! connections cannot use up the process's file descriptors (the public port's too).
 
+use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
 use crate::observe::{Metrics, Phase};
 use crate::respond::{self, Body};
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -24,13 +28,40 @@ pub struct AdminState {
     pub has_app: bool,
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+/// How the admin port's connections are served.
+#[derive(Clone, Copy)]
+pub struct AdminConns {
+    /// The public port's: idle close, 408 for a slow head, the write timeout.
+    pub timeouts: ConnTimeouts,
+    /// The public port's head limits (the probes' requests are tiny).
+    pub guard: GuardLimits,
+    /// Connections served at once; more wait in the kernel backlog.
+    pub max: usize,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    conns: AdminConns,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(conns.max));
     loop {
-        let (stream, _) = tokio::select! {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(_) => continue,
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::listener::back_off_after_accept_error(&e).await;
+                    continue;
+                }
             },
         };
         let state = state.clone();
@@ -39,9 +70,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(answer(&state, req.uri().path())) }
             });
+            let io = GuardedIo::new(stream, conns.guard).with_timeouts(conns.timeouts);
+            // The guard's timeouts end an idle or slow connection: hyper needs none.
             let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
+                .half_close(true)
+                .serve_connection(TokioIo::new(io), service)
                 .await;
+            drop(permit);
         });
     }
 }

@@ -4,8 +4,9 @@
 //! It is a separate port so probes and scrapes never queue behind client traffic
 //! and are never exposed with the site. It is still a port any pod of the cluster may
 //! reach: its connections pass the public port's guard and slow-client timeouts, and
-//! at most `defaults::ADMIN_MAX_CONNECTIONS` are served at once, so idle or half-sent
-//! connections cannot use up the process's file descriptors (the public port's too).
+//! at most `defaults::ADMIN_MAX_CONNECTIONS` are open at once (a new one closes the
+//! oldest), so idle or half-sent connections cannot use up the process's file
+//! descriptors (the public port's too) nor keep the probes out.
 
 use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
 use crate::observe::{Metrics, Phase};
@@ -35,7 +36,7 @@ pub struct AdminConns {
     pub timeouts: ConnTimeouts,
     /// The public port's head limits (the probes' requests are tiny).
     pub guard: GuardLimits,
-    /// Connections served at once; more wait in the kernel backlog.
+    /// Connections served at once; a new one past it closes the oldest.
     pub max: usize,
 }
 
@@ -45,15 +46,8 @@ pub async fn serve(
     conns: AdminConns,
     stop: CancellationToken,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(conns.max));
+    let open = Arc::new(OpenConns::default());
     loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let stream = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => match a {
@@ -64,7 +58,8 @@ pub async fn serve(
                 }
             },
         };
-        let state = state.clone();
+        let (id, closed) = open.add(conns.max);
+        let (state, open) = (state.clone(), open.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
@@ -72,12 +67,47 @@ pub async fn serve(
             });
             let io = GuardedIo::new(stream, conns.guard).with_timeouts(conns.timeouts);
             // The guard's timeouts end an idle or slow connection: hyper needs none.
-            let _ = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .half_close(true)
-                .serve_connection(TokioIo::new(io), service)
-                .await;
-            drop(permit);
+                .serve_connection(TokioIo::new(io), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = closed.cancelled() => {}
+            }
+            open.remove(id);
         });
+    }
+}
+
+/// The admin port's open connections, oldest first. Past the cap a new connection
+/// closes the oldest rather than wait in the backlog: behind connections held open
+/// for the head timeout, a probe would wait longer than the kubelet does and fail,
+/// while a probe's own connection lives for a moment and is seldom the oldest.
+#[derive(Default)]
+struct OpenConns {
+    conns: std::sync::Mutex<(u64, std::collections::VecDeque<(u64, CancellationToken)>)>,
+}
+
+impl OpenConns {
+    /// Registers a new connection (closing the oldest past `max`): its id and the
+    /// token that closes it.
+    fn add(&self, max: usize) -> (u64, CancellationToken) {
+        let mut guard = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, conns) = &mut *guard;
+        while conns.len() >= max.max(1) {
+            if let Some((_, oldest)) = conns.pop_front() {
+                oldest.cancel();
+            }
+        }
+        *next += 1;
+        let token = CancellationToken::new();
+        conns.push_back((*next, token.clone()));
+        (*next, token)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut guard = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1.retain(|(i, _)| *i != id);
     }
 }
 

@@ -75,8 +75,9 @@ pub const BODY_TIMEOUT_S: u64 = 30;
 pub const WRITE_TIMEOUT_S: u64 = 30;
 /// `[limits] max_connections`.
 pub const MAX_CONNECTIONS: usize = 10_000;
-/// Connections the admin port (`--admin-bind`) serves at once, not a setting: it
-/// serves probes and a scraper, a few at a time; more wait in the kernel backlog.
+/// Connections the admin port (`--admin-bind`) keeps open at once, not a setting:
+/// it serves probes and a scraper, a few at a time; a new one past it closes the
+/// oldest.
 pub const ADMIN_MAX_CONNECTIONS: usize = 32;
 /// `[limits] http2_max_streams`.
 pub const HTTP2_MAX_STREAMS: u32 = 100;

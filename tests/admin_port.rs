@@ -40,31 +40,45 @@ fn a_slow_head_gets_408_and_an_idle_connection_is_closed() {
     let (_server, admin) = admin_server(dir.path(), "head_timeout = 1\n", &["--keep-alive", "1"]);
     let started = Instant::now();
     let mut half = TcpStream::connect(&admin).unwrap();
-    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let (resp, closed) = read_until_close(&mut half, Duration::from_secs(5));
     assert!(closed && resp.starts_with("HTTP/1.1 408"), "{resp:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     let started = Instant::now();
     let mut idle = TcpStream::connect(&admin).unwrap();
     let (resp, closed) = read_until_close(&mut idle, Duration::from_secs(5));
     assert!(closed && resp.is_empty(), "{resp:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
     // After a probe's answer too: a kept-alive connection goes after `keep_alive`.
     let mut probe = TcpStream::connect(&admin).unwrap();
-    probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let (resp, closed) = read_until_close(&mut probe, Duration::from_secs(5));
     assert!(closed && resp.starts_with("HTTP/1.1 200"), "{resp:?}");
     // The guard's grammar too: a bad head is a 400, not hyper's guess.
     let mut bad = TcpStream::connect(&admin).unwrap();
-    bad.write_all(b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n").unwrap();
+    bad.write_all(b"GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n")
+        .unwrap();
     let (resp, _) = read_until_close(&mut bad, Duration::from_secs(5));
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp:?}");
 }
 
 fn open_fds(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 #[test]
@@ -85,19 +99,32 @@ fn past_the_admin_cap_a_new_connection_closes_the_oldest() {
     // The probe is served at once, though it came after them all.
     let started = Instant::now();
     let mut probe = TcpStream::connect(&admin).unwrap();
-    probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let (resp, _) = read_until_close(&mut probe, Duration::from_secs(10));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // The oldest went, the newest stay: the server holds the cap's worth.
     let (resp, closed) = read_until_close(&mut held[0], Duration::from_secs(10));
     assert!(closed && resp.is_empty(), "the oldest connection: {resp:?}");
-    wait_until("the server to hold the cap's worth", Duration::from_secs(10), || {
-        open_fds(server.pid()) <= before + ADMIN_MAX_CONNECTIONS
-    });
+    wait_until(
+        "the server to hold the cap's worth",
+        Duration::from_secs(10),
+        || open_fds(server.pid()) <= before + ADMIN_MAX_CONNECTIONS,
+    );
     let newest = held.last_mut().unwrap();
-    newest.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    assert!(newest.read(&mut [0u8; 16]).is_err(), "the newest one was closed");
+    newest
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        newest.read(&mut [0u8; 16]).is_err(),
+        "the newest one was closed"
+    );
     // The public port is not affected.
     assert_eq!(h1_request(&server, "GET", "/environ", b"").0, 200);
 }

@@ -899,18 +899,45 @@ fn an_invalid_host_is_400_over_http1_and_http2() {
     let (cert, key) = certificate(dir.path());
     let server = front_app(&[]);
     let tls_server = front_app(&["--certfile", &cert, "--keyfile", &key]);
-    let bad = ["a b", "evil/../x", "good@evil", "good:80x", "a..b", "x:99999", "[::1", "\"a\""];
-    let good = ["a.example", "a.example:8080", "[::1]:8080", "127.0.0.1", "", "a.example:"];
+    let bad = [
+        "a b",
+        "evil/../x",
+        "good@evil",
+        "good:80x",
+        "a..b",
+        "x:99999",
+        "[::1",
+        "\"a\"",
+    ];
+    let good = [
+        "a.example",
+        "a.example:8080",
+        "[::1]:8080",
+        "127.0.0.1",
+        "",
+        "a.example:",
+    ];
     let mut wrong = Vec::new();
-    for (host, expected) in bad.iter().map(|h| (h, 400)).chain(good.iter().map(|h| (h, 200))) {
+    for (host, expected) in bad
+        .iter()
+        .map(|h| (h, 400))
+        .chain(good.iter().map(|h| (h, 200)))
+    {
         let raw = format!("GET /environ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         let got = h1_raw_status(&server, &raw);
         if got != expected {
             wrong.push(format!("HTTP/1 Host {host:?}: {got}, expected {expected}"));
         }
     }
-    for target in ["http://:80/environ", "http:///environ", "http://a b@x/environ"] {
-        let got = h1_raw_status(&server, &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for target in [
+        "http://:80/environ",
+        "http:///environ",
+        "http://a b@x/environ",
+    ] {
+        let got = h1_raw_status(
+            &server,
+            &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        );
         if got != 400 {
             wrong.push(format!("HTTP/1 target {target:?}: {got}, expected 400"));
         }
@@ -920,9 +947,16 @@ fn an_invalid_host_is_400_over_http1_and_http2() {
         wrong.push(format!("CONNECT with a space: {got}"));
     }
     let rt = runtime();
-    for (t, server) in [(Transport::H2c, &server), (Transport::tls(&cert), &tls_server)] {
+    for (t, server) in [
+        (Transport::H2c, &server),
+        (Transport::tls(&cert), &tls_server),
+    ] {
         let scheme = t.scheme().as_bytes().to_vec();
-        for (host, expected) in bad.iter().map(|h| (h, 400)).chain(good.iter().map(|h| (h, 200))) {
+        for (host, expected) in bad
+            .iter()
+            .map(|h| (h, 400))
+            .chain(good.iter().map(|h| (h, 200)))
+        {
             // `host` without `:authority`, as an HTTP/1 request carries it.
             let fields = [
                 (":method", b"GET".to_vec()),
@@ -932,7 +966,10 @@ fn an_invalid_host_is_400_over_http1_and_http2() {
             ];
             let got = rt.block_on(exchange(&t, server, block(&fields), None));
             if got != Answer::Status(expected) {
-                wrong.push(format!("{} host {host:?}: {got:?}, expected {expected}", t.scheme()));
+                wrong.push(format!(
+                    "{} host {host:?}: {got:?}, expected {expected}",
+                    t.scheme()
+                ));
             }
             // `:authority`: what h2 cannot parse it resets, the rest is ours to refuse.
             if host.is_empty() {
@@ -972,13 +1009,18 @@ fn the_whole_head_is_capped_alike_over_http1_and_http2() {
         let h1 = h1_status(&server, "/environ", &f);
         let (h2, _) = rt.block_on(h2_get(&Transport::H2c, &server, "/environ", &f));
         let (h2_tls, _) = rt.block_on(h2_get(&tls, &tls_server, "/environ", &f));
-        assert_eq!((h1, h2, h2_tls), (expected, expected, expected), "{n} fields");
+        assert_eq!(
+            (h1, h2, h2_tls),
+            (expected, expected, expected),
+            "{n} fields"
+        );
     }
     // An unfinished head: refused as soon as it passes the cap (not after the head
     // timeout, 10 s), though each line is within the limits.
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
-    s.write_all(b"GET /environ HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.write_all(b"GET /environ HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let line = format!("X-F: {}\r\n", "a".repeat(8180));
     let started = std::time::Instant::now();
     for _ in 0..REQUEST_HEAD / line.len() + 1 {
@@ -991,5 +1033,9 @@ fn the_whole_head_is_capped_alike_over_http1_and_http2() {
     let _ = s.read_to_end(&mut out);
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

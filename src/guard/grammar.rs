@@ -390,13 +390,31 @@ mod tests {
         assert!(is_absolute_http_form(b"HTTPS://[::1]:8443?q"));
         assert!(is_absolute_http_form(b"http://a.example"));
         assert!(is_absolute_http_form(b"http://u:p@a.example:8080/x"));
-        let bad = [&b"http://:80/x"[..], b"http:///x", b"http://u@/", b"http://u@:80/"];
-        for t in bad.into_iter().chain([&b"http://a b/"[..], b"http://u@a@b/", b"http://a\\b/"]) {
-            assert!(!is_absolute_http_form(t), "{:?}", String::from_utf8_lossy(t));
+        let bad = [
+            &b"http://:80/x"[..],
+            b"http:///x",
+            b"http://u@/",
+            b"http://u@:80/",
+        ];
+        for t in bad
+            .into_iter()
+            .chain([&b"http://a b/"[..], b"http://u@a@b/", b"http://a\\b/"])
+        {
+            assert!(
+                !is_absolute_http_form(t),
+                "{:?}",
+                String::from_utf8_lossy(t)
+            );
         }
         assert!(is_authority_form(b"a.example:443"));
         assert!(is_authority_form(b"[::1]:443"));
-        for t in [&b"a.example"[..], b"a.example:", b":443", b"u@a:443", b"a/b:443"] {
+        for t in [
+            &b"a.example"[..],
+            b"a.example:",
+            b":443",
+            b"u@a:443",
+            b"a/b:443",
+        ] {
             assert!(!is_authority_form(t), "{:?}", String::from_utf8_lossy(t));
         }
     }

@@ -37,7 +37,10 @@ fn an_unfinished_head_is_refused_once_it_passes_the_cap() {
         guard.feed(c, &mut out).err()
     });
     assert_eq!(refused, Some(Reject::HeaderFieldsTooLarge));
-    assert!(fed <= defaults::REQUEST_HEAD + 1000, "refused after {fed} bytes");
+    assert!(
+        fed <= defaults::REQUEST_HEAD + 1000,
+        "refused after {fed} bytes"
+    );
     assert!(guard.head.capacity() < 2 * defaults::REQUEST_HEAD);
 }
 

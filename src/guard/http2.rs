@@ -92,7 +92,7 @@ fn check_request_line(method: &Method, uri: &Uri, limits: &GuardLimits) -> Resul
     if let Some(authority) = uri.authority() {
         // RFC 9113 §8.3.1: no userinfo; a host to name, by the Host grammar.
         let host = split_host_port(authority.as_str().as_bytes()).map(|(host, _)| host);
-        if !host.is_some_and(|h| !h.is_empty()) {
+        if host.is_none_or(<[u8]>::is_empty) {
             return Err(Reject::BadRequest);
         }
     }

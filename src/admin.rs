@@ -151,3 +151,25 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OpenConns;
+
+    #[test]
+    fn past_the_cap_the_oldest_open_connection_is_closed() {
+        let open = OpenConns::default();
+        let (a, first) = open.add(2);
+        let (_, second) = open.add(2);
+        assert!(!first.is_cancelled());
+        let (_, third) = open.add(2);
+        assert!(first.is_cancelled() && !second.is_cancelled() && !third.is_cancelled());
+        // A connection that ended is no longer counted, nor closed later.
+        open.remove(a);
+        let (b, fourth) = open.add(3);
+        assert!(!second.is_cancelled() && !fourth.is_cancelled());
+        open.remove(b);
+        open.add(2);
+        assert!(second.is_cancelled() && !third.is_cancelled());
+    }
+}

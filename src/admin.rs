@@ -2,8 +2,13 @@
 //! master runs), `/readyz` (200 when a worker is ready — or in static-only mode —
 //! and the server is not draining; 503 otherwise) and `/metrics` (Prometheus text).
 //! It is a separate port so probes and scrapes never queue behind client traffic
-//! and are never exposed with the site.
+//! and are never exposed with the site. It is still a port any pod of the cluster may
+//! reach: its connections pass the public port's guard and slow-client timeouts, and
+//! at most `defaults::ADMIN_MAX_CONNECTIONS` are open at once (a new one closes the
+//! oldest), so idle or half-sent connections cannot use up the process's file
+//! descriptors (the public port's too) nor keep the probes out.
 
+use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
 use crate::observe::{Metrics, Phase};
 use crate::respond::{self, Body};
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -24,25 +29,85 @@ pub struct AdminState {
     pub has_app: bool,
 }
 
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
+/// How the admin port's connections are served.
+#[derive(Clone, Copy)]
+pub struct AdminConns {
+    /// The public port's: idle close, 408 for a slow head, the write timeout.
+    pub timeouts: ConnTimeouts,
+    /// The public port's head limits (the probes' requests are tiny).
+    pub guard: GuardLimits,
+    /// Connections served at once; a new one past it closes the oldest.
+    pub max: usize,
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    conns: AdminConns,
+    stop: CancellationToken,
+) {
+    let open = Arc::new(OpenConns::default());
     loop {
-        let (stream, _) = tokio::select! {
+        let stream = tokio::select! {
             _ = stop.cancelled() => return,
             a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(_) => continue,
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::listener::back_off_after_accept_error(&e).await;
+                    continue;
+                }
             },
         };
-        let state = state.clone();
+        let (id, closed) = open.add(conns.max);
+        let (state, open) = (state.clone(), open.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(answer(&state, req.uri().path())) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let io = GuardedIo::new(stream, conns.guard).with_timeouts(conns.timeouts);
+            // The guard's timeouts end an idle or slow connection: hyper needs none.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .serve_connection(TokioIo::new(io), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = closed.cancelled() => {}
+            }
+            open.remove(id);
         });
+    }
+}
+
+/// The admin port's open connections, oldest first. Past the cap a new connection
+/// closes the oldest rather than wait in the backlog: behind connections held open
+/// for the head timeout, a probe would wait longer than the kubelet does and fail,
+/// while a probe's own connection lives for a moment and is seldom the oldest.
+#[derive(Default)]
+struct OpenConns {
+    conns: std::sync::Mutex<(u64, std::collections::VecDeque<(u64, CancellationToken)>)>,
+}
+
+impl OpenConns {
+    /// Registers a new connection (closing the oldest past `max`): its id and the
+    /// token that closes it.
+    fn add(&self, max: usize) -> (u64, CancellationToken) {
+        let mut guard = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, conns) = &mut *guard;
+        while conns.len() >= max.max(1) {
+            if let Some((_, oldest)) = conns.pop_front() {
+                oldest.cancel();
+            }
+        }
+        *next += 1;
+        let token = CancellationToken::new();
+        conns.push_back((*next, token.clone()));
+        (*next, token)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut guard = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        guard.1.retain(|(i, _)| *i != id);
     }
 }
 
@@ -85,4 +150,26 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpenConns;
+
+    #[test]
+    fn past_the_cap_the_oldest_open_connection_is_closed() {
+        let open = OpenConns::default();
+        let (a, first) = open.add(2);
+        let (_, second) = open.add(2);
+        assert!(!first.is_cancelled());
+        let (_, third) = open.add(2);
+        assert!(first.is_cancelled() && !second.is_cancelled() && !third.is_cancelled());
+        // A connection that ended is no longer counted, nor closed later.
+        open.remove(a);
+        let (b, fourth) = open.add(3);
+        assert!(!second.is_cancelled() && !fourth.is_cancelled());
+        open.remove(b);
+        open.add(2);
+        assert!(second.is_cancelled() && !third.is_cancelled());
+    }
 }

@@ -61,6 +61,12 @@ pub const REQUEST_LINE: usize = 4094;
 pub const REQUEST_FIELDS: usize = 100;
 /// `[limits] request_field_size`, `--limit-request-field_size`: bytes (gunicorn's).
 pub const REQUEST_FIELD_SIZE: usize = 8190;
+/// The whole request head, not a setting: HTTP/1's request line and field lines,
+/// HTTP/2's decoded header list (431 past it). nginx's `large_client_header_buffers`
+/// (4 × 8k), which holds any browser's head; the per-line limits alone would let a
+/// connection make the front hold 100 × 8190 bytes of an unfinished head. Under
+/// hyper's own HTTP/1 read buffer (`listener`), so the guard refuses first.
+pub const REQUEST_HEAD: usize = 32 * 1024;
 /// `[limits] head_timeout`: seconds.
 pub const HEAD_TIMEOUT_S: u64 = 10;
 /// `[limits] body_timeout`: seconds.
@@ -69,6 +75,10 @@ pub const BODY_TIMEOUT_S: u64 = 30;
 pub const WRITE_TIMEOUT_S: u64 = 30;
 /// `[limits] max_connections`.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// Connections the admin port (`--admin-bind`) keeps open at once, not a setting:
+/// it serves probes and a scraper, a few at a time; a new one past it closes the
+/// oldest.
+pub const ADMIN_MAX_CONNECTIONS: usize = 32;
 /// `[limits] http2_max_streams`.
 pub const HTTP2_MAX_STREAMS: u32 = 100;
 

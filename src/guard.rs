@@ -53,6 +53,9 @@ pub struct GuardLimits {
     /// Longest field line, counting its CRLF as gunicorn does
     /// (`--limit-request-field_size`, 431 past it).
     pub field_size: usize,
+    /// The whole head: request line, field lines and CRLFs for HTTP/1, the decoded
+    /// header list for HTTP/2 (431 past it, as soon as the bytes held pass it).
+    pub head: usize,
     /// Refuse HTTP/1.1 requests without Host (nginx does; gunicorn and the corpus do not).
     pub require_host: bool,
 }
@@ -63,6 +66,7 @@ impl Default for GuardLimits {
             request_line: defaults::REQUEST_LINE,
             fields: defaults::REQUEST_FIELDS,
             field_size: defaults::REQUEST_FIELD_SIZE,
+            head: defaults::REQUEST_HEAD,
             require_host: false,
         }
     }
@@ -403,6 +407,15 @@ impl Http1Guard {
         } else if partial > self.limits.field_size.saturating_sub(1) {
             return Err(Reject::HeaderFieldsTooLarge);
         }
+        self.check_head_size()
+    }
+
+    /// Refuses a head (complete or not) past `limits.head`: the per-line limits
+    /// alone let one connection make us hold `fields` × `field_size` (800 KB).
+    fn check_head_size(&self) -> Result<(), Reject> {
+        if self.head.len() - self.facts.request_start > self.limits.head {
+            return Err(Reject::HeaderFieldsTooLarge);
+        }
         Ok(())
     }
 
@@ -410,6 +423,7 @@ impl Http1Guard {
     fn end_head_line(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
         let start = self.facts.line_start;
         let line = strip_crlf(&self.head[start..])?;
+        self.check_head_size()?;
         self.facts.line_start = self.head.len();
         if !self.facts.seen_request_line {
             if line.is_empty() && start == 0 {

@@ -148,6 +148,15 @@ pub struct ConnSettings {
     pub shards: Shards,
 }
 
+/// How long an accept loop waits after a failed accept.
+const ACCEPT_BACK_OFF: Duration = Duration::from_millis(50);
+
+/// hyper's HTTP/1 read buffer (its default, named here): a head that does not fit
+/// gets hyper's 431. The guard refuses a head past `defaults::REQUEST_HEAD` first,
+/// with room left for a stand-in's added field (the request line once more).
+const HYPER_H1_BUFFER: usize = 8192 + 4096 * 100;
+const _: () = assert!(2 * crate::defaults::REQUEST_HEAD + 1024 <= HYPER_H1_BUFFER);
+
 /// A TLS client gets this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -169,6 +178,7 @@ fn builders(settings: &ConnSettings) -> Builders {
         // also when the guard added its own field to a stand-in. (Above 100, hyper
         // parses into two heap arrays per request: benches/README.md, "Front threads".)
         .max_headers(settings.guard.fields + stand_in::ADDED_FIELDS)
+        .max_buf_size(HYPER_H1_BUFFER)
         // Idle and slow-head timeouts live in the guard (it can answer 408).
         .header_read_timeout(None);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -204,9 +214,7 @@ pub async fn accept_loop(
         let (io, info) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning; the kernel backlog holds clients.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                back_off_after_accept_error(&e).await;
                 continue;
             }
         };
@@ -234,6 +242,13 @@ pub async fn accept_loop(
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// After a failed accept (EMFILE and friends), for every accept loop (the admin
+/// port's too): backs off instead of spinning; the kernel backlog holds clients.
+pub(crate) async fn back_off_after_accept_error(e: &std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(ACCEPT_BACK_OFF).await;
 }
 
 /// What serving one connection needs from its listener.

@@ -878,3 +878,164 @@ fn an_hpack_amplification_gets_431s_and_costs_no_memory() {
     let grown = rss_kb().saturating_sub(before);
     assert!(grown < 32 * 1024, "the master grew by {grown} kB");
 }
+
+// ---- the Host value and the whole head (issue 25's attacker, findings 04 and 08) ----
+
+/// Sends raw HTTP/1 bytes; the status of the answer.
+fn h1_raw_status(server: &Server, raw: &str) -> u16 {
+    let answer = server.raw(raw.as_bytes(), LIMIT);
+    answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{raw:?}: {answer:?}"))
+}
+
+/// RFC 9112 §3.2: a Host that is not `uri-host [ ":" port ]` is a 400, as an http
+/// URI with an empty host (RFC 9110 §4.2.1); over HTTP/2 the same for `host`
+/// and `:authority`. None reaches the app as HTTP_HOST or SERVER_NAME.
+#[test]
+fn an_invalid_host_is_400_over_http1_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = front_app(&[]);
+    let tls_server = front_app(&["--certfile", &cert, "--keyfile", &key]);
+    let bad = [
+        "a b",
+        "evil/../x",
+        "good@evil",
+        "good:80x",
+        "a..b",
+        "x:99999",
+        "[::1",
+        "\"a\"",
+    ];
+    let good = [
+        "a.example",
+        "a.example:8080",
+        "[::1]:8080",
+        "127.0.0.1",
+        "",
+        "a.example:",
+    ];
+    let mut wrong = Vec::new();
+    for (host, expected) in bad
+        .iter()
+        .map(|h| (h, 400))
+        .chain(good.iter().map(|h| (h, 200)))
+    {
+        let raw = format!("GET /environ HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let got = h1_raw_status(&server, &raw);
+        if got != expected {
+            wrong.push(format!("HTTP/1 Host {host:?}: {got}, expected {expected}"));
+        }
+    }
+    for target in [
+        "http://:80/environ",
+        "http:///environ",
+        "http://a b@x/environ",
+    ] {
+        let got = h1_raw_status(
+            &server,
+            &format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        );
+        if got != 400 {
+            wrong.push(format!("HTTP/1 target {target:?}: {got}, expected 400"));
+        }
+    }
+    let got = h1_raw_status(&server, "CONNECT a b:443 HTTP/1.1\r\nHost: x\r\n\r\n");
+    if got != 400 {
+        wrong.push(format!("CONNECT with a space: {got}"));
+    }
+    let rt = runtime();
+    for (t, server) in [
+        (Transport::H2c, &server),
+        (Transport::tls(&cert), &tls_server),
+    ] {
+        let scheme = t.scheme().as_bytes().to_vec();
+        for (host, expected) in bad
+            .iter()
+            .map(|h| (h, 400))
+            .chain(good.iter().map(|h| (h, 200)))
+        {
+            // `host` without `:authority`, as an HTTP/1 request carries it.
+            let fields = [
+                (":method", b"GET".to_vec()),
+                (":scheme", scheme.clone()),
+                (":path", b"/environ".to_vec()),
+                ("host", host.as_bytes().to_vec()),
+            ];
+            let got = rt.block_on(exchange(&t, server, block(&fields), None));
+            if got != Answer::Status(expected) {
+                wrong.push(format!(
+                    "{} host {host:?}: {got:?}, expected {expected}",
+                    t.scheme()
+                ));
+            }
+            // `:authority`: what h2 cannot parse it resets, the rest is ours to refuse.
+            if host.is_empty() {
+                continue;
+            }
+            let fields = request(&t, server, &[(":authority", host.as_bytes())]);
+            let got = rt.block_on(exchange(&t, server, block(&fields), None));
+            let refused = matches!(got, Answer::Status(400) | Answer::Reset(_));
+            if (expected == 400 && !refused) || (expected == 200 && got != Answer::Status(200)) {
+                wrong.push(format!("{} :authority {host:?}: {got:?}", t.scheme()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    for s in [&server, &tls_server] {
+        assert!(!s.log().contains("Traceback"), "{}", s.log());
+    }
+}
+
+/// The whole head is capped (`defaults::REQUEST_HEAD`, 32 KiB, nginx's) below what the
+/// per-line limits allow (100 lines of 8190 bytes): the same over HTTP/1 and HTTP/2,
+/// and an HTTP/1 head that passes it is refused before it ends, not held.
+#[test]
+fn the_whole_head_is_capped_alike_over_http1_and_http2() {
+    use ferricorn::defaults::REQUEST_HEAD;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let server = front_app(&[]);
+    let tls_server = front_app(&["--certfile", &cert, "--keyfile", &key]);
+    let tls = Transport::tls(&cert);
+    let rt = runtime();
+    // `x-fNN: ` + 1000 + CRLF = 1009 bytes a line.
+    let under = (REQUEST_HEAD - 200) / (1009 + 32);
+    let over = REQUEST_HEAD / 1009 + 1;
+    for (n, expected) in [(under, 200), (over, 431)] {
+        let f = fields(n, 1000);
+        let h1 = h1_status(&server, "/environ", &f);
+        let (h2, _) = rt.block_on(h2_get(&Transport::H2c, &server, "/environ", &f));
+        let (h2_tls, _) = rt.block_on(h2_get(&tls, &tls_server, "/environ", &f));
+        assert_eq!(
+            (h1, h2, h2_tls),
+            (expected, expected, expected),
+            "{n} fields"
+        );
+    }
+    // An unfinished head: refused as soon as it passes the cap (not after the head
+    // timeout, 10 s), though each line is within the limits.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /environ HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let line = format!("X-F: {}\r\n", "a".repeat(8180));
+    let started = std::time::Instant::now();
+    for _ in 0..REQUEST_HEAD / line.len() + 1 {
+        if s.write_all(line.as_bytes()).is_err() {
+            break;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -40,23 +40,124 @@ pub(super) fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
     }
 }
 
-/// `host:port` with a non-empty host (a name, or an IPv6 literal in brackets).
+/// CONNECT's authority-form: `uri-host ":" port`, the port given.
 pub(super) fn is_authority_form(target: &[u8]) -> bool {
-    let Some(colon) = memchr::memrchr(b':', target) else {
-        return false;
-    };
-    let (host, port) = (&target[..colon], &target[colon + 1..]);
-    !host.is_empty()
-        && !port.is_empty()
-        && port.iter().all(u8::is_ascii_digit)
-        && !host.iter().any(|b| matches!(b, b'/' | b'?' | b'#' | b'@'))
+    matches!(split_host_port(target), Some((host, Some(port))) if !host.is_empty() && !port.is_empty())
 }
 
-/// `http://authority...` or `https://authority...` with a non-empty authority.
+/// `http://authority...` or `https://authority...` whose authority is a non-empty
+/// `uri-host [ ":" port ]` (RFC 9110 §4.2.1: an http URI with an empty host is
+/// invalid). A `userinfo@` before it is let through: RFC 9110 §4.2.4 only says a
+/// recipient SHOULD treat it as an error, and gunicorn serves it (the conformance
+/// corpus's valid/rfc9112_target_absolute_userinfo_01); never the app's Host.
 pub(super) fn is_absolute_http_form(target: &[u8]) -> bool {
     let rest = strip_prefix_ignore_case(target, b"http://")
         .or_else(|| strip_prefix_ignore_case(target, b"https://"));
-    matches!(rest, Some(r) if !r.is_empty() && !matches!(r[0], b'/' | b'?' | b'#'))
+    let Some(rest) = rest else {
+        return false;
+    };
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let mut authority = &rest[..end];
+    if let Some(at) = memchr::memrchr(b'@', authority) {
+        let userinfo = &authority[..at];
+        if !userinfo
+            .iter()
+            .all(|&b| is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'%'))
+        {
+            return false;
+        }
+        authority = &authority[at + 1..];
+    }
+    matches!(split_host_port(authority), Some((host, _)) if !host.is_empty())
+}
+
+/// A Host field value (or `:authority`): `uri-host [ ":" port ]`, or empty, which
+/// RFC 9112 §3.2 has a client send when the target has no authority. Anything else
+/// is the invalid Host RFC 9112 §3.2 makes a 400: it would reach the app as
+/// `HTTP_HOST` and `SERVER_NAME`, which apps build URLs (and cache keys) from.
+pub(super) fn is_host_field_value(value: &[u8]) -> bool {
+    value.is_empty() || matches!(split_host_port(value), Some((host, _)) if !host.is_empty())
+}
+
+/// Splits a valid `uri-host [ ":" port ]` (RFC 3986 §3.2.2-3) into the host and the
+/// port digits (`Some(b"")` for a bare `:`); `None` when either is invalid. The host
+/// is an IP-literal in brackets, or a reg-name (IPv4 is one syntactically) without
+/// `..` (nginx refuses it too: a name with it is only ever a path in disguise). A
+/// port is at most 65535, so `SERVER_PORT` says what the client wrote.
+pub(super) fn split_host_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let host_end = if authority.first() == Some(&b'[') {
+        let close = memchr(b']', authority)?;
+        is_ip_literal(&authority[1..close]).then_some(close + 1)?
+    } else {
+        let end = memchr(b':', authority).unwrap_or(authority.len());
+        is_reg_name(&authority[..end]).then_some(end)?
+    };
+    let (host, rest) = authority.split_at(host_end);
+    let port = match rest {
+        [] => None,
+        [b':', digits @ ..] => Some(digits),
+        _ => return None,
+    };
+    let port_ok = port.is_none_or(|p| {
+        p.iter().all(u8::is_ascii_digit)
+            && (p.is_empty() || std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok()))
+    });
+    port_ok.then_some((host, port))
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )`, without `..`.
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let hex = name.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if is_unreserved(b) || is_sub_delim(b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    memchr::memmem::find(name, b"..").is_none()
+}
+
+/// Inside the brackets: an IPv6 address (no zone), or `IPvFuture`.
+fn is_ip_literal(inner: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = inner {
+        let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        return match &rest[digits..] {
+            [b'.', tail @ ..] => {
+                digits > 0
+                    && !tail.is_empty()
+                    && tail
+                        .iter()
+                        .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':')
+            }
+            _ => false,
+        };
+    }
+    std::str::from_utf8(inner).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// RFC 3986 §2.3 unreserved.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 §2.2 sub-delims.
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 pub(super) fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
@@ -97,7 +198,7 @@ pub(super) fn note_framing_field(
         note_transfer_codings(&mut f.transfer_encoding, value)?;
     } else if name.eq_ignore_ascii_case(b"host") {
         f.hosts += 1;
-        if f.hosts > 1 {
+        if f.hosts > 1 || !is_host_field_value(value) {
             return Err(Reject::BadRequest);
         }
     } else if name.eq_ignore_ascii_case(b"content-type") {
@@ -227,4 +328,94 @@ pub(super) fn trim_ows(s: &[u8]) -> &[u8] {
             .take_while(|b| matches!(b, b' ' | b'\t'))
             .count();
     &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values_are_uri_host_and_port() {
+        let good: &[&[u8]] = &[
+            b"",
+            b"a.example",
+            b"a.example:8080",
+            b"A-b_c~d.example",
+            b"127.0.0.1:80",
+            b"[::1]",
+            b"[2001:db8::1]:443",
+            b"[v1.x:y]",
+            b"xn--bcher-kva.example",
+            b"a%2Db",
+            b"a.example:",
+            b"a.example:65535",
+            b"!$&'()*+,;=",
+        ];
+        for v in good {
+            assert!(is_host_field_value(v), "{:?}", String::from_utf8_lossy(v));
+        }
+        let bad: &[&[u8]] = &[
+            b"a b",
+            b"evil/../x",
+            b"good@evil",
+            b"u:p@good",
+            b"good:80x",
+            b"good:65536",
+            b"good:1:2",
+            b":80",
+            b"a..b",
+            b"a\\b",
+            b"a%2",
+            b"a%zz",
+            b"[::1",
+            b"[::1]x",
+            b"[fe80::1%25eth0]",
+            b"[a.b]",
+            b"[v.x]",
+            b"::1",
+            b"a?b",
+            b"a#b",
+            b"\"a\"",
+            b"a\tb",
+            b"\xc3\xa9.example",
+        ];
+        for v in bad {
+            assert!(!is_host_field_value(v), "{:?}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn absolute_and_authority_forms_need_a_valid_host() {
+        assert!(is_absolute_http_form(b"http://a.example/x"));
+        assert!(is_absolute_http_form(b"HTTPS://[::1]:8443?q"));
+        assert!(is_absolute_http_form(b"http://a.example"));
+        assert!(is_absolute_http_form(b"http://u:p@a.example:8080/x"));
+        let bad = [
+            &b"http://:80/x"[..],
+            b"http:///x",
+            b"http://u@/",
+            b"http://u@:80/",
+        ];
+        for t in bad
+            .into_iter()
+            .chain([&b"http://a b/"[..], b"http://u@a@b/", b"http://a\\b/"])
+        {
+            assert!(
+                !is_absolute_http_form(t),
+                "{:?}",
+                String::from_utf8_lossy(t)
+            );
+        }
+        assert!(is_authority_form(b"a.example:443"));
+        assert!(is_authority_form(b"[::1]:443"));
+        for t in [
+            &b"a.example"[..],
+            b"a.example:",
+            b":443",
+            b"u@a:443",
+            b"a/b:443",
+        ] {
+            assert!(!is_authority_form(t), "{:?}", String::from_utf8_lossy(t));
+        }
+    }
 }

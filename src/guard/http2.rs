@@ -16,7 +16,8 @@
 //!   as the Host line it stands for;
 //! - field values without leading or trailing whitespace (RFC 9113 §8.2.1) and
 //!   without control characters; one Content-Length, Host and Content-Type at most;
-//! - a `host` field equal to `:authority` (RFC 9113 §8.3.1), no userinfo in it.
+//! - a `host` field equal to `:authority` (RFC 9113 §8.3.1); both `uri-host [ ":" port ]`
+//!   by HTTP/1's Host grammar (no userinfo, no space, no `/`).
 //!
 //! Field names with `_` and the joining of cookie crumbs are the proxy's, for both
 //! protocols (`proxy::forwardable_headers`). h2's header list limit follows the
@@ -24,7 +25,7 @@
 //! ([`max_header_list_size`]).
 
 use super::grammar::{
-    check_method, check_target, is_field_value_byte, is_tchar, note_framing_field,
+    check_method, check_target, is_field_value_byte, is_tchar, note_framing_field, split_host_port,
 };
 use super::{GuardLimits, HeadFacts, Reject};
 use http::{header, uri::Authority, HeaderMap, Method, Request, Uri};
@@ -36,20 +37,15 @@ const REQUEST_LINE_EXTRA: usize = " ".len() + " HTTP/1.1".len();
 /// What HPACK counts for each field beyond its name and value (RFC 9113 §6.5.2).
 const HPACK_FIELD_OVERHEAD: usize = 32;
 
-/// The most HPACK may decode for one request's head, whatever the limits allow:
-/// HPACK lets a client name a 4 KiB entry of its dynamic table in one byte, so a
-/// stream costs the front up to this much for a few hundred bytes on the wire, and a
-/// connection `http2_max_streams` times that (measured, 4 connections of 100 such
-/// streams: 170 MB for 90 kB sent when the whole 800 KiB the default limits allow
-/// was let through, 31 MB at 64 KiB). nginx's `large_client_header_buffers`
-/// (4 × 8k), which holds any browser's head; a larger head gets h2's 431 over
-/// HTTP/2 only.
-const MAX_DECODED_HEAD: usize = 32 * 1024;
-
 /// The SETTINGS_MAX_HEADER_LIST_SIZE: every header list the limits allow (each
 /// field's line within `field_size`, name + value + `: ` and CRLF, plus HPACK's 32
 /// bytes; the pseudo-headers within the request line, `:authority` within a field
-/// line) up to `MAX_DECODED_HEAD`. A larger list gets h2's own 431.
+/// line) up to `limits.head`, the same cap as an HTTP/1 head's. A larger list gets
+/// h2's own 431. The cap matters more here: HPACK lets a client name a 4 KiB entry of
+/// its dynamic table in one byte, so a stream costs the front up to this much for a
+/// few hundred bytes on the wire, and a connection `http2_max_streams` times that
+/// (measured, 4 connections of 100 such streams: 170 MB for 90 kB sent when the
+/// whole 800 KiB the per-line limits allow was let through, 31 MB at 64 KiB).
 pub(crate) fn max_header_list_size(limits: &GuardLimits) -> u32 {
     let per_field = limits.field_size + HPACK_FIELD_OVERHEAD;
     let pseudo = limits.request_line + limits.field_size + 4 * HPACK_FIELD_OVERHEAD;
@@ -58,7 +54,7 @@ pub(crate) fn max_header_list_size(limits: &GuardLimits) -> u32 {
         .saturating_add(1)
         .saturating_mul(per_field)
         .saturating_add(pseudo)
-        .min(MAX_DECODED_HEAD);
+        .min(limits.head);
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
@@ -94,8 +90,9 @@ fn check_request_line(method: &Method, uri: &Uri, limits: &GuardLimits) -> Resul
         }
     }
     if let Some(authority) = uri.authority() {
-        // RFC 9113 §8.3.1: no userinfo; and a host to name.
-        if authority.as_str().contains('@') || authority.host().is_empty() {
+        // RFC 9113 §8.3.1: no userinfo; a host to name, by the Host grammar.
+        let host = split_host_port(authority.as_str().as_bytes()).map(|(host, _)| host);
+        if host.is_none_or(<[u8]>::is_empty) {
             return Err(Reject::BadRequest);
         }
     }
@@ -179,6 +176,7 @@ mod tests {
             request_line: 60,
             fields: 4,
             field_size: 40,
+            head: 1024,
             require_host: false,
         }
     }
@@ -295,6 +293,6 @@ mod tests {
         assert!(size >= fields + small.request_line, "{size}");
         assert!(size < 2 * (fields + small.request_line), "{size}");
         let size = max_header_list_size(&GuardLimits::default());
-        assert_eq!(size as usize, MAX_DECODED_HEAD);
+        assert_eq!(size as usize, crate::defaults::REQUEST_HEAD);
     }
 }

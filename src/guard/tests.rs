@@ -1,5 +1,4 @@
-//! Tests of the guard: gunicorn's corpus (every case, three ways of splitting the
-//! bytes), our own attacker cases, and the I/O wrapper under hyper.
+//! The guard's tests: gunicorn's corpus split three ways, ours, the head cap, I/O.
 
 use super::*;
 
@@ -697,4 +696,5 @@ fn error_responses_are_well_formed() {
 
 // ---- the I/O wrapper ----
 
+mod head;
 mod io;

@@ -213,7 +213,7 @@ async fn run(
             },
         },
     ));
-    ops.serve_admin(&front, settings.app.is_some());
+    ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());

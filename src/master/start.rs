@@ -80,15 +80,20 @@ impl Operations {
     }
 
     /// Serves `/healthz`, `/readyz` and `/metrics` once the front exists.
-    pub(super) fn serve_admin(&mut self, front: &Arc<Front>, has_app: bool) {
+    pub(super) fn serve_admin(&mut self, front: &Arc<Front>, settings: &Settings) {
         if let Some(l) = self.admin_listener.take() {
             let state = Arc::new(AdminState {
                 phase: self.phase.subscribe(),
                 metrics: self.metrics.clone(),
                 front: front.clone(),
-                has_app,
+                has_app: settings.app.is_some(),
             });
-            tokio::spawn(admin::serve(l, state, CancellationToken::new()));
+            let conns = admin::AdminConns {
+                timeouts: conn_timeouts(settings),
+                guard: guard_limits(settings),
+                max: crate::defaults::ADMIN_MAX_CONNECTIONS,
+            };
+            tokio::spawn(admin::serve(l, state, conns, CancellationToken::new()));
         }
     }
 }
@@ -101,17 +106,23 @@ pub(super) fn conn_settings(
 ) -> ConnSettings {
     let limits = &settings.limits;
     ConnSettings {
-        timeouts: ConnTimeouts {
-            idle: settings.keep_alive,
-            head: limits.head_timeout,
-            write: limits.write_timeout,
-        },
+        timeouts: conn_timeouts(settings),
         connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
         http2_max_streams: limits.http2_max_streams,
         guard: guard_limits(settings),
         tls,
         proxy_protocol: settings.proxy_protocol,
         shards,
+    }
+}
+
+/// The slow-client timeouts, for the public and the admin port alike.
+fn conn_timeouts(settings: &Settings) -> ConnTimeouts {
+    let limits = &settings.limits;
+    ConnTimeouts {
+        idle: settings.keep_alive,
+        head: limits.head_timeout,
+        write: limits.write_timeout,
     }
 }
 
@@ -122,6 +133,7 @@ pub(super) fn guard_limits(settings: &Settings) -> GuardLimits {
         request_line: limits.request_line,
         fields: limits.request_fields,
         field_size: limits.request_field_size,
+        head: crate::defaults::REQUEST_HEAD,
         require_host: limits.require_host,
     }
 }

@@ -44,6 +44,8 @@ fn tree() -> Tree {
     std::os::unix::fs::symlink("../outside/secret.txt", root.join("escape.txt")).unwrap();
     std::os::unix::fs::symlink("../outside", root.join("escdir")).unwrap();
     std::os::unix::fs::symlink("css/site.css", root.join("alias.css")).unwrap();
+    std::os::unix::fs::symlink(".env", root.join("envlink")).unwrap();
+    std::os::unix::fs::symlink(".git", root.join("gitlink")).unwrap();
     Tree {
         _tmp: tmp,
         root,
@@ -475,6 +477,9 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
         "/static/.env",
         "/static/.git/config",
         "/static/%2egit/config",
+        // Plain names resolving to a dotfile: the rule holds for what is opened.
+        "/static/envlink",
+        "/static/gitlink/config",
         "/static/css/site.css%2f",
     ];
     for uri in refused {
@@ -500,6 +505,7 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
     let sf = files(m);
     assert_eq!(&get(&sf, "/static/.env").await.body[..], b"SECRET=1\n");
     assert_eq!(get(&sf, "/static/.git/config").await.status, StatusCode::OK);
+    assert_eq!(&get(&sf, "/static/envlink").await.body[..], b"SECRET=1\n");
     assert_eq!(sf.route(&normal("/static/%2e%2e/outside/secret.txt")), None);
     assert_eq!(
         get(&sf, "/static/escape.txt").await.status,
@@ -513,6 +519,31 @@ async fn fifo_is_not_served() {
     nix::unistd::mkfifo(&t.root.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     let sf = files(mount(&t.root));
     assert_eq!(get(&sf, "/static/pipe").await.status, StatusCode::NOT_FOUND);
+}
+
+/// ENAMETOOLONG is "no such file" (nginx: 404), and a sibling name past NAME_MAX
+/// is a variant that does not exist, not a failure of the file it goes with.
+#[tokio::test]
+async fn names_longer_than_the_file_system_allows_name_nothing() {
+    let t = tree();
+    let long = "b".repeat(253);
+    std::fs::write(t.root.join(&long), b"long name\n").unwrap();
+    let sf = files(mount(&t.root));
+    let too_long = format!("/static/{}", "a".repeat(256));
+    for uri in [too_long.clone(), format!("{too_long}/x"), format!("/static/{long}/x")] {
+        assert_eq!(get(&sf, &uri).await.status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    for _ in 0..2 {
+        let r = req(
+            &sf,
+            "GET",
+            &format!("/static/{long}"),
+            &[("accept-encoding", "br, gzip")],
+        )
+        .await;
+        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"long name\n"[..]));
+        assert_eq!(r.h("content-encoding"), "");
+    }
 }
 
 #[tokio::test]

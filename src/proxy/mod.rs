@@ -191,6 +191,15 @@ impl Proxy {
                     resp.extensions_mut().insert(LimitRate(rate));
                 }
                 let worker = guard.worker.take();
+                if respond::has_no_content(&parts.method, resp.status()) {
+                    // The app's body is dropped as it comes (`rx` gone), not cut: the
+                    // worker finishes the request and frees its slot as usual.
+                    if resp.status() == StatusCode::NO_CONTENT {
+                        // RFC 9110 §8.6: never a Content-Length on a 204.
+                        resp.headers_mut().remove(header::CONTENT_LENGTH);
+                    }
+                    return Ok(resp.map(|()| respond::empty()));
+                }
                 return Ok(resp.map(|()| {
                     respond::Body::new(AppBody {
                         rx,
@@ -486,6 +495,10 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 #[doc(hidden)]
 pub fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
     let status = StatusCode::from_u16(head.status).map_err(|_| Failure::WorkerFailed)?;
+    if status.is_informational() {
+        // Not a final answer: the client would wait for another one.
+        return Err(bad_field("status (1xx)"));
+    }
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
@@ -640,6 +653,17 @@ mod tests {
         assert_eq!(resp.headers()["set-cookie"], "a=1; Path=/");
         assert_eq!(resp.headers()["x-a"], "b c");
         assert_eq!(resp.headers()["x-b"], "");
+    }
+
+    #[test]
+    fn an_informational_status_is_no_answer() {
+        for status in [100, 103, 199] {
+            let head = ResponseHead {
+                status,
+                headers: Vec::new(),
+            };
+            assert_eq!(build_response(head).err(), Some(Failure::WorkerFailed));
+        }
     }
 
     #[test]

@@ -472,8 +472,14 @@ fn answers_without_content_carry_no_data() {
     let (status, out) = h1_request(&server, "GET", "/status?s=204%20No%20Content", b"");
     assert_eq!(status, 204);
     let lower = out.to_ascii_lowercase();
-    assert!(!lower.contains("content-length") && !lower.contains("odd status"), "{out}");
+    assert!(
+        !lower.contains("content-length") && !lower.contains("odd status"),
+        "{out}"
+    );
     let (status, out) = h1_request(&server, "HEAD", "/static/missing", b"");
     assert_eq!(status, 404);
-    assert!(out.to_ascii_lowercase().contains("content-length: 14"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("content-length: 14"),
+        "{out}"
+    );
 }

@@ -506,15 +506,25 @@ fn overlong_names_are_404_and_logged_paths_are_quoted() {
     assert_eq!(raw_status(&s, &too_long).0, 404);
     assert_eq!(raw_status(&s, &format!("{too_long}/x")).0, 404);
     assert_eq!(h2_request(&s, "GET", &too_long, b"").0, 404);
-    let r = get(&s, &format!("/static/{long}"), &[("accept-encoding", "br, gzip")]);
+    let r = get(
+        &s,
+        &format!("/static/{long}"),
+        &[("accept-encoding", "br, gzip")],
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap(), &b"long name\n"[..]);
-    assert_eq!(h2_request(&s, "GET", &format!("/static/{long}"), b"").0, 200);
+    assert_eq!(
+        h2_request(&s, "GET", &format!("/static/{long}"), b"").0,
+        200
+    );
 
     let looped = "/static/x%0a2026-12-07T19:53:02.000000Z%20%20INFO%20Ready%20forged%1b%5b31mRED";
     assert_eq!(raw_status(&s, looped).0, 500);
     let line = s.wait_for_log("forged", Duration::from_secs(10));
-    assert!(line.contains("static file failed"), "a forged line: {line:?}");
+    assert!(
+        line.contains("static file failed"),
+        "a forged line: {line:?}"
+    );
     let log = s.log();
     assert!(!log.contains('\x1b'), "a raw escape in the log: {log:?}");
     assert!(!log.contains("File name too long"), "{log}");
@@ -540,8 +550,15 @@ fn a_symlink_to_a_dotfile_is_not_served() {
     ] {
         let (status, out) = raw_status(&s, path);
         assert_eq!(status, 404, "{path}: {out}");
-        assert!(!out.contains("SECRET") && !out.contains("token"), "{path}: {out}");
-        assert_eq!(h2_request(&s, "GET", path, b"").0, 404, "{path} over HTTP/2");
+        assert!(
+            !out.contains("SECRET") && !out.contains("token"),
+            "{path}: {out}"
+        );
+        assert_eq!(
+            h2_request(&s, "GET", path, b"").0,
+            404,
+            "{path} over HTTP/2"
+        );
     }
     assert_eq!(get(&s, "/static/alias", &[]).text().unwrap(), "hello\n");
 }

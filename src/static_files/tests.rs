@@ -530,7 +530,11 @@ async fn names_longer_than_the_file_system_allows_name_nothing() {
     std::fs::write(t.root.join(&long), b"long name\n").unwrap();
     let sf = files(mount(&t.root));
     let too_long = format!("/static/{}", "a".repeat(256));
-    for uri in [too_long.clone(), format!("{too_long}/x"), format!("/static/{long}/x")] {
+    for uri in [
+        too_long.clone(),
+        format!("{too_long}/x"),
+        format!("/static/{long}/x"),
+    ] {
         assert_eq!(get(&sf, &uri).await.status, StatusCode::NOT_FOUND, "{uri}");
     }
     for _ in 0..2 {
@@ -541,7 +545,10 @@ async fn names_longer_than_the_file_system_allows_name_nothing() {
             &[("accept-encoding", "br, gzip")],
         )
         .await;
-        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"long name\n"[..]));
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::OK, &b"long name\n"[..])
+        );
         assert_eq!(r.h("content-encoding"), "");
     }
 }

@@ -364,9 +364,12 @@ struct Got {
     reset: bool,
 }
 
-/// Sends each `(method, path, extra fields)` on its own stream (1, 3, 5, ...) of
-/// one h2c connection and reads every frame until all of them are over.
-fn h2_streams(server: &Server, requests: &[(&str, &str, &[(&str, &str)])]) -> Vec<Got> {
+/// A request: method, path and extra fields.
+type Asked<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Sends each request on its own stream (1, 3, 5, ...) of one h2c connection and
+/// reads every frame until all of them are over.
+fn h2_streams(server: &Server, requests: &[Asked]) -> Vec<Got> {
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();

@@ -166,10 +166,8 @@ fn read_whole(real: PathBuf, mut meta: Meta) -> io::Result<Arc<Resolved>> {
         }
         meta = after; // written to while we read: try again
     }
-    Err(io::Error::other(format!(
-        "{} keeps changing while being read",
-        real.display()
-    )))
+    // No path in the text: the ERROR line that reports it prints the path quoted.
+    Err(io::Error::other("the file keeps changing while being read"))
 }
 
 impl Backend for ContainedBackend {

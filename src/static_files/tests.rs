@@ -521,38 +521,6 @@ async fn fifo_is_not_served() {
     assert_eq!(get(&sf, "/static/pipe").await.status, StatusCode::NOT_FOUND);
 }
 
-/// ENAMETOOLONG is "no such file" (nginx: 404), and a sibling name past NAME_MAX
-/// is a variant that does not exist, not a failure of the file it goes with.
-#[tokio::test]
-async fn names_longer_than_the_file_system_allows_name_nothing() {
-    let t = tree();
-    let long = "b".repeat(253);
-    std::fs::write(t.root.join(&long), b"long name\n").unwrap();
-    let sf = files(mount(&t.root));
-    let too_long = format!("/static/{}", "a".repeat(256));
-    for uri in [
-        too_long.clone(),
-        format!("{too_long}/x"),
-        format!("/static/{long}/x"),
-    ] {
-        assert_eq!(get(&sf, &uri).await.status, StatusCode::NOT_FOUND, "{uri}");
-    }
-    for _ in 0..2 {
-        let r = req(
-            &sf,
-            "GET",
-            &format!("/static/{long}"),
-            &[("accept-encoding", "br, gzip")],
-        )
-        .await;
-        assert_eq!(
-            (r.status, &r.body[..]),
-            (StatusCode::OK, &b"long name\n"[..])
-        );
-        assert_eq!(r.h("content-encoding"), "");
-    }
-}
-
 #[tokio::test]
 async fn other_methods_get_405() {
     let t = tree();

@@ -192,13 +192,7 @@ impl Proxy {
                 }
                 let worker = guard.worker.take();
                 if respond::has_no_content(&parts.method, resp.status()) {
-                    // The app's body is dropped as it comes (`rx` gone), not cut: the
-                    // worker finishes the request and frees its slot as usual.
-                    if resp.status() == StatusCode::NO_CONTENT {
-                        // RFC 9110 §8.6: never a Content-Length on a 204.
-                        resp.headers_mut().remove(header::CONTENT_LENGTH);
-                    }
-                    return Ok(resp.map(|()| respond::empty()));
+                    return Ok(without_content(resp)); // `rx` goes: see there
                 }
                 return Ok(resp.map(|()| {
                     respond::Body::new(AppBody {
@@ -528,6 +522,16 @@ fn without_ows(value: Bytes) -> Bytes {
             .take_while(|b| is_ows(b))
             .count();
     value.slice(start..end)
+}
+
+/// An answer without content (`respond::has_no_content`). The app's body is dropped
+/// as it comes (its receiver gone), not cut: the worker finishes the request and
+/// frees its slot as usual. RFC 9110 §8.6: never a Content-Length on a 204.
+fn without_content(mut resp: Response<()>) -> Response<respond::Body> {
+    if resp.status() == StatusCode::NO_CONTENT {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    resp.map(|()| respond::empty())
 }
 
 fn bad_field(what: &str) -> Failure {

@@ -3,7 +3,7 @@
 //! (502/503/504) or us (500).
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -21,6 +21,17 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 pub fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed_unsync()
+}
+
+/// An answer that carries no content whatever its body holds (RFC 9110 §6.4.1): a
+/// HEAD's, a 1xx, a 204 and a 304. hyper drops such a body over HTTP/1 only; over
+/// HTTP/2 its DATA frames make the response malformed (RFC 9113 §8.1.1) and clients
+/// reset the stream.
+pub(crate) fn has_no_content(method: &Method, status: StatusCode) -> bool {
+    method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
 }
 
 /// One poll of a response body, as a `Tap` sees it.
@@ -242,5 +253,18 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Length: 17\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n414 URI Too Long\n"), "{text}");
+    }
+
+    #[test]
+    fn head_1xx_204_and_304_have_no_content() {
+        let none = |m: &Method, s: u16| has_no_content(m, StatusCode::from_u16(s).unwrap());
+        for s in [103, 204, 304] {
+            assert!(none(&Method::GET, s), "{s}");
+        }
+        for s in [200, 206, 301, 404, 500] {
+            assert!(none(&Method::HEAD, s), "HEAD {s}");
+            assert!(!none(&Method::GET, s), "GET {s}");
+            assert!(!none(&Method::POST, s), "POST {s}");
+        }
     }
 }

@@ -82,6 +82,48 @@ fn gunicorns_access_log_format_is_translated() {
     assert!(micros > 0, "{line}");
 }
 
+/// gunicorn's default format quotes the referer and the user agent: a client's `"`
+/// cannot close them to forge the status and size after, over HTTP/1, and C1
+/// controls and bidi overrides go out as `\xHH` bytes, over HTTP/2, as in
+/// `combined` (nginx's escaping).
+#[test]
+fn client_text_cannot_forge_fields_in_gunicorns_format() {
+    let gunicorn = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+    let server = test_app(
+        "sup_app:app",
+        &[
+            "-w",
+            "1",
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            gunicorn,
+        ],
+    )
+    .start();
+    let forged = "GET /pid?h1 HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla\" 200 1 \"-\" \"-\r\nConnection: close\r\n\r\n";
+    assert!(server
+        .raw(forged.as_bytes(), Duration::from_secs(10))
+        .contains(" 200 "));
+    let line = server.wait_for_log("/pid?h1 ", Duration::from_secs(10));
+    assert!(
+        line.ends_with(r#" "-" "Mozilla\x22 200 1 \x22-\x22 \x22-""#),
+        "{line}"
+    );
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
+        .args(["-A", "x\u{9b}31mRED", "-e", "ref\u{202e}evil"])
+        .arg(server.url("/pid?h2"))
+        .status()
+        .unwrap();
+    assert!(curl.success());
+    let line = server.wait_for_log("/pid?h2 ", Duration::from_secs(10));
+    assert!(
+        line.ends_with(r#" "ref\xE2\x80\xAEevil" "x\xC2\x9B31mRED""#),
+        "{line}"
+    );
+}
+
 #[test]
 fn gunicorn_codes_without_an_equivalent_are_refused_in_one_line() {
     let out = run(["--access-logformat", "%({x-real-ip}i)s", "sup_app:app"]);

@@ -1,7 +1,8 @@
 //! HTTP/2's timeouts, over h2c and TLS: an idle connection (even one that sent only
 //! the preface) gets GOAWAY and is closed, like HTTP/1's keep-alive; a client that
 //! keeps its flow-control window shut loses its connection after the write timeout;
-//! idle HTTP/2 sockets cannot lock other clients out.
+//! idle HTTP/2 sockets cannot lock other clients out; answers without content (a
+//! HEAD's, 204, 304) carry no DATA frames.
 
 mod common;
 use common::*;
@@ -328,4 +329,160 @@ fn a_cancelled_request_sent_ahead_never_runs() {
     let (rest, _) = read_to_close(&mut busy, Duration::from_secs(20));
     assert!(!rest.is_empty());
     assert_eq!(get(&server.url("/count")).1, "0", "a cancelled request ran");
+}
+
+/// A frame: 9-byte header and payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block of literal fields, new names, no Huffman (RFC 7541 §6.2.2);
+/// names and values under 127 bytes.
+fn literal_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.push(value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+/// What came back on one stream: the status (from h2's static-table index), the
+/// DATA bytes, and whether it ended cleanly (END_STREAM, no RST_STREAM).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Got {
+    status: u16,
+    data: usize,
+    ended: bool,
+    reset: bool,
+}
+
+/// A request: method, path and extra fields.
+type Asked<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+/// Sends each request on its own stream (1, 3, 5, ...) of one h2c connection and
+/// reads every frame until all of them are over.
+fn h2_streams(server: &Server, requests: &[Asked]) -> Vec<Got> {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut out = [PREFACE, SETTINGS].concat();
+    for (i, (method, path, extra)) in requests.iter().enumerate() {
+        let mut fields = vec![
+            (":method", *method),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", *path),
+        ];
+        fields.extend_from_slice(extra);
+        out.extend(frame(1, 0x5, 2 * i as u32 + 1, &literal_block(&fields)));
+    }
+    s.write_all(&out).unwrap();
+    let mut got = vec![Got::default(); requests.len()];
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.iter().any(|g| !g.ended && !g.reset) {
+        assert!(Instant::now() < deadline, "streams not over: {got:?}");
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => continue,
+        }
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let id = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            let payload: Vec<u8> = buf.drain(..9 + len).skip(9).collect();
+            if kind == 4 && flags & 1 == 0 {
+                s.write_all(&frame(4, 1, 0, &[])).unwrap(); // SETTINGS ACK
+            }
+            let Some(g) = (id > 0).then(|| &mut got[(id as usize - 1) / 2]) else {
+                continue;
+            };
+            match kind {
+                1 => {
+                    g.status = match payload.first() {
+                        Some(b @ 0x88..=0x8e) => {
+                            [200, 204, 206, 304, 400, 404, 500][usize::from(b - 0x88)]
+                        }
+                        _ => 0,
+                    }
+                }
+                0 => g.data += len,
+                3 => g.reset = true,
+                _ => {}
+            }
+            g.ended |= matches!(kind, 0 | 1) && flags & 1 != 0;
+        }
+    }
+    got
+}
+
+/// No content where there is none (RFC 9110 §6.4.1; over HTTP/2 DATA there makes
+/// the response malformed, RFC 9113 §8.1.1, and curl and browsers reset the
+/// stream): an app's 204 and 304 with a body, a HEAD of the app, of a missing file
+/// (our 404 page) and of a compressed answer all end with their HEADERS. The
+/// worker finishes the request (its one thread serves the next); a 204 loses the
+/// app's Content-Length over HTTP/1 too (RFC 9110 §8.6).
+#[test]
+fn answers_without_content_carry_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let statics = format!("/static/={}", dir.path().display());
+    let server = server(dir.path(), "", &["--static", &statics]);
+    let gzip: &[(&str, &str)] = &[("accept-encoding", "gzip")];
+    let big = "/status?s=200%20OK&pad=4000";
+    let got = h2_streams(
+        &server,
+        &[
+            ("GET", "/status?s=204%20No%20Content", &[]),
+            ("GET", "/status?s=304%20Not%20Modified", &[]),
+            ("HEAD", "/pid", &[]),
+            ("HEAD", "/static/missing", &[]),
+            ("HEAD", big, gzip),
+            ("GET", big, gzip),
+        ],
+    );
+    let bodiless = |status| Got {
+        status,
+        data: 0,
+        ended: true,
+        reset: false,
+    };
+    assert_eq!(
+        got[..5],
+        [
+            bodiless(204),
+            bodiless(304),
+            bodiless(200),
+            bodiless(404),
+            bodiless(200)
+        ]
+    );
+    assert!(got[5].data > 0 && got[5].ended, "{:?}", got[5]);
+    assert_eq!(get(&server.url("/pid")).0, 200);
+
+    let (status, out) = h1_request(&server, "GET", "/status?s=204%20No%20Content", b"");
+    assert_eq!(status, 204);
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        !lower.contains("content-length") && !lower.contains("odd status"),
+        "{out}"
+    );
+    let (status, out) = h1_request(&server, "HEAD", "/static/missing", b"");
+    assert_eq!(status, 404);
+    assert!(
+        out.to_ascii_lowercase().contains("content-length: 14"),
+        "{out}"
+    );
 }

@@ -645,3 +645,87 @@ fn nothing_to_serve_is_a_usage_error() {
     );
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
+
+/// Asks for a TLS 1.2 renegotiation (openssl's `R`) and waits for the server's
+/// refusal to reach the client.
+fn attempt_renegotiation(server: &Server) {
+    use std::io::{BufRead, Write};
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-connect", &server.addr.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    client.stdin.as_mut().unwrap().write_all(b"R\n").unwrap();
+    let refused = std::io::BufReader::new(client.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("no renegotiation"));
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(refused, "the server did not refuse the renegotiation");
+}
+
+/// One h2c connection sending 30 requests each reset at once (CVE-2023-44487's
+/// pattern), until the server's GOAWAY.
+fn rapid_reset(server: &Server) {
+    use std::io::{Read, Write};
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    };
+    let mut block = Vec::new();
+    for (name, value) in [(":method", "GET"), (":scheme", "http"), (":path", "/")] {
+        block.extend([0, name.len() as u8]);
+        block.extend(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    for i in 0..30 {
+        out.extend(frame(1, 0x5, 2 * i + 1, &block));
+        out.extend(frame(3, 0, 2 * i + 1, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&out).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let mut types = Vec::new();
+    let mut rest = &got[..];
+    while rest.len() >= 9 {
+        let len = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        types.push(rest[3]);
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(types.contains(&7), "no GOAWAY: {types:?}");
+}
+
+/// A client cannot write to the error log at its connection rate: rustls's WARN on
+/// a TLS 1.2 renegotiation attempt and h2's on a rapid-reset connection stay out
+/// below `--log-level debug` (the refusals themselves still happen).
+#[test]
+fn clients_cannot_write_warnings_into_the_error_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let statics = format!("/static/={}", dir.path().display());
+    let tls = Server::start(["--static", &statics, "--certfile", &cert, "--keyfile", &key]);
+    let plain = Server::start(["--static", &statics]);
+    attempt_renegotiation(&tls);
+    rapid_reset(&plain);
+    rapid_reset(&plain);
+    for server in [&tls, &plain] {
+        // Events are written in order: once this one is out, any before it is too.
+        let from = server.log_len();
+        server.signal(10); // USR1
+        server.wait_for_log_after(from, "log files reopened", Duration::from_secs(10));
+        let log = server.log();
+        assert!(!log.contains("NoRenegotiation"), "{log}");
+        assert!(!log.contains("recv_reset"), "{log}");
+    }
+}

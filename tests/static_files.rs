@@ -486,3 +486,79 @@ fn immutable_files_and_extra_headers() {
     assert_eq!(missing.status(), 404);
     assert_eq!(h(&missing, "access-control-allow-origin"), "");
 }
+
+/// A segment longer than the file system's NAME_MAX names no file: 404, as nginx
+/// answers ENAMETOOLONG, over HTTP/1 and HTTP/2; and a file with a 253-byte name
+/// still serves every browser (`Accept-Encoding: br, gzip`), its `.br`/`.gz` names
+/// being too long to exist. A path an ERROR line does print (a symlink loop, a 500
+/// as in nginx) is quoted: a `%0a` or `%1b` in it forges no line and sends no
+/// escape to the operator's terminal.
+#[test]
+fn overlong_names_are_404_and_logged_paths_are_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "b".repeat(253);
+    write(dir.path(), &long, b"long name\n");
+    let forged = "x\n2026-12-07T19:53:02.000000Z  INFO Ready forged\x1b[31mRED";
+    std::os::unix::fs::symlink(forged, dir.path().join(forged)).unwrap();
+    let s = Server::start(["--static", &format!("/static/={}", dir.path().display())]);
+
+    let too_long = format!("/static/{}", "a".repeat(256));
+    assert_eq!(raw_status(&s, &too_long).0, 404);
+    assert_eq!(raw_status(&s, &format!("{too_long}/x")).0, 404);
+    assert_eq!(h2_request(&s, "GET", &too_long, b"").0, 404);
+    let r = get(
+        &s,
+        &format!("/static/{long}"),
+        &[("accept-encoding", "br, gzip")],
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap(), &b"long name\n"[..]);
+    assert_eq!(
+        h2_request(&s, "GET", &format!("/static/{long}"), b"").0,
+        200
+    );
+
+    let looped = "/static/x%0a2026-12-07T19:53:02.000000Z%20%20INFO%20Ready%20forged%1b%5b31mRED";
+    assert_eq!(raw_status(&s, looped).0, 500);
+    let line = s.wait_for_log("forged", Duration::from_secs(10));
+    assert!(
+        line.contains("static file failed"),
+        "a forged line: {line:?}"
+    );
+    let log = s.log();
+    assert!(!log.contains('\x1b'), "a raw escape in the log: {log:?}");
+    assert!(!log.contains("File name too long"), "{log}");
+}
+
+/// `dotfiles = false` holds for what a path resolves to: a plain name that is a
+/// symlink to a dotfile or a dot-directory inside the mount is a 404 too.
+#[test]
+fn a_symlink_to_a_dotfile_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".env", b"SECRET=1\n");
+    write(dir.path(), ".git/config", b"[remote] token=abc\n");
+    write(dir.path(), "a.txt", b"hello\n");
+    for (target, link) in [(".env", "envlink"), (".git", "gitlink"), ("a.txt", "alias")] {
+        std::os::unix::fs::symlink(target, dir.path().join(link)).unwrap();
+    }
+    let s = Server::start(["--static", &format!("/static/={}", dir.path().display())]);
+    for path in [
+        "/static/.env",
+        "/static/envlink",
+        "/static/.git/config",
+        "/static/gitlink/config",
+    ] {
+        let (status, out) = raw_status(&s, path);
+        assert_eq!(status, 404, "{path}: {out}");
+        assert!(
+            !out.contains("SECRET") && !out.contains("token"),
+            "{path}: {out}"
+        );
+        assert_eq!(
+            h2_request(&s, "GET", path, b"").0,
+            404,
+            "{path} over HTTP/2"
+        );
+    }
+    assert_eq!(get(&s, "/static/alias", &[]).text().unwrap(), "hello\n");
+}

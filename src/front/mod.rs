@@ -186,9 +186,13 @@ impl Front {
     async fn serve(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        let method = req.method().clone();
         let (mut resp, entry) = self.handle(req, conn, started).await;
         if self.compression.should_compress(&resp) {
             resp = compression::compress(self.compression, resp, accept_encoding).await;
+        }
+        if respond::has_no_content(&method, resp.status()) {
+            resp = without_content(resp, &method);
         }
         resp.headers_mut()
             .entry(header::SERVER)
@@ -406,6 +410,24 @@ fn is_http1_connect<B>(req: &Request<B>) -> bool {
 /// Short, printable, no spaces: safe to log and to pass on.
 fn is_plausible_passed_value(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// The head GET would get, no content: our error pages, and a compressor's frame
+/// around nothing, would otherwise go out as DATA over HTTP/2. A HEAD keeps the
+/// length its body had, as hyper gives it over HTTP/1.
+fn without_content(mut resp: Response<Body>, method: &Method) -> Response<Body> {
+    use http_body::Body as _;
+    let length = resp.body().size_hint().exact();
+    if *method == Method::HEAD
+        && !respond::has_no_content(&Method::GET, resp.status())
+        && !resp.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        if let Some(n) = length {
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    resp.map(|_| respond::empty())
 }
 
 fn content_length(resp: &Response<Body>) -> Option<u64> {

@@ -80,8 +80,10 @@ impl Entry {
                     match rest[start + 1..].find('}') {
                         Some(end) => {
                             // An empty value is written `-`, as nginx and gunicorn do.
+                            // Escaped as in `combined`: a template's quotes are the
+                            // operator's, and a client's `"` must not close them.
                             let value = self.field(&rest[start + 1..start + 1 + end]);
-                            out.push_str(if value.is_empty() { "-" } else { &value });
+                            out.push_str(&escape_client_text(or_dash(&value)));
                             rest = &rest[start + 2 + end..];
                         }
                         None => {
@@ -104,14 +106,14 @@ impl Entry {
             self.remote,
             clf_time(self.time),
             self.method,
-            escape_quoted(&target),
+            escape_client_text(&target),
             self.protocol,
             self.status,
             self.bytes
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "-".into()),
-            escape_quoted(or_dash(&self.referer)),
-            escape_quoted(or_dash(&self.user_agent)),
+            escape_client_text(or_dash(&self.referer)),
+            escape_client_text(or_dash(&self.user_agent)),
         )
     }
 
@@ -165,19 +167,29 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-/// Client-controlled text inside quotes: escape quotes, backslashes and controls so a
-/// header cannot forge a log line (as nginx does with \xHH).
-fn escape_quoted(s: &str) -> String {
+/// Client-controlled text in a text line (`combined` and templates alike): `"`, `\`,
+/// control characters (C0, DEL, C1) and bidi overrides become `\xHH`, one per byte
+/// of their UTF-8, as nginx's `escape=default` writes them. A header then cannot
+/// close a quoted field, forge a line, drive a terminal or reorder what a reader sees.
+fn escape_client_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\x22"),
-            '\\' => out.push_str("\\x5C"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
-            c => out.push(c),
+        if c == '"' || c == '\\' || is_unsafe_to_show(c) {
+            for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                out.push_str(&format!("\\x{b:02X}"));
+            }
+        } else {
+            out.push(c);
         }
     }
     out
+}
+
+/// Controls, and the bidi formatting characters that reorder a line on screen
+/// (U+061C, U+200E/F, U+202A..E, U+2066..9: "Trojan Source").
+fn is_unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn json_string(s: &str, out: &mut String) {
@@ -189,7 +201,7 @@ fn json_string(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if is_unsafe_to_show(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -398,5 +410,29 @@ mod tests {
         );
         let f = Format::parse("{queue_ms} {duration} {duration_s}").unwrap();
         assert_eq!(entry().format(&f), "0.250 0.001500 0");
+    }
+
+    /// A client's `"` cannot close a field the operator quoted, in a template as in
+    /// `combined`; controls (C0, C1) and bidi overrides go out as `\xHH` bytes.
+    #[test]
+    fn client_text_is_escaped_alike_in_combined_and_templates() {
+        let mut e = entry();
+        e.user_agent = "Mozilla\" 200 1 \"-\" \"-".into();
+        e.referer = "ref\u{202e}evil\u{9b}31m\n".into();
+        e.path = "/a\\b\u{1b}".into();
+        let gunicorn = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+        let tail = concat!(
+            r#""GET /a\x5Cb\x1B?q=1 HTTP/1.1" 200 13 "#,
+            r#""ref\xE2\x80\xAEevil\xC2\x9B31m\x0A" "Mozilla\x22 200 1 \x22-\x22 \x22-""#
+        );
+        for format in [Format::Combined, Format::parse(gunicorn).unwrap()] {
+            let line = e.format(&format);
+            assert!(line.ends_with(tail), "{format:?}: {line}");
+        }
+        let json = e.format(&Format::Json);
+        assert!(
+            json.contains(r#""referer":"ref\u202eevil\u009b31m\n""#),
+            "{json}"
+        );
     }
 }

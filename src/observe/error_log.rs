@@ -218,21 +218,8 @@ impl<'a> MakeWriter<'a> for ErrorLog {
 /// `worker`) is always shown, as gunicorn passes it through; the workers' own
 /// records (tracebacks included) obey the level like the master's events.
 pub fn init(level: &str, format: LogFormat, log: ErrorLog) {
-    let directive = match level {
-        "warning" => "warn",
-        "critical" => "error",
-        other => other,
-    };
-    // debug is ours; the libraries' debug output (hyper, rustls...) stays out of it.
-    let others = if directive == "debug" {
-        "info"
-    } else {
-        directive
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{others},ferricorn={directive},worker=info"
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(directives(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = log.is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -241,5 +228,55 @@ pub fn init(level: &str, format: LogFormat, log: ErrorLog) {
     match format {
         LogFormat::Text => builder.with_ansi(ansi).init(),
         LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
+/// The subscriber's filter for `--log-level`: our own events at that level, the
+/// app's output always. The protocol libraries' debug output stays out of our
+/// debug, and their warnings out of the log unless it is at debug: those are a
+/// client's doing, one per connection (rustls on a TLS 1.2 renegotiation attempt,
+/// h2 on a rapid-reset connection), so any client could write the operator's log
+/// (and page whoever alerts on WARN) at its connection rate. nginx logs such
+/// client errors at info.
+fn directives(level: &str) -> String {
+    let ours = match level {
+        "warning" => "warn",
+        "critical" => "error",
+        other => other,
+    };
+    let (others, protocol) = match ours {
+        "debug" => ("info", "info"),
+        other => (other, "error"),
+    };
+    format!(
+        "{others},rustls={protocol},h2={protocol},hyper={protocol},ferricorn={ours},worker=info"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directives;
+
+    #[test]
+    fn the_protocol_libraries_log_errors_only_below_debug() {
+        assert_eq!(
+            directives("warning"),
+            "warn,rustls=error,h2=error,hyper=error,ferricorn=warn,worker=info"
+        );
+        assert_eq!(
+            directives("info"),
+            "info,rustls=error,h2=error,hyper=error,ferricorn=info,worker=info"
+        );
+        assert_eq!(
+            directives("debug"),
+            "info,rustls=info,h2=info,hyper=info,ferricorn=debug,worker=info"
+        );
+        assert!(directives("critical").starts_with("error,rustls=error,"));
+        for level in ["debug", "info", "warning", "error", "critical"] {
+            assert!(
+                tracing_subscriber::EnvFilter::try_new(directives(level)).is_ok(),
+                "{level}"
+            );
+        }
     }
 }

@@ -191,6 +191,9 @@ impl Proxy {
                     resp.extensions_mut().insert(LimitRate(rate));
                 }
                 let worker = guard.worker.take();
+                if respond::has_no_content(&parts.method, resp.status()) {
+                    return Ok(without_content(resp)); // `rx` goes: see there
+                }
                 return Ok(resp.map(|()| {
                     respond::Body::new(AppBody {
                         rx,
@@ -486,6 +489,10 @@ fn split_host_port(host: &str) -> (&str, Option<&str>) {
 #[doc(hidden)]
 pub fn build_response(head: ResponseHead) -> Result<Response<()>, Failure> {
     let status = StatusCode::from_u16(head.status).map_err(|_| Failure::WorkerFailed)?;
+    if status.is_informational() {
+        // Not a final answer: the client would wait for another one.
+        return Err(bad_field("status (1xx)"));
+    }
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
@@ -515,6 +522,16 @@ fn without_ows(value: Bytes) -> Bytes {
             .take_while(|b| is_ows(b))
             .count();
     value.slice(start..end)
+}
+
+/// An answer without content (`respond::has_no_content`). The app's body is dropped
+/// as it comes (its receiver gone), not cut: the worker finishes the request and
+/// frees its slot as usual. RFC 9110 §8.6: never a Content-Length on a 204.
+fn without_content(mut resp: Response<()>) -> Response<respond::Body> {
+    if resp.status() == StatusCode::NO_CONTENT {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+    resp.map(|()| respond::empty())
 }
 
 fn bad_field(what: &str) -> Failure {
@@ -640,6 +657,17 @@ mod tests {
         assert_eq!(resp.headers()["set-cookie"], "a=1; Path=/");
         assert_eq!(resp.headers()["x-a"], "b c");
         assert_eq!(resp.headers()["x-b"], "");
+    }
+
+    #[test]
+    fn an_informational_status_is_no_answer() {
+        for status in [100, 103, 199] {
+            let head = ResponseHead {
+                status,
+                headers: Vec::new(),
+            };
+            assert_eq!(build_response(head).err(), Some(Failure::WorkerFailed));
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Our tower-http `Backend` for ServeDir: the one place that touches the file system
 //! for static mounts. It enforces containment (a path is served only if, with every
 //! symlink resolved, it lies inside the canonical root, and — unless the mount allows
-//! dotfiles — no component below the root starts with '.') and answers from the
+//! dotfiles — no component below the root starts with '.', in the path asked for
+//! and in the one it resolves to) and answers from the
 //! open-file cache, reading small files whole and opening large ones for streaming.
 //!
 //! Refusals look exactly like missing files (`NotFound` → 404): a client learns
@@ -84,9 +85,7 @@ impl ContainedBackend {
         };
         let entry = match self.load_from_disk(&path, previous) {
             Ok(resolved) => Entry::Found(resolved),
-            Err(e) if e.kind() == io::ErrorKind::NotFound || is_not_a_directory(&e) => {
-                Entry::Missing
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound || names_nothing(&e) => Entry::Missing,
             // Permission errors and the like are not remembered: they may be fixed.
             Err(e) => return Err(e),
         };
@@ -126,8 +125,12 @@ impl ContainedBackend {
             return Err(Refused::Dotfile(path.to_owned()).into());
         }
         let real = std::fs::canonicalize(path)?;
-        if !real.starts_with(&*self.root) {
+        let Ok(real_below) = real.strip_prefix(&*self.root) else {
             return Err(Refused::Escapes(path.to_owned()).into());
+        };
+        // What is opened, not only what was asked: `envlink -> .env` is the dotfile.
+        if !self.dotfiles && has_dot_component(real_below) {
+            return Err(Refused::Dotfile(path.to_owned()).into());
         }
         Ok(real)
     }
@@ -140,8 +143,12 @@ fn has_dot_component(path: &Path) -> bool {
     })
 }
 
-fn is_not_a_directory(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOTDIR)
+/// A path that cannot name a file: a file used as a directory (ENOTDIR), or a name
+/// longer than the file system allows (ENAMETOOLONG: a client's 256-byte segment, or
+/// the `.br`/`.gz` sibling of a 253-byte name, which ServeDir then skips). As nginx,
+/// these are "no such file", not a server error.
+pub(super) fn names_nothing(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ENAMETOOLONG))
 }
 
 /// Reads a small file whole, making sure the bytes and the metadata (hence the ETag)
@@ -159,10 +166,8 @@ fn read_whole(real: PathBuf, mut meta: Meta) -> io::Result<Arc<Resolved>> {
         }
         meta = after; // written to while we read: try again
     }
-    Err(io::Error::other(format!(
-        "{} keeps changing while being read",
-        real.display()
-    )))
+    // No path in the text: the ERROR line that reports it prints the path quoted.
+    Err(io::Error::other("the file keeps changing while being read"))
 }
 
 impl Backend for ContainedBackend {

@@ -455,7 +455,9 @@ impl Mount {
             Ok(response) => response.map(|b| b.map_err(respond::BoxError::from).boxed_unsync()),
             Err(e) if is_not_found(&e) => respond::error_response(Failure::NotFound),
             Err(e) => {
-                tracing::error!(error = %e, path = %target.fs_path.display(), "static file failed");
+                // `?`: the path is the client's, quoted with its controls escaped, so
+                // a `%0a` or `%1b` in it cannot forge a line or reach a terminal.
+                tracing::error!(error = %e, path = ?target.fs_path, "static file failed");
                 respond::error_response(Failure::Internal)
             }
         }
@@ -466,7 +468,7 @@ fn is_not_found(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-    ) || e.raw_os_error() == Some(libc::ENOTDIR)
+    ) || backend::names_nothing(e)
 }
 
 /// A 200 or 304 from a cached file: the same headers ServeDir would send.

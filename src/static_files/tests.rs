@@ -44,6 +44,8 @@ fn tree() -> Tree {
     std::os::unix::fs::symlink("../outside/secret.txt", root.join("escape.txt")).unwrap();
     std::os::unix::fs::symlink("../outside", root.join("escdir")).unwrap();
     std::os::unix::fs::symlink("css/site.css", root.join("alias.css")).unwrap();
+    std::os::unix::fs::symlink(".env", root.join("envlink")).unwrap();
+    std::os::unix::fs::symlink(".git", root.join("gitlink")).unwrap();
     Tree {
         _tmp: tmp,
         root,
@@ -475,6 +477,9 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
         "/static/.env",
         "/static/.git/config",
         "/static/%2egit/config",
+        // Plain names resolving to a dotfile: the rule holds for what is opened.
+        "/static/envlink",
+        "/static/gitlink/config",
         "/static/css/site.css%2f",
     ];
     for uri in refused {
@@ -500,6 +505,7 @@ async fn nothing_outside_the_root_and_no_dotfiles() {
     let sf = files(m);
     assert_eq!(&get(&sf, "/static/.env").await.body[..], b"SECRET=1\n");
     assert_eq!(get(&sf, "/static/.git/config").await.status, StatusCode::OK);
+    assert_eq!(&get(&sf, "/static/envlink").await.body[..], b"SECRET=1\n");
     assert_eq!(sf.route(&normal("/static/%2e%2e/outside/secret.txt")), None);
     assert_eq!(
         get(&sf, "/static/escape.txt").await.status,

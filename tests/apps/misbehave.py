@@ -1,7 +1,7 @@
 """An app that misbehaves on request, for tests/reliability.rs.
 
 /pid                 the worker's pid
-/status?s=999 X      answers with that status line
+/status?s=999 X[&pad=N]  answers with that status line (a body of 10 + N bytes)
 /big-header?n=N      one response header of N bytes
 /raise               raises inside the app
 /host                HTTP_HOST and SERVER_NAME as the app sees them
@@ -27,7 +27,7 @@ def app(environ, start_response):
     if path == "/pid":
         body = str(os.getpid()).encode()
     elif path == "/status":
-        status, body = unquote(q["s"]), b"odd status"
+        status, body = unquote(q["s"]), b"odd status" + b"." * int(q.get("pad", 0))
     elif path == "/big-header":
         headers.append(("X-Big", "x" * int(q["n"])))
         body = b"big"

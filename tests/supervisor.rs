@@ -430,3 +430,75 @@ fn requests_queued_at_a_stalled_worker_go_back_to_the_queue_under_load() {
     }
     assert_eq!(slow.join().unwrap().0 .0, 200);
 }
+
+/// A GET of `/wait?for=FLAG` or `/drip?until=FLAG` (sup_app), returned once the
+/// view is running (it touched `FLAG.started`).
+fn blocked_get(server: &Server, view: &str, flag: &Path) -> TimedGet {
+    let key = if view == "/wait" { "for" } else { "until" };
+    let h = concurrent_gets(server, &format!("{view}?{key}={}", flag.display()), 1)
+        .pop()
+        .unwrap();
+    let started = flag.with_extension("started");
+    wait_until("the view to start", Duration::from_secs(20), || {
+        started.exists()
+    });
+    h
+}
+
+#[test]
+fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = sup_server(&[
+        "-w", "1", "--threads", "2", "-t", "2", "--admin-bind", &admin,
+    ]);
+    let old = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // A stays silent past its timeout; B, on the worker's other thread, is alive
+    // (it sends a byte every 0.2 s) until the test lets it end.
+    let hung = blocked_get(&server, "/wait", &a);
+    let alive = blocked_get(&server, "/drip", &b);
+    let ((status, _), took) = hung.join().unwrap();
+    assert_eq!(status, 504);
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+    server.wait_for_log("WORKER TIMEOUT", Duration::from_secs(5));
+    // While B runs on the old worker, new requests go to its replacement.
+    for _ in 0..3 {
+        let (status, pid) = get(&server.url("/pid"));
+        assert_eq!(status, 200, "{pid}");
+        assert_ne!(pid, old.to_string(), "the draining worker was sent a request");
+    }
+    assert!(children(server.pid()).contains(&old), "killed before B ended");
+    assert!(!alive.is_finished(), "B ended early: {}", server.log());
+    // A's late answer is dropped; B completes.
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let ((status, body), _) = alive.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with("done"), "{body}");
+    wait_until("the old worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&old)
+    });
+    server.wait_for_log("killing the timed-out worker", Duration::from_secs(5));
+    let reason = "ferricorn_worker_restarts_total{reason=\"timeout\"}";
+    assert_eq!(metric(&admin, reason), 1);
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}
+
+#[test]
+fn a_condemned_workers_other_requests_get_504_at_their_own_timeouts_not_502() {
+    let server = sup_server(&["-w", "1", "--threads", "2", "-t", "2"]);
+    let old = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let first = blocked_get(&server, "/wait", &dir.path().join("a"));
+    // The second starts a while after the first: it must outlive the first's timeout.
+    thread::sleep(Duration::from_millis(800));
+    let second = blocked_get(&server, "/wait", &dir.path().join("b"));
+    let ((status, _), _) = first.join().unwrap();
+    assert_eq!(status, 504);
+    let ((status, body), _) = second.join().unwrap();
+    assert_eq!(status, 504, "{body}");
+    wait_until("the old worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&old)
+    });
+}

@@ -1,5 +1,5 @@
 //! Pure supervisor decisions, no I/O: restart back-off, per-worker request quotas
-//! and lifetimes, and when a worker is recycled.
+//! and lifetimes, when a worker is recycled, and what a timeout costs a worker.
 
 use std::time::Duration;
 
@@ -62,6 +62,29 @@ pub fn recycle(
         }
         _ if lifetime.is_some_and(|l| age >= l) => Some(Recycle::Lifetime),
         _ => None,
+    }
+}
+
+/// What becomes of a worker once its requests past their timeout got 504.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterTimeout {
+    /// Killed now (after the stack dump): nothing else of its is running.
+    Kill,
+    /// Condemned: sent nothing more and replaced at once, but killed only when its
+    /// other running requests have ended or reached their own timeouts. A hung
+    /// thread costs only its own request, as a slow thread does in gunicorn's
+    /// gthread worker.
+    Condemn,
+}
+
+/// `threads` of the worker, `others_running`: its requests still running once the
+/// timed-out ones are answered and the unstarted ones taken back. A single-thread
+/// worker has nothing else to finish, and its one thread is stuck: it is killed.
+pub fn after_timeout(threads: usize, others_running: usize) -> AfterTimeout {
+    if threads > 1 && others_running > 0 {
+        AfterTimeout::Condemn
+    } else {
+        AfterTimeout::Kill
     }
 }
 
@@ -128,6 +151,19 @@ mod tests {
             Some(Recycle::Lifetime)
         );
         assert_eq!(recycle(Some(mib), born, 200 * mib, old, None), None);
+    }
+
+    #[test]
+    fn a_timeout_kills_only_a_worker_with_nothing_else_running() {
+        assert_eq!(after_timeout(1, 0), AfterTimeout::Kill);
+        assert_eq!(
+            after_timeout(1, 1),
+            AfterTimeout::Kill,
+            "one thread: it is the stuck one"
+        );
+        assert_eq!(after_timeout(2, 0), AfterTimeout::Kill);
+        assert_eq!(after_timeout(2, 1), AfterTimeout::Condemn);
+        assert_eq!(after_timeout(8, 7), AfterTimeout::Condemn);
     }
 
     #[test]

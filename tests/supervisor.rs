@@ -449,7 +449,14 @@ fn blocked_get(server: &Server, view: &str, flag: &Path) -> TimedGet {
 fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() {
     let admin = format!("127.0.0.1:{}", free_port());
     let server = sup_server(&[
-        "-w", "1", "--threads", "2", "-t", "2", "--admin-bind", &admin,
+        "-w",
+        "1",
+        "--threads",
+        "2",
+        "-t",
+        "2",
+        "--admin-bind",
+        &admin,
     ]);
     let old = children(server.pid())[0];
     let dir = tempfile::tempdir().unwrap();
@@ -460,15 +467,25 @@ fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() 
     let alive = blocked_get(&server, "/drip", &b);
     let ((status, _), took) = hung.join().unwrap();
     assert_eq!(status, 504);
-    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(6), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
     server.wait_for_log("WORKER TIMEOUT", Duration::from_secs(5));
     // While B runs on the old worker, new requests go to its replacement.
     for _ in 0..3 {
         let (status, pid) = get(&server.url("/pid"));
         assert_eq!(status, 200, "{pid}");
-        assert_ne!(pid, old.to_string(), "the draining worker was sent a request");
+        assert_ne!(
+            pid,
+            old.to_string(),
+            "the draining worker was sent a request"
+        );
     }
-    assert!(children(server.pid()).contains(&old), "killed before B ended");
+    assert!(
+        children(server.pid()).contains(&old),
+        "killed before B ended"
+    );
     assert!(!alive.is_finished(), "B ended early: {}", server.log());
     // A's late answer is dropped; B completes.
     std::fs::write(&a, "").unwrap();
@@ -498,6 +515,33 @@ fn a_condemned_workers_other_requests_get_504_at_their_own_timeouts_not_502() {
     assert_eq!(status, 504);
     let ((status, body), _) = second.join().unwrap();
     assert_eq!(status, 504, "{body}");
+    wait_until("the old worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&old)
+    });
+}
+
+#[test]
+fn a_condemned_worker_is_killed_at_the_end_of_its_grace_whatever_still_streams() {
+    let server = sup_server(&[
+        "-w",
+        "1",
+        "--threads",
+        "2",
+        "-t",
+        "2",
+        "--graceful-timeout",
+        "3",
+    ]);
+    let old = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let hung = blocked_get(&server, "/wait", &dir.path().join("a"));
+    // Never told to end: it streams until the worker is killed.
+    let endless = blocked_get(&server, "/drip", &dir.path().join("b"));
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    let ((_, body), took) = endless.join().unwrap();
+    assert!(!body.ends_with("done"), "{body}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    server.wait_for_log("grace is over", Duration::from_secs(5));
     wait_until("the old worker killed", Duration::from_secs(10), || {
         !children(server.pid()).contains(&old)
     });

@@ -83,8 +83,8 @@ enum WorkerState {
     /// SIGKILL at this instant (after the faulthandler dump).
     Killing(Instant),
     /// A request timed out while its other threads ran requests: no new requests;
-    /// SIGKILL once those have ended or timed out (`timeout`).
-    Condemned,
+    /// SIGKILL once those have ended or timed out, or at this instant (`timeout`).
+    Condemned(Instant),
     /// TERM or KILL sent; waiting for the exit.
     Stopping,
     /// Its connection closed while serving: SIGKILL sent, a replacement started;
@@ -526,16 +526,21 @@ impl Supervisor {
                 _ => {}
             }
         }
-        self.enforce_timeouts();
+        self.enforce_timeouts(now);
     }
 
     /// A serving worker is to leave (max-requests, memory, age): its successor
     /// starts now, and it drains once the successor is ready (`on_started`).
     fn replace(&mut self, pid: u32, reason: RestartReason) {
-        self.metrics.worker_restarted(reason);
-        if let Some(w) = self.workers.get_mut(&pid) {
-            w.old = true;
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        // A condemned worker's replacement is started already.
+        if matches!(w.state, WorkerState::Condemned(_)) {
+            return;
         }
+        w.old = true;
+        self.metrics.worker_restarted(reason);
         self.start_worker(Purpose::Fill, Duration::ZERO);
     }
 

@@ -88,6 +88,15 @@ pub fn after_timeout(threads: usize, others_running: usize) -> AfterTimeout {
     }
 }
 
+/// How long a condemned worker may keep running its other requests, from its
+/// condemnation: at least `grace` (`--graceful-timeout`, what a stop gives them),
+/// longer if one's own limit (`limits`: route or `--timeout`) is. Bounded, so a
+/// response that streams for ever cannot keep a worker with a hung thread alive
+/// for ever; at the end, what still runs gets 504 (or is cut) and it is killed.
+pub fn condemned_grace(limits: &[Option<Duration>], grace: Duration) -> Duration {
+    limits.iter().flatten().copied().fold(grace, Duration::max)
+}
+
 /// splitmix64: a well-mixed value from a small seed, no RNG crate needed.
 fn mix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -164,6 +173,18 @@ mod tests {
         assert_eq!(after_timeout(2, 0), AfterTimeout::Kill);
         assert_eq!(after_timeout(2, 1), AfterTimeout::Condemn);
         assert_eq!(after_timeout(8, 7), AfterTimeout::Condemn);
+    }
+
+    #[test]
+    fn a_condemned_worker_gets_the_graceful_timeout_or_a_longer_own_limit() {
+        let s = Duration::from_secs;
+        assert_eq!(condemned_grace(&[], s(30)), s(30));
+        assert_eq!(condemned_grace(&[None, Some(s(2))], s(30)), s(30));
+        assert_eq!(
+            condemned_grace(&[Some(s(600)), None], s(30)),
+            s(600),
+            "a route's long limit"
+        );
     }
 
     #[test]

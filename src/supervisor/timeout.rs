@@ -6,7 +6,13 @@
 //! unstarted requests are taken back, a replacement starts at once, its stacks are
 //! dumped now (while the hung thread is where it hung), and SIGKILL follows only
 //! when its other requests have ended or reached their own timeouts (504, never
-//! 502). A late answer for a timed-out request finds no stream and is dropped.
+//! 502), or at the end of its grace (`policy::condemned_grace`: at least
+//! `--graceful-timeout`; what still runs then gets 504 or is cut, as at a timeout).
+//! A late answer for a timed-out request finds no stream and is dropped.
+//!
+//! Condemned workers stay bounded: a worker is condemned at most once a
+//! `--timeout` (a request must hang that long on it) and lives at most its grace
+//! after.
 
 use super::policy::{self, AfterTimeout};
 use super::{process, Supervisor, WorkerState, DUMP_GRACE};
@@ -16,33 +22,43 @@ use std::time::Instant;
 
 impl Supervisor {
     /// Answers 504 to every request past its limit, then kills or condemns its
-    /// worker; kills a condemned worker with nothing left running.
-    pub(super) fn enforce_timeouts(&mut self) {
+    /// worker; kills a condemned worker with nothing left running or past its grace.
+    pub(super) fn enforce_timeouts(&mut self, now: Instant) {
         let timeout = self.spec.timeout;
         let mut timed_out = Vec::new();
         let mut done = Vec::new();
         for (pid, w) in self.workers.iter() {
-            if matches!(
-                w.state,
-                WorkerState::Serving | WorkerState::Draining | WorkerState::Condemned
-            ) {
-                let silent = w.conn.silent_streams(timeout);
-                if !silent.is_empty() {
-                    timed_out.push((*pid, silent));
-                } else if w.state == WorkerState::Condemned && w.conn.in_flight() == 0 {
+            let condemned = match w.state {
+                WorkerState::Condemned(until) if now >= until => {
+                    let cut = w.conn.time_out_all();
+                    tracing::warn!(
+                        pid,
+                        requests = cut,
+                        "a condemned worker's grace is over: its requests get 504"
+                    );
                     done.push(*pid);
+                    continue;
                 }
+                WorkerState::Condemned(_) => true,
+                WorkerState::Serving | WorkerState::Draining => false,
+                _ => continue,
+            };
+            let silent = w.conn.silent_streams(timeout);
+            if !silent.is_empty() {
+                timed_out.push((*pid, silent));
+            } else if condemned && w.conn.in_flight() == 0 {
+                done.push(*pid);
             }
         }
         for (pid, streams) in timed_out {
-            self.on_timed_out(pid, &streams);
+            self.on_timed_out(pid, &streams, now);
         }
         for pid in done {
             self.kill_condemned(pid);
         }
     }
 
-    fn on_timed_out(&mut self, pid: u32, streams: &[u32]) {
+    fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {
         let threads = self.spec.threads;
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
@@ -50,7 +66,7 @@ impl Supervisor {
         for &s in streams {
             w.conn.time_out_stream(s);
         }
-        if w.state == WorkerState::Condemned {
+        if matches!(w.state, WorkerState::Condemned(_)) {
             tracing::error!(
                 pid,
                 requests = streams.len(),
@@ -71,26 +87,34 @@ impl Supervisor {
         process::signal(pid, Signal::SIGUSR1);
         match policy::after_timeout(threads, running) {
             AfterTimeout::Kill => {
-                tracing::error!(pid, timeout_s, reason = "timeout", "WORKER TIMEOUT: killing the worker");
-                w.state = WorkerState::Killing(Instant::now() + DUMP_GRACE);
+                tracing::error!(
+                    pid,
+                    timeout_s,
+                    reason = "timeout",
+                    "WORKER TIMEOUT: killing the worker"
+                );
+                w.state = WorkerState::Killing(now + DUMP_GRACE);
             }
             AfterTimeout::Condemn => {
+                let limits = w.conn.limits(self.spec.timeout);
+                let grace = policy::condemned_grace(&limits, self.spec.graceful_timeout);
                 tracing::error!(
                     pid,
                     timeout_s,
                     running,
+                    grace_s = grace.as_secs(),
                     "WORKER TIMEOUT: the request past its timeout got 504; the worker \
                      is sent nothing more and replaced, and killed once its other \
-                     requests end"
+                     requests end (within grace_s)"
                 );
-                w.state = WorkerState::Condemned;
+                w.state = WorkerState::Condemned(now + grace);
             }
         }
         self.fill();
     }
 
-    /// A condemned worker's other requests have ended or timed out: its hung
-    /// thread can only be stopped with it.
+    /// A condemned worker's other requests have ended, timed out, or had their
+    /// grace: its hung thread can only be stopped with it.
     fn kill_condemned(&mut self, pid: u32) {
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
@@ -98,7 +122,7 @@ impl Supervisor {
         tracing::warn!(
             pid,
             reason = "timeout",
-            "killing the timed-out worker: its other requests have ended"
+            "killing the timed-out worker: none of its requests runs any more"
         );
         process::signal(pid, Signal::SIGKILL);
         w.state = WorkerState::Stopping;

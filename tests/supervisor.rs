@@ -546,3 +546,33 @@ fn a_condemned_worker_is_killed_at_the_end_of_its_grace_whatever_still_streams()
         !children(server.pid()).contains(&old)
     });
 }
+
+#[test]
+fn no_more_condemned_workers_than_the_pool_the_next_timeout_kills_at_once() {
+    let server = sup_server(&["-w", "1", "--threads", "2", "-t", "2"]);
+    let first = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let flag = |name: &str| dir.path().join(name);
+    let hung = blocked_get(&server, "/wait", &flag("a"));
+    let alive = blocked_get(&server, "/drip", &flag("b"));
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    // The first worker is condemned (B runs on); its replacement gets C and D.
+    let from = server.log_len();
+    let hung = blocked_get(&server, "/wait", &flag("c"));
+    let second = children(server.pid())
+        .into_iter()
+        .find(|p| *p != first)
+        .unwrap();
+    let other = blocked_get(&server, "/wait", &flag("d"));
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    let ((status, body), _) = other.join().unwrap();
+    assert_eq!(status, 504, "{body}");
+    server.wait_for_log_after(from, "killing the worker", Duration::from_secs(5));
+    wait_until("the second worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&second)
+    });
+    assert!(children(server.pid()).contains(&first), "B's worker killed");
+    std::fs::write(flag("b"), "").unwrap();
+    let ((status, body), _) = alive.join().unwrap();
+    assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
+}

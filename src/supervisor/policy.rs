@@ -80,8 +80,16 @@ pub enum AfterTimeout {
 /// `threads` of the worker, `others_running`: its requests still running once the
 /// timed-out ones are answered and the unstarted ones taken back. A single-thread
 /// worker has nothing else to finish, and its one thread is stuck: it is killed.
-pub fn after_timeout(threads: usize, others_running: usize) -> AfterTimeout {
-    if threads > 1 && others_running > 0 {
+/// So is one that would make more than `max_condemned` condemned workers at once
+/// (its other requests then get 504): each lingers beside its replacement, and a
+/// client that keeps hanging requests must not grow the processes past that.
+pub fn after_timeout(
+    threads: usize,
+    others_running: usize,
+    condemned: usize,
+    max_condemned: usize,
+) -> AfterTimeout {
+    if threads > 1 && others_running > 0 && condemned < max_condemned {
         AfterTimeout::Condemn
     } else {
         AfterTimeout::Kill
@@ -164,15 +172,20 @@ mod tests {
 
     #[test]
     fn a_timeout_kills_only_a_worker_with_nothing_else_running() {
-        assert_eq!(after_timeout(1, 0), AfterTimeout::Kill);
+        assert_eq!(after_timeout(1, 0, 0, 4), AfterTimeout::Kill);
         assert_eq!(
-            after_timeout(1, 1),
+            after_timeout(1, 1, 0, 4),
             AfterTimeout::Kill,
             "one thread: it is the stuck one"
         );
-        assert_eq!(after_timeout(2, 0), AfterTimeout::Kill);
-        assert_eq!(after_timeout(2, 1), AfterTimeout::Condemn);
-        assert_eq!(after_timeout(8, 7), AfterTimeout::Condemn);
+        assert_eq!(after_timeout(2, 0, 0, 4), AfterTimeout::Kill);
+        assert_eq!(after_timeout(2, 1, 0, 4), AfterTimeout::Condemn);
+        assert_eq!(after_timeout(8, 7, 3, 4), AfterTimeout::Condemn);
+        assert_eq!(
+            after_timeout(8, 7, 4, 4),
+            AfterTimeout::Kill,
+            "no more condemned workers than the pool"
+        );
     }
 
     #[test]

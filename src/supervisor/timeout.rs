@@ -10,9 +10,9 @@
 //! `--graceful-timeout`; what still runs then gets 504 or is cut, as at a timeout).
 //! A late answer for a timed-out request finds no stream and is dropped.
 //!
-//! Condemned workers stay bounded: a worker is condemned at most once a
-//! `--timeout` (a request must hang that long on it) and lives at most its grace
-//! after.
+//! Condemned workers stay bounded: no more at once than the pool's size (past
+//! that, a timed-out worker is killed at once and its other requests get 504), and
+//! each lives at most its grace.
 
 use super::policy::{self, AfterTimeout};
 use super::{process, Supervisor, WorkerState, DUMP_GRACE};
@@ -60,6 +60,11 @@ impl Supervisor {
 
     fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {
         let threads = self.spec.threads;
+        let condemned = self
+            .workers
+            .values()
+            .filter(|w| matches!(w.state, WorkerState::Condemned(_)))
+            .count();
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
         };
@@ -85,8 +90,10 @@ impl Supervisor {
         let timeout_s = self.spec.timeout.map_or(0, |t| t.as_secs());
         self.metrics.worker_restarted(RestartReason::Timeout);
         process::signal(pid, Signal::SIGUSR1);
-        match policy::after_timeout(threads, running) {
+        match policy::after_timeout(threads, running, condemned, self.target) {
             AfterTimeout::Kill => {
+                // Over the cap, requests still running get 504 rather than 502.
+                w.conn.time_out_all();
                 tracing::error!(
                     pid,
                     timeout_s,

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -445,6 +446,42 @@ fn blocked_get(server: &Server, view: &str, flag: &Path) -> TimedGet {
     h
 }
 
+/// `/drip?until=FLAG` read as it arrives: its status and body at the end, and the
+/// bytes received so far.
+fn streamed_get(
+    server: &Server,
+    flag: &Path,
+) -> (thread::JoinHandle<(u16, String)>, Arc<AtomicUsize>) {
+    use std::io::Read;
+    let received = Arc::new(AtomicUsize::new(0));
+    let url = server.url(&format!("/drip?until={}", flag.display()));
+    let count = received.clone();
+    let h = thread::spawn(move || {
+        let mut r = client().get(&url).send().unwrap();
+        let status = r.status().as_u16();
+        let (mut body, mut buf) = (Vec::new(), [0u8; 64]);
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    body.extend_from_slice(&buf[..n]);
+                    count.fetch_add(n, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    body.extend_from_slice(format!(" [cut: {e}]").as_bytes());
+                    break;
+                }
+            }
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    });
+    let started = flag.with_extension("started");
+    wait_until("the view to start", Duration::from_secs(20), || {
+        started.exists()
+    });
+    (h, received)
+}
+
 #[test]
 fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() {
     let admin = format!("127.0.0.1:{}", free_port());
@@ -464,7 +501,7 @@ fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() 
     // A stays silent past its timeout; B, on the worker's other thread, is alive
     // (it sends a byte every 0.2 s) until the test lets it end.
     let hung = blocked_get(&server, "/wait", &a);
-    let alive = blocked_get(&server, "/drip", &b);
+    let (alive, received) = streamed_get(&server, &b);
     let ((status, _), took) = hung.join().unwrap();
     assert_eq!(status, 504);
     assert!(
@@ -482,15 +519,22 @@ fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() 
             "the draining worker was sent a request"
         );
     }
+    // B goes on well past A's timeout (2 s more of its bytes) on the old worker.
+    let after = received.load(Ordering::SeqCst);
+    wait_until(
+        "B's bytes 2 s after A's 504",
+        Duration::from_secs(10),
+        || received.load(Ordering::SeqCst) >= after + 10 || alive.is_finished(),
+    );
+    assert!(!alive.is_finished(), "B ended early: {}", server.log());
     assert!(
         children(server.pid()).contains(&old),
         "killed before B ended"
     );
-    assert!(!alive.is_finished(), "B ended early: {}", server.log());
     // A's late answer is dropped; B completes.
     std::fs::write(&a, "").unwrap();
     std::fs::write(&b, "").unwrap();
-    let ((status, body), _) = alive.join().unwrap();
+    let (status, body) = alive.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.ends_with("done"), "{body}");
     wait_until("the old worker killed", Duration::from_secs(10), || {

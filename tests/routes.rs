@@ -367,3 +367,29 @@ fn a_whole_server_rate_limit_holds_requests_without_a_path() {
     );
     assert_eq!(h1_request(&server, "GET", "/pid", b"").0, 429);
 }
+
+#[test]
+fn a_route_timeout_costs_only_its_request_not_the_other_threads() {
+    // A (HTTP/2) passes its route's 1 s on the one worker while its other thread
+    // runs B (HTTP/1, 3 s, under the global 30 s): A gets 504, B its 200.
+    let dir = tempfile::tempdir().unwrap();
+    let routes = "[[route]]\nprefix = \"/wait\"\ntimeout = 1\n";
+    let server = std::sync::Arc::new(serve(dir.path(), routes, &["-t", "30"]));
+    let flag = dir.path().join("never");
+    let (s, target) = (server.clone(), format!("/wait?for={}", flag.display()));
+    let a = std::thread::spawn(move || h2_request(&s, "GET", &target, b""));
+    let started = flag.with_extension("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "A never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let b = client().get(server.url("/sleep?s=3")).send().unwrap();
+    assert_eq!(b.status(), 200);
+    assert_eq!(b.text().unwrap(), "slept");
+    assert_eq!(a.join().unwrap().0, 504);
+    server.wait_for_log(
+        "killing the timed-out worker",
+        std::time::Duration::from_secs(5),
+    );
+}

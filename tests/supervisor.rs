@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -429,4 +430,193 @@ fn requests_queued_at_a_stalled_worker_go_back_to_the_queue_under_load() {
         );
     }
     assert_eq!(slow.join().unwrap().0 .0, 200);
+}
+
+/// A GET of `/wait?for=FLAG` or `/drip?until=FLAG` (sup_app), returned once the
+/// view is running (it touched `FLAG.started`).
+fn blocked_get(server: &Server, view: &str, flag: &Path) -> TimedGet {
+    let key = if view == "/wait" { "for" } else { "until" };
+    let h = concurrent_gets(server, &format!("{view}?{key}={}", flag.display()), 1)
+        .pop()
+        .unwrap();
+    let started = flag.with_extension("started");
+    wait_until("the view to start", Duration::from_secs(20), || {
+        started.exists()
+    });
+    h
+}
+
+/// `/drip?until=FLAG` read as it arrives: its status and body at the end, and the
+/// bytes received so far.
+fn streamed_get(
+    server: &Server,
+    flag: &Path,
+) -> (thread::JoinHandle<(u16, String)>, Arc<AtomicUsize>) {
+    use std::io::Read;
+    let received = Arc::new(AtomicUsize::new(0));
+    let url = server.url(&format!("/drip?until={}", flag.display()));
+    let count = received.clone();
+    let h = thread::spawn(move || {
+        let mut r = client().get(&url).send().unwrap();
+        let status = r.status().as_u16();
+        let (mut body, mut buf) = (Vec::new(), [0u8; 64]);
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    body.extend_from_slice(&buf[..n]);
+                    count.fetch_add(n, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    body.extend_from_slice(format!(" [cut: {e}]").as_bytes());
+                    break;
+                }
+            }
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    });
+    let started = flag.with_extension("started");
+    wait_until("the view to start", Duration::from_secs(20), || {
+        started.exists()
+    });
+    (h, received)
+}
+
+#[test]
+fn a_timeout_on_one_thread_costs_only_its_request_the_worker_drains_then_dies() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = sup_server(&[
+        "-w",
+        "1",
+        "--threads",
+        "2",
+        "-t",
+        "2",
+        "--admin-bind",
+        &admin,
+    ]);
+    let old = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // A stays silent past its timeout; B, on the worker's other thread, is alive
+    // (it sends a byte every 0.2 s) until the test lets it end.
+    let hung = blocked_get(&server, "/wait", &a);
+    let (alive, received) = streamed_get(&server, &b);
+    let ((status, _), took) = hung.join().unwrap();
+    assert_eq!(status, 504);
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    server.wait_for_log("WORKER TIMEOUT", Duration::from_secs(5));
+    // While B runs on the old worker, new requests go to its replacement.
+    for _ in 0..3 {
+        let (status, pid) = get(&server.url("/pid"));
+        assert_eq!(status, 200, "{pid}");
+        assert_ne!(
+            pid,
+            old.to_string(),
+            "the draining worker was sent a request"
+        );
+    }
+    // B goes on well past A's timeout (2 s more of its bytes) on the old worker.
+    let after = received.load(Ordering::SeqCst);
+    wait_until(
+        "B's bytes 2 s after A's 504",
+        Duration::from_secs(10),
+        || received.load(Ordering::SeqCst) >= after + 10 || alive.is_finished(),
+    );
+    assert!(!alive.is_finished(), "B ended early: {}", server.log());
+    assert!(
+        children(server.pid()).contains(&old),
+        "killed before B ended"
+    );
+    // A's late answer is dropped; B completes.
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let (status, body) = alive.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with("done"), "{body}");
+    wait_until("the old worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&old)
+    });
+    server.wait_for_log("killing the timed-out worker", Duration::from_secs(5));
+    let reason = "ferricorn_worker_restarts_total{reason=\"timeout\"}";
+    assert_eq!(metric(&admin, reason), 1);
+    assert_eq!(get(&server.url("/pid")).0, 200);
+}
+
+#[test]
+fn a_condemned_workers_other_requests_get_504_at_their_own_timeouts_not_502() {
+    let server = sup_server(&["-w", "1", "--threads", "2", "-t", "2"]);
+    let old = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let first = blocked_get(&server, "/wait", &dir.path().join("a"));
+    // The second starts a while after the first: it must outlive the first's timeout.
+    thread::sleep(Duration::from_millis(800));
+    let second = blocked_get(&server, "/wait", &dir.path().join("b"));
+    let ((status, _), _) = first.join().unwrap();
+    assert_eq!(status, 504);
+    let ((status, body), _) = second.join().unwrap();
+    assert_eq!(status, 504, "{body}");
+    wait_until("the old worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&old)
+    });
+}
+
+#[test]
+fn a_condemned_worker_is_killed_at_the_end_of_its_grace_whatever_still_streams() {
+    let server = sup_server(&[
+        "-w",
+        "1",
+        "--threads",
+        "2",
+        "-t",
+        "2",
+        "--graceful-timeout",
+        "3",
+    ]);
+    let old = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let hung = blocked_get(&server, "/wait", &dir.path().join("a"));
+    // Never told to end: it streams until the worker is killed.
+    let endless = blocked_get(&server, "/drip", &dir.path().join("b"));
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    let ((_, body), took) = endless.join().unwrap();
+    assert!(!body.ends_with("done"), "{body}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    server.wait_for_log("grace is over", Duration::from_secs(5));
+    wait_until("the old worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&old)
+    });
+}
+
+#[test]
+fn no_more_condemned_workers_than_the_pool_the_next_timeout_kills_at_once() {
+    let server = sup_server(&["-w", "1", "--threads", "2", "-t", "2"]);
+    let first = children(server.pid())[0];
+    let dir = tempfile::tempdir().unwrap();
+    let flag = |name: &str| dir.path().join(name);
+    let hung = blocked_get(&server, "/wait", &flag("a"));
+    let alive = blocked_get(&server, "/drip", &flag("b"));
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    // The first worker is condemned (B runs on); its replacement gets C and D.
+    let from = server.log_len();
+    let hung = blocked_get(&server, "/wait", &flag("c"));
+    let second = children(server.pid())
+        .into_iter()
+        .find(|p| *p != first)
+        .unwrap();
+    let other = blocked_get(&server, "/wait", &flag("d"));
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    let ((status, body), _) = other.join().unwrap();
+    assert_eq!(status, 504, "{body}");
+    server.wait_for_log_after(from, "killing the worker", Duration::from_secs(5));
+    wait_until("the second worker killed", Duration::from_secs(10), || {
+        !children(server.pid()).contains(&second)
+    });
+    assert!(children(server.pid()).contains(&first), "B's worker killed");
+    std::fs::write(flag("b"), "").unwrap();
+    let ((status, body), _) = alive.join().unwrap();
+    assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
 }

@@ -244,6 +244,26 @@ impl WorkerConn {
             .collect()
     }
 
+    /// The limit of each stream in flight: its route's, else `default`; `None` (or
+    /// zero): none.
+    pub fn limits(&self, default: Option<Duration>) -> Vec<Option<Duration>> {
+        let streams = self.streams.lock().unwrap();
+        streams
+            .values()
+            .map(|s| s.timeout.or(default).filter(|l| !l.is_zero()))
+            .collect()
+    }
+
+    /// Ends every stream in flight as `time_out_stream` does (a condemned worker's
+    /// grace is over); returns how many.
+    pub fn time_out_all(&self) -> usize {
+        let ids: Vec<u32> = self.streams.lock().unwrap().keys().copied().collect();
+        for &id in &ids {
+            self.time_out_stream(id);
+        }
+        ids.len()
+    }
+
     /// Takes back up to `max` requests the worker has not started, oldest first; each
     /// one's request side gets `Revoked` and sends it again. Returns how many.
     pub fn revoke_unstarted(&self, max: usize) -> usize {

@@ -1,6 +1,7 @@
 //! The supervisor: keeps `workers` worker processes ready behind the dispatcher, the
 //! way gunicorn's arbiter does. It replaces a worker that dies (with back-off when
-//! starts keep failing), kills one that stays silent past `--timeout`, retires one
+//! starts keep failing), kills one that stays silent past `--timeout` (`timeout`:
+//! once its other threads' requests are done), retires one
 //! that reached `--max-requests`, `max_memory` or `max_lifetime` (`recycle`) once
 //! its replacement is ready, and rolls every worker over on reload, each new worker
 //! ready before an old one drains.
@@ -16,6 +17,7 @@ pub mod process;
 mod recycle;
 pub mod spec;
 mod start;
+mod timeout;
 mod zygote;
 
 pub use start::StartError;
@@ -80,6 +82,9 @@ enum WorkerState {
     Draining,
     /// SIGKILL at this instant (after the faulthandler dump).
     Killing(Instant),
+    /// A request timed out while its other threads ran requests: no new requests;
+    /// SIGKILL once those have ended or timed out, or at this instant (`timeout`).
+    Condemned(Instant),
     /// TERM or KILL sent; waiting for the exit.
     Stopping,
     /// Its connection closed while serving: SIGKILL sent, a replacement started;
@@ -508,8 +513,6 @@ impl Supervisor {
         self.trim_to_target();
         let now = Instant::now();
         self.recycle_if_due(now);
-        let timeout = self.spec.timeout;
-        let mut timed_out = Vec::new();
         for (pid, w) in self.workers.iter_mut() {
             match w.state {
                 WorkerState::Draining if w.conn.in_flight() == 0 => {
@@ -520,49 +523,24 @@ impl Supervisor {
                     process::signal(*pid, Signal::SIGKILL);
                     w.state = WorkerState::Stopping;
                 }
-                WorkerState::Serving | WorkerState::Draining => {
-                    let silent = w.conn.silent_streams(timeout);
-                    if !silent.is_empty() {
-                        timed_out.push((*pid, silent));
-                    }
-                }
                 _ => {}
             }
         }
-        for (pid, streams) in timed_out {
-            self.kill_timed_out(pid, &streams);
-        }
-    }
-
-    /// A worker silent past `--timeout`: its requests get 504, CPython dumps every
-    /// thread's stack (faulthandler on SIGUSR1), then SIGKILL; a replacement starts.
-    fn kill_timed_out(&mut self, pid: u32, streams: &[u32]) {
-        let Some(w) = self.workers.get_mut(&pid) else {
-            return;
-        };
-        tracing::error!(
-            pid,
-            timeout_s = self.spec.timeout.map(|t| t.as_secs()).unwrap_or(0),
-            "WORKER TIMEOUT: killing the worker"
-        );
-        w.conn.retire();
-        self.dispatcher.remove(&w.conn);
-        self.metrics.worker_restarted(RestartReason::Timeout);
-        for &s in streams {
-            w.conn.time_out_stream(s);
-        }
-        process::signal(pid, Signal::SIGUSR1);
-        w.state = WorkerState::Killing(Instant::now() + DUMP_GRACE);
-        self.fill();
+        self.enforce_timeouts(now);
     }
 
     /// A serving worker is to leave (max-requests, memory, age): its successor
     /// starts now, and it drains once the successor is ready (`on_started`).
     fn replace(&mut self, pid: u32, reason: RestartReason) {
-        self.metrics.worker_restarted(reason);
-        if let Some(w) = self.workers.get_mut(&pid) {
-            w.old = true;
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        // A condemned worker's replacement is started already.
+        if matches!(w.state, WorkerState::Condemned(_)) {
+            return;
         }
+        w.old = true;
+        self.metrics.worker_restarted(reason);
         self.start_worker(Purpose::Fill, Duration::ZERO);
     }
 

@@ -1,5 +1,5 @@
 //! Pure supervisor decisions, no I/O: restart back-off, per-worker request quotas
-//! and lifetimes, and when a worker is recycled.
+//! and lifetimes, when a worker is recycled, and what a timeout costs a worker.
 
 use std::time::Duration;
 
@@ -65,6 +65,46 @@ pub fn recycle(
     }
 }
 
+/// What becomes of a worker once its requests past their timeout got 504.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterTimeout {
+    /// Killed now (after the stack dump): nothing else of its is running.
+    Kill,
+    /// Condemned: sent nothing more and replaced at once, but killed only when its
+    /// other running requests have ended or reached their own timeouts. A hung
+    /// thread costs only its own request, as a slow thread does in gunicorn's
+    /// gthread worker.
+    Condemn,
+}
+
+/// `threads` of the worker, `others_running`: its requests still running once the
+/// timed-out ones are answered and the unstarted ones taken back. A single-thread
+/// worker has nothing else to finish, and its one thread is stuck: it is killed.
+/// So is one that would make more than `max_condemned` condemned workers at once
+/// (its other requests then get 504): each lingers beside its replacement, and a
+/// client that keeps hanging requests must not grow the processes past that.
+pub fn after_timeout(
+    threads: usize,
+    others_running: usize,
+    condemned: usize,
+    max_condemned: usize,
+) -> AfterTimeout {
+    if threads > 1 && others_running > 0 && condemned < max_condemned {
+        AfterTimeout::Condemn
+    } else {
+        AfterTimeout::Kill
+    }
+}
+
+/// How long a condemned worker may keep running its other requests, from its
+/// condemnation: at least `grace` (`--graceful-timeout`, what a stop gives them),
+/// longer if one's own limit (`limits`: route or `--timeout`) is. Bounded, so a
+/// response that streams for ever cannot keep a worker with a hung thread alive
+/// for ever; at the end, what still runs gets 504 (or is cut) and it is killed.
+pub fn condemned_grace(limits: &[Option<Duration>], grace: Duration) -> Duration {
+    limits.iter().flatten().copied().fold(grace, Duration::max)
+}
+
 /// splitmix64: a well-mixed value from a small seed, no RNG crate needed.
 fn mix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -128,6 +168,36 @@ mod tests {
             Some(Recycle::Lifetime)
         );
         assert_eq!(recycle(Some(mib), born, 200 * mib, old, None), None);
+    }
+
+    #[test]
+    fn a_timeout_kills_only_a_worker_with_nothing_else_running() {
+        assert_eq!(after_timeout(1, 0, 0, 4), AfterTimeout::Kill);
+        assert_eq!(
+            after_timeout(1, 1, 0, 4),
+            AfterTimeout::Kill,
+            "one thread: it is the stuck one"
+        );
+        assert_eq!(after_timeout(2, 0, 0, 4), AfterTimeout::Kill);
+        assert_eq!(after_timeout(2, 1, 0, 4), AfterTimeout::Condemn);
+        assert_eq!(after_timeout(8, 7, 3, 4), AfterTimeout::Condemn);
+        assert_eq!(
+            after_timeout(8, 7, 4, 4),
+            AfterTimeout::Kill,
+            "no more condemned workers than the pool"
+        );
+    }
+
+    #[test]
+    fn a_condemned_worker_gets_the_graceful_timeout_or_a_longer_own_limit() {
+        let s = Duration::from_secs;
+        assert_eq!(condemned_grace(&[], s(30)), s(30));
+        assert_eq!(condemned_grace(&[None, Some(s(2))], s(30)), s(30));
+        assert_eq!(
+            condemned_grace(&[Some(s(600)), None], s(30)),
+            s(600),
+            "a route's long limit"
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct WorkerSpec {
     pub count: usize,
     /// A worker silent this long on a request is replaced; `None`: never.
     pub timeout: Option<Duration>,
+    /// What a worker condemned by a timeout gives its other requests at least
+    /// (`--graceful-timeout`, see `timeout`).
+    pub graceful_timeout: Duration,
     /// A new worker that is not ready within this is a failed start.
     pub boot_timeout: Duration,
     pub max_requests: u64,
@@ -55,6 +58,7 @@ impl WorkerSpec {
             dev: settings.reload,
             count: w.count,
             timeout: w.timeout,
+            graceful_timeout: settings.graceful_timeout,
             boot_timeout: w.boot_timeout,
             max_requests: w.max_requests,
             max_requests_jitter: w.max_requests_jitter,

@@ -2,6 +2,8 @@
 
 /pid          the worker's pid
 /sleep?s=N    sleeps N seconds, then answers
+/wait?for=P   touches P.started, then waits silently until file P exists; answers its pid
+/drip?until=P touches P.started, then sends a byte every 0.2 s until file P exists, then "done"
 /crash        the worker dies (SIGKILL to itself) mid-request
 /echo         echoes the body
 /orphan       leaves a grandchild behind that exits 0.5 s later; answers its pid
@@ -30,6 +32,15 @@ def app(environ, start_response):
         seconds = float(query.split("=", 1)[1]) if "=" in query else 1.0
         time.sleep(seconds)
         body = b"slept"
+    elif path == "/wait":
+        flag = _flag(query)
+        while not os.path.exists(flag):
+            time.sleep(0.02)
+        body = str(os.getpid()).encode()
+    elif path == "/drip":
+        flag = _flag(query)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _drip(flag)
     elif path == "/crash":
         os.kill(os.getpid(), signal.SIGKILL)
         body = b"unreachable"
@@ -74,6 +85,21 @@ def app(environ, start_response):
         body = b"ok"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _flag(query):
+    """The file a view waits for (`?for=P` or `?until=P`); P.started says it began."""
+    from urllib.parse import unquote
+    flag = unquote(query.split("=", 1)[1])
+    open(flag + ".started", "w").close()
+    return flag
+
+
+def _drip(flag):
+    while not os.path.exists(flag):
+        yield b"."
+        time.sleep(0.2)
+    yield b"done"
 
 
 application = app

@@ -1,0 +1,137 @@
+//! `--timeout` and `[[route]] timeout`: a request on which its worker stays silent
+//! past its limit gets 504. Then `policy::after_timeout` decides the worker's fate:
+//! a worker with nothing else running (always so with one thread) gets SIGUSR1
+//! (CPython's faulthandler dumps every thread's stack) and SIGKILL; one whose other
+//! threads are still running requests is condemned: it is sent nothing more, its
+//! unstarted requests are taken back, a replacement starts at once, its stacks are
+//! dumped now (while the hung thread is where it hung), and SIGKILL follows only
+//! when its other requests have ended or reached their own timeouts (504, never
+//! 502), or at the end of its grace (`policy::condemned_grace`: at least
+//! `--graceful-timeout`; what still runs then gets 504 or is cut, as at a timeout).
+//! A late answer for a timed-out request finds no stream and is dropped.
+//!
+//! Condemned workers stay bounded: no more at once than the pool's size (past
+//! that, a timed-out worker is killed at once and its other requests get 504), and
+//! each lives at most its grace.
+
+use super::policy::{self, AfterTimeout};
+use super::{process, Supervisor, WorkerState, DUMP_GRACE};
+use crate::observe::RestartReason;
+use nix::sys::signal::Signal;
+use std::time::Instant;
+
+impl Supervisor {
+    /// Answers 504 to every request past its limit, then kills or condemns its
+    /// worker; kills a condemned worker with nothing left running or past its grace.
+    pub(super) fn enforce_timeouts(&mut self, now: Instant) {
+        let timeout = self.spec.timeout;
+        let mut timed_out = Vec::new();
+        let mut done = Vec::new();
+        for (pid, w) in self.workers.iter() {
+            let condemned = match w.state {
+                WorkerState::Condemned(until) if now >= until => {
+                    let cut = w.conn.time_out_all();
+                    tracing::warn!(
+                        pid,
+                        requests = cut,
+                        "a condemned worker's grace is over: its requests get 504"
+                    );
+                    done.push(*pid);
+                    continue;
+                }
+                WorkerState::Condemned(_) => true,
+                WorkerState::Serving | WorkerState::Draining => false,
+                _ => continue,
+            };
+            let silent = w.conn.silent_streams(timeout);
+            if !silent.is_empty() {
+                timed_out.push((*pid, silent));
+            } else if condemned && w.conn.in_flight() == 0 {
+                done.push(*pid);
+            }
+        }
+        for (pid, streams) in timed_out {
+            self.on_timed_out(pid, &streams, now);
+        }
+        for pid in done {
+            self.kill_condemned(pid);
+        }
+    }
+
+    fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {
+        let threads = self.spec.threads;
+        let condemned = self
+            .workers
+            .values()
+            .filter(|w| matches!(w.state, WorkerState::Condemned(_)))
+            .count();
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        for &s in streams {
+            w.conn.time_out_stream(s);
+        }
+        if matches!(w.state, WorkerState::Condemned(_)) {
+            tracing::error!(
+                pid,
+                requests = streams.len(),
+                "WORKER TIMEOUT: another request of the condemned worker timed out (504)"
+            );
+            if w.conn.in_flight() == 0 {
+                self.kill_condemned(pid);
+            }
+            return;
+        }
+        w.conn.retire();
+        self.dispatcher.remove(&w.conn);
+        // Requests it was sent ahead but never started go to another worker.
+        w.conn.revoke_unstarted(usize::MAX);
+        let running = w.conn.in_flight();
+        let timeout_s = self.spec.timeout.map_or(0, |t| t.as_secs());
+        self.metrics.worker_restarted(RestartReason::Timeout);
+        process::signal(pid, Signal::SIGUSR1);
+        match policy::after_timeout(threads, running, condemned, self.target) {
+            AfterTimeout::Kill => {
+                // Over the cap, requests still running get 504 rather than 502.
+                w.conn.time_out_all();
+                tracing::error!(
+                    pid,
+                    timeout_s,
+                    reason = "timeout",
+                    "WORKER TIMEOUT: killing the worker"
+                );
+                w.state = WorkerState::Killing(now + DUMP_GRACE);
+            }
+            AfterTimeout::Condemn => {
+                let limits = w.conn.limits(self.spec.timeout);
+                let grace = policy::condemned_grace(&limits, self.spec.graceful_timeout);
+                tracing::error!(
+                    pid,
+                    timeout_s,
+                    running,
+                    grace_s = grace.as_secs(),
+                    "WORKER TIMEOUT: the request past its timeout got 504; the worker \
+                     is sent nothing more and replaced, and killed once its other \
+                     requests end (within grace_s)"
+                );
+                w.state = WorkerState::Condemned(now + grace);
+            }
+        }
+        self.fill();
+    }
+
+    /// A condemned worker's other requests have ended, timed out, or had their
+    /// grace: its hung thread can only be stopped with it.
+    fn kill_condemned(&mut self, pid: u32) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        tracing::warn!(
+            pid,
+            reason = "timeout",
+            "killing the timed-out worker: none of its requests runs any more"
+        );
+        process::signal(pid, Signal::SIGKILL);
+        w.state = WorkerState::Stopping;
+    }
+}

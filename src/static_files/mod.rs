@@ -454,6 +454,9 @@ impl Mount {
         match serve_dir.try_call(request).await {
             Ok(response) => response.map(|b| b.map_err(respond::BoxError::from).boxed_unsync()),
             Err(e) if is_not_found(&e) => respond::error_response(Failure::NotFound),
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<backend::NoFileSlot>()) => {
+                respond::error_response(Failure::SpoolFull)
+            }
             Err(e) => {
                 tracing::error!(error = %e, path = %target.fs_path.display(), "static file failed");
                 respond::error_response(Failure::Internal)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A response whose client has taken nothing for this long may be cut to make room.
-pub(crate) const CUT_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const CUT_AFTER: Duration = Duration::from_millis(250);
 
 /// Refusals and cuts are logged once a minute at most, with their count.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -173,7 +173,7 @@ impl ResponseBudget {
             return false;
         };
         victim.cut();
-        self.note(0, "responses whose clients took nothing for a second cut to make room (past [limits] response_memory and response_files)");
+        self.note(0, "responses whose clients took nothing for longest (over 250 ms) cut to make room (past [limits] response_memory and response_files)");
         true
     }
 

@@ -167,6 +167,8 @@ pub struct Receiver {
 pub enum Interruption {
     TimedOut,
     Revoked,
+    /// Given up for want of room (before its head: the client gets 503).
+    GaveUp,
 }
 
 pub(crate) fn channel(
@@ -379,9 +381,14 @@ impl Receiver {
         match q.deliveries.pop_front() {
             Some(d) => {
                 // Its memory share goes with the chunk (`counted`).
-                if let Delivery::Frame(Frame::ResponseBody(b)) = &d {
-                    q.in_memory -= b.len();
-                }
+                let d = match d {
+                    Delivery::Frame(Frame::ResponseBody(b)) => {
+                        q.in_memory -= b.len();
+                        Delivery::Frame(Frame::ResponseBody(b))
+                    }
+                    Delivery::Spilled { file, len } => self.to_read(&mut q, file, len),
+                    d => d,
+                };
                 q.last_taken = Instant::now();
                 if q.deliveries.is_empty() && q.sender_gone {
                     q.spill = None;
@@ -422,18 +429,44 @@ impl Receiver {
                 self.interruption = Some(Interruption::Revoked);
                 Frame::Abort(Bytes::from_static(b"revoked before it started"))
             }
-            Delivery::GaveUp => Frame::Abort(Bytes::from_static(b"response spool full")),
+            Delivery::GaveUp => {
+                self.interruption = Some(Interruption::GaveUp);
+                Frame::Abort(Bytes::from_static(b"response spool full"))
+            }
             Delivery::Spilled { file, len } => match file.read(self.spill_offset, len) {
                 Ok(b) => {
                     self.spill_offset += len as u64;
-                    self.budget.force_memory(b.len());
                     Frame::ResponseBody(counted(b, self.budget))
                 }
-                Err(e) => Frame::Abort(Bytes::from(format!("response spool read failed: {e}"))),
+                Err(e) => {
+                    self.budget.give_memory(len);
+                    Frame::Abort(Bytes::from(format!("response spool read failed: {e}")))
+                }
             },
         }
     }
+
+    /// How much of spooled bytes to read back now, its memory taken: all of them
+    /// within the budget; past it `PRESSED_READ` (a client whose window is shut
+    /// holds the chunk read for it), the rest left first in the queue.
+    fn to_read(&self, q: &mut Queue, file: Arc<SpillFile>, len: usize) -> Delivery {
+        if self.budget.take_memory(len) {
+            return Delivery::Spilled { file, len };
+        }
+        let n = len.min(PRESSED_READ);
+        self.budget.force_memory(n);
+        if n < len {
+            q.deliveries.push_front(Delivery::Spilled {
+                file: file.clone(),
+                len: len - n,
+            });
+        }
+        Delivery::Spilled { file, len: n }
+    }
 }
+
+/// Spooled bytes read back at once past the memory budget.
+const PRESSED_READ: usize = 16 * 1024;
 
 /// A body chunk on its way to the client keeps its share of the budget until the
 /// connection's writer drops it: an HTTP/2 stream whose window is shut holds one.

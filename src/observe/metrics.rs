@@ -283,7 +283,7 @@ impl Metrics {
                 "ferricorn_body_spool_refused_total{{cap=\"{cap}\"}} {n}"
             );
         }
-        *out += "# HELP ferricorn_responses_cut_total Responses cut for want of room in [limits] response_memory and response_files: to make room for another (their client took nothing for a second), or finding none.\n";
+        *out += "# HELP ferricorn_responses_cut_total Responses cut for want of room in [limits] response_memory and response_files: to make room for another (their client took nothing for longest, over 250 ms), or finding none.\n";
         *out += "# TYPE ferricorn_responses_cut_total counter\n";
         for (why, n) in [
             ("stalled", g.responses.cut_stalled),

@@ -184,10 +184,20 @@ async fn h2c_shut_window(addr: std::net::SocketAddr, path: &str, n: usize) -> He
     shut_window(tcp, &format!("http://{addr}"), path, n).await
 }
 
-/// The app's answers so far (503: given up before its head, for want of room).
+/// The answers of that kind so far, any status (an app's 503: given up before its
+/// head, for want of room).
+fn answers(s: &Site, kind: &str) -> u64 {
+    ["2xx", "4xx", "5xx"]
+        .iter()
+        .map(|c| {
+            let name = format!("ferricorn_requests_total{{kind=\"{kind}\",status=\"{c}\"}}");
+            s.metric(&name)
+        })
+        .sum()
+}
+
 fn app_answers(s: &Site) -> u64 {
-    s.metric("ferricorn_requests_total{kind=\"app\",status=\"2xx\"}")
-        + s.metric("ferricorn_requests_total{kind=\"app\",status=\"5xx\"}")
+    answers(s, "app")
 }
 
 /// Waits until the worker answered the attack's `streams` (`base`: the app's 2xx
@@ -382,8 +392,7 @@ fn shut_http2_windows_hold_at_most_response_files_of_static_files() {
         Some("400:400"),
         &["--threads", "1"],
     );
-    s.server
-        .wait_for_log("responses hold at most 50 files", Duration::from_secs(5));
+    let base = answers(&s, "static");
     let rt = runtime();
     let _attack: Vec<Held> = rt.block_on(async {
         let mut all = Vec::new();
@@ -392,18 +401,17 @@ fn shut_http2_windows_hold_at_most_response_files_of_static_files() {
         }
         all
     });
-    s.wait_metric("ferricorn_response_files", Duration::from_secs(30), |n| {
-        n == 50
+    wait_until("the attack answered", Duration::from_secs(30), || {
+        answers(&s, "static") >= base + 400
     });
-    s.wait_metric(
-        "ferricorn_static_file_slot_refused_total",
-        Duration::from_secs(30),
-        |n| n == 350,
-    );
     let fds = s.fds();
     eprintln!("400 shut streams of a 5 MB static file: {fds} descriptors");
-    assert!(fds < 100, "{fds} descriptors");
     s.others_are_served();
+    assert!(fds < 100, "{fds} descriptors");
+    assert_eq!(s.metric("ferricorn_response_files"), 50);
+    assert_eq!(s.metric("ferricorn_static_file_slot_refused_total"), 350);
+    s.server
+        .wait_for_log("responses hold at most 50 files", Duration::from_secs(1));
     assert!(!s.server.log().contains("Too many open files"));
     drop(rt);
     s.wait_metric("ferricorn_response_files", Duration::from_secs(30), |n| {
@@ -436,6 +444,7 @@ fn shut_http2_windows_hold_at_most_response_files_of_spooled_responses() {
     });
     attack_handed_over(&s, base, 400);
     let fds = s.fds();
+    s.others_are_served();
     let files = s.metric("ferricorn_response_files");
     eprintln!("400 shut streams of a 3 MB view: {fds} descriptors, {files} spool files");
     assert!(fds < 100, "{fds} descriptors");

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// A response whose client has taken nothing for this long may be cut to make room.
+/// A response whose client has taken nothing for this long may be cut to make room
+/// for one whose client is not waiting for it either; for one whose client waits
+/// (its writer asks for the next bytes), any response longer idle may.
 pub(crate) const CUT_AFTER: Duration = Duration::from_millis(250);
 
 /// Refusals and cuts are logged once a minute at most, with their count.
@@ -156,14 +158,16 @@ impl ResponseBudget {
     }
 
     /// Cuts the response whose client has taken nothing for longest, if that is
-    /// over `CUT_AFTER`; true when one was cut. Call it holding no response's lock.
-    pub(crate) fn make_room(&self) -> bool {
+    /// over `min_idle`, `asking` aside; true when one was cut. Call it holding no
+    /// response's lock.
+    pub(crate) fn make_room(&self, min_idle: Duration, asking: *const ()) -> bool {
         let victim = {
             let h = self.holders.lock().unwrap_or_else(|e| e.into_inner());
-            let cutoff = Instant::now().checked_sub(CUT_AFTER);
+            let cutoff = Instant::now().checked_sub(min_idle);
             h.list
                 .iter()
                 .filter_map(Weak::upgrade)
+                .filter(|r| Arc::as_ptr(r) as *const () != asking)
                 .filter_map(|r| Some((r.idle_since()?, r)))
                 .filter(|(since, _)| cutoff.is_some_and(|c| *since <= c))
                 .min_by_key(|(since, _)| *since)
@@ -173,7 +177,7 @@ impl ResponseBudget {
             return false;
         };
         victim.cut();
-        self.note(0, "responses whose clients took nothing for longest (over 250 ms) cut to make room (past [limits] response_memory and response_files)");
+        self.note(0, "responses whose clients took nothing for longest cut to make room (past [limits] response_memory and response_files)");
         true
     }
 
@@ -255,11 +259,21 @@ mod tests {
             let h: Arc<dyn Holder> = h.clone();
             b.register(Arc::downgrade(&h));
         }
-        assert!(b.make_room());
+        assert!(b.make_room(CUT_AFTER, std::ptr::null()));
         assert!(*older.cut.lock().unwrap());
-        assert!(b.make_room());
+        assert!(b.make_room(CUT_AFTER, std::ptr::null()));
         assert!(*old.cut.lock().unwrap());
-        assert!(!b.make_room(), "only a fresh one is left");
+        assert!(
+            !b.make_room(CUT_AFTER, std::ptr::null()),
+            "only a fresh one is left"
+        );
+        let fresh_one: Arc<dyn Holder> = fresh.clone();
+        let asking = Arc::as_ptr(&fresh_one) as *const ();
+        assert!(!b.make_room(Duration::ZERO, asking), "never the one asking");
+        assert!(
+            b.make_room(Duration::ZERO, std::ptr::null()),
+            "a client waits"
+        );
         assert!(!*fresh.cut.lock().unwrap());
         assert_eq!(b.usage().cut_stalled, 2);
     }

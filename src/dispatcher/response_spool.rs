@@ -253,9 +253,16 @@ impl Sender {
                     return Ok(());
                 }
                 Ok(None) => {
-                    // No room: take a stalled response's, not holding our lock.
+                    // No room: take a stalled response's, not holding our lock
+                    // (any longer idle one's when our client waits for these bytes).
+                    let min_idle = if q.waker.is_some() {
+                        Duration::ZERO
+                    } else {
+                        super::response_budget::CUT_AFTER
+                    };
                     drop(q);
-                    if !self.budget.make_room() {
+                    let asking = Arc::as_ptr(&self.shared) as *const ();
+                    if !self.budget.make_room(min_idle, asking) {
                         break;
                     }
                 }

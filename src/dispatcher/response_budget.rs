@@ -19,16 +19,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A response whose client has taken nothing for this long may be cut to make room
-/// for one whose client is not waiting for it either; for one whose client waits
-/// (its writer asks for the next bytes), any response longer idle may.
+/// for one whose client is not waiting for it either; for a response's first bytes,
+/// or one whose client waits (its writer asks for the next bytes), any response
+/// longer idle may be.
 pub(crate) const CUT_AFTER: Duration = Duration::from_millis(250);
 
 /// Refusals and cuts are logged once a minute at most, with their count.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// A response that holds memory or a file, as the budget sees it.
+/// A response that holds a file, as the budget sees it: what a response short of
+/// room needs is a file (past the memory budget it goes to one), and cutting it
+/// frees its memory too.
 pub(crate) trait Holder: Send + Sync {
-    /// When its client last took something, while it holds memory or a file.
+    /// When its client last took something, while it holds a file.
     fn idle_since(&self) -> Option<Instant>;
     /// Ends it cut, freeing what it holds.
     fn cut(&self);
@@ -40,7 +43,7 @@ pub(crate) struct ResponseBudget {
     files: Arc<Semaphore>,
     files_cap: usize,
     file_wait: Duration,
-    /// Responses that held memory or a file once (dead ones pruned as it grows).
+    /// Responses that held a file once (dead ones pruned as it grows).
     holders: Mutex<Holders>,
     /// [cut for another's room, cut for want of room, static files refused].
     counts: [AtomicU64; 3],

@@ -125,7 +125,7 @@ impl Queue {
 impl Holder for Mutex<Queue> {
     fn idle_since(&self) -> Option<Instant> {
         let q = self.lock().unwrap_or_else(|e| e.into_inner());
-        let holds = q.in_memory > 0 || q.spill.is_some();
+        let holds = q.spill.is_some();
         (holds && !q.given_up && !q.receiver_gone).then_some(q.last_taken)
     }
 
@@ -243,7 +243,7 @@ impl Sender {
             }
             match self.place(&mut q, &b) {
                 Ok(Some(delivery)) => {
-                    let register = !q.registered && q.waker.is_none();
+                    let register = !q.registered && q.spill.is_some();
                     q.registered |= register;
                     push(q, delivery);
                     if register {
@@ -254,8 +254,10 @@ impl Sender {
                 }
                 Ok(None) => {
                     // No room: take a stalled response's, not holding our lock
-                    // (any longer idle one's when our client waits for these bytes).
-                    let min_idle = if q.waker.is_some() {
+                    // (any longer idle one's for a response's first bytes, or
+                    // when its client waits for these).
+                    let first = q.in_memory == 0 && q.spill.is_none();
+                    let min_idle = if first || q.waker.is_some() {
                         Duration::ZERO
                     } else {
                         super::response_budget::CUT_AFTER

@@ -628,6 +628,33 @@ mod tests {
         assert!(rx.recv().await.is_none(), "nothing after the cut");
     }
 
+    /// Past the shared budget bytes go to a file; a response that then finds no
+    /// file slot takes the one of the response idle longest, which is cut (its
+    /// worker told once); everything is given back when the responses end.
+    #[tokio::test]
+    async fn past_the_budget_a_file_then_the_room_of_an_idle_response() {
+        use super::super::response_budget::ResponseBudget;
+        let budget: &'static ResponseBudget =
+            Box::leak(Box::new(ResponseBudget::new(10, 1, Duration::ZERO)));
+        let body = || Frame::ResponseBody(Bytes::from_static(b"12345678"));
+        let (mut a, mut ra) = channel(100, budget, Bytes::new());
+        a.send(body()).unwrap();
+        a.send(body()).unwrap();
+        assert_eq!((budget.usage().memory, budget.usage().files), (8, 1));
+        let (mut b, mut rb) = channel(100, budget, Bytes::new());
+        b.send(body()).unwrap();
+        assert_eq!(budget.usage().cut_stalled, 1);
+        assert_eq!(a.send(body()), Err(GaveUp), "its worker is told");
+        assert_eq!(a.send(body()), Ok(()), "once");
+        match ra.recv().await {
+            Some(Frame::Abort(why)) => assert_eq!(&why[..], b"response spool full"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(rb.recv().await, Some(Frame::ResponseBody(_))));
+        drop((a, ra, b, rb));
+        assert_eq!((budget.usage().memory, budget.usage().files), (0, 0));
+    }
+
     #[tokio::test]
     async fn a_reader_that_keeps_up_never_spills() {
         let (mut tx, mut rx) = channel(10, super::super::response_budget::global(), Bytes::new());

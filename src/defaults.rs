@@ -55,6 +55,12 @@ pub const BODY_SPOOL_BYTES: u64 = 1024 * 1024 * 1024;
 pub const BODY_SPOOL_WAIT_S: u64 = 10;
 /// `[limits] response_buffer_size`: bytes.
 pub const RESPONSE_BUFFER_SIZE: usize = 1024 * 1024;
+/// `[limits] response_memory`: bytes of all responses held in memory together for
+/// clients that have not taken them yet.
+pub const RESPONSE_MEMORY: u64 = 64 * 1024 * 1024;
+/// `[limits] response_files`: files held open by responses at once (response spool
+/// files and static files streamed from disk), each a descriptor.
+pub const RESPONSE_FILES: usize = 1024;
 /// `[limits] request_line`, `--limit-request-line`: bytes (gunicorn's).
 pub const REQUEST_LINE: usize = 4094;
 /// `[limits] request_fields`, `--limit-request-fields` (gunicorn's).

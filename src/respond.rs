@@ -110,7 +110,8 @@ pub enum Failure {
     /// Every worker stayed busy for `[workers] queue_timeout`.
     QueueTimeout,
     /// A request body found no room to spool in (`[limits] body_spool_files`,
-    /// `body_spool_bytes`, or a full temp directory) within `body_spool_wait`.
+    /// `body_spool_bytes`, or a full temp directory) within `body_spool_wait`; or a
+    /// static file no slot to be held open in (`[limits] response_files`).
     SpoolFull,
     Internal,
 }

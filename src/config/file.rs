@@ -161,6 +161,8 @@ pub struct LimitsSection {
     pub body_spool_bytes: Option<u64>,
     pub body_spool_wait: Option<u64>,
     pub response_buffer_size: Option<usize>,
+    pub response_memory: Option<u64>,
+    pub response_files: Option<usize>,
     pub request_line: Option<usize>,
     pub request_fields: Option<usize>,
     pub request_field_size: Option<usize>,
@@ -318,6 +320,8 @@ impl LimitsSection {
             &mut self.response_buffer_size,
             defaults::RESPONSE_BUFFER_SIZE,
         );
+        default(&mut self.response_memory, defaults::RESPONSE_MEMORY);
+        default(&mut self.response_files, defaults::RESPONSE_FILES);
         default(&mut self.request_line, defaults::REQUEST_LINE);
         default(&mut self.request_fields, defaults::REQUEST_FIELDS);
         default(&mut self.request_field_size, defaults::REQUEST_FIELD_SIZE);

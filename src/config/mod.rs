@@ -105,6 +105,12 @@ pub struct Limits {
     /// Bytes of one response kept in memory for a slow client; the rest is spooled to
     /// a temp file.
     pub response_buffer_size: usize,
+    /// All response bytes held in memory at once for clients that have not taken
+    /// them; past it a response goes to its temp file.
+    pub response_memory: u64,
+    /// Files held open by responses at once (response temp files, static files
+    /// streamed from disk).
+    pub response_files: usize,
     pub request_line: usize,
     pub request_fields: usize,
     pub request_field_size: usize,
@@ -422,6 +428,8 @@ fn limits(l: &file::LimitsSection, routes: &[RouteOverride]) -> Result<Limits, C
         body_spool_bytes: given(&l.body_spool_bytes),
         body_spool_wait: secs(l.body_spool_wait),
         response_buffer_size: given(&l.response_buffer_size),
+        response_memory: given(&l.response_memory),
+        response_files: given(&l.response_files),
         request_line: given(&l.request_line),
         request_fields: given(&l.request_fields),
         request_field_size: given(&l.request_field_size),

@@ -159,7 +159,11 @@ impl WorkerConn {
                 Some(next_stream_id(id))
             })
             .unwrap_or_else(|id| id);
-        let (tx, rx) = response_spool::channel(response_memory, head.request_id.clone());
+        let (tx, rx) = response_spool::channel(
+            response_memory,
+            super::response_budget::global(),
+            head.request_id.clone(),
+        );
         self.streams.lock().unwrap().insert(
             stream,
             Stream {

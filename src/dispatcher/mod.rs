@@ -30,6 +30,7 @@
 //! sockets; the connection to each worker lives in `conn`.
 
 pub mod conn;
+pub(crate) mod response_budget;
 pub mod response_spool;
 
 pub use conn::{WorkerConn, WorkerEvent};

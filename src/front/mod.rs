@@ -137,6 +137,7 @@ impl Front {
                 .proxy
                 .as_ref()
                 .map_or_else(Default::default, |p| p.spool_use()),
+            responses: crate::dispatcher::response_budget::global().usage(),
             cache_hits,
             cache_misses,
             parked: crate::guard::parked_connections(),

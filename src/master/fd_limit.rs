@@ -3,8 +3,9 @@
 //! 1024, far below `max_connections`. At start the soft limit is raised to the hard
 //! one (as nginx's `worker_rlimit_nofile` lets operators do); when even that is below
 //! what the settings need, one warning says so with the numbers, and connections are
-//! kept to half the descriptors and spooled bodies to a quarter, so neither can
-//! starve the rest (static files, worker sockets, a replacement worker's pipes).
+//! kept to half the descriptors, spooled bodies to a quarter and files held by
+//! responses (`response_files`) to an eighth, so none can starve the rest (worker
+//! sockets, a replacement worker's pipes).
 
 use crate::config::Settings;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
@@ -22,12 +23,29 @@ struct Plan {
     /// The caps that fit (unchanged when the limit suffices).
     max_connections: usize,
     spool_files: usize,
+    response_files: usize,
     short: bool,
 }
 
-fn plan(limit: u64, max_connections: usize, spool_files: usize, workers: usize) -> Plan {
+/// What the settings ask for, in descriptors.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    max_connections: usize,
+    spool_files: usize,
+    response_files: usize,
+    workers: usize,
+}
+
+fn plan(limit: u64, a: Asked) -> Plan {
+    let Asked {
+        max_connections,
+        spool_files,
+        response_files,
+        workers,
+    } = a;
     let need = (max_connections as u64)
         .saturating_add(spool_files as u64)
+        .saturating_add(response_files as u64)
         .saturating_add((workers as u64).saturating_mul(PER_WORKER))
         .saturating_add(RESERVE);
     if limit >= need {
@@ -35,6 +53,7 @@ fn plan(limit: u64, max_connections: usize, spool_files: usize, workers: usize) 
             need,
             max_connections,
             spool_files,
+            response_files,
             short: false,
         };
     }
@@ -43,6 +62,7 @@ fn plan(limit: u64, max_connections: usize, spool_files: usize, workers: usize) 
         need,
         max_connections: max_connections.min(share(2)),
         spool_files: spool_files.min(share(4)),
+        response_files: response_files.min(share(8)),
         short: true,
     }
 }
@@ -80,22 +100,28 @@ pub(super) fn fit(settings: &mut Settings) {
     let l = &mut settings.limits;
     let p = plan(
         limit,
-        l.max_connections,
-        l.body_spool_files,
-        settings.workers.count,
+        Asked {
+            max_connections: l.max_connections,
+            spool_files: l.body_spool_files,
+            response_files: l.response_files,
+            workers: settings.workers.count,
+        },
     );
     if p.short {
         tracing::warn!(
-            "open-file limit (RLIMIT_NOFILE) is {limit} (soft was {soft}, hard {hard}), below the {} that max_connections ({}) + body_spool_files ({}) + {} workers need: raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=); until then at most {} connections are served and {} request bodies spooled at once",
+            "open-file limit (RLIMIT_NOFILE) is {limit} (soft was {soft}, hard {hard}), below the {} that max_connections ({}) + body_spool_files ({}) + response_files ({}) + {} workers need: raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=); until then at most {} connections are served and {} request bodies spooled at once, and responses hold at most {} files",
             p.need,
             l.max_connections,
             l.body_spool_files,
+            l.response_files,
             settings.workers.count,
             p.max_connections,
             p.spool_files,
+            p.response_files,
         );
         l.max_connections = p.max_connections;
         l.body_spool_files = p.spool_files;
+        l.response_files = p.response_files;
     }
 }
 
@@ -105,25 +131,39 @@ mod tests {
 
     #[test]
     fn enough_descriptors_change_nothing() {
-        let p = plan(1 << 20, 10_000, 1024, 8);
+        let p = plan(1 << 20, asked(10_000, 1024, 8));
         assert_eq!(
             p,
             Plan {
-                need: 10_000 + 1024 + 32 + RESERVE,
+                need: 10_000 + 1024 + 1024 + 32 + RESERVE,
                 max_connections: 10_000,
                 spool_files: 1024,
+                response_files: 1024,
                 short: false
             }
         );
     }
 
     #[test]
-    fn too_few_keep_connections_to_half_and_spooled_bodies_to_a_quarter() {
-        let p = plan(400, 10_000, 1024, 2);
+    fn too_few_keep_connections_to_half_spooled_bodies_to_a_quarter_response_files_to_an_eighth() {
+        let p = plan(400, asked(10_000, 1024, 2));
         assert!(p.short);
-        assert_eq!((p.max_connections, p.spool_files), (200, 100));
+        assert_eq!(
+            (p.max_connections, p.spool_files, p.response_files),
+            (200, 100, 50)
+        );
         // A cap already below a quarter stays.
-        assert_eq!(plan(400, 10_000, 8, 2).spool_files, 8);
-        assert_eq!(plan(2, 10_000, 8, 2).spool_files, 1);
+        assert_eq!(plan(400, asked(10_000, 8, 2)).spool_files, 8);
+        assert_eq!(plan(2, asked(10_000, 8, 2)).spool_files, 1);
+        assert_eq!(plan(2, asked(10_000, 8, 2)).response_files, 1);
+    }
+
+    fn asked(max_connections: usize, files: usize, workers: usize) -> Asked {
+        Asked {
+            max_connections,
+            spool_files: files,
+            response_files: files,
+            workers,
+        }
     }
 }

@@ -175,6 +175,11 @@ async fn run(
         return check_config(&settings).await;
     }
     fd_limit::fit(&mut settings);
+    crate::dispatcher::response_budget::configure(
+        settings.limits.response_memory,
+        settings.limits.response_files,
+        settings.limits.body_spool_wait,
+    );
     let mut inherited = inherited;
     let inherited_admin = upgrade::inherited_admin(&mut inherited);
     let bound = bind(&settings, inherited)?;

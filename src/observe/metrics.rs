@@ -39,6 +39,7 @@ pub struct Gauges {
     /// Request-body bytes held in memory (`[limits] body_memory` caps it).
     pub body_memory: u64,
     pub spool: SpoolUse,
+    pub responses: ResponseUse,
     pub cache_hits: u64,
     pub cache_misses: u64,
     /// Idle HTTP/1 keep-alive connections parked without hyper's buffers.
@@ -55,6 +56,20 @@ pub struct SpoolUse {
     pub refused_bytes: u64,
     /// The temp directory was full.
     pub refused_disk: u64,
+}
+
+/// What responses held for their clients take (`[limits] response_memory`,
+/// `response_files`), and the responses cut or refused for want of room.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ResponseUse {
+    pub memory: u64,
+    pub files: u64,
+    /// Responses cut to make room for another.
+    pub cut_stalled: u64,
+    /// Responses cut because they found no room.
+    pub cut_no_room: u64,
+    /// Static files answered 503 for want of a file slot.
+    pub static_refused: u64,
 }
 
 /// A request in flight, see [`Metrics::request_started`].
@@ -268,6 +283,20 @@ impl Metrics {
                 "ferricorn_body_spool_refused_total{{cap=\"{cap}\"}} {n}"
             );
         }
+        *out += "# HELP ferricorn_responses_cut_total Responses cut for want of room in [limits] response_memory and response_files: to make room for another (their client took nothing for longest, over 250 ms), or finding none.\n";
+        *out += "# TYPE ferricorn_responses_cut_total counter\n";
+        for (why, n) in [
+            ("stalled", g.responses.cut_stalled),
+            ("no_room", g.responses.cut_no_room),
+        ] {
+            let _ = writeln!(out, "ferricorn_responses_cut_total{{why=\"{why}\"}} {n}");
+        }
+        counter(
+            out,
+            "ferricorn_static_file_slot_refused_total",
+            "Static files answered 503: no file slot ([limits] response_files) within body_spool_wait.",
+            g.responses.static_refused,
+        );
         counter(
             out,
             "ferricorn_error_log_dropped_total",
@@ -314,6 +343,18 @@ fn render_gauges(out: &mut String, g: &Gauges) {
         "ferricorn_body_spool_bytes",
         "Request-body bytes in temp files (capped by [limits] body_spool_bytes).",
         g.spool.bytes as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_response_memory_bytes",
+        "Response bytes held in memory for clients (capped by [limits] response_memory).",
+        g.responses.memory as i64,
+    );
+    gauge(
+        out,
+        "ferricorn_response_files",
+        "Files held open by responses: spool files and static files streamed (capped by [limits] response_files).",
+        g.responses.files as i64,
     );
     gauge(
         out,
@@ -367,6 +408,13 @@ mod tests {
                 refused_bytes: 2,
                 refused_disk: 1,
             },
+            responses: ResponseUse {
+                memory: 1000,
+                files: 2,
+                cut_stalled: 3,
+                cut_no_room: 4,
+                static_refused: 5,
+            },
             cache_hits: 5,
             cache_misses: 1,
             parked: 7,
@@ -377,6 +425,11 @@ mod tests {
         assert!(text.contains("ferricorn_body_spool_bytes 3000000\n"));
         assert!(text.contains("ferricorn_body_spool_refused_total{cap=\"bytes\"} 2"));
         assert!(text.contains("ferricorn_body_spool_refused_total{cap=\"disk\"} 1"));
+        assert!(text.contains("ferricorn_response_memory_bytes 1000\n"));
+        assert!(text.contains("ferricorn_response_files 2\n"));
+        assert!(text.contains("ferricorn_responses_cut_total{why=\"stalled\"} 3"));
+        assert!(text.contains("ferricorn_responses_cut_total{why=\"no_room\"} 4"));
+        assert!(text.contains("ferricorn_static_file_slot_refused_total 5"));
         assert!(text.contains("ferricorn_requests_total{kind=\"static\",status=\"4xx\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("ferricorn_request_duration_seconds_bucket{le=\"0.025\"} 2"));

@@ -206,6 +206,7 @@ impl Proxy {
             match rx.interruption() {
                 Some(Interruption::Revoked) => again = true,
                 Some(Interruption::TimedOut) => return Err(Failure::WorkerTimeout),
+                Some(Interruption::GaveUp) => return Err(Failure::SpoolFull),
                 None => return Err(Failure::WorkerFailed),
             }
         }

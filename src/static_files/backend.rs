@@ -4,6 +4,9 @@
 //! dotfiles — no component below the root starts with '.', in the path asked for
 //! and in the one it resolves to) and answers from the
 //! open-file cache, reading small files whole and opening large ones for streaming.
+//! A large file held open for its response takes a slot of `[limits] response_files`
+//! (waiting for one up to `body_spool_wait`, then 503): an HTTP/2 client that keeps
+//! its window shut holds the file as long as the stream lives.
 //!
 //! Refusals look exactly like missing files (`NotFound` → 404): a client learns
 //! nothing about what lies outside the root.
@@ -19,6 +22,12 @@ use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tower_http::services::fs::{Backend, File};
 
 use super::cache::{Entry, Meta, OpenFileCache, Resolved};
+use crate::dispatcher::response_budget::{self, FileSlot};
+
+/// No file slot came free in time: the file is answered 503, not opened.
+#[derive(Debug, thiserror::Error)]
+#[error("no slot for one more open file ([limits] response_files)")]
+pub(super) struct NoFileSlot;
 
 /// Why a path is not served. All of them become 404.
 #[derive(Debug, thiserror::Error)]
@@ -189,9 +198,13 @@ impl Backend for ContainedBackend {
                     resolved.meta,
                 )),
                 // The canonical path, so a symlink swapped in since the check is not followed.
-                None => Ok(OpenedFile::Disk(
-                    tokio::fs::File::open(&resolved.real_path).await?,
-                )),
+                None => {
+                    let Some(slot) = response_budget::global().wait_file().await else {
+                        return Err(io::Error::other(NoFileSlot));
+                    };
+                    let file = tokio::fs::File::open(&resolved.real_path).await?;
+                    Ok(OpenedFile::Disk(file, slot))
+                }
             }
         })
     }
@@ -202,10 +215,11 @@ impl Backend for ContainedBackend {
     }
 }
 
-/// A file ServeDir reads: bytes from the cache, or a file on disk streamed in chunks.
+/// A file ServeDir reads: bytes from the cache, or a file on disk streamed in chunks
+/// (with its slot, given back when the response drops it).
 pub enum OpenedFile {
     Memory(Cursor<Bytes>, Meta),
-    Disk(tokio::fs::File),
+    Disk(tokio::fs::File, #[allow(dead_code)] FileSlot),
 }
 
 impl AsyncRead for OpenedFile {
@@ -216,7 +230,7 @@ impl AsyncRead for OpenedFile {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             OpenedFile::Memory(c, _) => Pin::new(c).poll_read(cx, buf),
-            OpenedFile::Disk(f) => Pin::new(f).poll_read(cx, buf),
+            OpenedFile::Disk(f, _) => Pin::new(f).poll_read(cx, buf),
         }
     }
 }
@@ -225,14 +239,14 @@ impl AsyncSeek for OpenedFile {
     fn start_seek(self: Pin<&mut Self>, pos: SeekFrom) -> io::Result<()> {
         match self.get_mut() {
             OpenedFile::Memory(c, _) => Pin::new(c).start_seek(pos),
-            OpenedFile::Disk(f) => Pin::new(f).start_seek(pos),
+            OpenedFile::Disk(f, _) => Pin::new(f).start_seek(pos),
         }
     }
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         match self.get_mut() {
             OpenedFile::Memory(c, _) => Pin::new(c).poll_complete(cx),
-            OpenedFile::Disk(f) => Pin::new(f).poll_complete(cx),
+            OpenedFile::Disk(f, _) => Pin::new(f).poll_complete(cx),
         }
     }
 }
@@ -249,7 +263,7 @@ impl File for OpenedFile {
             }
             // fstat of the open file: its length and ETag match the bytes we stream,
             // even if the cached metadata is up to a second old.
-            OpenedFile::Disk(f) => Box::pin(async move { Ok(Meta::from(&f.metadata().await?)) }),
+            OpenedFile::Disk(f, _) => Box::pin(async move { Ok(Meta::from(&f.metadata().await?)) }),
         }
     }
 }

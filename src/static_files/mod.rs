@@ -454,6 +454,9 @@ impl Mount {
         match serve_dir.try_call(request).await {
             Ok(response) => response.map(|b| b.map_err(respond::BoxError::from).boxed_unsync()),
             Err(e) if is_not_found(&e) => respond::error_response(Failure::NotFound),
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<backend::NoFileSlot>()) => {
+                respond::error_response(Failure::SpoolFull)
+            }
             Err(e) => {
                 // `?`: the path is the client's, quoted with its controls escaped, so
                 // a `%0a` or `%1b` in it cannot forge a line or reach a terminal.

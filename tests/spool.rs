@@ -74,18 +74,7 @@ fn site_with(
 impl Site {
     /// A metric's value; None while the admin port does not answer.
     fn try_metric(&self, name: &str) -> Option<u64> {
-        let text = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap()
-            .get(format!("http://{}/metrics", self.admin))
-            .send()
-            .ok()?
-            .text()
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse().ok())
+        try_metric(&self.admin, name)
     }
 
     fn metric(&self, name: &str) -> u64 {
@@ -106,31 +95,12 @@ impl Site {
         timeout: Duration,
         cond: impl Fn(u64) -> bool,
     ) -> Result<(), Option<u64>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.try_metric(name);
-            if v.is_some_and(&cond) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(v);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        poll_metric(&self.admin, name, timeout, cond)
     }
 
     /// Spool files the master holds open (unlinked files of our TMPDIR).
     fn open_spool_files(&self) -> usize {
-        let dir = self.tmp.path().join("spool");
-        let dir = dir.to_str().unwrap();
-        std::fs::read_dir(format!("/proc/{}/fd", self.server.pid()))
-            .map(|fds| {
-                fds.flatten()
-                    .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                    .filter(|t| t.to_string_lossy().starts_with(dir))
-                    .count()
-            })
-            .unwrap_or(0)
+        open_files_under(self.server.pid(), &self.tmp.path().join("spool"))
     }
 
     /// Another client's static and app requests, each answered 200 within 5 s.

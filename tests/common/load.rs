@@ -166,6 +166,57 @@ pub fn metric(admin: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
+/// The value of an unlabelled metric on the admin port; None while the port does
+/// not answer (a server out of file descriptors, or still starting).
+pub fn try_metric(admin: &str, name: &str) -> Option<u64> {
+    let text = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until `cond` holds of the metric; Err with its last value at `timeout`.
+pub fn poll_metric(
+    admin: &str,
+    name: &str,
+    timeout: Duration,
+    cond: impl Fn(u64) -> bool,
+) -> Result<(), Option<u64>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = try_metric(admin, name);
+        if v.is_some_and(&cond) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(v);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Files process `pid` holds open whose path starts with `dir` (unlinked spool
+/// files of a TMPDIR of the test's own).
+pub fn open_files_under(pid: i32, dir: &std::path::Path) -> usize {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter(|t| t.to_string_lossy().starts_with(dir))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Reads one HTTP/1 response with a Content-Length off `s`, leaving it open.
 pub fn read_one_response(s: &mut std::net::TcpStream) -> String {
     use std::io::Read;

@@ -562,3 +562,40 @@ fn a_symlink_to_a_dotfile_is_not_served() {
     }
     assert_eq!(get(&s, "/static/alias", &[]).text().unwrap(), "hello\n");
 }
+
+/// A fallthrough mount at `/` (nginx's `try_files $uri @app`): a POST, PUT, DELETE
+/// or OPTIONS for a path with no file goes to the app; only an existing file answers
+/// 405 (with Allow), as GET-only static content does.
+#[test]
+fn other_methods_fall_through_to_the_app_unless_the_file_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "robots.txt", b"User-agent: *\n");
+    let conf = tmp.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[static]]\nurl = \"/\"\ndir = {:?}\nfallthrough = true\n",
+            tmp.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let s = test_app("front_app:app", &["-w", "1", "-c", conf.to_str().unwrap()]).start();
+    let c = client();
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c
+            .request(m.clone(), s.url("/upload"))
+            .body("abc")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{method} /upload reaches the app");
+        assert!(r.text().unwrap().contains("\"len\": 3"), "{method}");
+        let r = c.request(m, s.url("/robots.txt")).send().unwrap();
+        assert_eq!(r.status(), 405, "{method} on an existing file");
+        assert!(h(&r, "allow").contains("GET"), "{method}");
+    }
+    assert_eq!(
+        get(&s, "/robots.txt", &[]).text().unwrap(),
+        "User-agent: *\n"
+    );
+}

@@ -98,6 +98,10 @@ enum PathRefusal {
 #[derive(Debug, PartialEq, Eq)]
 enum Decision {
     MethodNotAllowed,
+    /// Not GET or HEAD on a mount that falls through to the app: 405 only if the
+    /// file exists, else 404, which sends the request to the app (nginx's
+    /// `try_files $uri @app` passes a POST for a missing file on).
+    MethodNotAllowedIfFound(Target),
     /// `/static` for the mount `/static/`: 301 to this location.
     AddSlash(String),
     Refused(PathRefusal),
@@ -213,6 +217,12 @@ impl StaticFiles {
         let mount = &self.mounts[id.0];
         let (response, target) = match mount.decide(path, req) {
             Decision::MethodNotAllowed => (method_not_allowed(), None),
+            Decision::MethodNotAllowedIfFound(target) => {
+                match tokio::fs::symlink_metadata(&target.fs_path).await {
+                    Ok(_) => (method_not_allowed(), None),
+                    Err(_) => (respond::error_response(Failure::NotFound), None),
+                }
+            }
             Decision::AddSlash(location) => {
                 (redirect(StatusCode::MOVED_PERMANENTLY, &location), None)
             }
@@ -373,15 +383,20 @@ impl Mount {
     }
 
     fn decide(&self, path: &NormalPath, req: &Parts) -> Decision {
-        if req.method != Method::GET && req.method != Method::HEAD {
+        let readable = req.method == Method::GET || req.method == Method::HEAD;
+        if !readable && !self.config.fallthrough {
             return Decision::MethodNotAllowed;
         }
         if path.is(self.bare_prefix()) {
+            if !readable {
+                return Decision::MethodNotAllowed;
+            }
             let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             return Decision::AddSlash(format!("{}{query}", self.config.url));
         }
         let rest = path.strip_prefix(&self.config.url).unwrap_or(b"");
         match self.target(rest, req.uri.query()) {
+            Ok(target) if !readable => Decision::MethodNotAllowedIfFound(target),
             Ok(target) => Decision::Serve(target),
             Err(why) => Decision::Refused(why),
         }

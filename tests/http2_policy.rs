@@ -35,21 +35,7 @@ enum Transport {
 
 impl Transport {
     fn tls(cert: &str) -> Transport {
-        use rustls::pki_types::{pem::PemObject, CertificateDer};
-        let cert = CertificateDer::from_pem_file(cert).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(Pinned {
-            cert,
-            provider: provider.clone(),
-        });
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Transport::Tls(Arc::new(tokio_rustls::TlsConnector::from(Arc::new(config))))
+        Transport::Tls(Arc::new(h2_tls_connector(cert)))
     }
 
     fn scheme(&self) -> &'static str {
@@ -78,57 +64,6 @@ impl Transport {
         let (client, conn) = h2::client::handshake(io).await.unwrap();
         tokio::spawn(conn);
         client
-    }
-}
-
-/// Trusts exactly the test's self-signed certificate (webpki refuses a CA
-/// certificate as the server's own), with the signatures checked as usual.
-#[derive(Debug)]
-struct Pinned {
-    cert: rustls::pki_types::CertificateDer<'static>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.cert.as_ref() {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("not the test's certificate".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 
@@ -496,7 +431,7 @@ fn http2_requests_get_http1s_refusals_over_h2c() {
 #[test]
 fn http2_requests_get_http1s_refusals_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = leaf_certificate(dir.path());
     let server = front_app(&["--certfile", &cert, "--keyfile", &key]);
     check_refusals(&Transport::tls(&cert), &server);
 }
@@ -569,7 +504,7 @@ fn crumbs(n: usize, len: usize) -> Vec<(String, String)> {
 #[test]
 fn the_head_limits_are_the_same_over_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = leaf_certificate(dir.path());
     let limits = [
         "--limit-request-fields",
         "10",
@@ -701,7 +636,7 @@ fn cookie_crumbs_reach_the_app_as_one_cookie_and_underscores_are_dropped() {
 #[test]
 fn a_raw_h2_client_that_splits_its_cookies_logs_into_django_admin() {
     let site = DjangoSite::prepare();
-    let (cert, key) = certificate(site.tmp.path());
+    let (cert, key) = leaf_certificate(site.tmp.path());
     for tls in [false, true] {
         let server = match tls {
             false => site.serve_with(&["-w", "1"]),
@@ -787,14 +722,7 @@ async fn django_login_with_crumbs(t: &Transport, server: &Server) -> (String, St
 }
 
 fn set_cookie<B>(resp: &http::Response<B>, name: &str) -> String {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", resp.headers()))
-        .to_string()
+    cookie_in(resp.headers(), name)
 }
 
 async fn body_text(resp: http::Response<h2::RecvStream>) -> String {
@@ -896,7 +824,7 @@ fn h1_raw_status(server: &Server, raw: &str) -> u16 {
 #[test]
 fn an_invalid_host_is_400_over_http1_and_http2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = leaf_certificate(dir.path());
     let server = front_app(&[]);
     let tls_server = front_app(&["--certfile", &cert, "--keyfile", &key]);
     let bad = [
@@ -996,7 +924,7 @@ fn an_invalid_host_is_400_over_http1_and_http2() {
 fn the_whole_head_is_capped_alike_over_http1_and_http2() {
     use ferricorn::defaults::REQUEST_HEAD;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certificate(dir.path());
+    let (cert, key) = leaf_certificate(dir.path());
     let server = front_app(&[]);
     let tls_server = front_app(&["--certfile", &cert, "--keyfile", &key]);
     let tls = Transport::tls(&cert);

@@ -228,52 +228,6 @@ fn shut_http2_windows_hold_at_most_response_memory() {
     s.others_are_served();
 }
 
-/// An h2 connection over TLS (ALPN h2) to a server with a certificate for
-/// 127.0.0.1, which the client takes as it is (what is measured is the server).
-async fn h2_tls(
-    addr: std::net::SocketAddr,
-    cert: &str,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
-
-/// A self-signed leaf certificate for 127.0.0.1 (rustls refuses a CA as a leaf).
-fn leaf_certificate(dir: &std::path::Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
-}
-
 /// Over TLS the same, with both bounds small: 2 connections x 100 streams of a
 /// 1 MB view hold at most `response_memory` in memory and `response_files` files;
 /// the responses that found neither were cut (counted), and the server serves on.

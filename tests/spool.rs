@@ -691,60 +691,6 @@ fn streams_reset_while_waiting_leave_the_queue() {
     );
 }
 
-/// A self-signed certificate for 127.0.0.1 that is no CA (rustls refuses a CA as
-/// a server's certificate), and its key.
-fn leaf_certificate(dir: &std::path::Path) -> (String, String) {
-    let (cert, key) = (dir.join("leaf.pem"), dir.join("leaf.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
-}
-
-/// An h2 connection over TLS (ALPN h2) to a server using `cert`.
-async fn h2_tls(
-    addr: std::net::SocketAddr,
-    cert: &str,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
-
 /// Over TLS the same: streams declaring bodies and sending nothing hold no file,
 /// streams past the file cap get 503, the metrics fall back to 0.
 #[test]

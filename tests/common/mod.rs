@@ -461,13 +461,18 @@ pub fn get_json(url: &str) -> serde_json::Value {
 
 /// The value `name=...` of a Set-Cookie in `resp` (without attributes).
 pub fn cookie(resp: &reqwest::blocking::Response, name: &str) -> String {
-    resp.headers()
+    cookie_in(resp.headers(), name)
+}
+
+/// The value `name=...` of a Set-Cookie among `headers` (without attributes).
+pub fn cookie_in(headers: &http::HeaderMap, name: &str) -> String {
+    headers
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{name}=")))
         .and_then(|v| v.split(';').next())
-        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", resp.headers()))
+        .unwrap_or_else(|| panic!("no {name} cookie in {headers:?}"))
         .to_string()
 }
 
@@ -621,4 +626,60 @@ pub fn certificate(dir: &std::path::Path) -> (String, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
+}
+
+/// A self-signed certificate for 127.0.0.1 that is no CA (rustls refuses a CA as
+/// a server's certificate), and its key.
+pub fn leaf_certificate(dir: &std::path::Path) -> (String, String) {
+    let (cert, key) = (dir.join("leaf.pem"), dir.join("leaf.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
+}
+
+/// A TLS client (ALPN `h2`) that trusts exactly `cert`, a `leaf_certificate`.
+pub fn h2_tls_connector(cert: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// An h2 connection over TLS (ALPN h2) to a server using `cert`.
+pub async fn h2_tls(
+    addr: std::net::SocketAddr,
+    cert: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    h2_tls_connector(cert).connect(name, tcp).await.unwrap()
 }

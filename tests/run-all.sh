@@ -3,7 +3,9 @@
 # curl, openssl and systemd-analyze, podman and runc for tests/container.rs, Debian's
 # chromium and chromium-driver for tests/browser.rs (Debian packages, each only if
 # missing), a Python virtualenv under
-# target/test-venv with pinned Flask and Django, and one under target/deploy-venv with
+# target/test-venv with pinned Flask, Django and the WebSocket apps and clients,
+# Autobahn|Testsuite under target/autobahn (with a CPython 2.7), one under
+# target/deploy-venv with
 # the pinned validators of deploy/, the wheel (deploy/build-wheel.sh, with a pinned
 # maturin), and a Debian sid chroot with newer CPythons (tests/pythons/setup.sh,
 # debootstrap). `.ci/run` calls exactly this.
@@ -55,6 +57,33 @@ if [ ! -x "$DEPLOY_VENV/bin/python" ] || ! cmp -s "$DEPLOY_REQS" "$DEPLOY_VENV/.
   "$DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$DEPLOY_REQS"
   "$DEPLOY_VENV/bin/pip" check --disable-pip-version-check
   cp "$DEPLOY_REQS" "$DEPLOY_VENV/.requirements"
+fi
+
+# Autobahn|Testsuite for tests/websocket_autobahn.rs: Python 2.7 code (no Python 3
+# release exists), installed with a CPython 2.7 (PYTHON2, or one on PATH, or pyenv's)
+# into target/autobahn; Debian has no python2.7 package. Without one the test fails
+# and says so.
+AB_DIR=target/autobahn
+AB_REQS=tests/autobahn-requirements.txt
+PYTHON2=${PYTHON2:-}
+if [ -z "$PYTHON2" ]; then
+  for cand in python2.7 python2 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/2.7*/bin/python2.7; do
+    if "$cand" -c 'import sys; assert sys.version_info[:2] == (2, 7)' >/dev/null 2>&1; then
+      PYTHON2=$(command -v "$cand")
+      break
+    fi
+  done
+fi
+if [ -z "$PYTHON2" ]; then
+  echo "warning: no CPython 2.7 found (set PYTHON2): tests/websocket_autobahn.rs will fail" >&2
+elif [ ! -f "$AB_DIR/.python" ] || ! cmp -s "$AB_REQS" "$AB_DIR/.requirements"; then
+  echo "installing Autobahn|Testsuite into $AB_DIR with $PYTHON2"
+  rm -rf "$AB_DIR"
+  "$PYTHON2" -m pip install -q --disable-pip-version-check --no-warn-script-location \
+    --no-deps --target "$AB_DIR" -r "$AB_REQS" 2>&1 | grep -v DEPRECATION || true
+  "$PYTHON2" -c "import site; site.addsitedir('$AB_DIR'); import autobahntestsuite.wstest"
+  echo "$PYTHON2" > "$AB_DIR/.python"
+  cp "$AB_REQS" "$AB_DIR/.requirements"
 fi
 
 cargo fmt --all -- --check

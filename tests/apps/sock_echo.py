@@ -1,0 +1,64 @@
+"""The Flask-Sock app the WebSocket tests run (tests/websocket_clients.rs,
+tests/websocket_ops.rs, tests/browser_websocket.rs, Autobahn): it echoes every
+message, text as text and binary as binary; /close/<code> closes with that code;
+/ serves a page whose script opens a WebSocket to /echo and shows the echo."""
+import os
+
+from flask import Flask
+from flask_sock import Sock
+
+app = Flask(__name__)
+# 16 MiB messages are echoed (the tests send one), Autobahn's 9.x sends up to 16 MiB
+# too; no server-initiated pings, so an idle connection stays byte-for-byte idle.
+app.config["SOCK_SERVER_OPTIONS"] = {
+    "max_message_size": 32 * 1024 * 1024,
+    "ping_interval": None,
+}
+sock = Sock(app)
+
+PAGE = """<!doctype html>
+<title>echo</title>
+<p id="state">connecting</p>
+<p id="echo"></p>
+<script>
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+const ws = new WebSocket(scheme + location.host + "/echo");
+ws.onopen = () => {
+  document.getElementById("state").textContent = "open";
+  ws.send("hello through ferricorn \\u00e9\\u2603");
+};
+ws.onmessage = (e) => {
+  document.getElementById("echo").textContent = e.data;
+  document.getElementById("state").textContent = "echoed";
+};
+ws.onerror = () => { document.getElementById("state").textContent = "error"; };
+ws.onclose = (e) => {
+  if (document.getElementById("state").textContent !== "echoed") {
+    document.getElementById("state").textContent = "closed " + e.code;
+  }
+};
+</script>
+"""
+
+
+@app.get("/")
+def page():
+    return PAGE
+
+
+@app.get("/pid")
+def pid():
+    return str(os.getpid())
+
+
+@sock.route("/echo")
+def echo(ws):
+    while True:
+        ws.send(ws.receive())
+
+
+@sock.route("/close/<int:code>")
+def close_with(ws, code):
+    """Waits for one message, then closes with `code` and the message as reason."""
+    reason = ws.receive()
+    ws.close(reason=code, message=reason)

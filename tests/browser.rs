@@ -2,7 +2,10 @@
 //! `chromium-driver`, installed by `tests/run-all.sh`), driven over WebDriver with
 //! fantoccini, opens the Django admin, checks that admin's base.css really applied
 //! (computed styles, not just a 200), logs in and lands on the admin index, over
-//! plain HTTP/1.1 and over TLS with HTTP/2 (and with HTTP/2 turned off).
+//! plain HTTP/1.1 and over TLS with HTTP/2 (and with HTTP/2 turned off); and a page
+//! of the Flask-Sock echo (tests/apps/sock_echo.py) opens a WebSocket to the app and
+//! shows the echo, over HTTP/1.1 and over TLS with HTTP/2, where Chromium opens it as
+//! an RFC 8441 stream on the page's connection.
 //! A missing Chromium is a failure, never a skip: CI must not pass without it.
 
 mod common;
@@ -125,7 +128,28 @@ fn django_admin_in(way: Way) {
     };
 
     let driver = Driver::start();
-    let profile = tmp.path().join("chromium-profile");
+    let caps = capabilities(way, &tmp.path().join("chromium-profile"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("WebDriver session");
+        let outcome = drive(&browser, &base, way).await;
+        let _ = browser.close().await;
+        outcome
+    });
+    if let Err(e) = result {
+        server.fail(&format!("browser ({way:?}): {e}"));
+    }
+}
+
+/// The WebDriver capabilities of a headless Chromium reaching the server `way`.
+fn capabilities(way: Way, profile: &Path) -> serde_json::Map<String, serde_json::Value> {
     // The flags that make Chromium work as root on a machine without outside network.
     let mut args = vec![
         "--headless".to_string(),
@@ -149,24 +173,7 @@ fn django_admin_in(way: Way) {
     let caps = serde_json::json!({
         "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
     });
-    let caps = caps.as_object().unwrap().clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let result = rt.block_on(async {
-        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("WebDriver session");
-        let outcome = drive(&browser, &base, way).await;
-        let _ = browser.close().await;
-        outcome
-    });
-    if let Err(e) = result {
-        server.fail(&format!("browser ({way:?}): {e}"));
-    }
+    caps.as_object().unwrap().clone()
 }
 
 async fn drive(browser: &fantoccini::Client, base: &str, way: Way) -> Result<(), String> {
@@ -262,4 +269,111 @@ async fn page_after_login(browser: &fantoccini::Client) -> Result<(String, Strin
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[test]
+fn websocket_echo_in_headless_chromium() {
+    websocket_echo_in(Way::Http1);
+}
+
+/// On an h2 connection whose SETTINGS offer extended CONNECT, Chromium opens the
+/// WebSocket as an RFC 8441 stream: the access log says HTTP/2 and 200.
+#[test]
+fn websocket_echo_in_headless_chromium_over_tls_and_http2() {
+    websocket_echo_in(Way::TlsHttp2);
+}
+
+fn websocket_echo_in(way: Way) {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: run `bash tests/run-all.sh` (it installs chromium and chromium-driver)"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(tmp.path());
+    let mut args = vec!["-w", "1", "--threads", "8"];
+    args.extend(["--access-logfile", "-", "--access-log-format", "json"]);
+    if way != Way::Http1 {
+        args.extend(["--certfile", &cert, "--keyfile", &key]);
+    }
+    let server = test_app("sock_echo:app", &args).start();
+    let scheme = if way == Way::Http1 { "http" } else { "https" };
+    let base = format!("{scheme}://{}", server.addr);
+    let driver = Driver::start();
+    let caps = capabilities(way, &tmp.path().join("chromium-profile"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("WebDriver session");
+        let outcome = echo_page(&browser, &base, way).await;
+        let _ = browser.close().await;
+        outcome
+    });
+    if let Err(e) = result {
+        server.fail(&format!("browser ({way:?}): {e}"));
+    }
+    // The page closed its WebSocket after the echo: its access-log line is written.
+    let line = server.wait_for_log("\"/echo\"", DEADLINE);
+    let entry: serde_json::Value =
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| server.fail(&format!("{e}: {line}")));
+    let (status, protocol) = match way {
+        Way::Http1 | Way::TlsHttp1 => (101, "HTTP/1.1"),
+        Way::TlsHttp2 => (200, "HTTP/2"),
+    };
+    if entry["status"] != status
+        || !entry["protocol"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(protocol)
+    {
+        server.fail(&format!("the WebSocket's log line: {line}"));
+    }
+}
+
+/// Loads the echo page and waits for its script to show the echoed text.
+async fn echo_page(browser: &fantoccini::Client, base: &str, way: Way) -> Result<(), String> {
+    let err = |e: fantoccini::error::CmdError| e.to_string();
+    browser.goto(&format!("{base}/")).await.map_err(err)?;
+    let protocol = browser
+        .execute(
+            "return performance.getEntriesByType('navigation')[0].nextHopProtocol",
+            vec![],
+        )
+        .await
+        .map_err(err)?;
+    if protocol != way.protocol() {
+        return Err(format!("the page came over {protocol}"));
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let state = browser
+            .execute(
+                "return document.getElementById('state').textContent",
+                vec![],
+            )
+            .await
+            .map_err(err)?;
+        match state.as_str().unwrap_or("") {
+            "echoed" => break,
+            "connecting" | "open" if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return Err(format!("the page's WebSocket: {other}")),
+        }
+    }
+    let echo = browser
+        .execute("return document.getElementById('echo').textContent", vec![])
+        .await
+        .map_err(err)?;
+    if echo != "hello through ferricorn \u{e9}\u{2603}" {
+        return Err(format!("the page shows {echo}"));
+    }
+    Ok(())
 }

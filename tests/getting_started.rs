@@ -1,5 +1,6 @@
-//! The README's "Getting started", "Development mode" and "Migrating from gunicorn +
-//! nginx" sections, run word for word: the commands come out of the README's code
+//! The README's "Getting started" (Django, Flask, WebSockets with Flask-Sock and
+//! Flask-SocketIO), "Development mode" and "Migrating from gunicorn + nginx"
+//! sections, run word for word: the commands come out of the README's code
 //! blocks marked ```` ```sh title="NAME" ````, so README and test cannot drift apart.
 //! Setup blocks run in bash in a temp dir; only the two commands that would reach the
 //! network are stood in for by the pinned test venv (`python3 -m venv .venv` links it,
@@ -280,6 +281,38 @@ fn readme_flask_getting_started() {
         header(&get(&server, "/static/site.css"), "cache-control"),
         Some("public, max-age=3600")
     );
+}
+
+/// The WebSocket echo of the README, reached with the `websockets` client library.
+#[test]
+fn readme_flask_sock_getting_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = run_setup("getting-started-flask-sock", tmp.path());
+    std::fs::write(project.join("chat.py"), readme_block("chat.py")).unwrap();
+    let server = serve(&ferricorn_args("run-flask-sock"), &project);
+    let base = format!("ws://{}", server.addr);
+    let out = run_client(&server, "echo_client.py", &[&base, "--quick"], DEADLINE);
+    assert!(out.contains("ok text and binary echo"), "{out}");
+}
+
+/// The README's Flask-SocketIO app on two workers, with python-socketio's client:
+/// polling, then the upgrade to a WebSocket, for several clients at once.
+#[test]
+fn readme_flask_socketio_getting_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = run_setup("getting-started-flask-socketio", tmp.path());
+    std::fs::write(project.join("live.py"), readme_block("live.py")).unwrap();
+    std::fs::write(project.join("socketio.toml"), readme_block("socketio.toml")).unwrap();
+    let args = ferricorn_args("run-flask-socketio");
+    check_config(&args, &project);
+    let server = serve(&args, &project);
+    let out = run_client(
+        &server,
+        "sio_client.py",
+        &[&server.url(""), "--clients", "4", "--no-pid"],
+        DEADLINE,
+    );
+    assert!(out.contains("all checks passed"), "{out}");
 }
 
 /// The README's gunicorn command line, with its paths pointed into a temp dir.

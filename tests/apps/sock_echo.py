@@ -30,6 +30,7 @@ ws.onopen = () => {
 ws.onmessage = (e) => {
   document.getElementById("echo").textContent = e.data;
   document.getElementById("state").textContent = "echoed";
+  ws.close(1000, "seen");
 };
 ws.onerror = () => { document.getElementById("state").textContent = "error"; };
 ws.onclose = (e) => {

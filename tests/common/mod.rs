@@ -5,10 +5,13 @@
 
 mod load;
 mod tmpfs;
+mod websocket;
 #[allow(unused_imports)] // not every suite watches workers
 pub use load::*;
 #[allow(unused_imports)]
 pub use tmpfs::SmallTmpfs;
+#[allow(unused_imports)] // the WebSocket suites only
+pub use websocket::*;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -265,6 +265,7 @@ impl Front {
                 protocol: head.protocol,
                 status: resp.status().as_u16(),
                 bytes,
+                bytes_in: None,
                 duration: elapsed,
                 user_agent: head.user_agent,
                 referer: head.referer,

@@ -90,6 +90,7 @@ fn head(method: &str, path: &str, query: &str) -> RequestHead {
         request_id: Bytes::from_static(b"req-1"),
         content_length: Some(0),
         headers: vec![],
+        upgrade: false,
     }
 }
 

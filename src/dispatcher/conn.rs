@@ -557,8 +557,14 @@ async fn send_with_fd(wr: &mut OwnedWriteHalf, bytes: &[u8], fd: OwnedFd) -> std
         sock.writable().await?;
         let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
             let cmsg = [ControlMessage::ScmRights(&fds)];
-            sendmsg::<()>(sock.as_raw_fd(), &first, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
-                .map_err(std::io::Error::from)
+            sendmsg::<()>(
+                sock.as_raw_fd(),
+                &first,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
         });
         match sent {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),

@@ -334,6 +334,7 @@ pub fn request_head(
         request_id: stamp.request_id.clone(),
         content_length: body_len,
         headers,
+        upgrade: false,
     }
 }
 

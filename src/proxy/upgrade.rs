@@ -114,9 +114,10 @@ impl Proxy {
                 let limit = overrides.timeout.unwrap_or(self.upgrade_head_wait);
                 let head = read_app_head(&mut mine, bytes, limit).await?;
                 let mut upgraded = answer(head, mine, hs)?;
-                if let Upgraded::Tunnel { resp, .. } | Upgraded::Answer(resp) = &mut upgraded {
-                    resp.extensions_mut().insert(upstream(&worker));
-                }
+                match &mut upgraded {
+                    Upgraded::Tunnel { resp, .. } => resp.extensions_mut().insert(upstream(&worker)),
+                    Upgraded::Answer(resp) => resp.extensions_mut().insert(upstream(&worker)),
+                };
                 Ok(upgraded)
             }
         }

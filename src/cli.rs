@@ -173,6 +173,12 @@ pub struct Cli {
     #[arg(long = "limit-request-field_size", alias = "limit-request-field-size", help = with_default("Longest header field in bytes; longer gets 431.", defaults::REQUEST_FIELD_SIZE))]
     pub limit_request_field_size: Option<usize>,
 
+    #[arg(long = "websocket-max", value_name = "N", help = with_default("WebSockets open at once; a handshake past it gets 503.", defaults::WEBSOCKET_MAX))]
+    pub websocket_max: Option<usize>,
+
+    #[arg(long = "websocket-idle-timeout", value_name = "SECONDS", help = with_default("Seconds a WebSocket may carry no byte either way before it is closed.", defaults::WEBSOCKET_IDLE_TIMEOUT_S))]
+    pub websocket_idle_timeout: Option<u64>,
+
     /// Write the master's pid to this file.
     #[arg(short = 'p', long = "pid")]
     pub pid: Option<PathBuf>,

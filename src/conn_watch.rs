@@ -91,6 +91,9 @@ pub struct Activity {
     answered: Arc<Answered>,
     /// The drain's stop: once asked, HTTP/1 answers carry `Connection: close`.
     stop: CancellationToken,
+    /// HTTP/1: the app's side of a WebSocket the front answered `101` for, taken by
+    /// `serve_h1` once hyper wrote that answer.
+    tunnel: Mutex<Option<crate::tunnel::AppSide>>,
 }
 
 /// One HTTP/2 stream's response: since when hyper holds data it could not send.
@@ -112,7 +115,23 @@ impl Activity {
             streams: Mutex::new(Vec::new()),
             answered: Arc::default(),
             stop,
+            tunnel: Mutex::new(None),
         })
+    }
+
+    /// HTTP/1: the guard held the bytes after a WebSocket candidate's head (see
+    /// `guard::upgrade`), the one request of this connection that may tunnel.
+    pub fn is_held(&self) -> bool {
+        self.answered.is_held()
+    }
+
+    /// HTTP/1: the app's side of the tunnel the `101` being answered opens.
+    pub fn hand_tunnel(&self, side: crate::tunnel::AppSide) {
+        *self.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(side);
+    }
+
+    fn take_tunnel(&self) -> Option<crate::tunnel::AppSide> {
+        self.tunnel.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// The server is draining: an HTTP/1 answer ends its connection, so the client
@@ -279,12 +298,13 @@ pub async fn stopped_after_grace(stop: &CancellationToken, accepted: tokio::time
 
 /// Serves an HTTP/1 connection to its end, parking it while idle (see
 /// `guard::GuardedIo`): parked, the task holds the stream and the guard only, and a
-/// new hyper connection takes the next request. `stop` asks for the graceful end.
+/// new hyper connection takes the next request. The activity's stop asks for the
+/// graceful end. A WebSocket the front answered `101` for becomes a tunnel here.
 pub async fn serve_h1<T, S, B>(
     mut io: GuardedIo<T>,
     builder: &http1::Builder,
     service: S,
-    stop: &CancellationToken,
+    activity: &Activity,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<Incoming, ResBody = B> + Clone + Unpin,
@@ -293,6 +313,7 @@ pub async fn serve_h1<T, S, B>(
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let stop = activity.stop();
     loop {
         // Boxed: parked, the task holds none of hyper's connection.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
@@ -321,6 +342,15 @@ pub async fn serve_h1<T, S, B>(
         let parts = conn.into_parts();
         io = parts.io.into_inner();
         io.unread(parts.read_buf);
+        // hyper returns after writing a `101` (its manual upgrade); only a held
+        // connection may have one (the front checks it).
+        if io.is_held() {
+            if let Some(side) = activity.take_tunnel() {
+                let (client, from_client) = io.into_tunnel();
+                crate::tunnel::run(client, from_client.freeze(), side, stop).await;
+                return;
+            }
+        }
         let next = match io.is_parked() {
             true => tokio::select! {
                 biased;

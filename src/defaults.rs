@@ -87,6 +87,10 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 pub const ADMIN_MAX_CONNECTIONS: usize = 32;
 /// `[limits] http2_max_streams`.
 pub const HTTP2_MAX_STREAMS: u32 = 100;
+/// `[limits] websocket_max`, `--websocket-max`: WebSockets open at once.
+pub const WEBSOCKET_MAX: usize = 1000;
+/// `[limits] websocket_idle_timeout`, `--websocket-idle-timeout`: seconds.
+pub const WEBSOCKET_IDLE_TIMEOUT_S: u64 = 300;
 
 /// `[static_cache] max_bytes`.
 pub const STATIC_CACHE_BYTES: u64 = 64 * 1024 * 1024;

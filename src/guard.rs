@@ -38,6 +38,7 @@ pub mod stand_in;
 mod grammar;
 mod guarded_io;
 pub(crate) mod http2;
+pub(crate) mod upgrade;
 
 use grammar::*;
 pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
@@ -168,6 +169,9 @@ enum State {
     Trailers {
         fields: usize,
     },
+    /// After a WebSocket candidate's head (`upgrade`): nothing more is HTTP; what
+    /// arrives is held for the tunnel, never passed on.
+    Held,
     Rejected(Reject),
 }
 
@@ -182,8 +186,10 @@ struct HeadFacts {
     request_line_end: usize,
     seen_request_line: bool,
     http10: bool,
+    get: bool,
     /// hyper gets this request as a stand-in (see `stand_in`).
     stand_in: bool,
+    upgrade: upgrade::UpgradeFacts,
     fields: usize,
     hosts: usize,
     content_types: usize,
@@ -218,6 +224,8 @@ pub struct Http1Guard {
     line: BytesMut,
     heads_passed: u64,
     refused_inside_body: bool,
+    /// Bytes read past a WebSocket candidate's head (`State::Held`).
+    held: BytesMut,
 }
 
 impl Http1Guard {
@@ -230,6 +238,7 @@ impl Http1Guard {
             line: BytesMut::new(),
             heads_passed: 0,
             refused_inside_body: false,
+            held: BytesMut::new(),
         }
     }
 
@@ -290,6 +299,17 @@ impl Http1Guard {
         self.line = BytesMut::new();
     }
 
+    /// true after a WebSocket candidate's head: the reader gets EOF, and the bytes
+    /// read since are held for a tunnel (see `upgrade`).
+    pub fn is_held(&self) -> bool {
+        self.state == State::Held
+    }
+
+    /// The bytes read past a WebSocket candidate's head.
+    pub fn take_held(&mut self) -> BytesMut {
+        std::mem::take(&mut self.held)
+    }
+
     /// How many request heads were validated and passed on.
     pub fn requests_seen(&self) -> u64 {
         self.heads_passed
@@ -346,6 +366,12 @@ impl Http1Guard {
                 Ok(1)
             }
             State::Trailers { fields } => self.step_trailers(input, fields, out),
+            State::Held => {
+                // Bounded: `GuardedIo` reads no more once the state is reached, so this
+                // is at most the rest of the read that ended the head.
+                self.held.extend_from_slice(input);
+                Ok(input.len())
+            }
             State::Rejected(r) => Err(r),
         }
     }
@@ -435,6 +461,7 @@ impl Http1Guard {
             self.facts.seen_request_line = true;
             self.facts.request_line_end = self.head.len();
             self.facts.http10 = checked.http10;
+            self.facts.get = checked.get;
             self.facts.stand_in = checked.stand_in;
             return Ok(());
         }
@@ -447,6 +474,7 @@ impl Http1Guard {
             return Err(Reject::HeaderFieldsTooLarge);
         }
         let (name, value) = split_field_line(field)?;
+        self.facts.upgrade.note(name, value);
         note_framing_field(&mut self.facts, name, value)
     }
 
@@ -469,6 +497,12 @@ impl Http1Guard {
                 Some(n) if n > 0 => State::FixedBody { remaining: n },
                 _ => State::Head,
             }
+        };
+        // A WebSocket candidate: whatever its framing says, nothing after its head is
+        // read as HTTP (the front refuses a handshake with a body).
+        let next = match f.upgrade.is_candidate(f.get, f.http10) {
+            true => State::Held,
+            false => next,
         };
         let head = &self.head[f.request_start..];
         if f.stand_in {
@@ -564,6 +598,8 @@ fn strip_crlf(line: &[u8]) -> Result<&[u8], Reject> {
 /// What a valid request line says about the rest of the request.
 struct RequestLine {
     http10: bool,
+    /// The method is `GET` (a WebSocket handshake's).
+    get: bool,
     /// hyper must get it as a stand-in (see `stand_in`).
     stand_in: bool,
 }
@@ -591,6 +627,7 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
     };
     Ok(RequestLine {
         http10,
+        get: method == b"GET",
         stand_in: stand_in::is_needed(method, target),
     })
 }

@@ -37,6 +37,7 @@ pub mod front;
 pub mod router;
 pub mod static_files;
 pub mod proxy;
+pub mod tunnel;
 pub mod dispatcher;
 // -- value types at the bottom, which import no stage --
 pub use ferricorn_wire::{claims, log_record, wire};

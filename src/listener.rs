@@ -186,7 +186,9 @@ fn builders(settings: &ConnSettings) -> Builders {
         .max_concurrent_streams(settings.http2_max_streams)
         // Room for the heads the guard's limits allow (the front applies them to the
         // decoded request), up to a bound on HPACK's amplification; h2's 431 past it.
-        .max_header_list_size(guard::http2::max_header_list_size(&settings.guard));
+        .max_header_list_size(guard::http2::max_header_list_size(&settings.guard))
+        // RFC 8441: WebSockets over HTTP/2 (a CONNECT with `:protocol`, `front::websocket`).
+        .enable_connect_protocol();
     Builders { h1, h2 }
 }
 
@@ -329,8 +331,7 @@ impl Conn {
                 Ok(false) => {
                     // HTTP/1's timeouts are the guard's.
                     guarded.park_when_idle(activity.answered());
-                    let stop = activity.stop();
-                    Box::pin(conn_watch::serve_h1(guarded, &builders.h1, service, stop)).await
+                    Box::pin(conn_watch::serve_h1(guarded, &builders.h1, service, &activity)).await
                 }
                 Err(_) => {}
             }

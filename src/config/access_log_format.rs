@@ -12,6 +12,8 @@ pub const FIELDS: &[&str] = &[
     "protocol",
     "status",
     "bytes",
+    // Bytes received from the client: a WebSocket's, at its close; `-` otherwise.
+    "bytes_in",
     "duration_ms",
     "user_agent",
     "referer",

@@ -172,6 +172,8 @@ pub struct LimitsSection {
     pub max_connections: Option<usize>,
     pub http2_max_streams: Option<u32>,
     pub require_host: Option<bool>,
+    pub websocket_max: Option<usize>,
+    pub websocket_idle_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -331,6 +333,11 @@ impl LimitsSection {
         default(&mut self.max_connections, defaults::MAX_CONNECTIONS);
         default(&mut self.http2_max_streams, defaults::HTTP2_MAX_STREAMS);
         default(&mut self.require_host, false);
+        default(&mut self.websocket_max, defaults::WEBSOCKET_MAX);
+        default(
+            &mut self.websocket_idle_timeout,
+            defaults::WEBSOCKET_IDLE_TIMEOUT_S,
+        );
     }
 }
 

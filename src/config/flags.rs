@@ -105,6 +105,8 @@ fn limits(cli: &Cli, l: &mut LimitsSection) {
     set(&mut l.request_line, &cli.limit_request_line);
     set(&mut l.request_fields, &cli.limit_request_fields);
     set(&mut l.request_field_size, &cli.limit_request_field_size);
+    set(&mut l.websocket_max, &cli.websocket_max);
+    set(&mut l.websocket_idle_timeout, &cli.websocket_idle_timeout);
 }
 
 fn log(cli: &Cli, l: &mut LogSection) {

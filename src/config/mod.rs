@@ -125,6 +125,10 @@ pub struct Limits {
     pub http2_max_streams: u32,
     /// Refuse HTTP/1.1 requests without Host (RFC 9112 §3.2, nginx) with 400.
     pub require_host: bool,
+    /// WebSockets open at once; a handshake past it gets 503.
+    pub websocket_max: usize,
+    /// A WebSocket with no byte either way this long is closed.
+    pub websocket_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -439,6 +443,8 @@ fn limits(l: &file::LimitsSection, routes: &[RouteOverride]) -> Result<Limits, C
         max_connections: given(&l.max_connections),
         http2_max_streams: given(&l.http2_max_streams),
         require_host: given(&l.require_host),
+        websocket_max: given(&l.websocket_max),
+        websocket_idle_timeout: secs(l.websocket_idle_timeout),
     })
 }
 

@@ -1,7 +1,8 @@
 //! One worker's Unix-socket connection as the front sees it: a writer task that
-//! batches queued frames into one write, a reader task that routes the worker's frames
-//! to the waiting requests, and the bookkeeping of streams in flight (which the
-//! supervisor reads to enforce `--timeout` and `--max-requests`).
+//! batches queued frames into one write (and passes an upgrade request's socket with
+//! the first byte of its head, SCM_RIGHTS), a reader task that routes the worker's
+//! frames to the waiting requests, and the bookkeeping of streams in flight (which
+//! the supervisor reads to enforce `--timeout` and `--max-requests`).
 
 use super::response_spool;
 use super::{Dispatcher, Lease};
@@ -10,6 +11,7 @@ use crate::shards::Host;
 use crate::wire::{self, Frame, RequestHead};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +38,14 @@ struct Stream {
     timeout: Option<Duration>,
 }
 
+/// A frame for the writer; `fd` rides on the frame's first byte (an upgrade
+/// request's head).
+struct Outgoing {
+    stream: u32,
+    frame: Frame,
+    fd: Option<OwnedFd>,
+}
+
 pub struct WorkerConn {
     pub pid: u32,
     /// What the worker said it runs on (for the log).
@@ -48,7 +58,7 @@ pub struct WorkerConn {
     next_stream: AtomicU32,
     served: AtomicU64,
     quota: u64,
-    outgoing: mpsc::UnboundedSender<(u32, Frame)>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
     /// Request-body bytes queued for the writer: what back-pressure is judged on.
     queued: Arc<Queued>,
     streams: Mutex<HashMap<u32, Stream>>,
@@ -153,6 +163,33 @@ impl WorkerConn {
         response_memory: usize,
         timeout: Option<Duration>,
     ) -> (u32, response_spool::Receiver) {
+        self.start(lease, head, None, response_memory, timeout)
+    }
+
+    /// `start_request` for an upgrade request: `fd` (the worker's end of a
+    /// socketpair) goes with the head's first byte, and the head says so
+    /// (`upgrade`). The master closes its copy once it is sent. Lease it with
+    /// `ahead = false`: a request taken back could not be sent again without it.
+    pub fn start_upgrade(
+        &self,
+        lease: Lease,
+        mut head: RequestHead,
+        fd: OwnedFd,
+        response_memory: usize,
+        timeout: Option<Duration>,
+    ) -> (u32, response_spool::Receiver) {
+        head.upgrade = true;
+        self.start(lease, head, Some(fd), response_memory, timeout)
+    }
+
+    fn start(
+        &self,
+        lease: Lease,
+        head: RequestHead,
+        fd: Option<OwnedFd>,
+        response_memory: usize,
+        timeout: Option<Duration>,
+    ) -> (u32, response_spool::Receiver) {
         let stream = self
             .next_stream
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| {
@@ -174,10 +211,22 @@ impl WorkerConn {
         );
         self.claims.offer(stream);
         lease.disarm();
-        let _ = self
-            .outgoing
-            .send((stream, Frame::RequestHead(Box::new(head))));
+        let _ = self.outgoing.send(Outgoing {
+            stream,
+            frame: Frame::RequestHead(Box::new(head)),
+            fd,
+        });
         (stream, rx)
+    }
+
+    /// The app took the stream's socket: from now on the worker `--timeout` and a
+    /// `[[route]]` timeout never end it (its thread is busy for the connection's
+    /// life by design; the relay's idle timeout governs it).
+    pub fn exempt_from_timeout(&self, stream: u32) {
+        if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
+            // A zero limit is "none" for `silent_streams` and `limits`.
+            s.timeout = Some(Duration::ZERO);
+        }
     }
 
     /// When the worker's Python thread started `stream` (`claims::monotonic_ns`).
@@ -186,7 +235,11 @@ impl WorkerConn {
     }
 
     pub fn send(&self, stream: u32, frame: Frame) {
-        let _ = self.outgoing.send((stream, frame));
+        let _ = self.outgoing.send(Outgoing {
+            stream,
+            frame,
+            fd: None,
+        });
     }
 
     /// Sends a piece of a request body once the body bytes already queued for this
@@ -424,30 +477,32 @@ impl Queued {
 const OUTGOING_BUDGET: usize = 1024 * 1024;
 
 /// Writes queued frames, many per syscall: it waits for one, then takes all that
-/// are already queued (up to ~1 MiB) before writing.
+/// are already queued (up to ~1 MiB) before writing. A frame with an fd ends the
+/// batch: what is before it is written first, then the fd goes with its first byte.
 async fn write_loop(
     mut wr: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<(u32, Frame)>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
     queued: Arc<Queued>,
 ) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let body_len = |f: &Frame| match f {
-        Frame::RequestBody(b) => b.len(),
-        _ => 0,
-    };
-    while let Some((stream, frame)) = rx.recv().await {
-        let mut bodies = body_len(&frame);
-        wire::encode(stream, &frame, &mut buf);
-        while buf.len() < 1024 * 1024 {
-            match rx.try_recv() {
-                Ok((stream, frame)) => {
-                    bodies += body_len(&frame);
-                    wire::encode(stream, &frame, &mut buf)
-                }
-                Err(_) => break,
+    let mut pending: Option<Outgoing> = None;
+    loop {
+        let out = match pending.take() {
+            Some(out) => out,
+            None => match rx.recv().await {
+                Some(out) => out,
+                None => break,
+            },
+        };
+        let mut bodies = body_len(&out.frame);
+        wire::encode(out.stream, &out.frame, &mut buf);
+        let written = match out.fd {
+            Some(fd) => send_with_fd(&mut wr, &buf, fd).await,
+            None => {
+                pending = batch(&mut rx, &mut buf, &mut bodies);
+                wr.write_all(&buf).await
             }
-        }
-        let written = wr.write_all(&buf).await;
+        };
         if bodies > 0 {
             queued.bytes.fetch_sub(bodies, Ordering::AcqRel);
             queued.drained.notify_waiters();
@@ -460,4 +515,64 @@ async fn write_loop(
     // Nobody will write again: senders must not wait for room.
     queued.closed.store(true, Ordering::Release);
     queued.drained.notify_waiters();
+}
+
+fn body_len(f: &Frame) -> usize {
+    match f {
+        Frame::RequestBody(b) => b.len(),
+        _ => 0,
+    }
+}
+
+/// Encodes the frames already queued into `buf`, up to ~1 MiB, counting body bytes
+/// into `bodies`; stops before a frame with an fd, which it returns.
+fn batch(
+    rx: &mut mpsc::UnboundedReceiver<Outgoing>,
+    buf: &mut BytesMut,
+    bodies: &mut usize,
+) -> Option<Outgoing> {
+    while buf.len() < 1024 * 1024 {
+        match rx.try_recv() {
+            Ok(out) if out.fd.is_some() => return Some(out),
+            Ok(out) => {
+                *bodies += body_len(&out.frame);
+                wire::encode(out.stream, &out.frame, buf);
+            }
+            Err(_) => break,
+        }
+    }
+    None
+}
+
+/// Writes `bytes` (one encoded frame) with `fd` in SCM_RIGHTS on its first byte:
+/// one `sendmsg` of that byte alone, so the fd is attached to exactly it (see
+/// `wire`), then the rest with plain writes. Our copy of `fd` is closed after.
+async fn send_with_fd(wr: &mut OwnedWriteHalf, bytes: &[u8], fd: OwnedFd) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::io::{ErrorKind, IoSlice};
+    let sock: &UnixStream = wr.as_ref();
+    let fds = [fd.as_raw_fd()];
+    let first = [IoSlice::new(&bytes[..1])];
+    loop {
+        sock.writable().await?;
+        let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            sendmsg::<()>(
+                sock.as_raw_fd(),
+                &first,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match sent {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(_) => break,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    drop(fd);
+    wr.write_all(&bytes[1..]).await
 }

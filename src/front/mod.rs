@@ -13,13 +13,15 @@ mod compression;
 pub mod limits;
 #[cfg(test)]
 mod path_tests;
+mod upgrade;
+pub(crate) mod websocket;
 
 use crate::conn_watch::Activity;
 use crate::guard::{self, GuardLimits};
 use crate::net::ConnInfo;
 use crate::normal_path::{NormalPath, PathError};
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
-use crate::observe::metrics::Gauges;
+use crate::observe::metrics::{Gauges, UpgradeRefusal};
 use crate::observe::{Metrics, RouteKind};
 use crate::proxy::forward_headers::{Client, RealIp};
 use crate::proxy::{Proxy, RequestStart, Stamp, Upstream};
@@ -29,6 +31,7 @@ use crate::static_files::StaticFiles;
 use bytes::Bytes;
 use compression::content_length_of;
 pub use compression::AppCompression;
+pub use upgrade::WebSockets;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::borrow::Cow;
@@ -52,6 +55,7 @@ pub struct Front {
     head_limits: GuardLimits,
     /// Who the client is: decided once per request, for everything that asks.
     real_ip: RealIp,
+    websockets: WebSockets,
 }
 
 /// Request ids: 12 hex digits of a per-process random prefix (one per front thread)
@@ -98,6 +102,7 @@ pub struct Rules {
     pub head_limits: GuardLimits,
     /// Where the client's address comes from.
     pub real_ip: RealIp,
+    pub websockets: WebSockets,
 }
 
 impl Front {
@@ -113,6 +118,7 @@ impl Front {
             limits,
             head_limits,
             real_ip,
+            websockets,
         } = rules;
         Front {
             statics,
@@ -124,6 +130,7 @@ impl Front {
             limits,
             head_limits,
             real_ip,
+            websockets,
         }
     }
 
@@ -141,6 +148,7 @@ impl Front {
             cache_hits,
             cache_misses,
             parked: crate::guard::parked_connections(),
+            websockets: self.websockets.slots.open() as u64,
         }
     }
 
@@ -169,11 +177,13 @@ impl Front {
                 // An HTTP/2 stream counts from its arrival to its body's end, for the
                 // connection's idle and stalled-write timeouts (`conn_watch`).
                 let stream = (req.version() == Version::HTTP_2).then(|| this.2.open_stream());
-                let mut resp = this.0.serve(req, &this.1).await;
+                let mut resp = this.0.serve(req, &this.1, &this.2).await;
                 Ok::<_, Infallible>(match stream {
                     Some(s) => resp.map(|b| respond::tapped(b, s.answered())),
                     None => {
-                        if this.2.is_stopping() {
+                        // Never on a 101: its connection is the tunnel's now.
+                        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                        if this.2.is_stopping() && !switching {
                             resp.headers_mut()
                                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
@@ -184,11 +194,16 @@ impl Front {
         })
     }
 
-    async fn serve(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
+    async fn serve(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        activity: &Arc<Activity>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let method = req.method().clone();
-        let (mut resp, entry) = self.handle(req, conn, started).await;
+        let (mut resp, entry) = self.handle(req, conn, activity, started).await;
         if self.compression.should_compress(&resp) {
             resp = compression::compress(self.compression, resp, accept_encoding).await;
         }
@@ -212,10 +227,13 @@ impl Front {
         &self,
         req: Request<Incoming>,
         conn: &ConnInfo,
+        activity: &Arc<Activity>,
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
         let _in_flight = self.metrics.request_started();
-        let ends_connection = is_http1_connect(&req);
+        // After a WebSocket handshake's head come frames, not requests: unless it
+        // opens the tunnel, its answer ends the connection.
+        let ends_connection = is_http1_connect(&req) || websocket::asks_websocket_h1(&req);
         // The one answer to "who is the client" that REMOTE_ADDR, the scheme, the
         // access log and the rate limits all use.
         let resolved = self.real_ip.resolve(req.headers(), conn);
@@ -226,7 +244,7 @@ impl Front {
             .as_ref()
             .map(|_| LoggedHead::of(&req, &stamp.client));
         let (kind, mut resp) = match resolved {
-            Ok(_) => self.route(req, conn, &stamp).await,
+            Ok(_) => self.route(req, conn, &stamp, activity).await,
             Err(e) => {
                 tracing::debug!(error = %e, "refused forwarding headers");
                 let resp = respond::error_response(Failure::BadRequest);
@@ -236,7 +254,8 @@ impl Front {
         if let Ok(v) = HeaderValue::from_maybe_shared(request_id.clone()) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        if ends_connection {
+        let tunneled = resp.extensions().get::<upgrade::Tunneled>().is_some();
+        if ends_connection && !tunneled {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -254,7 +273,8 @@ impl Front {
         if let Some(waited) = resp.extensions().get::<Upstream>().and_then(|u| u.queue) {
             self.metrics.request_queued(waited);
         }
-        let entry = logged.map(|head| {
+        // A tunnel's line is written at its close (`tunnel::Closing`).
+        let entry = logged.filter(|_| !tunneled).map(|head| {
             let upstream = resp.extensions().get::<Upstream>();
             Entry {
                 time: SystemTime::now(),
@@ -265,6 +285,7 @@ impl Front {
                 protocol: head.protocol,
                 status: resp.status().as_u16(),
                 bytes,
+                bytes_in: None,
                 duration: elapsed,
                 user_agent: head.user_agent,
                 referer: head.referer,
@@ -307,6 +328,7 @@ impl Front {
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         stamp: &Stamp,
+        activity: &Arc<Activity>,
     ) -> (RouteKind, Response<Body>) {
         // HTTP/1 heads were checked by the guard before hyper parsed them.
         if req.version() == Version::HTTP_2 {
@@ -315,6 +337,16 @@ impl Front {
                 return (RouteKind::Other, respond::error_response(refused.into()));
             }
         }
+        // A WebSocket handshake: malformed ones refused before Python; a good one
+        // meets the same `[[route]]`s and router as any request, then is opened.
+        let websocket = match websocket::classify(&req) {
+            Some(Err(why)) => {
+                tracing::debug!(%why, "WebSocket handshake refused");
+                return self.refuse_upgrade(UpgradeRefusal::Handshake, why.response());
+            }
+            Some(Ok(hs)) => Some(hs),
+            None => None,
+        };
         let path = match request_path(&req) {
             Ok(path) => path,
             Err(why) => {
@@ -339,7 +371,19 @@ impl Front {
         let Some(path) = path else {
             return self.to_app(req, conn, stamp).await; // no mount either
         };
-        match router::route(&self.statics, self.proxy.is_some(), &path) {
+        let route = router::route(&self.statics, self.proxy.is_some(), &path);
+        if let Some(hs) = websocket {
+            return match route {
+                Route::Static(_) => {
+                    tracing::info!(path = %req.uri().path(), "WebSocket handshake to a static mount refused");
+                    let resp = respond::error_response(Failure::BadRequest);
+                    self.refuse_upgrade(UpgradeRefusal::Static, resp)
+                }
+                Route::App => self.open_websocket(req, hs, conn, stamp, activity).await,
+                Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
+            };
+        }
+        match route {
             Route::Static(id) => {
                 let (parts, body) = req.into_parts();
                 let resp = self.statics.serve(id, &path, &parts).await;

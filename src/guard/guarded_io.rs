@@ -47,8 +47,11 @@ pub fn parked_connections() -> u64 {
 /// The responses hyper finished with on one HTTP/1 connection, counted by the front as
 /// each response body is dropped. Equal to the guard's count of requests, hyper owes
 /// nothing and waits for the next request.
+///
+/// It also carries the guard's word that it held the bytes after a WebSocket
+/// candidate's head (`guard::upgrade`), for the front.
 #[derive(Debug, Default)]
-pub struct Answered(AtomicU64);
+pub struct Answered(AtomicU64, std::sync::atomic::AtomicBool);
 
 impl Answered {
     pub fn one_more(&self) {
@@ -57,6 +60,11 @@ impl Answered {
 
     fn count(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// The guard held the bytes after a WebSocket candidate's head.
+    pub fn is_held(&self) -> bool {
+        self.1.load(Ordering::Acquire)
     }
 }
 
@@ -84,7 +92,8 @@ const DRAIN_ON_REJECT: usize = 64 * 1024;
 /// Writes pass straight through.
 #[derive(Debug)]
 pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
-    inner: T,
+    /// Always `Some` but inside `into_tunnel`, which takes it (the type has a `Drop`).
+    inner: Option<T>,
     guard: Http1Guard,
     /// Validated bytes not yet handed to the reader.
     ready: BytesMut,
@@ -289,9 +298,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             Poll::Pending => Poll::Pending,
         }
     }
+    fn io(&mut self) -> Pin<&mut T> {
+        Pin::new(self.inner.as_mut().expect("only into_tunnel takes the stream"))
+    }
+
+    /// After a WebSocket candidate's head (see `guard::upgrade`) and hyper's answer:
+    /// the client stream and the bytes read past that head (any hyper did not use
+    /// must be given back with [`GuardedIo::unread`] first), for the tunnel's relay.
+    pub fn into_tunnel(mut self) -> (T, BytesMut) {
+        let mut bytes = std::mem::take(&mut self.ready);
+        bytes.extend_from_slice(&self.guard.take_held());
+        let inner = self.inner.take().expect("only into_tunnel takes the stream");
+        (inner, bytes)
+    }
+
+    /// Whether the last head was a WebSocket candidate: hyper was given EOF after it.
+    pub fn is_held(&self) -> bool {
+        self.guard.is_held()
+    }
+
     pub fn new(inner: T, limits: GuardLimits) -> Self {
         GuardedIo {
-            inner,
+            inner: Some(inner),
             guard: Http1Guard::new(limits),
             ready: BytesMut::new(),
             read_closed: false,
@@ -401,7 +429,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
         READ_SCRATCH.with_borrow_mut(|scratch| {
             let mut rb = ReadBuf::new(scratch);
-            ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rb))?;
+            ready!(self.io().poll_read(cx, &mut rb))?;
             let n = rb.filled().len();
             if n == 0 {
                 return Poll::Ready(Ok(false));
@@ -411,6 +439,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
                 tracing::debug!(status = r.status().as_u16(), "request refused by the guard");
                 self.reject = Some(r);
                 return Poll::Ready(Ok(false));
+            }
+            if self.guard.is_held() {
+                if let Some(p) = &self.parking {
+                    p.answered.1.store(true, Ordering::Release);
+                }
             }
             Poll::Ready(Ok(true))
         })
@@ -429,13 +462,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         let bytes = r.response_bytes();
         while self.reject_written < bytes.len() {
             let rest = &bytes[self.reject_written..];
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
+            let n = ready!(self.io().poll_write(cx, rest))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.reject_written += n;
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.io().poll_flush(cx)
     }
 
     /// Discards what the client already sent (without waiting for more): closing a
@@ -445,7 +478,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             let mut drained = 0;
             while drained < DRAIN_ON_REJECT {
                 let mut rb = ReadBuf::new(scratch);
-                match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                match self.io().poll_read(cx, &mut rb) {
                     Poll::Ready(Ok(())) if !rb.filled().is_empty() => drained += rb.filled().len(),
                     _ => break,
                 }
@@ -468,11 +501,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for GuardedIo<T> {
                 this.ready.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            if this.read_closed || this.is_parked() {
+            // After a WebSocket candidate's head, hyper gets EOF and later bytes
+            // stay held (or unread in the kernel) for the tunnel.
+            if this.read_closed || this.is_parked() || this.guard.is_held() {
                 return Poll::Ready(Ok(()));
             }
             if this.guard.is_h2() {
-                return Pin::new(&mut this.inner).poll_read(cx, buf);
+                return this.io().poll_read(cx, buf);
             }
             // Held-back head bytes produce nothing: read again rather than return an
             // empty read, which the caller would take for EOF.
@@ -489,7 +524,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_writing();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        let polled = this.io().poll_write(cx, buf);
         this.after_write(cx, polled)
     }
 
@@ -500,17 +535,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.note_writing();
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let polled = this.io().poll_write_vectored(cx, bufs);
         this.after_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(T::is_write_vectored)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        ready!(this.io().poll_flush(cx))?;
         this.on_flushed(cx);
         Poll::Ready(Ok(()))
     }
@@ -518,7 +553,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_write_reject(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        this.io().poll_shutdown(cx)
     }
 }
 
@@ -532,10 +567,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Drop for GuardedIo<T> {
             return;
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let inner = Pin::new(&mut self.inner);
-        if let Poll::Ready(Ok(n)) = inner.poll_write(&mut cx, &r.response_bytes()) {
+        if self.inner.is_none() {
+            return;
+        }
+        if let Poll::Ready(Ok(n)) = self.io().poll_write(&mut cx, &r.response_bytes()) {
             self.reject_written = n;
-            let _ = Pin::new(&mut self.inner).poll_flush(&mut cx);
+            let _ = self.io().poll_flush(&mut cx);
         }
     }
 }

@@ -60,7 +60,14 @@ pub(crate) fn max_header_list_size(limits: &GuardLimits) -> u32 {
 
 /// Checks an HTTP/2 request hyper decoded against the HTTP/1 guard's rules.
 pub(crate) fn check<B>(req: &Request<B>, limits: &GuardLimits) -> Result<(), Reject> {
-    check_request_line(req.method(), req.uri(), limits)?;
+    // RFC 8441's extended CONNECT (`:protocol`, a WebSocket) has a real `:path`:
+    // its target is judged as the GET it stands for (`front::websocket`).
+    let extended = req.extensions().get::<hyper::ext::Protocol>().is_some();
+    let method = match extended {
+        true => &Method::GET,
+        false => req.method(),
+    };
+    check_request_line(method, req.uri(), limits)?;
     check_fields(req.headers(), req.uri().authority(), limits)
 }
 

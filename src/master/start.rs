@@ -252,7 +252,8 @@ pub(super) async fn boot_pool(
     let handle = tokio::spawn(sup.run(sup_rx));
     Ok(Some(Booted {
         pool: (sup_tx, handle),
-        proxy: Proxy::new(dispatcher, settings.limits.clone()),
+        proxy: Proxy::new(dispatcher, settings.limits.clone())
+            .with_worker_timeout(settings.workers.timeout),
         runtime_dir: dir,
     }))
 }

@@ -25,6 +25,8 @@ pub struct Entry {
     pub protocol: &'static str,
     pub status: u16,
     pub bytes: Option<u64>,
+    /// Bytes received from the client: set for a WebSocket (at its close) only.
+    pub bytes_in: Option<u64>,
     pub duration: Duration,
     pub user_agent: String,
     pub referer: String,
@@ -47,6 +49,10 @@ impl Entry {
             "status" => self.status.to_string(),
             "bytes" => self
                 .bytes
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into()),
+            "bytes_in" => self
+                .bytes_in
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "-".into()),
             "duration_ms" => millis_or_dash(Some(self.duration)),
@@ -137,7 +143,7 @@ impl Entry {
             out.push_str("\":");
             let numeric = matches!(
                 *name,
-                "status" | "bytes" | "duration_ms" | "worker_pid" | "upstream_ms" | "queue_ms"
+                "status" | "bytes" | "bytes_in" | "duration_ms" | "worker_pid" | "upstream_ms" | "queue_ms"
             );
             let v = self.field(name);
             if numeric && v != "-" {
@@ -360,6 +366,7 @@ mod tests {
             protocol: "HTTP/1.1",
             status: 200,
             bytes: Some(13),
+            bytes_in: None,
             duration: Duration::from_micros(1500),
             user_agent: "curl/8 \"x\"".into(),
             referer: String::new(),
@@ -385,6 +392,10 @@ mod tests {
         let line = entry().format(&Format::Json);
         assert!(line.contains("\"status\":200"), "{line}");
         assert!(line.contains("\"upstream_ms\":null"), "{line}");
+        assert!(line.contains("\"bytes_in\":null"), "{line}");
+        let mut ws = entry();
+        ws.bytes_in = Some(7);
+        assert!(ws.format(&Format::Json).contains("\"bytes_in\":7"));
         assert!(line.contains("\"queue_ms\":0.250"), "{line}");
         assert!(
             line.contains("\"user_agent\":\"curl/8 \\\"x\\\"\""),

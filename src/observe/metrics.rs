@@ -44,6 +44,40 @@ pub struct Gauges {
     pub cache_misses: u64,
     /// Idle HTTP/1 keep-alive connections parked without hyper's buffers.
     pub parked: u64,
+    /// WebSockets open (or being opened) now.
+    pub websockets: u64,
+}
+
+/// Why a WebSocket handshake was refused before Python
+/// (`ferricorn_websocket_upgrades_refused_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeRefusal {
+    /// `websocket_max` open already: 503.
+    Cap,
+    /// The server is stopping or reloading: 503.
+    Draining,
+    /// The path is a static mount's: 400.
+    Static,
+    /// A malformed handshake: 400, or 426 for another version.
+    Handshake,
+}
+
+impl UpgradeRefusal {
+    const ALL: [UpgradeRefusal; 4] = [
+        UpgradeRefusal::Cap,
+        UpgradeRefusal::Draining,
+        UpgradeRefusal::Static,
+        UpgradeRefusal::Handshake,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UpgradeRefusal::Cap => "cap",
+            UpgradeRefusal::Draining => "draining",
+            UpgradeRefusal::Static => "static",
+            UpgradeRefusal::Handshake => "handshake",
+        }
+    }
 }
 
 /// Request bodies spooled to temp files (`[limits] body_spool_files`,
@@ -99,6 +133,7 @@ pub struct Metrics {
     restarts: [AtomicU64; RestartReason::ALL.len()],
     workers_serving: AtomicI64,
     workers_other: AtomicI64,
+    upgrades_refused: [AtomicU64; UpgradeRefusal::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -116,6 +151,7 @@ impl Metrics {
             restarts: Default::default(),
             workers_serving: AtomicI64::new(0),
             workers_other: AtomicI64::new(0),
+            upgrades_refused: Default::default(),
         }
     }
 
@@ -147,6 +183,11 @@ impl Metrics {
     /// An app request started on a worker `waited` after it was ready to go.
     pub fn request_queued(&self, waited: Duration) {
         self.here().queue.observe(waited);
+    }
+
+    /// A WebSocket handshake refused before Python.
+    pub fn upgrade_refused(&self, why: UpgradeRefusal) {
+        self.upgrades_refused[why as usize].fetch_add(1, Relaxed);
     }
 
     pub fn worker_restarted(&self, reason: RestartReason) {
@@ -291,6 +332,16 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "ferricorn_responses_cut_total{{why=\"{why}\"}} {n}");
         }
+        *out += "# HELP ferricorn_websocket_upgrades_refused_total WebSocket handshakes refused before the app, by reason.\n";
+        *out += "# TYPE ferricorn_websocket_upgrades_refused_total counter\n";
+        for why in UpgradeRefusal::ALL {
+            let n = self.upgrades_refused[why as usize].load(Relaxed);
+            let reason = why.label();
+            let _ = writeln!(
+                out,
+                "ferricorn_websocket_upgrades_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         counter(
             out,
             "ferricorn_static_file_slot_refused_total",
@@ -368,6 +419,12 @@ fn render_gauges(out: &mut String, g: &Gauges) {
         "Idle HTTP/1 keep-alive connections, parked without their buffers.",
         g.parked as i64,
     );
+    gauge(
+        out,
+        "ferricorn_websockets_open",
+        "WebSockets open (capped by [limits] websocket_max).",
+        g.websockets as i64,
+    );
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
@@ -398,7 +455,7 @@ mod tests {
         drop(m.request_started());
         m.worker_restarted(RestartReason::Timeout);
         m.request_queued(Duration::from_micros(1500));
-        let text = m.render(&Gauges {
+        let g = Gauges {
             queued: 2,
             body_memory: 4096,
             spool: SpoolUse {
@@ -418,7 +475,9 @@ mod tests {
             cache_hits: 5,
             cache_misses: 1,
             parked: 7,
-        });
+            websockets: 3,
+        };
+        let text = m.render(&g);
         assert!(text.contains("ferricorn_requests_total{kind=\"app\",status=\"2xx\"} 1"));
         assert!(text.contains("ferricorn_body_memory_bytes 4096"));
         assert!(text.contains("ferricorn_body_spool_files 3\n"));
@@ -440,6 +499,11 @@ mod tests {
         assert!(text.contains("ferricorn_requests_in_flight 0"));
         assert!(text.contains("ferricorn_requests_queued 2"));
         assert!(text.contains("ferricorn_connections_parked 7"));
+        assert!(text.contains("ferricorn_websockets_open 3"));
+        m.upgrade_refused(UpgradeRefusal::Static);
+        let text = m.render(&g);
+        assert!(text.contains("ferricorn_websocket_upgrades_refused_total{reason=\"static\"} 1"));
+        assert!(text.contains("ferricorn_websocket_upgrades_refused_total{reason=\"cap\"} 0"));
         assert!(text.contains("ferricorn_worker_restarts_total{reason=\"timeout\"} 1"));
         assert!(text.contains("ferricorn_static_cache_hits_total 5"));
         assert!(text.contains("ferricorn_response_body_bytes_total 13"));

@@ -119,6 +119,9 @@ fn relay_record(pid: u32, generation: u64, r: &Record) {
         Level::Info => {
             tracing::info!(target: "ferricorn::worker", pid, request_id = id, method, path, "{message}")
         }
+        Level::Debug => {
+            tracing::debug!(target: "ferricorn::worker", pid, request_id = id, method, path, "{message}")
+        }
     }
 }
 

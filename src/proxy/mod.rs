@@ -7,9 +7,11 @@
 //! request id) as frame fields that no client header can spoof.
 
 pub(crate) mod accel_fields;
+pub(crate) mod app_head;
 pub mod forward_headers;
 pub mod spool;
 pub mod target;
+pub(crate) mod upgrade;
 
 use crate::config::Limits;
 use crate::dispatcher::response_spool::Interruption;
@@ -30,6 +32,9 @@ pub struct Proxy {
     limits: Limits,
     body_budget: Arc<spool::BodyBudget>,
     spool: Arc<spool::SpoolCaps>,
+    /// How long an app that took a WebSocket's socket may take to write its head
+    /// there: the worker `timeout` (the request is exempt from it from then on).
+    upgrade_head_wait: std::time::Duration,
 }
 
 /// Which worker answered, how long it took to send its head, and how long the
@@ -52,7 +57,17 @@ impl Proxy {
                 limits.body_spool_wait,
             ),
             limits,
+            upgrade_head_wait: std::time::Duration::from_secs(crate::defaults::TIMEOUT_S),
         }
+    }
+
+    /// The worker `timeout` (`None`: off), which bounds the wait for an app's head
+    /// on a WebSocket's socket (`upgrade`).
+    pub fn with_worker_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        if let Some(t) = timeout {
+            self.upgrade_head_wait = t;
+        }
+        self
     }
 
     /// Bytes of request bodies held in memory now.
@@ -334,6 +349,7 @@ pub fn request_head(
         request_id: stamp.request_id.clone(),
         content_length: body_len,
         headers,
+        upgrade: false,
     }
 }
 

@@ -15,7 +15,7 @@ pub mod worker_args;
 
 /// Bumped whenever a frame's layout or meaning changes; the worker's Ready frame
 /// carries it, and the master refuses a worker that speaks another version.
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 /// The ferricorn release this crate belongs to; the front and the worker module
 /// must come from the same one.

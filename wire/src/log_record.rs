@@ -7,7 +7,7 @@
 //! RS level US key=value US key=value ... US message LF
 //! ```
 //!
-//! `level` is `E`, `W` or `I`. In keys, values and the message, `\`, LF, CR and US
+//! `level` is `E`, `W`, `I` or `D`. In keys, values and the message, `\`, LF, CR and US
 //! are escaped (`\\`, `\n`, `\r`, `\u`), so a whole traceback stays one record: one
 //! event in the error log, one object in JSON mode.
 
@@ -22,6 +22,7 @@ pub enum Level {
     Error,
     Warn,
     Info,
+    Debug,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,7 @@ impl Record {
             Level::Error => 'E',
             Level::Warn => 'W',
             Level::Info => 'I',
+            Level::Debug => 'D',
         });
         for (k, v) in &self.fields {
             out.push(US);
@@ -81,6 +83,7 @@ impl Record {
             "E" => Level::Error,
             "W" => Level::Warn,
             "I" => Level::Info,
+            "D" => Level::Debug,
             _ => return None,
         };
         let mut parts: Vec<&str> = parts.collect();
@@ -157,5 +160,7 @@ mod tests {
         assert_eq!(Record::decode("\x1eE\x1fno-equals\x1fm"), None);
         let bare = Record::decode("\x1eI\x1fjust a message").unwrap();
         assert_eq!(bare, Record::new(Level::Info, "just a message"));
+        let debug = Record::decode("\x1eD\x1fquiet").unwrap();
+        assert_eq!(debug, Record::new(Level::Debug, "quiet"));
     }
 }

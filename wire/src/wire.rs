@@ -17,6 +17,12 @@
 //! connection. Strings inside payloads are `u32 BE length + bytes`; the front has
 //! parsed and validated the request, so connection facts (peer, scheme, server
 //! name/port, request id) are fields here and never client headers.
+//!
+//! A `RequestHead` with `upgrade` set carries a socket: its first byte is sent in a
+//! `sendmsg` with exactly one fd in SCM_RIGHTS. The worker reads with `recvmsg`
+//! always and queues received fds in order; each upgrade head takes the next one
+//! (Linux ends a unix-stream `recvmsg` right after a segment that carries fds, so
+//! the fd is queued by the time its head's first byte is read).
 
 use crate::PROTOCOL;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -106,7 +112,14 @@ pub struct RequestHead {
     pub content_length: Option<u64>,
     /// Header fields as received (names lower-case), hop-by-hop fields removed.
     pub headers: Vec<(Bytes, Bytes)>,
+    /// This request carries a socket (a WebSocket handshake): the master sends the
+    /// frame's first byte with one fd in SCM_RIGHTS, and the worker hands that fd to
+    /// the app as `gunicorn.socket` / `werkzeug.socket`.
+    pub upgrade: bool,
 }
+
+/// Bits of a `RequestHead`'s flag byte; every other bit must be 0.
+const FLAG_UPGRADE: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseHead {
@@ -223,6 +236,7 @@ fn encode_request_head(head: &RequestHead, out: &mut BytesMut) {
     out.put_u16(head.server_port);
     put_str(&head.request_id, out);
     out.put_u64(head.content_length.unwrap_or(u64::MAX));
+    out.put_u8(if head.upgrade { FLAG_UPGRADE } else { 0 });
     put_headers(&head.headers, out);
 }
 
@@ -360,6 +374,11 @@ fn decode_request_head(p: &mut Bytes) -> Result<RequestHead, WireError> {
         u64::MAX => None,
         n => Some(n),
     };
+    let upgrade = match get_u8(p)? {
+        0 => false,
+        FLAG_UPGRADE => true,
+        _ => return Err(WireError::BadField("flags")),
+    };
     let headers = get_headers(p)?;
     Ok(RequestHead {
         method,
@@ -374,6 +393,7 @@ fn decode_request_head(p: &mut Bytes) -> Result<RequestHead, WireError> {
         request_id,
         content_length,
         headers,
+        upgrade,
     })
 }
 
@@ -445,6 +465,7 @@ mod tests {
             request_id: Bytes::from_static(b"abc"),
             content_length: Some(3),
             headers: vec![(Bytes::from_static(b"x-a"), Bytes::from_static(b"\xe9t\xe9"))],
+            upgrade: false,
         }
     }
 
@@ -468,6 +489,10 @@ mod tests {
             Frame::RequestHead(Box::new(RequestHead {
                 content_length: None,
                 headers: vec![],
+                ..head()
+            })),
+            Frame::RequestHead(Box::new(RequestHead {
+                upgrade: true,
                 ..head()
             })),
             Frame::RequestBody(Bytes::from_static(b"abc")),
@@ -570,6 +595,31 @@ mod tests {
             &mut bad_status,
         );
         assert_eq!(decode(&mut bad_status), Err(WireError::BadField("status")));
+    }
+
+    #[test]
+    fn the_upgrade_flag_is_one_byte_and_unknown_bits_are_refused() {
+        let encoded = |upgrade| {
+            let mut buf = BytesMut::new();
+            let h = RequestHead { upgrade, ..head() };
+            encode(3, &Frame::RequestHead(Box::new(h)), &mut buf);
+            buf
+        };
+        let (plain, upgrade) = (encoded(false), encoded(true));
+        // The flag byte sits right before the header count (4 bytes) and the one
+        // header (x-a: 3 + 3 bytes, each with a 4-byte length).
+        let at = plain.len() - 4 - (4 + 3 + 4 + 3) - 1;
+        assert_eq!((plain[at], upgrade[at]), (0, FLAG_UPGRADE));
+        let mut bytes = upgrade.clone();
+        assert!(matches!(
+            decode(&mut bytes),
+            Ok(Some((3, Frame::RequestHead(h)))) if h.upgrade
+        ));
+        for bad in [2u8, 3, 0x80, 0xff] {
+            let mut bytes = upgrade.clone();
+            bytes[at] = bad;
+            assert_eq!(decode(&mut bytes), Err(WireError::BadField("flags")));
+        }
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn at(level: Level, args: std::fmt::Arguments<'_>) {
     emit(&Record::new(level, args.to_string()));
 }
 
-/// `wlog!("...", args)`: an INFO record; `werror!` an ERROR one.
+/// `wlog!("...", args)`: an INFO record; `werror!` an ERROR one, `wdebug!` a DEBUG one.
 macro_rules! wlog {
     ($($t:tt)*) => {
         $crate::log::at(ferricorn_wire::log_record::Level::Info, format_args!($($t)*))
@@ -100,4 +100,9 @@ macro_rules! werror {
         $crate::log::at(ferricorn_wire::log_record::Level::Error, format_args!($($t)*))
     };
 }
-pub(crate) use {werror, wlog};
+macro_rules! wdebug {
+    ($($t:tt)*) => {
+        $crate::log::at(ferricorn_wire::log_record::Level::Debug, format_args!($($t)*))
+    };
+}
+pub(crate) use {wdebug, werror, wlog};

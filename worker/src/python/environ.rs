@@ -48,6 +48,8 @@ keys! {
     input_terminated = "wsgi.input_terminated",
     file_wrapper = "wsgi.file_wrapper",
     request_id = "ferricorn.request_id",
+    gunicorn_socket = "gunicorn.socket",
+    werkzeug_socket = "werkzeug.socket",
 }
 
 const METHODS: [&str; 7] = ["GET", "POST", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"];
@@ -201,6 +203,18 @@ pub fn build<'py>(
     env.set_item(k.file_wrapper.bind(py), c.file_wrapper.bind(py))?;
     env.set_item(k.request_id.bind(py), latin1(py, &head.request_id))?;
     Ok(env)
+}
+
+/// An upgrade request's socket, under gunicorn's key and Werkzeug's: the same object,
+/// so an app that takes either gets the one the worker closes.
+pub fn set_socket(
+    py: Python<'_>,
+    c: &Consts,
+    env: &Bound<'_, PyDict>,
+    sock: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    env.set_item(c.keys.gunicorn_socket.bind(py), sock)?;
+    env.set_item(c.keys.werkzeug_socket.bind(py), sock)
 }
 
 fn raw_uri<'py>(py: Python<'py>, head: &RequestHead) -> Bound<'py, PyString> {

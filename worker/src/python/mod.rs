@@ -16,6 +16,7 @@ mod module;
 mod response;
 mod start_response;
 pub mod traceback;
+mod upgrade;
 
 use crate::log::{self, werror, wlog};
 use crate::stream::{Conn, Job};
@@ -165,7 +166,13 @@ pub fn serve_thread(shared: Arc<Shared>, conn: Arc<Conn>) {
 }
 
 fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<Conn>, job: Job) {
-    let Job { stream, head, body } = job;
+    let Job {
+        stream,
+        head,
+        body,
+        socket,
+    } = job;
+    let upgrade = socket.is_some();
     let head_only = head.method.as_ref() == b"HEAD";
     // For the error log, should the app fail: the head itself goes to the app.
     let request = RequestLine {
@@ -184,10 +191,15 @@ fn handle(py: Python<'_>, shared: &Shared, cache: &mut ThreadCache, conn: &Arc<C
     let mut frames = Vec::new();
     match &shared.handler {
         Handler::App(app) => {
-            let outcome = run(py, shared, cache, app.0.bind(py), head, &resp, &mut frames);
+            let call = Call {
+                app: app.0.bind(py),
+                head,
+                socket,
+            };
+            let outcome = run(py, shared, cache, call, &resp, &mut frames);
             let outcome = outcome.and_then(|()| resp.finish(&mut frames).map_err(not_started));
             if let Err(e) = outcome {
-                let page = error_page(py, shared.dev, &resp, &request, &e);
+                let page = error_page(py, shared.dev, &resp, &request, upgrade, &e);
                 resp.fail(page, &mut frames);
             }
         }
@@ -212,14 +224,20 @@ struct RequestLine {
     path: bytes::Bytes,
 }
 
-/// Logs the failure and picks the 500 body (used only if nothing was sent yet).
+/// Logs the failure and picks the 500 body (used only if nothing was sent yet). On
+/// an upgrade request an `OSError` is the connection's end: debug, no traceback.
 fn error_page(
     py: Python<'_>,
     dev: bool,
     resp: &Response,
     request: &RequestLine,
+    upgrade: bool,
     err: &PyErr,
 ) -> ErrorPage {
+    if upgrade && upgrade::is_socket_end(py, err) {
+        upgrade::quiet(py, resp.stream, "the app raised", err);
+        return ErrorPage::plain();
+    }
     if resp.is_front_aborted() {
         wlog!(
             "stream {}: request aborted by the front: {}",
@@ -249,20 +267,46 @@ fn error_page(
     }
 }
 
-/// Calls the app and sends its body; `close()` is always called once the app
-/// returned an iterable, whatever happened while sending it.
+/// What one request runs: the app, the head, and an upgrade request's socket.
+struct Call<'a, 'py> {
+    app: &'a Bound<'py, PyAny>,
+    head: Box<RequestHead>,
+    socket: Option<std::os::fd::OwnedFd>,
+}
+
+/// Builds the environ, runs the app, then closes an upgrade request's socket
+/// whether the app returned or raised.
 fn run(
     py: Python<'_>,
     shared: &Shared,
     cache: &mut ThreadCache,
-    app: &Bound<'_, PyAny>,
-    head: Box<RequestHead>,
+    call: Call<'_, '_>,
     resp: &Arc<Response>,
     frames: &mut Vec<Frame>,
 ) -> PyResult<()> {
+    let Call { app, head, socket } = call;
     let input = Bound::new(py, Input::new(resp.body().clone(), resp.conn.clone()))?.into_any();
     let environ = environ::build(py, &shared.consts, cache, &head, input)?;
     drop(head);
+    let Some(fd) = socket else {
+        return respond(py, app, environ, resp, frames);
+    };
+    let sock = upgrade::adopt(py, fd)?;
+    environ::set_socket(py, &shared.consts, &environ, &sock)?;
+    let outcome = respond(py, app, environ, resp, frames);
+    upgrade::close(py, resp.stream, &sock);
+    outcome
+}
+
+/// Calls the app and sends its body; `close()` is always called once the app
+/// returned an iterable, whatever happened while sending it.
+fn respond(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    environ: Bound<'_, pyo3::types::PyDict>,
+    resp: &Arc<Response>,
+    frames: &mut Vec<Frame>,
+) -> PyResult<()> {
     let start = Bound::new(py, StartResponse::new(resp.clone()))?;
     let result = app.call1((environ, start))?;
     let sent = send(py, &result, resp, frames);

@@ -209,6 +209,7 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
         args.app
     );
     let why = conn.wait_exit();
+    conn.close_passed();
     Ok(shutdown(why, args.hooks.is_some()))
 }
 

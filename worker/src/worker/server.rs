@@ -3,7 +3,9 @@
 //! leader reads big buffers, splits them into frames and routes each one: heads to
 //! the job queue, body/end/abort to that stream's `Body`. Any thread writes its own
 //! encoded frames with one `write_all` under a short lock, so frames of different
-//! streams never interleave mid-frame.
+//! streams never interleave mid-frame. Every read is a `recvmsg` with room for fds:
+//! the master passes an upgrade request's socket with the first byte of its head,
+//! and a plain `recv` would close it unseen.
 
 use crate::log::wlog;
 use crate::stream::{Conn, Exit, Fatal, ReadBuf, Until};
@@ -11,7 +13,7 @@ use crate::stream::{Conn, Exit, Fatal, ReadBuf, Until};
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
@@ -64,6 +66,10 @@ pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
                 return true;
             }
             Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                conn.exit(Exit::Fatal(Fatal::FdsTruncated));
+                return true;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(e) => {
@@ -75,11 +81,45 @@ pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
     }
 }
 
-/// One `recv` that does not wait (MSG_DONTWAIT: the descriptor itself stays
-/// blocking, as other threads write to it).
+/// Room for this many fds per read. A head carries one, and Linux ends a
+/// unix-stream `recvmsg` right after a segment with fds, so more never come at
+/// once; the spare room only keeps a misbehaving master from having fds dropped.
+const FDS_PER_READ: usize = 8;
+
+/// One `recvmsg` that does not wait (MSG_DONTWAIT: the descriptor itself stays
+/// blocking, as other threads write to it). Passed fds go to `conn`'s queue before
+/// the bytes are returned, closed at exec like every fd Python makes. Fds cut for
+/// lack of room (MSG_CTRUNC) are `InvalidData`: the fds and heads are out of step.
 fn recv_nowait(conn: &Conn, tmp: &mut [u8]) -> std::io::Result<usize> {
-    use nix::sys::socket::{recv, MsgFlags};
-    recv(conn.socket.as_raw_fd(), tmp, MsgFlags::MSG_DONTWAIT).map_err(std::io::Error::from)
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut space = [0u8; cmsg_room()];
+    let mut iov = [std::io::IoSliceMut::new(tmp)];
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
+    let msg = recvmsg::<()>(conn.socket.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
+    let n = msg.bytes;
+    let cmsgs = msg
+        .cmsgs()
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+    for cmsg in cmsgs {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            conn.push_passed(fds.into_iter().map(own));
+        }
+    }
+    Ok(n)
+}
+
+/// CMSG_SPACE for `FDS_PER_READ` fds, on the stack (what `nix::cmsg_space!`
+/// computes before it allocates a Vec).
+const fn cmsg_room() -> usize {
+    nix::sys::socket::cmsg_space::<[RawFd; FDS_PER_READ]>()
+}
+
+/// An fd the kernel just installed for us from SCM_RIGHTS.
+#[allow(unsafe_code)]
+fn own(fd: RawFd) -> OwnedFd {
+    // SAFETY: the fd was created in our table by this `recvmsg` and is referred to
+    // nowhere else: we are its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// A blocking read that sleeps in `poll(POLLIN)` rather than in `recv`: a thread asleep

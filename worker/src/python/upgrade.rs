@@ -1,0 +1,52 @@
+//! The socket an upgrade request carries (a WebSocket handshake), handed to the app
+//! the way gunicorn's sync and gthread workers hand theirs: one blocking
+//! `socket.socket` under both `gunicorn.socket` and `werkzeug.socket`, on which the
+//! app writes its own `101` and its frames. After the response the worker calls the
+//! object's `close()` (not `os.close`: the app may still hold the object). An
+//! `OSError` on such a request is how a WebSocket ends (Flask-Sock raises
+//! `ConnectionError` after the close by design; gunicorn ignores EPIPE and
+//! ECONNRESET), so it is logged at debug, without a traceback.
+
+use super::traceback;
+use crate::log::wdebug;
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+
+/// `socket.socket(fileno=fd)`, blocking: the master may have made its pair
+/// non-blocking, and the flag is shared with the fd it passed. The object owns the
+/// fd from then on; if it cannot be made, the fd is closed here.
+pub fn adopt<'py>(py: Python<'py>, fd: OwnedFd) -> PyResult<Bound<'py, PyAny>> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("fileno", fd.as_raw_fd())?;
+    let sock = py
+        .import("socket")?
+        .getattr("socket")?
+        .call((), Some(&kwargs))?;
+    // The object closes it now (and a failing `setblocking` below leaves it to the
+    // object's finaliser).
+    let _ = fd.into_raw_fd();
+    sock.call_method1("setblocking", (true,))?;
+    Ok(sock)
+}
+
+/// The response is over: the socket's `close()`; what it raises is only logged.
+pub fn close(py: Python<'_>, stream: u32, sock: &Bound<'_, PyAny>) {
+    if let Err(e) = sock.call_method0("close") {
+        quiet(py, stream, "closing the socket", &e);
+    }
+}
+
+/// Whether `err` is how an upgraded connection ends rather than an app error.
+pub fn is_socket_end(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyOSError>(py)
+}
+
+/// Logs an error of an upgraded connection at debug, one line.
+pub fn quiet(py: Python<'_>, stream: u32, what: &str, err: &PyErr) {
+    wdebug!(
+        "stream {stream}: upgraded connection, {what}: {}",
+        traceback::summary(py, err)
+    );
+}

@@ -138,6 +138,12 @@ pub struct Cli {
     #[arg(long = "backlog", help = with_default("Requests that may wait for a free worker before 503.", defaults::BACKLOG))]
     pub backlog: Option<usize>,
 
+    /// Requests under this URL prefix stay on the worker that first answered the
+    /// client (a cookie), as Flask-SocketIO needs on several workers: e.g.
+    /// --sticky /socket.io/ (repeatable; `[[route]] sticky = true`).
+    #[arg(long = "sticky", value_name = "PREFIX")]
+    pub sticky: Vec<String>,
+
     #[arg(long = "limit-request-body", help = with_default("Largest request body in bytes; larger gets 413.", defaults::MAX_BODY_SIZE))]
     pub limit_request_body: Option<u64>,
 

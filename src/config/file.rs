@@ -140,6 +140,8 @@ pub struct RouteSection {
     pub burst: Option<u32>,
     /// IPv6 clients share a bucket per /N (default 64; 128: per address).
     pub ipv6_subnet: Option<u8>,
+    /// A client's requests stay on the worker that first answered it (a cookie).
+    pub sticky: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -3,8 +3,8 @@
 //! without a key (`--check-config`, `-c`) are read from `Cli` directly.
 
 use super::file::{
-    FileConfig, LimitsSection, LogSection, PythonSection, ServerSection, StaticSection,
-    WorkersSection,
+    FileConfig, LimitsSection, LogSection, PythonSection, RouteSection, ServerSection,
+    StaticSection, WorkersSection,
 };
 use super::ConfigError;
 use crate::cli::Cli;
@@ -29,6 +29,9 @@ pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
         f.reload.enabled = Some(true);
     }
     set_list(&mut f.reload.extra_files, &cli.reload_extra_file);
+    for prefix in &cli.sticky {
+        sticky(prefix, &mut f.routes);
+    }
     for spec in &cli.statics {
         let (url, dir) = spec
             .split_once('=')
@@ -36,6 +39,23 @@ pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
         f.statics.push(StaticSection::new(url, dir));
     }
     Ok(())
+}
+
+/// `--sticky PREFIX`: the file's `[[route]]` of that prefix becomes sticky, or a
+/// new route with only that.
+fn sticky(prefix: &str, routes: &mut Vec<RouteSection>) {
+    match routes.iter_mut().find(|r| r.prefix == prefix) {
+        Some(r) => r.sticky = Some(true),
+        None => routes.push(RouteSection {
+            prefix: prefix.to_owned(),
+            timeout: None,
+            max_body_size: None,
+            rate: None,
+            burst: None,
+            ipv6_subnet: None,
+            sticky: Some(true),
+        }),
+    }
 }
 
 /// gunicorn's `-k`: its sync and gthread workers are what ferricorn's threaded

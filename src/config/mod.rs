@@ -56,6 +56,8 @@ pub struct RouteOverride {
     pub timeout: Option<Duration>,
     pub max_body_size: Option<u64>,
     pub rate: Option<Rate>,
+    /// A client's requests stay on one worker (`proxy::sticky`).
+    pub sticky: bool,
 }
 
 /// Requests per second allowed per client address, plus `burst` at once.
@@ -564,6 +566,7 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
             timeout: r.timeout.map(Duration::from_secs),
             max_body_size: r.max_body_size,
             rate,
+            sticky: r.sticky.unwrap_or(false),
         });
     }
     out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

@@ -5,7 +5,7 @@
 //! the supervisor reads to enforce `--timeout` and `--max-requests`).
 
 use super::response_spool;
-use super::{Dispatcher, Lease};
+use super::{Dispatcher, Lease, WorkerId};
 use crate::claims::{next_stream_id, Claims};
 use crate::shards::Host;
 use crate::wire::{self, Frame, RequestHead};
@@ -48,6 +48,8 @@ struct Outgoing {
 
 pub struct WorkerConn {
     pub pid: u32,
+    /// Its name in sticky cookies (`proxy::sticky`).
+    id: WorkerId,
     /// What the worker said it runs on (for the log).
     pub interpreter: wire::Interpreter,
     /// The front thread running this connection's tasks.
@@ -108,6 +110,7 @@ impl WorkerConn {
         let queued = Arc::new(Queued::default());
         let conn = Arc::new(WorkerConn {
             pid: ready.pid,
+            id: WorkerId::random(),
             interpreter: ready.interpreter,
             host,
             claims,
@@ -129,6 +132,11 @@ impl WorkerConn {
     /// The dispatcher whose pool this worker is in.
     pub(super) fn dispatcher(&self) -> &'static Dispatcher {
         self.dispatcher
+    }
+
+    /// Its name in sticky cookies: new for every connection.
+    pub fn id(&self) -> WorkerId {
+        self.id
     }
 
     /// The front thread (`crate::shards`) this connection lives on.

@@ -26,6 +26,16 @@
 //! none, or when that one has waited `CROSS_AFTER` longer, so no thread's requests
 //! starve.
 //!
+//! A request may be *pinned* to one worker (a sticky route's cookie names it,
+//! `proxy::sticky`): it runs there or nowhere, so it waits in that worker's own
+//! FIFO, under the same backlog and queue timeout, for a free thread, and is never
+//! sent ahead (it could only be revoked back to the same worker). While a worker
+//! has pinned requests waiting it gets nothing ahead either, so look-ahead traffic
+//! cannot keep its threads from ever coming free; a freed thread serves whichever
+//! waited longest, pinned or not. A pin naming a worker that left the pool (or is
+//! retiring) is no pin, and pinned waiters of a worker that leaves queue again
+//! for any worker, in their place.
+//!
 //! Decisions (`pick`, `room`) are plain functions over counts, tested without
 //! sockets; the connection to each worker lives in `conn`.
 
@@ -33,7 +43,10 @@ pub mod conn;
 pub(crate) mod response_budget;
 pub mod response_spool;
 
+mod worker_id;
+
 pub use conn::{WorkerConn, WorkerEvent};
+pub use worker_id::WorkerId;
 
 use crate::respond::Failure;
 use std::collections::VecDeque;
@@ -72,6 +85,8 @@ struct Slot {
     in_flight: usize,
     /// When this worker last finished a request, or got work after being idle.
     progress: Instant,
+    /// Requests that must run on this worker, waiting for a free thread.
+    pinned: VecDeque<Waiter>,
 }
 
 impl Slot {
@@ -100,6 +115,19 @@ struct Waiter {
     ahead: bool,
     /// When it started to wait; a revoked request counts as older than any.
     since: Option<Instant>,
+    /// The front thread it came from.
+    shard: usize,
+}
+
+impl Waiter {
+    /// Joins `fifo` in age order: a revoked request first, the others at the back
+    /// (`since` grows with every push, all under the dispatcher's lock).
+    fn join(self, fifo: &mut VecDeque<Waiter>) {
+        match self.since {
+            None => fifo.push_front(self),
+            Some(_) => fifo.push_back(self),
+        }
+    }
 }
 
 /// How much longer another front thread's oldest waiter must have waited than a
@@ -118,10 +146,20 @@ impl Queues {
         if self.fifos.len() <= shard {
             self.fifos.resize_with(shard + 1, VecDeque::new);
         }
-        match waiter.since {
-            None => self.fifos[shard].push_front(waiter),
-            Some(_) => self.fifos[shard].push_back(waiter),
+        waiter.join(&mut self.fifos[shard]);
+        self.len += 1;
+    }
+
+    /// A pinned waiter whose worker left: into its front thread's FIFO at the place
+    /// its age gives it.
+    fn requeue(&mut self, waiter: Waiter) {
+        let shard = waiter.shard;
+        if self.fifos.len() <= shard {
+            self.fifos.resize_with(shard + 1, VecDeque::new);
         }
+        let fifo = &mut self.fifos[shard];
+        let at = fifo.partition_point(|w| age(w.since) <= age(waiter.since));
+        fifo.insert(at, waiter);
         self.len += 1;
     }
 
@@ -183,6 +221,30 @@ impl Queues {
 struct State {
     slots: Vec<Slot>,
     waiters: Queues,
+}
+
+impl State {
+    /// Requests waiting, pinned or not: what the backlog bounds.
+    fn waiting(&self) -> usize {
+        self.waiters.len + self.slots.iter().map(|s| s.pinned.len()).sum::<usize>()
+    }
+
+    /// Forgets every waiter that gave up, pinned ones too.
+    fn purge_gone(&mut self) {
+        self.waiters.purge_gone();
+        for slot in &mut self.slots {
+            slot.pinned.retain(|w| !w.tx.is_closed());
+        }
+    }
+
+    /// The slot a request pinned to `id` must wait for: a serving worker of that
+    /// name, else none (the pin is void).
+    fn pinned_slot(&self, id: Option<WorkerId>) -> Option<usize> {
+        let id = id?;
+        self.slots
+            .iter()
+            .position(|s| s.conn.id() == id && s.conn.available_capacity() > 0)
+    }
 }
 
 /// How far requests may be sent ahead of a worker's threads.
@@ -280,16 +342,24 @@ impl Dispatcher {
     /// Reserves a slot on a worker, waiting in the queue if all are busy. `ahead`:
     /// the request may be sent ahead of a worker's threads. `again`: it was revoked
     /// and is older than anything waiting, so it waits at the head of the queue.
-    pub async fn acquire(&self, ahead: bool, again: bool) -> Result<Lease, Refusal> {
+    /// `prefer`: the worker it must run on while that one serves (a sticky cookie);
+    /// see the module doc. The lease's `conn().id()` tells which worker it got.
+    pub async fn acquire(
+        &self,
+        ahead: bool,
+        again: bool,
+        prefer: Option<WorkerId>,
+    ) -> Result<Lease, Refusal> {
         let shard = crate::shards::current();
         let rx = {
             let mut st = self.state.lock().unwrap();
             let now = Instant::now();
-            let mut picked = self.pick_for(&st, ahead, shard, now);
+            let pinned = st.pinned_slot(prefer);
+            let mut picked = self.pick_for(&st, ahead, shard, now, pinned);
             if picked == Pick::QueueFull {
                 // Waiters that gave up are dropped lazily; a full queue makes sure.
-                st.waiters.purge_gone();
-                picked = self.pick_for(&st, ahead, shard, now);
+                st.purge_gone();
+                picked = self.pick_for(&st, ahead, shard, now, pinned);
             }
             match picked {
                 Pick::Worker(i) => return Ok(self.lease_on(&mut st.slots[i], now)),
@@ -297,7 +367,16 @@ impl Dispatcher {
                 Pick::QueueFull | Pick::Wait => {
                     let (tx, rx) = oneshot::channel();
                     let since = (!again).then_some(now);
-                    st.waiters.push(shard, Waiter { tx, ahead, since });
+                    let waiter = Waiter {
+                        tx,
+                        ahead,
+                        since,
+                        shard,
+                    };
+                    match pinned {
+                        Some(i) => waiter.join(&mut st.slots[i].pinned),
+                        None => st.waiters.push(shard, waiter),
+                    }
                     rx
                 }
             }
@@ -309,21 +388,45 @@ impl Dispatcher {
         }
     }
 
-    fn pick_for(&self, st: &State, ahead: bool, shard: usize, now: Instant) -> Pick {
-        let loads = st.slots.iter().map(|s| Load {
+    /// `pick` over every worker, or over the one a pinned request must run on,
+    /// which it never takes ahead of its threads.
+    fn pick_for(
+        &self,
+        st: &State,
+        ahead: bool,
+        shard: usize,
+        now: Instant,
+        pinned: Option<usize>,
+    ) -> Pick {
+        let load = |s: &Slot, ahead| Load {
             in_flight: s.in_flight,
             room: self.room(s, ahead, now),
             threads: s.conn.available_capacity(),
             local: s.conn.shard() == shard,
-        });
-        pick(loads, st.waiters.len, self.backlog)
+        };
+        match pinned {
+            Some(i) => match pick(
+                [load(&st.slots[i], false)].into_iter(),
+                st.waiting(),
+                self.backlog,
+            ) {
+                Pick::Worker(_) => Pick::Worker(i),
+                other => other,
+            },
+            None => pick(
+                st.slots.iter().map(|s| load(s, ahead)),
+                st.waiting(),
+                self.backlog,
+            ),
+        }
     }
 
+    /// Room on `slot` for a request; none ahead while pinned requests wait there.
     fn room(&self, slot: &Slot, ahead: bool, now: Instant) -> usize {
         room(
             slot.conn.available_capacity(),
             self.look_ahead.depth,
-            ahead,
+            ahead && slot.pinned.is_empty(),
             slot.stalled(now, self.look_ahead.stall),
         )
     }
@@ -348,17 +451,38 @@ impl Dispatcher {
             conn,
             in_flight: 0,
             progress: now,
+            pinned: VecDeque::new(),
         });
         let i = st.slots.len() - 1;
         self.hand_over(&mut st, i, now);
         self.rebalance(&mut st, now);
     }
 
-    /// The worker leaves the pool (dead, or retiring): no new requests go to it.
+    /// The worker leaves the pool (dead, or retiring): no new requests go to it,
+    /// and those pinned to it wait for any worker instead.
     pub fn remove(&self, conn: &WorkerConn) {
         let mut st = self.state.lock().unwrap();
-        st.slots
-            .retain(|s| !std::ptr::eq(Arc::as_ptr(&s.conn), conn));
+        let Some(i) = st
+            .slots
+            .iter()
+            .position(|s| std::ptr::eq(Arc::as_ptr(&s.conn), conn))
+        else {
+            return;
+        };
+        let gone = st.slots.remove(i);
+        if gone.pinned.is_empty() {
+            return;
+        }
+        for waiter in gone.pinned {
+            if !waiter.tx.is_closed() {
+                st.waiters.requeue(waiter);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..st.slots.len() {
+            self.hand_over(&mut st, i, now);
+        }
+        self.rebalance(&mut st, now);
     }
 
     /// A request on `conn` finished (or its lease was dropped unused).
@@ -378,26 +502,45 @@ impl Dispatcher {
         }
     }
 
-    /// Gives room on worker `i` to the oldest live waiters, in order.
-    /// A lease that reaches a waiter which gave up is dropped by the channel and so
-    /// released; one refused at send time is disarmed here (the lock is held).
+    /// Gives room on worker `i` to the oldest live waiters, in order: the head
+    /// of its own pinned FIFO or of the FIFO `next_for` chooses, whichever waited
+    /// longer. A lease that reaches a waiter which gave up is dropped by the
+    /// channel and so released; one refused at send time is disarmed here (the
+    /// lock is held).
     fn hand_over(&self, st: &mut State, i: usize, now: Instant) {
         let shard = st.slots[i].conn.shard();
         loop {
+            let pinned = &mut st.slots[i].pinned;
+            while pinned.front().is_some_and(|w| w.tx.is_closed()) {
+                pinned.pop_front();
+            }
             let slots = &st.slots;
             let orphaned = |shard| {
                 !slots
                     .iter()
                     .any(|s| s.conn.shard() == shard && s.conn.available_capacity() > 0)
             };
-            let Some(fifo) = st.waiters.next_for(shard, orphaned) else {
-                return;
+            let fifo = st.waiters.next_for(shard, orphaned);
+            let from_pinned = match (st.slots[i].pinned.front(), fifo) {
+                (None, None) => return,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(p), Some(f)) => age(p.since) <= age(st.waiters.front(f).since),
             };
-            let ahead = st.waiters.front(fifo).ahead;
+            let ahead = match fifo {
+                Some(f) if !from_pinned => st.waiters.front(f).ahead,
+                _ => false,
+            };
             if st.slots[i].in_flight >= self.room(&st.slots[i], ahead, now) {
                 return;
             }
-            let waiter = st.waiters.pop(fifo);
+            let waiter = match fifo {
+                Some(f) if !from_pinned => st.waiters.pop(f),
+                _ => st.slots[i]
+                    .pinned
+                    .pop_front()
+                    .expect("a pinned waiter was at the head"),
+            };
             let lease = self.lease_on(&mut st.slots[i], now);
             if let Err(mut refused) = waiter.tx.send(lease) {
                 refused.armed = false;
@@ -443,9 +586,17 @@ impl Dispatcher {
     /// Workers in the pool and requests waiting, for logs and readiness.
     pub fn counts(&self) -> (usize, usize) {
         let st = self.state.lock().unwrap();
-        (st.slots.len(), st.waiters.len)
+        (st.slots.len(), st.waiting())
     }
 }
+
+/// A waiter's place in age order: a revoked request (`None`) before any other.
+fn age(since: Option<Instant>) -> (bool, Option<Instant>) {
+    (since.is_some(), since)
+}
+
+#[cfg(test)]
+mod sticky_tests;
 
 #[cfg(test)]
 mod tests {
@@ -490,6 +641,7 @@ mod tests {
             tx,
             ahead: true,
             since,
+            shard: 0,
         };
         (w, rx)
     }

@@ -1,6 +1,7 @@
 //! `[[route]]` overrides: for the requests under a URL prefix (the longest matching
 //! one, matched against the request's normal path, so `/%61dmin/` and `//admin/` are
-//! under `/admin/`), another worker timeout and body size limit, handed to the proxy with the
+//! under `/admin/`), another worker timeout and body size limit and the sticky
+//! cookie (`proxy::sticky`), handed to the proxy with the
 //! request (`proxy::Overrides`), and a rate limit per client address, nginx's
 //! `limit_req`: a token bucket of `burst + 1` requests refilled at `rate`, keyed by
 //! the client address the front decided on (`forward_headers::RealIp`): an IPv4
@@ -17,6 +18,7 @@ mod clients;
 
 use crate::config::{Rate, RouteOverride};
 use crate::normal_path::NormalPath;
+use crate::proxy::sticky::StickyCookie;
 use crate::proxy::Overrides;
 use crate::respond::{self, Body};
 use clients::Clients;
@@ -50,6 +52,7 @@ impl RouteLimits {
                     overrides: Overrides {
                         max_body_size: r.max_body_size,
                         timeout: r.timeout,
+                        sticky: r.sticky.then(|| StickyCookie::new(&r.prefix)),
                     },
                     limiter: r.rate.map(Limiter::new),
                 })

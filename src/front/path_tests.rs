@@ -32,6 +32,7 @@ fn route(prefix: &str, max_body_size: u64) -> RouteOverride {
         timeout: None,
         max_body_size: Some(max_body_size),
         rate: None,
+        sticky: false,
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod accel_fields;
 pub(crate) mod app_head;
 pub mod forward_headers;
 pub mod spool;
+pub(crate) mod sticky;
 pub mod target;
 pub(crate) mod upgrade;
 
@@ -160,9 +161,12 @@ impl Proxy {
         let mut again = false;
         // Ready to go: from here on the request waits for a worker's thread.
         let waiting_since = crate::claims::monotonic_ns();
+        let prefer = overrides
+            .sticky
+            .and_then(|_| sticky::preference(&parts.headers));
         loop {
             let head = request_head(&parts, conn, had_body.then_some(body.len), stamp);
-            let lease = self.dispatcher.acquire(ahead, again).await?;
+            let lease = self.dispatcher.acquire(ahead, again, prefer).await?;
             let worker = lease.conn().clone();
             let sent_at = std::time::Instant::now();
             let (stream, mut rx) = worker.start_request(
@@ -185,6 +189,10 @@ impl Proxy {
             let first = rx.recv().await;
             if let Some(Frame::ResponseHead(head)) = first {
                 let mut resp = build_response(*head)?;
+                if let Some(cookie) = overrides.sticky {
+                    let scheme = stamp.client.scheme;
+                    sticky::remember(resp.headers_mut(), cookie, prefer, worker.id(), scheme);
+                }
                 let queue = worker
                     .started_at(stream)
                     .map(|at| std::time::Duration::from_nanos(at.saturating_sub(waiting_since)));
@@ -235,6 +243,8 @@ pub struct Overrides {
     pub max_body_size: Option<u64>,
     /// The worker's silence limit; `Duration::ZERO`: none.
     pub timeout: Option<std::time::Duration>,
+    /// The route is sticky: its cookie (`sticky`).
+    pub(crate) sticky: Option<sticky::StickyCookie>,
 }
 
 /// The app answered with `X-Accel-Redirect` or `X-Sendfile` (the header names a

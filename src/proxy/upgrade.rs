@@ -68,7 +68,11 @@ impl Proxy {
         let mut mine = UnixStream::from_std(mine).map_err(internal)?;
         let head = handshake_head(&parts, conn, stamp, hs);
         let waiting_since = crate::claims::monotonic_ns();
-        let lease = self.dispatcher.acquire(false, false).await?;
+        // A sticky route's cookie pins the upgrade to its session's worker too.
+        let prefer = overrides
+            .sticky
+            .and_then(|_| super::sticky::preference(&parts.headers));
+        let lease = self.dispatcher.acquire(false, false, prefer).await?;
         let worker = lease.conn().clone();
         let sent_at = Instant::now();
         let (stream, mut rx) = worker.start_upgrade(

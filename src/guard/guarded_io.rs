@@ -165,6 +165,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
 
     /// Parks idle connections from now on; the front counts the answers in `answered`.
     pub fn park_when_idle(&mut self, answered: Arc<Answered>) {
+        // The first head may have been read (and held) while the version was sniffed.
+        if self.guard.is_held() {
+            answered.1.store(true, Ordering::Release);
+        }
         self.parking = Some(Parking {
             answered,
             flushed_answers: 0,

@@ -323,6 +323,7 @@ fn websocket_echo_in(way: Way) {
     let line = server.wait_for_log("\"/echo\"", DEADLINE);
     let entry: serde_json::Value =
         serde_json::from_str(line.trim()).unwrap_or_else(|e| server.fail(&format!("{e}: {line}")));
+    println!("{way:?}: {line}");
     let (status, protocol) = match way {
         Way::Http1 | Way::TlsHttp1 => (101, "HTTP/1.1"),
         Way::TlsHttp2 => (200, "HTTP/2"),

@@ -117,3 +117,92 @@ fn term_with_open_websockets_exits_within_graceful_timeout() {
         ));
     }
 }
+
+/// The same over HTTP/2: a WebSocket opened with an extended CONNECT (RFC 8441, the
+/// `h2` crate) on an h2c connection ends at TERM (the stream ends or is reset) and
+/// the master exits within `graceful_timeout`.
+#[test]
+fn term_with_an_open_rfc8441_stream() {
+    const GRACEFUL: u64 = 2;
+    let mut server = test_app(
+        "sock_echo:app",
+        &[
+            "-w",
+            "1",
+            "--threads",
+            "4",
+            "--graceful-timeout",
+            &GRACEFUL.to_string(),
+        ],
+    )
+    .start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = server.addr;
+    let (_send, mut body) = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move { conn.await.ok() });
+        let mut client = client.ready().await.unwrap();
+        // The server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive with its preface.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client.is_extended_connect_protocol_enabled() {
+            assert!(
+                Instant::now() < deadline,
+                "no SETTINGS_ENABLE_CONNECT_PROTOCOL"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}/echo"))
+            .header("sec-websocket-version", "13")
+            .extension(h2::ext::Protocol::from_static("websocket"))
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // A masked text frame "hi"; the echo comes back unmasked.
+        let frame = [0x81u8, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+        send.send_data(bytes::Bytes::copy_from_slice(&frame), false)
+            .unwrap();
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let chunk = body.data().await.expect("the echo").unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, [0x81, 0x02, b'h', b'i']);
+        // `send` is kept: dropping it would reset the stream.
+        (send, body)
+    });
+    let start = Instant::now();
+    server.signal(15);
+    let ended = rt.block_on(async {
+        // A close frame may come first; then the stream ends or is reset.
+        loop {
+            match body.data().await {
+                // (an empty DATA frame may carry END_STREAM)
+                Some(Ok(chunk)) if chunk.is_empty() || chunk[0] == 0x88 => continue,
+                Some(Ok(chunk)) => return format!("unexpected data {chunk:?}"),
+                Some(Err(e)) => return format!("reset ({e})"),
+                None => return "ended".to_string(),
+            }
+        }
+    });
+    let status = server.wait_exit(Duration::from_secs(GRACEFUL + 30));
+    let exited = start.elapsed();
+    println!("TERM: the RFC 8441 stream {ended}, master exited after {exited:?}");
+    assert!(!ended.starts_with("unexpected"), "{ended}");
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    if exited > Duration::from_secs(GRACEFUL + 10) {
+        server.fail(&format!(
+            "exit took {exited:?} (graceful_timeout {GRACEFUL} s)"
+        ));
+    }
+}

@@ -1,7 +1,10 @@
-//! WebSockets at scale and at shutdown (issue 26): 2,000 idle WebSockets held open
-//! through the master (its memory per connection printed and bounded), and TERM with
-//! WebSockets open (ferricorn exits within `graceful_timeout`, the clients see their
-//! connections close). Raw RFC 6455 clients (tests/common/websocket.rs).
+//! WebSockets at scale, under back-pressure and at shutdown (issue 26): 2,000 idle
+//! WebSockets held open through the master (its memory per connection printed and
+//! bounded); a client that stops reading, over HTTP/1.1 and on an RFC 8441 stream
+//! with a shut window, blocks the app's `send` while the master's memory stays put;
+//! TERM with WebSockets open over HTTP/1.1 and HTTP/2 (ferricorn exits within
+//! `graceful_timeout`, the clients see their connections end). Raw RFC 6455 clients
+//! (tests/common/websocket.rs) and the `h2` crate's extended CONNECT.
 
 mod common;
 
@@ -142,35 +145,11 @@ fn term_with_an_open_rfc8441_stream() {
         .unwrap();
     let addr = server.addr;
     let (_send, mut body) = rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(async move { conn.await.ok() });
-        let mut client = client.ready().await.unwrap();
-        // The server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive with its preface.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client.is_extended_connect_protocol_enabled() {
-            assert!(
-                Instant::now() < deadline,
-                "no SETTINGS_ENABLE_CONNECT_PROTOCOL"
-            );
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let req = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(format!("http://{addr}/echo"))
-            .header("sec-websocket-version", "13")
-            .extension(h2::ext::Protocol::from_static("websocket"))
-            .body(())
-            .unwrap();
-        let (resp, mut send) = client.send_request(req, false).unwrap();
-        let resp = resp.await.unwrap();
-        assert_eq!(resp.status(), 200);
+        let (mut send, mut body) = h2_websocket(addr, "/echo").await;
         // A masked text frame "hi"; the echo comes back unmasked.
         let frame = [0x81u8, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
         send.send_data(bytes::Bytes::copy_from_slice(&frame), false)
             .unwrap();
-        let mut body = resp.into_body();
         let mut got = Vec::new();
         while got.len() < 4 {
             let chunk = body.data().await.expect("the echo").unwrap();
@@ -205,4 +184,124 @@ fn term_with_an_open_rfc8441_stream() {
             "exit took {exited:?} (graceful_timeout {GRACEFUL} s)"
         ));
     }
+}
+
+/// A client that stops reading: the app's `send` blocks once the kernel's buffers
+/// on the way are full (back-pressure), and the master buffers no more than its
+/// small relay buffer; reading again gets every message, whole and in order.
+#[test]
+fn a_client_that_stops_reading_blocks_the_apps_send() {
+    let server = test_app("sock_echo:app", &["-w", "1", "--threads", "4"]).start();
+    let before = rss_kib(server.pid());
+    let mut s = ws_open(server.addr, "/flood");
+    let last = flood_blocked(&server);
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    println!(
+        "a client that stops reading: the app blocked after {last} bytes; master RSS +{grown} KiB"
+    );
+    // The kernel buffers a few MiB on loopback (TCP autotuning, the socketpair);
+    // without back-pressure the count would grow without end.
+    assert!(
+        last < 64 << 20,
+        "{last} bytes sent to a client that reads nothing"
+    );
+    assert!(grown < 8 << 10, "master RSS grew {grown} KiB");
+    for _ in 0..(last / 65536 + 16) {
+        let (op, payload) = ws_recv(&mut s).expect("a flood message");
+        assert_eq!((op, payload.len()), (0x2, 65536));
+    }
+}
+
+/// Bytes the flood route (tests/apps/sock_echo.py) sent when its count stopped
+/// growing: the app's send blocked (waits for that fact, 60 s at most).
+fn flood_blocked(server: &Server) -> u64 {
+    let sent = || -> u64 {
+        let text = client()
+            .get(server.url("/flood/sent"))
+            .send()
+            .unwrap()
+            .text();
+        text.unwrap().trim().parse().unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut last, mut still) = (0, 0);
+    while still < 10 {
+        let now = sent();
+        if now > 0 && now == last {
+            still += 1;
+        } else {
+            (last, still) = (now, 0);
+        }
+        if Instant::now() > deadline {
+            server.fail(&format!("the app never blocked: {now} bytes sent"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+/// The same on an RFC 8441 stream whose HTTP/2 flow-control window the client
+/// keeps shut: the relay stops reading the app's socket, the app's send blocks.
+#[test]
+fn an_rfc8441_stream_with_a_shut_window_blocks_the_apps_send() {
+    let server = test_app("sock_echo:app", &["-w", "1", "--threads", "4"]).start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = rss_kib(server.pid());
+    // The connection task runs only inside block_on: between the calls nothing is
+    // read, the window stays shut.
+    let (_send, mut body) = rt.block_on(h2_websocket(server.addr, "/flood"));
+    let last = flood_blocked(&server);
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    println!("a shut HTTP/2 window: the app blocked after {last} bytes; master RSS +{grown} KiB");
+    assert!(
+        last < 64 << 20,
+        "{last} bytes sent to a stream with a shut window"
+    );
+    assert!(grown < 8 << 10, "master RSS grew {grown} KiB");
+    let got = rt.block_on(async {
+        let mut got = 0u64;
+        while got < last {
+            let chunk = body.data().await.expect("flood data").unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got += chunk.len() as u64;
+        }
+        got
+    });
+    assert!(got >= last);
+}
+
+/// A WebSocket opened on a new h2c connection with an extended CONNECT (RFC 8441)
+/// to `path`: its request (kept open) and response bodies.
+async fn h2_websocket(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move { conn.await.ok() });
+    let mut client = client.ready().await.unwrap();
+    // The server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive with its preface.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client.is_extended_connect_protocol_enabled() {
+        assert!(
+            Instant::now() < deadline,
+            "no SETTINGS_ENABLE_CONNECT_PROTOCOL"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}{path}"))
+        .header("sec-websocket-version", "13")
+        .extension(h2::ext::Protocol::from_static("websocket"))
+        .body(())
+        .unwrap();
+    let (resp, send) = client.send_request(req, false).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    (send, resp.into_body())
 }

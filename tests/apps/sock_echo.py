@@ -1,7 +1,9 @@
 """The Flask-Sock app the WebSocket tests run (tests/websocket_clients.rs,
-tests/websocket_ops.rs, tests/browser_websocket.rs, Autobahn): it echoes every
-message, text as text and binary as binary; /close/<code> closes with that code;
-/ serves a page whose script opens a WebSocket to /echo and shows the echo."""
+tests/websocket_ops.rs, tests/browser.rs, tests/websocket_autobahn.rs): /echo echoes
+every message, text as text and binary as binary; /close/<code> closes with that
+code; /flood sends 64 KiB messages as fast as the client takes them, /flood/sent
+tells how many bytes so far; / serves a page whose script opens a WebSocket to /echo
+and shows the echo."""
 import functools
 import os
 
@@ -83,3 +85,20 @@ def close_with(ws, code):
     """Waits for one message, then closes with `code` and the message as reason."""
     reason = ws.receive()
     ws.close(reason=code, message=reason)
+
+
+FLOODED = {"bytes": 0}
+
+
+@sock.route("/flood")
+@settled
+def flood(ws):
+    chunk = bytes(65536)
+    while True:
+        ws.send(chunk)
+        FLOODED["bytes"] += len(chunk)
+
+
+@app.get("/flood/sent")
+def flood_sent():
+    return str(FLOODED["bytes"])

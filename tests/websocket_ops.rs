@@ -19,6 +19,17 @@ const IDLE: usize = 2000;
 /// printed (the idle relay should hold no buffer).
 #[test]
 fn two_thousand_idle_websockets_memory_per_connection() {
+    // This process holds the 2,000 client sockets: its soft open-file limit may be
+    // 1024 (the master raises its own).
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard >= 3 * IDLE as u64,
+        "open-file hard limit {hard} < 3 x {IDLE}"
+    );
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    }
     let threads = (IDLE / 2 + 1).to_string();
     let max = (IDLE * 2).to_string();
     let server = test_app(

@@ -302,7 +302,6 @@ fn readme_flask_socketio_getting_started() {
     let tmp = tempfile::tempdir().unwrap();
     let project = run_setup("getting-started-flask-socketio", tmp.path());
     std::fs::write(project.join("live.py"), readme_block("live.py")).unwrap();
-    std::fs::write(project.join("socketio.toml"), readme_block("socketio.toml")).unwrap();
     let args = ferricorn_args("run-flask-socketio");
     check_config(&args, &project);
     let server = serve(&args, &project);

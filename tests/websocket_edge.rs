@@ -222,6 +222,31 @@ fn handshake_spellings_that_are_one_handshake_open_it() {
         assert!(h.starts_with("HTTP/1.1 101 "), "{fields:?}: {h}");
         assert_eq!(read_n(&mut s, 2), b"hi");
     }
+    // A request, then a handshake, in one packet: the first answered, then the tunnel.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET /pid HTTP/1.1\r\nHost: a\r\n\r\n{}", good("/raw")).as_bytes())
+        .unwrap();
+    let first = read_head(&mut s);
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    // Its chunked body, to the last chunk.
+    let mut body = Vec::new();
+    while !body.ends_with(b"\r\n0\r\n\r\n") {
+        body.extend(read_n(&mut s, 1));
+    }
+    let second = read_head(&mut s);
+    assert!(second.starts_with("HTTP/1.1 101 "), "{second}");
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    s.write_all(b"after").unwrap();
+    assert_eq!(read_n(&mut s, 5), b"after");
+    // `Connection: close, Upgrade` still names upgrade.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head("GET /raw HTTP/1.1", &[GOOD[0], "Connection: close, Upgrade", GOOD[2], GOOD[3]]).as_bytes()).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    s.write_all(b"more").unwrap();
+    assert_eq!(read_n(&mut s, 4), b"more");
     // Absolute-form names the same resource.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -267,8 +292,16 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
             assert!(answer.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{answer}");
         }
     }
+    // A refused head followed by many bytes: the answer still gets out (the unread
+    // input is drained before the close, not reset under it).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let mut packet = head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], "Sec-WebSocket-Key: x", GOOD[3]]).into_bytes();
+    packet.extend(std::iter::repeat_n(b'z', 60_000));
+    s.write_all(&packet).unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert_eq!(refused_total(&admin, "static"), 2);
-    assert_eq!(refused_total(&admin, "handshake"), 10);
+    assert_eq!(refused_total(&admin, "handshake"), 11);
     // None of them reached Python: the app would have answered 101 or 403.
     assert!(!server.log().contains("\"status\":101"), "{}", server.log());
     // Another Upgrade token is no handshake: served, and keep-alive kept.
@@ -357,7 +390,10 @@ fn websocket_over_tls() {
 /// CONNECT, the app sees the GET handshake, answers 101, the client gets 200.
 #[test]
 fn extended_connect_over_http2() {
-    let (server, admin) = ws_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "file").unwrap();
+    let mount = format!("/static={}", dir.path().display());
+    let (server, admin) = ws_server(&["--static", &mount]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -437,8 +473,35 @@ fn extended_connect_over_http2() {
             .send_request(connect("/raw", "connect-udp", "13"), true)
             .unwrap();
         assert_eq!(resp.await.unwrap().status(), 400);
+        // A static mount's path: refused as over HTTP/1.
+        let mut client = client.ready().await.unwrap();
+        let (resp, _) = client
+            .send_request(connect("/static/f.txt", "websocket", "13"), true)
+            .unwrap();
+        assert_eq!(resp.await.unwrap().status(), 400);
+        // `:protocol` on a GET is malformed (RFC 8441 §4): h2 resets the stream, or
+        // the front refuses it; the app never sees it.
+        let mut on_get = connect("/raw", "websocket", "13");
+        *on_get.method_mut() = http::Method::GET;
+        let mut client = client.ready().await.unwrap();
+        if let Ok((resp, _)) = client.send_request(on_get, true) {
+            if let Ok(resp) = resp.await {
+                assert_eq!(resp.status(), 400);
+            }
+        }
+        // A body declared: no handshake has one.
+        let mut with_length = connect("/raw", "websocket", "13");
+        with_length.headers_mut().insert("content-length", "3".parse().unwrap());
+        let mut client = client.ready().await.unwrap();
+        let (resp, mut send) = client.send_request(with_length, false).unwrap();
+        let _ = send.send_data(bytes::Bytes::from_static(b"abc"), true);
+        // 400 from the front, or the stream (or connection) reset by h2: never the app's 200.
+        if let Ok(resp) = resp.await {
+            assert_eq!(resp.status(), 400);
+        }
     });
-    assert_eq!(refused_total(&admin, "handshake"), 2);
+    assert!(refused_total(&admin, "handshake") >= 2);
+    assert_eq!(refused_total(&admin, "static"), 1);
 }
 
 #[test]
@@ -508,4 +571,35 @@ fn term_refuses_new_handshakes_and_closes_open_ones_after_graceful_timeout() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(6), "exit after {took:?}");
     assert!(server.log().contains("\"status\":101"), "the line at close: {}", server.log());
+}
+
+/// HUP: the new workers take new handshakes at once; the old worker's WebSocket is
+/// closed after `graceful_timeout` (its app sees its socket end), so the old worker
+/// does not drain forever.
+#[test]
+fn hup_closes_the_old_workers_websockets_after_graceful_timeout() {
+    let (server, _admin) = ws_server(&["--graceful-timeout", "2"]);
+    let (mut old, _) = open(&server, "/raw");
+    assert_eq!(read_n(&mut old, 2), b"hi");
+    let (_, old_pid) = h1_request(&server, "GET", "/pid", b"");
+    // The chunked body: its size line, then the pid.
+    let old_pid = old_pid.split("\r\n\r\n").nth(1).unwrap().lines().nth(1).unwrap().to_string();
+    assert!(old_pid.parse::<u32>().is_ok(), "{old_pid}");
+    let from = server.log_len();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log_after(from, "reload complete", Duration::from_secs(60));
+    let hup = Instant::now();
+    let (mut new, _) = open(&server, "/raw");
+    assert_eq!(read_n(&mut new, 2), b"hi");
+    // The old one still works until the grace ends...
+    old.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut old, 1), b"x");
+    // ...then is closed, and its worker exits.
+    assert_eq!(read_to_close(&mut old, Duration::from_secs(15)), "");
+    assert!(hup.elapsed() < Duration::from_secs(8), "{:?}", hup.elapsed());
+    wait_until("the old worker gone", Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{old_pid}")).exists()
+    });
+    new.write_all(b"y").unwrap();
+    assert_eq!(read_n(&mut new, 1), b"y");
 }

@@ -63,6 +63,9 @@ pub struct WorkerConn {
     queued: Arc<Queued>,
     streams: Mutex<HashMap<u32, Stream>>,
     dispatcher: &'static Dispatcher,
+    /// Cancelled when this worker's WebSockets are to close (it drained past
+    /// `graceful_timeout`, HUP or recycling): the front's relays end them.
+    tunnels: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +123,7 @@ impl WorkerConn {
             queued: queued.clone(),
             streams: Mutex::new(HashMap::new()),
             dispatcher,
+            tunnels: tokio_util::sync::CancellationToken::new(),
         });
         tokio::spawn(write_loop(wr, rx, queued));
         tokio::spawn(conn.clone().read_loop(rd, buf, events));
@@ -222,6 +226,17 @@ impl WorkerConn {
     /// The app took the stream's socket: from now on the worker `--timeout` and a
     /// `[[route]]` timeout never end it (its thread is busy for the connection's
     /// life by design; the relay's idle timeout governs it).
+    /// What ends this worker's WebSockets (see `close_tunnels`).
+    pub fn tunnels_closed(&self) -> tokio_util::sync::CancellationToken {
+        self.tunnels.clone()
+    }
+
+    /// Closes this worker's WebSockets: a draining worker's apps then see their
+    /// sockets end, and its threads come back.
+    pub fn close_tunnels(&self) {
+        self.tunnels.cancel();
+    }
+
     pub fn exempt_from_timeout(&self, stream: u32) {
         if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
             // A zero limit is "none" for `silent_streams` and `limits`.

@@ -80,8 +80,14 @@ impl Front {
             .map(|log| (log.clone(), LoggedHead::of(&req, &stamp.client)));
         let on_upgrade = hs.h2.then(|| hyper::upgrade::on(&mut req));
         let (parts, _) = req.into_parts();
-        let (resp, app, first) = match proxy.forward_upgrade(parts, conn, stamp, &hs).await {
-            Ok(Upgraded::Tunnel { resp, app, first }) => (resp, app, first),
+        let forwarded = proxy.forward_upgrade(parts, conn, stamp, &hs).await;
+        let (resp, app, first, worker_gone) = match forwarded {
+            Ok(Upgraded::Tunnel {
+                resp,
+                app,
+                first,
+                worker_gone,
+            }) => (resp, app, first, worker_gone),
             Ok(Upgraded::Answer(resp)) => return (RouteKind::App, resp),
             Err(failure) => return (RouteKind::App, respond::error_response(failure)),
         };
@@ -93,6 +99,7 @@ impl Front {
         let side = AppSide {
             app,
             first,
+            worker_gone,
             closing: Closing {
                 slot,
                 log,

@@ -36,6 +36,8 @@ pub(crate) enum Upgraded {
         resp: Response<()>,
         app: UnixStream,
         first: Bytes,
+        /// Cancelled when the worker's tunnels are to close (`WorkerConn::close_tunnels`).
+        worker_gone: tokio_util::sync::CancellationToken,
     },
     /// Any other answer, ready for the client.
     Answer(Response<respond::Body>),
@@ -113,7 +115,7 @@ impl Proxy {
                 tokio::spawn(discard(rx));
                 let limit = overrides.timeout.unwrap_or(self.upgrade_head_wait);
                 let head = read_app_head(&mut mine, bytes, limit).await?;
-                let mut upgraded = answer(head, mine, hs)?;
+                let mut upgraded = answer(head, mine, hs, worker.tunnels_closed())?;
                 match &mut upgraded {
                     Upgraded::Tunnel { resp, .. } => resp.extensions_mut().insert(upstream(&worker)),
                     Upgraded::Answer(resp) => resp.extensions_mut().insert(upstream(&worker)),
@@ -225,6 +227,7 @@ fn answer(
     (head, rest): (AppHead, BytesMut),
     mine: UnixStream,
     hs: &Handshake,
+    worker_gone: tokio_util::sync::CancellationToken,
 ) -> Result<Upgraded, Failure> {
     if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
         let resp = app_head::tunnel_answer(&head, hs)?;
@@ -232,6 +235,7 @@ fn answer(
             resp,
             app: mine,
             first: rest.freeze(),
+            worker_gone,
         });
     }
     let (resp, length) = app_head::plain_answer(&head)?;

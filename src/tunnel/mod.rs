@@ -106,6 +106,8 @@ pub struct AppSide {
     pub app: tokio::net::UnixStream,
     /// What the app wrote after its `101` head, for the client first.
     pub first: Bytes,
+    /// Closes the tunnel at once: its worker drained past `graceful_timeout`.
+    pub worker_gone: CancellationToken,
     pub closing: Closing,
     pub settings: Settings,
 }
@@ -126,11 +128,12 @@ where
     let AppSide {
         app,
         first,
+        worker_gone,
         closing,
         settings,
     } = side;
     let (to_client, from_client) = relay::Relay::new(client, app, first, from_client, settings)
-        .run(stop)
+        .run(stop, &worker_gone)
         .await;
     closing.finish(to_client, from_client);
 }

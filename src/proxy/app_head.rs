@@ -4,7 +4,7 @@
 //! the app's fields, or, for another status, an ordinary response. Anything the
 //! front would not pass from a worker's wire head is the app's fault (502).
 
-use crate::front::websocket::{accept_for, Handshake};
+use crate::tunnel::handshake::{accept_for, Handshake};
 use crate::respond::Failure;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 

@@ -17,7 +17,7 @@ use super::app_head::{self, AppHead};
 use super::{build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream};
 use crate::dispatcher::response_spool::Receiver;
 use crate::dispatcher::WorkerConn;
-use crate::front::websocket::Handshake;
+use crate::tunnel::handshake::Handshake;
 use crate::net::ConnInfo;
 use crate::respond::{self, Failure};
 use crate::wire::{Frame, RequestHead};
@@ -52,6 +52,15 @@ enum Taken {
 }
 
 impl Proxy {
+    /// The worker `timeout` (`None`: off), which bounds the wait for an app's head
+    /// on its socket.
+    pub fn with_worker_timeout(mut self, timeout: Option<Duration>) -> Self {
+        if let Some(t) = timeout {
+            self.upgrade_head_wait = t;
+        }
+        self
+    }
+
     /// Forwards the handshake `hs` to a worker (see the module doc).
     pub(crate) async fn forward_upgrade(
         &self,

@@ -7,11 +7,13 @@
 //!   app writes to, the bytes the app wrote after its head, and the [`Closing`]
 //!   record (access log line, metrics) written when the tunnel ends.
 //! - `relay`: the bytes both ways, with the idle timeout and the drain.
+//! - `handshake`: the accepted handshake the front and the proxy share.
 //!
 //! HTTP/1's client stream comes from the connection (`conn_watch::serve_h1` after
 //! hyper's manual upgrade, with the bytes the guard held past the handshake);
 //! HTTP/2's is the stream's body (`hyper::upgrade::on`), run in a task of its own.
 
+pub(crate) mod handshake;
 mod relay;
 
 use crate::observe::access_log::{AccessLog, Entry};

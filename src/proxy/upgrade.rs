@@ -122,7 +122,9 @@ impl Proxy {
                 // The app answers on its socket now; its WSGI answer is dropped.
                 guard.worker = None;
                 tokio::spawn(discard(rx));
-                let limit = overrides.timeout.unwrap_or(self.upgrade_head_wait);
+                // A route's zero timeout means none: the worker's bounds the head then.
+                let route = overrides.timeout.filter(|t| !t.is_zero());
+                let limit = route.unwrap_or(self.upgrade_head_wait);
                 let head = read_app_head(&mut mine, bytes, limit).await?;
                 let mut upgraded = answer(head, mine, hs, worker.tunnels_closed())?;
                 match &mut upgraded {

@@ -31,7 +31,6 @@ use crate::static_files::StaticFiles;
 use bytes::Bytes;
 use compression::content_length_of;
 pub use compression::AppCompression;
-pub use upgrade::WebSockets;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::borrow::Cow;
@@ -39,6 +38,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tower_http::compression::predicate::Predicate;
+pub use upgrade::WebSockets;
 
 /// Everything a request may need, shared by all connections.
 pub struct Front {

@@ -29,6 +29,19 @@ pub struct WebSockets {
     pub settings: tunnel::Settings,
 }
 
+impl WebSockets {
+    /// `[limits] websocket_max`, `websocket_idle_timeout`, and `graceful_timeout`.
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        WebSockets {
+            slots: tunnel::Slots::new(s.limits.websocket_max),
+            settings: tunnel::Settings {
+                idle: s.limits.websocket_idle_timeout,
+                grace: s.graceful_timeout,
+            },
+        }
+    }
+}
+
 /// Marks the answer that opened a tunnel: its access-log line is written at the
 /// tunnel's close, not when the answer is sent.
 #[derive(Debug, Clone, Copy)]
@@ -100,11 +113,7 @@ impl Front {
             app,
             first,
             worker_gone,
-            closing: Closing {
-                slot,
-                log,
-                started,
-            },
+            closing: Closing { slot, log, started },
             settings: self.websockets.settings,
         };
         match on_upgrade {

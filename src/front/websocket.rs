@@ -210,7 +210,13 @@ mod tests {
             f.push(body);
             assert_eq!(refused("GET", &f), Some(Malformed::Body));
         }
-        for key in ["", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZSE=", " dGhlIHNhbXBsZSBub25jZQ=="] {
+        for key in [
+            "",
+            "abc",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+            " dGhlIHNhbXBsZSBub25jZQ==",
+        ] {
             let mut f = good();
             f[2] = ("sec-websocket-key", key);
             assert_eq!(refused("GET", &f), Some(Malformed::Key), "{key:?}");
@@ -249,8 +255,12 @@ mod tests {
                 )));
             r
         };
-        let a = classify(&req("websocket", Method::CONNECT)).unwrap().unwrap();
-        let b = classify(&req("websocket", Method::CONNECT)).unwrap().unwrap();
+        let a = classify(&req("websocket", Method::CONNECT))
+            .unwrap()
+            .unwrap();
+        let b = classify(&req("websocket", Method::CONNECT))
+            .unwrap()
+            .unwrap();
         assert!(a.h2 && is_valid_key(a.key.as_bytes()));
         assert_ne!(a.key, b.key);
         assert_eq!(

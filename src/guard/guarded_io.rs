@@ -305,7 +305,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         }
     }
     fn io(&mut self) -> Pin<&mut T> {
-        Pin::new(self.inner.as_mut().expect("only into_tunnel takes the stream"))
+        Pin::new(
+            self.inner
+                .as_mut()
+                .expect("only into_tunnel takes the stream"),
+        )
     }
 
     /// After a WebSocket candidate's head (see `guard::upgrade`) and hyper's answer:
@@ -314,7 +318,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
     pub fn into_tunnel(mut self) -> (T, BytesMut) {
         let mut bytes = std::mem::take(&mut self.ready);
         bytes.extend_from_slice(&self.guard.take_held());
-        let inner = self.inner.take().expect("only into_tunnel takes the stream");
+        let inner = self
+            .inner
+            .take()
+            .expect("only into_tunnel takes the stream");
         (inner, bytes)
     }
 

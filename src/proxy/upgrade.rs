@@ -14,12 +14,14 @@
 //! request carrying a socket is never taken back and sent again.
 
 use super::app_head::{self, AppHead};
-use super::{build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream};
+use super::{
+    build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream,
+};
 use crate::dispatcher::response_spool::Receiver;
 use crate::dispatcher::WorkerConn;
-use crate::tunnel::handshake::Handshake;
 use crate::net::ConnInfo;
 use crate::respond::{self, Failure};
+use crate::tunnel::handshake::Handshake;
 use crate::wire::{Frame, RequestHead};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -128,7 +130,9 @@ impl Proxy {
                 let head = read_app_head(&mut mine, bytes, limit).await?;
                 let mut upgraded = answer(head, mine, hs, worker.tunnels_closed())?;
                 match &mut upgraded {
-                    Upgraded::Tunnel { resp, .. } => resp.extensions_mut().insert(upstream(&worker)),
+                    Upgraded::Tunnel { resp, .. } => {
+                        resp.extensions_mut().insert(upstream(&worker))
+                    }
                     Upgraded::Answer(resp) => resp.extensions_mut().insert(upstream(&worker)),
                 };
                 Ok(upgraded)
@@ -159,9 +163,18 @@ fn handshake_head(
     head.headers
         .retain(|(name, _)| name.as_ref() != b"sec-websocket-key");
     head.headers.extend([
-        (Bytes::from_static(b"connection"), Bytes::from_static(b"Upgrade")),
-        (Bytes::from_static(b"upgrade"), Bytes::from_static(b"websocket")),
-        (Bytes::from_static(b"sec-websocket-key"), Bytes::from(hs.key.clone())),
+        (
+            Bytes::from_static(b"connection"),
+            Bytes::from_static(b"Upgrade"),
+        ),
+        (
+            Bytes::from_static(b"upgrade"),
+            Bytes::from_static(b"websocket"),
+        ),
+        (
+            Bytes::from_static(b"sec-websocket-key"),
+            Bytes::from(hs.key.clone()),
+        ),
     ]);
     head.upgrade = true;
     head
@@ -222,7 +235,12 @@ async fn read_app_head(
                 return Ok((head, buf));
             }
             buf.reserve(4096);
-            if mine.read_buf(&mut buf).await.map_err(|_| Failure::WorkerFailed)? == 0 {
+            if mine
+                .read_buf(&mut buf)
+                .await
+                .map_err(|_| Failure::WorkerFailed)?
+                == 0
+            {
                 tracing::error!("the app closed its socket before the end of its response head");
                 return Err(Failure::WorkerFailed);
             }
@@ -275,9 +293,10 @@ fn answer(
             Some((Ok(chunk), (None, mine, left)))
         },
     );
-    let body = http_body_util::StreamBody::new(
-        body.map(|c| c.map(http_body::Frame::data).map_err(respond::BoxError::from)),
-    );
+    let body = http_body_util::StreamBody::new(body.map(|c| {
+        c.map(http_body::Frame::data)
+            .map_err(respond::BoxError::from)
+    }));
     Ok(Upgraded::Answer(resp.map(|()| respond::Body::new(body))))
 }
 

@@ -167,9 +167,11 @@ fn flask_sock_echo_and_raw_socket_over_http1() {
     assert_eq!(read_frame(&mut s), (2, big));
     assert_eq!(metric(&admin, "ferricorn_websockets_open"), 1);
     s.write_all(&frame(8, &1000u16.to_be_bytes())).unwrap();
-    let (op, _) = read_frame(&mut s);
-    assert_eq!(op, 8, "close answered");
-    read_to_close(&mut s, Duration::from_secs(10));
+    // The close is answered, then the connection ends. (simple-websocket wakes the
+    // handler before it sends its close reply, so the app may return and its socket
+    // be closed first, under gunicorn as here: the reply is not always there.)
+    let rest = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(rest.is_empty() || rest.as_bytes()[0] == 0x88, "{rest:?}");
     poll_metric(
         &admin,
         "ferricorn_websockets_open",

@@ -802,3 +802,53 @@ fn hup_closes_the_old_workers_websockets_after_graceful_timeout() {
     new.write_all(b"y").unwrap();
     assert_eq!(read_n(&mut new, 1), b"y");
 }
+
+/// TERM with an HTTP/2 WebSocket open: it carries on during the grace, then its
+/// stream ends and the server exits within `graceful_timeout`.
+#[test]
+fn term_with_an_http2_websocket_open() {
+    let (mut server, _admin) = ws_server(&["--graceful-timeout", "2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let term = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move { conn.await.ok() });
+        let mut client = client.ready().await.unwrap();
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{}/raw", server.addr))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        let (resp, mut send) = client.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        assert_eq!(&body.data().await.unwrap().unwrap()[..], b"hi");
+        let term = Instant::now();
+        server.signal(libc::SIGTERM);
+        send.send_data(bytes::Bytes::from_static(b"during"), false)
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            got.extend_from_slice(&body.data().await.unwrap().unwrap());
+        }
+        assert_eq!(got, b"during");
+        // The end: the stream finishes (or is reset) when the grace is over.
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(_)) = body.data().await {}
+        })
+        .await;
+        assert!(end.is_ok(), "the stream outlived the grace");
+        term
+    });
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let took = term.elapsed();
+    assert!(took < Duration::from_secs(5), "exit after {took:?}");
+}

@@ -369,6 +369,13 @@ impl Front {
             }
         }
         let Some(path) = path else {
+            if websocket.is_some() {
+                // A handshake names a resource: `*` or an authority is none.
+                return self.refuse_upgrade(
+                    UpgradeRefusal::Handshake,
+                    respond::error_response(Failure::BadRequest),
+                );
+            }
             return self.to_app(req, conn, stamp).await; // no mount either
         };
         let route = router::route(&self.statics, self.proxy.is_some(), &path);

@@ -32,7 +32,14 @@ pub fn adopt<'py>(py: Python<'py>, fd: OwnedFd) -> PyResult<Bound<'py, PyAny>> {
 }
 
 /// The response is over: the socket's `close()`; what it raises is only logged.
+/// First the GIL is let go once: a WebSocket library's reader thread may be just
+/// about to send (simple-websocket answers a client's close from its own thread
+/// after waking the app's, which then returns at once), and closing under it would
+/// lose that frame (the client sees 1006 instead of its close code). Any thread
+/// waiting for the GIL runs up to its next blocking call before we close; one
+/// release per upgraded connection costs nothing that matters.
 pub fn close(py: Python<'_>, stream: u32, sock: &Bound<'_, PyAny>) {
+    py.detach(std::thread::yield_now);
     if let Err(e) = sock.call_method0("close") {
         quiet(py, stream, "closing the socket", &e);
     }

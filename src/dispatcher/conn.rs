@@ -576,3 +576,6 @@ async fn send_with_fd(wr: &mut OwnedWriteHalf, bytes: &[u8], fd: OwnedFd) -> std
     drop(fd);
     wr.write_all(&bytes[1..]).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -229,13 +229,16 @@ fn an_os_error_after_taking_the_socket_is_a_debug_line_not_a_traceback() {
     finish(&mut peer);
     assert_eq!(w.response(s).status, Some(500));
     w.wait_log("ConnectionError: the peer went away");
-    // Another error still gets its traceback, and the records come in order.
-    let (mut peer, fd) = pair();
-    let s = send_upgrade(&mut w, upgrade_head("/fail", ""), fd);
-    read_until(&mut peer, b"\r\n\r\n");
-    finish(&mut peer);
-    assert_eq!(w.response(s).status, Some(500));
-    w.wait_log("ValueError: an app bug");
+    // Other errors, an OSError that is not the connection's included, still get
+    // their traceback.
+    for path in ["/fail", "/missing"] {
+        let (mut peer, fd) = pair();
+        let s = send_upgrade(&mut w, upgrade_head(path, ""), fd);
+        read_until(&mut peer, b"\r\n\r\n");
+        finish(&mut peer);
+        assert_eq!(w.response(s).status, Some(500));
+    }
+    w.wait_log("FileNotFoundError");
     let records = records(&w);
     let quiet: Vec<&Record> = records
         .iter()
@@ -244,10 +247,12 @@ fn an_os_error_after_taking_the_socket_is_a_debug_line_not_a_traceback() {
     assert_eq!(quiet.len(), 1, "{records:?}");
     assert_eq!(quiet[0].level, Level::Debug);
     assert!(!quiet[0].message.contains("Traceback"), "{quiet:?}");
-    let loud = records.iter().find(|r| r.message.contains("ValueError"));
-    let loud = loud.expect("the ValueError's record");
-    assert_eq!(loud.level, Level::Error);
-    assert!(loud.message.contains("Traceback"), "{loud:?}");
+    for error in ["ValueError", "FileNotFoundError"] {
+        let loud = records.iter().find(|r| r.message.contains(error));
+        let loud = loud.unwrap_or_else(|| panic!("no record of the {error}"));
+        assert_eq!(loud.level, Level::Error);
+        assert!(loud.message.contains("Traceback"), "{loud:?}");
+    }
 }
 
 /// One RFC 6455 frame from a client: FIN, `opcode`, masked (RFC 6455 §5.3).

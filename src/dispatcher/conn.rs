@@ -173,7 +173,12 @@ impl WorkerConn {
     /// `start_request` for an upgrade request: `fd` (the worker's end of a
     /// socketpair) goes with the head's first byte, and the head says so
     /// (`upgrade`). The master closes its copy once it is sent. Lease it with
-    /// `ahead = false`: a request taken back could not be sent again without it.
+    /// `ahead = false`: a request taken back could not be sent again without it
+    /// (a `Revoked` one, rare even so, needs a new pair). On the master's end: what
+    /// the app wrote, then EOF as soon as its response is over, since the worker
+    /// closes the socket before it sends the WSGI answer. So EOF can come before
+    /// the `ResponseHead` of an app that never touched the socket: taken means at
+    /// least one byte came, not merely "readable".
     pub fn start_upgrade(
         &self,
         lease: Lease,
@@ -591,3 +596,6 @@ async fn send_with_fd(wr: &mut OwnedWriteHalf, bytes: &[u8], fd: OwnedFd) -> std
     drop(fd);
     wr.write_all(&bytes[1..]).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -331,7 +331,13 @@ impl Conn {
                 Ok(false) => {
                     // HTTP/1's timeouts are the guard's.
                     guarded.park_when_idle(activity.answered());
-                    Box::pin(conn_watch::serve_h1(guarded, &builders.h1, service, &activity)).await
+                    Box::pin(conn_watch::serve_h1(
+                        guarded,
+                        &builders.h1,
+                        service,
+                        &activity,
+                    ))
+                    .await
                 }
                 Err(_) => {}
             }

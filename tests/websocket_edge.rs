@@ -83,7 +83,10 @@ fn read_to_close(s: &mut TcpStream, within: Duration) -> String {
     let mut out = Vec::new();
     match s.read_to_end(&mut out) {
         Ok(_) => String::from_utf8_lossy(&out).into_owned(),
-        Err(e) => panic!("not closed within {within:?} ({e}): {:?}", String::from_utf8_lossy(&out)),
+        Err(e) => panic!(
+            "not closed within {within:?} ({e}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
     }
 }
 
@@ -131,7 +134,9 @@ fn open(server: &Server, path: &str) -> (TcpStream, String) {
 /// `metric`, from inside an async test (its blocking client has a runtime of its own).
 fn metric_off_runtime(admin: &str, name: &str) -> u64 {
     let (admin, name) = (admin.to_string(), name.to_string());
-    std::thread::spawn(move || metric(&admin, &name)).join().unwrap()
+    std::thread::spawn(move || metric(&admin, &name))
+        .join()
+        .unwrap()
 }
 
 fn refused_total(admin: &str, reason: &str) -> u64 {
@@ -146,7 +151,13 @@ fn flask_sock_echo_and_raw_socket_over_http1() {
     let (server, admin) = ws_server(&[]);
     // Flask-Sock: a text and a binary message, then a close.
     let (mut s, h) = open(&server, "/echo");
-    assert!(h.to_ascii_lowercase().contains(&format!("sec-websocket-accept: {}", ACCEPT.to_ascii_lowercase())), "{h}");
+    assert!(
+        h.to_ascii_lowercase().contains(&format!(
+            "sec-websocket-accept: {}",
+            ACCEPT.to_ascii_lowercase()
+        )),
+        "{h}"
+    );
     assert!(h.to_ascii_lowercase().contains("upgrade: websocket"), "{h}");
     assert!(!h.to_ascii_lowercase().contains("content-length"), "{h}");
     s.write_all(&frame(1, b"hello")).unwrap();
@@ -156,18 +167,34 @@ fn flask_sock_echo_and_raw_socket_over_http1() {
     assert_eq!(read_frame(&mut s), (2, big));
     assert_eq!(metric(&admin, "ferricorn_websockets_open"), 1);
     s.write_all(&frame(8, &1000u16.to_be_bytes())).unwrap();
-    let (op, _) = read_frame(&mut s);
-    assert_eq!(op, 8, "close answered");
-    read_to_close(&mut s, Duration::from_secs(10));
-    poll_metric(&admin, "ferricorn_websockets_open", Duration::from_secs(10), |n| n == 0).unwrap();
+    // The close is answered, then the connection ends. (simple-websocket wakes the
+    // handler before it sends its close reply, so the app may return and its socket
+    // be closed first, under gunicorn as here: the reply is not always there.)
+    let rest = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(rest.is_empty() || rest.as_bytes()[0] == 0x88, "{rest:?}");
+    poll_metric(
+        &admin,
+        "ferricorn_websockets_open",
+        Duration::from_secs(10),
+        |n| n == 0,
+    )
+    .unwrap();
     // The access-log line at close: 101, bytes each way.
     let line = server.wait_for_log("\"status\":101", Duration::from_secs(10));
     assert!(line.contains("\"path\":\"/echo\""), "{line}");
     let field = |name: &str| -> u64 {
         let at = line.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
-        line[at..].split([',', '}']).next().unwrap().parse().unwrap()
+        line[at..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
-    assert!(field("bytes") > 200_000 && field("bytes_in") > 200_000, "{line}");
+    assert!(
+        field("bytes") > 200_000 && field("bytes_in") > 200_000,
+        "{line}"
+    );
 
     // The raw route: the bytes the app wrote with its head come first; bytes sent
     // in the same packet as the handshake are the tunnel's, never a request.
@@ -179,14 +206,20 @@ fn flask_sock_echo_and_raw_socket_over_http1() {
     assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
     assert_eq!(read_n(&mut s, 2), b"hi");
     let echoed = read_n(&mut s, "GET /pid HTTP/1.1\r\nHost: a\r\n\r\n".len());
-    assert_eq!(echoed, b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n", "echoed by the app, not answered");
+    assert_eq!(
+        echoed, b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n",
+        "echoed by the app, not answered"
+    );
     // The client's end passed on: the app's echo ends, and so does the connection.
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(read_to_close(&mut s, Duration::from_secs(10)), "");
 
     // What the app sees: the handshake as gunicorn gives it.
     let (mut s, h) = open(&server, "/report?x=1");
-    assert!(h.contains("Sec-WebSocket-Protocol: chat") || h.contains("sec-websocket-protocol: chat"), "{h}");
+    assert!(
+        h.contains("Sec-WebSocket-Protocol: chat") || h.contains("sec-websocket-protocol: chat"),
+        "{h}"
+    );
     let mut report = Vec::new();
     while !report.ends_with(b"\n") {
         report.extend(read_n(&mut s, 1));
@@ -210,18 +243,73 @@ fn flask_sock_echo_and_raw_socket_over_http1() {
 fn handshake_spellings_that_are_one_handshake_open_it() {
     let (server, _admin) = ws_server(&[]);
     for fields in [
-        &["Upgrade: WebSocket", "Connection: keep-alive, Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"][..],
-        &["upgrade: websocket, h2c", "connection: upgrade", "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version: 13"],
-        &["Upgrade: h2c", "Upgrade: websocket", "Connection: keep-alive", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"],
-        &["Upgrade:   websocket  ", "Connection:\tUpgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"],
+        &[
+            "Upgrade: WebSocket",
+            "Connection: keep-alive, Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ][..],
+        &[
+            "upgrade: websocket, h2c",
+            "connection: upgrade",
+            "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
+            "sec-websocket-version: 13",
+        ],
+        &[
+            "Upgrade: h2c",
+            "Upgrade: websocket",
+            "Connection: keep-alive",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ],
+        &[
+            "Upgrade:   websocket  ",
+            "Connection:\tUpgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+        ],
     ] {
         let mut s = TcpStream::connect(server.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(head("GET /raw HTTP/1.1", fields).as_bytes()).unwrap();
+        s.write_all(head("GET /raw HTTP/1.1", fields).as_bytes())
+            .unwrap();
         let h = read_head(&mut s);
         assert!(h.starts_with("HTTP/1.1 101 "), "{fields:?}: {h}");
         assert_eq!(read_n(&mut s, 2), b"hi");
     }
+    // A request, then a handshake, in one packet: the first answered, then the tunnel.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET /pid HTTP/1.1\r\nHost: a\r\n\r\n{}", good("/raw")).as_bytes())
+        .unwrap();
+    let first = read_head(&mut s);
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    // Its chunked body, to the last chunk.
+    let mut body = Vec::new();
+    while !body.ends_with(b"\r\n0\r\n\r\n") {
+        body.extend(read_n(&mut s, 1));
+    }
+    let second = read_head(&mut s);
+    assert!(second.starts_with("HTTP/1.1 101 "), "{second}");
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    s.write_all(b"after").unwrap();
+    assert_eq!(read_n(&mut s, 5), b"after");
+    // `Connection: close, Upgrade` still names upgrade.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        head(
+            "GET /raw HTTP/1.1",
+            &[GOOD[0], "Connection: close, Upgrade", GOOD[2], GOOD[3]],
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    s.write_all(b"more").unwrap();
+    assert_eq!(read_n(&mut s, 4), b"more");
     // Absolute-form names the same resource.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -238,16 +326,61 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
     let (server, admin) = ws_server(&["--static", &mount]);
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
     let cases: Vec<(String, &str)> = vec![
-        (head("POST /raw HTTP/1.1", &[GOOD[0], GOOD[1], key, GOOD[3], "Content-Length: 3"]).replace("\r\n\r\n", "\r\n\r\nabc"), "400"),
+        (
+            head(
+                "POST /raw HTTP/1.1",
+                &[GOOD[0], GOOD[1], key, GOOD[3], "Content-Length: 3"],
+            )
+            .replace("\r\n\r\n", "\r\n\r\nabc"),
+            "400",
+        ),
         (head("GET /raw HTTP/1.0", GOOD), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], "Connection: keep-alive", key, GOOD[3]]), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], key, GOOD[3], "Content-Length: 2"]).replace("\r\n\r\n", "\r\n\r\nab"), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], key, GOOD[3], "Transfer-Encoding: chunked"]).replace("\r\n\r\n", "\r\n\r\n0\r\n\r\n"), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], GOOD[3]]), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], "Sec-WebSocket-Key: c2hvcnQ=", GOOD[3]]), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], key, key, GOOD[3]]), "400"),
+        (
+            head(
+                "GET /raw HTTP/1.1",
+                &[GOOD[0], "Connection: keep-alive", key, GOOD[3]],
+            ),
+            "400",
+        ),
+        (
+            head(
+                "GET /raw HTTP/1.1",
+                &[GOOD[0], GOOD[1], key, GOOD[3], "Content-Length: 2"],
+            )
+            .replace("\r\n\r\n", "\r\n\r\nab"),
+            "400",
+        ),
+        (
+            head(
+                "GET /raw HTTP/1.1",
+                &[GOOD[0], GOOD[1], key, GOOD[3], "Transfer-Encoding: chunked"],
+            )
+            .replace("\r\n\r\n", "\r\n\r\n0\r\n\r\n"),
+            "400",
+        ),
+        (
+            head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], GOOD[3]]),
+            "400",
+        ),
+        (
+            head(
+                "GET /raw HTTP/1.1",
+                &[GOOD[0], GOOD[1], "Sec-WebSocket-Key: c2hvcnQ=", GOOD[3]],
+            ),
+            "400",
+        ),
+        (
+            head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], key, key, GOOD[3]]),
+            "400",
+        ),
         (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], key]), "400"),
-        (head("GET /raw HTTP/1.1", &[GOOD[0], GOOD[1], key, "Sec-WebSocket-Version: 8"]), "426"),
+        (
+            head(
+                "GET /raw HTTP/1.1",
+                &[GOOD[0], GOOD[1], key, "Sec-WebSocket-Version: 8"],
+            ),
+            "426",
+        ),
         (good("/static/f.txt"), "400"),
         (good("/static/missing"), "400"),
     ];
@@ -260,22 +393,57 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
         s.write_all(&packet).unwrap();
         let answer = read_to_close(&mut s, Duration::from_secs(10));
         let status_line = answer.replacen("HTTP/1.0 ", "HTTP/1.1 ", 1);
-        assert!(status_line.starts_with(&format!("HTTP/1.1 {status} ")), "case {i}: {answer}");
-        assert!(answer.to_ascii_lowercase().contains("connection: close"), "case {i}: {answer}");
-        assert_eq!(answer.matches("HTTP/1.").count(), 1, "case {i}: only the refusal: {answer}");
+        assert!(
+            status_line.starts_with(&format!("HTTP/1.1 {status} ")),
+            "case {i}: {answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "case {i}: {answer}"
+        );
+        assert_eq!(
+            answer.matches("HTTP/1.").count(),
+            1,
+            "case {i}: only the refusal: {answer}"
+        );
         if *status == "426" {
-            assert!(answer.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{answer}");
+            assert!(
+                answer
+                    .to_ascii_lowercase()
+                    .contains("sec-websocket-version: 13"),
+                "{answer}"
+            );
         }
     }
+    // A refused head followed by many bytes: the answer still gets out (the unread
+    // input is drained before the close, not reset under it).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let mut packet = head(
+        "GET /raw HTTP/1.1",
+        &[GOOD[0], GOOD[1], "Sec-WebSocket-Key: x", GOOD[3]],
+    )
+    .into_bytes();
+    packet.extend(std::iter::repeat_n(b'z', 60_000));
+    s.write_all(&packet).unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert_eq!(refused_total(&admin, "static"), 2);
-    assert_eq!(refused_total(&admin, "handshake"), 10);
+    assert_eq!(refused_total(&admin, "handshake"), 11);
     // None of them reached Python: the app would have answered 101 or 403.
     assert!(!server.log().contains("\"status\":101"), "{}", server.log());
     // Another Upgrade token is no handshake: served, and keep-alive kept.
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let h2c = head("GET /pid HTTP/1.1", &["Upgrade: h2c", "Connection: Upgrade, HTTP2-Settings", "HTTP2-Settings: AAMAAABkAAQAAP__"]);
-    s.write_all(format!("{h2c}GET /pid HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes()).unwrap();
+    let h2c = head(
+        "GET /pid HTTP/1.1",
+        &[
+            "Upgrade: h2c",
+            "Connection: Upgrade, HTTP2-Settings",
+            "HTTP2-Settings: AAMAAABkAAQAAP__",
+        ],
+    );
+    s.write_all(format!("{h2c}GET /pid HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .unwrap();
     let mut got = String::new();
     let mut buf = [0u8; 4096];
     while got.matches("HTTP/1.1 200 ").count() < 2 {
@@ -283,7 +451,10 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
         assert!(n > 0, "closed: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(!got.to_ascii_lowercase().contains("connection: close"), "{got}");
+    assert!(
+        !got.to_ascii_lowercase().contains("connection: close"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -296,11 +467,20 @@ fn what_an_app_answers_on_its_socket() {
     };
     // A WSGI answer without taking the socket: as it is, and the connection ends.
     let refused = answer("/refuse");
-    assert!(refused.starts_with("HTTP/1.1 403 ") && refused.contains("\r\nrefused\r\n"), "{refused}");
-    assert!(refused.to_ascii_lowercase().contains("connection: close"), "{refused}");
+    assert!(
+        refused.starts_with("HTTP/1.1 403 ") && refused.contains("\r\nrefused\r\n"),
+        "{refused}"
+    );
+    assert!(
+        refused.to_ascii_lowercase().contains("connection: close"),
+        "{refused}"
+    );
     // Another status written into the socket: an ordinary answer, its body the rest.
     let socket403 = answer("/socket403");
-    assert!(socket403.starts_with("HTTP/1.1 403 ") && socket403.ends_with("\r\n\r\nnope!"), "{socket403}");
+    assert!(
+        socket403.starts_with("HTTP/1.1 403 ") && socket403.ends_with("\r\n\r\nnope!"),
+        "{socket403}"
+    );
     // A 101 that does not open a WebSocket, garbage, or a head without end: 502.
     for path in ["/no-upgrade", "/bad-accept", "/garbled", "/huge"] {
         let a = answer(path);
@@ -345,7 +525,10 @@ fn websocket_over_tls() {
     while !report.ends_with(b"\n") {
         report.extend(read_n(&mut s, 1));
     }
-    assert!(String::from_utf8_lossy(&report).contains("wsgi.url_scheme=https"), "{report:?}");
+    assert!(
+        String::from_utf8_lossy(&report).contains("wsgi.url_scheme=https"),
+        "{report:?}"
+    );
     // The raw route echoes bytes: the masked frame sent with the handshake comes back.
     assert_eq!(read_n(&mut s, frame(1, b"early").len()), frame(1, b"early"));
     let big = vec![b'x'; 100_000];
@@ -357,7 +540,10 @@ fn websocket_over_tls() {
 /// CONNECT, the app sees the GET handshake, answers 101, the client gets 200.
 #[test]
 fn extended_connect_over_http2() {
-    let (server, admin) = ws_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.txt"), "file").unwrap();
+    let mount = format!("/static={}", dir.path().display());
+    let (server, admin) = ws_server(&["--static", &mount]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -368,10 +554,15 @@ fn extended_connect_over_http2() {
         tokio::spawn(async move { conn.await.ok() });
         let mut client = client.ready().await.unwrap();
         // A first request: the server's SETTINGS are in by its answer.
-        let get = http::Request::get(format!("http://{}/pid", server.addr)).body(()).unwrap();
+        let get = http::Request::get(format!("http://{}/pid", server.addr))
+            .body(())
+            .unwrap();
         let (resp, _) = client.send_request(get, true).unwrap();
         assert_eq!(resp.await.unwrap().status(), 200);
-        assert!(client.is_extended_connect_protocol_enabled(), "SETTINGS_ENABLE_CONNECT_PROTOCOL");
+        assert!(
+            client.is_extended_connect_protocol_enabled(),
+            "SETTINGS_ENABLE_CONNECT_PROTOCOL"
+        );
 
         let connect = |path: &str, protocol: &'static str, version: &str| {
             let mut req = http::Request::builder()
@@ -391,7 +582,11 @@ fn extended_connect_over_http2() {
         let resp = resp.await.unwrap();
         assert_eq!(resp.status(), 200, "200, not 101");
         for gone in ["connection", "upgrade", "sec-websocket-accept"] {
-            assert!(!resp.headers().contains_key(gone), "{gone}: {:?}", resp.headers());
+            assert!(
+                !resp.headers().contains_key(gone),
+                "{gone}: {:?}",
+                resp.headers()
+            );
         }
         assert_eq!(resp.headers()["sec-websocket-protocol"], "chat");
         let mut body = resp.into_body();
@@ -402,10 +597,14 @@ fn extended_connect_over_http2() {
             got.extend_from_slice(&chunk);
         }
         let report = String::from_utf8_lossy(&got).into_owned();
-        assert!(report.contains("REQUEST_METHOD=GET") && report.contains("HTTP_UPGRADE=websocket"), "{report}");
+        assert!(
+            report.contains("REQUEST_METHOD=GET") && report.contains("HTTP_UPGRADE=websocket"),
+            "{report}"
+        );
         assert!(report.contains("PATH_INFO=/report"), "{report}");
         let msg = frame(2, &[9u8; 50_000]);
-        send.send_data(bytes::Bytes::from(msg.clone()), false).unwrap();
+        send.send_data(bytes::Bytes::from(msg.clone()), false)
+            .unwrap();
         let mut echoed = Vec::new();
         while echoed.len() < msg.len() {
             let chunk = body.data().await.unwrap().unwrap();
@@ -419,7 +618,10 @@ fn extended_connect_over_http2() {
         drop(body);
         let deadline = Instant::now() + Duration::from_secs(10);
         while metric_off_runtime(&admin, "ferricorn_websockets_open") != 0 {
-            assert!(Instant::now() < deadline, "tunnel still open after RST_STREAM");
+            assert!(
+                Instant::now() < deadline,
+                "tunnel still open after RST_STREAM"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
 
@@ -437,8 +639,37 @@ fn extended_connect_over_http2() {
             .send_request(connect("/raw", "connect-udp", "13"), true)
             .unwrap();
         assert_eq!(resp.await.unwrap().status(), 400);
+        // A static mount's path: refused as over HTTP/1.
+        let mut client = client.ready().await.unwrap();
+        let (resp, _) = client
+            .send_request(connect("/static/f.txt", "websocket", "13"), true)
+            .unwrap();
+        assert_eq!(resp.await.unwrap().status(), 400);
+        // `:protocol` on a GET is malformed (RFC 8441 §4): h2 resets the stream, or
+        // the front refuses it; the app never sees it.
+        let mut on_get = connect("/raw", "websocket", "13");
+        *on_get.method_mut() = http::Method::GET;
+        let mut client = client.ready().await.unwrap();
+        if let Ok((resp, _)) = client.send_request(on_get, true) {
+            if let Ok(resp) = resp.await {
+                assert_eq!(resp.status(), 400);
+            }
+        }
+        // A body declared: no handshake has one.
+        let mut with_length = connect("/raw", "websocket", "13");
+        with_length
+            .headers_mut()
+            .insert("content-length", "3".parse().unwrap());
+        let mut client = client.ready().await.unwrap();
+        let (resp, mut send) = client.send_request(with_length, false).unwrap();
+        let _ = send.send_data(bytes::Bytes::from_static(b"abc"), true);
+        // 400 from the front, or the stream (or connection) reset by h2: never the app's 200.
+        if let Ok(resp) = resp.await {
+            assert_eq!(resp.status(), 400);
+        }
     });
-    assert_eq!(refused_total(&admin, "handshake"), 2);
+    assert!(refused_total(&admin, "handshake") >= 2);
+    assert_eq!(refused_total(&admin, "static"), 1);
 }
 
 #[test]
@@ -472,8 +703,17 @@ fn cap_idle_timeout_and_worker_timeout() {
     // Then silence: closed after the idle timeout (4 s), not before.
     assert_eq!(read_to_close(&mut s, Duration::from_secs(15)), "");
     let waited = quiet.elapsed();
-    assert!(waited >= Duration::from_millis(3500), "closed after {waited:?}");
-    poll_metric(&admin, "ferricorn_websockets_open", Duration::from_secs(10), |n| n == 0).unwrap();
+    assert!(
+        waited >= Duration::from_millis(3500),
+        "closed after {waited:?}"
+    );
+    poll_metric(
+        &admin,
+        "ferricorn_websockets_open",
+        Duration::from_secs(10),
+        |n| n == 0,
+    )
+    .unwrap();
     // The worker's thread came back.
     let (status, _) = h1_request(&server, "GET", "/pid", b"");
     assert_eq!(status, 200);
@@ -493,7 +733,14 @@ fn term_refuses_new_handshakes_and_closes_open_ones_after_graceful_timeout() {
     wait_until("the listener closed", Duration::from_secs(10), || {
         TcpStream::connect(server.addr).is_err()
     });
-    let rest = good("/raw").split_once("\r\n").unwrap().1.split_once("\r\n").unwrap().1.to_string();
+    let rest = good("/raw")
+        .split_once("\r\n")
+        .unwrap()
+        .1
+        .split_once("\r\n")
+        .unwrap()
+        .1
+        .to_string();
     late.write_all(rest.as_bytes()).unwrap();
     let answer = read_to_close(&mut late, Duration::from_secs(10));
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
@@ -507,5 +754,101 @@ fn term_refuses_new_handshakes_and_closes_open_ones_after_graceful_timeout() {
     let took = term.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(6), "exit after {took:?}");
-    assert!(server.log().contains("\"status\":101"), "the line at close: {}", server.log());
+    assert!(
+        server.log().contains("\"status\":101"),
+        "the line at close: {}",
+        server.log()
+    );
+}
+
+/// HUP: the new workers take new handshakes at once; the old worker's WebSocket is
+/// closed after `graceful_timeout` (its app sees its socket end), so the old worker
+/// does not drain forever.
+#[test]
+fn hup_closes_the_old_workers_websockets_after_graceful_timeout() {
+    let (server, _admin) = ws_server(&["--graceful-timeout", "2"]);
+    let (mut old, _) = open(&server, "/raw");
+    assert_eq!(read_n(&mut old, 2), b"hi");
+    let (_, old_pid) = h1_request(&server, "GET", "/pid", b"");
+    // The chunked body: its size line, then the pid.
+    let old_pid = old_pid
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(old_pid.parse::<u32>().is_ok(), "{old_pid}");
+    let from = server.log_len();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log_after(from, "reload complete", Duration::from_secs(60));
+    let hup = Instant::now();
+    let (mut new, _) = open(&server, "/raw");
+    assert_eq!(read_n(&mut new, 2), b"hi");
+    // The old one still works until the grace ends...
+    old.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut old, 1), b"x");
+    // ...then is closed, and its worker exits.
+    assert_eq!(read_to_close(&mut old, Duration::from_secs(15)), "");
+    assert!(
+        hup.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        hup.elapsed()
+    );
+    wait_until("the old worker gone", Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{old_pid}")).exists()
+    });
+    new.write_all(b"y").unwrap();
+    assert_eq!(read_n(&mut new, 1), b"y");
+}
+
+/// TERM with an HTTP/2 WebSocket open: it carries on during the grace, then its
+/// stream ends and the server exits within `graceful_timeout`.
+#[test]
+fn term_with_an_http2_websocket_open() {
+    let (mut server, _admin) = ws_server(&["--graceful-timeout", "2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let term = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(async move { conn.await.ok() });
+        let mut client = client.ready().await.unwrap();
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{}/raw", server.addr))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        let (resp, mut send) = client.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        assert_eq!(&body.data().await.unwrap().unwrap()[..], b"hi");
+        let term = Instant::now();
+        server.signal(libc::SIGTERM);
+        send.send_data(bytes::Bytes::from_static(b"during"), false)
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            got.extend_from_slice(&body.data().await.unwrap().unwrap());
+        }
+        assert_eq!(got, b"during");
+        // The end: the stream finishes (or is reset) when the grace is over.
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(_)) = body.data().await {}
+        })
+        .await;
+        assert!(end.is_ok(), "the stream outlived the grace");
+        term
+    });
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let took = term.elapsed();
+    assert!(took < Duration::from_secs(5), "exit after {took:?}");
 }

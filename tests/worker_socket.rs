@@ -9,6 +9,7 @@
 mod launcher;
 
 use bytes::BytesMut;
+use ferricorn::log_record::{Level, Record};
 use ferricorn::wire::{self, Frame, RequestHead};
 use launcher::*;
 use std::io::{IoSlice, Read, Write};
@@ -151,4 +152,154 @@ fn the_worker_closes_the_socket_the_app_kept() {
         finish(&mut peer);
         assert_eq!(w.response(s).status, Some(200));
     }
+}
+
+#[test]
+fn passed_sockets_stay_in_step_with_their_heads() {
+    let mut w = start("ws_raw_app:app", &["--threads", "4"]);
+    let plain = |w: &mut Worker| w.send_request(head("GET", "/plain", ""), &[]);
+    let mut peers = Vec::new();
+    let mut streams = vec![(plain(&mut w), None)];
+    let (peer, fd) = pair();
+    streams.push((
+        send_upgrade(&mut w, upgrade_head("/echo", "id=a"), fd),
+        Some(0),
+    ));
+    peers.push(("a", peer));
+    streams.push((plain(&mut w), None));
+    // Two upgrades back to back, the second fd sent early: it rides on the rest of
+    // the first head (with the whole second head), so it is queued before the first
+    // head is even complete. Each head must still take its own.
+    let (peer_b, fd_b) = pair();
+    let (peer_c, fd_c) = pair();
+    let (sb, sc) = (w.stream(), w.stream());
+    let mut out = encoded(sb, upgrade_head("/echo", "id=b"));
+    out.extend_from_slice(&encoded(sc, upgrade_head("/echo", "id=c")));
+    let sock = w.sock.as_ref().unwrap();
+    send_fd(sock, &out[..1], &fd_b);
+    send_fd(sock, &out[1..], &fd_c);
+    drop((fd_b, fd_c));
+    streams.push((sb, Some(1)));
+    streams.push((sc, Some(2)));
+    peers.push(("b", peer_b));
+    peers.push(("c", peer_c));
+    streams.push((plain(&mut w), None));
+    for (id, peer) in &mut peers {
+        assert!(report(peer).ends_with(&format!("query='id={id}'\n")));
+        echo(peer, id.as_bytes());
+    }
+    for (_, peer) in &mut peers {
+        finish(peer);
+    }
+    for (s, upgrade) in streams {
+        let r = w.response(s);
+        assert_eq!(r.status, Some(200));
+        if upgrade.is_none() {
+            assert_eq!(r.text(), "socket=False");
+        }
+    }
+}
+
+#[test]
+fn an_upgrade_holds_its_thread_until_the_app_returns() {
+    let mut w = start("ws_raw_app:app", &["--threads", "1"]);
+    let (mut peer, fd) = pair();
+    let s = send_upgrade(&mut w, upgrade_head("/echo", ""), fd);
+    report(&mut peer);
+    let after = w.send_request(head("GET", "/plain", ""), &[]);
+    echo(&mut peer, b"still here");
+    finish(&mut peer);
+    // The one thread ran the upgrade to its end before the request behind it.
+    let (first, _) = w.recv();
+    assert_eq!(first, s);
+    assert_eq!(w.response(after).text(), "socket=False");
+}
+
+/// The worker's records (it runs without --log-fd, so they are on its stderr).
+fn records(w: &Worker) -> Vec<Record> {
+    w.log().lines().filter_map(Record::decode).collect()
+}
+
+#[test]
+fn an_os_error_after_taking_the_socket_is_a_debug_line_not_a_traceback() {
+    let mut w = start("ws_raw_app:app", &[]);
+    let (mut peer, fd) = pair();
+    let s = send_upgrade(&mut w, upgrade_head("/raise", ""), fd);
+    read_until(&mut peer, b"\r\n\r\n");
+    finish(&mut peer);
+    assert_eq!(w.response(s).status, Some(500));
+    w.wait_log("ConnectionError: the peer went away");
+    // Other errors, an OSError that is not the connection's included, still get
+    // their traceback.
+    for path in ["/fail", "/missing"] {
+        let (mut peer, fd) = pair();
+        let s = send_upgrade(&mut w, upgrade_head(path, ""), fd);
+        read_until(&mut peer, b"\r\n\r\n");
+        finish(&mut peer);
+        assert_eq!(w.response(s).status, Some(500));
+    }
+    w.wait_log("FileNotFoundError");
+    let records = records(&w);
+    let quiet: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.message.contains("ConnectionError"))
+        .collect();
+    assert_eq!(quiet.len(), 1, "{records:?}");
+    assert_eq!(quiet[0].level, Level::Debug);
+    assert!(!quiet[0].message.contains("Traceback"), "{quiet:?}");
+    for error in ["ValueError", "FileNotFoundError"] {
+        let loud = records.iter().find(|r| r.message.contains(error));
+        let loud = loud.unwrap_or_else(|| panic!("no record of the {error}"));
+        assert_eq!(loud.level, Level::Error);
+        assert!(loud.message.contains("Traceback"), "{loud:?}");
+    }
+}
+
+/// One RFC 6455 frame from a client: FIN, `opcode`, masked (RFC 6455 §5.3).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// One short unmasked frame from the server: (first byte, payload).
+fn server_frame(peer: &mut UnixStream) -> (u8, Vec<u8>) {
+    let mut hdr = [0u8; 2];
+    peer.read_exact(&mut hdr).unwrap();
+    assert_eq!(hdr[1] & 0x80, 0, "a server's frames are not masked");
+    let mut payload = vec![0u8; usize::from(hdr[1] & 0x7f)];
+    peer.read_exact(&mut payload).unwrap();
+    (hdr[0], payload)
+}
+
+#[test]
+fn flask_sock_echoes_through_the_socket() {
+    let mut w = start("ws_flask_app:app", &[]);
+    let (mut peer, fd) = pair();
+    let s = send_upgrade(&mut w, upgrade_head("/echo", ""), fd);
+    let head = read_until(&mut peer, b"\r\n\r\n").to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    // RFC 6455 §1.3's example key and its accept value.
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    for text in ["hello", "wörld"] {
+        peer.write_all(&client_frame(0x1, text.as_bytes())).unwrap();
+        assert_eq!(server_frame(&mut peer), (0x81, text.as_bytes().to_vec()));
+    }
+    peer.write_all(&client_frame(0x2, &[0, 1, 2, 255])).unwrap();
+    assert_eq!(server_frame(&mut peer), (0x82, vec![0, 1, 2, 255]));
+    // Close with 1000: the app answers the close, returns, and the socket ends.
+    peer.write_all(&client_frame(0x8, &1000u16.to_be_bytes()))
+        .unwrap();
+    let (op, payload) = server_frame(&mut peer);
+    assert_eq!(op, 0x88);
+    assert_eq!(payload.get(..2), Some(&1000u16.to_be_bytes()[..]));
+    finish(&mut peer);
+    assert_eq!(w.response(s).status, Some(200));
+    assert!(!w.log().contains("Traceback"), "{}", w.log());
 }

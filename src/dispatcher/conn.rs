@@ -65,6 +65,9 @@ pub struct WorkerConn {
     queued: Arc<Queued>,
     streams: Mutex<HashMap<u32, Stream>>,
     dispatcher: &'static Dispatcher,
+    /// Cancelled when this worker's WebSockets are to close (it drained past
+    /// `graceful_timeout`, HUP or recycling): the front's relays end them.
+    tunnels: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +126,7 @@ impl WorkerConn {
             queued: queued.clone(),
             streams: Mutex::new(HashMap::new()),
             dispatcher,
+            tunnels: tokio_util::sync::CancellationToken::new(),
         });
         tokio::spawn(write_loop(wr, rx, queued));
         tokio::spawn(conn.clone().read_loop(rd, buf, events));
@@ -177,7 +181,12 @@ impl WorkerConn {
     /// `start_request` for an upgrade request: `fd` (the worker's end of a
     /// socketpair) goes with the head's first byte, and the head says so
     /// (`upgrade`). The master closes its copy once it is sent. Lease it with
-    /// `ahead = false`: a request taken back could not be sent again without it.
+    /// `ahead = false`: a request taken back could not be sent again without it
+    /// (a `Revoked` one, rare even so, needs a new pair). On the master's end: what
+    /// the app wrote, then EOF as soon as its response is over, since the worker
+    /// closes the socket before it sends the WSGI answer. So EOF can come before
+    /// the `ResponseHead` of an app that never touched the socket: taken means at
+    /// least one byte came, not merely "readable".
     pub fn start_upgrade(
         &self,
         lease: Lease,
@@ -230,6 +239,17 @@ impl WorkerConn {
     /// The app took the stream's socket: from now on the worker `--timeout` and a
     /// `[[route]]` timeout never end it (its thread is busy for the connection's
     /// life by design; the relay's idle timeout governs it).
+    /// What ends this worker's WebSockets (see `close_tunnels`).
+    pub fn tunnels_closed(&self) -> tokio_util::sync::CancellationToken {
+        self.tunnels.clone()
+    }
+
+    /// Closes this worker's WebSockets: a draining worker's apps then see their
+    /// sockets end, and its threads come back.
+    pub fn close_tunnels(&self) {
+        self.tunnels.cancel();
+    }
+
     pub fn exempt_from_timeout(&self, stream: u32) {
         if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
             // A zero limit is "none" for `silent_streams` and `limits`.
@@ -584,3 +604,6 @@ async fn send_with_fd(wr: &mut OwnedWriteHalf, bytes: &[u8], fd: OwnedFd) -> std
     drop(fd);
     wr.write_all(&bytes[1..]).await
 }
+
+#[cfg(test)]
+mod tests;

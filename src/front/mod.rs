@@ -31,7 +31,6 @@ use crate::static_files::StaticFiles;
 use bytes::Bytes;
 use compression::content_length_of;
 pub use compression::AppCompression;
-pub use upgrade::WebSockets;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::borrow::Cow;
@@ -39,6 +38,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tower_http::compression::predicate::Predicate;
+pub use upgrade::WebSockets;
 
 /// Everything a request may need, shared by all connections.
 pub struct Front {
@@ -369,6 +369,13 @@ impl Front {
             }
         }
         let Some(path) = path else {
+            if websocket.is_some() {
+                // A handshake names a resource: `*` or an authority is none.
+                return self.refuse_upgrade(
+                    UpgradeRefusal::Handshake,
+                    respond::error_response(Failure::BadRequest),
+                );
+            }
             return self.to_app(req, conn, stamp).await; // no mount either
         };
         let route = router::route(&self.statics, self.proxy.is_some(), &path);

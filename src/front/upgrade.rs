@@ -29,6 +29,19 @@ pub struct WebSockets {
     pub settings: tunnel::Settings,
 }
 
+impl WebSockets {
+    /// `[limits] websocket_max`, `websocket_idle_timeout`, and `graceful_timeout`.
+    pub fn from_settings(s: &crate::config::Settings) -> Self {
+        WebSockets {
+            slots: tunnel::Slots::new(s.limits.websocket_max),
+            settings: tunnel::Settings {
+                idle: s.limits.websocket_idle_timeout,
+                grace: s.graceful_timeout,
+            },
+        }
+    }
+}
+
 /// Marks the answer that opened a tunnel: its access-log line is written at the
 /// tunnel's close, not when the answer is sent.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +93,14 @@ impl Front {
             .map(|log| (log.clone(), LoggedHead::of(&req, &stamp.client)));
         let on_upgrade = hs.h2.then(|| hyper::upgrade::on(&mut req));
         let (parts, _) = req.into_parts();
-        let (resp, app, first) = match proxy.forward_upgrade(parts, conn, stamp, &hs).await {
-            Ok(Upgraded::Tunnel { resp, app, first }) => (resp, app, first),
+        let forwarded = proxy.forward_upgrade(parts, conn, stamp, &hs).await;
+        let (resp, app, first, worker_gone) = match forwarded {
+            Ok(Upgraded::Tunnel {
+                resp,
+                app,
+                first,
+                worker_gone,
+            }) => (resp, app, first, worker_gone),
             Ok(Upgraded::Answer(resp)) => return (RouteKind::App, resp),
             Err(failure) => return (RouteKind::App, respond::error_response(failure)),
         };
@@ -93,11 +112,8 @@ impl Front {
         let side = AppSide {
             app,
             first,
-            closing: Closing {
-                slot,
-                log,
-                started,
-            },
+            worker_gone,
+            closing: Closing { slot, log, started },
             settings: self.websockets.settings,
         };
         match on_upgrade {

@@ -1,7 +1,7 @@
 //! The WebSocket handshake as the front judges it, on hyper's parse of the request:
 //! whether a request asks for a WebSocket at all, whether its handshake is well
-//! formed (else a refusal before Python), and the RFC 6455 values the front
-//! computes (`Sec-WebSocket-Accept`, the key it makes for an HTTP/2 client).
+//! formed (else a refusal before Python; the values it makes and checks are
+//! `tunnel::handshake`'s).
 //!
 //! - HTTP/1.1 (RFC 6455 §4.2.1): an `Upgrade` field naming `websocket` makes the
 //!   request a WebSocket handshake; it must be `GET`, HTTP/1.1, with `Connection`
@@ -16,21 +16,10 @@
 //! any other, the field dropped as hop-by-hop.
 
 use crate::guard::upgrade::lists_token;
+use crate::tunnel::handshake::make_key;
+pub(crate) use crate::tunnel::handshake::Handshake;
 use base64::Engine as _;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
-
-/// The GUID of RFC 6455 §1.3, appended to the key before hashing.
-const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// A well-formed handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Handshake {
-    /// The key the app sees and must answer: the client's (HTTP/1), or one the front
-    /// made (HTTP/2, which has none).
-    pub key: String,
-    /// RFC 8441: the answer is the stream's `200`, the tunnel its DATA frames.
-    pub h2: bool,
-}
 
 /// Why a handshake is refused before Python.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -159,23 +148,6 @@ fn is_valid_key(key: &[u8]) -> bool {
             .is_ok_and(|k| k.len() == 16)
 }
 
-/// The key the front makes for an HTTP/2 client: 16 random bytes, base64.
-fn make_key() -> String {
-    use ring::rand::SecureRandom as _;
-    let mut k = [0u8; 16];
-    // Only uniqueness matters here (the app answers it, the front checks it).
-    let _ = ring::rand::SystemRandom::new().fill(&mut k);
-    base64::engine::general_purpose::STANDARD.encode(k)
-}
-
-/// `Sec-WebSocket-Accept` for `key`: base64(SHA-1(key + GUID)).
-pub(crate) fn accept_for(key: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(key.as_bytes());
-    ctx.update(ACCEPT_GUID);
-    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,11 +172,6 @@ mod tests {
             ("sec-websocket-key", KEY),
             ("sec-websocket-version", "13"),
         ]
-    }
-
-    #[test]
-    fn the_rfc_sample_key_gives_the_rfc_sample_accept() {
-        assert_eq!(accept_for(KEY), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -243,7 +210,13 @@ mod tests {
             f.push(body);
             assert_eq!(refused("GET", &f), Some(Malformed::Body));
         }
-        for key in ["", "abc", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZSE=", " dGhlIHNhbXBsZSBub25jZQ=="] {
+        for key in [
+            "",
+            "abc",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "dGhlIHNhbXBsZSBub25jZSE=",
+            " dGhlIHNhbXBsZSBub25jZQ==",
+        ] {
             let mut f = good();
             f[2] = ("sec-websocket-key", key);
             assert_eq!(refused("GET", &f), Some(Malformed::Key), "{key:?}");
@@ -282,8 +255,12 @@ mod tests {
                 )));
             r
         };
-        let a = classify(&req("websocket", Method::CONNECT)).unwrap().unwrap();
-        let b = classify(&req("websocket", Method::CONNECT)).unwrap().unwrap();
+        let a = classify(&req("websocket", Method::CONNECT))
+            .unwrap()
+            .unwrap();
+        let b = classify(&req("websocket", Method::CONNECT))
+            .unwrap()
+            .unwrap();
         assert!(a.h2 && is_valid_key(a.key.as_bytes()));
         assert_ne!(a.key, b.key);
         assert_eq!(

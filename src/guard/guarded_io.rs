@@ -103,6 +103,8 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     reject_written: usize,
     /// The reader wrote something after the refusal (see `owes_reject_response`).
     wrote_after_reject: bool,
+    /// What the client sent after a held head was discarded before the close.
+    held_drained: bool,
     timeouts: Option<ConnTimeouts>,
     /// When the wait for the head being held back began.
     head_started: Option<Instant>,
@@ -303,7 +305,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         }
     }
     fn io(&mut self) -> Pin<&mut T> {
-        Pin::new(self.inner.as_mut().expect("only into_tunnel takes the stream"))
+        Pin::new(
+            self.inner
+                .as_mut()
+                .expect("only into_tunnel takes the stream"),
+        )
     }
 
     /// After a WebSocket candidate's head (see `guard::upgrade`) and hyper's answer:
@@ -312,7 +318,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
     pub fn into_tunnel(mut self) -> (T, BytesMut) {
         let mut bytes = std::mem::take(&mut self.ready);
         bytes.extend_from_slice(&self.guard.take_held());
-        let inner = self.inner.take().expect("only into_tunnel takes the stream");
+        let inner = self
+            .inner
+            .take()
+            .expect("only into_tunnel takes the stream");
         (inner, bytes)
     }
 
@@ -330,6 +339,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             reject: None,
             reject_written: 0,
             wrote_after_reject: false,
+            held_drained: false,
             timeouts: None,
             head_started: None,
             idle_since: None,
@@ -557,6 +567,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_write_reject(cx))?;
+        // A handshake answered without a tunnel: what the client sent after it is
+        // unread; closing on it would reset the connection under our answer.
+        if this.guard.is_held() && !this.held_drained {
+            this.held_drained = true;
+            this.drain_unread_input(cx);
+        }
         this.io().poll_shutdown(cx)
     }
 }

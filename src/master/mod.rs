@@ -216,13 +216,7 @@ async fn run(
                 trusted: settings.forwarded_allow_ips.clone(),
                 header: settings.real_ip_header.clone(),
             },
-            websockets: crate::front::WebSockets {
-                slots: crate::tunnel::Slots::new(settings.limits.websocket_max),
-                settings: crate::tunnel::Settings {
-                    idle: settings.limits.websocket_idle_timeout,
-                    grace: settings.graceful_timeout,
-                },
-            },
+            websockets: crate::front::WebSockets::from_settings(&settings),
         },
     ));
     ops.serve_admin(&front, &settings);

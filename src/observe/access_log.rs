@@ -143,7 +143,13 @@ impl Entry {
             out.push_str("\":");
             let numeric = matches!(
                 *name,
-                "status" | "bytes" | "bytes_in" | "duration_ms" | "worker_pid" | "upstream_ms" | "queue_ms"
+                "status"
+                    | "bytes"
+                    | "bytes_in"
+                    | "duration_ms"
+                    | "worker_pid"
+                    | "upstream_ms"
+                    | "queue_ms"
             );
             let v = self.field(name);
             if numeric && v != "-" {

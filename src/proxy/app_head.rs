@@ -4,8 +4,8 @@
 //! the app's fields, or, for another status, an ordinary response. Anything the
 //! front would not pass from a worker's wire head is the app's fault (502).
 
-use crate::front::websocket::{accept_for, Handshake};
 use crate::respond::Failure;
+use crate::tunnel::handshake::{accept_for, Handshake};
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 
 /// The most head bytes read from the app before its head must have ended.
@@ -82,8 +82,12 @@ pub(crate) fn tunnel_answer(head: &AppHead, hs: &Handshake) -> Result<Response<(
     if !names_websocket {
         return Err(bad("101 without Upgrade: websocket"));
     }
-    let accept = h.get(header::SEC_WEBSOCKET_ACCEPT).map(HeaderValue::as_bytes);
-    if accept != Some(accept_for(&hs.key).as_bytes()) || h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter().count() != 1 {
+    let accept = h
+        .get(header::SEC_WEBSOCKET_ACCEPT)
+        .map(HeaderValue::as_bytes);
+    if accept != Some(accept_for(&hs.key).as_bytes())
+        || h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter().count() != 1
+    {
         return Err(bad("101 with a wrong Sec-WebSocket-Accept"));
     }
     let mut resp = Response::new(());
@@ -155,13 +159,24 @@ mod tests {
     #[test]
     fn a_partial_head_waits_and_a_huge_or_garbled_one_is_refused() {
         assert!(parse(b"HTTP/1.1 101 Switching").unwrap().is_none());
-        assert!(parse(b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n").unwrap().is_none());
+        assert!(parse(b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n")
+            .unwrap()
+            .is_none());
         let mut huge = b"HTTP/1.1 101 OK\r\nX: ".to_vec();
         huge.resize(MAX_HEAD, b'a');
         assert_eq!(parse(&huge).err(), Some(Failure::WorkerFailed));
-        assert_eq!(parse(b"HTTX/1.1 101\r\n\r\n").err(), Some(Failure::WorkerFailed));
-        assert_eq!(parse(b"HTTP/1.0 101 OK\r\n\r\n").err(), Some(Failure::WorkerFailed));
-        assert_eq!(parse(b"HTTP/1.1 101 OK\r\nA\x01: b\r\n\r\n").err(), Some(Failure::WorkerFailed));
+        assert_eq!(
+            parse(b"HTTX/1.1 101\r\n\r\n").err(),
+            Some(Failure::WorkerFailed)
+        );
+        assert_eq!(
+            parse(b"HTTP/1.0 101 OK\r\n\r\n").err(),
+            Some(Failure::WorkerFailed)
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 101 OK\r\nA\x01: b\r\n\r\n").err(),
+            Some(Failure::WorkerFailed)
+        );
         let h = head("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n\r\nframes");
         assert_eq!(h.len, "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n\r\n".len());
     }
@@ -178,7 +193,12 @@ mod tests {
         assert!(!h1.headers().contains_key("content-length"));
         let h2 = tunnel_answer(&head(&good), &hs(true)).unwrap();
         assert_eq!(h2.status(), 200);
-        for gone in ["connection", "upgrade", "sec-websocket-accept", "content-length"] {
+        for gone in [
+            "connection",
+            "upgrade",
+            "sec-websocket-accept",
+            "content-length",
+        ] {
             assert!(!h2.headers().contains_key(gone), "{gone}");
         }
         assert_eq!(h2.headers()["sec-websocket-protocol"], "chat");

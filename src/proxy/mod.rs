@@ -33,8 +33,7 @@ pub struct Proxy {
     limits: Limits,
     body_budget: Arc<spool::BodyBudget>,
     spool: Arc<spool::SpoolCaps>,
-    /// How long an app that took a WebSocket's socket may take to write its head
-    /// there: the worker `timeout` (the request is exempt from it from then on).
+    /// The worker `timeout`, which bounds the wait for a WebSocket app's head.
     upgrade_head_wait: std::time::Duration,
 }
 
@@ -60,15 +59,6 @@ impl Proxy {
             limits,
             upgrade_head_wait: std::time::Duration::from_secs(crate::defaults::TIMEOUT_S),
         }
-    }
-
-    /// The worker `timeout` (`None`: off), which bounds the wait for an app's head
-    /// on a WebSocket's socket (`upgrade`).
-    pub fn with_worker_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
-        if let Some(t) = timeout {
-            self.upgrade_head_wait = t;
-        }
-        self
     }
 
     /// Bytes of request bodies held in memory now.

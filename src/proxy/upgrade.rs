@@ -14,12 +14,14 @@
 //! request carrying a socket is never taken back and sent again.
 
 use super::app_head::{self, AppHead};
-use super::{build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream};
+use super::{
+    build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream,
+};
 use crate::dispatcher::response_spool::Receiver;
 use crate::dispatcher::WorkerConn;
-use crate::front::websocket::Handshake;
 use crate::net::ConnInfo;
 use crate::respond::{self, Failure};
+use crate::tunnel::handshake::Handshake;
 use crate::wire::{Frame, RequestHead};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
@@ -36,6 +38,8 @@ pub(crate) enum Upgraded {
         resp: Response<()>,
         app: UnixStream,
         first: Bytes,
+        /// Cancelled when the worker's tunnels are to close (`WorkerConn::close_tunnels`).
+        worker_gone: tokio_util::sync::CancellationToken,
     },
     /// Any other answer, ready for the client.
     Answer(Response<respond::Body>),
@@ -50,6 +54,15 @@ enum Taken {
 }
 
 impl Proxy {
+    /// The worker `timeout` (`None`: off), which bounds the wait for an app's head
+    /// on its socket.
+    pub fn with_worker_timeout(mut self, timeout: Option<Duration>) -> Self {
+        if let Some(t) = timeout {
+            self.upgrade_head_wait = t;
+        }
+        self
+    }
+
     /// Forwards the handshake `hs` to a worker (see the module doc).
     pub(crate) async fn forward_upgrade(
         &self,
@@ -115,11 +128,15 @@ impl Proxy {
                 // The app answers on its socket now; its WSGI answer is dropped.
                 guard.worker = None;
                 tokio::spawn(discard(rx));
-                let limit = overrides.timeout.unwrap_or(self.upgrade_head_wait);
+                // A route's zero timeout means none: the worker's bounds the head then.
+                let route = overrides.timeout.filter(|t| !t.is_zero());
+                let limit = route.unwrap_or(self.upgrade_head_wait);
                 let head = read_app_head(&mut mine, bytes, limit).await?;
-                let mut upgraded = answer(head, mine, hs)?;
+                let mut upgraded = answer(head, mine, hs, worker.tunnels_closed())?;
                 match &mut upgraded {
-                    Upgraded::Tunnel { resp, .. } => resp.extensions_mut().insert(upstream(&worker)),
+                    Upgraded::Tunnel { resp, .. } => {
+                        resp.extensions_mut().insert(upstream(&worker))
+                    }
                     Upgraded::Answer(resp) => resp.extensions_mut().insert(upstream(&worker)),
                 };
                 Ok(upgraded)
@@ -150,9 +167,18 @@ fn handshake_head(
     head.headers
         .retain(|(name, _)| name.as_ref() != b"sec-websocket-key");
     head.headers.extend([
-        (Bytes::from_static(b"connection"), Bytes::from_static(b"Upgrade")),
-        (Bytes::from_static(b"upgrade"), Bytes::from_static(b"websocket")),
-        (Bytes::from_static(b"sec-websocket-key"), Bytes::from(hs.key.clone())),
+        (
+            Bytes::from_static(b"connection"),
+            Bytes::from_static(b"Upgrade"),
+        ),
+        (
+            Bytes::from_static(b"upgrade"),
+            Bytes::from_static(b"websocket"),
+        ),
+        (
+            Bytes::from_static(b"sec-websocket-key"),
+            Bytes::from(hs.key.clone()),
+        ),
     ]);
     head.upgrade = true;
     head
@@ -213,7 +239,12 @@ async fn read_app_head(
                 return Ok((head, buf));
             }
             buf.reserve(4096);
-            if mine.read_buf(&mut buf).await.map_err(|_| Failure::WorkerFailed)? == 0 {
+            if mine
+                .read_buf(&mut buf)
+                .await
+                .map_err(|_| Failure::WorkerFailed)?
+                == 0
+            {
                 tracing::error!("the app closed its socket before the end of its response head");
                 return Err(Failure::WorkerFailed);
             }
@@ -229,6 +260,7 @@ fn answer(
     (head, rest): (AppHead, BytesMut),
     mine: UnixStream,
     hs: &Handshake,
+    worker_gone: tokio_util::sync::CancellationToken,
 ) -> Result<Upgraded, Failure> {
     if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
         let resp = app_head::tunnel_answer(&head, hs)?;
@@ -236,6 +268,7 @@ fn answer(
             resp,
             app: mine,
             first: rest.freeze(),
+            worker_gone,
         });
     }
     let (resp, length) = app_head::plain_answer(&head)?;
@@ -264,9 +297,10 @@ fn answer(
             Some((Ok(chunk), (None, mine, left)))
         },
     );
-    let body = http_body_util::StreamBody::new(
-        body.map(|c| c.map(http_body::Frame::data).map_err(respond::BoxError::from)),
-    );
+    let body = http_body_util::StreamBody::new(body.map(|c| {
+        c.map(http_body::Frame::data)
+            .map_err(respond::BoxError::from)
+    }));
     Ok(Upgraded::Answer(resp.map(|()| respond::Body::new(body))))
 }
 

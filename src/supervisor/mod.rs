@@ -78,8 +78,9 @@ enum Purpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WorkerState {
     Serving,
-    /// No new requests; TERM once in-flight work is done.
-    Draining,
+    /// No new requests since then; TERM once in-flight work is done. Its WebSockets
+    /// (never timed out) are closed by the front after `graceful_timeout`.
+    Draining(Instant),
     /// SIGKILL at this instant (after the faulthandler dump).
     Killing(Instant),
     /// A request timed out while its other threads ran requests: no new requests;
@@ -515,9 +516,13 @@ impl Supervisor {
         self.recycle_if_due(now);
         for (pid, w) in self.workers.iter_mut() {
             match w.state {
-                WorkerState::Draining if w.conn.in_flight() == 0 => {
+                WorkerState::Draining(_) if w.conn.in_flight() == 0 => {
                     process::signal(*pid, Signal::SIGTERM);
                     w.state = WorkerState::Stopping;
+                }
+                WorkerState::Draining(since) if now >= since + self.spec.graceful_timeout => {
+                    // Their apps see the socket end and return, which ends the drain.
+                    w.conn.close_tunnels();
                 }
                 WorkerState::Killing(at) if now >= at => {
                     process::signal(*pid, Signal::SIGKILL);
@@ -549,7 +554,7 @@ impl Supervisor {
         if let Some(w) = self.workers.get_mut(&pid) {
             w.conn.retire();
             self.dispatcher.remove(&w.conn);
-            w.state = WorkerState::Draining;
+            w.state = WorkerState::Draining(Instant::now());
         }
     }
 

@@ -40,7 +40,7 @@ impl Supervisor {
                     continue;
                 }
                 WorkerState::Condemned(_) => true,
-                WorkerState::Serving | WorkerState::Draining => false,
+                WorkerState::Serving | WorkerState::Draining(_) => false,
                 _ => continue,
             };
             let silent = w.conn.silent_streams(timeout);

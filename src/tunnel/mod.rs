@@ -7,11 +7,13 @@
 //!   app writes to, the bytes the app wrote after its head, and the [`Closing`]
 //!   record (access log line, metrics) written when the tunnel ends.
 //! - `relay`: the bytes both ways, with the idle timeout and the drain.
+//! - `handshake`: the accepted handshake the front and the proxy share.
 //!
 //! HTTP/1's client stream comes from the connection (`conn_watch::serve_h1` after
 //! hyper's manual upgrade, with the bytes the guard held past the handshake);
 //! HTTP/2's is the stream's body (`hyper::upgrade::on`), run in a task of its own.
 
+pub(crate) mod handshake;
 mod relay;
 
 use crate::observe::access_log::{AccessLog, Entry};
@@ -106,6 +108,8 @@ pub struct AppSide {
     pub app: tokio::net::UnixStream,
     /// What the app wrote after its `101` head, for the client first.
     pub first: Bytes,
+    /// Closes the tunnel at once: its worker drained past `graceful_timeout`.
+    pub worker_gone: CancellationToken,
     pub closing: Closing,
     pub settings: Settings,
 }
@@ -126,11 +130,12 @@ where
     let AppSide {
         app,
         first,
+        worker_gone,
         closing,
         settings,
     } = side;
     let (to_client, from_client) = relay::Relay::new(client, app, first, from_client, settings)
-        .run(stop)
+        .run(stop, &worker_gone)
         .await;
     closing.finish(to_client, from_client);
 }

@@ -167,10 +167,16 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<C> {
     }
 
     /// Runs to the end; returns the bytes sent to the client and received from it.
-    pub(super) async fn run(mut self, stop: &CancellationToken) -> (u64, u64) {
+    /// `stop`: the drain's (the tunnel goes on for `grace`); `worker_gone`: at once.
+    pub(super) async fn run(
+        mut self,
+        stop: &CancellationToken,
+        worker_gone: &CancellationToken,
+    ) -> (u64, u64) {
         let idle = tokio::time::sleep(self.settings.idle);
         let stopped = stop.cancelled();
-        tokio::pin!(idle, stopped);
+        let gone = worker_gone.cancelled();
+        tokio::pin!(idle, stopped, gone);
         let mut drain: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let end = std::future::poll_fn(|cx| {
             let before = self.down.count + self.up.count;
@@ -186,6 +192,9 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<C> {
                     return Poll::Ready(End::Idle);
                 }
                 idle.as_mut().reset(deadline.into());
+            }
+            if gone.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Drained);
             }
             if drain.is_none() && stopped.as_mut().poll(cx).is_ready() {
                 drain = Some(Box::pin(tokio::time::sleep(self.settings.grace)));

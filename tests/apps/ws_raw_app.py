@@ -6,6 +6,7 @@ then echoes until the peer shuts its side.
         KEPT (an app may hold it), so only the worker's close() ends the stream
 /raise  the head, then ConnectionError (how a WebSocket library ends)
 /fail   the head, then ValueError (an app bug: logged with its traceback)
+/missing  the head, then FileNotFoundError: an OSError, but an app bug too
 /plain  never touches the socket: an ordinary 200
 """
 import socket
@@ -44,6 +45,8 @@ def app(environ, start_response):
         raise ConnectionError("the peer went away")
     if path == "/fail":
         raise ValueError("an app bug after taking the socket")
+    if path == "/missing":
+        open("/nonexistent/ferricorn-test")
     KEPT.append(sock)
     sock.sendall(_report(environ, sock))
     while True:

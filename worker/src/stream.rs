@@ -431,6 +431,42 @@ impl Conn {
 mod tests {
     use super::*;
     use crate::wire;
+    use std::os::fd::AsRawFd;
+
+    fn upgrade_head() -> Box<RequestHead> {
+        Box::new(RequestHead {
+            method: Bytes::from_static(b"GET"),
+            path: Bytes::from_static(b"/ws"),
+            query: Bytes::new(),
+            version: 11,
+            scheme: wire::Scheme::Http,
+            remote_addr: Bytes::new(),
+            remote_port: 0,
+            server_name: Bytes::new(),
+            server_port: 0,
+            request_id: Bytes::new(),
+            content_length: Some(0),
+            headers: vec![],
+            upgrade: true,
+        })
+    }
+
+    #[test]
+    fn each_upgrade_head_takes_the_next_passed_socket_and_none_is_fatal() {
+        let (sock, _master) = UnixStream::pair().unwrap();
+        let c = Conn::new(sock, None, |_, _| true);
+        let (a, _) = UnixStream::pair().unwrap();
+        let (b, _) = UnixStream::pair().unwrap();
+        let ids = [a.as_raw_fd(), b.as_raw_fd()];
+        c.push_passed([OwnedFd::from(a), OwnedFd::from(b)]);
+        c.start_request(1, upgrade_head()).unwrap();
+        c.start_request(2, upgrade_head()).unwrap();
+        let got: Vec<_> = (0..2)
+            .map(|_| c.try_job().unwrap().socket.unwrap())
+            .collect();
+        assert_eq!([got[0].as_raw_fd(), got[1].as_raw_fd()], ids);
+        assert_eq!(c.start_request(3, upgrade_head()), Err(Fatal::NoSocket(3)));
+    }
 
     #[test]
     fn drain_waits_for_streams_in_flight() {

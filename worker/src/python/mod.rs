@@ -6,7 +6,8 @@
 //! writing its response. Per request: build the environ (`environ`, `input`), call
 //! the app with `start_response` (`start_response`), drive its iterable into frames
 //! (`response`, `file_wrapper`), always call its `close()`, and turn exceptions into
-//! a 500 or an Abort (`traceback` for the log and the `--dev` page).
+//! a 500 or an Abort (`traceback` for the log and the `--dev` page). An upgrade
+//! request also gets its socket in the environ, closed after the response (`upgrade`).
 
 pub mod app;
 mod environ;

@@ -20,12 +20,13 @@ use std::time::Duration;
 /// WebSocket upgrade lands; then "polling,websocket" (upgrade after the handshake).
 const TRANSPORTS: &str = "polling";
 
-/// `socketio_client.py URL CLIENTS EVENTS TRANSPORTS`, one JSON value per session.
-fn socketio_sessions(server: &Server, clients: usize, events: usize) -> Vec<serde_json::Value> {
+/// `socketio_client.py URL CLIENTS EVENTS TRANSPORTS`, one JSON value per session
+/// (CLIENTS `kill-worker`: one session that kills its worker and connects again).
+fn socketio_sessions(server: &Server, clients: &str, events: usize) -> Vec<serde_json::Value> {
     let out = Command::new(venv().join("bin/python"))
         .arg(apps_dir().join("socketio_client.py"))
         .arg(server.url(""))
-        .args([clients.to_string(), events.to_string(), TRANSPORTS.into()])
+        .args([clients, &events.to_string(), TRANSPORTS])
         .output()
         .unwrap();
     let stdout = assert_success("the Socket.IO clients", &out);
@@ -39,7 +40,7 @@ fn socketio_sessions(server: &Server, clients: usize, events: usize) -> Vec<serd
 fn flask_socketio_sessions_stay_on_their_worker_with_two_workers() {
     let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
     let server = test_app("socketio_app:app", &args).start();
-    let sessions = socketio_sessions(&server, 6, 30);
+    let sessions = socketio_sessions(&server, "6", 30);
     assert_eq!(sessions.len(), 6);
     let mut workers = BTreeSet::new();
     for s in &sessions {
@@ -53,6 +54,25 @@ fn flask_socketio_sessions_stay_on_their_worker_with_two_workers() {
         workers.insert(pids[0].as_u64().unwrap());
     }
     assert_eq!(workers.len(), 2, "both workers hold sessions: {sessions:?}");
+}
+
+#[test]
+fn a_session_whose_worker_died_connects_again_on_another() {
+    // The next request of the session finds its worker gone: it goes to the other
+    // one with a new cookie, Engine.IO there answers "Invalid session" (400), and
+    // the client connects again, now on the other worker.
+    let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
+    let server = test_app("socketio_app:app", &args).start();
+    let sessions = socketio_sessions(&server, "kill-worker", 10);
+    let s = &sessions[0];
+    assert_eq!(s["error"], serde_json::Value::Null, "{s}");
+    assert_eq!(
+        (&s["echoed"], &s["events"]),
+        (&10.into(), &10.into()),
+        "{s}"
+    );
+    let pids = s["pids"].as_array().unwrap();
+    assert_ne!(pids[0], pids[1], "{s}");
 }
 
 /// The answer of one request: status, the `Set-Cookie` of `ferricorn_worker` (if

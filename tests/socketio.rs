@@ -276,8 +276,26 @@ fn the_cookie_pins_a_client_to_its_worker_over_http1_and_http2() {
     }
 }
 
+/// The `Set-Cookie` curl saw for `url` (`-k`: the test's own certificate).
+fn curl_set_cookie(url: &str, extra: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sk", "-D", "-", "-o", "/dev/null"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    let head = assert_success("curl", &out);
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Set-Cookie in {head}"))
+}
+
 #[test]
-fn the_cookie_is_secure_when_the_client_came_over_https() {
+fn the_cookie_is_secure_over_tls_or_behind_a_trusted_https_proxy_only() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("sticky.toml");
     std::fs::write(
@@ -285,17 +303,28 @@ fn the_cookie_is_secure_when_the_client_came_over_https() {
         "[[route]]\nprefix = \"/caf%C3%A9;x/\"\nsticky = true\n",
     )
     .unwrap();
-    let args = ["-w", "1", "-c", conf.to_str().unwrap()];
-    let server = test_app("sup_app:app", &args).start();
-    // The local proxy (trusted by default) says https.
-    let resp = client()
-        .get(server.url("/caf%C3%A9;x/"))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .unwrap();
-    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(
-        set.ends_with("; Path=/caf%C3%A9%3Bx/; HttpOnly; SameSite=Lax; Secure"),
-        "{set}"
-    );
+    let (cert, key) = leaf_certificate(dir.path());
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["-w", "1", "-c", conf.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        test_app("sup_app:app", &args).start()
+    };
+    let path = "/caf%C3%A9;x/";
+    let attributes = "; Path=/caf%C3%A9%3Bx/; HttpOnly; SameSite=Lax";
+    let tls = serve(&["--certfile", &cert, "--keyfile", &key]);
+    let url = format!("https://{}{path}", tls.addr);
+    for version in ["--http1.1", "--http2"] {
+        let set = curl_set_cookie(&url, &[version]);
+        assert!(set.ends_with(&format!("{attributes}; Secure")), "{set}");
+    }
+    let forward = ["-H", "X-Forwarded-Proto: https"];
+    // The local proxy, trusted by default, says the client came over https.
+    let behind = serve(&[]);
+    let set = curl_set_cookie(&behind.url(path), &forward);
+    assert!(set.ends_with(&format!("{attributes}; Secure")), "{set}");
+    assert!(curl_set_cookie(&behind.url(path), &[]).ends_with(attributes));
+    // A client that is no trusted proxy says nothing about the scheme.
+    let untrusted = serve(&["--forwarded-allow-ips", "192.0.2.1"]);
+    let set = curl_set_cookie(&untrusted.url(path), &forward);
+    assert!(set.ends_with(attributes), "{set}");
 }

@@ -38,8 +38,3 @@ def on_echo(data):
 @socketio.on("whoami")
 def on_whoami():
     return {"pid": os.getpid(), "events": _seen.get(request.sid, 0)}
-
-
-@app.route("/pid")
-def pid():
-    return str(os.getpid())

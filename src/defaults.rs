@@ -121,6 +121,8 @@ pub const REAL_IP_HEADER: &str = "X-Forwarded-For";
 /// `[[route]] ipv6_subnet`: IPv6 clients share a rate-limit bucket per /64, the
 /// block one subscriber gets (and can pick any address in).
 pub const RATE_IPV6_SUBNET: u8 = 64;
+/// `[[route]] sticky`, `--sticky PREFIX`: off (any worker serves any request).
+pub const ROUTE_STICKY: bool = false;
 
 /// `[workers] count`, `-w`: `$WEB_CONCURRENCY` (as gunicorn), else the CPU count.
 pub fn workers() -> usize {

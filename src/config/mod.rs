@@ -566,7 +566,7 @@ fn routes(sections: &[file::RouteSection]) -> Result<Vec<RouteOverride>, ConfigE
             timeout: r.timeout.map(Duration::from_secs),
             max_body_size: r.max_body_size,
             rate,
-            sticky: r.sticky.unwrap_or(false),
+            sticky: r.sticky.unwrap_or(defaults::ROUTE_STICKY),
         });
     }
     out.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

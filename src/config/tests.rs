@@ -328,6 +328,30 @@ proptest! {
     }
 }
 
+#[test]
+fn a_route_is_sticky_from_the_file_or_from_the_flag() {
+    let f: FileConfig = toml::from_str(
+        "app = \"a:b\"\n[[route]]\nprefix = \"/socket.io/\"\nrate = \"5/s\"\n\
+         [[route]]\nprefix = \"/x/\"\nsticky = true\n[[route]]\nprefix = \"/y/\"\n",
+    )
+    .unwrap();
+    let cli = Cli::parse_from(["ferricorn", "--sticky", "/socket.io/", "--sticky", "/live/"]);
+    let s = Settings::merge(&cli, f).unwrap();
+    let route = |p: &str| {
+        let r = s.routes.iter().find(|r| r.prefix == p).unwrap();
+        (r.sticky, r.rate.is_some())
+    };
+    assert_eq!(
+        route("/socket.io/"),
+        (true, true),
+        "the file's route, made sticky"
+    );
+    assert_eq!(route("/x/"), (true, false));
+    assert_eq!(route("/y/"), (crate::defaults::ROUTE_STICKY, false));
+    assert_eq!(route("/live/"), (true, false), "a route of its own");
+    assert!(toml::from_str::<FileConfig>("[[route]]\nprefix = \"/\"\nsticky = 1\n").is_err());
+}
+
 /// Prefixes are matched against the request's normal path, so they are kept in that
 /// form: decoded, slashes merged, no dot segments.
 #[test]

@@ -134,12 +134,7 @@ impl Proxy {
         B::Error: std::fmt::Display,
     {
         let (parts, body) = req.into_parts();
-        // A `[[route]]`'s settings, carried in the request's extensions.
-        let overrides = parts
-            .extensions
-            .get::<Overrides>()
-            .copied()
-            .unwrap_or_default();
+        let overrides = Overrides::of(&parts);
         let mut body = self.admit(&parts, body, overrides).await?;
         let had_body = body.len > 0
             || parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -151,9 +146,8 @@ impl Proxy {
         let mut again = false;
         // Ready to go: from here on the request waits for a worker's thread.
         let waiting_since = crate::claims::monotonic_ns();
-        let prefer = overrides
-            .sticky
-            .and_then(|_| sticky::preference(&parts.headers));
+        let sticky = sticky::Stickiness::of(overrides.sticky, &parts.headers);
+        let prefer = sticky.prefer();
         loop {
             let head = request_head(&parts, conn, had_body.then_some(body.len), stamp);
             let lease = self.dispatcher.acquire(ahead, again, prefer).await?;
@@ -179,10 +173,7 @@ impl Proxy {
             let first = rx.recv().await;
             if let Some(Frame::ResponseHead(head)) = first {
                 let mut resp = build_response(*head)?;
-                if let Some(cookie) = overrides.sticky {
-                    let scheme = stamp.client.scheme;
-                    sticky::remember(resp.headers_mut(), cookie, prefer, worker.id(), scheme);
-                }
+                sticky.remember(resp.headers_mut(), worker.id(), stamp.client.scheme);
                 let queue = worker
                     .started_at(stream)
                     .map(|at| std::time::Duration::from_nanos(at.saturating_sub(waiting_since)));
@@ -235,6 +226,13 @@ pub struct Overrides {
     pub timeout: Option<std::time::Duration>,
     /// The route is sticky: its cookie (`sticky`).
     pub(crate) sticky: Option<sticky::StickyCookie>,
+}
+
+impl Overrides {
+    /// A `[[route]]`'s settings, carried in the request's extensions.
+    pub(crate) fn of(parts: &http::request::Parts) -> Self {
+        parts.extensions.get::<Self>().copied().unwrap_or_default()
+    }
 }
 
 /// The app answered with `X-Accel-Redirect` or `X-Sendfile` (the header names a

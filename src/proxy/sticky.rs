@@ -75,6 +75,39 @@ impl StickyCookie {
     }
 }
 
+/// One request's stickiness: decided from its head (`of`), asked of the dispatcher
+/// (`prefer`), applied to its answer (`remember`). Every path to a worker (a plain
+/// request, a WebSocket upgrade) takes these three steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Stickiness {
+    /// The route's cookie, if the route is sticky.
+    cookie: Option<StickyCookie>,
+    prefer: Option<WorkerId>,
+}
+
+impl Stickiness {
+    /// For a request under a route with `cookie` (`Overrides::sticky`); a cookie
+    /// brought to a route that is not sticky is not read.
+    pub(crate) fn of(cookie: Option<StickyCookie>, headers: &HeaderMap) -> Self {
+        Stickiness {
+            cookie,
+            prefer: cookie.and_then(|_| preference(headers)),
+        }
+    }
+
+    /// The worker to ask `Dispatcher::acquire` for.
+    pub(crate) fn prefer(self) -> Option<WorkerId> {
+        self.prefer
+    }
+
+    /// The answer of worker `answered`: see `remember`.
+    pub(crate) fn remember(self, headers: &mut HeaderMap, answered: WorkerId, scheme: Scheme) {
+        if let Some(cookie) = self.cookie {
+            remember(headers, cookie, self.prefer, answered, scheme);
+        }
+    }
+}
+
 /// The worker the request's cookie names: the first `ferricorn_worker` crumb in
 /// any `Cookie` field (HTTP/2 clients send one field per cookie) that is a
 /// well-formed token. Browsers send the cookie of the longest matching path first,
@@ -95,7 +128,7 @@ pub(crate) fn preference(headers: &HeaderMap) -> Option<WorkerId> {
 /// After worker `answered` took a request of a sticky route: a cookie naming it,
 /// unless the request's own cookie named it already (then the answer carries no
 /// new one). Appended: the app's own `Set-Cookie` fields stay.
-pub(crate) fn remember(
+fn remember(
     headers: &mut HeaderMap,
     cookie: StickyCookie,
     prefer: Option<WorkerId>,
@@ -160,6 +193,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_sticky_route_reads_the_cookie_and_sets_one() {
+        let (a, b) = (WorkerId::random(), WorkerId::random());
+        let brought = cookies(&[&format!("{COOKIE_NAME}={}", a.token())]);
+        let off = Stickiness::of(None, &brought);
+        assert_eq!(off.prefer(), None);
+        let mut h = HeaderMap::new();
+        off.remember(&mut h, b, Scheme::Http);
+        assert!(h.is_empty());
+        let on = Stickiness::of(Some(StickyCookie::new("/")), &brought);
+        assert_eq!(on.prefer(), Some(a));
+        on.remember(&mut h, a, Scheme::Http);
+        assert!(h.is_empty(), "it named the worker that answered");
+        on.remember(&mut h, b, Scheme::Http);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn the_first_well_formed_crumb_in_any_cookie_field_is_the_preference() {
         let (a, b) = (WorkerId::random(), WorkerId::random());
         let (ta, tb) = (a.token(), b.token());
@@ -192,7 +242,7 @@ mod tests {
             format!("{name}=\"{ta}\""),
             format!("{name}={}", ta.to_uppercase()),
             format!("{name}={ta}{ta}"),
-            format!("{name}"),
+            name.to_string(),
             format!("{name}="),
             format!("{name}: {ta}"),
         ] {

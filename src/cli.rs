@@ -182,7 +182,7 @@ pub struct Cli {
     #[arg(long = "websocket-max", value_name = "N", help = with_default("WebSockets open at once; a handshake past it gets 503.", defaults::WEBSOCKET_MAX))]
     pub websocket_max: Option<usize>,
 
-    #[arg(long = "websocket-idle-timeout", value_name = "SECONDS", help = with_default("Seconds a WebSocket may carry no byte either way before it is closed.", defaults::WEBSOCKET_IDLE_TIMEOUT_S))]
+    #[arg(long = "websocket-idle-timeout", value_name = "SECONDS", help = with_default("Seconds a WebSocket may carry no byte either way before it is closed (0 = never).", defaults::WEBSOCKET_IDLE_TIMEOUT_S))]
     pub websocket_idle_timeout: Option<u64>,
 
     /// Write the master's pid to this file.

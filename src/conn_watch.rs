@@ -178,6 +178,15 @@ impl Activity {
         }
     }
 
+    /// An HTTP/2 WebSocket's stream, open until the returned value is dropped (at the
+    /// tunnel's end): the connection is not idle meanwhile. Never judged stalled: a
+    /// tunnel's silence is the WebSocket idle timeout's.
+    pub fn open_tunnel(self: &Arc<Self>) -> OpenStream {
+        let mut stream = self.open_stream();
+        stream.answered = true;
+        stream
+    }
+
     fn verdict(&self, t: H2Timeouts) -> Verdict {
         let now = self.now_ms();
         let cancelled = self.cancelled.load(Ordering::Relaxed);

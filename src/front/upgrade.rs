@@ -120,7 +120,10 @@ impl Front {
             None => activity.hand_tunnel(side),
             Some(on_upgrade) => {
                 let stop = activity.stop().clone();
+                // Its connection is busy while it lasts (`keep_alive` does not end it).
+                let open = activity.open_tunnel();
                 tokio::spawn(async move {
+                    let _open = open;
                     match on_upgrade.await {
                         Ok(stream) => {
                             let stream = TokioIo::new(stream);

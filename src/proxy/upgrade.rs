@@ -17,7 +17,7 @@ use super::app_head::{self, AppHead};
 use super::{
     build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream,
 };
-use crate::dispatcher::response_spool::Receiver;
+use crate::dispatcher::response_spool::{Interruption, Receiver};
 use crate::dispatcher::WorkerConn;
 use crate::net::ConnInfo;
 use crate::respond::{self, Failure};
@@ -26,6 +26,7 @@ use crate::wire::{Frame, RequestHead};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use http::{Response, Version};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
@@ -43,6 +44,17 @@ pub(crate) enum Upgraded {
     },
     /// Any other answer, ready for the client.
     Answer(Response<respond::Body>),
+}
+
+/// A handshake sent to a worker with its socket.
+struct Sent {
+    /// The master's end of the socketpair.
+    mine: UnixStream,
+    worker: Arc<WorkerConn>,
+    stream: u32,
+    rx: Receiver,
+    guard: AbortOnDrop,
+    sent_at: Instant,
 }
 
 /// Who answered first (see the module doc).
@@ -63,6 +75,50 @@ impl Proxy {
         self
     }
 
+    /// Makes the socketpair and sends the handshake with one end to a free thread
+    /// (never ahead: see the module doc).
+    async fn send_upgrade(
+        &self,
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+        stamp: &Stamp,
+        hs: &Handshake,
+        overrides: Overrides,
+        again: bool,
+    ) -> Result<Sent, Failure> {
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(internal)?;
+        mine.set_nonblocking(true).map_err(internal)?;
+        let mine = UnixStream::from_std(mine).map_err(internal)?;
+        let head = handshake_head(parts, conn, stamp, hs);
+        // A sticky route's cookie pins the upgrade to its session's worker too.
+        let prefer = overrides
+            .sticky
+            .and_then(|_| super::sticky::preference(&parts.headers));
+        let lease = self.dispatcher.acquire(false, again, prefer).await?;
+        let worker = lease.conn().clone();
+        let sent_at = Instant::now();
+        let (stream, rx) = worker.start_upgrade(
+            lease,
+            head,
+            theirs.into(),
+            self.limits.response_buffer_size,
+            overrides.timeout,
+        );
+        let guard = AbortOnDrop {
+            worker: Some(worker.clone()),
+            stream,
+        };
+        worker.send(stream, Frame::RequestEnd);
+        Ok(Sent {
+            mine,
+            worker,
+            stream,
+            rx,
+            guard,
+            sent_at,
+        })
+    }
+
     /// Forwards the handshake `hs` to a worker (see the module doc).
     pub(crate) async fn forward_upgrade(
         &self,
@@ -76,30 +132,31 @@ impl Proxy {
             .get::<Overrides>()
             .copied()
             .unwrap_or_default();
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(internal)?;
-        mine.set_nonblocking(true).map_err(internal)?;
-        let mut mine = UnixStream::from_std(mine).map_err(internal)?;
-        let head = handshake_head(&parts, conn, stamp, hs);
         let waiting_since = crate::claims::monotonic_ns();
-        // A sticky route's cookie pins the upgrade to its session's worker too.
-        let prefer = overrides
-            .sticky
-            .and_then(|_| super::sticky::preference(&parts.headers));
-        let lease = self.dispatcher.acquire(false, false, prefer).await?;
-        let worker = lease.conn().clone();
-        let sent_at = Instant::now();
-        let (stream, mut rx) = worker.start_upgrade(
-            lease,
-            head,
-            theirs.into(),
-            self.limits.response_buffer_size,
-            overrides.timeout,
-        );
-        let mut guard = AbortOnDrop {
-            worker: Some(worker.clone()),
-            stream,
+        let mut again = false;
+        let (mut mine, worker, stream, rx, mut guard, sent_at, taken) = loop {
+            let mut sent = self
+                .send_upgrade(&parts, conn, stamp, hs, overrides, again)
+                .await?;
+            let taken = who_took_it(&mut sent.mine, &mut sent.rx).await;
+            if matches!(taken, Taken::Wire(None))
+                && sent.rx.interruption() == Some(Interruption::Revoked)
+            {
+                // Taken back before it started (its worker went): again, with a new pair.
+                sent.guard.worker = None;
+                again = true;
+                continue;
+            }
+            let Sent {
+                mine,
+                worker,
+                stream,
+                rx,
+                guard,
+                sent_at,
+            } = sent;
+            break (mine, worker, stream, rx, guard, sent_at, taken);
         };
-        worker.send(stream, Frame::RequestEnd);
         let upstream = |worker: &WorkerConn| Upstream {
             pid: worker.pid,
             elapsed: sent_at.elapsed(),
@@ -107,7 +164,7 @@ impl Proxy {
                 .started_at(stream)
                 .map(|at| Duration::from_nanos(at.saturating_sub(waiting_since))),
         };
-        match who_took_it(&mut mine, &mut rx).await {
+        match taken {
             Taken::Wire(Some(Frame::ResponseHead(head))) => {
                 let mut resp = build_response(*head)?;
                 resp.extensions_mut().insert(upstream(&worker));
@@ -121,7 +178,11 @@ impl Proxy {
             }
             Taken::Wire(_) => {
                 guard.worker = None;
-                Err(Failure::WorkerFailed)
+                Err(match rx.interruption() {
+                    Some(Interruption::TimedOut) => Failure::WorkerTimeout,
+                    Some(Interruption::GaveUp) => Failure::SpoolFull,
+                    _ => Failure::WorkerFailed,
+                })
             }
             Taken::Socket(bytes) => {
                 worker.exempt_from_timeout(stream);

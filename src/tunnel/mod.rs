@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 /// How a tunnel is run, from the settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    /// `websocket_idle_timeout`: no byte either way this long and the tunnel closes.
+    /// `websocket_idle_timeout`: no byte either way this long and the tunnel closes
+    /// (zero: never).
     pub idle: Duration,
     /// `graceful_timeout`: how long after TERM/HUP an open tunnel may go on.
     pub grace: Duration,

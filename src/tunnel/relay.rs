@@ -186,7 +186,8 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<C> {
             if self.down.count + self.up.count != before {
                 self.last_progress = Instant::now();
             }
-            while idle.as_mut().poll(cx).is_ready() {
+            // 0: no idle timeout.
+            while !self.settings.idle.is_zero() && idle.as_mut().poll(cx).is_ready() {
                 let deadline = self.last_progress + self.settings.idle;
                 if Instant::now() >= deadline {
                     return Poll::Ready(End::Idle);

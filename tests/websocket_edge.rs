@@ -884,10 +884,43 @@ fn an_http2_websocket_keeps_its_connection() {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(4) {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            send.send_data(bytes::Bytes::from_static(b"tick"), false).unwrap();
-            let chunk = body.data().await.expect("stream ended").expect("stream reset");
+            send.send_data(bytes::Bytes::from_static(b"tick"), false)
+                .unwrap();
+            let chunk = body
+                .data()
+                .await
+                .expect("stream ended")
+                .expect("stream reset");
             let _ = body.flow_control().release_capacity(chunk.len());
             assert_eq!(&chunk[..], b"tick");
         }
     });
+}
+
+/// A `fallthrough` mount (nginx's `try_files $uri @app`) at `/`: a handshake for a
+/// path with no file goes to the app, as any request does; one for a file there is
+/// refused.
+#[test]
+fn a_fallthrough_mount_sends_handshakes_without_a_file_to_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("f.txt"), "file").unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[static]]\nurl = \"/\"\ndir = \"{}\"\nfallthrough = true\n",
+            files.display()
+        ),
+    )
+    .unwrap();
+    let (server, admin) = ws_server(&["-c", conf.to_str().unwrap()]);
+    let (mut s, _) = open(&server, "/raw");
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(good("/f.txt").as_bytes()).unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(refused_total(&admin, "static"), 1);
 }

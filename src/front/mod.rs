@@ -381,11 +381,12 @@ impl Front {
         let route = router::route(&self.statics, self.proxy.is_some(), &path);
         if let Some(hs) = websocket {
             return match route {
-                Route::Static(_) => {
+                Route::Static(id) if !self.falls_to_app(id, &path, &req).await => {
                     tracing::info!(path = %req.uri().path(), "WebSocket handshake to a static mount refused");
                     let resp = respond::error_response(Failure::BadRequest);
                     self.refuse_upgrade(UpgradeRefusal::Static, resp)
                 }
+                Route::Static(_) => self.open_websocket(req, hs, conn, stamp, activity).await,
                 Route::App => self.open_websocket(req, hs, conn, stamp, activity).await,
                 Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
             };

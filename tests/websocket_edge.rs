@@ -852,6 +852,13 @@ fn term_with_an_http2_websocket_open() {
     assert!(status.success(), "{status:?}");
     let took = term.elapsed();
     assert!(took < Duration::from_secs(5), "exit after {took:?}");
+    // Its access-log line at the close: 200 over HTTP/2, bytes each way.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"protocol\":\"HTTP/2.0\"") && l.contains("\"path\":\"/raw\""))
+        .unwrap_or_else(|| panic!("no line: {log}"));
+    assert!(line.contains("\"status\":200,\"bytes\":8,\"bytes_in\":6,"), "{line}");
 }
 
 /// An HTTP/2 connection carrying a WebSocket is not idle: `keep_alive` (1 s here)

@@ -858,7 +858,10 @@ fn term_with_an_http2_websocket_open() {
         .lines()
         .find(|l| l.contains("\"protocol\":\"HTTP/2.0\"") && l.contains("\"path\":\"/raw\""))
         .unwrap_or_else(|| panic!("no line: {log}"));
-    assert!(line.contains("\"status\":200,\"bytes\":8,\"bytes_in\":6,"), "{line}");
+    assert!(
+        line.contains("\"status\":200,\"bytes\":8,\"bytes_in\":6,"),
+        "{line}"
+    );
 }
 
 /// An HTTP/2 connection carrying a WebSocket is not idle: `keep_alive` (1 s here)

@@ -934,3 +934,39 @@ fn a_fallthrough_mount_sends_handshakes_without_a_file_to_the_app() {
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert_eq!(refused_total(&admin, "static"), 1);
 }
+
+/// Back-pressure: a client that reads nothing makes the app's `send` block; the
+/// master keeps no more than its small per-direction buffer (the rest is the
+/// kernel's socket buffers), not the 256 MiB the app tries to write.
+#[test]
+fn a_client_that_stops_reading_blocks_the_apps_send() {
+    let (server, _admin) = ws_server(&[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(good("/flood").as_bytes()).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    let line = server.wait_for_log("flooded ", Duration::from_secs(60));
+    let sent: u64 = line
+        .split("flooded ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap();
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "the app wrote {sent} bytes to a client reading none"
+    );
+    // What was written still arrives, in order.
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < sent {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        got += n as u64;
+    }
+}

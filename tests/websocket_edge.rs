@@ -960,6 +960,7 @@ fn a_client_that_stops_reading_blocks_the_apps_send() {
         sent < 32 * 1024 * 1024,
         "the app wrote {sent} bytes to a client reading none"
     );
+    eprintln!("the app's send blocked after {sent} bytes");
     // What was written still arrives, in order.
     let mut got = 0u64;
     let mut buf = vec![0u8; 1 << 16];

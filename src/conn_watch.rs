@@ -356,7 +356,8 @@ pub async fn serve_h1<T, S, B>(
         if io.is_held() {
             if let Some(side) = activity.take_tunnel() {
                 let (client, from_client) = io.into_tunnel();
-                crate::tunnel::run(client, from_client.freeze(), side, stop).await;
+                // Boxed: every HTTP/1 connection's task would hold room for it otherwise.
+                Box::pin(crate::tunnel::run(client, from_client.freeze(), side, stop)).await;
                 return;
             }
         }

@@ -852,6 +852,16 @@ fn term_with_an_http2_websocket_open() {
     assert!(status.success(), "{status:?}");
     let took = term.elapsed();
     assert!(took < Duration::from_secs(5), "exit after {took:?}");
+    // Its access-log line at the close: 200 over HTTP/2, bytes each way.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"protocol\":\"HTTP/2.0\"") && l.contains("\"path\":\"/raw\""))
+        .unwrap_or_else(|| panic!("no line: {log}"));
+    assert!(
+        line.contains("\"status\":200,\"bytes\":8,\"bytes_in\":6,"),
+        "{line}"
+    );
 }
 
 /// An HTTP/2 connection carrying a WebSocket is not idle: `keep_alive` (1 s here)
@@ -884,10 +894,80 @@ fn an_http2_websocket_keeps_its_connection() {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(4) {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            send.send_data(bytes::Bytes::from_static(b"tick"), false).unwrap();
-            let chunk = body.data().await.expect("stream ended").expect("stream reset");
+            send.send_data(bytes::Bytes::from_static(b"tick"), false)
+                .unwrap();
+            let chunk = body
+                .data()
+                .await
+                .expect("stream ended")
+                .expect("stream reset");
             let _ = body.flow_control().release_capacity(chunk.len());
             assert_eq!(&chunk[..], b"tick");
         }
     });
+}
+
+/// A `fallthrough` mount (nginx's `try_files $uri @app`) at `/`: a handshake for a
+/// path with no file goes to the app, as any request does; one for a file there is
+/// refused.
+#[test]
+fn a_fallthrough_mount_sends_handshakes_without_a_file_to_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("f.txt"), "file").unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[static]]\nurl = \"/\"\ndir = \"{}\"\nfallthrough = true\n",
+            files.display()
+        ),
+    )
+    .unwrap();
+    let (server, admin) = ws_server(&["-c", conf.to_str().unwrap()]);
+    let (mut s, _) = open(&server, "/raw");
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(good("/f.txt").as_bytes()).unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(refused_total(&admin, "static"), 1);
+}
+
+/// Back-pressure: a client that reads nothing makes the app's `send` block; the
+/// master keeps no more than its small per-direction buffer (the rest is the
+/// kernel's socket buffers), not the 256 MiB the app tries to write.
+#[test]
+fn a_client_that_stops_reading_blocks_the_apps_send() {
+    let (server, _admin) = ws_server(&[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(good("/flood").as_bytes()).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    let line = server.wait_for_log("flooded ", Duration::from_secs(60));
+    let sent: u64 = line
+        .split("flooded ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap();
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "the app wrote {sent} bytes to a client reading none"
+    );
+    eprintln!("the app's send blocked after {sent} bytes");
+    // What was written still arrives, in order.
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < sent {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        got += n as u64;
+    }
 }

@@ -380,13 +380,17 @@ impl Front {
         };
         let route = router::route(&self.statics, self.proxy.is_some(), &path);
         if let Some(hs) = websocket {
+            // Boxed (`open_websocket`): every request's future would hold room for it.
             return match route {
-                Route::Static(_) => {
+                Route::Static(id) if !self.falls_to_app(id, &path, &req).await => {
                     tracing::info!(path = %req.uri().path(), "WebSocket handshake to a static mount refused");
                     let resp = respond::error_response(Failure::BadRequest);
                     self.refuse_upgrade(UpgradeRefusal::Static, resp)
                 }
-                Route::App => self.open_websocket(req, hs, conn, stamp, activity).await,
+                Route::Static(_) => {
+                    Box::pin(self.open_websocket(req, hs, conn, stamp, activity)).await
+                }
+                Route::App => Box::pin(self.open_websocket(req, hs, conn, stamp, activity)).await,
                 Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
             };
         }

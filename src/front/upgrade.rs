@@ -58,6 +58,29 @@ impl Front {
         (RouteKind::Other, resp)
     }
 
+    /// A handshake to a `fallthrough` mount's path with no file there goes to the app,
+    /// as any request would (nginx's `try_files $uri @app`); the mount's own answer to a
+    /// HEAD decides, without serving anything.
+    pub(super) async fn falls_to_app(
+        &self,
+        id: crate::static_files::MountId,
+        path: &crate::normal_path::NormalPath,
+        req: &Request<Incoming>,
+    ) -> bool {
+        if self.proxy.is_none() || !self.statics.falls_through(id) {
+            return false;
+        }
+        let probe = Request::head(req.uri().clone())
+            .body(())
+            .map(|r| r.into_parts().0);
+        match probe {
+            Ok(parts) => {
+                self.statics.serve(id, path, &parts).await.status() == StatusCode::NOT_FOUND
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Opens the WebSocket `hs` asks for (see the module doc).
     pub(super) async fn open_websocket(
         &self,

@@ -68,6 +68,37 @@ mod tests {
         assert!(!lists_token(b"", b"websocket"));
     }
 
+    /// The guard passes a candidate's head and nothing after it, whatever comes in
+    /// the same read (a pipelined request, a body it declared); a non-candidate
+    /// upgrade (`h2c`) goes on as HTTP.
+    #[test]
+    fn nothing_after_a_candidates_head_is_passed() {
+        use super::super::{GuardLimits, Http1Guard};
+        let head = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 5\r\n\r\n";
+        let after = "helloGET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut g = Http1Guard::new(GuardLimits::default());
+        let mut out = bytes::BytesMut::new();
+        g.feed(format!("{head}{after}").as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(&out[..], head.as_bytes());
+        assert!(g.is_held() && !g.is_idle());
+        g.feed(b"\x81\x85more", &mut out).unwrap();
+        assert_eq!(&out[..], head.as_bytes());
+        let mut want = after.as_bytes().to_vec();
+        want.extend_from_slice(b"\x81\x85more");
+        assert_eq!(&g.take_held()[..], &want[..]);
+        let h2c = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+        let mut g = Http1Guard::new(GuardLimits::default());
+        let mut out = bytes::BytesMut::new();
+        g.feed(
+            format!("{h2c}GET /x HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+            &mut out,
+        )
+        .unwrap();
+        assert!(!g.is_held());
+        assert_eq!(g.requests_seen(), 2);
+    }
+
     #[test]
     fn a_candidate_needs_get_http11_and_both_fields() {
         let mut f = UpgradeFacts::default();

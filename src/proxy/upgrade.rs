@@ -168,6 +168,8 @@ impl Proxy {
             Taken::Wire(Some(Frame::ResponseHead(head))) => {
                 let mut resp = build_response(*head)?;
                 resp.extensions_mut().insert(upstream(&worker));
+                // Orders to the front never reach a client; none applies to a handshake.
+                let _ = super::accel_fields::take(resp.headers_mut());
                 let worker = guard.worker.take();
                 let body = AppBody {
                     rx,

@@ -12,11 +12,15 @@ raw routes that take environ["gunicorn.socket"] as gunicorn apps do.
 /garbled      bytes that are no HTTP head (502)
 /huge         a head that never ends, 70 KB (502)
 /answer101    a WSGI "101" answer (no socket taken): 502 as today
+/flood        the head, then 64 KiB writes until one blocks for 2 s; prints
+              "flooded N" (bytes written) on stderr
 /pid          the worker's pid, for any request
 """
 import base64
 import hashlib
 import os
+import socket
+import sys
 
 from flask import Flask
 from flask_sock import Sock
@@ -80,6 +84,17 @@ def raw_app(environ, start_response):
     elif path == "/report":
         s.sendall(_head(environ, b"Sec-WebSocket-Protocol: chat\r\n") + _report(environ))
         _echo(s)
+    elif path == "/flood":
+        s.sendall(_head(environ))
+        s.settimeout(2)
+        sent = 0
+        chunk = b"x" * 65536
+        try:
+            while sent < 256 * 1024 * 1024:
+                sent += s.send(chunk)
+        except socket.timeout:
+            pass
+        print(f"flooded {sent}", file=sys.stderr, flush=True)
     elif path == "/socket403":
         s.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!")
     elif path == "/no-upgrade":

@@ -12,6 +12,7 @@ pub mod forward_headers;
 pub mod spool;
 pub(crate) mod sticky;
 pub mod target;
+mod stamp;
 pub(crate) mod upgrade;
 
 use crate::config::Limits;
@@ -22,8 +23,8 @@ use crate::respond::{self, BoxError, Failure};
 use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
 pub use accel_fields::AccelTarget;
 use bytes::Bytes;
-use forward_headers::Client;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
+pub use stamp::{RequestStart, Stamp};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -250,42 +251,6 @@ pub struct InternalRedirect {
 /// most this many bytes a second (`front::accel`).
 #[derive(Debug, Clone, Copy)]
 pub struct LimitRate(pub std::num::NonZeroU64);
-
-/// What the front tells the app about a request, as fields no client can set: its
-/// id (`X-Request-Id`), when the front received its head (`X-Request-Start`, read
-/// by APMs for the queue time) and who the client is (REMOTE_ADDR, REMOTE_PORT,
-/// `wsgi.url_scheme`). A trusted proxy's values are kept, so they follow the
-/// request through the whole chain.
-#[derive(Debug, Clone)]
-pub struct Stamp {
-    pub request_id: Bytes,
-    pub request_start: RequestStart,
-    /// Decided once by the front (`forward_headers::RealIp`).
-    pub client: Client,
-}
-
-/// `X-Request-Start` as a trusted proxy sent it, or the moment the head arrived,
-/// rendered only for a request that goes to a worker.
-#[derive(Debug, Clone)]
-pub enum RequestStart {
-    Passed(Bytes),
-    Received(std::time::SystemTime),
-}
-
-impl RequestStart {
-    /// The field's value: the proxy's, or `t=` and microseconds since the epoch.
-    fn value(&self) -> Bytes {
-        match self {
-            RequestStart::Passed(v) => v.clone(),
-            RequestStart::Received(at) => {
-                let micros = at
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros());
-                Bytes::from(format!("t={micros}"))
-            }
-        }
-    }
-}
 
 /// The wire head of a request: re-encoded fields, connection facts as frame fields.
 /// `pub` for benches/micro only.

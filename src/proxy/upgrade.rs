@@ -127,11 +127,7 @@ impl Proxy {
         stamp: &Stamp,
         hs: &Handshake,
     ) -> Result<Upgraded, Failure> {
-        let overrides = parts
-            .extensions
-            .get::<Overrides>()
-            .copied()
-            .unwrap_or_default();
+        let overrides = Overrides::of(&parts);
         let waiting_since = crate::claims::monotonic_ns();
         let mut again = false;
         let (mut mine, worker, stream, rx, mut guard, sent_at, taken) = loop {

@@ -305,13 +305,12 @@ fn readme_flask_socketio_getting_started() {
     let args = ferricorn_args("run-flask-socketio");
     check_config(&args, &project);
     let server = serve(&args, &project);
-    let out = run_client(
-        &server,
-        "sio_client.py",
-        &[&server.url(""), "--clients", "4", "--no-pid"],
-        DEADLINE,
-    );
-    assert!(out.contains("all checks passed"), "{out}");
+    // The README's app answers `echo` only; four sessions at once, each upgraded.
+    let args = ["4", "5", "polling,websocket", "--echo-only", "--together"];
+    for s in socketio_sessions(&server, &args) {
+        assert_eq!(s["transport"], "websocket", "{s}");
+        assert_eq!(s["echoed"], 5, "{s}");
+    }
 }
 
 /// The README's gunicorn command line, with its paths pointed into a temp dir.

@@ -1,10 +1,12 @@
 //! Several workers for Socket.IO (issue 26): Flask-SocketIO keeps each Engine.IO
 //! session in the worker that created it, so `--sticky /socket.io/` (`[[route]]
 //! sticky = true`) makes the front pin a client to one worker with a cookie. Here:
-//! python-socketio clients on `-w 2` (each session's requests all reach its worker,
-//! both workers hold sessions), and the cookie itself over HTTP/1.1 and HTTP/2: set
-//! once, honoured (waiting for a busy worker while another is free), forged or
-//! stale tokens meaning no preference, a dead worker's clients moved and told.
+//! python-socketio clients (tests/ws_clients/socketio_client.py) on `-w 2`, polling
+//! then upgrading to a WebSocket, and polling only (each session's requests all
+//! reach its worker, both workers hold sessions), and the cookie itself over
+//! HTTP/1.1 and HTTP/2: set once, honoured (waiting for a busy worker while another
+//! is free), forged or stale tokens meaning no preference, a dead worker's clients
+//! moved and told.
 
 mod common;
 
@@ -16,38 +18,40 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-/// The client's transports (`socketio_client.py`): long-polling only until the
-/// WebSocket upgrade lands; then "polling,websocket" (upgrade after the handshake).
-const TRANSPORTS: &str = "polling";
+/// Engine.IO's transports: long-polling, then the upgrade to a WebSocket.
+const TRANSPORTS: &str = "polling,websocket";
 
-/// `socketio_client.py URL CLIENTS EVENTS TRANSPORTS`, one JSON value per session
-/// (CLIENTS `kill-worker`: one session that kills its worker and connects again).
-fn socketio_sessions(server: &Server, clients: &str, events: usize) -> Vec<serde_json::Value> {
-    let out = Command::new(venv().join("bin/python"))
-        .arg(apps_dir().join("socketio_client.py"))
-        .arg(server.url(""))
-        .args([clients, &events.to_string(), TRANSPORTS])
-        .output()
-        .unwrap();
-    let stdout = assert_success("the Socket.IO clients", &out);
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// tests/ws_clients/socketio_client.py: `SESSIONS EVENTS TRANSPORTS [flags]`, one
+/// JSON value per session (SESSIONS `kill-worker`: one session that kills its worker
+/// and connects again); every session upgraded when `transports` has `websocket`.
+fn sessions_over(
+    server: &Server,
+    sessions: &str,
+    events: usize,
+    transports: &str,
+    flags: &[&str],
+) -> Vec<serde_json::Value> {
+    let events = events.to_string();
+    let mut args = vec![sessions, &events, transports];
+    args.extend_from_slice(flags);
+    let out = socketio_sessions(server, &args);
+    if transports.contains("websocket") {
+        for s in &out {
+            assert_eq!(s["transport"], "websocket", "{s}");
+        }
+    }
+    out
 }
 
-#[test]
-fn flask_socketio_sessions_stay_on_their_worker_with_two_workers() {
-    let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
-    let server = test_app("socketio_app:app", &args).start();
-    let sessions = socketio_sessions(&server, "6", 30);
-    assert_eq!(sessions.len(), 6);
+/// Each session's requests (its polls, its upgrade) reached one worker: none lost,
+/// the worker counted all `events`; both workers hold sessions.
+fn assert_sessions_stay_on_their_worker(sessions: &[serde_json::Value], events: u64) {
     let mut workers = BTreeSet::new();
-    for s in &sessions {
+    for s in sessions {
         assert_eq!(s["error"], serde_json::Value::Null, "{s}");
-        assert_eq!(s["echoed"], 30, "{s}");
+        assert_eq!(s["echoed"], events, "{s}");
         // The worker counted every event of the session: none went elsewhere.
-        assert_eq!(s["events"], 30, "{s}");
+        assert_eq!(s["events"], events, "{s}");
         let pids = s["pids"].as_array().unwrap();
         assert_eq!(pids.len(), 2, "{s}");
         assert_eq!(pids[0], pids[1], "{s}");
@@ -57,13 +61,63 @@ fn flask_socketio_sessions_stay_on_their_worker_with_two_workers() {
 }
 
 #[test]
+fn flask_socketio_sessions_stay_on_their_worker_with_two_workers() {
+    let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
+    let server = test_app("socketio_app:app", &args).start();
+    let sessions = sessions_over(&server, "6", 30, TRANSPORTS, &[]);
+    assert_eq!(sessions.len(), 6);
+    assert_sessions_stay_on_their_worker(&sessions, 30);
+}
+
+/// Long-polling only: every event is its own POST and every answer a poll, each one
+/// a request the sticky route must send to the session's worker.
+#[test]
+fn flask_socketio_polling_only_sessions_stay_on_their_worker() {
+    let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
+    let server = test_app("socketio_app:app", &args).start();
+    let sessions = sessions_over(&server, "6", 30, "polling", &[]);
+    assert_eq!(sessions.len(), 6);
+    assert_sessions_stay_on_their_worker(&sessions, 30);
+}
+
+/// The sticky route from a config file (`[[route]] sticky = true`), eight sessions
+/// connecting at once, each polling then upgrading, on two workers.
+#[test]
+fn flask_socketio_sessions_connecting_at_once_with_a_configured_route() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("sio.toml");
+    std::fs::write(
+        &conf,
+        "[[route]]\nprefix = \"/socket.io/\"\nsticky = true\n",
+    )
+    .unwrap();
+    let args = ["-c", conf.to_str().unwrap(), "-w", "2", "--threads", "20"];
+    let server = test_app("socketio_app:app", &args).start();
+    let sessions = sessions_over(&server, "8", 5, TRANSPORTS, &["--together"]);
+    assert_eq!(sessions.len(), 8);
+    let mut workers = BTreeSet::new();
+    for s in &sessions {
+        assert_eq!(
+            (&s["error"], &s["echoed"]),
+            (&serde_json::Value::Null, &5.into()),
+            "{s}"
+        );
+        let pids = s["pids"].as_array().unwrap();
+        assert_eq!(pids[0], pids[1], "{s}");
+        workers.insert(pids[0].as_u64().unwrap());
+    }
+    println!("Socket.IO sessions held by workers {workers:?}");
+    assert!(!workers.is_empty() && workers.len() <= 2, "{sessions:?}");
+}
+
+#[test]
 fn a_session_whose_worker_died_connects_again_on_another() {
     // The next request of the session finds its worker gone: it goes to the other
     // one with a new cookie, Engine.IO there answers "Invalid session" (400), and
     // the client connects again, now on the other worker.
     let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
     let server = test_app("socketio_app:app", &args).start();
-    let sessions = socketio_sessions(&server, "kill-worker", 10);
+    let sessions = sessions_over(&server, "kill-worker", 10, TRANSPORTS, &[]);
     let s = &sessions[0];
     assert_eq!(s["error"], serde_json::Value::Null, "{s}");
     assert_eq!(

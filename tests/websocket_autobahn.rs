@@ -1,6 +1,6 @@
 //! The Autobahn|Testsuite (`wstest -m fuzzingclient`, autobahntestsuite 25.10.1 on
 //! CPython 2.7, installed by tests/run-all.sh into target/autobahn) against the
-//! Flask-Sock echo (tests/apps/sock_echo.py) behind ferricorn, over HTTP/1.1.
+//! Flask-Sock echo (tests/apps/ws_echo.py) behind ferricorn, over HTTP/1.1.
 //!
 //! Cases: sections 1-7 (framing, pings/pongs, reserved bits, opcodes, fragmentation,
 //! UTF-8, close handling), 9 (limits: messages up to 16 MiB, many small frames) and
@@ -86,9 +86,9 @@ fn passes((behaviour, close): &(String, String)) -> bool {
 }
 
 #[test]
-fn autobahn_fuzzingclient_against_the_flask_sock_echo() {
+fn autobahn_fuzzingclient_against_the_flask_ws_echo() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = test_app("sock_echo:app", &["-w", "1", "--threads", "16"]).start();
+    let server = test_app("ws_echo:app", &["-w", "1", "--threads", "16"]).start();
     let all: Vec<String> = SECTIONS.iter().map(|s| s.to_string()).collect();
     let results = fuzz(&server, &all, tmp.path());
     assert!(results.len() > 290, "only {} cases ran", results.len());

@@ -1,11 +1,11 @@
 //! WebSockets through ferricorn to a WSGI app that takes the socket, with real
 //! clients (issue 26): the `websockets` library against the Flask-Sock echo of
-//! tests/apps/sock_echo.py over HTTP/1.1 and TLS (text, binary, 16 MiB, fragments,
+//! tests/apps/ws_echo.py over HTTP/1.1 and TLS (text, binary, 16 MiB, fragments,
 //! ping/pong, close codes); RFC 8441 over HTTP/2 with raw `h2` frames and `wsproto`,
-//! over h2c (prior knowledge) and TLS with ALPN h2; Flask-SocketIO
-//! (tests/apps/sio_app.py) with python-socketio's client, polling then upgrade, on
-//! two workers. The Python clients live in tests/ws_clients and were first checked
-//! against gunicorn 27 gthread (the h2 one against an RFC 8441 server).
+//! over h2c (prior knowledge) and TLS with ALPN h2. Flask-SocketIO with
+//! python-socketio's client is in tests/socketio.rs. The Python clients live in
+//! tests/ws_clients and were first checked against gunicorn 27 gthread (the h2 one
+//! against an RFC 8441 server).
 
 mod common;
 
@@ -18,7 +18,7 @@ const CLIENT_DEADLINE: Duration = Duration::from_secs(300);
 fn echo_server(extra: &[&str]) -> Server {
     let mut args = vec!["-w", "1", "--threads", "8"];
     args.extend_from_slice(extra);
-    test_app("sock_echo:app", &args).start()
+    test_app("ws_echo:app", &args).start()
 }
 
 #[test]
@@ -80,37 +80,4 @@ fn rfc8441_over_tls_with_alpn_h2() {
         CLIENT_DEADLINE,
     );
     assert!(out.contains("all checks passed"), "{out}");
-}
-
-/// Engine.IO polls then upgrades, each request of a session on the worker that owns
-/// it: the sticky route sends them there. Eight clients at once, on two workers.
-#[test]
-fn flask_socketio_polling_then_websocket_on_two_workers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("sio.toml");
-    std::fs::write(
-        &conf,
-        "[[route]]\nprefix = \"/socket.io/\"\nsticky = true\n",
-    )
-    .unwrap();
-    let server = test_app(
-        "sio_app:app",
-        &["-c", conf.to_str().unwrap(), "-w", "2", "--threads", "20"],
-    )
-    .start();
-    let out = run_client(
-        &server,
-        "sio_client.py",
-        &[&server.url(""), "--clients", "8"],
-        CLIENT_DEADLINE,
-    );
-    assert!(out.contains("all checks passed"), "{out}");
-    let pids: Vec<&str> = out
-        .lines()
-        .find_map(|l| l.strip_prefix("pids "))
-        .unwrap_or_else(|| panic!("no pids line: {out}"))
-        .split_whitespace()
-        .collect();
-    println!("Socket.IO sessions held by workers {pids:?}");
-    assert!(!pids.is_empty() && pids.len() <= 2, "{out}");
 }

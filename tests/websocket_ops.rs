@@ -1,21 +1,25 @@
-//! WebSockets at scale, under back-pressure and at shutdown (issue 26): 2,000 idle
-//! WebSockets held open through the master (its memory per connection printed and
-//! bounded); a client that stops reading, over HTTP/1.1 and on an RFC 8441 stream
-//! with a shut window, blocks the app's `send` while the master's memory stays put;
-//! TERM with WebSockets open over HTTP/1.1 and HTTP/2 (ferricorn exits within
-//! `graceful_timeout`, the clients see their connections end). Raw RFC 6455 clients
-//! (tests/common/websocket.rs) and the `h2` crate's extended CONNECT.
+//! WebSockets in operation (issue 26): 2,000 idle WebSockets held open through the
+//! master (its memory per connection printed and bounded); a client that stops
+//! reading, over HTTP/1.1 and on an RFC 8441 stream with a shut window, blocks the
+//! app's `send` while the master's memory stays put; the cap (503), the idle
+//! timeout, the worker timeout not applied; TERM with WebSockets open over HTTP/1.1
+//! and HTTP/2 (new handshakes refused, ferricorn exits within `graceful_timeout`, the
+//! clients see their connections end, the access-log line at close); HUP closing
+//! the old workers' WebSockets. Raw RFC 6455 clients (tests/common/websocket.rs) and
+//! the `h2` crate's extended CONNECT, against tests/apps/ws_echo.py (Flask-Sock) and
+//! tests/apps/ws_raw.py (raw sockets, its metrics and access log).
 
 mod common;
 
 use common::*;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const IDLE: usize = 2000;
 
 /// 2,000 WebSockets, each holding a worker thread blocked in `recv`
-/// (tests/apps/ws_hold.py), cost the master at most 64 KiB each; the figure is
+/// (tests/apps/ws_raw.py `/idle/...`), cost the master at most 64 KiB each; the figure is
 /// printed (the idle relay should hold no buffer).
 #[test]
 fn two_thousand_idle_websockets_memory_per_connection() {
@@ -33,13 +37,13 @@ fn two_thousand_idle_websockets_memory_per_connection() {
     let threads = (IDLE / 2 + 1).to_string();
     let max = (IDLE * 2).to_string();
     let server = test_app(
-        "ws_hold:app",
+        "ws_raw:app",
         &["-w", "2", "--threads", &threads, "--websocket-max", &max],
     )
     .start();
     // One round trip first: what the first WebSocket allocates once is not per
     // connection.
-    let mut first = ws_open(server.addr, "/");
+    let mut first = ws_open(server.addr, "/idle/warm");
     first.write_bytes(b"warm");
     drop(first);
     let before = rss_kib(server.pid());
@@ -67,14 +71,13 @@ fn two_thousand_idle_websockets_memory_per_connection() {
     }
 }
 
-/// A byte round trip through ws_hold's raw echo.
+/// A byte round trip through ws_raw's byte echo.
 trait RoundTrip {
     fn write_bytes(&mut self, bytes: &[u8]);
 }
 
 impl RoundTrip for TcpStream {
     fn write_bytes(&mut self, bytes: &[u8]) {
-        use std::io::{Read, Write};
         self.write_all(bytes).unwrap();
         let mut back = vec![0u8; bytes.len()];
         self.read_exact(&mut back).unwrap();
@@ -89,7 +92,7 @@ impl RoundTrip for TcpStream {
 fn term_with_open_websockets_exits_within_graceful_timeout() {
     const GRACEFUL: u64 = 3;
     let mut server = test_app(
-        "sock_echo:app",
+        "ws_echo:app",
         &[
             "-w",
             "2",
@@ -139,7 +142,7 @@ fn term_with_open_websockets_exits_within_graceful_timeout() {
 fn term_with_an_open_rfc8441_stream() {
     const GRACEFUL: u64 = 2;
     let mut server = test_app(
-        "sock_echo:app",
+        "ws_echo:app",
         &[
             "-w",
             "1",
@@ -150,10 +153,7 @@ fn term_with_an_open_rfc8441_stream() {
         ],
     )
     .start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let addr = server.addr;
     let (_send, mut body) = rt.block_on(async {
         let (mut send, mut body) = h2_websocket(addr, "/echo").await;
@@ -202,7 +202,7 @@ fn term_with_an_open_rfc8441_stream() {
 /// small relay buffer; reading again gets every message, whole and in order.
 #[test]
 fn a_client_that_stops_reading_blocks_the_apps_send() {
-    let server = test_app("sock_echo:app", &["-w", "1", "--threads", "4"]).start();
+    let server = test_app("ws_echo:app", &["-w", "1", "--threads", "4"]).start();
     let before = rss_kib(server.pid());
     let mut s = ws_open(server.addr, "/flood");
     let last = flood_blocked(&server);
@@ -223,7 +223,7 @@ fn a_client_that_stops_reading_blocks_the_apps_send() {
     }
 }
 
-/// Bytes the flood route (tests/apps/sock_echo.py) sent when its count stopped
+/// Bytes the flood route (tests/apps/ws_echo.py) sent when its count stopped
 /// growing: the app's send blocked (waits for that fact, 60 s at most).
 fn flood_blocked(server: &Server) -> u64 {
     let sent = || -> u64 {
@@ -255,11 +255,8 @@ fn flood_blocked(server: &Server) -> u64 {
 /// keeps shut: the relay stops reading the app's socket, the app's send blocks.
 #[test]
 fn an_rfc8441_stream_with_a_shut_window_blocks_the_apps_send() {
-    let server = test_app("sock_echo:app", &["-w", "1", "--threads", "4"]).start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let server = test_app("ws_echo:app", &["-w", "1", "--threads", "4"]).start();
+    let rt = runtime();
     let before = rss_kib(server.pid());
     // The connection task runs only inside block_on: between the calls nothing is
     // read, the window stays shut.
@@ -284,35 +281,212 @@ fn an_rfc8441_stream_with_a_shut_window_blocks_the_apps_send() {
     assert!(got >= last);
 }
 
-/// A WebSocket opened on a new h2c connection with an extended CONNECT (RFC 8441)
-/// to `path`: its request (kept open) and response bodies.
-async fn h2_websocket(
-    addr: std::net::SocketAddr,
-    path: &str,
-) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move { conn.await.ok() });
-    let mut client = client.ready().await.unwrap();
-    // The server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive with its preface.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !client.is_extended_connect_protocol_enabled() {
-        assert!(
-            Instant::now() < deadline,
-            "no SETTINGS_ENABLE_CONNECT_PROTOCOL"
-        );
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
+#[test]
+fn cap_idle_timeout_and_worker_timeout() {
+    let (server, admin) = ws_server(&[
+        "--websocket-max",
+        "1",
+        "--websocket-idle-timeout",
+        "4",
+        "-t",
+        "2",
+    ]);
+    let started = Instant::now();
+    let (mut s, _) = ws_open_head(server.addr, "/raw");
+    assert_eq!(read_n(&mut s, 2), b"hi");
+    // Past the cap: 503 before Python.
+    let mut second = TcpStream::connect(server.addr).unwrap();
+    second.write_all(handshake("/raw").as_bytes()).unwrap();
+    let answer = read_to_close(&mut second, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert_eq!(refused_total(&admin, "cap"), 1);
+    // Open longer than the worker timeout (2 s), with bytes every second: alive.
+    let mut quiet = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_secs(1));
+        s.write_all(b"ping").unwrap();
+        assert_eq!(read_n(&mut s, 4), b"ping");
+        quiet = Instant::now();
     }
-    let req = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri(format!("http://{addr}{path}"))
-        .header("sec-websocket-version", "13")
-        .extension(h2::ext::Protocol::from_static("websocket"))
-        .body(())
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
+    // Then silence: closed after the idle timeout (4 s), not before.
+    assert_eq!(read_to_close(&mut s, Duration::from_secs(15)), "");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= Duration::from_millis(3500),
+        "closed after {waited:?}"
+    );
+    poll_metric(
+        &admin,
+        "ferricorn_websockets_open",
+        Duration::from_secs(10),
+        |n| n == 0,
+    )
+    .unwrap();
+    // The worker's thread came back.
+    let (status, _) = h1_request(&server, "GET", "/pid", b"");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn term_refuses_new_handshakes_and_closes_open_ones_after_graceful_timeout() {
+    let (mut server, admin) = ws_server(&["--graceful-timeout", "3"]);
+    let (mut open_ws, _) = ws_open_head(server.addr, "/raw");
+    assert_eq!(read_n(&mut open_ws, 2), b"hi");
+    // A handshake on its way when TERM comes: its head ends after it.
+    let mut late = TcpStream::connect(server.addr).unwrap();
+    late.write_all(b"GET /raw HTTP/1.1\r\nHost: a\r\n").unwrap();
+    let term = Instant::now();
+    server.signal(libc::SIGTERM);
+    // Draining once the listener is closed (the stop follows at once).
+    wait_until("the listener closed", Duration::from_secs(10), || {
+        TcpStream::connect(server.addr).is_err()
+    });
+    let rest = handshake("/raw")
+        .split_once("\r\n")
+        .unwrap()
+        .1
+        .split_once("\r\n")
+        .unwrap()
+        .1
+        .to_string();
+    late.write_all(rest.as_bytes()).unwrap();
+    let answer = read_to_close(&mut late, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert_eq!(refused_total(&admin, "draining"), 1);
+    // The open one still works during the grace...
+    open_ws.write_all(b"still").unwrap();
+    assert_eq!(read_n(&mut open_ws, 5), b"still");
+    // ...and is closed at its end; the server exits within graceful_timeout.
+    assert_eq!(read_to_close(&mut open_ws, Duration::from_secs(10)), "");
+    let status = server.wait_exit(Duration::from_secs(10));
+    let took = term.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(6), "exit after {took:?}");
+    assert!(
+        server.log().contains("\"status\":101"),
+        "the line at close: {}",
+        server.log()
+    );
+}
+
+/// HUP: the new workers take new handshakes at once; the old worker's WebSocket is
+/// closed after `graceful_timeout` (its app sees its socket end), so the old worker
+/// does not drain forever.
+#[test]
+fn hup_closes_the_old_workers_websockets_after_graceful_timeout() {
+    let (server, _admin) = ws_server(&["--graceful-timeout", "2"]);
+    let (mut old, _) = ws_open_head(server.addr, "/raw");
+    assert_eq!(read_n(&mut old, 2), b"hi");
+    let (_, old_pid) = h1_request(&server, "GET", "/pid", b"");
+    // The chunked body: its size line, then the pid.
+    let old_pid = old_pid
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(old_pid.parse::<u32>().is_ok(), "{old_pid}");
+    let from = server.log_len();
+    server.signal(libc::SIGHUP);
+    server.wait_for_log_after(from, "reload complete", Duration::from_secs(60));
+    let hup = Instant::now();
+    let (mut new, _) = ws_open_head(server.addr, "/raw");
+    assert_eq!(read_n(&mut new, 2), b"hi");
+    // The old one still works until the grace ends...
+    old.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut old, 1), b"x");
+    // ...then is closed, and its worker exits.
+    assert_eq!(read_to_close(&mut old, Duration::from_secs(15)), "");
+    assert!(
+        hup.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        hup.elapsed()
+    );
+    wait_until("the old worker gone", Duration::from_secs(20), || {
+        !std::path::Path::new(&format!("/proc/{old_pid}")).exists()
+    });
+    new.write_all(b"y").unwrap();
+    assert_eq!(read_n(&mut new, 1), b"y");
+}
+
+/// TERM with an HTTP/2 WebSocket open: it carries on during the grace, then its
+/// stream ends and the server exits within `graceful_timeout`.
+#[test]
+fn term_with_an_http2_websocket_open() {
+    let (mut server, _admin) = ws_server(&["--graceful-timeout", "2"]);
+    let rt = runtime();
+    let term = rt.block_on(async {
+        let (mut send, mut body) = h2_websocket(server.addr, "/raw").await;
+        assert_eq!(&body.data().await.unwrap().unwrap()[..], b"hi");
+        let term = Instant::now();
+        server.signal(libc::SIGTERM);
+        send.send_data(bytes::Bytes::from_static(b"during"), false)
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            got.extend_from_slice(&body.data().await.unwrap().unwrap());
+        }
+        assert_eq!(got, b"during");
+        // The end: the stream finishes (or is reset) when the grace is over.
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(_)) = body.data().await {}
+        })
+        .await;
+        assert!(end.is_ok(), "the stream outlived the grace");
+        term
+    });
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let took = term.elapsed();
+    assert!(took < Duration::from_secs(5), "exit after {took:?}");
+    // Its access-log line at the close: 200 over HTTP/2, bytes each way.
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"protocol\":\"HTTP/2.0\"") && l.contains("\"path\":\"/raw\""))
+        .unwrap_or_else(|| panic!("no line: {log}"));
+    assert!(
+        line.contains("\"status\":200,\"bytes\":8,\"bytes_in\":6,"),
+        "{line}"
+    );
+}
+
+/// Back-pressure: a client that reads nothing makes the app's `send` block; the
+/// master keeps no more than its small per-direction buffer (the rest is the
+/// kernel's socket buffers), not the 256 MiB the app tries to write.
+#[test]
+fn a_client_that_stops_reading_blocks_a_raw_apps_send() {
+    let (server, _admin) = ws_server(&[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(handshake("/flood").as_bytes()).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    let line = server.wait_for_log("flooded ", Duration::from_secs(60));
+    let sent: u64 = line
+        .split("flooded ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches(|c: char| !c.is_ascii_digit())
+        .parse()
         .unwrap();
-    let (resp, send) = client.send_request(req, false).unwrap();
-    let resp = resp.await.unwrap();
-    assert_eq!(resp.status(), 200);
-    (send, resp.into_body())
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "the app wrote {sent} bytes to a client reading none"
+    );
+    eprintln!("the app's send blocked after {sent} bytes");
+    // What was written still arrives, in order.
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < sent {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        got += n as u64;
+    }
 }

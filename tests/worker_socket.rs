@@ -2,8 +2,8 @@
 //! socket (SCM_RIGHTS on its first byte, as `WorkerConn::start_upgrade` sends it),
 //! which the app gets as `environ["gunicorn.socket"]` and `["werkzeug.socket"]`.
 //! The test holds the other end of a socketpair, as the master's relay does, and
-//! speaks to the app through it: raw bytes (tests/apps/ws_raw_app.py) and RFC 6455
-//! frames written by hand (tests/apps/ws_flask_app.py, Flask-Sock).
+//! speaks to the app through it: raw bytes (tests/apps/ws_raw.py) and RFC 6455
+//! frames written by hand (tests/apps/ws_echo.py, Flask-Sock).
 
 #[path = "common/worker.rs"]
 mod launcher;
@@ -96,7 +96,7 @@ fn read_until(peer: &mut UnixStream, end: &[u8]) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-/// The app's 101 head and its report line (ws_raw_app.py `/echo`).
+/// The app's 101 head and its line of facts about the socket (ws_raw.py `/kept`).
 fn report(peer: &mut UnixStream) -> String {
     let head = read_until(peer, b"\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
@@ -122,9 +122,9 @@ fn finish(peer: &mut UnixStream) {
 
 #[test]
 fn the_app_gets_one_blocking_unix_socket_under_both_keys() {
-    let mut w = start("ws_raw_app:app", &[]);
+    let mut w = start("ws_raw:app", &[]);
     let (mut peer, fd) = pair();
-    let s = send_upgrade(&mut w, upgrade_head("/echo", "id=1"), fd);
+    let s = send_upgrade(&mut w, upgrade_head("/kept", "id=1"), fd);
     assert_eq!(
         report(&mut peer),
         "same=True unix=True blocking=True upgrade='websocket' \
@@ -142,12 +142,12 @@ fn the_app_gets_one_blocking_unix_socket_under_both_keys() {
 
 #[test]
 fn the_worker_closes_the_socket_the_app_kept() {
-    // ws_raw_app.py keeps every socket object in a global: without the worker's
+    // ws_raw.py `/kept` keeps every socket object in a global: without the worker's
     // close() after the response the fd stays open and the peer never sees EOF.
-    let mut w = start("ws_raw_app:app", &[]);
+    let mut w = start("ws_raw:app", &[]);
     for id in 0..3 {
         let (mut peer, fd) = pair();
-        let s = send_upgrade(&mut w, upgrade_head("/echo", &format!("id={id}")), fd);
+        let s = send_upgrade(&mut w, upgrade_head("/kept", &format!("id={id}")), fd);
         report(&mut peer);
         finish(&mut peer);
         assert_eq!(w.response(s).status, Some(200));
@@ -156,13 +156,13 @@ fn the_worker_closes_the_socket_the_app_kept() {
 
 #[test]
 fn passed_sockets_stay_in_step_with_their_heads() {
-    let mut w = start("ws_raw_app:app", &["--threads", "4"]);
+    let mut w = start("ws_raw:app", &["--threads", "4"]);
     let plain = |w: &mut Worker| w.send_request(head("GET", "/plain", ""), &[]);
     let mut peers = Vec::new();
     let mut streams = vec![(plain(&mut w), None)];
     let (peer, fd) = pair();
     streams.push((
-        send_upgrade(&mut w, upgrade_head("/echo", "id=a"), fd),
+        send_upgrade(&mut w, upgrade_head("/kept", "id=a"), fd),
         Some(0),
     ));
     peers.push(("a", peer));
@@ -173,8 +173,8 @@ fn passed_sockets_stay_in_step_with_their_heads() {
     let (peer_b, fd_b) = pair();
     let (peer_c, fd_c) = pair();
     let (sb, sc) = (w.stream(), w.stream());
-    let mut out = encoded(sb, upgrade_head("/echo", "id=b"));
-    out.extend_from_slice(&encoded(sc, upgrade_head("/echo", "id=c")));
+    let mut out = encoded(sb, upgrade_head("/kept", "id=b"));
+    out.extend_from_slice(&encoded(sc, upgrade_head("/kept", "id=c")));
     let sock = w.sock.as_ref().unwrap();
     send_fd(sock, &out[..1], &fd_b);
     send_fd(sock, &out[1..], &fd_c);
@@ -202,9 +202,9 @@ fn passed_sockets_stay_in_step_with_their_heads() {
 
 #[test]
 fn an_upgrade_holds_its_thread_until_the_app_returns() {
-    let mut w = start("ws_raw_app:app", &["--threads", "1"]);
+    let mut w = start("ws_raw:app", &["--threads", "1"]);
     let (mut peer, fd) = pair();
-    let s = send_upgrade(&mut w, upgrade_head("/echo", ""), fd);
+    let s = send_upgrade(&mut w, upgrade_head("/kept", ""), fd);
     report(&mut peer);
     let after = w.send_request(head("GET", "/plain", ""), &[]);
     echo(&mut peer, b"still here");
@@ -222,7 +222,7 @@ fn records(w: &Worker) -> Vec<Record> {
 
 #[test]
 fn an_os_error_after_taking_the_socket_is_a_debug_line_not_a_traceback() {
-    let mut w = start("ws_raw_app:app", &[]);
+    let mut w = start("ws_raw:app", &[]);
     let (mut peer, fd) = pair();
     let s = send_upgrade(&mut w, upgrade_head("/raise", ""), fd);
     read_until(&mut peer, b"\r\n\r\n");
@@ -277,7 +277,7 @@ fn server_frame(peer: &mut UnixStream) -> (u8, Vec<u8>) {
 
 #[test]
 fn flask_sock_echoes_through_the_socket() {
-    let mut w = start("ws_flask_app:app", &[]);
+    let mut w = start("ws_echo:app", &[]);
     let (mut peer, fd) = pair();
     let s = send_upgrade(&mut w, upgrade_head("/echo", ""), fd);
     let head = read_until(&mut peer, b"\r\n\r\n").to_ascii_lowercase();

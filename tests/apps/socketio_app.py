@@ -1,6 +1,8 @@
 """Flask-SocketIO in threading mode, as its deployment guide runs it under gunicorn
 (`-w 1 --threads 100`): Engine.IO keeps each session in the worker process that
 created it, so every request of a session must reach that worker (`--sticky`).
+For tests/socketio.rs and tests/websocket_clients.rs, with
+tests/ws_clients/socketio_client.py.
 
 Events: `echo` emits its data back as an `echo` event; `whoami` answers (ack) with
 the worker's pid and how many events this session sent it, so a client sees which

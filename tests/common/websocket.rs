@@ -1,8 +1,9 @@
 //! WebSocket helpers of the issue-26 suites: the Python clients of tests/ws_clients
-//! run from the test venv (with a deadline), a raw RFC 6455 handshake and frames for
-//! the Rust-side clients (2,000 idle connections, TERM).
+//! run from the test venv (with a deadline), the raw-socket app (tests/apps/ws_raw.py)
+//! with its metrics and access log, RFC 6455 handshakes and frames written by hand,
+//! and RFC 8441 streams opened with the `h2` crate.
 
-use super::{venv, Server};
+use super::{free_port, metric, test_app, venv, Server};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -52,47 +53,109 @@ pub fn run_client(server: &Server, script: &str, args: &[&str], timeout: Duratio
     }
 }
 
+/// Runs tests/ws_clients/socketio_client.py on `server` with `args` (SESSIONS EVENTS
+/// [TRANSPORTS] [flags]); one JSON value per session. A failed session fails here,
+/// with the client's output.
+pub fn socketio_sessions(server: &Server, args: &[&str]) -> Vec<serde_json::Value> {
+    let url = server.url("");
+    let mut all = vec![url.as_str()];
+    all.extend_from_slice(args);
+    let out = run_client(server, "socketio_client.py", &all, Duration::from_secs(300));
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// RFC 6455's example key and the accept it gives (section 1.3).
 pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const WS_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
+/// The fields of a good handshake after `Host`, in order.
+pub const HANDSHAKE: &[&str] = &[
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version: 13",
+];
+
+/// A request head: `request_line`, `Host: a`, then `fields` in order.
+pub fn handshake_head(request_line: &str, fields: &[&str]) -> String {
+    let mut h = format!("{request_line}\r\nHost: a\r\n");
+    for f in fields {
+        h.push_str(f);
+        h.push_str("\r\n");
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// A good HTTP/1.1 handshake head for `path`.
+pub fn handshake(path: &str) -> String {
+    handshake_head(&format!("GET {path} HTTP/1.1"), HANDSHAKE)
+}
+
+/// Reads an HTTP head byte by byte (nothing past it is consumed); what came before
+/// an EOF or error.
+pub fn read_head(s: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => out.push(b[0]),
+            _ => break,
+        }
+        assert!(out.len() < 65536, "endless head");
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    s.read_exact(&mut out).unwrap();
+    out
+}
+
+/// Everything until the server closes (within `within`, else a failure).
+pub fn read_to_close(s: &mut TcpStream, within: Duration) -> String {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => String::from_utf8_lossy(&out).into_owned(),
+        Err(e) => panic!(
+            "not closed within {within:?} ({e}): {:?}",
+            String::from_utf8_lossy(&out)
+        ),
+    }
+}
+
 /// A WebSocket opened with a raw HTTP/1.1 handshake to `path`; the answer's head
 /// (checked: 101 with our accept) is read byte by byte, so nothing after it is lost.
 pub fn ws_open(addr: SocketAddr, path: &str) -> TcpStream {
+    ws_open_head(addr, path).0
+}
+
+/// `ws_open`, with the answer's head.
+pub fn ws_open_head(addr: SocketAddr, path: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            other => panic!(
-                "handshake to {path}: {other:?} after {:?}",
-                String::from_utf8_lossy(&head)
-            ),
-        }
-        assert!(head.len() < 65536, "endless handshake answer");
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    s.write_all(handshake(path).as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 101 "), "{path}: {head:?}");
     assert!(
-        head.contains(&format!(
+        lower.contains(&format!(
             "sec-websocket-accept: {}",
             WS_ACCEPT.to_ascii_lowercase()
         )),
         "{head}"
     );
-    s
+    (s, head)
 }
 
-/// One masked client frame (FIN set) with `opcode` and `payload`.
-pub fn ws_send(s: &mut TcpStream, opcode: u8, payload: &[u8]) {
+/// One client frame (FIN set) with `opcode` and `payload`, masked as RFC 6455 §5.3
+/// requires.
+pub fn ws_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];
     let mut frame = vec![0x80 | opcode];
     match payload.len() {
@@ -108,13 +171,19 @@ pub fn ws_send(s: &mut TcpStream, opcode: u8, payload: &[u8]) {
     }
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&frame).unwrap();
+    frame
 }
 
-/// The next server frame (unmasked) as (opcode, payload); None at EOF or reset.
-pub fn ws_recv(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+/// Sends one client frame.
+pub fn ws_send(s: &mut impl Write, opcode: u8, payload: &[u8]) {
+    s.write_all(&ws_frame(opcode, payload)).unwrap();
+}
+
+/// The next server frame (never masked) as (opcode, payload); None at EOF or reset.
+pub fn ws_recv(s: &mut impl Read) -> Option<(u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     s.read_exact(&mut head).ok()?;
+    assert_eq!(head[1] & 0x80, 0, "a server frame is never masked");
     let len = match head[1] & 0x7f {
         126 => {
             let mut b = [0u8; 2];
@@ -133,9 +202,102 @@ pub fn ws_recv(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     Some((head[0] & 0x0f, payload))
 }
 
-/// A text message to the echo app (tests/apps/sock_echo.py) and its echo back.
+/// A text message to the echo app (tests/apps/ws_echo.py) and its echo back.
 pub fn ws_echo(s: &mut TcpStream, text: &str) {
     ws_send(s, 0x1, text.as_bytes());
     let (op, payload) = ws_recv(s).expect("an echo");
     assert_eq!((op, payload.as_slice()), (0x1, text.as_bytes()));
+}
+
+/// tests/apps/ws_raw.py on one worker (4 threads), with an admin port (its address
+/// returned, for the metrics) and the access log as JSON on stdout.
+pub fn ws_server(extra: &[&str]) -> (Server, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "-w",
+        "1",
+        "--threads",
+        "4",
+        "--admin-bind",
+        &admin,
+        "--access-logfile",
+        "-",
+        "--access-log-format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    (test_app("ws_raw:app", &args).start(), admin)
+}
+
+/// `ferricorn_websocket_upgrades_refused_total{reason}`.
+pub fn refused_total(admin: &str, reason: &str) -> u64 {
+    metric(
+        admin,
+        &format!("ferricorn_websocket_upgrades_refused_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// `metric`, from inside an async test (its blocking client has a runtime of its own).
+pub fn metric_off_runtime(admin: &str, name: &str) -> u64 {
+    let (admin, name) = (admin.to_string(), name.to_string());
+    std::thread::spawn(move || metric(&admin, &name))
+        .join()
+        .unwrap()
+}
+
+/// A current-thread tokio runtime for the `h2` clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A new h2c connection (prior knowledge) to `addr`, its task spawned.
+pub async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move { conn.await.ok() });
+    client.ready().await.unwrap()
+}
+
+/// An extended CONNECT (RFC 8441) to `path` with `:protocol` and
+/// `sec-websocket-version`.
+pub fn ws_connect_request(
+    addr: SocketAddr,
+    path: &str,
+    protocol: &'static str,
+    version: &str,
+) -> http::Request<()> {
+    http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}{path}"))
+        .header("sec-websocket-version", version)
+        .extension(h2::ext::Protocol::from_static(protocol))
+        .body(())
+        .unwrap()
+}
+
+/// A WebSocket opened on a new h2c connection with an extended CONNECT (RFC 8441)
+/// to `path`: its request (kept open) and response bodies.
+pub async fn h2_websocket(
+    addr: SocketAddr,
+    path: &str,
+) -> (h2::SendStream<bytes::Bytes>, h2::RecvStream) {
+    let mut client = h2_client(addr).await;
+    // The server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive with its preface.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !client.is_extended_connect_protocol_enabled() {
+        assert!(
+            Instant::now() < deadline,
+            "no SETTINGS_ENABLE_CONNECT_PROTOCOL"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let req = ws_connect_request(addr, path, "websocket", "13");
+    let (resp, send) = client.send_request(req, false).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    (send, resp.into_body())
 }

@@ -1,4 +1,4 @@
-"""The `websockets` client library against tests/apps/sock_echo.py (Flask-Sock):
+"""The `websockets` client library against tests/apps/ws_echo.py (Flask-Sock):
 text and binary echo, a 16 MiB message, a fragmented message, ping/pong, close codes.
 
     python echo_client.py ws://HOST:PORT        (or wss://... with --cafile CERT)

@@ -1,4 +1,4 @@
-"""RFC 8441 (WebSockets over HTTP/2) against tests/apps/sock_echo.py, frame by frame:
+"""RFC 8441 (WebSockets over HTTP/2) against tests/apps/ws_echo.py, frame by frame:
 the `h2` package for the HTTP/2 frames (SETTINGS_ENABLE_CONNECT_PROTOCOL, an extended
 CONNECT with `:protocol = websocket`), `wsproto` for the WebSocket frames inside DATA.
 

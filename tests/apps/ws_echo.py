@@ -1,9 +1,10 @@
-"""The Flask-Sock app the WebSocket tests run (tests/websocket_clients.rs,
-tests/websocket_ops.rs, tests/browser.rs, tests/websocket_autobahn.rs): /echo echoes
+"""The Flask-Sock app of the WebSocket tests (tests/websocket_clients.rs,
+tests/websocket_ops.rs, tests/browser.rs, tests/websocket_autobahn.rs,
+tests/worker_socket.rs; tests/apps/ws_raw.py serves its /echo too): /echo echoes
 every message, text as text and binary as binary; /close/<code> closes with that
 code; /flood sends 64 KiB messages as fast as the client takes them, /flood/sent
 tells how many bytes so far; / serves a page whose script opens a WebSocket to /echo
-and shows the echo."""
+and shows the echo; /pid is the worker's pid."""
 import functools
 import os
 

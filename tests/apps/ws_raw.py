@@ -1,19 +1,32 @@
-"""WebSockets at the edge, for tests/websocket_edge.rs: a Flask-Sock echo route and
-raw routes that take environ["gunicorn.socket"] as gunicorn apps do.
+"""Upgrade requests as gunicorn apps see them, for tests/websocket_handshake.rs,
+tests/websocket_tunnel.rs, tests/websocket_ops.rs and tests/worker_socket.rs: raw
+routes take environ["gunicorn.socket"], write their own 101 head (its accept
+computed from the key) and then bytes, not frames; /echo is the Flask-Sock echo of
+tests/apps/ws_echo.py.
 
 /echo         Flask-Sock: echoes each message
-/raw          the 101 head (accept computed from the key) and "hi" in the same write,
-              then a byte echo until the peer shuts its side
+/raw          the 101 head and "hi" in the same write, then a byte echo until the
+              peer shuts its side
 /report       /raw, whose first bytes after the head are a report of the environ
+/idle/...     the head, then a byte echo: one blocked recv per connection (the
+              2,000 idle WebSockets: the master's memory is measured, not a
+              WebSocket library's)
+/kept         the head, one line of facts about the socket, then an echo; the
+              socket object is kept in KEPT (an app may hold it), so only the
+              worker's close() ends the stream
+/raise        the head, then ConnectionError (how a WebSocket library ends)
+/fail         the head, then ValueError (an app bug: logged with its traceback)
+/missing      the head, then FileNotFoundError: an OSError, but an app bug too
 /refuse       a WSGI 403, socket untouched
 /socket403    a 403 written into the socket, with a 5-byte body
 /no-upgrade   a 101 without Upgrade (the front must refuse it: 502)
 /bad-accept   a 101 with a wrong Sec-WebSocket-Accept (502)
 /garbled      bytes that are no HTTP head (502)
 /huge         a head that never ends, 70 KB (502)
-/answer101    a WSGI "101" answer (no socket taken): 502 as today
+/answer101    a WSGI "101" answer (no socket taken): the worker's 500, as before
 /flood        the head, then 64 KiB writes until one blocks for 2 s; prints
               "flooded N" (bytes written) on stderr
+/plain        never touches the socket: "socket=False" (or True), 200
 /pid          the worker's pid, for any request
 """
 import base64
@@ -22,19 +35,11 @@ import os
 import socket
 import sys
 
-from flask import Flask
-from flask_sock import Sock
+import ws_echo
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-flask_app = Flask(__name__)
-sock = Sock(flask_app)
-
-
-@sock.route("/echo")
-def echo(ws):
-    while True:
-        ws.send(ws.receive())
+KEPT = []
 
 
 def _accept(environ):
@@ -58,6 +63,19 @@ def _report(environ):
     return (facts + "\n").encode()
 
 
+def _socket_facts(environ, s):
+    facts = {
+        "same": environ["gunicorn.socket"] is environ["werkzeug.socket"],
+        "unix": s.family == socket.AF_UNIX,
+        "blocking": s.getblocking(),
+        "upgrade": environ.get("HTTP_UPGRADE", ""),
+        "connection": environ.get("HTTP_CONNECTION", ""),
+        "input": environ["wsgi.input"].read(),
+        "query": environ["QUERY_STRING"],
+    }
+    return " ".join(f"{k}={v!r}" for k, v in facts.items()).encode() + b"\n"
+
+
 def _echo(s):
     while True:
         data = s.recv(65536)
@@ -66,11 +84,42 @@ def _echo(s):
         s.sendall(data)
 
 
-def raw_app(environ, start_response):
+def _flood(s):
+    s.settimeout(2)
+    sent = 0
+    chunk = b"x" * 65536
+    try:
+        while sent < 256 * 1024 * 1024:
+            sent += s.send(chunk)
+    except socket.timeout:
+        pass
+    print(f"flooded {sent}", file=sys.stderr, flush=True)
+
+
+def _kept(environ, s):
     path = environ["PATH_INFO"]
+    s.sendall(_head(environ))
+    if path == "/raise":
+        raise ConnectionError("the peer went away")
+    if path == "/fail":
+        raise ValueError("an app bug after taking the socket")
+    if path == "/missing":
+        open("/nonexistent/ferricorn-test")
+    KEPT.append(s)
+    s.sendall(_socket_facts(environ, s))
+    _echo(s)
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/echo":
+        return ws_echo.app(environ, start_response)
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
+    if path == "/plain":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"socket=%r" % ("gunicorn.socket" in environ)]
     if path == "/answer101":
         start_response("101 Switching Protocols", [("Upgrade", "websocket")])
         return []
@@ -84,17 +133,14 @@ def raw_app(environ, start_response):
     elif path == "/report":
         s.sendall(_head(environ, b"Sec-WebSocket-Protocol: chat\r\n") + _report(environ))
         _echo(s)
+    elif path.startswith("/idle/"):
+        s.sendall(_head(environ))
+        _echo(s)
+    elif path in ("/kept", "/raise", "/fail", "/missing"):
+        _kept(environ, s)
     elif path == "/flood":
         s.sendall(_head(environ))
-        s.settimeout(2)
-        sent = 0
-        chunk = b"x" * 65536
-        try:
-            while sent < 256 * 1024 * 1024:
-                sent += s.send(chunk)
-        except socket.timeout:
-            pass
-        print(f"flooded {sent}", file=sys.stderr, flush=True)
+        _flood(s)
     elif path == "/socket403":
         s.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 5\r\n\r\nnope!")
     elif path == "/no-upgrade":
@@ -110,9 +156,3 @@ def raw_app(environ, start_response):
         _echo(s)
     start_response("200 OK", [])
     return []
-
-
-def app(environ, start_response):
-    if environ["PATH_INFO"] == "/echo":
-        return flask_app(environ, start_response)
-    return raw_app(environ, start_response)

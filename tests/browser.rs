@@ -3,7 +3,7 @@
 //! fantoccini, opens the Django admin, checks that admin's base.css really applied
 //! (computed styles, not just a 200), logs in and lands on the admin index, over
 //! plain HTTP/1.1 and over TLS with HTTP/2 (and with HTTP/2 turned off); and a page
-//! of the Flask-Sock echo (tests/apps/sock_echo.py) opens a WebSocket to the app and
+//! of the Flask-Sock echo (tests/apps/ws_echo.py) opens a WebSocket to the app and
 //! shows the echo, over HTTP/1.1 and over TLS with HTTP/2, where Chromium opens it as
 //! an RFC 8441 stream on the page's connection.
 //! A missing Chromium is a failure, never a skip: CI must not pass without it.
@@ -107,12 +107,6 @@ fn django_admin_in_headless_chromium_over_tls_and_http1() {
 }
 
 fn django_admin_in(way: Way) {
-    for tool in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(tool).exists(),
-            "{tool} is missing: run `bash tests/run-all.sh` (it installs chromium and chromium-driver)"
-        );
-    }
     let site = DjangoSite::prepare();
     let tmp = &site.tmp;
     let (cert, key) = certificate(tmp.path());
@@ -127,25 +121,45 @@ fn django_admin_in(way: Way) {
         Way::TlsHttp2 | Way::TlsHttp1 => format!("https://{}", server.addr),
     };
 
+    let profile = tmp.path().join("chromium-profile");
+    let result = in_chromium(way, &profile, async |browser| {
+        drive(browser, &base, way).await
+    });
+    if let Err(e) = result {
+        server.fail(&format!("browser ({way:?}): {e}"));
+    }
+}
+
+/// Runs `visit` in a new headless Chromium (its own chromedriver, its profile in
+/// `profile`) reaching the server `way`; the WebDriver session is closed either way.
+/// A missing Chromium is a failure, never a skip.
+fn in_chromium(
+    way: Way,
+    profile: &Path,
+    visit: impl AsyncFnOnce(&fantoccini::Client) -> Result<(), String>,
+) -> Result<(), String> {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: run `bash tests/run-all.sh` (it installs chromium and chromium-driver)"
+        );
+    }
     let driver = Driver::start();
-    let caps = capabilities(way, &tmp.path().join("chromium-profile"));
+    let caps = capabilities(way, profile);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let result = rt.block_on(async {
+    rt.block_on(async {
         let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", driver.port))
             .await
             .expect("WebDriver session");
-        let outcome = drive(&browser, &base, way).await;
+        let outcome = visit(&browser).await;
         let _ = browser.close().await;
         outcome
-    });
-    if let Err(e) = result {
-        server.fail(&format!("browser ({way:?}): {e}"));
-    }
+    })
 }
 
 /// The WebDriver capabilities of a headless Chromium reaching the server `way`.
@@ -284,12 +298,6 @@ fn websocket_echo_in_headless_chromium_over_tls_and_http2() {
 }
 
 fn websocket_echo_in(way: Way) {
-    for tool in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(tool).exists(),
-            "{tool} is missing: run `bash tests/run-all.sh` (it installs chromium and chromium-driver)"
-        );
-    }
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = certificate(tmp.path());
     let mut args = vec!["-w", "1", "--threads", "8"];
@@ -297,24 +305,12 @@ fn websocket_echo_in(way: Way) {
     if way != Way::Http1 {
         args.extend(["--certfile", &cert, "--keyfile", &key]);
     }
-    let server = test_app("sock_echo:app", &args).start();
+    let server = test_app("ws_echo:app", &args).start();
     let scheme = if way == Way::Http1 { "http" } else { "https" };
     let base = format!("{scheme}://{}", server.addr);
-    let driver = Driver::start();
-    let caps = capabilities(way, &tmp.path().join("chromium-profile"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let result = rt.block_on(async {
-        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port))
-            .await
-            .expect("WebDriver session");
-        let outcome = echo_page(&browser, &base, way).await;
-        let _ = browser.close().await;
-        outcome
+    let profile = tmp.path().join("chromium-profile");
+    let result = in_chromium(way, &profile, async |browser| {
+        echo_page(browser, &base, way).await
     });
     if let Err(e) = result {
         server.fail(&format!("browser ({way:?}): {e}"));

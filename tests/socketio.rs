@@ -60,6 +60,14 @@ fn assert_sessions_stay_on_their_worker(sessions: &[serde_json::Value], events: 
     assert_eq!(workers.len(), 2, "both workers hold sessions: {sessions:?}");
 }
 
+/// A config file in `dir` with one `[[route]]`: `prefix`, `sticky = true`.
+fn sticky_route_conf(dir: &Path, prefix: &str) -> std::path::PathBuf {
+    let conf = dir.join("sticky.toml");
+    let route = format!("[[route]]\nprefix = \"{prefix}\"\nsticky = true\n");
+    std::fs::write(&conf, route).unwrap();
+    conf
+}
+
 #[test]
 fn flask_socketio_sessions_stay_on_their_worker_with_two_workers() {
     let args = ["-w", "2", "--threads", "20", "--sticky", "/socket.io/"];
@@ -85,12 +93,7 @@ fn flask_socketio_polling_only_sessions_stay_on_their_worker() {
 #[test]
 fn flask_socketio_sessions_connecting_at_once_with_a_configured_route() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("sio.toml");
-    std::fs::write(
-        &conf,
-        "[[route]]\nprefix = \"/socket.io/\"\nsticky = true\n",
-    )
-    .unwrap();
+    let conf = sticky_route_conf(tmp.path(), "/socket.io/");
     let args = ["-c", conf.to_str().unwrap(), "-w", "2", "--threads", "20"];
     let server = test_app("socketio_app:app", &args).start();
     let sessions = sessions_over(&server, "8", 5, TRANSPORTS, &["--together"]);
@@ -169,14 +172,8 @@ fn h1_get(server: &Server, path: &str, cookie: Option<&str>) -> Answer {
 
 /// A GET over HTTP/2 cleartext with one `cookie` field per crumb, as browsers send.
 fn h2_get(server: &Server, path: &str, crumbs: &[&str]) -> Answer {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(async move { conn.await.ok() });
+    runtime().block_on(async {
+        let mut client = h2_client(server.addr).await;
         let mut req = http::Request::get(format!("http://{}{path}", server.addr));
         for c in crumbs {
             req = req.header("cookie", *c);
@@ -351,12 +348,7 @@ fn curl_set_cookie(url: &str, extra: &[&str]) -> String {
 #[test]
 fn the_cookie_is_secure_over_tls_or_behind_a_trusted_https_proxy_only() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("sticky.toml");
-    std::fs::write(
-        &conf,
-        "[[route]]\nprefix = \"/caf%C3%A9;x/\"\nsticky = true\n",
-    )
-    .unwrap();
+    let conf = sticky_route_conf(dir.path(), "/caf%C3%A9;x/");
     let (cert, key) = leaf_certificate(dir.path());
     let serve = |extra: &[&str]| {
         let mut args = vec!["-w", "1", "-c", conf.to_str().unwrap()];

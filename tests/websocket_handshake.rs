@@ -105,8 +105,7 @@ fn handshake_spellings_that_are_one_handshake_open_it() {
 #[test]
 fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("f.txt"), "file").unwrap();
-    let mount = format!("/static={}", dir.path().display());
+    let mount = static_mount(dir.path());
     let (server, admin) = ws_server(&["--static", &mount]);
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
     let cases: Vec<(String, &str)> = vec![
@@ -205,9 +204,7 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
         // a handshake's head may be frames.
         let mut packet = req.clone().into_bytes();
         packet.extend_from_slice(b"GET /pid HTTP/1.1\r\nHost: a\r\n\r\n");
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.write_all(&packet).unwrap();
-        let answer = read_to_close(&mut s, Duration::from_secs(10));
+        let answer = answer_until_close(server.addr, &packet, Duration::from_secs(10));
         let status_line = answer.replacen("HTTP/1.0 ", "HTTP/1.1 ", 1);
         assert!(
             status_line.starts_with(&format!("HTTP/1.1 {status} ")),
@@ -233,7 +230,6 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
     }
     // A refused head followed by many bytes: the answer still gets out (the unread
     // input is drained before the close, not reset under it).
-    let mut s = TcpStream::connect(server.addr).unwrap();
     let mut packet = handshake_head(
         "GET /raw HTTP/1.1",
         &[
@@ -245,8 +241,7 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
     )
     .into_bytes();
     packet.extend(std::iter::repeat_n(b'z', 60_000));
-    s.write_all(&packet).unwrap();
-    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    let answer = answer_until_close(server.addr, &packet, Duration::from_secs(10));
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert_eq!(refused_total(&admin, "static"), 2);
     assert_eq!(refused_total(&admin, "handshake"), 11);
@@ -282,9 +277,11 @@ fn malformed_handshakes_are_refused_before_python_and_end_the_connection() {
 fn what_an_app_answers_on_its_socket() {
     let (server, _admin) = ws_server(&[]);
     let answer = |path: &str| {
-        let mut s = TcpStream::connect(server.addr).unwrap();
-        s.write_all(handshake(path).as_bytes()).unwrap();
-        read_to_close(&mut s, Duration::from_secs(40))
+        answer_until_close(
+            server.addr,
+            handshake(path).as_bytes(),
+            Duration::from_secs(40),
+        )
     };
     // A WSGI answer without taking the socket: as it is, and the connection ends.
     let refused = answer("/refuse");
@@ -337,9 +334,11 @@ fn a_fallthrough_mount_sends_handshakes_without_a_file_to_the_app() {
     let (server, admin) = ws_server(&["-c", conf.to_str().unwrap()]);
     let (mut s, _) = ws_open_head(server.addr, "/raw");
     assert_eq!(read_n(&mut s, 2), b"hi");
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.write_all(handshake("/f.txt").as_bytes()).unwrap();
-    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    let answer = answer_until_close(
+        server.addr,
+        handshake("/f.txt").as_bytes(),
+        Duration::from_secs(10),
+    );
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert_eq!(refused_total(&admin, "static"), 1);
 }

@@ -295,9 +295,11 @@ fn cap_idle_timeout_and_worker_timeout() {
     let (mut s, _) = ws_open_head(server.addr, "/raw");
     assert_eq!(read_n(&mut s, 2), b"hi");
     // Past the cap: 503 before Python.
-    let mut second = TcpStream::connect(server.addr).unwrap();
-    second.write_all(handshake("/raw").as_bytes()).unwrap();
-    let answer = read_to_close(&mut second, Duration::from_secs(10));
+    let answer = answer_until_close(
+        server.addr,
+        handshake("/raw").as_bytes(),
+        Duration::from_secs(10),
+    );
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert_eq!(refused_total(&admin, "cap"), 1);
     // Open longer than the worker timeout (2 s), with bytes every second: alive.
@@ -316,13 +318,7 @@ fn cap_idle_timeout_and_worker_timeout() {
         waited >= Duration::from_millis(3500),
         "closed after {waited:?}"
     );
-    poll_metric(
-        &admin,
-        "ferricorn_websockets_open",
-        Duration::from_secs(10),
-        |n| n == 0,
-    )
-    .unwrap();
+    wait_websockets_closed(&admin);
     // The worker's thread came back.
     let (status, _) = h1_request(&server, "GET", "/pid", b"");
     assert_eq!(status, 200);

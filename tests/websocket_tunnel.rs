@@ -39,13 +39,7 @@ fn flask_sock_echo_and_raw_socket_over_http1() {
     let rest = read_to_close(&mut s, Duration::from_secs(10));
     let close_reply = String::from_utf8_lossy(&[0x88, 2, 0x03, 0xe8]).into_owned();
     assert!(rest.is_empty() || rest == close_reply, "{rest:?}");
-    poll_metric(
-        &admin,
-        "ferricorn_websockets_open",
-        Duration::from_secs(10),
-        |n| n == 0,
-    )
-    .unwrap();
+    wait_websockets_closed(&admin);
     // The access-log line at close: 101, bytes each way.
     let line = server.wait_for_log("\"status\":101", Duration::from_secs(10));
     assert!(line.contains("\"path\":\"/echo\""), "{line}");
@@ -155,8 +149,7 @@ fn websocket_over_tls() {
 #[test]
 fn extended_connect_over_http2() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("f.txt"), "file").unwrap();
-    let mount = format!("/static={}", dir.path().display());
+    let mount = static_mount(dir.path());
     let (server, admin) = ws_server(&["--static", &mount]);
     let rt = runtime();
     rt.block_on(async {

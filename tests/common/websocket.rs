@@ -1,9 +1,9 @@
 //! WebSocket helpers of the issue-26 suites: the Python clients of tests/ws_clients
 //! run from the test venv (with a deadline), the raw-socket app (tests/apps/ws_raw.py)
 //! with its metrics and access log, RFC 6455 handshakes and frames written by hand,
-//! and RFC 8441 streams opened with the `h2` crate.
+//! and RFC 8441 streams opened with the `h2` crate (`h2_client` is in http2.rs).
 
-use super::{free_port, metric, test_app, venv, Server};
+use super::{free_port, h2_client, metric, test_app, venv, Server};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -129,6 +129,14 @@ pub fn read_to_close(s: &mut TcpStream, within: Duration) -> String {
     }
 }
 
+/// `request` sent on a new connection to `addr`: everything until the server closes
+/// it (within `within`, else a failure).
+pub fn answer_until_close(addr: SocketAddr, request: &[u8], within: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    read_to_close(&mut s, within)
+}
+
 /// A WebSocket opened with a raw HTTP/1.1 handshake to `path`; the answer's head
 /// (checked: 101 with our accept) is read byte by byte, so nothing after it is lost.
 pub fn ws_open(addr: SocketAddr, path: &str) -> TcpStream {
@@ -237,28 +245,29 @@ pub fn refused_total(admin: &str, reason: &str) -> u64 {
     )
 }
 
+/// Waits (10 s at most) for `ferricorn_websockets_open` to come back to 0.
+pub fn wait_websockets_closed(admin: &str) {
+    super::poll_metric(
+        admin,
+        "ferricorn_websockets_open",
+        Duration::from_secs(10),
+        |n| n == 0,
+    )
+    .unwrap();
+}
+
+/// A static mount `/static` of `dir` holding one file, `f.txt`: the `--static` value.
+pub fn static_mount(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join("f.txt"), "file").unwrap();
+    format!("/static={}", dir.display())
+}
+
 /// `metric`, from inside an async test (its blocking client has a runtime of its own).
 pub fn metric_off_runtime(admin: &str, name: &str) -> u64 {
     let (admin, name) = (admin.to_string(), name.to_string());
     std::thread::spawn(move || metric(&admin, &name))
         .join()
         .unwrap()
-}
-
-/// A current-thread tokio runtime for the `h2` clients.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A new h2c connection (prior knowledge) to `addr`, its task spawned.
-pub async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move { conn.await.ok() });
-    client.ready().await.unwrap()
 }
 
 /// An extended CONNECT (RFC 8441) to `path` with `:protocol` and

@@ -76,12 +76,20 @@ class Session:
         self.result["events"] = self.whoami()["events"]
         self.result["transport"] = self.sio.transport()
 
-    def run(self, events):
+    def run(self, events, kill_worker=False):
+        """`events` echoes, awaited one by one; with `kill_worker`, after killing the
+        session's worker and waiting for the client to connect again."""
         if self.result["error"]:
             return
         try:
+            if kill_worker:
+                self.connects.acquire(timeout=TIMEOUT)
+                os.kill(self.whoami()["pid"], signal.SIGKILL)
+                if not self.connects.acquire(timeout=TIMEOUT):
+                    raise TimeoutError("never connected again")
             self.upgraded()
-            self.whoami()
+            if not kill_worker:
+                self.whoami()
             self.echo(events)
             self.finish()
         except Exception as e:  # reported; the exit status says it failed
@@ -98,22 +106,6 @@ class Session:
                     raise TimeoutError(f"echo {n} unanswered")
             if self.echoed[n] != sent:
                 raise ValueError(f"echo {n} came back as {self.echoed[n]!r}")
-
-    def outlive_worker(self, events):
-        """Kills the session's worker, waits for the client to connect again, and
-        runs `events` echoes on the new session."""
-        try:
-            self.connects.acquire(timeout=TIMEOUT)
-            first = self.whoami()["pid"]
-            os.kill(first, signal.SIGKILL)
-            if not self.connects.acquire(timeout=TIMEOUT):
-                raise TimeoutError("never connected again")
-            self.upgraded()
-            self.echo(events)
-            self.finish()
-        except Exception as e:  # reported; the exit status says it failed
-            self.fail(e)
-
 
 def in_threads(target, items):
     threads = [threading.Thread(target=target, args=(item,)) for item in items]
@@ -135,7 +127,7 @@ def main():
     transports = args.transports.split(",")
     if args.sessions == "kill-worker":
         sessions = [Session(args.url, transports, reconnection=True)]
-        sessions[0].outlive_worker(args.events)
+        sessions[0].run(args.events, kill_worker=True)
     else:
         new = lambda _: Session(args.url, transports, whoami=not args.echo_only)
         if args.together:

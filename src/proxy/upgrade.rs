@@ -75,8 +75,8 @@ impl Proxy {
         self
     }
 
-    /// Makes the socketpair and sends the handshake with one end to a free thread
-    /// (never ahead: see the module doc).
+    /// Leases a free thread (never ahead: see the module doc), then makes the
+    /// socketpair and sends the handshake with one end to it.
     async fn send_upgrade(
         &self,
         parts: &http::request::Parts,
@@ -86,15 +86,17 @@ impl Proxy {
         overrides: Overrides,
         again: bool,
     ) -> Result<Sent, Failure> {
-        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(internal)?;
-        mine.set_nonblocking(true).map_err(internal)?;
-        let mine = UnixStream::from_std(mine).map_err(internal)?;
         let head = handshake_head(parts, conn, stamp, hs);
         // A sticky route's cookie pins the upgrade to its session's worker too.
         let prefer = overrides
             .sticky
             .and_then(|_| super::sticky::preference(&parts.headers));
         let lease = self.dispatcher.acquire(false, again, prefer).await?;
+        // Only now, with a thread leased: a handshake waiting in the queue holds no
+        // descriptor (HTTP/2 puts many on one connection, outside the fd plan).
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(internal)?;
+        mine.set_nonblocking(true).map_err(internal)?;
+        let mine = UnixStream::from_std(mine).map_err(internal)?;
         let worker = lease.conn().clone();
         let sent_at = Instant::now();
         let (stream, rx) = worker.start_upgrade(

@@ -121,8 +121,20 @@ impl Proxy {
         })
     }
 
-    /// Forwards the handshake `hs` to a worker (see the module doc).
+    /// Forwards the handshake `hs` to a worker (see the module doc). Over HTTP/2 an
+    /// answer that opens no tunnel is never a 2xx (`no_tunnel_is_no_success`).
     pub(crate) async fn forward_upgrade(
+        &self,
+        parts: http::request::Parts,
+        conn: &ConnInfo,
+        stamp: &Stamp,
+        hs: &Handshake,
+    ) -> Result<Upgraded, Failure> {
+        let upgraded = self.forward_handshake(parts, conn, stamp, hs).await?;
+        no_tunnel_is_no_success(upgraded, hs)
+    }
+
+    async fn forward_handshake(
         &self,
         parts: http::request::Parts,
         conn: &ConnInfo,
@@ -203,6 +215,23 @@ impl Proxy {
                 Ok(upgraded)
             }
         }
+    }
+}
+
+/// RFC 8441 §5: a 2xx to an extended CONNECT means the WebSocket is open, and hyper
+/// makes the stream a tunnel (the body dropped). An app's 2xx that is no `101` (a
+/// WSGI answer, or a head on its socket) is therefore a 502 over HTTP/2; an HTTP/1
+/// client gets the app's answer as it is (its connection then closes).
+fn no_tunnel_is_no_success(upgraded: Upgraded, hs: &Handshake) -> Result<Upgraded, Failure> {
+    match &upgraded {
+        Upgraded::Answer(resp) if hs.h2 && resp.status().is_success() => {
+            tracing::error!(
+                status = resp.status().as_u16(),
+                "the app answered an HTTP/2 WebSocket handshake with a 2xx that is no 101: 502 (a 2xx would open the tunnel for the client)"
+            );
+            Err(Failure::WorkerFailed)
+        }
+        _ => Ok(upgraded),
     }
 }
 

@@ -107,7 +107,39 @@ pub(crate) fn tunnel_answer(head: &AppHead, hs: &Handshake) -> Result<Response<(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    without_orders(resp.headers_mut());
     Ok(resp)
+}
+
+/// Takes the app's orders to the front (`accel_fields`) off a head it wrote on its
+/// socket: none reaches the client, and none is followed on a handshake's answer.
+fn without_orders(headers: &mut http::HeaderMap) {
+    let orders = super::accel_fields::take(headers);
+    if orders.target.is_some() || orders.limit_rate.is_some() {
+        tracing::warn!("X-Accel-* / X-Sendfile on a WebSocket handshake's answer: ignored");
+    }
+}
+
+/// The body length an app's non-`101` head on its socket gives, judged as strictly
+/// as an HTTP/1 client would judge it (RFC 9112 §6.3): one Content-Length of digits
+/// only, and no Transfer-Encoding (the body is read as the socket's bytes, never
+/// decoded: a coded body would reach the client still coded).
+fn body_length(h: &http::HeaderMap) -> Result<Option<u64>, Failure> {
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        return Err(bad("Transfer-Encoding (with or without Content-Length)"));
+    }
+    let mut lengths = h.get_all(header::CONTENT_LENGTH).iter();
+    let Some(first) = lengths.next() else {
+        return Ok(None);
+    };
+    if lengths.next().is_some() {
+        return Err(bad("Content-Length repeated"));
+    }
+    let digits = first.as_bytes();
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad("Content-Length not a number"));
+    }
+    Ok(first.to_str().ok().and_then(|v| v.parse().ok()))
 }
 
 /// An app's non-`101` head as an ordinary answer (its body: the rest of the socket,
@@ -116,20 +148,16 @@ pub(crate) fn plain_answer(head: &AppHead) -> Result<(Response<()>, Option<u64>)
     if head.status.is_informational() {
         return Err(bad("1xx"));
     }
+    let length = body_length(&head.headers)?;
     let mut resp = Response::new(());
     *resp.status_mut() = head.status;
-    let mut length = None;
     for (name, value) in &head.headers {
-        match name.as_str() {
-            "content-length" => {
-                let n = value.to_str().ok().and_then(|v| v.trim().parse().ok());
-                length = Some(n.ok_or_else(|| bad("content-length"))?);
-            }
-            "transfer-encoding" | "connection" | "keep-alive" | "upgrade" => continue,
-            _ => {}
+        if matches!(name.as_str(), "connection" | "keep-alive" | "upgrade") {
+            continue;
         }
         resp.headers_mut().append(name.clone(), value.clone());
     }
+    without_orders(resp.headers_mut());
     Ok((resp, length))
 }
 
@@ -219,5 +247,51 @@ mod tests {
         assert!(!resp.headers().contains_key("connection"));
         assert!(plain_answer(&head("HTTP/1.1 100 Continue\r\n\r\n")).is_err());
         assert!(plain_answer(&head("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")).is_err());
+    }
+
+    #[test]
+    fn a_socket_head_frames_its_body_strictly() {
+        for bad in [
+            "Content-Length: 2\r\nContent-Length: 3",
+            "Content-Length: 2\r\nContent-Length: 2",
+            "Content-Length: 2, 2",
+            "Content-Length: +2",
+            "Content-Length: -2",
+            "Content-Length: 0x2",
+            "Content-Length: 99999999999999999999",
+            "Content-Length: 2\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked",
+        ] {
+            let text = format!("HTTP/1.1 200 OK\r\n{bad}\r\n\r\nhi");
+            assert!(plain_answer(&head(&text)).is_err(), "{bad}");
+        }
+        for bad in [
+            "HTTP/1.1 200 OK\r\nA B: c\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nA: b\x00\r\n\r\n",
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        let (_, len) = plain_answer(&head("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")).unwrap();
+        assert_eq!(len, Some(2));
+    }
+
+    #[test]
+    fn orders_to_the_front_never_reach_the_client_from_a_socket_head() {
+        let orders = "X-Accel-Redirect: /internal/x\r\nX-Sendfile: /etc/passwd\r\nX-Accel-Limit-Rate: 10\r\nX-Accel-Buffering: no\r\n";
+        let (plain, _) =
+            plain_answer(&head(&format!("HTTP/1.1 200 OK\r\n{orders}X-A: 1\r\n\r\n"))).unwrap();
+        let tunnel = format!("HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {ACCEPT}\r\n{orders}X-A: 1\r\n\r\n");
+        let h1 = tunnel_answer(&head(&tunnel), &hs(false)).unwrap();
+        let h2 = tunnel_answer(&head(&tunnel), &hs(true)).unwrap();
+        for resp in [&plain, &h1, &h2] {
+            let names: Vec<_> = resp.headers().keys().map(|n| n.as_str()).collect();
+            assert!(
+                names
+                    .iter()
+                    .all(|n| !n.starts_with("x-accel") && *n != "x-sendfile"),
+                "{names:?}"
+            );
+            assert_eq!(resp.headers()["x-a"], "1");
+        }
     }
 }

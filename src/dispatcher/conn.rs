@@ -36,6 +36,8 @@ struct Stream {
     /// A `[[route]]` timeout for this request (`Duration::ZERO`: none), instead of
     /// the worker timeout.
     timeout: Option<Duration>,
+    /// The app took its socket (`exempt_from_timeout`): a WebSocket's thread.
+    taken: bool,
 }
 
 /// A frame for the writer; `fd` rides on the frame's first byte (an upgrade
@@ -224,6 +226,7 @@ impl WorkerConn {
                 tx,
                 last_activity: Instant::now(),
                 timeout,
+                taken: false,
             },
         );
         self.claims.offer(stream);
@@ -254,7 +257,15 @@ impl WorkerConn {
         if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
             // A zero limit is "none" for `silent_streams` and `limits`.
             s.timeout = Some(Duration::ZERO);
+            s.taken = true;
         }
+    }
+
+    /// Streams in flight whose app took the socket (WebSockets; no timeout ends
+    /// them), and all streams in flight.
+    pub fn taken_in_flight(&self) -> (usize, usize) {
+        let streams = self.streams.lock().unwrap();
+        (streams.values().filter(|s| s.taken).count(), streams.len())
     }
 
     /// When the worker's Python thread started `stream` (`claims::monotonic_ns`).

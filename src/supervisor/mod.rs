@@ -37,6 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Time between the faulthandler signal and SIGKILL for a timed-out worker.
 const DUMP_GRACE: Duration = Duration::from_millis(300);
+/// After `graceful_timeout` a draining worker's WebSockets are closed; a thread whose
+/// app still has not returned this much later (it ignores its socket's end) is hung,
+/// and no timeout applies to it: its worker is killed.
+const HUNG_TUNNEL_MARGIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub enum Command {
@@ -520,6 +524,17 @@ impl Supervisor {
                     process::signal(*pid, Signal::SIGTERM);
                     w.state = WorkerState::Stopping;
                 }
+                WorkerState::Draining(since)
+                    if now >= since + self.spec.graceful_timeout + HUNG_TUNNEL_MARGIN
+                        && only_hung_tunnels(&w.conn) =>
+                {
+                    tracing::warn!(
+                        pid = *pid,
+                        "a draining worker's WebSocket threads did not return after their sockets were closed: killing it"
+                    );
+                    process::signal(*pid, Signal::SIGKILL);
+                    w.state = WorkerState::Stopping;
+                }
                 WorkerState::Draining(since) if now >= since + self.spec.graceful_timeout => {
                     // Their apps see the socket end and return, which ends the drain.
                     w.conn.close_tunnels();
@@ -667,6 +682,13 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// Only taken streams (WebSockets, closed already) keep the worker: its ordinary
+/// requests, bounded by their timeouts, have ended.
+fn only_hung_tunnels(conn: &WorkerConn) -> bool {
+    let (taken, all) = conn.taken_in_flight();
+    taken > 0 && taken == all
 }
 
 async fn recv_or_pending(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {

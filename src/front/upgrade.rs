@@ -104,7 +104,7 @@ impl Front {
             let resp = respond::error_response(Failure::BadRequest);
             return self.refuse_upgrade(UpgradeRefusal::Handshake, resp);
         }
-        let Some(slot) = self.websockets.slots.take() else {
+        let Some(mut slot) = self.websockets.slots.take() else {
             tracing::warn!("websocket_max WebSockets open; handshake refused");
             let resp = respond::status_page(StatusCode::SERVICE_UNAVAILABLE);
             return self.refuse_upgrade(UpgradeRefusal::Cap, resp);
@@ -127,6 +127,7 @@ impl Front {
             Ok(Upgraded::Answer(resp)) => return (RouteKind::App, resp),
             Err(failure) => return (RouteKind::App, respond::error_response(failure)),
         };
+        slot.opened();
         let upstream = resp.extensions().get::<Upstream>().copied();
         let log = logged.map(|(log, head)| {
             let id = String::from_utf8_lossy(&stamp.request_id).into_owned();

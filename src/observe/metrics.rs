@@ -44,7 +44,7 @@ pub struct Gauges {
     pub cache_misses: u64,
     /// Idle HTTP/1 keep-alive connections parked without hyper's buffers.
     pub parked: u64,
-    /// WebSockets open (or being opened) now.
+    /// WebSocket tunnels open now (handshakes under way are not counted).
     pub websockets: u64,
 }
 
@@ -422,7 +422,7 @@ fn render_gauges(out: &mut String, g: &Gauges) {
     gauge(
         out,
         "ferricorn_websockets_open",
-        "WebSockets open (capped by [limits] websocket_max).",
+        "WebSocket tunnels open (handshakes under way not counted; [limits] websocket_max caps both).",
         g.websockets as i64,
     );
 }

@@ -1,8 +1,9 @@
 //! The tunnel stage: a WebSocket the app took (`proxy::upgrade`), from the moment the
 //! client has its `101` (HTTP/1) or `200` (HTTP/2 extended CONNECT) to its close.
 //!
-//! - [`Slots`]: the cap on open tunnels (`websocket_max`, 503 past it) and the open
-//!   count `/metrics` shows; a [`Slot`] is held for a tunnel's whole life.
+//! - [`Slots`]: the cap on WebSockets, handshakes under way and open tunnels together
+//!   (`websocket_max`, 503 past it), and the open tunnels `/metrics` shows; a
+//!   [`Slot`] is held from the handshake to the tunnel's end.
 //! - [`AppSide`]: what the proxy hands over: the master's end of the socketpair the
 //!   app writes to, the bytes the app wrote after its head, and the [`Closing`]
 //!   record (access log line, metrics) written when the tunnel ends.
@@ -34,10 +35,13 @@ pub struct Settings {
     pub grace: Duration,
 }
 
-/// The cap on open tunnels and their count.
+/// The cap on WebSockets (handshakes under way and open tunnels) and their counts.
 #[derive(Debug)]
 pub struct Slots {
     max: usize,
+    /// Slots taken: handshakes under way and open tunnels.
+    taken: AtomicUsize,
+    /// Open tunnels only (`Slot::opened`).
     open: AtomicUsize,
 }
 
@@ -45,34 +49,52 @@ impl Slots {
     pub fn new(max: usize) -> Arc<Slots> {
         Arc::new(Slots {
             max,
+            taken: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
         })
     }
 
-    /// A place for one more tunnel, or `None` at `websocket_max`.
+    /// A place for one more WebSocket, or `None` at `websocket_max`.
     pub fn take(self: &Arc<Self>) -> Option<Slot> {
-        self.open
+        self.taken
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
             })
             .ok()?;
-        Some(Slot(self.clone()))
+        Some(Slot {
+            slots: self.clone(),
+            opened: false,
+        })
     }
 
-    /// Tunnels open now, or taken for a handshake under way
-    /// (`ferricorn_websockets_open`).
+    /// Tunnels open now, not handshakes under way (`ferricorn_websockets_open`).
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 }
 
-/// One tunnel's place under the cap, given back when dropped.
+/// One WebSocket's place under the cap, given back when dropped.
 #[derive(Debug)]
-pub struct Slot(Arc<Slots>);
+pub struct Slot {
+    slots: Arc<Slots>,
+    opened: bool,
+}
+
+impl Slot {
+    /// Its tunnel is open (the client has its `101` or `200`): counted as open.
+    pub fn opened(&mut self) {
+        if !std::mem::replace(&mut self.opened, true) {
+            self.slots.open.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        if self.opened {
+            self.slots.open.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.slots.taken.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -148,14 +170,22 @@ mod tests {
     #[test]
     fn slots_cap_the_open_tunnels_and_come_back_when_dropped() {
         let slots = Slots::new(2);
-        let a = slots.take().unwrap();
-        let b = slots.take().unwrap();
+        let mut a = slots.take().unwrap();
+        let mut b = slots.take().unwrap();
         assert!(slots.take().is_none());
+        // Handshakes under way take a place but are not open tunnels.
+        assert_eq!(slots.open(), 0);
+        a.opened();
+        b.opened();
+        b.opened();
         assert_eq!(slots.open(), 2);
         drop(a);
         assert_eq!(slots.open(), 1);
-        let _c = slots.take().unwrap();
+        let c = slots.take().unwrap();
+        assert!(slots.take().is_none());
         drop(b);
-        assert_eq!(slots.open(), 1);
+        assert_eq!(slots.open(), 0);
+        drop(c);
+        assert!(slots.take().is_some());
     }
 }

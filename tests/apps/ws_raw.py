@@ -28,12 +28,24 @@ tests/apps/ws_echo.py.
               "flooded N" (bytes written) on stderr
 /plain        never touches the socket: "socket=False" (or True), 200
 /pid          the worker's pid, for any request
+/sleep        a WSGI 200 after QUERY_STRING seconds, for any request (a slow one)
+.../slowhead  the 101 head in two writes 50 ms apart, "hi", then the echo (any
+              prefix: a [[route]]'s)
+/accel        a WSGI 200 with X-Accel-Redirect, socket untouched
+/accel-socket a 200 with X-Accel-Redirect and X-Accel-Limit-Rate written on the socket
+/accel101     a 101 with X-Accel-Redirect and X-Accel-Limit-Rate, "hi", then the echo
+/socket200    a 200 with a 5-byte body written on the socket
+/badhead      a 200 written on the socket with QUERY_STRING's framing: dupcl (two
+              Content-Lengths), pluscl (+2), tecl (Transfer-Encoding and
+              Content-Length)
+/stuck        the head and "hi", then 60 s asleep, the socket ignored (a hung thread)
 """
 import base64
 import hashlib
 import os
 import socket
 import sys
+import time
 
 import ws_echo
 
@@ -84,6 +96,37 @@ def _echo(s):
         s.sendall(data)
 
 
+BAD_FRAMING = {
+    "dupcl": b"Content-Length: 2\r\nContent-Length: 3\r\n",
+    "pluscl": b"Content-Length: +2\r\n",
+    "tecl": b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n",
+}
+ORDERS = b"X-Accel-Redirect: /internal/secret.txt\r\nX-Accel-Limit-Rate: 10\r\n"
+
+
+def _abuse(environ, s, path):
+    """The routes of tests/websocket_abuse.rs that write on the socket."""
+    if path.endswith("/slowhead"):
+        head = _head(environ)
+        s.sendall(head[:20])
+        time.sleep(0.05)
+        s.sendall(head[20:] + b"hi")
+        _echo(s)
+    elif path == "/accel-socket":
+        s.sendall(b"HTTP/1.1 200 OK\r\n" + ORDERS + b"Content-Length: 2\r\n\r\nhi")
+    elif path == "/accel101":
+        s.sendall(_head(environ, ORDERS) + b"hi")
+        _echo(s)
+    elif path == "/socket200":
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    elif path == "/badhead":
+        framing = BAD_FRAMING[environ["QUERY_STRING"]]
+        s.sendall(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\nhi")
+    elif path == "/stuck":
+        s.sendall(_head(environ) + b"hi")
+        time.sleep(60)
+
+
 def _flood(s):
     s.settimeout(2)
     sent = 0
@@ -117,6 +160,14 @@ def app(environ, start_response):
     if path == "/pid":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
+    if path == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or 5))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"slept"]
+    if path == "/accel":
+        start_response("200 OK", [("X-Accel-Redirect", "/internal/secret.txt"),
+                                  ("Content-Length", "0")])
+        return [b""]
     if path == "/plain":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"socket=%r" % ("gunicorn.socket" in environ)]
@@ -151,6 +202,9 @@ def app(environ, start_response):
                   b"Connection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n")
     elif path == "/garbled":
         s.sendall(b"\x00\x01garbage\r\n\r\n")
+    elif path.endswith("/slowhead") or path in (
+            "/accel-socket", "/accel101", "/socket200", "/badhead", "/stuck"):
+        _abuse(environ, s, path)
     elif path == "/huge":
         s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nX-Long: " + b"a" * 70000)
         _echo(s)

@@ -261,11 +261,11 @@ impl WorkerConn {
         }
     }
 
-    /// Streams in flight whose app took the socket (WebSockets; no timeout ends
-    /// them), and all streams in flight.
-    pub fn taken_in_flight(&self) -> (usize, usize) {
+    /// Only streams whose app took the socket (WebSockets; no timeout ends them) are
+    /// in flight: the ordinary requests, bounded by their timeouts, have ended.
+    pub fn only_taken_in_flight(&self) -> bool {
         let streams = self.streams.lock().unwrap();
-        (streams.values().filter(|s| s.taken).count(), streams.len())
+        !streams.is_empty() && streams.values().all(|s| s.taken)
     }
 
     /// When the worker's Python thread started `stream` (`claims::monotonic_ns`).

@@ -526,7 +526,7 @@ impl Supervisor {
                 }
                 WorkerState::Draining(since)
                     if now >= since + self.spec.graceful_timeout + HUNG_TUNNEL_MARGIN
-                        && only_hung_tunnels(&w.conn) =>
+                        && w.conn.only_taken_in_flight() =>
                 {
                     tracing::warn!(
                         pid = *pid,
@@ -682,13 +682,6 @@ impl Supervisor {
             }
         }
     }
-}
-
-/// Only taken streams (WebSockets, closed already) keep the worker: its ordinary
-/// requests, bounded by their timeouts, have ended.
-fn only_hung_tunnels(conn: &WorkerConn) -> bool {
-    let (taken, all) = conn.taken_in_flight();
-    taken > 0 && taken == all
 }
 
 async fn recv_or_pending(sig: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {

@@ -4,9 +4,9 @@
 //! one (as nginx's `worker_rlimit_nofile` lets operators do); when even that is below
 //! what the settings need, one warning says so with the numbers, and connections are
 //! kept to half the descriptors, spooled bodies to a quarter, files held by
-//! responses (`response_files`) to an eighth and WebSockets (`websocket_max`, two
-//! descriptors each) to a sixteenth, so none can starve the rest (worker sockets, a
-//! replacement worker's pipes).
+//! responses (`response_files`) to an eighth and WebSockets (`websocket_max`) to a
+//! sixteenth, so none can starve the rest (worker sockets, a replacement worker's
+//! pipes).
 
 use crate::config::Settings;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
@@ -16,10 +16,12 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
 const PER_WORKER: u64 = 4;
 /// Listeners, the admin socket, log files, the runtime directory, the signal pipes.
 const RESERVE: u64 = 64;
-/// Descriptors the master holds per WebSocket beyond its client's connection: its
-/// end of the socketpair, and the worker's end until it is sent. A handshake waiting
-/// for a thread holds none (`proxy::upgrade` makes the pair once a thread is leased).
-const PER_WEBSOCKET: u64 = 2;
+/// Descriptors the master holds per WebSocket beyond its client's connection (one
+/// of `max_connections`): its end of the socketpair. The worker's end is closed once
+/// written to the worker (a moment, for at most one handshake per leased thread),
+/// and a handshake waiting for a thread holds none (`proxy::upgrade` makes the pair
+/// once a thread is leased).
+const PER_WEBSOCKET: u64 = 1;
 
 /// What the settings need, and what is done when the limit is below it.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,7 +75,6 @@ fn plan(limit: u64, a: Asked) -> Plan {
         max_connections: max_connections.min(share(2)),
         spool_files: spool_files.min(share(4)),
         response_files: response_files.min(share(8)),
-        // Two descriptors each: a sixteenth of the descriptors is 1/32 WebSockets.
         websocket_max: websocket_max.min(share(16 * PER_WEBSOCKET)),
         short: true,
     }
@@ -122,7 +123,7 @@ pub(super) fn fit(settings: &mut Settings) {
     );
     if p.short {
         tracing::warn!(
-            "open-file limit (RLIMIT_NOFILE) is {limit} (soft was {soft}, hard {hard}), below the {} that max_connections ({}) + body_spool_files ({}) + response_files ({}) + 2 x websocket_max ({}) + {} workers need: raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=); until then at most {} connections are served and {} request bodies spooled at once, responses hold at most {} files and at most {} WebSockets are open",
+            "open-file limit (RLIMIT_NOFILE) is {limit} (soft was {soft}, hard {hard}), below the {} that max_connections ({}) + body_spool_files ({}) + response_files ({}) + websocket_max ({}) + {} workers need: raise it (systemd LimitNOFILE=, ulimit -n, docker --ulimit nofile=); until then at most {} connections are served and {} request bodies spooled at once, responses hold at most {} files and at most {} WebSockets are open",
             p.need,
             l.max_connections,
             l.body_spool_files,
@@ -151,7 +152,7 @@ mod tests {
         assert_eq!(
             p,
             Plan {
-                need: 10_000 + 1024 + 1024 + 2 * 1000 + 32 + RESERVE,
+                need: 10_000 + 1024 + 1024 + 1000 + 32 + RESERVE,
                 max_connections: 10_000,
                 spool_files: 1024,
                 response_files: 1024,
@@ -169,13 +170,13 @@ mod tests {
             (p.max_connections, p.spool_files, p.response_files),
             (200, 100, 50)
         );
-        // WebSockets: two descriptors each, a sixteenth of the limit.
-        assert_eq!(p.websocket_max, 12);
+        // WebSockets: one descriptor each, a sixteenth of the limit.
+        assert_eq!(p.websocket_max, 25);
         // WebSockets alone can make the limit short.
         let mut ws = asked(100, 10, 1);
         ws.websocket_max = 1000;
         assert!(plan(1024, ws).short);
-        assert_eq!(plan(1024, ws).websocket_max, 32);
+        assert_eq!(plan(1024, ws).websocket_max, 64);
         // A cap already below a quarter stays.
         assert_eq!(plan(400, asked(10_000, 8, 2)).spool_files, 8);
         assert_eq!(plan(2, asked(10_000, 8, 2)).spool_files, 1);

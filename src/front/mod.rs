@@ -275,25 +275,12 @@ impl Front {
         }
         // A tunnel's line is written at its close (`tunnel::Closing`).
         let entry = logged.filter(|_| !tunneled).map(|head| {
-            let upstream = resp.extensions().get::<Upstream>();
-            Entry {
-                time: SystemTime::now(),
-                remote: head.remote,
-                method: head.method,
-                path: head.path,
-                query: head.query,
-                protocol: head.protocol,
-                status: resp.status().as_u16(),
-                bytes,
-                bytes_in: None,
-                duration: elapsed,
-                user_agent: head.user_agent,
-                referer: head.referer,
-                request_id: String::from_utf8_lossy(&request_id).into_owned(),
-                worker_pid: upstream.map(|u| u.pid),
-                upstream: upstream.map(|u| u.elapsed),
-                queue: upstream.and_then(|u| u.queue),
-            }
+            let upstream = resp.extensions().get::<Upstream>().copied();
+            let id = String::from_utf8_lossy(&request_id).into_owned();
+            let mut entry = head.into_entry(resp.status(), id, upstream);
+            entry.bytes = bytes;
+            entry.duration = elapsed;
+            entry
         });
         (resp, entry)
     }
@@ -502,6 +489,30 @@ struct LoggedHead {
 }
 
 impl LoggedHead {
+    /// The access-log line of this request's answer (`status`, from `upstream`),
+    /// its size and duration still to be set: when the answer is sent, or for a
+    /// WebSocket at its close (`tunnel::Closing`).
+    fn into_entry(self, status: StatusCode, request_id: String, up: Option<Upstream>) -> Entry {
+        Entry {
+            time: SystemTime::now(),
+            remote: self.remote,
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            protocol: self.protocol,
+            status: status.as_u16(),
+            bytes: None,
+            bytes_in: None,
+            duration: std::time::Duration::ZERO,
+            user_agent: self.user_agent,
+            referer: self.referer,
+            request_id,
+            worker_pid: up.map(|u| u.pid),
+            upstream: up.map(|u| u.elapsed),
+            queue: up.and_then(|u| u.queue),
+        }
+    }
+
     fn of(req: &Request<Incoming>, client: &Client) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()

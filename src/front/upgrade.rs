@@ -10,7 +10,6 @@ use super::websocket::Handshake;
 use super::{Front, LoggedHead};
 use crate::conn_watch::Activity;
 use crate::net::ConnInfo;
-use crate::observe::access_log::Entry;
 use crate::observe::metrics::UpgradeRefusal;
 use crate::observe::RouteKind;
 use crate::proxy::upgrade::Upgraded;
@@ -21,7 +20,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// The WebSocket settings and the count of open ones.
 pub struct WebSockets {
@@ -131,7 +130,7 @@ impl Front {
         let upstream = resp.extensions().get::<Upstream>().copied();
         let log = logged.map(|(log, head)| {
             let id = String::from_utf8_lossy(&stamp.request_id).into_owned();
-            (log, entry(head, resp.status(), id, upstream))
+            (log, head.into_entry(resp.status(), id, upstream))
         });
         let side = AppSide {
             app,
@@ -161,27 +160,5 @@ impl Front {
         let mut resp = resp.map(|()| respond::empty());
         resp.extensions_mut().insert(Tunneled);
         (RouteKind::App, resp)
-    }
-}
-
-/// The access-log line of a tunnel, written at its close (`tunnel::Closing`).
-fn entry(head: LoggedHead, status: StatusCode, request_id: String, up: Option<Upstream>) -> Entry {
-    Entry {
-        time: SystemTime::now(),
-        remote: head.remote,
-        method: head.method,
-        path: head.path,
-        query: head.query,
-        protocol: head.protocol,
-        status: status.as_u16(),
-        bytes: None,
-        bytes_in: None,
-        duration: std::time::Duration::ZERO,
-        user_agent: head.user_agent,
-        referer: head.referer,
-        request_id,
-        worker_pid: up.map(|u| u.pid),
-        upstream: up.map(|u| u.elapsed),
-        queue: up.and_then(|u| u.queue),
     }
 }

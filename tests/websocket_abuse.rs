@@ -6,6 +6,9 @@
 //! an HTTP/2 answer that opens no tunnel is never a 2xx (F3); a head on the socket
 //! with bad framing is a 502 (F5); handshakes waiting for a thread hold no
 //! descriptor (F6); `ferricorn_websockets_open` counts tunnels, not handshakes (F7).
+//! The second attacker's: the worker `timeout` holds until the tunnel opens, a
+//! sticky route's handshake answer sets its cookie, and an app that half-closes
+//! still reads the client's Close reply.
 
 mod common;
 
@@ -329,4 +332,118 @@ fn websockets_open_counts_tunnels_not_handshakes() {
         drop(queued);
     });
     round_trip(&mut ws, b"still open");
+}
+
+/// Second attacker, F1: the worker `timeout` holds until the tunnel is open. An app
+/// that writes part of its head on the socket and hangs gets its client a 504 and
+/// its worker replaced, as any hung request does; before, the thread was lost for
+/// good (no timeout, no restart, the worker's one thread gone).
+#[test]
+fn a_half_written_head_that_hangs_is_timed_out_like_any_request() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let server = test_app(
+        "ws_raw:app",
+        &[
+            "-w",
+            "1",
+            "--threads",
+            "1",
+            "-t",
+            "2",
+            "--admin-bind",
+            &admin,
+        ],
+    )
+    .start();
+    let (status, old) = get(&server.url("/pid"));
+    assert_eq!(status, 200);
+    let (head, _s) = try_open(server.addr, "/partial");
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    poll_metric(
+        &admin,
+        "ferricorn_worker_restarts_total{reason=\"timeout\"}",
+        Duration::from_secs(20),
+        |n| n == 1,
+    )
+    .expect("the hung worker replaced");
+    let (status, new) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "a new worker serves");
+    assert_ne!(new, old);
+}
+
+/// Second attacker, F2: a sticky route's handshake answer (101, and HTTP/2's 200)
+/// sets the cookie like any answer under the route, so a client that opens its
+/// WebSocket first, or brings a stale token, is pinned from then on.
+#[test]
+fn a_sticky_routes_handshake_answer_sets_the_cookie() {
+    let (server, _admin) = ws_server(&["--sticky", "/"]);
+    let (head, _s) = try_open(server.addr, "/raw");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let token = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("set-cookie: ferricorn_worker=")
+                .map(String::from)
+        })
+        .unwrap_or_else(|| panic!("no cookie on the 101: {head}"));
+    let token = token.split(';').next().unwrap().to_string();
+    let stale = "0".repeat(32);
+    for (cookie, wants_new) in [(stale.as_str(), true), (token.as_str(), false)] {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let field = format!("Cookie: ferricorn_worker={cookie}");
+        let mut fields = HANDSHAKE.to_vec();
+        fields.push(&field);
+        let req = handshake_head("GET /raw HTTP/1.1", &fields);
+        s.write_all(req.as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let set = head
+            .to_ascii_lowercase()
+            .contains("set-cookie: ferricorn_worker=");
+        assert_eq!(set, wants_new, "cookie {cookie}: {head}");
+    }
+    runtime().block_on(async {
+        let mut client = h2_client(server.addr).await;
+        while !client.is_extended_connect_protocol_enabled() {
+            client = client.ready().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let req = ws_connect_request(server.addr, "/raw", "websocket", "13");
+        let (resp, _send) = client.send_request(req, false).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            cookie
+                .as_deref()
+                .is_some_and(|c| c.starts_with("ferricorn_worker=")),
+            "{cookie:?}"
+        );
+    });
+}
+
+/// Second attacker, F3: an app that sends its Close frame and half-closes its
+/// socket still reads the client's Close reply (the relay lingers on the client's
+/// side); before, the relay ended with the app's side and the reply was lost.
+#[test]
+fn an_app_that_half_closes_still_gets_the_clients_close_reply() {
+    let (server, _admin) = ws_server(&[]);
+    let mut s = ws_open(server.addr, "/apphalf");
+    assert_eq!(
+        read_n(&mut s, 4),
+        [0x88, 0x02, 0x03, 0xe8],
+        "the app's Close"
+    );
+    let reply = ws_frame(0x8, &[0x03, 0xe8]);
+    s.write_all(&reply).unwrap();
+    drop(s);
+    server.wait_for_log(
+        &format!("apphalf got {}", reply.len()),
+        Duration::from_secs(10),
+    );
 }

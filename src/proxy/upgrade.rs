@@ -5,8 +5,9 @@
 //! - the app writes into the socket (it took it, as under gunicorn): its HTTP/1.1
 //!   head is read there (`app_head`); a valid `101` opens the tunnel (the caller
 //!   relays), another status is an ordinary answer whose body is the rest of the
-//!   socket. From then on the worker's `timeout` no longer applies to the request,
-//!   and its WSGI answer on the wire is read and dropped.
+//!   socket. Its WSGI answer on the wire is read and dropped. The worker's
+//!   `timeout` stops applying to the request once the tunnel is open (not before:
+//!   a half-written head that hangs is timed out like any request).
 //! - a `ResponseHead` on the wire with nothing in the socket: an ordinary answer
 //!   (an app that refuses the handshake with a WSGI response).
 //!
@@ -14,6 +15,7 @@
 //! request carrying a socket is never taken back and sent again.
 
 use super::app_head::{self, AppHead};
+use super::sticky::Stickiness;
 use super::{
     build_response, request_head, AbortOnDrop, AppBody, Overrides, Proxy, Stamp, Upstream,
 };
@@ -55,6 +57,8 @@ struct Sent {
     rx: Receiver,
     guard: AbortOnDrop,
     sent_at: Instant,
+    /// The route's stickiness, for the answer's cookie.
+    sticky: Stickiness,
 }
 
 /// Who answered first (see the module doc).
@@ -88,10 +92,11 @@ impl Proxy {
     ) -> Result<Sent, Failure> {
         let head = handshake_head(parts, conn, stamp, hs);
         // A sticky route's cookie pins the upgrade to its session's worker too.
-        let prefer = overrides
-            .sticky
-            .and_then(|_| super::sticky::preference(&parts.headers));
-        let lease = self.dispatcher.acquire(false, again, prefer).await?;
+        let sticky = Stickiness::of(overrides.sticky, &parts.headers);
+        let lease = self
+            .dispatcher
+            .acquire(false, again, sticky.prefer())
+            .await?;
         // Only now, with a thread leased: a handshake waiting in the queue holds no
         // descriptor (HTTP/2 puts many on one connection, outside the fd plan).
         let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(internal)?;
@@ -118,6 +123,7 @@ impl Proxy {
             rx,
             guard,
             sent_at,
+            sticky,
         })
     }
 
@@ -134,6 +140,33 @@ impl Proxy {
         no_tunnel_is_no_success(upgraded, hs)
     }
 
+    /// Sends the handshake and waits for who takes it; one taken back before it
+    /// started (its worker went) is sent again, with a new pair.
+    async fn send_until_started(
+        &self,
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+        stamp: &Stamp,
+        hs: &Handshake,
+        overrides: Overrides,
+    ) -> Result<(Sent, Taken), Failure> {
+        let mut again = false;
+        loop {
+            let mut sent = self
+                .send_upgrade(parts, conn, stamp, hs, overrides, again)
+                .await?;
+            let taken = who_took_it(&mut sent.mine, &mut sent.rx).await;
+            if matches!(taken, Taken::Wire(None))
+                && sent.rx.interruption() == Some(Interruption::Revoked)
+            {
+                sent.guard.worker = None;
+                again = true;
+                continue;
+            }
+            return Ok((sent, taken));
+        }
+    }
+
     async fn forward_handshake(
         &self,
         parts: http::request::Parts,
@@ -143,29 +176,20 @@ impl Proxy {
     ) -> Result<Upgraded, Failure> {
         let overrides = Overrides::of(&parts);
         let waiting_since = crate::claims::monotonic_ns();
-        let mut again = false;
-        let (mut mine, worker, stream, rx, mut guard, sent_at, taken) = loop {
-            let mut sent = self
-                .send_upgrade(&parts, conn, stamp, hs, overrides, again)
-                .await?;
-            let taken = who_took_it(&mut sent.mine, &mut sent.rx).await;
-            if matches!(taken, Taken::Wire(None))
-                && sent.rx.interruption() == Some(Interruption::Revoked)
-            {
-                // Taken back before it started (its worker went): again, with a new pair.
-                sent.guard.worker = None;
-                again = true;
-                continue;
-            }
-            let Sent {
-                mine,
-                worker,
-                stream,
-                rx,
-                guard,
-                sent_at,
-            } = sent;
-            break (mine, worker, stream, rx, guard, sent_at, taken);
+        let (sent, taken) = self
+            .send_until_started(&parts, conn, stamp, hs, overrides)
+            .await?;
+        let Sent {
+            mut mine,
+            worker,
+            stream,
+            rx,
+            mut guard,
+            sent_at,
+            sticky,
+        } = sent;
+        let cookie = |headers: &mut http::HeaderMap| {
+            sticky.remember(headers, worker.id(), stamp.client.scheme);
         };
         let upstream = |worker: &WorkerConn| Upstream {
             pid: worker.pid,
@@ -178,6 +202,7 @@ impl Proxy {
             Taken::Wire(Some(Frame::ResponseHead(head))) => {
                 let mut resp = build_response(*head)?;
                 resp.extensions_mut().insert(upstream(&worker));
+                cookie(resp.headers_mut());
                 // Orders to the front never reach a client; none applies to a handshake.
                 let _ = super::accel_fields::take(resp.headers_mut());
                 let worker = guard.worker.take();
@@ -197,8 +222,10 @@ impl Proxy {
                 })
             }
             Taken::Socket(bytes) => {
-                worker.exempt_from_timeout(stream);
-                // The app answers on its socket now; its WSGI answer is dropped.
+                // The app answers on its socket now; its WSGI answer is dropped. The
+                // worker `timeout` still holds until a tunnel opens: an app that
+                // writes part of a head (or a plain answer) and hangs is timed out
+                // and its worker replaced, as for any request.
                 guard.worker = None;
                 tokio::spawn(discard(rx));
                 // A route's zero timeout means none: the worker's bounds the head then.
@@ -208,9 +235,14 @@ impl Proxy {
                 let mut upgraded = answer(head, mine, hs, worker.tunnels_closed())?;
                 match &mut upgraded {
                     Upgraded::Tunnel { resp, .. } => {
-                        resp.extensions_mut().insert(upstream(&worker))
+                        worker.exempt_from_timeout(stream);
+                        cookie(resp.headers_mut());
+                        resp.extensions_mut().insert(upstream(&worker));
                     }
-                    Upgraded::Answer(resp) => resp.extensions_mut().insert(upstream(&worker)),
+                    Upgraded::Answer(resp) => {
+                        cookie(resp.headers_mut());
+                        resp.extensions_mut().insert(upstream(&worker));
+                    }
                 };
                 Ok(upgraded)
             }

@@ -25,6 +25,11 @@ const SCRATCH: usize = 16 * 1024;
 /// How long the client gets to take the close (TLS close_notify, FIN).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
+/// How long the client's last bytes (its Close reply) still go to an app that
+/// half-closed its socket (`shutdown(SHUT_WR)` after its Close frame), as nginx's
+/// `lingering_timeout`: then the tunnel ends, whatever the client does.
+const LINGER: Duration = Duration::from_secs(5);
+
 thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
 }
@@ -146,6 +151,8 @@ pub(super) struct Relay<C> {
     up: Direction,
     settings: Settings,
     last_progress: Instant,
+    /// Set once the app's side ended: the end of the client's last word (`LINGER`).
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Relay<C> {
@@ -163,6 +170,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<C> {
             up: Direction::with_first(first_up),
             settings,
             last_progress: Instant::now(),
+            linger: None,
         }
     }
 
@@ -223,17 +231,28 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Relay<C> {
         if let Poll::Ready(Err(e)) = down {
             return Poll::Ready(End::Failed(e));
         }
-        // The app closed its end and all it wrote went out: nobody reads the client's
-        // bytes any more, so the connection ends (the server closes first, RFC 6455 §7.1.1).
-        if self.down.is_done() {
-            return Poll::Ready(End::Closed);
-        }
         let up = self
             .up
             .poll_move(cx, Pin::new(&mut self.client), Pin::new(&mut self.app));
-        if let Poll::Ready(Err(e)) = up {
-            return Poll::Ready(End::Failed(e));
+        if !self.down.is_done() {
+            if let Poll::Ready(Err(e)) = up {
+                return Poll::Ready(End::Failed(e));
+            }
+            return Poll::Pending;
         }
-        Poll::Pending
+        // The app ended its side and all it wrote went out (the server closes first,
+        // RFC 6455 §7.1.1). An app that only half-closed still reads the client's
+        // Close reply, so the client's side runs on until it ends, fails (an app that
+        // closed its socket: EPIPE) or `LINGER` passes.
+        if up.is_ready() {
+            return Poll::Ready(End::Closed);
+        }
+        let linger = self
+            .linger
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+        match linger.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(End::Closed),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -125,6 +125,20 @@ def _abuse(environ, s, path):
     elif path == "/stuck":
         s.sendall(_head(environ) + b"hi")
         time.sleep(60)
+    elif path == "/partial":
+        s.sendall(b"HTTP/1.1 1")
+        time.sleep(60)
+    elif path == "/apphalf":
+        # Its Close frame (1000), then half-closed: it still reads the client's reply.
+        s.sendall(_head(environ) + b"\x88\x02\x03\xe8")
+        s.shutdown(socket.SHUT_WR)
+        got = 0
+        while True:
+            data = s.recv(4096)
+            if not data:
+                break
+            got += len(data)
+        print(f"apphalf got {got}", file=sys.stderr, flush=True)
 
 
 def _flood(s):
@@ -203,7 +217,8 @@ def app(environ, start_response):
     elif path == "/garbled":
         s.sendall(b"\x00\x01garbage\r\n\r\n")
     elif path.endswith("/slowhead") or path in (
-            "/accel-socket", "/accel101", "/socket200", "/badhead", "/stuck"):
+            "/accel-socket", "/accel101", "/socket200", "/badhead", "/stuck",
+            "/partial", "/apphalf"):
         _abuse(environ, s, path)
     elif path == "/huge":
         s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nX-Long: " + b"a" * 70000)

@@ -231,9 +231,12 @@ impl Front {
         started: Instant,
     ) -> (Response<Body>, Option<Entry>) {
         let _in_flight = self.metrics.request_started();
+        // Judged once: whether the request asks for a WebSocket, and its handshake.
+        let websocket = websocket::classify(&req);
         // After a WebSocket handshake's head come frames, not requests: unless it
         // opens the tunnel, its answer ends the connection.
-        let ends_connection = is_http1_connect(&req) || websocket::asks_websocket_h1(&req);
+        let ends_connection =
+            is_http1_connect(&req) || (websocket.is_some() && req.version() != Version::HTTP_2);
         // The one answer to "who is the client" that REMOTE_ADDR, the scheme, the
         // access log and the rate limits all use.
         let resolved = self.real_ip.resolve(req.headers(), conn);
@@ -244,7 +247,7 @@ impl Front {
             .as_ref()
             .map(|_| LoggedHead::of(&req, &stamp.client));
         let (kind, mut resp) = match resolved {
-            Ok(_) => self.route(req, conn, &stamp, activity).await,
+            Ok(_) => self.route(req, websocket, conn, &stamp, activity).await,
             Err(e) => {
                 tracing::debug!(error = %e, "refused forwarding headers");
                 let resp = respond::error_response(Failure::BadRequest);
@@ -313,6 +316,7 @@ impl Front {
     async fn route(
         &self,
         mut req: Request<Incoming>,
+        websocket: Option<Result<websocket::Handshake, websocket::Malformed>>,
         conn: &ConnInfo,
         stamp: &Stamp,
         activity: &Arc<Activity>,
@@ -326,7 +330,7 @@ impl Front {
         }
         // A WebSocket handshake: malformed ones refused before Python; a good one
         // meets the same `[[route]]`s and router as any request, then is opened.
-        let websocket = match websocket::classify(&req) {
+        let websocket = match websocket {
             Some(Err(why)) => {
                 tracing::debug!(%why, "WebSocket handshake refused");
                 return self.refuse_upgrade(UpgradeRefusal::Handshake, why.response());
@@ -374,11 +378,10 @@ impl Front {
                     let resp = respond::error_response(Failure::BadRequest);
                     self.refuse_upgrade(UpgradeRefusal::Static, resp)
                 }
-                Route::Static(_) => {
+                Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
+                Route::Static(_) | Route::App => {
                     Box::pin(self.open_websocket(req, hs, conn, stamp, activity)).await
                 }
-                Route::App => Box::pin(self.open_websocket(req, hs, conn, stamp, activity)).await,
-                Route::NotFound => (RouteKind::Other, respond::error_response(Failure::NotFound)),
             };
         }
         match route {

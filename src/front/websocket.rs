@@ -76,7 +76,7 @@ pub(crate) fn classify<B>(req: &Request<B>) -> Option<Result<Handshake, Malforme
 /// An HTTP/1 request with an `Upgrade` field naming `websocket`, well formed or not:
 /// its answer ends the connection unless it opens a tunnel, since the bytes after it
 /// may be frames, never to be read as HTTP.
-pub(crate) fn asks_websocket_h1<B>(req: &Request<B>) -> bool {
+fn asks_websocket_h1<B>(req: &Request<B>) -> bool {
     req.version() != Version::HTTP_2 && lists(req.headers(), header::UPGRADE, "websocket")
 }
 

@@ -65,6 +65,32 @@ async fn queue_h2_handshakes(
     (client, pending)
 }
 
+/// `queue_h2_handshakes`, returning once the dispatcher's queue (read on `admin`)
+/// holds all `n`.
+async fn queued_h2_handshakes(
+    addr: SocketAddr,
+    n: usize,
+    admin: &str,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    Vec<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>)>,
+) {
+    let queued = queue_h2_handshakes(addr, n).await;
+    let admin = admin.to_string();
+    tokio::task::spawn_blocking(move || {
+        poll_metric(
+            &admin,
+            "ferricorn_requests_queued",
+            Duration::from_secs(10),
+            |q| q >= n as u64,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{n} handshakes queued: {e:?}"));
+    queued
+}
+
 /// F1: a worker recycled by max_requests while a WebSocket runs on it is not kept
 /// for ever: a client holding one WebSocket per round must not make the worker
 /// processes grow.
@@ -218,19 +244,7 @@ fn queued_handshakes_hold_no_descriptor() {
     let _held = [open_raw(server.addr, "/raw"), open_raw(server.addr, "/raw")];
     let before = fds(server.pid());
     let after = runtime().block_on(async {
-        let queued = queue_h2_handshakes(server.addr, 50).await;
-        let a = admin.clone();
-        tokio::task::spawn_blocking(move || {
-            poll_metric(
-                &a,
-                "ferricorn_requests_queued",
-                Duration::from_secs(10),
-                |n| n >= 50,
-            )
-        })
-        .await
-        .unwrap()
-        .expect("50 handshakes queued");
+        let queued = queued_h2_handshakes(server.addr, 50, &admin).await;
         let after = fds(server.pid());
         drop(queued);
         after
@@ -314,19 +328,7 @@ fn websockets_open_counts_tunnels_not_handshakes() {
     let mut ws = open_raw(server.addr, "/raw");
     let rt = runtime();
     rt.block_on(async {
-        let queued = queue_h2_handshakes(server.addr, 3).await;
-        let a = admin.clone();
-        tokio::task::spawn_blocking(move || {
-            poll_metric(
-                &a,
-                "ferricorn_requests_queued",
-                Duration::from_secs(10),
-                |n| n >= 3,
-            )
-        })
-        .await
-        .unwrap()
-        .expect("3 handshakes queued");
+        let queued = queued_h2_handshakes(server.addr, 3, &admin).await;
         let open = metric_off_runtime(&admin, "ferricorn_websockets_open");
         assert_eq!(open, 1, "1 tunnel open, 3 handshakes waiting");
         drop(queued);

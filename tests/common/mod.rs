@@ -571,49 +571,30 @@ impl DjangoSite {
 
 /// A self-signed certificate for 127.0.0.1 (openssl), as (cert, key) paths in `dir`.
 pub fn certificate(dir: &std::path::Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.to_str().unwrap().into(), key.to_str().unwrap().into())
+    self_signed(dir, "cert.pem", "key.pem", &[])
 }
 
 /// A self-signed certificate for 127.0.0.1 that is no CA (rustls refuses a CA as
 /// a server's certificate), and its key.
 pub fn leaf_certificate(dir: &std::path::Path) -> (String, String) {
-    let (cert, key) = (dir.join("leaf.pem"), dir.join("leaf.key"));
-    let out = std::process::Command::new("openssl")
+    self_signed(
+        dir,
+        "leaf.pem",
+        "leaf.key",
+        &["-addext", "basicConstraints=critical,CA:FALSE"],
+    )
+}
+
+/// `openssl req -x509` for 127.0.0.1 into `dir/cert` and `dir/key`, with `extra` args.
+fn self_signed(dir: &std::path::Path, cert: &str, key: &str, extra: &[&str]) -> (String, String) {
+    let (cert, key) = (dir.join(cert), dir.join(key));
+    let out = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
         ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(extra)
         .arg("-keyout")
         .arg(&key)
         .arg("-out")

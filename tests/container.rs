@@ -374,7 +374,7 @@ fn podman_stop_drains_an_in_flight_request_and_exits_0() {
 fn pid_1_reaps_orphans() {
     let c = Container::start();
     let pid = c
-        .exec("sleep 2 >/dev/null 2>&1 & echo $!")
+        .exec("sleep 600 >/dev/null 2>&1 & echo $!")
         .unwrap_or_else(|e| c.server.fail(&e));
     let pid = pid.trim();
     let stat = c.exec(&format!("cat /proc/{pid}/stat")).unwrap();
@@ -383,7 +383,10 @@ fn pid_1_reaps_orphans() {
         .nth(1)
         .unwrap();
     assert_eq!(ppid, "1", "the orphan's parent: {stat}");
-    // It lives 2 s; once it exits it must disappear, not stay a zombie.
+    // Ended on our word (not after a fixed time a slow machine may overrun before
+    // its parent is read): once it exits it must disappear, not stay a zombie.
+    c.exec(&format!("kill {pid}"))
+        .unwrap_or_else(|e| c.server.fail(&e));
     wait_until(
         &format!("PID 1 reaping orphan {pid}"),
         Duration::from_secs(15),

@@ -11,7 +11,8 @@
 /disconnects    how many http.disconnect /sse saw
 /state          the lifespan state's "started" value
 /raise          raises before the response head (a 500; the worker lives on)
-/raise-after    raises after the head (the response is cut)
+/raise-after    sends the head and a chunk, waits for /release, raises (the
+                response is cut)
 /pid            the worker's pid
 
 Lifespan: startup puts {"started": "yes"} in the state; with FAIL_STARTUP set in
@@ -112,8 +113,10 @@ async def app(scope, receive, send):
     if path == "/raise":
         raise ValueError("boom before the head")
     if path == "/raise-after":
+        RELEASE = asyncio.Event()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        await RELEASE.wait()
         raise ValueError("boom after the head")
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())

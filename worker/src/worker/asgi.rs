@@ -16,18 +16,16 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 
 pub(super) fn serve(args: &WorkerArgs, app: App) -> Result<u8, StartError> {
+    let opts = options(args);
+    let booted = match asgi::boot(&app, &opts) {
+        Ok(booted) => booted,
+        Err(e) => return failed(e),
+    };
     let sock = UnixStream::connect(&args.socket)
         .map_err(|e| StartError::Connect(args.socket.clone(), e))?;
     let claims = match &args.claims {
         Some(path) => Some(Claims::open(path).map_err(|e| StartError::Claims(path.clone(), e))?),
         None => None,
-    };
-    let opts = asgi::Options {
-        asgi_loop: args.asgi_loop.clone(),
-        lifespan: args.asgi_lifespan.clone(),
-        root_path: args.root_path.clone(),
-        threads: args.threads.max(1),
-        dev: args.dev,
     };
     let mut spawn_failed = None;
     let ready = |sock: &UnixStream, loop_name: &str| {
@@ -53,17 +51,34 @@ pub(super) fn serve(args: &WorkerArgs, app: App) -> Result<u8, StartError> {
             spawn_failed = Some(e);
         }
     };
-    match asgi::serve(&app, sock, claims, opts, ready, signals) {
+    match asgi::serve(booted, sock, claims, opts, ready, signals) {
         Ok(why) => {
             if let Some(e) = spawn_failed {
                 return Err(StartError::Thread(e));
             }
             Ok(shutdown(why, args.hooks.is_some()))
         }
-        Err(asgi::Failed::Startup(failure)) => {
+        Err(e) => failed(e),
+    }
+}
+
+fn options(args: &WorkerArgs) -> asgi::Options {
+    asgi::Options {
+        asgi_loop: args.asgi_loop.clone(),
+        lifespan: args.asgi_lifespan.clone(),
+        root_path: args.root_path.clone(),
+        threads: args.threads.max(1),
+        dev: args.dev,
+    }
+}
+
+/// A failed lifespan startup is reported like an import failure (exit 3).
+fn failed(e: asgi::Failed) -> Result<u8, StartError> {
+    match e {
+        asgi::Failed::Startup(failure) => {
             report(&failure);
             Ok(EXIT_APP_IMPORT)
         }
-        Err(asgi::Failed::Loop(text)) => Err(StartError::Loop(text)),
+        asgi::Failed::Loop(text) => Err(StartError::Loop(text)),
     }
 }

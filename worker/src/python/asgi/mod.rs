@@ -58,17 +58,17 @@ pub enum Failed {
     Loop(String),
 }
 
-/// Serves `app` on a loop until the worker must exit. `ready` sends the Ready
-/// frame (the socket is still blocking then) and logs the boot line with the
-/// loop's name; `signals` starts the signal thread with its `Waker`.
-pub fn serve(
-    app: &App,
-    sock: UnixStream,
-    claims: Option<Claims>,
-    opts: Options,
-    ready: impl FnOnce(&UnixStream, &str),
-    signals: impl FnOnce(Waker),
-) -> Result<Exit, Failed> {
+/// The loop made and the lifespan startup done: what `serve` goes on with.
+pub struct Booted {
+    event_loop: Py<PyAny>,
+    loop_name: String,
+    life: Py<PyAny>,
+    app: Py<PyAny>,
+}
+
+/// Makes the loop and runs the lifespan startup to its end, before the worker
+/// connects to the master (a failure is then an exit like an import failure's).
+pub fn boot(app: &App, opts: &Options) -> Result<Booted, Failed> {
     Python::attach(|py| {
         let m = py
             .import("ferricorn._asgi")
@@ -76,12 +76,35 @@ pub fn serve(
         let made = m
             .call_method1("new_loop", (&opts.asgi_loop, opts.threads))
             .map_err(|e| loop_error(py, &e))?;
-        let (event_loop, name): (Bound<'_, PyAny>, String) =
+        let (event_loop, loop_name): (Bound<'_, PyAny>, String) =
             made.extract().map_err(|e| loop_error(py, &e))?;
         let life = m
             .call_method1("Lifespan", (app.0.bind(py), &opts.lifespan))
             .map_err(|e| loop_error(py, &e))?;
         startup(py, &event_loop, &life)?;
+        Ok(Booted {
+            event_loop: event_loop.unbind(),
+            loop_name,
+            life: life.unbind(),
+            app: app.0.clone_ref(py),
+        })
+    })
+}
+
+/// Serves on the booted loop until the worker must exit. `ready` sends the Ready
+/// frame (the socket is still blocking then) and logs the boot line with the
+/// loop's name; `signals` starts the signal thread with its `Waker`.
+pub fn serve(
+    booted: Booted,
+    sock: UnixStream,
+    claims: Option<Claims>,
+    opts: Options,
+    ready: impl FnOnce(&UnixStream, &str),
+    signals: impl FnOnce(Waker),
+) -> Result<Exit, Failed> {
+    Python::attach(|py| {
+        let event_loop = booted.event_loop.bind(py);
+        let life = booted.life.bind(py);
         let state = match life.getattr("supported").and_then(|s| s.is_truthy()) {
             Ok(true) => life
                 .getattr("state")
@@ -89,7 +112,7 @@ pub fn serve(
                 .ok(),
             _ => None,
         };
-        ready(&sock, &name);
+        ready(&sock, &booted.loop_name);
         let fixed = scope::Fixed {
             root_path: opts.root_path.clone(),
             state,
@@ -99,7 +122,7 @@ pub fn serve(
             py,
             sock,
             claims,
-            app.0.clone_ref(py),
+            booted.app.clone_ref(py),
             event_loop.clone().unbind(),
             fixed,
             opts.dev,
@@ -117,7 +140,7 @@ pub fn serve(
             .map_err(|e| loop_error(py, &e))?;
         let why = core.exit();
         if why == Exit::Drained {
-            shutdown(py, &event_loop, &life);
+            shutdown(py, event_loop, life);
         }
         Ok(why)
     })

@@ -249,6 +249,51 @@ fn an_exception_before_the_head_is_a_500_and_the_worker_lives_on() {
 }
 
 #[test]
+fn a_failure_between_start_and_body_or_a_bad_pathsend_is_still_a_500() {
+    let server = asgi(&["-w", "1"]);
+    let (_, pid) = get(&server, "/pid");
+    assert_eq!(get(&server, "/start-then-raise").0, 500);
+    server.wait_for_log(
+        "ValueError: boom between start and body",
+        Duration::from_secs(5),
+    );
+    for path in ["/pathsend/no/such/file", "/pathsend/", "/pathsend/tmp"] {
+        assert_eq!(get(&server, path).0, 500, "{path}");
+    }
+    server.wait_for_log("is not a regular file", Duration::from_secs(5));
+    server.wait_for_log("No such file or directory", Duration::from_secs(5));
+    assert_eq!(get(&server, "/pid"), (200, pid));
+}
+
+#[test]
+fn reload_mode_shows_the_traceback_page() {
+    let server = asgi(&["-w", "1", "--reload"]);
+    let r = client().get(server.url("/raise")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    let body = r.text().unwrap();
+    assert!(body.contains("ValueError: boom before the head"), "{body}");
+}
+
+#[test]
+fn term_lets_a_request_in_flight_finish_then_runs_the_lifespan_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("shutdown");
+    let mut server = test_app("asgi_raw:app", &["-k", "asgi", "-w", "1"])
+        .env("SHUTDOWN_FILE", &marker)
+        .start();
+    let mut s = open_get(&server, "/slow-stream");
+    let mut seen = Vec::new();
+    read_until(&mut s, &mut seen, "first\n");
+    server.signal(15);
+    read_until(&mut s, &mut seen, "last\n");
+    read_until(&mut s, &mut seen, "0\r\n\r\n");
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "shutdown");
+    assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+#[test]
 fn lifespan_state_reaches_requests_and_shutdown_runs_on_term() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("shutdown");

@@ -13,6 +13,9 @@
 /raise          raises before the response head (a 500; the worker lives on)
 /raise-after    sends the head and a chunk, waits for /release, raises (the
                 response is cut)
+/start-then-raise  http.response.start, then an exception (the head is held: 500)
+/pathsend/P     http.response.pathsend of P (a missing file raises OSError: 500)
+/slow-stream    one chunk, a second's sleep, the last chunk (for the drain)
 /pid            the worker's pid
 
 Lifespan: startup puts {"started": "yes"} in the state; with FAIL_STARTUP set in
@@ -118,6 +121,19 @@ async def app(scope, receive, send):
         await send({"type": "http.response.body", "body": b"partial", "more_body": True})
         await RELEASE.wait()
         raise ValueError("boom after the head")
+    if path == "/start-then-raise":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise ValueError("boom between start and body")
+    if path.startswith("/pathsend/"):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": path[len("/pathsend"):]})
+        return
+    if path == "/slow-stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
+        await asyncio.sleep(1)
+        await send({"type": "http.response.body", "body": b"last\n"})
+        return
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())
     return await respond(send, b"not found", status=404)

@@ -120,11 +120,14 @@ pub enum SendError {
     TooLong,
 }
 
-/// A response's progress, as the app's `send()` calls drive it.
+/// A response's progress, as the app's `send()` calls drive it. The head is held
+/// until the first body or file message (as PEP 3333 holds WSGI's), so an app that
+/// fails in between, or whose pathsend file is missing, still gets its 500.
 #[derive(Default)]
 pub struct Response {
     pub head_only: bool,
     started: bool,
+    pending: Option<ResponseHead>,
     declared: Option<u64>,
     sent: u64,
     status: u16,
@@ -144,12 +147,18 @@ impl Response {
         self.started
     }
 
+    /// The head went out: a failure now can only cut the response.
+    pub fn head_sent(&self) -> bool {
+        self.started && self.pending.is_none()
+    }
+
     pub fn done(&self) -> bool {
         self.done
     }
 
-    /// `http.response.start`: checks the status and fields, drops hop-by-hop ones.
-    pub fn start(&mut self, status: i64, fields: Vec<(Bytes, Bytes)>) -> Result<Frame, SendError> {
+    /// `http.response.start`: checks the status and fields, drops hop-by-hop ones,
+    /// and holds the head for the first body or file message.
+    pub fn start(&mut self, status: i64, fields: Vec<(Bytes, Bytes)>) -> Result<(), SendError> {
         if self.done {
             return Err(SendError::Complete);
         }
@@ -164,10 +173,14 @@ impl Response {
         self.started = true;
         self.status = status;
         self.declared = declared;
-        Ok(Frame::ResponseHead(Box::new(ResponseHead {
-            status,
-            headers,
-        })))
+        self.pending = Some(ResponseHead { status, headers });
+        Ok(())
+    }
+
+    fn push_head(&mut self, out: &mut Vec<Frame>) {
+        if let Some(head) = self.pending.take() {
+            out.push(Frame::ResponseHead(Box::new(head)));
+        }
     }
 
     /// `http.response.body`: the frames to send (the end too when `!more`). Bytes
@@ -179,6 +192,7 @@ impl Response {
         if self.done {
             return Err(SendError::Complete);
         }
+        self.push_head(out);
         if !self.head_only && !data.is_empty() {
             let room = self.declared.map(|d| d.saturating_sub(self.sent));
             if room.is_some_and(|r| (data.len() as u64) > r) {
@@ -211,14 +225,17 @@ impl Response {
         Frame::ResponseEnd
     }
 
-    /// `http.response.pathsend`: the head is out, the file is the body.
-    pub fn file(&mut self) -> Result<(), SendError> {
+    /// `http.response.pathsend`, once the file checked out: the head, then `file`
+    /// (the `ResponseFile` frame) as the body and the end.
+    pub fn file(&mut self, file: Frame, out: &mut Vec<Frame>) -> Result<(), SendError> {
         if !self.started {
             return Err(SendError::NotStarted);
         }
         if self.done {
             return Err(SendError::Complete);
         }
+        self.push_head(out);
+        out.push(file);
         self.done = true;
         Ok(())
     }
@@ -229,17 +246,29 @@ impl Response {
         Frame::Abort(Bytes::from_static(why.as_bytes()))
     }
 
-    /// A 500 in place of a response that failed before its head went out.
+    /// The plain 500 in place of a response that failed before its head went out
+    /// (the WSGI path's page).
     pub fn error_page(&mut self, out: &mut Vec<Frame>) {
-        self.started = true;
-        self.done = true;
         let body = Bytes::from_static(b"500 Internal Server Error\n");
+        self.error_page_of(b"text/plain; charset=utf-8", body, out);
+    }
+
+    /// A 500 with this body (`--dev`: the traceback page).
+    pub fn error_page_of(
+        &mut self,
+        content_type: &'static [u8],
+        body: Bytes,
+        out: &mut Vec<Frame>,
+    ) {
+        self.started = true;
+        self.pending = None;
+        self.done = true;
         out.push(Frame::ResponseHead(Box::new(ResponseHead {
             status: 500,
             headers: vec![
                 (
                     Bytes::from_static(b"content-type"),
-                    Bytes::from_static(b"text/plain; charset=utf-8"),
+                    Bytes::from_static(content_type),
                 ),
                 (
                     Bytes::from_static(b"content-length"),

@@ -87,7 +87,7 @@ pub fn spawn(
 pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, err: &PyErr) {
     let (id, frames) = {
         let mut s = lock(stream);
-        log_failure(py, &s.request, err);
+        let _ = log_failure(py, &s.request, err);
         let mut frames = Vec::new();
         s.resp.error_page(&mut frames);
         (s.id, frames)
@@ -267,11 +267,10 @@ impl Send {
             .extract()
             .map_err(|_| PyTypeError::new_err("http.response.start: status must be an int"))?;
         let fields = headers(py, message)?;
-        let (id, frame) = {
-            let mut s = lock(&self.stream);
-            (s.id, s.resp.start(status, fields).map_err(send_error)?)
-        };
-        self.core.send_frames(py, id, vec![frame]);
+        lock(&self.stream)
+            .resp
+            .start(status, fields)
+            .map_err(send_error)?;
         Ok(None)
     }
 
@@ -378,7 +377,10 @@ impl TaskDone {
         let (id, frames) = {
             let mut s = lock(&self.stream);
             s.task = None;
-            (s.id, ending(py, &mut s, cancelled, err.as_ref()))
+            (
+                s.id,
+                ending(py, &mut s, cancelled, err.as_ref(), self.core.dev),
+            )
         };
         self.core.send_frames(py, id, frames);
         self.core.task_done(py, &self.stream, id);
@@ -387,7 +389,13 @@ impl TaskDone {
 }
 
 /// The frames that end a stream whose task is over.
-fn ending(py: Python<'_>, s: &mut Stream, cancelled: bool, err: Option<&PyErr>) -> Vec<Frame> {
+fn ending(
+    py: Python<'_>,
+    s: &mut Stream,
+    cancelled: bool,
+    err: Option<&PyErr>,
+    dev: bool,
+) -> Vec<Frame> {
     let mut frames = Vec::new();
     if cancelled {
         if !s.resp.done() {
@@ -405,28 +413,33 @@ fn ending(py: Python<'_>, s: &mut Stream, cancelled: bool, err: Option<&PyErr>) 
         }
         return frames;
     }
-    match err {
+    let tb = match err {
         Some(e) => log_failure(py, &s.request, e),
         None if !s.resp.done() => {
             let e = PyRuntimeError::new_err(match s.resp.started() {
                 true => "the ASGI app returned before its response was complete",
                 false => "the ASGI app returned without sending a response",
             });
-            log_failure(py, &s.request, &e);
+            log_failure(py, &s.request, &e)
         }
-        None => {}
-    }
+        None => String::new(),
+    };
     if s.resp.done() {
-    } else if s.resp.started() {
+    } else if s.resp.head_sent() {
         frames.push(s.resp.abort("the app failed mid-response"));
+    } else if dev {
+        let page = super::super::traceback::dev_page("The application raised an exception.", &tb);
+        s.resp
+            .error_page_of(b"text/html; charset=utf-8", Bytes::from(page), &mut frames);
     } else {
         s.resp.error_page(&mut frames);
     }
     frames
 }
 
-/// One error record with the traceback, as the WSGI path logs a failed request.
-fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) {
+/// One error record with the traceback, as the WSGI path logs a failed request;
+/// returns the traceback.
+fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
     let tb = super::super::traceback::format(py, err);
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     log::emit(
@@ -438,4 +451,5 @@ fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) {
         .field("method", text(&request[1]))
         .field("path", text(&request[2])),
     );
+    tb
 }

@@ -72,7 +72,7 @@ impl Inbox {
 
     /// The next message; after the whole body only a disconnect may come, so the
     /// caller waits for one (the app normally stops listening long before).
-    pub fn next(&mut self) -> Received {
+    pub fn take(&mut self) -> Received {
         if self.aborted {
             return Received::Disconnect;
         }
@@ -158,7 +158,7 @@ impl Response {
 
     /// `http.response.start`: checks the status and fields, drops hop-by-hop ones,
     /// and holds the head for the first body or file message.
-    pub fn start(&mut self, status: i64, fields: Vec<(Bytes, Bytes)>) -> Result<(), SendError> {
+    pub fn start(&mut self, status: i64, fields: Fields) -> Result<(), SendError> {
         if self.done {
             return Err(SendError::Complete);
         }
@@ -283,6 +283,8 @@ impl Response {
     }
 }
 
+type Fields = Vec<(Bytes, Bytes)>;
+
 /// Statuses whose responses never have a body.
 fn bodiless(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
@@ -291,9 +293,7 @@ fn bodiless(status: u16) -> bool {
 /// The app's header fields, checked: names HTTP tokens, values without CR, LF or
 /// NUL, the whole head under `wire::MAX_RESPONSE_HEAD`; hop-by-hop fields dropped;
 /// names lower-cased (HTTP/2 wants them so, HTTP/1 does not care).
-fn check_fields(
-    fields: Vec<(Bytes, Bytes)>,
-) -> Result<(Vec<(Bytes, Bytes)>, Option<u64>), SendError> {
+fn check_fields(fields: Fields) -> Result<(Fields, Option<u64>), SendError> {
     let mut out = Vec::with_capacity(fields.len());
     let mut declared = None;
     let mut size = 0;

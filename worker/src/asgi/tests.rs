@@ -7,25 +7,25 @@ fn b(s: &'static [u8]) -> Bytes {
 #[test]
 fn the_body_comes_in_order_and_the_last_piece_says_no_more() {
     let mut i = Inbox::default();
-    assert_eq!(i.next(), Received::Wait);
+    assert_eq!(i.take(), Received::Wait);
     i.push(b(b"a"));
-    assert_eq!(i.next(), Received::Body(b(b"a"), true));
+    assert_eq!(i.take(), Received::Body(b(b"a"), true));
     i.push(b(b"b"));
     i.end();
-    assert_eq!(i.next(), Received::Body(b(b"b"), false));
-    assert_eq!(i.next(), Received::Wait, "then only a disconnect");
+    assert_eq!(i.take(), Received::Body(b(b"b"), false));
+    assert_eq!(i.take(), Received::Wait, "then only a disconnect");
     i.abort();
-    assert_eq!(i.next(), Received::Disconnect);
+    assert_eq!(i.take(), Received::Disconnect);
 }
 
 #[test]
 fn an_empty_body_is_one_final_message() {
     let mut i = Inbox::default();
     i.push(b(b"x"));
-    assert_eq!(i.next(), Received::Body(b(b"x"), true));
+    assert_eq!(i.take(), Received::Body(b(b"x"), true));
     i.end();
-    assert_eq!(i.next(), Received::Body(Bytes::new(), false));
-    assert_eq!(i.next(), Received::Wait);
+    assert_eq!(i.take(), Received::Body(Bytes::new(), false));
+    assert_eq!(i.take(), Received::Wait);
 }
 
 #[test]

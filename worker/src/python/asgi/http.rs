@@ -116,7 +116,7 @@ fn take_for_waiter(py: Python<'_>, s: &mut Stream) -> Option<(Py<PyAny>, Receive
     if is_done(py, &waiter) {
         return None; // its task was cancelled: the message stays for the next call
     }
-    match s.inbox.next() {
+    match s.inbox.take() {
         Received::Wait => {
             s.recv_waiter = Some(waiter);
             None
@@ -214,7 +214,7 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let got = lock(&self.stream).inbox.next();
+        let got = lock(&self.stream).inbox.take();
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }

@@ -16,6 +16,8 @@
 /start-then-raise  http.response.start, then an exception (the head is held: 500)
 /pathsend/P     http.response.pathsend of P (a missing file raises OSError: 500)
 /slow-stream    one chunk, a second's sleep, the last chunk (for the drain)
+/chunks         100 chunks of 1 KiB, yielding to the loop between them
+/chunks-sent    how many /chunks has sent so far
 /pid            the worker's pid
 
 Lifespan: startup puts {"started": "yes"} in the state; with FAIL_STARTUP set in
@@ -30,6 +32,7 @@ import os
 
 RELEASE = None
 DISCONNECTS = 0
+CHUNKS_SENT = 0
 
 
 async def lifespan(scope, receive, send):
@@ -134,6 +137,18 @@ async def app(scope, receive, send):
         await asyncio.sleep(1)
         await send({"type": "http.response.body", "body": b"last\n"})
         return
+    if path == "/chunks":
+        global CHUNKS_SENT
+        CHUNKS_SENT = 0
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(100):
+            await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+            CHUNKS_SENT += 1
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/chunks-sent":
+        return await respond(send, str(CHUNKS_SENT).encode())
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())
     return await respond(send, b"not found", status=404)

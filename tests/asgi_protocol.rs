@@ -1,0 +1,99 @@
+//! The ASGI worker (`--interface asgi`) on the wire, with this test as its master
+//! (the launcher is tests/common/worker.rs): the frames only an ASGI worker gets
+//! (Cancel, Pause, Resume) and the one only it sends (ResponseFile), which the
+//! master's side handles elsewhere. tests/asgi.rs has everything a client sees.
+
+#[path = "common/worker.rs"]
+mod launcher;
+
+use bytes::Bytes;
+use ferricorn::wire::Frame;
+use launcher::*;
+
+fn asgi_worker(extra: &[&str]) -> Worker {
+    let dir = apps();
+    let mut args = vec![
+        "--app",
+        "asgi_raw:app",
+        "--chdir",
+        dir.to_str().unwrap(),
+        "--interface",
+        "asgi",
+    ];
+    args.extend_from_slice(extra);
+    Worker::start(&args)
+}
+
+#[test]
+fn cancel_ends_the_task_and_the_stream_with_abort_cancelled() {
+    let mut w = asgi_worker(&[]);
+    // /stream waits for /release forever: only the cancel can end it.
+    let s = w.send_request(head("GET", "/stream", ""), &[]);
+    assert!(matches!(w.next_frame(s), Frame::ResponseHead(_)));
+    assert!(matches!(w.next_frame(s), Frame::ResponseBody(_)));
+    w.send(s, Frame::Cancel);
+    assert_eq!(
+        w.next_frame(s),
+        Frame::Abort(Bytes::from_static(b"cancelled"))
+    );
+    assert_eq!(w.get("/", "").text(), "hello");
+    // A Cancel for a stream that is gone is ignored.
+    w.send(s, Frame::Cancel);
+    assert_eq!(w.get("/", "").text(), "hello");
+}
+
+#[test]
+fn pause_holds_the_apps_body_sends_until_resume() {
+    let mut w = asgi_worker(&[]);
+    let s = w.send_request(head("GET", "/chunks", ""), &[]);
+    assert!(matches!(w.next_frame(s), Frame::ResponseHead(_)));
+    assert!(matches!(w.next_frame(s), Frame::ResponseBody(_)));
+    w.send(s, Frame::Pause);
+    // Frames are handled in order: once /chunks-sent answers, the Pause was seen,
+    // and the app's next send() waits.
+    let first: u32 = w.get("/chunks-sent", "").text().parse().unwrap();
+    let again: u32 = w.get("/chunks-sent", "").text().parse().unwrap();
+    assert!(first < 100, "not paused: {first}");
+    assert_eq!(first, again, "paused, yet it went on");
+    w.send(s, Frame::Resume);
+    let mut got = 1;
+    loop {
+        match w.next_frame(s) {
+            Frame::ResponseBody(b) => got += usize::from(!b.is_empty()),
+            Frame::ResponseEnd => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, 100);
+    assert_eq!(w.get("/chunks-sent", "").text(), "100");
+}
+
+#[test]
+fn pathsend_names_the_file_the_front_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.bin");
+    std::fs::write(&path, vec![1u8; 12345]).unwrap();
+    let mut w = asgi_worker(&[]);
+    let s = w.send_request(
+        head("GET", &format!("/pathsend{}", path.display()), ""),
+        &[],
+    );
+    assert!(matches!(w.next_frame(s), Frame::ResponseHead(h) if h.status == 200));
+    let Frame::ResponseFile(f) = w.next_frame(s) else {
+        panic!("no ResponseFile")
+    };
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(&f.path[..], path.to_str().unwrap().as_bytes());
+    assert_eq!((f.dev, f.ino, f.size), (meta.dev(), meta.ino(), 12345));
+    assert_eq!(w.get("/", "").text(), "hello");
+}
+
+#[test]
+fn the_masters_eof_ends_the_worker() {
+    let mut w = asgi_worker(&[]);
+    assert_eq!(w.get("/", "").text(), "hello");
+    w.sock = None;
+    let status = w.wait_exit();
+    assert!(status.success(), "{status:?}");
+}

@@ -293,6 +293,21 @@ fn term_lets_a_request_in_flight_finish_then_runs_the_lifespan_shutdown() {
     assert!(!server.log().contains("Traceback"), "{}", server.log());
 }
 
+/// Until WebSockets are served (contract §4), a handshake is refused on the wire:
+/// its passed socket is taken off the queue and closed, so the next requests and
+/// handshakes stay in step with their sockets.
+#[test]
+fn a_websocket_handshake_is_refused_and_the_worker_goes_on() {
+    let server = asgi(&["-w", "1"]);
+    for _ in 0..2 {
+        let head = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let out = server.raw(head.as_bytes(), Duration::from_secs(10));
+        assert!(out.starts_with("HTTP/1.1 501"), "{out}");
+        assert_eq!(get(&server, "/"), (200, "hello".into()));
+    }
+}
+
 #[test]
 fn lifespan_state_reaches_requests_and_shutdown_runs_on_term() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,14 +3,15 @@
 //! `ferricorn/_asgi.py`, which also runs the `lifespan` scope. `serve` runs the
 //! lifespan startup, says Ready, serves until a signal or the master's EOF
 //! (`conn`: the loop reads the master's socket itself; `http`: each request a
-//! real task; `scope`, `awaitable`, `pathsend`), then runs the lifespan shutdown
-//! after a drain. The signal thread only posts to the loop (`Waker`).
+//! real task; `scope`, `awaitable`, `pathsend`; WebSocket handshakes go to
+//! `websocket`), then runs the lifespan shutdown after a drain. The signal thread only posts to the loop (`Waker`).
 
 mod awaitable;
 mod conn;
 mod http;
 mod pathsend;
 mod scope;
+mod websocket;
 
 use super::app::LoadFailure;
 use super::{log_exception, traceback, App};

@@ -293,6 +293,58 @@ fn term_lets_a_request_in_flight_finish_then_runs_the_lifespan_shutdown() {
     assert!(!server.log().contains("Traceback"), "{}", server.log());
 }
 
+#[test]
+fn the_apps_head_is_checked_like_a_wsgi_apps() {
+    let server = asgi(&["-w", "1"]);
+    assert_eq!(get(&server, "/bad-header").0, 500);
+    server.wait_for_log("invalid value for header \"x-a\"", Duration::from_secs(5));
+    assert_eq!(get(&server, "/bad-status").0, 500);
+    server.wait_for_log("invalid status 1200", Duration::from_secs(5));
+    let r = client().get(server.url("/hop-by-hop")).send().unwrap();
+    assert_eq!(r.headers()["x-kept"], "yes");
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
+    assert_eq!(r.text().unwrap(), "ok");
+}
+
+#[test]
+fn threads_size_the_loops_default_executor() {
+    let server = asgi(&["-w", "1", "--threads", "4"]);
+    let (_, body) = get(&server, "/executor");
+    let names: Vec<&str> = body.split(' ').collect();
+    assert_eq!(names.len(), 4, "{body}");
+    assert!(
+        names.iter().all(|n| n.starts_with("asgi-executor")),
+        "{body}"
+    );
+}
+
+#[test]
+fn preload_forks_workers_that_each_run_their_own_loop_and_lifespan() {
+    let server = asgi(&["-w", "2", "--preload"]);
+    assert_eq!(get(&server, "/"), (200, "hello".into()));
+    assert_eq!(get(&server, "/state"), (200, "yes".into()));
+}
+
+#[test]
+fn request_hooks_are_not_run_for_asgi_and_it_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = apps_dir().join("hooks_conf.py");
+    let server = test_app(
+        "asgi_raw:app",
+        &["-k", "asgi", "-w", "1", "--hooks", hooks.to_str().unwrap()],
+    )
+    .env("HOOKS_LOG", dir.path().join("hooks.log"))
+    .start();
+    assert_eq!(get(&server, "/"), (200, "hello".into()));
+    server.wait_for_log(
+        "pre_request and post_request are not run for ASGI",
+        Duration::from_secs(5),
+    );
+    let log = std::fs::read_to_string(dir.path().join("hooks.log")).unwrap();
+    assert!(log.contains("post_worker_init"), "{log}");
+    assert!(!log.contains("pre_request"), "{log}");
+}
+
 /// Until WebSockets are served (contract §4), a handshake is refused on the wire:
 /// its passed socket is taken off the queue and closed, so the next requests and
 /// handshakes stay in step with their sockets.
@@ -358,6 +410,19 @@ fn an_app_of_the_other_interface_is_exit_2_with_one_line() {
     let status = server.wait_exit(Duration::from_secs(60));
     let log = server.log();
     assert_eq!(status.code(), Some(2), "{log}");
+    let apps = apps_dir();
+    let out = run([
+        "--chdir",
+        apps.to_str().unwrap(),
+        "--check-config",
+        "asgi_raw:app",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"asgi_raw:app\" is an ASGI app (async def)"),
+        "{err}"
+    );
     let line = "\"asgi_raw:app\" is an ASGI app (async def); its workers are WSGI: add -k asgi \
                 (or [workers] interface = \"asgi\")";
     assert!(log.contains(line), "{log}");

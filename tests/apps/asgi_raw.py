@@ -18,6 +18,10 @@
 /slow-stream    one chunk, a second's sleep, the last chunk (for the drain)
 /chunks         100 chunks of 1 KiB, yielding to the loop between them
 /chunks-sent    how many /chunks has sent so far
+/executor       four run_in_executor jobs that need four threads: their names
+/bad-header     a header value with CR LF (refused: 500)
+/bad-status     status 1200 (refused: 500)
+/hop-by-hop     framing fields the front owns (dropped) and one kept
 /pid            the worker's pid
 
 Lifespan: startup puts {"started": "yes"} in the state; with FAIL_STARTUP set in
@@ -149,6 +153,38 @@ async def app(scope, receive, send):
         return
     if path == "/chunks-sent":
         return await respond(send, str(CHUNKS_SENT).encode())
+    if path == "/executor":
+        import threading
+
+        # Four jobs that each wait for all four: they pass only on four threads.
+        loop = asyncio.get_running_loop()
+        barrier = threading.Barrier(4, timeout=10)
+
+        def job():
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                return "fewer than 4 threads"
+            return threading.current_thread().name
+
+        names = await asyncio.gather(*(loop.run_in_executor(None, job) for _ in range(4)))
+        return await respond(send, " ".join(sorted(names)).encode())
+    if path == "/bad-header":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nSet-Cookie: evil=1")]})
+        return
+    if path == "/bad-status":
+        await send({"type": "http.response.start", "status": 1200, "headers": []})
+        return
+    if path == "/hop-by-hop":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"Transfer-Encoding", b"chunked"), (b"Connection", b"close"), (b"X-Kept", b"yes")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())
     return await respond(send, b"not found", status=404)

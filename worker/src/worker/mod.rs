@@ -130,7 +130,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
             Some(worker) => {
                 if worker.hooks.is_some() {
                     python::hooks_event("post_fork");
-                    python::hooks_ready(&mut handler);
+                    python::hooks_ready(&mut handler, args.interface.as_str());
                 }
                 serve(&worker, handler)
             }
@@ -138,7 +138,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
         };
     }
     if args.hooks.is_some() {
-        python::hooks_ready(&mut handler);
+        python::hooks_ready(&mut handler, args.interface.as_str());
     }
     serve(&args, handler)
 }

@@ -19,6 +19,46 @@ fn get(server: &Server, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap())
 }
 
+/// The interface table (DESIGN27 §1) on real apps: Django's two handlers, Flask,
+/// plain functions and classes, asgiref's marker.
+#[test]
+fn the_interface_of_real_apps_is_recognised() {
+    let script = r#"
+import functools
+from django.conf import settings
+settings.configure(MIDDLEWARE=[])
+from ferricorn._interface import classify
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from asgiref.sync import markcoroutinefunction
+import flask
+async def plain(scope, receive, send): pass
+def wsgi(environ, start_response): pass
+def wrapper(scope, receive, send): return plain(scope, receive, send)
+class Asgi2:
+    def __init__(self, scope): pass
+class WsgiClass:
+    def __init__(self, environ, start_response): pass
+class Marked:
+    def __init__(self): markcoroutinefunction(self)
+    def __call__(self, scope, receive, send): return plain(scope, receive, send)
+got = [classify(a) for a in (ASGIHandler(), WSGIHandler(), flask.Flask("t"), plain,
+    functools.partial(plain), wsgi, wrapper, Asgi2, WsgiClass, Marked(), len)]
+print(" ".join(got))
+"#;
+    let out = std::process::Command::new(venv().join("bin/python"))
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "asgi wsgi wsgi asgi asgi wsgi maybe-asgi asgi2 wsgi asgi unknown",
+        "{err}"
+    );
+}
+
 #[test]
 fn hello_over_http1_on_uvloop() {
     let server = asgi(&[]);
@@ -220,6 +260,30 @@ fn a_client_that_leaves_mid_stream_is_an_http_disconnect() {
     drop(s);
     wait_for_answer(&server, "/disconnects", "1");
     assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+/// HTTP/2's RST_STREAM is the client leaving, as HTTP/1's close is.
+#[test]
+fn an_http2_reset_mid_stream_is_an_http_disconnect() {
+    let server = asgi(&["-w", "1"]);
+    runtime().block_on(async {
+        let mut client = h2_client(server.addr).await;
+        let req = http::Request::builder()
+            .uri(format!("http://{}/sse", server.addr))
+            .body(())
+            .unwrap();
+        let (resp, _send) = client.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("data: 2") {
+            let chunk = body.data().await.unwrap().unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            seen.extend_from_slice(&chunk);
+        }
+        drop(body); // h2 resets a stream whose body is dropped unread
+        drop(client);
+    });
+    wait_for_answer(&server, "/disconnects", "1");
 }
 
 #[test]

@@ -364,6 +364,7 @@ fn the_apps_head_is_checked_like_a_wsgi_apps() {
     server.wait_for_log("invalid value for header \"x-a\"", Duration::from_secs(5));
     assert_eq!(get(&server, "/bad-status").0, 500);
     server.wait_for_log("invalid status 1200", Duration::from_secs(5));
+    assert_eq!(get(&server, "/bytearray"), (200, "from a bytearray".into()));
     let r = client().get(server.url("/hop-by-hop")).send().unwrap();
     assert_eq!(r.headers()["x-kept"], "yes");
     assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
@@ -455,6 +456,31 @@ fn a_failed_lifespan_startup_is_exit_3_with_its_message_once() {
     let last = log.trim_end().lines().last().unwrap();
     assert_eq!(
         last, "ferricorn: ASGI lifespan startup failed: no database here",
+        "{log}"
+    );
+}
+
+/// `auto` takes an app that raises on the lifespan scope as one without lifespan
+/// (said once, at info); `on` makes it a failed startup.
+#[test]
+fn lifespan_auto_goes_on_without_an_apps_lifespan_and_on_insists() {
+    let server = test_app("asgi_raw:no_lifespan", &["-k", "asgi", "-w", "1"]).start();
+    assert_eq!(get(&server, "/state"), (200, "none".into()));
+    server.wait_for_log(
+        "ASGI 'lifespan' protocol appears unsupported",
+        Duration::from_secs(5),
+    );
+    let mut server = test_app(
+        "asgi_raw:no_lifespan",
+        &["-k", "asgi", "-w", "1", "--asgi-lifespan", "on"],
+    )
+    .no_wait()
+    .start();
+    let status = server.wait_exit(Duration::from_secs(60));
+    let log = server.log();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("ValueError: unsupported scope lifespan"),
         "{log}"
     );
 }

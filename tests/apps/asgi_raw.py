@@ -22,7 +22,10 @@
 /bad-header     a header value with CR LF (refused: 500)
 /bad-status     status 1200 (refused: 500)
 /hop-by-hop     framing fields the front owns (dropped) and one kept
+/bytearray      a body given as a bytearray
 /pid            the worker's pid
+
+`no_lifespan` is the same app raising on any scope but http.
 
 Lifespan: startup puts {"started": "yes"} in the state; with FAIL_STARTUP set in
 the environment it answers lifespan.startup.failed instead. Shutdown writes
@@ -185,6 +188,10 @@ async def app(scope, receive, send):
         )
         await send({"type": "http.response.body", "body": b"ok"})
         return
+    if path == "/bytearray":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": bytearray(b"from a bytearray")})
+        return
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())
     return await respond(send, b"not found", status=404)
@@ -211,6 +218,14 @@ async def sse(receive, send):
         await watcher
     DISCONNECTS += 1
     return None
+
+
+async def no_lifespan(scope, receive, send):
+    """The app for http only: a lifespan scope raises at once, as Django's
+    ASGIHandler does."""
+    if scope["type"] != "http":
+        raise ValueError(f"unsupported scope {scope['type']}")
+    return await app(scope, receive, send)
 
 
 def wsgi_app(environ, start_response):

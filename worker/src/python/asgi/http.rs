@@ -16,7 +16,7 @@ use ferricorn_wire::log_record::{Level, Record};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use std::sync::{Arc, Mutex};
 
 /// One request's state, shared by its `receive`, `send`, task callback and the
@@ -278,11 +278,7 @@ impl Send {
         let body = optional(py, message, intern!(py, "body"))?;
         let data = match body {
             None => Bytes::new(),
-            Some(b) => Bytes::copy_from_slice(
-                b.cast::<PyBytes>()
-                    .map_err(|_| PyTypeError::new_err("http.response.body: body must be bytes"))?
-                    .as_bytes(),
-            ),
+            Some(b) => body_bytes(&b)?,
         };
         let more = match optional(py, message, intern!(py, "more_body"))? {
             Some(m) => m.is_truthy()?,
@@ -308,6 +304,24 @@ impl Send {
             true => self.core.drain_waiter(py),
             false => Ok(None),
         }
+    }
+}
+
+/// The body as the spec types it (bytes); a bytearray is taken too, as uvicorn
+/// takes it.
+fn body_bytes(b: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = b.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    match b.cast::<PyByteArray>() {
+        Ok(b) => Ok(Bytes::from(b.to_vec())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "http.response.body: body must be bytes, not {}",
+            b.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
     }
 }
 

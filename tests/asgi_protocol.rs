@@ -97,3 +97,49 @@ fn the_masters_eof_ends_the_worker() {
     let status = w.wait_exit();
     assert!(status.success(), "{status:?}");
 }
+
+fn kill(w: &Worker, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(w.child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn sigint_stops_the_loop_at_once_even_with_a_request_in_flight() {
+    let mut w = asgi_worker(&[]);
+    let s = w.send_request(head("GET", "/stream", ""), &[]);
+    assert!(matches!(w.next_frame(s), Frame::ResponseHead(_)));
+    kill(&w, "INT");
+    assert!(w.wait_exit().success());
+    assert!(!w.log().contains("lifespan shutdown"), "{}", w.log());
+}
+
+/// SIGTERM: what is in flight finishes (a request the master wrote after the
+/// signal, too), then the worker stops reading, runs the lifespan shutdown at the
+/// end of its input and exits 0.
+#[test]
+fn sigterm_drains_the_streams_in_flight_then_exits_0() {
+    let mut w = asgi_worker(&[]);
+    let s = w.send_request(head("GET", "/stream", ""), &[]);
+    assert!(matches!(w.next_frame(s), Frame::ResponseHead(_)));
+    kill(&w, "TERM");
+    w.wait_log("SIGTERM: draining, 1 request(s) in flight");
+    assert_eq!(w.get("/release", "").text(), "released");
+    let mut body = Vec::new();
+    loop {
+        match w.next_frame(s) {
+            Frame::ResponseBody(b) => body.extend_from_slice(&b),
+            Frame::ResponseEnd => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(body, b"first\nlast\n");
+    drop(w.sock.take()); // the master's side of the drain: no more frames
+    let status = w.wait_exit();
+    assert!(status.success(), "{status:?}");
+    w.wait_log("ASGI lifespan shutdown done");
+}

@@ -51,11 +51,13 @@ impl Waker {
 }
 
 /// Why the ASGI worker did not serve.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failed {
     /// The lifespan startup failed: reported like an import failure (exit 3).
+    #[error("{}", .0.message)]
     Startup(LoadFailure),
     /// The loop could not be made or run.
+    #[error("the ASGI event loop failed:\n{0}")]
     Loop(String),
 }
 
@@ -197,9 +199,15 @@ fn shutdown(py: Python<'_>, event_loop: &Bound<'_, PyAny>, life: &Bound<'_, PyAn
         .call_method0("shutdown")
         .and_then(|coro| event_loop.call_method1("run_until_complete", (coro,)));
     match ran {
-        Ok(msg) if msg.is_none() => {}
+        Ok(msg) if msg.is_none() => {
+            if life
+                .getattr("supported")
+                .is_ok_and(|s| s.is_truthy().unwrap_or(false))
+            {
+                wlog!("ASGI lifespan shutdown done");
+            }
+        }
         Ok(msg) => log::at(Level::Warn, format_args!("{msg}")),
         Err(e) => log_exception(py, "ASGI lifespan shutdown failed", &e),
     }
-    wlog!("ASGI lifespan shutdown done");
 }

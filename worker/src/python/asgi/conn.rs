@@ -7,6 +7,7 @@
 //! `add_writer` when the socket is full. All of it runs on the loop's thread; the
 //! locks are never contended, and no Python code runs while one is held.
 
+use super::awaitable::Done;
 use super::http::{self, Stream, StreamRef};
 use super::scope::Fixed;
 use crate::asgi::HIGH_WATER;
@@ -91,6 +92,9 @@ pub struct Core {
     pub(super) dev: bool,
     /// The future `serve` runs the loop until; done once `exit` is set.
     done: Py<PyAny>,
+    /// What `send()` returns when it need not wait: one shared `Done(None)` (it
+    /// holds no state, so every task may await it at once).
+    pub(super) done_none: Py<PyAny>,
     st: Mutex<State>,
     cbs: OnceLock<Callbacks>,
 }
@@ -149,6 +153,7 @@ impl Core {
             fixed,
             dev,
             done,
+            done_none: Py::new(py, Done::none(py))?.into_any(),
             st: Mutex::new(State {
                 tmp: vec![0; crate::asgi::READ_BUF],
                 ..State::default()

@@ -255,7 +255,7 @@ impl Send {
         };
         match wait {
             Some(fut) => Ok(fut),
-            None => Ok(Py::new(py, Done::none(py))?.into_any()),
+            None => Ok(self.core.done_none.clone_ref(py)),
         }
     }
 }

@@ -16,7 +16,7 @@
 /start-then-raise  http.response.start, then an exception (the head is held: 500)
 /pathsend/P     http.response.pathsend of P (a missing file raises OSError: 500)
 /slow-stream    one chunk, a second's sleep, the last chunk (for the drain)
-/chunks         100 chunks of 1 KiB, yielding to the loop between them
+/chunks         10,000 chunks of 1 KiB, yielding to the loop between them
 /chunks-sent    how many /chunks has sent so far
 /executor       four run_in_executor jobs that need four threads: their names
 /bad-header     a header value with CR LF (refused: 500)
@@ -148,7 +148,7 @@ async def app(scope, receive, send):
         global CHUNKS_SENT
         CHUNKS_SENT = 0
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        for _ in range(100):
+        for _ in range(10_000):
             await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
             CHUNKS_SENT += 1
             await asyncio.sleep(0)

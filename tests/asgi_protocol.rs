@@ -68,6 +68,31 @@ fn pause_holds_the_apps_body_sends_until_resume() {
     assert_eq!(w.get("/chunks-sent", "").text(), "10000");
 }
 
+/// A master that does not read: the worker's out buffer fills, and past 1 MiB
+/// the app's send() waits (it gets a pending future) instead of the buffer
+/// growing; once the master reads again, the whole response comes.
+#[test]
+fn send_waits_while_the_master_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress");
+    let mut w = asgi_worker(&[]);
+    let query = format!("progress={}", progress.display());
+    let s = w.send_request(head("GET", "/flood", &query), &[]);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let note = loop {
+        if let Ok(note) = std::fs::read_to_string(&progress) {
+            break note;
+        }
+        assert!(std::time::Instant::now() < deadline, "send() never waited");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let k: usize = note.trim_start_matches("waited at ").parse().unwrap();
+    // 1 MiB queued plus what the kernel's socket buffers hold.
+    assert!(k * 65536 < 8 * 1024 * 1024, "{note}");
+    let r = w.response(s);
+    assert_eq!((r.body.len(), r.end), (200 * 65536, End::Complete));
+}
+
 #[test]
 fn pathsend_names_the_file_the_front_sends() {
     let dir = tempfile::tempdir().unwrap();

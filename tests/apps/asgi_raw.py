@@ -18,6 +18,7 @@
 /slow-stream    one chunk, a second's sleep, the last chunk (for the drain)
 /chunks         10,000 chunks of 1 KiB, yielding to the loop between them
 /chunks-sent    how many /chunks has sent so far
+/flood          200 chunks of 64 KiB, noting when send() first had to wait
 /executor       four run_in_executor jobs that need four threads: their names
 /bad-header     a header value with CR LF (refused: 500)
 /bad-status     status 1200 (refused: 500)
@@ -154,6 +155,8 @@ async def app(scope, receive, send):
             await asyncio.sleep(0)
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/flood":
+        return await flood(scope, send)
     if path == "/chunks-sent":
         return await respond(send, str(CHUNKS_SENT).encode())
     if path == "/executor":
@@ -195,6 +198,25 @@ async def app(scope, receive, send):
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())
     return await respond(send, b"not found", status=404)
+
+
+async def flood(scope, send):
+    """200 chunks of 64 KiB; the first time send() hands back a future still
+    pending (the worker's buffer to the master is full), "waited at K" goes to the
+    file named by ?progress=."""
+    from urllib.parse import parse_qs
+
+    progress = parse_qs(scope["query_string"].decode())["progress"][0]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    waited = False
+    for k in range(200):
+        pending = send({"type": "http.response.body", "body": b"y" * 65536, "more_body": True})
+        if not waited and isinstance(pending, asyncio.Future) and not pending.done():
+            waited = True
+            with open(progress, "w") as f:
+                f.write(f"waited at {k}")
+        await pending
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def sse(receive, send):

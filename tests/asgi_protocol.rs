@@ -7,6 +7,7 @@
 mod launcher;
 
 use bytes::Bytes;
+use ferricorn::claims::Claims;
 use ferricorn::wire::Frame;
 use launcher::*;
 
@@ -22,6 +23,40 @@ fn asgi_worker(extra: &[&str]) -> Worker {
     ];
     args.extend_from_slice(extra);
     Worker::start(&args)
+}
+
+/// The loop claims each stream before its task starts: one the front took back is
+/// never run, nor one it never offered.
+#[test]
+fn a_request_the_front_revoked_is_dropped_unanswered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.claims");
+    let claims = Claims::create(&path).unwrap();
+    let mut w = asgi_worker(&["--claims", path.to_str().unwrap()]);
+    let (a, b, c, d) = (w.stream(), w.stream(), w.stream(), w.stream());
+    for s in [a, b, c] {
+        claims.offer(s);
+    }
+    assert!(claims.revoke(b), "nothing has started b yet");
+    // One write, so all four heads are one batch and their tasks one loop turn:
+    // an answer to b or d would come with c's.
+    let mut out = bytes::BytesMut::new();
+    for s in [a, b, d, c] {
+        let h = Frame::RequestHead(Box::new(head("GET", "/", "")));
+        ferricorn::wire::encode(s, &h, &mut out);
+        ferricorn::wire::encode(s, &Frame::RequestEnd, &mut out);
+    }
+    use std::io::Write;
+    w.sock.as_mut().unwrap().write_all(&out).unwrap();
+    assert_eq!(w.response(a).text(), "hello");
+    assert_eq!(w.response(c).text(), "hello");
+    for s in [b, d] {
+        assert!(w.stash.get(&s).is_none(), "{:?}", w.stash.get(&s));
+    }
+    assert!(
+        !claims.revoke(a) && !claims.revoke(c),
+        "a and c were started"
+    );
 }
 
 #[test]

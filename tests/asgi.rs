@@ -109,6 +109,11 @@ fn the_scope_says_what_the_front_decided() {
         v["extensions"],
         serde_json::json!(["http.response.pathsend"])
     );
+    let out = server.raw(
+        b"GET /scope HTTP/1.0\r\nHost: x\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("\"http_version\": \"1.0\""), "{out}");
     let (status, body) = h2_request(&server, "GET", "/scope", b"");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -418,9 +418,17 @@ fn ending(
         return frames;
     }
     if s.inbox.is_aborted() {
-        if let Some(e) = err {
-            let summary = super::super::traceback::summary(py, e);
-            wdebug!("stream {}: the client went away: {summary}", s.id);
+        // The OSError our send() raised after the disconnect is the app giving
+        // up, not a bug: debug. Anything else is still the app's error.
+        match err {
+            Some(e) if e.is_instance_of::<PyOSError>(py) => {
+                let summary = super::super::traceback::summary(py, e);
+                wdebug!("stream {}: the client went away: {summary}", s.id);
+            }
+            Some(e) => {
+                let _ = log_failure(py, &s.request, e);
+            }
+            None => {}
         }
         if !s.resp.done() {
             frames.push(s.resp.abort("client gone"));

@@ -341,6 +341,11 @@ fn reload_mode_shows_the_traceback_page() {
     assert_eq!(r.status(), 500);
     let body = r.text().unwrap();
     assert!(body.contains("ValueError: boom before the head"), "{body}");
+    // An app that does not import: the import's traceback, served as for WSGI.
+    let server = test_app("raises_on_import:app", &["-k", "asgi", "--reload"]).start();
+    let (status, body) = get(&server, "/");
+    assert_eq!(status, 500);
+    assert!(body.contains("The application failed to import."), "{body}");
 }
 
 #[test]

@@ -214,3 +214,46 @@ fn sigterm_drains_the_streams_in_flight_then_exits_0() {
     assert!(status.success(), "{status:?}");
     w.wait_log("ASGI lifespan shutdown done");
 }
+
+/// Worker CPU per ASGI hello-world request (utime + stime from /proc), with
+/// `window` requests in flight. Run with a release worker module:
+/// `cargo test --test asgi_protocol bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_hello_cpu_per_request() {
+    for (lp, window) in [("asyncio", 1usize), ("uvloop", 1), ("uvloop", 16)] {
+        let mut w = asgi_worker(&["--asgi-loop", lp]);
+        let cpu = |pid: u32| -> f64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        };
+        for _ in 0..500 {
+            w.get("/", "");
+        }
+        let n = 20_000;
+        let (c0, t0) = (cpu(w.child.id()), std::time::Instant::now());
+        let mut inflight = std::collections::VecDeque::new();
+        for _ in 0..n {
+            if inflight.len() == window {
+                let s = inflight.pop_front().unwrap();
+                assert_eq!(w.response(s).body.len(), 5);
+            }
+            inflight.push_back(w.send_request(head("GET", "/", ""), &[]));
+        }
+        for s in inflight {
+            w.response(s);
+        }
+        let (c1, t1) = (cpu(w.child.id()), t0.elapsed());
+        println!(
+            "{lp}, window {window}: {:.1} µs worker CPU/request, {:.0} req/s",
+            (c1 - c0) * 1e6 / n as f64,
+            n as f64 / t1.as_secs_f64()
+        );
+    }
+}

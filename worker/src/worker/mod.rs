@@ -6,9 +6,10 @@
 //! Start-up order: block the signals we `sigwait` for (before any thread exists:
 //! `main` runs on the interpreter's main thread, the only one so far), tie our life
 //! to the master's, chdir, import the app (exit 3 with the traceback if it does not
-//! import, unless `--dev`), connect, start the signal and Python threads (which do
-//! the socket I/O themselves: `server`, `stream`), send Ready, then wait for a
-//! reason to exit.
+//! import, unless `--dev`), check its interface (exit 4 when it is not the one
+//! configured), connect, start the signal and Python threads (which do the socket
+//! I/O themselves: `server`, `stream`), send Ready, then wait for a reason to exit.
+//! Under `--interface asgi` the main thread runs an event loop instead (`asgi`).
 
 mod asgi;
 mod server;

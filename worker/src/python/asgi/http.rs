@@ -186,8 +186,15 @@ fn reject(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
     }
 }
 
+pyo3::create_exception!(
+    ferricorn,
+    ClientDisconnected,
+    PyOSError,
+    "send() after the client went away (ASGI 2.4: an OSError)."
+);
+
 fn disconnected() -> PyErr {
-    PyOSError::new_err("the client went away (http.disconnect)")
+    ClientDisconnected::new_err("the client went away (http.disconnect)")
 }
 
 fn message(py: Python<'_>, got: Received) -> PyResult<Py<PyAny>> {

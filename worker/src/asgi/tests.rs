@@ -97,3 +97,15 @@ fn the_path_is_decoded_after_the_root_path() {
     assert_eq!(scope_path("/app", b"/caf%C3%A9"), "/app/caf\u{e9}");
     assert_eq!(scope_path("", b"/%FF"), "/\u{fffd}");
 }
+
+#[test]
+fn a_head_past_the_wire_limit_is_refused() {
+    let mut r = Response::new(false);
+    let big = Bytes::from(vec![b'a'; 64 * 1024]);
+    let fields = (0..20).map(|_| (b(b"x-big"), big.clone())).collect();
+    assert_eq!(r.start(200, fields), Err(SendError::HeadTooLarge));
+    assert!(
+        !r.started(),
+        "a refused head starts nothing: the app may still send a 500"
+    );
+}

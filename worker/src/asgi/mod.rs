@@ -17,6 +17,10 @@ pub const READ_BUF: usize = 256 * 1024;
 /// the buffer to drain (uvicorn's `FlowControl`, with room for a few big chunks).
 pub const HIGH_WATER: usize = 1024 * 1024;
 
+/// Body bytes buffered for one stream go to the app in `http.request` messages
+/// of at most this size (one chunk may be bigger: it is never split).
+pub const MESSAGE_MAX: usize = 1024 * 1024;
+
 /// Hop-by-hop fields an app may not set: framing belongs to the front.
 const HOP_BY_HOP: [&[u8]; 7] = [
     b"connection",
@@ -77,6 +81,7 @@ impl Inbox {
             return Received::Disconnect;
         }
         if let Some(chunk) = self.chunks.pop_front() {
+            let chunk = self.join_buffered(chunk);
             let more = !(self.ended && self.chunks.is_empty());
             self.finished |= !more;
             return Received::Body(chunk, more);
@@ -87,6 +92,31 @@ impl Inbox {
             return Received::Body(Bytes::new(), false);
         }
         Received::Wait
+    }
+}
+
+impl Inbox {
+    /// `first` and the chunks buffered behind it, up to `MESSAGE_MAX` bytes, as one
+    /// message: an app reading a big body makes fewer round trips through Python.
+    fn join_buffered(&mut self, first: Bytes) -> Bytes {
+        let mut total = first.len();
+        let mut n = 0;
+        for c in &self.chunks {
+            if total + c.len() > MESSAGE_MAX {
+                break;
+            }
+            total += c.len();
+            n += 1;
+        }
+        if n == 0 {
+            return first;
+        }
+        let mut joined = bytes::BytesMut::with_capacity(total);
+        joined.extend_from_slice(&first);
+        for c in self.chunks.drain(..n) {
+            joined.extend_from_slice(&c);
+        }
+        joined.freeze()
     }
 }
 

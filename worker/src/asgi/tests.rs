@@ -109,3 +109,20 @@ fn a_head_past_the_wire_limit_is_refused() {
         "a refused head starts nothing: the app may still send a 500"
     );
 }
+
+#[test]
+fn buffered_chunks_go_together_up_to_a_megabyte() {
+    let mut i = Inbox::default();
+    for _ in 0..20 {
+        i.push(Bytes::from(vec![1; CHUNK]));
+    }
+    i.end();
+    let Received::Body(first, true) = i.take() else {
+        panic!()
+    };
+    assert_eq!(first.len(), MESSAGE_MAX);
+    let Received::Body(rest, false) = i.take() else {
+        panic!()
+    };
+    assert_eq!(rest.len(), 20 * CHUNK - MESSAGE_MAX);
+}

@@ -257,3 +257,34 @@ fn bench_hello_cpu_per_request() {
         );
     }
 }
+
+/// The worker's memory per idle stream: 2,000 requests whose task waits (a
+/// streamed response after its first chunk), RSS before and after. Run:
+/// `cargo test --test asgi_protocol idle -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_memory_per_idle_stream() {
+    let mut w = asgi_worker(&[]);
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    for _ in 0..200 {
+        w.get("/", "");
+    }
+    let before = rss(w.child.id());
+    let n = 2_000;
+    let streams: Vec<u32> = (0..n)
+        .map(|_| w.send_request(head("GET", "/stream", ""), &[]))
+        .collect();
+    for &s in &streams {
+        assert!(matches!(w.next_frame(s), Frame::ResponseHead(_)));
+        assert!(matches!(w.next_frame(s), Frame::ResponseBody(_)));
+    }
+    let after = rss(w.child.id());
+    println!(
+        "{n} idle streams: worker RSS {before} kB -> {after} kB, {:.1} kB per stream",
+        (after - before) as f64 / n as f64
+    );
+}

@@ -5,7 +5,8 @@ use super::spec::WorkerSpec;
 use super::zygote::Zygotes;
 use super::{process, Event};
 use crate::claims::Claims;
-use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn};
+use crate::dispatcher::conn::{Capacity, ConnectError};
+use crate::dispatcher::{Dispatcher, WorkerConn};
 use crate::observe::worker_output;
 use crate::shards::Shards;
 use crate::wire;
@@ -119,7 +120,10 @@ pub(super) async fn start(
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let capacity = spec.capacity;
+        let capacity = Capacity {
+            slots: spec.capacity,
+            interface: spec.interface,
+        };
         let conn = shards
             .host_worker()
             .run(move |host| async move {

@@ -30,8 +30,23 @@ async fn conn() -> (Arc<WorkerConn>, StdStream, tempfile::TempDir) {
     let dispatcher = Dispatcher::new(8, Duration::from_secs(1), look);
     let sock = UnixStream::from_std(master).unwrap();
     let (events, _) = mpsc::unbounded_channel();
-    let c = WorkerConn::handshake(shards.host_worker(), sock, claims, 1, 0, dispatcher, events);
+    let c = WorkerConn::handshake(
+        shards.host_worker(),
+        sock,
+        claims,
+        wsgi(1),
+        0,
+        dispatcher,
+        events,
+    );
     (c.await.unwrap(), worker, dir)
+}
+
+fn wsgi(threads: usize) -> Capacity {
+    Capacity {
+        slots: threads,
+        interface: Interface::Wsgi,
+    }
 }
 
 fn head() -> RequestHead {

@@ -35,7 +35,9 @@ fn timed_get(server: &Server, path: &str) -> thread::JoinHandle<(u16, Duration)>
 fn number(server: &Server, path: &str) -> u64 {
     let (status, body) = get(&server.url(path));
     assert_eq!(status, 200, "{path}: {body}");
-    body.trim().parse().unwrap_or_else(|_| panic!("{path}: {body}"))
+    body.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{path}: {body}"))
 }
 
 /// The slow request gets 504 near `limit`, the task is cancelled in the worker
@@ -138,7 +140,8 @@ fn an_app_of_the_other_interface_is_one_line_and_exit_2() {
 fn a_response_its_client_does_not_read_is_paused_in_the_worker() {
     let (server, admin) = asgi_server(&[]);
     let mut s = TcpStream::connect(server.addr).unwrap();
-    s.write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     let mut head = [0u8; 1024];
     assert!(s.read(&mut head).unwrap() > 0);
     let stalled = settled(&server);
@@ -192,7 +195,10 @@ fn settled(server: &Server) -> u64 {
         if now == last && now > 0 {
             return now;
         }
-        assert!(Instant::now() < deadline, "never paused: {now} bytes produced");
+        assert!(
+            Instant::now() < deadline,
+            "never paused: {now} bytes produced"
+        );
         last = now;
         thread::sleep(Duration::from_millis(300));
     }
@@ -207,11 +213,12 @@ fn pattern(len: usize) -> Vec<u8> {
 /// the front's open is a 502 and a warning, never the other file.
 #[test]
 fn pathsend_sends_the_named_file_from_the_front() {
-    let (server, admin) = asgi_server(&[]);
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.bin");
     let data = pattern(50_000_000);
     std::fs::write(&big, &data).unwrap();
+    let mount = format!("/files/={}", dir.path().display());
+    let (server, admin) = asgi_server(&["--static", &mount]);
     let target = format!("/file?{}", big.display());
     let resp = client().get(server.url(&target)).send().unwrap();
     assert_eq!(resp.status(), 200);
@@ -223,9 +230,7 @@ fn pathsend_sends_the_named_file_from_the_front() {
     let sent = "ferricorn_pathsend_total{result=\"sent\"}";
     assert_eq!(metric(&admin, sent), 1);
     // HEAD: the head only.
-    let head = format!(
-        "HEAD {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-    );
+    let head = format!("HEAD {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     let answer = server.raw(head.as_bytes(), Duration::from_secs(10));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("content-length: 50000000"), "{answer}");
@@ -259,4 +264,13 @@ fn pathsend_sends_the_named_file_from_the_front() {
     assert_eq!(metric(&admin, refused), 1);
     // The worker serves on.
     assert_eq!(get(&server.url("/no-pathsend")), (200, "True".into()));
+    // X-Accel-Redirect from an ASGI app: the file, with the app's disposition.
+    let resp = client()
+        .get(server.url("/accel?/files/small.bin"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-disposition"], "attachment");
+    assert!(resp.headers().get("x-accel-redirect").is_none());
+    assert_eq!(resp.text().unwrap(), "the app's file");
 }

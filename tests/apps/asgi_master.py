@@ -10,6 +10,7 @@ tests/asgi_master.rs:
 /file?P           http.response.pathsend of the absolute path P, Content-Length its size
 /replaced?P       the same, then P is replaced (same size, another inode) before the
                   worker's frames go out
+/accel?U          X-Accel-Redirect: U, with a body of its own
 /no-pathsend      whether the scope offered the extension
 
 `asgi_master:wsgi` is a WSGI app, for the interface mismatch.
@@ -103,6 +104,18 @@ async def app(scope, receive, send):
         with open(query, "rb") as f, open(other, "wb") as g:
             g.write(f.read())
         os.replace(other, query)
+    elif path == "/accel":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"x-accel-redirect", query.encode()),
+                    (b"content-disposition", b"attachment"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"the app's body"})
     elif path == "/no-pathsend":
         offered = "http.response.pathsend" in scope.get("extensions", {})
         await text(send, str(offered))

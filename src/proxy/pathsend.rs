@@ -113,6 +113,8 @@ async fn send_file(
             _slot: slot,
         })
     });
+    // The length is the file's: no chunked framing the app may have asked for.
+    resp.headers_mut().remove(header::TRANSFER_ENCODING);
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(named.size));
     Ok(resp)

@@ -51,7 +51,11 @@ impl Supervisor {
                 _ => continue,
             };
             let mut silent = w.conn.silent_streams(timeout);
-            if policy::cancels(w.conn.interface(), condemned) {
+            if !policy::cancels(w.conn.interface(), condemned) {
+                // A condemned ASGI worker's earlier cancels: timed out, as its
+                // other requests are.
+                silent.extend(w.conn.overdue_cancels(now));
+            } else {
                 cancel(w, &silent, now);
                 silent = w.conn.overdue_cancels(now);
                 if !silent.is_empty() {

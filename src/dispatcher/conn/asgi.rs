@@ -15,14 +15,19 @@ use std::time::{Duration, Instant};
 
 /// The response spool's memory limit and the pause threshold of a stream:
 /// `response_buffer_size` for both under WSGI (never paused); under ASGI a pause at
-/// it, and room for twice as much in memory, for what the worker sent before it
-/// read the `Pause` (past that it spills to disk, as WSGI responses do).
+/// it, and room in memory for `IN_FLIGHT` more (past that it spills to disk, as
+/// WSGI responses do; the shared `response_memory` still bounds all of them).
 pub(super) fn response_limits(interface: Interface, buffer_size: usize) -> (usize, usize) {
     match interface {
         Interface::Wsgi => (buffer_size, 0),
-        Interface::Asgi => (buffer_size.saturating_mul(2), buffer_size.max(1)),
+        Interface::Asgi => (buffer_size.saturating_add(IN_FLIGHT), buffer_size.max(1)),
     }
 }
+
+/// What an ASGI worker may still send on a stream after the front decided to
+/// pause it, before it reads the `Pause`: its out buffer (it stops the app's
+/// `send()` at a 1 MiB high-water mark) and what the socket holds.
+const IN_FLIGHT: usize = 4 << 20;
 
 /// `held` bytes of a response not taken by its client: pause past `limit`.
 pub(crate) fn should_pause(paused: bool, held: usize, limit: usize) -> bool {

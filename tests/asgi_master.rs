@@ -279,3 +279,34 @@ fn pathsend_sends_the_named_file_from_the_front() {
     assert!(resp.headers().get("x-accel-redirect").is_none());
     assert_eq!(resp.text().unwrap(), "the app's file");
 }
+
+/// HUP with code whose app now speaks the other interface: "reload failed", and
+/// the old workers keep serving.
+#[test]
+fn hup_to_an_app_of_the_other_interface_keeps_the_old_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |body: &str| {
+        let tmp = dir.path().join("hup_app.py.tmp");
+        std::fs::write(&tmp, body).unwrap();
+        std::fs::rename(&tmp, dir.path().join("hup_app.py")).unwrap();
+    };
+    write(
+        "import os\n\
+         async def app(scope, receive, send):\n\
+         \x20   if scope['type'] != 'http':\n\
+         \x20       return\n\
+         \x20   await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n\
+         \x20   await send({'type': 'http.response.body', 'body': str(os.getpid()).encode()})\n",
+    );
+    let path = dir.path().to_str().unwrap();
+    let mut server = Server::start(["--chdir", path, "-k", "asgi", "-w", "1", "hup_app:app"]);
+    let (status, pid) = get(&server.url("/"));
+    assert_eq!(status, 200);
+    write("def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'wsgi']\n");
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let line = server.wait_for_log_after(from, "reload failed", Duration::from_secs(30));
+    assert!(line.contains("other interface"), "{line}");
+    assert_eq!(get(&server.url("/")), (200, pid));
+    assert!(server.alive());
+}

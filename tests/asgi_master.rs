@@ -79,6 +79,32 @@ fn a_request_past_its_route_timeout_is_cancelled_likewise() {
     cancelled_and_served_on(&server, &admin, Duration::from_secs(1));
 }
 
+/// A stream whose head is out and that then stays silent is cut at its timeout
+/// (the client saw the event), and cancelled likewise.
+#[test]
+fn a_silent_event_stream_is_cut_and_cancelled() {
+    let (server, admin) = asgi_server(&["-t", "2"]);
+    let pid = get(&server.url("/pid")).1;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /event-then-sleep HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_to_close(&mut s, Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("data: 1"), "{answer}");
+    assert!(!answer.ends_with("0\r\n\r\n"), "not cut: {answer}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    wait_until("the task cancelled", Duration::from_secs(5), || {
+        number(&server, "/cancelled") == 1
+    });
+    assert_eq!(get(&server.url("/pid")), (200, pid));
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
+}
+
 /// `time.sleep` in a handler blocks the loop: the cancel is never acknowledged, so
 /// after `cancel_grace` (5 s) the worker's stacks are dumped and it is replaced.
 #[test]
@@ -267,6 +293,10 @@ fn pathsend_sends_the_named_file_from_the_front() {
     server.wait_for_log("not sending the file", Duration::from_secs(5));
     let refused = "ferricorn_pathsend_total{result=\"refused\"}";
     assert_eq!(metric(&admin, refused), 1);
+    // A Content-Length that is not the file's: 502, not a body that lies.
+    let (status, _) = get(&server.url(&format!("/wrong-length?{}", small.display())));
+    assert_eq!(status, 502);
+    assert_eq!(metric(&admin, refused), 2);
     // The worker serves on.
     assert_eq!(get(&server.url("/no-pathsend")), (200, "True".into()));
     // X-Accel-Redirect from an ASGI app: the file, with the app's disposition.

@@ -3,12 +3,14 @@ tests/asgi_master.rs:
 
 /pid              the worker's pid
 /sleep            awaits asyncio.sleep(30) (a timeout cancels it)
+/event-then-sleep one server-sent event, then the same sleep
 /block            time.sleep(30): blocks the event loop
 /cancelled        how many /sleep tasks were cancelled so far
 /stream           an endless body, 64 KiB per send(), counting what it produced
 /produced         bytes /stream produced so far
 /file?P           http.response.pathsend of the absolute path P, Content-Length its size
-/replaced?P       the same, then P is replaced (same size, another inode) before the
+/wrong-length?P   pathsend of P with a Content-Length that is not its size
+/replaced?P       the same as /file, then P is replaced (same size, another inode) before the
                   worker's frames go out
 /accel?U          X-Accel-Redirect: U, with a body of its own
 /no-pathsend      whether the scope offered the extension
@@ -76,6 +78,20 @@ async def app(scope, receive, send):
             _cancelled += 1
             raise
         await text(send, "slept")
+    elif path == "/event-then-sleep":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            _cancelled += 1
+            raise
     elif path == "/block":
         time.sleep(30)
         await text(send, "blocked")
@@ -97,6 +113,15 @@ async def app(scope, receive, send):
             _produced += len(chunk)
     elif path == "/file":
         await pathsend(scope, send, query)
+    elif path == "/wrong-length":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"3")],
+            }
+        )
+        await send({"type": "http.response.pathsend", "path": query})
     elif path == "/replaced":
         await pathsend(scope, send, query)
         # Still in this loop turn: the worker's frames are not out yet.

@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use tokio::io::AsyncRead;
+use tokio::io::AsyncReadExt;
 
 /// Files sent, and files refused (not the one the worker named).
 static SENT: AtomicU64 = AtomicU64::new(0);
@@ -108,8 +108,9 @@ async fn send_file(
     SENT.fetch_add(1, Ordering::Relaxed);
     let mut resp = resp.map(|()| {
         respond::Body::new(FileBody {
-            file: opened,
+            file: opened.take(named.size),
             left: named.size,
+            buf: BytesMut::new(),
             _slot: slot,
         })
     });
@@ -166,10 +167,11 @@ async fn open(
 }
 
 /// The file's `left` bytes, in chunks; one that ends early (truncated while sent)
-/// cuts the response.
+/// cuts the response, and one that grew is sent as it was named.
 struct FileBody {
-    file: tokio::fs::File,
+    file: tokio::io::Take<tokio::fs::File>,
     left: u64,
+    buf: BytesMut,
     _slot: FileSlot,
 }
 
@@ -188,20 +190,17 @@ impl http_body::Body for FileBody {
         if self.left == 0 {
             return Poll::Ready(None);
         }
-        let want = usize::try_from(self.left).unwrap_or(CHUNK).min(CHUNK);
-        let mut buf = BytesMut::zeroed(want);
-        let mut read = tokio::io::ReadBuf::new(&mut buf);
-        match Pin::new(&mut self.file).poll_read(cx, &mut read) {
+        let this = &mut *self;
+        // Room for a whole chunk (a no-op while the last one's room is unused).
+        this.buf.reserve(CHUNK);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut this.file), cx, &mut this.buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(Ok(())) => {
-                let n = read.filled().len();
-                if n == 0 {
-                    return Poll::Ready(Some(Err(Shrank.into())));
-                }
-                self.left -= n as u64;
-                buf.truncate(n);
-                Poll::Ready(Some(Ok(http_body::Frame::data(buf.freeze()))))
+            Poll::Ready(Ok(0)) => Poll::Ready(Some(Err(Shrank.into()))),
+            Poll::Ready(Ok(n)) => {
+                this.left -= n as u64;
+                let chunk = this.buf.split().freeze();
+                Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
             }
         }
     }

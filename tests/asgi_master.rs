@@ -68,6 +68,12 @@ fn cancelled_and_served_on(server: &Server, admin: &str, limit: Duration) {
 fn a_request_past_the_timeout_is_cancelled_and_its_worker_serves_on() {
     let (server, admin) = asgi_server(&["-t", "2"]);
     cancelled_and_served_on(&server, &admin, Duration::from_secs(2));
+    // Over HTTP/2 alike.
+    assert_eq!(h2_request(&server, "GET", "/sleep", b"").0, 504);
+    wait_until("the second task cancelled", Duration::from_secs(5), || {
+        number(&server, "/cancelled") == 2
+    });
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
 }
 
 #[test]

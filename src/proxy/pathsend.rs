@@ -77,6 +77,8 @@ pub(super) async fn body_or_file(
     match (next, body.rx.interruption()) {
         (_, Some(Interruption::TimedOut)) => Err(Failure::WorkerTimeout),
         (_, Some(Interruption::GaveUp)) => Err(Failure::SpoolFull),
+        // Nothing went out yet: an honest 502 rather than a cut 200.
+        (None | Some(Frame::Abort(_)), _) => Err(Failure::WorkerFailed),
         (Some(Frame::ResponseFile(file)), _) => {
             // The worker ended the stream with it: nothing to abort.
             body.guard.worker = None;

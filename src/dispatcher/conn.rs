@@ -495,7 +495,8 @@ impl WorkerConn {
                     Frame::Abort(Bytes::from_static(b"response spool full")),
                 );
             } else if body && asgi::pause(s) {
-                drop(streams);
+                // Sent under the lock, so that a Resume (`response_taken`, on
+                // the client's thread) cannot overtake it.
                 self.send(stream, Frame::Pause);
             }
         }

@@ -70,7 +70,7 @@ impl WorkerConn {
         if should_resume(s.paused, s.tx.held(), s.pause_at) {
             s.paused = false;
             s.last_activity = Instant::now();
-            drop(streams);
+            // Under the lock: in order with the Pause it answers.
             self.send(stream, Frame::Resume);
         }
     }

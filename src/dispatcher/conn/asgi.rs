@@ -47,6 +47,9 @@ pub(crate) fn cancel_overdue(cancel_by: Option<Instant>, now: Instant) -> bool {
 /// After a body frame was queued on `s`: whether the worker must now be told to
 /// pause it (marked paused).
 pub(super) fn pause(s: &mut Stream) -> bool {
+    if s.pause_at == 0 || s.paused {
+        return false; // WSGI, or told already: no need to look at the queue
+    }
     let pause = should_pause(s.paused, s.tx.held(), s.pause_at);
     s.paused |= pause;
     pause

@@ -141,17 +141,18 @@ fn an_app_of_the_other_interface_is_one_line_and_exit_2() {
     let apps = apps_dir();
     let apps = apps.to_str().unwrap();
     for (app, class) in [("asgi_master:app", "sync"), ("asgi_master:wsgi", "asgi")] {
-        for check in [false, true] {
-            let mut args = vec!["--chdir", apps, "-k", class, "-w", "1"];
-            if check {
-                args.push("--check-config");
-            } else {
-                args.extend_from_slice(&["-b", "127.0.0.1:0"]);
+        // At start, with --preload (the zygote finds it), and --check-config.
+        for mode in ["start", "preload", "check"] {
+            let mut args = vec!["--chdir", apps, "-k", class, "-w", "2"];
+            match mode {
+                "check" => args.push("--check-config"),
+                "preload" => args.extend_from_slice(&["--preload", "-b", "127.0.0.1:0"]),
+                _ => args.extend_from_slice(&["-b", "127.0.0.1:0"]),
             }
             args.push(app);
             let out = run(&args);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let what = format!("{app} -k {class} check={check}: {stderr}");
+            let what = format!("{app} -k {class} {mode}: {stderr}");
             assert_eq!(out.status.code(), Some(2), "{what}");
             let last = stderr.lines().last().unwrap_or_default();
             assert!(last.starts_with("ferricorn: "), "{what}");

@@ -126,3 +126,40 @@ fn buffered_chunks_go_together_up_to_a_megabyte() {
     };
     assert_eq!(rest.len(), 20 * CHUNK - MESSAGE_MAX);
 }
+
+#[test]
+fn a_body_left_unread_pauses_the_front_and_resumes_once_mostly_read() {
+    let mut i = Inbox::default();
+    let piece = Bytes::from(vec![b'x'; 64 * 1024]);
+    for _ in 0..4 {
+        i.push(piece.clone());
+        assert_eq!(i.flow(), None, "256 KiB: not past the mark");
+    }
+    i.push(piece.clone());
+    assert_eq!(i.flow(), Some(Frame::Pause));
+    i.push(piece.clone());
+    assert_eq!(i.flow(), None, "paused once");
+    assert!(matches!(i.take(), Received::Body(b, true) if b.len() == 6 * 64 * 1024));
+    assert_eq!(i.flow(), Some(Frame::Resume));
+    assert_eq!(i.flow(), None, "resumed once");
+    // A body whose end came is never paused; an aborted one never resumed.
+    i.push(Bytes::from(vec![b'x'; BODY_HIGH_WATER + 1]));
+    assert_eq!(i.flow(), Some(Frame::Pause));
+    i.abort();
+    assert_eq!(i.flow(), None);
+    let mut j = Inbox::default();
+    j.push(Bytes::from(vec![b'x'; BODY_HIGH_WATER + 1]));
+    j.end();
+    assert_eq!(j.flow(), None);
+}
+
+#[test]
+fn a_body_is_not_paused_once_the_app_answers() {
+    let mut i = Inbox::default();
+    i.push(Bytes::from(vec![b'x'; BODY_HIGH_WATER + 1]));
+    assert_eq!(i.flow(), Some(Frame::Pause));
+    assert_eq!(i.answering(), Some(Frame::Resume));
+    i.push(Bytes::from(vec![b'x'; BODY_HIGH_WATER]));
+    assert_eq!(i.flow(), None);
+    assert_eq!(i.answering(), None);
+}

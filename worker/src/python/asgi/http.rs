@@ -97,12 +97,17 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-pub fn feed(py: Python<'_>, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
-    let delivered = {
+/// Too much left unread pauses the body at the master (`Inbox::flow`).
+pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+    let (delivered, flow) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        take_for_waiter(py, &mut s)
+        let delivered = take_for_waiter(py, &mut s);
+        (delivered, s.inbox.flow().map(|f| (s.id, f)))
     };
+    if let Some((id, frame)) = flow {
+        core.send_frames(py, id, vec![frame]);
+    }
     if let Some((waiter, got)) = delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
@@ -221,7 +226,14 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let got = lock(&self.stream).inbox.take();
+        let (got, flow) = {
+            let mut s = lock(&self.stream);
+            let got = s.inbox.take();
+            (got, s.inbox.flow().map(|f| (s.id, f)))
+        };
+        if let Some((id, frame)) = flow {
+            self.core.send_frames(py, id, vec![frame]);
+        }
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }
@@ -295,6 +307,9 @@ impl Send {
         let (id, outcome, paused) = {
             let mut s = lock(&self.stream);
             let outcome = s.resp.body(data, more, &mut frames);
+            if s.resp.head_sent() {
+                frames.extend(s.inbox.answering());
+            }
             (s.id, outcome, s.paused && more)
         };
         let queued = self.core.send_frames(py, id, frames);

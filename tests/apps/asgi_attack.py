@@ -1,0 +1,106 @@
+"""A raw ASGI 3 app (no framework) that misbehaves, for tests/asgi_attack.rs: a
+buggy app must cost only its own request, never the worker or other requests.
+
+/pid              the worker's pid
+/swallow          awaits a long sleep and swallows the CancelledError of its timeout,
+                  then sleeps on (a task that ignores cancellation)
+/swallowed        how many /swallow tasks saw their CancelledError
+/slow?S           sleeps S seconds, then answers "slow done"
+/tick?N           a streamed body: N chunks "tick\n", one every 0.5 s (never silent)
+/unread           reads nothing of its body until /release, then all of it: answers its size
+/release          lets every /unread answer
+/waiting          how many /unread wait for /release
+/scope            the scope's path, raw_path, query_string and client as JSON
+"""
+import asyncio
+import json
+import os
+
+_swallowed = 0
+_release = None
+_waiting = 0
+
+
+async def text(send, body, status=200):
+    body = body.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def app(scope, receive, send):
+    global _swallowed, _release, _waiting
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if _release is None:
+        _release = asyncio.Event()
+    path = scope["path"]
+    query = scope["query_string"].decode()
+    if path == "/pid":
+        await text(send, str(os.getpid()))
+    elif path == "/swallow":
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            _swallowed += 1
+        await asyncio.sleep(60)
+        await text(send, "swallowed")
+    elif path == "/swallowed":
+        await text(send, str(_swallowed))
+    elif path == "/slow":
+        await asyncio.sleep(float(query))
+        await text(send, "slow done")
+    elif path == "/tick":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(int(query)):
+            await send({"type": "http.response.body", "body": b"tick\n", "more_body": True})
+            await asyncio.sleep(0.5)
+        await send({"type": "http.response.body", "body": b"end\n"})
+    elif path == "/unread":
+        _waiting += 1
+        await _release.wait()
+        _waiting -= 1
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        await text(send, str(size))
+    elif path == "/waiting":
+        await text(send, str(_waiting))
+    elif path == "/release":
+        _release.set()
+        _release = asyncio.Event()
+        await text(send, "released")
+    elif path == "/scope":
+        client = scope["client"]
+        await text(
+            send,
+            json.dumps(
+                {
+                    "path": scope["path"],
+                    "raw_path": scope["raw_path"].decode("latin-1"),
+                    "query_string": scope["query_string"].decode("latin-1"),
+                    "root_path": scope["root_path"],
+                    "client": list(client) if client else None,
+                    "scheme": scope["scheme"],
+                    "server": list(scope["server"]) if scope["server"] else None,
+                }
+            ),
+        )
+    else:
+        await text(send, "not found", 404)

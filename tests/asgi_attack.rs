@@ -1,0 +1,104 @@
+//! ASGI workers under attack (issue 27), against the real binary and the raw ASGI
+//! app tests/apps/asgi_attack.py: what a client or a buggy app does must cost only
+//! its own request, never the worker's memory, the worker, or other requests.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+fn attack_server(extra: &[&str]) -> (Server, String) {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["-k", "asgi", "-w", "1", "--admin-bind", &admin];
+    args.extend_from_slice(extra);
+    (test_app("asgi_attack:app", &args).start(), admin)
+}
+
+fn number(server: &Server, path: &str) -> u64 {
+    let (status, body) = get(&server.url(path));
+    assert_eq!(status, 200, "{path}: {body}");
+    body.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{path}: {body}"))
+}
+
+/// Uploads its app does not read yet stay at the front (its spool), not in the
+/// worker: before the fix the worker read every body off its socket into memory,
+/// so N clients uploading to a handler that waits (a slow query, a lock) before it
+/// reads had the worker hold N whole bodies (here 8 x 40 MB: ~330 MB; with
+/// `worker_connections` 1000 and the 100 MB body limit, 100 GB). Each body is then
+/// read whole once the app gets to it.
+#[test]
+fn bodies_an_app_has_not_read_are_not_held_in_the_worker() {
+    let (server, _admin) = attack_server(&[]);
+    let pid: i32 = number(&server, "/pid") as i32;
+    let before = rss_kib(pid);
+    const SIZE: usize = 40 * 1024 * 1024;
+    const CLIENTS: usize = 8;
+    let body = vec![b'u'; SIZE];
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        let head = format!("POST /unread HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        clients.push(s);
+    }
+    // Every body is at the front, every request with its app.
+    wait_until(
+        "every upload waits in the app",
+        Duration::from_secs(30),
+        || number(&server, "/waiting") == CLIENTS as u64,
+    );
+    // The front forwards each body right after its head, as fast as the worker
+    // reads: the worker's memory stops moving once it read what it would.
+    let (mut seen, mut same) = (0, 0);
+    wait_until(
+        "the worker read what it would",
+        Duration::from_secs(20),
+        || {
+            let now = rss_kib(pid);
+            same = if now == seen { same + 1 } else { 0 };
+            seen = now;
+            same >= 8
+        },
+    );
+    assert_eq!(get(&server.url("/release")).0, 200);
+    for mut s in clients {
+        let answer = read_one_response(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with(&SIZE.to_string()), "{answer}");
+    }
+    // The peak, reading included: each app reads its body a piece at a time.
+    let held = peak_rss_kib(pid).saturating_sub(before);
+    assert!(
+        held < 64 * 1024,
+        "the worker held {held} KiB of {} MiB of unread bodies",
+        CLIENTS * SIZE >> 20
+    );
+}
+
+/// An app that answers without reading its body (a stream of events to a POST)
+/// is not held back by the pause of that body: the front forwards the body before
+/// it reads the response, so a body paused for good would hold the response for
+/// ever.
+#[test]
+fn a_response_streams_while_its_unread_body_is_not_paused() {
+    let (server, _admin) = attack_server(&[]);
+    const SIZE: usize = 4 * 1024 * 1024;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!("POST /tick?1000 HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&vec![b'u'; SIZE]).unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&seen).matches("tick\n").count() < 2 {
+        let n = s.read(&mut buf).expect("the events arrive");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+}

@@ -102,3 +102,32 @@ fn a_response_streams_while_its_unread_body_is_not_paused() {
         seen.extend_from_slice(&buf[..n]);
     }
 }
+const TIMEOUT_RESTARTS: &str = "ferricorn_worker_restarts_total{reason=\"timeout\"}";
+
+/// A task that swallows the CancelledError of its timeout (a bare `except`, a
+/// library that retries, a slow `finally`) is that request's problem: its client
+/// got 504, and the worker, whose loop runs on, ends the stream itself. Before the
+/// fix the master took the unanswered Cancel for a blocked loop: "WORKER TIMEOUT",
+/// the worker condemned, replaced, and killed with every stream it still served.
+#[test]
+fn a_task_that_ignores_its_cancel_costs_only_its_request() {
+    let (server, admin) = attack_server(&["-t", "2"]);
+    let pid = get(&server.url("/pid")).1;
+    // Never silent (a chunk every 0.5 s, 10 s in all): no timeout of its own.
+    let url = server.url("/tick?20");
+    let ticking = thread::spawn(move || get(&url));
+    let started = std::time::Instant::now();
+    assert_eq!(get(&server.url("/swallow")).0, 504);
+    wait_until("the task saw its cancel", Duration::from_secs(5), || {
+        number(&server, "/swallowed") == 1
+    });
+    // Past the master's 5 s grace for the Cancel, and its check.
+    let (status, body) = ticking.join().unwrap();
+    assert!(started.elapsed() > Duration::from_secs(9));
+    assert_eq!(status, 200, "{}", server.log());
+    assert!(body.ends_with("end\n"), "{body}");
+    assert_eq!(get(&server.url("/pid")), (200, pid), "{}", server.log());
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
+    server.wait_for_log("ignored its cancellation", Duration::from_secs(1));
+}

@@ -27,6 +27,12 @@ pub const MESSAGE_MAX: usize = 1024 * 1024;
 /// body costs the worker: this, and what the front had in flight.
 pub const BODY_HIGH_WATER: usize = 256 * 1024;
 
+/// A task cancelled by the master's `Cancel` and still running this long after
+/// ignored it: the worker ends its stream itself. Well under the master's
+/// `defaults::CANCEL_GRACE` (5 s), past which it takes the missing answer for a
+/// blocked loop and replaces the worker.
+pub const CANCEL_ACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Hop-by-hop fields an app may not set: framing belongs to the front.
 const HOP_BY_HOP: [&[u8]; 7] = [
     b"connection",

@@ -286,7 +286,7 @@ impl Core {
             Frame::RequestBody(data) => http::feed(py, self, &stream, |i| i.push(data)),
             Frame::RequestEnd => http::feed(py, self, &stream, |i| i.end()),
             Frame::Abort(_) => http::client_gone(py, &stream),
-            Frame::Cancel => http::cancel(py, &stream),
+            Frame::Cancel => http::cancel(py, self, &stream),
             Frame::Pause => http::resume(py, &stream, true),
             Frame::Resume => http::resume(py, &stream, false),
             other => return Err(Fatal::UnexpectedFrame(other.name())),

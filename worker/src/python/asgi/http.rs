@@ -8,7 +8,7 @@
 use super::awaitable::Done;
 use super::conn::{lock, Core};
 use super::scope;
-use crate::asgi::{Inbox, Received, Response, SendError, HIGH_WATER};
+use crate::asgi::{Inbox, Received, Response, SendError, CANCEL_ACK, HIGH_WATER};
 use crate::log::{self, wdebug};
 use crate::wire::{Frame, RequestHead};
 use bytes::Bytes;
@@ -149,11 +149,60 @@ pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
 }
 
 /// The master's Cancel (the request is past its timeout; the master answered
-/// 504): the task is cancelled, and its end sends `Abort("cancelled")`.
-pub fn cancel(py: Python<'_>, stream: &StreamRef) {
+/// 504): the task is cancelled, and its end sends `Abort("cancelled")`. A task
+/// still running `CANCEL_ACK` later ignored it (`CancelOverdue`).
+pub fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
     let task = lock(stream).task.as_ref().map(|t| t.clone_ref(py));
-    if let Some(task) = task {
-        let _ = task.call_method0(py, intern!(py, "cancel"));
+    let Some(task) = task else {
+        return;
+    };
+    let _ = task.call_method0(py, intern!(py, "cancel"));
+    let overdue = CancelOverdue {
+        core: core.clone(),
+        stream: stream.clone(),
+    };
+    let later = Py::new(py, overdue).and_then(|cb| {
+        core.event_loop.call_method1(
+            py,
+            intern!(py, "call_later"),
+            (CANCEL_ACK.as_secs_f64(), cb),
+        )
+    });
+    if let Err(e) = later {
+        super::super::log_exception(py, "call_later(cancel check) failed", &e);
+    }
+}
+
+/// A cancelled task still running: it caught its CancelledError (or cleans up
+/// slowly). The loop runs, so the stream is ended here, before the master takes
+/// the missing answer for a blocked loop and replaces the worker with every
+/// request it serves; the task runs on, detached (its `send()`s are refused).
+#[pyclass(frozen, module = "ferricorn", name = "CancelOverdue")]
+pub struct CancelOverdue {
+    core: Arc<Core>,
+    stream: StreamRef,
+}
+
+#[pymethods]
+impl CancelOverdue {
+    fn __call__(&self, py: Python<'_>) {
+        let (id, frames) = {
+            let mut s = lock(&self.stream);
+            if s.task.is_none() || s.resp.done() {
+                return;
+            }
+            (s.id, vec![s.resp.abort("cancelled")])
+        };
+        log::at(
+            Level::Warn,
+            format_args!(
+                "stream {id}: its task ignored its cancellation for {:?} (it caught \
+                 CancelledError?): the request is ended, the task runs on",
+                CANCEL_ACK
+            ),
+        );
+        self.core.send_frames(py, id, frames);
+        self.core.task_done(py, &self.stream, id);
     }
 }
 

@@ -77,7 +77,7 @@ fn bodies_an_app_has_not_read_are_not_held_in_the_worker() {
     assert!(
         held < 64 * 1024,
         "the worker held {held} KiB of {} MiB of unread bodies",
-        CLIENTS * SIZE >> 20
+        (CLIENTS * SIZE) >> 20
     );
 }
 
@@ -130,4 +130,32 @@ fn a_task_that_ignores_its_cancel_costs_only_its_request() {
     assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
     assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
     server.wait_for_log("ignored its cancellation", Duration::from_secs(1));
+}
+
+/// `sys.exit()` (or a KeyboardInterrupt) in a handler fails that request only: a
+/// 500 before the head, a cut response after. asyncio lets both out of the loop,
+/// and before the fix the worker exited with every request it served (502s).
+#[test]
+fn system_exit_in_a_handler_fails_only_its_request() {
+    let (server, _admin) = attack_server(&[]);
+    let pid = get(&server.url("/pid")).1;
+    let url = server.url("/tick?6");
+    let ticking = thread::spawn(move || get(&url));
+    // The stream is under way before the app exits.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /tick?4 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(s.read(&mut buf).unwrap() > 0);
+    assert_eq!(get(&server.url("/exit")).0, 500);
+    // Its head went out: the response is cut (hyper may not have written it yet).
+    let cut = server.raw(
+        b"GET /interrupt HTTP/1.1\r\nHost: t\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(cut.is_empty() || cut.starts_with("HTTP/1.1 200"), "{cut}");
+    let (status, body) = ticking.join().unwrap();
+    assert_eq!((status, body.ends_with("end\n")), (200, true), "{body}");
+    assert_eq!(get(&server.url("/pid")), (200, pid), "{}", server.log());
+    server.wait_for_log("the ASGI app raised SystemExit", Duration::from_secs(5));
 }

@@ -10,7 +10,9 @@ buggy app must cost only its own request, never the worker or other requests.
 /unread           reads nothing of its body until /release, then all of it: answers its size
 /release          lets every /unread answer
 /waiting          how many /unread wait for /release
-/scope            the scope's path, raw_path, query_string and client as JSON
+/exit             raises SystemExit (sys.exit() in a view)
+/interrupt        raises KeyboardInterrupt after its head went out
+/scope, /any...   the scope's path, raw_path, query_string, client, headers as JSON
 """
 import asyncio
 import json
@@ -59,6 +61,12 @@ async def app(scope, receive, send):
             _swallowed += 1
         await asyncio.sleep(60)
         await text(send, "swallowed")
+    elif path == "/exit":
+        raise SystemExit(3)
+    elif path == "/interrupt":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"begun", "more_body": True})
+        raise KeyboardInterrupt
     elif path == "/swallowed":
         await text(send, str(_swallowed))
     elif path == "/slow":
@@ -86,7 +94,7 @@ async def app(scope, receive, send):
         _release.set()
         _release = asyncio.Event()
         await text(send, "released")
-    elif path == "/scope":
+    elif path.startswith("/scope") or path.startswith("/any"):
         client = scope["client"]
         await text(
             send,
@@ -99,6 +107,8 @@ async def app(scope, receive, send):
                     "client": list(client) if client else None,
                     "scheme": scope["scheme"],
                     "server": list(scope["server"]) if scope["server"] else None,
+                    "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+                    "http_version": scope["http_version"],
                 }
             ),
         )

@@ -1,11 +1,22 @@
-"""The ASGI worker's Python side that is not on a request's path: the event loop's
-creation (``--asgi-loop``, ``--threads``) and the ``lifespan`` protocol
-(``--asgi-lifespan``). The requests themselves are served by ``ferricorn._worker``
-(Rust) on the loop made here.
+"""The ASGI worker's Python side: the event loop's creation (``--asgi-loop``,
+``--threads``), the ``lifespan`` protocol (``--asgi-lifespan``), and ``guarded``,
+which each request's coroutine runs in. The requests themselves are served by
+``ferricorn._worker`` (Rust) on the loop made here.
 """
 
 import asyncio
 import traceback
+
+
+async def guarded(coro):
+    """Runs one request's ``app(scope, receive, send)``. asyncio lets a task's
+    ``SystemExit`` or ``KeyboardInterrupt`` out of the loop, which would end the
+    worker and every request it serves: here it is that request's failure (a 500,
+    or a cut response), as uvicorn makes it."""
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as e:
+        raise RuntimeError(f"the ASGI app raised {type(e).__name__}") from e
 
 
 def new_loop(kind, threads):

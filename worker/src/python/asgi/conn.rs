@@ -87,6 +87,8 @@ pub struct Core {
     pub(super) sock: UnixStream,
     claims: Option<Claims>,
     pub(super) app: Py<PyAny>,
+    /// `ferricorn._asgi.guarded`: each request's coroutine runs in it.
+    pub(super) guarded: Py<PyAny>,
     pub(super) event_loop: Py<PyAny>,
     pub(super) fixed: Fixed,
     pub(super) dev: bool,
@@ -145,10 +147,12 @@ impl Core {
     ) -> PyResult<Arc<Core>> {
         sock.set_nonblocking(true)?;
         let done = event_loop.call_method0(py, "create_future")?;
+        let guarded = py.import("ferricorn._asgi")?.getattr("guarded")?.unbind();
         let core = Arc::new(Core {
             sock,
             claims,
             app,
+            guarded,
             event_loop,
             fixed,
             dev,

@@ -71,6 +71,7 @@ pub fn spawn(
         stream: stream.clone(),
     };
     let coro = core.app.call1(py, (scope, receive, send))?;
+    let coro = core.guarded.call1(py, (coro,))?;
     let task = core
         .event_loop
         .call_method1(py, intern!(py, "create_task"), (coro,))?;

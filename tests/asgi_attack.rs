@@ -159,3 +159,13 @@ fn system_exit_in_a_handler_fails_only_its_request() {
     assert_eq!(get(&server.url("/pid")), (200, pid), "{}", server.log());
     server.wait_for_log("the ASGI app raised SystemExit", Duration::from_secs(5));
 }
+
+/// A header value with a control character is the app's error, said in its
+/// traceback (500), as CR, LF and NUL were; before, the worker passed it and the
+/// front refused it (502, no word of what the app did).
+#[test]
+fn a_control_character_in_a_header_is_the_apps_500() {
+    let (server, _admin) = attack_server(&[]);
+    assert_eq!(get(&server.url("/header-ctl")).0, 500);
+    server.wait_for_log("invalid value for header \"x-a\"", Duration::from_secs(5));
+}

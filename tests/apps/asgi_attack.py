@@ -12,6 +12,7 @@ buggy app must cost only its own request, never the worker or other requests.
 /waiting          how many /unread wait for /release
 /exit             raises SystemExit (sys.exit() in a view)
 /interrupt        raises KeyboardInterrupt after its head went out
+/header-ctl       a header value with a control character (\x01): refused (500)
 /scope, /any...   the scope's path, raw_path, query_string, client, headers as JSON
 """
 import asyncio
@@ -67,6 +68,9 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"begun", "more_body": True})
         raise KeyboardInterrupt
+    elif path == "/header-ctl":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"b\x01c")]})
+        await send({"type": "http.response.body", "body": b"x"})
     elif path == "/swallowed":
         await text(send, str(_swallowed))
     elif path == "/slow":

@@ -365,8 +365,9 @@ fn bodiless(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
-/// The app's header fields, checked: names HTTP tokens, values without CR, LF or
-/// NUL, the whole head under `wire::MAX_RESPONSE_HEAD`; hop-by-hop fields dropped;
+/// The app's header fields, checked: names HTTP tokens, values without control
+/// characters but HTAB (what the front's `HeaderValue` takes: else a 502 there,
+/// with no word of the app's error), the whole head under `wire::MAX_RESPONSE_HEAD`; hop-by-hop fields dropped;
 /// names lower-cased (HTTP/2 wants them so, HTTP/1 does not care).
 fn check_fields(fields: Fields) -> Result<(Fields, Option<u64>), SendError> {
     let mut out = Vec::with_capacity(fields.len());
@@ -380,7 +381,7 @@ fn check_fields(fields: Fields) -> Result<(Fields, Option<u64>), SendError> {
         if name.is_empty() || !name.iter().copied().all(is_tchar) {
             return Err(SendError::HeaderName(lossy(&name)));
         }
-        if value.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(SendError::HeaderValue(lossy(&name)));
         }
         let name = match name.iter().any(u8::is_ascii_uppercase) {

@@ -37,6 +37,13 @@ fn the_head_is_checked_and_framing_fields_dropped() {
     assert!(matches!(r.start(200, bad), Err(SendError::HeaderName(_))));
     let bad = vec![(b(b"x"), b(b"a\r\nSet-Cookie: y"))];
     assert!(matches!(r.start(200, bad), Err(SendError::HeaderValue(_))));
+    for ctl in [&b"a\x01b"[..], b"a\x7fb", b"\x1b[31m"] {
+        let bad = vec![(b(b"x"), Bytes::copy_from_slice(ctl))];
+        assert!(matches!(r.start(200, bad), Err(SendError::HeaderValue(_))));
+    }
+    assert!(Response::new(false)
+        .start(200, vec![(b(b"x"), b(b"a\tb \xe9"))])
+        .is_ok());
     let two = vec![
         (b(b"content-length"), b(b"1")),
         (b(b"Content-Length"), b(b"2")),

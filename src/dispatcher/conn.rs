@@ -47,9 +47,6 @@ struct Stream {
     paused: bool,
     /// ASGI: held bytes past which the response is paused (0: never, WSGI).
     pause_at: usize,
-    /// ASGI: the worker holds enough of this request's body its app has not read
-    /// (its `Pause`): `send_body` waits for its `Resume` (`asgi`).
-    body_paused: bool,
 }
 
 /// What one worker runs requests on, and how many at once.
@@ -253,7 +250,6 @@ impl WorkerConn {
                 cancel_by: None,
                 paused: false,
                 pause_at,
-                body_paused: false,
             },
         );
         self.claims.offer(stream);
@@ -309,17 +305,16 @@ impl WorkerConn {
     }
 
     /// Sends a piece of a request body once the body bytes already queued for this
-    /// worker are below `OUTGOING_BUDGET`, and the worker has not paused this body:
-    /// an upload to an app that reads it slowly waits in its spool file, not in the
-    /// master's memory nor the worker's.
+    /// worker are below `OUTGOING_BUDGET`: an upload to an app that reads it slowly
+    /// waits in its spool file, not in the master's memory.
     pub async fn send_body(&self, stream: u32, data: Bytes) {
         // The waiter is registered only when there is no room (it takes a lock), and
         // room is checked again after, so a drain in between is not missed.
-        while !self.body_may_go(stream, data.len()) {
+        while !self.queued.has_room(data.len()) {
             let drained = self.queued.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if self.body_may_go(stream, data.len()) {
+            if self.queued.has_room(data.len()) {
                 break;
             }
             drained.await;
@@ -470,17 +465,10 @@ impl WorkerConn {
             Frame::ResponseEnd | Frame::Abort(_) | Frame::ResponseFile(_)
         );
         let mut streams = self.streams.lock().unwrap();
-        if let Frame::Pause | Frame::Resume = frame {
-            return self.body_flow(streams, stream, matches!(frame, Frame::Pause));
-        }
         if ends {
             let Some(mut s) = streams.remove(&stream) else {
                 return;
             };
-            if s.body_paused {
-                // Its body sender waits no more: what is left goes unread.
-                self.queued.drained.notify_waiters();
-            }
             if s.cancel_by.is_some() {
                 tracing::debug!(pid = self.pid, stream, "a cancelled request ended");
             }
@@ -546,8 +534,6 @@ impl WorkerConn {
             );
         }
         drop(orphans);
-        // A body paused by the worker waits no more.
-        self.queued.drained.notify_waiters();
         let _ = events.send(WorkerEvent::Closed { pid: self.pid });
     }
 }

@@ -26,8 +26,7 @@
 //!
 //! An ASGI worker runs many streams at once and gets three more frames from the
 //! front: `Cancel` (past its timeout), `Pause` / `Resume` (response back-pressure).
-//! It sends `Pause` / `Resume` itself for a request body its app has not read yet
-//! (the front's next body frames wait). It may end a response with `ResponseFile` (`http.response.pathsend`) instead of
+//! It may end a response with `ResponseFile` (`http.response.pathsend`) instead of
 //! body frames.
 
 use crate::PROTOCOL;
@@ -200,9 +199,7 @@ pub enum Frame {
     /// 504): cancel its task. The worker ends the stream (`Abort`) once it is done.
     Cancel,
     /// Front → ASGI worker: the front holds too much of this stream's response;
-    /// the app's body `send()` waits until `Resume`. ASGI worker → front: the
-    /// worker holds too much of this request's body not read by its app; the front
-    /// sends no more of it until `Resume`.
+    /// the app's body `send()` waits until `Resume`.
     Pause,
     Resume,
     /// ASGI worker → front, after `ResponseHead`: the body is this file, and the

@@ -11,7 +11,6 @@
 use super::{Stream, WorkerConn};
 use crate::config::Interface;
 use crate::wire::Frame;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The response spool's memory limit and the pause threshold of a stream:
@@ -59,40 +58,6 @@ pub(super) fn pause(s: &mut Stream) -> bool {
 impl WorkerConn {
     pub fn interface(&self) -> Interface {
         self.interface
-    }
-
-    /// The worker's `Pause` (`paused`) or `Resume` of a request body: its app has
-    /// not read this much of it yet. Without it an app that never reads its body
-    /// had the worker hold every upload sent to it in memory.
-    pub(super) fn body_flow(
-        &self,
-        mut streams: std::sync::MutexGuard<'_, HashMap<u32, Stream>>,
-        stream: u32,
-        paused: bool,
-    ) {
-        if let Some(s) = streams.get_mut(&stream) {
-            s.body_paused = paused;
-        }
-        drop(streams);
-        if !paused {
-            self.queued.drained.notify_waiters();
-        }
-    }
-
-    /// A body piece may go to the worker: there is room on its socket, and the
-    /// worker has not paused this body (a stream gone is not paused).
-    pub(super) fn body_may_go(&self, stream: u32, len: usize) -> bool {
-        let paused = self
-            .streams
-            .lock()
-            .unwrap()
-            .get(&stream)
-            .is_some_and(|s| s.body_paused);
-        let closed = self
-            .queued
-            .closed
-            .load(std::sync::atomic::Ordering::Acquire);
-        closed || (!paused && self.queued.has_room(len))
     }
 
     /// The client took some of `stream`'s response: a paused one is resumed once

@@ -21,12 +21,6 @@ pub const HIGH_WATER: usize = 1024 * 1024;
 /// of at most this size (one chunk may be bigger: it is never split).
 pub const MESSAGE_MAX: usize = 1024 * 1024;
 
-/// Past this many body bytes buffered for one stream and not yet read by its app,
-/// the front is told to `Pause` that body; `Resume` once at most half are left
-/// (uvicorn pauses its transport alike). Bounds what an app that never reads its
-/// body costs the worker: this, and what the front had in flight.
-pub const BODY_HIGH_WATER: usize = 256 * 1024;
-
 /// A task cancelled by the master's `Cancel` and still running this long after
 /// ignored it: the worker ends its stream itself. Well under the master's
 /// `defaults::CANCEL_GRACE` (5 s), past which it takes the missing answer for a
@@ -52,12 +46,6 @@ pub struct Inbox {
     aborted: bool,
     /// The message with `more_body: False` was handed over.
     finished: bool,
-    /// Bytes in `chunks`.
-    buffered: usize,
-    /// The front was told to `Pause` this body.
-    paused: bool,
-    /// The app's response head went out: the body is never paused again.
-    answering: bool,
 }
 
 /// What `receive()` hands the app next.
@@ -74,7 +62,6 @@ pub enum Received {
 impl Inbox {
     pub fn push(&mut self, data: Bytes) {
         if !self.ended && !self.aborted && !data.is_empty() {
-            self.buffered += data.len();
             self.chunks.push_back(data);
         }
     }
@@ -87,31 +74,6 @@ impl Inbox {
     pub fn abort(&mut self) {
         self.aborted = true;
         self.chunks.clear();
-        self.buffered = 0;
-    }
-
-    /// The app's response head went out: the front forwards the rest of the body
-    /// before it reads the response (`proxy`), so a body paused now would hold the
-    /// response back for ever. `Resume` if paused.
-    pub fn answering(&mut self) -> Option<Frame> {
-        self.answering = true;
-        self.flow()
-    }
-
-    /// After a push or a take: `Pause` when the app left too much unread, `Resume`
-    /// once it read most of it (each once per change).
-    pub fn flow(&mut self) -> Option<Frame> {
-        let may_pause = !self.ended && !self.aborted && !self.answering;
-        if !self.paused && may_pause && self.buffered > BODY_HIGH_WATER {
-            self.paused = true;
-            return Some(Frame::Pause);
-        }
-        let drained = self.buffered <= BODY_HIGH_WATER / 2;
-        if self.paused && !self.aborted && (drained || self.answering) {
-            self.paused = false;
-            return Some(Frame::Resume);
-        }
-        None
     }
 
     pub fn is_aborted(&self) -> bool {
@@ -126,7 +88,6 @@ impl Inbox {
         }
         if let Some(chunk) = self.chunks.pop_front() {
             let chunk = self.join_buffered(chunk);
-            self.buffered -= chunk.len();
             let more = !(self.ended && self.chunks.is_empty());
             self.finished |= !more;
             return Received::Body(chunk, more);

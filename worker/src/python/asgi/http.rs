@@ -98,17 +98,12 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-/// Too much left unread pauses the body at the master (`Inbox::flow`).
-pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
-    let (delivered, flow) = {
+pub fn feed(py: Python<'_>, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+    let delivered = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        let delivered = take_for_waiter(py, &mut s);
-        (delivered, s.inbox.flow().map(|f| (s.id, f)))
+        take_for_waiter(py, &mut s)
     };
-    if let Some((id, frame)) = flow {
-        core.send_frames(py, id, vec![frame]);
-    }
     if let Some((waiter, got)) = delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
@@ -276,14 +271,7 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let (got, flow) = {
-            let mut s = lock(&self.stream);
-            let got = s.inbox.take();
-            (got, s.inbox.flow().map(|f| (s.id, f)))
-        };
-        if let Some((id, frame)) = flow {
-            self.core.send_frames(py, id, vec![frame]);
-        }
+        let got = lock(&self.stream).inbox.take();
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }
@@ -357,9 +345,6 @@ impl Send {
         let (id, outcome, paused) = {
             let mut s = lock(&self.stream);
             let outcome = s.resp.body(data, more, &mut frames);
-            if s.resp.head_sent() {
-                frames.extend(s.inbox.answering());
-            }
             (s.id, outcome, s.paused && more)
         };
         let queued = self.core.send_frames(py, id, frames);

@@ -44,6 +44,12 @@ pub const MAX_RESPONSE_HEAD: usize = 1024 * 1024;
 pub const FINAL_STATUS: std::ops::RangeInclusive<u16> = 200..=599;
 /// Body chunk size used by senders.
 pub const CHUNK: usize = 64 * 1024;
+/// An ASGI worker's request-body window per stream: the front sends at most this
+/// many body bytes beyond what the worker credited (`Frame::Credit`), so an app that
+/// does not read its upload leaves it in the front's spool, not in the worker's
+/// memory. The worker credits in batches of half of it; twice `CHUNK` at least, so
+/// a stream whose app waits for more always has room for the next chunk.
+pub const ASGI_BODY_WINDOW: usize = 256 * 1024;
 const HEADER_LEN: usize = 4 + 1 + 4;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

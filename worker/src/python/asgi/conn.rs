@@ -283,8 +283,8 @@ impl Core {
         };
         let Entry::Http(stream) = entry;
         match frame {
-            Frame::RequestBody(data) => http::feed(py, &stream, |i| i.push(data)),
-            Frame::RequestEnd => http::feed(py, &stream, |i| i.end()),
+            Frame::RequestBody(data) => http::feed(py, self, &stream, |i| i.push(data)),
+            Frame::RequestEnd => http::feed(py, self, &stream, |i| i.end()),
             Frame::Abort(_) => http::client_gone(py, &stream),
             Frame::Cancel => http::cancel(py, &stream),
             Frame::Pause => http::resume(py, &stream, true),

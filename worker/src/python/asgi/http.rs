@@ -97,16 +97,30 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-pub fn feed(py: Python<'_>, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
-    let delivered = {
+pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+    let (delivered, credit) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        take_for_waiter(py, &mut s)
+        let delivered = take_for_waiter(py, &mut s);
+        (delivered, credit_due(&mut s))
     };
+    send_credit(py, core, credit);
     if let Some((waiter, got)) = delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
         }
+    }
+}
+
+/// The body bytes the app took, to credit to the master now (`Inbox::credit_due`).
+fn credit_due(s: &mut Stream) -> Option<(u32, Frame)> {
+    s.inbox.credit_due().map(|n| (s.id, Frame::Credit(n)))
+}
+
+/// Sends a credit (outside the stream's lock: `send_frames` may call the loop).
+fn send_credit(py: Python<'_>, core: &Core, credit: Option<(u32, Frame)>) {
+    if let Some((id, frame)) = credit {
+        core.send_frames(py, id, vec![frame]);
     }
 }
 
@@ -221,7 +235,12 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let got = lock(&self.stream).inbox.take();
+        let (got, credit) = {
+            let mut s = lock(&self.stream);
+            let got = s.inbox.take();
+            (got, credit_due(&mut s))
+        };
+        send_credit(py, &self.core, credit);
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }

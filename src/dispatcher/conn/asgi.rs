@@ -212,6 +212,46 @@ impl WorkerConn {
         true
     }
 
+    /// The drain's deadline is near (`supervisor::drain`): every stream still open
+    /// (an SSE stream, a request waiting for `http.disconnect`) ends for its client
+    /// now (504 before its head, else cut, as nginx closes connections at
+    /// `worker_shutdown_timeout`), and the worker gets `Abort`, which its app sees as
+    /// `http.disconnect`; the stream keeps its slot until the worker ends it, which
+    /// it must by `now + grace` (as a `Cancel`). Unstarted requests are taken back.
+    /// The worker's WebSockets close too. Returns how many streams were cut.
+    pub fn cut_streams(&self, now: Instant, grace: Duration) -> usize {
+        self.close_tunnels();
+        let mut cut = Vec::new();
+        let mut revoked = 0;
+        {
+            let mut streams = self.streams.lock().unwrap();
+            streams.retain(|&id, s| {
+                if s.cancel_by.is_some() {
+                    return true; // cancelled (or cut) already
+                }
+                if self.take_back(id, s) {
+                    revoked += 1;
+                    return false;
+                }
+                s.tx.time_out();
+                s.cancel_by = Some(now + grace);
+                s.paused = false;
+                if let Some(w) = &s.window {
+                    w.close();
+                }
+                cut.push(id);
+                true
+            });
+        }
+        for _ in 0..revoked {
+            self.dispatcher.release(self);
+        }
+        for &id in &cut {
+            self.send(id, Frame::Abort(bytes::Bytes::from_static(b"draining")));
+        }
+        cut.len()
+    }
+
     /// Cancelled streams the worker has not ended by their deadline.
     pub fn overdue_cancels(&self, now: Instant) -> Vec<u32> {
         self.streams

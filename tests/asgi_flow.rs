@@ -127,3 +127,125 @@ async fn h2_upload(
     }
     (status, String::from_utf8_lossy(&out).into_owned())
 }
+
+/// An SSE stream opened with a raw HTTP/1 request, its first event read.
+fn open_sse(server: &Server, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("data: open") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "{path}: closed before its first event");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{path}");
+    s
+}
+
+/// Reads until the server ends the stream (EOF or reset); when that was.
+fn until_end(mut s: std::net::TcpStream) -> std::time::Instant {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    std::time::Instant::now()
+}
+
+/// A server of asgi_flow.py with `--graceful-timeout 6` whose lifespan shutdown
+/// writes to the returned file, and two open SSE streams: one waiting in
+/// `receive()` for `http.disconnect`, one sending every 100 ms.
+fn draining_server(
+    dir: &std::path::Path,
+) -> (Server, std::path::PathBuf, i32, Vec<std::net::TcpStream>) {
+    let file = dir.join("shutdown");
+    let server = test_app(
+        "asgi_flow:app",
+        &["-k", "asgi", "-w", "1", "--graceful-timeout", "6"],
+    )
+    .env("FLOW_SHUTDOWN_FILE", &file)
+    .start();
+    let pid = get(&server.url("/pid")).1.trim().parse().unwrap();
+    let streams = vec![open_sse(&server, "/sse"), open_sse(&server, "/tick")];
+    (server, file, pid, streams)
+}
+
+fn ended(streams: Vec<std::net::TcpStream>) -> Vec<thread::JoinHandle<std::time::Instant>> {
+    streams
+        .into_iter()
+        .map(|s| thread::spawn(move || until_end(s)))
+        .collect()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferricorn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// TERM with two endless SSE streams and `--graceful-timeout 6`: near the deadline
+/// (6 s - 20%) the streams end, the app sees `http.disconnect`, the lifespan
+/// shutdown runs, and the master exits 0 at ~5 s, where it used to wait 6 s and
+/// then kill the worker 5 s later, its lifespan shutdown never run.
+#[test]
+fn term_ends_endless_asgi_streams_in_time_for_the_lifespan_shutdown() {
+    let dir = temp_dir("flow-term");
+    let (mut server, file, worker, streams) = draining_server(&dir);
+    let readers = ended(streams);
+    let sent = std::time::Instant::now();
+    server.signal(libc_sig("TERM"));
+    let status = server.wait_exit(Duration::from_secs(20));
+    let took = sent.elapsed();
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    assert!(
+        took >= Duration::from_millis(4500) && took < Duration::from_secs(6),
+        "the master exited {took:?} after TERM\n{}",
+        server.log()
+    );
+    for r in readers {
+        let at = r.join().unwrap() - sent;
+        assert!(at < Duration::from_secs(6), "a stream ended {at:?} after TERM");
+    }
+    let shutdown = std::fs::read_to_string(&file).unwrap_or_default();
+    assert_eq!(shutdown, format!("shutdown {worker}\n"), "{}", server.log());
+    let log = server.log();
+    for line in [
+        "drain: ending the ASGI worker's open streams",
+        "sse: http.disconnect",
+        "ASGI lifespan shutdown done",
+    ] {
+        assert!(log.contains(line), "{line:?} not in\n{log}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// HUP: the old worker drains with two endless SSE streams; they end before its
+/// `graceful_timeout`, and its lifespan shutdown runs (it used to drain for ever).
+#[test]
+fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown() {
+    let dir = temp_dir("flow-hup");
+    let (server, file, old, streams) = draining_server(&dir);
+    let readers = ended(streams);
+    server.signal(libc_sig("HUP"));
+    let done = server.wait_for_log("reload complete", Duration::from_secs(30));
+    let drained_from = std::time::Instant::now();
+    for r in readers {
+        let at = r.join().unwrap() - drained_from;
+        assert!(at < Duration::from_secs(6), "a stream ended {at:?} after the reload ({done})");
+    }
+    wait_until("the old worker's lifespan shutdown", Duration::from_secs(6), || {
+        std::fs::read_to_string(&file).unwrap_or_default() == format!("shutdown {old}\n")
+    });
+    let exit_line = |l: &str| {
+        l.contains("worker exited") && l.contains(&format!("pid={old}")) && l.contains("status: 0")
+    };
+    wait_until("the old worker's exit 0", Duration::from_secs(5), || {
+        server.log().lines().any(exit_line)
+    });
+    let log = server.log();
+    assert!(log.contains("sse: http.disconnect"), "{log}");
+    assert_ne!(get(&server.url("/pid")).1.trim(), old.to_string(), "a new worker serves");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,6 +29,8 @@ pub struct Stream {
     send_waiter: Option<Py<PyAny>>,
     pub paused: bool,
     pub task: Option<Py<PyAny>>,
+    /// Draining, and its client gone at the last sweep: cancelled at the next.
+    doomed: bool,
     /// For the error log, should the app fail.
     request: [Bytes; 3],
 }
@@ -45,6 +47,7 @@ impl Stream {
             send_waiter: None,
             paused: false,
             task: None,
+            doomed: false,
             request: [
                 head.request_id.clone(),
                 head.method.clone(),
@@ -164,6 +167,19 @@ pub fn cancel(py: Python<'_>, stream: &StreamRef) {
     if let Some(task) = task {
         let _ = task.call_method0(py, intern!(py, "cancel"));
     }
+}
+
+/// A drain's sweep (`drain`): a task whose client is gone is marked, and cancelled
+/// at the next sweep if it still runs. Returns whether it was cancelled now.
+pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
+    let task = {
+        let mut s = lock(stream);
+        if !s.inbox.is_aborted() || !std::mem::replace(&mut s.doomed, true) {
+            return false;
+        }
+        s.task.as_ref().map(|t| t.clone_ref(py))
+    };
+    task.is_some_and(|t| t.call_method0(py, intern!(py, "cancel")).is_ok())
 }
 
 /// The master's Pause (`paused`) or Resume: a paused `send()` goes on.

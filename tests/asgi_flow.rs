@@ -249,3 +249,23 @@ fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown(
     assert_ne!(get(&server.url("/pid")).1.trim(), old.to_string(), "a new worker serves");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A request whose app never reads its upload (the body waits in the front for
+/// credit) and runs past `--timeout`: 504 at the timeout, not once the worker
+/// answers the cancel; the worker serves on.
+#[test]
+fn a_held_upload_past_its_timeout_is_answered_504_in_time() {
+    let server = test_app("asgi_flow:app", &["-k", "asgi", "-w", "1", "-t", "2"]).start();
+    let pid = get(&server.url("/pid")).1;
+    let started = std::time::Instant::now();
+    let resp = client()
+        .post(server.url("/hold"))
+        .body(body(1).0)
+        .send()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(resp.status().as_u16(), 504);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(get(&server.url("/held")).1, "0", "its task was cancelled");
+    assert_eq!(get(&server.url("/pid")).1, pid, "the same worker serves on");
+}

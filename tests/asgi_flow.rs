@@ -42,9 +42,11 @@ fn flow_server() -> (Server, i32) {
 /// MiB at once); then the app reads them, and each arrives whole.
 fn held_then_read(server: &Server, worker: i32, uploads: thread::JoinHandle<Vec<(u16, String)>>) {
     let base = rss_kib(worker);
-    wait_until("every upload waiting in the app", Duration::from_secs(60), || {
-        get(&server.url("/held")).1 == STREAMS.to_string()
-    });
+    wait_until(
+        "every upload waiting in the app",
+        Duration::from_secs(60),
+        || get(&server.url("/held")).1 == STREAMS.to_string(),
+    );
     let grew = |limit_kib: u64| peak_rss_kib(worker).saturating_sub(base) > limit_kib;
     let watch = std::time::Instant::now();
     while watch.elapsed() < Duration::from_secs(2) {
@@ -206,7 +208,10 @@ fn term_ends_endless_asgi_streams_in_time_for_the_lifespan_shutdown() {
     );
     for r in readers {
         let at = r.join().unwrap() - sent;
-        assert!(at < Duration::from_secs(6), "a stream ended {at:?} after TERM");
+        assert!(
+            at < Duration::from_secs(6),
+            "a stream ended {at:?} after TERM"
+        );
     }
     let shutdown = std::fs::read_to_string(&file).unwrap_or_default();
     assert_eq!(shutdown, format!("shutdown {worker}\n"), "{}", server.log());
@@ -233,11 +238,16 @@ fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown(
     let drained_from = std::time::Instant::now();
     for r in readers {
         let at = r.join().unwrap() - drained_from;
-        assert!(at < Duration::from_secs(6), "a stream ended {at:?} after the reload ({done})");
+        assert!(
+            at < Duration::from_secs(6),
+            "a stream ended {at:?} after the reload ({done})"
+        );
     }
-    wait_until("the old worker's lifespan shutdown", Duration::from_secs(6), || {
-        std::fs::read_to_string(&file).unwrap_or_default() == format!("shutdown {old}\n")
-    });
+    wait_until(
+        "the old worker's lifespan shutdown",
+        Duration::from_secs(6),
+        || std::fs::read_to_string(&file).unwrap_or_default() == format!("shutdown {old}\n"),
+    );
     let exit_line = |l: &str| {
         l.contains("worker exited") && l.contains(&format!("pid={old}")) && l.contains("status: 0")
     };
@@ -246,7 +256,11 @@ fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown(
     });
     let log = server.log();
     assert!(log.contains("sse: http.disconnect"), "{log}");
-    assert_ne!(get(&server.url("/pid")).1.trim(), old.to_string(), "a new worker serves");
+    assert_ne!(
+        get(&server.url("/pid")).1.trim(),
+        old.to_string(),
+        "a new worker serves"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -50,7 +50,9 @@ pub enum Command {
     AddWorker,
     RemoveWorker,
     /// The master's TERM: the front drains for `grace` (`drain`: ASGI streams).
-    Stopping { grace: Duration },
+    Stopping {
+        grace: Duration,
+    },
     /// Stop every worker: TERM, then KILL after the grace period; reply when done.
     Stop {
         grace: Duration,

@@ -231,7 +231,11 @@ mod tests {
     fn an_asgi_drain_ends_open_streams_before_its_deadline() {
         let s = Duration::from_secs;
         assert_eq!(drain_cut(s(30)), s(25), "5 s before, at most");
-        assert_eq!(drain_cut(s(6)), Duration::from_millis(4800), "a fifth before");
+        assert_eq!(
+            drain_cut(s(6)),
+            Duration::from_millis(4800),
+            "a fifth before"
+        );
         assert_eq!(drain_cut(s(100)), s(95));
         assert_eq!(drain_cut(Duration::ZERO), Duration::ZERO);
     }

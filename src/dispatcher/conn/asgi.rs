@@ -297,17 +297,24 @@ mod tests {
         assert!(window_room(3 * chunk as u64, 0, chunk, w), "exactly full");
         assert!(!window_room(4 * chunk as u64, 0, 1, w));
         assert!(window_room(4 * chunk as u64, chunk as u64, chunk, w));
-        assert!(window_room(10, 10, 10 * w, w), "nothing out: any chunk goes");
-        assert!(window_room(5, 10, chunk, w), "credit past sent: nothing out");
+        assert!(
+            window_room(10, 10, 10 * w, w),
+            "nothing out: any chunk goes"
+        );
+        assert!(
+            window_room(5, 10, chunk, w),
+            "credit past sent: nothing out"
+        );
         // A worker that credits half the window once taken, as ours does: an app
         // waiting for more (all it was sent taken) always leaves room for a chunk.
-        let (mut sent, mut credited, mut taken) = (0u64, 0u64, 0u64);
+        let (mut sent, mut credited) = (0u64, 0u64);
         for _ in 0..1000 {
             while window_room(sent, credited, chunk, w) {
                 sent += chunk as u64;
             }
             assert!(sent - credited <= w as u64);
-            taken = sent; // the app takes everything it has
+            // The app takes everything it has, then waits for more.
+            let taken = sent;
             if taken - credited >= (w / 2) as u64 {
                 credited = taken;
             }

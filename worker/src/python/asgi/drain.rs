@@ -49,7 +49,9 @@ fn sweep(py: Python<'_>, core: &Arc<Core>) {
         .filter(|s| http::doom(py, s))
         .count();
     if cancelled > 0 {
-        wlog!("draining: cancelled {cancelled} request(s) still running after their client was gone");
+        wlog!(
+            "draining: cancelled {cancelled} request(s) still running after their client was gone"
+        );
     }
     schedule(py, core);
 }

@@ -283,3 +283,62 @@ fn a_held_upload_past_its_timeout_is_answered_504_in_time() {
     assert_eq!(get(&server.url("/held")).1, "0", "its task was cancelled");
     assert_eq!(get(&server.url("/pid")).1, pid, "the same worker serves on");
 }
+
+/// The same TERM with the SSE streams on one HTTP/2 connection: they end (reset)
+/// before the deadline, and the lifespan shutdown runs.
+#[test]
+fn term_ends_endless_asgi_streams_over_http2_too() {
+    let dir = temp_dir("flow-term-h2");
+    let file = dir.join("shutdown");
+    let mut server = test_app(
+        "asgi_flow:app",
+        &["-k", "asgi", "-w", "1", "--graceful-timeout", "6"],
+    )
+    .env("FLOW_SHUTDOWN_FILE", &file)
+    .start();
+    let worker = get(&server.url("/pid")).1;
+    let addr = server.addr;
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let streams = thread::spawn(move || {
+        runtime().block_on(async move {
+            let client = h2_client(addr).await;
+            let mut bodies = Vec::new();
+            for path in ["/sse", "/tick"] {
+                let req = http::Request::get(format!("http://{addr}{path}"))
+                    .body(())
+                    .unwrap();
+                let (resp, _) = client.clone().send_request(req, true).unwrap();
+                let mut body = resp.await.unwrap().into_body();
+                let first = body.data().await.unwrap().unwrap();
+                assert!(first.starts_with(b"data: open"), "{path}");
+                bodies.push(body);
+            }
+            opened_tx.send(()).unwrap();
+            for mut body in bodies {
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+            }
+            std::time::Instant::now()
+        })
+    });
+    opened_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let sent = std::time::Instant::now();
+    server.signal(libc_sig("TERM"));
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    assert!(sent.elapsed() < Duration::from_secs(8), "{}", server.log());
+    let ended = streams.join().unwrap() - sent;
+    assert!(
+        ended < Duration::from_secs(6),
+        "streams ended {ended:?} after TERM"
+    );
+    let shutdown = std::fs::read_to_string(&file).unwrap_or_default();
+    assert_eq!(
+        shutdown,
+        format!("shutdown {}\n", worker.trim()),
+        "{}",
+        server.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,15 +6,33 @@
   `data: 0` at once, then waits until /sse/<key>/release/ is requested, then
   `data: 1` and the end. A stream ended early (the client left: Django cancels it on
   `http.disconnect`) is recorded, and /sse/<key>/state/ tells what happened to it.
+- /slow/<key>/: sleeps an hour; /sse/<key>/state/ then says "cancelled" once the
+  view's sleep was cancelled (a timeout), or "sleeping".
+- /signals/: how many `request_started` and `request_finished` signals this process
+  sent (gunicorn#3627: a server swallowing the cancellation of Django's
+  disconnect listener loses `request_finished`, and with it the database cleanup).
 """
 import asyncio
 import os
 import threading
 
+from django.core.signals import request_finished, request_started
 from django.http import JsonResponse, StreamingHttpResponse
 
 RELEASE = {}
 STATE = {}
+SIGNALS = {"started": 0, "finished": 0}
+
+
+def _counter(name):
+    def count(sender, **kwargs):
+        SIGNALS[name] += 1
+
+    return count
+
+
+request_started.connect(_counter("started"), weak=False)
+request_finished.connect(_counter("finished"), weak=False)
 
 
 def _release(key):
@@ -60,3 +78,17 @@ async def sse_release(request, key):
 
 async def sse_state(request, key):
     return JsonResponse({"state": STATE.get(key, "unknown")})
+
+
+async def signals(request):
+    return JsonResponse(SIGNALS)
+
+
+async def slow(request, key):
+    STATE[key] = "sleeping"
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        STATE[key] = "cancelled"
+        raise
+    return JsonResponse({"slept": key})

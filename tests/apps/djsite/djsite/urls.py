@@ -35,4 +35,6 @@ urlpatterns = [
     path('sse/<str:key>/', asgi_views.sse),
     path('sse/<str:key>/release/', asgi_views.sse_release),
     path('sse/<str:key>/state/', asgi_views.sse_state),
+    path('signals/', asgi_views.signals),
+    path('slow/<str:key>/', asgi_views.slow),
 ]

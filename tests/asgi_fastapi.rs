@@ -6,9 +6,10 @@
 //! a handler sleeping past its timeout (global, then `[[route]]`) cancelled and
 //! answered 504 while the same worker serves another request; the WebSocket echo of
 //! tests/ws_clients (the `websockets` library over HTTP/1.1 and TLS, `h2` + `wsproto`
-//! over RFC 8441); the denial-response extension (401) and a close before accept
+//! over RFC 8441, h2c and TLS); the denial-response extension (401) and a close before accept
 //! (403) over HTTP/1.1 and HTTP/2; an ASGI app started as WSGI, and the reverse,
-//! refused with one line.
+//! refused with one line; the scope's fields (path, raw_path, root_path, client
+//! and scheme after proxy trust, http_version) as uvicorn gives them.
 
 mod common;
 
@@ -80,6 +81,17 @@ fn websocket_echo_over_http2() {
     assert!(out.contains("all checks passed"), "{out}");
 }
 
+#[test]
+fn websocket_echo_over_tls_with_alpn_h2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf_certificate(tmp.path());
+    let server = echo_server(&["--certfile", &cert, "--keyfile", &key]);
+    let port = server.addr.port().to_string();
+    let args = ["127.0.0.1", port.as_str(), "--tls", &cert];
+    let out = run_client(&server, "h2_client.py", &args, CLIENT_DEADLINE);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
 /// `send_denial_response` answers the handshake with the app's page; a close before
 /// accept is a 403. Neither opens a WebSocket, over HTTP/1.1 or HTTP/2.
 #[test]
@@ -111,6 +123,77 @@ fn websocket_denial_response_and_close_before_accept() {
         let (status, _) = h2_get(&mut client, addr, "/json").await;
         assert_eq!(status, 200);
     });
+}
+
+/// The scope's fields as the ASGI spec and uvicorn 0.55 give them (checked against
+/// it): `path` decoded once and prefixed with `--root-path`, `raw_path` as sent
+/// (prefixed too), the query string as sent, `client` and `scheme` after proxy trust,
+/// `http_version` "2" over HTTP/2; odd spellings reach the app as the client sent
+/// them and a path above the root never reaches it, over HTTP/1.1 and HTTP/2.
+#[test]
+fn the_scope_as_the_spec_and_uvicorn_give_it() {
+    let server = echo_server(&["--root-path", "/api"]);
+    let v = get_json(&server.url("/scope/a%20b%2Fc?x=1&y=%20"));
+    assert_eq!(v["path"], "/api/scope/a b/c", "{v}");
+    assert_eq!(v["raw_path"], "/api/scope/a%20b%2Fc", "{v}");
+    assert_eq!(v["root_path"], "/api", "{v}");
+    assert_eq!(v["query_string"], "x=1&y=%20", "{v}");
+    assert_eq!(v["rest"], "a b/c", "{v}");
+    assert_eq!(v["client"][0], "127.0.0.1", "{v}");
+    assert_eq!(v["scheme"], "http", "{v}");
+    assert_eq!(v["http_version"], "1.1", "{v}");
+    assert_eq!(v["asgi"]["version"], "3.0", "{v}");
+    for (raw, path) in [
+        ("/scope/%252e%252e/x", "/api/scope/%2e%2e/x"),
+        ("/scope/..;/x", "/api/scope/..;/x"),
+        ("/scope/a%3F..%23/b", "/api/scope/a?..#/b"),
+    ] {
+        let (status, answer) = h1_request(&server, "GET", raw, b"");
+        assert_eq!(status, 200, "{raw}: {answer}");
+        assert!(
+            answer.contains(&format!("\"path\":\"{path}\"")),
+            "{raw}: {answer}"
+        );
+        let (status, body) = h2_request(&server, "GET", raw, b"");
+        assert_eq!(status, 200, "{raw}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["path"], path, "{v}");
+        assert_eq!(v["raw_path"], format!("/api{raw}"), "{v}");
+        assert_eq!(v["http_version"], "2", "{v}");
+    }
+    for above in [
+        "/scope/../../x",
+        "/scope/%2e%2e/%2E%2e/x",
+        "/a%2f..%2F..%2fb",
+    ] {
+        assert_eq!(h1_request(&server, "GET", above, b"").0, 400, "{above}");
+        assert_eq!(h2_request(&server, "GET", above, b"").0, 400, "{above}");
+    }
+
+    // A trusted proxy's X-Forwarded-For and -Proto (loopback is trusted by default),
+    // and the same from a peer that is not trusted.
+    let forwarded = |server: &Server| {
+        let resp = client()
+            .get(server.url("/scope/p"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "https")
+            .send()
+            .unwrap();
+        resp.json::<serde_json::Value>().unwrap()
+    };
+    let v = forwarded(&server);
+    assert_eq!(
+        (&v["client"][0], &v["scheme"]),
+        (&"203.0.113.7".into(), &"https".into()),
+        "{v}"
+    );
+    let untrusted = echo_server(&["--forwarded-allow-ips", "10.9.9.9"]);
+    let v = forwarded(&untrusted);
+    assert_eq!(
+        (&v["client"][0], &v["scheme"]),
+        (&"127.0.0.1".into(), &"http".into()),
+        "{v}"
+    );
 }
 
 const BIG: u64 = 200 * 1000 * 1000;

@@ -12,6 +12,8 @@ docs show each feature:
   whether it was offered.
 - GET /sleep/{secs}: `await asyncio.sleep(secs)`; a cancellation (the timeout) is
   counted, GET /cancelled tells how many.
+- GET /scope/{rest}: the scope's fields as the app got them (path, raw_path,
+  root_path, query_string, client, scheme, http_version, asgi).
 - WebSocket /echo echoes text as text and binary as binary; /close/{code} waits for
   one message and closes with `code` and that message as reason (the protocol of
   tests/ws_clients/echo_client.py and h2_client.py, as tests/apps/ws_echo.py);
@@ -95,6 +97,23 @@ async def sleep(secs: float):
 @app.get("/cancelled")
 async def cancelled():
     return {"cancelled": CANCELLED["n"]}
+
+
+@app.get("/scope/{rest:path}")
+async def scope_fields(request: Request, rest: str):
+    s = request.scope
+    return {
+        "path": s["path"],
+        "raw_path": s["raw_path"].decode("latin-1"),
+        "root_path": s["root_path"],
+        "query_string": s["query_string"].decode("latin-1"),
+        "client": s["client"],
+        "scheme": s["scheme"],
+        "http_version": s["http_version"],
+        "asgi": s["asgi"],
+        "rest": rest,
+        "url_path": request.url.path,
+    }
 
 
 @app.websocket("/echo")

@@ -4,7 +4,8 @@
 //! `BackgroundTasks` task whose effect a later request sees; a 200 MB `FileResponse`
 //! sent by the front through `http.response.pathsend` (the worker reads none of it);
 //! a handler sleeping past its timeout (global, then `[[route]]`) cancelled and
-//! answered 504 while the same worker serves another request; the WebSocket echo of
+//! answered 504 while the same worker serves another request; a 64 MiB upload read
+//! as a stream; the WebSocket echo of
 //! tests/ws_clients (the `websockets` library over HTTP/1.1 and TLS, `h2` + `wsproto`
 //! over RFC 8441, h2c and TLS); the denial-response extension (401) and a close before accept
 //! (403) over HTTP/1.1 and HTTP/2; an ASGI app started as WSGI, and the reverse,
@@ -123,6 +124,43 @@ fn websocket_denial_response_and_close_before_accept() {
         let (status, _) = h2_get(&mut client, addr, "/json").await;
         assert_eq!(status, 200);
     });
+}
+
+/// A 64 MiB upload read by the app as a stream (`more_body`), over HTTP/1.1 and
+/// HTTP/2: every byte arrives, in many chunks, and the worker does not hold it all.
+#[test]
+fn a_request_body_is_streamed_to_the_app() {
+    let server = echo_server(&[]);
+    let worker = children(server.pid())[0];
+    let body: Vec<u8> = (0..64u64 << 20).map(pattern).collect();
+    let sum: u64 = body.iter().map(|b| *b as u64).sum();
+    let rss_before = rss_kib(worker);
+    let resp = client()
+        .post(server.url("/upload"))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().unwrap();
+    assert_eq!(
+        (v["size"].as_u64(), v["sum"].as_u64()),
+        (Some(64 << 20), Some(sum)),
+        "{v}"
+    );
+    assert!(v["chunks"].as_u64().unwrap() > 1, "{v}");
+    let grown = rss_kib(worker).saturating_sub(rss_before);
+    assert!(
+        grown < 48 * 1024,
+        "the worker grew {grown} KiB for a 64 MiB upload"
+    );
+    let (status, text) = h2_request(&server, "POST", "/upload", &body);
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["size"].as_u64(), v["sum"].as_u64()),
+        (Some(64 << 20), Some(sum)),
+        "{v}"
+    );
 }
 
 /// The scope's fields as the ASGI spec and uvicorn 0.55 give them (checked against

@@ -12,6 +12,8 @@ docs show each feature:
   whether it was offered.
 - GET /sleep/{secs}: `await asyncio.sleep(secs)`; a cancellation (the timeout) is
   counted, GET /cancelled tells how many.
+- POST /upload: the body read as a stream (`request.stream()`): its size, the sum
+  of its bytes and how many chunks it came in.
 - GET /scope/{rest}: the scope's fields as the app got them (path, raw_path,
   root_path, query_string, client, scheme, http_version, asgi).
 - WebSocket /echo echoes text as text and binary as binary; /close/{code} waits for
@@ -97,6 +99,16 @@ async def sleep(secs: float):
 @app.get("/cancelled")
 async def cancelled():
     return {"cancelled": CANCELLED["n"]}
+
+
+@app.post("/upload")
+async def upload(request: Request):
+    size = total = chunks = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        total += sum(chunk)
+        chunks += 1 if chunk else 0
+    return {"size": size, "sum": total, "chunks": chunks}
 
 
 @app.get("/scope/{rest:path}")

@@ -5,12 +5,13 @@
 //! sent by the front through `http.response.pathsend` (the worker reads none of it);
 //! a handler sleeping past its timeout (global, then `[[route]]`) cancelled and
 //! answered 504 while the same worker serves another request; a 64 MiB upload read
-//! as a stream; the WebSocket echo of
-//! tests/ws_clients (the `websockets` library over HTTP/1.1 and TLS, `h2` + `wsproto`
-//! over RFC 8441, h2c and TLS); the denial-response extension (401) and a close before accept
-//! (403) over HTTP/1.1 and HTTP/2; an ASGI app started as WSGI, and the reverse,
-//! refused with one line; the scope's fields (path, raw_path, root_path, client
-//! and scheme after proxy trust, http_version) as uvicorn gives them.
+//! as a stream; the WebSocket echo of tests/ws_clients (the `websockets` library over
+//! HTTP/1.1 and TLS, `h2` + `wsproto` over RFC 8441, h2c and TLS); the
+//! denial-response extension (401) and a close before accept (403) over HTTP/1.1 and
+//! HTTP/2; WebSockets counted against `--worker-connections`, their places freed at
+//! close; an ASGI app started as WSGI, and the reverse, refused with one line; the
+//! scope's fields (path, raw_path, root_path, client and scheme after proxy trust,
+//! http_version) as uvicorn gives them.
 
 mod common;
 
@@ -91,6 +92,36 @@ fn websocket_echo_over_tls_with_alpn_h2() {
     let args = ["127.0.0.1", port.as_str(), "--tls", &cert];
     let out = run_client(&server, "h2_client.py", &args, CLIENT_DEADLINE);
     assert!(out.contains("all checks passed"), "{out}");
+}
+
+/// `--worker-connections 4`: four open WebSockets fill the one worker, so a request
+/// waits in the front's queue (503 after `queue_timeout`); a WebSocket's close frees
+/// its place, again and again.
+#[test]
+fn websockets_count_against_worker_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("f.toml");
+    std::fs::write(&conf, "[workers]\nqueue_timeout = 1\n").unwrap();
+    let conf = conf.to_str().unwrap();
+    let server = echo_server(&["--worker-connections", "4", "-c", conf]);
+    let mut held: Vec<_> = (0..4).map(|_| ws_open(server.addr, "/echo")).collect();
+    for s in held.iter_mut() {
+        ws_echo(s, "held");
+    }
+    let (status, _) = get(&server.url("/json"));
+    assert_eq!(status, 503, "a fifth stream found room");
+    for round in 0..3 {
+        let mut s = held.pop().unwrap();
+        ws_send(&mut s, 0x8, &1000u16.to_be_bytes());
+        assert_eq!(ws_recv(&mut s).map(|f| f.0), Some(0x8), "round {round}");
+        drop(s);
+        wait_until("a freed place", Duration::from_secs(30), || {
+            get(&server.url("/json")).0 == 200
+        });
+        held.push(ws_open(server.addr, "/echo"));
+        ws_echo(held.last_mut().unwrap(), "again");
+        assert_eq!(get(&server.url("/json")).0, 503, "round {round}");
+    }
 }
 
 /// `send_denial_response` answers the handshake with the app's page; a close before

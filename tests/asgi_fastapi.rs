@@ -1,6 +1,7 @@
 //! FastAPI under ASGI workers (issue 27), tests/apps/asgi_fastapi.py: JSON over
 //! HTTP/1.1 and HTTP/2 with `-k uvicorn.workers.UvicornWorker`; the lifespan's
-//! `yield {"n": ...}` state read by a route, its shutdown run on TERM; a
+//! `yield {"n": ...}` state read by a route, its shutdown run on TERM and HUP, in
+//! each worker under `--preload`; a
 //! `BackgroundTasks` task whose effect a later request sees; a 200 MB `FileResponse`
 //! sent by the front through `http.response.pathsend` (the worker reads none of it);
 //! a handler sleeping past its timeout (global, then `[[route]]`) cancelled and
@@ -391,6 +392,53 @@ fn lifespan_shutdown_runs_on_term() {
         .collect();
     pids.sort();
     assert_eq!(pids, workers, "{text}");
+}
+
+/// `--preload`: the app is imported once, but the lifespan runs in each worker
+/// (its state names the worker that serves); HUP brings new workers and runs the old
+/// ones' lifespan shutdown.
+#[test]
+fn preload_and_hup_with_asgi_workers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("lifespan.log");
+    let server = test_app(APP, &["-k", "asgi", "-w", "2", "--preload"])
+        .env("ASGI_LIFESPAN_LOG", &log)
+        .start();
+    let serving = |server: &Server| {
+        let mut pids = std::collections::BTreeSet::new();
+        wait_until("both workers answering", Duration::from_secs(30), || {
+            let json = get_json(&server.url("/json"));
+            let state = get_json(&server.url("/state"));
+            assert_eq!(state["n"], 27, "{state}");
+            pids.insert(json["pid"].as_i64().unwrap());
+            pids.insert(state["started_in"].as_i64().unwrap());
+            pids.len() >= 2
+        });
+        pids
+    };
+    let old = serving(&server);
+    // Each answer's lifespan state was made in a serving worker, never the zygote.
+    for _ in 0..10 {
+        let state = get_json(&server.url("/state"));
+        assert!(
+            old.contains(&state["started_in"].as_i64().unwrap()),
+            "{state}"
+        );
+    }
+    server.signal(1);
+    wait_until("new workers", Duration::from_secs(60), || {
+        let pid = get_json(&server.url("/json"))["pid"].as_i64().unwrap();
+        !old.contains(&pid)
+    });
+    wait_until(
+        "the old workers' lifespan shutdown",
+        Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            old.iter()
+                .all(|p| text.contains(&format!("shutdown {p}\n")))
+        },
+    );
 }
 
 #[test]

@@ -58,7 +58,11 @@ async def json_view():
 
 @app.get("/state")
 async def state(request: Request):
-    return {"n": request.state.n, "started_in": request.state.started_in}
+    return {
+        "n": request.state.n,
+        "started_in": request.state.started_in,
+        "pid": os.getpid(),
+    }
 
 
 def record(key: str):

@@ -57,7 +57,7 @@ pub fn accept_head(
     key: &str,
     subprotocol: Option<&str>,
     offered: &[String],
-    headers: &[(Vec<u8>, Vec<u8>)],
+    headers: &[(impl AsRef<[u8]>, impl AsRef<[u8]>)],
 ) -> Result<Vec<u8>, AcceptError> {
     let mut head = Vec::with_capacity(160);
     head.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
@@ -74,6 +74,7 @@ pub fn accept_head(
         return Err(AcceptError::TooLarge);
     }
     for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
         let shown = || String::from_utf8_lossy(name).into_owned();
         if !is_token(name) {
             return Err(AcceptError::Name(shown()));
@@ -118,6 +119,7 @@ mod tests {
     use super::*;
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const NONE: &[(&[u8], &[u8])] = &[];
 
     fn offers(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -125,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_head_carries_the_rfc_accept_value_and_nothing_else_by_default() {
-        let head = accept_head(KEY, None, &[], &[]).unwrap();
+        let head = accept_head(KEY, None, &[], NONE).unwrap();
         assert_eq!(
             String::from_utf8(head).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -137,20 +139,20 @@ mod tests {
     fn the_subprotocol_must_be_one_offered() {
         let offered = offered([&b"chat, superchat"[..], b" v2.proto "]);
         assert_eq!(offered, offers(&["chat", "superchat", "v2.proto"]));
-        let head = accept_head(KEY, Some("superchat"), &offered, &[]).unwrap();
+        let head = accept_head(KEY, Some("superchat"), &offered, NONE).unwrap();
         assert!(String::from_utf8(head)
             .unwrap()
             .contains("\r\nSec-WebSocket-Protocol: superchat\r\n"));
         for bad in ["chat2", "", "Chat", "chat\r\nX-Evil: 1", "ç"] {
             assert!(
                 matches!(
-                    accept_head(KEY, Some(bad), &offered, &[]),
+                    accept_head(KEY, Some(bad), &offered, NONE),
                     Err(AcceptError::Subprotocol(..))
                 ),
                 "{bad:?}"
             );
         }
-        assert!(accept_head(KEY, Some("chat"), &[], &[]).is_err());
+        assert!(accept_head(KEY, Some("chat"), &[], NONE).is_err());
     }
 
     #[test]

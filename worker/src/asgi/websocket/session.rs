@@ -108,6 +108,14 @@ impl Session {
         }
     }
 
+    /// A session whose first bytes out are `head` (the `101` that accepts it).
+    pub fn accepted(max_message: usize, head: Vec<u8>) -> Self {
+        Self {
+            out: head,
+            ..Self::new(max_message)
+        }
+    }
+
     /// Takes `data`, read from the client, and appends what it completes to `events`.
     pub fn feed(&mut self, data: &[u8], events: &mut Vec<Event>) {
         if let Err(Fail(code, why)) = self.read(data, events) {

@@ -101,7 +101,8 @@ async def sub(scope, receive, send):
 async def deny(scope, receive, send):
     await send({"type": "websocket.http.response.start", "status": 401,
                 "headers": [(b"www-authenticate", b'Bearer realm="asgi_ws"'),
-                            (b"content-type", b"text/plain")]})
+                            (b"content-type", b"text/plain"),
+                            (b"content-length", b"9")]})
     await send({"type": "websocket.http.response.body", "body": b"no ",
                 "more_body": True})
     await send({"type": "websocket.http.response.body", "body": b"entry\n"})

@@ -79,10 +79,15 @@ pub type WsRef = Arc<Mutex<Ws>>;
 pub fn start(py: Python<'_>, core: &Arc<Core>, id: u32, head: &RequestHead, socket: OwnedFd) {
     let offered = handshake::offered(field(head, b"sec-websocket-protocol"));
     let key = field(head, b"sec-websocket-key").next().unwrap_or_default();
+    let sock = UnixStream::from(socket);
+    // The master made only its own end non-blocking; the loop must never wait here.
+    if let Err(e) = sock.set_nonblocking(true) {
+        crate::log::wlog!("stream {id}: a WebSocket's socket: {e}");
+    }
     let ws = Arc::new(Mutex::new(Ws {
         id,
         phase: Phase::Connecting,
-        sock: Some(UnixStream::from(socket)),
+        sock: Some(sock),
         key: String::from_utf8_lossy(key).into_owned(),
         offered,
         connected: false,

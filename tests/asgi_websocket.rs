@@ -74,7 +74,12 @@ fn websockets_client_over_tls() {
     let (cert, key) = leaf_certificate(tmp.path());
     let server = asgi_ws(&["--certfile", &cert, "--keyfile", &key]);
     let base = format!("wss://127.0.0.1:{}", server.addr.port());
-    let out = run_client(&server, "echo_client.py", &[&base, "--cafile", &cert], CLIENT_DEADLINE);
+    let out = run_client(
+        &server,
+        "echo_client.py",
+        &[&base, "--cafile", &cert],
+        CLIENT_DEADLINE,
+    );
     assert!(out.contains("all checks passed"), "{out}");
 }
 
@@ -82,7 +87,12 @@ fn websockets_client_over_tls() {
 fn rfc8441_over_h2c_and_tls() {
     let server = asgi_ws(&[]);
     let port = server.addr.port().to_string();
-    let out = run_client(&server, "h2_client.py", &["127.0.0.1", &port], CLIENT_DEADLINE);
+    let out = run_client(
+        &server,
+        "h2_client.py",
+        &["127.0.0.1", &port],
+        CLIENT_DEADLINE,
+    );
     assert!(out.contains("all checks passed"), "{out}");
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = leaf_certificate(tmp.path());
@@ -98,12 +108,22 @@ fn rfc8441_over_h2c_and_tls() {
 #[test]
 fn the_scope_the_subprotocol_and_the_apps_fields() {
     let server = asgi_ws(&[]);
-    let (mut s, head) = open_with(&server, "/sub?x=1", &["Sec-WebSocket-Protocol: chat, v2.chat"]);
+    let (mut s, head) = open_with(
+        &server,
+        "/sub?x=1",
+        &["Sec-WebSocket-Protocol: chat, v2.chat"],
+    );
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     let lower = head.to_ascii_lowercase();
-    assert!(lower.contains("\r\nsec-websocket-protocol: v2.chat\r\n"), "{head}");
+    assert!(
+        lower.contains("\r\nsec-websocket-protocol: v2.chat\r\n"),
+        "{head}"
+    );
     assert!(lower.contains("\r\nx-app: asgi_ws\r\n"), "{head}");
-    assert!(lower.contains(&format!("sec-websocket-accept: {}", WS_ACCEPT.to_ascii_lowercase())));
+    assert!(lower.contains(&format!(
+        "sec-websocket-accept: {}",
+        WS_ACCEPT.to_ascii_lowercase()
+    )));
     let (op, scope) = ws_recv(&mut s).unwrap();
     assert_eq!(op, 1);
     let scope: serde_json::Value = serde_json::from_slice(&scope).unwrap();
@@ -117,7 +137,10 @@ fn the_scope_the_subprotocol_and_the_apps_fields() {
     // None offered: none chosen, no field.
     let (_s, head) = open_with(&server, "/sub", &[]);
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("sec-websocket-protocol"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("sec-websocket-protocol"),
+        "{head}"
+    );
     // One the client never offered: accept() raises, the app closes: 403.
     let (_s, head) = open_with(&server, "/bad-sub", &["Sec-WebSocket-Protocol: chat"]);
     assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
@@ -148,8 +171,15 @@ fn denial_response_and_close_before_accept() {
     let server = asgi_ws(&[]);
     let (mut s, head) = open_with(&server, "/deny", &[]);
     assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
-    assert!(head.to_ascii_lowercase().contains("www-authenticate: bearer realm=\"asgi_ws\""), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer realm=\"asgi_ws\""),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
     let mut body = Vec::new();
     let _ = s.read_to_end(&mut body);
     let body = String::from_utf8_lossy(&body);
@@ -178,16 +208,33 @@ fn closes_both_ways_with_codes_and_reasons() {
     let server = asgi_ws(&[]);
     let mut s = ws_open(server.addr, "/server-close");
     assert_eq!(ws_recv(&mut s).unwrap(), (1, b"closing".to_vec()));
-    assert_eq!(close_of(ws_recv(&mut s).unwrap()), (4001, "server says bye".into()));
+    assert_eq!(
+        close_of(ws_recv(&mut s).unwrap()),
+        (4001, "server says bye".into())
+    );
     ws_send(&mut s, 8, &close_payload(4001, ""));
-    assert_eq!(read_to_close(&mut s, Duration::from_secs(10)), "", "then the end");
-    server.wait_for_log("asgi_ws: after close websocket.disconnect 4001", Duration::from_secs(10));
+    assert_eq!(
+        read_to_close(&mut s, Duration::from_secs(10)),
+        "",
+        "then the end"
+    );
+    server.wait_for_log(
+        "asgi_ws: after close websocket.disconnect 4001",
+        Duration::from_secs(10),
+    );
 
     let mut s = ws_open(server.addr, "/watch");
     ws_send(&mut s, 8, &close_payload(4321, "client done ✓"));
-    assert_eq!(close_of(ws_recv(&mut s).unwrap()).0, 4321, "the reply echoes the code");
+    assert_eq!(
+        close_of(ws_recv(&mut s).unwrap()).0,
+        4321,
+        "the reply echoes the code"
+    );
     assert_eq!(read_to_close(&mut s, Duration::from_secs(10)), "");
-    server.wait_for_log("asgi_ws: disconnect 4321 client done ✓", Duration::from_secs(10));
+    server.wait_for_log(
+        "asgi_ws: disconnect 4321 client done ✓",
+        Duration::from_secs(10),
+    );
     // The connection cut without a close: 1006.
     let s = ws_open(server.addr, "/watch");
     drop(s);
@@ -215,8 +262,14 @@ fn pings_protocol_errors_and_an_app_that_raises() {
 
     let mut s = ws_open(server.addr, "/raise");
     assert_eq!(close_of(ws_recv(&mut s).unwrap()).0, 1011);
-    let line = server.wait_for_log("asgi_ws: this WebSocket handler fails", Duration::from_secs(10));
-    assert!(line.contains("error handling request") || server.log().contains("Traceback"), "{line}");
+    let line = server.wait_for_log(
+        "asgi_ws: this WebSocket handler fails",
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("error handling request") || server.log().contains("Traceback"),
+        "{line}"
+    );
 }
 
 /// One worker serves 100 WebSockets at once, each echoing.
@@ -252,11 +305,17 @@ fn a_client_that_stops_reading_holds_the_apps_send() {
         if now == last && now > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the app never stalled: {now} bytes");
+        assert!(
+            Instant::now() < deadline,
+            "the app never stalled: {now} bytes"
+        );
         last = now;
     }
     println!("the app stalled after {last} bytes");
-    assert!(last < 48 << 20, "{last} bytes sent to a client that reads nothing");
+    assert!(
+        last < 48 << 20,
+        "{last} bytes sent to a client that reads nothing"
+    );
     let mut got = 0u64;
     while got < last + (4 << 20) {
         let (op, payload) = ws_recv(&mut s).unwrap();
@@ -284,6 +343,11 @@ fn a_thousand_idle_websockets_memory_in_the_worker() {
     }
     let after = rss_kib(worker);
     let per = (after.saturating_sub(before) * 1024) / IDLE as u64;
-    println!("{IDLE} idle ASGI WebSockets: worker RSS {before} KiB -> {after} KiB, {per} bytes each");
-    assert!(per < 16 * 1024, "{per} bytes per idle WebSocket in the worker");
+    println!(
+        "{IDLE} idle ASGI WebSockets: worker RSS {before} KiB -> {after} KiB, {per} bytes each"
+    );
+    assert!(
+        per < 16 * 1024,
+        "{per} bytes per idle WebSocket in the worker"
+    );
 }

@@ -2,8 +2,9 @@
 //! read from the client, it yields whole messages (fragments reassembled, text
 //! checked as UTF-8 while it arrives, so a bad prefix fails at once) and the
 //! connection's end; it queues what it answers by itself (a pong for a ping, the
-//! reply to a close, the close that fails the connection on a protocol error) with
-//! what the app sends, for the caller to write. Nothing here waits or allocates
+//! reply to a close, and, once the app has taken the messages before it, the close
+//! that fails the connection on a protocol error) with what the app sends, for the
+//! caller to write. Nothing here waits or allocates
 //! while idle: a session between messages holds a partial frame head (at most 14
 //! bytes, inline) and no buffer.
 
@@ -41,6 +42,11 @@ enum State {
     Open,
     /// The server's close is queued; the client's reply ends it.
     CloseSent,
+    /// The client broke the protocol: nothing more is read, and the close with
+    /// this code waits for `flush_failure`, so that what the app answers to the
+    /// messages before the fault goes out first (RFC 6455 §7.1.7; Autobahn's
+    /// strict order). The app may still send until then.
+    Failing(u16),
     /// Nothing more is read or sent; the caller closes the socket once the queued
     /// bytes are written.
     Closed,
@@ -126,13 +132,33 @@ impl Session {
 
     /// The client's socket ended (EOF or an error): 1006 unless already closed.
     pub fn feed_eof(&mut self, events: &mut Vec<Event>) {
-        if self.state != State::Closed {
-            self.release();
+        let told = matches!(self.state, State::Closed | State::Failing(_));
+        self.release();
+        if !told {
             events.push(Event::Closed {
                 code: 1006,
                 reason: String::new(),
             });
         }
+    }
+
+    /// Queues the close that fails the connection, once the app has taken the
+    /// messages before the fault (see `State::Failing`).
+    pub fn flush_failure(&mut self) {
+        if let State::Failing(code) = self.state {
+            self.push(frame::CLOSE, &code.to_be_bytes());
+            self.state = State::Closed;
+        }
+    }
+
+    /// Whether a failing close waits for `flush_failure`.
+    pub fn is_failing(&self) -> bool {
+        matches!(self.state, State::Failing(_))
+    }
+
+    /// Whether bytes from the client are still wanted.
+    pub fn is_reading(&self) -> bool {
+        matches!(self.state, State::Open | State::CloseSent)
     }
 
     /// Why the server failed the connection, if it did.
@@ -141,7 +167,7 @@ impl Session {
     }
 
     fn read(&mut self, mut data: &[u8], events: &mut Vec<Event>) -> Result<(), Fail> {
-        while !data.is_empty() && self.state != State::Closed {
+        while !data.is_empty() && self.is_reading() {
             let used = match &mut self.rx {
                 Rx::Head { buf, have } => {
                     let have_before = usize::from(*have);
@@ -287,12 +313,14 @@ impl Session {
         Ok(())
     }
 
-    /// Fails the connection with `code`: a close frame unless one was sent.
+    /// Fails the connection with `code`: a close frame (by `flush_failure`) unless
+    /// one was sent.
     fn finish(&mut self, code: u16, events: &mut Vec<Event>) {
-        if self.state == State::Open {
-            self.push(frame::CLOSE, &code.to_be_bytes());
-        }
+        let open = self.state == State::Open;
         self.release();
+        if open {
+            self.state = State::Failing(code);
+        }
         events.push(Event::Closed {
             code,
             reason: String::new(),
@@ -321,7 +349,7 @@ impl Session {
     }
 
     fn send(&mut self, opcode: u8, payload: &[u8]) -> Result<(), SendError> {
-        if self.state != State::Open {
+        if !self.is_open() {
             return Err(SendError::Closed);
         }
         self.push(opcode, payload);
@@ -333,6 +361,10 @@ impl Session {
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
         if !sendable(code) {
             return Err(SendError::Code(code));
+        }
+        if let State::Failing(_) = self.state {
+            self.flush_failure(); // the fault's code, not the app's
+            return Ok(());
         }
         if self.state != State::Open {
             return Err(SendError::Closed);
@@ -350,7 +382,7 @@ impl Session {
 
     /// Whether the app may still send (no close sent or received).
     pub fn is_open(&self) -> bool {
-        self.state == State::Open
+        matches!(self.state, State::Open | State::Failing(_))
     }
 
     /// Whether the session is over: once `pending` is empty, the socket is closed.

@@ -24,6 +24,8 @@ fn feed_both_ways(bytes: &[u8], max: usize) -> (Vec<Event>, Vec<u8>) {
         b.feed(std::slice::from_ref(byte), &mut split);
     }
     assert_eq!(whole, split);
+    a.flush_failure();
+    b.flush_failure();
     assert_eq!(a.pending(), b.pending());
     (whole, a.pending().to_vec())
 }
@@ -113,9 +115,12 @@ fn bad_heads_fail_with_1002_and_nothing_after_is_read() {
     for bytes in cases {
         let mut s = Session::new(MAX_MESSAGE);
         assert_eq!(feed(&mut s, &bytes), [closed(1002)]);
-        assert!(s.is_closed());
+        assert!(!s.is_reading() && !s.is_closed());
         assert!(s.failure().is_some());
         assert_eq!(feed(&mut s, &f(0x81, b"late")), []);
+        s.flush_failure();
+        assert_eq!(s.pending(), close_frame(1002));
+        assert!(s.is_closed());
     }
 }
 
@@ -144,6 +149,7 @@ fn invalid_utf8_fails_fast_before_the_message_ends() {
         let mut bytes = f(0x01, b"ok ");
         bytes.extend(f(0x00, bad));
         assert_eq!(feed(&mut s, &bytes), [closed(1007)], "{bad:?}");
+        s.flush_failure();
         assert_eq!(s.pending(), close_frame(1007));
     }
     // Within a single frame whose payload has not all arrived.
@@ -168,6 +174,7 @@ fn messages_over_the_limit_fail_with_1009_on_the_head() {
     let mut s = Session::new(100);
     // The head alone is enough: no payload was sent, none is buffered.
     assert_eq!(feed(&mut s, &f(0x82, &[0; 101])[..8]), [closed(1009)]);
+    s.flush_failure();
     assert_eq!(s.pending(), close_frame(1009));
     // Across fragments.
     let mut bytes = f(0x02, &[0; 60]);
@@ -226,6 +233,7 @@ fn close_codes_and_reasons_are_checked() {
             [closed(1002)],
             "{code}"
         );
+        s.flush_failure();
         assert_eq!(s.pending(), close_frame(1002));
     }
     assert_eq!(feed(&mut Session::new(10), &f(0x88, &[3])), [closed(1002)]);
@@ -311,4 +319,36 @@ fn an_idle_session_holds_no_heap_buffer() {
         "{}",
         std::mem::size_of::<Session>()
     );
+}
+
+#[test]
+fn the_app_answers_the_messages_before_a_fault_before_the_failing_close() {
+    // A message, then a frame with a reserved bit (Autobahn 3.2): the app's echo
+    // of the message goes out before the 1002 close.
+    let mut bytes = f(0x81, b"first");
+    bytes.extend(f(0xA1, b"bad"));
+    let mut s = Session::new(MAX_MESSAGE);
+    assert_eq!(
+        feed(&mut s, &bytes),
+        [Event::Text("first".into()), closed(1002)]
+    );
+    assert!(s.pending().is_empty(), "the close waits for the app");
+    s.send_text("first").unwrap();
+    s.flush_failure();
+    let mut want = b"\x81\x05first".to_vec();
+    want.extend(close_frame(1002));
+    assert_eq!(s.pending(), want);
+    assert_eq!(s.send_text("late"), Err(SendError::Closed));
+    // An app's own close while failing sends the fault's code.
+    let mut s = Session::new(MAX_MESSAGE);
+    feed(&mut s, &f(0x83, b""));
+    s.close(1000, "bye").unwrap();
+    assert_eq!(s.pending(), close_frame(1002));
+    // The socket's end while failing says nothing more.
+    let mut s = Session::new(MAX_MESSAGE);
+    feed(&mut s, &f(0x83, b""));
+    let mut ev = Vec::new();
+    s.feed_eof(&mut ev);
+    assert_eq!(ev, []);
+    assert!(s.is_closed());
 }

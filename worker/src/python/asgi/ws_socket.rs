@@ -26,6 +26,10 @@ use std::sync::Arc;
 /// closes the socket anyway.
 const CLOSE_TIMEOUT: f64 = 5.0;
 
+/// How long the close that fails a connection waits for an app that does not
+/// ask for the messages before the fault (one that does sends it at once).
+const FAIL_DELAY: f64 = 1.0;
+
 /// Reads per readiness callback, so one busy WebSocket cannot hold the loop.
 const READS_PER_CALL: usize = 4;
 
@@ -47,6 +51,7 @@ struct Todo {
     release: Vec<Py<PyAny>>,
     reject: Vec<Py<PyAny>>,
     forget: Option<u32>,
+    fail_delay: bool,
 }
 
 /// The readiness callbacks (`add_reader`, `add_writer`, `call_later`).
@@ -62,6 +67,7 @@ enum IoKind {
     Read,
     Write,
     CloseTimeout,
+    FailDelay,
 }
 
 #[pymethods]
@@ -71,20 +77,36 @@ impl Io {
             IoKind::Read => read(&self.ws),
             IoKind::Write => {}
             IoKind::CloseTimeout => give_up(&self.ws),
+            IoKind::FailDelay => {
+                let mut w = lock(&self.ws);
+                w.timer = None;
+                if let Phase::Open(s) = &mut w.phase {
+                    s.flush_failure();
+                }
+            }
         }
         settle(py, &self.core, &self.ws);
+        if let IoKind::FailDelay = self.kind {
+            let _ = close_timer(py, &self.core, &self.ws); // then the client's reply
+        }
     }
 }
 
-/// The next event for `receive()`; after the end, the end again.
+/// The next event for `receive()`; after the end, the end again. The app asking
+/// past the messages before a protocol fault is the moment the failing close goes
+/// out (after its answers to them).
 pub(super) fn take(w: &mut Ws) -> Option<Event> {
-    match w.inbox.pop_front() {
+    let ev = match w.inbox.pop_front() {
         Some(ev) => {
             w.inbox_bytes -= size(&ev);
             Some(ev)
         }
         None => w.ended.clone().map(|(code, reason)| Event::Closed { code, reason }),
+    };
+    if let (Some(Event::Closed { .. }), Phase::Open(s)) = (&ev, &mut w.phase) {
+        s.flush_failure();
     }
+    ev
 }
 
 fn size(ev: &Event) -> usize {
@@ -177,7 +199,6 @@ pub fn settle(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) {
     let todo = {
         let mut g = lock(ws);
         let w = &mut *g;
-        write(w);
         let mut todo = Todo {
             fd: w.sock.as_ref().map_or(-1, |s| s.as_raw_fd()),
             ..Todo::default()
@@ -187,6 +208,7 @@ pub fn settle(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) {
                 todo.deliver = w.recv_waiter.take().map(|f| (f, ev));
             }
         }
+        write(w);
         let over = match &w.phase {
             Phase::Open(s) => s.is_closed() && s.pending().is_empty(),
             Phase::Connecting => w.ended.is_some(),
@@ -201,6 +223,9 @@ pub fn settle(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) {
             }
         }
         interest(w, &mut todo);
+        todo.fail_delay = w.sock.is_some()
+            && w.timer.is_none()
+            && matches!(&w.phase, Phase::Open(s) if s.is_failing());
         if w.task.is_none() && w.wire_done && w.sock.is_none() {
             todo.forget = Some(w.id);
         }
@@ -213,7 +238,7 @@ pub fn settle(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) {
 fn interest(w: &mut Ws, todo: &mut Todo) {
     let (want_read, want_write, backlog, sending) = match (&w.sock, &w.phase) {
         (Some(_), Phase::Open(s)) => (
-            !s.is_closed() && w.inbox_bytes < HIGH_WATER,
+            s.is_reading() && w.inbox_bytes < HIGH_WATER,
             !s.pending().is_empty(),
             s.pending().len(),
             s.is_open(),
@@ -279,6 +304,9 @@ fn apply(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, todo: Todo) {
             let _ = w.call_method1(py, intern!(py, "set_exception"), (err,));
         }
     }
+    if todo.fail_delay {
+        arm(py, core, ws, FAIL_DELAY, IoKind::FailDelay);
+    }
     if let Some(id) = todo.forget {
         core.forget_websocket(py, ws, id);
     }
@@ -312,17 +340,26 @@ pub fn send_waiter(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<Opt
 
 /// Arms the close handshake's deadline (once).
 pub fn close_timer(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<()> {
-    if lock(ws).timer.is_some() {
-        return Ok(());
+    arm(py, core, ws, CLOSE_TIMEOUT, IoKind::CloseTimeout);
+    Ok(())
+}
+
+/// `loop.call_later(delay, ...)` for this WebSocket, unless a timer is armed or
+/// the socket is closed.
+fn arm(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, delay: f64, kind: IoKind) {
+    {
+        let w = lock(ws);
+        if w.timer.is_some() || w.sock.is_none() {
+            return;
+        }
     }
     let cb = Io {
         core: core.clone(),
         ws: ws.clone(),
-        kind: IoKind::CloseTimeout,
+        kind,
     };
-    let handle = core
-        .event_loop
-        .call_method1(py, intern!(py, "call_later"), (CLOSE_TIMEOUT, cb))?;
-    lock(ws).timer = Some(handle);
-    Ok(())
+    match core.event_loop.call_method1(py, intern!(py, "call_later"), (delay, cb)) {
+        Ok(handle) => lock(ws).timer = Some(handle),
+        Err(e) => super::super::log_exception(py, "a WebSocket's timer", &e),
+    }
 }

@@ -103,7 +103,11 @@ pub fn start(py: Python<'_>, core: &Arc<Core>, id: u32, head: &RequestHead, sock
         aborted: None,
         wire_done: false,
         resp: Response::new(false),
-        request: [head.request_id.clone(), head.method.clone(), head.path.clone()],
+        request: [
+            head.request_id.clone(),
+            head.method.clone(),
+            head.path.clone(),
+        ],
     }));
     core.add_websocket(id, ws.clone());
     if let Err(e) = spawn(py, core, &ws, head) {
@@ -195,9 +199,17 @@ pub fn from_master(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, frame: &Frame) 
             reason: String::new(),
         });
         w.ended = Some((1006, String::new()));
-        (why, cancel.then(|| w.task.as_ref().map(|t| t.clone_ref(py))).flatten())
+        (
+            why,
+            cancel
+                .then(|| w.task.as_ref().map(|t| t.clone_ref(py)))
+                .flatten(),
+        )
     };
-    crate::log::wdebug!("stream {}: WebSocket handshake ended by the master ({why})", lock(ws).id);
+    crate::log::wdebug!(
+        "stream {}: WebSocket handshake ended by the master ({why})",
+        lock(ws).id
+    );
     if let Some(task) = task {
         let _ = task.call_method0(py, intern!(py, "cancel"));
     }
@@ -331,19 +343,23 @@ impl Send {
             let mut w = lock(&self.ws);
             let Phase::Open(session) = &mut w.phase else {
                 return Err(match w.phase {
-                    Phase::Connecting if w.aborted.is_none() => PyRuntimeError::new_err(
-                        "websocket.send before websocket.accept",
-                    ),
+                    Phase::Connecting if w.aborted.is_none() => {
+                        PyRuntimeError::new_err("websocket.send before websocket.accept")
+                    }
                     _ => disconnected(),
                 });
             };
             match (bytes, text) {
-                (Some(b), None) => session.send_binary(b.cast::<PyBytes>().map_err(|_| {
-                    PyTypeError::new_err("websocket.send: bytes must be bytes")
-                })?.as_bytes()),
-                (None, Some(t)) => session.send_text(&t.cast::<PyString>().map_err(|_| {
-                    PyTypeError::new_err("websocket.send: text must be a str")
-                })?.to_cow()?),
+                (Some(b), None) => session.send_binary(
+                    b.cast::<PyBytes>()
+                        .map_err(|_| PyTypeError::new_err("websocket.send: bytes must be bytes"))?
+                        .as_bytes(),
+                ),
+                (None, Some(t)) => session.send_text(
+                    &t.cast::<PyString>()
+                        .map_err(|_| PyTypeError::new_err("websocket.send: text must be a str"))?
+                        .to_cow()?,
+                ),
                 _ => {
                     return Err(PyValueError::new_err(
                         "websocket.send: exactly one of bytes and text must be given",
@@ -376,7 +392,9 @@ impl Send {
                 // Before the accept: a 403 on the wire, nothing on the socket.
                 Phase::Connecting if !aborted => true,
                 Phase::Open(session) if session.is_open() => {
-                    session.close(code, &reason).map_err(|e| PyValueError::new_err(e.to_string()))?;
+                    session
+                        .close(code, &reason)
+                        .map_err(|e| PyValueError::new_err(e.to_string()))?;
                     false
                 }
                 // Closing what is closed (an app's `finally`) is no error.
@@ -402,26 +420,34 @@ impl Send {
         };
         let head = ResponseHead {
             status,
-            headers: vec![(Bytes::from_static(b"content-length"), Bytes::from_static(b"0"))],
+            headers: vec![(
+                Bytes::from_static(b"content-length"),
+                Bytes::from_static(b"0"),
+            )],
         };
         let frames = vec![Frame::ResponseHead(Box::new(head)), Frame::ResponseEnd];
         self.core.send_frames(py, id, frames);
     }
 
-    fn deny_start(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    fn deny_start(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let status: i64 = message
             .get_item(intern!(py, "status"))?
             .extract()
-            .map_err(|_| PyTypeError::new_err("websocket.http.response.start: status must be an int"))?;
+            .map_err(|_| {
+                PyTypeError::new_err("websocket.http.response.start: status must be an int")
+            })?;
         let fields = super::http::headers(py, message)?;
-        let (id, frame) = {
+        {
             let mut w = lock(&self.ws);
             self.unanswered(&w, "websocket.http.response.start")?;
-            let frame = w.resp.start(status, fields).map_err(send_error)?;
+            // The head goes with the first body message.
+            w.resp.start(status, fields).map_err(send_error)?;
             w.phase = Phase::Denying;
-            (w.id, frame)
-        };
-        self.core.send_frames(py, id, vec![frame]);
+        }
         ws_socket::settle(py, &self.core, &self.ws); // the socket closes unused
         Ok(None)
     }
@@ -431,7 +457,9 @@ impl Send {
             None => Bytes::new(),
             Some(b) => Bytes::copy_from_slice(
                 b.cast::<PyBytes>()
-                    .map_err(|_| PyTypeError::new_err("websocket.http.response.body: body must be bytes"))?
+                    .map_err(|_| {
+                        PyTypeError::new_err("websocket.http.response.body: body must be bytes")
+                    })?
                     .as_bytes(),
             ),
         };
@@ -518,7 +546,10 @@ fn ending(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, cancelled: bool, err: Op
                 }
                 resp.error_page(&mut frames);
             }
-            Phase::Denying => frames.push(resp.abort("the app failed mid-response")),
+            Phase::Denying if resp.head_sent() => {
+                frames.push(resp.abort("the app failed mid-response"))
+            }
+            Phase::Denying => resp.error_page(&mut frames),
             Phase::Open(session) => {
                 let code = match (cancelled, err) {
                     (true, _) => 1001,

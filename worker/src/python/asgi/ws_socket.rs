@@ -101,7 +101,10 @@ pub(super) fn take(w: &mut Ws) -> Option<Event> {
             w.inbox_bytes -= size(&ev);
             Some(ev)
         }
-        None => w.ended.clone().map(|(code, reason)| Event::Closed { code, reason }),
+        None => w
+            .ended
+            .clone()
+            .map(|(code, reason)| Event::Closed { code, reason }),
     };
     if let (Some(Event::Closed { .. }), Phase::Open(s)) = (&ev, &mut w.phase) {
         s.flush_failure();
@@ -273,20 +276,29 @@ fn apply(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, todo: Todo) {
         None => {}
     }
     match todo.writer {
-        Some(true) => call(lp.call_method1(intern!(py, "add_writer"), (todo.fd, io(IoKind::Write)))),
+        Some(true) => {
+            call(lp.call_method1(intern!(py, "add_writer"), (todo.fd, io(IoKind::Write))))
+        }
         Some(false) => call(lp.call_method1(intern!(py, "remove_writer"), (todo.fd,))),
         None => {}
     }
     drop(todo.close); // after the loop stopped watching its fd
     if let Some(t) = todo.timer {
-        call(t.call_method0(py, intern!(py, "cancel")).map(|r| r.into_bound(py)));
+        call(
+            t.call_method0(py, intern!(py, "cancel"))
+                .map(|r| r.into_bound(py)),
+        );
     }
     if let Some(id) = todo.wire_end {
         let head = ResponseHead {
             status: 200,
             headers: Vec::new(),
         };
-        core.send_frames(py, id, vec![Frame::ResponseHead(Box::new(head)), Frame::ResponseEnd]);
+        core.send_frames(
+            py,
+            id,
+            vec![Frame::ResponseHead(Box::new(head)), Frame::ResponseEnd],
+        );
     }
     if let Some((waiter, ev)) = todo.deliver {
         if is_done(py, &waiter) {
@@ -333,7 +345,9 @@ pub fn send_waiter(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<Opt
     if backlog < HIGH_WATER {
         return Ok(None);
     }
-    let fut = core.event_loop.call_method0(py, intern!(py, "create_future"))?;
+    let fut = core
+        .event_loop
+        .call_method0(py, intern!(py, "create_future"))?;
     lock(ws).send_waiters.push(fut.clone_ref(py));
     Ok(Some(fut))
 }
@@ -358,7 +372,10 @@ fn arm(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, delay: f64, kind: IoKind) {
         ws: ws.clone(),
         kind,
     };
-    match core.event_loop.call_method1(py, intern!(py, "call_later"), (delay, cb)) {
+    match core
+        .event_loop
+        .call_method1(py, intern!(py, "call_later"), (delay, cb))
+    {
         Ok(handle) => lock(ws).timer = Some(handle),
         Err(e) => super::super::log_exception(py, "a WebSocket's timer", &e),
     }

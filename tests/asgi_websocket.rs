@@ -272,10 +272,51 @@ fn pings_protocol_errors_and_an_app_that_raises() {
     );
 }
 
+/// A client that floods pings and reads none of the pongs: past a megabyte of
+/// unsent pongs no more are made, so the worker's memory stays put.
+#[test]
+fn a_ping_flood_that_reads_no_pongs_is_bounded() {
+    let server = asgi_ws(&[]);
+    let worker = children(server.pid())[0];
+    let mut s = ws_open(server.addr, "/echo");
+    let before = peak_rss_kib(worker);
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let pings: Vec<u8> = (0..1000).flat_map(|_| ws_frame(9, &[b'p'; 125])).collect();
+    let mut written = 0usize;
+    while written < 64 << 20 {
+        match s.write(&pings) {
+            Ok(n) => written += n,
+            Err(e) => panic!("{e} after {written} bytes: the worker stopped reading"),
+        }
+    }
+    // The echo after the flood: everything before it was read.
+    ws_send(&mut s, 1, b"after the flood");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut pongs = 0usize;
+    loop {
+        match ws_recv(&mut s).expect("the echo") {
+            (10, p) => pongs += p.len() + 2,
+            (1, m) => break assert_eq!(m, b"after the flood"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let grown = peak_rss_kib(worker).saturating_sub(before);
+    println!("{written} bytes of pings, {pongs} bytes of pongs back; worker peak +{grown} KiB");
+    assert!(grown < 16 * 1024, "the worker's peak grew {grown} KiB");
+}
+
 /// One worker serves 100 WebSockets at once, each echoing.
 #[test]
 fn a_hundred_websockets_on_one_worker() {
     let server = asgi_ws(&[]);
+    // A frame sent with the handshake, before the app accepted, is its first message.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut packet = handshake("/echo").into_bytes();
+    packet.extend(ws_frame(1, b"early"));
+    s.write_all(&packet).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101 "));
+    assert_eq!(ws_recv(&mut s).unwrap(), (1, b"early".to_vec()));
     let mut all: Vec<TcpStream> = (0..100).map(|_| ws_open(server.addr, "/echo")).collect();
     for (i, s) in all.iter_mut().enumerate() {
         ws_send(s, 1, format!("to {i}").as_bytes());
@@ -323,7 +364,9 @@ fn a_client_that_stops_reading_holds_the_apps_send() {
         got += payload.len() as u64;
     }
     assert!(sent() > last, "the app goes on once the client reads");
+    // A client reads on after its close, until the server's.
     ws_send(&mut s, 8, &close_payload(1000, ""));
+    while ws_recv(&mut s).is_some_and(|(op, _)| op != 8) {}
     server.wait_for_log("asgi_ws: flood ended", Duration::from_secs(30));
 }
 

@@ -14,6 +14,9 @@ use super::frame::{self, Head};
 /// fails the connection with 1009.
 pub const MAX_MESSAGE: usize = 16 << 20;
 
+/// Pings are answered while less than this waits to be written.
+const PONG_BACKLOG: usize = 1 << 20;
+
 /// What the client said, as the app sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -269,7 +272,9 @@ impl Session {
         match head.opcode {
             frame::PING => {
                 let payload = std::mem::take(&mut self.control);
-                if self.state == State::Open {
+                // A client that reads none of its pongs (a ping flood) gets no more
+                // while a megabyte waits: RFC 6455 §5.5.3 lets pongs be skipped.
+                if self.state == State::Open && self.pending().len() < PONG_BACKLOG {
                     self.push(frame::PONG, &payload);
                 }
             }

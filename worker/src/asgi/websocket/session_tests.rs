@@ -352,3 +352,18 @@ fn the_app_answers_the_messages_before_a_fault_before_the_failing_close() {
     assert_eq!(ev, []);
     assert!(s.is_closed());
 }
+
+#[test]
+fn pings_are_not_answered_while_a_megabyte_waits_to_be_written() {
+    let mut s = Session::new(MAX_MESSAGE);
+    let ping = f(0x89, &[b'p'; 125]);
+    for _ in 0..20_000 {
+        feed(&mut s, &ping); // 2.5 MB of pongs if all were answered
+    }
+    let waiting = s.pending().len();
+    assert!((1 << 20..(1 << 20) + 200).contains(&waiting), "{waiting}");
+    // Once the client reads, pings are answered again.
+    s.advance(waiting);
+    feed(&mut s, &ping);
+    assert_eq!(s.pending().len(), 127);
+}

@@ -394,3 +394,33 @@ fn a_thousand_idle_websockets_memory_in_the_worker() {
         "{per} bytes per idle WebSocket in the worker"
     );
 }
+
+/// TERM with WebSockets open: at `graceful_timeout` the master ends them (as for
+/// WSGI apps), the app sees each one's `websocket.disconnect` (1006), its tasks
+/// end, the worker's drain completes and ferricorn exits 0.
+#[test]
+fn term_with_open_websockets_ends_them_and_exits() {
+    const GRACEFUL: u64 = 3;
+    let mut server = asgi_ws(&["--graceful-timeout", &GRACEFUL.to_string()]);
+    let mut open: Vec<TcpStream> = (0..5).map(|_| ws_open(server.addr, "/watch")).collect();
+    let mut echo = ws_open(server.addr, "/echo");
+    ws_echo(&mut echo, "before TERM");
+    open.push(echo);
+    let start = Instant::now();
+    server.signal(15);
+    for s in &mut open {
+        while let Some((op, _)) = ws_recv(s) {
+            assert_eq!(op, 8, "only a close, then the end");
+        }
+    }
+    let status = server.wait_exit(Duration::from_secs(GRACEFUL + 30));
+    let exited = start.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", server.log());
+    assert!(
+        exited < Duration::from_secs(GRACEFUL + 10),
+        "exit took {exited:?}"
+    );
+    println!("TERM: exited after {exited:?}");
+    let seen = server.log().matches("asgi_ws: disconnect").count();
+    assert_eq!(seen, 5, "{}", server.log());
+}

@@ -348,6 +348,14 @@ impl Metrics {
             "Static files answered 503: no file slot ([limits] response_files) within body_spool_wait.",
             g.responses.static_refused,
         );
+        *out += "# HELP ferricorn_pathsend_total ASGI responses whose body is a file the app named (http.response.pathsend), sent by the front, or refused (502: not the file the app saw).\n";
+        *out += "# TYPE ferricorn_pathsend_total counter\n";
+        let (sent, refused) = crate::proxy::pathsend::counts();
+        let _ = writeln!(out, "ferricorn_pathsend_total{{result=\"sent\"}} {sent}");
+        let _ = writeln!(
+            out,
+            "ferricorn_pathsend_total{{result=\"refused\"}} {refused}"
+        );
         counter(
             out,
             "ferricorn_error_log_dropped_total",

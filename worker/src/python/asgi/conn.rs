@@ -7,6 +7,7 @@
 //! `add_writer` when the socket is full. All of it runs on the loop's thread; the
 //! locks are never contended, and no Python code runs while one is held.
 
+use super::awaitable::Done;
 use super::http::{self, Stream, StreamRef};
 use super::scope::Fixed;
 use super::websocket::{self, WsRef};
@@ -35,9 +36,7 @@ struct State {
     /// head takes the next one.
     passed: VecDeque<OwnedFd>,
     /// Streams whose task runs; frames for others are ignored.
-    streams: HashMap<u32, StreamRef>,
-    /// WebSockets (`websocket`), until their socket is closed and their task done.
-    websockets: HashMap<u32, WsRef>,
+    streams: HashMap<u32, Entry>,
     out: BytesMut,
     flush_scheduled: bool,
     writer_on: bool,
@@ -47,6 +46,42 @@ struct State {
     input_done: bool,
     write_failed: bool,
     exit: Option<Exit>,
+}
+
+/// What a stream id is bound to while its task runs (a WebSocket: until its
+/// socket is closed too).
+#[derive(Clone)]
+pub enum Entry {
+    Http(StreamRef),
+    WebSocket(WsRef),
+}
+
+impl Entry {
+    /// The client went away, or the connection ended: waiters get a disconnect.
+    /// (A WebSocket learns it from its own socket, or the master's Abort.)
+    fn client_gone(&self, py: Python<'_>) {
+        match self {
+            Entry::Http(s) => http::client_gone(py, s),
+            Entry::WebSocket(_) => {}
+        }
+    }
+
+    /// The answer is complete: the task may only be waiting for a disconnect. An
+    /// open WebSocket is never that: a drain waits for it (the master ends it at
+    /// `graceful_timeout`).
+    fn answered(&self) -> bool {
+        match self {
+            Entry::Http(s) => lock(s).resp.done(),
+            Entry::WebSocket(_) => false,
+        }
+    }
+
+    fn is(&self, stream: &StreamRef) -> bool {
+        match self {
+            Entry::Http(s) => Arc::ptr_eq(s, stream),
+            Entry::WebSocket(_) => false,
+        }
+    }
 }
 
 /// The callables the loop holds, made once the `Core` is shared.
@@ -65,6 +100,9 @@ pub struct Core {
     pub(super) dev: bool,
     /// The future `serve` runs the loop until; done once `exit` is set.
     done: Py<PyAny>,
+    /// What `send()` returns when it need not wait: one shared `Done(None)` (it
+    /// holds no state, so every task may await it at once).
+    pub(super) done_none: Py<PyAny>,
     st: Mutex<State>,
     cbs: OnceLock<Callbacks>,
 }
@@ -123,6 +161,7 @@ impl Core {
             fixed,
             dev,
             done,
+            done_none: Py::new(py, Done::none(py))?.into_any(),
             st: Mutex::new(State {
                 tmp: vec![0; crate::asgi::READ_BUF],
                 ..State::default()
@@ -247,13 +286,15 @@ impl Core {
         if let Frame::RequestHead(head) = frame {
             return self.start_request(py, id, head);
         }
-        let ws = lock(&self.st).websockets.get(&id).cloned();
-        if let Some(ws) = ws {
-            websocket::from_master(py, self, &ws, &frame);
-            return Ok(());
-        }
-        let Some(stream) = lock(&self.st).streams.get(&id).cloned() else {
+        let Some(entry) = lock(&self.st).streams.get(&id).cloned() else {
             return Ok(()); // a late frame for a stream that is gone
+        };
+        let stream = match entry {
+            Entry::Http(stream) => stream,
+            Entry::WebSocket(ws) => {
+                websocket::from_master(py, self, &ws, &frame);
+                return Ok(());
+            }
         };
         match frame {
             Frame::RequestBody(data) => http::feed(py, &stream, |i| i.push(data)),
@@ -287,45 +328,46 @@ impl Core {
             return Ok(());
         }
         if let Some(socket) = socket {
-            websocket::start(py, self, id, &head, socket);
-            return Ok(());
+            return super::websocket::start(py, self, id, head, socket);
         }
         let stream = Stream::new(id, &head);
-        {
-            let mut st = lock(&self.st);
-            let old = st.streams.insert(id, stream.clone());
-            if old.is_some_and(|o| !lock(&o).resp.done()) {
-                return Err(Fatal::StreamReused(id));
-            }
-        }
+        self.register(id, Entry::Http(stream.clone()))?;
         if let Err(e) = http::spawn(py, self, &stream, &head) {
             http::failed_before_task(py, self, &stream, &e);
         }
         Ok(())
     }
 
+    /// Binds `id` to its task's state, so the master's frames for it reach it.
+    /// An id still in use by a task whose answer is not complete is the master's
+    /// error (it only counts up).
+    pub(super) fn register(&self, id: u32, entry: Entry) -> Result<(), Fatal> {
+        let mut st = lock(&self.st);
+        match st.streams.insert(id, entry) {
+            Some(old) if !old.answered() => Err(Fatal::StreamReused(id)),
+            _ => Ok(()),
+        }
+    }
+
     /// The stream's task ended: forget it; a drain may be over.
     pub(super) fn task_done(&self, py: Python<'_>, stream: &StreamRef, id: u32) {
         {
             let mut st = lock(&self.st);
-            if st.streams.get(&id).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            if st.streams.get(&id).is_some_and(|s| s.is(stream)) {
                 st.streams.remove(&id);
             }
         }
         self.check_drained(py);
     }
 
-    /// A WebSocket's handshake came: it counts as in flight until forgotten.
-    pub(super) fn add_websocket(&self, id: u32, ws: WsRef) {
-        lock(&self.st).websockets.insert(id, ws);
-    }
-
     /// A WebSocket's socket is closed and its task done: forget it.
     pub(super) fn forget_websocket(&self, py: Python<'_>, ws: &WsRef, id: u32) {
         {
             let mut st = lock(&self.st);
-            if st.websockets.get(&id).is_some_and(|w| Arc::ptr_eq(w, ws)) {
-                st.websockets.remove(&id);
+            if let Some(Entry::WebSocket(w)) = st.streams.get(&id) {
+                if Arc::ptr_eq(w, ws) {
+                    st.streams.remove(&id);
+                }
             }
         }
         self.check_drained(py);
@@ -411,7 +453,7 @@ impl Core {
         let in_flight = {
             let mut st = lock(&self.st);
             st.draining = true;
-            st.streams.len() + st.websockets.len()
+            st.streams.len()
         };
         wlog!("SIGTERM: draining, {in_flight} request(s) in flight");
         self.check_drained(py);
@@ -421,7 +463,7 @@ impl Core {
     /// which they get now; with no task left, stop reading (frames the master
     /// wrote before are still served), and at the end of input, exit.
     fn check_drained(&self, py: Python<'_>) {
-        let (streams, input_done, websockets) = {
+        let (streams, input_done) = {
             let st = lock(&self.st);
             if !st.draining {
                 return;
@@ -429,15 +471,14 @@ impl Core {
             (
                 st.streams.values().cloned().collect::<Vec<_>>(),
                 st.input_done,
-                st.websockets.len(),
             )
         };
         for s in &streams {
-            if lock(s).resp.done() {
-                http::client_gone(py, s);
+            if s.answered() {
+                s.client_gone(py);
             }
         }
-        if !streams.is_empty() || websockets > 0 {
+        if !streams.is_empty() {
             return;
         }
         if input_done {
@@ -461,7 +502,7 @@ impl Core {
         let fd = self.sock.as_raw_fd();
         let _ = self.event_loop.call_method1(py, "remove_reader", (fd,));
         for s in &streams {
-            http::client_gone(py, s);
+            s.client_gone(py);
         }
         match draining {
             true => self.check_drained(py),

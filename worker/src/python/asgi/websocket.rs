@@ -11,15 +11,16 @@
 //! + `ResponseEnd`, sent when the socket closes (the master drops it).
 
 use super::awaitable::Done;
-use super::conn::{lock, Core};
+use super::conn::{lock, Core, Entry};
 use super::http::{optional, resolve, send_error};
 use super::scope;
 use super::ws_socket;
 use crate::asgi::websocket::{handshake, session::MAX_MESSAGE, Event, Session};
 use crate::asgi::Response;
+use crate::stream::Fatal;
 use crate::wire::{Frame, RequestHead, ResponseHead, Scheme};
 use bytes::Bytes;
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -76,7 +77,14 @@ pub struct Ws {
 pub type WsRef = Arc<Mutex<Ws>>;
 
 /// A handshake with its socket: the scope is built and the app's task started.
-pub fn start(py: Python<'_>, core: &Arc<Core>, id: u32, head: &RequestHead, socket: OwnedFd) {
+pub fn start(
+    py: Python<'_>,
+    core: &Arc<Core>,
+    id: u32,
+    head: Box<RequestHead>,
+    socket: OwnedFd,
+) -> Result<(), Fatal> {
+    let head = &*head;
     let offered = handshake::offered(field(head, b"sec-websocket-protocol"));
     let key = field(head, b"sec-websocket-key").next().unwrap_or_default();
     let sock = UnixStream::from(socket);
@@ -109,10 +117,11 @@ pub fn start(py: Python<'_>, core: &Arc<Core>, id: u32, head: &RequestHead, sock
             head.path.clone(),
         ],
     }));
-    core.add_websocket(id, ws.clone());
+    core.register(id, Entry::WebSocket(ws.clone()))?;
     if let Err(e) = spawn(py, core, &ws, head) {
         ending(py, core, &ws, false, Some(&e));
     }
+    Ok(())
 }
 
 /// The values of the head's field `name`.
@@ -238,7 +247,7 @@ pub(super) fn message(py: Python<'_>, event: &Event) -> PyResult<Py<PyAny>> {
 }
 
 pub(super) fn disconnected() -> PyErr {
-    PyOSError::new_err("the WebSocket is closed (websocket.disconnect)")
+    super::http::ClientDisconnected::new_err("the WebSocket is closed (websocket.disconnect)")
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "WebSocketReceive")]

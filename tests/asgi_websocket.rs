@@ -424,3 +424,31 @@ fn term_with_open_websockets_ends_them_and_exits() {
     let seen = server.log().matches("asgi_ws: disconnect").count();
     assert_eq!(seen, 5, "{}", server.log());
 }
+
+/// WebSockets whose handshakes carry large heads (21 KB of fields, above the
+/// wire's copy threshold) keep their own fields only, not the worker's read
+/// buffer they were decoded from.
+#[test]
+fn websockets_with_large_heads_do_not_keep_the_read_buffer() {
+    const N: usize = 100;
+    let server = asgi_ws(&[]);
+    let worker = children(server.pid())[0];
+    let big: Vec<String> = (0..3)
+        .map(|i| format!("X-Big-{i}: {}", "b".repeat(7_000)))
+        .collect();
+    let fields: Vec<&str> = big.iter().map(String::as_str).collect();
+    let open = || {
+        let (mut s, head) = open_with(&server, "/echo", &fields);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        ws_echo(&mut s, "open");
+        s
+    };
+    drop(open());
+    let before = rss_kib(worker);
+    let held: Vec<TcpStream> = (0..N).map(|_| open()).collect();
+    let per = (rss_kib(worker).saturating_sub(before) * 1024) / N as u64;
+    println!("{N} WebSockets with 21 KB heads: {per} bytes each in the worker");
+    // The scope keeps its 21 KB of fields; a kept head would add as much again.
+    assert!(per < 36 * 1024, "{per} bytes per WebSocket");
+    drop(held);
+}

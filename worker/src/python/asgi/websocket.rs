@@ -111,11 +111,9 @@ pub fn start(
         aborted: None,
         wire_done: false,
         resp: Response::new(false),
-        request: [
-            head.request_id.clone(),
-            head.method.clone(),
-            head.path.clone(),
-        ],
+        // Copies: a slice of a large head would keep the worker's read buffer
+        // alive for the WebSocket's life.
+        request: [&head.request_id, &head.method, &head.path].map(|b| Bytes::copy_from_slice(b)),
     }));
     core.register(id, Entry::WebSocket(ws.clone()))?;
     if let Err(e) = spawn(py, core, &ws, head) {

@@ -17,27 +17,16 @@ use super::AppBody;
 use crate::config::Interface;
 use crate::dispatcher::response_budget::{self, FileSlot};
 use crate::dispatcher::response_spool::Interruption;
+use crate::observe::metrics::pathsend;
 use crate::respond::{self, BoxError, Failure};
 use crate::wire::{Frame, ResponseFile};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response};
 use std::os::unix::ffi::OsStrExt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use tokio::io::AsyncReadExt;
-
-/// Files sent, and files refused (not the one the worker named).
-static SENT: AtomicU64 = AtomicU64::new(0);
-static REFUSED: AtomicU64 = AtomicU64::new(0);
-
-/// (sent, refused), for `ferricorn_pathsend_total`.
-pub(crate) fn counts() -> (u64, u64) {
-    (
-        SENT.load(Ordering::Relaxed),
-        REFUSED.load(Ordering::Relaxed),
-    )
-}
 
 /// Bytes read from the file at once.
 const CHUNK: usize = 64 * 1024;
@@ -102,12 +91,12 @@ async fn send_file(
     let opened = match open(&path, &named, resp.headers()).await {
         Ok(file) => file,
         Err(why) => {
-            REFUSED.fetch_add(1, Ordering::Relaxed);
+            pathsend::REFUSED.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(path = %path.display(), %why, "http.response.pathsend: not sending the file: 502");
             return Err(Failure::WorkerFailed);
         }
     };
-    SENT.fetch_add(1, Ordering::Relaxed);
+    pathsend::SENT.fetch_add(1, Ordering::Relaxed);
     let mut resp = resp.map(|()| {
         respond::Body::new(FileBody {
             file: opened.take(named.size),

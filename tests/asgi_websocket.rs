@@ -235,6 +235,16 @@ fn closes_both_ways_with_codes_and_reasons() {
         "asgi_ws: disconnect 4321 client done ✓",
         Duration::from_secs(10),
     );
+    // A client that never answers the server's close: the socket closes after
+    // the close handshake's 5 s, and the app hears 1006.
+    let mut s = ws_open(server.addr, "/server-close");
+    assert_eq!(ws_recv(&mut s).unwrap(), (1, b"closing".to_vec()));
+    assert_eq!(close_of(ws_recv(&mut s).unwrap()).0, 4001);
+    assert_eq!(read_to_close(&mut s, Duration::from_secs(15)), "");
+    server.wait_for_log(
+        "asgi_ws: after close websocket.disconnect 1006",
+        Duration::from_secs(10),
+    );
     // The connection cut without a close: 1006.
     let s = ws_open(server.addr, "/watch");
     drop(s);

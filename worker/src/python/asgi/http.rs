@@ -363,7 +363,7 @@ pub fn optional<'py>(
 }
 
 /// The message's `headers`: an iterable of `[name, value]` byte strings.
-fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
+pub(super) fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
     let Some(list) = optional(py, message, intern!(py, "headers"))? else {
         return Ok(Vec::new());
     };
@@ -488,7 +488,7 @@ fn ending(
 
 /// One error record with the traceback, as the WSGI path logs a failed request;
 /// returns the traceback.
-fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
+pub(super) fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
     let tb = super::super::traceback::format(py, err);
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     log::emit(

@@ -78,7 +78,6 @@ impl Entry {
 
     /// An `http` stream's state.
     pub(super) fn http(&self) -> Option<&StreamRef> {
-        #[allow(unreachable_patterns)]
         match self {
             Entry::Http(s) => Some(s),
             _ => None,

@@ -10,6 +10,7 @@ pub(crate) mod accel_fields;
 pub(crate) mod app_head;
 pub mod forward_headers;
 pub(crate) mod pathsend;
+mod request_body;
 pub mod spool;
 pub(crate) mod sticky;
 pub mod target;
@@ -21,7 +22,7 @@ use crate::dispatcher::response_spool::Interruption;
 use crate::dispatcher::{Dispatcher, WorkerConn};
 use crate::net::ConnInfo;
 use crate::respond::{self, BoxError, Failure};
-use crate::wire::{self, Frame, RequestHead, ResponseHead, Scheme};
+use crate::wire::{Frame, RequestHead, ResponseHead, Scheme};
 pub use accel_fields::AccelTarget;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
@@ -166,13 +167,8 @@ impl Proxy {
                 worker: Some(worker.clone()),
                 stream,
             };
-            let mut chunks = body.chunks(wire::CHUNK).await?;
-            while let Some(chunk) = chunks.next().await? {
-                worker.send_body(stream, chunk).await;
-            }
-            worker.send(stream, Frame::RequestEnd);
-
-            let first = rx.recv().await;
+            let mut sending = request_body::Sending::start(&worker, stream, body);
+            let first = sending.first_frame(&mut rx).await?;
             if let Some(Frame::ResponseHead(head)) = first {
                 let mut resp = build_response(*head)?;
                 sticky.remember(resp.headers_mut(), worker.id(), stamp.client.scheme);
@@ -209,6 +205,7 @@ impl Proxy {
                 return pathsend::body_or_file(resp, body).await;
             }
             guard.worker = None;
+            body = sending.take_back().await?;
             match rx.interruption() {
                 Some(Interruption::Revoked) => again = true,
                 Some(Interruption::TimedOut) => return Err(Failure::WorkerTimeout),

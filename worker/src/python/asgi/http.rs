@@ -29,6 +29,8 @@ pub struct Stream {
     send_waiter: Option<Py<PyAny>>,
     pub paused: bool,
     pub task: Option<Py<PyAny>>,
+    /// Draining, and its client gone at the last sweep: cancelled at the next.
+    doomed: bool,
     /// For the error log, should the app fail.
     request: [Bytes; 3],
 }
@@ -45,6 +47,7 @@ impl Stream {
             send_waiter: None,
             paused: false,
             task: None,
+            doomed: false,
             request: [
                 head.request_id.clone(),
                 head.method.clone(),
@@ -98,16 +101,30 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-pub fn feed(py: Python<'_>, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
-    let delivered = {
+pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+    let (delivered, credit) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        take_for_waiter(py, &mut s)
+        let delivered = take_for_waiter(py, &mut s);
+        (delivered, credit_due(&mut s))
     };
+    send_credit(py, core, credit);
     if let Some((waiter, got)) = delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
         }
+    }
+}
+
+/// The body bytes the app took, to credit to the master now (`Inbox::credit_due`).
+fn credit_due(s: &mut Stream) -> Option<(u32, Frame)> {
+    s.inbox.credit_due().map(|n| (s.id, Frame::Credit(n)))
+}
+
+/// Sends a credit (outside the stream's lock: `send_frames` may call the loop).
+fn send_credit(py: Python<'_>, core: &Core, credit: Option<(u32, Frame)>) {
+    if let Some((id, frame)) = credit {
+        core.send_frames(py, id, vec![frame]);
     }
 }
 
@@ -144,27 +161,43 @@ pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
     }
 }
 
+/// Seconds a cancelled request's task has to end by itself after its
+/// `http.disconnect`, before the task is cancelled (under the master's 5 s
+/// `CANCEL_GRACE`).
+const CANCEL_AFTER_DISCONNECT_S: f64 = 1.0;
+
 /// The master's Cancel (the request is past its timeout; the master answered
-/// 504): the task is cancelled, and its end sends `Abort("cancelled")`. A task
-/// still running `CANCEL_ACK` later ignored it (`CancelOverdue`).
+/// 504): first an `http.disconnect`, as if the client had gone, then, unless the
+/// task ended by then, the task's cancel `CANCEL_AFTER_DISCONNECT_S` later (its end
+/// sends `Abort("cancelled")`). Django's ASGIHandler runs the view in a task of its
+/// own and cancels it when its listener sees the disconnect; cancelling only the
+/// app's task would leave the view running, orphaned and uncounted, and skip
+/// `request_finished` (tests/asgi_django.rs). A task still running `CANCEL_ACK`
+/// after its cancel ignored it (`CancelOverdue`).
 pub fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
+    client_gone(py, stream);
     let task = lock(stream).task.as_ref().map(|t| t.clone_ref(py));
     let Some(task) = task else {
         return;
     };
-    let _ = task.call_method0(py, intern!(py, "cancel"));
+    let task = task.bind(py);
+    let call_later = intern!(py, "call_later");
+    let later = task.getattr(intern!(py, "cancel")).and_then(|cancel| {
+        core.event_loop
+            .call_method1(py, call_later, (CANCEL_AFTER_DISCONNECT_S, cancel))
+    });
+    if later.is_err() {
+        let _ = task.call_method0(intern!(py, "cancel"));
+    }
     let overdue = CancelOverdue {
         core: core.clone(),
         stream: stream.clone(),
     };
-    let later = Py::new(py, overdue).and_then(|cb| {
-        core.event_loop.call_method1(
-            py,
-            intern!(py, "call_later"),
-            (CANCEL_ACK.as_secs_f64(), cb),
-        )
+    let check = Py::new(py, overdue).and_then(|cb| {
+        let after = CANCEL_AFTER_DISCONNECT_S + CANCEL_ACK.as_secs_f64();
+        core.event_loop.call_method1(py, call_later, (after, cb))
     });
-    if let Err(e) = later {
+    if let Err(e) = check {
         super::super::log_exception(py, "call_later(cancel check) failed", &e);
     }
 }
@@ -200,6 +233,19 @@ impl CancelOverdue {
         self.core.send_frames(py, id, frames);
         self.core.task_done(py, &self.stream, id);
     }
+}
+
+/// A drain's sweep (`drain`): a task whose client is gone is marked, and cancelled
+/// at the next sweep if it still runs. Returns whether it was cancelled now.
+pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
+    let task = {
+        let mut s = lock(stream);
+        if !s.inbox.is_aborted() || !std::mem::replace(&mut s.doomed, true) {
+            return false;
+        }
+        s.task.as_ref().map(|t| t.clone_ref(py))
+    };
+    task.is_some_and(|t| t.call_method0(py, intern!(py, "cancel")).is_ok())
 }
 
 /// The master's Pause (`paused`) or Resume: a paused `send()` goes on.
@@ -271,7 +317,12 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let got = lock(&self.stream).inbox.take();
+        let (got, credit) = {
+            let mut s = lock(&self.stream);
+            let got = s.inbox.take();
+            (got, credit_due(&mut s))
+        };
+        send_credit(py, &self.core, credit);
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }
@@ -393,7 +444,7 @@ pub fn optional<'py>(
 }
 
 /// The message's `headers`: an iterable of `[name, value]` byte strings.
-fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
+pub(super) fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
     let Some(list) = optional(py, message, intern!(py, "headers"))? else {
         return Ok(Vec::new());
     };
@@ -518,7 +569,7 @@ fn ending(
 
 /// One error record with the traceback, as the WSGI path logs a failed request;
 /// returns the traceback.
-fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
+pub(super) fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
     let tb = super::super::traceback::format(py, err);
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     log::emit(

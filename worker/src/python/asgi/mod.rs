@@ -8,10 +8,12 @@
 
 mod awaitable;
 mod conn;
+mod drain;
 mod http;
 mod pathsend;
 mod scope;
 mod websocket;
+mod ws_socket;
 
 use super::app::LoadFailure;
 use super::{log_exception, traceback, App};

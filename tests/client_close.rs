@@ -74,7 +74,11 @@ fn open_tcp(server: &Server, path: &str, until: &str) -> TcpStream {
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains(until) {
         let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before {until:?}: {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "closed before {until:?}: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     s
@@ -140,9 +144,7 @@ fn tls_open_and_leave(server: &Server, cert: &str, path: &str, until: &str, how:
 
 /// Waits until `path`, asked over HTTPS, says `"state": want`.
 fn wait_for_state_tls(server: &Server, cert: &str, path: &str, want: &str) {
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    );
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     let needle = format!("\"state\": \"{want}\"");
     let flask_needle = format!("\"state\":\"{want}\"");
     wait_until(&format!("{path} to say {want}"), NOTICED_WITHIN, || {
@@ -201,7 +203,10 @@ fn a_tls_client_leaving_mid_stream_is_a_disconnect_for_django() {
     let (cert, key) = leaf_certificate(tmp.path());
     let site = DjangoSite::prepare();
     let server = django(&site, &["--certfile", &cert, "--keyfile", &key]);
-    for (key, how) in [("tlsnotify", TlsLeave::CloseNotify), ("tlsfin", TlsLeave::Fin)] {
+    for (key, how) in [
+        ("tlsnotify", TlsLeave::CloseNotify),
+        ("tlsfin", TlsLeave::Fin),
+    ] {
         let path = format!("/sse/{key}/");
         tls_open_and_leave(&server, &cert, &path, "data: 0\n\n", how);
         wait_for_state_tls(&server, &cert, &format!("{path}state/"), "disconnected");

@@ -7,6 +7,10 @@
 //! hyper's connection ends without a shutdown and its buffers (16 KiB) are freed; the
 //! stream then waits here ([`GuardedIo::next_request`]) with a few hundred bytes, as
 //! nginx's keep-alive state does, and a new hyper connection takes the next request.
+//!
+//! Client close: while an answer is pending hyper reads nothing (`half_close`), so
+//! each flush looks at the client's side instead; its EOF or reset fails the flush,
+//! which ends the request as nginx does (`GuardedIo::watch_for_client_close`).
 
 use super::{GuardLimits, Http1Guard, Reject};
 use bytes::{Buf, Bytes, BytesMut};

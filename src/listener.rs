@@ -178,7 +178,9 @@ fn builders(settings: &ConnSettings) -> Builders {
     let mut h1 = http1::Builder::new();
     h1.keep_alive(true)
         // The guard ends hyper's input with EOF after a refused request; half-close
-        // lets hyper still answer the valid requests pipelined before it.
+        // lets hyper still answer the valid requests pipelined before it. hyper then
+        // never reads while an answer is pending: the guard watches for the client's
+        // close there itself (`GuardedIo`, "client close").
         .half_close(true)
         // The guard enforces the configured field count; hyper must not refuse first,
         // also when the guard added its own field to a stand-in. (Above 100, hyper

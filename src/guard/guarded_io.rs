@@ -7,6 +7,10 @@
 //! hyper's connection ends without a shutdown and its buffers (16 KiB) are freed; the
 //! stream then waits here ([`GuardedIo::next_request`]) with a few hundred bytes, as
 //! nginx's keep-alive state does, and a new hyper connection takes the next request.
+//!
+//! Client close: while an answer is pending hyper reads nothing (`half_close`), so
+//! each flush looks at the client's side instead; its EOF or reset fails the flush,
+//! which ends the request as nginx does (`GuardedIo::watch_for_client_close`).
 
 use super::{GuardLimits, Http1Guard, Reject};
 use bytes::{Buf, Bytes, BytesMut};
@@ -463,6 +467,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         })
     }
 
+    /// While a response is owed, watches the client's side for its close: hyper reads
+    /// nothing then (`half_close`), so a client that leaves during an idle stream would
+    /// hold its worker until the next write. nginx ends the proxied request when the
+    /// client's EOF comes first (`proxy_ignore_client_abort off`), a half-close
+    /// included; so does this: the error it returns ends hyper's connection, whose
+    /// dropped response body tells the worker (`Abort`).
+    ///
+    /// The watch reads through the guard, so bytes a client pipelined are kept for
+    /// hyper (one read's worth: it stops once any are waiting). It costs no syscall
+    /// when nothing arrived: tokio knows the socket is drained since hyper's last read.
+    fn watch_for_client_close(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if !self.watches_client() {
+            return None;
+        }
+        let gone = match self.poll_fill(cx) {
+            Poll::Pending | Poll::Ready(Ok(true)) => return None,
+            // A refusal of what the client pipelined: hyper meets it as it does today.
+            Poll::Ready(Ok(false)) if self.reject.is_some() => {
+                self.read_closed = true;
+                return None;
+            }
+            Poll::Ready(Ok(false)) => io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "client closed its connection with a response pending",
+            ),
+            Poll::Ready(Err(e)) => e,
+        };
+        tracing::debug!(error = %gone, "client left with a response pending");
+        self.read_closed = true;
+        Some(gone)
+    }
+
+    /// A response is owed (the front has not finished every request the guard
+    /// passed), hyper holds nothing unread of ours, and the input is between requests.
+    fn watches_client(&self) -> bool {
+        let Some(p) = &self.parking else {
+            return false;
+        };
+        !self.read_closed
+            && self.ready.is_empty()
+            && self.guard.is_idle()
+            && p.answered.count() < self.guard.requests_seen()
+    }
+
     fn poll_write_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(r) = self.reject else {
             return Poll::Ready(Ok(()));
@@ -561,6 +609,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         let this = self.get_mut();
         ready!(this.io().poll_flush(cx))?;
         this.on_flushed(cx);
+        // hyper flushes each time its connection is polled: the one place to watch
+        // the client's side while it reads nothing (see `watch_for_client_close`).
+        if let Some(gone) = this.watch_for_client_close(cx) {
+            return Poll::Ready(Err(gone));
+        }
         Poll::Ready(Ok(()))
     }
 

@@ -56,3 +56,34 @@ def private_media(name):
     """What Werkzeug routes under /media/private/ (tests/routes.rs compares it with
     the front's internal mount there)."""
     return f"flask private media {name}"
+
+
+# What became of each /idle-stream/<key>/ (tests/client_close.rs).
+IDLE_STREAMS = {}
+
+
+@app.get("/idle-stream/<key>/")
+def idle_stream(key):
+    """A stream that says `first` and then nothing (empty chunks, so the worker can
+    look for the front's Abort) for up to a minute; its generator closed early
+    (GeneratorExit) records `closed`."""
+    import time
+
+    def generate():
+        IDLE_STREAMS[key] = "streaming"
+        try:
+            yield b"first\n"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                yield b""
+            IDLE_STREAMS[key] = "timed out"
+        except GeneratorExit:
+            IDLE_STREAMS[key] = "closed"
+            raise
+    return Response(generate(), mimetype="text/plain")
+
+
+@app.get("/idle-stream/<key>/state/")
+def idle_stream_state(key):
+    return jsonify(state=IDLE_STREAMS.get(key, "unknown"))

@@ -245,3 +245,80 @@ async fn hyper_serves_stand_ins_as_ordinary_requests() {
     // The echo service answers `path length`; CONNECT's authority-form has no path.
     assert!(response.contains("content-length: 3\r\n"), "{response}");
 }
+
+/// A slow answer: `path` after 100 ms (the watch is armed while it is pending).
+async fn slow_echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    echo(req).await
+}
+
+/// hyper under half-close, as the listener serves it, over a guard that watches.
+fn watched_h1<S>(server: DuplexStream, service: S) -> tokio::task::JoinHandle<hyper::Result<()>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + Send + 'static,
+    S::Future: Send,
+{
+    let mut io = GuardedIo::new(server, GuardLimits::default());
+    io.park_when_idle(std::sync::Arc::default());
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .serve_connection(TokioIo::new(io), service),
+    )
+}
+
+#[tokio::test]
+async fn a_client_eof_with_an_answer_pending_ends_the_connection() {
+    let (client, server) = duplex(64 * 1024);
+    let never = service_fn(|_: Request<Incoming>| {
+        std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+    });
+    let conn = watched_h1(server, never);
+    let (_rd, mut wr) = tokio::io::split(client);
+    wr.write_all(VALID).await.unwrap();
+    wr.shutdown().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the client's EOF must end the pending answer");
+    assert!(ended.expect("connection task").is_err());
+}
+
+#[tokio::test]
+async fn a_refusal_pipelined_behind_a_pending_answer_is_not_a_close() {
+    // The watch reads the refused request while the first answer is pending: the
+    // client still gets that answer, then the 400.
+    let (client, server) = duplex(64 * 1024);
+    let conn = watched_h1(server, service_fn(slow_echo));
+    let response = exchange(client, &[VALID, INVALID].concat()).await;
+    assert_eq!(statuses(&response), ["200", "400"], "{response}");
+    let _ = conn.await;
+}
+
+#[tokio::test]
+async fn requests_pipelined_behind_a_pending_answer_are_all_answered() {
+    let (client, server) = duplex(64 * 1024);
+    let (started, mut pending) = tokio::sync::mpsc::unbounded_channel();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let _ = started.send(());
+        slow_echo(req)
+    });
+    let conn = watched_h1(server, service);
+    let (mut rd, mut wr) = tokio::io::split(client);
+    wr.write_all(VALID).await.unwrap();
+    // The second request comes while the first answer is pending.
+    pending.recv().await.unwrap();
+    wr.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut response))
+        .await
+        .expect("closed after the second answer")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(
+        response.contains("/a 0\n") && response.contains("/c 0\n"),
+        "{response}"
+    );
+    let _ = conn.await;
+}

@@ -18,6 +18,7 @@ pub(crate) use ferricorn_wire::{claims, wire};
 
 pub mod asgi;
 pub mod body;
+mod fds;
 pub mod log;
 pub mod python;
 pub mod stream;

@@ -13,7 +13,6 @@ use crate::stream::{Conn, Exit, Fatal, ReadBuf, Until};
 use crate::wire::{self, Frame};
 use bytes::BytesMut;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
 
@@ -81,45 +80,9 @@ pub fn lead(conn: &Conn, until: Until<'_>) -> bool {
     }
 }
 
-/// Room for this many fds per read. A head carries one, and Linux ends a
-/// unix-stream `recvmsg` right after a segment with fds, so more never come at
-/// once; the spare room only keeps a misbehaving master from having fds dropped.
-const FDS_PER_READ: usize = 8;
-
-/// One `recvmsg` that does not wait (MSG_DONTWAIT: the descriptor itself stays
-/// blocking, as other threads write to it). Passed fds go to `conn`'s queue before
-/// the bytes are returned, closed at exec like every fd Python makes. Fds cut for
-/// lack of room (MSG_CTRUNC) are `InvalidData`: the fds and heads are out of step.
+/// One non-blocking read; passed fds go to `conn`'s queue (`crate::fds`).
 fn recv_nowait(conn: &Conn, tmp: &mut [u8]) -> std::io::Result<usize> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut space = [0u8; cmsg_room()];
-    let mut iov = [std::io::IoSliceMut::new(tmp)];
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
-    let msg = recvmsg::<()>(conn.socket.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
-    let n = msg.bytes;
-    let cmsgs = msg
-        .cmsgs()
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-    for cmsg in cmsgs {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            conn.push_passed(fds.into_iter().map(own));
-        }
-    }
-    Ok(n)
-}
-
-/// CMSG_SPACE for `FDS_PER_READ` fds, on the stack (what `nix::cmsg_space!`
-/// computes before it allocates a Vec).
-const fn cmsg_room() -> usize {
-    nix::sys::socket::cmsg_space::<[RawFd; FDS_PER_READ]>()
-}
-
-/// An fd the kernel just installed for us from SCM_RIGHTS.
-#[allow(unsafe_code)]
-fn own(fd: RawFd) -> OwnedFd {
-    // SAFETY: the fd was created in our table by this `recvmsg` and is referred to
-    // nowhere else: we are its only owner.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+    crate::fds::recv_nowait(&conn.socket, tmp, |fds| conn.push_passed(fds))
 }
 
 /// A blocking read that sleeps in `poll(POLLIN)` rather than in `recv`: a thread asleep

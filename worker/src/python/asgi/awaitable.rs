@@ -16,6 +16,11 @@ impl Done {
         Done { value }
     }
 
+    /// `value`, as an awaitable that is done.
+    pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        Ok(Py::new(py, Done::new(value))?.into_any())
+    }
+
     /// `Done(None)`, for `send()`.
     pub fn none(py: Python<'_>) -> Self {
         Done { value: py.None() }

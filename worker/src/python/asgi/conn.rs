@@ -17,10 +17,11 @@ use crate::log::{wdebug, wlog};
 use crate::stream::{Exit, Fatal};
 use crate::wire::{self, Frame, RequestHead};
 use bytes::{Buf, BytesMut};
+use pyo3::intern;
 use pyo3::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -261,7 +262,7 @@ impl Core {
             passed,
             ..
         } = &mut *st;
-        let ended = match recv(&self.sock, tmp, passed) {
+        let ended = match crate::fds::recv_nowait(&self.sock, tmp, |fds| passed.extend(fds)) {
             Ok(0) => true,
             Ok(n) => {
                 read_buf.extend_from_slice(&tmp[..n]);
@@ -405,13 +406,19 @@ impl Core {
         queued
     }
 
+    /// A future on the loop, for a task to wait on.
+    pub(super) fn new_future(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.event_loop
+            .call_method0(py, intern!(py, "create_future"))
+    }
+
     /// A future the caller awaits until the out buffer drained below `HIGH_WATER`
     /// (`None`: it already has).
     pub(super) fn drain_waiter(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         if lock(&self.st).out.len() < HIGH_WATER {
             return Ok(None);
         }
-        let fut = self.event_loop.call_method0(py, "create_future")?;
+        let fut = self.new_future(py)?;
         lock(&self.st).drain_waiters.push(fut.clone_ref(py));
         Ok(Some(fut))
     }
@@ -533,36 +540,4 @@ impl Core {
             }
         }
     }
-}
-
-/// Room for this many fds per read (see `worker::server`).
-const FDS_PER_READ: usize = 8;
-
-/// One non-blocking `recvmsg`; passed fds go to `passed` first.
-fn recv(
-    sock: &UnixStream,
-    tmp: &mut [u8],
-    passed: &mut VecDeque<OwnedFd>,
-) -> std::io::Result<usize> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut space = [0u8; nix::sys::socket::cmsg_space::<[RawFd; FDS_PER_READ]>()];
-    let mut iov = [std::io::IoSliceMut::new(tmp)];
-    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC;
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), flags)?;
-    let n = msg.bytes;
-    let cmsgs = msg
-        .cmsgs()
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-    for cmsg in cmsgs {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            passed.extend(fds.into_iter().map(own));
-        }
-    }
-    Ok(n)
-}
-
-#[allow(unsafe_code)]
-fn own(fd: RawFd) -> OwnedFd {
-    // SAFETY: the fd was just installed in our table by `recvmsg`; we are its only owner.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }

@@ -324,12 +324,9 @@ impl Receive {
         };
         send_credit(py, &self.core, credit);
         if got != Received::Wait {
-            return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
+            return Done::ready(py, message(py, got)?);
         }
-        let fut = self
-            .core
-            .event_loop
-            .call_method0(py, intern!(py, "create_future"))?;
+        let fut = self.core.new_future(py)?;
         lock(&self.stream).recv_waiter = Some(fut.clone_ref(py));
         Ok(fut)
     }
@@ -401,10 +398,7 @@ impl Send {
         let queued = self.core.send_frames(py, id, frames);
         outcome.map_err(send_error)?;
         if paused {
-            let fut = self
-                .core
-                .event_loop
-                .call_method0(py, intern!(py, "create_future"))?;
+            let fut = self.core.new_future(py)?;
             lock(&self.stream).send_waiter = Some(fut.clone_ref(py));
             return Ok(Some(fut));
         }

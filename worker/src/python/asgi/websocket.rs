@@ -263,18 +263,15 @@ impl Receive {
                 w.connected = true;
                 let d = PyDict::new(py);
                 d.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
-                return Ok(Py::new(py, Done::new(d.into_any().unbind()))?.into_any());
+                return Done::ready(py, d.into_any().unbind());
             }
             ws_socket::take(&mut w)
         };
         if let Some(event) = got {
             ws_socket::settle(py, &self.core, &self.ws); // reading may resume
-            return Ok(Py::new(py, Done::new(message(py, &event)?))?.into_any());
+            return Done::ready(py, message(py, &event)?);
         }
-        let fut = self
-            .core
-            .event_loop
-            .call_method0(py, intern!(py, "create_future"))?;
+        let fut = self.core.new_future(py)?;
         lock(&self.ws).recv_waiter = Some(fut.clone_ref(py));
         Ok(fut)
     }

@@ -345,9 +345,7 @@ pub fn send_waiter(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<Opt
     if backlog < HIGH_WATER {
         return Ok(None);
     }
-    let fut = core
-        .event_loop
-        .call_method0(py, intern!(py, "create_future"))?;
+    let fut = core.new_future(py)?;
     lock(ws).send_waiters.push(fut.clone_ref(py));
     Ok(Some(fut))
 }

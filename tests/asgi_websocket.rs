@@ -462,3 +462,34 @@ fn websockets_with_large_heads_do_not_keep_the_read_buffer() {
     assert!(per < 36 * 1024, "{per} bytes per WebSocket");
     drop(held);
 }
+
+/// An app that waits for each message with a timeout (`asyncio.wait_for(receive(),
+/// 1 ms)`): many a wait is cancelled just as its message comes, and the message is
+/// kept for the next `receive()`. Before the fix it was counted out twice: the
+/// worker's count of unread bytes underflowed (a panic in a debug build; in a
+/// release build a WebSocket that never read again).
+#[test]
+fn a_receive_cancelled_as_its_message_comes_keeps_the_message() {
+    let server = asgi_ws(&[]);
+    let mut s = ws_open(server.addr, "/wait-for");
+    for i in 0..2000 {
+        let text = format!("message {i} {}", "x".repeat(i % 300));
+        ws_send(&mut s, 1, text.as_bytes());
+        assert_eq!(ws_recv(&mut s).unwrap(), (1, text.into_bytes()), "{i}");
+    }
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// `sys.exit()` in a WebSocket handler fails its WebSocket (1011), not the worker,
+/// as in an http handler (tests/asgi_attack.rs).
+#[test]
+fn system_exit_in_a_websocket_handler_fails_only_its_websocket() {
+    let server = asgi_ws(&[]);
+    let pid = get(&server.url("/worker-pid")).1;
+    let mut s = ws_open(server.addr, "/exit");
+    assert_eq!(close_of(ws_recv(&mut s).unwrap()).0, 1011);
+    let mut s = ws_open(server.addr, "/echo");
+    ws_send(&mut s, 1, b"still here");
+    assert_eq!(ws_recv(&mut s).unwrap(), (1, b"still here".to_vec()));
+    assert_eq!(get(&server.url("/worker-pid")).1, pid, "the same worker");
+}

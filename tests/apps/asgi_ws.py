@@ -18,10 +18,16 @@ few `http` ones.
 /raise            accepts, then raises (the client sees 1011)
 /flood            accepts, then sends 64 KiB messages until the client closes;
                   GET /flood/sent (http) says how many bytes so far
-anything else (http): 200 "asgi_ws"
+/wait-for         accepts, echoes, but waits for each message in
+                  asyncio.wait_for(receive(), 1 ms), so many a wait times out just
+                  as its message comes (the message must be kept, counted once)
+/exit             accepts, then calls sys.exit() (the client sees 1011; the
+                  worker lives on)
+anything else (http): 200 "asgi_ws"; GET /worker-pid: the worker's pid
 """
 import asyncio
 import json
+import os
 import sys
 
 SENT = {"flood": 0}
@@ -56,6 +62,8 @@ async def http(scope, receive, send):
     body = b"asgi_ws"
     if scope["path"] == "/flood/sent":
         body = str(SENT["flood"]).encode()
+    elif scope["path"] == "/worker-pid":
+        body = str(os.getpid()).encode()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": body})
@@ -159,7 +167,26 @@ async def flood(scope, receive, send):
         print("asgi_ws: flood ended", file=sys.stderr, flush=True)
 
 
+async def wait_for(scope, receive, send):
+    await send({"type": "websocket.accept"})
+    while True:
+        try:
+            msg = await asyncio.wait_for(receive(), 0.001)
+        except asyncio.TimeoutError:
+            continue
+        if msg["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": msg["text"]})
+
+
+async def exits(scope, receive, send):
+    await send({"type": "websocket.accept"})
+    sys.exit("asgi_ws: this WebSocket handler calls sys.exit()")
+
+
 ROUTES = {
+    "/wait-for": wait_for,
+    "/exit": exits,
     "/echo": echo,
     "/sub": sub,
     "/deny": deny,

@@ -406,6 +406,21 @@ impl Core {
         queued
     }
 
+    /// `app(scope, receive, send)` as a task on the loop, its coroutine run in
+    /// `ferricorn._asgi.guarded` (a `SystemExit` fails its request, not the worker).
+    pub(super) fn start_task<'py>(
+        &self,
+        py: Python<'py>,
+        scope: Bound<'py, PyAny>,
+        receive: Bound<'py, PyAny>,
+        send: Bound<'py, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let coro = self.app.call1(py, (scope, receive, send))?;
+        let coro = self.guarded.call1(py, (coro,))?;
+        self.event_loop
+            .call_method1(py, intern!(py, "create_task"), (coro,))
+    }
+
     /// A future on the loop, for a task to wait on.
     pub(super) fn new_future(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.event_loop

@@ -73,11 +73,8 @@ pub fn spawn(
         core: core.clone(),
         stream: stream.clone(),
     };
-    let coro = core.app.call1(py, (scope, receive, send))?;
-    let coro = core.guarded.call1(py, (coro,))?;
-    let task = core
-        .event_loop
-        .call_method1(py, intern!(py, "create_task"), (coro,))?;
+    let (receive, send) = (Bound::new(py, receive)?, Bound::new(py, send)?);
+    let task = core.start_task(py, scope.into_any(), receive.into_any(), send.into_any())?;
     let done = TaskDone {
         core: core.clone(),
         stream: stream.clone(),
@@ -152,9 +149,7 @@ pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
         (s.recv_waiter.take(), s.send_waiter.take())
     };
     if let Some(w) = recv {
-        if let Ok(msg) = message(py, Received::Disconnect) {
-            resolve(py, &w, msg);
-        }
+        disconnect(py, &w);
     }
     if let Some(w) = send {
         reject(py, &w, disconnected());
@@ -323,6 +318,12 @@ impl Receive {
             (got, credit_due(&mut s))
         };
         send_credit(py, &self.core, credit);
+        // Once the response is complete, as in uvicorn: `http.disconnect`, for the
+        // front watches the client no more and would never say so.
+        let got = match got {
+            Received::Wait if lock(&self.stream).resp.done() => Received::Disconnect,
+            got => got,
+        };
         if got != Received::Wait {
             return Done::ready(py, message(py, got)?);
         }
@@ -358,10 +359,33 @@ impl Send {
                 )))
             }
         };
+        answered(py, &self.stream);
         match wait {
             Some(fut) => Ok(fut),
             None => Ok(self.core.done_none.clone_ref(py)),
         }
+    }
+}
+
+/// Completes a waiting `receive()` with `http.disconnect`.
+fn disconnect(py: Python<'_>, waiter: &Py<PyAny>) {
+    if let Ok(msg) = message(py, Received::Disconnect) {
+        resolve(py, waiter, msg);
+    }
+}
+
+/// After a message that may have completed the response: a `receive()` waiting
+/// (Django's and Starlette's listeners for a disconnect) gets `http.disconnect`.
+fn answered(py: Python<'_>, stream: &StreamRef) {
+    let waiter = {
+        let mut s = lock(stream);
+        match s.resp.done() {
+            true => s.recv_waiter.take(),
+            false => None,
+        }
+    };
+    if let Some(w) = waiter {
+        disconnect(py, &w);
     }
 }
 

@@ -140,10 +140,8 @@ fn spawn(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, head: &RequestHead) -> Py
         core: core.clone(),
         ws: ws.clone(),
     };
-    let coro = core.app.call1(py, (scope, receive, send))?;
-    let task = core
-        .event_loop
-        .call_method1(py, intern!(py, "create_task"), (coro,))?;
+    let (receive, send) = (Bound::new(py, receive)?, Bound::new(py, send)?);
+    let task = core.start_task(py, scope.into_any(), receive.into_any(), send.into_any())?;
     let done = TaskDone {
         core: core.clone(),
         ws: ws.clone(),

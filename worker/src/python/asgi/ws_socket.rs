@@ -92,6 +92,14 @@ impl Io {
     }
 }
 
+/// Puts back what `take` gave a `receive()` whose task was cancelled meanwhile
+/// (e.g. `asyncio.wait_for(ws.receive(), t)` timing out as the message came), with
+/// its bytes counted again: `take` subtracted them.
+fn untake(w: &mut Ws, ev: Event) {
+    w.inbox_bytes += size(&ev);
+    w.inbox.push_front(ev);
+}
+
 /// The next event for `receive()`; after the end, the end again. The app asking
 /// past the messages before a protocol fault is the moment the failing close goes
 /// out (after its answers to them).
@@ -302,7 +310,7 @@ fn apply(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, todo: Todo) {
     }
     if let Some((waiter, ev)) = todo.deliver {
         if is_done(py, &waiter) {
-            lock(ws).inbox.push_front(ev); // its task was cancelled: kept for the next call
+            untake(&mut lock(ws), ev); // its task was cancelled: kept for the next call
         } else {
             deliver(py, &waiter, &ev);
         }

@@ -170,6 +170,7 @@ impl Proxy {
             let mut sending = request_body::Sending::start(&worker, stream, body);
             let first = sending.first_frame(&mut rx).await?;
             if let Some(Frame::ResponseHead(head)) = first {
+                sending.detach();
                 let mut resp = build_response(*head)?;
                 sticky.remember(resp.headers_mut(), worker.id(), stamp.client.scheme);
                 let queue = worker

@@ -64,6 +64,12 @@ impl Sending {
         Ok(rx.recv().await)
     }
 
+    /// The answer's head came: the rest of the body goes on without the request
+    /// (until the body or the stream ends).
+    pub(super) fn detach(mut self) {
+        self.task = None; // a dropped JoinHandle lets its task run
+    }
+
     /// The body back, to be sent again (its request was taken back before it
     /// started): waits for the task, which stops at once on an ended stream.
     pub(super) async fn take_back(mut self) -> Result<spool::Body, Failure> {
@@ -73,7 +79,17 @@ impl Sending {
                 .map(|(body, _)| body)
                 .map_err(|_| Failure::Internal);
         }
-        self.back.ok_or(Failure::Internal)
+        self.back.take().ok_or(Failure::Internal)
+    }
+}
+
+/// A request given up before its answer's head (its client left, a 504, a body
+/// that failed to be read) stops sending.
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 

@@ -138,15 +138,16 @@ impl WorkerConn {
     }
 
     /// Waits for room for `len` body bytes in `stream`'s window (at once for a
-    /// WSGI worker); `false` when the stream is gone.
+    /// WSGI worker); `false` when the stream is gone, for either: the rest of its
+    /// body is needed by nobody.
     pub(super) async fn window_open(&self, stream: u32, len: usize) -> bool {
-        if self.interface != Interface::Asgi {
-            return true;
-        }
         let window = match self.streams.lock().unwrap().get(&stream) {
             Some(s) => s.window.clone(),
             None => return false,
         };
+        if self.interface != Interface::Asgi {
+            return true;
+        }
         match window {
             Some(w) => w.reserve(len).await,
             None => true,

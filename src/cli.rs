@@ -24,10 +24,24 @@ pub struct Cli {
     #[arg(short = 'b', long = "bind", help = with_default("Address to listen on: HOST:PORT, [V6]:PORT or unix:/path (repeatable).", defaults::BIND))]
     pub bind: Vec<String>,
 
-    /// gunicorn's worker class: sync and gthread are what ferricorn's threaded
-    /// workers do (with --threads); no other class is supported.
+    /// gunicorn's worker class: sync and gthread serve a WSGI app on threads (with
+    /// --threads); asgi and uvicorn.workers.UvicornWorker serve an ASGI app on an
+    /// event loop ([workers] interface).
     #[arg(short = 'k', long = "worker-class", value_name = "CLASS")]
     pub worker_class: Option<String>,
+
+    #[arg(long = "worker-connections", value_name = "N", help = with_default("ASGI: requests and WebSockets in flight at once in one worker.", defaults::WORKER_CONNECTIONS))]
+    pub worker_connections: Option<usize>,
+
+    #[arg(long = "asgi-loop", value_name = "LOOP", help = with_default("ASGI: the event loop, auto (uvloop when installed), asyncio or uvloop.", defaults::ASGI_LOOP))]
+    pub asgi_loop: Option<String>,
+
+    #[arg(long = "asgi-lifespan", value_name = "MODE", help = with_default("ASGI: the lifespan protocol, auto, on or off.", defaults::ASGI_LIFESPAN))]
+    pub asgi_lifespan: Option<String>,
+
+    /// ASGI: the scope's root_path, the URL prefix the app is mounted under (gunicorn's --root-path).
+    #[arg(long = "root-path", value_name = "PATH", allow_hyphen_values = true)]
+    pub root_path: Option<String>,
 
     /// Worker processes. [default: $WEB_CONCURRENCY, else the number of CPU cores]
     #[arg(short = 'w', long = "workers")]

@@ -33,6 +33,15 @@ pub const PRELOAD: bool = false;
 pub const BACKLOG: usize = 2048;
 /// `[workers] queue_timeout`: seconds.
 pub const QUEUE_TIMEOUT_S: u64 = 30;
+/// `[workers] interface`, `-k`.
+pub const INTERFACE: &str = "wsgi";
+/// `[workers] worker_connections`, `--worker-connections`: requests and WebSockets
+/// in flight at once in one ASGI worker.
+pub const WORKER_CONNECTIONS: usize = ferricorn_wire::worker_args::WORKER_CONNECTIONS;
+/// `[workers] asgi_loop`, `--asgi-loop`.
+pub const ASGI_LOOP: &str = "auto";
+/// `[workers] asgi_lifespan`, `--asgi-lifespan`.
+pub const ASGI_LIFESPAN: &str = "auto";
 /// `[workers] look_ahead`: requests sent ahead to a busy worker.
 pub const LOOK_AHEAD: usize = 16;
 /// `[workers] look_ahead_stall_ms`.

@@ -40,7 +40,7 @@ fn log_level_warn_and_the_sync_and_gthread_classes_are_accepted() {
 
 #[test]
 fn other_worker_classes_are_refused_in_one_line() {
-    for class in ["gevent", "uvicorn.workers.UvicornWorker"] {
+    for class in ["gevent", "eventlet", "tornado"] {
         let out = run(["-k", class, "sup_app:app"]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");

@@ -85,6 +85,8 @@ pub struct PythonSection {
     pub venv: Option<PathBuf>,
     pub interpreter: Option<PathBuf>,
     pub hooks: Option<String>,
+    /// ASGI's `root_path`: the URL prefix the app is mounted under.
+    pub root_path: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -105,6 +107,13 @@ pub struct WorkersSection {
     pub boot_timeout: Option<u64>,
     pub look_ahead: Option<usize>,
     pub look_ahead_stall_ms: Option<u64>,
+    /// `"wsgi"` or `"asgi"`.
+    pub interface: Option<String>,
+    pub worker_connections: Option<usize>,
+    /// `"auto"`, `"asyncio"` or `"uvloop"`.
+    pub asgi_loop: Option<String>,
+    /// `"auto"`, `"on"` or `"off"`.
+    pub asgi_lifespan: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -250,6 +259,7 @@ impl ServerSection {
 impl PythonSection {
     fn fill_defaults(&mut self) {
         default(&mut self.pythonpath, Vec::new());
+        default(&mut self.root_path, String::new());
         if self.venv.is_none() {
             self.venv = std::env::var_os("VIRTUAL_ENV").map(PathBuf::from);
         }
@@ -271,6 +281,10 @@ impl WorkersSection {
         default(&mut self.boot_timeout, defaults::BOOT_TIMEOUT_S);
         default(&mut self.look_ahead, defaults::LOOK_AHEAD);
         default(&mut self.look_ahead_stall_ms, defaults::LOOK_AHEAD_STALL_MS);
+        default(&mut self.interface, defaults::INTERFACE.into());
+        default(&mut self.worker_connections, defaults::WORKER_CONNECTIONS);
+        default(&mut self.asgi_loop, defaults::ASGI_LOOP.into());
+        default(&mut self.asgi_lifespan, defaults::ASGI_LIFESPAN.into());
     }
 }
 

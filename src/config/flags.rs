@@ -12,7 +12,7 @@ use crate::cli::Cli;
 /// Lays `cli` over `f`. `--static URL=DIR` mounts come after the file's.
 pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
     if let Some(class) = &cli.worker_class {
-        worker_class(class)?;
+        f.workers.interface = Some(worker_class(class)?.into());
     }
     set(&mut f.app, &cli.app);
     server(cli, &mut f.server);
@@ -60,12 +60,19 @@ fn sticky(prefix: &str, routes: &mut Vec<RouteSection>) {
 
 /// gunicorn's `-k`: its sync and gthread workers are what ferricorn's threaded
 /// workers are; async classes (gevent, eventlet, uvicorn's) are not supported.
-fn worker_class(class: &str) -> Result<(), ConfigError> {
+/// The interface a gunicorn worker class stands for.
+fn worker_class(class: &str) -> Result<&'static str, ConfigError> {
     match class {
-        "sync" | "gthread" => Ok(()),
+        "sync" | "gthread" => Ok("wsgi"),
+        "asgi"
+        | "uvicorn.workers.UvicornWorker"
+        | "uvicorn.workers.UvicornH11Worker"
+        | "uvicorn_worker.UvicornWorker"
+        | "uvicorn_worker.UvicornH11Worker" => Ok("asgi"),
         other => Err(ConfigError::invalid(format!(
-            "-k {other}: not supported: ferricorn's workers are threaded; use --threads N \
-             (sync and gthread are accepted)"
+            "-k {other}: not supported: use sync or gthread (a WSGI app on threads, \
+             --threads N) or asgi (an ASGI app on an event loop; \
+             uvicorn.workers.UvicornWorker is accepted too)"
         ))),
     }
 }
@@ -101,6 +108,7 @@ fn python(cli: &Cli, p: &mut PythonSection) {
     set(&mut p.venv, &cli.venv);
     set(&mut p.interpreter, &cli.python);
     set(&mut p.hooks, &cli.hooks);
+    set(&mut p.root_path, &cli.root_path);
 }
 
 fn workers(cli: &Cli, w: &mut WorkersSection) {
@@ -116,6 +124,9 @@ fn workers(cli: &Cli, w: &mut WorkersSection) {
     }
     set(&mut w.backlog, &cli.backlog);
     set(&mut w.boot_timeout, &cli.boot_timeout);
+    set(&mut w.worker_connections, &cli.worker_connections);
+    set(&mut w.asgi_loop, &cli.asgi_loop);
+    set(&mut w.asgi_lifespan, &cli.asgi_lifespan);
 }
 
 fn limits(cli: &Cli, l: &mut LimitsSection) {

@@ -13,6 +13,7 @@ pub use error::ConfigError;
 use crate::cli::Cli;
 use crate::defaults;
 use crate::net::{parse_bind, BindAddr, RealIpHeader, RealIpHeaderError, TrustedProxies};
+pub use ferricorn_wire::worker_args::Interface;
 use file::FileConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,8 @@ pub struct PythonSettings {
     pub interpreter: Option<interpreter::Interpreter>,
     /// Server hooks: a Python file (`.py`) or module.
     pub hooks: Option<String>,
+    /// ASGI's `root_path`: empty, or a path that starts with `/` and does not end with one.
+    pub root_path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +170,24 @@ pub struct WorkerSettings {
     /// A worker that finished nothing for this long gets its unstarted requests
     /// taken back and nothing sent ahead.
     pub look_ahead_stall: Duration,
+    /// WSGI threads or an ASGI event loop.
+    pub interface: Interface,
+    /// ASGI: requests and WebSockets in flight at once in one worker.
+    pub worker_connections: usize,
+    /// ASGI: `auto`, `asyncio` or `uvloop`.
+    pub asgi_loop: String,
+    /// ASGI: `auto`, `on` or `off`.
+    pub asgi_lifespan: String,
+}
+
+impl WorkerSettings {
+    /// Requests one worker runs at once: its threads, or its ASGI connections.
+    pub fn capacity(&self) -> usize {
+        match self.interface {
+            Interface::Wsgi => self.threads,
+            Interface::Asgi => self.worker_connections,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -375,6 +396,7 @@ fn python(f: &mut FileConfig, origins: Origins) -> Result<PythonSettings, Config
         venv: p.venv.clone(),
         interpreter,
         hooks: p.hooks.clone(),
+        root_path: root_path(given(&p.root_path))?,
     })
 }
 
@@ -393,14 +415,65 @@ fn workers(w: &file::WorkersSection) -> Result<WorkerSettings, ConfigError> {
         boot_timeout: secs(w.boot_timeout),
         look_ahead: given(&w.look_ahead),
         look_ahead_stall: Duration::from_millis(given(&w.look_ahead_stall_ms)),
+        interface: interface(&given(&w.interface))?,
+        worker_connections: at_least_one("worker_connections", given(&w.worker_connections))?,
+        asgi_loop: one_of(
+            "asgi_loop",
+            given(&w.asgi_loop),
+            &["auto", "asyncio", "uvloop"],
+        )?,
+        asgi_lifespan: one_of(
+            "asgi_lifespan",
+            given(&w.asgi_lifespan),
+            &["auto", "on", "off"],
+        )?,
     };
-    if workers.threads.saturating_add(workers.look_ahead) > crate::claims::MAX_OUTSTANDING {
+    let max = crate::claims::MAX_OUTSTANDING;
+    if workers.threads.saturating_add(workers.look_ahead) > max {
         return Err(ConfigError::invalid(format!(
-            "threads + look_ahead must be at most {}",
-            crate::claims::MAX_OUTSTANDING
+            "threads + look_ahead must be at most {max}"
+        )));
+    }
+    if workers.worker_connections > max {
+        return Err(ConfigError::invalid(format!(
+            "worker_connections must be at most {max}"
         )));
     }
     Ok(workers)
+}
+
+fn interface(name: &str) -> Result<Interface, ConfigError> {
+    match name {
+        "wsgi" => Ok(Interface::Wsgi),
+        "asgi" => Ok(Interface::Asgi),
+        other => Err(ConfigError::invalid(format!(
+            "interface = {other:?}: expected \"wsgi\" or \"asgi\""
+        ))),
+    }
+}
+
+fn one_of(key: &str, value: String, allowed: &[&str]) -> Result<String, ConfigError> {
+    if allowed.contains(&value.as_str()) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(format!(
+            "{key} = {value:?}: expected one of {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// ASGI's `root_path` is a path prefix: `/api`, never `api` or `/api/`.
+fn root_path(p: String) -> Result<String, ConfigError> {
+    let ok = p.is_empty()
+        || (p.starts_with('/') && !p.ends_with('/') && !p.bytes().any(|b| b.is_ascii_control()));
+    if ok {
+        Ok(p)
+    } else {
+        Err(ConfigError::invalid(format!(
+            "root_path = {p:?}: expected a path such as \"/api\" (a leading /, no trailing /)"
+        )))
+    }
 }
 
 fn static_cache(c: &file::StaticCacheSection) -> FileCache {

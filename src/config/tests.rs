@@ -395,3 +395,62 @@ fn spool_caps_from_flags_and_a_body_larger_than_the_byte_cap_is_refused() {
     let err = Settings::merge(&cli, f).unwrap_err().to_string();
     assert!(err.contains("body_spool_bytes (200000000)"), "{err}");
 }
+
+#[test]
+fn asgi_worker_classes_and_keys() {
+    let merge = |args: &[&str], toml_text: &str| {
+        let mut argv = vec!["ferricorn", "--static", "/s/=."];
+        argv.extend_from_slice(args);
+        let f: FileConfig = toml::from_str(toml_text).unwrap();
+        Settings::merge(&Cli::parse_from(argv), f)
+    };
+    let s = merge(&[], "").unwrap();
+    assert_eq!(s.workers.interface, Interface::Wsgi);
+    assert_eq!(s.workers.capacity(), s.workers.threads);
+    for class in [
+        "asgi",
+        "uvicorn.workers.UvicornWorker",
+        "uvicorn_worker.UvicornWorker",
+        "uvicorn.workers.UvicornH11Worker",
+    ] {
+        let s = merge(&["-k", class], "").unwrap();
+        assert_eq!(s.workers.interface, Interface::Asgi, "{class}");
+        assert_eq!(s.workers.capacity(), 1000);
+    }
+    // -k overrides the file, both ways.
+    let s = merge(&["-k", "gthread"], "[workers]\ninterface = \"asgi\"\n").unwrap();
+    assert_eq!(s.workers.interface, Interface::Wsgi);
+    let s = merge(
+        &[
+            "--worker-connections",
+            "50",
+            "--asgi-loop",
+            "uvloop",
+            "--root-path",
+            "/api",
+        ],
+        "[workers]\ninterface = \"asgi\"\nasgi_lifespan = \"off\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.workers.capacity(), 50);
+    assert_eq!(s.workers.asgi_loop, "uvloop");
+    assert_eq!(s.workers.asgi_lifespan, "off");
+    assert_eq!(s.python.root_path, "/api");
+    for (args, toml_text, needle) in [
+        (&[][..], "[workers]\ninterface = \"rsgi\"\n", "interface"),
+        (&["--asgi-loop", "trio"][..], "", "asgi_loop"),
+        (&["--asgi-lifespan", "yes"][..], "", "asgi_lifespan"),
+        (&["--worker-connections", "0"][..], "", "worker_connections"),
+        (
+            &["--worker-connections", "5000"][..],
+            "",
+            "worker_connections",
+        ),
+        (&["--root-path", "api"][..], "", "root_path"),
+        (&["--root-path", "/api/"][..], "", "root_path"),
+        (&["-k", "gevent"][..], "", "-k gevent"),
+    ] {
+        let err = merge(args, toml_text).unwrap_err().to_string();
+        assert!(err.contains(needle), "{args:?} {toml_text}: {err}");
+    }
+}

@@ -216,7 +216,12 @@ pub(super) async fn boot_pool(
         settings.workers.backlog,
         settings.workers.queue_timeout,
         LookAhead {
-            depth: settings.workers.look_ahead,
+            // An event loop takes every request it is sent: nothing waits in its
+            // socket for a thread, so nothing is sent ahead.
+            depth: match settings.workers.interface {
+                crate::config::Interface::Wsgi => settings.workers.look_ahead,
+                crate::config::Interface::Asgi => 0,
+            },
             stall: settings.workers.look_ahead_stall,
         },
     );

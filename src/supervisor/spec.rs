@@ -2,7 +2,7 @@
 //! (a reload swaps it whole). `process` turns it into the worker's command line,
 //! which `wire::worker_args::WorkerArgs` writes here and parses in the worker.
 
-use crate::config::Settings;
+use crate::config::{Interface, Settings};
 use ferricorn_wire::worker_args::WorkerArgs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +40,14 @@ pub struct WorkerSpec {
     pub preload: bool,
     /// Server hooks: a Python file or module (`hooks`, `ferricorn._hooks`).
     pub hooks: Option<String>,
+    /// WSGI threads or an ASGI event loop.
+    pub interface: Interface,
+    /// Requests one worker runs at once (`WorkerSettings::capacity`).
+    pub capacity: usize,
+    /// ASGI: `--asgi-loop`, `--asgi-lifespan`, `--root-path`.
+    pub asgi_loop: String,
+    pub asgi_lifespan: String,
+    pub root_path: String,
 }
 
 impl WorkerSpec {
@@ -66,6 +74,11 @@ impl WorkerSpec {
             max_lifetime: w.max_lifetime,
             preload: w.preload,
             hooks: settings.python.hooks.clone(),
+            interface: w.interface,
+            capacity: w.capacity(),
+            asgi_loop: w.asgi_loop.clone(),
+            asgi_lifespan: w.asgi_lifespan.clone(),
+            root_path: settings.python.root_path.clone(),
         }
     }
 
@@ -77,6 +90,11 @@ impl WorkerSpec {
             chdir: self.chdir.clone(),
             pythonpath: self.pythonpath.clone(),
             hooks: self.hooks.clone(),
+            interface: self.interface,
+            worker_connections: self.capacity,
+            asgi_loop: self.asgi_loop.clone(),
+            asgi_lifespan: self.asgi_lifespan.clone(),
+            root_path: self.root_path.clone(),
             ..WorkerArgs::default()
         }
     }

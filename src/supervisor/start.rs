@@ -100,12 +100,13 @@ pub(super) async fn start(
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let threads = spec.threads;
+        let capacity = spec.capacity;
         let conn = shards
             .host_worker()
             .run(move |host| async move {
                 let sock = UnixStream::from_std(sock)?;
-                WorkerConn::handshake(host, sock, claims, threads, quota, dispatcher, conn_tx).await
+                WorkerConn::handshake(host, sock, claims, capacity, quota, dispatcher, conn_tx)
+                    .await
             })
             .await??;
         let events = events.clone();

@@ -15,7 +15,7 @@ pub mod worker_args;
 
 /// Bumped whenever a frame's layout or meaning changes; the worker's Ready frame
 /// carries it, and the master refuses a worker that speaks another version.
-pub const PROTOCOL: u32 = 5;
+pub const PROTOCOL: u32 = 6;
 
 /// The ferricorn release this crate belongs to; the front and the worker module
 /// must come from the same one.
@@ -24,3 +24,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Exit status of a worker, and of the master at start-up, when the app does not
 /// import.
 pub const EXIT_APP_IMPORT: u8 = 3;
+
+/// Exit status of a worker whose app speaks the other interface (an ASGI app on
+/// WSGI workers, or the reverse); the master makes it its own usage error (2).
+pub const EXIT_APP_INTERFACE: u8 = 4;

@@ -23,6 +23,11 @@
 //! always and queues received fds in order; each upgrade head takes the next one
 //! (Linux ends a unix-stream `recvmsg` right after a segment that carries fds, so
 //! the fd is queued by the time its head's first byte is read).
+//!
+//! An ASGI worker runs many streams at once and gets three more frames from the
+//! front: `Cancel` (past its timeout), `Pause` / `Resume` (response back-pressure).
+//! It may end a response with `ResponseFile` (`http.response.pathsend`) instead of
+//! body frames.
 
 use crate::PROTOCOL;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -67,6 +72,10 @@ enum Kind {
     ResponseBody = 6,
     ResponseEnd = 7,
     Abort = 8,
+    Cancel = 9,
+    Pause = 10,
+    Resume = 11,
+    ResponseFile = 12,
 }
 
 impl Kind {
@@ -80,6 +89,10 @@ impl Kind {
             6 => Kind::ResponseBody,
             7 => Kind::ResponseEnd,
             8 => Kind::Abort,
+            9 => Kind::Cancel,
+            10 => Kind::Pause,
+            11 => Kind::Resume,
+            12 => Kind::ResponseFile,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
@@ -127,6 +140,18 @@ pub struct ResponseHead {
     pub headers: Vec<(Bytes, Bytes)>,
 }
 
+/// `http.response.pathsend` (ASGI): the body is this file, which the master opens
+/// and sends itself. `dev`, `ino` and `size` are what the worker's `stat` saw; the
+/// master sends nothing of a file that is no longer that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseFile {
+    /// An absolute path, as bytes (a Unix path need not be UTF-8).
+    pub path: Bytes,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+}
+
 /// What a worker says about itself when it is ready to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
@@ -170,6 +195,16 @@ pub enum Frame {
     ResponseEnd,
     /// The stream ends abnormally; the text says why (for the log only).
     Abort(Bytes),
+    /// Front → ASGI worker: the request is past its timeout (the client already got
+    /// 504): cancel its task. The worker ends the stream (`Abort`) once it is done.
+    Cancel,
+    /// Front → ASGI worker: the front holds too much of this stream's response;
+    /// the app's body `send()` waits until `Resume`.
+    Pause,
+    Resume,
+    /// ASGI worker → front, after `ResponseHead`: the body is this file, and the
+    /// response ends with it (no `ResponseEnd` follows).
+    ResponseFile(Box<ResponseFile>),
 }
 
 impl Frame {
@@ -184,6 +219,10 @@ impl Frame {
             Kind::ResponseBody => "ResponseBody",
             Kind::ResponseEnd => "ResponseEnd",
             Kind::Abort => "Abort",
+            Kind::Cancel => "Cancel",
+            Kind::Pause => "Pause",
+            Kind::Resume => "Resume",
+            Kind::ResponseFile => "ResponseFile",
         }
     }
 
@@ -197,6 +236,10 @@ impl Frame {
             Frame::ResponseBody(_) => Kind::ResponseBody,
             Frame::ResponseEnd => Kind::ResponseEnd,
             Frame::Abort(_) => Kind::Abort,
+            Frame::Cancel => Kind::Cancel,
+            Frame::Pause => Kind::Pause,
+            Frame::Resume => Kind::Resume,
+            Frame::ResponseFile(_) => Kind::ResponseFile,
         }
     }
 }
@@ -211,7 +254,13 @@ pub fn encode(stream: u32, frame: &Frame, out: &mut BytesMut) {
         Frame::Ready(r) => encode_ready(r, out),
         Frame::RequestHead(head) => encode_request_head(head, out),
         Frame::RequestBody(b) | Frame::ResponseBody(b) | Frame::Abort(b) => out.put_slice(b),
-        Frame::RequestEnd | Frame::ResponseEnd => {}
+        Frame::RequestEnd | Frame::ResponseEnd | Frame::Cancel | Frame::Pause | Frame::Resume => {}
+        Frame::ResponseFile(f) => {
+            put_str(&f.path, out);
+            out.put_u64(f.dev);
+            out.put_u64(f.ino);
+            out.put_u64(f.size);
+        }
         Frame::ResponseHead(head) => {
             out.put_u16(head.status);
             put_headers(&head.headers, out);
@@ -349,6 +398,15 @@ fn decode_payload(kind: Kind, p: &mut Bytes) -> Result<Frame, WireError> {
         Kind::ResponseBody => Frame::ResponseBody(p.split_off(0)),
         Kind::ResponseEnd => Frame::ResponseEnd,
         Kind::Abort => Frame::Abort(p.split_off(0)),
+        Kind::Cancel => Frame::Cancel,
+        Kind::Pause => Frame::Pause,
+        Kind::Resume => Frame::Resume,
+        Kind::ResponseFile => Frame::ResponseFile(Box::new(ResponseFile {
+            path: get_str(p)?,
+            dev: get_u64(p)?,
+            ino: get_u64(p)?,
+            size: get_u64(p)?,
+        })),
     })
 }
 
@@ -513,6 +571,15 @@ mod tests {
             Frame::ResponseBody(Bytes::new()),
             Frame::ResponseEnd,
             Frame::Abort(Bytes::from_static(b"boom")),
+            Frame::Cancel,
+            Frame::Pause,
+            Frame::Resume,
+            Frame::ResponseFile(Box::new(ResponseFile {
+                path: Bytes::from_static(b"/srv/media/a\xff.bin"),
+                dev: 2049,
+                ino: u64::MAX,
+                size: 200 << 20,
+            })),
         ]
     }
 

@@ -10,8 +10,30 @@ use std::path::PathBuf;
 #[error("{0}")]
 pub struct BadArgs(String);
 
+/// `--worker-connections` by default: gunicorn's `worker_connections` default.
+pub const WORKER_CONNECTIONS: usize = 1000;
+
+/// The interface the app is served through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Interface {
+    /// PEP 3333: `app(environ, start_response)` on threads.
+    #[default]
+    Wsgi,
+    /// ASGI 3.0: `await app(scope, receive, send)` on an event loop.
+    Asgi,
+}
+
+impl Interface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interface::Wsgi => "wsgi",
+            Interface::Asgi => "asgi",
+        }
+    }
+}
+
 /// Arguments after `python -m ferricorn.worker`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Parser)]
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "ferricorn.worker")]
 pub struct WorkerArgs {
     /// The master's Unix socket to connect to.
@@ -43,10 +65,36 @@ pub struct WorkerArgs {
     /// stdin (a seqpacket socket). `socket` is unused.
     #[arg(long)]
     pub zygote: bool,
+    /// WSGI (threads) or ASGI (an event loop).
+    #[arg(long, value_enum, default_value_t = Interface::Wsgi)]
+    pub interface: Interface,
+    /// ASGI: requests and WebSockets in flight at once in this worker.
+    #[arg(long, default_value_t = WORKER_CONNECTIONS)]
+    pub worker_connections: usize,
+    /// ASGI: the event loop, `auto` (uvloop when it imports), `asyncio` or `uvloop`.
+    #[arg(long, default_value = "auto")]
+    pub asgi_loop: String,
+    /// ASGI: the lifespan protocol, `auto`, `on` or `off`.
+    #[arg(long, default_value = "auto")]
+    pub asgi_lifespan: String,
+    /// ASGI: the scope's `root_path` (the prefix the app is mounted under).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub root_path: String,
     /// The pipe the worker's own log records go to (`crate::log_record`), apart
     /// from the app's output; without it they are plain lines on stderr.
     #[arg(long)]
     pub log_fd: Option<i32>,
+}
+
+/// Clap's defaults (one definition of them), with an empty socket and app.
+impl Default for WorkerArgs {
+    fn default() -> Self {
+        WorkerArgs {
+            socket: PathBuf::new(),
+            app: String::new(),
+            ..WorkerArgs::parse_from(["ferricorn.worker", "--socket", "-", "--app", "-"])
+        }
+    }
 }
 
 impl WorkerArgs {
@@ -83,6 +131,20 @@ impl WorkerArgs {
         if let Some(fd) = self.log_fd {
             out.extend(["--log-fd".into(), fd.to_string().into()]);
         }
+        if self.interface == Interface::Asgi {
+            out.extend([
+                "--interface".into(),
+                "asgi".into(),
+                "--worker-connections".into(),
+                self.worker_connections.to_string().into(),
+                "--asgi-loop".into(),
+                self.asgi_loop.clone().into(),
+                "--asgi-lifespan".into(),
+                self.asgi_lifespan.clone().into(),
+                "--root-path".into(),
+                self.root_path.clone().into(),
+            ]);
+        }
         out
     }
 
@@ -111,6 +173,11 @@ mod tests {
             hooks: Some("conf/hooks.py".into()),
             zygote: true,
             log_fd: Some(3),
+            interface: Interface::Asgi,
+            worker_connections: 77,
+            asgi_loop: "uvloop".into(),
+            asgi_lifespan: "on".into(),
+            root_path: "/api".into(),
         };
         assert_eq!(WorkerArgs::parse_args(full.to_args()).unwrap(), full);
         let bare = WorkerArgs {

@@ -91,7 +91,10 @@ args=(suite "$here/scenarios.toml" -n "$rounds" -d "$duration" --warmup "$warmup
       --max-load "$max_load" --load-wait "$load_wait" --out "$out/results.jsonl")
 [ -n "$only" ] && args+=(--only "$only")
 
-shown="cd <repo> && $([ "$smoke" = 1 ] && echo "SMOKE=1 " || echo "ROUNDS=$rounds DURATION=$duration MAX_LOAD=$max_load LOAD_WAIT=$load_wait ")${ONLY:+ONLY=$ONLY }$([ "$with_ferricorn" = 0 ] && echo "FERRICORN=0 ")bash benches/asgi/run.sh"
+settings="ROUNDS=$rounds DURATION=$duration MAX_LOAD=$max_load LOAD_WAIT=$load_wait "
+[ "$smoke" = 1 ] && settings="SMOKE=1 "
+[ "$with_ferricorn" = 0 ] && settings+="FERRICORN=0 "
+shown="cd <repo> && $settings${ONLY:+ONLY=$ONLY }bash benches/asgi/run.sh"
 printf '%s\n' "$shown" "# which runs:" \
   "python3 benches/harness/run.py suite benches/asgi/scenarios.toml -n $rounds -d $duration --warmup $warmup --max-load $max_load --load-wait $load_wait --out results.jsonl${only:+ --only $only}" \
   "# with BENCH_VENV=target/asgi-bench-venv" > "$out/command.txt"

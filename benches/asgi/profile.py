@@ -65,11 +65,52 @@ def summarize(raw, top):
     return "\n".join(out)
 
 
+def cpu_split(leader, workers, url, seconds):
+    """CPU µs per request of the leader (ferricorn's master; a Python supervisor for the
+    peers) and of the workers, over a wrk run of its own (nothing sampling the process)."""
+    def ticks():
+        table = harness.proc_table()
+        return {p: table[p]["ticks"] for p in harness.server_tree(table, leader, leader)}
+
+    t0 = ticks()
+    _, _, out, _ = harness.run_wrk("wrk", url, 1, 64, seconds, "2s")
+    t1 = ticks()
+    requests = harness.parse_wrk(out).get("requests") or 1
+    used = {p: (t1[p] - t0.get(p, 0)) / harness.CLK_TCK for p in t1}
+    per_req = lambda cpu: 1e6 * cpu / requests  # noqa: E731
+    rows = [("leader (master)", per_req(used.get(leader, 0)))]
+    rows.append((f"workers ({len(workers)})", per_req(sum(used.get(w, 0) for w in workers))))
+    rest = sum(c for p, c in used.items() if p != leader and p not in workers)
+    if rest:
+        rows.append(("other processes", per_req(rest)))
+    lines = [f"CPU per request over {seconds} s of wrk -t1 -c64 alone "
+             f"({requests / seconds:,.0f} req/s):", "", "| process | µs/request |", "| --- | --- |"]
+    lines += [f"| {name} | {us:.1f} |" for name, us in rows]
+    return "\n".join(lines)
+
+
+def sample(py_spy, worker, url, a, raw):
+    """py-spy on one worker while wrk loads the server; returns wrk's req/s."""
+    wrk = subprocess.Popen(["wrk", "-t1", "-c64", f"-d{a.duration + 3}s", url],
+                           stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    # Native stacks need the process paused at each sample (py-spy refuses
+    # --nonblocking with --native); Python-only sampling leaves it running.
+    mode = ["--native"] if a.native else ["--nonblocking"]
+    cmd = [py_spy, "record", *mode, "-r", str(a.rate), "-d", str(a.duration),
+           "-f", "raw", "-o", str(raw), "-p", str(worker)]
+    spy = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rps = harness.parse_wrk(wrk.communicate()[0]).get("rps") or 0
+    if spy.returncode != 0:
+        sys.exit(f"py-spy failed: {spy.stderr.strip()[-500:]}")
+    return rps
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario")
     ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--rate", type=int, default=250)
+    ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--native", action="store_true", help="py-spy --native (Rust/C frames)")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", default=str(HERE.parents[1] / "target" / "asgi-profile"))
@@ -85,6 +126,7 @@ def main():
     log = open(out / f"{a.scenario}.server.log", "wb")
     proc = subprocess.Popen(["/bin/sh", "-c", sc["cmd"]], cwd=sc.get("cwd") or str(HERE),
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    raw = out / f"{a.scenario}.raw.txt"
     try:
         deadline = time.monotonic() + 30
         while harness.http_get(sc["url"], timeout=1.0)[0] != 200:
@@ -93,21 +135,15 @@ def main():
             time.sleep(0.1)
         time.sleep(0.5)  # every worker up, not only the first to answer
         workers = python_workers(proc.pid)
-        wrk = subprocess.Popen(["wrk", "-t1", "-c64", f"-d{a.duration + 3}s", "--latency", sc["url"]],
-                               stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
-        raw = out / f"{a.scenario}.raw.txt"
-        cmd = [py_spy, "record", "--nonblocking", "-r", str(a.rate), "-d", str(a.duration),
-               "-f", "raw", "-o", str(raw), "-p", str(workers[0])] + (["--native"] if a.native else [])
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wrk_out = wrk.communicate()[0]
+        harness.run_wrk("wrk", sc["url"], 1, 64, 2, "2s", latency=False)  # warm-up
+        split = cpu_split(proc.pid, workers, sc["url"], a.duration)
+        rps = sample(py_spy, workers[0], sc["url"], a, raw)
     finally:
         harness.stop_server(proc, None, 5.0)
         log.close()
-    rps = harness.parse_wrk(wrk_out).get("rps")
-    text = (f"## {a.scenario}: one worker (pid {workers[0]} of {len(workers)}) sampled by py-spy "
-            f"{'--native ' if a.native else ''}for {a.duration} s at {a.rate} Hz under wrk -t1 -c64 "
-            f"({rps:,.0f} req/s during the profile)\n\n" + summarize(raw, a.top))
+    text = (f"## {a.scenario}\n\n{split}\n\nOne worker (pid {workers[0]} of {len(workers)}) "
+            f"sampled by py-spy {'--native ' if a.native else ''}for {a.duration} s at {a.rate} Hz "
+            f"under wrk -t1 -c64 ({rps:,.0f} req/s while sampled):\n\n" + summarize(raw, a.top))
     (out / f"{a.scenario}.md").write_text(text + "\n")
     print(text)
 

@@ -15,5 +15,16 @@ if [ "$("$tools/bin/py-spy" --version 2>/dev/null)" != "py-spy 0.4.3" ]; then
   "$tools/bin/pip" install -q --disable-pip-version-check py-spy==0.4.3
 fi
 cd "$root"
+venv="$root/target/asgi-bench-venv"
+# The wheel's worker module is stripped (pyproject.toml): for Rust frames with names,
+# --native swaps in the same crate built by cargo with its debug info, and puts the
+# wheel's module back when done.
+if [[ " $* " == *" --native "* ]]; then
+  export PYO3_PYTHON=${PYO3_PYTHON:-$(command -v "${PYTHON:-python3.11}")}
+  cargo build --release --locked -p ferricorn-worker >&2
+  module=$(echo "$venv"/lib/python3*/site-packages/ferricorn/_worker.abi3.so)
+  trap '"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$root"/target/wheels/ferricorn-*.whl' EXIT
+  cp "$root/target/release/lib_worker.so" "$module"
+fi
 BENCH_VENV="$root/target/asgi-bench-venv" FERRICORN_ROOT="$root" PY_SPY="$tools/bin/py-spy" \
   python3 "$root/benches/asgi/profile.py" "$@"

@@ -1,3 +1,5 @@
+"""The bench project's one URL: the async view at /."""
+
 from django.urls import path
 
 from . import views

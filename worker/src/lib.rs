@@ -16,6 +16,7 @@
 
 pub(crate) use ferricorn_wire::{claims, wire};
 
+pub mod asgi;
 pub mod body;
 pub mod log;
 pub mod python;

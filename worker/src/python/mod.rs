@@ -10,6 +10,7 @@
 //! request also gets its socket in the environ, closed after the response (`upgrade`).
 
 pub mod app;
+pub mod asgi;
 mod environ;
 mod file_wrapper;
 mod input;
@@ -76,6 +77,25 @@ pub fn load(dirs: &[std::path::PathBuf], spec: &str) -> Result<App, app::LoadFai
             message: "failed to prepare the interpreter".into(),
         })?;
         app::load(py, spec).map(App)
+    })
+}
+
+/// The app's interface against the configured one (`ferricorn/_interface.py`):
+/// `Some(line)` when they differ, the one line the operator gets. A failure of
+/// the check itself trusts the configuration.
+pub fn check_interface(app: &App, spec: &str, interface: &str) -> Option<String> {
+    Python::attach(|py| {
+        let got = py
+            .import("ferricorn._interface")
+            .and_then(|m| m.call_method1("check", (app.0.bind(py), spec, interface)))
+            .and_then(|r| r.extract::<Option<String>>());
+        match got {
+            Ok(line) => line,
+            Err(e) => {
+                log_exception(py, "the interface check failed", &e);
+                None
+            }
+        }
     })
 }
 

@@ -10,6 +10,7 @@
 //! the socket I/O themselves: `server`, `stream`), send Ready, then wait for a
 //! reason to exit.
 
+mod asgi;
 mod server;
 mod signals;
 mod zygote;
@@ -20,8 +21,9 @@ use crate::python::{self, app::LoadFailure, Handler, Shared};
 use crate::stream::{Conn, Exit, Fatal};
 use crate::wire::{Frame, Ready};
 use ferricorn_wire::log_record::{Level, Record, IMPORT_FAILED};
+use ferricorn_wire::worker_args::Interface;
 use ferricorn_wire::worker_args::WorkerArgs;
-use ferricorn_wire::{EXIT_APP_IMPORT, PROTOCOL};
+use ferricorn_wire::{EXIT_APP_IMPORT, EXIT_APP_INTERFACE, PROTOCOL};
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ use std::sync::Arc;
 const PYTHON_STACK: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-enum StartError {
+pub(crate) enum StartError {
     #[error("cannot block signals: {0}")]
     Signals(nix::Error),
     #[error(transparent)]
@@ -53,6 +55,8 @@ enum StartError {
     Control(std::io::Error),
     #[error(transparent)]
     LogFd(#[from] log::LogFdError),
+    #[error("the ASGI event loop failed:\n{0}")]
+    Loop(String),
 }
 
 /// Runs the worker on the calling (main) thread; returns the process's exit status.
@@ -97,7 +101,17 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
     }
     let loaded = load(&args);
     let mut handler = match loaded {
-        Ok(app) => Handler::App(app),
+        Ok(app) => {
+            let interface = args.interface.as_str();
+            if let Some(line) = python::check_interface(&app, &args.app, interface) {
+                report(&LoadFailure {
+                    traceback: None,
+                    message: line,
+                });
+                return Ok(EXIT_APP_INTERFACE);
+            }
+            Handler::App(app)
+        }
         Err(failure) => {
             report(&failure);
             if !args.dev || args.check {
@@ -145,7 +159,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// The import failure as one record (the master shows it once per generation,
 /// however many workers hit it), or as plain text for `--check-config`, whose
 /// stderr is the user's terminal.
-fn report(failure: &LoadFailure) {
+pub(crate) fn report(failure: &LoadFailure) {
     let tb = failure.traceback.as_deref().unwrap_or_default().trim_end();
     if log::is_plain() {
         use std::io::Write;
@@ -169,6 +183,12 @@ fn broken_page(failure: &LoadFailure) -> Vec<u8> {
 }
 
 fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
+    if args.interface == Interface::Asgi {
+        if let Handler::App(app) = handler {
+            return asgi::serve(args, app);
+        }
+        // `--dev` with an app that failed to import: the WSGI threads serve its page.
+    }
     let threads = args.threads.max(1);
     let shared = Shared::new(handler, threads, args.dev)?;
     let shared = Arc::new(shared);
@@ -216,7 +236,7 @@ fn serve(args: &WorkerArgs, handler: Handler) -> Result<u8, StartError> {
 /// Runs `atexit` on a clean exit and picks the exit status. Every frame is written
 /// by the time a drain ends (threads write their own). The interpreter is not
 /// finalised: Python threads may be busy.
-fn shutdown(why: Exit, hooks: bool) -> u8 {
+pub(crate) fn shutdown(why: Exit, hooks: bool) -> u8 {
     match why {
         Exit::Drained => {
             if hooks {

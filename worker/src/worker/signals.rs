@@ -46,13 +46,22 @@ pub enum ParentError {
 
 /// Starts the thread that turns signals into drain / quick-exit decisions.
 pub fn spawn(conn: Arc<Conn>) -> std::io::Result<()> {
+    spawn_with(move |term| match term {
+        // SIGTERM: the master stopped sending work; finish what is in flight.
+        true => conn.drain(),
+        false => conn.exit(Exit::Quick),
+    })
+}
+
+/// The signal thread with its own reaction: `on(true)` for SIGTERM (drain),
+/// `on(false)` for SIGINT / SIGQUIT (stop now). The ASGI worker posts both to its
+/// loop.
+pub fn spawn_with(on: impl Fn(bool) + Send + 'static) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
             match handled().wait() {
-                // SIGTERM: the master stopped sending work; finish what is in flight.
-                Ok(Signal::SIGTERM) => conn.drain(),
-                Ok(_) => conn.exit(Exit::Quick),
+                Ok(sig) => on(sig == Signal::SIGTERM),
                 Err(e) => {
                     wlog!("sigwait failed: {e}");
                     return;

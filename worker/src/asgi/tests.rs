@@ -1,0 +1,99 @@
+use super::*;
+
+fn b(s: &'static [u8]) -> Bytes {
+    Bytes::from_static(s)
+}
+
+#[test]
+fn the_body_comes_in_order_and_the_last_piece_says_no_more() {
+    let mut i = Inbox::default();
+    assert_eq!(i.next(), Received::Wait);
+    i.push(b(b"a"));
+    assert_eq!(i.next(), Received::Body(b(b"a"), true));
+    i.push(b(b"b"));
+    i.end();
+    assert_eq!(i.next(), Received::Body(b(b"b"), false));
+    assert_eq!(i.next(), Received::Wait, "then only a disconnect");
+    i.abort();
+    assert_eq!(i.next(), Received::Disconnect);
+}
+
+#[test]
+fn an_empty_body_is_one_final_message() {
+    let mut i = Inbox::default();
+    i.push(b(b"x"));
+    assert_eq!(i.next(), Received::Body(b(b"x"), true));
+    i.end();
+    assert_eq!(i.next(), Received::Body(Bytes::new(), false));
+    assert_eq!(i.next(), Received::Wait);
+}
+
+#[test]
+fn the_head_is_checked_and_framing_fields_dropped() {
+    let mut r = Response::new(false);
+    assert_eq!(r.start(99, vec![]), Err(SendError::Status(99)));
+    assert_eq!(r.start(700, vec![]), Err(SendError::Status(700)));
+    let bad = vec![(b(b"x y"), b(b"1"))];
+    assert!(matches!(r.start(200, bad), Err(SendError::HeaderName(_))));
+    let bad = vec![(b(b"x"), b(b"a\r\nSet-Cookie: y"))];
+    assert!(matches!(r.start(200, bad), Err(SendError::HeaderValue(_))));
+    let two = vec![
+        (b(b"content-length"), b(b"1")),
+        (b(b"Content-Length"), b(b"2")),
+    ];
+    assert_eq!(r.start(200, two), Err(SendError::ConflictingLength));
+    let ok = vec![
+        (b(b"Transfer-Encoding"), b(b"chunked")),
+        (b(b"X-A"), b(b"1")),
+    ];
+    r.start(201, ok).unwrap();
+    assert_eq!(r.start(200, vec![]), Err(SendError::Twice));
+    assert!(!r.head_sent(), "held for the body");
+    let mut out = vec![];
+    r.body(Bytes::new(), true, &mut out).unwrap();
+    let Frame::ResponseHead(head) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(head.headers, vec![(b(b"x-a"), b(b"1"))]);
+    assert!(r.head_sent());
+}
+
+#[test]
+fn the_declared_length_is_kept_both_ways() {
+    let mut out = vec![];
+    let mut r = Response::new(false);
+    assert_eq!(r.body(b(b"x"), true, &mut out), Err(SendError::NotStarted));
+    r.start(200, vec![(b(b"content-length"), b(b"3"))]).unwrap();
+    r.body(b(b"ab"), false, &mut out).unwrap();
+    assert!(matches!(out.last(), Some(Frame::Abort(_))), "short: cut");
+    let mut r = Response::new(false);
+    r.start(200, vec![(b(b"content-length"), b(b"1"))]).unwrap();
+    out.clear();
+    assert_eq!(r.body(b(b"ab"), true, &mut out), Err(SendError::TooLong));
+    assert!(matches!(out.last(), Some(Frame::Abort(_))));
+    assert!(r.done());
+}
+
+#[test]
+fn big_bodies_go_in_chunks_and_head_requests_get_none() {
+    let mut out = vec![];
+    let mut r = Response::new(false);
+    r.start(200, vec![]).unwrap();
+    r.body(Bytes::from(vec![7; CHUNK * 2 + 1]), false, &mut out)
+        .unwrap();
+    assert_eq!(out.len(), 5, "head, three chunks, end");
+    assert_eq!(out[4], Frame::ResponseEnd);
+    let mut out = vec![];
+    let mut r = Response::new(true);
+    r.start(200, vec![(b(b"content-length"), b(b"5"))]).unwrap();
+    r.body(b(b"hello"), false, &mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1], Frame::ResponseEnd);
+}
+
+#[test]
+fn the_path_is_decoded_after_the_root_path() {
+    assert_eq!(scope_path("", b"/a%20b"), "/a b");
+    assert_eq!(scope_path("/app", b"/caf%C3%A9"), "/app/caf\u{e9}");
+    assert_eq!(scope_path("", b"/%FF"), "/\u{fffd}");
+}

@@ -1,0 +1,455 @@
+//! One `http` request on the loop: its task (`spawn`), `receive()` and `send()`
+//! (`Receive`, `Send`), the master's frames for it (`feed`, `client_gone`), and
+//! what its task's end means (`TaskDone`): a 500 if it failed before the head, an
+//! Abort if after, `Abort("cancelled")` when the master cancelled it. `receive()`
+//! and `send()` return an already-done awaitable unless they must wait; only then
+//! is a loop future made.
+
+use super::awaitable::Done;
+use super::conn::{lock, Core};
+use super::scope;
+use crate::asgi::{Inbox, Received, Response, SendError, HIGH_WATER};
+use crate::log::{self, wdebug};
+use crate::wire::{Frame, RequestHead};
+use bytes::Bytes;
+use ferricorn_wire::log_record::{Level, Record};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use std::sync::{Arc, Mutex};
+
+/// One request's state, shared by its `receive`, `send`, task callback and the
+/// connection's table.
+pub struct Stream {
+    pub id: u32,
+    pub inbox: Inbox,
+    pub resp: Response,
+    recv_waiter: Option<Py<PyAny>>,
+    send_waiter: Option<Py<PyAny>>,
+    pub paused: bool,
+    pub task: Option<Py<PyAny>>,
+    /// For the error log, should the app fail.
+    request: [Bytes; 3],
+}
+
+pub type StreamRef = Arc<Mutex<Stream>>;
+
+impl Stream {
+    pub fn new(id: u32, head: &RequestHead) -> StreamRef {
+        Arc::new(Mutex::new(Stream {
+            id,
+            inbox: Inbox::default(),
+            resp: Response::new(head.method.as_ref() == b"HEAD"),
+            recv_waiter: None,
+            send_waiter: None,
+            paused: false,
+            task: None,
+            request: [
+                head.request_id.clone(),
+                head.method.clone(),
+                head.path.clone(),
+            ],
+        }))
+    }
+}
+
+/// Builds the scope and starts `app(scope, receive, send)` as a task.
+pub fn spawn(
+    py: Python<'_>,
+    core: &Arc<Core>,
+    stream: &StreamRef,
+    head: &RequestHead,
+) -> PyResult<()> {
+    let scope = scope::http(py, &core.fixed, head)?;
+    let receive = Receive {
+        core: core.clone(),
+        stream: stream.clone(),
+    };
+    let send = Send {
+        core: core.clone(),
+        stream: stream.clone(),
+    };
+    let coro = core.app.call1(py, (scope, receive, send))?;
+    let task = core
+        .event_loop
+        .call_method1(py, intern!(py, "create_task"), (coro,))?;
+    let done = TaskDone {
+        core: core.clone(),
+        stream: stream.clone(),
+    };
+    task.call_method1(py, intern!(py, "add_done_callback"), (done,))?;
+    lock(stream).task = Some(task);
+    Ok(())
+}
+
+/// The app could not even be called (its call raised): a 500.
+pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, err: &PyErr) {
+    let (id, frames) = {
+        let mut s = lock(stream);
+        let _ = log_failure(py, &s.request, err);
+        let mut frames = Vec::new();
+        s.resp.error_page(&mut frames);
+        (s.id, frames)
+    };
+    core.send_frames(py, id, frames);
+    core.task_done(py, stream, id);
+}
+
+/// Body bytes or the body's end from the master; a waiting `receive()` gets them.
+pub fn feed(py: Python<'_>, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+    let delivered = {
+        let mut s = lock(stream);
+        f(&mut s.inbox);
+        take_for_waiter(py, &mut s)
+    };
+    if let Some((waiter, got)) = delivered {
+        if let Ok(msg) = message(py, got) {
+            resolve(py, &waiter, msg);
+        }
+    }
+}
+
+/// The waiting `receive()`'s future and what it gets, if something came.
+fn take_for_waiter(py: Python<'_>, s: &mut Stream) -> Option<(Py<PyAny>, Received)> {
+    let waiter = s.recv_waiter.take()?;
+    if is_done(py, &waiter) {
+        return None; // its task was cancelled: the message stays for the next call
+    }
+    match s.inbox.next() {
+        Received::Wait => {
+            s.recv_waiter = Some(waiter);
+            None
+        }
+        got => Some((waiter, got)),
+    }
+}
+
+/// The client went away (the master's Abort, or the connection's end): a waiting
+/// `receive()` gets `http.disconnect`, a waiting `send()` raises.
+pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
+    let (recv, send) = {
+        let mut s = lock(stream);
+        s.inbox.abort();
+        (s.recv_waiter.take(), s.send_waiter.take())
+    };
+    if let Some(w) = recv {
+        if let Ok(msg) = message(py, Received::Disconnect) {
+            resolve(py, &w, msg);
+        }
+    }
+    if let Some(w) = send {
+        reject(py, &w, disconnected());
+    }
+}
+
+/// The master's Cancel (the request is past its timeout; the master answered
+/// 504): the task is cancelled, and its end sends `Abort("cancelled")`.
+pub fn cancel(py: Python<'_>, stream: &StreamRef) {
+    let task = lock(stream).task.as_ref().map(|t| t.clone_ref(py));
+    if let Some(task) = task {
+        let _ = task.call_method0(py, intern!(py, "cancel"));
+    }
+}
+
+/// The master's Pause (`paused`) or Resume: a paused `send()` goes on.
+pub fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
+    let waiter = {
+        let mut s = lock(stream);
+        s.paused = paused;
+        match paused {
+            true => None,
+            false => s.send_waiter.take(),
+        }
+    };
+    if let Some(w) = waiter {
+        resolve(py, &w, py.None());
+    }
+}
+
+fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
+    fut.call_method0(py, intern!(py, "done"))
+        .and_then(|d| d.is_truthy(py))
+        .unwrap_or(true)
+}
+
+/// Completes a future unless its task gave up on it (cancelled).
+pub fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
+    if !is_done(py, fut) {
+        let _ = fut.call_method1(py, intern!(py, "set_result"), (value,));
+    }
+}
+
+fn reject(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
+    if !is_done(py, fut) {
+        let _ = fut.call_method1(py, intern!(py, "set_exception"), (err.into_value(py),));
+    }
+}
+
+fn disconnected() -> PyErr {
+    PyOSError::new_err("the client went away (http.disconnect)")
+}
+
+fn message(py: Python<'_>, got: Received) -> PyResult<Py<PyAny>> {
+    let d = PyDict::new(py);
+    match got {
+        Received::Body(body, more) => {
+            d.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+            d.set_item(intern!(py, "body"), PyBytes::new(py, &body))?;
+            d.set_item(intern!(py, "more_body"), more)?;
+        }
+        Received::Disconnect | Received::Wait => {
+            d.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+        }
+    }
+    Ok(d.into_any().unbind())
+}
+
+#[pyclass(frozen, module = "ferricorn", name = "Receive")]
+pub struct Receive {
+    core: Arc<Core>,
+    stream: StreamRef,
+}
+
+#[pymethods]
+impl Receive {
+    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let got = lock(&self.stream).inbox.next();
+        if got != Received::Wait {
+            return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
+        }
+        let fut = self
+            .core
+            .event_loop
+            .call_method0(py, intern!(py, "create_future"))?;
+        lock(&self.stream).recv_waiter = Some(fut.clone_ref(py));
+        Ok(fut)
+    }
+}
+
+#[pyclass(frozen, module = "ferricorn", name = "Send")]
+pub struct Send {
+    core: Arc<Core>,
+    stream: StreamRef,
+}
+
+#[pymethods]
+impl Send {
+    fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let kind = message.get_item(intern!(py, "type"))?;
+        let kind = kind.cast::<PyString>()?.to_cow()?;
+        if lock(&self.stream).inbox.is_aborted() {
+            return Err(disconnected());
+        }
+        let wait = match &*kind {
+            "http.response.start" => self.start(py, message)?,
+            "http.response.body" => self.body(py, message)?,
+            "http.response.pathsend" if self.core.fixed.pathsend => {
+                super::pathsend::send(py, &self.core, &self.stream, message)?
+            }
+            other => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "unexpected ASGI message type {other:?} for an http scope"
+                )))
+            }
+        };
+        match wait {
+            Some(fut) => Ok(fut),
+            None => Ok(Py::new(py, Done::none(py))?.into_any()),
+        }
+    }
+}
+
+impl Send {
+    fn start(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let status: i64 = message
+            .get_item(intern!(py, "status"))?
+            .extract()
+            .map_err(|_| PyTypeError::new_err("http.response.start: status must be an int"))?;
+        let fields = headers(py, message)?;
+        lock(&self.stream)
+            .resp
+            .start(status, fields)
+            .map_err(send_error)?;
+        Ok(None)
+    }
+
+    fn body(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let body = optional(py, message, intern!(py, "body"))?;
+        let data = match body {
+            None => Bytes::new(),
+            Some(b) => Bytes::copy_from_slice(
+                b.cast::<PyBytes>()
+                    .map_err(|_| PyTypeError::new_err("http.response.body: body must be bytes"))?
+                    .as_bytes(),
+            ),
+        };
+        let more = match optional(py, message, intern!(py, "more_body"))? {
+            Some(m) => m.is_truthy()?,
+            None => false,
+        };
+        let mut frames = Vec::new();
+        let (id, outcome, paused) = {
+            let mut s = lock(&self.stream);
+            let outcome = s.resp.body(data, more, &mut frames);
+            (s.id, outcome, s.paused && more)
+        };
+        let queued = self.core.send_frames(py, id, frames);
+        outcome.map_err(send_error)?;
+        if paused {
+            let fut = self
+                .core
+                .event_loop
+                .call_method0(py, intern!(py, "create_future"))?;
+            lock(&self.stream).send_waiter = Some(fut.clone_ref(py));
+            return Ok(Some(fut));
+        }
+        match queued >= HIGH_WATER {
+            true => self.core.drain_waiter(py),
+            false => Ok(None),
+        }
+    }
+}
+
+/// `message.get(key)`, None when missing or None.
+pub fn optional<'py>(
+    py: Python<'py>,
+    message: &Bound<'py, PyAny>,
+    key: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let v = message.call_method1(intern!(py, "get"), (key,))?;
+    Ok((!v.is_none()).then_some(v))
+}
+
+/// The message's `headers`: an iterable of `[name, value]` byte strings.
+fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
+    let Some(list) = optional(py, message, intern!(py, "headers"))? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for item in list.try_iter()? {
+        let item = item?;
+        let bytes = |i: usize| -> PyResult<Bytes> {
+            let v = item.get_item(i)?;
+            let b = v.cast::<PyBytes>().map_err(|_| {
+                PyTypeError::new_err("each response header must be a pair of bytes")
+            })?;
+            Ok(Bytes::copy_from_slice(b.as_bytes()))
+        };
+        if item.len()? != 2 {
+            return Err(PyTypeError::new_err(
+                "each response header must be a pair of bytes",
+            ));
+        }
+        out.push((bytes(0)?, bytes(1)?));
+    }
+    Ok(out)
+}
+
+pub fn send_error(e: SendError) -> PyErr {
+    match e {
+        SendError::Disconnected => disconnected(),
+        SendError::Twice | SendError::NotStarted | SendError::Complete | SendError::TooLong => {
+            PyRuntimeError::new_err(e.to_string())
+        }
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// The task's end decides the stream's end, if the app did not.
+#[pyclass(frozen, module = "ferricorn", name = "TaskDone")]
+pub struct TaskDone {
+    core: Arc<Core>,
+    stream: StreamRef,
+}
+
+#[pymethods]
+impl TaskDone {
+    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<()> {
+        let cancelled = task.call_method0(intern!(py, "cancelled"))?.is_truthy()?;
+        let err = match cancelled {
+            true => None,
+            false => {
+                let exc = task.call_method0(intern!(py, "exception"))?;
+                (!exc.is_none()).then(|| PyErr::from_value(exc))
+            }
+        };
+        let (id, frames) = {
+            let mut s = lock(&self.stream);
+            s.task = None;
+            (
+                s.id,
+                ending(py, &mut s, cancelled, err.as_ref(), self.core.dev),
+            )
+        };
+        self.core.send_frames(py, id, frames);
+        self.core.task_done(py, &self.stream, id);
+        Ok(())
+    }
+}
+
+/// The frames that end a stream whose task is over.
+fn ending(
+    py: Python<'_>,
+    s: &mut Stream,
+    cancelled: bool,
+    err: Option<&PyErr>,
+    dev: bool,
+) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    if cancelled {
+        if !s.resp.done() {
+            frames.push(s.resp.abort("cancelled"));
+        }
+        return frames;
+    }
+    if s.inbox.is_aborted() {
+        if let Some(e) = err {
+            let summary = super::super::traceback::summary(py, e);
+            wdebug!("stream {}: the client went away: {summary}", s.id);
+        }
+        if !s.resp.done() {
+            frames.push(s.resp.abort("client gone"));
+        }
+        return frames;
+    }
+    let tb = match err {
+        Some(e) => log_failure(py, &s.request, e),
+        None if !s.resp.done() => {
+            let e = PyRuntimeError::new_err(match s.resp.started() {
+                true => "the ASGI app returned before its response was complete",
+                false => "the ASGI app returned without sending a response",
+            });
+            log_failure(py, &s.request, &e)
+        }
+        None => String::new(),
+    };
+    if s.resp.done() {
+    } else if s.resp.head_sent() {
+        frames.push(s.resp.abort("the app failed mid-response"));
+    } else if dev {
+        let page = super::super::traceback::dev_page("The application raised an exception.", &tb);
+        s.resp
+            .error_page_of(b"text/html; charset=utf-8", Bytes::from(page), &mut frames);
+    } else {
+        s.resp.error_page(&mut frames);
+    }
+    frames
+}
+
+/// One error record with the traceback, as the WSGI path logs a failed request;
+/// returns the traceback.
+fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
+    let tb = super::super::traceback::format(py, err);
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    log::emit(
+        &Record::new(
+            Level::Error,
+            format!("error handling request\n{}", tb.trim_end()),
+        )
+        .field("request_id", text(&request[0]))
+        .field("method", text(&request[1]))
+        .field("path", text(&request[2])),
+    );
+    tb
+}

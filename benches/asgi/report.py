@@ -89,7 +89,7 @@ def goals(by_work):
         out.append(f"- hello ≥ 1.2× Granian ASGI: {r:.2f}× ({'met' if r >= 1.2 else 'not met'})")
     if "ferricorn" in django and len(django) > 1:
         ours = django["ferricorn"]
-        peers = {s: rs for s, rs in django.items() if s != "ferricorn"}
+        peers = {s: rs for s, rs in django.items() if not s.startswith("ferricorn")}
         best = max(peers, key=lambda s: med(peers[s], "rps") or 0)
         low = min(peers, key=lambda s: med(peers[s], "p99_ms") or float("inf"))
         ahead = med(ours, "rps") > med(peers[best], "rps")

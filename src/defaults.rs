@@ -42,6 +42,10 @@ pub const WORKER_CONNECTIONS: usize = ferricorn_wire::worker_args::WORKER_CONNEC
 pub const ASGI_LOOP: &str = "auto";
 /// `[workers] asgi_lifespan`, `--asgi-lifespan`.
 pub const ASGI_LIFESPAN: &str = "auto";
+/// ASGI: how long a worker has to end a request cancelled at its timeout (the
+/// task's clean-up included) before its event loop counts as blocked and the
+/// worker is dumped and replaced as a WSGI worker would be.
+pub const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// `[workers] look_ahead`: requests sent ahead to a busy worker.
 pub const LOOK_AHEAD: usize = 16;
 /// `[workers] look_ahead_stall_ms`.

@@ -19,6 +19,46 @@ fn get(server: &Server, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap())
 }
 
+/// The interface table (DESIGN27 §1) on real apps: Django's two handlers, Flask,
+/// plain functions and classes, asgiref's marker.
+#[test]
+fn the_interface_of_real_apps_is_recognised() {
+    let script = r#"
+import functools
+from django.conf import settings
+settings.configure(MIDDLEWARE=[])
+from ferricorn._interface import classify
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.wsgi import WSGIHandler
+from asgiref.sync import markcoroutinefunction
+import flask
+async def plain(scope, receive, send): pass
+def wsgi(environ, start_response): pass
+def wrapper(scope, receive, send): return plain(scope, receive, send)
+class Asgi2:
+    def __init__(self, scope): pass
+class WsgiClass:
+    def __init__(self, environ, start_response): pass
+class Marked:
+    def __init__(self): markcoroutinefunction(self)
+    def __call__(self, scope, receive, send): return plain(scope, receive, send)
+got = [classify(a) for a in (ASGIHandler(), WSGIHandler(), flask.Flask("t"), plain,
+    functools.partial(plain), wsgi, wrapper, Asgi2, WsgiClass, Marked(), len)]
+print(" ".join(got))
+"#;
+    let out = std::process::Command::new(venv().join("bin/python"))
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "asgi wsgi wsgi asgi asgi wsgi maybe-asgi asgi2 wsgi asgi unknown",
+        "{err}"
+    );
+}
+
 #[test]
 fn hello_over_http1_on_uvloop() {
     let server = asgi(&[]);
@@ -69,6 +109,11 @@ fn the_scope_says_what_the_front_decided() {
         v["extensions"],
         serde_json::json!(["http.response.pathsend"])
     );
+    let out = server.raw(
+        b"GET /scope HTTP/1.0\r\nHost: x\r\n\r\n",
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("\"http_version\": \"1.0\""), "{out}");
     let (status, body) = h2_request(&server, "GET", "/scope", b"");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -222,6 +267,30 @@ fn a_client_that_leaves_mid_stream_is_an_http_disconnect() {
     assert!(!server.log().contains("Traceback"), "{}", server.log());
 }
 
+/// HTTP/2's RST_STREAM is the client leaving, as HTTP/1's close is.
+#[test]
+fn an_http2_reset_mid_stream_is_an_http_disconnect() {
+    let server = asgi(&["-w", "1"]);
+    runtime().block_on(async {
+        let mut client = h2_client(server.addr).await;
+        let req = http::Request::builder()
+            .uri(format!("http://{}/sse", server.addr))
+            .body(())
+            .unwrap();
+        let (resp, _send) = client.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("data: 2") {
+            let chunk = body.data().await.unwrap().unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            seen.extend_from_slice(&chunk);
+        }
+        drop(body); // h2 resets a stream whose body is dropped unread
+        drop(client);
+    });
+    wait_for_answer(&server, "/disconnects", "1");
+}
+
 #[test]
 fn an_exception_before_the_head_is_a_500_and_the_worker_lives_on() {
     let server = asgi(&["-w", "1"]);
@@ -272,6 +341,11 @@ fn reload_mode_shows_the_traceback_page() {
     assert_eq!(r.status(), 500);
     let body = r.text().unwrap();
     assert!(body.contains("ValueError: boom before the head"), "{body}");
+    // An app that does not import: the import's traceback, served as for WSGI.
+    let server = test_app("raises_on_import:app", &["-k", "asgi", "--reload"]).start();
+    let (status, body) = get(&server, "/");
+    assert_eq!(status, 500);
+    assert!(body.contains("The application failed to import."), "{body}");
 }
 
 #[test]
@@ -291,6 +365,74 @@ fn term_lets_a_request_in_flight_finish_then_runs_the_lifespan_shutdown() {
     assert!(status.success(), "{status:?}\n{}", server.log());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "shutdown");
     assert!(!server.log().contains("Traceback"), "{}", server.log());
+}
+
+#[test]
+fn the_apps_head_is_checked_like_a_wsgi_apps() {
+    let server = asgi(&["-w", "1"]);
+    assert_eq!(get(&server, "/bad-header").0, 500);
+    server.wait_for_log("invalid value for header \"x-a\"", Duration::from_secs(5));
+    assert_eq!(get(&server, "/bad-status").0, 500);
+    server.wait_for_log("invalid status 1200", Duration::from_secs(5));
+    assert_eq!(get(&server, "/bytearray"), (200, "from a bytearray".into()));
+    let r = client().get(server.url("/hop-by-hop")).send().unwrap();
+    assert_eq!(r.headers()["x-kept"], "yes");
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
+    assert_eq!(r.text().unwrap(), "ok");
+}
+
+#[test]
+fn threads_size_the_loops_default_executor() {
+    let server = asgi(&["-w", "1", "--threads", "4"]);
+    let (_, body) = get(&server, "/executor");
+    let names: Vec<&str> = body.split(' ').collect();
+    assert_eq!(names.len(), 4, "{body}");
+    assert!(
+        names.iter().all(|n| n.starts_with("asgi-executor")),
+        "{body}"
+    );
+}
+
+#[test]
+fn preload_forks_workers_that_each_run_their_own_loop_and_lifespan() {
+    let server = asgi(&["-w", "2", "--preload"]);
+    assert_eq!(get(&server, "/"), (200, "hello".into()));
+    assert_eq!(get(&server, "/state"), (200, "yes".into()));
+}
+
+#[test]
+fn request_hooks_are_not_run_for_asgi_and_it_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = apps_dir().join("hooks_conf.py");
+    let server = test_app(
+        "asgi_raw:app",
+        &["-k", "asgi", "-w", "1", "--hooks", hooks.to_str().unwrap()],
+    )
+    .env("HOOKS_LOG", dir.path().join("hooks.log"))
+    .start();
+    assert_eq!(get(&server, "/"), (200, "hello".into()));
+    server.wait_for_log(
+        "pre_request and post_request are not run for ASGI",
+        Duration::from_secs(5),
+    );
+    let log = std::fs::read_to_string(dir.path().join("hooks.log")).unwrap();
+    assert!(log.contains("post_worker_init"), "{log}");
+    assert!(!log.contains("pre_request"), "{log}");
+}
+
+/// Until WebSockets are served (contract §4), a handshake is refused on the wire:
+/// its passed socket is taken off the queue and closed, so the next requests and
+/// handshakes stay in step with their sockets.
+#[test]
+fn a_websocket_handshake_is_refused_and_the_worker_goes_on() {
+    let server = asgi(&["-w", "1"]);
+    for _ in 0..2 {
+        let head = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let out = server.raw(head.as_bytes(), Duration::from_secs(10));
+        assert!(out.starts_with("HTTP/1.1 501"), "{out}");
+        assert_eq!(get(&server, "/"), (200, "hello".into()));
+    }
 }
 
 #[test]
@@ -328,6 +470,31 @@ fn a_failed_lifespan_startup_is_exit_3_with_its_message_once() {
     );
 }
 
+/// `auto` takes an app that raises on the lifespan scope as one without lifespan
+/// (said once, at info); `on` makes it a failed startup.
+#[test]
+fn lifespan_auto_goes_on_without_an_apps_lifespan_and_on_insists() {
+    let server = test_app("asgi_raw:no_lifespan", &["-k", "asgi", "-w", "1"]).start();
+    assert_eq!(get(&server, "/state"), (200, "none".into()));
+    server.wait_for_log(
+        "ASGI 'lifespan' protocol appears unsupported",
+        Duration::from_secs(5),
+    );
+    let mut server = test_app(
+        "asgi_raw:no_lifespan",
+        &["-k", "asgi", "-w", "1", "--asgi-lifespan", "on"],
+    )
+    .no_wait()
+    .start();
+    let status = server.wait_exit(Duration::from_secs(60));
+    let log = server.log();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(
+        log.contains("ValueError: unsupported scope lifespan"),
+        "{log}"
+    );
+}
+
 #[test]
 fn an_app_of_the_other_interface_is_exit_2_with_one_line() {
     let mut server = test_app("asgi_raw:wsgi_app", &["-k", "asgi"])
@@ -343,6 +510,19 @@ fn an_app_of_the_other_interface_is_exit_2_with_one_line() {
     let status = server.wait_exit(Duration::from_secs(60));
     let log = server.log();
     assert_eq!(status.code(), Some(2), "{log}");
+    let apps = apps_dir();
+    let out = run([
+        "--chdir",
+        apps.to_str().unwrap(),
+        "--check-config",
+        "asgi_raw:app",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"asgi_raw:app\" is an ASGI app (async def)"),
+        "{err}"
+    );
     let line = "\"asgi_raw:app\" is an ASGI app (async def); its workers are WSGI: add -k asgi \
                 (or [workers] interface = \"asgi\")";
     assert!(log.contains(line), "{log}");

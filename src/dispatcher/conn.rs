@@ -2,11 +2,13 @@
 //! batches queued frames into one write (and passes an upgrade request's socket with
 //! the first byte of its head, SCM_RIGHTS), a reader task that routes the worker's
 //! frames to the waiting requests, and the bookkeeping of streams in flight (which
-//! the supervisor reads to enforce `--timeout` and `--max-requests`).
+//! the supervisor reads to enforce `--timeout` and `--max-requests`). What differs
+//! for an ASGI worker (cancel, pause) is in `asgi`.
 
 use super::response_spool;
 use super::{Dispatcher, Lease, WorkerId};
 use crate::claims::{next_stream_id, Claims};
+use crate::config::Interface;
 use crate::shards::Host;
 use crate::wire::{self, Frame, RequestHead};
 use bytes::{Bytes, BytesMut};
@@ -38,6 +40,21 @@ struct Stream {
     timeout: Option<Duration>,
     /// The app took its socket (`exempt_from_timeout`): a WebSocket's thread.
     taken: bool,
+    /// ASGI: answered 504 and sent `Cancel`; the worker must end the stream by
+    /// then (`asgi`). It keeps its slot meanwhile.
+    cancel_by: Option<Instant>,
+    /// ASGI: the worker was told to `Pause` this response.
+    paused: bool,
+    /// ASGI: held bytes past which the response is paused (0: never, WSGI).
+    pause_at: usize,
+}
+
+/// What one worker runs requests on, and how many at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Its threads (WSGI) or `worker_connections` (ASGI).
+    pub slots: usize,
+    pub interface: Interface,
 }
 
 /// A frame for the writer; `fd` rides on the frame's first byte (an upgrade
@@ -58,6 +75,7 @@ pub struct WorkerConn {
     host: Host,
     claims: Claims,
     capacity: usize,
+    interface: Interface,
     retiring: AtomicBool,
     next_stream: AtomicU32,
     served: AtomicU64,
@@ -93,7 +111,7 @@ impl WorkerConn {
         host: Host,
         sock: UnixStream,
         claims: Claims,
-        capacity: usize,
+        capacity: Capacity,
         quota: u64,
         dispatcher: &'static Dispatcher,
         events: mpsc::UnboundedSender<WorkerEvent>,
@@ -119,7 +137,8 @@ impl WorkerConn {
             interpreter: ready.interpreter,
             host,
             claims,
-            capacity,
+            capacity: capacity.slots,
+            interface: capacity.interface,
             retiring: AtomicBool::new(false),
             next_stream: AtomicU32::new(1),
             served: AtomicU64::new(0),
@@ -215,8 +234,9 @@ impl WorkerConn {
                 Some(next_stream_id(id))
             })
             .unwrap_or_else(|id| id);
+        let (memory_limit, pause_at) = asgi::response_limits(self.interface, response_memory);
         let (tx, rx) = response_spool::channel(
-            response_memory,
+            memory_limit,
             super::response_budget::global(),
             head.request_id.clone(),
         );
@@ -227,6 +247,9 @@ impl WorkerConn {
                 last_activity: Instant::now(),
                 timeout,
                 taken: false,
+                cancel_by: None,
+                paused: false,
+                pause_at,
             },
         );
         self.claims.offer(stream);
@@ -324,7 +347,9 @@ impl WorkerConn {
     }
 
     /// Streams on which the worker has been silent for longer than their limit: the
-    /// route's, else `default` (`None`, or a zero limit: never).
+    /// route's, else `default` (`None`, or a zero limit: never). Not a stream
+    /// already cancelled (it was answered), nor one paused (the front keeps it
+    /// silent: its client does not read).
     pub fn silent_streams(&self, default: Option<Duration>) -> Vec<u32> {
         let now = Instant::now();
         self.streams
@@ -332,9 +357,11 @@ impl WorkerConn {
             .unwrap()
             .iter()
             .filter(|(_, s)| {
-                s.timeout
-                    .or(default)
-                    .is_some_and(|l| !l.is_zero() && now.duration_since(s.last_activity) > l)
+                s.cancel_by.is_none()
+                    && !s.paused
+                    && s.timeout
+                        .or(default)
+                        .is_some_and(|l| !l.is_zero() && now.duration_since(s.last_activity) > l)
             })
             .map(|(id, _)| *id)
             .collect()
@@ -397,7 +424,8 @@ impl WorkerConn {
     /// behind the stuck one is sent again instead.
     pub fn time_out_stream(&self, stream: u32) {
         if let Some(mut s) = self.streams.lock().unwrap().remove(&stream) {
-            if !self.take_back(stream, &mut s) {
+            // A cancelled stream was answered when it was cancelled.
+            if s.cancel_by.is_none() && !self.take_back(stream, &mut s) {
                 s.tx.time_out();
             }
         }
@@ -432,17 +460,26 @@ impl WorkerConn {
     /// disk) is cut for its client, and the worker is told to stop writing it: its
     /// end of the stream then frees the slot, whether or not the client ever reads.
     fn route(&self, stream: u32, frame: Frame, events: &mpsc::UnboundedSender<WorkerEvent>) {
-        let ends = matches!(frame, Frame::ResponseEnd | Frame::Abort(_));
+        let ends = matches!(
+            frame,
+            Frame::ResponseEnd | Frame::Abort(_) | Frame::ResponseFile(_)
+        );
         let mut streams = self.streams.lock().unwrap();
         if ends {
             let Some(mut s) = streams.remove(&stream) else {
                 return;
             };
-            // The worker moves on to a request it was sent ahead: that request's
-            // silence (for `--timeout`) starts now, not when it was queued.
-            let now = Instant::now();
-            for other in streams.values_mut() {
-                other.last_activity = now;
+            if s.cancel_by.is_some() {
+                tracing::debug!(pid = self.pid, stream, "a cancelled request ended");
+            }
+            // A WSGI worker moves on to a request it was sent ahead: that request's
+            // silence (for `--timeout`) starts now, not when it was queued. An ASGI
+            // worker runs every stream at once from the start.
+            if self.interface == Interface::Wsgi {
+                let now = Instant::now();
+                for other in streams.values_mut() {
+                    other.last_activity = now;
+                }
             }
             drop(streams);
             // Only body frames can be refused, and these are not.
@@ -450,12 +487,17 @@ impl WorkerConn {
             self.finished(events);
         } else if let Some(s) = streams.get_mut(&stream) {
             s.last_activity = Instant::now();
+            let body = matches!(frame, Frame::ResponseBody(_));
             if let Err(response_spool::GaveUp) = s.tx.send(frame) {
                 drop(streams);
                 self.send(
                     stream,
                     Frame::Abort(Bytes::from_static(b"response spool full")),
                 );
+            } else if body && asgi::pause(s) {
+                // Sent under the lock, so that a Resume (`response_taken`, on
+                // the client's thread) cannot overtake it.
+                self.send(stream, Frame::Pause);
             }
         }
     }
@@ -615,6 +657,8 @@ async fn send_with_fd(wr: &mut OwnedWriteHalf, bytes: &[u8], fd: OwnedFd) -> std
     drop(fd);
     wr.write_all(&bytes[1..]).await
 }
+
+mod asgi;
 
 #[cfg(test)]
 mod tests;

@@ -84,6 +84,8 @@ struct Queue {
     /// Body bytes queued in memory that the response has not taken yet (their share
     /// of the budget).
     in_memory: usize,
+    /// Body bytes queued in the spool file, not read back yet.
+    on_disk: usize,
     waker: Option<Waker>,
     sender_gone: bool,
     receiver_gone: bool,
@@ -103,6 +105,7 @@ impl Queue {
         Queue {
             deliveries: VecDeque::new(),
             in_memory: 0,
+            on_disk: 0,
             waker: None,
             sender_gone: false,
             receiver_gone: false,
@@ -117,6 +120,7 @@ impl Queue {
     /// Frees what the queue holds: its memory share and its spool file.
     fn free(&mut self) {
         self.deliveries.clear();
+        self.on_disk = 0;
         self.budget.give_memory(std::mem::take(&mut self.in_memory));
         self.spill = None;
     }
@@ -317,6 +321,13 @@ impl Sender {
         }
     }
 
+    /// Body bytes queued that the response has not taken yet, in memory or on disk
+    /// (an ASGI response is paused past a limit, `conn::asgi`).
+    pub fn held(&self) -> usize {
+        let q = lock(&self.shared);
+        q.in_memory + q.on_disk
+    }
+
     /// Ends the stream because the worker stayed silent past `--timeout`.
     pub fn time_out(&mut self) {
         push(lock(&self.shared), Delivery::TimedOut);
@@ -345,15 +356,17 @@ fn give_up(mut q: MutexGuard<'_, Queue>, request_id: Option<&Bytes>) -> GaveUp {
 
 /// Queues `delivery` (unless the receiver left) and wakes a waiting receiver.
 fn push(mut q: MutexGuard<'_, Queue>, delivery: Delivery) {
-    let memory = match &delivery {
-        Delivery::Frame(Frame::ResponseBody(b)) => b.len(),
-        _ => 0,
+    let (memory, disk) = match &delivery {
+        Delivery::Frame(Frame::ResponseBody(b)) => (b.len(), 0),
+        Delivery::Spilled { len, .. } => (0, *len),
+        _ => (0, 0),
     };
     if q.receiver_gone {
         q.budget.give_memory(memory);
         return;
     }
     q.in_memory += memory;
+    q.on_disk += disk;
     q.deliveries.push_back(delivery);
     wake(q);
 }
@@ -395,7 +408,13 @@ impl Receiver {
                         q.in_memory -= b.len();
                         Delivery::Frame(Frame::ResponseBody(b))
                     }
-                    Delivery::Spilled { file, len } => self.to_read(&mut q, file, len),
+                    Delivery::Spilled { file, len } => {
+                        let d = self.to_read(&mut q, file, len);
+                        if let Delivery::Spilled { len, .. } = &d {
+                            q.on_disk -= len;
+                        }
+                        d
+                    }
                     d => d,
                 };
                 q.last_taken = Instant::now();

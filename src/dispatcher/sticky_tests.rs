@@ -52,9 +52,17 @@ impl Pool {
         let claims = Claims::create(&self.dir.path().join(pid.to_string())).unwrap();
         let (events, _) = mpsc::unbounded_channel();
         let host = self.shards.host_worker();
-        let conn = WorkerConn::handshake(host, front, claims, threads, 0, self.dispatcher, events)
-            .await
-            .unwrap();
+        let conn = WorkerConn::handshake(
+            host,
+            front,
+            claims,
+            capacity(threads),
+            0,
+            self.dispatcher,
+            events,
+        )
+        .await
+        .unwrap();
         self.dispatcher.add(conn.clone());
         conn
     }
@@ -78,6 +86,13 @@ impl Pool {
             tokio::task::yield_now().await;
         }
         panic!("the request never queued");
+    }
+}
+
+fn capacity(threads: usize) -> conn::Capacity {
+    conn::Capacity {
+        slots: threads,
+        interface: crate::config::Interface::Wsgi,
     }
 }
 

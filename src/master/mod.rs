@@ -54,6 +54,11 @@ pub enum MasterError {
     /// ModuleNotFoundError: ...`), else one naming the app.
     #[error("{}", import_failure_line(.0))]
     AppImport(String),
+    /// The app speaks the other interface (the worker's one line: `"x" is an ASGI
+    /// app ...; add -k asgi`), a set-up error; `shown`: the worker already printed
+    /// it on the terminal (`--check-config`).
+    #[error("{}", interface_line(app))]
+    AppInterface { app: String, shown: bool },
     #[error(transparent)]
     Start(#[from] supervisor::StartError),
     #[error(transparent)]
@@ -138,6 +143,7 @@ pub fn main() -> ExitCode {
             eprintln!("ferricorn: {e}");
             ExitCode::from(EXIT_APP_IMPORT)
         }
+        Err(MasterError::AppInterface { shown: true, .. }) => ExitCode::from(2),
         Err(e) if e.is_setup_error() => {
             eprintln!("ferricorn: {e}");
             ExitCode::from(2)
@@ -155,7 +161,8 @@ impl MasterError {
         match self {
             MasterError::Interpreter(_)
             | MasterError::Pidfile { .. }
-            | MasterError::AccessLog { .. } => true,
+            | MasterError::AccessLog { .. }
+            | MasterError::AppInterface { .. } => true,
             MasterError::Start(e) => e.is_protocol_mismatch(),
             _ => false,
         }
@@ -246,6 +253,12 @@ async fn run(
     front_threads.stop();
     tracing::info!("Shutdown complete");
     Ok(())
+}
+
+fn interface_line(app: &str) -> String {
+    worker_output::last_import_failure().unwrap_or_else(|| {
+        format!("the app {app:?} speaks the other interface than its workers (WSGI or ASGI): see [workers] interface, -k")
+    })
 }
 
 fn import_failure_line(app: &str) -> String {

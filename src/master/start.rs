@@ -239,6 +239,8 @@ pub(super) async fn boot_pool(
             booted = &mut boot => break booted.map_err(|e| {
                 if e.is_import_failure() {
                     MasterError::AppImport(app.to_string())
+                } else if e.is_interface_mismatch() {
+                    MasterError::AppInterface { app: app.to_string(), shown: false }
                 } else {
                     e.into()
                 }
@@ -378,6 +380,13 @@ pub(super) fn make_runtime_dir(settings: &Settings) -> std::io::Result<tempfile:
 pub(super) async fn check_config(settings: &Settings) -> Result<(), MasterError> {
     if let Some(app) = &settings.app {
         let status = process::check_import(&WorkerSpec::of(settings)).await?;
+        if process::app_failure(&status) == Some(crate::supervisor::AppFailure::Interface) {
+            // The worker said it on stderr, the user's terminal.
+            return Err(MasterError::AppInterface {
+                app: app.clone(),
+                shown: true,
+            });
+        }
         if !status.success() {
             return Err(MasterError::AppImport(app.clone()));
         }

@@ -348,6 +348,14 @@ impl Metrics {
             "Static files answered 503: no file slot ([limits] response_files) within body_spool_wait.",
             g.responses.static_refused,
         );
+        *out += "# HELP ferricorn_pathsend_total ASGI responses whose body is a file the app named (http.response.pathsend), sent by the front, or refused (502: not the file the app saw).\n";
+        *out += "# TYPE ferricorn_pathsend_total counter\n";
+        let (sent, refused) = pathsend::counts();
+        let _ = writeln!(out, "ferricorn_pathsend_total{{result=\"sent\"}} {sent}");
+        let _ = writeln!(
+            out,
+            "ferricorn_pathsend_total{{result=\"refused\"}} {refused}"
+        );
         counter(
             out,
             "ferricorn_error_log_dropped_total",
@@ -436,6 +444,24 @@ fn counter(out: &mut String, name: &str, help: &str, v: u64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
     );
+}
+
+/// `ferricorn_pathsend_total`: counted where the front sends an app's named file
+/// (`proxy::pathsend`), read here.
+pub(crate) mod pathsend {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Files sent, and files refused (not the one the worker named).
+    pub(crate) static SENT: AtomicU64 = AtomicU64::new(0);
+    pub(crate) static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+    /// (sent, refused).
+    pub(crate) fn counts() -> (u64, u64) {
+        (
+            SENT.load(Ordering::Relaxed),
+            REFUSED.load(Ordering::Relaxed),
+        )
+    }
 }
 
 #[cfg(test)]

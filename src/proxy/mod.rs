@@ -9,6 +9,7 @@
 pub(crate) mod accel_fields;
 pub(crate) mod app_head;
 pub mod forward_headers;
+pub(crate) mod pathsend;
 pub mod spool;
 pub(crate) mod sticky;
 pub mod target;
@@ -199,13 +200,13 @@ impl Proxy {
                 if respond::has_no_content(&parts.method, resp.status()) {
                     return Ok(without_content(resp)); // `rx` goes: see there
                 }
-                return Ok(resp.map(|()| {
-                    respond::Body::new(AppBody {
-                        rx,
-                        guard: AbortOnDrop { worker, stream },
-                        done: false,
-                    })
-                }));
+                let body = AppBody {
+                    rx,
+                    guard: AbortOnDrop { worker, stream },
+                    done: false,
+                    first: None,
+                };
+                return pathsend::body_or_file(resp, body).await;
             }
             guard.worker = None;
             match rx.interruption() {
@@ -540,6 +541,8 @@ struct AppBody {
     rx: crate::dispatcher::response_spool::Receiver,
     guard: AbortOnDrop,
     done: bool,
+    /// A frame already taken from `rx` (`pathsend` looked at it).
+    first: Option<Frame>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -558,9 +561,12 @@ impl http_body::Body for AppBody {
             return Poll::Ready(None);
         }
         loop {
-            let frame = match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(f) => f,
+            let frame = match self.first.take() {
+                Some(f) => Some(f),
+                None => match self.rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(f) => f,
+                },
             };
             let end = |this: &mut Self| {
                 this.done = true;
@@ -568,7 +574,12 @@ impl http_body::Body for AppBody {
             };
             return Poll::Ready(match frame {
                 Some(Frame::ResponseBody(b)) if b.is_empty() => continue,
-                Some(Frame::ResponseBody(b)) => Some(Ok(http_body::Frame::data(b))),
+                Some(Frame::ResponseBody(b)) => {
+                    if let Some(w) = &self.guard.worker {
+                        w.response_taken(self.guard.stream); // ASGI: maybe Resume
+                    }
+                    Some(Ok(http_body::Frame::data(b)))
+                }
                 Some(Frame::ResponseEnd) => {
                     end(&mut self);
                     None

@@ -210,6 +210,7 @@ impl Proxy {
                     rx,
                     guard: AbortOnDrop { worker, stream },
                     done: false,
+                    first: None,
                 };
                 Ok(Upgraded::Answer(resp.map(|()| respond::Body::new(body))))
             }

@@ -20,8 +20,8 @@ mod start;
 mod timeout;
 mod zygote;
 
-pub use start::StartError;
 use start::{remove_worker_files, start};
+pub use start::{AppFailure, StartError};
 
 use crate::dispatcher::{Dispatcher, WorkerConn, WorkerEvent};
 use crate::observe::{Metrics, RestartReason};
@@ -366,10 +366,12 @@ impl Supervisor {
             }
             Err(e)
                 if purpose == Purpose::Reload
-                    && (e.is_import_failure() || e.is_protocol_mismatch()) =>
+                    && (e.app_failure().is_some() || e.is_protocol_mismatch()) =>
             {
                 if e.is_import_failure() {
                     tracing::error!("reload failed: the new code does not import (traceback above); old workers keep serving");
+                } else if e.is_interface_mismatch() {
+                    tracing::error!("reload failed: the app speaks the other interface (said above); old workers keep serving");
                 } else {
                     tracing::error!(error = %e, "reload failed: the venv's worker module is another ferricorn's; old workers keep serving");
                 }

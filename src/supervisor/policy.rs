@@ -77,6 +77,14 @@ pub enum AfterTimeout {
     Condemn,
 }
 
+/// Whether a request past its timeout is cancelled in its worker (which serves
+/// on) rather than costing the worker: only an ASGI worker's, whose requests are
+/// tasks on an event loop, and not once the worker is condemned (its loop did not
+/// end a cancelled request: it is blocked).
+pub fn cancels(interface: crate::config::Interface, condemned: bool) -> bool {
+    interface == crate::config::Interface::Asgi && !condemned
+}
+
 /// `threads` of the worker, `others_running`: its requests still running once the
 /// timed-out ones are answered and the unstarted ones taken back. A single-thread
 /// worker has nothing else to finish, and its one thread is stuck: it is killed.
@@ -185,6 +193,17 @@ mod tests {
             after_timeout(8, 7, 4, 4),
             AfterTimeout::Kill,
             "no more condemned workers than the pool"
+        );
+    }
+
+    #[test]
+    fn only_a_serving_asgi_worker_cancels_a_request_past_its_timeout() {
+        use crate::config::Interface;
+        assert!(cancels(Interface::Asgi, false));
+        assert!(!cancels(Interface::Asgi, true), "its loop is blocked");
+        assert!(
+            !cancels(Interface::Wsgi, false),
+            "a thread cannot be cancelled"
         );
     }
 

@@ -4,7 +4,7 @@
 
 use super::spec::WorkerSpec;
 use ferricorn_wire::worker_args::WorkerArgs;
-use ferricorn_wire::EXIT_APP_IMPORT;
+use ferricorn_wire::{EXIT_APP_IMPORT, EXIT_APP_INTERFACE};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -289,7 +289,13 @@ pub fn signal(pid: u32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid as i32), sig);
 }
 
-/// Whether an exit means the app itself cannot be imported.
-pub fn is_import_failure(status: &ExitStatus) -> bool {
-    status.code() == Some(i32::from(EXIT_APP_IMPORT))
+/// Whether an exit means the app itself cannot be served: it does not import, or
+/// it speaks the other interface.
+pub fn app_failure(status: &ExitStatus) -> Option<super::start::AppFailure> {
+    use super::start::AppFailure;
+    match u8::try_from(status.code()?).ok()? {
+        EXIT_APP_IMPORT => Some(AppFailure::Import),
+        EXIT_APP_INTERFACE => Some(AppFailure::Interface),
+        _ => None,
+    }
 }

@@ -5,7 +5,8 @@ use super::spec::WorkerSpec;
 use super::zygote::Zygotes;
 use super::{process, Event};
 use crate::claims::Claims;
-use crate::dispatcher::{conn::ConnectError, Dispatcher, WorkerConn};
+use crate::dispatcher::conn::{Capacity, ConnectError};
+use crate::dispatcher::{Dispatcher, WorkerConn};
 use crate::observe::worker_output;
 use crate::shards::Shards;
 use crate::wire;
@@ -41,16 +42,35 @@ pub enum StartError {
     Superseded,
     /// Preload: this generation's zygote already failed to start (said above).
     #[error("the preloading zygote failed to start (see above)")]
-    ZygoteFailed { import: bool },
+    ZygoteFailed { app: Option<AppFailure> },
+}
+
+/// The app, not the server, kept a worker from starting: a new worker would fail
+/// the same way, so a boot stops and a reload is called off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppFailure {
+    /// It does not import (the worker's exit `EXIT_APP_IMPORT`).
+    Import,
+    /// It speaks the other interface (ASGI on WSGI workers or the reverse: the
+    /// worker's exit `EXIT_APP_INTERFACE`).
+    Interface,
 }
 
 impl StartError {
-    pub fn is_import_failure(&self) -> bool {
+    pub fn app_failure(&self) -> Option<AppFailure> {
         match self {
-            StartError::Exited(s) => process::is_import_failure(s),
-            StartError::ZygoteFailed { import } => *import,
-            _ => false,
+            StartError::Exited(s) => process::app_failure(s),
+            StartError::ZygoteFailed { app } => *app,
+            _ => None,
         }
+    }
+
+    pub fn is_import_failure(&self) -> bool {
+        self.app_failure() == Some(AppFailure::Import)
+    }
+
+    pub fn is_interface_mismatch(&self) -> bool {
+        self.app_failure() == Some(AppFailure::Interface)
     }
 
     /// The worker module is another ferricorn's: a set-up error, not a crash.
@@ -100,7 +120,10 @@ pub(super) async fn start(
         let (sock, _) = listener.accept().await?;
         let sock = sock.into_std()?;
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-        let capacity = spec.capacity;
+        let capacity = Capacity {
+            slots: spec.capacity,
+            interface: spec.interface,
+        };
         let conn = shards
             .host_worker()
             .run(move |host| async move {

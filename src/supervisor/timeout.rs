@@ -10,12 +10,19 @@
 //! `--graceful-timeout`; what still runs then gets 504 or is cut, as at a timeout).
 //! A late answer for a timed-out request finds no stream and is dropped.
 //!
+//! An ASGI worker's request is cancelled instead (issue 27): after its 504 the
+//! worker is sent `Cancel` and keeps serving; only when it does not end the stream
+//! within `defaults::CANCEL_GRACE` (its event loop is blocked by sync code) does the
+//! above apply, the worker's capacity standing for its threads.
+//!
 //! Condemned workers stay bounded: no more at once than the pool's size (past
 //! that, a timed-out worker is killed at once and its other requests get 504), and
 //! each lives at most its grace.
 
 use super::policy::{self, AfterTimeout};
 use super::{process, Supervisor, WorkerState, DUMP_GRACE};
+use crate::config::Interface;
+use crate::defaults::CANCEL_GRACE;
 use crate::observe::RestartReason;
 use nix::sys::signal::Signal;
 use std::time::Instant;
@@ -43,7 +50,24 @@ impl Supervisor {
                 WorkerState::Serving | WorkerState::Draining(_) => false,
                 _ => continue,
             };
-            let silent = w.conn.silent_streams(timeout);
+            let mut silent = w.conn.silent_streams(timeout);
+            if !policy::cancels(w.conn.interface(), condemned) {
+                // A condemned ASGI worker's earlier cancels: timed out, as its
+                // other requests are.
+                silent.extend(w.conn.overdue_cancels(now));
+            } else {
+                cancel(w, &silent, now);
+                silent = w.conn.overdue_cancels(now);
+                if !silent.is_empty() {
+                    tracing::error!(
+                        pid,
+                        requests = silent.len(),
+                        cancel_grace_s = CANCEL_GRACE.as_secs(),
+                        "WORKER TIMEOUT: a cancelled request did not end within \
+                         cancel_grace_s: the event loop is blocked (sync code?)"
+                    );
+                }
+            }
             if !silent.is_empty() {
                 timed_out.push((*pid, silent));
             } else if condemned && w.conn.in_flight() == 0 {
@@ -59,7 +83,11 @@ impl Supervisor {
     }
 
     fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {
-        let threads = self.spec.threads;
+        // An event loop runs `capacity` requests at once, as threads would.
+        let threads = match self.spec.interface {
+            Interface::Wsgi => self.spec.threads,
+            Interface::Asgi => self.spec.capacity,
+        };
         let condemned = self
             .workers
             .values()
@@ -133,5 +161,18 @@ impl Supervisor {
         );
         process::signal(pid, Signal::SIGKILL);
         w.state = WorkerState::Stopping;
+    }
+}
+
+/// Answers 504 to an ASGI worker's requests past their limit and cancels them
+/// there: the worker serves on.
+fn cancel(w: &super::Managed, streams: &[u32], now: Instant) {
+    for &s in streams {
+        if w.conn.cancel_stream(s, now, CANCEL_GRACE) {
+            tracing::warn!(
+                pid = w.conn.pid,
+                "request past its timeout: 504, and its task cancelled in the worker, which serves on"
+            );
+        }
     }
 }

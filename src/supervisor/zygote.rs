@@ -34,9 +34,9 @@ pub struct Zygotes {
 #[derive(Default)]
 struct Current {
     zygote: Option<Arc<Zygote>>,
-    /// A generation whose zygote failed to start, and whether it did not import:
+    /// A generation whose zygote failed to start, and whether the app was the cause:
     /// the other starts of that generation fail the same way without a new try.
-    failed: Option<(u64, bool)>,
+    failed: Option<(u64, Option<super::start::AppFailure>)>,
 }
 
 impl Zygotes {
@@ -52,9 +52,9 @@ impl Zygotes {
                 return Ok(z.clone());
             }
         }
-        if let Some((failed, import)) = current.failed {
+        if let Some((failed, app)) = current.failed {
             if failed == generation {
-                return Err(StartError::ZygoteFailed { import });
+                return Err(StartError::ZygoteFailed { app });
             }
         }
         // The old one goes first: it is killed when dropped.
@@ -67,7 +67,7 @@ impl Zygotes {
                 Ok(z)
             }
             Err(e) => {
-                current.failed = Some((generation, e.is_import_failure()));
+                current.failed = Some((generation, e.app_failure()));
                 Err(e)
             }
         }

@@ -16,7 +16,17 @@
 /start-then-raise  http.response.start, then an exception (the head is held: 500)
 /pathsend/P     http.response.pathsend of P (a missing file raises OSError: 500)
 /slow-stream    one chunk, a second's sleep, the last chunk (for the drain)
+/chunks         10,000 chunks of 1 KiB, yielding to the loop between them
+/chunks-sent    how many /chunks has sent so far
+/flood          200 chunks of 64 KiB, noting when send() first had to wait
+/executor       four run_in_executor jobs that need four threads: their names
+/bad-header     a header value with CR LF (refused: 500)
+/bad-status     status 1200 (refused: 500)
+/hop-by-hop     framing fields the front owns (dropped) and one kept
+/bytearray      a body given as a bytearray
 /pid            the worker's pid
+
+`no_lifespan` is the same app raising on any scope but http.
 
 Lifespan: startup puts {"started": "yes"} in the state; with FAIL_STARTUP set in
 the environment it answers lifespan.startup.failed instead. Shutdown writes
@@ -30,6 +40,7 @@ import os
 
 RELEASE = None
 DISCONNECTS = 0
+CHUNKS_SENT = 0
 
 
 async def lifespan(scope, receive, send):
@@ -134,9 +145,78 @@ async def app(scope, receive, send):
         await asyncio.sleep(1)
         await send({"type": "http.response.body", "body": b"last\n"})
         return
+    if path == "/chunks":
+        global CHUNKS_SENT
+        CHUNKS_SENT = 0
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(10_000):
+            await send({"type": "http.response.body", "body": b"x" * 1024, "more_body": True})
+            CHUNKS_SENT += 1
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/flood":
+        return await flood(scope, send)
+    if path == "/chunks-sent":
+        return await respond(send, str(CHUNKS_SENT).encode())
+    if path == "/executor":
+        import threading
+
+        # Four jobs that each wait for all four: they pass only on four threads.
+        loop = asyncio.get_running_loop()
+        barrier = threading.Barrier(4, timeout=10)
+
+        def job():
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                return "fewer than 4 threads"
+            return threading.current_thread().name
+
+        names = await asyncio.gather(*(loop.run_in_executor(None, job) for _ in range(4)))
+        return await respond(send, " ".join(sorted(names)).encode())
+    if path == "/bad-header":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nSet-Cookie: evil=1")]})
+        return
+    if path == "/bad-status":
+        await send({"type": "http.response.start", "status": 1200, "headers": []})
+        return
+    if path == "/hop-by-hop":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"Transfer-Encoding", b"chunked"), (b"Connection", b"close"), (b"X-Kept", b"yes")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    if path == "/bytearray":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": bytearray(b"from a bytearray")})
+        return
     if path == "/pid":
         return await respond(send, str(os.getpid()).encode())
     return await respond(send, b"not found", status=404)
+
+
+async def flood(scope, send):
+    """200 chunks of 64 KiB; the first time send() hands back a future still
+    pending (the worker's buffer to the master is full), "waited at K" goes to the
+    file named by ?progress=."""
+    from urllib.parse import parse_qs
+
+    progress = parse_qs(scope["query_string"].decode())["progress"][0]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    waited = False
+    for k in range(200):
+        pending = send({"type": "http.response.body", "body": b"y" * 65536, "more_body": True})
+        if not waited and isinstance(pending, asyncio.Future) and not pending.done():
+            waited = True
+            with open(progress, "w") as f:
+                f.write(f"waited at {k}")
+        await pending
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def sse(receive, send):
@@ -160,6 +240,14 @@ async def sse(receive, send):
         await watcher
     DISCONNECTS += 1
     return None
+
+
+async def no_lifespan(scope, receive, send):
+    """The app for http only: a lifespan scope raises at once, as Django's
+    ASGIHandler does."""
+    if scope["type"] != "http":
+        raise ValueError(f"unsupported scope {scope['type']}")
+    return await app(scope, receive, send)
 
 
 def wsgi_app(environ, start_response):

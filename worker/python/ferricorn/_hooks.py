@@ -90,13 +90,22 @@ def worker_event(name):
     call(name, _server, _worker)
 
 
-def worker_ready(app):
-    """``post_worker_init``; returns the app, wrapped for the request hooks if any."""
+def worker_ready(app, interface="wsgi"):
+    """``post_worker_init``; returns the app, wrapped for the request hooks if any.
+
+    The request hooks wrap a WSGI app only: an ASGI worker runs its app unwrapped
+    and says so once.
+    """
     _worker.pid = os.getpid()
     call("post_worker_init", _worker)
     pre = getattr(_hooks, "pre_request", None)
     post = getattr(_hooks, "post_request", None)
     if pre is None and post is None:
+        return app
+    if interface != "wsgi":
+        from ferricorn._worker import log_error
+
+        log_error("hooks: pre_request and post_request are not run for ASGI apps (-k asgi)")
         return app
     return _RequestHooks(app)
 

@@ -17,6 +17,10 @@ pub const READ_BUF: usize = 256 * 1024;
 /// the buffer to drain (uvicorn's `FlowControl`, with room for a few big chunks).
 pub const HIGH_WATER: usize = 1024 * 1024;
 
+/// Body bytes buffered for one stream go to the app in `http.request` messages
+/// of at most this size (one chunk may be bigger: it is never split).
+pub const MESSAGE_MAX: usize = 1024 * 1024;
+
 /// Hop-by-hop fields an app may not set: framing belongs to the front.
 const HOP_BY_HOP: [&[u8]; 7] = [
     b"connection",
@@ -72,11 +76,12 @@ impl Inbox {
 
     /// The next message; after the whole body only a disconnect may come, so the
     /// caller waits for one (the app normally stops listening long before).
-    pub fn next(&mut self) -> Received {
+    pub fn take(&mut self) -> Received {
         if self.aborted {
             return Received::Disconnect;
         }
         if let Some(chunk) = self.chunks.pop_front() {
+            let chunk = self.join_buffered(chunk);
             let more = !(self.ended && self.chunks.is_empty());
             self.finished |= !more;
             return Received::Body(chunk, more);
@@ -87,6 +92,31 @@ impl Inbox {
             return Received::Body(Bytes::new(), false);
         }
         Received::Wait
+    }
+}
+
+impl Inbox {
+    /// `first` and the chunks buffered behind it, up to `MESSAGE_MAX` bytes, as one
+    /// message: an app reading a big body makes fewer round trips through Python.
+    fn join_buffered(&mut self, first: Bytes) -> Bytes {
+        let mut total = first.len();
+        let mut n = 0;
+        for c in &self.chunks {
+            if total + c.len() > MESSAGE_MAX {
+                break;
+            }
+            total += c.len();
+            n += 1;
+        }
+        if n == 0 {
+            return first;
+        }
+        let mut joined = bytes::BytesMut::with_capacity(total);
+        joined.extend_from_slice(&first);
+        for c in self.chunks.drain(..n) {
+            joined.extend_from_slice(&c);
+        }
+        joined.freeze()
     }
 }
 
@@ -158,7 +188,7 @@ impl Response {
 
     /// `http.response.start`: checks the status and fields, drops hop-by-hop ones,
     /// and holds the head for the first body or file message.
-    pub fn start(&mut self, status: i64, fields: Vec<(Bytes, Bytes)>) -> Result<(), SendError> {
+    pub fn start(&mut self, status: i64, fields: Fields) -> Result<(), SendError> {
         if self.done {
             return Err(SendError::Complete);
         }
@@ -283,6 +313,8 @@ impl Response {
     }
 }
 
+type Fields = Vec<(Bytes, Bytes)>;
+
 /// Statuses whose responses never have a body.
 fn bodiless(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
@@ -291,9 +323,7 @@ fn bodiless(status: u16) -> bool {
 /// The app's header fields, checked: names HTTP tokens, values without CR, LF or
 /// NUL, the whole head under `wire::MAX_RESPONSE_HEAD`; hop-by-hop fields dropped;
 /// names lower-cased (HTTP/2 wants them so, HTTP/1 does not care).
-fn check_fields(
-    fields: Vec<(Bytes, Bytes)>,
-) -> Result<(Vec<(Bytes, Bytes)>, Option<u64>), SendError> {
+fn check_fields(fields: Fields) -> Result<(Fields, Option<u64>), SendError> {
     let mut out = Vec::with_capacity(fields.len());
     let mut declared = None;
     let mut size = 0;

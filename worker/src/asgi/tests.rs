@@ -7,25 +7,25 @@ fn b(s: &'static [u8]) -> Bytes {
 #[test]
 fn the_body_comes_in_order_and_the_last_piece_says_no_more() {
     let mut i = Inbox::default();
-    assert_eq!(i.next(), Received::Wait);
+    assert_eq!(i.take(), Received::Wait);
     i.push(b(b"a"));
-    assert_eq!(i.next(), Received::Body(b(b"a"), true));
+    assert_eq!(i.take(), Received::Body(b(b"a"), true));
     i.push(b(b"b"));
     i.end();
-    assert_eq!(i.next(), Received::Body(b(b"b"), false));
-    assert_eq!(i.next(), Received::Wait, "then only a disconnect");
+    assert_eq!(i.take(), Received::Body(b(b"b"), false));
+    assert_eq!(i.take(), Received::Wait, "then only a disconnect");
     i.abort();
-    assert_eq!(i.next(), Received::Disconnect);
+    assert_eq!(i.take(), Received::Disconnect);
 }
 
 #[test]
 fn an_empty_body_is_one_final_message() {
     let mut i = Inbox::default();
     i.push(b(b"x"));
-    assert_eq!(i.next(), Received::Body(b(b"x"), true));
+    assert_eq!(i.take(), Received::Body(b(b"x"), true));
     i.end();
-    assert_eq!(i.next(), Received::Body(Bytes::new(), false));
-    assert_eq!(i.next(), Received::Wait);
+    assert_eq!(i.take(), Received::Body(Bytes::new(), false));
+    assert_eq!(i.take(), Received::Wait);
 }
 
 #[test]
@@ -96,4 +96,33 @@ fn the_path_is_decoded_after_the_root_path() {
     assert_eq!(scope_path("", b"/a%20b"), "/a b");
     assert_eq!(scope_path("/app", b"/caf%C3%A9"), "/app/caf\u{e9}");
     assert_eq!(scope_path("", b"/%FF"), "/\u{fffd}");
+}
+
+#[test]
+fn a_head_past_the_wire_limit_is_refused() {
+    let mut r = Response::new(false);
+    let big = Bytes::from(vec![b'a'; 64 * 1024]);
+    let fields = (0..20).map(|_| (b(b"x-big"), big.clone())).collect();
+    assert_eq!(r.start(200, fields), Err(SendError::HeadTooLarge));
+    assert!(
+        !r.started(),
+        "a refused head starts nothing: the app may still send a 500"
+    );
+}
+
+#[test]
+fn buffered_chunks_go_together_up_to_a_megabyte() {
+    let mut i = Inbox::default();
+    for _ in 0..20 {
+        i.push(Bytes::from(vec![1; CHUNK]));
+    }
+    i.end();
+    let Received::Body(first, true) = i.take() else {
+        panic!()
+    };
+    assert_eq!(first.len(), MESSAGE_MAX);
+    let Received::Body(rest, false) = i.take() else {
+        panic!()
+    };
+    assert_eq!(rest.len(), 20 * CHUNK - MESSAGE_MAX);
 }

@@ -115,12 +115,12 @@ pub fn hooks_event(name: &str) {
 }
 
 /// `post_worker_init`, and the app wrapped for `pre_request` / `post_request`.
-pub fn hooks_ready(handler: &mut Handler) {
+pub fn hooks_ready(handler: &mut Handler, interface: &str) {
     let Handler::App(app) = handler else {
         return;
     };
     hooks_call("post_worker_init", |py, m| {
-        let wrapped = m.call_method1("worker_ready", (app.0.bind(py),))?;
+        let wrapped = m.call_method1("worker_ready", (app.0.bind(py), interface))?;
         *app = App(wrapped.unbind());
         Ok(())
     });

@@ -6,9 +6,10 @@
 //! Start-up order: block the signals we `sigwait` for (before any thread exists:
 //! `main` runs on the interpreter's main thread, the only one so far), tie our life
 //! to the master's, chdir, import the app (exit 3 with the traceback if it does not
-//! import, unless `--dev`), connect, start the signal and Python threads (which do
-//! the socket I/O themselves: `server`, `stream`), send Ready, then wait for a
-//! reason to exit.
+//! import, unless `--dev`), check its interface (exit 4 when it is not the one
+//! configured), connect, start the signal and Python threads (which do the socket
+//! I/O themselves: `server`, `stream`), send Ready, then wait for a reason to exit.
+//! Under `--interface asgi` the main thread runs an event loop instead (`asgi`).
 
 mod asgi;
 mod server;
@@ -130,7 +131,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
             Some(worker) => {
                 if worker.hooks.is_some() {
                     python::hooks_event("post_fork");
-                    python::hooks_ready(&mut handler);
+                    python::hooks_ready(&mut handler, args.interface.as_str());
                 }
                 serve(&worker, handler)
             }
@@ -138,7 +139,7 @@ fn run(args: WorkerArgs, parent: nix::unistd::Pid) -> Result<u8, StartError> {
         };
     }
     if args.hooks.is_some() {
-        python::hooks_ready(&mut handler);
+        python::hooks_ready(&mut handler, args.interface.as_str());
     }
     serve(&args, handler)
 }

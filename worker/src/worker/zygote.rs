@@ -112,12 +112,16 @@ fn receive(control: &OwnedFd) -> Result<Option<(Vec<OsString>, Pipes)>, StartErr
             "a fork request without the worker's stderr and records pipes",
         )));
     };
-    let argv = buf[..len]
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
+    Ok(Some((argv_of(&buf[..len]), Pipes { stderr, records })))
+}
+
+/// The argv of a fork request: each argument ends with a NUL. An empty argument
+/// is one (`--root-path ""`), so only the last terminator is cut before the split.
+fn argv_of(msg: &[u8]) -> Vec<OsString> {
+    let msg = msg.strip_suffix(&[0]).unwrap_or(msg);
+    msg.split(|&b| b == 0)
         .map(|a| OsString::from_vec(a.to_vec()))
-        .collect();
-    Ok(Some((argv, Pipes { stderr, records })))
+        .collect()
 }
 
 /// Takes ownership of an open fd nothing else in the process owns: one received by
@@ -207,4 +211,13 @@ fn become_worker(master: Pid, control: &mut OwnedFd, pipes: Pipes) -> Result<(),
     crate::log::use_records_pipe(pipes.records);
     wlog!("forked from the preloaded app");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn empty_arguments_survive_the_fork_request() {
+        let argv = super::argv_of(b"--app\0m:app\0--root-path\0\0--dev\0");
+        assert_eq!(argv, ["--app", "m:app", "--root-path", "", "--dev"]);
+    }
 }

@@ -7,14 +7,15 @@
 //! `add_writer` when the socket is full. All of it runs on the loop's thread; the
 //! locks are never contended, and no Python code runs while one is held.
 
+use super::awaitable::Done;
 use super::http::{self, Stream, StreamRef};
 use super::scope::Fixed;
 use crate::asgi::HIGH_WATER;
 use crate::claims::Claims;
 use crate::log::{wdebug, wlog};
 use crate::stream::{Exit, Fatal};
-use crate::wire::{self, Frame, RequestHead, ResponseHead};
-use bytes::{Buf, Bytes, BytesMut};
+use crate::wire::{self, Frame, RequestHead};
+use bytes::{Buf, BytesMut};
 use pyo3::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -34,7 +35,7 @@ struct State {
     /// head takes the next one.
     passed: VecDeque<OwnedFd>,
     /// Streams whose task runs; frames for others are ignored.
-    streams: HashMap<u32, StreamRef>,
+    streams: HashMap<u32, Entry>,
     out: BytesMut,
     flush_scheduled: bool,
     writer_on: bool,
@@ -44,6 +45,35 @@ struct State {
     input_done: bool,
     write_failed: bool,
     exit: Option<Exit>,
+}
+
+/// What a stream id is bound to while its task runs. WebSocket sessions
+/// (`websocket`, contract §4) add their variant here and in the `match`es below.
+#[derive(Clone)]
+pub enum Entry {
+    Http(StreamRef),
+}
+
+impl Entry {
+    /// The client went away, or the connection ended: waiters get a disconnect.
+    fn client_gone(&self, py: Python<'_>) {
+        match self {
+            Entry::Http(s) => http::client_gone(py, s),
+        }
+    }
+
+    /// The answer is complete: the task may only be waiting for a disconnect.
+    fn answered(&self) -> bool {
+        match self {
+            Entry::Http(s) => lock(s).resp.done(),
+        }
+    }
+
+    fn is(&self, stream: &StreamRef) -> bool {
+        match self {
+            Entry::Http(s) => Arc::ptr_eq(s, stream),
+        }
+    }
 }
 
 /// The callables the loop holds, made once the `Core` is shared.
@@ -62,6 +92,9 @@ pub struct Core {
     pub(super) dev: bool,
     /// The future `serve` runs the loop until; done once `exit` is set.
     done: Py<PyAny>,
+    /// What `send()` returns when it need not wait: one shared `Done(None)` (it
+    /// holds no state, so every task may await it at once).
+    pub(super) done_none: Py<PyAny>,
     st: Mutex<State>,
     cbs: OnceLock<Callbacks>,
 }
@@ -120,6 +153,7 @@ impl Core {
             fixed,
             dev,
             done,
+            done_none: Py::new(py, Done::none(py))?.into_any(),
             st: Mutex::new(State {
                 tmp: vec![0; crate::asgi::READ_BUF],
                 ..State::default()
@@ -244,9 +278,10 @@ impl Core {
         if let Frame::RequestHead(head) = frame {
             return self.start_request(py, id, head);
         }
-        let Some(stream) = lock(&self.st).streams.get(&id).cloned() else {
+        let Some(entry) = lock(&self.st).streams.get(&id).cloned() else {
             return Ok(()); // a late frame for a stream that is gone
         };
+        let Entry::Http(stream) = entry;
         match frame {
             Frame::RequestBody(data) => http::feed(py, &stream, |i| i.push(data)),
             Frame::RequestEnd => http::feed(py, &stream, |i| i.end()),
@@ -279,31 +314,32 @@ impl Core {
             return Ok(());
         }
         if let Some(socket) = socket {
-            // WebSockets come with their own stream kind (contract §4); until then
-            // the handshake is refused on the wire and the socket closed.
-            drop(socket);
-            self.send_frames(py, id, refused_upgrade());
-            return Ok(());
+            return super::websocket::start(py, self, id, head, socket);
         }
         let stream = Stream::new(id, &head);
-        {
-            let mut st = lock(&self.st);
-            let old = st.streams.insert(id, stream.clone());
-            if old.is_some_and(|o| !lock(&o).resp.done()) {
-                return Err(Fatal::StreamReused(id));
-            }
-        }
+        self.register(id, Entry::Http(stream.clone()))?;
         if let Err(e) = http::spawn(py, self, &stream, &head) {
             http::failed_before_task(py, self, &stream, &e);
         }
         Ok(())
     }
 
+    /// Binds `id` to its task's state, so the master's frames for it reach it.
+    /// An id still in use by a task whose answer is not complete is the master's
+    /// error (it only counts up).
+    pub(super) fn register(&self, id: u32, entry: Entry) -> Result<(), Fatal> {
+        let mut st = lock(&self.st);
+        match st.streams.insert(id, entry) {
+            Some(old) if !old.answered() => Err(Fatal::StreamReused(id)),
+            _ => Ok(()),
+        }
+    }
+
     /// The stream's task ended: forget it; a drain may be over.
     pub(super) fn task_done(&self, py: Python<'_>, stream: &StreamRef, id: u32) {
         {
             let mut st = lock(&self.st);
-            if st.streams.get(&id).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            if st.streams.get(&id).is_some_and(|s| s.is(stream)) {
                 st.streams.remove(&id);
             }
         }
@@ -411,8 +447,8 @@ impl Core {
             )
         };
         for s in &streams {
-            if lock(s).resp.done() {
-                http::client_gone(py, s);
+            if s.answered() {
+                s.client_gone(py);
             }
         }
         if !streams.is_empty() {
@@ -439,7 +475,7 @@ impl Core {
         let fd = self.sock.as_raw_fd();
         let _ = self.event_loop.call_method1(py, "remove_reader", (fd,));
         for s in &streams {
-            http::client_gone(py, s);
+            s.client_gone(py);
         }
         match draining {
             true => self.check_drained(py),
@@ -449,23 +485,6 @@ impl Core {
             }
         }
     }
-}
-
-/// The wire answer to a WebSocket handshake while this worker has no WebSocket
-/// support: 501, nothing on the socket.
-fn refused_upgrade() -> Vec<Frame> {
-    let body = Bytes::from_static(b"WebSockets are not served by this worker yet\n");
-    vec![
-        Frame::ResponseHead(Box::new(ResponseHead {
-            status: 501,
-            headers: vec![(
-                Bytes::from_static(b"content-type"),
-                Bytes::from_static(b"text/plain; charset=utf-8"),
-            )],
-        })),
-        Frame::ResponseBody(body),
-        Frame::ResponseEnd,
-    ]
 }
 
 /// Room for this many fds per read (see `worker::server`).

@@ -16,7 +16,7 @@ use ferricorn_wire::log_record::{Level, Record};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use std::sync::{Arc, Mutex};
 
 /// One request's state, shared by its `receive`, `send`, task callback and the
@@ -116,7 +116,7 @@ fn take_for_waiter(py: Python<'_>, s: &mut Stream) -> Option<(Py<PyAny>, Receive
     if is_done(py, &waiter) {
         return None; // its task was cancelled: the message stays for the next call
     }
-    match s.inbox.next() {
+    match s.inbox.take() {
         Received::Wait => {
             s.recv_waiter = Some(waiter);
             None
@@ -186,8 +186,15 @@ fn reject(py: Python<'_>, fut: &Py<PyAny>, err: PyErr) {
     }
 }
 
+pyo3::create_exception!(
+    ferricorn,
+    ClientDisconnected,
+    PyOSError,
+    "send() after the client went away (ASGI 2.4: an OSError)."
+);
+
 fn disconnected() -> PyErr {
-    PyOSError::new_err("the client went away (http.disconnect)")
+    ClientDisconnected::new_err("the client went away (http.disconnect)")
 }
 
 fn message(py: Python<'_>, got: Received) -> PyResult<Py<PyAny>> {
@@ -214,7 +221,7 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let got = lock(&self.stream).inbox.next();
+        let got = lock(&self.stream).inbox.take();
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }
@@ -255,7 +262,7 @@ impl Send {
         };
         match wait {
             Some(fut) => Ok(fut),
-            None => Ok(Py::new(py, Done::none(py))?.into_any()),
+            None => Ok(self.core.done_none.clone_ref(py)),
         }
     }
 }
@@ -278,11 +285,7 @@ impl Send {
         let body = optional(py, message, intern!(py, "body"))?;
         let data = match body {
             None => Bytes::new(),
-            Some(b) => Bytes::copy_from_slice(
-                b.cast::<PyBytes>()
-                    .map_err(|_| PyTypeError::new_err("http.response.body: body must be bytes"))?
-                    .as_bytes(),
-            ),
+            Some(b) => body_bytes(&b)?,
         };
         let more = match optional(py, message, intern!(py, "more_body"))? {
             Some(m) => m.is_truthy()?,
@@ -308,6 +311,24 @@ impl Send {
             true => self.core.drain_waiter(py),
             false => Ok(None),
         }
+    }
+}
+
+/// The body as the spec types it (bytes); a bytearray is taken too, as uvicorn
+/// takes it.
+fn body_bytes(b: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    if let Ok(b) = b.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    match b.cast::<PyByteArray>() {
+        Ok(b) => Ok(Bytes::from(b.to_vec())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "http.response.body: body must be bytes, not {}",
+            b.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
     }
 }
 
@@ -404,9 +425,17 @@ fn ending(
         return frames;
     }
     if s.inbox.is_aborted() {
-        if let Some(e) = err {
-            let summary = super::super::traceback::summary(py, e);
-            wdebug!("stream {}: the client went away: {summary}", s.id);
+        // The OSError our send() raised after the disconnect is the app giving
+        // up, not a bug: debug. Anything else is still the app's error.
+        match err {
+            Some(e) if e.is_instance_of::<PyOSError>(py) => {
+                let summary = super::super::traceback::summary(py, e);
+                wdebug!("stream {}: the client went away: {summary}", s.id);
+            }
+            Some(e) => {
+                let _ = log_failure(py, &s.request, e);
+            }
+            None => {}
         }
         if !s.resp.done() {
             frames.push(s.resp.abort("client gone"));

@@ -3,14 +3,15 @@
 //! `ferricorn/_asgi.py`, which also runs the `lifespan` scope. `serve` runs the
 //! lifespan startup, says Ready, serves until a signal or the master's EOF
 //! (`conn`: the loop reads the master's socket itself; `http`: each request a
-//! real task; `scope`, `awaitable`, `pathsend`), then runs the lifespan shutdown
-//! after a drain. The signal thread only posts to the loop (`Waker`).
+//! real task; `scope`, `awaitable`, `pathsend`; WebSocket handshakes go to
+//! `websocket`), then runs the lifespan shutdown after a drain. The signal thread only posts to the loop (`Waker`).
 
 mod awaitable;
 mod conn;
 mod http;
 mod pathsend;
 mod scope;
+mod websocket;
 
 use super::app::LoadFailure;
 use super::{log_exception, traceback, App};
@@ -50,11 +51,13 @@ impl Waker {
 }
 
 /// Why the ASGI worker did not serve.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failed {
     /// The lifespan startup failed: reported like an import failure (exit 3).
+    #[error("{}", .0.message)]
     Startup(LoadFailure),
     /// The loop could not be made or run.
+    #[error("the ASGI event loop failed:\n{0}")]
     Loop(String),
 }
 
@@ -196,9 +199,15 @@ fn shutdown(py: Python<'_>, event_loop: &Bound<'_, PyAny>, life: &Bound<'_, PyAn
         .call_method0("shutdown")
         .and_then(|coro| event_loop.call_method1("run_until_complete", (coro,)));
     match ran {
-        Ok(msg) if msg.is_none() => {}
+        Ok(msg) if msg.is_none() => {
+            if life
+                .getattr("supported")
+                .is_ok_and(|s| s.is_truthy().unwrap_or(false))
+            {
+                wlog!("ASGI lifespan shutdown done");
+            }
+        }
         Ok(msg) => log::at(Level::Warn, format_args!("{msg}")),
         Err(e) => log_exception(py, "ASGI lifespan shutdown failed", &e),
     }
-    wlog!("ASGI lifespan shutdown done");
 }

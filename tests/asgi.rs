@@ -420,9 +420,10 @@ fn request_hooks_are_not_run_for_asgi_and_it_is_said() {
     assert!(!log.contains("pre_request"), "{log}");
 }
 
-/// Until WebSockets are served (contract §4), a handshake is refused on the wire:
-/// its passed socket is taken off the queue and closed, so the next requests and
-/// handshakes stay in step with their sockets.
+/// A handshake to an app that answers the `websocket` scope with `http.*`
+/// messages is its error (a 500 on the wire, nothing on the socket): its passed
+/// socket is taken off the queue and closed, so the next requests and handshakes
+/// stay in step with their sockets. (WebSockets themselves: tests/asgi_websocket.rs.)
 #[test]
 fn a_websocket_handshake_is_refused_and_the_worker_goes_on() {
     let server = asgi(&["-w", "1"]);
@@ -430,7 +431,7 @@ fn a_websocket_handshake_is_refused_and_the_worker_goes_on() {
         let head = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
         let out = server.raw(head.as_bytes(), Duration::from_secs(10));
-        assert!(out.starts_with("HTTP/1.1 501"), "{out}");
+        assert!(out.starts_with("HTTP/1.1 500"), "{out}");
         assert_eq!(get(&server, "/"), (200, "hello".into()));
     }
 }

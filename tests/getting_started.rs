@@ -1,5 +1,5 @@
 //! The README's "Getting started" (Django, Flask, WebSockets with Flask-Sock and
-//! Flask-SocketIO), "Development mode" and "Migrating from gunicorn + nginx"
+//! Flask-SocketIO, ASGI with Django Channels and FastAPI), "Development mode" and "Migrating from gunicorn + nginx"
 //! sections, run word for word: the commands come out of the README's code
 //! blocks marked ```` ```sh title="NAME" ````, so README and test cannot drift apart.
 //! Setup blocks run in bash in a temp dir; only the two commands that would reach the
@@ -311,6 +311,58 @@ fn readme_flask_socketio_getting_started() {
         assert_eq!(s["transport"], "websocket", "{s}");
         assert_eq!(s["echoed"], 5, "{s}");
     }
+}
+
+/// The README's Django Channels project under ASGI workers: two clients of a room
+/// (tests/ws_clients/channels_client.py, the `websockets` library), and its async
+/// view's server-sent events.
+#[test]
+fn readme_django_channels_getting_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = run_setup("getting-started-channels", tmp.path());
+    let site = project.join("mysite");
+    std::fs::write(
+        site.join("consumers.py"),
+        readme_block("channels-consumers"),
+    )
+    .unwrap();
+    std::fs::write(site.join("asgi.py"), readme_block("channels-asgi")).unwrap();
+    std::fs::write(site.join("views.py"), readme_block("channels-sse-view")).unwrap();
+    let urls = site.join("urls.py");
+    let mut text = std::fs::read_to_string(&urls).unwrap();
+    text += "\nfrom . import views\nurlpatterns.append(path('ticks/', views.ticks))\n";
+    std::fs::write(&urls, text).unwrap();
+    let args = ferricorn_args("run-channels");
+    check_config(&args, &project);
+    let server = serve(&args, &project);
+    let base = format!("ws://{}", server.addr);
+    let out = run_client(&server, "channels_client.py", &[&base], DEADLINE);
+    assert!(out.contains("all checks passed"), "{out}");
+    let (mut s, _) = sse_open(server.addr, "/ticks/");
+    let rest = read_to_close(&mut s, DEADLINE);
+    assert!(rest.contains("data: 2\n\n"), "{rest:?}");
+}
+
+/// The README's FastAPI app: the lifespan's state in a route, its WebSocket echo over
+/// HTTP/1.1 and HTTP/2.
+#[test]
+fn readme_fastapi_getting_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = run_setup("getting-started-fastapi", tmp.path());
+    std::fs::write(project.join("main.py"), readme_block("fastapi-main")).unwrap();
+    let args = ferricorn_args("run-fastapi");
+    check_config(&args, &project);
+    let server = serve(&args, &project);
+    let page = get(&server, "/");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().unwrap(), "{\"message\":\"Hello from FastAPI\"}");
+    let mut ws = ws_open(server.addr, "/echo");
+    ws_echo(&mut ws, "hello \u{2603}");
+    runtime().block_on(async {
+        let (mut send, mut recv) = h2_ws_open(server.addr, "/echo", &[]).await;
+        h2_ws_send(&mut send, 0x1, b"over h2");
+        assert_eq!(recv.recv().await, Some((0x1, b"over h2".to_vec())));
+    });
 }
 
 /// The README's gunicorn command line, with its paths pointed into a temp dir.

@@ -1,6 +1,7 @@
 //! The Autobahn|Testsuite (`wstest -m fuzzingclient`, autobahntestsuite 25.10.1 on
 //! CPython 2.7, installed by tests/run-all.sh into target/autobahn) against the
-//! Flask-Sock echo (tests/apps/ws_echo.py) behind ferricorn, over HTTP/1.1.
+//! Flask-Sock echo (tests/apps/ws_echo.py) behind ferricorn, over HTTP/1.1, and
+//! against the ASGI echo (tests/apps/asgi_ws.py, framed by the worker's Rust).
 //!
 //! Cases: sections 1-7 (framing, pings/pongs, reserved bits, opcodes, fragmentation,
 //! UTF-8, close handling), 9 (limits: messages up to 16 MiB, many small frames) and
@@ -87,10 +88,25 @@ fn passes((behaviour, close): &(String, String)) -> bool {
 
 #[test]
 fn autobahn_fuzzingclient_against_the_flask_ws_echo() {
-    let tmp = tempfile::tempdir().unwrap();
     let server = test_app("ws_echo:app", &["-w", "1", "--threads", "16"]).start();
+    fuzz_all(&server, 2);
+}
+
+/// The same cases against tests/apps/asgi_ws.py's echo under the ASGI worker, whose
+/// framing is ferricorn's own (worker/src/asgi/websocket): every case must pass the
+/// first time (no library thread races the echo there).
+#[test]
+fn autobahn_fuzzingclient_against_the_asgi_echo() {
+    let server = test_app("asgi_ws:app", &["-k", "asgi", "-w", "1"]).start();
+    fuzz_all(&server, 0);
+}
+
+/// Runs every section on `server`; a case not clean is run again, alone, up to
+/// `again` times; one that never passes fails the test.
+fn fuzz_all(server: &Server, again: usize) {
+    let tmp = tempfile::tempdir().unwrap();
     let all: Vec<String> = SECTIONS.iter().map(|s| s.to_string()).collect();
-    let results = fuzz(&server, &all, tmp.path());
+    let results = fuzz(server, &all, tmp.path());
     assert!(results.len() > 290, "only {} cases ran", results.len());
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     for (b, c) in results.values() {
@@ -102,15 +118,15 @@ fn autobahn_fuzzingclient_against_the_flask_ws_echo() {
         .filter(|(_, r)| !passes(r))
         .map(|(k, _)| k.clone())
         .collect();
-    for round in 1..=2 {
+    for round in 1..=again {
         if failing.is_empty() {
             break;
         }
         println!("Autobahn: run again (round {round}): {failing:?}");
         let dir = tmp.path().join(format!("again{round}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let again = fuzz(&server, &failing, &dir);
-        failing.retain(|case| !again.get(case).is_some_and(passes));
+        let rerun = fuzz(server, &failing, &dir);
+        failing.retain(|case| !rerun.get(case).is_some_and(passes));
     }
     if !failing.is_empty() {
         let detail: Vec<String> = failing
@@ -118,7 +134,8 @@ fn autobahn_fuzzingclient_against_the_flask_ws_echo() {
             .map(|c| format!("{c} {:?}", results[c]))
             .collect();
         server.fail(&format!(
-            "Autobahn cases failing three times: {detail:?} (reports in {})",
+            "Autobahn cases failing {} time(s): {detail:?} (reports in {})",
+            again + 1,
             tmp.keep().display()
         ));
     }

@@ -271,7 +271,8 @@ fn no_tunnel_is_no_success(upgraded: Upgraded, hs: &Handshake) -> Result<Upgrade
 /// The request head the app sees: the HTTP/1.1 handshake the client's request stands
 /// for (an HTTP/2 extended CONNECT becomes a `GET` with the key the front made),
 /// with `Connection: Upgrade` and `Upgrade: websocket`, which other requests never
-/// carry to the app.
+/// carry to the app. Its version stays the client's (`HTTP/2` for RFC 8441): an
+/// ASGI scope's `http_version` says it.
 fn handshake_head(
     parts: &http::request::Parts,
     conn: &ConnInfo,
@@ -280,7 +281,10 @@ fn handshake_head(
 ) -> RequestHead {
     let mut head = request_head(parts, conn, None, stamp);
     head.method = Bytes::from_static(b"GET");
-    head.version = 11;
+    head.version = match parts.version {
+        Version::HTTP_2 => 20,
+        _ => 11,
+    };
     if parts.version == Version::HTTP_2 {
         // `request_head` took a CONNECT's path as gunicorn would; an extended
         // CONNECT has a real `:path`.

@@ -5,9 +5,6 @@
 
 use base64::Engine as _;
 
-/// The GUID of RFC 6455 §1.3, appended to the key before hashing.
-const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
 /// A well-formed handshake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Handshake {
@@ -27,13 +24,8 @@ pub(crate) fn make_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(k)
 }
 
-/// `Sec-WebSocket-Accept` for `key`: base64(SHA-1(key + GUID)).
-pub(crate) fn accept_for(key: &str) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(key.as_bytes());
-    ctx.update(ACCEPT_GUID);
-    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
-}
+/// `Sec-WebSocket-Accept` for a key: computed where the worker computes it too.
+pub(crate) use ferricorn_wire::websocket::accept_for;
 
 #[cfg(test)]
 mod tests {

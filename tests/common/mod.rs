@@ -3,10 +3,13 @@
 //! "Ready" line, and keeps its output for assertions and failure reports.
 #![allow(dead_code)]
 
+mod asgi;
 mod http2;
 mod load;
 mod tmpfs;
 mod websocket;
+#[allow(unused_imports)] // the ASGI suites only
+pub use asgi::*;
 #[allow(unused_imports)] // not every suite speaks HTTP/2
 pub use http2::*;
 #[allow(unused_imports)] // not every suite watches workers

@@ -2,14 +2,16 @@
 //! extension module, run by the app's own interpreter) must agree on, in one crate
 //! both depend on: the frames on the worker socket (`wire`), the claim table that
 //! decides who runs a request sent ahead (`claims`), the worker's command line
-//! (`worker_args`), built by the one and parsed by the other, and the worker's log
-//! records on their own pipe (`log_record`).
+//! (`worker_args`), built by the one and parsed by the other, the worker's log
+//! records on their own pipe (`log_record`), and the WebSocket handshake's accept
+//! value (`websocket`).
 
 #![deny(unsafe_code)]
 #![warn(clippy::too_many_lines)]
 
 pub mod claims;
 pub mod log_record;
+pub mod websocket;
 pub mod wire;
 pub mod worker_args;
 

@@ -1,9 +1,12 @@
-//! The ASGI worker's decisions that need no Python: one stream's request body as it
+//! The ASGI worker's decisions that need no Python (the WebSocket codec in
+//! `websocket`, and here): one stream's request body as it
 //! arrives (`Inbox`), its response's state machine (`Response`: head once, the
 //! app's Content-Length kept, HEAD bodies dropped, the terminal frame once), the
 //! checks on the app's status and header fields, and the scope's decoded path. The
 //! pyo3 side (`crate::python::asgi`) owns the loop, the futures and the tasks, and
 //! asks these types what to send.
+
+pub mod websocket;
 
 use crate::wire::{self, Frame, ResponseHead, CHUNK};
 use bytes::Bytes;

@@ -68,6 +68,11 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = 'djsite.wsgi.application'
+ASGI_APPLICATION = 'djsite.asgi.application'
+
+# Channels' in-memory layer: one per process, so the clients of a room must reach
+# the same worker (tests/asgi_django.rs runs one worker).
+CHANNEL_LAYERS = {'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}}
 
 
 # Database

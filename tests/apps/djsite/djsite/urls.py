@@ -18,6 +18,8 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import path
 
+from . import asgi_views
+
 
 def private_media(request, name):
     """What Django's router sends under /media/private/ (tests/routes.rs compares it
@@ -28,4 +30,11 @@ def private_media(request, name):
 urlpatterns = [
     path('admin/', admin.site.urls),
     path('media/private/<path:name>', private_media),
+    # Async views, served under ASGI (djsite/asgi.py).
+    path('async/json/', asgi_views.async_json),
+    path('sse/<str:key>/', asgi_views.sse),
+    path('sse/<str:key>/release/', asgi_views.sse_release),
+    path('sse/<str:key>/state/', asgi_views.sse_state),
+    path('signals/', asgi_views.signals),
+    path('slow/<str:key>/', asgi_views.slow),
 ]

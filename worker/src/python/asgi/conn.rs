@@ -10,6 +10,7 @@
 use super::awaitable::Done;
 use super::http::{self, Stream, StreamRef};
 use super::scope::Fixed;
+use super::websocket::{self, WsRef};
 use crate::asgi::HIGH_WATER;
 use crate::claims::Claims;
 use crate::log::{wdebug, wlog};
@@ -47,31 +48,38 @@ struct State {
     exit: Option<Exit>,
 }
 
-/// What a stream id is bound to while its task runs. WebSocket sessions
-/// (`websocket`, contract §4) add their variant here and in the `match`es below.
+/// What a stream id is bound to while its task runs (a WebSocket: until its
+/// socket is closed too).
 #[derive(Clone)]
 pub enum Entry {
     Http(StreamRef),
+    WebSocket(WsRef),
 }
 
 impl Entry {
     /// The client went away, or the connection ended: waiters get a disconnect.
+    /// (A WebSocket learns it from its own socket, or the master's Abort.)
     fn client_gone(&self, py: Python<'_>) {
         match self {
             Entry::Http(s) => http::client_gone(py, s),
+            Entry::WebSocket(_) => {}
         }
     }
 
-    /// The answer is complete: the task may only be waiting for a disconnect.
+    /// The answer is complete: the task may only be waiting for a disconnect. An
+    /// open WebSocket is never that: a drain waits for it (the master ends it at
+    /// `graceful_timeout`).
     fn answered(&self) -> bool {
         match self {
             Entry::Http(s) => lock(s).resp.done(),
+            Entry::WebSocket(_) => false,
         }
     }
 
     fn is(&self, stream: &StreamRef) -> bool {
         match self {
             Entry::Http(s) => Arc::ptr_eq(s, stream),
+            Entry::WebSocket(_) => false,
         }
     }
 }
@@ -281,7 +289,13 @@ impl Core {
         let Some(entry) = lock(&self.st).streams.get(&id).cloned() else {
             return Ok(()); // a late frame for a stream that is gone
         };
-        let Entry::Http(stream) = entry;
+        let stream = match entry {
+            Entry::Http(stream) => stream,
+            Entry::WebSocket(ws) => {
+                websocket::from_master(py, self, &ws, &frame);
+                return Ok(());
+            }
+        };
         match frame {
             Frame::RequestBody(data) => http::feed(py, &stream, |i| i.push(data)),
             Frame::RequestEnd => http::feed(py, &stream, |i| i.end()),
@@ -341,6 +355,19 @@ impl Core {
             let mut st = lock(&self.st);
             if st.streams.get(&id).is_some_and(|s| s.is(stream)) {
                 st.streams.remove(&id);
+            }
+        }
+        self.check_drained(py);
+    }
+
+    /// A WebSocket's socket is closed and its task done: forget it.
+    pub(super) fn forget_websocket(&self, py: Python<'_>, ws: &WsRef, id: u32) {
+        {
+            let mut st = lock(&self.st);
+            if let Some(Entry::WebSocket(w)) = st.streams.get(&id) {
+                if Arc::ptr_eq(w, ws) {
+                    st.streams.remove(&id);
+                }
             }
         }
         self.check_drained(py);

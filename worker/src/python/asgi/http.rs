@@ -143,12 +143,32 @@ pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
     }
 }
 
+/// Seconds a cancelled request's task has to end by itself after its
+/// `http.disconnect`, before the task is cancelled (under the master's 5 s
+/// `CANCEL_GRACE`).
+const CANCEL_AFTER_DISCONNECT_S: f64 = 1.0;
+
 /// The master's Cancel (the request is past its timeout; the master answered
-/// 504): the task is cancelled, and its end sends `Abort("cancelled")`.
+/// 504): first an `http.disconnect`, as if the client had gone, then, unless the
+/// task ended by then, the task's cancel `CANCEL_AFTER_DISCONNECT_S` later (its end
+/// sends `Abort("cancelled")`). Django's ASGIHandler runs the view in a task of its
+/// own and cancels it when its listener sees the disconnect; cancelling only the
+/// app's task would leave the view running, orphaned and uncounted, and skip
+/// `request_finished` (tests/asgi_django.rs).
 pub fn cancel(py: Python<'_>, stream: &StreamRef) {
+    client_gone(py, stream);
     let task = lock(stream).task.as_ref().map(|t| t.clone_ref(py));
     if let Some(task) = task {
-        let _ = task.call_method0(py, intern!(py, "cancel"));
+        let task = task.bind(py);
+        let later = task.getattr(intern!(py, "cancel")).and_then(|cancel| {
+            task.call_method0(intern!(py, "get_loop"))?.call_method1(
+                intern!(py, "call_later"),
+                (CANCEL_AFTER_DISCONNECT_S, cancel),
+            )
+        });
+        if later.is_err() {
+            let _ = task.call_method0(intern!(py, "cancel"));
+        }
     }
 }
 
@@ -343,7 +363,7 @@ pub fn optional<'py>(
 }
 
 /// The message's `headers`: an iterable of `[name, value]` byte strings.
-fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
+pub(super) fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
     let Some(list) = optional(py, message, intern!(py, "headers"))? else {
         return Ok(Vec::new());
     };
@@ -468,7 +488,7 @@ fn ending(
 
 /// One error record with the traceback, as the WSGI path logs a failed request;
 /// returns the traceback.
-fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
+pub(super) fn log_failure(py: Python<'_>, request: &[Bytes; 3], err: &PyErr) -> String {
     let tb = super::super::traceback::format(py, err);
     let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     log::emit(

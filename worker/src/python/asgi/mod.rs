@@ -12,6 +12,7 @@ mod http;
 mod pathsend;
 mod scope;
 mod websocket;
+mod ws_socket;
 
 use super::app::LoadFailure;
 use super::{log_exception, traceback, App};

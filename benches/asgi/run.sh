@@ -94,6 +94,7 @@ args=(suite "$here/scenarios.toml" -n "$rounds" -d "$duration" --warmup "$warmup
 settings="ROUNDS=$rounds DURATION=$duration MAX_LOAD=$max_load LOAD_WAIT=$load_wait "
 [ "$smoke" = 1 ] && settings="SMOKE=1 "
 [ "$with_ferricorn" = 0 ] && settings+="FERRICORN=0 "
+[ "${BUILD:-1}" = 0 ] && settings+="BUILD=0 "
 shown="cd <repo> && $settings${ONLY:+ONLY=$ONLY }bash benches/asgi/run.sh"
 printf '%s\n' "$shown" "# which runs:" \
   "python3 benches/harness/run.py suite benches/asgi/scenarios.toml -n $rounds -d $duration --warmup $warmup --max-load $max_load --load-wait $load_wait --out results.jsonl${only:+ --only $only}" \

@@ -47,6 +47,8 @@ struct Stream {
     paused: bool,
     /// ASGI: held bytes past which the response is paused (0: never, WSGI).
     pause_at: usize,
+    /// ASGI: the request body's window (`send_body`); closed when the stream goes.
+    window: Option<Arc<asgi::Window>>,
 }
 
 /// What one worker runs requests on, and how many at once.
@@ -250,6 +252,7 @@ impl WorkerConn {
                 cancel_by: None,
                 paused: false,
                 pause_at,
+                window: asgi::window(self.interface),
             },
         );
         self.claims.offer(stream);
@@ -305,9 +308,14 @@ impl WorkerConn {
     }
 
     /// Sends a piece of a request body once the body bytes already queued for this
-    /// worker are below `OUTGOING_BUDGET`: an upload to an app that reads it slowly
-    /// waits in its spool file, not in the master's memory.
-    pub async fn send_body(&self, stream: u32, data: Bytes) {
+    /// worker are below `OUTGOING_BUDGET` (and, for an ASGI worker, once the stream's
+    /// window has room: `asgi::Window`): an upload to an app that reads it slowly
+    /// waits in its spool file, not in the master's or the worker's memory. `false`:
+    /// the stream is gone (ended, cancelled), send no more of it.
+    pub async fn send_body(&self, stream: u32, data: Bytes) -> bool {
+        if !self.window_open(stream, data.len()).await {
+            return false;
+        }
         // The waiter is registered only when there is no room (it takes a lock), and
         // room is checked again after, so a drain in between is not missed.
         while !self.queued.has_room(data.len()) {
@@ -321,6 +329,7 @@ impl WorkerConn {
         }
         self.queued.bytes.fetch_add(data.len(), Ordering::AcqRel);
         self.send(stream, Frame::RequestBody(data));
+        true
     }
 
     /// The client went away. A request the worker has not started is taken back, so
@@ -460,6 +469,9 @@ impl WorkerConn {
     /// disk) is cut for its client, and the worker is told to stop writing it: its
     /// end of the stream then frees the slot, whether or not the client ever reads.
     fn route(&self, stream: u32, frame: Frame, events: &mpsc::UnboundedSender<WorkerEvent>) {
+        if let Frame::Credit(n) = frame {
+            return self.credit(stream, n);
+        }
         let ends = matches!(
             frame,
             Frame::ResponseEnd | Frame::Abort(_) | Frame::ResponseFile(_)

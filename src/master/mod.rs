@@ -248,6 +248,10 @@ async fn run(
     } else {
         settings.graceful_timeout
     };
+    if let (false, Some((tx, _))) = (quick, &pool) {
+        // ASGI streams that never end by themselves end before `grace` is over.
+        let _ = tx.send(supervisor::Command::Stopping { grace });
+    }
     serving.drain(grace).await;
     stop_pool(pool, quick).await;
     front_threads.stop();

@@ -168,7 +168,9 @@ impl Proxy {
             };
             let mut chunks = body.chunks(wire::CHUNK).await?;
             while let Some(chunk) = chunks.next().await? {
-                worker.send_body(stream, chunk).await;
+                if !worker.send_body(stream, chunk).await {
+                    break; // the stream ended (or was cancelled) without the rest
+                }
             }
             worker.send(stream, Frame::RequestEnd);
 

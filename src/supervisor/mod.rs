@@ -10,6 +10,7 @@
 //! exited, quota reached, a 100 ms tick) and commands from the master; `policy` holds
 //! the pure decisions and `process` the only spawn/kill code.
 
+mod drain;
 mod hooks;
 pub mod policy;
 pub mod probe;
@@ -48,6 +49,10 @@ pub enum Command {
     Reload(Box<WorkerSpec>),
     AddWorker,
     RemoveWorker,
+    /// The master's TERM: the front drains for `grace` (`drain`: ASGI streams).
+    Stopping {
+        grace: Duration,
+    },
     /// Stop every worker: TERM, then KILL after the grace period; reply when done.
     Stop {
         grace: Duration,
@@ -107,6 +112,8 @@ struct Managed {
     lifetime: Option<Duration>,
     /// Its RSS when it became ready (with `max_memory` set), see `recycle`.
     born_rss: Option<u64>,
+    /// Draining: its open ASGI streams were ended and it got TERM (`drain`).
+    cut: bool,
 }
 
 impl Managed {
@@ -123,6 +130,7 @@ impl Managed {
             born: Instant::now(),
             lifetime,
             born_rss: None,
+            cut: false,
         }
     }
 }
@@ -157,6 +165,8 @@ pub struct Supervisor {
     hooks: Option<hooks::HookHelper>,
     /// The worker counts last published (serving, other).
     published: (usize, usize),
+    /// The master's TERM: when ASGI streams still open are ended, and its deadline.
+    stop_cut: Option<(Instant, Instant)>,
 }
 
 impl Supervisor {
@@ -192,6 +202,7 @@ impl Supervisor {
             zygotes: Arc::default(),
             hooks: None,
             published: (0, 0),
+            stop_cut: None,
         };
         sup.hooks = hooks::HookHelper::start(&sup.spec, 0);
         // gunicorn runs on_starting before any worker exists; so do we.
@@ -273,6 +284,7 @@ impl Supervisor {
                     self.drain(pid);
                 }
             }
+            Command::Stopping { grace } => self.on_stopping(grace),
             Command::Stop { .. } => unreachable!("handled in run"),
         }
     }
@@ -520,26 +532,11 @@ impl Supervisor {
         self.trim_to_target();
         let now = Instant::now();
         self.recycle_if_due(now);
+        self.cut_for_stop(now);
         for (pid, w) in self.workers.iter_mut() {
             match w.state {
-                WorkerState::Draining(_) if w.conn.in_flight() == 0 => {
-                    process::signal(*pid, Signal::SIGTERM);
-                    w.state = WorkerState::Stopping;
-                }
-                WorkerState::Draining(since)
-                    if now >= since + self.spec.graceful_timeout + HUNG_TUNNEL_MARGIN
-                        && w.conn.only_taken_in_flight() =>
-                {
-                    tracing::warn!(
-                        pid = *pid,
-                        "a draining worker's WebSocket threads did not return after their sockets were closed: killing it"
-                    );
-                    process::signal(*pid, Signal::SIGKILL);
-                    w.state = WorkerState::Stopping;
-                }
-                WorkerState::Draining(since) if now >= since + self.spec.graceful_timeout => {
-                    // Their apps see the socket end and return, which ends the drain.
-                    w.conn.close_tunnels();
+                WorkerState::Draining(since) => {
+                    drain::tick(*pid, w, since, now, self.spec.graceful_timeout)
                 }
                 WorkerState::Killing(at) if now >= at => {
                     process::signal(*pid, Signal::SIGKILL);
@@ -648,8 +645,10 @@ impl Supervisor {
     async fn stop(&mut self, grace: Duration) {
         self.stopping = true;
         self.zygotes.clear().await;
+        let now = Instant::now();
         for (pid, w) in self.workers.iter_mut() {
             w.conn.retire();
+            drain::cut(w, now, grace);
             w.state = WorkerState::Stopping;
             process::signal(*pid, Signal::SIGTERM);
         }

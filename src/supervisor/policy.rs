@@ -3,6 +3,14 @@
 
 use std::time::Duration;
 
+/// When, after a drain began, an ASGI worker's streams still open are ended
+/// (`supervisor::drain`): `graceful_timeout` minus min(5 s, a fifth of it), which
+/// leaves the worker that long for its tasks to see `http.disconnect`, be cancelled
+/// if they ignore it, and for the lifespan shutdown.
+pub fn drain_cut(graceful: Duration) -> Duration {
+    graceful.saturating_sub((graceful / 5).min(Duration::from_secs(5)))
+}
+
 /// Delay before starting a worker after `failures` start failures in a row:
 /// 0, then 100 ms doubling up to 30 s.
 pub fn restart_delay(failures: u32) -> Duration {
@@ -217,6 +225,19 @@ mod tests {
             s(600),
             "a route's long limit"
         );
+    }
+
+    #[test]
+    fn an_asgi_drain_ends_open_streams_before_its_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(drain_cut(s(30)), s(25), "5 s before, at most");
+        assert_eq!(
+            drain_cut(s(6)),
+            Duration::from_millis(4800),
+            "a fifth before"
+        );
+        assert_eq!(drain_cut(s(100)), s(95));
+        assert_eq!(drain_cut(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //! An ASGI worker runs many streams at once and gets three more frames from the
 //! front: `Cancel` (past its timeout), `Pause` / `Resume` (response back-pressure).
 //! It may end a response with `ResponseFile` (`http.response.pathsend`) instead of
-//! body frames.
+//! body frames, and it returns `Credit` as its app takes the request body: the front
+//! sends an ASGI worker at most a window of each body beyond what it credited.
 
 use crate::PROTOCOL;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -43,6 +44,12 @@ pub const MAX_RESPONSE_HEAD: usize = 1024 * 1024;
 pub const FINAL_STATUS: std::ops::RangeInclusive<u16> = 200..=599;
 /// Body chunk size used by senders.
 pub const CHUNK: usize = 64 * 1024;
+/// An ASGI worker's request-body window per stream: the front sends at most this
+/// many body bytes beyond what the worker credited (`Frame::Credit`), so an app that
+/// does not read its upload leaves it in the front's spool, not in the worker's
+/// memory. The worker credits in batches of half of it; twice `CHUNK` at least, so
+/// a stream whose app waits for more always has room for the next chunk.
+pub const ASGI_BODY_WINDOW: usize = 256 * 1024;
 const HEADER_LEN: usize = 4 + 1 + 4;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -76,6 +83,7 @@ enum Kind {
     Pause = 10,
     Resume = 11,
     ResponseFile = 12,
+    Credit = 13,
 }
 
 impl Kind {
@@ -93,6 +101,7 @@ impl Kind {
             10 => Kind::Pause,
             11 => Kind::Resume,
             12 => Kind::ResponseFile,
+            13 => Kind::Credit,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
@@ -205,6 +214,9 @@ pub enum Frame {
     /// ASGI worker → front, after `ResponseHead`: the body is this file, and the
     /// response ends with it (no `ResponseEnd` follows).
     ResponseFile(Box<ResponseFile>),
+    /// ASGI worker → front: its app took this many more bytes of the stream's
+    /// request body (`receive()`); the front may send that much more of it.
+    Credit(u32),
 }
 
 impl Frame {
@@ -223,6 +235,7 @@ impl Frame {
             Kind::Pause => "Pause",
             Kind::Resume => "Resume",
             Kind::ResponseFile => "ResponseFile",
+            Kind::Credit => "Credit",
         }
     }
 
@@ -240,6 +253,7 @@ impl Frame {
             Frame::Pause => Kind::Pause,
             Frame::Resume => Kind::Resume,
             Frame::ResponseFile(_) => Kind::ResponseFile,
+            Frame::Credit(_) => Kind::Credit,
         }
     }
 }
@@ -255,6 +269,7 @@ pub fn encode(stream: u32, frame: &Frame, out: &mut BytesMut) {
         Frame::RequestHead(head) => encode_request_head(head, out),
         Frame::RequestBody(b) | Frame::ResponseBody(b) | Frame::Abort(b) => out.put_slice(b),
         Frame::RequestEnd | Frame::ResponseEnd | Frame::Cancel | Frame::Pause | Frame::Resume => {}
+        Frame::Credit(n) => out.put_u32(*n),
         Frame::ResponseFile(f) => {
             put_str(&f.path, out);
             out.put_u64(f.dev);
@@ -401,6 +416,7 @@ fn decode_payload(kind: Kind, p: &mut Bytes) -> Result<Frame, WireError> {
         Kind::Cancel => Frame::Cancel,
         Kind::Pause => Frame::Pause,
         Kind::Resume => Frame::Resume,
+        Kind::Credit => Frame::Credit(get_u32(p)?),
         Kind::ResponseFile => Frame::ResponseFile(Box::new(ResponseFile {
             path: get_str(p)?,
             dev: get_u64(p)?,

@@ -6,12 +6,89 @@
 //! (the supervisor then falls back to the WSGI path: dump, condemn or kill). A
 //! response whose client does not take it is paused in the worker (`Pause` past
 //! `response_buffer_size` held, `Resume` below half of it) instead of spooled: the
-//! app's `send()` waits, as it would on a slow socket under uvicorn.
+//! app's `send()` waits, as it would on a slow socket under uvicorn. A request body
+//! goes in a window per stream (`Window`): at most `wire::ASGI_BODY_WINDOW` bytes
+//! beyond what the worker credited (`Credit`, as its app's `receive()` takes them),
+//! so 500 uploads to an app that does not read them wait in the front's spool, not
+//! in the worker's memory.
 
 use super::{Stream, WorkerConn};
 use crate::config::Interface;
-use crate::wire::Frame;
+use crate::wire::{Frame, ASGI_BODY_WINDOW};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// One ASGI stream's request-body window: the body's one sender (`send_body`)
+/// waits here for credit; the connection reader credits it, and the stream's end
+/// closes it (the sender then stops).
+#[derive(Default)]
+pub(crate) struct Window {
+    sent: AtomicU64,
+    credited: AtomicU64,
+    closed: AtomicBool,
+    /// One waiter at most (the body's sender): `notify_one` keeps a permit for it.
+    changed: Notify,
+}
+
+/// Whether `len` more body bytes may go with `sent` sent and `credited` back: at
+/// most `window` outstanding, and one chunk always goes when none is.
+pub(crate) fn window_room(sent: u64, credited: u64, len: usize, window: usize) -> bool {
+    let outstanding = sent.saturating_sub(credited);
+    outstanding == 0 || outstanding.saturating_add(len as u64) <= window as u64
+}
+
+impl Window {
+    /// Waits until `len` more bytes fit; `false` once the stream is gone.
+    async fn reserve(&self, len: usize) -> bool {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            let (sent, credited) = (
+                self.sent.load(Ordering::Acquire),
+                self.credited.load(Ordering::Acquire),
+            );
+            if window_room(sent, credited, len, ASGI_BODY_WINDOW) {
+                self.sent.fetch_add(len as u64, Ordering::AcqRel);
+                return true;
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    /// The worker took `n` more bytes; never more than were sent (a credit beyond
+    /// would open the window wider than `ASGI_BODY_WINDOW`).
+    fn credit(&self, n: u32) {
+        let sent = self.sent.load(Ordering::Acquire);
+        let _ = self
+            .credited
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_add(u64::from(n)).min(sent))
+            });
+        self.changed.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+}
+
+/// A new stream's window: ASGI workers only (WSGI workers never credit).
+pub(super) fn window(interface: Interface) -> Option<Arc<Window>> {
+    (interface == Interface::Asgi).then(Arc::default)
+}
+
+/// A stream that ends, is cancelled, taken back or lost frees its body's sender.
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if let Some(w) = &self.window {
+            w.close();
+        }
+    }
+}
 
 /// The response spool's memory limit and the pause threshold of a stream:
 /// `response_buffer_size` for both under WSGI (never paused); under ASGI a pause at
@@ -60,6 +137,33 @@ impl WorkerConn {
         self.interface
     }
 
+    /// Waits for room for `len` body bytes in `stream`'s window (at once for a
+    /// WSGI worker); `false` when the stream is gone.
+    pub(super) async fn window_open(&self, stream: u32, len: usize) -> bool {
+        if self.interface != Interface::Asgi {
+            return true;
+        }
+        let window = match self.streams.lock().unwrap().get(&stream) {
+            Some(s) => s.window.clone(),
+            None => return false,
+        };
+        match window {
+            Some(w) => w.reserve(len).await,
+            None => true,
+        }
+    }
+
+    /// The worker's `Credit`: its app took `n` more bytes of the body, which is
+    /// progress (its silence counts from now).
+    pub(super) fn credit(&self, stream: u32, n: u32) {
+        if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
+            s.last_activity = Instant::now();
+            if let Some(w) = &s.window {
+                w.credit(n);
+            }
+        }
+    }
+
     /// The client took some of `stream`'s response: a paused one is resumed once
     /// below half its limit (and its silence counts from now).
     pub fn response_taken(&self, stream: u32) {
@@ -100,9 +204,52 @@ impl WorkerConn {
         s.tx.time_out();
         s.cancel_by = Some(now + grace);
         s.paused = false;
+        if let Some(w) = &s.window {
+            w.close(); // answered: the rest of its body is not wanted
+        }
         drop(streams);
         self.send(stream, Frame::Cancel);
         true
+    }
+
+    /// The drain's deadline is near (`supervisor::drain`): every stream still open
+    /// (an SSE stream, a request waiting for `http.disconnect`) ends for its client
+    /// now (504 before its head, else cut, as nginx closes connections at
+    /// `worker_shutdown_timeout`), and the worker gets `Abort`, which its app sees as
+    /// `http.disconnect`; the stream keeps its slot until the worker ends it, which
+    /// it must by `now + grace` (as a `Cancel`). Unstarted requests are taken back.
+    /// The worker's WebSockets close too. Returns how many streams were cut.
+    pub fn cut_streams(&self, now: Instant, grace: Duration) -> usize {
+        self.close_tunnels();
+        let mut cut = Vec::new();
+        let mut revoked = 0;
+        {
+            let mut streams = self.streams.lock().unwrap();
+            streams.retain(|&id, s| {
+                if s.cancel_by.is_some() {
+                    return true; // cancelled (or cut) already
+                }
+                if self.take_back(id, s) {
+                    revoked += 1;
+                    return false;
+                }
+                s.tx.time_out();
+                s.cancel_by = Some(now + grace);
+                s.paused = false;
+                if let Some(w) = &s.window {
+                    w.close();
+                }
+                cut.push(id);
+                true
+            });
+        }
+        for _ in 0..revoked {
+            self.dispatcher.release(self);
+        }
+        for &id in &cut {
+            self.send(id, Frame::Abort(bytes::Bytes::from_static(b"draining")));
+        }
+        cut.len()
     }
 
     /// Cancelled streams the worker has not ended by their deadline.
@@ -140,6 +287,71 @@ mod tests {
         let (memory, pause_at) = response_limits(Interface::Asgi, 100);
         assert!(pause_at < memory, "{pause_at} {memory}");
         assert_eq!(response_limits(Interface::Asgi, 0).1, 1, "0 is no 'never'");
+    }
+
+    #[test]
+    fn the_body_window_holds_at_most_its_size_beyond_the_credit() {
+        let w = 256 * 1024;
+        let chunk = 64 * 1024;
+        assert!(window_room(0, 0, chunk, w));
+        assert!(window_room(3 * chunk as u64, 0, chunk, w), "exactly full");
+        assert!(!window_room(4 * chunk as u64, 0, 1, w));
+        assert!(window_room(4 * chunk as u64, chunk as u64, chunk, w));
+        assert!(
+            window_room(10, 10, 10 * w, w),
+            "nothing out: any chunk goes"
+        );
+        assert!(
+            window_room(5, 10, chunk, w),
+            "credit past sent: nothing out"
+        );
+        // A worker that credits half the window once taken, as ours does: an app
+        // waiting for more (all it was sent taken) always leaves room for a chunk.
+        let (mut sent, mut credited) = (0u64, 0u64);
+        for _ in 0..1000 {
+            while window_room(sent, credited, chunk, w) {
+                sent += chunk as u64;
+            }
+            assert!(sent - credited <= w as u64);
+            // The app takes everything it has, then waits for more.
+            let taken = sent;
+            if taken - credited >= (w / 2) as u64 {
+                credited = taken;
+            }
+            assert!(window_room(sent, credited, chunk, w), "stalled at {sent}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_window_waits_for_credit_and_its_close_frees_the_sender() {
+        let w = Arc::new(Window::default());
+        let chunk = 64 * 1024;
+        for _ in 0..4 {
+            assert!(w.reserve(chunk).await);
+        }
+        let waiting = tokio::spawn({
+            let w = w.clone();
+            async move { w.reserve(chunk).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "full: it waits");
+        w.credit(chunk as u32);
+        assert!(waiting.await.unwrap());
+        let waiting = tokio::spawn({
+            let w = w.clone();
+            async move { w.reserve(chunk).await }
+        });
+        w.credit(u32::MAX); // clamped to what was sent
+        assert!(waiting.await.unwrap());
+        for _ in 0..3 {
+            assert!(w.reserve(chunk).await);
+        }
+        let waiting = tokio::spawn({
+            let w = w.clone();
+            async move { w.reserve(chunk).await }
+        });
+        w.close();
+        assert!(!waiting.await.unwrap(), "a closed window sends no more");
     }
 
     #[test]

@@ -73,6 +73,8 @@ fn all_frames() -> Vec<Frame> {
             ino: u64::MAX,
             size: 200 << 20,
         })),
+        Frame::Credit(0),
+        Frame::Credit(u32::MAX),
     ]
 }
 
@@ -211,4 +213,17 @@ fn random_bytes_never_panic() {
         }
         let _ = decode(&mut buf);
     }
+}
+
+#[test]
+fn a_credit_round_trips_and_is_exactly_four_bytes() {
+    for n in [0, 1, 256 * 1024, u32::MAX] {
+        let mut buf = BytesMut::new();
+        encode(7, &Frame::Credit(n), &mut buf);
+        assert_eq!(buf.len(), 4 + 1 + 4 + 4);
+        assert_eq!(decode(&mut buf), Ok(Some((7, Frame::Credit(n)))));
+    }
+    // Kind 13, stream 7, a 2-byte payload: truncated, not a panic.
+    let mut short = BytesMut::from(&[0, 0, 0, 7, 13, 0, 0, 0, 7, 0, 1][..]);
+    assert_eq!(decode(&mut short), Err(WireError::Truncated));
 }

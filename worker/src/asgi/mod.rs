@@ -1,7 +1,8 @@
 //! The ASGI worker's decisions that need no Python (the WebSocket codec in
 //! `websocket`, and here): one stream's request body as it
 //! arrives (`Inbox`), its response's state machine (`Response`: head once, the
-//! app's Content-Length kept, HEAD bodies dropped, the terminal frame once), the
+//! app's Content-Length kept, HEAD bodies dropped, the terminal frame once; the
+//! body bytes the app took, credited back to the master in batches), the
 //! checks on the app's status and header fields, and the scope's decoded path. The
 //! pyo3 side (`crate::python::asgi`) owns the loop, the futures and the tasks, and
 //! asks these types what to send.
@@ -35,6 +36,11 @@ const HOP_BY_HOP: [&[u8]; 7] = [
     b"trailer",
 ];
 
+/// The app took this much of a body since the last `Credit`: credit it now. Half
+/// the master's window (`wire::ASGI_BODY_WINDOW`), so one `Credit` goes per 128 KiB
+/// and a stream whose app waits for more always has room for the next chunk.
+pub const CREDIT_BATCH: usize = wire::ASGI_BODY_WINDOW / 2;
+
 /// A request body as the master sends it.
 #[derive(Default)]
 pub struct Inbox {
@@ -43,6 +49,8 @@ pub struct Inbox {
     aborted: bool,
     /// The message with `more_body: False` was handed over.
     finished: bool,
+    /// Bytes handed to the app and not credited to the master yet.
+    uncredited: usize,
 }
 
 /// What `receive()` hands the app next.
@@ -85,6 +93,7 @@ impl Inbox {
         }
         if let Some(chunk) = self.chunks.pop_front() {
             let chunk = self.join_buffered(chunk);
+            self.uncredited += chunk.len();
             let more = !(self.ended && self.chunks.is_empty());
             self.finished |= !more;
             return Received::Body(chunk, more);
@@ -95,6 +104,18 @@ impl Inbox {
             return Received::Body(Bytes::new(), false);
         }
         Received::Wait
+    }
+
+    /// The `Credit` to send now, if the app took a batch's worth since the last
+    /// one. None once the body is whole or the client gone: the master sends no
+    /// more of it either way.
+    pub fn credit_due(&mut self) -> Option<u32> {
+        if self.uncredited < CREDIT_BATCH || self.ended || self.aborted {
+            return None;
+        }
+        let n = u32::try_from(self.uncredited).unwrap_or(u32::MAX);
+        self.uncredited -= n as usize;
+        Some(n)
     }
 }
 

@@ -126,3 +126,31 @@ fn buffered_chunks_go_together_up_to_a_megabyte() {
     };
     assert_eq!(rest.len(), 20 * CHUNK - MESSAGE_MAX);
 }
+
+#[test]
+fn the_body_taken_is_credited_in_batches_of_half_the_window() {
+    let mut i = Inbox::default();
+    let chunk = Bytes::from(vec![0u8; wire::CHUNK]);
+    assert_eq!(i.credit_due(), None);
+    i.push(chunk.clone());
+    assert!(matches!(i.take(), Received::Body(_, true)));
+    assert_eq!(i.credit_due(), None, "64 KiB: below the batch");
+    i.push(chunk.clone());
+    assert!(matches!(i.take(), Received::Body(_, true)));
+    assert_eq!(i.credit_due(), Some(CREDIT_BATCH as u32));
+    assert_eq!(i.credit_due(), None, "credited once");
+    // Buffered but not taken: nothing credited (the master holds the rest).
+    for _ in 0..4 {
+        i.push(chunk.clone());
+    }
+    assert_eq!(i.credit_due(), None);
+    // Taken together (one message): credited together.
+    assert!(matches!(i.take(), Received::Body(b, true) if b.len() == 4 * wire::CHUNK));
+    assert_eq!(i.credit_due(), Some(4 * wire::CHUNK as u32));
+    // Once the body is whole, the master sends no more: no credit.
+    i.push(chunk.clone());
+    i.push(chunk);
+    i.end();
+    assert!(matches!(i.take(), Received::Body(_, false)));
+    assert_eq!(i.credit_due(), None);
+}

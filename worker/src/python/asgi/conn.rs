@@ -76,6 +76,14 @@ impl Entry {
         }
     }
 
+    /// An `http` stream's state.
+    pub(super) fn http(&self) -> Option<&StreamRef> {
+        match self {
+            Entry::Http(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn is(&self, stream: &StreamRef) -> bool {
         match self {
             Entry::Http(s) => Arc::ptr_eq(s, stream),
@@ -297,8 +305,8 @@ impl Core {
             }
         };
         match frame {
-            Frame::RequestBody(data) => http::feed(py, &stream, |i| i.push(data)),
-            Frame::RequestEnd => http::feed(py, &stream, |i| i.end()),
+            Frame::RequestBody(data) => http::feed(py, self, &stream, |i| i.push(data)),
+            Frame::RequestEnd => http::feed(py, self, &stream, |i| i.end()),
             Frame::Abort(_) => http::client_gone(py, &stream),
             Frame::Cancel => http::cancel(py, &stream),
             Frame::Pause => http::resume(py, &stream, true),
@@ -448,15 +456,24 @@ impl Core {
         }
     }
 
-    /// SIGTERM: take no new work once what is in flight is done.
-    fn drain(&self, py: Python<'_>) {
-        let in_flight = {
+    /// SIGTERM: take no new work once what is in flight is done; tasks that go on
+    /// after their client went are cancelled (`drain`).
+    fn drain(self: &Arc<Self>, py: Python<'_>) {
+        let (in_flight, again) = {
             let mut st = lock(&self.st);
-            st.draining = true;
-            st.streams.len()
+            let again = std::mem::replace(&mut st.draining, true);
+            (st.streams.len(), again)
         };
         wlog!("SIGTERM: draining, {in_flight} request(s) in flight");
+        if !again {
+            super::drain::schedule(py, self);
+        }
         self.check_drained(py);
+    }
+
+    /// The streams whose task runs.
+    pub(super) fn entries(&self) -> Vec<Entry> {
+        lock(&self.st).streams.values().cloned().collect()
     }
 
     /// Draining: tasks whose response is complete only wait for a disconnect,

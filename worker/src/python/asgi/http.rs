@@ -29,6 +29,8 @@ pub struct Stream {
     send_waiter: Option<Py<PyAny>>,
     pub paused: bool,
     pub task: Option<Py<PyAny>>,
+    /// Draining, and its client gone at the last sweep: cancelled at the next.
+    doomed: bool,
     /// For the error log, should the app fail.
     request: [Bytes; 3],
 }
@@ -45,6 +47,7 @@ impl Stream {
             send_waiter: None,
             paused: false,
             task: None,
+            doomed: false,
             request: [
                 head.request_id.clone(),
                 head.method.clone(),
@@ -97,16 +100,30 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-pub fn feed(py: Python<'_>, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
-    let delivered = {
+pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+    let (delivered, credit) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        take_for_waiter(py, &mut s)
+        let delivered = take_for_waiter(py, &mut s);
+        (delivered, credit_due(&mut s))
     };
+    send_credit(py, core, credit);
     if let Some((waiter, got)) = delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
         }
+    }
+}
+
+/// The body bytes the app took, to credit to the master now (`Inbox::credit_due`).
+fn credit_due(s: &mut Stream) -> Option<(u32, Frame)> {
+    s.inbox.credit_due().map(|n| (s.id, Frame::Credit(n)))
+}
+
+/// Sends a credit (outside the stream's lock: `send_frames` may call the loop).
+fn send_credit(py: Python<'_>, core: &Core, credit: Option<(u32, Frame)>) {
+    if let Some((id, frame)) = credit {
+        core.send_frames(py, id, vec![frame]);
     }
 }
 
@@ -170,6 +187,19 @@ pub fn cancel(py: Python<'_>, stream: &StreamRef) {
             let _ = task.call_method0(intern!(py, "cancel"));
         }
     }
+}
+
+/// A drain's sweep (`drain`): a task whose client is gone is marked, and cancelled
+/// at the next sweep if it still runs. Returns whether it was cancelled now.
+pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
+    let task = {
+        let mut s = lock(stream);
+        if !s.inbox.is_aborted() || !std::mem::replace(&mut s.doomed, true) {
+            return false;
+        }
+        s.task.as_ref().map(|t| t.clone_ref(py))
+    };
+    task.is_some_and(|t| t.call_method0(py, intern!(py, "cancel")).is_ok())
 }
 
 /// The master's Pause (`paused`) or Resume: a paused `send()` goes on.
@@ -241,7 +271,12 @@ pub struct Receive {
 #[pymethods]
 impl Receive {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let got = lock(&self.stream).inbox.take();
+        let (got, credit) = {
+            let mut s = lock(&self.stream);
+            let got = s.inbox.take();
+            (got, credit_due(&mut s))
+        };
+        send_credit(py, &self.core, credit);
         if got != Received::Wait {
             return Ok(Py::new(py, Done::new(message(py, got)?))?.into_any());
         }

@@ -8,6 +8,7 @@
 
 mod awaitable;
 mod conn;
+mod drain;
 mod http;
 mod pathsend;
 mod scope;

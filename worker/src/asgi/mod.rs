@@ -178,6 +178,10 @@ pub enum SendError {
     ConflictingLength,
     #[error("the app sent more than its Content-Length")]
     TooLong,
+    #[error(
+        "Content-Length {declared} but the file named by http.response.pathsend has {size} bytes"
+    )]
+    FileLength { declared: u64, size: u64 },
 }
 
 /// A response's progress, as the app's `send()` calls drive it. The head is held
@@ -293,6 +297,16 @@ impl Response {
         }
         if self.done {
             return Err(SendError::Complete);
+        }
+        // The front sends the file's length: a Content-Length that says otherwise
+        // is the app's error (its send() raises), not a 502 at the front.
+        if let (Some(declared), Frame::ResponseFile(f)) = (self.declared, &file) {
+            if declared != f.size {
+                return Err(SendError::FileLength {
+                    declared,
+                    size: f.size,
+                });
+            }
         }
         self.push_head(out);
         out.push(file);

@@ -161,3 +161,35 @@ fn the_body_taken_is_credited_in_batches_of_half_the_window() {
     assert!(matches!(i.take(), Received::Body(_, false)));
     assert_eq!(i.credit_due(), None);
 }
+
+#[test]
+fn a_pathsend_file_must_have_the_declared_length() {
+    let file = |size| {
+        Frame::ResponseFile(Box::new(wire::ResponseFile {
+            path: b(b"/srv/a"),
+            dev: 1,
+            ino: 2,
+            size,
+        }))
+    };
+    let mut r = Response::new(false);
+    r.start(200, vec![(b(b"content-length"), b(b"10"))])
+        .unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        r.file(file(11), &mut out),
+        Err(SendError::FileLength {
+            declared: 10,
+            size: 11
+        })
+    );
+    assert!(
+        out.is_empty(),
+        "nothing went out: the app's 500 can still follow"
+    );
+    r.file(file(10), &mut out).unwrap();
+    assert_eq!(out.len(), 2, "the head, then the file");
+    let mut r = Response::new(false);
+    r.start(200, vec![]).unwrap();
+    r.file(file(7), &mut Vec::new()).unwrap();
+}

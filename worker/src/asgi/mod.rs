@@ -32,7 +32,7 @@ pub const MESSAGE_MAX: usize = 1024 * 1024;
 pub const CANCEL_ACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Hop-by-hop fields an app may not set: framing belongs to the front.
-const HOP_BY_HOP: [&[u8]; 7] = [
+pub(crate) const HOP_BY_HOP: [&[u8]; 7] = [
     b"connection",
     b"keep-alive",
     b"transfer-encoding",

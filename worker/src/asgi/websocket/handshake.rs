@@ -13,16 +13,24 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_APP_FIELDS: usize = 120;
 
 /// Fields the worker writes (or never writes: no extension is negotiated, and a
-/// `101` has no body); an app's own would contradict them.
+/// `101` has no body); an app's own would contradict them. The hop-by-hop fields
+/// (`crate::asgi::HOP_BY_HOP`: `upgrade`, `connection`, ...) are the worker's too.
 const OWNED: &[&str] = &[
-    "upgrade",
-    "connection",
     "sec-websocket-accept",
     "sec-websocket-protocol",
     "sec-websocket-extensions",
     "content-length",
-    "transfer-encoding",
 ];
+
+/// A field the app may not set on its `101`.
+fn owned(name: &[u8]) -> bool {
+    OWNED
+        .iter()
+        .any(|o| o.as_bytes().eq_ignore_ascii_case(name))
+        || crate::asgi::HOP_BY_HOP
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+}
 
 /// Why an app's `websocket.accept` cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,10 +87,7 @@ pub fn accept_head(
         if !is_token(name) {
             return Err(AcceptError::Name(shown()));
         }
-        if OWNED
-            .iter()
-            .any(|o| o.as_bytes().eq_ignore_ascii_case(name))
-        {
+        if owned(name) {
             return Err(AcceptError::Owned(shown()));
         }
         if !value
@@ -184,6 +189,11 @@ mod tests {
             "sec-websocket-accept",
             "Sec-WebSocket-Extensions",
             "Content-Length",
+            "Keep-Alive",
+            "TE",
+            "Trailer",
+            "Proxy-Connection",
+            "Transfer-Encoding",
         ] {
             assert!(matches!(
                 accept_head(KEY, None, &[], &h(owned.as_bytes(), b"x")),

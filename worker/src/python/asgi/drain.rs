@@ -14,11 +14,11 @@ use std::time::Duration;
 
 /// How long a draining worker's task may go on after its client went, at least
 /// (at most twice this: one sweep marks it, the next cancels it).
-pub const DRAIN_CANCEL_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const DRAIN_CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 /// The sweep `loop.call_later` runs while the worker drains.
 #[pyclass(frozen, module = "ferricorn")]
-pub struct Sweep(Arc<Core>);
+pub(crate) struct Sweep(Arc<Core>);
 
 #[pymethods]
 impl Sweep {

@@ -21,24 +21,24 @@ use std::sync::{Arc, Mutex};
 
 /// One request's state, shared by its `receive`, `send`, task callback and the
 /// connection's table.
-pub struct Stream {
-    pub id: u32,
-    pub inbox: Inbox,
-    pub resp: Response,
+pub(crate) struct Stream {
+    pub(crate) id: u32,
+    pub(crate) inbox: Inbox,
+    pub(crate) resp: Response,
     recv_waiter: Option<Py<PyAny>>,
     send_waiter: Option<Py<PyAny>>,
-    pub paused: bool,
-    pub task: Option<Py<PyAny>>,
+    pub(crate) paused: bool,
+    pub(crate) task: Option<Py<PyAny>>,
     /// Draining, and its client gone at the last sweep: cancelled at the next.
     doomed: bool,
     /// For the error log, should the app fail.
     request: [Bytes; 3],
 }
 
-pub type StreamRef = Arc<Mutex<Stream>>;
+pub(crate) type StreamRef = Arc<Mutex<Stream>>;
 
 impl Stream {
-    pub fn new(id: u32, head: &RequestHead) -> StreamRef {
+    pub(crate) fn new(id: u32, head: &RequestHead) -> StreamRef {
         Arc::new(Mutex::new(Stream {
             id,
             inbox: Inbox::default(),
@@ -58,7 +58,7 @@ impl Stream {
 }
 
 /// Builds the scope and starts `app(scope, receive, send)` as a task.
-pub fn spawn(
+pub(crate) fn spawn(
     py: Python<'_>,
     core: &Arc<Core>,
     stream: &StreamRef,
@@ -85,7 +85,7 @@ pub fn spawn(
 }
 
 /// The app could not even be called (its call raised): a 500.
-pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, err: &PyErr) {
+pub(crate) fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, err: &PyErr) {
     let (id, frames) = {
         let mut s = lock(stream);
         let _ = log_failure(py, &s.request, err);
@@ -98,7 +98,7 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+pub(crate) fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
     let (delivered, credit) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
@@ -142,7 +142,7 @@ fn take_for_waiter(py: Python<'_>, s: &mut Stream) -> Option<(Py<PyAny>, Receive
 
 /// The client went away (the master's Abort, or the connection's end): a waiting
 /// `receive()` gets `http.disconnect`, a waiting `send()` raises.
-pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
+pub(crate) fn client_gone(py: Python<'_>, stream: &StreamRef) {
     let (recv, send) = {
         let mut s = lock(stream);
         s.inbox.abort();
@@ -169,7 +169,7 @@ const CANCEL_AFTER_DISCONNECT_S: f64 = 1.0;
 /// app's task would leave the view running, orphaned and uncounted, and skip
 /// `request_finished` (tests/asgi_django.rs). A task still running `CANCEL_ACK`
 /// after its cancel ignored it (`CancelOverdue`).
-pub fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
+pub(crate) fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
     client_gone(py, stream);
     let task = lock(stream).task.as_ref().map(|t| t.clone_ref(py));
     let Some(task) = task else {
@@ -202,7 +202,7 @@ pub fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
 /// the missing answer for a blocked loop and replaces the worker with every
 /// request it serves; the task runs on, detached (its `send()`s are refused).
 #[pyclass(frozen, module = "ferricorn", name = "CancelOverdue")]
-pub struct CancelOverdue {
+pub(crate) struct CancelOverdue {
     core: Arc<Core>,
     stream: StreamRef,
 }
@@ -232,7 +232,7 @@ impl CancelOverdue {
 
 /// A drain's sweep (`drain`): a task whose client is gone is marked, and cancelled
 /// at the next sweep if it still runs. Returns whether it was cancelled now.
-pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
+pub(crate) fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
     let task = {
         let mut s = lock(stream);
         if !s.inbox.is_aborted() || !std::mem::replace(&mut s.doomed, true) {
@@ -244,7 +244,7 @@ pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
 }
 
 /// The master's Pause (`paused`) or Resume: a paused `send()` goes on.
-pub fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
+pub(crate) fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
     let waiter = {
         let mut s = lock(stream);
         s.paused = paused;
@@ -265,7 +265,7 @@ fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
 }
 
 /// Completes a future unless its task gave up on it (cancelled).
-pub fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
+pub(crate) fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
     if !is_done(py, fut) {
         let _ = fut.call_method1(py, intern!(py, "set_result"), (value,));
     }
@@ -304,7 +304,7 @@ fn message(py: Python<'_>, got: Received) -> PyResult<Py<PyAny>> {
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "Receive")]
-pub struct Receive {
+pub(crate) struct Receive {
     core: Arc<Core>,
     stream: StreamRef,
 }
@@ -334,7 +334,7 @@ impl Receive {
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "Send")]
-pub struct Send {
+pub(crate) struct Send {
     core: Arc<Core>,
     stream: StreamRef,
 }
@@ -452,7 +452,7 @@ fn body_bytes(b: &Bound<'_, PyAny>) -> PyResult<Bytes> {
 }
 
 /// `message.get(key)`, None when missing or None.
-pub fn optional<'py>(
+pub(crate) fn optional<'py>(
     py: Python<'py>,
     message: &Bound<'py, PyAny>,
     key: &Bound<'py, PyString>,
@@ -486,9 +486,8 @@ pub(super) fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Ve
     Ok(out)
 }
 
-pub fn send_error(e: SendError) -> PyErr {
+pub(crate) fn send_error(e: SendError) -> PyErr {
     match e {
-        SendError::Disconnected => disconnected(),
         SendError::Twice | SendError::NotStarted | SendError::Complete | SendError::TooLong => {
             PyRuntimeError::new_err(e.to_string())
         }
@@ -498,7 +497,7 @@ pub fn send_error(e: SendError) -> PyErr {
 
 /// The task's end decides the stream's end, if the app did not.
 #[pyclass(frozen, module = "ferricorn", name = "TaskDone")]
-pub struct TaskDone {
+pub(crate) struct TaskDone {
     core: Arc<Core>,
     stream: StreamRef,
 }

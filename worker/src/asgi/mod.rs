@@ -247,7 +247,12 @@ impl Response {
 
     /// `http.response.body`: the frames to send (the end too when `!more`). Bytes
     /// past the app's Content-Length cut the response.
-    pub(crate) fn body(&mut self, data: Bytes, more: bool, out: &mut Vec<Frame>) -> Result<(), SendError> {
+    pub(crate) fn body(
+        &mut self,
+        data: Bytes,
+        more: bool,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SendError> {
         if !self.started {
             return Err(SendError::NotStarted);
         }

@@ -85,7 +85,12 @@ pub(crate) fn spawn(
 }
 
 /// The app could not even be called (its call raised): a 500.
-pub(crate) fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, err: &PyErr) {
+pub(crate) fn failed_before_task(
+    py: Python<'_>,
+    core: &Arc<Core>,
+    stream: &StreamRef,
+    err: &PyErr,
+) {
     let (id, frames) = {
         let mut s = lock(stream);
         let _ = log_failure(py, &s.request, err);

@@ -345,7 +345,11 @@ fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
 }
 
 /// A future for a `send()` that must wait for the socket (`None`: it need not).
-pub(crate) fn send_waiter(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<Option<Py<PyAny>>> {
+pub(crate) fn send_waiter(
+    py: Python<'_>,
+    core: &Arc<Core>,
+    ws: &WsRef,
+) -> PyResult<Option<Py<PyAny>>> {
     let backlog = match &lock(ws).phase {
         Phase::Open(s) => s.pending().len(),
         _ => 0,

@@ -180,6 +180,12 @@ impl WorkerConn {
         }
     }
 
+    /// Requests it runs at once (its threads, or its `worker_connections`), as it
+    /// was started: retiring or not, and whatever a reload since set.
+    pub fn slots(&self) -> usize {
+        self.capacity
+    }
+
     /// Stop giving this worker new requests (max-requests, reload, shrink).
     pub fn retire(&self) {
         self.retiring.store(true, Ordering::Relaxed);

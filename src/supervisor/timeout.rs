@@ -21,7 +21,6 @@
 
 use super::policy::{self, AfterTimeout};
 use super::{process, Supervisor, WorkerState, DUMP_GRACE};
-use crate::config::Interface;
 use crate::defaults::CANCEL_GRACE;
 use crate::observe::RestartReason;
 use nix::sys::signal::Signal;
@@ -83,11 +82,6 @@ impl Supervisor {
     }
 
     fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {
-        // An event loop runs `capacity` requests at once, as threads would.
-        let threads = match self.spec.interface {
-            Interface::Wsgi => self.spec.threads,
-            Interface::Asgi => self.spec.capacity,
-        };
         let condemned = self
             .workers
             .values()
@@ -96,6 +90,10 @@ impl Supervisor {
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
         };
+        // The worker's own threads, or the `worker_connections` of its event loop
+        // (which runs that many requests at once, as threads would), from its
+        // start: the spec may have changed since (a reload, failed or under way).
+        let threads = w.conn.slots();
         for &s in streams {
             w.conn.time_out_stream(s);
         }

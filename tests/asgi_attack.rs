@@ -169,3 +169,30 @@ fn a_control_character_in_a_header_is_the_apps_500() {
     assert_eq!(get(&server.url("/header-ctl")).0, 500);
     server.wait_for_log("invalid value for header \"x-a\"", Duration::from_secs(5));
 }
+
+/// `sys.exit()` (or a KeyboardInterrupt) in a task the app started itself (a
+/// background job, `asyncio.create_task` in a view) or in a callback it scheduled
+/// costs only that task: one error record with its traceback, and the worker and
+/// its other requests live on. asyncio lets both out of the loop, and before the
+/// fix the worker exited with every request it served (the stream was cut).
+#[test]
+fn system_exit_in_a_task_the_app_started_costs_only_that_task() {
+    for asgi_loop in ["uvloop", "asyncio"] {
+        let (server, _admin) = attack_server(&["--asgi-loop", asgi_loop]);
+        let pid = get(&server.url("/pid")).1;
+        let url = server.url("/tick?4");
+        let ticking = thread::spawn(move || get(&url));
+        assert_eq!(get(&server.url("/spawn-exit")), (200, "spawned".into()));
+        server.wait_for_log("in _spawned_exit", Duration::from_secs(5));
+        assert_eq!(get(&server.url("/spawn-interrupt")).0, 200);
+        server.wait_for_log("in _spawned_interrupt", Duration::from_secs(5));
+        let (status, body) = ticking.join().unwrap();
+        assert_eq!((status, body.ends_with("end\n")), (200, true), "{body}");
+        assert_eq!(get(&server.url("/pid")), (200, pid), "{}", server.log());
+        // Once each, with the traceback; asyncio does not report it again.
+        let log = server.log();
+        assert_eq!(log.matches("in _spawned_exit").count(), 1, "{log}");
+        assert_eq!(log.matches("in _spawned_interrupt").count(), 1, "{log}");
+        assert!(!log.contains("never retrieved"), "{log}");
+    }
+}

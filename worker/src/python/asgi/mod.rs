@@ -140,15 +140,52 @@ pub(crate) fn serve(
         });
         core.start(py).map_err(|e| loop_error(py, &e))?;
         let done = core.done_future(py);
-        event_loop
-            .call_method1("run_until_complete", (done,))
-            .map_err(|e| loop_error(py, &e))?;
+        run_until(py, event_loop, done.bind(py)).map_err(|e| loop_error(py, &e))?;
         let why = core.exit();
         if why == Exit::Drained {
             shutdown(py, event_loop, life);
         }
         Ok(why)
     })
+}
+
+/// Runs the loop until `done`. asyncio lets a `SystemExit` or `KeyboardInterrupt`
+/// out of the loop; a request's own coroutine runs in `guarded`, which makes it
+/// that request's failure, but one raised in a task or callback the app started
+/// itself (a background job) would end the worker and every request it serves:
+/// it costs only that task (one error record with its traceback) and the loop
+/// runs on, its other callbacks where they were.
+fn run_until(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    done: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    loop {
+        let err = match event_loop.call_method1("run_until_complete", (done,)) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let escaped = err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+            || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py);
+        if !escaped {
+            return Err(err);
+        }
+        let what = format!(
+            "a task or callback the app started raised {}: only it ends, the worker serves on",
+            kind(py, &err)
+        );
+        log_exception(py, &what, &err);
+        if done.call_method0("done")?.is_truthy()? {
+            return Ok(());
+        }
+    }
+}
+
+fn kind(py: Python<'_>, err: &PyErr) -> String {
+    err.get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 fn loop_error(py: Python<'_>, e: &PyErr) -> Failed {

@@ -17,6 +17,7 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// One request's state, shared by its `receive`, `send`, task callback and the
@@ -25,8 +26,12 @@ pub(crate) struct Stream {
     pub(crate) id: u32,
     pub(crate) inbox: Inbox,
     pub(crate) resp: Response,
-    recv_waiter: Option<Py<PyAny>>,
-    send_waiter: Option<Py<PyAny>>,
+    /// The `receive()`s waiting, oldest first: each task awaiting one has its own
+    /// (a listener for the disconnect beside one reading the body, as uvicorn
+    /// serves them; Django and Starlette listen while they stream).
+    recv_waiters: VecDeque<Py<PyAny>>,
+    /// The `send()`s waiting for a Resume (a paused stream).
+    send_waiters: Vec<Py<PyAny>>,
     pub(crate) paused: bool,
     pub(crate) task: Option<Py<PyAny>>,
     /// Draining, and its client gone at the last sweep: cancelled at the next.
@@ -43,8 +48,8 @@ impl Stream {
             id,
             inbox: Inbox::default(),
             resp: Response::new(head.method.as_ref() == b"HEAD"),
-            recv_waiter: None,
-            send_waiter: None,
+            recv_waiters: VecDeque::new(),
+            send_waiters: Vec::new(),
             paused: false,
             task: None,
             doomed: false,
@@ -107,11 +112,11 @@ pub(crate) fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOn
     let (delivered, credit) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        let delivered = take_for_waiter(py, &mut s);
+        let delivered = take_for_waiters(py, &mut s);
         (delivered, credit_due(&mut s))
     };
     send_credit(py, core, credit);
-    if let Some((waiter, got)) = delivered {
+    for (waiter, got) in delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
         }
@@ -130,19 +135,23 @@ fn send_credit(py: Python<'_>, core: &Core, credit: Option<(u32, Frame)>) {
     }
 }
 
-/// The waiting `receive()`'s future and what it gets, if something came.
-fn take_for_waiter(py: Python<'_>, s: &mut Stream) -> Option<(Py<PyAny>, Received)> {
-    let waiter = s.recv_waiter.take()?;
-    if is_done(py, &waiter) {
-        return None; // its task was cancelled: the message stays for the next call
-    }
-    match s.inbox.take() {
-        Received::Wait => {
-            s.recv_waiter = Some(waiter);
-            None
+/// The waiting `receive()`s' futures and what each gets, oldest first, while
+/// messages are there.
+fn take_for_waiters(py: Python<'_>, s: &mut Stream) -> Vec<(Py<PyAny>, Received)> {
+    let mut delivered = Vec::new();
+    while let Some(waiter) = s.recv_waiters.pop_front() {
+        if is_done(py, &waiter) {
+            continue; // its task was cancelled: the message stays for the next call
         }
-        got => Some((waiter, got)),
+        match s.inbox.take() {
+            Received::Wait => {
+                s.recv_waiters.push_front(waiter);
+                break;
+            }
+            got => delivered.push((waiter, got)),
+        }
     }
+    delivered
 }
 
 /// The client went away (the master's Abort, or the connection's end): a waiting
@@ -151,12 +160,15 @@ pub(crate) fn client_gone(py: Python<'_>, stream: &StreamRef) {
     let (recv, send) = {
         let mut s = lock(stream);
         s.inbox.abort();
-        (s.recv_waiter.take(), s.send_waiter.take())
+        (
+            std::mem::take(&mut s.recv_waiters),
+            std::mem::take(&mut s.send_waiters),
+        )
     };
-    if let Some(w) = recv {
+    for w in recv {
         disconnect(py, &w);
     }
-    if let Some(w) = send {
+    for w in send {
         reject(py, &w, disconnected());
     }
 }
@@ -250,15 +262,15 @@ pub(crate) fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
 
 /// The master's Pause (`paused`) or Resume: a paused `send()` goes on.
 pub(crate) fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
-    let waiter = {
+    let waiters = {
         let mut s = lock(stream);
         s.paused = paused;
         match paused {
-            true => None,
-            false => s.send_waiter.take(),
+            true => Vec::new(),
+            false => std::mem::take(&mut s.send_waiters),
         }
     };
-    if let Some(w) = waiter {
+    for w in waiters {
         resolve(py, &w, py.None());
     }
 }
@@ -333,7 +345,10 @@ impl Receive {
             return Done::ready(py, message(py, got)?);
         }
         let fut = self.core.new_future(py)?;
-        lock(&self.stream).recv_waiter = Some(fut.clone_ref(py));
+        let mut s = lock(&self.stream);
+        // Those whose task gave up (`wait_for(receive(), t)` in a loop) go.
+        s.recv_waiters.retain(|w| !is_done(py, w));
+        s.recv_waiters.push_back(fut.clone_ref(py));
         Ok(fut)
     }
 }
@@ -382,14 +397,14 @@ fn disconnect(py: Python<'_>, waiter: &Py<PyAny>) {
 /// After a message that may have completed the response: a `receive()` waiting
 /// (Django's and Starlette's listeners for a disconnect) gets `http.disconnect`.
 fn answered(py: Python<'_>, stream: &StreamRef) {
-    let waiter = {
+    let waiters = {
         let mut s = lock(stream);
         match s.resp.done() {
-            true => s.recv_waiter.take(),
-            false => None,
+            true => std::mem::take(&mut s.recv_waiters),
+            false => VecDeque::new(),
         }
     };
-    if let Some(w) = waiter {
+    for w in waiters {
         disconnect(py, &w);
     }
 }
@@ -428,7 +443,9 @@ impl Send {
         outcome.map_err(send_error)?;
         if paused {
             let fut = self.core.new_future(py)?;
-            lock(&self.stream).send_waiter = Some(fut.clone_ref(py));
+            let mut s = lock(&self.stream);
+            s.send_waiters.retain(|w| !is_done(py, w));
+            s.send_waiters.push(fut.clone_ref(py));
             return Ok(Some(fut));
         }
         match queued >= HIGH_WATER {

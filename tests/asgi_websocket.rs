@@ -493,3 +493,20 @@ fn system_exit_in_a_websocket_handler_fails_only_its_websocket() {
     assert_eq!(ws_recv(&mut s).unwrap(), (1, b"still here".to_vec()));
     assert_eq!(get(&server.url("/worker-pid")).1, pid, "the same worker");
 }
+
+/// A second `receive()` while another task awaits one on the same WebSocket is
+/// refused with a RuntimeError (as the `websockets` library, uvicorn's default,
+/// refuses a concurrent recv()); the first still gets the next message. Before
+/// the fix the second took the first's place, and the first waited for ever.
+#[test]
+fn a_second_concurrent_receive_is_refused_and_the_first_is_served() {
+    let server = asgi_ws(&[]);
+    let mut s = ws_open(server.addr, "/two-readers");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (op, said) = ws_recv(&mut s).expect("the app says what became of it");
+    let said = String::from_utf8(said).unwrap();
+    assert_eq!(op, 1);
+    assert!(said.starts_with("second receive() refused"), "{said}");
+    ws_send(&mut s, 1, b"hello");
+    assert_eq!(ws_recv(&mut s).unwrap(), (1, b"first got hello".to_vec()));
+}

@@ -275,7 +275,7 @@ pub(crate) fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
     }
 }
 
-fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
+pub(super) fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
     fut.call_method0(py, intern!(py, "done"))
         .and_then(|d| d.is_truthy(py))
         .unwrap_or(true)

@@ -12,7 +12,7 @@
 
 use super::awaitable::Done;
 use super::conn::{lock, Core, Entry};
-use super::http::{optional, resolve, send_error};
+use super::http::{is_done, optional, resolve, send_error};
 use super::scope;
 use super::ws_socket;
 use crate::asgi::websocket::{handshake, session::MAX_MESSAGE, Event, Session};
@@ -268,6 +268,18 @@ impl Receive {
         if let Some(event) = got {
             ws_socket::settle(py, &self.core, &self.ws); // reading may resume
             return Done::ready(py, message(py, &event)?);
+        }
+        // One reader at a time, as the `websockets` library (uvicorn's default)
+        // refuses a concurrent recv(): a second waiter would take the first's
+        // place, and the first would wait for ever.
+        if lock(&self.ws)
+            .recv_waiter
+            .as_ref()
+            .is_some_and(|f| !is_done(py, f))
+        {
+            return Err(PyRuntimeError::new_err(
+                "receive() called while another task awaits this WebSocket's receive()",
+            ));
         }
         let fut = self.core.new_future(py)?;
         lock(&self.ws).recv_waiter = Some(fut.clone_ref(py));

@@ -132,6 +132,45 @@ fn a_task_that_ignores_its_cancel_costs_only_its_request() {
     server.wait_for_log("ignored its cancellation", Duration::from_secs(1));
 }
 
+/// Tasks that ignore their cancel cannot pile up past `worker_connections`: the
+/// worker's loop answers the master's Cancel (it is not blocked), but the request
+/// keeps its slot until its task really ends. Before the fix the slot was freed
+/// as the worker gave up on the task, so a client hitting such a view again and
+/// again grew the worker's tasks (and memory) without bound.
+#[test]
+fn tasks_that_ignore_their_cancel_keep_their_slots_until_they_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "[workers]\nqueue_timeout = 2\n").unwrap();
+    let conf = conf.to_str().unwrap();
+    let args = ["-t", "1", "--worker-connections", "2", "-c", conf];
+    let (server, admin) = attack_server(&args);
+    let pid = get(&server.url("/pid")).1;
+    // Both slots: tasks that swallow their cancel and end 12 s later.
+    let swallowing: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/swallow?12");
+            thread::spawn(move || get(&url).0)
+        })
+        .collect();
+    for t in swallowing {
+        assert_eq!(t.join().unwrap(), 504);
+    }
+    wait_until("both ignored their cancel", Duration::from_secs(10), || {
+        server.log().matches("ignored its cancellation").count() == 2
+    });
+    // Their slots are still taken: a request finds none (503 at the queue's
+    // timeout), where before it found the worker free and a third task ran.
+    assert_eq!(get(&server.url("/pid")).0, 503, "{}", server.log());
+    // Once the tasks end, the slots are free again, on the same worker.
+    wait_until("the tasks ended", Duration::from_secs(30), || {
+        get(&server.url("/pid")) == (200, pid.clone())
+    });
+    assert_eq!(number(&server, "/swallowed"), 2);
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
+}
+
 /// `sys.exit()` (or a KeyboardInterrupt) in a handler fails that request only: a
 /// 500 before the head, a cut response after. asyncio lets both out of the loop,
 /// and before the fix the worker exited with every request it served (502s).

@@ -43,6 +43,9 @@ struct Stream {
     /// ASGI: answered 504 and sent `Cancel`; the worker must end the stream by
     /// then (`asgi`). It keeps its slot meanwhile.
     cancel_by: Option<Instant>,
+    /// ASGI: cancelled, and the worker said its task runs on regardless
+    /// (`Credit(0)`): no deadline, the slot is held until the task ends.
+    detached: bool,
     /// ASGI: the worker was told to `Pause` this response.
     paused: bool,
     /// ASGI: held bytes past which the response is paused (0: never, WSGI).
@@ -256,6 +259,7 @@ impl WorkerConn {
                 timeout,
                 taken: false,
                 cancel_by: None,
+                detached: false,
                 paused: false,
                 pause_at,
                 window: asgi::window(self.interface),

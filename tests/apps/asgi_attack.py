@@ -2,8 +2,9 @@
 buggy app must cost only its own request, never the worker or other requests.
 
 /pid              the worker's pid
-/swallow          awaits a long sleep and swallows the CancelledError of its timeout,
-                  then sleeps on (a task that ignores cancellation)
+/swallow?S        awaits a long sleep and swallows the CancelledError of its timeout,
+                  then sleeps on, S seconds (60 by default): a task that ignores
+                  cancellation
 /swallowed        how many /swallow tasks saw their CancelledError
 /slow?S           sleeps S seconds, then answers "slow done"
 /tick?N           a streamed body: N chunks "tick\n", one every 0.5 s (never silent)
@@ -75,7 +76,7 @@ async def app(scope, receive, send):
             await asyncio.sleep(60)
         except asyncio.CancelledError:
             _swallowed += 1
-        await asyncio.sleep(60)
+        await asyncio.sleep(float(query or 60))
         await text(send, "swallowed")
     elif path == "/exit":
         raise SystemExit(3)

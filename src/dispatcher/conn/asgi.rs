@@ -156,8 +156,12 @@ impl WorkerConn {
 
     /// The worker's `Credit`: its app took `n` more bytes of the body, which is
     /// progress (its silence counts from now).
+    /// `Credit(0)` on a cancelled stream: the worker's loop runs, but the task
+    /// ignores its cancel; the stream keeps its slot until the task ends (its
+    /// `Abort`), so such tasks never add up past the worker's slots.
     pub(super) fn credit(&self, stream: u32, n: u32) {
         if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
+            s.detached |= n == 0 && s.cancel_by.is_some();
             s.last_activity = Instant::now();
             if let Some(w) = &s.window {
                 w.credit(n);
@@ -253,13 +257,14 @@ impl WorkerConn {
         cut.len()
     }
 
-    /// Cancelled streams the worker has not ended by their deadline.
+    /// Cancelled streams the worker has not ended by their deadline, nor said its
+    /// loop runs on (`detached`).
     pub fn overdue_cancels(&self, now: Instant) -> Vec<u32> {
         self.streams
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, s)| cancel_overdue(s.cancel_by, now))
+            .filter(|(_, s)| !s.detached && cancel_overdue(s.cancel_by, now))
             .map(|(id, _)| *id)
             .collect()
     }

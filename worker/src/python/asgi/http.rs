@@ -215,9 +215,11 @@ pub(crate) fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
 }
 
 /// A cancelled task still running: it caught its CancelledError (or cleans up
-/// slowly). The loop runs, so the stream is ended here, before the master takes
-/// the missing answer for a blocked loop and replaces the worker with every
-/// request it serves; the task runs on, detached (its `send()`s are refused).
+/// slowly). The loop runs, which the master is told (`Credit(0)` on the stream)
+/// before it takes the missing end for a blocked loop and replaces the worker
+/// with every request it serves. The task runs on (its `send()`s are refused),
+/// and its stream stays open, with its slot at the master, until it ends: tasks
+/// that ignore their cancel never add up past `worker_connections`.
 #[pyclass(frozen, module = "ferricorn", name = "CancelOverdue")]
 pub(crate) struct CancelOverdue {
     core: Arc<Core>,
@@ -227,23 +229,22 @@ pub(crate) struct CancelOverdue {
 #[pymethods]
 impl CancelOverdue {
     fn __call__(&self, py: Python<'_>) {
-        let (id, frames) = {
-            let mut s = lock(&self.stream);
+        let id = {
+            let s = lock(&self.stream);
             if s.task.is_none() || s.resp.done() {
                 return;
             }
-            (s.id, vec![s.resp.abort("cancelled")])
+            s.id
         };
         log::at(
             Level::Warn,
             format_args!(
                 "stream {id}: its task ignored its cancellation for {:?} (it caught \
-                 CancelledError?): the request is ended, the task runs on",
+                 CancelledError?): it runs on, and keeps its request's slot until it ends",
                 CANCEL_ACK
             ),
         );
-        self.core.send_frames(py, id, frames);
-        self.core.task_done(py, &self.stream, id);
+        self.core.send_frames(py, id, vec![Frame::Credit(0)]);
     }
 }
 

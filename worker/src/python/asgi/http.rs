@@ -443,6 +443,9 @@ impl Send {
         let queued = self.core.send_frames(py, id, frames);
         outcome.map_err(send_error)?;
         if paused {
+            // Said, for it is what a client that stops reading comes to (tests
+            // wait on it: a paused stream moves no more until its client reads).
+            wdebug!("stream {id}: send() waits: the front paused the response (its client does not read)");
             let fut = self.core.new_future(py)?;
             let mut s = lock(&self.stream);
             s.send_waiters.retain(|w| !is_done(py, w));

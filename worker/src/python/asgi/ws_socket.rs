@@ -350,13 +350,17 @@ pub(crate) fn send_waiter(
     core: &Arc<Core>,
     ws: &WsRef,
 ) -> PyResult<Option<Py<PyAny>>> {
-    let backlog = match &lock(ws).phase {
-        Phase::Open(s) => s.pending().len(),
-        _ => 0,
+    let (backlog, id) = {
+        let w = lock(ws);
+        match &w.phase {
+            Phase::Open(s) => (s.pending().len(), w.id),
+            _ => (0, w.id),
+        }
     };
     if backlog < HIGH_WATER {
         return Ok(None);
     }
+    wdebug!("stream {id}: WebSocket send() waits: {backlog} bytes the socket did not take");
     let fut = core.new_future(py)?;
     lock(ws).send_waiters.push(fut.clone_ref(py));
     Ok(Some(fut))

@@ -235,3 +235,21 @@ fn system_exit_in_a_task_the_app_started_costs_only_that_task() {
         assert!(!log.contains("never retrieved"), "{log}");
     }
 }
+
+/// A task that ignores every cancel (its request keeps its slot) does not hold up
+/// a drain: TERM lets go of it, and the worker runs its lifespan shutdown and exits
+/// 0 by itself, not killed at the end of `graceful_timeout`.
+#[test]
+fn a_task_that_ignores_its_cancel_does_not_hold_up_the_drain() {
+    let (mut server, _admin) = attack_server(&["-t", "1", "--graceful-timeout", "20"]);
+    let pid = get(&server.url("/pid")).1;
+    assert_eq!(get(&server.url("/stubborn?60")).0, 504);
+    server.wait_for_log("ignored its cancellation", Duration::from_secs(10));
+    server.signal(libc_sig("TERM"));
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains("ASGI lifespan shutdown done"), "{log}");
+    let exited = format!("worker exited pid={pid} status=exit status: 0");
+    assert!(log.contains(&exited), "{exited:?} not in\n{log}");
+}

@@ -5,6 +5,7 @@ buggy app must cost only its own request, never the worker or other requests.
 /swallow?S        awaits a long sleep and swallows the CancelledError of its timeout,
                   then sleeps on, S seconds (60 by default): a task that ignores
                   cancellation
+/stubborn?S       swallows every CancelledError for S seconds (60 by default)
 /swallowed        how many /swallow tasks saw their CancelledError
 /slow?S           sleeps S seconds, then answers "slow done"
 /tick?N           a streamed body: N chunks "tick\n", one every 0.5 s (never silent)
@@ -78,6 +79,15 @@ async def app(scope, receive, send):
             _swallowed += 1
         await asyncio.sleep(float(query or 60))
         await text(send, "swallowed")
+    elif path == "/stubborn":
+        loop = asyncio.get_running_loop()
+        end = loop.time() + float(query or 60)
+        while loop.time() < end:
+            try:
+                await asyncio.sleep(end - loop.time())
+            except asyncio.CancelledError:
+                _swallowed += 1
+        await text(send, "stubborn")
     elif path == "/exit":
         raise SystemExit(3)
     elif path == "/interrupt":

@@ -3,7 +3,8 @@
 //! raises); a task that goes on regardless (it never calls `receive()`, nor
 //! `send()`) is cancelled here, `DRAIN_CANCEL_GRACE` to twice that after its client
 //! went, so that the lifespan shutdown, `worker_exit` and atexit still run before
-//! the master's deadline.
+//! the master's deadline. A task that already ignored its cancel (its request
+//! keeps its slot while the worker serves) is let go of at the first sweep.
 
 use super::conn::Core;
 use super::http;
@@ -42,6 +43,14 @@ fn sweep(py: Python<'_>, core: &Arc<Core>) {
     let entries = core.entries();
     if entries.is_empty() {
         return; // the drain is over
+    }
+    let released = entries
+        .iter()
+        .filter_map(|e| e.http())
+        .filter(|s| http::let_go(py, core, s))
+        .count();
+    if released > 0 {
+        wlog!("draining: let go of {released} request(s) whose task ignored its cancellation");
     }
     let cancelled = entries
         .iter()

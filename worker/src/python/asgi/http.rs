@@ -36,6 +36,9 @@ pub(crate) struct Stream {
     pub(crate) task: Option<Py<PyAny>>,
     /// Draining, and its client gone at the last sweep: cancelled at the next.
     doomed: bool,
+    /// Cancelled, and its task ignored it (`CancelOverdue`): the stream stays,
+    /// with its slot at the master, until the task ends, or the worker drains.
+    detached: bool,
     /// For the error log, should the app fail.
     request: [Bytes; 3],
 }
@@ -53,6 +56,7 @@ impl Stream {
             paused: false,
             task: None,
             doomed: false,
+            detached: false,
             request: [
                 head.request_id.clone(),
                 head.method.clone(),
@@ -230,10 +234,11 @@ pub(crate) struct CancelOverdue {
 impl CancelOverdue {
     fn __call__(&self, py: Python<'_>) {
         let id = {
-            let s = lock(&self.stream);
+            let mut s = lock(&self.stream);
             if s.task.is_none() || s.resp.done() {
                 return;
             }
+            s.detached = true;
             s.id
         };
         log::at(
@@ -246,6 +251,22 @@ impl CancelOverdue {
         );
         self.core.send_frames(py, id, vec![Frame::Credit(0)]);
     }
+}
+
+/// A drain's sweep (`drain`): a detached task's stream ends now (no request comes
+/// any more, so its slot no longer matters, and the worker's lifespan shutdown
+/// need not wait for a task that ignores every cancel). Returns whether it did.
+pub(super) fn let_go(py: Python<'_>, core: &Core, stream: &StreamRef) -> bool {
+    let (id, frames) = {
+        let mut s = lock(stream);
+        if !s.detached || s.task.is_none() || s.resp.done() {
+            return false;
+        }
+        (s.id, vec![s.resp.abort("cancelled")])
+    };
+    core.send_frames(py, id, frames);
+    core.task_done(py, stream, id);
+    true
 }
 
 /// A drain's sweep (`drain`): a task whose client is gone is marked, and cancelled

@@ -132,43 +132,63 @@ fn a_task_that_ignores_its_cancel_costs_only_its_request() {
     server.wait_for_log("ignored its cancellation", Duration::from_secs(1));
 }
 
+/// A GET of `path` whose answer is under way (its first bytes read): the stream.
+fn streaming(server: &Server, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(s.read(&mut buf).unwrap() > 0);
+    s
+}
+
 /// Tasks that ignore their cancel cannot pile up past `worker_connections`: the
 /// worker's loop answers the master's Cancel (it is not blocked), but the request
-/// keeps its slot until its task really ends. Before the fix the slot was freed
-/// as the worker gave up on the task, so a client hitting such a view again and
-/// again grew the worker's tasks (and memory) without bound.
+/// keeps its slot until its task really ends; once such tasks hold half the
+/// slots, the worker is replaced, and its drain lets them go. Before the fix the
+/// slot was freed as the worker gave up on the task, so a client hitting such a
+/// view again and again grew the worker's tasks (and memory) without bound.
 #[test]
-fn tasks_that_ignore_their_cancel_keep_their_slots_until_they_end() {
+fn tasks_that_ignore_their_cancel_keep_their_slots_and_recycle_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("f.toml");
     std::fs::write(&conf, "[workers]\nqueue_timeout = 2\n").unwrap();
     let conf = conf.to_str().unwrap();
-    let args = ["-t", "1", "--worker-connections", "2", "-c", conf];
+    let args = ["-t", "1", "--worker-connections", "3", "-c", conf];
     let (server, admin) = attack_server(&args);
     let pid = get(&server.url("/pid")).1;
-    // Both slots: tasks that swallow their cancel and end 12 s later.
-    let swallowing: Vec<_> = (0..2)
-        .map(|_| {
-            let url = server.url("/swallow?12");
-            thread::spawn(move || get(&url).0)
-        })
-        .collect();
-    for t in swallowing {
-        assert_eq!(t.join().unwrap(), 504);
-    }
-    wait_until("both ignored their cancel", Duration::from_secs(10), || {
-        server.log().matches("ignored its cancellation").count() == 2
-    });
-    // Their slots are still taken: a request finds none (503 at the queue's
-    // timeout), where before it found the worker free and a third task ran.
+    // One slot: a task that swallows its cancel and ends 30 s later.
+    assert_eq!(get(&server.url("/swallow?30")).0, 504);
+    server.wait_for_log("ignored its cancellation", Duration::from_secs(10));
+    // The two others: streams that never stay silent.
+    let held = [
+        streaming(&server, "/tick?40"),
+        streaming(&server, "/tick?40"),
+    ];
+    // The swallowing task's slot is still taken: a request finds none (503 at
+    // the queue's timeout), where before it found one free.
     assert_eq!(get(&server.url("/pid")).0, 503, "{}", server.log());
-    // Once the tasks end, the slots are free again, on the same worker.
-    wait_until("the tasks ended", Duration::from_secs(30), || {
+    drop(held);
+    wait_until("the streams' slots free", Duration::from_secs(10), || {
         get(&server.url("/pid")) == (200, pid.clone())
     });
-    assert_eq!(number(&server, "/swallowed"), 2);
-    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
     assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
+    // A second one: they hold 2 of 3 slots, and the worker is replaced.
+    assert_eq!(get(&server.url("/swallow?30")).0, 504);
+    server.wait_for_log("hold half the worker's slots", Duration::from_secs(10));
+    wait_until("a new worker serves", Duration::from_secs(30), || {
+        let (status, now) = get(&server.url("/pid"));
+        status == 200 && now != pid
+    });
+    let exited = format!("worker exited pid={pid} status=exit status: 0");
+    server.wait_for_log(&exited, Duration::from_secs(30));
+    assert!(
+        server.log().contains("let go of 2 request(s)"),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 1);
 }
 
 /// `sys.exit()` (or a KeyboardInterrupt) in a handler fails that request only: a

@@ -79,6 +79,27 @@ impl Supervisor {
         for pid in done {
             self.kill_condemned(pid);
         }
+        self.recycle_detached();
+    }
+
+    /// Replaces a serving ASGI worker half of whose slots are held by tasks that
+    /// ignored their cancel (`policy::recycle_detached`).
+    fn recycle_detached(&mut self) {
+        let due: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Serving && !w.old)
+            .filter(|(_, w)| policy::recycle_detached(w.conn.detached(), w.conn.slots()))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            tracing::warn!(
+                pid,
+                reason = "timeout",
+                "tasks that ignored their cancellation hold half the worker's slots: replacing it (its drain lets them go)"
+            );
+            self.replace(pid, RestartReason::Timeout);
+        }
     }
 
     fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {

@@ -257,6 +257,13 @@ impl WorkerConn {
         cut.len()
     }
 
+    /// Cancelled streams whose task runs on regardless (`Credit(0)`): each holds
+    /// its slot until it ends.
+    pub fn detached(&self) -> usize {
+        let streams = self.streams.lock().unwrap();
+        streams.values().filter(|s| s.detached).count()
+    }
+
     /// Cancelled streams the worker has not ended by their deadline, nor said its
     /// loop runs on (`detached`).
     pub fn overdue_cancels(&self, now: Instant) -> Vec<u32> {

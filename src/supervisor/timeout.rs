@@ -13,7 +13,10 @@
 //! An ASGI worker's request is cancelled instead (issue 27): after its 504 the
 //! worker is sent `Cancel` and keeps serving; only when it does not end the stream
 //! within `defaults::CANCEL_GRACE` (its event loop is blocked by sync code) does the
-//! above apply, the worker's capacity standing for its threads.
+//! above apply, the worker's capacity standing for its threads. A task that
+//! ignores its cancel keeps its slot until it ends; once such tasks hold half a
+//! worker's slots it is replaced (`recycle_detached`). The slots counted are the
+//! worker's own, from its start, whatever a reload since set.
 //!
 //! Condemned workers stay bounded: no more at once than the pool's size (past
 //! that, a timed-out worker is killed at once and its other requests get 504), and

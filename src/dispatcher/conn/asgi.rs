@@ -2,8 +2,10 @@
 //! loop. A stream past its timeout is answered 504 (or cut) as any, then the worker
 //! is sent `Cancel` and lives on: the stream keeps its slot until the worker ends
 //! it, so cancelled requests cannot pile up beyond `worker_connections`, and a
-//! worker that does not end it within `defaults::CANCEL_GRACE` has a blocked loop
-//! (the supervisor then falls back to the WSGI path: dump, condemn or kill). A
+//! worker that neither ends it nor says its loop runs (`Credit(0)`: the task
+//! ignores its cancel, and keeps the slot until it ends) within
+//! `defaults::CANCEL_GRACE` has a blocked loop (the supervisor then falls back
+//! to the WSGI path: dump, condemn or kill). A
 //! response whose client does not take it is paused in the worker (`Pause` past
 //! `response_buffer_size` held, `Resume` below half of it) instead of spooled: the
 //! app's `send()` waits, as it would on a slow socket under uvicorn. A request body

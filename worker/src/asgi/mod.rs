@@ -26,7 +26,8 @@ pub(crate) const HIGH_WATER: usize = 1024 * 1024;
 pub(crate) const MESSAGE_MAX: usize = 1024 * 1024;
 
 /// A task still running this long after its cancel (which comes 1 s after the
-/// master's `Cancel`) ignored it: the worker ends its stream itself. Together well
+/// master's `Cancel`) ignored it: the worker tells the master its loop runs
+/// (`Credit(0)`; the stream keeps its slot until the task ends). Together well
 /// under the master's `defaults::CANCEL_GRACE` (5 s), past which it takes the
 /// missing answer for a blocked loop and replaces the worker.
 pub(crate) const CANCEL_ACK: std::time::Duration = std::time::Duration::from_secs(2);

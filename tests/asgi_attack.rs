@@ -33,7 +33,7 @@ fn number(server: &Server, path: &str) -> u64 {
 /// read whole once the app gets to it.
 #[test]
 fn bodies_an_app_has_not_read_are_not_held_in_the_worker() {
-    let (server, _admin) = attack_server(&[]);
+    let (server, _admin) = attack_server(&["--log-level", "debug"]);
     let pid: i32 = number(&server, "/pid") as i32;
     let before = rss_kib(pid);
     const SIZE: usize = 40 * 1024 * 1024;
@@ -53,19 +53,12 @@ fn bodies_an_app_has_not_read_are_not_held_in_the_worker() {
         Duration::from_secs(30),
         || number(&server, "/waiting") == CLIENTS as u64,
     );
-    // The front forwards each body right after its head, as fast as the worker
-    // reads: the worker's memory stops moving once it read what it would.
-    let (mut seen, mut same) = (0, 0);
-    wait_until(
-        "the worker read what it would",
-        Duration::from_secs(20),
-        || {
-            let now = rss_kib(pid);
-            same = if now == seen { same + 1 } else { 0 };
-            seen = now;
-            same >= 8
-        },
-    );
+    // The front forwards each body right after its head, up to its window: the
+    // front says (at debug) when a body's window is full, which, with an app that
+    // reads nothing, is all the worker is sent of it until the app reads.
+    wait_until("every body's window full", Duration::from_secs(30), || {
+        server.log().matches("body's window is full").count() >= CLIENTS
+    });
     assert_eq!(get(&server.url("/release")).0, 200);
     for mut s in clients {
         let answer = read_one_response(&mut s);

@@ -56,6 +56,9 @@ impl Window {
                 self.sent.fetch_add(len as u64, Ordering::AcqRel);
                 return true;
             }
+            // Said, for it is what an app that does not read comes to (tests wait
+            // on it: the worker is sent nothing more of this body meanwhile).
+            tracing::debug!("a request body's window is full: the rest waits in the spool");
             self.changed.notified().await;
         }
     }

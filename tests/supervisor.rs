@@ -620,3 +620,35 @@ fn no_more_condemned_workers_than_the_pool_the_next_timeout_kills_at_once() {
     let ((status, body), _) = alive.join().unwrap();
     assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
 }
+
+/// A timeout acts on what the running worker serves, not on what the settings now
+/// say: here a HUP to `interface = "asgi"` with `worker_connections = 1` fails (the
+/// app is WSGI) and the old worker, on 2 threads, serves on. Its request past the
+/// timeout must condemn it (its other thread's stream ends), as on 2 threads;
+/// before the fix the master counted the worker's slots from the new settings
+/// (1) and killed it at once, cutting the stream.
+#[test]
+fn a_timeout_counts_the_running_workers_threads_not_the_reloaded_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "[workers]\ninterface = \"wsgi\"\nthreads = 2\n").unwrap();
+    let server = sup_server(&["-w", "1", "-t", "2", "-c", conf.to_str().unwrap()]);
+    let old = children(server.pid())[0];
+    let reload = "[workers]\ninterface = \"asgi\"\nworker_connections = 1\nthreads = 2\n";
+    std::fs::write(&conf, reload).unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let line = server.wait_for_log_after(from, "reload failed", Duration::from_secs(30));
+    assert!(line.contains("other interface"), "{line}");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let hung = blocked_get(&server, "/wait", &a);
+    let (alive, _received) = streamed_get(&server, &b);
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    let line = server.wait_for_log_after(from, "WORKER TIMEOUT", Duration::from_secs(5));
+    assert!(line.contains("is sent nothing more"), "{line}");
+    assert!(children(server.pid()).contains(&old), "killed at once");
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let (status, body) = alive.join().unwrap();
+    assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
+}

@@ -210,22 +210,7 @@ async fn run(
         },
         None => (None, None, None),
     };
-    let front = Arc::new(Front::new(
-        statics,
-        proxy,
-        ops.metrics.clone(),
-        ops.access_log.clone(),
-        crate::front::Rules {
-            compression: AppCompression(settings.compression),
-            limits: crate::front::limits::RouteLimits::new(&settings.routes),
-            head_limits: start::guard_limits(&settings),
-            real_ip: crate::proxy::forward_headers::RealIp {
-                trusted: settings.forwarded_allow_ips.clone(),
-                header: settings.real_ip_header.clone(),
-            },
-            websockets: crate::front::WebSockets::from_settings(&settings),
-        },
-    ));
+    let front = front(&settings, statics, proxy, &ops);
     ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
@@ -241,6 +226,47 @@ async fn run(
         access_log: &ops.access_log,
     };
     let quick = running.until_stopped(&mut cmd_rx).await;
+    stop(quick, &settings, &ops, serving, pool).await;
+    front_threads.stop();
+    tracing::info!("Shutdown complete");
+    Ok(())
+}
+
+/// The front every listener serves: static files, the app's proxy, and the rules
+/// each request is checked against.
+fn front(
+    settings: &Settings,
+    statics: StaticFiles,
+    proxy: Option<Proxy>,
+    ops: &Operations,
+) -> Arc<Front> {
+    Arc::new(Front::new(
+        statics,
+        proxy,
+        ops.metrics.clone(),
+        ops.access_log.clone(),
+        crate::front::Rules {
+            compression: AppCompression(settings.compression),
+            limits: crate::front::limits::RouteLimits::new(&settings.routes),
+            head_limits: start::guard_limits(settings),
+            real_ip: crate::proxy::forward_headers::RealIp {
+                trusted: settings.forwarded_allow_ips.clone(),
+                header: settings.real_ip_header.clone(),
+            },
+            websockets: crate::front::WebSockets::from_settings(settings),
+        },
+    ))
+}
+
+/// A stop signal came (`quick`: INT/QUIT): say Draining, drain the connections
+/// for `graceful_timeout` (none when quick), then stop the workers.
+async fn stop(
+    quick: bool,
+    settings: &Settings,
+    ops: &Operations,
+    serving: Serving,
+    pool: Option<Pool>,
+) {
     // Load balancers stop sending traffic while in-flight work drains.
     let _ = ops.phase.send(Phase::Draining);
     let grace = if quick {
@@ -254,9 +280,6 @@ async fn run(
     }
     serving.drain(grace).await;
     stop_pool(pool, quick).await;
-    front_threads.stop();
-    tracing::info!("Shutdown complete");
-    Ok(())
 }
 
 fn interface_line(app: &str) -> String {

@@ -93,6 +93,14 @@ pub fn cancels(interface: crate::config::Interface, condemned: bool) -> bool {
     interface == crate::config::Interface::Asgi && !condemned
 }
 
+/// Whether an ASGI worker is replaced because tasks that ignored their cancel
+/// (`detached`) hold its `slots` (each keeps its slot until it ends): once they
+/// hold half, its capacity goes to an app's bug; a fresh worker takes over, and
+/// the old one's drain lets them go.
+pub fn recycle_detached(detached: usize, slots: usize) -> bool {
+    detached > 0 && detached.saturating_mul(2) >= slots
+}
+
 /// `threads` of the worker, `others_running`: its requests still running once the
 /// timed-out ones are answered and the unstarted ones taken back. A single-thread
 /// worker has nothing else to finish, and its one thread is stuck: it is killed.
@@ -238,6 +246,17 @@ mod tests {
         );
         assert_eq!(drain_cut(s(100)), s(95));
         assert_eq!(drain_cut(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn detached_tasks_holding_half_the_slots_recycle_the_worker() {
+        assert!(!recycle_detached(0, 1));
+        assert!(recycle_detached(1, 1));
+        assert!(recycle_detached(1, 2));
+        assert!(!recycle_detached(1, 3));
+        assert!(recycle_detached(2, 3));
+        assert!(!recycle_detached(499, 1000));
+        assert!(recycle_detached(500, 1000));
     }
 
     #[test]

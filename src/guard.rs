@@ -35,6 +35,7 @@ use memchr::memchr;
 use crate::defaults;
 use crate::respond::Failure;
 pub mod stand_in;
+mod client_close;
 mod grammar;
 mod guarded_io;
 pub(crate) mod http2;
@@ -310,6 +311,11 @@ impl Http1Guard {
         std::mem::take(&mut self.held)
     }
 
+    /// How many bytes are held after a WebSocket candidate's head.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
     /// How many request heads were validated and passed on.
     pub fn requests_seen(&self) -> u64 {
         self.heads_passed
@@ -367,8 +373,8 @@ impl Http1Guard {
             }
             State::Trailers { fields } => self.step_trailers(input, fields, out),
             State::Held => {
-                // Bounded: `GuardedIo` reads no more once the state is reached, so this
-                // is at most the rest of the read that ended the head.
+                // Bounded: hyper reads EOF once the state is reached, and only the
+                // client-close watch reads on, up to its read-ahead (`client_close`).
                 self.held.extend_from_slice(input);
                 Ok(input.len())
             }

@@ -9,9 +9,11 @@
 //! nginx's keep-alive state does, and a new hyper connection takes the next request.
 //!
 //! Client close: while an answer is pending hyper reads nothing (`half_close`), so
-//! each flush looks at the client's side instead; its EOF or reset fails the flush,
-//! which ends the request as nginx does (`GuardedIo::watch_for_client_close`).
+//! each flush reads the client's side instead, ahead of hyper and bounded; its EOF or
+//! reset fails the flush, which ends the request as nginx does
+//! (`GuardedIo::watch_for_client_close`, rules in `client_close`).
 
+use super::client_close::{self, Found, Verdict, Watch};
 use super::{GuardLimits, Http1Guard, Reject};
 use bytes::{Buf, Bytes, BytesMut};
 use std::cell::RefCell;
@@ -469,46 +471,59 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
 
     /// While a response is owed, watches the client's side for its close: hyper reads
     /// nothing then (`half_close`), so a client that leaves during an idle stream would
-    /// hold its worker until the next write. nginx ends the proxied request when the
-    /// client's EOF comes first (`proxy_ignore_client_abort off`), a half-close
-    /// included; so does this: the error it returns ends hyper's connection, whose
-    /// dropped response body tells the worker (`Abort`).
+    /// hold its worker until the next write. The error it returns ends hyper's
+    /// connection, whose dropped response body tells the worker (`Abort`). The rules,
+    /// and why a half-close counts (nginx's 499), are in `client_close`.
     ///
-    /// The watch reads through the guard, so bytes a client pipelined are kept for
-    /// hyper (one read's worth: it stops once any are waiting). It costs no syscall
-    /// when nothing arrived: tokio knows the socket is drained since hyper's last read.
+    /// It reads through the guard, keeping what the client pipelined for hyper, up to
+    /// the read-ahead; a byte of a next request no longer stops it. It costs no syscall
+    /// when nothing arrived: tokio knows the socket is drained since the last read.
     fn watch_for_client_close(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        if !self.watches_client() {
-            return None;
-        }
-        let gone = match self.poll_fill(cx) {
-            Poll::Pending | Poll::Ready(Ok(true)) => return None,
-            // A refusal of what the client pipelined: hyper meets it as it does today.
-            Poll::Ready(Ok(false)) if self.reject.is_some() => {
-                self.read_closed = true;
-                return None;
+        while self.watch().reads() {
+            let (found, error) = match self.poll_fill(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(Ok(true)) => (Found::Bytes, None),
+                Poll::Ready(Ok(false)) if self.reject.is_some() => (Found::Refused, None),
+                Poll::Ready(Ok(false)) => (Found::End, None),
+                Poll::Ready(Err(e)) => (Found::Error, Some(e)),
+            };
+            match client_close::verdict(found) {
+                Verdict::Continue => {}
+                Verdict::InputEnded => self.read_closed = true,
+                Verdict::Gone => {
+                    let gone = error.unwrap_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "client closed its connection with a response pending",
+                        )
+                    });
+                    tracing::debug!(error = %gone, "client left with a response pending");
+                    self.read_closed = true;
+                    return Some(gone);
+                }
             }
-            Poll::Ready(Ok(false)) => io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "client closed its connection with a response pending",
-            ),
-            Poll::Ready(Err(e)) => e,
-        };
-        tracing::debug!(error = %gone, "client left with a response pending");
-        self.read_closed = true;
-        Some(gone)
+        }
+        None
     }
 
-    /// A response is owed (the front has not finished every request the guard
-    /// passed), hyper holds nothing unread of ours, and the input is between requests.
-    fn watches_client(&self) -> bool {
-        let Some(p) = &self.parking else {
-            return false;
-        };
-        !self.read_closed
-            && self.ready.is_empty()
-            && self.guard.is_idle()
-            && p.answered.count() < self.guard.requests_seen()
+    /// What the watch knows now: an answer is owed when the front has not finished
+    /// every request the guard passed (HTTP/1 only: `parking` is set for it alone).
+    fn watch(&self) -> Watch {
+        let owed = self
+            .parking
+            .as_ref()
+            .is_some_and(|p| p.answered.count() < self.guard.requests_seen());
+        Watch {
+            answer_owed: owed,
+            input_ended: self.read_closed,
+            read_ahead: self.ready.len() + self.guard.held_len(),
+        }
+    }
+
+    /// The bytes read ahead of hyper (tests: the watch's bound).
+    #[cfg(test)]
+    pub(crate) fn read_ahead(&self) -> usize {
+        self.watch().read_ahead
     }
 
     fn poll_write_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -18,6 +18,8 @@
 //!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
 //!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
 //!   guard's error response first (`guarded_io`, with the slow-client timeouts).
+//! - `client_close`: while an answer is owed, how far `GuardedIo` reads ahead of hyper
+//!   and when the client counts as gone, as pure functions.
 //! - `grammar`: the byte-level rules the state machine applies, as pure functions.
 //! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
 //!   query, CONNECT) reach it rewritten, with the client's request line in an internal

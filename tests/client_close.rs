@@ -387,7 +387,7 @@ fn attack3_pipelined_behind_a_slow_stream_all_answered_in_order() {
     let a = out.find("slow 4").expect(&out);
     let b = out.find("hello from flask").expect(&out);
     let c = out.find("chunk 4").expect(&out);
-    let d = out.find("400").expect(&out);
+    let d = out.find("HTTP/1.1 400").expect(&out);
     assert!(a < b && b < c && c < d, "{out}");
 }
 
@@ -530,7 +530,7 @@ fn attack3_tls_pipelined_behind_a_slow_stream() {
     });
     let a = out.find("slow 4").expect(&out);
     let b = out.find("hello from flask").expect(&out);
-    let d = out.find("400").expect(&out);
+    let d = out.find("HTTP/1.1 400").expect(&out);
     assert!(a < b && b < d, "{out}");
 }
 

@@ -43,6 +43,7 @@ mod guarded_io;
 pub(crate) mod http2;
 pub(crate) mod upgrade;
 
+pub(crate) use client_close::PeerEnded;
 use grammar::*;
 pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
 

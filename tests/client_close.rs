@@ -600,6 +600,25 @@ fn attack3_tls_pipelined_bytes_then_leave_is_noticed() {
     }
 }
 
+/// Past the watch's read-ahead (8 KiB) the client's bytes wait in the kernel, and its
+/// FIN behind them: the socket is asked (POLLRDHUP) instead. 16 KiB or 100 KiB
+/// pipelined behind an idle stream (all taken by the front's kernel), then the client
+/// leaves: noticed. (Before the probe, 16 KiB held the worker's place for good.)
+#[test]
+fn attack3_kilobytes_pipelined_then_leave_is_noticed() {
+    let server = flask(&[]);
+    for n in [16 * 1024, 100 * 1024] {
+        let key = format!("big{n}");
+        let mut s = open_tcp(&server, &format!("/idle-stream/{key}/"), "first\n");
+        let head = format!("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n");
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&[head.as_bytes(), &vec![b'x'; n]].concat())
+            .unwrap();
+        drop(s);
+        wait_for_state(&server, &format!("/idle-stream/{key}/state/"), "closed");
+    }
+}
+
 /// The same with a pipelined complete request (the guard holds it ready for hyper):
 /// the leave after it.
 #[test]

@@ -18,9 +18,69 @@
 //!   by a half-close, fast answer or not; see the README, "client close").
 //! - A refusal of what the client pipelined ends the input but is no close: hyper
 //!   answers what came before, then the guard's 4xx is written.
+//! - Once the read-ahead is full, a FIN or reset waits in the kernel behind bytes the
+//!   watch no longer reads; so every [`PEER_PROBE_EVERY`] it asks the socket itself
+//!   ([`PeerEnded`]: `poll` for POLLRDHUP, POLLHUP, POLLERR, which nginx's epoll sees as
+//!   EPOLLRDHUP), and a peer that ended is gone as above. Without it, 16 KiB pipelined
+//!   before leaving held a worker's place for good.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
 /// How many validated bytes the watch reads ahead of hyper, at most (plus one read).
 pub(crate) const READ_AHEAD: usize = 8 * 1024;
+
+/// How often a watch whose read-ahead is full asks the socket whether the peer left.
+pub(crate) const PEER_PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// A client stream whose socket can tell, without reading, that the peer ended its
+/// side or reset the connection, even behind unread bytes.
+pub(crate) trait PeerEnded {
+    fn peer_ended(&self) -> bool;
+}
+
+/// POLLRDHUP (the peer's FIN was received), POLLHUP or POLLERR (a reset) on `fd`,
+/// asked without waiting; a failed `poll` says nothing.
+fn fd_peer_ended(fd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // Only POLLRDHUP is asked for; POLLHUP and POLLERR are always reported. nix has
+    // no name for POLLRDHUP (and cannot decode it back): any event counts.
+    let mut fds = [PollFd::new(
+        fd,
+        PollFlags::from_bits_retain(libc::POLLRDHUP),
+    )];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+impl PeerEnded for tokio::net::TcpStream {
+    fn peer_ended(&self) -> bool {
+        fd_peer_ended(self.as_fd())
+    }
+}
+
+impl PeerEnded for tokio::net::UnixStream {
+    fn peer_ended(&self) -> bool {
+        fd_peer_ended(self.as_fd())
+    }
+}
+
+impl<S: AsFd> PeerEnded for crate::proxy_protocol::Prefixed<S> {
+    fn peer_ended(&self) -> bool {
+        fd_peer_ended(self.as_fd())
+    }
+}
+
+impl<IO: PeerEnded> PeerEnded for tokio_rustls::server::TlsStream<IO> {
+    fn peer_ended(&self) -> bool {
+        self.get_ref().0.peer_ended()
+    }
+}
+
+impl<T: PeerEnded + ?Sized> PeerEnded for Box<T> {
+    fn peer_ended(&self) -> bool {
+        (**self).peer_ended()
+    }
+}
 
 /// What the watch knows at a flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +97,11 @@ impl Watch {
     /// Whether to read from the client now.
     pub(crate) fn reads(&self) -> bool {
         self.answer_owed && !self.input_ended && self.read_ahead < READ_AHEAD
+    }
+
+    /// Whether the watch stopped reading with an answer owed: the socket is probed.
+    pub(crate) fn probes_peer(&self) -> bool {
+        self.answer_owed && !self.input_ended && self.read_ahead >= READ_AHEAD
     }
 }
 
@@ -98,6 +163,36 @@ mod tests {
         assert!(watch(true, false, READ_AHEAD - 1).reads());
         assert!(!watch(true, false, READ_AHEAD).reads(), "back-pressure");
         assert!(!watch(true, false, 10 * READ_AHEAD).reads());
+    }
+
+    #[test]
+    fn the_socket_is_probed_only_while_reading_stopped_with_an_answer_owed() {
+        assert!(
+            !watch(true, false, READ_AHEAD - 1).probes_peer(),
+            "reads see it"
+        );
+        assert!(watch(true, false, READ_AHEAD).probes_peer());
+        assert!(!watch(false, false, READ_AHEAD).probes_peer());
+        assert!(!watch(true, true, READ_AHEAD).probes_peer());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_closed_behind_unread_bytes_is_seen_by_the_probe() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        std::io::Write::write_all(&mut client, &[b'x'; 64 * 1024]).unwrap();
+        server.readable().await.unwrap();
+        assert!(!server.peer_ended(), "unread bytes are no close");
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !server.peer_ended() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "FIN behind unread bytes unseen"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]

@@ -119,6 +119,11 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     parking: Option<Parking>,
+    /// Asks the socket whether the peer left (`client_close::PeerEnded`), for a watch
+    /// that stopped reading; none in the unit tests' in-memory streams.
+    peer_probe: Option<fn(&T) -> bool>,
+    /// When that probe runs next.
+    probe_timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// Timeouts against slow clients, enforced where the bytes are seen.
@@ -146,6 +151,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
     /// Enables the slow-client timeouts (off by default, as in the unit tests).
     pub fn with_timeouts(mut self, timeouts: ConnTimeouts) -> Self {
         self.timeouts = Some(timeouts);
+        self
+    }
+
+    /// Lets the client-close watch ask the socket whether the peer left once it has
+    /// stopped reading (see `client_close`).
+    pub fn with_peer_probe(mut self, probe: fn(&T) -> bool) -> Self {
+        self.peer_probe = Some(probe);
         self
     }
 
@@ -352,6 +364,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             read_timer: None,
             write_timer: None,
             parking: None,
+            peer_probe: None,
+            probe_timer: None,
         }
     }
 
@@ -490,20 +504,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             match client_close::verdict(found) {
                 Verdict::Continue => {}
                 Verdict::InputEnded => self.read_closed = true,
-                Verdict::Gone => {
-                    let gone = error.unwrap_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::ConnectionAborted,
-                            "client closed its connection with a response pending",
-                        )
-                    });
-                    tracing::debug!(error = %gone, "client left with a response pending");
-                    self.read_closed = true;
-                    return Some(gone);
-                }
+                Verdict::Gone => return Some(self.client_gone(error)),
             }
         }
-        None
+        if !self.watch().probes_peer() {
+            self.probe_timer = None;
+            return None;
+        }
+        self.poll_peer_probe(cx).then(|| self.client_gone(None))
+    }
+
+    /// The read-ahead is full: every `PEER_PROBE_EVERY`, asks the socket whether the
+    /// peer left behind the bytes not read (the timer wakes hyper, which flushes).
+    fn poll_peer_probe(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(probe) = self.peer_probe else {
+            return false;
+        };
+        let timer = self
+            .probe_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(client_close::PEER_PROBE_EVERY)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let next = tokio::time::Instant::now() + client_close::PEER_PROBE_EVERY;
+        timer.as_mut().reset(next);
+        let _ = timer.as_mut().poll(cx);
+        probe(
+            self.inner
+                .as_ref()
+                .expect("only into_tunnel takes the stream"),
+        )
+    }
+
+    /// Ends the input: the client left with a response pending.
+    fn client_gone(&mut self, error: Option<io::Error>) -> io::Error {
+        let gone = error.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "client closed its connection with a response pending",
+            )
+        });
+        tracing::debug!(error = %gone, "client left with a response pending");
+        self.read_closed = true;
+        self.probe_timer = None;
+        gone
     }
 
     /// What the watch knows now: an answer is owed when the front has not finished

@@ -582,16 +582,25 @@ fn attack3_partial_next_head_then_leave_is_noticed() {
     wait_for_state(&server, "/idle-stream/partial/state/", "closed");
 }
 
-/// Over TLS, one byte or part of a head pipelined, then close_notify or a bare FIN.
+/// Over TLS, one byte, part of a head or 64 KiB pipelined, then close_notify or a
+/// bare FIN.
 #[test]
 fn attack3_tls_pipelined_bytes_then_leave_is_noticed() {
     let tmp = tempfile::tempdir().unwrap();
     let (cert, key) = leaf_certificate(tmp.path());
     let server = flask(&["--certfile", &cert, "--keyfile", &key]);
+    // Past the read-ahead too: the socket probe sees the FIN behind the records.
+    let big = [
+        &b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n"[..],
+        &[b'x'; 65536],
+    ]
+    .concat();
     let cases = [
         ("gnotify", &b"G"[..], TlsLeave::CloseNotify),
         ("gfin", b"G", TlsLeave::Fin),
         ("headfin", b"GET / HTTP/1.1\r\nHo", TlsLeave::Fin),
+        ("bignotify", &big, TlsLeave::CloseNotify),
+        ("bigfin", &big, TlsLeave::Fin),
     ];
     for (key, pipelined, how) in cases {
         let path = format!("/idle-stream/{key}/");

@@ -129,6 +129,14 @@ pub(crate) enum Verdict {
     Gone,
 }
 
+/// The error that ends hyper's connection when the client left without one of its own.
+pub(crate) fn gone_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "client closed its connection with a response pending",
+    )
+}
+
 /// The verdict on what a read found while an answer is owed.
 pub(crate) fn verdict(found: Found) -> Verdict {
     match found {

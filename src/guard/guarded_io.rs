@@ -119,8 +119,7 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     parking: Option<Parking>,
-    /// Asks the socket whether the peer left (`client_close::PeerEnded`), for a watch
-    /// that stopped reading; none in the unit tests' in-memory streams.
+    /// Asks the socket whether the peer left (`client_close::PeerEnded`); none in tests.
     peer_probe: Option<fn(&T) -> bool>,
     /// When that probe runs next.
     probe_timer: Option<Pin<Box<Sleep>>>,
@@ -514,8 +513,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         self.poll_peer_probe(cx).then(|| self.client_gone(None))
     }
 
-    /// The read-ahead is full: every `PEER_PROBE_EVERY`, asks the socket whether the
-    /// peer left behind the bytes not read (the timer wakes hyper, which flushes).
+    /// Read-ahead full: asks the socket every `PEER_PROBE_EVERY` (its timer wakes hyper).
     fn poll_peer_probe(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(probe) = self.peer_probe else {
             return false;
@@ -529,29 +527,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
         let next = tokio::time::Instant::now() + client_close::PEER_PROBE_EVERY;
         timer.as_mut().reset(next);
         let _ = timer.as_mut().poll(cx);
-        probe(
-            self.inner
-                .as_ref()
-                .expect("only into_tunnel takes the stream"),
-        )
+        self.inner.as_ref().is_some_and(probe)
     }
 
     /// Ends the input: the client left with a response pending.
     fn client_gone(&mut self, error: Option<io::Error>) -> io::Error {
-        let gone = error.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "client closed its connection with a response pending",
-            )
-        });
+        let gone = error.unwrap_or_else(client_close::gone_error);
         tracing::debug!(error = %gone, "client left with a response pending");
         self.read_closed = true;
         self.probe_timer = None;
         gone
     }
 
-    /// What the watch knows now: an answer is owed when the front has not finished
-    /// every request the guard passed (HTTP/1 only: `parking` is set for it alone).
+    /// What the watch knows now (`parking`, hence an owed answer, is HTTP/1's alone).
     fn watch(&self) -> Watch {
         let owed = self
             .parking

@@ -18,6 +18,8 @@
 //!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
 //!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
 //!   guard's error response first (`guarded_io`, with the slow-client timeouts).
+//! - `client_close`: while an answer is owed, how far `GuardedIo` reads ahead of hyper
+//!   and when the client counts as gone, as pure functions.
 //! - `grammar`: the byte-level rules the state machine applies, as pure functions.
 //! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
 //!   query, CONNECT) reach it rewritten, with the client's request line in an internal
@@ -35,11 +37,13 @@ use memchr::memchr;
 use crate::defaults;
 use crate::respond::Failure;
 pub mod stand_in;
+mod client_close;
 mod grammar;
 mod guarded_io;
 pub(crate) mod http2;
 pub(crate) mod upgrade;
 
+pub(crate) use client_close::PeerEnded;
 use grammar::*;
 pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
 
@@ -310,6 +314,11 @@ impl Http1Guard {
         std::mem::take(&mut self.held)
     }
 
+    /// How many bytes are held after a WebSocket candidate's head.
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
     /// How many request heads were validated and passed on.
     pub fn requests_seen(&self) -> u64 {
         self.heads_passed
@@ -367,8 +376,8 @@ impl Http1Guard {
             }
             State::Trailers { fields } => self.step_trailers(input, fields, out),
             State::Held => {
-                // Bounded: `GuardedIo` reads no more once the state is reached, so this
-                // is at most the rest of the read that ended the head.
+                // Bounded: hyper reads EOF once the state is reached, and only the
+                // client-close watch reads on, up to its read-ahead (`client_close`).
                 self.held.extend_from_slice(input);
                 Ok(input.len())
             }

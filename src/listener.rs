@@ -9,7 +9,7 @@
 
 use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
 use crate::front::Front;
-use crate::guard::{self, stand_in, ConnTimeouts, GuardLimits, GuardedIo};
+use crate::guard::{self, stand_in, ConnTimeouts, GuardLimits, GuardedIo, PeerEnded};
 use crate::net::BindAddr;
 use crate::net::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
@@ -308,13 +308,15 @@ impl Conn {
     /// loop registered with the drain when it accepted the connection).
     fn serve<IO>(self, io: IO, info: ConnInfo) -> impl std::future::Future<Output = ()> + Send
     where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        IO: AsyncRead + AsyncWrite + PeerEnded + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.drain.stop_token());
         let service = TowerToHyperService::new(stand_in::Restore(
             self.front.service(info, activity.clone()),
         ));
-        let mut guarded = GuardedIo::new(io, self.guard).with_timeouts(self.timeouts);
+        let mut guarded = GuardedIo::new(io, self.guard)
+            .with_timeouts(self.timeouts)
+            .with_peer_probe(IO::peer_ended);
         let t = self.timeouts;
         let h2_timeouts = H2Timeouts {
             head: t.head,

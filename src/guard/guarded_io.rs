@@ -9,9 +9,11 @@
 //! nginx's keep-alive state does, and a new hyper connection takes the next request.
 //!
 //! Client close: while an answer is pending hyper reads nothing (`half_close`), so
-//! each flush looks at the client's side instead; its EOF or reset fails the flush,
-//! which ends the request as nginx does (`GuardedIo::watch_for_client_close`).
+//! each flush reads the client's side instead, ahead of hyper and bounded; its EOF or
+//! reset fails the flush, which ends the request as nginx does
+//! (`GuardedIo::watch_for_client_close`, rules in `client_close`).
 
+use super::client_close::{self, Found, Verdict, Watch};
 use super::{GuardLimits, Http1Guard, Reject};
 use bytes::{Buf, Bytes, BytesMut};
 use std::cell::RefCell;
@@ -117,6 +119,10 @@ pub struct GuardedIo<T: AsyncRead + AsyncWrite + Unpin> {
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
     parking: Option<Parking>,
+    /// Asks the socket whether the peer left (`client_close::PeerEnded`); none in tests.
+    peer_probe: Option<fn(&T) -> bool>,
+    /// When that probe runs next.
+    probe_timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// Timeouts against slow clients, enforced where the bytes are seen.
@@ -144,6 +150,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
     /// Enables the slow-client timeouts (off by default, as in the unit tests).
     pub fn with_timeouts(mut self, timeouts: ConnTimeouts) -> Self {
         self.timeouts = Some(timeouts);
+        self
+    }
+
+    /// Lets the client-close watch ask the socket whether the peer left once it has
+    /// stopped reading (see `client_close`).
+    pub fn with_peer_probe(mut self, probe: fn(&T) -> bool) -> Self {
+        self.peer_probe = Some(probe);
         self
     }
 
@@ -350,6 +363,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
             read_timer: None,
             write_timer: None,
             parking: None,
+            peer_probe: None,
+            probe_timer: None,
         }
     }
 
@@ -469,46 +484,78 @@ impl<T: AsyncRead + AsyncWrite + Unpin> GuardedIo<T> {
 
     /// While a response is owed, watches the client's side for its close: hyper reads
     /// nothing then (`half_close`), so a client that leaves during an idle stream would
-    /// hold its worker until the next write. nginx ends the proxied request when the
-    /// client's EOF comes first (`proxy_ignore_client_abort off`), a half-close
-    /// included; so does this: the error it returns ends hyper's connection, whose
-    /// dropped response body tells the worker (`Abort`).
+    /// hold its worker until the next write. The error it returns ends hyper's
+    /// connection, whose dropped response body tells the worker (`Abort`). The rules,
+    /// and why a half-close counts (nginx's 499), are in `client_close`.
     ///
-    /// The watch reads through the guard, so bytes a client pipelined are kept for
-    /// hyper (one read's worth: it stops once any are waiting). It costs no syscall
-    /// when nothing arrived: tokio knows the socket is drained since hyper's last read.
+    /// It reads through the guard, keeping what the client pipelined for hyper, up to
+    /// the read-ahead; a byte of a next request no longer stops it. It costs no syscall
+    /// when nothing arrived: tokio knows the socket is drained since the last read.
     fn watch_for_client_close(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        if !self.watches_client() {
+        while self.watch().reads() {
+            let (found, error) = match self.poll_fill(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(Ok(true)) => (Found::Bytes, None),
+                Poll::Ready(Ok(false)) if self.reject.is_some() => (Found::Refused, None),
+                Poll::Ready(Ok(false)) => (Found::End, None),
+                Poll::Ready(Err(e)) => (Found::Error, Some(e)),
+            };
+            match client_close::verdict(found) {
+                Verdict::Continue => {}
+                Verdict::InputEnded => self.read_closed = true,
+                Verdict::Gone => return Some(self.client_gone(error)),
+            }
+        }
+        if !self.watch().probes_peer() {
+            self.probe_timer = None;
             return None;
         }
-        let gone = match self.poll_fill(cx) {
-            Poll::Pending | Poll::Ready(Ok(true)) => return None,
-            // A refusal of what the client pipelined: hyper meets it as it does today.
-            Poll::Ready(Ok(false)) if self.reject.is_some() => {
-                self.read_closed = true;
-                return None;
-            }
-            Poll::Ready(Ok(false)) => io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "client closed its connection with a response pending",
-            ),
-            Poll::Ready(Err(e)) => e,
-        };
-        tracing::debug!(error = %gone, "client left with a response pending");
-        self.read_closed = true;
-        Some(gone)
+        self.poll_peer_probe(cx).then(|| self.client_gone(None))
     }
 
-    /// A response is owed (the front has not finished every request the guard
-    /// passed), hyper holds nothing unread of ours, and the input is between requests.
-    fn watches_client(&self) -> bool {
-        let Some(p) = &self.parking else {
+    /// Read-ahead full: asks the socket every `PEER_PROBE_EVERY` (its timer wakes hyper).
+    fn poll_peer_probe(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(probe) = self.peer_probe else {
             return false;
         };
-        !self.read_closed
-            && self.ready.is_empty()
-            && self.guard.is_idle()
-            && p.answered.count() < self.guard.requests_seen()
+        let timer = self
+            .probe_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(client_close::PEER_PROBE_EVERY)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let next = tokio::time::Instant::now() + client_close::PEER_PROBE_EVERY;
+        timer.as_mut().reset(next);
+        let _ = timer.as_mut().poll(cx);
+        self.inner.as_ref().is_some_and(probe)
+    }
+
+    /// Ends the input: the client left with a response pending.
+    fn client_gone(&mut self, error: Option<io::Error>) -> io::Error {
+        let gone = error.unwrap_or_else(client_close::gone_error);
+        tracing::debug!(error = %gone, "client left with a response pending");
+        self.read_closed = true;
+        self.probe_timer = None;
+        gone
+    }
+
+    /// What the watch knows now (`parking`, hence an owed answer, is HTTP/1's alone).
+    fn watch(&self) -> Watch {
+        let owed = self
+            .parking
+            .as_ref()
+            .is_some_and(|p| p.answered.count() < self.guard.requests_seen());
+        Watch {
+            answer_owed: owed,
+            input_ended: self.read_closed,
+            read_ahead: self.ready.len() + self.guard.held_len(),
+        }
+    }
+
+    /// The bytes read ahead of hyper (tests: the watch's bound).
+    #[cfg(test)]
+    pub(crate) fn read_ahead(&self) -> usize {
+        self.watch().read_ahead
     }
 
     fn poll_write_reject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -322,3 +322,85 @@ async fn requests_pipelined_behind_a_pending_answer_are_all_answered() {
     );
     let _ = conn.await;
 }
+
+#[tokio::test]
+async fn a_pipelined_byte_does_not_hide_a_later_eof() {
+    // One byte of a next request (the guard is mid-head), then the client leaves:
+    // the watch reads on and sees the EOF behind it.
+    for rest in [
+        &b"G"[..],
+        b"GET /b HTTP/1.1\r\nHo",
+        b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let (client, server) = duplex(64 * 1024);
+        let (started, mut pending) = tokio::sync::mpsc::unbounded_channel();
+        let never = service_fn(move |_: Request<Incoming>| {
+            let _ = started.send(());
+            std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+        });
+        let conn = watched_h1(server, never);
+        let (_rd, mut wr) = tokio::io::split(client);
+        wr.write_all(VALID).await.unwrap();
+        pending.recv().await.unwrap();
+        wr.write_all(rest).await.unwrap();
+        wr.shutdown().await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("the EOF behind the pipelined bytes must end the pending answer");
+        assert!(ended.expect("connection task").is_err());
+    }
+}
+
+#[tokio::test]
+async fn the_watch_reads_ahead_a_bounded_amount_then_serves_it_in_order() {
+    use super::super::client_close::READ_AHEAD;
+    let (client, server) = duplex(64 * 1024);
+    let answered = std::sync::Arc::new(Answered::default());
+    let mut io = GuardedIo::new(server, GuardLimits::default());
+    io.park_when_idle(answered.clone());
+    let (rd, mut wr) = tokio::io::split(client);
+    // A megabyte pipelined behind the first request, whose answer is owed.
+    let body = vec![b'x'; 1 << 20];
+    let second = format!(
+        "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let sent = [VALID, second.as_bytes(), &body].concat();
+    let writer = tokio::spawn({
+        let sent = sent.clone();
+        async move { wr.write_all(&sent).await.map(|()| wr) }
+    });
+    let mut got = vec![0u8; VALID.len()];
+    io.read_exact(&mut got).await.unwrap();
+    // hyper flushes while the answer is pending: the watch reads up to its bound.
+    let reads_ahead = async {
+        while io.read_ahead() < READ_AHEAD {
+            io.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), reads_ahead)
+        .await
+        .expect("the watch reads past the pipelined bytes");
+    for _ in 0..10 {
+        io.flush().await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        io.read_ahead() < READ_AHEAD + 8 * 1024,
+        "{}",
+        io.read_ahead()
+    );
+    assert!(!writer.is_finished(), "the rest waits in the client's pipe");
+    // Answered: hyper reads on, and gets every byte in order.
+    answered.one_more();
+    while got.len() < sent.len() {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0, "EOF after {} of {}", got.len(), sent.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got == sent, "the bytes read ahead are served in order");
+    writer.await.unwrap().unwrap();
+    drop(rd);
+}

@@ -1,0 +1,109 @@
+//! TLS as nginx users expect it at the edge: plain HTTP sent to the TLS port gets
+//! nginx's 400 page (curl, raw sockets, behind a PROXY header), while TLS clients
+//! (curl, openssl s_client) are served as before.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+fn curl(args: &[&str]) -> (String, String, bool) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// A static-only server with TLS on its bind, plus `extra` flags.
+fn tls_server(dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
+    let (cert, key) = certificate(dir);
+    let statics = format!("/static/={}", repo().join("static_fixtures").display());
+    let mut args = vec![
+        "--static",
+        &statics,
+        "--certfile",
+        &cert,
+        "--keyfile",
+        &key,
+    ];
+    args.extend_from_slice(extra);
+    (Server::start(args), cert)
+}
+
+const PLAIN_HTTP: &str = "400 The plain HTTP request was sent to HTTPS port";
+
+#[test]
+fn plain_http_on_the_tls_port_gets_nginx_s_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cert) = tls_server(dir.path(), &[]);
+
+    // curl says http:// to the TLS port: a 400 page, not an HTTP/0.9 error.
+    let (out, err, ok) = curl(&["-i", &format!("http://{}/static/", server.addr)]);
+    assert!(ok, "curl: {err}");
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    assert!(out.contains("Connection: close\r\n"), "{out}");
+    assert!(out.contains(PLAIN_HTTP), "{out}");
+
+    // HEAD: the head alone; a body sent along does not reset the answer away.
+    let head = server.raw(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", Duration::from_secs(5));
+    assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+    let mut post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    post.extend(std::iter::repeat_n(b'x', 100_000));
+    let answer = server.raw(&post, Duration::from_secs(5));
+    assert!(answer.contains(PLAIN_HTTP), "{answer}");
+
+    // HTTP/2's cleartext preface too, and a request line split over two writes.
+    let preface = server.raw(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(preface.starts_with("HTTP/1.1 400 "), "{preface}");
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"G").unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"ET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.contains(PLAIN_HTTP), "{got}");
+
+    // TLS clients are served as before: curl, and openssl s_client.
+    let url = format!("https://{}/static/index.html", server.addr);
+    let (body, err, ok) = curl(&["--cacert", &cert, &url]);
+    assert!(ok, "{err}");
+    assert!(!body.is_empty());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'GET /static/index.html HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n' \
+             | openssl s_client -quiet -connect {} 2>/dev/null",
+            server.addr
+        ))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+}
+
+#[test]
+fn plain_http_after_a_proxy_header_gets_the_400_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = tls_server(dir.path(), &["--proxy-protocol"]);
+    let answer = server.raw(
+        b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 443\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains(PLAIN_HTTP), "{answer}");
+}

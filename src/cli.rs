@@ -129,6 +129,11 @@ pub struct Cli {
     #[arg(long = "keyfile")]
     pub keyfile: Option<std::path::PathBuf>,
 
+    /// Plain-HTTP bind answering every request with a redirect to HTTPS (nginx's
+    /// `return 301 https://$host$request_uri`), e.g. 0.0.0.0:80; needs --certfile. [default: off]
+    #[arg(long = "redirect-http", value_name = "ADDR")]
+    pub redirect_http: Option<String>,
+
     /// Error log format: text or json. [default: text]
     #[arg(long = "log-format")]
     pub log_format: Option<String>,

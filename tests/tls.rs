@@ -107,3 +107,100 @@ fn plain_http_after_a_proxy_header_gets_the_400_too() {
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert!(answer.contains(PLAIN_HTTP), "{answer}");
 }
+
+/// The address of the redirect bind, from its log line.
+fn redirect_addr(server: &Server) -> String {
+    let line = server.wait_for_log(
+        "Redirecting plain HTTP to HTTPS at: http://",
+        Duration::from_secs(10),
+    );
+    line.split("http://").nth(1).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_redirect_bind_sends_every_request_to_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cert) = tls_server(dir.path(), &["--redirect-http", "127.0.0.1:0"]);
+    let plain = redirect_addr(&server);
+    let tls_port = server.addr.port();
+
+    // GET: 301 to the same host (its port replaced by the TLS port's) and target.
+    let (out, err, ok) = curl(&[
+        "-i",
+        "-H",
+        "Host: Example.COM:80",
+        &format!("http://{plain}/static/index.html?a=1&b=%2F"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{out}");
+    let location = format!("location: https://example.com:{tls_port}/static/index.html?a=1&b=%2F\r\n");
+    assert!(out.contains(&location), "{out}");
+    // POST: 308, which keeps the method and its body.
+    let (out, _, _) = curl(&["-i", "-d", "x=1", &format!("http://{plain}/form")]);
+    assert!(out.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"), "{out}");
+    // curl follows it to the TLS port and gets the file.
+    let (body, err, ok) = curl(&[
+        "-L",
+        "--cacert",
+        &cert,
+        "-w",
+        "\n%{url_effective} %{http_code}",
+        &format!("http://{plain}/static/index.html"),
+    ]);
+    assert!(ok, "{err}");
+    let effective = format!("\nhttps://127.0.0.1:{tls_port}/static/index.html 200");
+    assert!(body.ends_with(&effective), "{body}");
+    // HTTP/2 with prior knowledge, as h2c clients speak it.
+    let (out, err, ok) = curl(&[
+        "-i",
+        "--http2-prior-knowledge",
+        &format!("http://{plain}/x?y"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("HTTP/2 301"), "{out}");
+    let location = format!("location: https://127.0.0.1:{tls_port}/x?y\r\n");
+    assert!(out.contains(&location), "{out}");
+}
+
+#[test]
+fn the_redirect_bind_names_no_host_but_a_valid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = tls_server(dir.path(), &["--redirect-http", "127.0.0.1:0"]);
+    let plain = redirect_addr(&server);
+    let send = |req: &str| {
+        let mut s = TcpStream::connect(&plain).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    for req in [
+        // The guard's refusals: userinfo, spaces, `..`, two Hosts.
+        "GET / HTTP/1.1\r\nHost: good.com@evil.com\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: evil..com\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        // The redirect's own: escapes and sub-delims in a name, no Host at all, an
+        // absolute-form target naming another host, a target that is no path.
+        "GET / HTTP/1.1\r\nHost: evil.com%2f.good.com\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: evil.com;good.com\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET http://evil.com/ HTTP/1.1\r\nHost: good.com\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: good.com\r\n\r\n",
+    ] {
+        let answer = send(req);
+        let status = answer.get(8..13);
+        assert_eq!(status, Some(" 400 "), "{req:?}: {answer}");
+        assert!(!answer.to_ascii_lowercase().contains("location:"), "{answer}");
+    }
+    // A valid Host in absolute form is the one named.
+    let answer = send("GET http://good.com/p HTTP/1.1\r\nHost: good.com\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 301 "), "{answer}");
+    // The server still serves, and the redirect needs TLS configured.
+    assert!(send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 301 "));
+    let out = run(["--static", "/=.", "--redirect-http", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("redirect_http"), "{err}");
+}

@@ -53,6 +53,8 @@ pub struct CompressionSection {
 pub struct TlsSection {
     pub certfile: Option<PathBuf>,
     pub keyfile: Option<PathBuf>,
+    /// A plain-HTTP bind that redirects every request to HTTPS.
+    pub redirect_http: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -190,6 +190,8 @@ pub struct Settings {
     pub admin_bind: Option<SocketAddr>,
     /// Certificate and key files; TLS on every TCP bind when set.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The plain-HTTP bind that redirects to HTTPS (`[tls] redirect_http`).
+    pub redirect_http: Option<SocketAddr>,
     pub compression: Compression,
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
@@ -269,6 +271,7 @@ impl Settings {
             access_log_format,
             admin_bind: admin_bind(f.admin.bind.as_deref())?,
             tls: tls(&f.tls)?,
+            redirect_http: redirect_http(&f.tls)?,
             compression: Compression {
                 enabled: given(&f.compression.enabled),
                 min_size: given(&f.compression.min_size),
@@ -459,6 +462,23 @@ fn tls(t: &file::TlsSection) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> 
         (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
         (None, None) => Ok(None),
         _ => Err(ConfigError::invalid("TLS needs both certfile and keyfile")),
+    }
+}
+
+fn redirect_http(t: &file::TlsSection) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(bind) = &t.redirect_http else {
+        return Ok(None);
+    };
+    if t.certfile.is_none() {
+        return Err(ConfigError::invalid(
+            "redirect_http sends clients to HTTPS: it needs certfile and keyfile",
+        ));
+    }
+    match parse_bind(bind)? {
+        BindAddr::Tcp(sa) => Ok(Some(sa)),
+        BindAddr::Unix(_) | BindAddr::Fd(_) => {
+            Err(ConfigError::invalid("redirect_http must be HOST:PORT"))
+        }
     }
 }
 

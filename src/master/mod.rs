@@ -189,7 +189,7 @@ async fn run(
     );
     let mut inherited = inherited;
     let inherited_admin = upgrade::inherited_admin(&mut inherited);
-    let bound = bind(&settings, inherited)?;
+    let mut bound = bind(&settings, inherited)?;
     let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
@@ -228,6 +228,8 @@ async fn run(
     ));
     ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
+    let stop_redirect = CancellationToken::new();
+    start::serve_redirect(&mut bound, &settings, stop_redirect.clone());
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
     let running = Running {
@@ -241,6 +243,7 @@ async fn run(
         access_log: &ops.access_log,
     };
     let quick = running.until_stopped(&mut cmd_rx).await;
+    stop_redirect.cancel();
     // Load balancers stop sending traffic while in-flight work drains.
     let _ = ops.phase.send(Phase::Draining);
     let grace = if quick {

@@ -1,5 +1,5 @@
 //! The README's "Getting started" (Django, Flask, WebSockets with Flask-Sock and
-//! Flask-SocketIO, ASGI with Django Channels and FastAPI), "Development mode" and "Migrating from gunicorn + nginx"
+//! Flask-SocketIO, ASGI with Django Channels and FastAPI), "Development mode", "TLS" and "Migrating from gunicorn + nginx"
 //! sections, run word for word: the commands come out of the README's code
 //! blocks marked ```` ```sh title="NAME" ````, so README and test cannot drift apart.
 //! Setup blocks run in bash in a temp dir; only the two commands that would reach the
@@ -281,6 +281,60 @@ fn readme_flask_getting_started() {
         header(&get(&server, "/static/site.css"), "cache-control"),
         Some("public, max-age=3600")
     );
+}
+
+/// The README's TLS section: its self-signed certificate, then the Flask project over
+/// TLS with the port-80 redirect (both binds on free ports), reached with curl.
+#[test]
+fn readme_tls_with_the_http_redirect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = run_setup("getting-started-flask", tmp.path());
+    std::fs::write(project.join("app.py"), readme_block("app.py")).unwrap();
+    run_setup("tls-certificate", &project);
+    let line = readme_block("run-tls")
+        .replace("0.0.0.0:443", "127.0.0.1:0")
+        .replace("0.0.0.0:80", "127.0.0.1:0");
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("ferricorn"));
+    let server = Launch::new(words).current_dir(&project).start();
+    let port = server.addr.port();
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "10", "--cacert", "cert.pem"])
+            .args(args)
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        assert_success("curl", &out)
+    };
+    let https = format!("https://localhost:{port}/");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let page = curl(&["--resolve", &resolve, "-w", "\n%{http_version}", &https]);
+    assert!(page.contains("Hello from Flask"), "{page}");
+    assert!(page.ends_with("\n2"), "HTTP/2 by ALPN: {page}");
+
+    let line = server.wait_for_log("Redirecting plain HTTP to HTTPS at: http://", DEADLINE);
+    let plain = line.split("http://").nth(1).unwrap().trim().to_string();
+    let plain_port = plain.rsplit(':').next().unwrap();
+    let resolve_plain = format!("localhost:{plain_port}:127.0.0.1");
+    let moved = curl(&[
+        "-i",
+        "--resolve",
+        &resolve_plain,
+        &format!("http://localhost:{plain_port}/x"),
+    ]);
+    assert!(moved.starts_with("HTTP/1.1 301 "), "{moved}");
+    let location = format!("location: https://localhost:{port}/x\r\n");
+    assert!(moved.contains(&location), "{moved}");
+    let followed = curl(&[
+        "-L",
+        "--resolve",
+        &resolve_plain,
+        "--resolve",
+        &resolve,
+        &format!("http://localhost:{plain_port}/"),
+    ]);
+    assert!(followed.contains("Hello from Flask"), "{followed}");
 }
 
 /// The WebSocket echo of the README, reached with the `websockets` client library.

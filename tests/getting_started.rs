@@ -205,7 +205,8 @@ fn readme_django_getting_started() {
             .unwrap()
             .starts_with("text/css"));
         assert!(header(&css, "etag").is_some(), "not served by the front");
-        assert_eq!(header(&css, "cache-control"), None);
+        // `--static` gets a mount's default Cache-Control, as conf/django.toml does.
+        assert_eq!(header(&css, "cache-control"), Some("public, max-age=3600"));
         django_admin_login(&server, "admin", "change-me");
         assert!(
             !server.log().contains("Press Ctrl-C"),

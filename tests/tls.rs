@@ -27,14 +27,7 @@ fn curl(args: &[&str]) -> (String, String, bool) {
 fn tls_server(dir: &std::path::Path, extra: &[&str]) -> (Server, String) {
     let (cert, key) = certificate(dir);
     let statics = format!("/static/={}", repo().join("static_fixtures").display());
-    let mut args = vec![
-        "--static",
-        &statics,
-        "--certfile",
-        &cert,
-        "--keyfile",
-        &key,
-    ];
+    let mut args = vec!["--static", &statics, "--certfile", &cert, "--keyfile", &key];
     args.extend_from_slice(extra);
     (Server::start(args), cert)
 }
@@ -54,7 +47,10 @@ fn plain_http_on_the_tls_port_gets_nginx_s_400() {
     assert!(out.contains(PLAIN_HTTP), "{out}");
 
     // HEAD: the head alone; a body sent along does not reset the answer away.
-    let head = server.raw(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", Duration::from_secs(5));
+    let head = server.raw(
+        b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(5),
+    );
     assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "{head}");
     let mut post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n".to_vec();
@@ -63,10 +59,7 @@ fn plain_http_on_the_tls_port_gets_nginx_s_400() {
     assert!(answer.contains(PLAIN_HTTP), "{answer}");
 
     // HTTP/2's cleartext preface too, and a request line split over two writes.
-    let preface = server.raw(
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-        Duration::from_secs(5),
-    );
+    let preface = server.raw(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Duration::from_secs(5));
     assert!(preface.starts_with("HTTP/1.1 400 "), "{preface}");
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -132,12 +125,19 @@ fn the_redirect_bind_sends_every_request_to_https() {
         &format!("http://{plain}/static/index.html?a=1&b=%2F"),
     ]);
     assert!(ok, "{err}");
-    assert!(out.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{out}");
-    let location = format!("location: https://example.com:{tls_port}/static/index.html?a=1&b=%2F\r\n");
+    assert!(
+        out.starts_with("HTTP/1.1 301 Moved Permanently\r\n"),
+        "{out}"
+    );
+    let location =
+        format!("location: https://example.com:{tls_port}/static/index.html?a=1&b=%2F\r\n");
     assert!(out.contains(&location), "{out}");
     // POST: 308, which keeps the method and its body.
     let (out, _, _) = curl(&["-i", "-d", "x=1", &format!("http://{plain}/form")]);
-    assert!(out.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"),
+        "{out}"
+    );
     // curl follows it to the TLS port and gets the file.
     let (body, err, ok) = curl(&[
         "-L",
@@ -192,13 +192,19 @@ fn the_redirect_bind_names_no_host_but_a_valid_one() {
         let answer = send(req);
         let status = answer.get(8..13);
         assert_eq!(status, Some(" 400 "), "{req:?}: {answer}");
-        assert!(!answer.to_ascii_lowercase().contains("location:"), "{answer}");
+        assert!(
+            !answer.to_ascii_lowercase().contains("location:"),
+            "{answer}"
+        );
     }
     // A valid Host in absolute form is the one named.
-    let answer = send("GET http://good.com/p HTTP/1.1\r\nHost: good.com\r\nConnection: close\r\n\r\n");
+    let answer =
+        send("GET http://good.com/p HTTP/1.1\r\nHost: good.com\r\nConnection: close\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 301 "), "{answer}");
     // The server still serves, and the redirect needs TLS configured.
-    assert!(send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 301 "));
+    assert!(
+        send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").starts_with("HTTP/1.1 301 ")
+    );
     let out = run(["--static", "/=.", "--redirect-http", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

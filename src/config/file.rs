@@ -309,6 +309,14 @@ impl StaticSection {
 
     fn fill_defaults(&mut self) {
         default(&mut self.index, defaults::STATIC_INDEX.into());
+        // One default for `--static` and `[[static]]` alike; none for an internal
+        // mount, whose files are the app's to cache (its own Cache-Control wins).
+        if self.internal != Some(true) {
+            default(
+                &mut self.cache_control,
+                defaults::STATIC_CACHE_CONTROL.into(),
+            );
+        }
         default(&mut self.precompressed, true);
         default(&mut self.fallthrough, false);
         default(&mut self.dotfiles, false);

@@ -637,7 +637,9 @@ fn static_headers(
 }
 
 fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
-    let (url, dir, cache_control) = (&s.url, s.dir.clone(), s.cache_control.clone());
+    // `cache_control = ""`: no Cache-Control at all (the default is one hour).
+    let cache_control = s.cache_control.clone().filter(|cc| !cc.is_empty());
+    let (url, dir) = (&s.url, s.dir.clone());
     if !url.starts_with('/') {
         return Err(ConfigError::invalid(format!(
             "static url {url:?} must start with '/'"

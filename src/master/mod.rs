@@ -202,7 +202,8 @@ async fn run(
     };
     let mut ops = Operations::start(&settings, inherited_admin).await?;
     let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
-        .map_err(MasterError::Static)?;
+        .map_err(MasterError::Static)?
+        .with_compression(settings.compression);
     let (pool, proxy, _runtime_dir) = match &settings.app {
         Some(app) => match boot_pool(&settings, app, &ops.metrics, &shards, &mut cmd_rx).await? {
             Some(b) => (Some(b.pool), Some(b.proxy), Some(b.runtime_dir)),

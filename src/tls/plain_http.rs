@@ -95,7 +95,8 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S) -> std::io::Resul
 }
 
 fn ends_head(head: &[u8]) -> bool {
-    memchr::memmem::find(head, b"\r\n\r\n").is_some() || memchr::memmem::find(head, b"\n\n").is_some()
+    memchr::memmem::find(head, b"\r\n\r\n").is_some()
+        || memchr::memmem::find(head, b"\n\n").is_some()
 }
 
 fn response(head_only: bool) -> String {

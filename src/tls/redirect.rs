@@ -135,10 +135,7 @@ fn answer(req: &Request<Incoming>, limits: &GuardLimits) -> Response<Body> {
     };
     let target = req.uri().path_and_query().map_or("", |p| p.as_str());
     let authority = req.uri().authority().map(|a| a.as_str());
-    let https_port = req
-        .extensions()
-        .get::<HttpsPort>()
-        .map_or(443, |p| p.0);
+    let https_port = req.extensions().get::<HttpsPort>().map_or(443, |p| p.0);
     match decide(req.method(), authority, host, target, https_port) {
         Redirect::To { status, location } => match HeaderValue::from_str(&location) {
             Ok(location) => {
@@ -255,8 +252,22 @@ mod tests {
     #[test]
     fn a_host_that_is_no_plain_name_gets_400() {
         for host in [
-            "", "evil.com@good", "a b", "a..b", ".a", "a/b", "a%2fb", "a;b", "a:b:c", "a:99999",
-            "a:", "[::1", "[zz]", "a:80x", "a\\b", "good.com#",
+            "",
+            "evil.com@good",
+            "a b",
+            "a..b",
+            ".a",
+            "a/b",
+            "a%2fb",
+            "a;b",
+            "a:b:c",
+            "a:99999",
+            "a:",
+            "[::1",
+            "[zz]",
+            "a:80x",
+            "a\\b",
+            "good.com#",
         ] {
             let d = decide(&Method::GET, None, Some(host), "/", 443);
             assert_eq!(d, Redirect::BadRequest, "{host:?}");
@@ -279,7 +290,11 @@ mod tests {
 
     #[test]
     fn a_target_that_is_no_path_gets_400() {
-        for (m, t) in [(Method::OPTIONS, "*"), (Method::CONNECT, "/"), (Method::GET, "")] {
+        for (m, t) in [
+            (Method::OPTIONS, "*"),
+            (Method::CONNECT, "/"),
+            (Method::GET, ""),
+        ] {
             assert_eq!(decide(&m, None, Some("a"), t, 443), Redirect::BadRequest);
         }
     }

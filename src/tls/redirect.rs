@@ -177,7 +177,10 @@ pub(crate) async fn serve(listener: TcpListener, conns: RedirectConns, stop: Can
             a = listener.accept() => match a {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    crate::listener::back_off_after_accept_error(&e).await;
+                    // EMFILE and friends: back off rather than spin (as the
+                    // listeners do; `listener` is above this module in the flow).
+                    tracing::warn!(error = %e, "accept failed (redirect bind)");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },

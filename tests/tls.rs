@@ -165,7 +165,7 @@ fn the_redirect_bind_sends_every_request_to_https() {
 #[test]
 fn the_redirect_bind_names_no_host_but_a_valid_one() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, _) = tls_server(dir.path(), &["--redirect-http", "127.0.0.1:0"]);
+    let (mut server, _) = tls_server(dir.path(), &["--redirect-http", "127.0.0.1:0"]);
     let plain = redirect_addr(&server);
     let send = |req: &str| {
         let mut s = TcpStream::connect(&plain).unwrap();
@@ -209,4 +209,11 @@ fn the_redirect_bind_names_no_host_but_a_valid_one() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("redirect_http"), "{err}");
+    // TERM stops the redirect bind with the listeners: a clean exit.
+    server.signal(15);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    assert!(
+        TcpStream::connect(&plain).is_err(),
+        "the redirect bind still accepts"
+    );
 }

@@ -201,9 +201,7 @@ async fn run(
         _ => None,
     };
     let mut ops = Operations::start(&settings, inherited_admin).await?;
-    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
-        .map_err(MasterError::Static)?
-        .with_compression(settings.compression);
+    let statics = start::static_files(&settings)?;
     let (pool, proxy, _runtime_dir) = match &settings.app {
         Some(app) => match boot_pool(&settings, app, &ops.metrics, &shards, &mut cmd_rx).await? {
             Some(b) => (Some(b.pool), Some(b.proxy), Some(b.runtime_dir)),
@@ -229,9 +227,8 @@ async fn run(
     ));
     ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
-    let stop_redirect = CancellationToken::new();
-    start::serve_redirect(&mut bound, &settings, stop_redirect.clone());
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
+    start::serve_redirect(bound.redirect.take(), &settings, serving.stop_token());
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
     let running = Running {
         cli: &cli,
@@ -244,7 +241,6 @@ async fn run(
         access_log: &ops.access_log,
     };
     let quick = running.until_stopped(&mut cmd_rx).await;
-    stop_redirect.cancel();
     // Load balancers stop sending traffic while in-flight work drains.
     let _ = ops.phase.send(Phase::Draining);
     let grace = if quick {

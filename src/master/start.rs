@@ -70,9 +70,13 @@ fn https_port(listeners: &[Listener]) -> u16 {
         .unwrap_or(443)
 }
 
-/// Serves the redirect bind, if any, until `stop`.
-pub(super) fn serve_redirect(bound: &mut Bound, settings: &Settings, stop: CancellationToken) {
-    if let Some((listener, https_port)) = bound.redirect.take() {
+/// Serves the redirect bind, if any, until `stop` (the listeners' stop).
+pub(super) fn serve_redirect(
+    redirect: Option<(tokio::net::TcpListener, u16)>,
+    settings: &Settings,
+    stop: CancellationToken,
+) {
+    if let Some((listener, https_port)) = redirect {
         let conns = crate::tls::redirect::RedirectConns {
             https_port,
             guard: guard_limits(settings),
@@ -150,6 +154,13 @@ impl Operations {
             tokio::spawn(admin::serve(l, state, conns, CancellationToken::new()));
         }
     }
+}
+
+/// The static mounts, with `[compression]` for their text files.
+pub(super) fn static_files(settings: &Settings) -> Result<StaticFiles, MasterError> {
+    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
+        .map_err(MasterError::Static)?;
+    Ok(statics.with_compression(settings.compression))
 }
 
 /// How every client connection is served, from the settings.

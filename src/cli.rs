@@ -134,6 +134,12 @@ pub struct Cli {
     #[arg(long = "redirect-http", value_name = "ADDR")]
     pub redirect_http: Option<String>,
 
+    /// The HTTPS port --redirect-http sends clients to, when it is not the TLS bind's
+    /// own (a container or Service publishing 443 for a bind on 8443). [default: the
+    /// first TCP bind's port]
+    #[arg(long = "redirect-https-port", value_name = "PORT")]
+    pub redirect_https_port: Option<u16>,
+
     /// Error log format: text or json. [default: text]
     #[arg(long = "log-format")]
     pub log_format: Option<String>,

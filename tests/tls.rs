@@ -217,3 +217,31 @@ fn the_redirect_bind_names_no_host_but_a_valid_one() {
         "the redirect bind still accepts"
     );
 }
+
+/// Behind a port mapping (a Service's 443 for a bind on 8443), the redirect names
+/// the port clients use, and 443 not at all.
+#[test]
+fn the_redirect_names_the_port_clients_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = [
+        "--redirect-http",
+        "127.0.0.1:0",
+        "--redirect-https-port",
+        "443",
+    ];
+    let (server, _) = tls_server(dir.path(), &flags);
+    let plain = redirect_addr(&server);
+    let (out, err, ok) = curl(&[
+        "-i",
+        "-H",
+        "Host: example.com:8080",
+        &format!("http://{plain}/a?b"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("location: https://example.com/a?b\r\n"),
+        "{out}"
+    );
+    let out = run(["--static", "/=.", "--redirect-https-port", "443"]);
+    assert_eq!(out.status.code(), Some(2));
+}

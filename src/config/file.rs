@@ -55,6 +55,8 @@ pub struct TlsSection {
     pub keyfile: Option<PathBuf>,
     /// A plain-HTTP bind that redirects every request to HTTPS.
     pub redirect_http: Option<String>,
+    /// The port its redirects name (default: the first TCP bind's).
+    pub redirect_https_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

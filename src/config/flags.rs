@@ -26,6 +26,7 @@ pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
     set(&mut f.tls.certfile, &cli.certfile);
     set(&mut f.tls.keyfile, &cli.keyfile);
     set(&mut f.tls.redirect_http, &cli.redirect_http);
+    set(&mut f.tls.redirect_https_port, &cli.redirect_https_port);
     if cli.reload {
         f.reload.enabled = Some(true);
     }

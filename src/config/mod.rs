@@ -192,6 +192,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The plain-HTTP bind that redirects to HTTPS (`[tls] redirect_http`).
     pub redirect_http: Option<SocketAddr>,
+    /// The port its redirects name; None: the first TCP bind's.
+    pub redirect_https_port: Option<u16>,
     pub compression: Compression,
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
@@ -272,6 +274,7 @@ impl Settings {
             admin_bind: admin_bind(f.admin.bind.as_deref())?,
             tls: tls(&f.tls)?,
             redirect_http: redirect_http(&f.tls)?,
+            redirect_https_port: f.tls.redirect_https_port,
             compression: Compression {
                 enabled: given(&f.compression.enabled),
                 min_size: given(&f.compression.min_size),
@@ -467,6 +470,11 @@ fn tls(t: &file::TlsSection) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> 
 
 fn redirect_http(t: &file::TlsSection) -> Result<Option<SocketAddr>, ConfigError> {
     let Some(bind) = &t.redirect_http else {
+        if t.redirect_https_port.is_some() {
+            return Err(ConfigError::invalid(
+                "redirect_https_port is the port redirect_http names: it needs redirect_http",
+            ));
+        }
         return Ok(None);
     };
     if t.certfile.is_none() {

@@ -25,7 +25,13 @@ pub(super) fn bind(
     let listeners = bind_all(settings, inherited)?;
     let urls = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
     let redirect = match settings.redirect_http {
-        Some(addr) => Some((bind_redirect(addr)?, https_port(&listeners))),
+        Some(addr) => {
+            let port = settings.redirect_https_port;
+            Some((
+                bind_redirect(addr)?,
+                port.unwrap_or_else(|| https_port(&listeners)),
+            ))
+        }
         None => None,
     };
     Ok(Bound {

@@ -19,6 +19,11 @@ use tokio::sync::OnceCell;
 use super::cache::{Meta, Resolved};
 use super::headers::Encoding;
 
+/// The largest file compressed (when `[static_cache] max_file_size` keeps larger
+/// ones in memory): an eighth of the cache, so no one variant empties it and a file
+/// is not compressed again on every request.
+pub(crate) const MAX_SOURCE: u64 = crate::defaults::STATIC_COMPRESSED_BYTES / 8;
+
 /// A file's compressed representation.
 #[derive(Debug)]
 pub(crate) struct Variant {

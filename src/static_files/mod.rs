@@ -291,7 +291,8 @@ impl StaticFiles {
             Some(Entry::Found(r)) if r.body.is_some() => r.meta.len,
             _ => return false,
         };
-        self.compresses(target) && len >= self.compression.min_size
+        self.compresses(target)
+            && (self.compression.min_size..=compressed::MAX_SOURCE).contains(&len)
     }
 
     /// A text file without a precompressed sibling, compressed by the encoding the
@@ -322,7 +323,12 @@ impl StaticFiles {
         let accepted = headers::preferred_encodings(h);
         let encoding = *accepted.first()?;
         let file = mount.backend.resolve(target.fs_path.clone()).await.ok()?;
-        if file.meta.is_dir || file.body.is_none() || file.meta.len < self.compression.min_size {
+        let len = file.meta.len;
+        if file.meta.is_dir
+            || file.body.is_none()
+            || len < self.compression.min_size
+            || len > compressed::MAX_SOURCE
+        {
             return None;
         }
         if mount.config.precompressed {

@@ -245,3 +245,39 @@ fn the_redirect_names_the_port_clients_reach() {
     let out = run(["--static", "/=.", "--redirect-https-port", "443"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// USR2: the new master binds the redirect bind again beside the old one
+/// (SO_REUSEPORT; it is not among the sockets handed over) and answers on it once
+/// the old one has gone.
+#[test]
+fn a_binary_upgrade_keeps_the_redirect_bind() {
+    struct Reap(String);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0]).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plain = format!("127.0.0.1:{}", free_port());
+    let (mut server, _) = tls_server(dir.path(), &["--redirect-http", &plain]);
+    let url = format!("http://{plain}/x");
+    let (out, _, _) = curl(&["-i", &url]);
+    assert!(out.starts_with("HTTP/1.1 301 "), "{out}");
+    server.signal(12);
+    let line = server.wait_for_log(
+        "binary upgrade: new master started",
+        Duration::from_secs(10),
+    );
+    let new = line
+        .split("pid=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    let _reap = Reap(new.to_string());
+    assert_eq!(server.wait_exit(Duration::from_secs(60)).code(), Some(0));
+    let (out, err, ok) = curl(&["-i", &url]);
+    assert!(ok, "{err}\n{}", server.log());
+    assert!(out.starts_with("HTTP/1.1 301 "), "{out}");
+}

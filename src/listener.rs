@@ -372,9 +372,12 @@ impl Conn {
                 None => return,
             }
         }
-        let io = Prefixed::new(rest, s);
         let Some(tls) = tls else {
-            return self.serve(io, info).await;
+            return self.serve(Prefixed::new(rest, s), info).await;
+        };
+        // Plain HTTP sent to the TLS port gets nginx's 400, not a TLS alert.
+        let Some(io) = crate::tls::past_plain_http(rest, s).await else {
+            return;
         };
         // The handshake and the stream boxed: rustls's state (about 3.5 KiB) then
         // lives once, not also in room kept for it in each future that moves it.

@@ -189,7 +189,7 @@ async fn run(
     );
     let mut inherited = inherited;
     let inherited_admin = upgrade::inherited_admin(&mut inherited);
-    let bound = bind(&settings, inherited)?;
+    let mut bound = bind(&settings, inherited)?;
     let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
@@ -201,8 +201,7 @@ async fn run(
         _ => None,
     };
     let mut ops = Operations::start(&settings, inherited_admin).await?;
-    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
-        .map_err(MasterError::Static)?;
+    let statics = start::static_files(&settings)?;
     let (pool, proxy, _runtime_dir) = match &settings.app {
         Some(app) => match boot_pool(&settings, app, &ops.metrics, &shards, &mut cmd_rx).await? {
             Some(b) => (Some(b.pool), Some(b.proxy), Some(b.runtime_dir)),
@@ -214,6 +213,7 @@ async fn run(
     ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
+    start::serve_redirect(bound.redirect.take(), &settings, serving.stop_token());
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
     let running = Running {
         cli: &cli,

@@ -40,6 +40,11 @@ impl Serving {
         }
     }
 
+    /// Cancelled when the listeners stop accepting (the redirect bind stops with them).
+    pub(super) fn stop_token(&self) -> CancellationToken {
+        self.stop_accepting.clone()
+    }
+
     /// Stops accepting and gives the connections `grace` to finish.
     pub(super) async fn drain(self, grace: Duration) {
         self.stop_accepting.cancel();

@@ -474,7 +474,7 @@ impl Supervisor {
         self.hook(&format!("child_exit {pid}"));
         self.dispatcher.remove(&w.conn);
         let status = status
-            .map(|s| s.to_string())
+            .map(|s| process::describe_exit(&s))
             .unwrap_or_else(|e| e.to_string());
         if matches!(w.state, WorkerState::Serving | WorkerState::Lost) {
             self.metrics.worker_restarted(RestartReason::Crash);

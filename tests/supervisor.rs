@@ -621,6 +621,84 @@ fn no_more_condemned_workers_than_the_pool_the_next_timeout_kills_at_once() {
     assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
 }
 
+/// `sup_app:app` (or the app `conf` names) from tests/apps, its settings from the
+/// config file `conf`, which names the app too, so that a HUP can change it.
+fn conf_launch(conf: &Path, extra: &[&str]) -> Launch {
+    let apps = apps_dir();
+    let mut args = vec![
+        "--chdir",
+        apps.to_str().unwrap(),
+        "-c",
+        conf.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::launch(args)
+}
+
+/// Writes `conf`, sends HUP and waits until the reload failed: its log line.
+fn hup_that_fails(server: &Server, conf: &Path, toml: &str) -> String {
+    std::fs::write(conf, toml).unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    server.wait_for_log_after(from, "reload failed", Duration::from_secs(30))
+}
+
+/// A failed reload leaves the server as it was: here a HUP to `interface = "asgi"`
+/// fails (the app is WSGI), and the worker killed next is replaced by one that
+/// boots with the settings before the HUP, and serves. Before the fix the
+/// replacement got the failed settings, failed at every start, and the pool stayed
+/// empty.
+#[test]
+fn after_a_reload_to_the_other_interface_failed_a_dead_worker_is_replaced_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "app = \"sup_app:app\"\n[workers]\nthreads = 2\n").unwrap();
+    let server = conf_launch(&conf, &["-w", "1"]).start();
+    let toml = "app = \"sup_app:app\"\n[workers]\ninterface = \"asgi\"\n";
+    let line = hup_that_fails(&server, &conf, toml);
+    assert!(line.contains("other interface"), "{line}");
+    let old = children(server.pid())[0];
+    let from = server.log_len();
+    kill9(old);
+    server.wait_for_log_after(from, "worker died", Duration::from_secs(10));
+    server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{pid}");
+    assert_ne!(pid, old.to_string());
+    let log = &server.log()[from..];
+    assert!(!log.contains("failed to start"), "{log}");
+}
+
+/// Likewise after a HUP to an app that does not import, for a worker that leaves
+/// at `max_requests`: its successor imports the app the server ran before, and the
+/// requests after the quota are served.
+#[test]
+fn after_a_reload_to_an_app_that_does_not_import_a_recycled_worker_is_replaced_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        "app = \"sup_app:app\"\n[workers]\nmax_requests = 3\n",
+    )
+    .unwrap();
+    let server = conf_launch(&conf, &["-w", "1"]).start();
+    let old = children(server.pid())[0];
+    let toml = "app = \"raises_on_import:app\"\n[workers]\nmax_requests = 3\n";
+    let line = hup_that_fails(&server, &conf, toml);
+    assert!(line.contains("does not import"), "{line}");
+    let from = server.log_len();
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/pid")), (200, old.to_string()));
+    }
+    server.wait_for_log_after(from, "reached max-requests", Duration::from_secs(10));
+    server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{pid}");
+    assert_ne!(pid, old.to_string());
+    let log = &server.log()[from..];
+    assert!(!log.contains("refuses to import"), "{log}");
+}
+
 /// A timeout acts on what the running worker serves, not on what the settings now
 /// say: here a HUP to `interface = "asgi"` with `worker_connections = 1` fails (the
 /// app is WSGI) and the old worker, on 2 threads, serves on. Its request past the

@@ -700,24 +700,28 @@ fn after_a_reload_to_an_app_that_does_not_import_a_recycled_worker_is_replaced_a
 }
 
 /// A timeout acts on what the running worker serves, not on what the settings now
-/// say: here a HUP to `interface = "asgi"` with `worker_connections = 1` fails (the
-/// app is WSGI) and the old worker, on 2 threads, serves on. Its request past the
-/// timeout must condemn it (its other thread's stream ends), as on 2 threads;
-/// before the fix the master counted the worker's slots from the new settings
-/// (1) and killed it at once, cutting the stream.
+/// say: here a HUP to 1 thread is under way (the new worker's import waits on a
+/// file the test holds back) while the old worker, on 2 threads, serves on. Its
+/// request past the timeout must condemn it (its other thread's stream ends), as
+/// on 2 threads; a master counting the worker's slots from the new settings (1)
+/// kills it at once, cutting the stream.
 #[test]
 fn a_timeout_counts_the_running_workers_threads_not_the_reloaded_settings() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("f.toml");
-    std::fs::write(&conf, "[workers]\ninterface = \"wsgi\"\nthreads = 2\n").unwrap();
-    let server = sup_server(&["-w", "1", "-t", "2", "-c", conf.to_str().unwrap()]);
+    let gate = dir.path().join("gate");
+    std::fs::write(&conf, "app = \"sup_app:app\"\n[workers]\nthreads = 2\n").unwrap();
+    let server = conf_launch(&conf, &["-w", "1", "-t", "2"])
+        .env("GATED_IMPORT", &gate)
+        .start();
     let old = children(server.pid())[0];
-    let reload = "[workers]\ninterface = \"asgi\"\nworker_connections = 1\nthreads = 2\n";
+    let reload = "app = \"gated_import:app\"\n[workers]\nthreads = 1\n";
     std::fs::write(&conf, reload).unwrap();
     let from = server.log_len();
     server.signal(libc_sig("HUP"));
-    let line = server.wait_for_log_after(from, "reload failed", Duration::from_secs(30));
-    assert!(line.contains("other interface"), "{line}");
+    wait_until("the new worker's import", Duration::from_secs(30), || {
+        gate.with_extension("started").exists()
+    });
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let hung = blocked_get(&server, "/wait", &a);
     let (alive, _received) = streamed_get(&server, &b);
@@ -729,4 +733,10 @@ fn a_timeout_counts_the_running_workers_threads_not_the_reloaded_settings() {
     std::fs::write(&b, "").unwrap();
     let (status, body) = alive.join().unwrap();
     assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
+    // Let go, the new worker ends the reload and serves.
+    std::fs::write(&gate, "").unwrap();
+    server.wait_for_log_after(from, "reload complete", Duration::from_secs(30));
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{pid}");
+    assert_ne!(pid, old.to_string());
 }

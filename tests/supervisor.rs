@@ -740,3 +740,63 @@ fn a_timeout_counts_the_running_workers_threads_not_the_reloaded_settings() {
     assert_eq!(status, 200, "{pid}");
     assert_ne!(pid, old.to_string());
 }
+
+/// The pid in a log line's `pid=N`.
+fn logged_pid(line: &str) -> i32 {
+    let pid = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next());
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+/// A HUP that restarts a reload under way and fails puts back the settings before
+/// both: the worker the first reload had started (it runs settings given up) is
+/// replaced by one of the app served before, and the old worker that reload had
+/// set to go serves on. Before the fix the failed settings stayed: the first
+/// reload's worker served on, and its replacements failed for ever.
+#[test]
+fn a_failed_reload_that_restarted_one_under_way_puts_back_the_settings_before_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    let gate = dir.path().join("gate");
+    std::fs::write(&conf, "app = \"sup_app:app\"\n").unwrap();
+    let server = conf_launch(&conf, &["-w", "2"])
+        .env("GATED_IMPORT", &gate)
+        .start();
+    // The first reload's first worker imports at once, its second waits.
+    std::fs::write(&gate, "").unwrap();
+    std::fs::write(&conf, "app = \"gated_import:app\"\n").unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let first = server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let first = logged_pid(&first);
+    wait_until(
+        "the second new worker's import",
+        Duration::from_secs(30),
+        || gate.with_extension("started").exists(),
+    );
+    let toml = "app = \"raises_on_import:app\"\n";
+    let line = hup_that_fails(&server, &conf, toml);
+    assert!(line.contains("does not import"), "{line}");
+    let from = server.log_len();
+    // The held import ends: its worker, of a reload given up, stops at once.
+    std::fs::write(&gate, "").unwrap();
+    server.wait_for_log_after(from, "superseded reload", Duration::from_secs(30));
+    // Its successor runs the app served before both reloads.
+    server.wait_for_log_after(from, "booted: app sup_app:app", Duration::from_secs(30));
+    wait_until(
+        "the first reload's worker gone",
+        Duration::from_secs(30),
+        || !children(server.pid()).contains(&first),
+    );
+    assert_eq!(children(server.pid()).len(), 2);
+    for _ in 0..4 {
+        let (status, pid) = get(&server.url("/pid"));
+        assert_eq!(status, 200, "{pid}");
+        assert_ne!(pid, first.to_string());
+    }
+    let log = &server.log()[from..];
+    assert!(!log.contains("failed to start"), "{log}");
+}

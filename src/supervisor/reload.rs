@@ -54,9 +54,12 @@ impl Supervisor {
         let settled = self.settled.get_or_insert(before);
         let mut old = 0;
         for (pid, w) in self.workers.iter_mut() {
-            if w.state == WorkerState::Serving && !w.old {
+            if w.state != WorkerState::Serving {
+                continue;
+            }
+            old += 1;
+            if !w.old {
                 w.old = true;
-                old += 1;
                 if w.generation <= settled.generation {
                     settled.marked.insert(*pid);
                 }

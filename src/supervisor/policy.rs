@@ -120,6 +120,20 @@ pub fn after_timeout(
     }
 }
 
+/// After a reload was called off, whether a serving worker is to be replaced: one
+/// the called-off reload(s) started (`generation` past `settled`, the last one of
+/// the settings put back) runs settings given up; one of those settings that the
+/// reload had set to be replaced (`marked`) serves on; any other keeps its fate
+/// (`old`: it was being recycled already).
+pub fn replaced_after_failed_reload(
+    generation: u64,
+    settled: u64,
+    marked: bool,
+    old: bool,
+) -> bool {
+    generation > settled || (old && !marked)
+}
+
 /// How long a condemned worker may keep running its other requests, from its
 /// condemnation: at least `grace` (`--graceful-timeout`, what a stop gives them),
 /// longer if one's own limit (`limits`: route or `--timeout`) is. Bounded, so a
@@ -140,6 +154,18 @@ fn mix(seed: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_reload_replaces_only_the_workers_it_started() {
+        // Generation 3 settled; 4 and 5 were reloads, called off.
+        assert!(!replaced_after_failed_reload(3, 3, true, true));
+        assert!(!replaced_after_failed_reload(1, 3, true, true));
+        assert!(replaced_after_failed_reload(4, 3, false, true));
+        assert!(replaced_after_failed_reload(5, 3, false, false));
+        // Being recycled before the reload: its successor is still wanted.
+        assert!(replaced_after_failed_reload(3, 3, false, true));
+        assert!(!replaced_after_failed_reload(3, 3, false, false));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

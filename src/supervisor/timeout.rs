@@ -116,7 +116,7 @@ impl Supervisor {
         };
         // The worker's own threads, or the `worker_connections` of its event loop
         // (which runs that many requests at once, as threads would), from its
-        // start: the spec may have changed since (a reload, failed or under way).
+        // start: the spec may have changed since (a reload under way).
         let threads = w.conn.slots();
         for &s in streams {
             w.conn.time_out_stream(s);

@@ -633,4 +633,6 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -42,7 +42,14 @@ pub(super) fn check_target(method: &[u8], target: &[u8]) -> Result<(), Reject> {
 
 /// CONNECT's authority-form: `uri-host ":" port`, the port given.
 pub(super) fn is_authority_form(target: &[u8]) -> bool {
-    matches!(split_host_port(target), Some((host, Some(port))) if !host.is_empty() && !port.is_empty())
+    matches!(split_host_port(target), Some((host, Some(port))) if is_target_host(host) && !port.is_empty())
+}
+
+/// The host of a target: not empty, and not percent-encoded. RFC 3986 allows
+/// `%41`, but `http::Uri` and nginx refuse it, so no other reader of the target
+/// would spell the host as we do (the differential fuzz found it).
+fn is_target_host(host: &[u8]) -> bool {
+    !host.is_empty() && memchr(b'%', host).is_none()
 }
 
 /// `http://authority...` or `https://authority...` whose authority is a non-empty
@@ -71,7 +78,7 @@ pub(super) fn is_absolute_http_form(target: &[u8]) -> bool {
         }
         authority = &authority[at + 1..];
     }
-    matches!(split_host_port(authority), Some((host, _)) if !host.is_empty())
+    matches!(split_host_port(authority), Some((host, _)) if is_target_host(host))
 }
 
 /// A Host field value (or `:authority`): `uri-host [ ":" port ]`, or empty, which

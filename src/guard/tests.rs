@@ -694,7 +694,7 @@ fn error_responses_are_well_formed() {
     }
 }
 
-// ---- the I/O wrapper ----
-
+// ---- the head cap, what the differential fuzz found, the I/O wrapper ----
+mod fuzz_found;
 mod head;
 mod io;

@@ -237,8 +237,17 @@ pub(super) fn parse_content_length(value: &[u8]) -> Result<u64, Reject> {
 
 /// Adds one Transfer-Encoding field's codings (a comma list, possibly empty elements)
 /// to what earlier fields said; `chunked` may appear once, and nothing may follow it.
+///
+/// Stricter than RFC 9110 §5.6.1 where hyper (the front's reader before issue 28)
+/// answered 400, so no reader takes what it refused (the differential fuzz found
+/// both): a value that is not ASCII, and an empty last element of the last field
+/// (`chunked, `, or an empty field after `chunked`), which hyper reads as "not
+/// chunked". nginx takes `chunked` alone.
 pub(super) fn note_transfer_codings(te: &mut TransferCodings, value: &[u8]) -> Result<(), Reject> {
     te.present = true;
+    if !value.is_ascii() {
+        return Err(Reject::BadRequest);
+    }
     for element in value.split(|&b| b == b',') {
         let coding = trim_ows(element);
         if coding.is_empty() {
@@ -255,6 +264,10 @@ pub(super) fn note_transfer_codings(te: &mut TransferCodings, value: &[u8]) -> R
         }
         te.chunked |= is_chunked;
         te.last_is_chunked = is_chunked;
+    }
+    let last = value.rsplit(|&b| b == b',').next().unwrap_or(value);
+    if trim_ows(last).is_empty() {
+        te.last_is_chunked = false;
     }
     Ok(())
 }

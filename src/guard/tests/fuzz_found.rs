@@ -22,3 +22,27 @@ fn a_percent_encoded_host_in_the_target_is_refused() {
     assert!(http::Uri::try_from(target).is_ok());
     passes(format!("GET {target} HTTP/1.1\r\nHost: ex%41mple\r\n\r\n").as_bytes());
 }
+
+/// hyper reads the last element of the last Transfer-Encoding line, so an empty one
+/// (`chunked, `, or an empty second line) and a value that is not ASCII were its
+/// 400 (nginx takes `chunked` alone); the guard read them as chunked.
+#[test]
+fn transfer_encoding_hyper_could_not_read_is_refused() {
+    for te in [
+        "Transfer-Encoding: chunked, ",
+        "Transfer-Encoding: chunked,",
+        "Transfer-Encoding: gzip, chunked ,\t",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: ",
+        "Transfer-Encoding: id;en\u{d7}tity, chunked",
+        "Transfer-Encoding: gzip;q=\"\u{e9}\", chunked",
+    ] {
+        let raw = format!("POST / HTTP/1.1\r\n{te}\r\n\r\n0\r\n\r\n");
+        assert_eq!(refused(&latin1(&raw)), Reject::BadRequest, "{te:?}");
+    }
+    for te in [
+        "Transfer-Encoding: , chunked",
+        "Transfer-Encoding: gzip,,chunked",
+    ] {
+        passes(format!("POST / HTTP/1.1\r\n{te}\r\n\r\n0\r\n\r\n").as_bytes());
+    }
+}

@@ -23,9 +23,10 @@
 //! guard refuses, by hard case: our strictness margin, not a failure.
 //!
 //! Runs: `cargo test --lib guard::fuzz` runs `PROPTEST_CASES` cases (default
-//! [`CI_CASES`], under 30 s in a debug build); `FUZZ_MINUTES=10 cargo test --release
-//! --lib guard::fuzz -- --nocapture` runs batches for that long and prints the
-//! summary. A failure prints the shrunk stream (bytes, cuts, limits): make it a test.
+//! [`CI_CASES`], about 15 s in a debug build); `FUZZ_MINUTES=10 cargo test --lib
+//! guard::fuzz -- --nocapture` runs batches of 2,000 for that long, goes on past a
+//! failure to find the others, and prints the summary. A failure prints the shrunk
+//! stream (bytes, cuts, limits): make it a test in guard/tests/fuzz_found.rs.
 
 mod generate;
 mod request;
@@ -42,7 +43,7 @@ use generate::Stream;
 use reference::{guard_reads, hyper_reads, HyperOutcome, Seen};
 
 /// Cases in a CI run (`PROPTEST_CASES` overrides it).
-const CI_CASES: u32 = 1500;
+const CI_CASES: u32 = 10_000;
 
 /// How ours ended a stream: every complete request, or a refusal.
 type Ours = Result<Vec<Seen>, Reject>;
@@ -204,7 +205,11 @@ fn same_as_hyper(
     hyper: &HyperOutcome,
     tally: &mut Tally,
 ) -> Result<(), TestCaseError> {
-    let theirs = until_connection_ends(hyper.requests.clone());
+    // A WebSocket candidate's head ends HTTP whatever its body: hyper's counts
+    // even when the stream stopped inside its body.
+    let mut theirs = hyper.requests.clone();
+    theirs.extend(hyper.unfinished.clone().filter(is_websocket_candidate));
+    let theirs = until_connection_ends(theirs);
     for (i, request) in ours.iter().enumerate() {
         let Some(h) = theirs.get(i) else {
             if let Some(reason) = known_difference(request) {
@@ -259,10 +264,12 @@ fn tally_margin(
         for tag in s.tags_of(at) {
             *tally.hyper_refused.entry(tag).or_default() += 1;
         }
-        if tally.hyper_refused_examples.len() < 8 {
-            let error = hyper.refused.as_deref().unwrap_or_default();
-            let example = format!("{error}: b\"{}\"", s.bytes.escape_ascii());
-            tally.hyper_refused_examples.push(example);
+        // A few of each kind of error: the shortest streams, where it shows.
+        let error = hyper.refused.as_deref().unwrap_or_default();
+        let examples = &mut tally.hyper_refused_examples;
+        let same = examples.iter().filter(|e| e.starts_with(error)).count();
+        if same < 3 && s.bytes.len() < 300 {
+            examples.push(format!("{error}: b\"{}\"", s.bytes.escape_ascii()));
         }
     }
 }
@@ -308,8 +315,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// One batch of `cases` cases; panics with the shrunk case on a failure.
-fn run_batch(rt: &tokio::runtime::Runtime, cases: u32, tally: &RefCell<Tally>) {
+/// One batch of `cases` cases; the shrunk case of a failure.
+fn run_batch(rt: &tokio::runtime::Runtime, cases: u32, tally: &RefCell<Tally>) -> Option<String> {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -321,9 +328,9 @@ fn run_batch(rt: &tokio::runtime::Runtime, cases: u32, tally: &RefCell<Tally>) {
         check(rt, &s, &mut tally.borrow_mut())
     });
     match result {
-        Ok(()) => {}
-        Err(TestError::Fail(why, s)) => panic!("{why}\nminimal case: {s:?}"),
-        Err(e) => panic!("{e}"),
+        Ok(()) => None,
+        Err(TestError::Fail(why, s)) => Some(format!("{why}\nminimal case: {s:?}")),
+        Err(e) => Some(e.to_string()),
     }
 }
 
@@ -332,22 +339,27 @@ fn ours_reads_as_hyper_and_refuses_what_the_guard_refuses() {
     let rt = runtime();
     let tally = RefCell::new(Tally::default());
     let start = Instant::now();
-    let minutes = std::env::var("FUZZ_MINUTES")
-        .ok()
-        .and_then(|m| m.parse::<f64>().ok());
-    match minutes {
+    let minutes = std::env::var("FUZZ_MINUTES").ok();
+    let failures: Vec<String> = match minutes.and_then(|m| m.parse::<f64>().ok()) {
+        // Long mode: batches until the time is up; a failure is printed and the
+        // run goes on, to find the others.
         Some(m) => {
             let end = start + Duration::from_secs_f64(m * 60.0);
+            let mut failures = Vec::new();
             while Instant::now() < end {
-                run_batch(&rt, 2000, &tally);
+                if let Some(failure) = run_batch(&rt, 2000, &tally) {
+                    println!("FAILURE {failure}");
+                    failures.push(failure);
+                }
             }
+            failures
         }
         None => {
-            let cases = std::env::var("PROPTEST_CASES")
-                .ok()
-                .and_then(|c| c.parse().ok());
-            run_batch(&rt, cases.unwrap_or(CI_CASES), &tally);
+            let cases = std::env::var("PROPTEST_CASES").ok();
+            let cases = cases.and_then(|c| c.parse().ok()).unwrap_or(CI_CASES);
+            run_batch(&rt, cases, &tally).into_iter().collect()
         }
-    }
+    };
     tally.borrow().print(start.elapsed());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -14,6 +14,7 @@
 //!   target, version, fields, body), up to the request that ends the connection;
 //!   where hyper cannot read a request ours takes, the difference must be one of
 //!   the [`known_difference`]s;
+//!   Today's guard on its own: every request it passes, hyper reads;
 //! - (b) ours refuses every stream today's guard refuses, with the same `Reject`
 //!   when the refusal is in a head (a stream whose connection ends before the
 //!   guard's refusal is exempt);
@@ -164,6 +165,7 @@ fn check(rt: &tokio::runtime::Runtime, s: &Stream, tally: &mut Tally) -> Result<
             )));
         }
     }
+    guard_passes_what_hyper_reads(rt, &guard, &s.limits)?;
     let hyper = hyper_reads(rt, &reads_a, &s.limits, false);
     tally.cases += 1;
     tally_margin(s, &guard, &hyper, tally);
@@ -197,6 +199,25 @@ fn check(rt: &tokio::runtime::Runtime, s: &Stream, tally: &mut Tally) -> Result<
     tally.accepted += 1;
     tally.requests += requests.len() as u64;
     same_as_hyper(until_connection_ends(requests), &hyper, tally)
+}
+
+/// Property (a) for today's guard, which ours builds on: every request whose head
+/// and body it passed, hyper reads (a stand-in restored), so no request the guard
+/// takes is one only hyper's 400 kept from the front.
+fn guard_passes_what_hyper_reads(
+    rt: &tokio::runtime::Runtime,
+    guard: &reference::GuardOutcome,
+    limits: &GuardLimits,
+) -> Result<(), TestCaseError> {
+    let passed = guard.refused_request().unwrap_or(guard.heads as usize);
+    let hyper = hyper_reads(rt, &guard.passed, limits, true);
+    match &hyper.refused {
+        Some(error) if hyper.requests.len() < passed => Err(fail(format!(
+            "(a) the guard passed request {}, hyper refused it: {error}",
+            hyper.requests.len()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Property (a) for one accepted stream.

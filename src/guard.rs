@@ -422,7 +422,7 @@ impl Http1Guard {
     fn step_head(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
         let Some(lf) = memchr(b'\n', input) else {
             self.head.extend_from_slice(input);
-            self.check_partial_head_line()?;
+            self.check_head_line_limits(self.head.len())?;
             return Ok(input.len());
         };
         self.head.extend_from_slice(&input[..=lf]);
@@ -431,22 +431,31 @@ impl Http1Guard {
     }
 
     /// Refuses a line that is already too long before its end arrives, so a client
-    /// cannot make us buffer without bound.
-    fn check_partial_head_line(&self) -> Result<(), Reject> {
-        let partial = self.head.len() - self.facts.line_start;
-        // `partial` may end in the CR of the line's CRLF, hence the + 1.
-        if !self.facts.seen_request_line {
-            if partial > self.limits.request_line + 1 {
-                return Err(Reject::UriTooLong);
-            }
-        } else if partial > self.limits.field_size.saturating_sub(1) {
-            return Err(Reject::HeaderFieldsTooLarge);
+    /// cannot make us buffer without bound, and a head past `limits.head`: the
+    /// per-line limits alone let one connection make us hold `fields` × `field_size`
+    /// (800 KB). `held` is how much of `head` counts: all of it while the line is
+    /// partial, all but its LF once it ended. The limit the bytes crossed first
+    /// answers, so the refusal never depends on where the reads ended.
+    fn check_head_line_limits(&self, held: usize) -> Result<(), Reject> {
+        // The line may end in the CR of its CRLF, hence the + 1 and the - 1.
+        let (line_limit, too_long) = if !self.facts.seen_request_line {
+            (self.limits.request_line + 1, Reject::UriTooLong)
+        } else {
+            let limit = self.limits.field_size.saturating_sub(1);
+            (limit, Reject::HeaderFieldsTooLarge)
+        };
+        let line_past = self.facts.line_start + line_limit;
+        let head_past = self.facts.request_start + self.limits.head;
+        if held <= line_past.min(head_past) {
+            return Ok(());
         }
-        self.check_head_size()
+        Err(match line_past <= head_past {
+            true => too_long,
+            false => Reject::HeaderFieldsTooLarge,
+        })
     }
 
-    /// Refuses a head (complete or not) past `limits.head`: the per-line limits
-    /// alone let one connection make us hold `fields` × `field_size` (800 KB).
+    /// The LF of a complete head counts against the cap too.
     fn check_head_size(&self) -> Result<(), Reject> {
         if self.head.len() - self.facts.request_start > self.limits.head {
             return Err(Reject::HeaderFieldsTooLarge);
@@ -456,6 +465,7 @@ impl Http1Guard {
 
     /// A complete line (ending in LF) was appended to `head`: validate it.
     fn end_head_line(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+        self.check_head_line_limits(self.head.len() - 1)?;
         let start = self.facts.line_start;
         let line = strip_crlf(&self.head[start..])?;
         self.check_head_size()?;
@@ -641,5 +651,7 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
     })
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

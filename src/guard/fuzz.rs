@@ -29,6 +29,7 @@
 //! failure to find the others, and prints the summary. A failure prints the shrunk
 //! stream (bytes, cuts, limits): make it a test in guard/tests/fuzz_found.rs.
 
+mod framing;
 mod generate;
 mod request;
 mod reference;

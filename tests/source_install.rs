@@ -10,7 +10,7 @@
 //! The sources are what HEAD holds (clones), not the working tree. Every build shares
 //! one cargo target directory, target/install-build, whose dependencies are seeded
 //! from target/release on first use (tests/run-all.sh built them for the wheel): only
-//! ferricorn's own crates compile, once per fresh copy of the sources. It is not
+//! ferricorn's own crates compile, twice (pip's clone, the sdist). It is not
 //! target/ itself: cargo judges a path crate fresh by mtimes, so a build of a clone
 //! there could be taken for a build of older, uncommitted edits in the working tree.
 
@@ -253,53 +253,49 @@ fn only_file(dir: &Path, ext: &str) -> PathBuf {
     found[0].clone()
 }
 
-#[test]
-fn every_way_of_installing_from_the_sources_gives_the_command_and_the_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let target = cargo_target_dir();
-    let commit = head_commit();
+/// `pip install git+file://REPO@COMMIT`: pip clones it itself.
+fn pip_install_git_url(dir: &Path, target: &Path, commit: &str) {
+    let venv = fresh_venv(dir, "pip-git");
+    let url = format!("git+file://{}@{commit}", repo().display());
+    run_ok(
+        "pip install git+file://",
+        build_cmd(venv_python(&venv), target).args(["-m", "pip", "install", "-q", &url]),
+    );
+    assert_complete("pip install git+file://", &venv);
+}
+
+/// `uv pip install .`, `pip install .` and `pip wheel .` in `clone`.
+fn installs_of_a_clone(dir: &Path, target: &Path, clone: &Path) {
     let uv = venv_of_tests().join("bin/uv");
     assert!(
         uv.exists(),
         "uv is missing from the test venv (tests/requirements.txt)"
     );
-
-    // pip clones the URL itself: the first build, of fresh files, compiles
-    // ferricorn's crates for real.
-    let venv = fresh_venv(dir.path(), "pip-git");
-    let url = format!("git+file://{}@{commit}", repo().display());
-    run_ok(
-        "pip install git+file://",
-        build_cmd(venv_python(&venv), &target).args(["-m", "pip", "install", "-q", &url]),
-    );
-    assert_complete("pip install git+file://", &venv);
-
-    let clone = clone_at(dir.path(), &commit);
-    let venv = fresh_venv(dir.path(), "uv-dot");
+    let venv = fresh_venv(dir, "uv-dot");
     run_ok(
         "uv pip install .",
-        build_cmd(&uv, &target)
-            .current_dir(&clone)
+        build_cmd(&uv, target)
+            .current_dir(clone)
             .args(["pip", "install", "-q", "--python"])
             .arg(venv_python(&venv))
             .arg("."),
     );
     assert_complete("uv pip install .", &venv);
 
-    let venv = fresh_venv(dir.path(), "pip-dot");
+    let venv = fresh_venv(dir, "pip-dot");
     run_ok(
         "pip install .",
-        build_cmd(venv_python(&venv), &target)
-            .current_dir(&clone)
+        build_cmd(venv_python(&venv), target)
+            .current_dir(clone)
             .args(["-m", "pip", "install", "-q", "."]),
     );
     assert_complete("pip install .", &venv);
 
-    let wheels = dir.path().join("wheels");
+    let wheels = dir.join("wheels");
     run_ok(
         "pip wheel .",
-        build_cmd(venv_python(&venv), &target)
-            .current_dir(&clone)
+        build_cmd(venv_python(&venv), target)
+            .current_dir(clone)
             .args(["-m", "pip", "wheel", "-q", "--no-deps", "-w"])
             .arg(&wheels)
             .arg("."),
@@ -319,30 +315,37 @@ fn every_way_of_installing_from_the_sources_gives_the_command_and_the_worker() {
             "{needed} not in the wheel:\n{names}"
         );
     }
+}
 
-    let sdists = dir.path().join("sdist");
+/// `python -m build --sdist` of `clone`, checked, then `pip install SDIST`: the
+/// venv it installed into.
+fn install_of_the_sdist(dir: &Path, target: &Path, clone: &Path) -> PathBuf {
+    let sdists = dir.join("sdist");
     run_ok(
         "python -m build --sdist",
-        build_cmd(venv_python(&build_venv()), &target)
+        build_cmd(venv_python(&build_venv()), target)
             .args(["-m", "build", "--sdist", "--outdir"])
             .arg(&sdists)
-            .arg(&clone),
+            .arg(clone),
     );
     let sdist = only_file(&sdists, ".tar.gz");
-    assert_sdist_contents(&sdist, &clone);
-    let venv = fresh_venv(dir.path(), "pip-sdist");
+    assert_sdist_contents(&sdist, clone);
+    let venv = fresh_venv(dir, "pip-sdist");
     run_ok(
         "pip install SDIST",
-        build_cmd(venv_python(&venv), &target)
+        build_cmd(venv_python(&venv), target)
             .args(["-m", "pip", "install", "-q"])
             .arg(&sdist),
     );
     assert_complete("pip install SDIST", &venv);
+    venv
+}
 
-    // `python -m ferricorn` where the command is gone: one line naming where it
-    // looked, and no traceback.
+/// `python -m ferricorn` where the command is gone: one line naming where it
+/// looked, and no traceback.
+fn python_m_without_the_command_is_one_line(venv: &Path) {
     std::fs::remove_file(venv.join("bin/ferricorn")).unwrap();
-    let out = Command::new(venv_python(&venv))
+    let out = Command::new(venv_python(venv))
         .args(["-m", "ferricorn", "--version"])
         .output()
         .unwrap();
@@ -354,4 +357,20 @@ fn every_way_of_installing_from_the_sources_gives_the_command_and_the_worker() {
             && err.contains(venv.join("bin/ferricorn").to_str().unwrap()),
         "{err}"
     );
+}
+
+#[test]
+fn every_way_of_installing_from_the_sources_gives_the_command_and_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = cargo_target_dir();
+    let commit = head_commit();
+    // Cloned first: pip's own clone, built next, has newer files, so its build
+    // compiles ferricorn's crates and the builds in this clone (the same commit)
+    // find them fresh (cargo judges by mtimes). The sdist's build compiles them
+    // again: the backend dates an unpacked sdist's files now.
+    let clone = clone_at(dir.path(), &commit);
+    pip_install_git_url(dir.path(), &target, &commit);
+    installs_of_a_clone(dir.path(), &target, &clone);
+    let venv = install_of_the_sdist(dir.path(), &target, &clone);
+    python_m_without_the_command_is_one_line(&venv);
 }

@@ -126,8 +126,26 @@ def _stage_front(executable: Path) -> None:
     staged.chmod(0o755)
 
 
+def _date_unpacked_sdist() -> None:
+    """In an unpacked sdist (it has PKG-INFO), dates every source file now.
+
+    maturin gives an sdist's files one fixed past date (reproducible builds); cargo
+    judges a path crate fresh when its files are older than its last build, so in a
+    shared CARGO_TARGET_DIR the build of another sdist of the same version, or of a
+    clone, would pass for this one's."""
+    if not Path("PKG-INFO").is_file():
+        return
+    skip = {_data_dir().parts[0], "target"}
+    for root, dirs, files in os.walk("."):
+        if root == ".":
+            dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            os.utime(os.path.join(root, name))
+
+
 def _with_front(hook, *args, **kwargs):
     try:
+        _date_unpacked_sdist()
         _stage_front(_build_front())
     except BuildError as e:
         sys.exit(f"ferricorn: {e}")

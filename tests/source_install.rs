@@ -198,19 +198,15 @@ fn assert_sdist_contents(sdist: &Path, clone: &Path) {
         );
     }
     for name in &names {
-        for bad in [
-            "target/",
-            "tests/",
-            "benches/",
-            ".git",
-            "venv",
-            "__pycache__",
-        ] {
-            assert!(
-                !name.starts_with(bad) && !name.contains(&format!("/{bad}")),
-                "{name} in the sdist"
-            );
-        }
+        let top = ["target/", "tests/", "benches/", "static_fixtures/", ".git"];
+        assert!(
+            !top.iter().any(|t| name.starts_with(t)),
+            "{name} in the sdist"
+        );
+        assert!(
+            !name.contains("__pycache__") && !name.contains("venv/"),
+            "{name} in the sdist"
+        );
     }
     let size = std::fs::metadata(sdist).unwrap().len();
     assert!(size < 2 << 20, "the sdist is {size} bytes");

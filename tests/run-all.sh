@@ -8,7 +8,8 @@
 # target/deploy-venv with
 # the pinned validators of deploy/, one under target/build-venv with a pinned PEP 517
 # front end (`build`), the wheel (deploy/build-wheel.sh, with a pinned maturin), and
-# a Debian sid chroot with newer CPythons (tests/pythons/setup.sh, debootstrap). `.ci/run` calls exactly this.
+# a Debian sid chroot with newer CPythons (tests/pythons/setup.sh, debootstrap).
+# `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -370,3 +370,59 @@ fn every_way_of_installing_from_the_sources_gives_the_command_and_the_worker() {
     let venv = install_of_the_sdist(dir.path(), &target, &clone);
     python_m_without_the_command_is_one_line(&venv);
 }
+
+/// The backend's two decisions, on made-up input: which of cargo's messages names
+/// the front (not the library or an example of the same name, wherever --target
+/// puts it), and an sdist without the front's sources is refused, not shipped.
+#[test]
+fn the_backend_finds_the_front_and_refuses_an_sdist_without_it() {
+    let maturin_venv = repo().join("target/maturin-venv");
+    assert!(
+        maturin_venv.join("bin/python").exists(),
+        "{} is missing: run `bash deploy/build-wheel.sh`",
+        maturin_venv.display()
+    );
+    let script = r#"
+import io, json, sys, tarfile, tempfile
+from pathlib import Path
+sys.path.insert(0, "deploy/pep517")
+import ferricorn_build as b
+
+def artifact(name, kind, exe):
+    return json.dumps({"reason": "compiler-artifact", "target": {"name": name, "kind": [kind]}, "executable": exe})
+
+messages = "\n".join([
+    "warning: not json",
+    artifact("ferricorn", "lib", None),
+    artifact("ferricorn-wire", "lib", None),
+    artifact("ferricorn", "bin", "/t/x86_64-unknown-linux-gnu/release/ferricorn"),
+    artifact("ferricorn", "example", "/t/release/examples/ferricorn"),
+    json.dumps({"reason": "build-finished", "success": True}),
+])
+assert b._front_executable(messages) == Path("/t/x86_64-unknown-linux-gnu/release/ferricorn")
+assert b._front_executable(artifact("ferricorn", "lib", None)) is None
+
+with tempfile.TemporaryDirectory() as d:
+    sdist = Path(d, "ferricorn-0.1.0.tar.gz")
+    with tarfile.open(sdist, "w:gz") as t:
+        for name in ["ferricorn-0.1.0/Cargo.toml", "ferricorn-0.1.0/wire/src/lib.rs"]:
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            t.addfile(info, io.BytesIO(b"x"))
+    try:
+        b.restore_root_manifest(sdist, b"[package]\n")
+        raise SystemExit("an sdist without src/main.rs was accepted")
+    except b.BuildError as e:
+        assert "src/main.rs" in str(e), e
+print("ok")
+"#;
+    let out = Command::new(maturin_venv.join("bin/python"))
+        .current_dir(repo())
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        assert_success("the backend's unit checks", &out).trim(),
+        "ok"
+    );
+}

@@ -375,8 +375,10 @@ impl Conn {
         let Some(tls) = tls else {
             return self.serve(Prefixed::new(rest, s), info).await;
         };
-        // Plain HTTP sent to the TLS port gets nginx's 400, not a TLS alert.
-        let Some(io) = crate::tls::past_plain_http(rest, s).await else {
+        // Plain HTTP sent to the TLS port gets nginx's 400, not a TLS alert. Boxed:
+        // its read buffers (4 KiB) would otherwise stay in this future for the
+        // connection's whole life (tests/memory.rs: 15.8 KiB per parked TLS one).
+        let Some(io) = Box::pin(crate::tls::past_plain_http(rest, s)).await else {
             return;
         };
         // The handshake and the stream boxed: rustls's state (about 3.5 KiB) then

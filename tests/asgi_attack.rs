@@ -173,7 +173,7 @@ fn tasks_that_ignore_their_cancel_keep_their_slots_and_recycle_the_worker() {
         let (status, now) = get(&server.url("/pid"));
         status == 200 && now != pid
     });
-    let exited = format!("worker exited pid={pid} status=exit status: 0");
+    let exited = format!("worker exited pid={pid} status=exit 0");
     server.wait_for_log(&exited, Duration::from_secs(30));
     assert!(
         server.log().contains("let go of 2 request(s)"),
@@ -263,6 +263,6 @@ fn a_task_that_ignores_its_cancel_does_not_hold_up_the_drain() {
     assert!(status.success(), "{status:?}\n{}", server.log());
     let log = server.log();
     assert!(log.contains("ASGI lifespan shutdown done"), "{log}");
-    let exited = format!("worker exited pid={pid} status=exit status: 0");
+    let exited = format!("worker exited pid={pid} status=exit 0");
     assert!(log.contains(&exited), "{exited:?} not in\n{log}");
 }

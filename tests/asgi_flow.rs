@@ -202,7 +202,7 @@ fn drained_by_the_cut(log: &str, worker: i32) {
         heard > cut,
         "the app heard of a disconnect before the cut\n{log}"
     );
-    let exited = format!("worker exited pid={worker} status=exit status: 0");
+    let exited = format!("worker exited pid={worker} status=exit 0");
     assert!(log.contains(&exited), "{exited:?} not in\n{log}");
 }
 
@@ -261,7 +261,7 @@ fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown(
         || std::fs::read_to_string(&file).unwrap_or_default() == format!("shutdown {old}\n"),
     );
     let exit_line = |l: &str| {
-        l.contains("worker exited") && l.contains(&format!("pid={old}")) && l.contains("status: 0")
+        l.contains("worker exited") && l.contains(&format!("pid={old}")) && l.contains("status=exit 0")
     };
     wait_until("the old worker's exit 0", Duration::from_secs(5), || {
         server.log().lines().any(exit_line)

@@ -762,7 +762,8 @@ fn a_failed_reload_that_restarted_one_under_way_puts_back_the_settings_before_bo
     let conf = dir.path().join("f.toml");
     let gate = dir.path().join("gate");
     std::fs::write(&conf, "app = \"sup_app:app\"\n").unwrap();
-    let server = conf_launch(&conf, &["-w", "2"])
+    // At debug, each worker's own "booted: app ..." line names the app it runs.
+    let server = conf_launch(&conf, &["-w", "2", "--log-level", "debug"])
         .env("GATED_IMPORT", &gate)
         .start();
     // The first reload's first worker imports at once, its second waits.

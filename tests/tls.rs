@@ -370,3 +370,26 @@ fn accept_queue(port: u16) -> usize {
         .and_then(|rx| usize::from_str_radix(&rx, 16).ok())
         .unwrap_or(0)
 }
+
+/// HOLE: the wait for a TLS client's first byte (to tell plain HTTP from TLS) came
+/// before the 10 s handshake timeout instead of within it: a client that sent one
+/// byte of a ClientHello just before 10 s held its connection (and its place) for
+/// 20 s, twice the handshake's bound.
+#[test]
+fn the_first_byte_s_wait_is_part_of_the_handshake_s_ten_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = tls_server(dir.path(), &[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let connected = std::time::Instant::now();
+    // The attacker's pace, not a wait for the server: its first byte late.
+    std::thread::sleep(Duration::from_secs(8));
+    s.write_all(&[0x16]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 64];
+    let _ = s.read(&mut buf); // EOF (or a reset) when the server gives up
+    let held = connected.elapsed();
+    assert!(
+        held < Duration::from_secs(13),
+        "a silent TLS client was held {held:?}"
+    );
+}

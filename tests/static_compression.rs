@@ -238,11 +238,22 @@ fn running_threads(pid: i32) -> usize {
 
 /// Text that compresses, but slowly: words drawn by a small LCG.
 fn prose(seed: u64, len: usize) -> String {
-    let words = ["static", "files", "are", "served", "by", "ferricorn", "front", "{ }"];
+    let words = [
+        "static",
+        "files",
+        "are",
+        "served",
+        "by",
+        "ferricorn",
+        "front",
+        "{ }",
+    ];
     let mut x = seed;
     let mut out = String::with_capacity(len + 16);
     while out.len() < len {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         out.push_str(words[(x >> 61) as usize]);
         out.push_str(&format!("{} ", (x >> 40) % 1000));
     }

@@ -337,15 +337,19 @@ fn the_redirect_bind_cannot_take_the_descriptors_the_tls_port_needs() {
         clients.push(s);
     }
     let mut last = TcpStream::connect(server.addr).unwrap();
-    last.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    last.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
     // Until the server has done what it does with them: one accepted on the place
     // held ready and 120 queued for a place, or many accepted until the descriptors
     // ran out.
-    wait_until("the TLS port's clients queued or refused", Duration::from_secs(20), || {
-        accept_queue(server.addr.port()) >= 120 || server.log().contains("accept failed")
-    });
+    wait_until(
+        "the TLS port's clients queued or refused",
+        Duration::from_secs(20),
+        || accept_queue(server.addr.port()) >= 120 || server.log().contains("accept failed"),
+    );
     drop(held); // port 80's clients leave: their places (and descriptors) are free
-    last.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let mut answer = String::new();
     let _ = last.read_to_string(&mut answer);
     let log = server.log();

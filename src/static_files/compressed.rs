@@ -136,7 +136,6 @@ impl CompressedCache {
         }
         cell
     }
-
 }
 
 /// Counts a variant made into the cache's bound, then evicts the least recently used

@@ -375,6 +375,9 @@ impl Conn {
         let Some(tls) = tls else {
             return self.serve(Prefixed::new(rest, s), info).await;
         };
+        // The handshake's time counts from here: the wait for the first byte is in it,
+        // or a client sending its first byte late would get the timeout twice.
+        let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
         // Plain HTTP sent to the TLS port gets nginx's 400, not a TLS alert. Boxed:
         // its read buffers (4 KiB) would otherwise stay in this future for the
         // connection's whole life (tests/memory.rs: 15.8 KiB per parked TLS one).
@@ -384,7 +387,7 @@ impl Conn {
         // The handshake and the stream boxed: rustls's state (about 3.5 KiB) then
         // lives once, not also in room kept for it in each future that moves it.
         let handshake = Box::pin(tls.acceptor().accept(io));
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls_stream)) => {
                 info.scheme = Scheme::Https;
                 self.serve(Box::new(tls_stream), info).await

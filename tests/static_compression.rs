@@ -221,3 +221,127 @@ fn compression_off_leaves_static_files_alone_and_cache_control_can_be_none() {
     assert_eq!(h(&r, "content-encoding"), "");
     assert_eq!(h(&r, "cache-control"), "");
 }
+
+/// The server's threads that are running or waiting for a CPU (state R).
+fn running_threads(pid: i32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('R'))
+        })
+        .count()
+}
+
+/// Text that compresses, but slowly: words drawn by a small LCG.
+fn prose(seed: u64, len: usize) -> String {
+    let words = [
+        "static",
+        "files",
+        "are",
+        "served",
+        "by",
+        "ferricorn",
+        "front",
+        "{ }",
+    ];
+    let mut x = seed;
+    let mut out = String::with_capacity(len + 16);
+    while out.len() < len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        out.push_str(words[(x >> 61) as usize]);
+        out.push_str(&format!("{} ", (x >> 40) % 1000));
+    }
+    out
+}
+
+/// HOLE: a client that resets its stream (or goes) while its file is being compressed
+/// used to release the "one compression per core" permit while the compression went
+/// on in a blocking thread, and leave the file uncompressed for the next request: a
+/// burst of HEADERS + RST_STREAM ran as many brotli compressions at once as it had
+/// files, every core busy for every request.
+#[test]
+fn a_client_that_resets_mid_compression_does_not_unbound_the_compressions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = 12;
+    for i in 0..files {
+        std::fs::write(tmp.path().join(format!("{i}.css")), prose(i, 512 * 1024)).unwrap();
+    }
+    let conf = tmp.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[static_cache]\nrevalidate_ms = 600000\n\n[[static]]\nurl = \"/static/\"\ndir = {:?}\nprecompressed = false\n",
+            tmp.path()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(["-c", conf.to_str().unwrap()]);
+    // In the open-file cache (identity answers), so a request goes straight to compressing.
+    for i in 0..files {
+        assert_eq!(get(&s, &format!("/static/{i}.css"), &[]).status(), 200);
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = s.addr;
+    let url = |i: u64| s.url(&format!("/static/{i}.css"));
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut streams = Vec::new();
+        for i in 0..files {
+            client = client.ready().await.unwrap();
+            let req = http::Request::get(url(i))
+                .header("accept-encoding", "br")
+                .body(())
+                .unwrap();
+            streams.push(client.send_request(req, true).unwrap());
+        }
+        // Wait for the compressions to be under way, then give up on every stream.
+        let started = Instant::now();
+        while running_threads(s.pid()) == 0 && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for (_, mut stream) in streams {
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+        // Then each file once more, to the end: the compressions are all done then.
+        let mut peak = 0;
+        let mut answers = Vec::new();
+        for i in 0..files {
+            client = client.ready().await.unwrap();
+            let req = http::Request::get(url(i))
+                .header("accept-encoding", "br")
+                .body(())
+                .unwrap();
+            answers.push(client.send_request(req, true).unwrap().0);
+        }
+        let all = futures_util::future::join_all(answers);
+        tokio::pin!(all);
+        let answers = loop {
+            peak = peak.max(running_threads(s.pid()));
+            tokio::select! {
+                a = &mut all => break a,
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        };
+        for a in answers {
+            let a = a.unwrap();
+            assert_eq!(a.status(), 200);
+            assert_eq!(a.headers()["content-encoding"], "br");
+        }
+        assert!(
+            peak <= cores + 2,
+            "{peak} threads of the server ran at once on {cores} cores"
+        );
+    });
+}

@@ -281,3 +281,119 @@ fn a_binary_upgrade_keeps_the_redirect_bind() {
     assert!(ok, "{err}\n{}", server.log());
     assert!(out.starts_with("HTTP/1.1 301 "), "{out}");
 }
+
+/// HOLE: the redirect bind had a connection cap of its own, `max_connections` again,
+/// outside the open-file plan (`master::fd_limit`) that keeps the connections to half
+/// the descriptors: clients holding port 80's connections open took the other half,
+/// and the TLS port could no longer accept (EMFILE) under an open-file limit that
+/// the server had sized itself to.
+#[test]
+fn the_redirect_bind_cannot_take_the_descriptors_the_tls_port_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path());
+    let statics = format!("/static/={}", repo().join("static_fixtures").display());
+    let server = Launch::program(
+        "prlimit",
+        [
+            "--nofile=256:256",
+            BIN,
+            "--static",
+            &statics,
+            "--certfile",
+            &cert,
+            "--keyfile",
+            &key,
+            "--keep-alive",
+            "60",
+            "--redirect-http",
+            "127.0.0.1:0",
+            "-b",
+            "127.0.0.1:0",
+        ],
+    )
+    .start();
+    server.wait_for_log("open-file limit", Duration::from_secs(5));
+    let plain = redirect_addr(&server);
+    // Port 80's clients, each answered and kept alive: as many as the connection cap
+    // the plan left (half the descriptors), less the place the TLS port's accept loop
+    // holds ready.
+    let mut held = Vec::new();
+    for _ in 0..127 {
+        let mut s = TcpStream::connect(&plain).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 301"));
+        held.push(s);
+    }
+    // The TLS port's own clients (here plain HTTP, which gets the 400 page and holds a
+    // place as a TLS client does): accepted at once, or waiting in the backlog for a
+    // place, never refused for want of a descriptor.
+    let mut clients = Vec::new();
+    for _ in 0..120 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        s.write_all(b"G").unwrap();
+        clients.push(s);
+    }
+    let mut last = TcpStream::connect(server.addr).unwrap();
+    last.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    // Until the server has done what it does with them: one accepted on the place
+    // held ready and 120 queued for a place, or many accepted until the descriptors
+    // ran out.
+    wait_until(
+        "the TLS port's clients queued or refused",
+        Duration::from_secs(20),
+        || accept_queue(server.addr.port()) >= 120 || server.log().contains("accept failed"),
+    );
+    drop(held); // port 80's clients leave: their places (and descriptors) are free
+    last.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = last.read_to_string(&mut answer);
+    let log = server.log();
+    assert!(
+        answer.contains(PLAIN_HTTP) && !log.contains("accept failed"),
+        "the TLS port: {answer:?}\n{log}"
+    );
+    drop(clients);
+}
+
+/// The connections waiting in the accept queue of the listening TCP socket on
+/// `port` (its `rx_queue` in /proc/net/tcp).
+fn accept_queue(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[1].ends_with(&local) && f[3] == "0A")
+        .and_then(|f| f[4].split_once(':').map(|(_, rx)| rx.to_string()))
+        .and_then(|rx| usize::from_str_radix(&rx, 16).ok())
+        .unwrap_or(0)
+}
+
+/// HOLE: the wait for a TLS client's first byte (to tell plain HTTP from TLS) came
+/// before the 10 s handshake timeout instead of within it: a client that sent one
+/// byte of a ClientHello just before 10 s held its connection (and its place) for
+/// 20 s, twice the handshake's bound.
+#[test]
+fn the_first_byte_s_wait_is_part_of_the_handshake_s_ten_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = tls_server(dir.path(), &[]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let connected = std::time::Instant::now();
+    // The attacker's pace, not a wait for the server: its first byte late.
+    std::thread::sleep(Duration::from_secs(8));
+    s.write_all(&[0x16]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 64];
+    let _ = s.read(&mut buf); // EOF (or a reset) when the server gives up
+    let held = connected.elapsed();
+    assert!(
+        held < Duration::from_secs(13),
+        "a silent TLS client was held {held:?}"
+    );
+}

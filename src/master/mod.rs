@@ -213,7 +213,12 @@ async fn run(
     ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
-    start::serve_redirect(bound.redirect.take(), &settings, serving.stop_token());
+    start::serve_redirect(
+        bound.redirect.take(),
+        &settings,
+        serving.connections(),
+        serving.stop_token(),
+    );
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
     let running = Running {
         cli: &cli,

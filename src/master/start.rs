@@ -80,6 +80,7 @@ fn https_port(listeners: &[Listener]) -> u16 {
 pub(super) fn serve_redirect(
     redirect: Option<(tokio::net::TcpListener, u16)>,
     settings: &Settings,
+    connections: Arc<tokio::sync::Semaphore>,
     stop: CancellationToken,
 ) {
     if let Some((listener, https_port)) = redirect {
@@ -87,7 +88,7 @@ pub(super) fn serve_redirect(
             https_port,
             guard: guard_limits(settings),
             timeouts: conn_timeouts(settings),
-            max: settings.limits.max_connections,
+            connections,
         };
         tokio::spawn(crate::tls::redirect::serve(listener, conns, stop));
     }

@@ -54,7 +54,8 @@ struct Inner {
 pub(crate) struct CompressedCache {
     max_bytes: u64,
     max_entries: usize,
-    inner: Mutex<Inner>,
+    /// Shared with the compressions' tasks, which count what they made.
+    inner: Arc<Mutex<Inner>>,
     /// Compressions running at once, one per core: clients asking for more files
     /// than the cache holds (each compressed again after eviction) wait here rather
     /// than take every blocking thread.
@@ -66,7 +67,7 @@ impl CompressedCache {
         CompressedCache {
             max_bytes,
             max_entries: max_entries.max(1),
-            inner: Mutex::new(Inner::default()),
+            inner: Arc::default(),
             running: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -81,22 +82,34 @@ impl CompressedCache {
         let etag = variant_etag(file.etag.as_ref()?, encoding)?;
         let key = (file.real_path.clone(), encoding);
         let cell = self.cell(&key, file.meta);
+        if let Some(made) = cell.get() {
+            return made.clone();
+        }
         let running = self.running.clone();
-        let variant = cell
-            .get_or_init(|| async move {
-                let _permit = running.acquire_owned().await.ok()?;
-                // Off the runtime: brotli on a 1 MiB file takes tens of milliseconds.
-                let made = tokio::task::spawn_blocking(move || compress(&body, encoding));
-                let compressed = made.await.ok()?.ok()?;
-                Some(Arc::new(Variant {
-                    body: compressed,
-                    etag,
-                }))
-            })
-            .await
-            .clone();
-        self.count(&key, &cell);
-        variant
+        let (inner, max_bytes, max_entries) =
+            (self.inner.clone(), self.max_bytes, self.max_entries);
+        // A task of its own, which keeps the permit until the compression ends and
+        // stores and counts what it made: a requester that goes (a reset stream, a
+        // closed connection) frees no permit for a compression still running, and
+        // the next request finds the work done rather than starting it again.
+        let made = tokio::spawn(async move {
+            let variant = cell
+                .get_or_init(|| async move {
+                    let _permit = running.acquire_owned().await.ok()?;
+                    // Off the runtime: brotli on a 1 MiB file takes tens of milliseconds.
+                    let made = tokio::task::spawn_blocking(move || compress(&body, encoding));
+                    let compressed = made.await.ok()?.ok()?;
+                    Some(Arc::new(Variant {
+                        body: compressed,
+                        etag,
+                    }))
+                })
+                .await
+                .clone();
+            count(&inner, max_bytes, max_entries, &key, &cell);
+            variant
+        });
+        made.await.ok()?
     }
 
     /// The cell for this version of the file: the one there, or a new one that
@@ -123,37 +136,45 @@ impl CompressedCache {
         }
         cell
     }
+}
 
-    /// Counts a variant made into the bound, then evicts the least recently used
-    /// past either bound.
-    fn count(&self, key: &(PathBuf, Encoding), cell: &Cell) {
-        let size = match cell.get() {
-            Some(Some(v)) => v.body.len() as u64,
-            _ => 0,
-        };
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let inner = &mut *inner;
-        if let Some(slot) = inner.slots.get_mut(key) {
-            if Arc::ptr_eq(&slot.cell, cell) && slot.size == 0 && size > 0 {
-                slot.size = size;
-                inner.bytes += size;
-            }
-        }
-        while inner.bytes > self.max_bytes || inner.slots.len() > self.max_entries {
-            let Some(oldest) = inner
-                .slots
-                .iter()
-                .min_by_key(|(_, s)| s.used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(gone) = inner.slots.remove(&oldest) {
-                inner.bytes -= gone.size;
-            }
+/// Counts a variant made into the cache's bound, then evicts the least recently used
+/// past either bound.
+fn count(
+    inner: &Mutex<Inner>,
+    max_bytes: u64,
+    max_entries: usize,
+    key: &(PathBuf, Encoding),
+    cell: &Cell,
+) {
+    let size = match cell.get() {
+        Some(Some(v)) => v.body.len() as u64,
+        _ => 0,
+    };
+    let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+    let inner = &mut *inner;
+    if let Some(slot) = inner.slots.get_mut(key) {
+        if Arc::ptr_eq(&slot.cell, cell) && slot.size == 0 && size > 0 {
+            slot.size = size;
+            inner.bytes += size;
         }
     }
+    while inner.bytes > max_bytes || inner.slots.len() > max_entries {
+        let Some(oldest) = inner
+            .slots
+            .iter()
+            .min_by_key(|(_, s)| s.used)
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        if let Some(gone) = inner.slots.remove(&oldest) {
+            inner.bytes -= gone.size;
+        }
+    }
+}
 
+impl CompressedCache {
     #[cfg(test)]
     fn held(&self) -> (usize, u64) {
         let inner = self.inner.lock().unwrap();

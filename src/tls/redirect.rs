@@ -21,15 +21,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// How the redirect bind's connections are served.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct RedirectConns {
     /// The TLS port clients are sent to (the first TCP bind's).
     pub(crate) https_port: u16,
     /// The public port's guard limits and slow-client timeouts.
     pub(crate) guard: GuardLimits,
     pub(crate) timeouts: ConnTimeouts,
-    /// Connections served at once (`max_connections`); more wait in the backlog.
-    pub(crate) max: usize,
+    /// The listeners' connection places (`max_connections`), shared: port 80's
+    /// connections count against the same cap as the TLS port's, as nginx's
+    /// `worker_connections`, so the open-file plan (`master::fd_limit`) holds; with a
+    /// cap of their own they took the descriptors the TLS port needed (EMFILE). More
+    /// wait in the backlog.
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a request on the redirect bind gets.
@@ -163,7 +167,7 @@ struct HttpsPort(u16);
 
 /// Accepts on the redirect bind until `stop` is cancelled.
 pub(crate) async fn serve(listener: TcpListener, conns: RedirectConns, stop: CancellationToken) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(conns.max.max(1)));
+    let permits = conns.connections.clone();
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
@@ -186,6 +190,7 @@ pub(crate) async fn serve(listener: TcpListener, conns: RedirectConns, stop: Can
             },
         };
         let _ = stream.set_nodelay(true);
+        let conns = conns.clone();
         tokio::spawn(async move {
             serve_conn(stream, conns).await;
             drop(permit);

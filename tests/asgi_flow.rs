@@ -261,7 +261,9 @@ fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown(
         || std::fs::read_to_string(&file).unwrap_or_default() == format!("shutdown {old}\n"),
     );
     let exit_line = |l: &str| {
-        l.contains("worker exited") && l.contains(&format!("pid={old}")) && l.contains("status=exit 0")
+        l.contains("worker exited")
+            && l.contains(&format!("pid={old}"))
+            && l.contains("status=exit 0")
     };
     wait_until("the old worker's exit 0", Duration::from_secs(5), || {
         server.log().lines().any(exit_line)

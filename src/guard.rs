@@ -38,10 +38,12 @@ pub mod stand_in;
 mod grammar;
 mod guarded_io;
 pub(crate) mod http2;
+mod sink;
 pub(crate) mod upgrade;
 
 use grammar::*;
 pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
+pub use sink::{FieldSpan, Framing, HeadSummary, Sink, Span, ValidHead};
 
 /// Limits on the request head, with gunicorn's names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,11 +184,17 @@ struct HeadFacts {
     line_start: usize,
     /// Offset in `head` where the request starts (after a tolerated empty line).
     request_start: usize,
-    /// Offset in `head` where the request line ends (after its CRLF).
-    request_line_end: usize,
     seen_request_line: bool,
     http10: bool,
     get: bool,
+    /// The request line's method and target (offsets from `request_start`).
+    method: Span,
+    target: Span,
+    host: Option<Span>,
+    /// `Connection` fields listed `close` / `keep-alive`.
+    connection_close: bool,
+    connection_keep_alive: bool,
+    expect_continue: bool,
     /// hyper gets this request as a stand-in (see `stand_in`).
     stand_in: bool,
     upgrade: upgrade::UpgradeFacts,
@@ -226,6 +234,8 @@ pub struct Http1Guard {
     refused_inside_body: bool,
     /// Bytes read past a WebSocket candidate's head (`State::Held`).
     held: BytesMut,
+    /// The offsets of the fields of the head being read (see `sink`).
+    fields: Vec<FieldSpan>,
 }
 
 impl Http1Guard {
@@ -239,6 +249,7 @@ impl Http1Guard {
             heads_passed: 0,
             refused_inside_body: false,
             held: BytesMut::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -246,7 +257,7 @@ impl Http1Guard {
     /// hyper may see to `out`. Head bytes are held back until the whole head is validated.
     ///
     /// After an `Err` the connection is done: every later call returns the same error.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), Reject> {
+    pub fn feed<S: Sink>(&mut self, mut input: &[u8], out: &mut S) -> Result<(), Reject> {
         if let State::Rejected(r) = self.state {
             return Err(r);
         }
@@ -310,6 +321,14 @@ impl Http1Guard {
         std::mem::take(&mut self.held)
     }
 
+    /// Gives back a field list a sink took with a head, to be reused for the next.
+    pub fn recycle_fields(&mut self, mut fields: Vec<FieldSpan>) {
+        if self.fields.capacity() == 0 {
+            fields.clear();
+            self.fields = fields;
+        }
+    }
+
     /// How many request heads were validated and passed on.
     pub fn requests_seen(&self) -> u64 {
         self.heads_passed
@@ -327,18 +346,21 @@ impl Http1Guard {
     }
 
     /// Consumes a prefix of `input` in the current state; returns its length.
-    fn step(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+    fn step<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         match self.state {
             State::Preface => Ok(self.step_preface(input, out)),
             State::H2 => {
-                out.extend_from_slice(input);
+                out.h2(input);
                 Ok(input.len())
             }
             State::Head => self.step_head(input, out),
             State::FixedBody { remaining } => {
                 let n = pass_body(input, remaining, out);
                 self.state = match remaining - n as u64 {
-                    0 => State::Head,
+                    0 => {
+                        out.body_end();
+                        State::Head
+                    }
                     remaining => State::FixedBody { remaining },
                 };
                 Ok(n)
@@ -357,7 +379,7 @@ impl Http1Guard {
                 if input[0] != expected {
                     return Err(Reject::BadRequest);
                 }
-                out.extend_from_slice(&input[..1]);
+                out.framing(&input[..1]);
                 self.state = if seen_cr {
                     State::ChunkSize
                 } else {
@@ -378,7 +400,7 @@ impl Http1Guard {
 
     /// Holds bytes while they could still be the HTTP/2 preface; on the first byte that
     /// cannot, replays what was held as HTTP/1 (by leaving it in `head`).
-    fn step_preface(&mut self, input: &[u8], out: &mut BytesMut) -> usize {
+    fn step_preface<S: Sink>(&mut self, input: &[u8], out: &mut S) -> usize {
         let held = self.head.len();
         let take = input.len().min(H2_PREFACE.len() - held);
         if input[..take] != H2_PREFACE[held..held + take] {
@@ -388,7 +410,7 @@ impl Http1Guard {
         }
         self.head.extend_from_slice(&input[..take]);
         if self.head.len() == H2_PREFACE.len() {
-            out.extend_from_slice(&self.head);
+            out.h2(&self.head);
             // HTTP/2 passes unchecked: the head buffer is never used again.
             self.head = BytesMut::new();
             self.state = State::H2;
@@ -410,7 +432,7 @@ impl Http1Guard {
         debug_assert!(sink.is_empty());
     }
 
-    fn step_head(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+    fn step_head<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         let Some(lf) = memchr(b'\n', input) else {
             self.head.extend_from_slice(input);
             self.check_partial_head_line()?;
@@ -446,7 +468,7 @@ impl Http1Guard {
     }
 
     /// A complete line (ending in LF) was appended to `head`: validate it.
-    fn end_head_line(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+    fn end_head_line<S: Sink>(&mut self, out: &mut S) -> Result<(), Reject> {
         let start = self.facts.line_start;
         let line = strip_crlf(&self.head[start..])?;
         self.check_head_size()?;
@@ -459,10 +481,11 @@ impl Http1Guard {
             }
             let checked = check_request_line(line, &self.limits)?;
             self.facts.seen_request_line = true;
-            self.facts.request_line_end = self.head.len();
             self.facts.http10 = checked.http10;
             self.facts.get = checked.get;
             self.facts.stand_in = checked.stand_in;
+            (self.facts.method, self.facts.target) = (checked.method, checked.target);
+            self.fields.clear();
             return Ok(());
         }
         if line.is_empty() {
@@ -475,11 +498,19 @@ impl Http1Guard {
         }
         let (name, value) = split_field_line(field)?;
         self.facts.upgrade.note(name, value);
-        note_framing_field(&mut self.facts, name, value)
+        note_framing_field(&mut self.facts, name, value)?;
+        let request = &self.head[self.facts.request_start..];
+        let span = FieldSpan {
+            name: Span::of(request, name),
+            value: Span::of(request, value),
+        };
+        note_connection_field(&mut self.facts, name, value, span.value);
+        self.fields.push(span);
+        Ok(())
     }
 
     /// The empty line ending the head arrived: decide the body framing and pass the head.
-    fn end_head(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+    fn end_head<S: Sink>(&mut self, out: &mut S) -> Result<(), Reject> {
         let f = &self.facts;
         if f.hosts == 0 && !f.http10 && self.limits.require_host {
             return Err(Reject::BadRequest);
@@ -500,16 +531,18 @@ impl Http1Guard {
         };
         // A WebSocket candidate: whatever its framing says, nothing after its head is
         // read as HTTP (the front refuses a handshake with a body).
-        let next = match f.upgrade.is_candidate(f.get, f.http10) {
+        let upgrade = f.upgrade.is_candidate(f.get, f.http10);
+        let next = match upgrade {
             true => State::Held,
             false => next,
         };
-        let head = &self.head[f.request_start..];
-        if f.stand_in {
-            stand_in::write(head, f.request_line_end - f.request_start, out);
-        } else {
-            out.extend_from_slice(head);
-        }
+        let summary = summarize(f, &next, upgrade);
+        out.head(ValidHead {
+            buf: &mut self.head,
+            start: f.request_start,
+            summary,
+            fields: &mut self.fields,
+        });
         self.head.clear();
         self.facts = HeadFacts::default();
         self.heads_passed += 1;
@@ -517,12 +550,12 @@ impl Http1Guard {
         Ok(())
     }
 
-    fn step_chunk_size(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+    fn step_chunk_size<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         let Some(used) = self.take_line(input, MAX_CHUNK_LINE, Reject::BadRequest)? else {
             return Ok(input.len());
         };
         let size = parse_chunk_size_line(strip_crlf(&self.line)?)?;
-        out.extend_from_slice(&self.line);
+        out.framing(&self.line);
         self.line.clear();
         self.state = match size {
             0 => State::Trailers { fields: 0 },
@@ -531,18 +564,19 @@ impl Http1Guard {
         Ok(used)
     }
 
-    fn step_trailers(
+    fn step_trailers<S: Sink>(
         &mut self,
         input: &[u8],
         fields: usize,
-        out: &mut BytesMut,
+        out: &mut S,
     ) -> Result<usize, Reject> {
         let max = self.limits.field_size;
         let Some(used) = self.take_line(input, max, Reject::HeaderFieldsTooLarge)? else {
             return Ok(input.len());
         };
         let line = strip_crlf(&self.line)?;
-        if line.is_empty() {
+        let end = line.is_empty();
+        if end {
             self.state = State::Head;
         } else {
             if fields + 1 > self.limits.fields || line.len() + 2 > max {
@@ -557,7 +591,10 @@ impl Http1Guard {
             }
             self.state = State::Trailers { fields: fields + 1 };
         }
-        out.extend_from_slice(&self.line);
+        out.framing(&self.line);
+        if end {
+            out.body_end();
+        }
         self.line.clear();
         Ok(used)
     }
@@ -581,10 +618,30 @@ impl Http1Guard {
 }
 
 /// Passes up to `remaining` bytes of body; returns how many.
-fn pass_body(input: &[u8], remaining: u64, out: &mut BytesMut) -> usize {
+fn pass_body<S: Sink>(input: &[u8], remaining: u64, out: &mut S) -> usize {
     let n = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
-    out.extend_from_slice(&input[..n]);
+    out.body(&input[..n]);
     n
+}
+
+/// What the sink learns of a head besides its offsets; `next` is the state its end
+/// leads to (the framing decided).
+fn summarize(f: &HeadFacts, next: &State, upgrade: bool) -> HeadSummary {
+    HeadSummary {
+        method: f.method,
+        target: f.target,
+        http10: f.http10,
+        framing: match *next {
+            State::FixedBody { remaining } => Framing::Length(remaining),
+            State::ChunkSize => Framing::Chunked,
+            _ => Framing::None,
+        },
+        keep_alive: !f.connection_close && (!f.http10 || f.connection_keep_alive),
+        expect_continue: f.expect_continue && !f.http10,
+        upgrade,
+        host: f.host,
+        stand_in: f.stand_in,
+    }
 }
 
 /// A line as read (ending in LF) without its CRLF; a bare LF is refused.
@@ -597,6 +654,8 @@ fn strip_crlf(line: &[u8]) -> Result<&[u8], Reject> {
 
 /// What a valid request line says about the rest of the request.
 struct RequestLine {
+    method: Span,
+    target: Span,
     http10: bool,
     /// The method is `GET` (a WebSocket handshake's).
     get: bool,
@@ -626,6 +685,8 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
         _ => return Err(Reject::BadRequest),
     };
     Ok(RequestLine {
+        method: Span::of(line, method),
+        target: Span::of(line, target),
         http10,
         get: method == b"GET",
         stand_in: stand_in::is_needed(method, target),

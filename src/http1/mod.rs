@@ -1,0 +1,16 @@
+//! HTTP/1 served by our own codec, on the guard's one parse (issue 28): between the
+//! guard, which validates every client byte, and the front, which decides on the
+//! request.
+//!
+//! - `head`: the guard's accepted head as a typed [`head::RequestHead`] (offsets
+//!   recorded while it validated, no second parse), and the `http::Request` the
+//!   front gets, built from those offsets.
+//! - `inbox`: the guard's sink for a connection: heads and decoded body bytes, in
+//!   stream order.
+//! - `encode`, `date`: the response head, framed as hyper frames it, with a cached
+//!   `Date`.
+//! - [`testing`]: the whole codec over a byte stream, for the differential fuzz test.
+
+pub(crate) mod head;
+pub(crate) mod inbox;
+pub mod testing;

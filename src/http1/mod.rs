@@ -11,6 +11,8 @@
 //!   `Date`.
 //! - [`testing`]: the whole codec over a byte stream, for the differential fuzz test.
 
+pub(crate) mod date;
+pub(crate) mod encode;
 pub(crate) mod head;
 pub(crate) mod inbox;
 pub mod testing;

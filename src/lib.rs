@@ -33,7 +33,7 @@ pub mod conn_watch;
 pub mod proxy_protocol;
 pub mod tls;
 pub mod guard;
-pub(crate) mod http1;
+pub mod http1;
 /// The HTTP/1 codec over a byte stream, for the differential fuzz test (not an API).
 #[doc(hidden)]
 pub use http1::testing;

@@ -10,6 +10,7 @@
 use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
 use crate::front::Front;
 use crate::guard::{self, stand_in, ConnTimeouts, GuardLimits, GuardedIo};
+use crate::http1::body::ClientBody;
 use crate::net::BindAddr;
 use crate::net::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
@@ -311,9 +312,11 @@ impl Conn {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.drain.stop_token());
-        let service = TowerToHyperService::new(stand_in::Restore(
-            self.front.service(info, activity.clone()),
-        ));
+        let front = self.front.service(info, activity.clone());
+        let service = TowerToHyperService::new(stand_in::Restore(tower::ServiceExt::map_request(
+            front,
+            hyper_body as fn(_) -> _,
+        )));
         let mut guarded = GuardedIo::new(io, self.guard).with_timeouts(self.timeouts);
         let t = self.timeouts;
         let h2_timeouts = H2Timeouts {
@@ -386,6 +389,11 @@ impl Conn {
             Err(_) => tracing::debug!("TLS handshake timed out"),
         }
     }
+}
+
+/// A request as hyper parsed it, for the front.
+fn hyper_body(req: http::Request<hyper::body::Incoming>) -> http::Request<ClientBody> {
+    req.map(ClientBody::Http2)
 }
 
 /// Reads the PROXY header and makes its client the connection's peer; returns the

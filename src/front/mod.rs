@@ -18,6 +18,7 @@ pub(crate) mod websocket;
 
 use crate::conn_watch::Activity;
 use crate::guard::{self, GuardLimits};
+use crate::http1::body::ClientBody;
 use crate::net::ConnInfo;
 use crate::normal_path::{NormalPath, PathError};
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
@@ -32,7 +33,6 @@ use bytes::Bytes;
 use compression::content_length_of;
 pub use compression::AppCompression;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -158,7 +158,7 @@ impl Front {
         conn: ConnInfo,
         activity: Arc<Activity>,
     ) -> impl tower::Service<
-        Request<Incoming>,
+        Request<ClientBody>,
         Response = Response<
             impl http_body::Body<Data = Bytes, Error = impl Into<respond::BoxError>> + Send,
         >,
@@ -169,7 +169,7 @@ impl Front {
         // One reference count per connection, cloned per request: a clone of the
         // `Arc<Front>` itself would move its count between the front threads' cores.
         let this = Arc::new((self.clone(), conn, activity));
-        tower::service_fn(move |req: Request<Incoming>| {
+        tower::service_fn(move |req: Request<ClientBody>| {
             let this = this.clone();
             // Boxed: hyper keeps room for one request's future in every connection,
             // idle ones included, and this one is about 5 KiB.
@@ -196,7 +196,7 @@ impl Front {
 
     async fn serve(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &ConnInfo,
         activity: &Arc<Activity>,
     ) -> Response<Body> {
@@ -225,7 +225,7 @@ impl Front {
 
     async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &ConnInfo,
         activity: &Arc<Activity>,
         started: Instant,
@@ -292,7 +292,7 @@ impl Front {
     /// `X-Request-Start` (so they follow the request through the whole chain), else
     /// our own. An untrusted client can choose neither. With `client`, the one
     /// answer to who sent it.
-    fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo, client: Client) -> Stamp {
+    fn stamp(&self, req: &Request<ClientBody>, conn: &ConnInfo, client: Client) -> Stamp {
         let trusted = self.real_ip.trusts(conn);
         let passed = |name: &str| {
             if !trusted {
@@ -315,7 +315,7 @@ impl Front {
     /// or the app, all decided on one normal form of its path (`normal_path`).
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         websocket: Option<Result<websocket::Handshake, websocket::Malformed>>,
         conn: &ConnInfo,
         stamp: &Stamp,
@@ -406,7 +406,7 @@ impl Front {
     /// The app's answer, or the file its `X-Accel-Redirect` names; 404 without an app.
     async fn to_app(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &ConnInfo,
         stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
@@ -516,7 +516,7 @@ impl LoggedHead {
         }
     }
 
-    fn of(req: &Request<Incoming>, client: &Client) -> Self {
+    fn of(req: &Request<ClientBody>, client: &Client) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)

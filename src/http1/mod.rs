@@ -7,10 +7,13 @@
 //!   front gets, built from those offsets.
 //! - `inbox`: the guard's sink for a connection: heads and decoded body bytes, in
 //!   stream order.
+//! - [`body`]: the request body, fed by the connection with back-pressure, and
+//!   [`body::ClientBody`], the body type of every request the front takes.
 //! - `encode`, `date`: the response head, framed as hyper frames it, with a cached
 //!   `Date`.
 //! - [`testing`]: the whole codec over a byte stream, for the differential fuzz test.
 
+pub mod body;
 pub(crate) mod date;
 pub(crate) mod encode;
 pub(crate) mod head;

@@ -223,6 +223,7 @@ impl http_body::Body for ClientBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body::Body;
     use http_body_util::BodyExt;
 
     #[tokio::test]

@@ -130,7 +130,7 @@ impl Activity {
         *self.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(side);
     }
 
-    fn take_tunnel(&self) -> Option<crate::tunnel::AppSide> {
+    pub(crate) fn take_tunnel(&self) -> Option<crate::tunnel::AppSide> {
         self.tunnel.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 

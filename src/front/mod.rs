@@ -147,7 +147,7 @@ impl Front {
             responses: crate::dispatcher::response_budget::global().usage(),
             cache_hits,
             cache_misses,
-            parked: crate::guard::parked_connections(),
+            parked: crate::http1::parked_connections(),
             websockets: self.websockets.slots.open() as u64,
         }
     }

@@ -66,6 +66,11 @@ impl Answered {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// The HTTP/1 codec read a WebSocket candidate's head (see `is_held`).
+    pub fn hold(&self) {
+        self.1.store(true, Ordering::Release);
+    }
+
     /// The guard held the bytes after a WebSocket candidate's head.
     pub fn is_held(&self) -> bool {
         self.1.load(Ordering::Acquire)

@@ -24,6 +24,8 @@ pub(crate) struct Inbox {
     /// Body bytes after the last item, not yet an item (so one read's body bytes
     /// become one `Data`, however many chunks they were).
     data: BytesMut,
+    /// The connection turned out to be HTTP/2 (prior knowledge): its bytes so far.
+    h2: Option<BytesMut>,
 }
 
 impl Inbox {
@@ -41,8 +43,9 @@ impl Inbox {
         self.items.push_front(input);
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty() && self.data.is_empty()
+    /// The next input is the end of a body.
+    pub(crate) fn next_is_end(&self) -> bool {
+        matches!(self.items.front(), Some(Input::End))
     }
 
     /// Bytes held (body data and heads), for the bound on what a connection reads
@@ -58,6 +61,15 @@ impl Inbox {
             })
             .sum();
         items + self.data.len()
+    }
+
+    /// The bytes of an HTTP/2 connection (from its preface on), if it is one.
+    pub(crate) fn take_h2(&mut self) -> Option<BytesMut> {
+        self.h2.take()
+    }
+
+    pub(crate) fn is_h2(&self) -> bool {
+        self.h2.is_some()
     }
 
     fn flush_data(&mut self) {
@@ -85,8 +97,11 @@ impl Sink for Inbox {
         self.items.push_back(Input::End);
     }
 
-    fn h2(&mut self, _raw: &[u8]) {
-        // The codec serves HTTP/1 only: the listener sends HTTP/2 to hyper.
-        debug_assert!(false, "HTTP/2 bytes in the HTTP/1 codec");
+    fn h2(&mut self, raw: &[u8]) {
+        // The codec serves HTTP/1 only: the connection goes to hyper's HTTP/2 server
+        // with these bytes.
+        self.h2
+            .get_or_insert_with(BytesMut::new)
+            .extend_from_slice(raw);
     }
 }

@@ -11,11 +11,18 @@
 //!   [`body::ClientBody`], the body type of every request the front takes.
 //! - `encode`, `date`: the response head, framed as hyper frames it, with a cached
 //!   `Date`.
+//! - `conn`, `io`: the connection's driver (keep-alive, pipelining, timeouts,
+//!   parking, the graceful stop, refusals, the client-close watch, the tunnel's
+//!   hand-over) and its client stream.
 //! - [`testing`]: the whole codec over a byte stream, for the differential fuzz test.
 
 pub mod body;
+pub(crate) mod conn;
 pub(crate) mod date;
 pub(crate) mod encode;
 pub(crate) mod head;
 pub(crate) mod inbox;
+mod io;
 pub mod testing;
+
+pub use conn::parked_connections;

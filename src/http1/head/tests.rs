@@ -247,5 +247,6 @@ fn pipelined_heads_and_bodies_come_in_order_and_the_field_list_is_reused() {
         panic!()
     };
     assert_eq!(h.fields().collect::<Vec<_>>(), [(&b"C"[..], &b"3"[..])]);
-    assert_eq!(h.into_fields().as_ptr(), ptr, "the list was reused");
+    let fields = h.into_fields();
+    assert_eq!(fields.as_ptr(), ptr, "the list was reused");
 }

@@ -1,27 +1,21 @@
 //! The HTTP/1 request guard: the first thing every client byte meets.
 //!
-//! hyper's HTTP/1 parser is lenient where an edge server must be strict: it serves
-//! Content-Length together with Transfer-Encoding, bare-LF line endings, duplicate Host,
-//! chunk sizes with a sign, and more (measured against each peer). Each of those is a request
-//! smuggling vector once a second parser (a proxy, a cache, a worker) reads the same
-//! bytes differently. So the front never lets hyper see a byte this module has not
-//! validated:
+//! Lenient HTTP/1 parsers serve Content-Length together with Transfer-Encoding,
+//! bare-LF line endings, duplicate Host, chunk sizes with a sign, and more (hyper's
+//! did, measured against each peer). Each of those is a request smuggling vector once
+//! a second parser (a proxy, a cache, a worker) reads the same bytes differently. So
+//! every HTTP/1 request is read once, here, strictly, and that one reading is the
+//! request (`crate::http1` builds it from what the guard recorded):
 //!
 //! - [`Http1Guard`] is a pure, synchronous state machine (no I/O). It owns the
 //!   *message syntax and framing* of every request on a connection: the request line,
 //!   the header section, the body framing (Content-Length or chunked, including the
 //!   chunk-size lines and trailer section) and the boundary to the next pipelined
 //!   request. It does not own semantics (routing, body size limits, `_` in header
-//!   names, Expect, Upgrade): those stay with the front, which sees hyper's parsed
-//!   request.
-//! - [`GuardedIo`] wraps the client stream: reads go through the guard, and after a
-//!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
-//!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
-//!   guard's error response first (`guarded_io`, with the slow-client timeouts).
+//!   names, Upgrade): those stay with the front.
+//! - `sink`: what it hands on ([`Sink`]): each valid head with the offsets of its
+//!   parts and the facts it established ([`ValidHead`]), body bytes, body ends.
 //! - `grammar`: the byte-level rules the state machine applies, as pure functions.
-//! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
-//!   query, CONNECT) reach it rewritten, with the client's request line in an internal
-//!   field the front turns back.
 //! - `http2`: the same rules and limits for the HTTP/2 requests hyper's h2 server
 //!   decoded (HTTP/2 bytes pass the state machine unchecked), applied by the front.
 //!
@@ -34,16 +28,29 @@ use memchr::memchr;
 
 use crate::defaults;
 use crate::respond::Failure;
-pub mod stand_in;
 mod grammar;
-mod guarded_io;
 pub(crate) mod http2;
 mod sink;
 pub(crate) mod upgrade;
 
 use grammar::*;
-pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
 pub use sink::{FieldSpan, Framing, HeadSummary, Sink, Span, ValidHead};
+
+/// A field no client may send (refused in a head or trailers): it carried the client's
+/// request line to the front when hyper parsed HTTP/1 (issue 26's stand-ins), and
+/// stays refused so that nothing that ever trusted it can be fooled.
+pub const RESERVED_FIELD: &str = "x-ferricorn-original-request";
+
+/// Timeouts against slow clients, enforced where the bytes are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// Between requests (and before the first one): the connection is closed silently.
+    pub idle: std::time::Duration,
+    /// From the first byte of a request head to its end: 408, then close.
+    pub head: std::time::Duration,
+    /// A write to the client that makes no progress this long ends the connection.
+    pub write: std::time::Duration,
+}
 
 /// Limits on the request head, with gunicorn's names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +147,8 @@ const FORBIDDEN_TRAILERS: &[&[u8]] = &[
     b"cookie",
     b"content-encoding",
     b"content-range",
-    // Never a client's to send (see `stand_in`).
-    stand_in::FIELD.as_bytes(),
+    // Never a client's to send.
+    RESERVED_FIELD.as_bytes(),
 ];
 
 /// Where the guard is in the byte stream of a connection.
@@ -195,8 +202,6 @@ struct HeadFacts {
     connection_close: bool,
     connection_keep_alive: bool,
     expect_continue: bool,
-    /// hyper gets this request as a stand-in (see `stand_in`).
-    stand_in: bool,
     upgrade: upgrade::UpgradeFacts,
     fields: usize,
     hosts: usize,
@@ -389,7 +394,7 @@ impl Http1Guard {
             }
             State::Trailers { fields } => self.step_trailers(input, fields, out),
             State::Held => {
-                // Bounded: `GuardedIo` reads no more once the state is reached, so this
+                // Bounded: the connection reads no more once the state is reached, so this
                 // is at most the rest of the read that ended the head.
                 self.held.extend_from_slice(input);
                 Ok(input.len())
@@ -483,7 +488,6 @@ impl Http1Guard {
             self.facts.seen_request_line = true;
             self.facts.http10 = checked.http10;
             self.facts.get = checked.get;
-            self.facts.stand_in = checked.stand_in;
             (self.facts.method, self.facts.target) = (checked.method, checked.target);
             self.fields.clear();
             return Ok(());
@@ -640,7 +644,6 @@ fn summarize(f: &HeadFacts, next: &State, upgrade: bool) -> HeadSummary {
         expect_continue: f.expect_continue && !f.http10,
         upgrade,
         host: f.host,
-        stand_in: f.stand_in,
     }
 }
 
@@ -659,8 +662,6 @@ struct RequestLine {
     http10: bool,
     /// The method is `GET` (a WebSocket handshake's).
     get: bool,
-    /// hyper must get it as a stand-in (see `stand_in`).
-    stand_in: bool,
 }
 
 /// Validates `method SP request-target SP HTTP-version`.
@@ -689,7 +690,6 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
         target: Span::of(line, target),
         http10,
         get: method == b"GET",
-        stand_in: stand_in::is_needed(method, target),
     })
 }
 

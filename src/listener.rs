@@ -1,15 +1,15 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
 //! handing each connection to a front thread (`crate::shards`) that serves it with
-//! hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior knowledge) under
-//! `conn_watch` (the graceful stop, HTTP/2's timeouts). Every client byte stream passes the
-//! `guard` (request validation) before hyper parses it. On a TCP listener a
+//! our HTTP/1 codec (`http1::conn`: every byte read once, by the guard), or, when
+//! its first bytes are HTTP/2's preface, with hyper's HTTP/2 server under
+//! `conn_watch` (the graceful stop, HTTP/2's timeouts). On a TCP listener a
 //! connection may first give its PROXY header (`proxy_protocol`, see
 //! `crate::proxy_protocol`) and then do the TLS handshake; both run in the
 //! connection's own task, so a slow client never stalls the accept loop.
 
-use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
+use crate::conn_watch::{self, Activity, Drain, H2Io, H2Timeouts};
 use crate::front::Front;
-use crate::guard::{self, stand_in, ConnTimeouts, GuardLimits, GuardedIo};
+use crate::guard::{self, ConnTimeouts, GuardLimits};
 use crate::http1::{self, body::ClientBody};
 use crate::net::BindAddr;
 use crate::net::ConnInfo;
@@ -299,12 +299,10 @@ impl Conn {
             let ended = http1::conn::serve(io, limits, t, front.clone(), activity.clone()).await;
             if let http1::conn::Ended::Http2(io, read) = ended {
                 // The bytes read while telling the versions apart come first.
-                let io = Prefixed::new(read, io);
-                let guarded = GuardedIo::new(io, limits).with_timeouts(t);
-                let service = TowerToHyperService::new(stand_in::Restore(
-                    tower::ServiceExt::map_request(front, hyper_body as fn(_) -> _),
-                ));
-                let conn = builders.h2.serve_connection(TokioIo::new(guarded), service);
+                let io = H2Io::new(Prefixed::new(read, io), t.write);
+                let to_front = tower::ServiceExt::map_request(front, hyper_body as fn(_) -> _);
+                let service = TowerToHyperService::new(to_front);
+                let conn = builders.h2.serve_connection(TokioIo::new(io), service);
                 let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
                 let timeouts = Some(H2Timeouts {
                     head: t.head,
@@ -351,8 +349,11 @@ impl Conn {
     }
 }
 
-/// An HTTP/2 request as hyper parsed it, for the front.
-fn hyper_body(req: http::Request<hyper::body::Incoming>) -> http::Request<ClientBody> {
+/// An HTTP/2 request as hyper parsed it, for the front. The field that carried
+/// HTTP/1 stand-ins' request lines (issue 26) is removed, as it always was: nothing
+/// after the front (nor the app) ever sees it.
+fn hyper_body(mut req: http::Request<hyper::body::Incoming>) -> http::Request<ClientBody> {
+    req.headers_mut().remove(guard::RESERVED_FIELD);
     req.map(ClientBody::Http2)
 }
 

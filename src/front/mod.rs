@@ -2,9 +2,8 @@
 //! at its core (static mount, app or 404); the app's responses are compressed here
 //! (tower-http) and every response gets the Server field.
 //! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
-//! is counted in the metrics and, when enabled, the access log. A request hyper parsed
-//! as a guard stand-in has the client's request line back before it gets here
-//! (`guard::stand_in::Restore`, composed in the listener). An HTTP/2 request meets
+//! is counted in the metrics and, when enabled, the access log. An HTTP/1 request
+//! comes from our codec (`http1`), read once by the guard; an HTTP/2 request meets
 //! the HTTP/1 guard's rules and limits here first (`guard::http2`).
 
 mod accel;
@@ -187,7 +186,7 @@ impl Front {
                             resp.headers_mut()
                                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
-                        resp.map(|b| respond::tapped(b, this.2.h1_answer()))
+                        resp
                     }
                 })
             })

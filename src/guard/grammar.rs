@@ -2,7 +2,7 @@
 //! rules (RFC 9110/9112, gunicorn 27's defaults), as functions over bytes, without
 //! state or I/O.
 
-use super::{stand_in, HeadFacts, Reject, Span, TransferCodings};
+use super::{HeadFacts, Reject, Span, TransferCodings, RESERVED_FIELD};
 use memchr::memchr;
 
 /// gunicorn's default method rule: a token of 3 to 20 characters with no lower-case
@@ -206,7 +206,7 @@ pub(super) fn note_framing_field(
         if f.content_types > 1 {
             return Err(Reject::BadRequest);
         }
-    } else if name.eq_ignore_ascii_case(stand_in::FIELD.as_bytes()) {
+    } else if name.eq_ignore_ascii_case(RESERVED_FIELD.as_bytes()) {
         // Only the guard may add it: from a client it would rewrite the request line.
         return Err(Reject::BadRequest);
     }

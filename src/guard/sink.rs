@@ -3,10 +3,8 @@
 //! field, recorded while each line was checked, and the facts the checks established
 //! (framing, keep-alive, `Expect`, upgrade, Host). The HTTP/1 codec (`crate::http1`)
 //! builds its request from them without reading the head a second time; a plain
-//! `BytesMut` sink gets the validated bytes as they came (the guard's own tests, and
-//! a reader that parses them itself).
+//! `BytesMut` sink gets the validated bytes as they came (the guard's own tests).
 
-use super::stand_in;
 use bytes::BytesMut;
 
 /// Byte offsets `start..end` in a request head (from its request line on).
@@ -66,9 +64,6 @@ pub struct HeadSummary {
     pub upgrade: bool,
     /// The Host field's value, if any (at most one passes).
     pub host: Option<Span>,
-    /// The request reaches a reader that parses the head itself as a stand-in
-    /// (`stand_in`); the codec, which reads the offsets, needs none.
-    pub stand_in: bool,
 }
 
 /// A complete head the guard accepted, handed to its [`Sink`].
@@ -104,17 +99,10 @@ pub trait Sink {
     fn h2(&mut self, raw: &[u8]);
 }
 
-/// The validated bytes as they came (stand-ins rewritten for a reader that parses
-/// them itself: see `stand_in`).
+/// The validated bytes as they came.
 impl Sink for BytesMut {
     fn head(&mut self, head: ValidHead<'_>) {
-        let s = head.summary;
-        if s.stand_in {
-            let line_len = s.target.end as usize + " HTTP/1.1\r\n".len();
-            stand_in::write(head.bytes(), line_len, self);
-        } else {
-            self.extend_from_slice(head.bytes());
-        }
+        self.extend_from_slice(head.bytes());
     }
 
     fn body(&mut self, data: &[u8]) {

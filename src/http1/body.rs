@@ -139,11 +139,6 @@ impl BodyFeed {
         Poll::Pending
     }
 
-    /// Whether the body was polled at all (for `Expect: 100-continue`).
-    pub(crate) fn was_polled(&self) -> bool {
-        lock(&self.shared).wanted
-    }
-
     /// The front dropped the body: no one will read it.
     pub(crate) fn is_abandoned(&self) -> bool {
         Arc::strong_count(&self.shared) == 1
@@ -233,7 +228,6 @@ mod tests {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert!(feed.poll_wanted(&mut cx).is_pending(), "not polled yet");
-        assert!(!feed.was_polled());
         assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
         assert!(feed.poll_wanted(&mut cx).is_ready());
         feed.push(Bytes::from_static(b"abc"));

@@ -270,7 +270,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     {
         if head.is_upgrade() {
             self.held = true;
-            self.activity.answered().hold();
+            self.activity.hold();
         }
         let (body, feed) = match head.framing() {
             guard::Framing::None => (RequestBody::empty(), None),

@@ -82,6 +82,8 @@ impl RequestHead {
         self.summary.upgrade
     }
 
+    // Stage 2 of issue 28: the typed request takes it from here.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn host(&self) -> Option<&[u8]> {
         self.summary.host.map(|h| self.at(h))
     }
@@ -104,23 +106,23 @@ impl RequestHead {
         let mut req = Request::new(body);
         *req.method_mut() = Method::from_bytes(self.method()).map_err(http::Error::from)?;
         *req.version_mut() = self.version();
-        *req.uri_mut() = self.uri()?;
+        *req.uri_mut() = self.uri(&mut req)?;
         *req.headers_mut() = headers;
-        if self.summary.stand_in {
-            // A target `http` refuses as it is (or CONNECT's): the app gets the
-            // client's bytes, the front's URI an escaped copy (see `guard::stand_in`).
-            let raw = self.bytes.slice(self.summary.target.range());
-            req.extensions_mut().insert(RawTarget(raw));
-        }
         Ok(req)
     }
 
-    fn uri(&self) -> Result<Uri, http::Error> {
+    /// The target as a `Uri`. One `http` refuses as it is (a `"` in a query, which
+    /// gunicorn and nginx take) becomes an escaped copy, and, as for CONNECT's
+    /// authority, the app gets the client's bytes ([`RawTarget`]).
+    fn uri<B>(&self, req: &mut Request<B>) -> Result<Uri, http::Error> {
         let target = self.bytes.slice(self.summary.target.range());
-        match Uri::from_maybe_shared(target) {
-            Ok(uri) => Ok(uri),
-            Err(_) => Ok(Uri::from_maybe_shared(escape_target(self.target()))?),
-        }
+        let uri = match Uri::from_maybe_shared(target.clone()) {
+            Ok(uri) if req.method() != Method::CONNECT => return Ok(uri),
+            Ok(uri) => uri,
+            Err(_) => Uri::from_maybe_shared(escape_target(&target))?,
+        };
+        req.extensions_mut().insert(RawTarget(target));
+        Ok(uri)
     }
 }
 

@@ -250,3 +250,22 @@ fn pipelined_heads_and_bodies_come_in_order_and_the_field_list_is_reused() {
     let fields = h.into_fields();
     assert_eq!(fields.as_ptr(), ptr, "the list was reused");
 }
+
+#[test]
+fn every_visible_byte_of_a_path_or_query_reaches_the_front_as_sent() {
+    // The `Uri` must parse (the front routes on it); when it is not the client's
+    // target byte for byte, `RawTarget` is (the app's RAW_URI, PATH_INFO).
+    for b in (0x21u8..=0x7e).filter(|&b| b != b'#') {
+        let c = char::from(b);
+        for target in [format!("/p{c}x?q{c}y"), format!("http://h/p{c}x?q{c}y")] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let req = head_of(&raw)
+                .to_request(())
+                .unwrap_or_else(|e| panic!("{target}: {e}"));
+            match req.extensions().get::<RawTarget>() {
+                Some(RawTarget(t)) => assert_eq!(&t[..], target.as_bytes()),
+                None => assert_eq!(req.uri().to_string(), target),
+            }
+        }
+    }
+}

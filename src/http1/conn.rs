@@ -74,7 +74,7 @@ enum Next {
     Close,
     /// The client left, or a write failed: close without a word.
     Abort,
-    Tunnel(crate::tunnel::AppSide),
+    Tunnel(Box<crate::tunnel::AppSide>),
 }
 
 /// The service of the front, as the connection calls it.
@@ -121,7 +121,7 @@ where
             Next::Close => break,
             Next::Abort => return Ended::Closed,
             Next::Tunnel(side) => {
-                conn.tunnel(side).await;
+                conn.tunnel(*side).await;
                 return Ended::Closed;
             }
         }
@@ -316,7 +316,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         match self.respond(resp, answering, &mut reading).await {
             Ok((status, _)) if status == StatusCode::SWITCHING_PROTOCOLS && self.held => {
                 match self.activity.take_tunnel() {
-                    Some(side) => Next::Tunnel(side),
+                    Some(side) => Next::Tunnel(Box::new(side)),
                     None => Next::Close,
                 }
             }

@@ -241,7 +241,7 @@ async fn fields_order_connection_and_date_as_hyper_writes_them() {
         )
     };
     assert_eq!(same(GET11, many).await, len(1));
-    assert_eq!(same(CLOSE11, many).await.last, true);
+    assert!(same(CLOSE11, many).await.last);
     assert!(
         same(GET10, many).await.last,
         "an app cannot keep an HTTP/1.0 client"

@@ -257,7 +257,12 @@ fn every_visible_byte_of_a_path_or_query_reaches_the_front_as_sent() {
     // target byte for byte, `RawTarget` is (the app's RAW_URI, PATH_INFO).
     for b in (0x21u8..=0x7e).filter(|&b| b != b'#') {
         let c = char::from(b);
-        for target in [format!("/p{c}x?q{c}y"), format!("http://h/p{c}x?q{c}y")] {
+        let targets = [
+            format!("/p{c}x?q{c}y"),
+            format!("http://h/p{c}x?q{c}y"),
+            format!("/p?\"#{c}"),
+        ];
+        for target in targets {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
             let req = head_of(&raw)
                 .to_request(())

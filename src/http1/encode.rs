@@ -16,7 +16,7 @@
 //! (hyper answers 500 and closes; so do we).
 
 use super::date;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version};
 
 /// What the response body says of its length (hyper's reading of `http_body::Body`).
@@ -132,6 +132,9 @@ fn fix_connection(headers: &mut HeaderMap, http10: bool, last: &mut bool) {
             .iter()
             .any(|v| crate::guard::upgrade::lists_token(v.as_bytes(), token))
     };
+    if !http10 && !*last {
+        return;
+    }
     if http10 {
         if lists(headers, b"keep-alive") {
             return;
@@ -197,7 +200,8 @@ struct Fields {
 }
 
 /// The fields, with the framing ones checked (hyper's `encode_headers`); returns the
-/// framing they set, if any (`fields.wrote_len`).
+/// framing they set, if any (`fields.wrote_len`). One pass over the map, in its
+/// order: the values of a name come together (no lookup per name).
 fn write_fields(
     dst: &mut Vec<u8>,
     headers: &HeaderMap,
@@ -206,59 +210,79 @@ fn write_fields(
     f: &mut Fields,
 ) -> Result<Framing, ()> {
     let mut framing = Framing::Length(0);
-    for name in headers.keys() {
-        let mut values = headers.get_all(name).iter();
-        match *name {
-            header::CONTENT_LENGTH => {
-                if f.wrote_len {
-                    return Err(());
-                }
-                let Some(n) = content_length(dst, values, rules, body)? else {
-                    continue;
-                };
-                framing = Framing::Length(n);
-                f.wrote_len = true;
-            }
-            header::TRANSFER_ENCODING => {
-                if f.wrote_len {
-                    return Err(());
-                }
-                if rules.http10 || !rules.can_chunked {
-                    continue;
-                }
-                let mut chunked_last = false;
-                join_values(dst, b"transfer-encoding: ", values.by_ref(), |v| {
-                    chunked_last = is_chunked(v)
-                });
-                if !chunked_last {
-                    dst.truncate(dst.len() - 2);
-                    dst.extend_from_slice(b", chunked\r\n");
-                }
-                framing = Framing::Chunked;
-                f.wrote_len = true;
-            }
-            header::CONNECTION => {
-                join_values(dst, b"connection: ", values, |v| {
-                    f.close |= crate::guard::upgrade::lists_token(v, b"close")
-                });
-            }
-            header::TRAILER => {
-                if !rules.http10 && rules.can_chunked {
-                    join_values(dst, b"trailer: ", values, |_| {});
-                }
-            }
-            _ => {
-                f.wrote_date |= *name == header::DATE;
-                for v in values {
-                    dst.extend_from_slice(name.as_str().as_bytes());
-                    dst.extend_from_slice(b": ");
-                    dst.extend_from_slice(v.as_bytes());
-                    dst.extend_from_slice(b"\r\n");
-                }
-            }
+    let mut it = headers.iter().peekable();
+    while let Some((name, first)) = it.next() {
+        let rest = std::iter::from_fn(|| it.next_if(|(n, _)| *n == name).map(|(_, v)| v));
+        let mut values = std::iter::once(first).chain(rest);
+        if let Some(set) = write_name(dst, name, &mut values, rules, body, f)? {
+            framing = set;
         }
+        values.for_each(drop);
     }
     Ok(framing)
+}
+
+/// The fields of one name; the framing they set, if any.
+fn write_name<'a>(
+    dst: &mut Vec<u8>,
+    name: &HeaderName,
+    values: &mut impl Iterator<Item = &'a HeaderValue>,
+    rules: &Rules,
+    body: BodyLength,
+    f: &mut Fields,
+) -> Result<Option<Framing>, ()> {
+    match *name {
+        header::CONTENT_LENGTH => {
+            if f.wrote_len {
+                return Err(());
+            }
+            let Some(n) = content_length(dst, values, rules, body)? else {
+                return Ok(None);
+            };
+            f.wrote_len = true;
+            Ok(Some(Framing::Length(n)))
+        }
+        header::TRANSFER_ENCODING => {
+            if f.wrote_len {
+                return Err(());
+            }
+            if rules.http10 || !rules.can_chunked {
+                return Ok(None);
+            }
+            let mut chunked_last = false;
+            join_values(dst, b"transfer-encoding: ", values, |v| {
+                chunked_last = is_chunked(v)
+            });
+            if !chunked_last {
+                dst.truncate(dst.len() - 2);
+                dst.extend_from_slice(b", chunked\r\n");
+            }
+            f.wrote_len = true;
+            Ok(Some(Framing::Chunked))
+        }
+        header::CONNECTION => {
+            join_values(dst, b"connection: ", values, |v| {
+                f.close |= crate::guard::upgrade::lists_token(v, b"close")
+            });
+            Ok(None)
+        }
+        header::TRAILER => {
+            if !rules.http10 && rules.can_chunked {
+                join_values(dst, b"trailer: ", values, |_| {});
+            }
+            Ok(None)
+        }
+        _ => {
+            f.wrote_date |= *name == header::DATE;
+            for v in values {
+                dst.extend_from_slice(name.as_str().as_bytes());
+                dst.extend_from_slice(b": ");
+                dst.extend_from_slice(v.as_bytes());
+                dst.extend_from_slice(b"\r\n");
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// The app's `content-length` fields (hyper: a known body length is trusted and its
@@ -344,12 +368,28 @@ fn implicit_framing(dst: &mut Vec<u8>, rules: &Rules, body: BodyLength) -> Frami
             Framing::Length(0)
         }
         BodyLength::Known(n) if rules.can_have_content_length => {
-            use std::io::Write;
-            let _ = write!(dst, "content-length: {n}\r\n");
+            dst.extend_from_slice(b"content-length: ");
+            write_decimal(dst, n);
+            dst.extend_from_slice(b"\r\n");
             Framing::Length(n)
         }
         BodyLength::Known(_) => Framing::Length(0),
     }
+}
+
+/// `n` in decimal (without `fmt`'s machinery: once per response).
+fn write_decimal(dst: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    dst.extend_from_slice(&digits[at..]);
 }
 
 /// The line before a chunk of `len` bytes (`len` in hex, CRLF), in `buf`.

@@ -314,4 +314,9 @@ fn chunk_size_lines_are_lower_hex() {
     assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
     assert_eq!(chunk_size_line(255, &mut buf), b"ff\r\n");
     assert_eq!(chunk_size_line(0x10000, &mut buf), b"10000\r\n");
+    for n in [0, 7, 10, 1234567890, u64::MAX] {
+        let mut dst = Vec::new();
+        write_decimal(&mut dst, n);
+        assert_eq!(dst, n.to_string().into_bytes());
+    }
 }

@@ -17,7 +17,8 @@
 //! - the guard's refusal response (400/408/413/414/431/505), written after the
 //!   answers owed to the requests before it;
 //! - the client-close watch: while an answer is owed and the request's body is read,
-//!   it keeps reading (into the guard, at most [`WATCH_AHEAD`] bytes ahead), so a
+//!   it keeps reading (into the guard, at most [`WATCH_AHEAD`] bytes and
+//!   [`WATCH_AHEAD_ITEMS`] heads or body pieces ahead), so a
 //!   client's EOF or reset ends the request as nginx does, even behind pipelined bytes;
 //! - the hand-over of the stream to the tunnel after a WebSocket's `101`.
 
@@ -45,8 +46,11 @@ use tokio::time::Instant;
 pub const PARK_AFTER: Duration = Duration::from_millis(500);
 
 /// How far ahead of the request being answered the connection reads (pipelined
-/// input) while it watches for the client's close.
+/// input) while it watches for the client's close: bytes, and parsed items (a head
+/// costs its bytes and about 150 more; 64 KiB of tiny pipelined heads would hold
+/// 400 KiB in every connection of an attacker).
 const WATCH_AHEAD: usize = 64 * 1024;
+const WATCH_AHEAD_ITEMS: usize = 32;
 
 /// A write buffer grown past this is given back when the connection parks.
 const OUT_BUFFER: usize = 4 * 1024;
@@ -385,7 +389,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 }
             }
             let io = &mut self.io;
-            if io.eof || self.held || io.inbox.held_bytes() >= WATCH_AHEAD {
+            let inbox = &io.inbox;
+            let full = inbox.len() >= WATCH_AHEAD_ITEMS || inbox.held_bytes() >= WATCH_AHEAD;
+            if io.eof || self.held || full {
                 return Poll::Pending;
             }
             match io.poll_read_once(cx) {

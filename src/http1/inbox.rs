@@ -43,6 +43,11 @@ impl Inbox {
         self.items.push_front(input);
     }
 
+    /// How many items wait (heads, body pieces, body ends).
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
     /// The next input is the end of a body.
     pub(crate) fn next_is_end(&self) -> bool {
         matches!(self.items.front(), Some(Input::End))

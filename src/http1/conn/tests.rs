@@ -247,3 +247,29 @@ async fn a_slow_head_gets_408() {
     assert!(out.starts_with("HTTP/1.1 408"), "{out}");
     assert!(matches!(task.await.unwrap(), Ended::Closed));
 }
+
+#[tokio::test]
+async fn pipelined_input_behind_a_pending_answer_is_read_only_so_far_ahead() {
+    let never = tower::service_fn(|_req: Request<ClientBody>| async {
+        std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>().await
+    });
+    let (client, _task) = start(never);
+    let (_read, mut write) = tokio::io::split(client);
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut sent = 0;
+    // 4 MiB offered; the server stops reading once it holds `WATCH_AHEAD`.
+    for _ in 0..(4 << 20) / request.len() {
+        let wrote = tokio::time::timeout(Duration::from_millis(200), write.write_all(request));
+        if wrote.await.is_err() {
+            break;
+        }
+        sent += request.len();
+    }
+    // What the server read (32 heads), plus the in-memory pipe's buffer (64 KiB)
+    // and one read (8 KiB).
+    let ahead = WATCH_AHEAD_ITEMS * request.len();
+    assert!(
+        sent < ahead + (64 << 10) + (8 << 10) + 64,
+        "{sent} bytes taken"
+    );
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the ferricorn wheel into target/wheels/: the front binary (release build)
-# staged as the wheel's bin/ script, plus the worker extension module built by a
-# pinned maturin (installed on first use into target/maturin-venv). One wheel serves
-# every CPython >= 3.9 on this platform (abi3).
+# Builds the ferricorn wheel into target/wheels/ with the same PEP 517 build that
+# `pip install .` runs (pyproject.toml: deploy/pep517/ferricorn_build.py builds the
+# front, maturin the worker module), on a pinned maturin installed on first use into
+# target/maturin-venv (no build isolation, so no download per build). One wheel
+# serves every CPython >= 3.9 on this platform (abi3); maturin's audit gives it its
+# manylinux tag (`pip install .` skips the audit: a linux_* tag, for this machine).
 #
 #   bash deploy/build-wheel.sh            # then: pip install target/wheels/ferricorn-*.whl
 #
@@ -19,13 +21,9 @@ if [ "$("$TOOLS/bin/maturin" --version 2>/dev/null)" != "maturin $MATURIN_VERSIO
   "$TOOLS/bin/pip" install -q --disable-pip-version-check "maturin==$MATURIN_VERSION"
 fi
 
-cargo build --release --locked --bin ferricorn
-rm -rf target/wheel-data
-mkdir -p target/wheel-data/scripts
-# Debug info stays in target/release for profiling; the installed binary needs none.
-objcopy --strip-debug target/release/ferricorn target/wheel-data/scripts/ferricorn
-chmod 0755 target/wheel-data/scripts/ferricorn
-
 rm -f target/wheels/ferricorn-*.whl
-"$TOOLS/bin/maturin" build --release --locked --interpreter "$PYTHON" --out target/wheels
+# PATH: the backend runs the venv's `maturin` command.
+PATH="$PWD/$TOOLS/bin:$PATH" "$TOOLS/bin/python" -m pip wheel -q --disable-pip-version-check \
+  --no-deps --no-build-isolation --config-settings maturin.build-args="--compatibility pypi" \
+  --wheel-dir target/wheels .
 ls target/wheels/ferricorn-*.whl

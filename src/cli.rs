@@ -129,6 +129,17 @@ pub struct Cli {
     #[arg(long = "keyfile")]
     pub keyfile: Option<std::path::PathBuf>,
 
+    /// Plain-HTTP bind answering every request with a redirect to HTTPS (nginx's
+    /// `return 301 https://$host$request_uri`), e.g. 0.0.0.0:80; needs --certfile. [default: off]
+    #[arg(long = "redirect-http", value_name = "ADDR")]
+    pub redirect_http: Option<String>,
+
+    /// The HTTPS port --redirect-http sends clients to, when it is not the TLS bind's
+    /// own (a container or Service publishing 443 for a bind on 8443). [default: the
+    /// first TCP bind's port]
+    #[arg(long = "redirect-https-port", value_name = "PORT")]
+    pub redirect_https_port: Option<u16>,
+
     /// Error log format: text or json. [default: text]
     #[arg(long = "log-format")]
     pub log_format: Option<String>,

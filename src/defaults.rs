@@ -114,6 +114,11 @@ pub const STATIC_CACHE_FILE_SIZE: u64 = 1024 * 1024;
 /// `[static_cache] revalidate_ms`.
 pub const STATIC_CACHE_REVALIDATE_MS: u64 = 1000;
 
+/// `[[static]] cache_control` (and `--static`'s): browsers reuse a file for an hour
+/// before they revalidate it; `immutable` names get a year.
+pub const STATIC_CACHE_CONTROL: &str = "public, max-age=3600";
+/// Compressed static files kept in memory (`static_files::compressed`): bytes.
+pub const STATIC_COMPRESSED_BYTES: u64 = 32 * 1024 * 1024;
 /// `[compression] min_size`: bytes.
 pub const COMPRESSION_MIN_SIZE: u64 = 1024;
 

@@ -1,9 +1,9 @@
 //! The HTTP/1 request guard: the first thing every client byte meets.
 //!
-//! Lenient HTTP/1 parsers serve Content-Length together with Transfer-Encoding,
-//! bare-LF line endings, duplicate Host, chunk sizes with a sign, and more (hyper's
-//! did, measured against each peer). Each of those is a request smuggling vector once
-//! a second parser (a proxy, a cache, a worker) reads the same bytes differently. So
+//! Lenient HTTP/1 parsers serve Content-Length together with Transfer-Encoding, bare-LF
+//! line endings, duplicate Host, chunk sizes with a sign, and more (hyper's did,
+//! measured against each peer). Each of those is a request smuggling vector once a
+//! second parser (a proxy, a cache, a worker) reads the same bytes differently. So
 //! every HTTP/1 request is read once, here, strictly, and that one reading is the
 //! request (`crate::http1` builds it from what the guard recorded):
 //!
@@ -15,6 +15,8 @@
 //!   names, Upgrade): those stay with the front.
 //! - `sink`: what it hands on ([`Sink`]): each valid head with the offsets of its
 //!   parts and the facts it established ([`ValidHead`]), body bytes, body ends.
+//! - `client_close`: the rules of the watch for a client gone while its answer is
+//!   owed (`http1::conn` applies them), and the socket probe it asks.
 //! - `grammar`: the byte-level rules the state machine applies, as pure functions.
 //! - `http2`: the same rules and limits for the HTTP/2 requests hyper's h2 server
 //!   decoded (HTTP/2 bytes pass the state machine unchecked), applied by the front.
@@ -22,23 +24,21 @@
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
 //! tests/conformance/ is the test suite: see the tests at the bottom).
 
+use crate::defaults;
+use crate::respond::Failure;
 use bytes::BytesMut;
 use http::StatusCode;
 use memchr::memchr;
-
-use crate::defaults;
-use crate::respond::Failure;
+pub(crate) mod client_close;
 mod grammar;
 pub(crate) mod http2;
 mod sink;
 pub(crate) mod upgrade;
-
 use grammar::*;
 pub use sink::{FieldSpan, Framing, HeadSummary, Sink, Span, ValidHead};
 
-/// A field no client may send (refused in a head or trailers): it carried the client's
-/// request line to the front when hyper parsed HTTP/1 (issue 26's stand-ins), and
-/// stays refused so that nothing that ever trusted it can be fooled.
+/// A field no client may send (head or trailers): issue 26's stand-ins carried the
+/// request line in it to the front; still refused, so nothing that trusted it is fooled.
 pub const RESERVED_FIELD: &str = "x-ferricorn-original-request";
 
 /// Timeouts against slow clients, enforced where the bytes are seen.
@@ -440,7 +440,7 @@ impl Http1Guard {
     fn step_head<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         let Some(lf) = memchr(b'\n', input) else {
             self.head.extend_from_slice(input);
-            self.check_partial_head_line()?;
+            self.check_head_line_limits(self.head.len())?;
             return Ok(input.len());
         };
         self.head.extend_from_slice(&input[..=lf]);
@@ -448,35 +448,36 @@ impl Http1Guard {
         Ok(lf + 1)
     }
 
-    /// Refuses a line that is already too long before its end arrives, so a client
-    /// cannot make us buffer without bound.
-    fn check_partial_head_line(&self) -> Result<(), Reject> {
-        let partial = self.head.len() - self.facts.line_start;
-        // `partial` may end in the CR of the line's CRLF, hence the + 1.
-        if !self.facts.seen_request_line {
-            if partial > self.limits.request_line + 1 {
-                return Err(Reject::UriTooLong);
-            }
-        } else if partial > self.limits.field_size.saturating_sub(1) {
-            return Err(Reject::HeaderFieldsTooLarge);
+    /// Refuses a line too long before its end arrives (no unbounded buffering), and a
+    /// head past `limits.head` (line limits alone allow 800 KB). `held`: all of `head`
+    /// while the line is partial, all but its LF once it ended. The limit crossed
+    /// first answers, so the refusal never depends on where the reads ended.
+    fn check_head_line_limits(&self, held: usize) -> Result<(), Reject> {
+        // The line may end in the CR of its CRLF, hence the + 1 and the - 1.
+        let (line_limit, too_long) = match self.facts.seen_request_line {
+            false => (self.limits.request_line + 1, Reject::UriTooLong),
+            true => (
+                self.limits.field_size.saturating_sub(1),
+                Reject::HeaderFieldsTooLarge,
+            ),
+        };
+        let line_past = self.facts.line_start + line_limit;
+        let head_past = self.facts.request_start + self.limits.head;
+        match held > line_past.min(head_past) {
+            true if line_past <= head_past => Err(too_long),
+            true => Err(Reject::HeaderFieldsTooLarge),
+            false => Ok(()),
         }
-        self.check_head_size()
-    }
-
-    /// Refuses a head (complete or not) past `limits.head`: the per-line limits
-    /// alone let one connection make us hold `fields` × `field_size` (800 KB).
-    fn check_head_size(&self) -> Result<(), Reject> {
-        if self.head.len() - self.facts.request_start > self.limits.head {
-            return Err(Reject::HeaderFieldsTooLarge);
-        }
-        Ok(())
     }
 
     /// A complete line (ending in LF) was appended to `head`: validate it.
     fn end_head_line<S: Sink>(&mut self, out: &mut S) -> Result<(), Reject> {
+        self.check_head_line_limits(self.head.len() - 1)?;
         let start = self.facts.line_start;
         let line = strip_crlf(&self.head[start..])?;
-        self.check_head_size()?;
+        if self.head.len() - self.facts.request_start > self.limits.head {
+            return Err(Reject::HeaderFieldsTooLarge); // the LF counts too
+        }
         self.facts.line_start = self.head.len();
         if !self.facts.seen_request_line {
             if line.is_empty() && start == 0 {
@@ -693,5 +694,7 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
     })
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 
 use crate::conn_watch::{self, Activity, Drain, H2Io, H2Timeouts};
 use crate::front::Front;
+use crate::guard::client_close::PeerEnded;
 use crate::guard::{self, ConnTimeouts, GuardLimits};
 use crate::http1::{self, body::ClientBody};
 use crate::net::BindAddr;
@@ -288,7 +289,7 @@ impl Conn {
     /// accepted the connection).
     fn serve<IO>(self, io: IO, info: ConnInfo) -> impl std::future::Future<Output = ()> + Send
     where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        IO: AsyncRead + AsyncWrite + PeerEnded + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.drain.stop_token());
         let front = self.front.service(info, activity.clone());
@@ -331,14 +332,22 @@ impl Conn {
                 None => return,
             }
         }
-        let io = Prefixed::new(rest, s);
         let Some(tls) = tls else {
-            return self.serve(io, info).await;
+            return self.serve(Prefixed::new(rest, s), info).await;
+        };
+        // The handshake's time counts from here: the wait for the first byte is in it,
+        // or a client sending its first byte late would get the timeout twice.
+        let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+        // Plain HTTP sent to the TLS port gets nginx's 400, not a TLS alert. Boxed:
+        // its read buffers (4 KiB) would otherwise stay in this future for the
+        // connection's whole life (tests/memory.rs: 15.8 KiB per parked TLS one).
+        let Some(io) = Box::pin(crate::tls::past_plain_http(rest, s)).await else {
+            return;
         };
         // The handshake and the stream boxed: rustls's state (about 3.5 KiB) then
         // lives once, not also in room kept for it in each future that moves it.
         let handshake = Box::pin(tls.acceptor().accept(io));
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls_stream)) => {
                 info.scheme = Scheme::Https;
                 self.serve(Box::new(tls_stream), info).await

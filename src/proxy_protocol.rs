@@ -223,6 +223,13 @@ impl<S> Prefixed<S> {
     }
 }
 
+/// The socket under the prefix (the client-close watch asks it whether the peer left).
+impl<S: std::os::fd::AsFd> std::os::fd::AsFd for Prefixed<S> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,

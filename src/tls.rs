@@ -1,6 +1,12 @@
 //! TLS termination with rustls: TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`. The
 //! certificate and key are PEM files (`--certfile`, `--keyfile`, gunicorn's names),
 //! read again on HUP so a renewed certificate is served without a restart.
+//! `plain_http` answers plain HTTP sent to a TLS port; `redirect` serves the plain-HTTP
+//! bind that sends clients to HTTPS.
+
+mod plain_http;
+pub(crate) mod redirect;
+pub(crate) use plain_http::past_plain_http;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -61,7 +61,8 @@ print(" ".join(got))
 
 #[test]
 fn hello_over_http1_on_uvloop() {
-    let server = asgi(&[]);
+    // The worker's own boot line (which names the loop) is a debug record.
+    let server = asgi(&["--log-level", "debug"]);
     assert_eq!(get(&server, "/"), (200, "hello".into()));
     let line = server.wait_for_log("booted: app asgi_raw:app (ASGI", Duration::from_secs(5));
     assert!(line.contains("uvloop loop"), "{line}");
@@ -527,4 +528,81 @@ fn an_app_of_the_other_interface_is_exit_2_with_one_line() {
     let line = "\"asgi_raw:app\" is an ASGI app (async def); its workers are WSGI: add -k asgi \
                 (or [workers] interface = \"asgi\")";
     assert!(log.contains(line), "{log}");
+}
+
+/// `/listened` of asgi_raw: (heard, ended, waited).
+fn listened(server: &Server) -> (u64, u64, u64) {
+    listened_at(&server.url("/listened"))
+}
+
+fn listened_at(url: &str) -> (u64, u64, u64) {
+    let body = client().get(url).send().unwrap().text().unwrap();
+    let n: Vec<u64> = body.split(' ').map(|x| x.parse().unwrap()).collect();
+    (n[0], n[1], n[2])
+}
+
+/// Tasks awaiting `receive()` (a listener for the disconnect, as Django's and
+/// Starlette's beside a streaming response; here two at once) while the request's
+/// task streams to a client that reads slowly, so its `send()` waits under
+/// back-pressure: when the client goes, every listener hears `http.disconnect`
+/// and the stream ends (`send()` raises). Before the fix a second `receive()`
+/// took the first's place, which then waited for ever.
+#[test]
+fn listeners_and_a_paused_stream_all_learn_of_the_disconnect() {
+    use std::io::Read;
+    let server = asgi(&["-w", "1"]);
+    let mut s = open_get(&server, "/listen-stream?2");
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    while got < 256 * 1024 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got += n;
+    }
+    // The client reads no more: the stream is paused, its send() waits.
+    wait_until("a send() waits", Duration::from_secs(20), || {
+        listened(&server).2 > 0
+    });
+    drop(s); // unread bytes: a reset
+    wait_until("both listeners heard it", Duration::from_secs(20), || {
+        listened(&server).0 == 2
+    });
+    wait_until("the stream ended", Duration::from_secs(20), || {
+        listened(&server).1 == 1
+    });
+    // Over HTTP/2: a reset of the stream.
+    let waited = listened(&server).2;
+    let url = server.url("/listened");
+    // Its waits run beside the h2 connection's task, which must run to reset.
+    let wait = |what: &'static str, done: fn((u64, u64, u64), u64) -> bool| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until(what, Duration::from_secs(20), || {
+                done(listened_at(&url), waited)
+            })
+        })
+    };
+    runtime().block_on(async {
+        let mut client = h2_client(server.addr).await;
+        let req = http::Request::builder()
+            .uri(format!("http://{}/listen-stream?2", server.addr))
+            .body(())
+            .unwrap();
+        let (resp, send) = client.send_request(req, true).unwrap();
+        let mut body = resp.await.unwrap().into_body();
+        let chunk = body.data().await.unwrap().unwrap();
+        assert!(!chunk.is_empty());
+        // Never released: the window closes, the front pauses the stream.
+        let paused = wait("a send() waits", |(_, _, w), before| w > before);
+        paused.await.unwrap();
+        drop((body, send)); // h2 resets a stream dropped unread
+        wait("both listeners heard it", |(h, _, _), _| h == 4)
+            .await
+            .unwrap();
+        wait("the stream ended", |(_, e, _), _| e == 2)
+            .await
+            .unwrap();
+        drop(client);
+    });
+    assert!(!server.log().contains("Traceback"), "{}", server.log());
 }

@@ -33,7 +33,7 @@ fn number(server: &Server, path: &str) -> u64 {
 /// read whole once the app gets to it.
 #[test]
 fn bodies_an_app_has_not_read_are_not_held_in_the_worker() {
-    let (server, _admin) = attack_server(&[]);
+    let (server, _admin) = attack_server(&["--log-level", "debug"]);
     let pid: i32 = number(&server, "/pid") as i32;
     let before = rss_kib(pid);
     const SIZE: usize = 40 * 1024 * 1024;
@@ -53,19 +53,12 @@ fn bodies_an_app_has_not_read_are_not_held_in_the_worker() {
         Duration::from_secs(30),
         || number(&server, "/waiting") == CLIENTS as u64,
     );
-    // The front forwards each body right after its head, as fast as the worker
-    // reads: the worker's memory stops moving once it read what it would.
-    let (mut seen, mut same) = (0, 0);
-    wait_until(
-        "the worker read what it would",
-        Duration::from_secs(20),
-        || {
-            let now = rss_kib(pid);
-            same = if now == seen { same + 1 } else { 0 };
-            seen = now;
-            same >= 8
-        },
-    );
+    // The front forwards each body right after its head, up to its window: the
+    // front says (at debug) when a body's window is full, which, with an app that
+    // reads nothing, is all the worker is sent of it until the app reads.
+    wait_until("every body's window full", Duration::from_secs(30), || {
+        server.log().matches("body's window is full").count() >= CLIENTS
+    });
     assert_eq!(get(&server.url("/release")).0, 200);
     for mut s in clients {
         let answer = read_one_response(&mut s);
@@ -132,6 +125,65 @@ fn a_task_that_ignores_its_cancel_costs_only_its_request() {
     server.wait_for_log("ignored its cancellation", Duration::from_secs(1));
 }
 
+/// A GET of `path` whose answer is under way (its first bytes read): the stream.
+fn streaming(server: &Server, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    assert!(s.read(&mut buf).unwrap() > 0);
+    s
+}
+
+/// Tasks that ignore their cancel cannot pile up past `worker_connections`: the
+/// worker's loop answers the master's Cancel (it is not blocked), but the request
+/// keeps its slot until its task really ends; once such tasks hold half the
+/// slots, the worker is replaced, and its drain lets them go. Before the fix the
+/// slot was freed as the worker gave up on the task, so a client hitting such a
+/// view again and again grew the worker's tasks (and memory) without bound.
+#[test]
+fn tasks_that_ignore_their_cancel_keep_their_slots_and_recycle_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "[workers]\nqueue_timeout = 2\n").unwrap();
+    let conf = conf.to_str().unwrap();
+    let args = ["-t", "1", "--worker-connections", "3", "-c", conf];
+    let (server, admin) = attack_server(&args);
+    let pid = get(&server.url("/pid")).1;
+    // One slot: a task that swallows its cancel and ends 30 s later.
+    assert_eq!(get(&server.url("/swallow?30")).0, 504);
+    server.wait_for_log("ignored its cancellation", Duration::from_secs(10));
+    // The two others: streams that never stay silent.
+    let held = [
+        streaming(&server, "/tick?40"),
+        streaming(&server, "/tick?40"),
+    ];
+    // The swallowing task's slot is still taken: a request finds none (503 at
+    // the queue's timeout), where before it found one free.
+    assert_eq!(get(&server.url("/pid")).0, 503, "{}", server.log());
+    drop(held);
+    wait_until("the streams' slots free", Duration::from_secs(10), || {
+        get(&server.url("/pid")) == (200, pid.clone())
+    });
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 0);
+    // A second one: they hold 2 of 3 slots, and the worker is replaced.
+    assert_eq!(get(&server.url("/swallow?30")).0, 504);
+    server.wait_for_log("hold half the worker's slots", Duration::from_secs(10));
+    wait_until("a new worker serves", Duration::from_secs(30), || {
+        let (status, now) = get(&server.url("/pid"));
+        status == 200 && now != pid
+    });
+    let exited = format!("worker exited pid={pid} status=exit 0");
+    server.wait_for_log(&exited, Duration::from_secs(30));
+    assert!(
+        server.log().contains("let go of 2 request(s)"),
+        "{}",
+        server.log()
+    );
+    assert!(!server.log().contains("WORKER TIMEOUT"), "{}", server.log());
+    assert_eq!(metric(&admin, TIMEOUT_RESTARTS), 1);
+}
+
 /// `sys.exit()` (or a KeyboardInterrupt) in a handler fails that request only: a
 /// 500 before the head, a cut response after. asyncio lets both out of the loop,
 /// and before the fix the worker exited with every request it served (502s).
@@ -168,4 +220,49 @@ fn a_control_character_in_a_header_is_the_apps_500() {
     let (server, _admin) = attack_server(&[]);
     assert_eq!(get(&server.url("/header-ctl")).0, 500);
     server.wait_for_log("invalid value for header \"x-a\"", Duration::from_secs(5));
+}
+
+/// `sys.exit()` (or a KeyboardInterrupt) in a task the app started itself (a
+/// background job, `asyncio.create_task` in a view) or in a callback it scheduled
+/// costs only that task: one error record with its traceback, and the worker and
+/// its other requests live on. asyncio lets both out of the loop, and before the
+/// fix the worker exited with every request it served (the stream was cut).
+#[test]
+fn system_exit_in_a_task_the_app_started_costs_only_that_task() {
+    for asgi_loop in ["uvloop", "asyncio"] {
+        let (server, _admin) = attack_server(&["--asgi-loop", asgi_loop]);
+        let pid = get(&server.url("/pid")).1;
+        let url = server.url("/tick?4");
+        let ticking = thread::spawn(move || get(&url));
+        assert_eq!(get(&server.url("/spawn-exit")), (200, "spawned".into()));
+        server.wait_for_log("in _spawned_exit", Duration::from_secs(5));
+        assert_eq!(get(&server.url("/spawn-interrupt")).0, 200);
+        server.wait_for_log("in _spawned_interrupt", Duration::from_secs(5));
+        let (status, body) = ticking.join().unwrap();
+        assert_eq!((status, body.ends_with("end\n")), (200, true), "{body}");
+        assert_eq!(get(&server.url("/pid")), (200, pid), "{}", server.log());
+        // Once each, with the traceback; asyncio does not report it again.
+        let log = server.log();
+        assert_eq!(log.matches("in _spawned_exit").count(), 1, "{log}");
+        assert_eq!(log.matches("in _spawned_interrupt").count(), 1, "{log}");
+        assert!(!log.contains("never retrieved"), "{log}");
+    }
+}
+
+/// A task that ignores every cancel (its request keeps its slot) does not hold up
+/// a drain: TERM lets go of it, and the worker runs its lifespan shutdown and exits
+/// 0 by itself, not killed at the end of `graceful_timeout`.
+#[test]
+fn a_task_that_ignores_its_cancel_does_not_hold_up_the_drain() {
+    let (mut server, _admin) = attack_server(&["-t", "1", "--graceful-timeout", "20"]);
+    let pid = get(&server.url("/pid")).1;
+    assert_eq!(get(&server.url("/stubborn?60")).0, 504);
+    server.wait_for_log("ignored its cancellation", Duration::from_secs(10));
+    server.signal(libc_sig("TERM"));
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains("ASGI lifespan shutdown done"), "{log}");
+    let exited = format!("worker exited pid={pid} status=exit 0");
+    assert!(log.contains(&exited), "{exited:?} not in\n{log}");
 }

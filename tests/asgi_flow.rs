@@ -31,15 +31,18 @@ fn body(seed: u64) -> (Vec<u8>, String) {
 }
 
 fn flow_server() -> (Server, i32) {
-    let server = test_app("asgi_flow:app", &["-k", "asgi", "-w", "1"]).start();
+    let args = ["-k", "asgi", "-w", "1", "--log-level", "debug"];
+    let server = test_app("asgi_flow:app", &args).start();
     let (status, pid) = get(&server.url("/pid"));
     assert_eq!(status, 200);
     (server, pid.trim().parse().unwrap())
 }
 
-/// With every upload waiting in the app unread: the worker's peak memory grows by
-/// far less than the 50 MiB sent (watched for 2 s: without a window it passes 40
-/// MiB at once); then the app reads them, and each arrives whole.
+/// With every upload waiting in the app unread and every body's window full (the
+/// front says so at debug: all the worker is sent of a body its app does not
+/// read): the worker's peak memory grew by far less than the 50 MiB sent
+/// (without a window it passes 40 MiB at once); then the app reads them, and each
+/// arrives whole.
 fn held_then_read(server: &Server, worker: i32, uploads: thread::JoinHandle<Vec<(u16, String)>>) {
     let base = rss_kib(worker);
     wait_until(
@@ -47,16 +50,14 @@ fn held_then_read(server: &Server, worker: i32, uploads: thread::JoinHandle<Vec<
         Duration::from_secs(60),
         || get(&server.url("/held")).1 == STREAMS.to_string(),
     );
-    let grew = |limit_kib: u64| peak_rss_kib(worker).saturating_sub(base) > limit_kib;
-    let watch = std::time::Instant::now();
-    while watch.elapsed() < Duration::from_secs(2) {
-        assert!(
-            !grew(40 * 1024),
-            "the worker buffered the bodies its app does not read: {} KiB more",
-            peak_rss_kib(worker) - base
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("every body's window full", Duration::from_secs(60), || {
+        server.log().matches("body's window is full").count() >= STREAMS
+    });
+    let grew = peak_rss_kib(worker).saturating_sub(base);
+    assert!(
+        grew < 40 * 1024,
+        "the worker buffered the bodies its app does not read: {grew} KiB more"
+    );
     assert_eq!(get(&server.url("/go")).0, 200);
     let answers = uploads.join().unwrap();
     for (i, (status, answer)) in answers.into_iter().enumerate() {
@@ -187,32 +188,43 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The log of a drain that ended `worker`'s two open streams itself: both were
+/// still open when it did, its app heard of it after, and the worker then
+/// exited by itself (0), not killed at the drain's end.
+fn drained_by_the_cut(log: &str, worker: i32) {
+    let cut = log
+        .find("drain: ending the ASGI worker's open streams")
+        .unwrap_or_else(|| panic!("no cut in\n{log}"));
+    let line = log[cut..].lines().next().unwrap();
+    assert!(line.contains("streams=2"), "{line}");
+    let heard = log.find("sse: http.disconnect").expect("the app heard it");
+    assert!(
+        heard > cut,
+        "the app heard of a disconnect before the cut\n{log}"
+    );
+    let exited = format!("worker exited pid={worker} status=exit 0");
+    assert!(log.contains(&exited), "{exited:?} not in\n{log}");
+}
+
 /// TERM with two endless SSE streams and `--graceful-timeout 6`: near the deadline
-/// (6 s - 20%) the streams end, the app sees `http.disconnect`, the lifespan
-/// shutdown runs, and the master exits 0 at ~5 s (asserted: under 8 s), where it used to wait 6 s and
-/// then kill the worker 5 s later, its lifespan shutdown never run.
+/// (6 s - 20%, `policy::drain_cut`) the streams end, the app sees
+/// `http.disconnect`, the lifespan shutdown runs, and the worker and the master
+/// exit 0, where the master used to wait 6 s and then kill the worker 5 s later,
+/// its lifespan shutdown never run. Facts, not timings: both streams were still
+/// open when the drain ended them, the app heard of it after, and the worker
+/// exited by itself.
 #[test]
 fn term_ends_endless_asgi_streams_in_time_for_the_lifespan_shutdown() {
     let dir = temp_dir("flow-term");
     let (mut server, file, worker, streams) = draining_server(&dir);
     let readers = ended(streams);
-    let sent = std::time::Instant::now();
     server.signal(libc_sig("TERM"));
     let status = server.wait_exit(Duration::from_secs(20));
-    let took = sent.elapsed();
     assert!(status.success(), "{status:?}\n{}", server.log());
-    assert!(
-        took >= Duration::from_millis(4500) && took < Duration::from_secs(8),
-        "the master exited {took:?} after TERM\n{}",
-        server.log()
-    );
     for r in readers {
-        let at = r.join().unwrap() - sent;
-        assert!(
-            at < Duration::from_secs(6),
-            "a stream ended {at:?} after TERM"
-        );
+        r.join().unwrap();
     }
+    drained_by_the_cut(&server.log(), worker);
     let shutdown = std::fs::read_to_string(&file).unwrap_or_default();
     assert_eq!(shutdown, format!("shutdown {worker}\n"), "{}", server.log());
     let log = server.log();
@@ -249,7 +261,9 @@ fn hup_ends_the_old_asgi_workers_endless_streams_and_runs_its_lifespan_shutdown(
         || std::fs::read_to_string(&file).unwrap_or_default() == format!("shutdown {old}\n"),
     );
     let exit_line = |l: &str| {
-        l.contains("worker exited") && l.contains(&format!("pid={old}")) && l.contains("status: 0")
+        l.contains("worker exited")
+            && l.contains(&format!("pid={old}"))
+            && l.contains("status=exit 0")
     };
     wait_until("the old worker's exit 0", Duration::from_secs(5), || {
         server.log().lines().any(exit_line)
@@ -287,8 +301,8 @@ fn a_held_upload_past_its_timeout_is_answered_504_in_time() {
     assert_eq!(get(&server.url("/pid")).1, pid, "the same worker serves on");
 }
 
-/// The same TERM with the SSE streams on one HTTP/2 connection: they end (reset)
-/// before the deadline, and the lifespan shutdown runs.
+/// The same TERM with the SSE streams on one HTTP/2 connection: the drain ends
+/// them (reset), and the lifespan shutdown runs.
 #[test]
 fn term_ends_endless_asgi_streams_over_http2_too() {
     let dir = temp_dir("flow-term-h2");
@@ -326,16 +340,11 @@ fn term_ends_endless_asgi_streams_over_http2_too() {
         })
     });
     opened_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    let sent = std::time::Instant::now();
     server.signal(libc_sig("TERM"));
     let status = server.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}\n{}", server.log());
-    assert!(sent.elapsed() < Duration::from_secs(8), "{}", server.log());
-    let ended = streams.join().unwrap() - sent;
-    assert!(
-        ended < Duration::from_secs(6),
-        "streams ended {ended:?} after TERM"
-    );
+    streams.join().unwrap();
+    drained_by_the_cut(&server.log(), worker.trim().parse().unwrap());
     let shutdown = std::fs::read_to_string(&file).unwrap_or_default();
     assert_eq!(
         shutdown,

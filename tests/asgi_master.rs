@@ -171,7 +171,7 @@ fn an_app_of_the_other_interface_is_one_line_and_exit_2() {
 /// and it goes on once the client reads.
 #[test]
 fn a_response_its_client_does_not_read_is_paused_in_the_worker() {
-    let (server, admin) = asgi_server(&[]);
+    let (server, admin) = asgi_server(&["--log-level", "debug"]);
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n")
         .unwrap();
@@ -196,7 +196,7 @@ fn a_response_its_client_does_not_read_is_paused_in_the_worker() {
 /// The same over HTTP/2, whose client keeps its window shut.
 #[test]
 fn an_http2_response_its_client_does_not_read_is_paused_in_the_worker() {
-    let (server, admin) = asgi_server(&[]);
+    let (server, admin) = asgi_server(&["--log-level", "debug"]);
     let rt = runtime();
     let (_client, mut body) = rt.block_on(async {
         let mut client = h2_client(server.addr).await;
@@ -223,23 +223,14 @@ fn an_http2_response_its_client_does_not_read_is_paused_in_the_worker() {
     assert!(number(&server, "/produced") > stalled);
 }
 
-/// What /stream produced once it stopped growing (sampled until two readings
-/// 300 ms apart agree; the pause is the fact waited on, bounded).
+/// What /stream produced once paused. The worker says (at debug) when a send()
+/// waits for the front's Resume, and a paused stream produces nothing more until
+/// its client reads: the fact waited on (no sampling of a count).
 fn settled(server: &Server) -> u64 {
-    let mut last = u64::MAX;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = number(server, "/produced");
-        if now == last && now > 0 {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never paused: {now} bytes produced"
-        );
-        last = now;
-        thread::sleep(Duration::from_millis(300));
-    }
+    server.wait_for_log("send() waits: the front paused", Duration::from_secs(20));
+    let produced = number(server, "/produced");
+    assert!(produced > 0, "paused before producing");
+    produced
 }
 
 fn pattern(len: usize) -> Vec<u8> {

@@ -1,10 +1,11 @@
 //! The README's "Getting started" (Django, Flask, WebSockets with Flask-Sock and
-//! Flask-SocketIO, ASGI with Django Channels and FastAPI), "Development mode" and "Migrating from gunicorn + nginx"
+//! Flask-SocketIO, ASGI with Django Channels and FastAPI), "Development mode", "TLS" and "Migrating from gunicorn + nginx"
 //! sections, run word for word: the commands come out of the README's code
 //! blocks marked ```` ```sh title="NAME" ````, so README and test cannot drift apart.
 //! Setup blocks run in bash in a temp dir; only the two commands that would reach the
 //! network are stood in for by the pinned test venv (`python3 -m venv .venv` links it,
-//! `pip install X` checks that X imports). `ferricorn ...` lines run the real binary
+//! `pip install X` checks that X imports, a path or `git+` URL standing for ferricorn
+//! itself). `ferricorn ...` lines run the real binary
 //! (with `-b 127.0.0.1:0` appended) in the directory the setup block ended in.
 
 mod common;
@@ -52,7 +53,7 @@ fn run_setup(name: &str, dir: &Path) -> PathBuf {
     let script = format!(
         "set -eo pipefail\n\
          python3() {{ if [ \"$*\" = '-m venv .venv' ]; then ln -s \"$TEST_VENV\" .venv; else command python3 \"$@\"; fi; }}\n\
-         pip() {{ [ \"$1\" = install ] || return 1; shift; for p in \"$@\"; do python -c \"import $p\"; done; }}\n\
+         pip() {{ [ \"$1\" = install ] || return 1; shift; for p in \"$@\"; do case $p in /*|git+*|.) p=ferricorn;; esac; python -c \"import $p\"; done; }}\n\
          {}\npwd > \"$FINAL_DIR\"\n",
         readme_block(name)
     );
@@ -145,15 +146,11 @@ fn protected_download(project: &Path, args: &[String]) {
         readme_block("django-protected-view"),
     )
     .unwrap();
-    let urls = project.join("mysite/urls.py");
-    let mut text = std::fs::read_to_string(&urls).unwrap();
-    text += "\nfrom . import views\nurlpatterns.append(path('report/', views.report))\n";
-    std::fs::write(&urls, text).unwrap();
+    run_setup("django-protected-setup", project);
     let toml = project.join("django.toml");
     let mut conf = std::fs::read_to_string(&toml).unwrap();
     conf += &format!("\n{}", readme_block("django-protected-mount"));
     std::fs::write(&toml, conf).unwrap();
-    std::fs::create_dir_all(project.join("protected")).unwrap();
     let pdf = b"%PDF-1.4 a report only staff may read\n";
     std::fs::write(project.join("protected/report.pdf"), pdf).unwrap();
 
@@ -164,6 +161,9 @@ fn protected_download(project: &Path, args: &[String]) {
         302,
         "the view sends strangers to log in"
     );
+    let login = header(&anonymous, "location").unwrap().to_string();
+    assert_eq!(login, "/admin/login/?next=/report/");
+    assert_eq!(get(&server, &login).status(), 200, "a login page is there");
     assert_eq!(get(&server, "/protected/report.pdf").status(), 404);
     let cookies = django_admin_login(&server, "admin", "change-me");
     let c = client();
@@ -205,7 +205,8 @@ fn readme_django_getting_started() {
             .unwrap()
             .starts_with("text/css"));
         assert!(header(&css, "etag").is_some(), "not served by the front");
-        assert_eq!(header(&css, "cache-control"), None);
+        // `--static` gets a mount's default Cache-Control, as conf/django.toml does.
+        assert_eq!(header(&css, "cache-control"), Some("public, max-age=3600"));
         django_admin_login(&server, "admin", "change-me");
         assert!(
             !server.log().contains("Press Ctrl-C"),
@@ -281,6 +282,85 @@ fn readme_flask_getting_started() {
         header(&get(&server, "/static/site.css"), "cache-control"),
         Some("public, max-age=3600")
     );
+}
+
+/// Until a release, `pip install ferricorn` cannot work: every block installs from a
+/// clone instead, as the text before them says.
+#[test]
+fn the_blocks_install_what_works_before_a_release() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let installs: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("pip install "))
+        .collect();
+    assert!(installs.len() >= 6, "{installs:?}");
+    for line in installs {
+        // Until a release, ferricorn comes from its source (a path, a git URL, an
+        // sdist): never a bare requirement, which pip would look up on PyPI.
+        let command = line.split('#').next().unwrap();
+        for word in command.split_whitespace().skip(2) {
+            let name = word.trim_matches('"');
+            let bare = name.split(['=', '<', '>', '~', '[', ';']).next().unwrap();
+            assert_ne!(bare, "ferricorn", "{line}");
+        }
+        assert!(command.contains("/path/to/ferricorn"), "{line}");
+    }
+    assert!(readme.contains("pip install .` inside it"));
+    assert!(readme.contains("pip install \"git+https://"));
+}
+
+/// The README's TLS section: its self-signed certificate, then the Flask project over
+/// TLS with the port-80 redirect (both binds on free ports), reached with curl.
+#[test]
+fn readme_tls_with_the_http_redirect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = run_setup("getting-started-flask", tmp.path());
+    std::fs::write(project.join("app.py"), readme_block("app.py")).unwrap();
+    run_setup("tls-certificate", &project);
+    let line = readme_block("run-tls")
+        .replace("0.0.0.0:443", "127.0.0.1:0")
+        .replace("0.0.0.0:80", "127.0.0.1:0");
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("ferricorn"));
+    let server = Launch::new(words).current_dir(&project).start();
+    let port = server.addr.port();
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "10", "--cacert", "cert.pem"])
+            .args(args)
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        assert_success("curl", &out)
+    };
+    let https = format!("https://localhost:{port}/");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let page = curl(&["--resolve", &resolve, "-w", "\n%{http_version}", &https]);
+    assert!(page.contains("Hello from Flask"), "{page}");
+    assert!(page.ends_with("\n2"), "HTTP/2 by ALPN: {page}");
+
+    let line = server.wait_for_log("Redirecting plain HTTP to HTTPS at: http://", DEADLINE);
+    let plain = line.split("http://").nth(1).unwrap().trim().to_string();
+    let plain_port = plain.rsplit(':').next().unwrap();
+    let resolve_plain = format!("localhost:{plain_port}:127.0.0.1");
+    let moved = curl(&[
+        "-i",
+        "--resolve",
+        &resolve_plain,
+        &format!("http://localhost:{plain_port}/x"),
+    ]);
+    assert!(moved.starts_with("HTTP/1.1 301 "), "{moved}");
+    let location = format!("location: https://localhost:{port}/x\r\n");
+    assert!(moved.contains(&location), "{moved}");
+    let followed = curl(&[
+        "-L",
+        "--resolve",
+        &resolve_plain,
+        "--resolve",
+        &resolve,
+        &format!("http://localhost:{plain_port}/"),
+    ]);
+    assert!(followed.contains("Hello from Flask"), "{followed}");
 }
 
 /// The WebSocket echo of the README, reached with the `websockets` client library.

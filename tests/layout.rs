@@ -198,3 +198,44 @@ fn nothing_refers_outside_the_repository() {
     }
     assert!(outside.is_empty(), "{outside:#?}");
 }
+
+/// The README's "Tests" section names every file of `tests/` (it once named 13 of
+/// them) and says that the command needs root, its time and its disk.
+#[test]
+fn the_readme_lists_every_test_file() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Tests\n")
+        .nth(1)
+        .expect("README has a Tests section");
+    let section = section.split("\n## ").next().unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(repo().join("tests")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".rs") && !section.contains(&format!("`{name}`")) {
+            missing.push(name);
+        }
+    }
+    missing.sort();
+    assert!(missing.is_empty(), "not in the README's Tests: {missing:?}");
+    for fact in ["as root", "15\nminutes", "9 GiB"] {
+        let flat = section.replace('\n', " ");
+        assert!(flat.contains(&fact.replace('\n', " ")), "{fact:?} not said");
+    }
+}
+
+/// The README cites only files the repository has (it cited a design document
+/// three times that is not in it).
+#[test]
+fn the_readme_cites_no_missing_document() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    for word in readme.split(|c: char| c.is_whitespace() || "`()[]\"',;:".contains(c)) {
+        let word = word.trim_end_matches('.');
+        if word.ends_with(".md") && !word.starts_with("http") && !repo().join(word).exists() {
+            missing.push(word.to_string());
+        }
+    }
+    missing.dedup();
+    assert!(missing.is_empty(), "{missing:?}");
+}

@@ -83,3 +83,28 @@ fn app_output_that_spells_a_record_is_app_output() {
         assert_eq!(get(&server.url("/pid")).0, 200);
     }
 }
+
+/// Each worker's boot is one INFO line (the worker's own `booted: app ...` said it
+/// again, at debug now), and exits read `exit 0` or `signal TERM` (they read
+/// `status=exit status: 0`).
+#[test]
+fn a_boot_is_one_line_and_an_exit_reads_well() {
+    let mut server = test_app("front_app:app", &["-w", "2"]).start();
+    server.signal(15);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let log = server.log();
+    assert_eq!(log.matches("Booted worker").count(), 2, "{log}");
+    assert!(!log.contains("booted: app"), "{log}");
+    let exits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("worker exited"))
+        .collect();
+    assert_eq!(exits.len(), 2, "{log}");
+    for line in exits {
+        assert!(line.contains("status=exit 0"), "{line}");
+        assert!(!line.contains("exit status"), "{line}");
+    }
+    // At debug, the worker's own line is still there for whoever wants it.
+    let server = test_app("front_app:app", &["-w", "1", "--log-level", "debug"]).start();
+    server.wait_for_log("booted: app front_app:app", Duration::from_secs(10));
+}

@@ -491,6 +491,17 @@ fn the_readme_demo_serves_its_app_and_static_fixtures() {
         c.get(server.url("/hello")).send().unwrap().text().unwrap(),
         "Hello, World!"
     );
+    // The app's docstring names these commands (it named `cargo run --release -- -c
+    // conf/demo.toml`, which exits 2: no venv there has the worker module).
+    let doc = std::fs::read_to_string(repo().join("conf/demo/demo_app.py")).unwrap();
+    assert!(doc.contains("`bash deploy/demo.sh`"), "{doc}");
+    assert!(doc.contains("`ferricorn -c conf/demo.toml`"), "{doc}");
+    assert!(!doc.contains("cargo run"), "{doc}");
+    let script = std::fs::read_to_string(repo().join("deploy/demo.sh")).unwrap();
+    assert!(
+        script.contains("/bin/ferricorn\" -c conf/demo.toml"),
+        "{script}"
+    );
 }
 
 /// The lines of the README code block titled `title`.

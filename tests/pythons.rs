@@ -75,7 +75,7 @@ fn each_python_runs_the_workers_of_its_own_venv_as_an_unprivileged_user() {
         assert_ne!(info["base_prefix"], venv, "{v}: not a venv");
         let log = server.log();
         assert!(log.contains("chosen_by=beside ferricorn"), "{log}");
-        assert!(log.contains(&format!("on cpython {v}.")), "{log}");
+        assert!(log.contains(&format!("python=cpython {v}.")), "{log}");
         let uid = ferri_uid();
         assert_ne!(uid, 0);
         assert_eq!(uid_of(server.pid()), uid, "the master");
@@ -153,7 +153,7 @@ fn django_6_1_startproject_site_on_3_14_serves_its_admin_login() {
     let page = client().get(server.url("/admin/login/")).send().unwrap();
     assert_eq!(page.status(), 200);
     assert!(
-        server.log().contains("on cpython 3.14."),
+        server.log().contains("python=cpython 3.14."),
         "{}",
         server.log()
     );

@@ -6,9 +6,10 @@
 # target/test-venv with pinned Flask, Django and the WebSocket apps and clients,
 # Autobahn|Testsuite under target/autobahn (with a CPython 2.7), one under
 # target/deploy-venv with
-# the pinned validators of deploy/, the wheel (deploy/build-wheel.sh, with a pinned
-# maturin), and a Debian sid chroot with newer CPythons (tests/pythons/setup.sh,
-# debootstrap). `.ci/run` calls exactly this.
+# the pinned validators of deploy/, one under target/build-venv with a pinned PEP 517
+# front end (`build`), the wheel (deploy/build-wheel.sh, with a pinned maturin), and
+# a Debian sid chroot with newer CPythons (tests/pythons/setup.sh, debootstrap).
+# `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +58,19 @@ if [ ! -x "$DEPLOY_VENV/bin/python" ] || ! cmp -s "$DEPLOY_REQS" "$DEPLOY_VENV/.
   "$DEPLOY_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$DEPLOY_REQS"
   "$DEPLOY_VENV/bin/pip" check --disable-pip-version-check
   cp "$DEPLOY_REQS" "$DEPLOY_VENV/.requirements"
+fi
+
+# The PEP 517 front end `build` for tests/source_install.rs (it makes the sdist).
+BUILD_VENV=target/build-venv
+BUILD_REQS=tests/build-requirements.txt
+if [ ! -x "$BUILD_VENV/bin/python" ] || ! cmp -s "$BUILD_REQS" "$BUILD_VENV/.requirements"; then
+  echo "creating $BUILD_VENV"
+  rm -rf "$BUILD_VENV"
+  mkdir -p target
+  "$PYTHON" -m venv "$BUILD_VENV"
+  "$BUILD_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r "$BUILD_REQS"
+  "$BUILD_VENV/bin/pip" check --disable-pip-version-check
+  cp "$BUILD_REQS" "$BUILD_VENV/.requirements"
 fi
 
 # Autobahn|Testsuite for tests/websocket_autobahn.rs: Python 2.7 code (no Python 3

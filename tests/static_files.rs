@@ -62,7 +62,11 @@ fn files_get_type_length_validators() {
     assert_eq!(h(&r, "accept-ranges"), "bytes");
     assert!(h(&r, "etag").starts_with('"'));
     assert!(h(&r, "last-modified").ends_with("GMT"));
-    assert_eq!(h(&r, "cache-control"), "", "no cache_control configured");
+    assert_eq!(
+        h(&r, "cache-control"),
+        "public, max-age=3600",
+        "the default"
+    );
     assert_eq!(r.bytes().unwrap(), fixture("css/site.css"));
 
     let js = get(&s, "/static/js/app.js", &[]);
@@ -476,7 +480,11 @@ fn immutable_files_and_extra_headers() {
     assert_eq!(h(&hashed, "access-control-allow-origin"), "*");
     let plain = get(&s, "/assets/app.js", &[("range", "bytes=0-0")]);
     assert_eq!(plain.status(), 206);
-    assert_eq!(h(&plain, "cache-control"), "");
+    assert_eq!(
+        h(&plain, "cache-control"),
+        "public, max-age=3600",
+        "the default"
+    );
     assert_eq!(h(&plain, "access-control-allow-origin"), "*");
     let etag = h(&plain, "etag");
     let not_modified = get(&s, "/assets/app.js", &[("if-none-match", &etag)]);

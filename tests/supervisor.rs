@@ -620,3 +620,184 @@ fn no_more_condemned_workers_than_the_pool_the_next_timeout_kills_at_once() {
     let ((status, body), _) = alive.join().unwrap();
     assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
 }
+
+/// `sup_app:app` (or the app `conf` names) from tests/apps, its settings from the
+/// config file `conf`, which names the app too, so that a HUP can change it.
+fn conf_launch(conf: &Path, extra: &[&str]) -> Launch {
+    let apps = apps_dir();
+    let mut args = vec![
+        "--chdir",
+        apps.to_str().unwrap(),
+        "-c",
+        conf.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Server::launch(args)
+}
+
+/// Writes `conf`, sends HUP and waits until the reload failed: its log line.
+fn hup_that_fails(server: &Server, conf: &Path, toml: &str) -> String {
+    std::fs::write(conf, toml).unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    server.wait_for_log_after(from, "reload failed", Duration::from_secs(30))
+}
+
+/// A failed reload leaves the server as it was: here a HUP to `interface = "asgi"`
+/// fails (the app is WSGI), and the worker killed next is replaced by one that
+/// boots with the settings before the HUP, and serves. Before the fix the
+/// replacement got the failed settings, failed at every start, and the pool stayed
+/// empty.
+#[test]
+fn after_a_reload_to_the_other_interface_failed_a_dead_worker_is_replaced_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(&conf, "app = \"sup_app:app\"\n[workers]\nthreads = 2\n").unwrap();
+    let server = conf_launch(&conf, &["-w", "1"]).start();
+    let toml = "app = \"sup_app:app\"\n[workers]\ninterface = \"asgi\"\n";
+    let line = hup_that_fails(&server, &conf, toml);
+    assert!(line.contains("other interface"), "{line}");
+    let old = children(server.pid())[0];
+    let from = server.log_len();
+    kill9(old);
+    server.wait_for_log_after(from, "worker died", Duration::from_secs(10));
+    server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{pid}");
+    assert_ne!(pid, old.to_string());
+    let log = &server.log()[from..];
+    assert!(!log.contains("failed to start"), "{log}");
+}
+
+/// Likewise after a HUP to an app that does not import, for a worker that leaves
+/// at `max_requests`: its successor imports the app the server ran before, and the
+/// requests after the quota are served.
+#[test]
+fn after_a_reload_to_an_app_that_does_not_import_a_recycled_worker_is_replaced_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    std::fs::write(
+        &conf,
+        "app = \"sup_app:app\"\n[workers]\nmax_requests = 3\n",
+    )
+    .unwrap();
+    let server = conf_launch(&conf, &["-w", "1"]).start();
+    let old = children(server.pid())[0];
+    let toml = "app = \"raises_on_import:app\"\n[workers]\nmax_requests = 3\n";
+    let line = hup_that_fails(&server, &conf, toml);
+    assert!(line.contains("does not import"), "{line}");
+    let from = server.log_len();
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/pid")), (200, old.to_string()));
+    }
+    server.wait_for_log_after(from, "reached max-requests", Duration::from_secs(10));
+    server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{pid}");
+    assert_ne!(pid, old.to_string());
+    let log = &server.log()[from..];
+    assert!(!log.contains("refuses to import"), "{log}");
+}
+
+/// A timeout acts on what the running worker serves, not on what the settings now
+/// say: here a HUP to 1 thread is under way (the new worker's import waits on a
+/// file the test holds back) while the old worker, on 2 threads, serves on. Its
+/// request past the timeout must condemn it (its other thread's stream ends), as
+/// on 2 threads; a master counting the worker's slots from the new settings (1)
+/// kills it at once, cutting the stream.
+#[test]
+fn a_timeout_counts_the_running_workers_threads_not_the_reloaded_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    let gate = dir.path().join("gate");
+    std::fs::write(&conf, "app = \"sup_app:app\"\n[workers]\nthreads = 2\n").unwrap();
+    let server = conf_launch(&conf, &["-w", "1", "-t", "2"])
+        .env("GATED_IMPORT", &gate)
+        .start();
+    let old = children(server.pid())[0];
+    let reload = "app = \"gated_import:app\"\n[workers]\nthreads = 1\n";
+    std::fs::write(&conf, reload).unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    wait_until("the new worker's import", Duration::from_secs(30), || {
+        gate.with_extension("started").exists()
+    });
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let hung = blocked_get(&server, "/wait", &a);
+    let (alive, _received) = streamed_get(&server, &b);
+    assert_eq!(hung.join().unwrap().0 .0, 504);
+    let line = server.wait_for_log_after(from, "WORKER TIMEOUT", Duration::from_secs(5));
+    assert!(line.contains("is sent nothing more"), "{line}");
+    assert!(children(server.pid()).contains(&old), "killed at once");
+    std::fs::write(&a, "").unwrap();
+    std::fs::write(&b, "").unwrap();
+    let (status, body) = alive.join().unwrap();
+    assert_eq!((status, body.ends_with("done")), (200, true), "{body}");
+    // Let go, the new worker ends the reload and serves.
+    std::fs::write(&gate, "").unwrap();
+    server.wait_for_log_after(from, "reload complete", Duration::from_secs(30));
+    let (status, pid) = get(&server.url("/pid"));
+    assert_eq!(status, 200, "{pid}");
+    assert_ne!(pid, old.to_string());
+}
+
+/// The pid in a log line's `pid=N`.
+fn logged_pid(line: &str) -> i32 {
+    let pid = line
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next());
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+/// A HUP that restarts a reload under way and fails puts back the settings before
+/// both: the worker the first reload had started (it runs settings given up) is
+/// replaced by one of the app served before, and the old worker that reload had
+/// set to go serves on. Before the fix the failed settings stayed: the first
+/// reload's worker served on, and its replacements failed for ever.
+#[test]
+fn a_failed_reload_that_restarted_one_under_way_puts_back_the_settings_before_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("f.toml");
+    let gate = dir.path().join("gate");
+    std::fs::write(&conf, "app = \"sup_app:app\"\n").unwrap();
+    // At debug, each worker's own "booted: app ..." line names the app it runs.
+    let server = conf_launch(&conf, &["-w", "2", "--log-level", "debug"])
+        .env("GATED_IMPORT", &gate)
+        .start();
+    // The first reload's first worker imports at once, its second waits.
+    std::fs::write(&gate, "").unwrap();
+    std::fs::write(&conf, "app = \"gated_import:app\"\n").unwrap();
+    let from = server.log_len();
+    server.signal(libc_sig("HUP"));
+    let first = server.wait_for_log_after(from, "Booted worker", Duration::from_secs(30));
+    let first = logged_pid(&first);
+    wait_until(
+        "the second new worker's import",
+        Duration::from_secs(30),
+        || gate.with_extension("started").exists(),
+    );
+    let toml = "app = \"raises_on_import:app\"\n";
+    let line = hup_that_fails(&server, &conf, toml);
+    assert!(line.contains("does not import"), "{line}");
+    let from = server.log_len();
+    // The held import ends: its worker, of a reload given up, stops at once.
+    std::fs::write(&gate, "").unwrap();
+    server.wait_for_log_after(from, "superseded reload", Duration::from_secs(30));
+    // Its successor runs the app served before both reloads.
+    server.wait_for_log_after(from, "booted: app sup_app:app", Duration::from_secs(30));
+    wait_until(
+        "the first reload's worker gone",
+        Duration::from_secs(30),
+        || !children(server.pid()).contains(&first),
+    );
+    assert_eq!(children(server.pid()).len(), 2);
+    for _ in 0..4 {
+        let (status, pid) = get(&server.url("/pid"));
+        assert_eq!(status, 200, "{pid}");
+        assert_ne!(pid, first.to_string());
+    }
+    let log = &server.log()[from..];
+    assert!(!log.contains("failed to start"), "{log}");
+}

@@ -1,4 +1,7 @@
-"""ferricorn's demo WSGI app: served by `cargo run --release -- -c conf/demo.toml`.
+"""ferricorn's demo WSGI app, served by `bash deploy/demo.sh` from the repository's
+root (the README's first command: it builds and installs the wheel in
+target/demo-venv, then runs that venv's ferricorn on conf/demo.toml). With ferricorn
+installed in an activated venv: `ferricorn -c conf/demo.toml`, from the same place.
 
 /            a small HTML page that links the static fixtures
 /hello       plain text

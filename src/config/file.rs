@@ -53,6 +53,10 @@ pub struct CompressionSection {
 pub struct TlsSection {
     pub certfile: Option<PathBuf>,
     pub keyfile: Option<PathBuf>,
+    /// A plain-HTTP bind that redirects every request to HTTPS.
+    pub redirect_http: Option<String>,
+    /// The port its redirects name (default: the first TCP bind's).
+    pub redirect_https_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -307,6 +311,14 @@ impl StaticSection {
 
     fn fill_defaults(&mut self) {
         default(&mut self.index, defaults::STATIC_INDEX.into());
+        // One default for `--static` and `[[static]]` alike; none for an internal
+        // mount, whose files are the app's to cache (its own Cache-Control wins).
+        if self.internal != Some(true) {
+            default(
+                &mut self.cache_control,
+                defaults::STATIC_CACHE_CONTROL.into(),
+            );
+        }
         default(&mut self.precompressed, true);
         default(&mut self.fallthrough, false);
         default(&mut self.dotfiles, false);

@@ -25,6 +25,8 @@ pub fn apply(cli: &Cli, f: &mut FileConfig) -> Result<(), ConfigError> {
     set(&mut f.admin.bind, &cli.admin_bind);
     set(&mut f.tls.certfile, &cli.certfile);
     set(&mut f.tls.keyfile, &cli.keyfile);
+    set(&mut f.tls.redirect_http, &cli.redirect_http);
+    set(&mut f.tls.redirect_https_port, &cli.redirect_https_port);
     if cli.reload {
         f.reload.enabled = Some(true);
     }

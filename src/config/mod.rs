@@ -190,6 +190,10 @@ pub struct Settings {
     pub admin_bind: Option<SocketAddr>,
     /// Certificate and key files; TLS on every TCP bind when set.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The plain-HTTP bind that redirects to HTTPS (`[tls] redirect_http`).
+    pub redirect_http: Option<SocketAddr>,
+    /// The port its redirects name; None: the first TCP bind's.
+    pub redirect_https_port: Option<u16>,
     pub compression: Compression,
     pub reload: bool,
     pub reload_extra_files: Vec<PathBuf>,
@@ -269,6 +273,8 @@ impl Settings {
             access_log_format,
             admin_bind: admin_bind(f.admin.bind.as_deref())?,
             tls: tls(&f.tls)?,
+            redirect_http: redirect_http(&f.tls)?,
+            redirect_https_port: f.tls.redirect_https_port,
             compression: Compression {
                 enabled: given(&f.compression.enabled),
                 min_size: given(&f.compression.min_size),
@@ -462,6 +468,28 @@ fn tls(t: &file::TlsSection) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> 
     }
 }
 
+fn redirect_http(t: &file::TlsSection) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(bind) = &t.redirect_http else {
+        if t.redirect_https_port.is_some() {
+            return Err(ConfigError::invalid(
+                "redirect_https_port is the port redirect_http names: it needs redirect_http",
+            ));
+        }
+        return Ok(None);
+    };
+    if t.certfile.is_none() {
+        return Err(ConfigError::invalid(
+            "redirect_http sends clients to HTTPS: it needs certfile and keyfile",
+        ));
+    }
+    match parse_bind(bind)? {
+        BindAddr::Tcp(sa) => Ok(Some(sa)),
+        BindAddr::Unix(_) | BindAddr::Fd(_) => {
+            Err(ConfigError::invalid("redirect_http must be HOST:PORT"))
+        }
+    }
+}
+
 /// What gunicorn accepts and means the same by: `MODULE` alone for
 /// `MODULE:application`, and the log level `warn`.
 fn gunicorn_spellings(f: &mut FileConfig) {
@@ -617,7 +645,9 @@ fn static_headers(
 }
 
 fn static_mount(s: &file::StaticSection) -> Result<StaticMount, ConfigError> {
-    let (url, dir, cache_control) = (&s.url, s.dir.clone(), s.cache_control.clone());
+    // `cache_control = ""`: no Cache-Control at all (the default is one hour).
+    let cache_control = s.cache_control.clone().filter(|cc| !cc.is_empty());
+    let (url, dir) = (&s.url, s.dir.clone());
     if !url.starts_with('/') {
         return Err(ConfigError::invalid(format!(
             "static url {url:?} must start with '/'"

@@ -43,6 +43,9 @@ struct Stream {
     /// ASGI: answered 504 and sent `Cancel`; the worker must end the stream by
     /// then (`asgi`). It keeps its slot meanwhile.
     cancel_by: Option<Instant>,
+    /// ASGI: cancelled, and the worker said its task runs on regardless
+    /// (`Credit(0)`): no deadline, the slot is held until the task ends.
+    detached: bool,
     /// ASGI: the worker was told to `Pause` this response.
     paused: bool,
     /// ASGI: held bytes past which the response is paused (0: never, WSGI).
@@ -180,6 +183,12 @@ impl WorkerConn {
         }
     }
 
+    /// Requests it runs at once (its threads, or its `worker_connections`), as it
+    /// was started: retiring or not, and whatever a reload since set.
+    pub fn slots(&self) -> usize {
+        self.capacity
+    }
+
     /// Stop giving this worker new requests (max-requests, reload, shrink).
     pub fn retire(&self) {
         self.retiring.store(true, Ordering::Relaxed);
@@ -250,6 +259,7 @@ impl WorkerConn {
                 timeout,
                 taken: false,
                 cancel_by: None,
+                detached: false,
                 paused: false,
                 pause_at,
                 window: asgi::window(self.interface),

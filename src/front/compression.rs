@@ -13,8 +13,9 @@ use tower_http::compression::{predicate::Predicate, CompressionLayer};
 
 /// Which responses the front compresses (gzip or br, by Accept-Encoding): the app's,
 /// of a compressible type, with a known length of at least `min_size`. Static files
-/// are left alone (they have precompressed siblings and byte ranges), and so are
-/// streamed responses (compression would hold chunks back).
+/// are left alone here (`static_files::compressed` compresses them once, keeping
+/// byte ranges on the file), and so are streamed responses (compression would hold
+/// chunks back).
 #[derive(Debug, Clone, Copy)]
 pub struct AppCompression(pub Compression);
 
@@ -35,18 +36,9 @@ impl Predicate for AppCompression {
     }
 }
 
+/// Text types (the static layer's one list, which also picks the files it compresses).
 fn is_compressible(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    mime.starts_with("text/")
-        || matches!(
-            mime,
-            "application/json"
-                | "application/javascript"
-                | "application/xml"
-                | "application/xhtml+xml"
-                | "application/ld+json"
-                | "image/svg+xml"
-        )
+    crate::static_files::is_text(content_type)
 }
 
 /// Compresses one response by the request's Accept-Encoding (tower-http's

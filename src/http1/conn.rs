@@ -17,9 +17,11 @@
 //! - the guard's refusal response (400/408/413/414/431/505), written after the
 //!   answers owed to the requests before it;
 //! - the client-close watch: while an answer is owed and the request's body is read,
-//!   it keeps reading (into the guard, at most [`WATCH_AHEAD`] bytes and
+//!   it keeps reading (into the guard, at most `client_close::READ_AHEAD` bytes and
 //!   [`WATCH_AHEAD_ITEMS`] heads or body pieces ahead), so a
 //!   client's EOF or reset ends the request as nginx does, even behind pipelined bytes;
+//!   once that is full (or after a WebSocket candidate's head) it asks the socket
+//!   every `client_close::PEER_PROBE_EVERY` whether the peer ended ([`PeerEnded`]);
 //! - the hand-over of the stream to the tunnel after a WebSocket's `101`.
 
 use super::body::{BodyError, BodyFeed, ClientBody, RequestBody};
@@ -28,28 +30,28 @@ use super::head::RequestHead;
 use super::inbox::Input;
 use super::io::ClientIo;
 use crate::conn_watch::{Activity, DRAIN_GRACE};
+use crate::guard::client_close::PeerEnded;
+use crate::guard::client_close::{self, Found, Verdict, Watch};
 use crate::guard::{self, ConnTimeouts, GuardLimits, Reject};
 use crate::respond::BoxError;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::future::poll_fn;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// How long an HTTP/1 connection stays idle between requests before it is parked.
 pub const PARK_AFTER: Duration = Duration::from_millis(500);
 
-/// How far ahead of the request being answered the connection reads (pipelined
-/// input) while it watches for the client's close: bytes, and parsed items (a head
-/// costs its bytes and about 150 more; 64 KiB of tiny pipelined heads would hold
-/// 400 KiB in every connection of an attacker).
-const WATCH_AHEAD: usize = 64 * 1024;
+/// How many parsed items (heads, body pieces) the client-close watch reads ahead of
+/// the request being answered, besides `client_close::READ_AHEAD` bytes: a head costs
+/// its bytes and about 150 more (tiny pipelined heads would multiply the bytes' cost).
 const WATCH_AHEAD_ITEMS: usize = 32;
 
 /// A write buffer grown past this is given back when the connection parks.
@@ -102,7 +104,7 @@ pub(crate) async fn serve<T, S, B>(
     activity: Arc<Activity>,
 ) -> Ended<T>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + PeerEnded + Unpin,
     S: Service<B>,
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -180,7 +182,7 @@ enum Expiry {
     Park,
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
+impl<T: AsyncRead + AsyncWrite + PeerEnded + Unpin> Conn<T> {
     /// The next request's head, reading for it as needed; `None` when the
     /// connection ends (EOF, refusal, timeout, stop, or HTTP/2).
     async fn next_head(&mut self) -> Option<RequestHead> {
@@ -365,11 +367,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         F: std::future::Future<Output = Result<Response<B>, Infallible>>,
     {
         let mut fut = pin!(fut);
+        let mut probe = None;
         poll_fn(|cx| {
             if let Poll::Ready(Ok(resp)) = fut.as_mut().poll(cx) {
                 return Poll::Ready(Some(resp));
             }
-            match self.poll_side(cx, reading) {
+            match self.poll_side(cx, reading, &mut probe) {
                 Poll::Ready(()) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             }
@@ -378,8 +381,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     }
 
     /// What the connection does while an answer is owed: feeds the body when it
-    /// waits for data, else watches for the client's close. `Ready`: the client left.
-    fn poll_side(&mut self, cx: &mut Context<'_>, reading: &mut Reading) -> Poll<()> {
+    /// waits for data, else watches for the client's close (reading ahead, then
+    /// probing the socket: `client_close`). `Ready`: the client left.
+    fn poll_side(
+        &mut self,
+        cx: &mut Context<'_>,
+        reading: &mut Reading,
+        probe: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Poll<()> {
         loop {
             if !reading.done {
                 match self.poll_feed(cx, reading) {
@@ -389,19 +398,49 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 }
             }
             let io = &mut self.io;
-            let inbox = &io.inbox;
-            let full = inbox.len() >= WATCH_AHEAD_ITEMS || inbox.held_bytes() >= WATCH_AHEAD;
-            if io.eof || self.held || full {
+            let watch = Watch {
+                answer_owed: true,
+                input_ended: io.eof,
+                read_ahead: io.inbox.held_bytes(),
+            };
+            if watch.probes_peer()
+                || (!watch.input_ended && self.held)
+                || (watch.reads() && io.inbox.len() >= WATCH_AHEAD_ITEMS)
+            {
+                return self.poll_probe(cx, probe);
+            }
+            if !watch.reads() {
                 return Poll::Pending;
             }
-            match io.poll_read_once(cx) {
+            let found = match io.poll_read_once(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(true) => continue,
-                Poll::Ready(false) => {
-                    tracing::debug!("client left with a response pending");
-                    return Poll::Ready(());
-                }
+                Poll::Ready(true) if io.refused.is_some() => Found::Refused,
+                Poll::Ready(true) => Found::Bytes,
+                Poll::Ready(false) => Found::End,
+            };
+            if client_close::verdict(found) == Verdict::Gone {
+                tracing::debug!("client left with a response pending");
+                return Poll::Ready(());
             }
+        }
+    }
+
+    /// The watch stopped reading with an answer owed: every `PEER_PROBE_EVERY` the
+    /// socket says whether the peer ended behind the unread bytes. `Ready`: it did.
+    fn poll_probe(
+        &mut self,
+        cx: &mut Context<'_>,
+        probe: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Poll<()> {
+        let every = client_close::PEER_PROBE_EVERY;
+        let timer = probe.get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        loop {
+            std::task::ready!(std::future::Future::poll(timer.as_mut(), cx));
+            if self.io.io.peer_ended() {
+                tracing::debug!("client left with a response pending (socket probe)");
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(Instant::now() + every);
         }
     }
 

@@ -189,7 +189,7 @@ async fn run(
     );
     let mut inherited = inherited;
     let inherited_admin = upgrade::inherited_admin(&mut inherited);
-    let bound = bind(&settings, inherited)?;
+    let mut bound = bind(&settings, inherited)?;
     let (shards, front_threads) = Shards::start(settings.front_threads)?;
     process::become_subreaper();
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
@@ -201,8 +201,7 @@ async fn run(
         _ => None,
     };
     let mut ops = Operations::start(&settings, inherited_admin).await?;
-    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
-        .map_err(MasterError::Static)?;
+    let statics = start::static_files(&settings)?;
     let (pool, proxy, _runtime_dir) = match &settings.app {
         Some(app) => match boot_pool(&settings, app, &ops.metrics, &shards, &mut cmd_rx).await? {
             Some(b) => (Some(b.pool), Some(b.proxy), Some(b.runtime_dir)),
@@ -210,25 +209,16 @@ async fn run(
         },
         None => (None, None, None),
     };
-    let front = Arc::new(Front::new(
-        statics,
-        proxy,
-        ops.metrics.clone(),
-        ops.access_log.clone(),
-        crate::front::Rules {
-            compression: AppCompression(settings.compression),
-            limits: crate::front::limits::RouteLimits::new(&settings.routes),
-            head_limits: start::guard_limits(&settings),
-            real_ip: crate::proxy::forward_headers::RealIp {
-                trusted: settings.forwarded_allow_ips.clone(),
-                header: settings.real_ip_header.clone(),
-            },
-            websockets: crate::front::WebSockets::from_settings(&settings),
-        },
-    ));
+    let front = front(&settings, statics, proxy, &ops);
     ops.serve_admin(&front, &settings);
     let listener_fds: Vec<_> = bound.listeners.iter().map(Listener::raw_fd).collect();
     let serving = Serving::start(&settings, bound.listeners, &front, &bound.tls, shards);
+    start::serve_redirect(
+        bound.redirect.take(),
+        &settings,
+        serving.connections(),
+        serving.stop_token(),
+    );
     announce_ready(&settings, &bound.urls, &ops, &error_log, python.as_ref());
     let running = Running {
         cli: &cli,
@@ -241,6 +231,47 @@ async fn run(
         access_log: &ops.access_log,
     };
     let quick = running.until_stopped(&mut cmd_rx).await;
+    stop(quick, &settings, &ops, serving, pool).await;
+    front_threads.stop();
+    tracing::info!("Shutdown complete");
+    Ok(())
+}
+
+/// The front every listener serves: static files, the app's proxy, and the rules
+/// each request is checked against.
+fn front(
+    settings: &Settings,
+    statics: StaticFiles,
+    proxy: Option<Proxy>,
+    ops: &Operations,
+) -> Arc<Front> {
+    Arc::new(Front::new(
+        statics,
+        proxy,
+        ops.metrics.clone(),
+        ops.access_log.clone(),
+        crate::front::Rules {
+            compression: AppCompression(settings.compression),
+            limits: crate::front::limits::RouteLimits::new(&settings.routes),
+            head_limits: start::guard_limits(settings),
+            real_ip: crate::proxy::forward_headers::RealIp {
+                trusted: settings.forwarded_allow_ips.clone(),
+                header: settings.real_ip_header.clone(),
+            },
+            websockets: crate::front::WebSockets::from_settings(settings),
+        },
+    ))
+}
+
+/// A stop signal came (`quick`: INT/QUIT): say Draining, drain the connections
+/// for `graceful_timeout` (none when quick), then stop the workers.
+async fn stop(
+    quick: bool,
+    settings: &Settings,
+    ops: &Operations,
+    serving: Serving,
+    pool: Option<Pool>,
+) {
     // Load balancers stop sending traffic while in-flight work drains.
     let _ = ops.phase.send(Phase::Draining);
     let grace = if quick {
@@ -254,9 +285,6 @@ async fn run(
     }
     serving.drain(grace).await;
     stop_pool(pool, quick).await;
-    front_threads.stop();
-    tracing::info!("Shutdown complete");
-    Ok(())
 }
 
 fn interface_line(app: &str) -> String {

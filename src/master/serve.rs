@@ -8,6 +8,9 @@ pub(super) struct Serving {
     drain: Arc<Drain>,
     stop_accepting: CancellationToken,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The listeners' connection places (`max_connections`), which the redirect bind
+    /// shares: the open-file plan counts them once.
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Serving {
@@ -37,7 +40,18 @@ impl Serving {
             drain,
             stop_accepting,
             accept_tasks,
+            connections: conn_settings.connections,
         }
+    }
+
+    /// Cancelled when the listeners stop accepting (the redirect bind stops with them).
+    pub(super) fn stop_token(&self) -> CancellationToken {
+        self.stop_accepting.clone()
+    }
+
+    /// The connection places the listeners take from, for the redirect bind.
+    pub(super) fn connections(&self) -> Arc<tokio::sync::Semaphore> {
+        self.connections.clone()
     }
 
     /// Stops accepting and gives the connections `grace` to finish.

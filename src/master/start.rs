@@ -10,6 +10,8 @@ pub(super) struct Bound {
     pub(super) listeners: Vec<Listener>,
     pub(super) urls: Vec<String>,
     pub(super) tls: Option<Arc<Tls>>,
+    /// The plain-HTTP bind that redirects to HTTPS, and the TLS port it names.
+    pub(super) redirect: Option<(tokio::net::TcpListener, u16)>,
 }
 
 pub(super) fn bind(
@@ -22,11 +24,74 @@ pub(super) fn bind(
     };
     let listeners = bind_all(settings, inherited)?;
     let urls = listeners.iter().map(|l| url_of(l, tls.is_some())).collect();
+    let redirect = match settings.redirect_http {
+        Some(addr) => {
+            let port = settings.redirect_https_port;
+            Some((
+                bind_redirect(addr)?,
+                port.unwrap_or_else(|| https_port(&listeners)),
+            ))
+        }
+        None => None,
+    };
     Ok(Bound {
         listeners,
         urls,
         tls,
+        redirect,
     })
+}
+
+/// Binds the redirect bind. SO_REUSEPORT: a USR2 upgrade's new master binds it
+/// again while the old one still answers on it (it is not among the sockets handed
+/// over), and each answers alike.
+fn bind_redirect(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, MasterError> {
+    let bind = || {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    let l = bind().map_err(|source| MasterError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let local = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!("Redirecting plain HTTP to HTTPS at: http://{local}");
+    Ok(l)
+}
+
+/// The port redirected clients are sent to: the first TCP bind's (443 if none).
+fn https_port(listeners: &[Listener]) -> u16 {
+    listeners
+        .iter()
+        .find_map(|l| match l {
+            Listener::Tcp(t) => t.local_addr().ok().map(|a| a.port()),
+            Listener::Unix { .. } => None,
+        })
+        .unwrap_or(443)
+}
+
+/// Serves the redirect bind, if any, until `stop` (the listeners' stop).
+pub(super) fn serve_redirect(
+    redirect: Option<(tokio::net::TcpListener, u16)>,
+    settings: &Settings,
+    connections: Arc<tokio::sync::Semaphore>,
+    stop: CancellationToken,
+) {
+    if let Some((listener, https_port)) = redirect {
+        let conns = crate::tls::redirect::RedirectConns {
+            https_port,
+            guard: guard_limits(settings),
+            timeouts: conn_timeouts(settings),
+            connections,
+        };
+        tokio::spawn(crate::tls::redirect::serve(listener, conns, stop));
+    }
 }
 
 /// What operators see: the metrics, the phase `/readyz` reports, the admin listener,
@@ -96,6 +161,13 @@ impl Operations {
             tokio::spawn(admin::serve(l, state, conns, CancellationToken::new()));
         }
     }
+}
+
+/// The static mounts, with `[compression]` for their text files.
+pub(super) fn static_files(settings: &Settings) -> Result<StaticFiles, MasterError> {
+    let statics = StaticFiles::new(&settings.statics, &settings.static_cache, settings.reload)
+        .map_err(MasterError::Static)?;
+    Ok(statics.with_compression(settings.compression))
 }
 
 /// How every client connection is served, from the settings.

@@ -98,7 +98,7 @@ pub(super) fn start_new_master(listeners: &[RawFd], admin: Option<RawFd>, pidfil
             }
         }
         UNDER_WAY.store(false, Ordering::Release);
-        tracing::error!(pid, status = ?status.map(|s| s.to_string()), "binary upgrade: the new master exited; still serving");
+        tracing::error!(pid, status = %status.map_or_else(|e| e.to_string(), |s| crate::supervisor::process::describe_exit(&s)), "binary upgrade: the new master exited; still serving");
     });
 }
 

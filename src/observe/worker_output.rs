@@ -109,7 +109,7 @@ fn relay_record(pid: u32, generation: u64, r: &Record) {
     }
     let (id, method, path) = (r.get("request_id"), r.get("method"), r.get("path"));
     let message = &r.message;
-    match r.level {
+    match level_of(r) {
         Level::Error => {
             tracing::error!(target: "ferricorn::worker", pid, request_id = id, method, path, "{message}")
         }
@@ -122,6 +122,16 @@ fn relay_record(pid: u32, generation: u64, r: &Record) {
         Level::Debug => {
             tracing::debug!(target: "ferricorn::worker", pid, request_id = id, method, path, "{message}")
         }
+    }
+}
+
+/// A record's level as relayed: the worker's own `booted: app ...` line says again
+/// what the master's `Booted worker pid=... python=...` says (each boot was logged
+/// twice), so it is kept for `--log-level debug`.
+fn level_of(r: &Record) -> Level {
+    match r.level {
+        Level::Info if r.message.starts_with("booted: app ") => Level::Debug,
+        level => level,
     }
 }
 

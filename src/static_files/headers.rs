@@ -41,12 +41,16 @@ pub fn with_charset(mime: &str) -> HeaderValue {
 }
 
 fn needs_charset(mime: &str) -> bool {
-    let lower = mime.to_ascii_lowercase();
-    if lower.contains("charset=") {
-        return false;
-    }
-    let essence = lower.split(';').next().unwrap_or("").trim();
-    essence.starts_with("text/") || TEXTY.contains(&essence)
+    !mime.to_ascii_lowercase().contains("charset=") && is_text(mime)
+}
+
+/// Whether a Content-Type is text: `text/*` and the `TEXTY` types. The one list of
+/// what gets a charset, what the front compresses of the app's answers
+/// (`front::compression`) and which static files are compressed on the fly.
+pub(crate) fn is_text(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let essence = essence.to_ascii_lowercase();
+    essence.starts_with("text/") || TEXTY.contains(&essence.as_str())
 }
 
 /// Adds the charset to a Content-Type that ServeDir set without one.
@@ -77,7 +81,7 @@ pub fn last_modified(modified: SystemTime) -> HeaderValue {
 }
 
 /// A precompressed sibling ServeDir knows about and we enable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Encoding {
     // Ordered least to most preferred, as tower-http breaks q-value ties.
     Identity,

@@ -7,10 +7,13 @@
 //!    merged), so the file served is the one the path that chose the mount names.
 //!    Backslashes, names that are not UTF-8 and dotfiles are refused here (404)
 //!    before any file-system call.
-//! 2. `fast_path`: a GET/HEAD without Range or If-Match whose file, precompressed
+//! 2. `compressed_path`: a GET/HEAD of a text file that has no precompressed
+//!    sibling, from a client that accepts gzip or br, gets it compressed
+//!    (`compressed`: once per file version, cached), unless it asks for a range.
+//! 3. `fast_path`: a GET/HEAD without Range or If-Match whose file, precompressed
 //!    siblings included, is fully known to the open-file cache is answered from memory
 //!    with precomputed headers (ETag, Last-Modified, Content-Type); 304s too.
-//! 3. Everything else goes to tower-http's ServeDir over our `ContainedBackend`
+//! 4. Everything else goes to tower-http's ServeDir over our `ContainedBackend`
 //!    (containment, symlinks, the cache), plus what ServeDir lacks: If-Range, an index
 //!    name other than index.html, charset, Cache-Control, our error pages.
 //!
@@ -18,8 +21,11 @@
 
 mod backend;
 mod cache;
+mod compressed;
 mod headers;
 mod immutable;
+
+pub(crate) use headers::is_text;
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -29,11 +35,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tower_http::services::fs::{DefaultServeDirFallback, ServeDir};
 
-use crate::config::{FileCache, StaticMount};
+use crate::config::{Compression, FileCache, StaticMount};
 use crate::normal_path::NormalPath;
 use crate::respond::{self, Body, Failure};
 use backend::ContainedBackend;
 use cache::{Entry, OpenFileCache, Resolved};
+use compressed::{CompressedCache, Variant};
 use headers::Encoding;
 use immutable::Immutable;
 
@@ -43,6 +50,10 @@ pub struct StaticFiles {
     mounts: Vec<Mount>,
     cache: Arc<OpenFileCache>,
     dev_mode: bool,
+    /// `[compression]`: text files without a sibling are compressed when enabled
+    /// and at least `min_size` bytes long (as the app's answers are).
+    compression: Compression,
+    compressed: CompressedCache,
 }
 
 /// Index into `StaticFiles::mounts`, handed out by `route`.
@@ -58,6 +69,8 @@ struct Mount {
     immutable: Option<Immutable>,
     /// `[[static]] headers`, added to 200, 206 and 304.
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// The file system behind `serve_dir` (and the compressed path).
+    backend: ContainedBackend,
     serve_dir: ServeDir<DefaultServeDirFallback, ContainedBackend>,
 }
 
@@ -135,7 +148,21 @@ impl StaticFiles {
             mounts: built,
             cache,
             dev_mode,
+            compression: Compression {
+                enabled: true,
+                min_size: crate::defaults::COMPRESSION_MIN_SIZE,
+            },
+            compressed: CompressedCache::new(
+                crate::defaults::STATIC_COMPRESSED_BYTES,
+                cache_settings.max_entries,
+            ),
         })
+    }
+
+    /// `[compression]` for static files too (on, 1 KiB, unless told).
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
     }
 
     /// The mount whose url prefix owns this request path (longest prefix wins). The
@@ -230,12 +257,91 @@ impl StaticFiles {
                 tracing::debug!(path = req.uri.path(), %why, "static path refused");
                 (respond::error_response(Failure::NotFound), None)
             }
-            Decision::Serve(target) => match self.fast_path(mount, &target, req) {
-                Some(response) => (response, Some(target)),
-                None => (mount.via_serve_dir(&target, req).await, Some(target)),
-            },
+            Decision::Serve(target) => {
+                let response = match self.compressed_path(mount, &target, req).await {
+                    Some(response) => response,
+                    None => match self.fast_path(mount, &target, req) {
+                        Some(response) => response,
+                        None => mount.via_serve_dir(&target, req).await,
+                    },
+                };
+                (response, Some(target))
+            }
         };
         self.finish(mount, response, target.as_ref())
+    }
+
+    /// Whether a file of this name is one the mount may compress: a text type.
+    fn compresses(&self, target: &Target) -> bool {
+        self.compression.enabled
+            && headers::content_type(&target.fs_path)
+                .to_str()
+                .is_ok_and(is_text)
+    }
+
+    /// Whether the answers for this file vary by Accept-Encoding: a mount with
+    /// siblings, or a file this layer compresses (a text file, in memory, of at
+    /// least `min_size`, as the cache last saw it), as nginx's `gzip_vary` marks
+    /// only what its gzip filter would compress.
+    fn varies(&self, mount: &Mount, target: &Target) -> bool {
+        if mount.config.precompressed {
+            return true;
+        }
+        let len = match self.cache.stale(&target.fs_path) {
+            Some(Entry::Found(r)) if r.body.is_some() => r.meta.len,
+            _ => return false,
+        };
+        self.compresses(target)
+            && (self.compression.min_size..=compressed::MAX_SOURCE).contains(&len)
+    }
+
+    /// A text file without a precompressed sibling, compressed by the encoding the
+    /// client prefers. `None` sends the request on: no such encoding accepted, a
+    /// range or `If-Match`/`If-Unmodified-Since` asked (those are answered on the
+    /// file itself, as nginx's gzip filter leaves ranges to uncompressed answers), a
+    /// sibling to serve, a file too small, too large for the memory cache, or one
+    /// that does not get smaller.
+    async fn compressed_path(
+        &self,
+        mount: &Mount,
+        target: &Target,
+        req: &Parts,
+    ) -> Option<Response<Body>> {
+        let h = &req.headers;
+        if !self.compresses(target)
+            || [
+                header::RANGE,
+                header::IF_RANGE,
+                header::IF_MATCH,
+                header::IF_UNMODIFIED_SINCE,
+            ]
+            .iter()
+            .any(|n| h.contains_key(n))
+        {
+            return None;
+        }
+        let accepted = headers::preferred_encodings(h);
+        let encoding = *accepted.first()?;
+        let file = mount.backend.resolve(target.fs_path.clone()).await.ok()?;
+        let len = file.meta.len;
+        if file.meta.is_dir
+            || file.body.is_none()
+            || len < self.compression.min_size
+            || len > compressed::MAX_SOURCE
+        {
+            return None;
+        }
+        if mount.config.precompressed {
+            for e in &accepted {
+                let mut sibling = target.fs_path.clone().into_os_string();
+                sibling.push(e.extension());
+                if mount.backend.resolve(sibling.into()).await.is_ok() {
+                    return None; // ServeDir serves the sibling: it is preferred
+                }
+            }
+        }
+        let variant = self.compressed.get(&file, encoding).await?;
+        Some(render_compressed(target, req, &file, &variant, encoding))
     }
 
     /// Answers from the cache when everything the answer depends on is in it and fresh;
@@ -316,8 +422,11 @@ impl StaticFiles {
                 response.headers_mut().insert(name.clone(), value.clone());
             }
         }
-        if status == StatusCode::NOT_MODIFIED && mount.config.precompressed {
-            // A 304 carries the Vary the 200 would have (RFC 9110 §15.4.5).
+        let varies = target.is_some_and(|t| self.varies(mount, t));
+        if varies && cacheable {
+            // Every answer for a file that has other encodings says so, the
+            // uncompressed one and a 304 too (RFC 9110 §15.4.5), so a cache never
+            // hands one client's encoding to another.
             response
                 .headers_mut()
                 .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -334,7 +443,7 @@ impl Mount {
     ) -> std::io::Result<Self> {
         let root = std::fs::canonicalize(&config.dir)?;
         let backend = ContainedBackend::new(root.clone(), config.dotfiles, cache);
-        let mut serve_dir = ServeDir::with_backend(&root, backend)
+        let mut serve_dir = ServeDir::with_backend(&root, backend.clone())
             .redirect_path_prefix(config.url.trim_end_matches('/'))
             // RFC 9110 lets a server ignore Range; a whole 200 beats a 416 for clients.
             .ignore_multi_range_requests(true);
@@ -363,6 +472,7 @@ impl Mount {
             root,
             cache_control,
             headers,
+            backend,
             serve_dir,
         })
     }
@@ -517,6 +627,35 @@ fn render_cached(
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if req.method != Method::HEAD {
         *response.body_mut() = respond::full(body);
+    }
+    response
+}
+
+/// A 200 or 304 of a compressed representation: its own ETag, `Content-Encoding`,
+/// and no `Accept-Ranges` (a range is answered on the file itself).
+fn render_compressed(
+    target: &Target,
+    req: &Parts,
+    file: &Resolved,
+    variant: &Variant,
+    encoding: Encoding,
+) -> Response<Body> {
+    let mut response = Response::new(respond::empty());
+    let h = response.headers_mut();
+    h.insert(header::LAST_MODIFIED, file.last_modified.clone());
+    h.insert(header::ETAG, variant.etag.clone());
+    if headers::not_modified(&req.headers, Some(&variant.etag), file.meta.modified) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return response;
+    }
+    h.insert(header::CONTENT_TYPE, headers::content_type(&target.fs_path));
+    h.insert(header::CONTENT_ENCODING, encoding.header_value());
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(variant.body.len()),
+    );
+    if req.method != Method::HEAD {
+        *response.body_mut() = respond::full(variant.body.clone());
     }
     response
 }

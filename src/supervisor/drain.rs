@@ -56,7 +56,9 @@ pub(super) fn cut(w: &Managed, now: Instant, grace: Duration) -> bool {
 
 /// One tick of a worker draining since `since`.
 pub(super) fn tick(pid: u32, w: &mut Managed, since: Instant, now: Instant, graceful: Duration) {
-    if w.conn.in_flight() == 0 {
+    // Tasks that ignored their cancel (answered 504 already) wait for nothing:
+    // the worker's TERM lets them go.
+    if w.conn.in_flight() == w.conn.detached() {
         if !w.cut {
             process::signal(pid, Signal::SIGTERM); // a cut worker had its TERM
         }

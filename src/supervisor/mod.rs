@@ -4,7 +4,8 @@
 //! once its other threads' requests are done), retires one
 //! that reached `--max-requests`, `max_memory` or `max_lifetime` (`recycle`) once
 //! its replacement is ready, and rolls every worker over on reload, each new worker
-//! ready before an old one drains.
+//! ready before an old one drains (`reload`: one that fails leaves the server as
+//! it was).
 //!
 //! It is one task that owns all worker state and reacts to events (worker started,
 //! exited, quota reached, a 100 ms tick) and commands from the master; `policy` holds
@@ -16,6 +17,7 @@ pub mod policy;
 pub mod probe;
 pub mod process;
 mod recycle;
+mod reload;
 pub mod spec;
 mod start;
 mod timeout;
@@ -112,6 +114,8 @@ struct Managed {
     lifetime: Option<Duration>,
     /// Its RSS when it became ready (with `max_memory` set), see `recycle`.
     born_rss: Option<u64>,
+    /// The reload generation it was started for (`reload`).
+    generation: u64,
     /// Draining: its open ASGI streams were ended and it got TERM (`drain`).
     cut: bool,
 }
@@ -130,6 +134,7 @@ impl Managed {
             born: Instant::now(),
             lifetime,
             born_rss: None,
+            generation: 0,
             cut: false,
         }
     }
@@ -155,6 +160,8 @@ pub struct Supervisor {
     reload_to_start: usize,
     /// Bumped by each reload: a worker started for an earlier one is superseded.
     generation: u64,
+    /// During a reload: the settings it replaced, put back if it fails (`reload`).
+    settled: Option<reload::Settled>,
     /// When memory and ages were last checked (`recycle`).
     recycle_checked: Instant,
     /// A fresh worker over `max_memory` was warned about (once per generation).
@@ -197,6 +204,7 @@ impl Supervisor {
             reload_pending: 0,
             reload_to_start: 0,
             generation: 0,
+            settled: None,
             recycle_checked: Instant::now(),
             max_memory_warned: false,
             zygotes: Arc::default(),
@@ -270,6 +278,9 @@ impl Supervisor {
             Command::Reload(spec) => self.reload(*spec),
             Command::AddWorker => {
                 self.target += 1;
+                if let Some(settled) = &mut self.settled {
+                    settled.target += 1;
+                }
                 tracing::info!(workers = self.target, "TTIN: one worker more");
                 self.fill();
             }
@@ -279,6 +290,9 @@ impl Supervisor {
                     return;
                 }
                 self.target -= 1;
+                if let Some(settled) = &mut self.settled {
+                    settled.target = settled.target.saturating_sub(1).max(1);
+                }
                 tracing::info!(workers = self.target, "TTOU: one worker less");
                 if let Some(pid) = self.least_loaded_serving() {
                     self.drain(pid);
@@ -286,39 +300,6 @@ impl Supervisor {
             }
             Command::Stopping { grace } => self.on_stopping(grace),
             Command::Stop { .. } => unreachable!("handled in run"),
-        }
-    }
-
-    fn reload(&mut self, spec: WorkerSpec) {
-        if self.reload_pending > 0 {
-            tracing::info!("reload already in progress; restarting it with the new settings");
-        }
-        self.target = spec.count;
-        self.spec = spec;
-        self.generation += 1;
-        self.max_memory_warned = false;
-        // The hooks file is read again, as the app is.
-        self.hooks = hooks::HookHelper::start(&self.spec, self.generation);
-        let mut old = 0;
-        for w in self.workers.values_mut() {
-            if w.state == WorkerState::Serving {
-                w.old = true;
-                old += 1;
-                self.metrics.worker_restarted(RestartReason::Reload);
-            }
-        }
-        tracing::info!(
-            old,
-            new = self.target,
-            "reloading: starting a new generation of workers"
-        );
-        // Production: one new worker at a time, each ready before an old one drains.
-        // Development: all at once, so the new code serves as soon as possible.
-        let at_once = if self.spec.dev { self.target } else { 1 };
-        self.reload_pending = self.target;
-        self.reload_to_start = self.target - at_once;
-        for _ in 0..at_once {
-            self.start_worker(Purpose::Reload, Duration::ZERO);
         }
     }
 
@@ -360,39 +341,25 @@ impl Supervisor {
                 let lifetime = policy::lifetime(self.spec.max_lifetime, u64::from(conn.pid));
                 let mut managed = Managed::new(conn.clone(), WorkerState::Serving, false, lifetime);
                 managed.born_rss = self.born_rss(conn.pid);
+                managed.generation = self.generation;
                 self.workers.insert(conn.pid, managed);
                 self.dispatcher.add(conn);
                 // Each new worker is ready before one old-generation worker drains.
                 if let Some(old) = self.oldest_old_serving() {
+                    if purpose == Purpose::Reload {
+                        self.metrics.worker_restarted(RestartReason::Reload);
+                    }
                     self.drain(old);
                 }
                 if purpose == Purpose::Reload {
-                    self.reload_pending = self.reload_pending.saturating_sub(1);
-                    if self.reload_to_start > 0 {
-                        self.reload_to_start -= 1;
-                        self.start_worker(Purpose::Reload, Duration::ZERO);
-                    } else if self.reload_pending == 0 {
-                        self.finish_reload();
-                    }
+                    self.reload_step();
                 }
             }
             Err(e)
                 if purpose == Purpose::Reload
                     && (e.app_failure().is_some() || e.is_protocol_mismatch()) =>
             {
-                if e.is_import_failure() {
-                    tracing::error!("reload failed: the new code does not import (traceback above); old workers keep serving");
-                } else if e.is_interface_mismatch() {
-                    tracing::error!("reload failed: the app speaks the other interface (said above); old workers keep serving");
-                } else {
-                    tracing::error!(error = %e, "reload failed: the venv's worker module is another ferricorn's; old workers keep serving");
-                }
-                self.reload_pending = 0;
-                self.reload_to_start = 0;
-                for w in self.workers.values_mut() {
-                    w.old = false;
-                }
-                crate::systemd::notify("READY=1");
+                self.reload_failed(&e)
             }
             Err(e) => {
                 self.failures += 1;
@@ -452,21 +419,6 @@ impl Supervisor {
         }
     }
 
-    /// After a reload: any old worker left (the pool shrank) drains too.
-    fn finish_reload(&mut self) {
-        let old: Vec<u32> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.old && w.state == WorkerState::Serving)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in old {
-            self.drain(pid);
-        }
-        tracing::info!(workers = self.target, "reload complete");
-        crate::systemd::notify("READY=1");
-    }
-
     fn on_exited(&mut self, pid: u32, status: std::io::Result<ExitStatus>) {
         let Some(w) = self.workers.remove(&pid) else {
             return;
@@ -474,7 +426,7 @@ impl Supervisor {
         self.hook(&format!("child_exit {pid}"));
         self.dispatcher.remove(&w.conn);
         let status = status
-            .map(|s| s.to_string())
+            .map(|s| process::describe_exit(&s))
             .unwrap_or_else(|e| e.to_string());
         if matches!(w.state, WorkerState::Serving | WorkerState::Lost) {
             self.metrics.worker_restarted(RestartReason::Crash);

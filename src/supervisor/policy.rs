@@ -93,6 +93,14 @@ pub fn cancels(interface: crate::config::Interface, condemned: bool) -> bool {
     interface == crate::config::Interface::Asgi && !condemned
 }
 
+/// Whether an ASGI worker is replaced because tasks that ignored their cancel
+/// (`detached`) hold its `slots` (each keeps its slot until it ends): once they
+/// hold half, its capacity goes to an app's bug; a fresh worker takes over, and
+/// the old one's drain lets them go.
+pub fn recycle_detached(detached: usize, slots: usize) -> bool {
+    detached > 0 && detached.saturating_mul(2) >= slots
+}
+
 /// `threads` of the worker, `others_running`: its requests still running once the
 /// timed-out ones are answered and the unstarted ones taken back. A single-thread
 /// worker has nothing else to finish, and its one thread is stuck: it is killed.
@@ -110,6 +118,20 @@ pub fn after_timeout(
     } else {
         AfterTimeout::Kill
     }
+}
+
+/// After a reload was called off, whether a serving worker is to be replaced: one
+/// the called-off reload(s) started (`generation` past `settled`, the last one of
+/// the settings put back) runs settings given up; one of those settings that the
+/// reload had set to be replaced (`marked`) serves on; any other keeps its fate
+/// (`old`: it was being recycled already).
+pub fn replaced_after_failed_reload(
+    generation: u64,
+    settled: u64,
+    marked: bool,
+    old: bool,
+) -> bool {
+    generation > settled || (old && !marked)
 }
 
 /// How long a condemned worker may keep running its other requests, from its
@@ -132,6 +154,18 @@ fn mix(seed: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_reload_replaces_only_the_workers_it_started() {
+        // Generation 3 settled; 4 and 5 were reloads, called off.
+        assert!(!replaced_after_failed_reload(3, 3, true, true));
+        assert!(!replaced_after_failed_reload(1, 3, true, true));
+        assert!(replaced_after_failed_reload(4, 3, false, true));
+        assert!(replaced_after_failed_reload(5, 3, false, false));
+        // Being recycled before the reload: its successor is still wanted.
+        assert!(replaced_after_failed_reload(3, 3, false, true));
+        assert!(!replaced_after_failed_reload(3, 3, false, false));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
@@ -238,6 +272,17 @@ mod tests {
         );
         assert_eq!(drain_cut(s(100)), s(95));
         assert_eq!(drain_cut(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn detached_tasks_holding_half_the_slots_recycle_the_worker() {
+        assert!(!recycle_detached(0, 1));
+        assert!(recycle_detached(1, 1));
+        assert!(recycle_detached(1, 2));
+        assert!(!recycle_detached(1, 3));
+        assert!(recycle_detached(2, 3));
+        assert!(!recycle_detached(499, 1000));
+        assert!(recycle_detached(500, 1000));
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub enum ProbeError {
     NoAnswer { python: Interpreter, why: String },
     #[error("{} is {} {}; ferricorn's workers need CPython 3.9 or newer: name another with --python or --venv", .python.path.display(), .found.implementation, .found.version)]
     Unsupported { python: Interpreter, found: Found },
-    #[error("{} (CPython {}, prefix {}) has no ferricorn worker module ({why}): install it there with `{} -m pip install ferricorn=={VERSION}`, or point --venv at the environment ferricorn is installed in", .python.path.display(), .found.version, .found.prefix, .python.path.display())]
+    #[error("{} (CPython {}, prefix {}) has no ferricorn worker module ({why}): install ferricorn {VERSION} there, from the clone this server was built from (`{} -m pip install /path/to/ferricorn`, or `pip install git+https://…` of it) until ferricorn is on PyPI, then with `{} -m pip install ferricorn=={VERSION}`; or point --venv at the environment ferricorn is installed in", .python.path.display(), .found.version, .found.prefix, .python.path.display(), .python.path.display())]
     NoModule {
         python: Interpreter,
         found: Found,
@@ -204,6 +204,11 @@ mod tests {
         );
         assert!(
             msg.contains("/srv/venv/bin/python -m pip install ferricorn=="),
+            "{msg}"
+        );
+        // What works before a release: the local build.
+        assert!(
+            msg.contains("/srv/venv/bin/python -m pip install /path/to/ferricorn`"),
             "{msg}"
         );
         let err = said("ok\n0.0.1\n1\n/x/_worker.abi3.so\n").unwrap_err();

@@ -299,3 +299,41 @@ pub fn app_failure(status: &ExitStatus) -> Option<super::start::AppFailure> {
         _ => None,
     }
 }
+
+/// How a process ended, for the log: `exit 0`, `exit 3`, `signal KILL`,
+/// `signal SEGV (core dumped)` (std's Display says `exit status: 0`).
+pub(crate) fn describe_exit(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit {code}");
+    }
+    let Some(n) = status.signal() else {
+        return status.to_string();
+    };
+    let name = match Signal::try_from(n) {
+        Ok(sig) => sig.as_str().trim_start_matches("SIG").to_string(),
+        Err(_) => n.to_string(),
+    };
+    match status.core_dumped() {
+        true => format!("signal {name} (core dumped)"),
+        false => format!("signal {name}"),
+    }
+}
+
+#[cfg(test)]
+mod exit_tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn exits_read_as_a_code_or_a_signal() {
+        assert_eq!(describe_exit(&ExitStatus::from_raw(0)), "exit 0");
+        assert_eq!(describe_exit(&ExitStatus::from_raw(3 << 8)), "exit 3");
+        assert_eq!(describe_exit(&ExitStatus::from_raw(15)), "signal TERM");
+        assert_eq!(describe_exit(&ExitStatus::from_raw(9)), "signal KILL");
+        assert_eq!(
+            describe_exit(&ExitStatus::from_raw(11 | 0x80)),
+            "signal SEGV (core dumped)"
+        );
+    }
+}

@@ -27,7 +27,7 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("worker exited during start-up ({0})")]
+    #[error("worker exited during start-up ({})", super::process::describe_exit(.0))]
     Exited(ExitStatus),
     #[error(
         "the worker did not finish importing {app} within {} s (boot_timeout); its Python stack is above",

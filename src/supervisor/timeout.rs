@@ -13,7 +13,10 @@
 //! An ASGI worker's request is cancelled instead (issue 27): after its 504 the
 //! worker is sent `Cancel` and keeps serving; only when it does not end the stream
 //! within `defaults::CANCEL_GRACE` (its event loop is blocked by sync code) does the
-//! above apply, the worker's capacity standing for its threads.
+//! above apply, the worker's capacity standing for its threads. A task that
+//! ignores its cancel keeps its slot until it ends; once such tasks hold half a
+//! worker's slots it is replaced (`recycle_detached`). The slots counted are the
+//! worker's own, from its start, whatever a reload since set.
 //!
 //! Condemned workers stay bounded: no more at once than the pool's size (past
 //! that, a timed-out worker is killed at once and its other requests get 504), and
@@ -21,7 +24,6 @@
 
 use super::policy::{self, AfterTimeout};
 use super::{process, Supervisor, WorkerState, DUMP_GRACE};
-use crate::config::Interface;
 use crate::defaults::CANCEL_GRACE;
 use crate::observe::RestartReason;
 use nix::sys::signal::Signal;
@@ -80,14 +82,30 @@ impl Supervisor {
         for pid in done {
             self.kill_condemned(pid);
         }
+        self.recycle_detached();
+    }
+
+    /// Replaces a serving ASGI worker half of whose slots are held by tasks that
+    /// ignored their cancel (`policy::recycle_detached`).
+    fn recycle_detached(&mut self) {
+        let due: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == WorkerState::Serving && !w.old)
+            .filter(|(_, w)| policy::recycle_detached(w.conn.detached(), w.conn.slots()))
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in due {
+            tracing::warn!(
+                pid,
+                reason = "timeout",
+                "tasks that ignored their cancellation hold half the worker's slots: replacing it (its drain lets them go)"
+            );
+            self.replace(pid, RestartReason::Timeout);
+        }
     }
 
     fn on_timed_out(&mut self, pid: u32, streams: &[u32], now: Instant) {
-        // An event loop runs `capacity` requests at once, as threads would.
-        let threads = match self.spec.interface {
-            Interface::Wsgi => self.spec.threads,
-            Interface::Asgi => self.spec.capacity,
-        };
         let condemned = self
             .workers
             .values()
@@ -96,6 +114,10 @@ impl Supervisor {
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
         };
+        // The worker's own threads, or the `worker_connections` of its event loop
+        // (which runs that many requests at once, as threads would), from its
+        // start: the spec may have changed since (a reload under way).
+        let threads = w.conn.slots();
         for &s in streams {
             w.conn.time_out_stream(s);
         }

@@ -2,8 +2,10 @@
 buggy app must cost only its own request, never the worker or other requests.
 
 /pid              the worker's pid
-/swallow          awaits a long sleep and swallows the CancelledError of its timeout,
-                  then sleeps on (a task that ignores cancellation)
+/swallow?S        awaits a long sleep and swallows the CancelledError of its timeout,
+                  then sleeps on, S seconds (60 by default): a task that ignores
+                  cancellation
+/stubborn?S       swallows every CancelledError for S seconds (60 by default)
 /swallowed        how many /swallow tasks saw their CancelledError
 /slow?S           sleeps S seconds, then answers "slow done"
 /tick?N           a streamed body: N chunks "tick\n", one every 0.5 s (never silent)
@@ -13,6 +15,8 @@ buggy app must cost only its own request, never the worker or other requests.
 /exit             raises SystemExit (sys.exit() in a view)
 /interrupt        raises KeyboardInterrupt after its head went out
 /header-ctl       a header value with a control character (\x01): refused (500)
+/spawn-exit       starts a task of its own that raises SystemExit, answers "spawned"
+/spawn-interrupt  schedules a callback that raises KeyboardInterrupt, answers "spawned"
 /scope, /any...   the scope's path, raw_path, query_string, client, headers as JSON
 """
 import asyncio
@@ -39,6 +43,19 @@ async def text(send, body, status=200):
     await send({"type": "http.response.body", "body": body})
 
 
+async def _spawned_exit():
+    await asyncio.sleep(0.05)
+    raise SystemExit(3)
+
+
+def _spawned_interrupt():
+    raise KeyboardInterrupt
+
+
+# The app's own tasks, held as asyncio's documentation says to.
+_background = set()
+
+
 async def app(scope, receive, send):
     global _swallowed, _release, _waiting
     if scope["type"] == "lifespan":
@@ -60,14 +77,31 @@ async def app(scope, receive, send):
             await asyncio.sleep(60)
         except asyncio.CancelledError:
             _swallowed += 1
-        await asyncio.sleep(60)
+        await asyncio.sleep(float(query or 60))
         await text(send, "swallowed")
+    elif path == "/stubborn":
+        loop = asyncio.get_running_loop()
+        end = loop.time() + float(query or 60)
+        while loop.time() < end:
+            try:
+                await asyncio.sleep(end - loop.time())
+            except asyncio.CancelledError:
+                _swallowed += 1
+        await text(send, "stubborn")
     elif path == "/exit":
         raise SystemExit(3)
     elif path == "/interrupt":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"begun", "more_body": True})
         raise KeyboardInterrupt
+    elif path == "/spawn-exit":
+        task = asyncio.get_running_loop().create_task(_spawned_exit())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        await text(send, "spawned")
+    elif path == "/spawn-interrupt":
+        asyncio.get_running_loop().call_later(0.05, _spawned_interrupt)
+        await text(send, "spawned")
     elif path == "/header-ctl":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"b\x01c")]})
         await send({"type": "http.response.body", "body": b"x"})

@@ -25,6 +25,11 @@
 /hop-by-hop     framing fields the front owns (dropped) and one kept
 /bytearray      a body given as a bytearray
 /pid            the worker's pid
+/listen-stream?N  N tasks await receive() until http.disconnect while the request's
+                task streams 64 KiB chunks until send() raises (Django's and
+                Starlette's listener for a disconnect beside a streaming response)
+/listened       "H E W": listeners that heard http.disconnect, streams ended by
+                send() raising, sends that had to wait (back-pressure)
 
 `no_lifespan` is the same app raising on any scope but http.
 
@@ -41,6 +46,7 @@ import os
 RELEASE = None
 DISCONNECTS = 0
 CHUNKS_SENT = 0
+LISTENED = {"heard": 0, "ended": 0, "waited": 0}
 
 
 async def lifespan(scope, receive, send):
@@ -155,6 +161,10 @@ async def app(scope, receive, send):
             await asyncio.sleep(0)
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/listen-stream":
+        return await listen_stream(receive, send, int(scope["query_string"] or b"1"))
+    if path == "/listened":
+        return await respond(send, "{heard} {ended} {waited}".format(**LISTENED).encode())
     if path == "/flood":
         return await flood(scope, send)
     if path == "/chunks-sent":
@@ -217,6 +227,25 @@ async def flood(scope, send):
                 f.write(f"waited at {k}")
         await pending
     await send({"type": "http.response.body", "body": b""})
+
+
+async def listen_stream(receive, send, listeners):
+    async def listen():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        LISTENED["heard"] += 1
+
+    tasks = [asyncio.ensure_future(listen()) for _ in range(listeners)]
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    try:
+        while True:
+            pending = send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+            if isinstance(pending, asyncio.Future) and not pending.done():
+                LISTENED["waited"] += 1
+            await pending
+    except OSError:
+        LISTENED["ended"] += 1
+    await asyncio.gather(*tasks)
 
 
 async def sse(receive, send):

@@ -23,6 +23,9 @@ few `http` ones.
                   as its message comes (the message must be kept, counted once)
 /exit             accepts, then calls sys.exit() (the client sees 1011; the
                   worker lives on)
+/two-readers      accepts; while one task awaits receive(), calls receive() again and
+                  sends what became of it, then sends "first got <text>" once the
+                  first gets the client's message
 anything else (http): 200 "asgi_ws"; GET /worker-pid: the worker's pid
 """
 import asyncio
@@ -179,6 +182,21 @@ async def wait_for(scope, receive, send):
         await send({"type": "websocket.send", "text": msg["text"]})
 
 
+async def two_readers(scope, receive, send):
+    await send({"type": "websocket.accept"})
+    first = asyncio.ensure_future(receive())
+    await asyncio.sleep(0)  # the first awaits its message now
+    try:
+        await receive()
+        said = "second receive() served"
+    except RuntimeError as e:
+        said = f"second receive() refused: {e}"
+    await send({"type": "websocket.send", "text": said})
+    msg = await first
+    await send({"type": "websocket.send", "text": "first got " + msg.get("text", msg["type"])})
+    await receive()
+
+
 async def exits(scope, receive, send):
     await send({"type": "websocket.accept"})
     sys.exit("asgi_ws: this WebSocket handler calls sys.exit()")
@@ -187,6 +205,7 @@ async def exits(scope, receive, send):
 ROUTES = {
     "/wait-for": wait_for,
     "/exit": exits,
+    "/two-readers": two_readers,
     "/echo": echo,
     "/sub": sub,
     "/deny": deny,

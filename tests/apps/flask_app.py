@@ -87,3 +87,15 @@ def idle_stream(key):
 @app.get("/idle-stream/<key>/state/")
 def idle_stream_state(key):
     return jsonify(state=IDLE_STREAMS.get(key, "unknown"))
+
+
+@app.get("/slow-stream/")
+def slow_stream():
+    """Five chunks, 0.2 s apart (tests/client_close.rs: pipelining behind it)."""
+    import time
+
+    def generate():
+        for i in range(5):
+            yield f"slow {i}\n"
+            time.sleep(0.2)
+    return Response(generate(), mimetype="text/plain")

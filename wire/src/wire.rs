@@ -216,6 +216,8 @@ pub enum Frame {
     ResponseFile(Box<ResponseFile>),
     /// ASGI worker → front: its app took this many more bytes of the stream's
     /// request body (`receive()`); the front may send that much more of it.
+    /// `Credit(0)` after a `Cancel`: the worker's loop runs, but the task ignores
+    /// its cancel; the stream (and its slot) stays until the task ends.
     Credit(u32),
 }
 

@@ -16,7 +16,7 @@
 
 pub(crate) use ferricorn_wire::{claims, wire};
 
-pub mod asgi;
+pub(crate) mod asgi;
 pub mod body;
 mod fds;
 pub mod log;

@@ -2,8 +2,10 @@
 //! loop. A stream past its timeout is answered 504 (or cut) as any, then the worker
 //! is sent `Cancel` and lives on: the stream keeps its slot until the worker ends
 //! it, so cancelled requests cannot pile up beyond `worker_connections`, and a
-//! worker that does not end it within `defaults::CANCEL_GRACE` has a blocked loop
-//! (the supervisor then falls back to the WSGI path: dump, condemn or kill). A
+//! worker that neither ends it nor says its loop runs (`Credit(0)`: the task
+//! ignores its cancel, and keeps the slot until it ends) within
+//! `defaults::CANCEL_GRACE` has a blocked loop (the supervisor then falls back
+//! to the WSGI path: dump, condemn or kill). A
 //! response whose client does not take it is paused in the worker (`Pause` past
 //! `response_buffer_size` held, `Resume` below half of it) instead of spooled: the
 //! app's `send()` waits, as it would on a slow socket under uvicorn. A request body
@@ -54,6 +56,9 @@ impl Window {
                 self.sent.fetch_add(len as u64, Ordering::AcqRel);
                 return true;
             }
+            // Said, for it is what an app that does not read comes to (tests wait
+            // on it: the worker is sent nothing more of this body meanwhile).
+            tracing::debug!("a request body's window is full: the rest waits in the spool");
             self.changed.notified().await;
         }
     }
@@ -156,8 +161,12 @@ impl WorkerConn {
 
     /// The worker's `Credit`: its app took `n` more bytes of the body, which is
     /// progress (its silence counts from now).
+    /// `Credit(0)` on a cancelled stream: the worker's loop runs, but the task
+    /// ignores its cancel; the stream keeps its slot until the task ends (its
+    /// `Abort`), so such tasks never add up past the worker's slots.
     pub(super) fn credit(&self, stream: u32, n: u32) {
         if let Some(s) = self.streams.lock().unwrap().get_mut(&stream) {
+            s.detached |= n == 0 && s.cancel_by.is_some();
             s.last_activity = Instant::now();
             if let Some(w) = &s.window {
                 w.credit(n);
@@ -253,13 +262,21 @@ impl WorkerConn {
         cut.len()
     }
 
-    /// Cancelled streams the worker has not ended by their deadline.
+    /// Cancelled streams whose task runs on regardless (`Credit(0)`): each holds
+    /// its slot until it ends.
+    pub fn detached(&self) -> usize {
+        let streams = self.streams.lock().unwrap();
+        streams.values().filter(|s| s.detached).count()
+    }
+
+    /// Cancelled streams the worker has not ended by their deadline, nor said its
+    /// loop runs on (`detached`).
     pub fn overdue_cancels(&self, now: Instant) -> Vec<u32> {
         self.streams
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, s)| cancel_overdue(s.cancel_by, now))
+            .filter(|(_, s)| !s.detached && cancel_overdue(s.cancel_by, now))
             .map(|(id, _)| *id)
             .collect()
     }

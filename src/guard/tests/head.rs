@@ -58,3 +58,28 @@ fn the_request_line_limit_still_answers_first() {
     let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(defaults::REQUEST_LINE));
     assert_eq!(refused(line.as_bytes()), Reject::UriTooLong);
 }
+
+/// Found by the differential fuzz (guard/fuzz.rs, property (c)): a request line
+/// past both its limit and the head cap got 431 in one read, 414 when cut before its
+/// end; a too-long line ending in a bare LF got 400 in one read, 414 or 431 when cut.
+/// The limit the bytes cross first answers, wherever the reads end.
+#[test]
+fn which_limit_refuses_does_not_depend_on_where_reads_end() {
+    let line = format!(
+        "GET /{} HTTP/1.1\r\n\r\n",
+        "a".repeat(defaults::REQUEST_HEAD)
+    );
+    assert_eq!(refused(line.as_bytes()), Reject::UriTooLong);
+    // `--limit-request-line` set above the head cap: the cap comes first.
+    let long_lines = GuardLimits {
+        request_line: 2 * defaults::REQUEST_HEAD,
+        ..GuardLimits::default()
+    };
+    let o = check_with(line.as_bytes(), long_lines);
+    assert_eq!(o.result, Err(Reject::HeaderFieldsTooLarge));
+    let bare_lf = format!("GET /{} HTTP/1.1\n\r\n", "a".repeat(defaults::REQUEST_LINE));
+    assert_eq!(refused(bare_lf.as_bytes()), Reject::UriTooLong);
+    let field = "a".repeat(defaults::REQUEST_FIELD_SIZE);
+    let bare_lf = format!("GET / HTTP/1.1\r\nX: {field}\n\r\n");
+    assert_eq!(refused(bare_lf.as_bytes()), Reject::HeaderFieldsTooLarge);
+}

@@ -21,7 +21,7 @@ const COPY_UP_TO: usize = 16 * 1024;
 const BROKEN_RESPONSE: &[u8] =
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
+impl<T: AsyncRead + AsyncWrite + crate::guard::client_close::PeerEnded + Unpin> Conn<T> {
     /// Writes the response: its head, then its body framed as the head says.
     pub(super) async fn respond<B>(
         &mut self,
@@ -82,12 +82,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             Framing::Length(n) => n,
             _ => u64::MAX,
         };
+        let mut probe = None;
         loop {
             let flush_first = !self.out.is_empty();
             let frame = poll_fn(|cx| match body.as_mut().poll_frame(cx) {
                 Poll::Ready(f) => Poll::Ready(Ok(f)),
                 Poll::Pending if flush_first => Poll::Ready(Err(false)),
-                Poll::Pending => self.poll_side(cx, reading).map(|()| Err(true)),
+                Poll::Pending => self.poll_side(cx, reading, &mut probe).map(|()| Err(true)),
             })
             .await;
             let frame = match frame {

@@ -7,6 +7,13 @@ use crate::net::RawTarget;
 use http_body_util::{BodyExt, Full};
 use std::sync::atomic::AtomicBool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+/// An in-memory pipe has no socket to ask: its peer's end is seen by reading.
+impl crate::guard::client_close::PeerEnded for DuplexStream {
+    fn peer_ended(&self) -> bool {
+        false
+    }
+}
 use tokio_util::sync::CancellationToken;
 
 const TIMEOUTS: ConnTimeouts = ConnTimeouts {
@@ -257,7 +264,7 @@ async fn pipelined_input_behind_a_pending_answer_is_read_only_so_far_ahead() {
     let (_read, mut write) = tokio::io::split(client);
     let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     let mut sent = 0;
-    // 4 MiB offered; the server stops reading once it holds `WATCH_AHEAD`.
+    // 4 MiB offered; the server stops reading once it holds `WATCH_AHEAD_ITEMS`.
     for _ in 0..(4 << 20) / request.len() {
         let wrote = tokio::time::timeout(Duration::from_millis(200), write.write_all(request));
         if wrote.await.is_err() {

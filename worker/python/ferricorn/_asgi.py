@@ -19,6 +19,18 @@ async def guarded(coro):
         raise RuntimeError(f"the ASGI app raised {type(e).__name__}") from e
 
 
+def _report(loop, context):
+    """The loop's exception handler: asyncio's, but for a task's ``SystemExit`` or
+    ``KeyboardInterrupt`` "never retrieved" when it is freed. asyncio lets both
+    out of the loop, where the worker catches them (a request's own coroutine
+    runs in ``guarded``): it logged that one already, with its traceback, and ran
+    the loop on. An app may set its own handler."""
+    exc = context.get("exception")
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)) and "future" in context:
+        return
+    loop.default_exception_handler(context)
+
+
 def new_loop(kind, threads):
     """The worker's loop, set as the current one; returns (loop, name).
 
@@ -40,6 +52,7 @@ def new_loop(kind, threads):
     if loop is None:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    loop.set_exception_handler(_report)
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 

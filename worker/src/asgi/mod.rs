@@ -7,7 +7,7 @@
 //! pyo3 side (`crate::python::asgi`) owns the loop, the futures and the tasks, and
 //! asks these types what to send.
 
-pub mod websocket;
+pub(crate) mod websocket;
 
 use crate::wire::{self, Frame, ResponseHead, CHUNK};
 use bytes::Bytes;
@@ -15,21 +15,22 @@ use std::collections::VecDeque;
 
 /// One `recvmsg` of the master's socket reads at most this much; the loop then
 /// runs the tasks it made ready before it reads again.
-pub const READ_BUF: usize = 256 * 1024;
+pub(crate) const READ_BUF: usize = 256 * 1024;
 
 /// Past this many encoded bytes not yet written to the master, `send()` waits for
 /// the buffer to drain (uvicorn's `FlowControl`, with room for a few big chunks).
-pub const HIGH_WATER: usize = 1024 * 1024;
+pub(crate) const HIGH_WATER: usize = 1024 * 1024;
 
 /// Body bytes buffered for one stream go to the app in `http.request` messages
 /// of at most this size (one chunk may be bigger: it is never split).
-pub const MESSAGE_MAX: usize = 1024 * 1024;
+pub(crate) const MESSAGE_MAX: usize = 1024 * 1024;
 
 /// A task still running this long after its cancel (which comes 1 s after the
-/// master's `Cancel`) ignored it: the worker ends its stream itself. Together well
+/// master's `Cancel`) ignored it: the worker tells the master its loop runs
+/// (`Credit(0)`; the stream keeps its slot until the task ends). Together well
 /// under the master's `defaults::CANCEL_GRACE` (5 s), past which it takes the
 /// missing answer for a blocked loop and replaces the worker.
-pub const CANCEL_ACK: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const CANCEL_ACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Hop-by-hop fields an app may not set: framing belongs to the front.
 pub(crate) const HOP_BY_HOP: [&[u8]; 7] = [
@@ -45,11 +46,11 @@ pub(crate) const HOP_BY_HOP: [&[u8]; 7] = [
 /// The app took this much of a body since the last `Credit`: credit it now. Half
 /// the master's window (`wire::ASGI_BODY_WINDOW`), so one `Credit` goes per 128 KiB
 /// and a stream whose app waits for more always has room for the next chunk.
-pub const CREDIT_BATCH: usize = wire::ASGI_BODY_WINDOW / 2;
+pub(crate) const CREDIT_BATCH: usize = wire::ASGI_BODY_WINDOW / 2;
 
 /// A request body as the master sends it.
 #[derive(Default)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     chunks: VecDeque<Bytes>,
     ended: bool,
     aborted: bool,
@@ -61,7 +62,7 @@ pub struct Inbox {
 
 /// What `receive()` hands the app next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Received {
+pub(crate) enum Received {
     /// `http.request` with `body` and `more_body`.
     Body(Bytes, bool),
     /// `http.disconnect`.
@@ -71,29 +72,29 @@ pub enum Received {
 }
 
 impl Inbox {
-    pub fn push(&mut self, data: Bytes) {
+    pub(crate) fn push(&mut self, data: Bytes) {
         if !self.ended && !self.aborted && !data.is_empty() {
             self.chunks.push_back(data);
         }
     }
 
-    pub fn end(&mut self) {
+    pub(crate) fn end(&mut self) {
         self.ended = true;
     }
 
     /// The client went away (the master's Abort), or the stream was dropped.
-    pub fn abort(&mut self) {
+    pub(crate) fn abort(&mut self) {
         self.aborted = true;
         self.chunks.clear();
     }
 
-    pub fn is_aborted(&self) -> bool {
+    pub(crate) fn is_aborted(&self) -> bool {
         self.aborted
     }
 
     /// The next message; after the whole body only a disconnect may come, so the
     /// caller waits for one (the app normally stops listening long before).
-    pub fn take(&mut self) -> Received {
+    pub(crate) fn take(&mut self) -> Received {
         if self.aborted {
             return Received::Disconnect;
         }
@@ -115,7 +116,7 @@ impl Inbox {
     /// The `Credit` to send now, if the app took a batch's worth since the last
     /// one. None once the body is whole or the client gone: the master sends no
     /// more of it either way.
-    pub fn credit_due(&mut self) -> Option<u32> {
+    pub(crate) fn credit_due(&mut self) -> Option<u32> {
         if self.uncredited < CREDIT_BATCH || self.ended || self.aborted {
             return None;
         }
@@ -152,15 +153,13 @@ impl Inbox {
 
 /// Why the app's `send()` is refused; the message becomes its exception.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     #[error("http.response.start sent twice")]
     Twice,
     #[error("http.response.body (or pathsend) sent before http.response.start")]
     NotStarted,
     #[error("the response is already complete")]
     Complete,
-    #[error("the client went away")]
-    Disconnected,
     #[error("invalid status {0}: expected {lo} to {hi}", lo = wire::FINAL_STATUS.start(), hi = wire::FINAL_STATUS.end())]
     Status(i64),
     #[error("invalid header name {0:?}")]
@@ -188,8 +187,8 @@ pub enum SendError {
 /// until the first body or file message (as PEP 3333 holds WSGI's), so an app that
 /// fails in between, or whose pathsend file is missing, still gets its 500.
 #[derive(Default)]
-pub struct Response {
-    pub head_only: bool,
+pub(crate) struct Response {
+    pub(crate) head_only: bool,
     started: bool,
     pending: Option<ResponseHead>,
     declared: Option<u64>,
@@ -200,29 +199,29 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(head_only: bool) -> Self {
+    pub(crate) fn new(head_only: bool) -> Self {
         Response {
             head_only,
             ..Response::default()
         }
     }
 
-    pub fn started(&self) -> bool {
+    pub(crate) fn started(&self) -> bool {
         self.started
     }
 
     /// The head went out: a failure now can only cut the response.
-    pub fn head_sent(&self) -> bool {
+    pub(crate) fn head_sent(&self) -> bool {
         self.started && self.pending.is_none()
     }
 
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.done
     }
 
     /// `http.response.start`: checks the status and fields, drops hop-by-hop ones,
     /// and holds the head for the first body or file message.
-    pub fn start(&mut self, status: i64, fields: Fields) -> Result<(), SendError> {
+    pub(crate) fn start(&mut self, status: i64, fields: Fields) -> Result<(), SendError> {
         if self.done {
             return Err(SendError::Complete);
         }
@@ -249,7 +248,12 @@ impl Response {
 
     /// `http.response.body`: the frames to send (the end too when `!more`). Bytes
     /// past the app's Content-Length cut the response.
-    pub fn body(&mut self, data: Bytes, more: bool, out: &mut Vec<Frame>) -> Result<(), SendError> {
+    pub(crate) fn body(
+        &mut self,
+        data: Bytes,
+        more: bool,
+        out: &mut Vec<Frame>,
+    ) -> Result<(), SendError> {
         if !self.started {
             return Err(SendError::NotStarted);
         }
@@ -291,7 +295,7 @@ impl Response {
 
     /// `http.response.pathsend`, once the file checked out: the head, then `file`
     /// (the `ResponseFile` frame) as the body and the end.
-    pub fn file(&mut self, file: Frame, out: &mut Vec<Frame>) -> Result<(), SendError> {
+    pub(crate) fn file(&mut self, file: Frame, out: &mut Vec<Frame>) -> Result<(), SendError> {
         if !self.started {
             return Err(SendError::NotStarted);
         }
@@ -315,20 +319,20 @@ impl Response {
     }
 
     /// Ends the stream abnormally (once).
-    pub fn abort(&mut self, why: &'static str) -> Frame {
+    pub(crate) fn abort(&mut self, why: &'static str) -> Frame {
         self.done = true;
         Frame::Abort(Bytes::from_static(why.as_bytes()))
     }
 
     /// The plain 500 in place of a response that failed before its head went out
     /// (the WSGI path's page).
-    pub fn error_page(&mut self, out: &mut Vec<Frame>) {
+    pub(crate) fn error_page(&mut self, out: &mut Vec<Frame>) {
         let body = Bytes::from_static(b"500 Internal Server Error\n");
         self.error_page_of(b"text/plain; charset=utf-8", body, out);
     }
 
     /// A 500 with this body (`--dev`: the traceback page).
-    pub fn error_page_of(
+    pub(crate) fn error_page_of(
         &mut self,
         content_type: &'static [u8],
         body: Bytes,
@@ -422,7 +426,7 @@ fn parse_length(v: &[u8]) -> Result<u64, SendError> {
 
 /// The scope's `path`: the raw path percent-decoded, as UTF-8 (what uvicorn's
 /// `unquote` gives; invalid sequences become U+FFFD), after `root_path`.
-pub fn scope_path(root_path: &str, raw: &[u8]) -> String {
+pub(crate) fn scope_path(root_path: &str, raw: &[u8]) -> String {
     let decoded = percent_encoding::percent_decode(raw).decode_utf8_lossy();
     let mut path = String::with_capacity(root_path.len() + decoded.len());
     path.push_str(root_path);

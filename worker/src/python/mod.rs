@@ -10,7 +10,7 @@
 //! request also gets its socket in the environ, closed after the response (`upgrade`).
 
 pub mod app;
-pub mod asgi;
+pub(crate) mod asgi;
 mod environ;
 mod file_wrapper;
 mod input;

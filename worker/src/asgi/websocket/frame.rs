@@ -4,37 +4,37 @@
 //! 64-bit length with its top bit clear), and the payload's unmasking.
 
 /// The opcodes of RFC 6455 §5.2 (the others are reserved).
-pub const CONTINUATION: u8 = 0x0;
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
+pub(crate) const CONTINUATION: u8 = 0x0;
+pub(crate) const TEXT: u8 = 0x1;
+pub(crate) const BINARY: u8 = 0x2;
+pub(crate) const CLOSE: u8 = 0x8;
+pub(crate) const PING: u8 = 0x9;
+pub(crate) const PONG: u8 = 0xA;
 
 /// The longest head: 2 bytes, a 64-bit length, a 4-byte mask.
-pub const MAX_HEAD: usize = 14;
+pub(crate) const MAX_HEAD: usize = 14;
 
 /// The most bytes a control frame's payload may hold (§5.5).
-pub const MAX_CONTROL: u64 = 125;
+pub(crate) const MAX_CONTROL: u64 = 125;
 
 /// A client frame's head, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    pub fin: bool,
-    pub opcode: u8,
-    pub mask: [u8; 4],
-    pub len: u64,
+pub(crate) struct Head {
+    pub(crate) fin: bool,
+    pub(crate) opcode: u8,
+    pub(crate) mask: [u8; 4],
+    pub(crate) len: u64,
 }
 
 impl Head {
-    pub fn is_control(&self) -> bool {
+    pub(crate) fn is_control(&self) -> bool {
         self.opcode & 0x8 != 0
     }
 }
 
 /// Why a head is refused: each fails the connection with close code 1002.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HeadError {
+pub(crate) enum HeadError {
     #[error("a reserved bit is set (no extension was negotiated)")]
     Reserved,
     #[error("reserved opcode {0:#x}")]
@@ -52,7 +52,7 @@ pub enum HeadError {
 /// Reads a head at the start of `buf`: `Ok(None)` until it is whole, else the head
 /// and how many bytes it took. Lengths are taken in any encoding, minimal or not
 /// (as tungstenite and browsers' peers do): a longer spelling is unambiguous.
-pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
     let (Some(&b0), Some(&b1)) = (buf.first(), buf.get(1)) else {
         return Ok(None);
     };
@@ -100,7 +100,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
 }
 
 /// Unmasks `data` in place, `offset` being how many payload bytes came before it.
-pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: u64) {
+pub(crate) fn unmask(data: &mut [u8], mask: [u8; 4], offset: u64) {
     let shift = (offset % 4) as usize;
     let key: [u8; 4] = std::array::from_fn(|i| mask[(i + shift) % 4]);
     let wide = u64::from_ne_bytes([
@@ -117,7 +117,7 @@ pub fn unmask(data: &mut [u8], mask: [u8; 4], offset: u64) {
 }
 
 /// Appends a final, unmasked server frame (`opcode`, `payload`) to `out`.
-pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+pub(crate) fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.reserve(10 + payload.len());
     out.push(0x80 | opcode);
     match payload.len() {

@@ -34,7 +34,7 @@ fn owned(name: &[u8]) -> bool {
 
 /// Why an app's `websocket.accept` cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AcceptError {
+pub(crate) enum AcceptError {
     #[error("subprotocol {0:?} is not one the client offered ({1:?})")]
     Subprotocol(String, Vec<String>),
     #[error("header name {0:?} is not an HTTP token")]
@@ -49,7 +49,7 @@ pub enum AcceptError {
 
 /// The subprotocols a client offers: every `Sec-WebSocket-Protocol` field's
 /// comma-separated tokens, in order (RFC 6455 §4.1; a non-token is dropped).
-pub fn offered<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+pub(crate) fn offered<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
     fields
         .into_iter()
         .flat_map(|v| v.split(|&b| b == b','))
@@ -61,7 +61,7 @@ pub fn offered<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
 
 /// The `101` head for the handshake's `key`, the app's `subprotocol` (checked
 /// against `offered`) and its `headers` (name, value).
-pub fn accept_head(
+pub(crate) fn accept_head(
     key: &str,
     subprotocol: Option<&str>,
     offered: &[String],

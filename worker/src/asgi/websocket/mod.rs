@@ -3,8 +3,8 @@
 //! accepts a handshake (`handshake`). The loop (`python::asgi`) reads and writes the
 //! socket the master passed, and turns events into the app's messages.
 
-pub mod frame;
-pub mod handshake;
-pub mod session;
+pub(crate) mod frame;
+pub(crate) mod handshake;
+pub(crate) mod session;
 
-pub use session::{Event, SendError, Session};
+pub(crate) use session::{Event, Session};

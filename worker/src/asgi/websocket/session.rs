@@ -12,14 +12,14 @@ use super::frame::{self, Head};
 
 /// The largest message taken from a client (uvicorn's `ws_max_size`); a larger one
 /// fails the connection with 1009.
-pub const MAX_MESSAGE: usize = 16 << 20;
+pub(crate) const MAX_MESSAGE: usize = 16 << 20;
 
 /// Pings are answered while less than this waits to be written.
 const PONG_BACKLOG: usize = 1 << 20;
 
 /// What the client said, as the app sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Text(String),
     Binary(Vec<u8>),
     /// The connection is over: the client's close (its code, 1005 when it gave
@@ -33,7 +33,7 @@ pub enum Event {
 
 /// Why the app cannot send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
+pub(crate) enum SendError {
     #[error("the WebSocket is closed")]
     Closed,
     #[error("close code {0} may not be sent (RFC 6455 §7.4)")]
@@ -89,7 +89,7 @@ struct Fail(u16, &'static str);
 
 /// One WebSocket's state.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     state: State,
     rx: Rx,
     msg: Option<Message>,
@@ -104,7 +104,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(max_message: usize) -> Self {
+    pub(crate) fn new(max_message: usize) -> Self {
         Self {
             state: State::Open,
             rx: NO_HEAD,
@@ -118,7 +118,7 @@ impl Session {
     }
 
     /// A session whose first bytes out are `head` (the `101` that accepts it).
-    pub fn accepted(max_message: usize, head: Vec<u8>) -> Self {
+    pub(crate) fn accepted(max_message: usize, head: Vec<u8>) -> Self {
         Self {
             out: head,
             ..Self::new(max_message)
@@ -126,7 +126,7 @@ impl Session {
     }
 
     /// Takes `data`, read from the client, and appends what it completes to `events`.
-    pub fn feed(&mut self, data: &[u8], events: &mut Vec<Event>) {
+    pub(crate) fn feed(&mut self, data: &[u8], events: &mut Vec<Event>) {
         if let Err(Fail(code, why)) = self.read(data, events) {
             self.failure = Some(why);
             self.finish(code, events);
@@ -134,7 +134,7 @@ impl Session {
     }
 
     /// The client's socket ended (EOF or an error): 1006 unless already closed.
-    pub fn feed_eof(&mut self, events: &mut Vec<Event>) {
+    pub(crate) fn feed_eof(&mut self, events: &mut Vec<Event>) {
         let told = matches!(self.state, State::Closed | State::Failing(_));
         self.release();
         if !told {
@@ -147,7 +147,7 @@ impl Session {
 
     /// Queues the close that fails the connection, once the app has taken the
     /// messages before the fault (see `State::Failing`).
-    pub fn flush_failure(&mut self) {
+    pub(crate) fn flush_failure(&mut self) {
         if let State::Failing(code) = self.state {
             self.push(frame::CLOSE, &code.to_be_bytes());
             self.state = State::Closed;
@@ -155,17 +155,17 @@ impl Session {
     }
 
     /// Whether a failing close waits for `flush_failure`.
-    pub fn is_failing(&self) -> bool {
+    pub(crate) fn is_failing(&self) -> bool {
         matches!(self.state, State::Failing(_))
     }
 
     /// Whether bytes from the client are still wanted.
-    pub fn is_reading(&self) -> bool {
+    pub(crate) fn is_reading(&self) -> bool {
         matches!(self.state, State::Open | State::CloseSent)
     }
 
     /// Why the server failed the connection, if it did.
-    pub fn failure(&self) -> Option<&'static str> {
+    pub(crate) fn failure(&self) -> Option<&'static str> {
         self.failure
     }
 
@@ -344,12 +344,12 @@ impl Session {
 /// The server's side: what the app sends, and the bytes for the caller to write.
 impl Session {
     /// Queues a text message (one final frame).
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+    pub(crate) fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         self.send(frame::TEXT, text.as_bytes())
     }
 
     /// Queues a binary message (one final frame).
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+    pub(crate) fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.send(frame::BINARY, data)
     }
 
@@ -363,7 +363,7 @@ impl Session {
 
     /// Queues the server's close (`code`, and `reason` cut to the 123 bytes a close
     /// frame holds, at a character's end); the client's reply will end the session.
-    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
+    pub(crate) fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
         if !sendable(code) {
             return Err(SendError::Code(code));
         }
@@ -386,22 +386,22 @@ impl Session {
     }
 
     /// Whether the app may still send (no close sent or received).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         matches!(self.state, State::Open | State::Failing(_))
     }
 
     /// Whether the session is over: once `pending` is empty, the socket is closed.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
 
     /// The bytes to write next.
-    pub fn pending(&self) -> &[u8] {
+    pub(crate) fn pending(&self) -> &[u8] {
         &self.out[self.sent..]
     }
 
     /// `n` bytes of `pending` were written. Once all are, the buffer is let go.
-    pub fn advance(&mut self, n: usize) {
+    pub(crate) fn advance(&mut self, n: usize) {
         self.sent = (self.sent + n).min(self.out.len());
         if self.sent == self.out.len() {
             self.out = Vec::new();
@@ -439,7 +439,7 @@ fn close_payload(p: &[u8]) -> Result<(u16, String), Fail> {
 
 /// The codes an endpoint may put in a close frame: the registered ones, less
 /// 1004-1006 and 1015 (never sent), and the private 3000-4999.
-pub fn sendable(code: u16) -> bool {
+pub(crate) fn sendable(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 

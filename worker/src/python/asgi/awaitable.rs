@@ -7,22 +7,22 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
 #[pyclass(frozen, module = "ferricorn", name = "Done")]
-pub struct Done {
+pub(crate) struct Done {
     value: Py<PyAny>,
 }
 
 impl Done {
-    pub fn new(value: Py<PyAny>) -> Self {
+    pub(crate) fn new(value: Py<PyAny>) -> Self {
         Done { value }
     }
 
     /// `value`, as an awaitable that is done.
-    pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
         Ok(Py::new(py, Done::new(value))?.into_any())
     }
 
     /// `Done(None)`, for `send()`.
-    pub fn none(py: Python<'_>) -> Self {
+    pub(crate) fn none(py: Python<'_>) -> Self {
         Done { value: py.None() }
     }
 }

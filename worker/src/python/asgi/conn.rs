@@ -52,7 +52,7 @@ struct State {
 /// What a stream id is bound to while its task runs (a WebSocket: until its
 /// socket is closed too).
 #[derive(Clone)]
-pub enum Entry {
+pub(crate) enum Entry {
     Http(StreamRef),
     WebSocket(WsRef),
 }
@@ -100,7 +100,7 @@ struct Callbacks {
 }
 
 /// One ASGI worker's connection to the master, with the app and its loop.
-pub struct Core {
+pub(crate) struct Core {
     pub(super) sock: UnixStream,
     claims: Option<Claims>,
     pub(super) app: Py<PyAny>,
@@ -119,7 +119,7 @@ pub struct Core {
 }
 
 #[pyclass(frozen, module = "ferricorn")]
-pub struct Readable(Arc<Core>);
+pub(crate) struct Readable(Arc<Core>);
 
 #[pymethods]
 impl Readable {
@@ -129,7 +129,7 @@ impl Readable {
 }
 
 #[pyclass(frozen, module = "ferricorn")]
-pub struct Flush(Arc<Core>);
+pub(crate) struct Flush(Arc<Core>);
 
 #[pymethods]
 impl Flush {
@@ -140,7 +140,7 @@ impl Flush {
 
 /// SIGTERM (`true`: drain) or SIGINT/SIGQUIT, posted by the signal thread.
 #[pyclass(frozen, module = "ferricorn")]
-pub struct OnSignal(pub(super) Arc<Core>);
+pub(crate) struct OnSignal(pub(super) Arc<Core>);
 
 #[pymethods]
 impl OnSignal {
@@ -153,7 +153,7 @@ impl OnSignal {
 }
 
 impl Core {
-    pub fn new(
+    pub(crate) fn new(
         py: Python<'_>,
         sock: UnixStream,
         claims: Option<Claims>,
@@ -194,25 +194,25 @@ impl Core {
     }
 
     /// Starts reading the master's frames.
-    pub fn start(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn start(&self, py: Python<'_>) -> PyResult<()> {
         let fd = self.sock.as_raw_fd();
         let cb = self.cbs().readable.clone_ref(py);
         self.event_loop.call_method1(py, "add_reader", (fd, cb))?;
         Ok(())
     }
 
-    pub fn done_future(&self, py: Python<'_>) -> Py<PyAny> {
+    pub(crate) fn done_future(&self, py: Python<'_>) -> Py<PyAny> {
         self.done.clone_ref(py)
     }
 
     /// Why the loop stopped (once `done` is).
-    pub fn exit(&self) -> Exit {
+    pub(crate) fn exit(&self) -> Exit {
         lock(&self.st).exit.clone().unwrap_or(Exit::MasterGone)
     }
 
     /// Stops the loop for `why` (the first reason wins). A drain's last frames are
     /// written before.
-    pub fn finish(&self, py: Python<'_>, why: Exit) {
+    pub(crate) fn finish(&self, py: Python<'_>, why: Exit) {
         let out = {
             let mut st = lock(&self.st);
             if st.exit.is_some() {

@@ -3,7 +3,8 @@
 //! raises); a task that goes on regardless (it never calls `receive()`, nor
 //! `send()`) is cancelled here, `DRAIN_CANCEL_GRACE` to twice that after its client
 //! went, so that the lifespan shutdown, `worker_exit` and atexit still run before
-//! the master's deadline.
+//! the master's deadline. A task that already ignored its cancel (its request
+//! keeps its slot while the worker serves) is let go of at the first sweep.
 
 use super::conn::Core;
 use super::http;
@@ -14,11 +15,11 @@ use std::time::Duration;
 
 /// How long a draining worker's task may go on after its client went, at least
 /// (at most twice this: one sweep marks it, the next cancels it).
-pub const DRAIN_CANCEL_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const DRAIN_CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 /// The sweep `loop.call_later` runs while the worker drains.
 #[pyclass(frozen, module = "ferricorn")]
-pub struct Sweep(Arc<Core>);
+pub(crate) struct Sweep(Arc<Core>);
 
 #[pymethods]
 impl Sweep {
@@ -42,6 +43,14 @@ fn sweep(py: Python<'_>, core: &Arc<Core>) {
     let entries = core.entries();
     if entries.is_empty() {
         return; // the drain is over
+    }
+    let released = entries
+        .iter()
+        .filter_map(|e| e.http())
+        .filter(|s| http::let_go(py, core, s))
+        .count();
+    if released > 0 {
+        wlog!("draining: let go of {released} request(s) whose task ignored its cancellation");
     }
     let cancelled = entries
         .iter()

@@ -17,37 +17,46 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// One request's state, shared by its `receive`, `send`, task callback and the
 /// connection's table.
-pub struct Stream {
-    pub id: u32,
-    pub inbox: Inbox,
-    pub resp: Response,
-    recv_waiter: Option<Py<PyAny>>,
-    send_waiter: Option<Py<PyAny>>,
-    pub paused: bool,
-    pub task: Option<Py<PyAny>>,
+pub(crate) struct Stream {
+    pub(crate) id: u32,
+    pub(crate) inbox: Inbox,
+    pub(crate) resp: Response,
+    /// The `receive()`s waiting, oldest first: each task awaiting one has its own
+    /// (a listener for the disconnect beside one reading the body, as uvicorn
+    /// serves them; Django and Starlette listen while they stream).
+    recv_waiters: VecDeque<Py<PyAny>>,
+    /// The `send()`s waiting for a Resume (a paused stream).
+    send_waiters: Vec<Py<PyAny>>,
+    pub(crate) paused: bool,
+    pub(crate) task: Option<Py<PyAny>>,
     /// Draining, and its client gone at the last sweep: cancelled at the next.
     doomed: bool,
+    /// Cancelled, and its task ignored it (`CancelOverdue`): the stream stays,
+    /// with its slot at the master, until the task ends, or the worker drains.
+    detached: bool,
     /// For the error log, should the app fail.
     request: [Bytes; 3],
 }
 
-pub type StreamRef = Arc<Mutex<Stream>>;
+pub(crate) type StreamRef = Arc<Mutex<Stream>>;
 
 impl Stream {
-    pub fn new(id: u32, head: &RequestHead) -> StreamRef {
+    pub(crate) fn new(id: u32, head: &RequestHead) -> StreamRef {
         Arc::new(Mutex::new(Stream {
             id,
             inbox: Inbox::default(),
             resp: Response::new(head.method.as_ref() == b"HEAD"),
-            recv_waiter: None,
-            send_waiter: None,
+            recv_waiters: VecDeque::new(),
+            send_waiters: Vec::new(),
             paused: false,
             task: None,
             doomed: false,
+            detached: false,
             request: [
                 head.request_id.clone(),
                 head.method.clone(),
@@ -58,7 +67,7 @@ impl Stream {
 }
 
 /// Builds the scope and starts `app(scope, receive, send)` as a task.
-pub fn spawn(
+pub(crate) fn spawn(
     py: Python<'_>,
     core: &Arc<Core>,
     stream: &StreamRef,
@@ -85,7 +94,12 @@ pub fn spawn(
 }
 
 /// The app could not even be called (its call raised): a 500.
-pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, err: &PyErr) {
+pub(crate) fn failed_before_task(
+    py: Python<'_>,
+    core: &Arc<Core>,
+    stream: &StreamRef,
+    err: &PyErr,
+) {
     let (id, frames) = {
         let mut s = lock(stream);
         let _ = log_failure(py, &s.request, err);
@@ -98,15 +112,15 @@ pub fn failed_before_task(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef, 
 }
 
 /// Body bytes or the body's end from the master; a waiting `receive()` gets them.
-pub fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
+pub(crate) fn feed(py: Python<'_>, core: &Core, stream: &StreamRef, f: impl FnOnce(&mut Inbox)) {
     let (delivered, credit) = {
         let mut s = lock(stream);
         f(&mut s.inbox);
-        let delivered = take_for_waiter(py, &mut s);
+        let delivered = take_for_waiters(py, &mut s);
         (delivered, credit_due(&mut s))
     };
     send_credit(py, core, credit);
-    if let Some((waiter, got)) = delivered {
+    for (waiter, got) in delivered {
         if let Ok(msg) = message(py, got) {
             resolve(py, &waiter, msg);
         }
@@ -125,33 +139,40 @@ fn send_credit(py: Python<'_>, core: &Core, credit: Option<(u32, Frame)>) {
     }
 }
 
-/// The waiting `receive()`'s future and what it gets, if something came.
-fn take_for_waiter(py: Python<'_>, s: &mut Stream) -> Option<(Py<PyAny>, Received)> {
-    let waiter = s.recv_waiter.take()?;
-    if is_done(py, &waiter) {
-        return None; // its task was cancelled: the message stays for the next call
-    }
-    match s.inbox.take() {
-        Received::Wait => {
-            s.recv_waiter = Some(waiter);
-            None
+/// The waiting `receive()`s' futures and what each gets, oldest first, while
+/// messages are there.
+fn take_for_waiters(py: Python<'_>, s: &mut Stream) -> Vec<(Py<PyAny>, Received)> {
+    let mut delivered = Vec::new();
+    while let Some(waiter) = s.recv_waiters.pop_front() {
+        if is_done(py, &waiter) {
+            continue; // its task was cancelled: the message stays for the next call
         }
-        got => Some((waiter, got)),
+        match s.inbox.take() {
+            Received::Wait => {
+                s.recv_waiters.push_front(waiter);
+                break;
+            }
+            got => delivered.push((waiter, got)),
+        }
     }
+    delivered
 }
 
 /// The client went away (the master's Abort, or the connection's end): a waiting
 /// `receive()` gets `http.disconnect`, a waiting `send()` raises.
-pub fn client_gone(py: Python<'_>, stream: &StreamRef) {
+pub(crate) fn client_gone(py: Python<'_>, stream: &StreamRef) {
     let (recv, send) = {
         let mut s = lock(stream);
         s.inbox.abort();
-        (s.recv_waiter.take(), s.send_waiter.take())
+        (
+            std::mem::take(&mut s.recv_waiters),
+            std::mem::take(&mut s.send_waiters),
+        )
     };
-    if let Some(w) = recv {
+    for w in recv {
         disconnect(py, &w);
     }
-    if let Some(w) = send {
+    for w in send {
         reject(py, &w, disconnected());
     }
 }
@@ -169,7 +190,7 @@ const CANCEL_AFTER_DISCONNECT_S: f64 = 1.0;
 /// app's task would leave the view running, orphaned and uncounted, and skip
 /// `request_finished` (tests/asgi_django.rs). A task still running `CANCEL_ACK`
 /// after its cancel ignored it (`CancelOverdue`).
-pub fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
+pub(crate) fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
     client_gone(py, stream);
     let task = lock(stream).task.as_ref().map(|t| t.clone_ref(py));
     let Some(task) = task else {
@@ -198,11 +219,13 @@ pub fn cancel(py: Python<'_>, core: &Arc<Core>, stream: &StreamRef) {
 }
 
 /// A cancelled task still running: it caught its CancelledError (or cleans up
-/// slowly). The loop runs, so the stream is ended here, before the master takes
-/// the missing answer for a blocked loop and replaces the worker with every
-/// request it serves; the task runs on, detached (its `send()`s are refused).
+/// slowly). The loop runs, which the master is told (`Credit(0)` on the stream)
+/// before it takes the missing end for a blocked loop and replaces the worker
+/// with every request it serves. The task runs on (its `send()`s are refused),
+/// and its stream stays open, with its slot at the master, until it ends: tasks
+/// that ignore their cancel never add up past `worker_connections`.
 #[pyclass(frozen, module = "ferricorn", name = "CancelOverdue")]
-pub struct CancelOverdue {
+pub(crate) struct CancelOverdue {
     core: Arc<Core>,
     stream: StreamRef,
 }
@@ -210,29 +233,45 @@ pub struct CancelOverdue {
 #[pymethods]
 impl CancelOverdue {
     fn __call__(&self, py: Python<'_>) {
-        let (id, frames) = {
+        let id = {
             let mut s = lock(&self.stream);
             if s.task.is_none() || s.resp.done() {
                 return;
             }
-            (s.id, vec![s.resp.abort("cancelled")])
+            s.detached = true;
+            s.id
         };
         log::at(
             Level::Warn,
             format_args!(
                 "stream {id}: its task ignored its cancellation for {:?} (it caught \
-                 CancelledError?): the request is ended, the task runs on",
+                 CancelledError?): it runs on, and keeps its request's slot until it ends",
                 CANCEL_ACK
             ),
         );
-        self.core.send_frames(py, id, frames);
-        self.core.task_done(py, &self.stream, id);
+        self.core.send_frames(py, id, vec![Frame::Credit(0)]);
     }
+}
+
+/// A drain's sweep (`drain`): a detached task's stream ends now (no request comes
+/// any more, so its slot no longer matters, and the worker's lifespan shutdown
+/// need not wait for a task that ignores every cancel). Returns whether it did.
+pub(super) fn let_go(py: Python<'_>, core: &Core, stream: &StreamRef) -> bool {
+    let (id, frames) = {
+        let mut s = lock(stream);
+        if !s.detached || s.task.is_none() || s.resp.done() {
+            return false;
+        }
+        (s.id, vec![s.resp.abort("cancelled")])
+    };
+    core.send_frames(py, id, frames);
+    core.task_done(py, stream, id);
+    true
 }
 
 /// A drain's sweep (`drain`): a task whose client is gone is marked, and cancelled
 /// at the next sweep if it still runs. Returns whether it was cancelled now.
-pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
+pub(crate) fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
     let task = {
         let mut s = lock(stream);
         if !s.inbox.is_aborted() || !std::mem::replace(&mut s.doomed, true) {
@@ -244,28 +283,28 @@ pub fn doom(py: Python<'_>, stream: &StreamRef) -> bool {
 }
 
 /// The master's Pause (`paused`) or Resume: a paused `send()` goes on.
-pub fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
-    let waiter = {
+pub(crate) fn resume(py: Python<'_>, stream: &StreamRef, paused: bool) {
+    let waiters = {
         let mut s = lock(stream);
         s.paused = paused;
         match paused {
-            true => None,
-            false => s.send_waiter.take(),
+            true => Vec::new(),
+            false => std::mem::take(&mut s.send_waiters),
         }
     };
-    if let Some(w) = waiter {
+    for w in waiters {
         resolve(py, &w, py.None());
     }
 }
 
-fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
+pub(super) fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
     fut.call_method0(py, intern!(py, "done"))
         .and_then(|d| d.is_truthy(py))
         .unwrap_or(true)
 }
 
 /// Completes a future unless its task gave up on it (cancelled).
-pub fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
+pub(crate) fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: Py<PyAny>) {
     if !is_done(py, fut) {
         let _ = fut.call_method1(py, intern!(py, "set_result"), (value,));
     }
@@ -304,7 +343,7 @@ fn message(py: Python<'_>, got: Received) -> PyResult<Py<PyAny>> {
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "Receive")]
-pub struct Receive {
+pub(crate) struct Receive {
     core: Arc<Core>,
     stream: StreamRef,
 }
@@ -328,13 +367,16 @@ impl Receive {
             return Done::ready(py, message(py, got)?);
         }
         let fut = self.core.new_future(py)?;
-        lock(&self.stream).recv_waiter = Some(fut.clone_ref(py));
+        let mut s = lock(&self.stream);
+        // Those whose task gave up (`wait_for(receive(), t)` in a loop) go.
+        s.recv_waiters.retain(|w| !is_done(py, w));
+        s.recv_waiters.push_back(fut.clone_ref(py));
         Ok(fut)
     }
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "Send")]
-pub struct Send {
+pub(crate) struct Send {
     core: Arc<Core>,
     stream: StreamRef,
 }
@@ -377,14 +419,14 @@ fn disconnect(py: Python<'_>, waiter: &Py<PyAny>) {
 /// After a message that may have completed the response: a `receive()` waiting
 /// (Django's and Starlette's listeners for a disconnect) gets `http.disconnect`.
 fn answered(py: Python<'_>, stream: &StreamRef) {
-    let waiter = {
+    let waiters = {
         let mut s = lock(stream);
         match s.resp.done() {
-            true => s.recv_waiter.take(),
-            false => None,
+            true => std::mem::take(&mut s.recv_waiters),
+            false => VecDeque::new(),
         }
     };
-    if let Some(w) = waiter {
+    for w in waiters {
         disconnect(py, &w);
     }
 }
@@ -422,8 +464,13 @@ impl Send {
         let queued = self.core.send_frames(py, id, frames);
         outcome.map_err(send_error)?;
         if paused {
+            // Said, for it is what a client that stops reading comes to (tests
+            // wait on it: a paused stream moves no more until its client reads).
+            wdebug!("stream {id}: send() waits: the front paused the response (its client does not read)");
             let fut = self.core.new_future(py)?;
-            lock(&self.stream).send_waiter = Some(fut.clone_ref(py));
+            let mut s = lock(&self.stream);
+            s.send_waiters.retain(|w| !is_done(py, w));
+            s.send_waiters.push(fut.clone_ref(py));
             return Ok(Some(fut));
         }
         match queued >= HIGH_WATER {
@@ -452,7 +499,7 @@ fn body_bytes(b: &Bound<'_, PyAny>) -> PyResult<Bytes> {
 }
 
 /// `message.get(key)`, None when missing or None.
-pub fn optional<'py>(
+pub(crate) fn optional<'py>(
     py: Python<'py>,
     message: &Bound<'py, PyAny>,
     key: &Bound<'py, PyString>,
@@ -486,9 +533,8 @@ pub(super) fn headers(py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Ve
     Ok(out)
 }
 
-pub fn send_error(e: SendError) -> PyErr {
+pub(crate) fn send_error(e: SendError) -> PyErr {
     match e {
-        SendError::Disconnected => disconnected(),
         SendError::Twice | SendError::NotStarted | SendError::Complete | SendError::TooLong => {
             PyRuntimeError::new_err(e.to_string())
         }
@@ -498,7 +544,7 @@ pub fn send_error(e: SendError) -> PyErr {
 
 /// The task's end decides the stream's end, if the app did not.
 #[pyclass(frozen, module = "ferricorn", name = "TaskDone")]
-pub struct TaskDone {
+pub(crate) struct TaskDone {
     core: Arc<Core>,
     stream: StreamRef,
 }

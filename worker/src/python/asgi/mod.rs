@@ -26,23 +26,23 @@ use pyo3::types::PyDict;
 use std::os::unix::net::UnixStream;
 
 /// What the command line says about the ASGI worker.
-pub struct Options {
-    pub asgi_loop: String,
-    pub lifespan: String,
-    pub root_path: String,
-    pub threads: usize,
-    pub dev: bool,
+pub(crate) struct Options {
+    pub(crate) asgi_loop: String,
+    pub(crate) lifespan: String,
+    pub(crate) root_path: String,
+    pub(crate) threads: usize,
+    pub(crate) dev: bool,
 }
 
 /// Posts signals to the loop (`call_soon_threadsafe`): SIGTERM drains,
 /// SIGINT/SIGQUIT stop at once.
-pub struct Waker {
+pub(crate) struct Waker {
     event_loop: Py<PyAny>,
     cb: Py<PyAny>,
 }
 
 impl Waker {
-    pub fn wake(&self, term: bool) {
+    pub(crate) fn wake(&self, term: bool) {
         Python::attach(|py| {
             let cb = self.cb.clone_ref(py);
             let _ = self
@@ -54,7 +54,7 @@ impl Waker {
 
 /// Why the ASGI worker did not serve.
 #[derive(Debug, thiserror::Error)]
-pub enum Failed {
+pub(crate) enum Failed {
     /// The lifespan startup failed: reported like an import failure (exit 3).
     #[error("{}", .0.message)]
     Startup(LoadFailure),
@@ -64,7 +64,7 @@ pub enum Failed {
 }
 
 /// The loop made and the lifespan startup done: what `serve` goes on with.
-pub struct Booted {
+pub(crate) struct Booted {
     event_loop: Py<PyAny>,
     loop_name: String,
     life: Py<PyAny>,
@@ -73,7 +73,7 @@ pub struct Booted {
 
 /// Makes the loop and runs the lifespan startup to its end, before the worker
 /// connects to the master (a failure is then an exit like an import failure's).
-pub fn boot(app: &App, opts: &Options) -> Result<Booted, Failed> {
+pub(crate) fn boot(app: &App, opts: &Options) -> Result<Booted, Failed> {
     Python::attach(|py| {
         let m = py
             .import("ferricorn._asgi")
@@ -99,7 +99,7 @@ pub fn boot(app: &App, opts: &Options) -> Result<Booted, Failed> {
 /// Serves on the booted loop until the worker must exit. `ready` sends the Ready
 /// frame (the socket is still blocking then) and logs the boot line with the
 /// loop's name; `signals` starts the signal thread with its `Waker`.
-pub fn serve(
+pub(crate) fn serve(
     booted: Booted,
     sock: UnixStream,
     claims: Option<Claims>,
@@ -140,15 +140,52 @@ pub fn serve(
         });
         core.start(py).map_err(|e| loop_error(py, &e))?;
         let done = core.done_future(py);
-        event_loop
-            .call_method1("run_until_complete", (done,))
-            .map_err(|e| loop_error(py, &e))?;
+        run_until(py, event_loop, done.bind(py)).map_err(|e| loop_error(py, &e))?;
         let why = core.exit();
         if why == Exit::Drained {
             shutdown(py, event_loop, life);
         }
         Ok(why)
     })
+}
+
+/// Runs the loop until `done`. asyncio lets a `SystemExit` or `KeyboardInterrupt`
+/// out of the loop; a request's own coroutine runs in `guarded`, which makes it
+/// that request's failure, but one raised in a task or callback the app started
+/// itself (a background job) would end the worker and every request it serves:
+/// it costs only that task (one error record with its traceback) and the loop
+/// runs on, its other callbacks where they were.
+fn run_until(
+    py: Python<'_>,
+    event_loop: &Bound<'_, PyAny>,
+    done: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    loop {
+        let err = match event_loop.call_method1("run_until_complete", (done,)) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let escaped = err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+            || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py);
+        if !escaped {
+            return Err(err);
+        }
+        let what = format!(
+            "a task or callback the app started raised {}: only it ends, the worker serves on",
+            kind(py, &err)
+        );
+        log_exception(py, &what, &err);
+        if done.call_method0("done")?.is_truthy()? {
+            return Ok(());
+        }
+    }
+}
+
+fn kind(py: Python<'_>, err: &PyErr) -> String {
+    err.get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 fn loop_error(py: Python<'_>, e: &PyErr) -> Failed {

@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub fn send(
+pub(crate) fn send(
     py: Python<'_>,
     core: &Arc<Core>,
     stream: &StreamRef,

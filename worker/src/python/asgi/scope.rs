@@ -10,15 +10,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 /// What every scope of this worker shares.
-pub struct Fixed {
-    pub root_path: String,
+pub(crate) struct Fixed {
+    pub(crate) root_path: String,
     /// The lifespan's `state`, when lifespan ran; each scope gets a shallow copy.
-    pub state: Option<Py<PyDict>>,
+    pub(crate) state: Option<Py<PyDict>>,
     /// `http.response.pathsend` is offered.
-    pub pathsend: bool,
+    pub(crate) pathsend: bool,
 }
 
-pub fn http<'py>(
+pub(crate) fn http<'py>(
     py: Python<'py>,
     fixed: &Fixed,
     head: &RequestHead,
@@ -52,7 +52,7 @@ pub fn http<'py>(
 }
 
 /// The keys `http` and `websocket` scopes share.
-pub fn common(
+pub(crate) fn common(
     py: Python<'_>,
     fixed: &Fixed,
     head: &RequestHead,

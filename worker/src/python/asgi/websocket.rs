@@ -12,7 +12,7 @@
 
 use super::awaitable::Done;
 use super::conn::{lock, Core, Entry};
-use super::http::{optional, resolve, send_error};
+use super::http::{is_done, optional, resolve, send_error};
 use super::scope;
 use super::ws_socket;
 use crate::asgi::websocket::{handshake, session::MAX_MESSAGE, Event, Session};
@@ -43,7 +43,7 @@ pub(super) enum Phase {
 
 /// One WebSocket's state, shared by its `receive`, `send`, socket callbacks, task
 /// callback and the connection's table.
-pub struct Ws {
+pub(crate) struct Ws {
     pub(super) id: u32,
     pub(super) phase: Phase,
     /// The socket the master passed, non-blocking; None once closed.
@@ -74,10 +74,10 @@ pub struct Ws {
     request: [Bytes; 3],
 }
 
-pub type WsRef = Arc<Mutex<Ws>>;
+pub(crate) type WsRef = Arc<Mutex<Ws>>;
 
 /// A handshake with its socket: the scope is built and the app's task started.
-pub fn start(
+pub(crate) fn start(
     py: Python<'_>,
     core: &Arc<Core>,
     id: u32,
@@ -187,7 +187,7 @@ fn websocket_scope<'py>(
 /// client went) or `Cancel` (past its timeout) ends the handshake; after it, the
 /// socket says how the connection ends, and these are ignored, as is the
 /// `RequestEnd` every handshake gets.
-pub fn from_master(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, frame: &Frame) {
+pub(crate) fn from_master(py: Python<'_>, core: &Arc<Core>, ws: &WsRef, frame: &Frame) {
     let (why, task) = {
         let mut w = lock(ws);
         if !matches!(w.phase, Phase::Connecting | Phase::Denying) || w.aborted.is_some() {
@@ -247,7 +247,7 @@ pub(super) fn disconnected() -> PyErr {
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "WebSocketReceive")]
-pub struct Receive {
+pub(crate) struct Receive {
     core: Arc<Core>,
     ws: WsRef,
 }
@@ -269,6 +269,18 @@ impl Receive {
             ws_socket::settle(py, &self.core, &self.ws); // reading may resume
             return Done::ready(py, message(py, &event)?);
         }
+        // One reader at a time, as the `websockets` library (uvicorn's default)
+        // refuses a concurrent recv(): a second waiter would take the first's
+        // place, and the first would wait for ever.
+        if lock(&self.ws)
+            .recv_waiter
+            .as_ref()
+            .is_some_and(|f| !is_done(py, f))
+        {
+            return Err(PyRuntimeError::new_err(
+                "receive() called while another task awaits this WebSocket's receive()",
+            ));
+        }
         let fut = self.core.new_future(py)?;
         lock(&self.ws).recv_waiter = Some(fut.clone_ref(py));
         Ok(fut)
@@ -276,7 +288,7 @@ impl Receive {
 }
 
 #[pyclass(frozen, module = "ferricorn", name = "WebSocketSend")]
-pub struct Send {
+pub(crate) struct Send {
     core: Arc<Core>,
     ws: WsRef,
 }
@@ -499,7 +511,7 @@ impl Send {
 
 /// The task's end decides the WebSocket's end, if the app did not.
 #[pyclass(frozen, module = "ferricorn", name = "WebSocketTaskDone")]
-pub struct TaskDone {
+pub(crate) struct TaskDone {
     core: Arc<Core>,
     ws: WsRef,
 }

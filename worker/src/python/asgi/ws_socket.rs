@@ -56,7 +56,7 @@ struct Todo {
 
 /// The readiness callbacks (`add_reader`, `add_writer`, `call_later`).
 #[pyclass(frozen, module = "ferricorn", name = "WebSocketIo")]
-pub struct Io {
+pub(crate) struct Io {
     core: Arc<Core>,
     ws: WsRef,
     kind: IoKind,
@@ -206,7 +206,7 @@ fn write(w: &mut Ws) {
 }
 
 /// Brings the socket, the loop's interest and the waiters in step with the state.
-pub fn settle(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) {
+pub(crate) fn settle(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) {
     let todo = {
         let mut g = lock(ws);
         let w = &mut *g;
@@ -345,21 +345,29 @@ fn is_done(py: Python<'_>, fut: &Py<PyAny>) -> bool {
 }
 
 /// A future for a `send()` that must wait for the socket (`None`: it need not).
-pub fn send_waiter(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<Option<Py<PyAny>>> {
-    let backlog = match &lock(ws).phase {
-        Phase::Open(s) => s.pending().len(),
-        _ => 0,
+pub(crate) fn send_waiter(
+    py: Python<'_>,
+    core: &Arc<Core>,
+    ws: &WsRef,
+) -> PyResult<Option<Py<PyAny>>> {
+    let (backlog, id) = {
+        let w = lock(ws);
+        match &w.phase {
+            Phase::Open(s) => (s.pending().len(), w.id),
+            _ => (0, w.id),
+        }
     };
     if backlog < HIGH_WATER {
         return Ok(None);
     }
+    wdebug!("stream {id}: WebSocket send() waits: {backlog} bytes the socket did not take");
     let fut = core.new_future(py)?;
     lock(ws).send_waiters.push(fut.clone_ref(py));
     Ok(Some(fut))
 }
 
 /// Arms the close handshake's deadline (once).
-pub fn close_timer(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<()> {
+pub(crate) fn close_timer(py: Python<'_>, core: &Arc<Core>, ws: &WsRef) -> PyResult<()> {
     arm(py, core, ws, CLOSE_TIMEOUT, IoKind::CloseTimeout);
     Ok(())
 }

@@ -53,16 +53,17 @@ const CI_CASES: u32 = 5_000;
 type Ours = Result<Vec<Seen>, Reject>;
 
 /// Our reading of a connection's requests: issue 28's codec (`crate::http1`), on
-/// the guard's one parse. (Before it, the guard then hyper on what it passed, the
+/// the guard's one parse, through the crate's test API (`crate::testing`: the
+/// guard itself never uses the codec built on it). (Before it, the guard then hyper on what it passed, the
 /// stand-in restored: `ours` at 2f10bfbb3.)
 fn ours(reads: &[Vec<u8>], limits: GuardLimits) -> Ours {
     let reads: Vec<&[u8]> = reads.iter().map(Vec::as_slice).collect();
-    let requests = crate::http1::testing::parse_requests_in_reads(&reads, limits)?;
+    let requests = crate::testing::parse_requests_in_reads(&reads, limits)?;
     Ok(requests.into_iter().map(seen).collect())
 }
 
 /// A request the codec read, in the terms hyper gives.
-fn seen(r: crate::http1::testing::ParsedRequest) -> Seen {
+fn seen(r: crate::testing::ParsedRequest) -> Seen {
     Seen {
         method: r.method,
         target: reference::printed_target(&r.target),

@@ -8,12 +8,12 @@
 //! oldest), so idle or half-sent connections cannot use up the process's file
 //! descriptors (the public port's too) nor keep the probes out.
 
-use crate::guard::{ConnTimeouts, GuardLimits, GuardedIo};
+use crate::conn_watch::Activity;
+use crate::guard::{ConnTimeouts, GuardLimits};
+use crate::http1::{self, body::ClientBody};
 use crate::observe::{Metrics, Phase};
 use crate::respond::{self, Body};
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -61,15 +61,14 @@ pub async fn serve(
         let (id, closed) = open.add(conns.max);
         let (state, open) = (state.clone(), open.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let service = tower::service_fn(move |req: Request<ClientBody>| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(answer(&state, req.uri().path())) }
             });
-            let io = GuardedIo::new(stream, conns.guard).with_timeouts(conns.timeouts);
-            // The guard's timeouts end an idle or slow connection: hyper needs none.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .half_close(true)
-                .serve_connection(TokioIo::new(io), service);
+            // Our HTTP/1 codec, as on the main listeners: the guard reads every byte,
+            // its timeouts end an idle or slow connection. (An HTTP/2 client is closed.)
+            let activity = Activity::new(CancellationToken::new());
+            let conn = http1::conn::serve(stream, conns.guard, conns.timeouts, service, activity);
             tokio::select! {
                 _ = conn => {}
                 _ = closed.cancelled() => {}

@@ -1,8 +1,8 @@
 //! One client connection from its first byte to its end: the graceful stop (TERM:
 //! hyper's graceful shutdown, which is GOAWAY on HTTP/2, then the drain waits for
-//! it) and the timeouts of HTTP/2. HTTP/1's timeouts live in the guard, which reads
-//! every byte of it; an HTTP/2 connection passes through the guard unchecked, so its
-//! streams are watched here instead, once a second:
+//! it) and the timeouts of HTTP/2. HTTP/1's timeouts live in its driver
+//! (`http1::conn`), which reads every byte of it; an HTTP/2 connection's streams
+//! are watched here instead, once a second, and its socket writes by [`H2Io`]:
 //!
 //! - **idle**: no open stream for `head` seconds since the preface (no request
 //!   ever came) or `idle` seconds since the last stream ended: GOAWAY (RFC 9113
@@ -16,19 +16,14 @@
 //!   not see it, is treated like a stalled one. Each cancelled request cost a place
 //!   in the queue for a worker, and maybe the worker's time.
 
-use crate::guard::{Answered, GuardedIo};
 use crate::respond::{Polled, Tap};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::HttpService;
-use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -87,12 +82,12 @@ pub struct Activity {
     /// Milliseconds since `epoch` when the last stream ended (or the connection began).
     idle_since: AtomicU64,
     streams: Mutex<Vec<Weak<StreamClock>>>,
-    /// HTTP/1's answers, for the guard to tell an idle connection it may park.
-    answered: Arc<Answered>,
+    /// HTTP/1: the codec read a WebSocket candidate's head (`guard::upgrade`).
+    held: AtomicBool,
     /// The drain's stop: once asked, HTTP/1 answers carry `Connection: close`.
     stop: CancellationToken,
     /// HTTP/1: the app's side of a WebSocket the front answered `101` for, taken by
-    /// `serve_h1` once hyper wrote that answer.
+    /// the connection once it wrote that answer.
     tunnel: Mutex<Option<crate::tunnel::AppSide>>,
 }
 
@@ -113,7 +108,7 @@ impl Activity {
             cancelled: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             streams: Mutex::new(Vec::new()),
-            answered: Arc::default(),
+            held: AtomicBool::new(false),
             stop,
             tunnel: Mutex::new(None),
         })
@@ -122,7 +117,12 @@ impl Activity {
     /// HTTP/1: the guard held the bytes after a WebSocket candidate's head (see
     /// `guard::upgrade`), the one request of this connection that may tunnel.
     pub fn is_held(&self) -> bool {
-        self.answered.is_held()
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// HTTP/1: the connection read a WebSocket candidate's head.
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::Release);
     }
 
     /// HTTP/1: the app's side of the tunnel the `101` being answered opens.
@@ -130,7 +130,7 @@ impl Activity {
         *self.tunnel.lock().unwrap_or_else(|e| e.into_inner()) = Some(side);
     }
 
-    fn take_tunnel(&self) -> Option<crate::tunnel::AppSide> {
+    pub(crate) fn take_tunnel(&self) -> Option<crate::tunnel::AppSide> {
         self.tunnel.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -144,17 +144,6 @@ impl Activity {
     /// The drain's stop, which ends this connection gracefully.
     pub fn stop(&self) -> &CancellationToken {
         &self.stop
-    }
-
-    /// The count of HTTP/1 answers, for the guard.
-    pub fn answered(&self) -> Arc<Answered> {
-        self.answered.clone()
-    }
-
-    /// An HTTP/1 response, counted as answered when its body is dropped: hyper
-    /// drops it once the body is written (or the connection failed).
-    pub fn h1_answer(&self) -> H1Answer {
-        H1Answer(self.answered.clone())
     }
 
     fn now_ms(&self) -> u64 {
@@ -278,112 +267,12 @@ impl Tap for OpenStream {
     }
 }
 
-/// Counts one HTTP/1 response as answered when dropped (see `Activity::h1_answer`).
-pub struct H1Answer(Arc<Answered>);
-
-impl Drop for H1Answer {
-    fn drop(&mut self) {
-        self.0.one_more();
-    }
-}
-
-impl Tap for H1Answer {
-    fn polled(&mut self, _: &Polled) {}
-}
-
 /// How long, after a stop, an HTTP/1 connection may take to send the request it has
 /// on the way: a client that just connected, or a keep-alive client between two
 /// requests, gets its answer (with `Connection: close`) instead of a connection
 /// closed under its request. Idle connections are parked after 0.5 s and closed at
 /// once; this bounds the others.
 pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// `stop`, but not before the connection accepted at `accepted` had `DRAIN_GRACE`
-/// to send its first request.
-pub async fn stopped_after_grace(stop: &CancellationToken, accepted: tokio::time::Instant) {
-    stop.cancelled().await;
-    tokio::time::sleep_until(accepted + DRAIN_GRACE).await;
-}
-
-/// Serves an HTTP/1 connection to its end, parking it while idle (see
-/// `guard::GuardedIo`): parked, the task holds the stream and the guard only, and a
-/// new hyper connection takes the next request. The activity's stop asks for the
-/// graceful end. A WebSocket the front answered `101` for becomes a tunnel here.
-pub async fn serve_h1<T, S, B>(
-    mut io: GuardedIo<T>,
-    builder: &http1::Builder,
-    service: S,
-    activity: &Activity,
-) where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B> + Clone + Unpin,
-    S::Future: Unpin,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let stop = activity.stop();
-    loop {
-        // Boxed: parked, the task holds none of hyper's connection.
-        let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service.clone()));
-        let mut asked = false;
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let ended = loop {
-            tokio::select! {
-                biased;
-                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
-                _ = stop.cancelled(), if deadline.is_none() => {
-                    deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
-                }
-                // Not at once: a request on its way gets its answer first, marked
-                // `Connection: close` by the front, so the client does not reuse
-                // the connection under a close.
-                _ = sleep_until_some(deadline), if !asked => {
-                    Pin::new(&mut *conn).graceful_shutdown();
-                    asked = true;
-                }
-            }
-        };
-        // Errors are the client's (reset, timeout): hyper answered what it could.
-        if ended.is_err() {
-            return;
-        }
-        let parts = conn.into_parts();
-        io = parts.io.into_inner();
-        io.unread(parts.read_buf);
-        // hyper returns after writing a `101` (its manual upgrade); only a held
-        // connection may have one (the front checks it).
-        if io.is_held() {
-            if let Some(side) = activity.take_tunnel() {
-                let (client, from_client) = io.into_tunnel();
-                // Boxed: every HTTP/1 connection's task would hold room for it otherwise.
-                Box::pin(crate::tunnel::run(client, from_client.freeze(), side, stop)).await;
-                return;
-            }
-        }
-        let next = match io.is_parked() {
-            true => tokio::select! {
-                biased;
-                _ = stop.cancelled() => return,
-                next = io.next_request() => next,
-            },
-            false => Ok(false),
-        };
-        if !matches!(next, Ok(true)) {
-            // hyper ended without its shutdown: a refusal the guard owes goes out here.
-            let _ = io.shutdown().await;
-            return;
-        }
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Runs one connection to its end: `shutdown` starts its graceful end (on the drain's stop
 /// and, given `h2` timeouts, for an idle, stalled or abusive HTTP/2 connection).
@@ -454,5 +343,97 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) {
             t.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// An HTTP/2 client stream whose writes are held to the stalled-write timeout (armed
+/// only when a write cannot progress): hyper's h2 server has none for its socket.
+pub struct H2Io<T> {
+    inner: T,
+    write: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> H2Io<T> {
+    pub fn new(inner: T, write: Duration) -> Self {
+        H2Io {
+            inner,
+            write,
+            timer: None,
+        }
+    }
+
+    fn timed<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if let Poll::Ready(r) = polled {
+            self.timer = None;
+            return Poll::Ready(r);
+        }
+        let write = self.write;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(write)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client did not read the response in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for H2Io<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for H2Io<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.timed(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.timed(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.timed(cx, polled)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -1,51 +1,56 @@
 //! The HTTP/1 request guard: the first thing every client byte meets.
 //!
-//! hyper's HTTP/1 parser is lenient where an edge server must be strict: it serves
-//! Content-Length together with Transfer-Encoding, bare-LF line endings, duplicate Host,
-//! chunk sizes with a sign, and more (measured against each peer). Each of those is a request
-//! smuggling vector once a second parser (a proxy, a cache, a worker) reads the same
-//! bytes differently. So the front never lets hyper see a byte this module has not
-//! validated:
+//! Lenient HTTP/1 parsers serve Content-Length together with Transfer-Encoding, bare-LF
+//! line endings, duplicate Host, chunk sizes with a sign, and more (hyper's did,
+//! measured against each peer). Each of those is a request smuggling vector once a
+//! second parser (a proxy, a cache, a worker) reads the same bytes differently. So
+//! every HTTP/1 request is read once, here, strictly, and that one reading is the
+//! request (`crate::http1` builds it from what the guard recorded):
 //!
 //! - [`Http1Guard`] is a pure, synchronous state machine (no I/O). It owns the
 //!   *message syntax and framing* of every request on a connection: the request line,
 //!   the header section, the body framing (Content-Length or chunked, including the
 //!   chunk-size lines and trailer section) and the boundary to the next pipelined
 //!   request. It does not own semantics (routing, body size limits, `_` in header
-//!   names, Expect, Upgrade): those stay with the front, which sees hyper's parsed
-//!   request.
-//! - [`GuardedIo`] wraps the client stream: reads go through the guard, and after a
-//!   violation the reader (hyper) sees EOF, so it finishes the responses to the earlier
-//!   requests and shuts the connection down; on that shutdown `GuardedIo` writes the
-//!   guard's error response first (`guarded_io`, with the slow-client timeouts).
-//! - `client_close`: while an answer is owed, how far `GuardedIo` reads ahead of hyper
-//!   and when the client counts as gone, as pure functions.
+//!   names, Upgrade): those stay with the front.
+//! - `sink`: what it hands on ([`Sink`]): each valid head with the offsets of its
+//!   parts and the facts it established ([`ValidHead`]), body bytes, body ends.
+//! - `client_close`: the rules of the watch for a client gone while its answer is
+//!   owed (`http1::conn` applies them), and the socket probe it asks.
 //! - `grammar`: the byte-level rules the state machine applies, as pure functions.
-//! - [`stand_in`]: the few valid requests hyper would refuse or mishandle (`"` in a
-//!   query, CONNECT) reach it rewritten, with the client's request line in an internal
-//!   field the front turns back.
 //! - `http2`: the same rules and limits for the HTTP/2 requests hyper's h2 server
 //!   decoded (HTTP/2 bytes pass the state machine unchecked), applied by the front.
 //!
 //! The rules follow RFC 9112 and gunicorn 27's defaults (the conformance corpus in
 //! tests/conformance/ is the test suite: see the tests at the bottom).
 
+use crate::defaults;
+use crate::respond::Failure;
 use bytes::BytesMut;
 use http::StatusCode;
 use memchr::memchr;
-
-use crate::defaults;
-use crate::respond::Failure;
-pub mod stand_in;
-mod client_close;
+pub(crate) mod client_close;
 mod grammar;
-mod guarded_io;
 pub(crate) mod http2;
+mod sink;
 pub(crate) mod upgrade;
-
-pub(crate) use client_close::PeerEnded;
 use grammar::*;
-pub use guarded_io::{parked_connections, Answered, ConnTimeouts, GuardedIo, PARK_AFTER};
+pub use sink::{FieldSpan, Framing, HeadSummary, Sink, Span, ValidHead};
+
+/// A field no client may send (head or trailers): issue 26's stand-ins carried the
+/// request line in it to the front; still refused, so nothing that trusted it is fooled.
+pub const RESERVED_FIELD: &str = "x-ferricorn-original-request";
+
+/// Timeouts against slow clients, enforced where the bytes are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTimeouts {
+    /// Between requests (and before the first one): the connection is closed silently.
+    pub idle: std::time::Duration,
+    /// From the first byte of a request head to its end: 408, then close.
+    pub head: std::time::Duration,
+    /// A write to the client that makes no progress this long ends the connection.
+    pub write: std::time::Duration,
+}
 
 /// Limits on the request head, with gunicorn's names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +147,8 @@ const FORBIDDEN_TRAILERS: &[&[u8]] = &[
     b"cookie",
     b"content-encoding",
     b"content-range",
-    // Never a client's to send (see `stand_in`).
-    stand_in::FIELD.as_bytes(),
+    // Never a client's to send.
+    RESERVED_FIELD.as_bytes(),
 ];
 
 /// Where the guard is in the byte stream of a connection.
@@ -186,13 +191,17 @@ struct HeadFacts {
     line_start: usize,
     /// Offset in `head` where the request starts (after a tolerated empty line).
     request_start: usize,
-    /// Offset in `head` where the request line ends (after its CRLF).
-    request_line_end: usize,
     seen_request_line: bool,
     http10: bool,
     get: bool,
-    /// hyper gets this request as a stand-in (see `stand_in`).
-    stand_in: bool,
+    /// The request line's method and target (offsets from `request_start`).
+    method: Span,
+    target: Span,
+    host: Option<Span>,
+    /// `Connection` fields listed `close` / `keep-alive`.
+    connection_close: bool,
+    connection_keep_alive: bool,
+    expect_continue: bool,
     upgrade: upgrade::UpgradeFacts,
     fields: usize,
     hosts: usize,
@@ -230,6 +239,8 @@ pub struct Http1Guard {
     refused_inside_body: bool,
     /// Bytes read past a WebSocket candidate's head (`State::Held`).
     held: BytesMut,
+    /// The offsets of the fields of the head being read (see `sink`).
+    fields: Vec<FieldSpan>,
 }
 
 impl Http1Guard {
@@ -243,6 +254,7 @@ impl Http1Guard {
             heads_passed: 0,
             refused_inside_body: false,
             held: BytesMut::new(),
+            fields: Vec::new(),
         }
     }
 
@@ -250,7 +262,7 @@ impl Http1Guard {
     /// hyper may see to `out`. Head bytes are held back until the whole head is validated.
     ///
     /// After an `Err` the connection is done: every later call returns the same error.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), Reject> {
+    pub fn feed<S: Sink>(&mut self, mut input: &[u8], out: &mut S) -> Result<(), Reject> {
         if let State::Rejected(r) = self.state {
             return Err(r);
         }
@@ -314,9 +326,12 @@ impl Http1Guard {
         std::mem::take(&mut self.held)
     }
 
-    /// How many bytes are held after a WebSocket candidate's head.
-    pub fn held_len(&self) -> usize {
-        self.held.len()
+    /// Gives back a field list a sink took with a head, to be reused for the next.
+    pub fn recycle_fields(&mut self, mut fields: Vec<FieldSpan>) {
+        if self.fields.capacity() == 0 {
+            fields.clear();
+            self.fields = fields;
+        }
     }
 
     /// How many request heads were validated and passed on.
@@ -336,18 +351,21 @@ impl Http1Guard {
     }
 
     /// Consumes a prefix of `input` in the current state; returns its length.
-    fn step(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+    fn step<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         match self.state {
             State::Preface => Ok(self.step_preface(input, out)),
             State::H2 => {
-                out.extend_from_slice(input);
+                out.h2(input);
                 Ok(input.len())
             }
             State::Head => self.step_head(input, out),
             State::FixedBody { remaining } => {
                 let n = pass_body(input, remaining, out);
                 self.state = match remaining - n as u64 {
-                    0 => State::Head,
+                    0 => {
+                        out.body_end();
+                        State::Head
+                    }
                     remaining => State::FixedBody { remaining },
                 };
                 Ok(n)
@@ -366,7 +384,7 @@ impl Http1Guard {
                 if input[0] != expected {
                     return Err(Reject::BadRequest);
                 }
-                out.extend_from_slice(&input[..1]);
+                out.framing(&input[..1]);
                 self.state = if seen_cr {
                     State::ChunkSize
                 } else {
@@ -376,8 +394,8 @@ impl Http1Guard {
             }
             State::Trailers { fields } => self.step_trailers(input, fields, out),
             State::Held => {
-                // Bounded: hyper reads EOF once the state is reached, and only the
-                // client-close watch reads on, up to its read-ahead (`client_close`).
+                // Bounded: the connection reads no more once the state is reached, so this
+                // is at most the rest of the read that ended the head.
                 self.held.extend_from_slice(input);
                 Ok(input.len())
             }
@@ -387,7 +405,7 @@ impl Http1Guard {
 
     /// Holds bytes while they could still be the HTTP/2 preface; on the first byte that
     /// cannot, replays what was held as HTTP/1 (by leaving it in `head`).
-    fn step_preface(&mut self, input: &[u8], out: &mut BytesMut) -> usize {
+    fn step_preface<S: Sink>(&mut self, input: &[u8], out: &mut S) -> usize {
         let held = self.head.len();
         let take = input.len().min(H2_PREFACE.len() - held);
         if input[..take] != H2_PREFACE[held..held + take] {
@@ -397,7 +415,7 @@ impl Http1Guard {
         }
         self.head.extend_from_slice(&input[..take]);
         if self.head.len() == H2_PREFACE.len() {
-            out.extend_from_slice(&self.head);
+            out.h2(&self.head);
             // HTTP/2 passes unchecked: the head buffer is never used again.
             self.head = BytesMut::new();
             self.state = State::H2;
@@ -419,7 +437,7 @@ impl Http1Guard {
         debug_assert!(sink.is_empty());
     }
 
-    fn step_head(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+    fn step_head<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         let Some(lf) = memchr(b'\n', input) else {
             self.head.extend_from_slice(input);
             self.check_head_line_limits(self.head.len())?;
@@ -430,45 +448,36 @@ impl Http1Guard {
         Ok(lf + 1)
     }
 
-    /// Refuses a line that is already too long before its end arrives, so a client
-    /// cannot make us buffer without bound, and a head past `limits.head`: the
-    /// per-line limits alone let one connection make us hold `fields` × `field_size`
-    /// (800 KB). `held` is how much of `head` counts: all of it while the line is
-    /// partial, all but its LF once it ended. The limit the bytes crossed first
-    /// answers, so the refusal never depends on where the reads ended.
+    /// Refuses a line too long before its end arrives (no unbounded buffering), and a
+    /// head past `limits.head` (line limits alone allow 800 KB). `held`: all of `head`
+    /// while the line is partial, all but its LF once it ended. The limit crossed
+    /// first answers, so the refusal never depends on where the reads ended.
     fn check_head_line_limits(&self, held: usize) -> Result<(), Reject> {
         // The line may end in the CR of its CRLF, hence the + 1 and the - 1.
-        let (line_limit, too_long) = if !self.facts.seen_request_line {
-            (self.limits.request_line + 1, Reject::UriTooLong)
-        } else {
-            let limit = self.limits.field_size.saturating_sub(1);
-            (limit, Reject::HeaderFieldsTooLarge)
+        let (line_limit, too_long) = match self.facts.seen_request_line {
+            false => (self.limits.request_line + 1, Reject::UriTooLong),
+            true => (
+                self.limits.field_size.saturating_sub(1),
+                Reject::HeaderFieldsTooLarge,
+            ),
         };
         let line_past = self.facts.line_start + line_limit;
         let head_past = self.facts.request_start + self.limits.head;
-        if held <= line_past.min(head_past) {
-            return Ok(());
+        match held > line_past.min(head_past) {
+            true if line_past <= head_past => Err(too_long),
+            true => Err(Reject::HeaderFieldsTooLarge),
+            false => Ok(()),
         }
-        Err(match line_past <= head_past {
-            true => too_long,
-            false => Reject::HeaderFieldsTooLarge,
-        })
-    }
-
-    /// The LF of a complete head counts against the cap too.
-    fn check_head_size(&self) -> Result<(), Reject> {
-        if self.head.len() - self.facts.request_start > self.limits.head {
-            return Err(Reject::HeaderFieldsTooLarge);
-        }
-        Ok(())
     }
 
     /// A complete line (ending in LF) was appended to `head`: validate it.
-    fn end_head_line(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+    fn end_head_line<S: Sink>(&mut self, out: &mut S) -> Result<(), Reject> {
         self.check_head_line_limits(self.head.len() - 1)?;
         let start = self.facts.line_start;
         let line = strip_crlf(&self.head[start..])?;
-        self.check_head_size()?;
+        if self.head.len() - self.facts.request_start > self.limits.head {
+            return Err(Reject::HeaderFieldsTooLarge); // the LF counts too
+        }
         self.facts.line_start = self.head.len();
         if !self.facts.seen_request_line {
             if line.is_empty() && start == 0 {
@@ -478,10 +487,10 @@ impl Http1Guard {
             }
             let checked = check_request_line(line, &self.limits)?;
             self.facts.seen_request_line = true;
-            self.facts.request_line_end = self.head.len();
             self.facts.http10 = checked.http10;
             self.facts.get = checked.get;
-            self.facts.stand_in = checked.stand_in;
+            (self.facts.method, self.facts.target) = (checked.method, checked.target);
+            self.fields.clear();
             return Ok(());
         }
         if line.is_empty() {
@@ -494,11 +503,19 @@ impl Http1Guard {
         }
         let (name, value) = split_field_line(field)?;
         self.facts.upgrade.note(name, value);
-        note_framing_field(&mut self.facts, name, value)
+        note_framing_field(&mut self.facts, name, value)?;
+        let request = &self.head[self.facts.request_start..];
+        let span = FieldSpan {
+            name: Span::of(request, name),
+            value: Span::of(request, value),
+        };
+        note_connection_field(&mut self.facts, name, value, span.value);
+        self.fields.push(span);
+        Ok(())
     }
 
     /// The empty line ending the head arrived: decide the body framing and pass the head.
-    fn end_head(&mut self, out: &mut BytesMut) -> Result<(), Reject> {
+    fn end_head<S: Sink>(&mut self, out: &mut S) -> Result<(), Reject> {
         let f = &self.facts;
         if f.hosts == 0 && !f.http10 && self.limits.require_host {
             return Err(Reject::BadRequest);
@@ -519,16 +536,18 @@ impl Http1Guard {
         };
         // A WebSocket candidate: whatever its framing says, nothing after its head is
         // read as HTTP (the front refuses a handshake with a body).
-        let next = match f.upgrade.is_candidate(f.get, f.http10) {
+        let upgrade = f.upgrade.is_candidate(f.get, f.http10);
+        let next = match upgrade {
             true => State::Held,
             false => next,
         };
-        let head = &self.head[f.request_start..];
-        if f.stand_in {
-            stand_in::write(head, f.request_line_end - f.request_start, out);
-        } else {
-            out.extend_from_slice(head);
-        }
+        let summary = summarize(f, &next, upgrade);
+        out.head(ValidHead {
+            buf: &mut self.head,
+            start: f.request_start,
+            summary,
+            fields: &mut self.fields,
+        });
         self.head.clear();
         self.facts = HeadFacts::default();
         self.heads_passed += 1;
@@ -536,12 +555,12 @@ impl Http1Guard {
         Ok(())
     }
 
-    fn step_chunk_size(&mut self, input: &[u8], out: &mut BytesMut) -> Result<usize, Reject> {
+    fn step_chunk_size<S: Sink>(&mut self, input: &[u8], out: &mut S) -> Result<usize, Reject> {
         let Some(used) = self.take_line(input, MAX_CHUNK_LINE, Reject::BadRequest)? else {
             return Ok(input.len());
         };
         let size = parse_chunk_size_line(strip_crlf(&self.line)?)?;
-        out.extend_from_slice(&self.line);
+        out.framing(&self.line);
         self.line.clear();
         self.state = match size {
             0 => State::Trailers { fields: 0 },
@@ -550,18 +569,19 @@ impl Http1Guard {
         Ok(used)
     }
 
-    fn step_trailers(
+    fn step_trailers<S: Sink>(
         &mut self,
         input: &[u8],
         fields: usize,
-        out: &mut BytesMut,
+        out: &mut S,
     ) -> Result<usize, Reject> {
         let max = self.limits.field_size;
         let Some(used) = self.take_line(input, max, Reject::HeaderFieldsTooLarge)? else {
             return Ok(input.len());
         };
         let line = strip_crlf(&self.line)?;
-        if line.is_empty() {
+        let end = line.is_empty();
+        if end {
             self.state = State::Head;
         } else {
             if fields + 1 > self.limits.fields || line.len() + 2 > max {
@@ -576,7 +596,10 @@ impl Http1Guard {
             }
             self.state = State::Trailers { fields: fields + 1 };
         }
-        out.extend_from_slice(&self.line);
+        out.framing(&self.line);
+        if end {
+            out.body_end();
+        }
         self.line.clear();
         Ok(used)
     }
@@ -600,10 +623,29 @@ impl Http1Guard {
 }
 
 /// Passes up to `remaining` bytes of body; returns how many.
-fn pass_body(input: &[u8], remaining: u64, out: &mut BytesMut) -> usize {
+fn pass_body<S: Sink>(input: &[u8], remaining: u64, out: &mut S) -> usize {
     let n = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
-    out.extend_from_slice(&input[..n]);
+    out.body(&input[..n]);
     n
+}
+
+/// What the sink learns of a head besides its offsets; `next` is the state its end
+/// leads to (the framing decided).
+fn summarize(f: &HeadFacts, next: &State, upgrade: bool) -> HeadSummary {
+    HeadSummary {
+        method: f.method,
+        target: f.target,
+        http10: f.http10,
+        framing: match *next {
+            State::FixedBody { remaining } => Framing::Length(remaining),
+            State::ChunkSize => Framing::Chunked,
+            _ => Framing::None,
+        },
+        keep_alive: !f.connection_close && (!f.http10 || f.connection_keep_alive),
+        expect_continue: f.expect_continue && !f.http10,
+        upgrade,
+        host: f.host,
+    }
 }
 
 /// A line as read (ending in LF) without its CRLF; a bare LF is refused.
@@ -616,11 +658,11 @@ fn strip_crlf(line: &[u8]) -> Result<&[u8], Reject> {
 
 /// What a valid request line says about the rest of the request.
 struct RequestLine {
+    method: Span,
+    target: Span,
     http10: bool,
     /// The method is `GET` (a WebSocket handshake's).
     get: bool,
-    /// hyper must get it as a stand-in (see `stand_in`).
-    stand_in: bool,
 }
 
 /// Validates `method SP request-target SP HTTP-version`.
@@ -645,9 +687,10 @@ fn check_request_line(line: &[u8], limits: &GuardLimits) -> Result<RequestLine, 
         _ => return Err(Reject::BadRequest),
     };
     Ok(RequestLine {
+        method: Span::of(line, method),
+        target: Span::of(line, target),
         http10,
         get: method == b"GET",
-        stand_in: stand_in::is_needed(method, target),
     })
 }
 

@@ -33,6 +33,10 @@ pub mod conn_watch;
 pub mod proxy_protocol;
 pub mod tls;
 pub mod guard;
+pub mod http1;
+/// The HTTP/1 codec over a byte stream, for the differential fuzz test (not an API).
+#[doc(hidden)]
+pub use http1::testing;
 pub mod front;
 pub mod router;
 pub mod static_files;

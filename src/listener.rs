@@ -1,15 +1,17 @@
 //! Listeners: binds the configured addresses and runs one accept loop per listener,
 //! handing each connection to a front thread (`crate::shards`) that serves it with
-//! hyper (HTTP/1.1 with keep-alive, or HTTP/2 with prior knowledge) under
-//! `conn_watch` (the graceful stop, HTTP/2's timeouts). Every client byte stream passes the
-//! `guard` (request validation) before hyper parses it. On a TCP listener a
+//! our HTTP/1 codec (`http1::conn`: every byte read once, by the guard), or, when
+//! its first bytes are HTTP/2's preface, with hyper's HTTP/2 server under
+//! `conn_watch` (the graceful stop, HTTP/2's timeouts). On a TCP listener a
 //! connection may first give its PROXY header (`proxy_protocol`, see
 //! `crate::proxy_protocol`) and then do the TLS handshake; both run in the
 //! connection's own task, so a slow client never stalls the accept loop.
 
-use crate::conn_watch::{self, Activity, Drain, H2Timeouts};
+use crate::conn_watch::{self, Activity, Drain, H2Io, H2Timeouts};
 use crate::front::Front;
-use crate::guard::{self, stand_in, ConnTimeouts, GuardLimits, GuardedIo, PeerEnded};
+use crate::guard::client_close::PeerEnded;
+use crate::guard::{self, ConnTimeouts, GuardLimits};
+use crate::http1::{self, body::ClientBody};
 use crate::net::BindAddr;
 use crate::net::ConnInfo;
 use crate::proxy_protocol::{self, Prefixed, ProxyHeader};
@@ -17,7 +19,7 @@ use crate::shards::{Host, Shards};
 use crate::tls::Tls;
 use crate::wire::Scheme;
 use bytes::Bytes;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::pin::Pin;
@@ -151,44 +153,21 @@ pub struct ConnSettings {
 /// How long an accept loop waits after a failed accept.
 const ACCEPT_BACK_OFF: Duration = Duration::from_millis(50);
 
-/// hyper's HTTP/1 read buffer (its default, named here): a head that does not fit
-/// gets hyper's 431. The guard refuses a head past `defaults::REQUEST_HEAD` first,
-/// with room left for a stand-in's added field (the request line once more).
-const HYPER_H1_BUFFER: usize = 8192 + 4096 * 100;
-
 /// What hyper queues per HTTP/2 stream ahead of the client (its default is 400 KiB):
 /// an RFC 8441 WebSocket whose client opens its windows but stops reading TCP holds
 /// this much in the master until its idle timeout (measured: ~225 KiB a tunnel in
 /// all, against ~505 KiB with the default); downloads over HTTP/2 kept their speed.
 const HTTP2_SEND_BUFFER: usize = 128 * 1024;
-const _: () = assert!(2 * crate::defaults::REQUEST_HEAD + 1024 <= HYPER_H1_BUFFER);
 
 /// A TLS client gets this long to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How hyper serves a connection once the guard told its version: each protocol's
-/// own connection type, so a connection's task holds the state of the one it speaks
-/// only (hyper-util's auto connection holds room for both).
+/// How hyper serves an HTTP/2 connection (HTTP/1 is ours: `http1::conn`).
 struct Builders {
-    h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
 }
 
 fn builders(settings: &ConnSettings) -> Builders {
-    let mut h1 = http1::Builder::new();
-    h1.keep_alive(true)
-        // The guard ends hyper's input with EOF after a refused request; half-close
-        // lets hyper still answer the valid requests pipelined before it. hyper then
-        // never reads while an answer is pending: the guard watches for the client's
-        // close there itself (`GuardedIo`, "client close").
-        .half_close(true)
-        // The guard enforces the configured field count; hyper must not refuse first,
-        // also when the guard added its own field to a stand-in. (Above 100, hyper
-        // parses into two heap arrays per request: benches/README.md, "Front threads".)
-        .max_headers(settings.guard.fields + stand_in::ADDED_FIELDS)
-        .max_buf_size(HYPER_H1_BUFFER)
-        // Idle and slow-head timeouts live in the guard (it can answer 408).
-        .header_read_timeout(None);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(settings.http2_max_streams)
@@ -198,7 +177,7 @@ fn builders(settings: &ConnSettings) -> Builders {
         // RFC 8441: WebSockets over HTTP/2 (a CONNECT with `:protocol`, `front::websocket`).
         .enable_connect_protocol()
         .max_send_buf_size(HTTP2_SEND_BUFFER);
-    Builders { h1, h2 }
+    Builders { h2 }
 }
 
 /// Accepts until `stop` is cancelled; every connection is watched by `graceful`.
@@ -304,53 +283,34 @@ impl Conn {
         tracing::warn!(error = %refused, "cannot register an accepted connection");
     }
 
-    /// Wraps the stream in the guard; returns the serving future (which the accept
-    /// loop registered with the drain when it accepted the connection).
+    /// Serves the stream with our HTTP/1 codec (`http1::conn`), or with hyper's
+    /// HTTP/2 server when its first bytes are the HTTP/2 preface; returns the
+    /// serving future (which the accept loop registered with the drain when it
+    /// accepted the connection).
     fn serve<IO>(self, io: IO, info: ConnInfo) -> impl std::future::Future<Output = ()> + Send
     where
         IO: AsyncRead + AsyncWrite + PeerEnded + Unpin + Send + 'static,
     {
         let activity = Activity::new(self.drain.stop_token());
-        let service = TowerToHyperService::new(stand_in::Restore(
-            self.front.service(info, activity.clone()),
-        ));
-        let mut guarded = GuardedIo::new(io, self.guard)
-            .with_timeouts(self.timeouts)
-            .with_peer_probe(IO::peer_ended);
-        let t = self.timeouts;
-        let h2_timeouts = H2Timeouts {
-            head: t.head,
-            idle: t.idle,
-            write: t.write,
-        };
+        let front = self.front.service(info, activity.clone());
+        let (limits, t) = (self.guard, self.timeouts);
         let builders = self.builders;
         let permit = self._permit;
-        let accepted = tokio::time::Instant::now();
         async move {
-            let h2 = tokio::select! {
-                h2 = guarded.sniff_h2() => h2,
-                _ = conn_watch::stopped_after_grace(activity.stop(), accepted) => return,
-            };
-            // Boxed: the task holds the one connection it runs, not room for both.
-            match h2 {
-                Ok(true) => {
-                    let conn = builders.h2.serve_connection(TokioIo::new(guarded), service);
-                    let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
-                    let timeouts = Some(h2_timeouts);
-                    Box::pin(conn_watch::watch(conn, shutdown, activity, timeouts)).await
-                }
-                Ok(false) => {
-                    // HTTP/1's timeouts are the guard's.
-                    guarded.park_when_idle(activity.answered());
-                    Box::pin(conn_watch::serve_h1(
-                        guarded,
-                        &builders.h1,
-                        service,
-                        &activity,
-                    ))
-                    .await
-                }
-                Err(_) => {}
+            let ended = http1::conn::serve(io, limits, t, front.clone(), activity.clone()).await;
+            if let http1::conn::Ended::Http2(io, read) = ended {
+                // The bytes read while telling the versions apart come first.
+                let io = H2Io::new(Prefixed::new(read, io), t.write);
+                let to_front = tower::ServiceExt::map_request(front, hyper_body as fn(_) -> _);
+                let service = TowerToHyperService::new(to_front);
+                let conn = builders.h2.serve_connection(TokioIo::new(io), service);
+                let shutdown = |c: Pin<&mut _>| http2::Connection::graceful_shutdown(c);
+                let timeouts = Some(H2Timeouts {
+                    head: t.head,
+                    idle: t.idle,
+                    write: t.write,
+                });
+                Box::pin(conn_watch::watch(conn, shutdown, activity, timeouts)).await
             }
             drop(permit);
         }
@@ -396,6 +356,14 @@ impl Conn {
             Err(_) => tracing::debug!("TLS handshake timed out"),
         }
     }
+}
+
+/// An HTTP/2 request as hyper parsed it, for the front. The field that carried
+/// HTTP/1 stand-ins' request lines (issue 26) is removed, as it always was: nothing
+/// after the front (nor the app) ever sees it.
+fn hyper_body(mut req: http::Request<hyper::body::Incoming>) -> http::Request<ClientBody> {
+    req.headers_mut().remove(guard::RESERVED_FIELD);
+    req.map(ClientBody::Http2)
 }
 
 /// Reads the PROXY header and makes its client the connection's peer; returns the

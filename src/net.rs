@@ -19,9 +19,9 @@ pub struct ConnInfo {
     pub scheme: Scheme,
 }
 
-/// The request-target byte for byte, when hyper parsed a stand-in of it
-/// (`guard::stand_in`): a request extension set beside the guarded I/O, never a
-/// header a client could send.
+/// The request-target byte for byte, when the request's `Uri` is not it (a target
+/// `http` refuses as it is, CONNECT's authority: `http1::head`): a request
+/// extension, never a header a client could send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawTarget(pub bytes::Bytes);
 

@@ -218,6 +218,37 @@ fn the_redirect_bind_names_no_host_but_a_valid_one() {
     );
 }
 
+/// The redirect bind reads HTTP/1 with the codec the public port uses (no more
+/// hyper): the requests `http` cannot take as sent (CONNECT's authority, a `"` in a
+/// query), which reached hyper as issue 26's stand-ins, are read as the client sent
+/// them.
+#[test]
+fn the_redirect_bind_reads_the_requests_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = tls_server(dir.path(), &["--redirect-http", "127.0.0.1:0"]);
+    let plain = redirect_addr(&server);
+    let tls_port = server.addr.port();
+    let send = |req: &str| {
+        let mut s = TcpStream::connect(&plain).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let connect = send("CONNECT good.com:443 HTTP/1.1\r\nHost: good.com:443\r\n\r\n");
+    assert!(connect.starts_with("HTTP/1.1 400 "), "{connect}");
+    assert!(
+        !connect.to_ascii_lowercase().contains("location:"),
+        "{connect}"
+    );
+    // A `"` in the query: the same target, escaped as a URL must be.
+    let quote = send("GET /p?q=\"x\" HTTP/1.1\r\nHost: good.com\r\nConnection: close\r\n\r\n");
+    assert!(quote.starts_with("HTTP/1.1 301 "), "{quote}");
+    let location = format!("location: https://good.com:{tls_port}/p?q=%22x%22\r\n");
+    assert!(quote.to_ascii_lowercase().contains(&location), "{quote}");
+}
+
 /// Behind a port mapping (a Service's 443 for a bind on 8443), the redirect names
 /// the port clients use, and 443 not at all.
 #[test]

@@ -2,9 +2,8 @@
 //! at its core (static mount, app or 404); the app's responses are compressed here
 //! (tower-http) and every response gets the Server field.
 //! Each request gets a request id (returned as `X-Request-Id`, passed to the app) and
-//! is counted in the metrics and, when enabled, the access log. A request hyper parsed
-//! as a guard stand-in has the client's request line back before it gets here
-//! (`guard::stand_in::Restore`, composed in the listener). An HTTP/2 request meets
+//! is counted in the metrics and, when enabled, the access log. An HTTP/1 request
+//! comes from our codec (`http1`), read once by the guard; an HTTP/2 request meets
 //! the HTTP/1 guard's rules and limits here first (`guard::http2`).
 
 mod accel;
@@ -18,6 +17,7 @@ pub(crate) mod websocket;
 
 use crate::conn_watch::Activity;
 use crate::guard::{self, GuardLimits};
+use crate::http1::body::ClientBody;
 use crate::net::ConnInfo;
 use crate::normal_path::{NormalPath, PathError};
 use crate::observe::access_log::{AccessLog, Entry, LogWhenSent};
@@ -32,7 +32,6 @@ use bytes::Bytes;
 use compression::content_length_of;
 pub use compression::AppCompression;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -147,7 +146,7 @@ impl Front {
             responses: crate::dispatcher::response_budget::global().usage(),
             cache_hits,
             cache_misses,
-            parked: crate::guard::parked_connections(),
+            parked: crate::http1::parked_connections(),
             websockets: self.websockets.slots.open() as u64,
         }
     }
@@ -158,7 +157,7 @@ impl Front {
         conn: ConnInfo,
         activity: Arc<Activity>,
     ) -> impl tower::Service<
-        Request<Incoming>,
+        Request<ClientBody>,
         Response = Response<
             impl http_body::Body<Data = Bytes, Error = impl Into<respond::BoxError>> + Send,
         >,
@@ -169,7 +168,7 @@ impl Front {
         // One reference count per connection, cloned per request: a clone of the
         // `Arc<Front>` itself would move its count between the front threads' cores.
         let this = Arc::new((self.clone(), conn, activity));
-        tower::service_fn(move |req: Request<Incoming>| {
+        tower::service_fn(move |req: Request<ClientBody>| {
             let this = this.clone();
             // Boxed: hyper keeps room for one request's future in every connection,
             // idle ones included, and this one is about 5 KiB.
@@ -187,7 +186,7 @@ impl Front {
                             resp.headers_mut()
                                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
                         }
-                        resp.map(|b| respond::tapped(b, this.2.h1_answer()))
+                        resp
                     }
                 })
             })
@@ -196,7 +195,7 @@ impl Front {
 
     async fn serve(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &ConnInfo,
         activity: &Arc<Activity>,
     ) -> Response<Body> {
@@ -225,7 +224,7 @@ impl Front {
 
     async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &ConnInfo,
         activity: &Arc<Activity>,
         started: Instant,
@@ -292,7 +291,7 @@ impl Front {
     /// `X-Request-Start` (so they follow the request through the whole chain), else
     /// our own. An untrusted client can choose neither. With `client`, the one
     /// answer to who sent it.
-    fn stamp(&self, req: &Request<Incoming>, conn: &ConnInfo, client: Client) -> Stamp {
+    fn stamp(&self, req: &Request<ClientBody>, conn: &ConnInfo, client: Client) -> Stamp {
         let trusted = self.real_ip.trusts(conn);
         let passed = |name: &str| {
             if !trusted {
@@ -315,7 +314,7 @@ impl Front {
     /// or the app, all decided on one normal form of its path (`normal_path`).
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         websocket: Option<Result<websocket::Handshake, websocket::Malformed>>,
         conn: &ConnInfo,
         stamp: &Stamp,
@@ -406,7 +405,7 @@ impl Front {
     /// The app's answer, or the file its `X-Accel-Redirect` names; 404 without an app.
     async fn to_app(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: &ConnInfo,
         stamp: &Stamp,
     ) -> (RouteKind, Response<Body>) {
@@ -516,7 +515,7 @@ impl LoggedHead {
         }
     }
 
-    fn of(req: &Request<Incoming>, client: &Client) -> Self {
+    fn of(req: &Request<ClientBody>, client: &Client) -> Self {
         let header = |name: header::HeaderName| {
             req.headers()
                 .get(name)

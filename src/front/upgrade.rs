@@ -9,6 +9,7 @@
 use super::websocket::Handshake;
 use super::{Front, LoggedHead};
 use crate::conn_watch::Activity;
+use crate::http1::body::ClientBody;
 use crate::net::ConnInfo;
 use crate::observe::metrics::UpgradeRefusal;
 use crate::observe::RouteKind;
@@ -17,7 +18,6 @@ use crate::proxy::{Stamp, Upstream};
 use crate::respond::{self, Body, Failure};
 use crate::tunnel::{self, AppSide, Closing};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,7 +64,7 @@ impl Front {
         &self,
         id: crate::static_files::MountId,
         path: &crate::normal_path::NormalPath,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
     ) -> bool {
         if self.proxy.is_none() || !self.statics.falls_through(id) {
             return false;
@@ -83,7 +83,7 @@ impl Front {
     /// Opens the WebSocket `hs` asks for (see the module doc).
     pub(super) async fn open_websocket(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         hs: Handshake,
         conn: &ConnInfo,
         stamp: &Stamp,

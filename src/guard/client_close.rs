@@ -1,12 +1,12 @@
 //! The rules of the HTTP/1 client-close watch (issue 27), as pure functions, for
-//! `GuardedIo::watch_for_client_close` (and, later, our own HTTP/1 codec).
+//! our HTTP/1 connection (`http1::conn`, `Conn::poll_side`).
 //!
-//! While an answer is owed hyper reads nothing from the client, so a client that
-//! leaves during an idle stream or a long poll would hold its worker until the next
-//! write. The watch reads for it, through the guard:
+//! While an answer is owed the request being served reads nothing more, so a client
+//! that leaves during an idle stream or a long poll would hold its worker until the
+//! next write. The watch reads for it, through the guard:
 //!
 //! - It reads while an answer is owed and less than [`READ_AHEAD`] validated bytes
-//!   wait for hyper, whatever they are (a pipelined request's head, part of one, a
+//!   wait to be served, whatever they are (a pipelined request's head, part of one, a
 //!   body, bytes after a WebSocket candidate's head): a byte the client pipelined no
 //!   longer hides its later close. Past that it stops reading, and the client's further
 //!   bytes wait in the kernel (back-pressure); head bytes the guard holds back are
@@ -16,8 +16,8 @@
 //!   a client that left: the request ends, as nginx ends it with its default
 //!   `proxy_ignore_client_abort off` (measured: 499 for every request followed at once
 //!   by a half-close, fast answer or not; see the README, "client close").
-//! - A refusal of what the client pipelined ends the input but is no close: hyper
-//!   answers what came before, then the guard's 4xx is written.
+//! - A refusal of what the client pipelined ends the input but is no close: the
+//!   connection answers what came before, then the guard's 4xx is written.
 //! - Once the read-ahead is full, a FIN or reset waits in the kernel behind bytes the
 //!   watch no longer reads; so every [`PEER_PROBE_EVERY`] it asks the socket itself
 //!   ([`PeerEnded`]: `poll` for POLLRDHUP, POLLHUP, POLLERR, which nginx's epoll sees as
@@ -27,7 +27,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-/// How many validated bytes the watch reads ahead of hyper, at most (plus one read).
+/// How many validated bytes the watch reads ahead of the request served, at most (plus one read).
 pub(crate) const READ_AHEAD: usize = 8 * 1024;
 
 /// How often a watch whose read-ahead is full asks the socket whether the peer left.
@@ -89,7 +89,7 @@ pub(crate) struct Watch {
     pub answer_owed: bool,
     /// The input already ended (EOF, a refusal, a timer).
     pub input_ended: bool,
-    /// Validated bytes read and not yet handed to hyper (or held for a tunnel).
+    /// Validated bytes read and not yet served (or held for a tunnel).
     pub read_ahead: usize,
 }
 
@@ -108,14 +108,13 @@ impl Watch {
 /// What one read by the watch found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Found {
-    /// Bytes, validated and kept for hyper.
+    /// Bytes, validated and kept for the requests after.
     Bytes,
     /// The guard refused what the client sent.
     Refused,
-    /// EOF: the client closed or half-closed its side.
+    /// EOF (the client closed or half-closed its side) or a read error (a reset, a
+    /// TLS record without close_notify).
     End,
-    /// A read error (a reset, a TLS record without close_notify).
-    Error,
 }
 
 /// What the watch does after a read.
@@ -123,18 +122,10 @@ pub(crate) enum Found {
 pub(crate) enum Verdict {
     /// Read on while [`Watch::reads`] says so.
     Continue,
-    /// The input ended without the client leaving: hyper meets the refusal in order.
+    /// The input ended without the client leaving: the refusal is answered in order.
     InputEnded,
     /// The client left with an answer owed: end the connection.
     Gone,
-}
-
-/// The error that ends hyper's connection when the client left without one of its own.
-pub(crate) fn gone_error() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "client closed its connection with a response pending",
-    )
 }
 
 /// The verdict on what a read found while an answer is owed.
@@ -142,7 +133,7 @@ pub(crate) fn verdict(found: Found) -> Verdict {
     match found {
         Found::Bytes => Verdict::Continue,
         Found::Refused => Verdict::InputEnded,
-        Found::End | Found::Error => Verdict::Gone,
+        Found::End => Verdict::Gone,
     }
 }
 
@@ -161,7 +152,10 @@ mod tests {
     #[test]
     fn reads_only_while_an_answer_is_owed_and_the_input_is_open() {
         assert!(watch(true, false, 0).reads());
-        assert!(!watch(false, false, 0).reads(), "hyper reads itself then");
+        assert!(
+            !watch(false, false, 0).reads(),
+            "the connection reads itself then"
+        );
         assert!(!watch(true, true, 0).reads());
     }
 
@@ -210,7 +204,6 @@ mod tests {
             Verdict::Gone,
             "half-close too: nginx 499s it"
         );
-        assert_eq!(verdict(Found::Error), Verdict::Gone);
         assert_eq!(verdict(Found::Refused), Verdict::InputEnded);
         assert_eq!(verdict(Found::Bytes), Verdict::Continue);
     }

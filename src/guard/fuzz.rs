@@ -4,18 +4,20 @@
 //! Random request streams aimed at the edge's hard cases (`generate`: framing
 //! respellings, bare CR/LF, obs-fold, odd targets and tokens, pipelining, gunicorn's
 //! corpus, byte mutations), each cut into reads at random points, go to:
-//! - [`ours`]: our reading of a connection's requests (the one function to switch
-//!   when the reading changes);
+//! - [`ours`]: our reading of a connection's requests, issue 28's codec (the one
+//!   function to switch when the reading changes: before the codec it was the guard
+//!   then hyper, and the first 10-minute run was against that);
 //! - hyper's HTTP/1 server, with the settings the front gave it (`reference`);
-//! - today's guard alone (`reference::guard_reads`).
+//! - the guard alone (`reference::guard_reads`), whose verdicts the codec must keep.
 //!
 //! The properties, on every stream:
 //! - (a) every stream ours accepts, hyper parses to the same requests (method,
 //!   target, version, fields, body), up to the request that ends the connection;
 //!   where hyper cannot read a request ours takes, the difference must be one of
-//!   the [`known_difference`]s;
-//!   Today's guard on its own: every request it passes, hyper reads;
-//! - (b) ours refuses every stream today's guard refuses, with the same `Reject`
+//!   the [`known_difference`]s (a target `http::Uri` refuses, `"` in a query: served
+//!   as sent, as gunicorn does), or ours closes earlier (a `close` in a Connection
+//!   value hyper cannot read);
+//! - (b) ours refuses every stream the guard refuses, with the same `Reject`
 //!   when the refusal is in a head (a stream whose connection ends before the
 //!   guard's refusal is exempt);
 //! - (c) cutting the stream into other reads never changes ours' result.
@@ -24,7 +26,7 @@
 //! guard refuses, by hard case: our strictness margin, not a failure.
 //!
 //! Runs: `cargo test --lib guard::fuzz` runs `PROPTEST_CASES` cases (default
-//! [`CI_CASES`], about 15 s in a debug build); `FUZZ_MINUTES=10 cargo test --lib
+//! [`CI_CASES`], about 5 s of CPU in a debug build); `FUZZ_MINUTES=10 cargo test --lib
 //! guard::fuzz -- --nocapture` runs batches of 2,000 for that long, goes on past a
 //! failure to find the others, and prints the summary. A failure prints the shrunk
 //! stream (bytes, cuts, limits): make it a test in guard/tests/fuzz_found.rs.
@@ -45,47 +47,37 @@ use generate::Stream;
 use reference::{guard_reads, hyper_reads, HyperOutcome, Seen};
 
 /// Cases in a CI run (`PROPTEST_CASES` overrides it).
-const CI_CASES: u32 = 10_000;
+const CI_CASES: u32 = 5_000;
 
 /// How ours ended a stream: every complete request, or a refusal.
 type Ours = Result<Vec<Seen>, Reject>;
 
-/// Our reading of a connection's requests: the guard validates each read, then
-/// hyper parses what it passed, and the stand-in gets its request line back, as on
-/// the front's HTTP/1 path. A refusal is the guard's, or hyper's own (a 400, or its
-/// 431 when a head outgrows its buffer).
-fn ours(rt: &tokio::runtime::Runtime, reads: &[Vec<u8>], limits: GuardLimits) -> Ours {
-    let guard = guard_reads(reads, limits);
-    if guard.h2 {
-        return Ok(Vec::new());
+/// Our reading of a connection's requests: issue 28's codec (`crate::http1`), on
+/// the guard's one parse, through the crate's test API (`crate::testing`: the
+/// guard itself never uses the codec built on it). (Before it, the guard then hyper on what it passed, the
+/// stand-in restored: `ours` at 2f10bfbb3.)
+fn ours(reads: &[Vec<u8>], limits: GuardLimits) -> Ours {
+    let reads: Vec<&[u8]> = reads.iter().map(Vec::as_slice).collect();
+    let requests = crate::testing::parse_requests_in_reads(&reads, limits)?;
+    Ok(requests.into_iter().map(seen).collect())
+}
+
+/// A request the codec read, in the terms hyper gives.
+fn seen(r: crate::testing::ParsedRequest) -> Seen {
+    Seen {
+        method: r.method,
+        target: reference::printed_target(&r.target),
+        version: r.version,
+        fields: reference::ordered_fields(r.fields),
+        body: r.body,
     }
-    let hyper = hyper_reads(rt, &guard.passed, &limits, true);
-    if let Some(r) = guard.refused {
-        return Err(r);
-    }
-    if hyper.refused.is_some() {
-        return Err(match hyper.too_large {
-            true => Reject::HeaderFieldsTooLarge,
-            false => Reject::BadRequest,
-        });
-    }
-    let mut requests = hyper.requests;
-    if guard.held {
-        // A WebSocket candidate: its head, whatever its body (the front refuses a
-        // handshake with one; no later byte is HTTP).
-        requests.extend(hyper.unfinished.map(|s| Seen {
-            body: Vec::new(),
-            ..s
-        }));
-    }
-    Ok(requests)
 }
 
 /// Requests hyper cannot read that ours takes on purpose, with the reason.
 fn known_difference(request: &Seen) -> Option<&'static str> {
     if request.target.starts_with("(not a Uri)") {
         // `"` in a query and the like: gunicorn and nginx serve them, the `http`
-        // crate refuses them (guard/stand_in.rs).
+        // crate refuses them (before the codec, the guard handed hyper a stand-in).
         return Some("target http::Uri refuses");
     }
     None
@@ -99,14 +91,24 @@ fn ends_connection(r: &Seen) -> bool {
     let connection: Vec<&[u8]> = r
         .fields
         .iter()
-        .filter(|(n, v)| {
-            n == b"connection" && v.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
-        })
+        .filter(|(n, v)| n == b"connection" && is_visible_ascii(v))
         .map(|(_, v)| v.as_slice())
         .collect();
     let close = connection.iter().any(|v| lists_token(v, b"close"));
     let keep_alive = connection.iter().any(|v| lists_token(v, b"keep-alive"));
     close || (r.version == (1, 0) && !keep_alive) || is_websocket_candidate(r)
+}
+
+/// A `close` in a Connection value that is not visible ASCII: hyper does not read
+/// the value (`HeaderValue::to_str`), the codec and nginx do and close: stricter.
+fn closes_where_hyper_does_not(r: &Seen) -> bool {
+    r.fields
+        .iter()
+        .any(|(n, v)| n == b"connection" && !is_visible_ascii(v) && lists_token(v, b"close"))
+}
+
+fn is_visible_ascii(v: &[u8]) -> bool {
+    v.iter().all(|&b| b == b'\t' || (32..127).contains(&b))
 }
 
 fn is_websocket_candidate(r: &Seen) -> bool {
@@ -156,18 +158,17 @@ fn check(rt: &tokio::runtime::Runtime, s: &Stream, tally: &mut Tally) -> Result<
     if guard.h2 {
         return Ok(());
     }
-    let ours_a = ours(rt, &reads_a, s.limits);
+    let ours_a = ours(&reads_a, s.limits);
     // (c)
     for (name, cuts) in [("cuts_b", &s.cuts_b[..]), ("one read", &[][..])] {
-        let other = ours(rt, &s.reads(cuts), s.limits);
+        let other = ours(&s.reads(cuts), s.limits);
         if other != ours_a {
             return Err(fail(format!(
                 "(c) {name} gives {other:?}, cuts_a gives {ours_a:?}"
             )));
         }
     }
-    guard_passes_what_hyper_reads(rt, &guard, &s.limits)?;
-    let hyper = hyper_reads(rt, &reads_a, &s.limits, false);
+    let hyper = hyper_reads(rt, &reads_a, &s.limits);
     tally.cases += 1;
     tally_margin(s, &guard, &hyper, tally);
     // (b)
@@ -202,25 +203,6 @@ fn check(rt: &tokio::runtime::Runtime, s: &Stream, tally: &mut Tally) -> Result<
     same_as_hyper(until_connection_ends(requests), &hyper, tally)
 }
 
-/// Property (a) for today's guard, which ours builds on: every request whose head
-/// and body it passed, hyper reads (a stand-in restored), so no request the guard
-/// takes is one only hyper's 400 kept from the front.
-fn guard_passes_what_hyper_reads(
-    rt: &tokio::runtime::Runtime,
-    guard: &reference::GuardOutcome,
-    limits: &GuardLimits,
-) -> Result<(), TestCaseError> {
-    let passed = guard.refused_request().unwrap_or(guard.heads as usize);
-    let hyper = hyper_reads(rt, &guard.passed, limits, true);
-    match &hyper.refused {
-        Some(error) if hyper.requests.len() < passed => Err(fail(format!(
-            "(a) the guard passed request {}, hyper refused it: {error}",
-            hyper.requests.len()
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// Property (a) for one accepted stream.
 fn same_as_hyper(
     ours: Vec<Seen>,
@@ -250,6 +232,11 @@ fn same_as_hyper(
         }
     }
     if theirs.len() > ours.len() {
+        if ours.last().is_some_and(closes_where_hyper_does_not) {
+            let reason = "ours closes on a Connection value hyper does not read";
+            *tally.known.entry(reason).or_default() += 1;
+            return Ok(());
+        }
         return Err(fail(format!(
             "(a) hyper read {} requests, ours {}: {:?}",
             theirs.len(),

@@ -2,7 +2,7 @@
 //! rules (RFC 9110/9112, gunicorn 27's defaults), as functions over bytes, without
 //! state or I/O.
 
-use super::{stand_in, HeadFacts, Reject, TransferCodings};
+use super::{HeadFacts, Reject, Span, TransferCodings, RESERVED_FIELD};
 use memchr::memchr;
 
 /// gunicorn's default method rule: a token of 3 to 20 characters with no lower-case
@@ -213,11 +213,25 @@ pub(super) fn note_framing_field(
         if f.content_types > 1 {
             return Err(Reject::BadRequest);
         }
-    } else if name.eq_ignore_ascii_case(stand_in::FIELD.as_bytes()) {
+    } else if name.eq_ignore_ascii_case(RESERVED_FIELD.as_bytes()) {
         // Only the guard may add it: from a client it would rewrite the request line.
         return Err(Reject::BadRequest);
     }
     Ok(())
+}
+
+/// Records what a field (its value `at` these offsets) says about the
+/// connection and the interim response: `Connection` tokens (as hyper reads them,
+/// every field counted), `Expect` (the last one decides, as in hyper), Host's value.
+pub(super) fn note_connection_field(f: &mut HeadFacts, name: &[u8], value: &[u8], at: Span) {
+    if name.eq_ignore_ascii_case(b"connection") {
+        f.connection_close |= super::upgrade::lists_token(value, b"close");
+        f.connection_keep_alive |= super::upgrade::lists_token(value, b"keep-alive");
+    } else if name.eq_ignore_ascii_case(b"expect") {
+        f.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+    } else if name.eq_ignore_ascii_case(b"host") {
+        f.host = Some(at);
+    }
 }
 
 /// `1*DIGIT` that fits in a u64: no sign, no list, no inner whitespace.

@@ -86,35 +86,9 @@ fn latin1(s: &str) -> Vec<u8> {
     s.chars().map(|c| c as u32 as u8).collect()
 }
 
-/// Valid cases hyper gets as a stand-in: (the stand-in's request line, the client's
-/// method and target as the internal field carries them).
-fn stand_in_of(id: &str) -> Option<(&'static str, &'static str)> {
-    Some(match id {
-        "valid/014" => (
-            "GET /with_%22quotes%22?foo=%22bar%22 HTTP/1.1",
-            "GET /with_\"quotes\"?foo=\"bar\"",
-        ),
-        "valid/rfc9112_target_authority_connect_01" => (
-            "FERRICORN-CONNECT example.com:443 HTTP/1.1",
-            "CONNECT example.com:443",
-        ),
-        "valid/rfc9112_target_authority_ipv6_01" => {
-            ("FERRICORN-CONNECT [::1]:443 HTTP/1.1", "CONNECT [::1]:443")
-        }
-        _ => return None,
-    })
-}
-
 /// The bytes a valid case must forward: all of them, except empty lines the guard
-/// drops between requests (RFC 9112 §2.2), and for a stand-in (one request, no body)
-/// its own request line and the internal field.
+/// drops between requests (RFC 9112 §2.2).
 fn expected_forwarded(id: &str, raw: &[u8]) -> Vec<u8> {
-    if let Some((line, original)) = stand_in_of(id) {
-        let fields_start = memchr::memmem::find(raw, b"\r\n").unwrap() + 2;
-        let fields = &raw[fields_start..raw.len() - 2];
-        let field = format!("{}: {original}\r\n\r\n", stand_in::FIELD);
-        return [line.as_bytes(), b"\r\n", fields, field.as_bytes()].concat();
-    }
     match id {
         "valid/rfc9112_leading_crlf_01" => raw[2..].to_vec(),
         // The CRLF after the body is an empty line before a request that never comes.
@@ -163,7 +137,7 @@ fn raw_of(case: &serde_json::Value) -> Vec<u8> {
 }
 
 #[test]
-fn corpus_valid_cases_pass_unchanged_or_as_stand_ins() {
+fn corpus_valid_cases_pass_unchanged() {
     let mut count = 0;
     for case in corpus_cases().iter().filter(|c| c["kind"] == "valid") {
         let id = case["id"].as_str().unwrap();
@@ -175,15 +149,12 @@ fn corpus_valid_cases_pass_unchanged_or_as_stand_ins() {
         assert!(o.seen >= requests.len() as u64, "{id}: {} heads", o.seen);
         let mut at = 0;
         for r in requests {
-            let line = match stand_in_of(id) {
-                Some((line, _)) => format!("{line}\r\n").into_bytes(),
-                None => latin1(&format!(
-                    "{} {} {}\r\n",
-                    r["method"].as_str().unwrap(),
-                    r["uri"].as_str().unwrap(),
-                    r["version"].as_str().unwrap()
-                )),
-            };
+            let line = latin1(&format!(
+                "{} {} {}\r\n",
+                r["method"].as_str().unwrap(),
+                r["uri"].as_str().unwrap(),
+                r["version"].as_str().unwrap()
+            ));
             let found = memchr::memmem::find(&o.out[at..], &line);
             at += found.unwrap_or_else(|| panic!("{id}: request line missing")) + line.len();
         }
@@ -366,74 +337,6 @@ fn request_targets() {
     passes(b"GET /a?b=\"c\"&d=%20#frag HTTP/1.1\r\n\r\n");
 }
 
-/// The request line and the internal field of a head the guard passed.
-fn stand_in_parts(out: &[u8]) -> (String, Option<stand_in::Original>) {
-    let text = String::from_utf8(out.to_vec()).expect("ASCII");
-    let line = text.split("\r\n").next().unwrap().to_string();
-    let mut headers = http::HeaderMap::new();
-    for field in text.split("\r\n").skip(1).take_while(|f| !f.is_empty()) {
-        let (name, value) = field.split_once(": ").unwrap();
-        let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-        headers.append(name, value.parse().unwrap());
-    }
-    (line, stand_in::take(&mut headers, http::Version::HTTP_11))
-}
-
-#[test]
-fn targets_http_refuses_reach_hyper_percent_encoded_with_the_original() {
-    // Every visible ASCII byte in the path and in the query, origin- and absolute-form:
-    // hyper must parse the target it gets (it uses `http::Uri`), and the internal field
-    // must give back the client's target. Bytes after `#` are a fragment hyper drops.
-    for b in (0x21u8..=0x7e).filter(|&b| b != b'#') {
-        let c = char::from(b);
-        for target in [
-            format!("/p{c}x?q{c}y"),
-            format!("http://h/p{c}x?q{c}y"),
-            format!("/p#{c}"),
-        ] {
-            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
-            let (line, original) = stand_in_parts(&passes(raw.as_bytes()));
-            let sent = line.split(' ').nth(1).unwrap();
-            if let Err(e) = sent.parse::<http::Uri>() {
-                panic!("{target:?} reached hyper as {sent:?}: {e}");
-            }
-            match original {
-                Some(o) => {
-                    assert_eq!(
-                        (o.method, &o.target[..]),
-                        (http::Method::GET, target.as_bytes())
-                    );
-                    assert_ne!(sent, target, "a stand-in without a change");
-                }
-                None => assert_eq!(sent, target, "changed without the original"),
-            }
-        }
-    }
-    let (line, original) = stand_in_parts(&passes(b"GET /a\"b?c=\"<>`\"#\"< HTTP/1.0\r\n\r\n"));
-    assert_eq!(line, "GET /a%22b?c=%22%3C%3E%60%22#\"< HTTP/1.0");
-    assert_eq!(&original.unwrap().target[..], b"/a\"b?c=\"<>`\"#\"<");
-}
-
-#[test]
-fn connect_reaches_hyper_under_another_method() {
-    let raw = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX: 1\r\n\r\n";
-    let out = passes(raw);
-    assert_eq!(
-        out,
-        b"FERRICORN-CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX: 1\r\n\
-          x-ferricorn-original-request: CONNECT example.com:443\r\n\r\n"
-    );
-    let (_, original) = stand_in_parts(&out);
-    let original = original.unwrap();
-    assert_eq!(original.method, http::Method::CONNECT);
-    assert_eq!(&original.target[..], b"example.com:443");
-    // The body and the next request pass as for any method.
-    let with_body = b"CONNECT h:1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nabGET / HTTP/1.1\r\n\r\n";
-    let o = check(with_body);
-    assert_eq!((o.result, o.seen, o.idle), (Ok(()), 2, true));
-    assert!(o.out.ends_with(b"\r\n\r\nabGET / HTTP/1.1\r\n\r\n"));
-}
-
 #[test]
 fn the_internal_field_is_never_a_clients() {
     for name in [
@@ -442,7 +345,7 @@ fn the_internal_field_is_never_a_clients() {
     ] {
         let head = format!("GET / HTTP/1.1\r\n{name}: GET /admin\r\n\r\n");
         assert_eq!(refused(head.as_bytes()), Reject::BadRequest, "{name}");
-        // even on a request that gets a stand-in of its own
+        // whatever the target
         let head = format!("GET /\" HTTP/1.1\r\n{name}: GET /admin\r\n\r\n");
         assert_eq!(refused(head.as_bytes()), Reject::BadRequest, "{name}");
         let trailer = format!(
@@ -450,27 +353,6 @@ fn the_internal_field_is_never_a_clients() {
         );
         assert_eq!(refused(trailer.as_bytes()), Reject::BadRequest, "{name}");
     }
-}
-
-#[test]
-fn the_front_believes_the_internal_field_only_on_http1() {
-    let field = || {
-        let mut h = http::HeaderMap::new();
-        h.insert(stand_in::FIELD, "CONNECT a:1".parse().unwrap());
-        h
-    };
-    for version in [http::Version::HTTP_10, http::Version::HTTP_11] {
-        let mut h = field();
-        let o = stand_in::take(&mut h, version).unwrap();
-        assert_eq!(
-            (o.method, &o.target[..]),
-            (http::Method::CONNECT, &b"a:1"[..])
-        );
-        assert!(h.is_empty(), "removed");
-    }
-    let mut h = field();
-    assert_eq!(stand_in::take(&mut h, http::Version::HTTP_2), None);
-    assert!(h.is_empty(), "removed from HTTP/2 requests too");
 }
 
 #[test]
@@ -691,7 +573,6 @@ fn error_responses_are_well_formed() {
     }
 }
 
-// ---- the head cap, what the differential fuzz found, the I/O wrapper ----
+// ---- the head cap, what the differential fuzz found ----
 mod fuzz_found;
 mod head;
-mod io;

@@ -1,13 +1,13 @@
 //! The guard's WebSocket rule: after the head of a request that may become a
 //! WebSocket tunnel (a *candidate*: `GET`, HTTP/1.1, an `Upgrade` field naming
 //! `websocket`, a `Connection` field naming `upgrade`), no later byte is ever read as
-//! HTTP. The guard holds what it already read past that head and hands the reader
-//! (hyper) EOF, as after a refusal: hyper answers that one request and ends. The
-//! front then either tunnels (its own check on hyper's parse agrees, the app took the
-//! socket; `GuardedIo::into_tunnel` gives the held bytes to the relay) or answers
-//! with `Connection: close`, and the held bytes are dropped unread.
+//! HTTP. The guard holds what it already read past that head, and the connection
+//! (`http1::conn`) reads no more: it answers that one request and ends. The front
+//! then either tunnels (the app took the socket; `Conn::tunnel` gives the held bytes
+//! to the relay) or answers with `Connection: close`, and the held bytes are dropped
+//! unread.
 //!
-//! Token lists are matched the way the front matches them on hyper's parsed fields
+//! Token lists are matched the way the front matches them on the request's fields
 //! ([`lists_token`]), so the two decisions are made by the same rule on the same bytes.
 
 /// What the fields of one request head said about a WebSocket upgrade so far.

@@ -1,6 +1,6 @@
 //! The path and query the app sees (PATH_INFO before decoding, QUERY_STRING, and
 //! RAW_URI made of both), taken from the request-target as the client sent it when
-//! hyper parsed a stand-in (see `guard::stand_in`), else from hyper's URI.
+//! the URI is not it (see `net::RawTarget`), else from the URI.
 
 use crate::net::RawTarget;
 use bytes::Bytes;

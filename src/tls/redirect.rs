@@ -9,7 +9,10 @@
 //! `[IPv6]` gets 400: the Location never names anything but the host the client
 //! itself asked for.
 
-use crate::guard::{self, ConnTimeouts, GuardLimits, GuardedIo};
+use crate::conn_watch::Activity;
+use crate::guard::{self, ConnTimeouts, GuardLimits};
+use crate::http1::{self, body::ClientBody};
+use crate::proxy_protocol::Prefixed;
 use crate::respond::{self, Body};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -124,7 +127,7 @@ fn page(status: StatusCode) -> String {
     )
 }
 
-fn answer(req: &Request<Incoming>, limits: &GuardLimits) -> Response<Body> {
+fn answer<B>(req: &Request<B>, limits: &GuardLimits) -> Response<Body> {
     // The HTTP/1 guard has checked an HTTP/1 head; HTTP/2's get the same rules here.
     if req.version() == Version::HTTP_2 {
         if let Err(reject) = guard::http2::check(req, limits) {
@@ -198,34 +201,39 @@ pub(crate) async fn serve(listener: TcpListener, conns: RedirectConns, stop: Can
     }
 }
 
-/// One connection: HTTP/1 behind the guard, or HTTP/2 with prior knowledge, whose
+/// One connection: HTTP/1 served by our codec (the guard reads every byte, its
+/// timeouts end an idle or slow connection), or HTTP/2 with prior knowledge, whose
 /// connection lives at most the head timeout plus the keep-alive (a client that
 /// follows a redirect needs one request).
 async fn serve_conn(stream: TcpStream, conns: RedirectConns) {
-    let mut io = GuardedIo::new(stream, conns.guard).with_timeouts(conns.timeouts);
-    let Ok(h2) = io.sniff_h2().await else { return };
     let limits = conns.guard;
     let port = HttpsPort(conns.https_port);
+    let h1 = tower::service_fn(move |mut req: Request<ClientBody>| {
+        req.extensions_mut().insert(port);
+        let r = answer(&req, &limits);
+        async move { Ok::<_, Infallible>(r) }
+    });
+    let activity = Activity::new(CancellationToken::new());
+    let t = conns.timeouts;
+    let ended = http1::conn::serve(stream, limits, t, h1, activity).await;
+    let http1::conn::Ended::Http2(stream, read) = ended else {
+        return;
+    };
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(port);
         let r = answer(&req, &limits);
         async move { Ok::<_, Infallible>(r) }
     });
-    if h2 {
-        let life = conns.timeouts.head + conns.timeouts.idle;
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(16)
-            .max_header_list_size(guard::http2::max_header_list_size(&limits));
-        let conn = builder.serve_connection(TokioIo::new(io), service);
-        let _ = tokio::time::timeout(life.max(Duration::from_secs(1)), conn).await;
-    } else {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .half_close(true)
-            .serve_connection(TokioIo::new(io), service);
-        let _ = conn.await;
-    }
+    let life = t.head + t.idle;
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(16)
+        .max_header_list_size(guard::http2::max_header_list_size(&limits));
+    // The bytes read while telling the versions apart come first.
+    let io = TokioIo::new(Prefixed::new(read, stream));
+    let conn = builder.serve_connection(io, service);
+    let _ = tokio::time::timeout(life.max(Duration::from_secs(1)), conn).await;
 }
 
 #[cfg(test)]

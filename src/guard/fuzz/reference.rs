@@ -1,13 +1,11 @@
 //! The fuzz's runners: hyper's HTTP/1 server over scripted in-memory reads (the
-//! reference, and before issue 28's codec the second half of our own reading), and
-//! the guard alone (what must stay refused).
+//! reference), and the guard alone (what must stay refused).
 //!
-//! hyper gets the settings the front's listener gave it before the codec
-//! (src/listener.rs `builders` at the time the fuzz was written: keep-alive,
-//! half-close, `max_headers` = the field limit + the stand-in's field, a 416 KiB read
-//! buffer, no header timeout); its service records every request it parsed and
-//! answers 404, which makes no connection a tunnel (hyper turns a 2xx to CONNECT and
-//! any 101 into one).
+//! hyper gets the settings the front's listener gave it before issue 28's codec
+//! (src/listener.rs `builders`: keep-alive, half-close, `max_headers` = the field
+//! limit + the stand-in's field, a 416 KiB read buffer, no header timeout); its
+//! service records every request it parsed and answers 404, which makes no
+//! connection a tunnel (hyper turns a 2xx to CONNECT and any 101 into one).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,7 +23,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::super::{stand_in, GuardLimits, Http1Guard, Reject};
+use super::super::{GuardLimits, Http1Guard, Reject};
 
 /// One request as a reader understood it, in the terms hyper can give: the target
 /// as `http::Uri` prints it, field names in lower case, fields ordered by name (the
@@ -131,7 +129,7 @@ fn builder(limits: &GuardLimits) -> http1::Builder {
     let mut h1 = http1::Builder::new();
     h1.keep_alive(true)
         .half_close(true)
-        .max_headers(limits.fields + stand_in::ADDED_FIELDS)
+        .max_headers(limits.fields + 1)
         .max_buf_size(HYPER_H1_BUFFER)
         .header_read_timeout(None);
     h1
@@ -143,13 +141,11 @@ struct Log {
     unfinished: Option<Seen>,
 }
 
-/// Serves `reads` with hyper. With `restore`, a stand-in gets its client's method
-/// and target back (the front's `stand_in::Restore`), as on the front's path.
+/// Serves `reads` with hyper.
 pub(super) fn hyper_reads(
     rt: &tokio::runtime::Runtime,
     reads: &[Vec<u8>],
     limits: &GuardLimits,
-    restore: bool,
 ) -> HyperOutcome {
     let log = Arc::new(Mutex::new(Log::default()));
     let service = {
@@ -157,7 +153,7 @@ pub(super) fn hyper_reads(
         service_fn(move |req: Request<Incoming>| {
             let log = log.clone();
             async move {
-                record(req, restore, &log).await;
+                record(req, &log).await;
                 let mut response = Response::new(Empty::<Bytes>::new());
                 *response.status_mut() = http::StatusCode::NOT_FOUND;
                 Ok::<_, Infallible>(response)
@@ -190,16 +186,10 @@ pub(super) fn hyper_reads(
     outcome
 }
 
-async fn record(req: Request<Incoming>, restore: bool, log: &Mutex<Log>) {
-    let (mut parts, body) = req.into_parts();
-    let mut method = parts.method.to_string();
-    let mut target = parts.uri.to_string();
-    if restore {
-        if let Some(original) = stand_in::take(&mut parts.headers, parts.version) {
-            method = original.method.to_string();
-            target = printed_target(&original.target);
-        }
-    }
+async fn record(req: Request<Incoming>, log: &Mutex<Log>) {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.to_string();
+    let target = parts.uri.to_string();
     let version = match parts.version {
         http::Version::HTTP_10 => (1, 0),
         http::Version::HTTP_11 => (1, 1),

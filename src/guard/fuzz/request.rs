@@ -404,6 +404,25 @@ fn field(odd: u32) -> BoxedStrategy<Piece> {
     ])
 }
 
+/// Now and then (odd) around 100 more fields: the default field limit.
+fn many_fields(odd: u32) -> BoxedStrategy<Option<(Piece, Piece)>> {
+    let many = (90..=110usize).prop_map(|n| {
+        let lines: Vec<String> = (0..n).map(|i| format!("X-F{i}: v")).collect();
+        let piece = Piece {
+            bytes: lines.join("\r\n").into_bytes(),
+            tag: Some("about 100 fields"),
+        };
+        Some((
+            piece,
+            Piece {
+                bytes: b"\r\n".to_vec(),
+                tag: None,
+            },
+        ))
+    });
+    union(vec![(40, Just(None).boxed()), (odd, many.boxed())])
+}
+
 /// A field line the guard must refuse: a bad name, no colon, obs-fold.
 fn odd_field(odd: u32) -> BoxedStrategy<Piece> {
     let odd_name = (
@@ -474,9 +493,11 @@ pub(super) fn request(odd: u32) -> BoxedStrategy<GenRequest> {
     let fields = (
         prop::option::weighted(0.85, (host, eol(odd))),
         prop::collection::vec((field(odd), eol(odd)), 0..5),
+        many_fields(odd),
     )
-        .prop_map(|(host, mut fields)| {
+        .prop_map(|(host, mut fields, many)| {
             fields.extend(host);
+            fields.extend(many);
             fields
         });
     // Three line ends for the framing fields (a framing has at most three).

@@ -235,6 +235,13 @@ fn a_tls_client_leaving_mid_stream_is_a_disconnect_for_django() {
 /// and the next request got 503.
 #[test]
 fn vanished_event_streams_free_their_workers_places() {
+    four_streams_vanish_and_free_their_places("dos", b"");
+}
+
+/// `--worker-connections 4 -t 0`: four event streams whose clients each write
+/// `parting` after the first event and vanish; each must be seen to leave
+/// (the app's state says so), and the next request is then served, not 503.
+fn four_streams_vanish_and_free_their_places(name: &str, parting: &[u8]) {
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("q.toml");
     std::fs::write(&conf, "[workers]\nqueue_timeout = 1\n").unwrap();
@@ -249,11 +256,12 @@ fn vanished_event_streams_free_their_workers_places() {
     ];
     let server = django(&site, &args);
     for i in 0..4 {
-        let s = open_tcp(&server, &format!("/sse/dos{i}/"), "data: 0\n\n");
+        let mut s = open_tcp(&server, &format!("/sse/{name}{i}/"), "data: 0\n\n");
+        s.write_all(parting).unwrap();
         drop(s);
     }
     for i in 0..4 {
-        wait_for_state(&server, &format!("/sse/dos{i}/state/"), "disconnected");
+        wait_for_state(&server, &format!("/sse/{name}{i}/state/"), "disconnected");
     }
     let (status, body) = h1_request(&server, "GET", "/async/json/", b"");
     assert_eq!(status, 200, "{body}");
@@ -282,17 +290,7 @@ fn read_until(s: &mut TcpStream, needle: &str) {
 }
 
 fn read_all_tcp(s: &mut TcpStream) -> String {
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    common::read_to_close(s, Duration::from_secs(15))
 }
 
 /// Sends `bytes` and the FIN in one segment (MSG_MORE, then `shutdown(SHUT_WR)`), so
@@ -646,27 +644,5 @@ fn attack3_complete_next_request_then_leave_is_noticed() {
 /// places stayed held (503); now the watch reads on and sees each client leave.
 #[test]
 fn attack3_one_pipelined_byte_reopens_the_vanished_stream_dos() {
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("q.toml");
-    std::fs::write(&conf, "[workers]\nqueue_timeout = 1\n").unwrap();
-    let site = DjangoSite::prepare();
-    let args = [
-        "--worker-connections",
-        "4",
-        "-t",
-        "0",
-        "-c",
-        conf.to_str().unwrap(),
-    ];
-    let server = django(&site, &args);
-    for i in 0..4 {
-        let mut s = open_tcp(&server, &format!("/sse/g{i}/"), "data: 0\n\n");
-        s.write_all(b"G").unwrap();
-        drop(s);
-    }
-    for i in 0..4 {
-        wait_for_state(&server, &format!("/sse/g{i}/state/"), "disconnected");
-    }
-    let (status, body) = h1_request(&server, "GET", "/async/json/", b"");
-    assert_eq!(status, 200, "{body}");
+    four_streams_vanish_and_free_their_places("g", b"G");
 }

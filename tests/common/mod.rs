@@ -308,19 +308,24 @@ impl Server {
     /// server closes or `timeout` passes.
     pub fn raw(&self, bytes: &[u8], timeout: Duration) -> String {
         let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(timeout)).unwrap();
         s.write_all(bytes).unwrap();
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-                Err(_) => break,
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
+        read_to_close(&mut s, timeout)
     }
+}
+
+/// Everything read from `s` until the server closes it or `timeout` passes.
+pub fn read_to_close(s: &mut TcpStream, timeout: Duration) -> String {
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for Server {
